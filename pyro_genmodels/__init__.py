@@ -1,0 +1,16 @@
+"""pyro-genmodels: generative models as real Pyro programs behind one fit/sample API.
+
+>>> import pyro_genmodels as pgm
+>>> sorted(pgm.registry())
+['gaussian']
+"""
+
+from .base import Capabilities, Fit, FitError, GenerativeModel, registry
+from .compare import compare
+from .io import load
+from .models import Gaussian
+
+__version__ = "0.1.0"
+
+__all__ = ["Capabilities", "Fit", "FitError", "Gaussian", "GenerativeModel", "__version__",
+           "compare", "load", "registry"]

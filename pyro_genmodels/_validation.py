@@ -1,0 +1,104 @@
+"""Input validation at the library boundary.
+
+Every public entry point converts its data once, here, and fails with a message that
+says what was expected and what came, before any state changes.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+
+
+def as_data(data: Any, *, dim: int | None = None, name: str = "data",
+            dtype: torch.dtype | None = None, device: torch.device | str | None = None
+            ) -> torch.Tensor:
+    """Convert ``data`` to a finite floating tensor of shape ``(N, dim)``.
+
+    Args:
+        data: a tensor or array-like of shape ``(N, D)``; a 1-D input is accepted only
+            when ``dim == 1`` and is read as ``(N, 1)``.
+        dim: the expected number of columns ``D`` (``None`` to accept any).
+        name: how the argument is called in error messages.
+        dtype: floating dtype to cast to; by default a floating input keeps its dtype
+            and anything else becomes ``torch.get_default_dtype()``.
+        device: where the result lives.
+
+    Raises:
+        TypeError: non-numeric input (strings, objects, complex numbers).
+        ValueError: empty input, wrong number of dimensions or columns, NaN or inf.
+    """
+    if isinstance(data, torch.Tensor):
+        t = data.detach()
+    else:
+        if isinstance(data, (str, bytes)) or data is None:
+            raise TypeError(f"{name} must be a numeric (N, D) tensor or array, got {type(data).__name__}")
+        try:
+            arr = np.asarray(data)
+        except Exception as e:  # ragged lists and the like
+            raise TypeError(f"{name} could not be read as a numeric array: {e}") from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name} must have a numeric dtype (bool, int or float), got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
+        raise TypeError(f"{name} must have a real numeric dtype, got {t.dtype}")
+    if dtype is None:
+        dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
+    t = t.to(dtype=dtype, device=device)
+    if t.dim() == 1 and dim == 1:
+        t = t.unsqueeze(-1)
+    if t.dim() != 2:
+        want = f"(N, {dim})" if dim is not None else "(N, D)"
+        raise ValueError(f"{name} must be 2-D of shape {want}, got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty: expected at least one row, got shape {tuple(t.shape)}")
+    if dim is not None and t.shape[1] != dim:
+        raise ValueError(f"{name} has the wrong number of columns: expected {dim}, got {t.shape[1]}")
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name} must be finite: found {t[row, col].item()} at row {row}, column {col} "
+            f"({int(bad.sum())} non-finite value(s) in all)")
+    return t
+
+
+_INT_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+
+
+def positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive integer, but got {value!r}")
+    return int(value)
+
+
+def positive_float(value: Any, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"Expected {name} to be a positive number, but got {value!r}") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise ValueError(f"Expected {name} > 0 and finite, but got {value!r}")
+    return v
+
+
+def check_options(options: Mapping[str, Any], allowed: Iterable[str], *, method: str) -> None:
+    """Reject option names that ``method`` does not take, listing the ones it does."""
+    allowed = sorted(allowed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for method {method!r}; "
+            f"expected some of {allowed}")
+
+
+def check_method(method: Any, methods: Iterable[str], model_name: str) -> str:
+    methods = tuple(methods)
+    if not isinstance(method, str) or method not in methods:
+        raise ValueError(
+            f"Unknown method {method!r} for {model_name}; expected one of {list(methods)}")
+    return method

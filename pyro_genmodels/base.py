@@ -1,0 +1,432 @@
+"""The facade: :class:`GenerativeModel`, its :class:`Capabilities`, and the :class:`Fit`.
+
+A generative model is a Pyro program ``model(x)`` with *global* parameters phi (the
+latent sites listed in :attr:`GenerativeModel.global_sites`) and an observed site ``x``
+inside a plate. :meth:`GenerativeModel.fit` chooses what happens to phi (``method``):
+
+========  =========================================  ==============================
+method    phi                                        machinery
+========  =========================================  ==============================
+``mle``   point estimate, priors ignored             AutoDelta, priors masked
+``map``   point estimate under the priors            AutoDelta
+``vi``    approximate posterior q(phi)               AutoMultivariateNormal / Normal
+``nuts``  posterior draws                            ``pyro.infer.MCMC(NUTS)``
+``hmc``   posterior draws                            ``pyro.infer.MCMC(HMC)``
+========  =========================================  ==============================
+
+A :class:`Fit` owns everything it needs (a private copy of the model, the point estimate
+or posterior draws, the loss trace, the training data), so it never depends on Pyro's
+global param store and two fits in one process never disturb each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any, Callable, ClassVar, Dict, Iterator, Optional, Tuple
+
+import pyro
+import torch
+from pyro import poutine
+from torch.distributions import biject_to
+from pyro.nn import PyroModule
+
+from ._rng import seeded
+from ._validation import as_data, check_method, check_options, positive_int
+
+LOG_PROB_KINDS = ("exact", "bound", "estimate", "unnormalized")
+POINT_METHODS = ("mle", "map")
+POSTERIOR_METHODS = ("vi", "nuts", "hmc")
+
+#: Rows per chunk in ``log_prob`` / ``sample`` (times the number of posterior draws).
+CHUNK_ELEMENTS = 2**22
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities(Mapping):
+    """What a model family can do, and how honestly.
+
+    Attributes:
+        log_prob: one of ``"exact"``, ``"bound"``, ``"estimate"``, ``"unnormalized"``.
+        sampling: how samples are drawn (``"direct"``, ``"ancestral"``, ``"mcmc"``, ...).
+        methods: the values of ``method`` that :meth:`GenerativeModel.fit` accepts.
+        conditional: whether ``fit(x, c=...)`` / ``sample(n, c=...)`` are supported.
+
+    It is also a read-only mapping, so ``caps["log_prob"]`` and ``dict(caps)`` work.
+    """
+
+    log_prob: str
+    sampling: str
+    methods: Tuple[str, ...]
+    conditional: bool = False
+
+    def __post_init__(self):
+        if self.log_prob not in LOG_PROB_KINDS:
+            raise ValueError(f"Expected log_prob in {LOG_PROB_KINDS}, but got {self.log_prob!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    @classmethod
+    def _keys(cls) -> Tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+_REGISTRY: Dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make a model family known to the CLI, ``load`` and the tests."""
+    name = cls.registry_name
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"A model is already registered as {name!r}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def registry() -> Dict[str, type]:
+    """The registered model families, by name (a copy)."""
+    return dict(_REGISTRY)
+
+
+def get_model_class(name: str) -> type:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown model {name!r}; expected one of {sorted(_REGISTRY)}") from None
+
+
+class FitError(RuntimeError):
+    """A fit failed part-way (e.g. a non-finite loss); ``.fit`` holds the last good state."""
+
+    def __init__(self, message: str, *, fit: Optional["Fit"] = None, step: Optional[int] = None):
+        super().__init__(message)
+        self.fit = fit
+        self.step = step
+
+
+class GenerativeModel(PyroModule):
+    """Base class of every model family: a Pyro program plus what the engines need.
+
+    A family implements :meth:`model`, :meth:`init_values`, :meth:`log_prob_given`,
+    :meth:`sample_given` and :meth:`get_config`, and may add :meth:`derived`.
+    Global parameter values passed to these are *constrained* and may carry leading batch
+    dimensions (one per posterior draw); ``log_prob_given`` then returns ``(*batch, N)``.
+    """
+
+    registry_name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    #: latent sample sites that ``method`` acts on
+    global_sites: ClassVar[Tuple[str, ...]]
+    #: the observed sample site
+    observed_site: ClassVar[str] = "x"
+    #: whether the loss may be compiled with ``JitTrace_ELBO`` (static control flow)
+    jit_safe: ClassVar[bool] = False
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = positive_int(dim, "dim")
+        # carries the dtype and device that the model's tensors are created with
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    # ------------------------------------------------------------------ family API
+    def model(self, x: Optional[torch.Tensor] = None, *, num_data: Optional[int] = None,
+              subsample_size: Optional[int] = None) -> torch.Tensor:
+        """The Pyro model. ``x``: ``(N, dim)`` observations, or ``None`` to draw
+        ``num_data`` points from the prior predictive; ``subsample_size`` turns the data
+        plate into a minibatch plate (unbiased, scaled by ``N / subsample_size``)."""
+        raise NotImplementedError
+
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Data-dependent starting values (constrained) of the global sites."""
+        raise NotImplementedError
+
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``log p(x_i | phi)`` for every row: shape ``(*batch, N)``."""
+        raise NotImplementedError
+
+    def sample_given(self, params: Dict[str, torch.Tensor], n: int) -> torch.Tensor:
+        """``n`` draws of x given phi; when phi is batched its batch must be ``(n,)`` and
+        row i is drawn from phi_i."""
+        raise NotImplementedError
+
+    def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
+        """One replicated data set per draw of phi (batch ``(S,)``): ``(S, num_data, dim)``."""
+        num = next(iter(params.values())).shape[0]
+        return torch.stack([self.sample_given({k: v[s] for k, v in params.items()}, num_data)
+                            for s in range(num)])
+
+    def check_data_for(self, method: str, x: torch.Tensor) -> None:
+        """Refuse data that ``method`` cannot fit (e.g. a singular MLE), before any work."""
+
+    def derived(self, params: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Quantities computed from phi that users read (e.g. ``covariance_matrix``)."""
+        return {}
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments; values are JSON types or tensors."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _factory(self) -> Dict[str, Any]:
+        return {"dtype": self._anchor.dtype, "device": self._anchor.device}
+
+    def validate_data(self, data: Any, *, name: str = "data", device=None,
+                      dtype=None) -> torch.Tensor:
+        return as_data(data, dim=self.dim, name=name, device=device, dtype=dtype)
+
+    def global_site_info(self) -> Dict[str, Dict[str, Any]]:
+        """``{site: {"support", "event_shape"}}`` for each global site, from a prior trace."""
+        with torch.no_grad(), poutine.block():
+            tr = poutine.trace(self.model).get_trace(None, num_data=1)
+        return {name: {"support": tr.nodes[name]["fn"].support,
+                       "event_shape": tuple(tr.nodes[name]["value"].shape)}
+                for name in self.global_sites}
+
+    def num_params(self) -> int:
+        """Number of free scalar parameters (unconstrained dimensions of phi)."""
+        total = 0
+        with torch.no_grad(), poutine.block():
+            tr = poutine.trace(self.model).get_trace(None, num_data=1)
+        for name in self.global_sites:
+            site = tr.nodes[name]
+            total += biject_to(site["fn"].support).inv(site["value"]).numel()
+        return total
+
+    def extra_repr(self) -> str:
+        cfg = {k: v for k, v in self.get_config().items() if not isinstance(v, torch.Tensor)}
+        return ", ".join(f"{k}={v!r}" for k, v in cfg.items())
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: Any, *, method: str, seed: Optional[int] = None, progress: bool = True,
+            **options: Any) -> "Fit":
+        """Fit the global parameters to ``data`` by ``method``.
+
+        Args:
+            data: ``(N, dim)`` tensor or array-like.
+            method: one of ``self.capabilities.methods``.
+            seed: makes the fit reproducible; ``None`` draws a fresh one (kept in
+                ``Fit.seed``). The caller's global RNG state is left untouched.
+            progress: tqdm progress bar.
+            **options: engine options. Optimization (``mle``, ``map``, ``vi``):
+                ``num_steps``, ``lr``, ``lr_decay``, ``batch_size``, ``optimizer``,
+                ``callback``; ``vi`` adds ``guide``, ``num_particles``,
+                ``num_posterior_samples``. MCMC (``nuts``, ``hmc``): ``num_samples``,
+                ``warmup_steps``, ``num_chains`` and kernel settings. All: ``device``.
+
+        Returns:
+            a :class:`Fit`. Ctrl-C during an optimization returns the partial fit
+            (``fit.interrupted`` is True).
+
+        Raises:
+            ValueError / TypeError: bad data, method or options (before any work).
+            FitError: a non-finite loss; ``err.fit`` keeps the last finite parameters.
+        """
+        from .infer import ENGINES  # late import: engines import this module
+
+        check_method(method, self.capabilities.methods, type(self).__name__)
+        engine = ENGINES[method]
+        allowed = [p.name for p in inspect.signature(engine).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name != "progress"]
+        check_options(options, allowed + ["device"], method=method)
+        device = torch.device(options.pop("device", None) or self._anchor.device)
+        x = self.validate_data(data, device=device)
+        self.check_data_for(method, x)
+        validate = getattr(engine, "validate_options", None)
+        if validate is not None:
+            validate(self, x, **options)
+        work = copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
+        with seeded(seed) as used_seed, pyro.get_param_store().scope():
+            result = engine(work, x, progress=progress, **options)
+        return Fit(work, method, data=x, seed=used_seed,
+                   options={k: v for k, v in options.items() if _jsonable(v)}, **result)
+
+
+def _jsonable(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str)) or (
+        isinstance(v, (list, tuple)) and all(_jsonable(u) for u in v))
+
+
+def _chunk_rows(batch: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, batch))
+
+
+class Fit:
+    """The result of :meth:`GenerativeModel.fit`.
+
+    Attributes:
+        method: how phi was fitted (``"mle"``, ``"map"``, ``"vi"``, ``"nuts"``, ``"hmc"``).
+        model: a private copy of the model (never shared with other fits).
+        losses: the optimization trace, one float per step (empty for MCMC).
+        seed: the seed the fit ran under.
+        interrupted: True when the fit was stopped early by Ctrl-C.
+        posterior: for ``vi`` / MCMC, ``{site: (chains, draws, *shape)}``; else ``None``.
+        sample_stats: per-draw MCMC statistics ``{name: (chains, draws)}``.
+        data: the training data (kept for ``to_arviz``).
+    """
+
+    def __init__(self, model: GenerativeModel, method: str, *,
+                 point: Optional[Dict[str, torch.Tensor]] = None,
+                 posterior: Optional[Dict[str, torch.Tensor]] = None,
+                 sample_stats: Optional[Dict[str, torch.Tensor]] = None,
+                 losses=(), data: Optional[torch.Tensor] = None, seed: Optional[int] = None,
+                 options: Optional[Dict[str, Any]] = None, interrupted: bool = False,
+                 info: Optional[Dict[str, Any]] = None):
+        if (point is None) == (posterior is None):
+            raise ValueError("A Fit holds either a point estimate or posterior draws")
+        self.model = model
+        self.method = method
+        self.point = None if point is None else {k: v.detach() for k, v in point.items()}
+        self.posterior = (None if posterior is None
+                          else {k: v.detach() for k, v in posterior.items()})
+        self.sample_stats = dict(sample_stats or {})
+        self.losses = [float(v) for v in losses]
+        self.data = data
+        self.seed = seed
+        self.options = dict(options or {})
+        self.interrupted = bool(interrupted)
+        self.info = dict(info or {})
+
+    # ------------------------------------------------------------------ summaries
+    @property
+    def log_prob_kind(self) -> str:
+        return self.model.capabilities.log_prob
+
+    @property
+    def is_posterior(self) -> bool:
+        return self.posterior is not None
+
+    @property
+    def num_draws(self) -> int:
+        if self.posterior is None:
+            return 0
+        c, s = next(iter(self.posterior.values())).shape[:2]
+        return c * s
+
+    def posterior_samples(self) -> Dict[str, torch.Tensor]:
+        """Posterior draws with chains flattened: ``{site: (chains * draws, *shape)}``."""
+        if self.posterior is None:
+            raise ValueError(f"A {self.method!r} fit is a point estimate and has no posterior draws")
+        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.posterior.items()}
+
+    @property
+    def params(self) -> Dict[str, torch.Tensor]:
+        """Point estimates (posterior means for ``vi``/MCMC) of phi and derived quantities."""
+        if self.point is not None:
+            return {**self.point, **self.model.derived(self.point)}
+        draws = self.posterior_samples()
+        out = {k: v.mean(0) for k, v in draws.items()}
+        for k, v in self.model.derived(draws).items():
+            out[k] = v.mean(0)
+        return out
+
+    def __repr__(self) -> str:
+        what = "point estimate" if self.point is not None else f"{self.num_draws} posterior draws"
+        extra = ", interrupted" if self.interrupted else ""
+        return (f"Fit(model={type(self.model).__name__}, method={self.method!r}, {what}, "
+                f"log_prob_kind={self.log_prob_kind!r}{extra})")
+
+    # ------------------------------------------------------------------ density, sampling
+    @torch.no_grad()
+    def log_prob(self, x: Any) -> torch.Tensor:
+        """``log p(x_i)`` for each row of ``x``, shape ``(N,)``.
+
+        Point fits: ``log p(x_i | phi_hat)``. Posterior fits: the posterior predictive
+        density ``log (1/S) sum_s p(x_i | phi_s)`` over the S stored draws. Evaluated in
+        chunks, so memory is bounded by the chunk, not by N.
+        """
+        x = self._as_input(x)
+        if self.point is not None:
+            rows = _chunk_rows(1)
+            return torch.cat([self.model.log_prob_given(self.point, xb)
+                              for xb in x.split(rows)])
+        draws = self.posterior_samples()
+        log_s = math.log(self.num_draws)
+        rows = _chunk_rows(self.num_draws)
+        return torch.cat([self.model.log_prob_given(draws, xb).logsumexp(0) - log_s
+                          for xb in x.split(rows)])
+
+    @torch.no_grad()
+    def pointwise_log_likelihood(self, x: Any = None) -> torch.Tensor:
+        """``log p(x_i | phi_s)`` for every draw: ``(chains, draws, N)``; ``x`` defaults to
+        the training data. Point fits give ``(1, 1, N)``."""
+        x = self.data if x is None else self._as_input(x)
+        if self.point is not None:
+            return self.model.log_prob_given(self.point, x).reshape(1, 1, -1)
+        chains, draws = next(iter(self.posterior.values())).shape[:2]
+        flat = self.posterior_samples()
+        out = []
+        step = max(1, CHUNK_ELEMENTS // x.shape[0])
+        for i in range(0, chains * draws, step):
+            part = {k: v[i:i + step] for k, v in flat.items()}
+            out.append(self.model.log_prob_given(part, x))
+        return torch.cat(out).reshape(chains, draws, -1)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: Optional[int] = None) -> torch.Tensor:
+        """``n`` draws of x, shape ``(n, dim)``; for posterior fits from the posterior
+        predictive (each row uses a uniformly drawn posterior draw)."""
+        n = positive_int(n, "n")
+        with seeded(seed):
+            if self.point is not None:
+                rows = _chunk_rows(self.model.dim)
+                sizes = [min(rows, n - i) for i in range(0, n, rows)]
+                return torch.cat([self.model.sample_given(self.point, m) for m in sizes])
+            draws = self.posterior_samples()
+            idx = torch.randint(self.num_draws, (n,), device=self._device)
+            rows = _chunk_rows(self.model.dim * self.model.dim)
+            out = []
+            for part in idx.split(rows):
+                out.append(self.model.sample_given({k: v[part] for k, v in draws.items()},
+                                                   part.shape[0]))
+            return torch.cat(out)
+
+    @property
+    def _device(self) -> torch.device:
+        return self.model._anchor.device
+
+    def _as_input(self, x: Any) -> torch.Tensor:
+        return self.model.validate_data(x, name="x", device=self._device,
+                                        dtype=self.model._anchor.dtype)
+
+    # ------------------------------------------------------------------ outputs
+    def to_arviz(self, **kwargs):
+        """An :class:`arviz.InferenceData` (see :func:`pyro_genmodels.arviz.to_inference_data`)."""
+        from .arviz import to_inference_data
+
+        return to_inference_data(self, **kwargs)
+
+    def save(self, path) -> None:
+        """Write the fit to the directory ``path`` (JSON + safetensors; no pickle)."""
+        from .io import save
+
+        save(self, path)
+
+    def to(self, device) -> "Fit":
+        """A copy of this fit with every tensor on ``device``."""
+        device = torch.device(device)
+        out = copy.copy(self)
+        out.model = copy.deepcopy(self.model).to(device)
+        move = lambda d: None if d is None else {k: v.to(device) for k, v in d.items()}  # noqa: E731
+        out.point, out.posterior = move(self.point), move(self.posterior)
+        out.sample_stats = move(self.sample_stats)
+        out.data = None if self.data is None else self.data.to(device)
+        return out
+
+
+Engine = Callable[..., Dict[str, Any]]

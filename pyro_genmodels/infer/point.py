@@ -1,0 +1,99 @@
+"""Point estimates of the global parameters: ``mle`` and ``map`` through AutoDelta.
+
+With an AutoDelta guide the ELBO is exactly the log joint at the point, so
+
+* ``map`` maximizes ``log p(x | phi) + log p(phi)``, and
+* ``mle`` maximizes ``log p(x | phi)``: the same program with the prior sites masked
+  (:class:`FlatPriors`), so their supports still define the constrained space that
+  AutoDelta optimizes over, but their densities no longer count.
+
+Under an isotropic Gaussian prior ``N(0, s^2 I)`` the MAP objective is the MLE objective
+plus the L2 penalty ``||phi||^2 / (2 s^2)`` (and a constant); the tests check this.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Optional
+
+import torch
+from pyro.infer.autoguide import AutoDelta, init_to_value
+from pyro.poutine.messenger import Messenger
+
+from ..base import FitError, GenerativeModel
+from .svi import make_elbo, make_optimizer, run_svi, use_jit, validate_optim_options
+
+
+class FlatPriors(Messenger):
+    """Mask the log-density of the named latent sites (an improper flat prior)."""
+
+    def __init__(self, sites: Iterable[str]):
+        super().__init__()
+        self.sites = frozenset(sites)
+
+    def _process_message(self, msg: Dict[str, Any]) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.sites and not msg["is_observed"]:
+            msg["mask"] = False
+
+
+def _validate(model: GenerativeModel, x: torch.Tensor, **options) -> None:
+    validate_optim_options(num_data=x.shape[0], **options)
+
+
+def fit_point(model: GenerativeModel, x: torch.Tensor, *, method: str,
+              num_steps: int = 1500, lr: float = 0.05, lr_decay: float = 0.05,
+              batch_size: Optional[int] = None, optimizer: Any = "adam",
+              callback: Optional[Callable] = None, jit: Optional[bool] = None,
+              progress: bool = True) -> Dict[str, Any]:
+    """Optimize the AutoDelta point of phi for ``num_steps`` steps.
+
+    Options:
+        num_steps: optimization steps.
+        lr, lr_decay: initial learning rate, and final / initial learning rate
+            (exponential decay in between).
+        batch_size: minibatch size for a subsampled data plate (unbiased gradient);
+            ``None`` uses all the data every step.
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ``"adagrad"``, a
+            ``torch.optim.Optimizer`` subclass, or a ``pyro.optim.PyroOptim``.
+        callback: ``callback(step, loss)`` after each step; return ``True`` to stop.
+        jit: compile the loss with ``JitTrace_ELBO``; ``None`` compiles when the model
+            says it is safe and the whole data set is used each step.
+    """
+    program = model.model
+    if method == "mle":
+        program = FlatPriors(model.global_sites)(model.model)
+    guide = AutoDelta(program, init_loc_fn=init_to_value(values=model.init_values(x)))
+    optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
+    subsample = None if batch_size is None or batch_size >= x.shape[0] else batch_size
+    elbo = make_elbo("Trace_ELBO", jit=use_jit(jit, model, subsample))
+    result = run_svi(program, guide, elbo, optim, x, subsample_size=subsample,
+                     num_steps=num_steps, progress=progress, callback=callback, desc=method)
+    with torch.no_grad():
+        point = {k: v.detach().clone() for k, v in guide.median(x).items()
+                 if k in model.global_sites}
+    out = {"point": point, "losses": result.losses, "interrupted": result.interrupted}
+    if result.error is not None:
+        from ..base import Fit
+
+        partial = Fit(model, method, data=x, **out)
+        raise FitError(str(result.error), fit=partial, step=result.error.step) from result.error
+    return out
+
+
+def fit_mle(model, x, *, num_steps=1500, lr=0.05, lr_decay=0.05, batch_size=None,
+            optimizer="adam", callback=None, jit=None, progress=True):
+    """Maximum likelihood: priors ignored. See :func:`fit_point` for the options."""
+    return fit_point(model, x, method="mle", num_steps=num_steps, lr=lr, lr_decay=lr_decay,
+                     batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
+                     progress=progress)
+
+
+def fit_map(model, x, *, num_steps=1500, lr=0.05, lr_decay=0.05, batch_size=None,
+            optimizer="adam", callback=None, jit=None, progress=True):
+    """Maximum a posteriori (in the constrained space of phi)."""
+    return fit_point(model, x, method="map", num_steps=num_steps, lr=lr, lr_decay=lr_decay,
+                     batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
+                     progress=progress)
+
+
+fit_mle.validate_options = _validate
+fit_map.validate_options = _validate

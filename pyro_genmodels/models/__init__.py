@@ -1,0 +1,5 @@
+"""Model families, one file each."""
+
+from .gaussian import Gaussian
+
+__all__ = ["Gaussian"]

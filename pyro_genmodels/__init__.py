@@ -5,6 +5,7 @@
 ['gaussian']
 """
 
+from . import datasets
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare
 from .io import load
@@ -13,4 +14,4 @@ from .models import Gaussian
 __version__ = "0.1.0"
 
 __all__ = ["Capabilities", "Fit", "FitError", "Gaussian", "GenerativeModel", "__version__",
-           "compare", "load", "registry"]
+           "compare", "datasets", "load", "registry"]

@@ -10,7 +10,7 @@ adapted by Pyro during warmup.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 from pyro.infer import HMC, MCMC, NUTS
@@ -18,6 +18,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from .._validation import positive_float, positive_int
 from ..base import GenerativeModel
+from .svi import quiet_jit_deprecation
 
 
 def _validate(model: GenerativeModel, x: torch.Tensor, *, num_samples=1, warmup_steps=0,
@@ -35,6 +36,11 @@ def _validate(model: GenerativeModel, x: torch.Tensor, *, num_samples=1, warmup_
         positive_int(kernel["max_tree_depth"], "max_tree_depth")
     if "trajectory_length" in kernel:
         positive_float(kernel["trajectory_length"], "trajectory_length")
+
+
+def _jit(jit_compile: Optional[bool], model: GenerativeModel) -> bool:
+    """``None``: compile the potential energy when the model declares it safe."""
+    return bool(model.jit_safe) if jit_compile is None else bool(jit_compile)
 
 
 def _initial_params(model: GenerativeModel, x: torch.Tensor, num_chains: int,
@@ -73,7 +79,8 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, method: str,
                     initial_params=init, num_chains=1, hook_fn=hook,
                     disable_progbar=not progress)
         try:
-            mcmc.run(x)
+            with quiet_jit_deprecation():
+                mcmc.run(x)
         except KeyboardInterrupt:
             interrupted = True
             if chain == 0:
@@ -98,14 +105,21 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, method: str,
 
 def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, num_samples: int = 1000,
              warmup_steps: int = 500, num_chains: int = 2, target_accept_prob: float = 0.8,
-             max_tree_depth: int = 10, full_mass: bool = False, jit_compile: bool = False,
+             max_tree_depth: int = 10, full_mass: bool = False, jit_compile: Optional[bool] = None,
              init_jitter: float = 0.5, progress: bool = True) -> Dict[str, Any]:
-    """No-U-Turn sampling of phi (Hoffman & Gelman, 2014)."""
+    """No-U-Turn sampling of phi (Hoffman & Gelman, 2014).
+
+    Options: ``num_samples`` and ``warmup_steps`` per chain, ``num_chains`` (run one
+    after another), ``target_accept_prob`` (step-size adaptation target),
+    ``max_tree_depth``, ``full_mass`` (dense mass matrix), ``jit_compile`` (``None``:
+    when the model is ``jit_safe``), ``init_jitter`` (sd of the per-chain perturbation of
+    the starting point in the unconstrained space).
+    """
 
     def make_kernel():
         return NUTS(model.model, target_accept_prob=target_accept_prob,
                     max_tree_depth=max_tree_depth, full_mass=full_mass,
-                    jit_compile=jit_compile, ignore_jit_warnings=True)
+                    jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
     return _run(make_kernel, model, x, method="nuts", num_samples=num_samples,
                 warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,
@@ -114,14 +128,15 @@ def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, num_samples: int = 1000
 
 def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, num_samples: int = 1000,
             warmup_steps: int = 500, num_chains: int = 2, target_accept_prob: float = 0.8,
-            trajectory_length: float = 1.0, full_mass: bool = False, jit_compile: bool = False,
+            trajectory_length: float = 1.0, full_mass: bool = False,
+            jit_compile: Optional[bool] = None,
             init_jitter: float = 0.5, progress: bool = True) -> Dict[str, Any]:
     """Hamiltonian Monte Carlo with a fixed trajectory length (Neal, 2011)."""
 
     def make_kernel():
         return HMC(model.model, trajectory_length=trajectory_length,
                    target_accept_prob=target_accept_prob, full_mass=full_mass,
-                   jit_compile=jit_compile, ignore_jit_warnings=True)
+                   jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
     return _run(make_kernel, model, x, method="hmc", num_samples=num_samples,
                 warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,

@@ -8,9 +8,11 @@ values, and Ctrl-C leaves a consistent state behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
+import warnings
 from typing import Any, Callable, List, Optional, Sequence, Set
 
 import pyro.optim
@@ -114,6 +116,17 @@ def make_elbo(cls_name: str, *, jit: bool, **kwargs):
     return getattr(infer, cls_name)(**kwargs)
 
 
+@contextlib.contextmanager
+def quiet_jit_deprecation():
+    """torch >= 2.10 warns that ``torch.jit.trace`` (used by Pyro's Jit* ELBOs and
+    ``jit_compile=True`` kernels) is deprecated; it still works, and ``jit=False`` /
+    ``jit_compile=False`` avoid it entirely."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*deprecated",
+                                category=DeprecationWarning)
+        yield
+
+
 def use_jit(jit: Optional[bool], model, subsample_size: Optional[int]) -> bool:
     """Resolve ``jit=None``: compile when the model declares it safe (``jit_safe``) and
     no minibatch indices would be frozen into the compiled graph."""
@@ -141,7 +154,7 @@ def run_svi(model: Callable, guide: Callable, loss, optim, *args, num_steps: int
                dynamic_ncols=True, leave=False)
     scheduled = isinstance(optim, pyro.optim.PyroLRScheduler)
     try:
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), quiet_jit_deprecation():
             for step in range(num_steps):
                 with poutine.trace(param_only=True) as capture:
                     value = loss.loss_and_grads(model, guide, *args, **kwargs)

@@ -1,0 +1,47 @@
+"""The contract-test registry: one case per registered model family.
+
+A case says how to build the model and its data and which small budgets make each
+method fast enough for the contract suite. Family-specific oracles live in their own
+test files; nothing here special-cases a model inside a generic test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict
+
+import torch
+
+import pyro_genmodels as pgm
+
+
+@dataclasses.dataclass
+class Case:
+    make_model: Callable[[], pgm.GenerativeModel]
+    make_data: Callable[[int], torch.Tensor]  # seed -> (N, D) data
+    fast_options: Dict[str, Dict[str, Any]]
+
+
+def _gaussian_data(seed: int) -> torch.Tensor:
+    return pgm.datasets.correlated_gaussian(120, dim=3, seed=seed)[0]
+
+
+_FAST = {
+    "mle": {"num_steps": 60},
+    "map": {"num_steps": 60},
+    "vi": {"num_steps": 60, "num_posterior_samples": 50},
+    "nuts": {"num_samples": 30, "warmup_steps": 30, "num_chains": 2},
+    "hmc": {"num_samples": 30, "warmup_steps": 30, "num_chains": 2},
+}
+
+CASES: Dict[str, Case] = {
+    "gaussian": Case(lambda: pgm.Gaussian(3), _gaussian_data, _FAST),
+    "gaussian-known-cov": Case(
+        lambda: pgm.Gaussian(3, covariance=torch.eye(3) * 2.0, prior_scale=5.0),
+        _gaussian_data, _FAST),
+}
+
+
+def model_method_pairs():
+    return [(name, method) for name, case in CASES.items()
+            for method in case.make_model().capabilities.methods]

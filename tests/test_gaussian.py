@@ -1,0 +1,244 @@
+"""Oracle tests of the Gaussian: closed-form MLE, conjugate posterior, MAP = MLE + L2."""
+
+import math
+
+import arviz as az
+import pyro
+import pytest
+import torch
+from pyro import poutine
+
+import pyro_genmodels as pgm
+from pyro_genmodels.infer import FlatPriors
+
+D = 3
+SIGMA = torch.tensor([[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]], dtype=torch.float64)
+
+
+def data(n=500, seed=0):
+    """x = z A + b: a correlated Gaussian in float64."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 0.5]], dtype=torch.float64)
+    b = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    return torch.randn(n, D, generator=g, dtype=torch.float64) @ a + b
+
+
+def closed_form_mle(x):
+    mean = x.mean(0)
+    xc = x - mean
+    return mean, xc.T @ xc / x.shape[0]
+
+
+def total_loglik(x, loc, cov):
+    return torch.distributions.MultivariateNormal(loc, cov).log_prob(x).sum()
+
+
+def conjugate_posterior(x, sigma, prior_scale):
+    """loc | x ~ N(m, V), V = (N Sigma^-1 + s0^-2 I)^-1, m = V Sigma^-1 sum_i x_i."""
+    prec = x.shape[0] * torch.linalg.inv(sigma) + torch.eye(D, dtype=x.dtype) / prior_scale**2
+    v = torch.linalg.inv(prec)
+    m = v @ torch.linalg.solve(sigma, x.sum(0))
+    return m, v
+
+
+def test_log_prob_given_matches_the_pyro_program():
+    x = data(50)
+    model = pgm.Gaussian(D).double()
+    with torch.no_grad():
+        tr = poutine.trace(model.model).get_trace(x)
+    params = {k: tr.nodes[k]["value"] for k in model.global_sites}
+    expected = tr.nodes["x"]["fn"].log_prob(x)
+    assert torch.allclose(model.log_prob_given(params, x), expected, rtol=1e-12)
+    cov = model.derived(params)["covariance_matrix"]
+    assert torch.allclose(cov, tr.nodes["x"]["fn"].covariance_matrix, rtol=1e-12)
+    # batched over 4 draws: (4, N)
+    batched = {k: v.expand((4,) + v.shape) for k, v in params.items()}
+    assert torch.allclose(model.log_prob_given(batched, x), expected.expand(4, -1))
+
+
+def test_mle_reaches_the_closed_form():
+    x = data()
+    fit = pgm.Gaussian(D).fit(x, method="mle", seed=0, progress=False)
+    mean, cov = closed_form_mle(x)
+    best = total_loglik(x, mean, cov)
+    got = fit.log_prob(x).sum()
+    assert got <= best + 1e-8  # nothing beats the maximum
+    assert abs(got - best) / abs(best) < 1e-3
+    assert torch.allclose(fit.params["loc"], mean, atol=1e-2)
+    assert torch.allclose(fit.params["covariance_matrix"], cov, atol=2e-2)
+    # the last loss is the negative log-likelihood at the estimate (priors ignored)
+    assert fit.losses[-1] == pytest.approx(-got.item(), rel=1e-6)
+
+
+def test_minibatch_mle_reaches_the_closed_form():
+    x = data(2000, seed=3)
+    fit = pgm.Gaussian(D).fit(x, method="mle", seed=0, progress=False, batch_size=200,
+                              num_steps=1500)
+    best = total_loglik(x, *closed_form_mle(x))
+    assert abs(fit.log_prob(x).sum() - best) / abs(best) < 1e-3
+
+
+def test_subsampled_plate_gives_an_unbiased_log_likelihood():
+    """E over minibatches of the scaled minibatch log-likelihood = full log-likelihood."""
+    x = data(300, seed=4)
+    model = pgm.Gaussian(D, covariance=SIGMA).double()
+    loc = {"loc": torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)}
+    full = model.log_prob_given(loc, x).sum()
+    conditioned = poutine.condition(model.model, loc)
+    vals = []
+    for _ in range(3000):
+        tr = poutine.trace(conditioned).get_trace(x, subsample_size=30)
+        tr.compute_log_prob()
+        vals.append(tr.nodes["x"]["log_prob_sum"])
+    vals = torch.stack(vals)
+    se = vals.std() / math.sqrt(len(vals))
+    assert abs(vals.mean() - full) < 4 * se
+
+
+def test_map_with_a_tight_prior_shrinks_loc_and_a_wide_prior_is_the_mle():
+    x = data()
+    norms = [pgm.Gaussian(D, prior_scale=s).fit(x, method="map", seed=0, progress=False)
+             .params["loc"].norm() for s in (0.01, 0.1, 1.0)]
+    # shrinkage factor ~ (N / sigma^2) / (N / sigma^2 + 1 / s0^2), about 0.05 for s0 = 0.01
+    assert norms[0] < 0.1 * x.mean(0).norm()
+    assert norms[0] < norms[1] < norms[2] < x.mean(0).norm()
+    wide = pgm.Gaussian(D, prior_scale=1e6).fit(x, method="map", seed=0, progress=False)
+    best = total_loglik(x, *closed_form_mle(x))
+    assert abs(wide.log_prob(x).sum() - best) / abs(best) < 1e-3
+
+
+def test_map_objective_is_the_mle_objective_plus_l2():
+    """log p(x, phi) - log p(x | phi) = -||phi||^2 / (2 s^2) - D/2 log(2 pi s^2)."""
+    x = data(100)
+    s = 0.7
+    model = pgm.Gaussian(D, covariance=SIGMA, prior_scale=s).double()
+    for phi in (torch.zeros(D), torch.tensor([0.3, -1.2, 2.0]), torch.tensor([5.0, 0.0, -4.0])):
+        phi = phi.double()
+        cond = {"loc": phi}
+        joint = poutine.trace(poutine.condition(model.model, cond)).get_trace(x).log_prob_sum()
+        lik = poutine.trace(poutine.condition(FlatPriors(["loc"])(model.model), cond)) \
+            .get_trace(x).log_prob_sum()
+        penalty = phi.pow(2).sum() / (2 * s**2) + D / 2 * math.log(2 * math.pi * s**2)
+        assert torch.allclose(joint, lik - penalty, rtol=1e-12)
+    # so the MAP estimate is the L2-penalized MLE, which here has a closed form
+    fit = model.fit(x, method="map", seed=0, progress=False)
+    prec = x.shape[0] * torch.linalg.inv(SIGMA) + torch.eye(D, dtype=x.dtype) / s**2
+    penalized = torch.linalg.solve(prec, torch.linalg.solve(SIGMA, x.sum(0)))
+    assert torch.allclose(fit.params["loc"], penalized, atol=1e-4)
+
+
+def test_vi_recovers_the_conjugate_posterior():
+    x = data(200, seed=1)
+    s0 = 2.0
+    m, v = conjugate_posterior(x, SIGMA, s0)
+    sd = v.diagonal().sqrt()
+    num = 4000
+    fit = pgm.Gaussian(D, covariance=SIGMA, prior_scale=s0).fit(
+        x, method="vi", seed=0, progress=False, num_posterior_samples=num)
+    draws = fit.posterior_samples()["loc"]
+    # Monte Carlo error of num iid draws (4 se), plus 0.1 posterior sd for the residual
+    # noise of the stochastic optimizer (lr decays to 1e-3, the sd is ~0.07)
+    assert ((draws.mean(0) - m).abs() < 4 * sd / math.sqrt(num) + 0.1 * sd).all()
+    rel = draws.std(0) / sd - 1
+    assert (rel.abs() < 4 / math.sqrt(2 * num) + 0.1).all()
+    # the full-covariance guide also gets the posterior correlations
+    assert torch.allclose(torch.cov(draws.T), v, atol=0.15 * sd.max() ** 2)
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
+def test_mcmc_matches_the_conjugate_posterior(method):
+    x = data(200, seed=2)
+    s0 = 2.0
+    m, v = conjugate_posterior(x, SIGMA, s0)
+    sd = v.diagonal().sqrt()
+    fit = pgm.Gaussian(D, covariance=SIGMA, prior_scale=s0).fit(
+        x, method=method, seed=0, progress=False, num_samples=1000, warmup_steps=500,
+        num_chains=2)
+    idata = fit.to_arviz(posterior_predictive=False)
+    rhat = az.rhat(idata, var_names=["loc"])["loc"].values
+    assert (rhat < 1.01).all(), rhat
+    ess = torch.tensor(az.ess(idata, var_names=["loc"])["loc"].values)
+    draws = fit.posterior_samples()["loc"]
+    # Monte Carlo standard errors from the effective sample size, 4 se
+    assert ((draws.mean(0) - m).abs() < 4 * sd / ess.sqrt()).all()
+    assert ((draws.std(0) / sd - 1).abs() < 4 / (2 * ess).sqrt()).all()
+    assert not idata.sample_stats["diverging"].values.any()
+
+
+def test_nuts_with_unknown_covariance_covers_the_truth():
+    x = data(400, seed=5)
+    fit = pgm.Gaussian(D).fit(x, method="nuts", seed=0, progress=False, num_samples=300,
+                              warmup_steps=300, num_chains=2)
+    idata = fit.to_arviz(posterior_predictive=False)
+    for site in ("loc", "scale"):
+        assert (az.rhat(idata, var_names=[site])[site].values < 1.05).all()
+    mean, cov = closed_form_mle(x)
+    post_sd = fit.posterior_samples()["loc"].std(0)
+    # with 400 points the posterior mean is within a few posterior sd of the MLE
+    assert ((fit.params["loc"] - mean).abs() < 4 * post_sd).all()
+    assert torch.allclose(fit.params["covariance_matrix"], cov, atol=0.15)
+
+
+def test_posterior_predictive_density_is_the_mixture_over_draws():
+    x = data(100)
+    fit = pgm.Gaussian(D, covariance=SIGMA).fit(x, method="vi", seed=0, progress=False,
+                                                num_steps=200, num_posterior_samples=64)
+    draws = fit.posterior_samples()["loc"]
+    y = data(7, seed=9)
+    per_draw = torch.stack([torch.distributions.MultivariateNormal(d, SIGMA).log_prob(y)
+                            for d in draws])
+    expected = per_draw.logsumexp(0) - math.log(len(draws))
+    assert torch.allclose(fit.log_prob(y), expected, rtol=1e-10)
+
+
+def test_log_prob_and_sample_work_in_chunks(monkeypatch):
+    x = data(300)
+    fit = pgm.Gaussian(D).fit(x, method="vi", seed=0, progress=False, num_steps=100,
+                              num_posterior_samples=20)
+    full = fit.log_prob(x)
+    monkeypatch.setattr(pgm.base, "CHUNK_ELEMENTS", 50)  # 2-3 rows per chunk
+    assert torch.allclose(fit.log_prob(x), full, rtol=1e-12)
+    assert fit.sample(101, seed=0).shape == (101, D)
+
+
+def test_singular_mle_fails_clearly_and_points_to_map():
+    x = data(3)  # N = D: the sample covariance is singular
+    with pytest.raises(ValueError, match="singular.*method='map'"):
+        pgm.Gaussian(D).fit(x, method="mle", progress=False)
+    collinear = torch.cat([data(50)[:, :2], data(50)[:, :1] * 2], dim=1)
+    with pytest.raises(ValueError, match="linearly dependent"):
+        pgm.Gaussian(D).fit(collinear, method="mle", progress=False)
+    fit = pgm.Gaussian(D).fit(x, method="map", seed=0, progress=False, num_steps=300)
+    assert torch.isfinite(fit.log_prob(x)).all()
+
+
+def test_model_is_a_plain_pyro_program():
+    """model.model runs under stock pyro.infer.SVI without the facade."""
+    x = data(200).float()
+    model = pgm.Gaussian(D, covariance=SIGMA.float())
+    guide = pyro.infer.autoguide.AutoDelta(model.model)
+    svi = pyro.infer.SVI(model.model, guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO())
+    for _ in range(300):
+        svi.step(x)
+    assert torch.allclose(guide.median(x)["loc"], x.mean(0), atol=0.05)
+
+
+def test_constructor_validation():
+    with pytest.raises(ValueError, match="dim"):
+        pgm.Gaussian(0)
+    with pytest.raises(ValueError, match="prior_scale"):
+        pgm.Gaussian(2, prior_scale=-1.0)
+    with pytest.raises(ValueError, match="columns"):
+        pgm.Gaussian(2, covariance=torch.eye(3))
+    with pytest.raises(ValueError, match="symmetric"):
+        pgm.Gaussian(2, covariance=torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="positive definite"):
+        pgm.Gaussian(2, covariance=torch.tensor([[1.0, 2.0], [2.0, 1.0]]))
+
+
+def test_one_dimensional_gaussian():
+    x = data(300)[:, :1]
+    fit = pgm.Gaussian(1).fit(x, method="mle", seed=0, progress=False)
+    assert torch.allclose(fit.params["covariance_matrix"], x.var(0, correction=0).reshape(1, 1),
+                          rtol=1e-3)
+    assert fit.sample(4, seed=0).shape == (4, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
+import pyro
 import torch
 from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormal, init_to_value
 
@@ -51,7 +52,7 @@ def fit_vi(model: GenerativeModel, x: torch.Tensor, *, guide: str = "mvn",
                      num_particles=num_particles, vectorize_particles=False)
     result = run_svi(model.model, q, elbo, optim, x, subsample_size=subsample,
                      num_steps=num_steps, progress=progress, callback=callback, desc="vi")
-    with torch.no_grad():
+    with torch.no_grad(), pyro.validation_enabled(False):
         q(x)  # builds the guide's prototype if the loop was interrupted before step 0
         draws = [q(x) for _ in range(num_posterior_samples)]
     posterior = {k: torch.stack([d[k] for d in draws]).unsqueeze(0)

@@ -1,0 +1,60 @@
+"""A failure mid-fit loses nothing: NaN losses and Ctrl-C keep the last good state."""
+
+import pytest
+import torch
+
+import pyro_genmodels as pgm
+
+
+def test_nan_loss_mid_fit_names_the_step_and_keeps_finite_params():
+    x, _ = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)
+    model = pgm.Gaussian(2, covariance=torch.eye(2))
+    # plain SGD with an absurd learning rate overflows float32 after a couple of steps
+    with pytest.raises(pgm.FitError, match=r"Non-finite .* at step \d+") as err:
+        model.fit(x, method="mle", seed=0, progress=False, optimizer="sgd", lr=1e12,
+                  lr_decay=1.0, num_steps=50)
+    e = err.value
+    assert e.step >= 1
+    partial = e.fit
+    assert len(partial.losses) == e.step
+    assert all(torch.isfinite(v).all() for v in partial.params.values())
+    assert partial.log_prob(x).shape == (200,)
+
+
+def test_nan_loss_in_vi_keeps_a_usable_partial_fit():
+    x, _ = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)
+    with pytest.raises(pgm.FitError) as err:
+        pgm.Gaussian(2, covariance=torch.eye(2)).fit(
+            x, method="vi", seed=0, progress=False, optimizer="sgd", lr=1e12, lr_decay=1.0,
+            num_steps=50, num_posterior_samples=10)
+    assert err.value.fit.posterior["loc"].shape == (1, 10, 2)
+    assert torch.isfinite(err.value.fit.posterior["loc"]).all()
+
+
+@pytest.mark.parametrize("method", ["mle", "map", "vi"])
+def test_ctrl_c_returns_a_usable_partial_fit(method):
+    x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=0)
+
+    def interrupt(step, loss):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    fit = pgm.Gaussian(2).fit(x, method=method, seed=0, progress=False, num_steps=100,
+                              callback=interrupt)
+    assert fit.interrupted
+    assert len(fit.losses) == 10
+    assert torch.isfinite(fit.log_prob(x)).all()
+    assert fit.sample(3, seed=0).shape == (3, 2)
+
+
+def test_callback_can_stop_early():
+    x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=0)
+    fit = pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False, num_steps=100,
+                              callback=lambda step, loss: step == 4)
+    assert len(fit.losses) == 5 and not fit.interrupted
+
+
+def test_progress_bar_can_be_on(capsys):
+    x, _ = pgm.datasets.correlated_gaussian(50, dim=2, seed=0)
+    fit = pgm.Gaussian(2).fit(x, method="map", seed=0, progress=True, num_steps=5)
+    assert len(fit.losses) == 5

@@ -1,0 +1,47 @@
+"""Every example runs end to end at tiny sizes."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_example_has_a_smoke_test():
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == set(SMOKE)
+
+
+def _mle_map_bayes():
+    mod = load("gaussian_mle_map_bayes")
+    table, truth_lp = mod.main(mod.parse_args(["--n-train", "25", "--dim", "3",
+                                               "--num-steps", "150", "--num-samples", "60",
+                                               "--warmup-steps", "60", "--n-heldout", "200"]))
+    assert list(table.index) == ["mle", "map", "vi", "nuts"]
+    # nothing fitted to 25 points beats the true density on 200 held-out points by much
+    assert (table["heldout_log_prob"] < truth_lp + 0.3).all()
+
+
+def _pyro_program():
+    mod = load("pyro_program")
+    stock_vi, stock_nuts, facade, xbar = mod.main(mod.parse_args(["--n", "200",
+                                                                  "--num-steps", "400",
+                                                                  "--num-samples", "80"]))
+    for est in (stock_vi, stock_nuts, facade):
+        assert torch.allclose(est, xbar, atol=0.3)
+
+
+SMOKE = {"gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program}
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_example_runs(name):
+    SMOKE[name]()

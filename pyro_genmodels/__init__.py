@@ -5,13 +5,13 @@
 ['gaussian']
 """
 
-from . import datasets
+from . import datasets, divergences, mc
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
-from .compare import compare
+from .compare import compare, prior_sweep
 from .io import load
 from .models import Gaussian
 
 __version__ = "0.1.0"
 
 __all__ = ["Capabilities", "Fit", "FitError", "Gaussian", "GenerativeModel", "__version__",
-           "compare", "datasets", "load", "registry"]
+           "compare", "datasets", "divergences", "load", "mc", "prior_sweep", "registry"]

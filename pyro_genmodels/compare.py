@@ -1,59 +1,176 @@
-"""Fits side by side on held-out data: the analyst's "MLE vs MAP vs full Bayes" table."""
+"""Fits side by side on held-out data: the analyst's "MLE vs MAP vs full Bayes" table,
+and the prior sweep that draws the MLE-to-MAP picture."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
+import torch
 
+from ._validation import positive_float
 from .base import Fit
 
 
-def compare(fits: Mapping[str, Fit], heldout: Any, *, loo: bool = True) -> pd.DataFrame:
+def _heldout_columns(fit: Fit, heldout: Any) -> dict:
+    lp = fit.log_prob(heldout)
+    n = lp.shape[0]
+    return {"heldout_log_prob": lp.mean().item(),
+            "heldout_log_prob_se": lp.std().item() / math.sqrt(n) if n > 1 else math.nan,
+            "log_prob_kind": fit.log_prob_kind}
+
+
+def compare(fits: Mapping[str, Fit], heldout: Any, *,
+            truth: Optional[torch.distributions.Distribution] = None,
+            loo: bool = True) -> pd.DataFrame:
     """Compare fits of the same data on ``heldout`` points.
 
     Args:
         fits: ``{label: Fit}``.
         heldout: ``(M, D)`` points none of the fits was trained on.
-        loo: also compute PSIS-LOO (``az.loo``) on the training data of posterior fits.
+        truth: the data's true distribution, when known (e.g. :func:`datasets.toy`); then
+            ``heldout`` must be drawn from it and ``true_kl`` is reported.
+        loo: compute PSIS-LOO and WAIC (``az.loo``, ``az.waic``) for posterior fits.
 
     Returns:
-        A DataFrame indexed by the labels with columns ``method``, ``model``,
-        ``heldout_log_prob`` (mean log p(x) per held-out point) and its standard error
-        ``heldout_log_prob_se``, ``log_prob_kind``, ``train_log_prob`` (mean per
-        training point), ``num_params``, and for posterior fits ``elpd_loo`` (total, as
-        ArviZ reports it), ``elpd_loo_se``, ``p_loo`` and ``loo_log_prob`` (``elpd_loo``
-        per training point, comparable with ``heldout_log_prob``) and ``pareto_k_max``
-        (PSIS reliability: above 0.7 the LOO estimate is not trustworthy); NaN for point fits.
+        A DataFrame indexed by the labels with columns
+
+        - ``method``, ``model``, ``log_prob_kind``;
+        - ``heldout_log_prob`` (mean log p(x) per held-out point) and its standard error
+          ``heldout_log_prob_se``; ``train_log_prob`` (mean per training point);
+        - ``num_params`` (free scalar parameters k) and, for point fits, ``aic`` =
+          2k - 2 log L and ``bic`` = k log N - 2 log L on the training data;
+        - for posterior fits ``elpd_loo`` (total, as ArviZ reports it), ``elpd_loo_se``,
+          ``p_loo``, ``pareto_k_max`` (above 0.7 LOO is not trustworthy), ``loo_log_prob``
+          (``elpd_loo`` per training point, comparable with ``heldout_log_prob``),
+          ``elpd_waic``, ``elpd_waic_se``, ``p_waic``;
+        - with ``truth``: ``true_kl`` = mean over held-out points of
+          log p_data(x) - log p_fit(x), an unbiased estimate of KL(p_data || p_fit), and
+          its standard error ``true_kl_se``.
+
+        Columns that do not apply to a fit are NaN.
     """
     if not isinstance(fits, Mapping) or not fits:
         raise TypeError("fits must be a non-empty dict {label: Fit}")
     for label, fit in fits.items():
         if not isinstance(fit, Fit):
             raise TypeError(f"fits[{label!r}] must be a Fit, got {type(fit).__name__}")
+    if truth is not None and not isinstance(truth, torch.distributions.Distribution):
+        raise TypeError(f"truth must be a torch distribution, got {type(truth).__name__}")
     rows = {}
+    nan = math.nan
     for label, fit in fits.items():
-        lp = fit.log_prob(heldout)
-        n = lp.shape[0]
-        row = {
-            "method": fit.method,
-            "model": type(fit.model).__name__,
-            "heldout_log_prob": lp.mean().item(),
-            "heldout_log_prob_se": lp.std().item() / math.sqrt(n) if n > 1 else math.nan,
-            "log_prob_kind": fit.log_prob_kind,
-            "train_log_prob": (fit.log_prob(fit.data).mean().item()
-                               if fit.data is not None else math.nan),
-            "num_params": fit.model.num_params(),
-            "elpd_loo": math.nan, "elpd_loo_se": math.nan, "p_loo": math.nan,
-            "loo_log_prob": math.nan, "pareto_k_max": math.nan,
-        }
-        if loo and fit.is_posterior and fit.data is not None:
-            import arviz as az
+        row = {"method": fit.method, "model": type(fit.model).__name__,
+               **_heldout_columns(fit, heldout)}
+        k = fit.model.num_params()
+        row.update(train_log_prob=nan, num_params=k, aic=nan, bic=nan, elpd_loo=nan,
+                   elpd_loo_se=nan, p_loo=nan, pareto_k_max=nan, loo_log_prob=nan,
+                   elpd_waic=nan, elpd_waic_se=nan, p_waic=nan)
+        if fit.data is not None:
+            n = fit.data.shape[0]
+            total = fit.log_prob(fit.data).sum().item()
+            row["train_log_prob"] = total / n
+            if not fit.is_posterior:
+                row.update(aic=2 * k - 2 * total, bic=k * math.log(n) - 2 * total)
+            elif loo:
+                import arviz as az
 
-            res = az.loo(fit.to_arviz(posterior_predictive=False), pointwise=True)
-            row.update(elpd_loo=float(res["elpd_loo"]), elpd_loo_se=float(res["se"]),
-                       p_loo=float(res["p_loo"]), pareto_k_max=float(res["pareto_k"].max()),
-                       loo_log_prob=float(res["elpd_loo"]) / fit.data.shape[0])
+                idata = fit.to_arviz(posterior_predictive=False)
+                res = az.loo(idata, pointwise=True)
+                row.update(elpd_loo=float(res["elpd_loo"]), elpd_loo_se=float(res["se"]),
+                           p_loo=float(res["p_loo"]),
+                           pareto_k_max=float(res["pareto_k"].max()),
+                           loo_log_prob=float(res["elpd_loo"]) / n)
+                w = az.waic(idata)
+                row.update(elpd_waic=float(w["elpd_waic"]), elpd_waic_se=float(w["se"]),
+                           p_waic=float(w["p_waic"]))
+        if truth is not None:
+            x = fit._as_input(heldout)
+            d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x).double()
+            row["true_kl"] = d.mean().item()
+            row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) if d.numel() > 1 else nan
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@torch.no_grad()
+def _log_prob_any_dtype(dist: torch.distributions.Distribution, x: torch.Tensor) -> torch.Tensor:
+    """``dist.log_prob(x)``, casting x to float32 for a float32 distribution if needed."""
+    try:
+        return dist.log_prob(x)
+    except RuntimeError:
+        return dist.log_prob(x.float())
+
+
+def prior_sweep(model, x: Any, *, prior_scales: Sequence[float], heldout: Any,
+                plot: bool = False, ax=None, seed: int = 0, progress: bool = False,
+                **options: Any) -> pd.DataFrame:
+    """Fit ``map`` for each prior scale, plus ``mle`` as the flat-prior limit.
+
+    Args:
+        model: a model whose constructor takes ``prior_scale`` (e.g. :class:`Gaussian`);
+            its other settings are kept.
+        x: training data.
+        prior_scales: positive prior scales to try.
+        heldout: points to score every fit on.
+        plot: draw held-out log-likelihood against prior scale (log axis) with the MLE
+            as a horizontal line; the figure is in ``table.attrs["figure"]``.
+        ax: matplotlib axes to draw on (default: a new figure).
+        seed, progress, **options: passed to every :meth:`fit`.
+
+    Returns:
+        A DataFrame with one row per prior scale and a last row for ``mle``
+        (``prior_scale = inf``): ``method``, ``prior_scale``, ``heldout_log_prob``,
+        ``heldout_log_prob_se``, ``train_log_prob``, ``error``. When the MLE does not
+        exist (e.g. a Gaussian with fewer points than dimensions) its row has NaN scores
+        and the reason in ``error``.
+    """
+    config = model.get_config()
+    if "prior_scale" not in config:
+        raise TypeError(f"{type(model).__name__} has no prior_scale to sweep")
+    scales = [positive_float(s, "prior_scales[i]") for s in prior_scales]
+    if not scales:
+        raise ValueError("prior_scales is empty: expected at least one positive scale")
+    rows = []
+    for method, scale in [("map", s) for s in sorted(scales)] + [("mle", math.inf)]:
+        cfg = dict(config, prior_scale=config["prior_scale"] if method == "mle" else scale)
+        row = {"method": method, "prior_scale": scale, "heldout_log_prob": math.nan,
+               "heldout_log_prob_se": math.nan, "train_log_prob": math.nan, "error": ""}
+        try:
+            fit = type(model)(**cfg).fit(x, method=method, seed=seed, progress=progress,
+                                         **options)
+        except ValueError as e:
+            if method != "mle":
+                raise
+            row["error"] = str(e)
+        else:
+            row.update(_heldout_columns(fit, heldout))
+            row.pop("log_prob_kind")
+            row["train_log_prob"] = fit.log_prob(fit.data).mean().item()
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if plot:
+        table.attrs["figure"] = _plot_sweep(table, ax)
+    return table
+
+
+def _plot_sweep(table: pd.DataFrame, ax=None):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+    else:
+        fig = ax.figure
+    maps = table[table["method"] == "map"]
+    ax.errorbar(maps["prior_scale"], maps["heldout_log_prob"],
+                yerr=maps["heldout_log_prob_se"], marker="o", label="MAP")
+    mle = table[table["method"] == "mle"]["heldout_log_prob"].iloc[0]
+    if math.isfinite(mle):
+        ax.axhline(mle, color="k", linestyle="--", label="MLE (flat prior)")
+    ax.set_xscale("log")
+    ax.set_xlabel("prior scale")
+    ax.set_ylabel("held-out log-likelihood per point")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -3,10 +3,12 @@ package."""
 
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
-from torch.distributions import MultivariateNormal
+from torch.distributions import (Categorical, Independent, MixtureSameFamily, MultivariateNormal,
+                                 Normal)
 
 from ._rng import seeded
 from ._validation import positive_int
@@ -34,3 +36,106 @@ def correlated_gaussian(n: int, *, dim: int = 2, seed: int = 0,
     with seeded(seed):
         x = truth.sample((n,))
     return x, truth
+
+
+# ---------------------------------------------------------------------- 2-D toy sets
+class _Toy(torch.distributions.Distribution):
+    """Base of the 2-D toy distributions: exact ``log_prob`` and ``sample``."""
+
+    arg_constraints: dict = {}
+    support = torch.distributions.constraints.real_vector
+    has_rsample = False
+
+    def __init__(self):
+        super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([2]),
+                         validate_args=False)
+
+
+class EightGaussians(_Toy):
+    r"""An equal mixture of 8 isotropic Gaussians, sd ``scale``, centred on the circle of
+    radius ``radius`` at angles :math:`2\pi k / 8`."""
+
+    def __init__(self, radius: float = 2.0, scale: float = 0.2):
+        super().__init__()
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        centers = radius * torch.stack([angles.cos(), angles.sin()], -1)
+        self.radius, self.scale, self.centers = radius, scale, centers.float()
+        self._mix = MixtureSameFamily(
+            Categorical(logits=torch.zeros(8)),
+            Independent(Normal(self.centers, torch.full((8, 2), float(scale))), 1))
+
+    def sample(self, sample_shape=torch.Size()):
+        return self._mix.sample(sample_shape)
+
+    def log_prob(self, value):
+        return self._mix.log_prob(value)
+
+
+class Checkerboard(_Toy):
+    """Uniform on the 8 dark unit squares of a 4 x 4 board on [-2, 2]^2 (squares whose
+    row + column index is even): density 1/8 there, 0 elsewhere (log_prob = -inf)."""
+
+    def __init__(self):
+        super().__init__()
+        ij = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0],
+                          dtype=torch.float32)
+        self.corners = ij - 2.0  # lower-left corners, (8, 2)
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape)
+        k = torch.randint(8, shape)
+        return self.corners[k] + torch.rand(shape + (2,))
+
+    def log_prob(self, value):
+        cell = torch.floor(value + 2.0)
+        inside = ((cell >= 0) & (cell <= 3)).all(-1) & ((cell.sum(-1) % 2) == 0)
+        inside = inside & (value > -2).all(-1) & (value < 2).all(-1)
+        return torch.where(inside, torch.full(inside.shape, -math.log(8.0), dtype=value.dtype),
+                           torch.full(inside.shape, -math.inf, dtype=value.dtype))
+
+
+class Banana(_Toy):
+    r""":math:`x_1 \sim N(0, \sigma_1^2)`, :math:`x_2 \mid x_1 \sim N(b x_1^2 + c, \sigma_2^2)`:
+    a curved density whose log_prob is the sum of the two normal log-densities."""
+
+    def __init__(self, sigma1: float = 1.5, b: float = 0.5, c: float = -1.0,
+                 sigma2: float = 0.5):
+        super().__init__()
+        self.sigma1, self.b, self.c, self.sigma2 = sigma1, b, c, sigma2
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape)
+        x1 = torch.randn(shape) * self.sigma1
+        x2 = self.b * x1**2 + self.c + torch.randn(shape) * self.sigma2
+        return torch.stack([x1, x2], -1)
+
+    def log_prob(self, value):
+        x1, x2 = value[..., 0], value[..., 1]
+        return (Normal(0.0, self.sigma1).log_prob(x1)
+                + Normal(self.b * x1**2 + self.c, self.sigma2).log_prob(x2))
+
+
+TOYS = {"eight_gaussians": EightGaussians, "checkerboard": Checkerboard, "banana": Banana}
+
+
+def toy(name: str) -> torch.distributions.Distribution:
+    """A 2-D distribution with exact ``sample`` and ``log_prob``, by name: one of
+    ``"eight_gaussians"``, ``"checkerboard"``, ``"banana"``.
+
+    Because the density is known, the true ``KL(p_data || p_phi)`` of any fit can be
+    estimated (:func:`pyro_genmodels.divergences.cross_entropy`), not only the
+    cross-entropy.
+
+    Example:
+        >>> import torch
+        >>> from pyro_genmodels import datasets
+        >>> p = datasets.toy("banana")
+        >>> x = p.sample((5,))
+        >>> x.shape, p.log_prob(x).shape
+        (torch.Size([5, 2]), torch.Size([5]))
+    """
+    try:
+        return TOYS[name]()
+    except KeyError:
+        raise ValueError(f"Unknown toy data set {name!r}; expected one of {sorted(TOYS)}") \
+            from None

@@ -1,0 +1,58 @@
+"""Built-in data: known densities integrate to one and agree with their samplers."""
+
+import math
+
+import pytest
+import torch
+
+from pyro_genmodels import datasets
+
+
+def grid_integral(dist, lo, hi, step):
+    xs = torch.arange(lo[0], hi[0], step, dtype=torch.float64) + step / 2
+    ys = torch.arange(lo[1], hi[1], step, dtype=torch.float64) + step / 2
+    gx, gy = torch.meshgrid(xs, ys, indexing="ij")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).float()
+    return dist.log_prob(pts).double().exp().sum().item() * step**2
+
+
+@pytest.mark.parametrize("name,lo,hi,step", [
+    ("eight_gaussians", (-3.5, -3.5), (3.5, 3.5), 0.01),
+    ("checkerboard", (-2.5, -2.5), (2.5, 2.5), 0.01),
+    ("banana", (-9.0, -3.5), (9.0, 40.0), 0.02),
+])
+def test_toy_densities_integrate_to_one(name, lo, hi, step):
+    assert grid_integral(datasets.toy(name), lo, hi, step) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_toy_samples_follow_their_density():
+    torch.manual_seed(0)
+    n = 8000
+    eg = datasets.toy("eight_gaussians")
+    x = eg.sample((n,))
+    d = torch.cdist(x, eg.centers)
+    assert (d.min(1).values < 5 * eg.scale).all()
+    counts = torch.bincount(d.argmin(1), minlength=8).double()
+    chi2 = ((counts - n / 8) ** 2 / (n / 8)).sum().item()
+    assert chi2 < 24.3  # chi-square(7) 0.999 quantile
+    cb = datasets.toy("checkerboard")
+    y = cb.sample((n,))
+    assert torch.isfinite(cb.log_prob(y)).all()
+    assert cb.log_prob(torch.tensor([[0.5, -0.5], [3.0, 0.0]])).isinf().all()
+    banana = datasets.toy("banana")
+    z = banana.sample((n,))
+    resid = z[:, 1] - banana.b * z[:, 0] ** 2 - banana.c
+    assert abs(resid.mean().item()) < 4 * banana.sigma2 / math.sqrt(n)
+    assert abs(z[:, 0].std().item() / banana.sigma1 - 1) < 4 / math.sqrt(2 * n)
+
+
+def test_unknown_toy_is_a_clear_error():
+    with pytest.raises(ValueError, match="eight_gaussians"):
+        datasets.toy("moons")
+
+
+def test_correlated_gaussian_train_and_heldout_share_the_truth():
+    x, p = datasets.correlated_gaussian(100, dim=3, seed=0)
+    y, q = datasets.correlated_gaussian(100, dim=3, seed=1)
+    assert torch.equal(p.loc, q.loc) and not torch.equal(x, y)
+    assert torch.equal(x, datasets.correlated_gaussian(100, dim=3, seed=0)[0])

@@ -1,0 +1,167 @@
+"""Divergence oracles: closed forms within 4 Monte Carlo standard errors, and the bounds."""
+
+import math
+import random
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, Normal
+
+import pyro_genmodels as pgm
+from pyro_genmodels import divergences as dv
+from pyro_genmodels import mc
+from pyro_genmodels.base import Capabilities
+
+P = MultivariateNormal(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+Q = MultivariateNormal(torch.tensor([1.0, 0.5], dtype=torch.float64),
+                       torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64))
+
+
+def within(res, truth, k=4.0):
+    return abs(res.estimate - truth) < k * res.stderr
+
+
+def bhattacharyya_hellinger2(p, q):
+    """Squared Hellinger of two Gaussians: 1 - exp(-D_B)."""
+    s = (p.covariance_matrix + q.covariance_matrix) / 2
+    d = q.loc - p.loc
+    db = d @ torch.linalg.solve(s, d) / 8 + 0.5 * torch.log(
+        torch.linalg.det(s) / torch.sqrt(torch.linalg.det(p.covariance_matrix)
+                                         * torch.linalg.det(q.covariance_matrix)))
+    return 1 - math.exp(-db.item())
+
+
+@pytest.mark.parametrize("f", ["kl", "reverse_kl"])
+def test_kl_matches_the_closed_form(f):
+    res = dv.f_divergence(P, Q, f=f, num_samples=20000, seed=0)
+    assert res.exact is not None
+    exact = torch.distributions.kl_divergence(*((P, Q) if f == "kl" else (Q, P))).item()
+    assert res.exact == pytest.approx(exact)
+    assert within(res, exact)
+
+
+def test_kl_shortcut_and_mixture_proposal_agree_with_the_closed_form():
+    exact = torch.distributions.kl_divergence(P, Q).item()
+    assert within(dv.kl(P, Q, num_samples=20000, seed=1), exact)
+    assert within(dv.f_divergence(P, Q, f="kl", proposal="mixture", num_samples=40000,
+                                  seed=2), exact)
+
+
+def test_squared_hellinger_matches_bhattacharyya():
+    res = dv.f_divergence(P, Q, f="hellinger", num_samples=20000, seed=0)
+    assert within(res, bhattacharyya_hellinger2(P, Q))
+    assert 0 <= res.estimate <= 1
+
+
+def test_tv_of_equal_variance_normals_and_far_apart_normals():
+    p, q = Normal(0.0, 1.0), Normal(1.3, 1.0)
+    exact = 2 * Normal(0.0, 1.0).cdf(torch.tensor(1.3 / 2)).item() - 1
+    res = dv.f_divergence(p, q, f="tv", num_samples=20000, seed=0)
+    assert within(res, exact) and 0 <= res.estimate <= 1
+    far_p, far_q = Normal(0.0, 1.0), Normal(50.0, 1.0)
+    assert dv.f_divergence(far_p, far_q, f="tv", seed=0).estimate == pytest.approx(1.0, abs=1e-9)
+    # the naive estimate from q's samples alone misses p's mass: the failure it avoids
+    naive = dv.f_divergence(far_p, far_q, f="tv", proposal="q", seed=0).estimate
+    assert naive == pytest.approx(0.5, abs=1e-9)
+
+
+def test_js_is_bounded_by_log2_and_reaches_it():
+    res = dv.f_divergence(P, Q, f="js", num_samples=10000, seed=0)
+    assert 0 < res.estimate < math.log(2)
+    far = dv.f_divergence(Normal(0.0, 1.0), Normal(80.0, 1.0), f="js", seed=0)
+    assert far.estimate == pytest.approx(math.log(2), abs=1e-9)
+
+
+def test_pearson_matches_the_closed_form():
+    """chi^2(N(m1, s1) || N(m2, s2)) = s2^2 / (s1 sqrt(2 s2^2 - s1^2))
+    * exp((m1 - m2)^2 / (2 s2^2 - s1^2)) - 1, finite for 2 s2^2 > s1^2."""
+    m1, s1, m2, s2 = 0.0, 1.0, 0.5, 1.5
+    exact = s2**2 / (s1 * math.sqrt(2 * s2**2 - s1**2)) * math.exp(
+        (m1 - m2) ** 2 / (2 * s2**2 - s1**2)) - 1
+    res = dv.f_divergence(Normal(m1, s1), Normal(m2, s2), f="pearson", num_samples=40000,
+                          seed=0)
+    assert within(res, exact)
+
+
+@pytest.mark.parametrize("f", list(dv.F_DIVERGENCES))
+def test_divergence_of_a_distribution_with_itself_is_zero(f):
+    res = dv.f_divergence(P, P, f=f, num_samples=1000, seed=0)
+    assert res.estimate == pytest.approx(0.0, abs=1e-12)
+
+
+def test_callable_f_equals_the_named_one():
+    named = dv.f_divergence(P, Q, f="kl", proposal="mixture", num_samples=5000, seed=3)
+    custom = dv.f_divergence(P, Q, f=lambda t: t * torch.log(t), proposal="mixture",
+                             num_samples=5000, seed=3)
+    assert custom.estimate == pytest.approx(named.estimate, rel=1e-9)
+
+
+def test_fits_as_sides():
+    x = P.sample((400,))
+    fit = pgm.Gaussian(2).fit(x, method="mle", seed=0, progress=False, num_steps=800)
+    fitted = MultivariateNormal(fit.params["loc"], fit.params["covariance_matrix"])
+    exact = torch.distributions.kl_divergence(P, fitted).item()
+    res = dv.kl(P, fit, num_samples=20000, seed=0)
+    assert within(res, exact)
+    back = dv.f_divergence(fit, P, f="tv", num_samples=4000, seed=0)
+    assert 0 <= back.estimate <= 1
+
+
+class _BoundGaussian(pgm.Gaussian):
+    capabilities = Capabilities(log_prob="bound", sampling="direct", methods=("mle",))
+
+
+class _UnnormalizedGaussian(pgm.Gaussian):
+    capabilities = Capabilities(log_prob="unnormalized", sampling="direct", methods=("mle",))
+
+
+def test_inexact_densities_are_refused_unless_allowed():
+    x = P.sample((100,))
+    bound = _BoundGaussian(2).fit(x, method="mle", seed=0, progress=False, num_steps=50)
+    with pytest.raises(ValueError, match="allow_inexact"):
+        dv.kl(P, bound, num_samples=100)
+    assert math.isfinite(dv.kl(P, bound, num_samples=100, allow_inexact=True).estimate)
+    unnorm = _UnnormalizedGaussian(2).fit(x, method="mle", seed=0, progress=False,
+                                          num_steps=50)
+    with pytest.raises(ValueError, match="unnormalized"):
+        dv.kl(P, unnorm, num_samples=100, allow_inexact=True)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Unknown f-divergence"):
+        dv.f_divergence(P, Q, f="renyi")
+    with pytest.raises(ValueError, match="proposal"):
+        dv.f_divergence(P, Q, proposal="r")
+    with pytest.raises(TypeError, match="distribution or a Fit"):
+        dv.kl(P, "q")
+    with pytest.raises(ValueError, match="num_samples"):
+        dv.kl(P, Q, num_samples=0)
+
+
+def test_cross_entropy_with_samples_and_with_a_known_density():
+    y = P.sample((3000,))
+    ce = dv.cross_entropy(y, Q)
+    assert ce.estimate == pytest.approx(-Q.log_prob(y).mean().item())
+    assert ce.kl is None
+    known = dv.cross_entropy(P, Q, num_samples=20000, seed=0)
+    exact_kl = torch.distributions.kl_divergence(P, Q).item()
+    assert within(known.kl, exact_kl)
+    assert within(known.entropy, P.entropy().item())
+    # per sample -log q = (log p - log q) + (-log p), so the estimates add up exactly
+    assert known.estimate == pytest.approx(known.kl.estimate + known.entropy.estimate)
+
+
+def test_expectation_and_reproducibility():
+    r = mc.expectation(lambda x: x**2, Normal(0.0, 2.0), 20000, seed=0)
+    assert within(r, 4.0)
+    assert r.stderr == pytest.approx(math.sqrt(2 * 16 / 20000), rel=0.05)  # sd(x^2) = sqrt(2) s^2
+    torch.manual_seed(5)
+    random.seed(5)
+    expected = torch.rand(2)
+    torch.manual_seed(5)
+    a = dv.f_divergence(P, Q, f="js", num_samples=2000, seed=11)
+    b = dv.f_divergence(P, Q, f="js", num_samples=2000, seed=11)
+    assert a == b
+    assert torch.equal(torch.rand(2), expected)
+    with pytest.raises(ValueError, match="one value per draw"):
+        mc.expectation(lambda x: x[:3], Normal(0.0, 1.0), 10, seed=0)

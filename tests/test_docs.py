@@ -1,0 +1,33 @@
+"""The docs run: every python block of the guides, and every docstring example."""
+
+import doctest
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+GUIDES = ["mle_map_posterior.md"]
+
+
+@pytest.mark.parametrize("guide", GUIDES)
+def test_guide_code_blocks_run(guide, capsys):
+    blocks = BLOCK.findall((DOCS / guide).read_text())
+    assert len(blocks) >= 5
+    namespace = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"{guide}[block {i}]", "exec"), namespace)
+    assert "KL(p_data || p_mle)" in capsys.readouterr().out
+
+
+MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.mc",
+           "pyro_genmodels.divergences", "pyro_genmodels.datasets"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -69,7 +69,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from .base import get_model_class
+    from .base import FitError, get_model_class
 
     try:
         cls = get_model_class(args.model)
@@ -83,7 +83,7 @@ def _cmd_fit(args) -> int:
         model = cls(**kwargs)
         fit = model.fit(x, method=args.method, seed=args.seed, progress=not args.quiet,
                         **options)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, FitError) as e:
         raise SystemExit(f"error: {e}")
     fit.save(args.out)
     print(f"{fit!r} saved to {args.out}")

@@ -12,7 +12,7 @@ import html
 import io
 import time
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -31,15 +31,20 @@ _BUDGETS = {
 }
 
 
-def _gaussian_case(quick: bool) -> Tuple[GenerativeModel, torch.Tensor, torch.Tensor]:
+Case = Tuple[GenerativeModel, torch.Tensor, torch.Tensor,
+             Optional[torch.distributions.Distribution]]
+
+
+def _gaussian_case(quick: bool) -> Case:
     n = 300 if quick else 1000
-    x, _ = datasets.correlated_gaussian(n, dim=2, seed=0)
+    x, truth = datasets.correlated_gaussian(n, dim=2, seed=0)
     heldout, _ = datasets.correlated_gaussian(1000, dim=2, seed=1)
-    return Gaussian(2), x, heldout
+    return Gaussian(2), x, heldout, truth
 
 
-#: registry name -> builder of (model, train, heldout); new families add their case here
-DEMO_CASES: Dict[str, Callable[[bool], Tuple[GenerativeModel, torch.Tensor, torch.Tensor]]] = {
+#: registry name -> builder of (model, train, heldout, true distribution or None);
+#: new families add their case here
+DEMO_CASES: Dict[str, Callable[[bool], Case]] = {
     "gaussian": _gaussian_case,
 }
 
@@ -73,7 +78,7 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
     (out / "fits").mkdir(parents=True, exist_ok=True)
     sections = []
     for name, case in DEMO_CASES.items():
-        model, x, heldout = case(quick)
+        model, x, heldout, truth = case(quick)
         fits, times = {}, {}
         for method, budgets in _BUDGETS.items():
             if method not in model.capabilities.methods:
@@ -83,7 +88,7 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
                                      **budgets[quick])
             times[method] = time.perf_counter() - t0
             fits[method].save(out / "fits" / f"{name}-{method}")
-        table = compare(fits, heldout)
+        table = compare(fits, heldout, truth=truth)
         table.insert(1, "fit_seconds", [times[m] for m in table.index])
         png = base64.b64encode(_plot_png(x, fits, name)).decode()
         summary = ""

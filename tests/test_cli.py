@@ -57,7 +57,8 @@ def test_demo_quick_writes_the_report(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     page = (out / "index.html").read_text()
-    for needle in ("heldout_log_prob", "elpd_loo", "data:image/png;base64,", "r_hat", "nuts"):
+    for needle in ("heldout_log_prob", "elpd_loo", "true_kl", "data:image/png;base64,", "r_hat",
+                   "nuts"):
         assert needle in page
     for method in ("mle", "map", "vi", "nuts"):
         assert (out / "fits" / f"gaussian-{method}" / "fit.json").is_file()

@@ -20,7 +20,7 @@ def test_every_example_has_a_smoke_test():
     assert {p.stem for p in EXAMPLES.glob("*.py")} == set(SMOKE)
 
 
-def _mle_map_bayes():
+def _mle_map_bayes(tmp_path):
     mod = load("gaussian_mle_map_bayes")
     table, truth_lp = mod.main(mod.parse_args(["--n-train", "25", "--dim", "3",
                                                "--num-steps", "150", "--num-samples", "60",
@@ -30,7 +30,7 @@ def _mle_map_bayes():
     assert (table["heldout_log_prob"] < truth_lp + 0.3).all()
 
 
-def _pyro_program():
+def _pyro_program(tmp_path):
     mod = load("pyro_program")
     stock_vi, stock_nuts, facade, xbar = mod.main(mod.parse_args(["--n", "200",
                                                                   "--num-steps", "400",
@@ -39,9 +39,20 @@ def _pyro_program():
         assert torch.allclose(est, xbar, atol=0.3)
 
 
-SMOKE = {"gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program}
+def _divergences_and_priors(tmp_path):
+    mod = load("divergences_and_priors")
+    table, div, sweep = mod.main(mod.parse_args(["--n-train", "200", "--num-steps", "200",
+                                                 "--num-samples", "2000",
+                                                 "--out", str(tmp_path / "s.png")]))
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert (table["true_kl"] > 0).all()  # a Gaussian cannot be the banana
+    assert div.loc["tv", "estimate"] <= 1 and div.loc["js", "estimate"] <= 0.6932
+    assert sweep.iloc[-1]["method"] == "mle"
+
+
+SMOKE = {"divergences_and_priors": _divergences_and_priors, "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))
-def test_example_runs(name):
-    SMOKE[name]()
+def test_example_runs(name, tmp_path):
+    SMOKE[name](tmp_path)

@@ -133,6 +133,14 @@ class GenerativeModel(PyroModule):
     observed_site: ClassVar[str] = "x"
     #: whether the loss may be compiled with ``JitTrace_ELBO`` (static control flow)
     jit_safe: ClassVar[bool] = False
+    #: width of the conditioning variable ``c`` (``None``: unconditional)
+    context_dim: Optional[int] = None
+
+    @property
+    def prior_sites(self) -> Tuple[str, ...]:
+        """Sites whose log-density is the prior of phi; ``mle`` masks them. By default the
+        global latent sites; a neural family adds its weight-prior factor."""
+        return self.global_sites
 
     def __init__(self, dim: int):
         super().__init__()
@@ -141,10 +149,12 @@ class GenerativeModel(PyroModule):
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
     # ------------------------------------------------------------------ family API
-    def model(self, x: Optional[torch.Tensor] = None, *, num_data: Optional[int] = None,
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None,
               subsample_size: Optional[int] = None) -> torch.Tensor:
         """The Pyro model. ``x``: ``(N, dim)`` observations, or ``None`` to draw
-        ``num_data`` points from the prior predictive; ``subsample_size`` turns the data
+        ``num_data`` points from the prior predictive; ``c``: ``(N, context_dim)``
+        conditioning values for conditional models; ``subsample_size`` turns the data
         plate into a minibatch plate (unbiased, scaled by ``N / subsample_size``)."""
         raise NotImplementedError
 
@@ -155,13 +165,15 @@ class GenerativeModel(PyroModule):
         """Data-dependent starting values (constrained) of the global sites."""
         raise NotImplementedError
 
-    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """``log p(x_i | phi)`` for every row: shape ``(*batch, N)``."""
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``log p(x_i | phi[, c_i])`` for every row: shape ``(*batch, N)``."""
         raise NotImplementedError
 
-    def sample_given(self, params: Dict[str, torch.Tensor], n: int) -> torch.Tensor:
-        """``n`` draws of x given phi; when phi is batched its batch must be ``(n,)`` and
-        row i is drawn from phi_i."""
+    def sample_given(self, params: Dict[str, torch.Tensor], n: int,
+                     c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``n`` draws of x given phi (and ``c``, ``(n, context_dim)``); when phi is
+        batched its batch must be ``(n,)`` and row i is drawn from phi_i."""
         raise NotImplementedError
 
     def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
@@ -190,36 +202,48 @@ class GenerativeModel(PyroModule):
                       dtype=None) -> torch.Tensor:
         return as_data(data, dim=self.dim, name=name, device=device, dtype=dtype)
 
-    def global_site_info(self) -> Dict[str, Dict[str, Any]]:
-        """``{site: {"support", "event_shape"}}`` for each global site, from a prior trace."""
-        with torch.no_grad(), poutine.block():
-            tr = poutine.trace(self.model).get_trace(None, num_data=1)
-        return {name: {"support": tr.nodes[name]["fn"].support,
-                       "event_shape": tuple(tr.nodes[name]["value"].shape)}
-                for name in self.global_sites}
-
+    def validate_context(self, c: Any, num_rows: int, *, device=None,
+                         dtype=None) -> Optional[torch.Tensor]:
+        """Check ``c`` against the model: ``None`` for unconditional models, else
+        ``(num_rows, context_dim)`` (one row is broadcast to all)."""
+        name = type(self).__name__
+        if self.context_dim is None:
+            if c is not None:
+                raise ValueError(f"{name} is unconditional (context_dim=None): c must be None")
+            return None
+        if c is None:
+            raise ValueError(f"{name} is conditional: pass c of shape (N, {self.context_dim})")
+        c = as_data(c, dim=self.context_dim, name="c", device=device, dtype=dtype)
+        if c.shape[0] == 1 and num_rows > 1:
+            c = c.expand(num_rows, -1)
+        if c.shape[0] != num_rows:
+            raise ValueError(f"c has {c.shape[0]} rows but there are {num_rows} data rows")
+        return c
     def num_params(self) -> int:
         """Number of free scalar parameters (unconstrained dimensions of phi)."""
         total = 0
         with torch.no_grad(), poutine.block():
-            tr = poutine.trace(self.model).get_trace(None, num_data=1)
+            c = None if self.context_dim is None else torch.zeros(1, self.context_dim,
+                                                                  **self._factory)
+            tr = poutine.trace(self.model).get_trace(None, c=c, num_data=1)
         for name in self.global_sites:
             site = tr.nodes[name]
             total += biject_to(site["fn"].support).inv(site["value"]).numel()
-        return total
+        return total + sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def extra_repr(self) -> str:
         cfg = {k: v for k, v in self.get_config().items() if not isinstance(v, torch.Tensor)}
         return ", ".join(f"{k}={v!r}" for k, v in cfg.items())
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: Any, *, method: str, seed: Optional[int] = None, progress: bool = True,
-            **options: Any) -> "Fit":
+    def fit(self, data: Any, *, method: str, c: Any = None, seed: Optional[int] = None,
+            progress: bool = True, **options: Any) -> "Fit":
         """Fit the global parameters to ``data`` by ``method``.
 
         Args:
             data: ``(N, dim)`` tensor or array-like.
             method: one of ``self.capabilities.methods``.
+            c: ``(N, context_dim)`` conditioning values, for conditional models.
             seed: makes the fit reproducible; ``None`` draws a fresh one (kept in
                 ``Fit.seed``). The caller's global RNG state is left untouched.
             progress: tqdm progress bar.
@@ -242,18 +266,19 @@ class GenerativeModel(PyroModule):
         check_method(method, self.capabilities.methods, type(self).__name__)
         engine = ENGINES[method]
         allowed = [p.name for p in inspect.signature(engine).parameters.values()
-                   if p.kind is p.KEYWORD_ONLY and p.name != "progress"]
+                   if p.kind is p.KEYWORD_ONLY and p.name not in ("progress", "c")]
         check_options(options, allowed + ["device"], method=method)
         device = torch.device(options.pop("device", None) or self._anchor.device)
         x = self.validate_data(data, device=device)
+        c = self.validate_context(c, x.shape[0], device=device, dtype=x.dtype)
         self.check_data_for(method, x)
         validate = getattr(engine, "validate_options", None)
         if validate is not None:
             validate(self, x, **options)
         work = copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
         with seeded(seed) as used_seed, pyro.get_param_store().scope():
-            result = engine(work, x, progress=progress, **options)
-        return Fit(work, method, data=x, seed=used_seed,
+            result = engine(work, x, c=c, progress=progress, **options)
+        return Fit(work, method, data=x, context=c, seed=used_seed,
                    options={k: v for k, v in options.items() if _jsonable(v)}, **result)
 
 
@@ -264,6 +289,12 @@ def _jsonable(v: Any) -> bool:
 
 def _chunk_rows(batch: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(1, batch))
+
+
+def _split(x: torch.Tensor, c: Optional[torch.Tensor], rows: int):
+    """Row chunks of ``x`` paired with the matching chunks of ``c`` (or ``None``)."""
+    xs = x.split(rows)
+    return zip(xs, c.split(rows) if c is not None else [None] * len(xs))
 
 
 class Fit:
@@ -277,14 +308,15 @@ class Fit:
         interrupted: True when the fit was stopped early by Ctrl-C.
         posterior: for ``vi`` / MCMC, ``{site: (chains, draws, *shape)}``; else ``None``.
         sample_stats: per-draw MCMC statistics ``{name: (chains, draws)}``.
-        data: the training data (kept for ``to_arviz``).
+        data: the training data (kept for ``to_arviz``); ``context`` its ``c``.
     """
 
     def __init__(self, model: GenerativeModel, method: str, *,
                  point: Optional[Dict[str, torch.Tensor]] = None,
                  posterior: Optional[Dict[str, torch.Tensor]] = None,
                  sample_stats: Optional[Dict[str, torch.Tensor]] = None,
-                 losses=(), data: Optional[torch.Tensor] = None, seed: Optional[int] = None,
+                 losses=(), data: Optional[torch.Tensor] = None,
+                 context: Optional[torch.Tensor] = None, seed: Optional[int] = None,
                  options: Optional[Dict[str, Any]] = None, interrupted: bool = False,
                  info: Optional[Dict[str, Any]] = None):
         if (point is None) == (posterior is None):
@@ -297,6 +329,7 @@ class Fit:
         self.sample_stats = dict(sample_stats or {})
         self.losses = [float(v) for v in losses]
         self.data = data
+        self.context = context
         self.seed = seed
         self.options = dict(options or {})
         self.interrupted = bool(interrupted)
@@ -343,58 +376,61 @@ class Fit:
 
     # ------------------------------------------------------------------ density, sampling
     @torch.no_grad()
-    def log_prob(self, x: Any) -> torch.Tensor:
-        """``log p(x_i)`` for each row of ``x``, shape ``(N,)``.
+    def log_prob(self, x: Any, *, c: Any = None) -> torch.Tensor:
+        """``log p(x_i)`` (or ``log p(x_i | c_i)``) for each row of ``x``, shape ``(N,)``.
 
         Point fits: ``log p(x_i | phi_hat)``. Posterior fits: the posterior predictive
         density ``log (1/S) sum_s p(x_i | phi_s)`` over the S stored draws. Evaluated in
         chunks, so memory is bounded by the chunk, not by N.
         """
         x = self._as_input(x)
+        c = self._as_context(c, x.shape[0])
         if self.point is not None:
-            rows = _chunk_rows(1)
-            return torch.cat([self.model.log_prob_given(self.point, xb)
-                              for xb in x.split(rows)])
+            return torch.cat([self.model.log_prob_given(self.point, xb, cb)
+                              for xb, cb in _split(x, c, _chunk_rows(1))])
         draws = self.posterior_samples()
         log_s = math.log(self.num_draws)
-        rows = _chunk_rows(self.num_draws)
-        return torch.cat([self.model.log_prob_given(draws, xb).logsumexp(0) - log_s
-                          for xb in x.split(rows)])
+        return torch.cat([self.model.log_prob_given(draws, xb, cb).logsumexp(0) - log_s
+                          for xb, cb in _split(x, c, _chunk_rows(self.num_draws))])
 
     @torch.no_grad()
-    def pointwise_log_likelihood(self, x: Any = None) -> torch.Tensor:
+    def pointwise_log_likelihood(self, x: Any = None, *, c: Any = None) -> torch.Tensor:
         """``log p(x_i | phi_s)`` for every draw: ``(chains, draws, N)``; ``x`` defaults to
         the training data. Point fits give ``(1, 1, N)``."""
-        x = self.data if x is None else self._as_input(x)
+        if x is None:
+            x, c = self.data, self.context
+        else:
+            x = self._as_input(x)
+            c = self._as_context(c, x.shape[0])
         if self.point is not None:
-            return self.model.log_prob_given(self.point, x).reshape(1, 1, -1)
+            return self.model.log_prob_given(self.point, x, c).reshape(1, 1, -1)
         chains, draws = next(iter(self.posterior.values())).shape[:2]
         flat = self.posterior_samples()
         out = []
         step = max(1, CHUNK_ELEMENTS // x.shape[0])
         for i in range(0, chains * draws, step):
             part = {k: v[i:i + step] for k, v in flat.items()}
-            out.append(self.model.log_prob_given(part, x))
+            out.append(self.model.log_prob_given(part, x, c))
         return torch.cat(out).reshape(chains, draws, -1)
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: Optional[int] = None) -> torch.Tensor:
+    def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None) -> torch.Tensor:
         """``n`` draws of x, shape ``(n, dim)``; for posterior fits from the posterior
-        predictive (each row uses a uniformly drawn posterior draw)."""
+        predictive (each row uses a uniformly drawn posterior draw). Conditional models
+        take ``c`` of shape ``(n, context_dim)`` or ``(1, context_dim)``."""
         n = positive_int(n, "n")
+        c = self._as_context(c, n)
         with seeded(seed):
             if self.point is not None:
                 rows = _chunk_rows(self.model.dim)
-                sizes = [min(rows, n - i) for i in range(0, n, rows)]
-                return torch.cat([self.model.sample_given(self.point, m) for m in sizes])
+                return torch.cat([self.model.sample_given(self.point, i.shape[0], cb)
+                                  for i, cb in _split(torch.arange(n), c, rows)])
             draws = self.posterior_samples()
             idx = torch.randint(self.num_draws, (n,), device=self._device)
             rows = _chunk_rows(self.model.dim * self.model.dim)
-            out = []
-            for part in idx.split(rows):
-                out.append(self.model.sample_given({k: v[part] for k, v in draws.items()},
-                                                   part.shape[0]))
-            return torch.cat(out)
+            return torch.cat([self.model.sample_given({k: v[part] for k, v in draws.items()},
+                                                      part.shape[0], cb)
+                              for part, cb in _split(idx, c, rows)])
 
     @property
     def _device(self) -> torch.device:
@@ -403,6 +439,10 @@ class Fit:
     def _as_input(self, x: Any) -> torch.Tensor:
         return self.model.validate_data(x, name="x", device=self._device,
                                         dtype=self.model._anchor.dtype)
+
+    def _as_context(self, c: Any, num_rows: int) -> Optional[torch.Tensor]:
+        return self.model.validate_context(c, num_rows, device=self._device,
+                                           dtype=self.model._anchor.dtype)
 
     # ------------------------------------------------------------------ outputs
     def to_arviz(self, **kwargs):
@@ -426,6 +466,7 @@ class Fit:
         out.point, out.posterior = move(self.point), move(self.posterior)
         out.sample_stats = move(self.sample_stats)
         out.data = None if self.data is None else self.data.to(device)
+        out.context = None if self.context is None else self.context.to(device)
         return out
 
 

@@ -13,8 +13,8 @@ from ._validation import positive_float
 from .base import Fit
 
 
-def _heldout_columns(fit: Fit, heldout: Any) -> dict:
-    lp = fit.log_prob(heldout)
+def _heldout_columns(fit: Fit, heldout: Any, c: Any = None) -> dict:
+    lp = fit.log_prob(heldout, c=c)
     n = lp.shape[0]
     return {"heldout_log_prob": lp.mean().item(),
             "heldout_log_prob_se": lp.std().item() / math.sqrt(n) if n > 1 else math.nan,
@@ -23,7 +23,7 @@ def _heldout_columns(fit: Fit, heldout: Any) -> dict:
 
 def compare(fits: Mapping[str, Fit], heldout: Any, *,
             truth: Optional[torch.distributions.Distribution] = None,
-            loo: bool = True) -> pd.DataFrame:
+            c: Any = None, loo: bool = True) -> pd.DataFrame:
     """Compare fits of the same data on ``heldout`` points.
 
     Args:
@@ -31,6 +31,7 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         heldout: ``(M, D)`` points none of the fits was trained on.
         truth: the data's true distribution, when known (e.g. :func:`datasets.toy`); then
             ``heldout`` must be drawn from it and ``true_kl`` is reported.
+        c: conditioning values of ``heldout`` for conditional models.
         loo: compute PSIS-LOO and WAIC (``az.loo``, ``az.waic``) for posterior fits.
 
     Returns:
@@ -62,14 +63,14 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     nan = math.nan
     for label, fit in fits.items():
         row = {"method": fit.method, "model": type(fit.model).__name__,
-               **_heldout_columns(fit, heldout)}
+               **_heldout_columns(fit, heldout, c)}
         k = fit.model.num_params()
         row.update(train_log_prob=nan, num_params=k, aic=nan, bic=nan, elpd_loo=nan,
                    elpd_loo_se=nan, p_loo=nan, pareto_k_max=nan, loo_log_prob=nan,
                    elpd_waic=nan, elpd_waic_se=nan, p_waic=nan)
         if fit.data is not None:
             n = fit.data.shape[0]
-            total = fit.log_prob(fit.data).sum().item()
+            total = fit.log_prob(fit.data, c=fit.context).sum().item()
             row["train_log_prob"] = total / n
             if not fit.is_posterior:
                 row.update(aic=2 * k - 2 * total, bic=k * math.log(n) - 2 * total)
@@ -87,7 +88,7 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
                            p_waic=float(w["p_waic"]))
         if truth is not None:
             x = fit._as_input(heldout)
-            d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x).double()
+            d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x, c=c).double()
             row["true_kl"] = d.mean().item()
             row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) if d.numel() > 1 else nan
         rows[label] = row
@@ -147,7 +148,7 @@ def prior_sweep(model, x: Any, *, prior_scales: Sequence[float], heldout: Any,
         else:
             row.update(_heldout_columns(fit, heldout))
             row.pop("log_prob_kind")
-            row["train_log_prob"] = fit.log_prob(fit.data).mean().item()
+            row["train_log_prob"] = fit.log_prob(fit.data, c=fit.context).mean().item()
         rows.append(row)
     table = pd.DataFrame(rows)
     if plot:

@@ -44,6 +44,8 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
             tensors[f"{group}/{key}"] = value
     if fit.data is not None:
         tensors["data"] = fit.data
+    if fit.context is not None:
+        tensors["context"] = fit.context
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {
         "format": FORMAT,
@@ -73,6 +75,7 @@ def load(path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "c
         FileNotFoundError: no saved fit at ``path``.
         ValueError: the files are not a pyro-genmodels fit (e.g. a pickle in disguise).
     """
+    from ._rng import seeded
     from .base import Fit, get_model_class
 
     path = Path(path)
@@ -100,12 +103,15 @@ def load(path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "c
     config = dict(meta["config"])
     for key in meta["config_tensors"]:
         config[key] = tensors[f"config/{key}"]
-    model = cls(**config).to(device=device, dtype=_DTYPES[meta["dtype"]])
+    with seeded(0):  # a family may draw initial weights; never from the caller's RNG
+        model = cls(**config)
+    model = model.to(device=device, dtype=_DTYPES[meta["dtype"]])
     state = {k.removeprefix("state/"): v for k, v in tensors.items() if k.startswith("state/")}
     model.load_state_dict(state)
     groups = {g: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(g + "/")}
               for g in meta["groups"]}
     return Fit(model, meta["method"], point=groups.get("point"),
                posterior=groups.get("posterior"), sample_stats=groups.get("sample_stats"),
-               losses=meta["losses"], data=tensors.get("data"), seed=meta["seed"],
+               losses=meta["losses"], data=tensors.get("data"),
+               context=tensors.get("context"), seed=meta["seed"],
                options=meta["options"], interrupted=meta["interrupted"], info=meta["info"])

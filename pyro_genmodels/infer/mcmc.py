@@ -43,9 +43,10 @@ def _jit(jit_compile: Optional[bool], model: GenerativeModel) -> bool:
     return bool(model.jit_safe) if jit_compile is None else bool(jit_compile)
 
 
-def _initial_params(model: GenerativeModel, x: torch.Tensor, num_chains: int,
+def _initial_params(model: GenerativeModel, x: torch.Tensor, c, num_chains: int,
                     jitter: float) -> List[Dict[str, torch.Tensor]]:
-    _, _, transforms, _ = initialize_model(model.model, model_args=(x,))
+    _, _, transforms, _ = initialize_model(model.model, model_args=(x,),
+                                           model_kwargs={"c": c})
     init = model.init_values(x)
     chains = []
     for _ in range(num_chains):
@@ -57,14 +58,14 @@ def _initial_params(model: GenerativeModel, x: torch.Tensor, num_chains: int,
     return chains
 
 
-def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, method: str,
+def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c, method: str,
          num_samples: int, warmup_steps: int, num_chains: int, init_jitter: float,
          progress: bool) -> Dict[str, Any]:
     draws: Dict[str, List[torch.Tensor]] = {k: [] for k in model.global_sites}
     stats: Dict[str, List[torch.Tensor]] = {"diverging": [], "step_size": [], "lp": []}
     accept: List[float] = []
     interrupted = False
-    for chain, init in enumerate(_initial_params(model, x, num_chains, init_jitter)):
+    for chain, init in enumerate(_initial_params(model, x, c, num_chains, init_jitter)):
         kernel = make_kernel()
         step_size = torch.zeros(num_samples)
         lp = torch.zeros(num_samples)
@@ -80,7 +81,7 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, method: str,
                     disable_progbar=not progress)
         try:
             with quiet_jit_deprecation():
-                mcmc.run(x)
+                mcmc.run(x, c=c)
         except KeyboardInterrupt:
             interrupted = True
             if chain == 0:
@@ -103,7 +104,7 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, method: str,
             "info": {"acceptance_rate": accept, "num_warmup": warmup_steps}}
 
 
-def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, num_samples: int = 1000,
+def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: int = 1000,
              warmup_steps: int = 500, num_chains: int = 2, target_accept_prob: float = 0.8,
              max_tree_depth: int = 10, full_mass: bool = False, jit_compile: Optional[bool] = None,
              init_jitter: float = 0.5, progress: bool = True) -> Dict[str, Any]:
@@ -121,12 +122,12 @@ def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, num_samples: int = 1000
                     max_tree_depth=max_tree_depth, full_mass=full_mass,
                     jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
-    return _run(make_kernel, model, x, method="nuts", num_samples=num_samples,
+    return _run(make_kernel, model, x, c=c, method="nuts", num_samples=num_samples,
                 warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,
                 progress=progress)
 
 
-def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, num_samples: int = 1000,
+def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: int = 1000,
             warmup_steps: int = 500, num_chains: int = 2, target_accept_prob: float = 0.8,
             trajectory_length: float = 1.0, full_mass: bool = False,
             jit_compile: Optional[bool] = None,
@@ -138,7 +139,7 @@ def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, num_samples: int = 1000,
                    target_accept_prob=target_accept_prob, full_mass=full_mass,
                    jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
-    return _run(make_kernel, model, x, method="hmc", num_samples=num_samples,
+    return _run(make_kernel, model, x, c=c, method="hmc", num_samples=num_samples,
                 warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,
                 progress=progress)
 

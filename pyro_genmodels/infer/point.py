@@ -24,14 +24,15 @@ from .svi import make_elbo, make_optimizer, run_svi, use_jit, validate_optim_opt
 
 
 class FlatPriors(Messenger):
-    """Mask the log-density of the named latent sites (an improper flat prior)."""
+    """Mask the log-density of the named sites (an improper flat prior): the model's
+    ``prior_sites``, latent sample sites or a weight-prior factor."""
 
     def __init__(self, sites: Iterable[str]):
         super().__init__()
         self.sites = frozenset(sites)
 
     def _process_message(self, msg: Dict[str, Any]) -> None:
-        if msg["type"] == "sample" and msg["name"] in self.sites and not msg["is_observed"]:
+        if msg["type"] == "sample" and msg["name"] in self.sites:
             msg["mask"] = False
 
 
@@ -39,7 +40,11 @@ def _validate(model: GenerativeModel, x: torch.Tensor, **options) -> None:
     validate_optim_options(num_data=x.shape[0], **options)
 
 
-def fit_point(model: GenerativeModel, x: torch.Tensor, *, method: str,
+def _no_latents(*args, **kwargs) -> None:
+    """The guide of a model whose phi are all parameters (network weights)."""
+
+
+def fit_point(model: GenerativeModel, x: torch.Tensor, *, method: str, c=None,
               num_steps: int = 1500, lr: float = 0.05, lr_decay: float = 0.05,
               batch_size: Optional[int] = None, optimizer: Any = "adam",
               callback: Optional[Callable] = None, jit: Optional[bool] = None,
@@ -60,37 +65,41 @@ def fit_point(model: GenerativeModel, x: torch.Tensor, *, method: str,
     """
     program = model.model
     if method == "mle":
-        program = FlatPriors(model.global_sites)(model.model)
-    guide = AutoDelta(program, init_loc_fn=init_to_value(values=model.init_values(x)))
+        program = FlatPriors(model.prior_sites)(model.model)
+    if model.global_sites:
+        guide = AutoDelta(program, init_loc_fn=init_to_value(values=model.init_values(x)))
+    else:
+        guide = _no_latents
     optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
     subsample = None if batch_size is None or batch_size >= x.shape[0] else batch_size
     elbo = make_elbo("Trace_ELBO", jit=use_jit(jit, model, subsample))
-    result = run_svi(program, guide, elbo, optim, x, subsample_size=subsample,
+    result = run_svi(program, guide, elbo, optim, x, c=c, subsample_size=subsample,
                      num_steps=num_steps, progress=progress, callback=callback, desc=method)
     with torch.no_grad():
-        point = {k: v.detach().clone() for k, v in guide.median(x).items()
-                 if k in model.global_sites}
+        point = {} if not model.global_sites else {
+            k: v.detach().clone() for k, v in guide.median(x, c=c).items()
+            if k in model.global_sites}
     out = {"point": point, "losses": result.losses, "interrupted": result.interrupted}
     if result.error is not None:
         from ..base import Fit
 
-        partial = Fit(model, method, data=x, **out)
+        partial = Fit(model, method, data=x, context=c, **out)
         raise FitError(str(result.error), fit=partial, step=result.error.step) from result.error
     return out
 
 
-def fit_mle(model, x, *, num_steps=1500, lr=0.05, lr_decay=0.05, batch_size=None,
+def fit_mle(model, x, *, c=None, num_steps=1500, lr=0.05, lr_decay=0.05, batch_size=None,
             optimizer="adam", callback=None, jit=None, progress=True):
     """Maximum likelihood: priors ignored. See :func:`fit_point` for the options."""
-    return fit_point(model, x, method="mle", num_steps=num_steps, lr=lr, lr_decay=lr_decay,
+    return fit_point(model, x, method="mle", c=c, num_steps=num_steps, lr=lr, lr_decay=lr_decay,
                      batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
                      progress=progress)
 
 
-def fit_map(model, x, *, num_steps=1500, lr=0.05, lr_decay=0.05, batch_size=None,
+def fit_map(model, x, *, c=None, num_steps=1500, lr=0.05, lr_decay=0.05, batch_size=None,
             optimizer="adam", callback=None, jit=None, progress=True):
     """Maximum a posteriori (in the constrained space of phi)."""
-    return fit_point(model, x, method="map", num_steps=num_steps, lr=lr, lr_decay=lr_decay,
+    return fit_point(model, x, method="map", c=c, num_steps=num_steps, lr=lr, lr_decay=lr_decay,
                      batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
                      progress=progress)
 

@@ -31,7 +31,7 @@ def _validate(model: GenerativeModel, x: torch.Tensor, *, guide="mvn", num_parti
     positive_float(init_scale, "init_scale")
 
 
-def fit_vi(model: GenerativeModel, x: torch.Tensor, *, guide: str = "mvn",
+def fit_vi(model: GenerativeModel, x: torch.Tensor, *, c=None, guide: str = "mvn",
            num_steps: int = 3000, lr: float = 0.02, lr_decay: float = 0.05,
            batch_size: Optional[int] = None, optimizer: Any = "adam", num_particles: int = 1,
            num_posterior_samples: int = 1000, init_scale: float = 0.1,
@@ -50,11 +50,11 @@ def fit_vi(model: GenerativeModel, x: torch.Tensor, *, guide: str = "mvn",
     subsample = None if batch_size is None or batch_size >= x.shape[0] else batch_size
     elbo = make_elbo("Trace_ELBO", jit=use_jit(jit, model, subsample),
                      num_particles=num_particles, vectorize_particles=False)
-    result = run_svi(model.model, q, elbo, optim, x, subsample_size=subsample,
+    result = run_svi(model.model, q, elbo, optim, x, c=c, subsample_size=subsample,
                      num_steps=num_steps, progress=progress, callback=callback, desc="vi")
     with torch.no_grad(), pyro.validation_enabled(False):
-        q(x)  # builds the guide's prototype if the loop was interrupted before step 0
-        draws = [q(x) for _ in range(num_posterior_samples)]
+        q(x, c=c)  # builds the guide's prototype if the loop was interrupted before step 0
+        draws = [q(x, c=c) for _ in range(num_posterior_samples)]
     posterior = {k: torch.stack([d[k] for d in draws]).unsqueeze(0)
                  for k in model.global_sites}
     out = {"posterior": posterior, "losses": result.losses, "interrupted": result.interrupted,
@@ -62,7 +62,7 @@ def fit_vi(model: GenerativeModel, x: torch.Tensor, *, guide: str = "mvn",
     if result.error is not None:
         from ..base import Fit
 
-        raise FitError(str(result.error), fit=Fit(model, "vi", data=x, **out),
+        raise FitError(str(result.error), fit=Fit(model, "vi", data=x, context=c, **out),
                        step=result.error.step) from result.error
     return out
 

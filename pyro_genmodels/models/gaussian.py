@@ -94,8 +94,11 @@ class Gaussian(GenerativeModel):
         return ("loc", "scale") if self.dim == 1 else ("loc", "scale", "corr_cholesky")
 
     # ------------------------------------------------------------------ the Pyro program
-    def model(self, x: Optional[torch.Tensor] = None, *, num_data: Optional[int] = None,
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None,
               subsample_size: Optional[int] = None) -> torch.Tensor:
+        if c is not None:
+            raise ValueError("Gaussian is unconditional: c must be None")
         f = self._factory
         num_data = x.shape[0] if x is not None else (num_data or 1)
         zeros = torch.zeros(self.dim, **f)
@@ -155,13 +158,15 @@ class Gaussian(GenerativeModel):
                 "(smallest sample-covariance eigenvalue ~ 0), so the likelihood has no "
                 "maximum. Use method='map' or drop the redundant columns.")
 
-    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
         d = self._distribution(params)
         batch = len(d.batch_shape)
         lp = d.log_prob(x.reshape((x.shape[0],) + (1,) * batch + (self.dim,)))
         return lp.movedim(0, -1)
 
-    def sample_given(self, params: Dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    def sample_given(self, params: Dict[str, torch.Tensor], n: int,
+                     c: Optional[torch.Tensor] = None) -> torch.Tensor:
         d = self._distribution(params)
         return d.sample((n,)) if d.batch_shape == () else d.sample()
 

@@ -2,16 +2,16 @@
 
 >>> import pyro_genmodels as pgm
 >>> sorted(pgm.registry())
-['gaussian']
+['flow', 'gaussian']
 """
 
 from . import datasets, divergences, mc
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
 from .io import load
-from .models import Gaussian
+from .models import Flow, Gaussian
 
 __version__ = "0.1.0"
 
-__all__ = ["Capabilities", "Fit", "FitError", "Gaussian", "GenerativeModel", "__version__",
+__all__ = ["Capabilities", "Fit", "FitError", "Flow", "Gaussian", "GenerativeModel", "__version__",
            "compare", "datasets", "divergences", "load", "mc", "prior_sweep", "registry"]

@@ -52,7 +52,8 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
     groups: Dict[str, Any] = {}
     if fit.point is not None:
         point = {**fit.point, **fit.model.derived(fit.point)}
-        groups["posterior"] = {k: v[None, None] for k, v in _np(point).items()}
+        if point:  # a network's weights are not posterior variables: they stay in the fit
+            groups["posterior"] = {k: v[None, None] for k, v in _np(point).items()}
         attrs["point_estimate"] = fit.method
     else:
         chains, draws = next(iter(fit.posterior.values())).shape[:2]

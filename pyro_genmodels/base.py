@@ -133,6 +133,9 @@ class GenerativeModel(PyroModule):
     observed_site: ClassVar[str] = "x"
     #: whether the loss may be compiled with ``JitTrace_ELBO`` (static control flow)
     jit_safe: ClassVar[bool] = False
+    #: per-method option defaults of the family (e.g. a smaller lr for networks);
+    #: the user's options override them
+    default_options: ClassVar[Dict[str, Dict[str, Any]]] = {}
     #: width of the conditioning variable ``c`` (``None``: unconditional)
     context_dim: Optional[int] = None
 
@@ -268,6 +271,7 @@ class GenerativeModel(PyroModule):
         allowed = [p.name for p in inspect.signature(engine).parameters.values()
                    if p.kind is p.KEYWORD_ONLY and p.name not in ("progress", "c")]
         check_options(options, allowed + ["device"], method=method)
+        options = {**self.default_options.get(method, {}), **options}
         device = torch.device(options.pop("device", None) or self._anchor.device)
         x = self.validate_data(data, device=device)
         c = self.validate_context(c, x.shape[0], device=device, dtype=x.dtype)

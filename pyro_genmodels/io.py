@@ -61,7 +61,7 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
         "options": fit.options,
         "interrupted": fit.interrupted,
         "info": fit.info,
-        "groups": [g for g in _GROUPS if getattr(fit, g)],
+        "groups": [g for g in _GROUPS if getattr(fit, g) is not None],
     }
     save_file(tensors, str(path / "tensors.safetensors"))
     (path / "fit.json").write_text(json.dumps(meta, indent=1))

@@ -127,6 +127,11 @@ def quiet_jit_deprecation():
         yield
 
 
+def _total_norm(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all tensors together, in one fused call: finite iff every entry is."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
 def use_jit(jit: Optional[bool], model, subsample_size: Optional[int]) -> bool:
     """Resolve ``jit=None``: compile when the model declares it safe (``jit_safe``) and
     no minibatch indices would be frozen into the compiled graph."""
@@ -166,7 +171,7 @@ def run_svi(model: Callable, guide: Callable, loss, optim, *args, num_steps: int
                     error = NonFiniteLossError(step, value, "loss")
                     break
                 grads = [p.grad for p in params if p.grad is not None]
-                if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
+                if grads and not torch.isfinite(_total_norm(grads)):
                     zero_grads(params)
                     error = NonFiniteLossError(step, value, "gradient")
                     break

@@ -1,5 +1,6 @@
 """Model families, one file each."""
 
+from .flow import Flow
 from .gaussian import Gaussian
 
-__all__ = ["Gaussian"]
+__all__ = ["Flow", "Gaussian"]

@@ -19,7 +19,8 @@ import torch
 from . import datasets
 from .base import Fit, GenerativeModel
 from .compare import compare
-from .models import Gaussian
+from ._rng import seeded
+from .models import Flow, Gaussian
 
 #: method -> fit options, full and quick
 _BUDGETS = {
@@ -42,30 +43,54 @@ def _gaussian_case(quick: bool) -> Case:
     return Gaussian(2), x, heldout, truth
 
 
+def _flow_case(quick: bool) -> Case:
+    truth = datasets.toy("eight_gaussians")
+    with seeded(0):
+        x, heldout = truth.sample((1000 if quick else 4000,)), truth.sample((2000,))
+        model = Flow(2, transform="nsf")
+    return model, x, heldout, truth
+
+
 #: registry name -> builder of (model, train, heldout, true distribution or None);
 #: new families add their case here
 DEMO_CASES: Dict[str, Callable[[bool], Case]] = {
     "gaussian": _gaussian_case,
+    "flow": _flow_case,
 }
 
 
 def _plot_png(x: torch.Tensor, fits: Dict[str, Fit], title: str) -> bytes:
+    """Per fit: the learned density as a heat map (2-D data, top row) and samples against
+    the data (bottom row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(fits), figsize=(3.2 * len(fits), 3.2),
+    rows = 2 if x.shape[1] == 2 else 1
+    fig, axes = plt.subplots(rows, len(fits), figsize=(3.4 * len(fits), 3.4 * rows),
                              sharex=True, sharey=True, squeeze=False)
-    for ax, (name, fit) in zip(axes[0], fits.items()):
-        s = fit.sample(x.shape[0], seed=0).cpu()
-        ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5, label="data")
-        ax.scatter(s[:, 0], s[:, 1], s=4, alpha=0.5, label="samples")
-        ax.set_title(f"{title}: {name}")
-    axes[0][0].legend(loc="best", fontsize=8)
+    lo, hi = x.min(0).values.cpu(), x.max(0).values.cpu()
+    lo, hi = lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo)
+    for j, (name, fit) in enumerate(fits.items()):
+        if rows == 2:
+            gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], 150),
+                                    torch.linspace(lo[1], hi[1], 150), indexing="xy")
+            grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).to(x)
+            dens = fit.log_prob(grid).exp().reshape(gx.shape).cpu()
+            axes[0][j].imshow(dens, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]),
+                              aspect="auto", cmap="viridis")
+            axes[0][j].set_title(f"{title} {name}: density")
+        ax = axes[-1][j]
+        s = fit.sample(min(x.shape[0], 1000), seed=0).cpu()
+        ax.scatter(x[:1000, 0].cpu(), x[:1000, 1].cpu(), s=3, alpha=0.4, c="gray",
+                   label="data")
+        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.5, c="tab:orange", label="samples")
+        ax.set_title(f"{title} {name}: samples")
+    axes[-1][0].legend(loc="best", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
 

@@ -1,6 +1,7 @@
 """Every example runs end to end at tiny sizes."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,19 @@ def _divergences_and_priors(tmp_path):
     assert sweep.iloc[-1]["method"] == "mle"
 
 
-SMOKE = {"divergences_and_priors": _divergences_and_priors, "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program}
+def _flow_density(tmp_path):
+    mod = load("flow_density")
+    table, true_lp, right = mod.main(mod.parse_args(["--n-train", "500", "--num-steps", "60",
+                                                     "--hidden", "16",
+                                                     "--out", str(tmp_path / "f.png")]))
+    assert (tmp_path / "f.png").stat().st_size > 0
+    assert table["heldout_log_prob"].iloc[0] < true_lp + 0.2  # never far above the truth
+    assert right.shape == (1000, 2)
+    bpd = mod.main(mod.parse_args(["--dataset", "digits", "--num-steps", "5", "--hidden", "16"]))
+    assert math.isfinite(bpd) and bpd > 0
+
+
+SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density, "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

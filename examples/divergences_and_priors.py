@@ -26,6 +26,7 @@ def parse_args(argv=None):
     p.add_argument("--num-steps", type=int, default=1500)
     p.add_argument("--num-samples", type=int, default=20000, help="Monte Carlo draws")
     p.add_argument("--sweep-n", type=int, default=4, help="points in the prior sweep")
+    p.add_argument("--mcmc-samples", type=int, default=300, help="NUTS draws per chain")
     p.add_argument("--out", default="prior_sweep.png")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -38,7 +39,8 @@ def main(args):
     model = pgm.Gaussian(2)
     fits = {m: model.fit(x, method=m, seed=args.seed, progress=False,
                          **({"num_steps": args.num_steps} if m != "nuts" else
-                            {"num_samples": 300, "warmup_steps": 300}))
+                            {"num_samples": args.mcmc_samples,
+                             "warmup_steps": args.mcmc_samples}))
             for m in ("mle", "map", "vi", "nuts")}
     table = pgm.compare(fits, heldout, truth=truth)
     print(table[["heldout_log_prob", "true_kl", "true_kl_se"]].to_string(

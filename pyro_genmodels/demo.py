@@ -46,7 +46,7 @@ def _gaussian_case(quick: bool) -> Case:
 def _flow_case(quick: bool) -> Case:
     truth = datasets.toy("eight_gaussians")
     with seeded(0):
-        x, heldout = truth.sample((1000 if quick else 4000,)), truth.sample((2000,))
+        x, heldout = truth.sample((1000 if quick else 4000,)), truth.sample((1000,))
         model = Flow(2, transform="nsf")
     return model, x, heldout, truth
 

@@ -44,6 +44,7 @@ def _divergences_and_priors(tmp_path):
     mod = load("divergences_and_priors")
     table, div, sweep = mod.main(mod.parse_args(["--n-train", "200", "--num-steps", "200",
                                                  "--num-samples", "2000",
+                                                 "--mcmc-samples", "60",
                                                  "--out", str(tmp_path / "s.png")]))
     assert (tmp_path / "s.png").stat().st_size > 0
     assert (table["true_kl"] > 0).all()  # a Gaussian cannot be the banana

@@ -12,6 +12,7 @@ BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 GUIDES = ["mle_map_posterior.md"]
 
 
+@pytest.mark.slow  # about a minute of fitting, NUTS included; CI runs it with -m slow
 @pytest.mark.parametrize("guide", GUIDES)
 def test_guide_code_blocks_run(guide, capsys):
     blocks = BLOCK.findall((DOCS / guide).read_text())

@@ -114,8 +114,7 @@ class Gaussian(GenerativeModel):
                  "corr_cholesky": None if self.dim == 1 else pyro.sample(
                      "corr_cholesky", dist.LKJCholesky(self.dim, torch.ones((), **f)))})
         with pyro.plate("data", num_data, subsample_size=subsample_size) as idx:
-            obs = None if x is None or subsample_size is None else x.index_select(0, idx)
-            obs = x if obs is None else obs
+            obs = x if x is None or subsample_size is None else x.index_select(0, idx)
             return pyro.sample("x", dist.MultivariateNormal(loc, scale_tril=scale_tril), obs=obs)
 
     def _scale_tril(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:

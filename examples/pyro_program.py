@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 import pyro
-import torch
 from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoMultivariateNormal
 

@@ -26,7 +26,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, ClassVar, Dict, Iterator, Optional, Tuple
+from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple
 
 import pyro
 import torch
@@ -38,8 +38,6 @@ from ._rng import seeded
 from ._validation import as_data, check_method, check_options, positive_int
 
 LOG_PROB_KINDS = ("exact", "bound", "estimate", "unnormalized")
-POINT_METHODS = ("mle", "map")
-POSTERIOR_METHODS = ("vi", "nuts", "hmc")
 
 #: Rows per chunk in ``log_prob`` / ``sample`` (times the number of posterior draws).
 CHUNK_ELEMENTS = 2**22
@@ -473,5 +471,3 @@ class Fit:
         out.context = None if self.context is None else self.context.to(device)
         return out
 
-
-Engine = Callable[..., Dict[str, Any]]

@@ -27,7 +27,7 @@ _BUDGETS = {
     "mle": ({"num_steps": 1500}, {"num_steps": 500}),
     "map": ({"num_steps": 1500}, {"num_steps": 500}),
     "vi": ({"num_steps": 3000}, {"num_steps": 1000}),
-    "nuts": ({"num_samples": 1000, "warmup_steps": 500, "num_chains": 2},
+    "nuts": ({"num_samples": 500, "warmup_steps": 300, "num_chains": 2},
              {"num_samples": 200, "warmup_steps": 150, "num_chains": 2}),
 }
 

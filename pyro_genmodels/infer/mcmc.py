@@ -58,7 +58,7 @@ def _initial_params(model: GenerativeModel, x: torch.Tensor, c, num_chains: int,
     return chains
 
 
-def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c, method: str,
+def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
          num_samples: int, warmup_steps: int, num_chains: int, init_jitter: float,
          progress: bool) -> Dict[str, Any]:
     draws: Dict[str, List[torch.Tensor]] = {k: [] for k in model.global_sites}
@@ -122,7 +122,7 @@ def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: in
                     max_tree_depth=max_tree_depth, full_mass=full_mass,
                     jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
-    return _run(make_kernel, model, x, c=c, method="nuts", num_samples=num_samples,
+    return _run(make_kernel, model, x, c=c, num_samples=num_samples,
                 warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,
                 progress=progress)
 
@@ -139,7 +139,7 @@ def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: int
                    target_accept_prob=target_accept_prob, full_mass=full_mass,
                    jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
-    return _run(make_kernel, model, x, c=c, method="hmc", num_samples=num_samples,
+    return _run(make_kernel, model, x, c=c, num_samples=num_samples,
                 warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,
                 progress=progress)
 

@@ -37,7 +37,7 @@ class FlatPriors(Messenger):
 
 
 def _validate(model: GenerativeModel, x: torch.Tensor, **options) -> None:
-    validate_optim_options(num_data=x.shape[0], **options)
+    validate_optim_options(**options)
 
 
 def _no_latents(*args, **kwargs) -> None:

@@ -50,7 +50,7 @@ class SVIResult:
 
 
 def validate_optim_options(*, num_steps=1, lr=1.0, lr_decay=1.0, batch_size=None,
-                           optimizer="adam", callback=None, jit=None, num_data: int = 1) -> None:
+                           optimizer="adam", callback=None, jit=None) -> None:
     """Check optimization options up front (before any state changes)."""
     positive_int(num_steps, "num_steps")
     positive_float(lr, "lr")

@@ -23,7 +23,7 @@ GUIDES = {"mvn": AutoMultivariateNormal, "normal": AutoNormal}
 
 def _validate(model: GenerativeModel, x: torch.Tensor, *, guide="mvn", num_particles=1,
               num_posterior_samples=1000, init_scale=0.1, **options) -> None:
-    validate_optim_options(num_data=x.shape[0], **options)
+    validate_optim_options(**options)
     if guide not in GUIDES:
         raise ValueError(f"Unknown guide {guide!r}; expected one of {sorted(GUIDES)}")
     positive_int(num_particles, "num_particles")

@@ -26,7 +26,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterator, Optional, Tuple
 
 import pyro
 import torch
@@ -136,6 +136,21 @@ class GenerativeModel(PyroModule):
     default_options: ClassVar[Dict[str, Dict[str, Any]]] = {}
     #: width of the conditioning variable ``c`` (``None``: unconditional)
     context_dim: Optional[int] = None
+    #: the ELBO the optimizing engines use: ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``
+    #: for a model whose discrete local latents are enumerated (``config_enumerate``)
+    elbo: ClassVar[str] = "Trace_ELBO"
+    #: plates nested around the observed site (needed by enumeration, ELBO and NUTS)
+    max_plate_nesting: ClassVar[int] = 1
+    #: an amortized guide of the *local* latents (e.g. a VAE encoder), with the signature
+    #: of :meth:`model`; global sites stay with the method's guide. ``None``: no local
+    #: latents, or only enumerated / integrated ones.
+    local_guide: ClassVar[Optional[Callable]] = None
+    #: the family's engines for some methods (e.g. closed-form EM, contrastive
+    #: divergence), used instead of the shared ones in :mod:`pyro_genmodels.infer`
+    engines: ClassVar[Dict[str, Callable]] = {}
+    #: the :class:`Fit` subclass that carries the family's extra methods
+    #: (``predict``, ``encode``, ...); ``None`` is :class:`Fit`
+    fit_class: ClassVar[Optional[type]] = None
 
     @property
     def prior_sites(self) -> Tuple[str, ...]:
@@ -265,7 +280,7 @@ class GenerativeModel(PyroModule):
         from .infer import ENGINES  # late import: engines import this module
 
         check_method(method, self.capabilities.methods, type(self).__name__)
-        engine = ENGINES[method]
+        engine = self.engines.get(method) or ENGINES[method]
         allowed = [p.name for p in inspect.signature(engine).parameters.values()
                    if p.kind is p.KEYWORD_ONLY and p.name not in ("progress", "c")]
         check_options(options, allowed + ["device"], method=method)
@@ -280,8 +295,13 @@ class GenerativeModel(PyroModule):
         work = copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
         with seeded(seed) as used_seed, pyro.get_param_store().scope():
             result = engine(work, x, c=c, progress=progress, **options)
-        return Fit(work, method, data=x, context=c, seed=used_seed,
-                   options={k: v for k, v in options.items() if _jsonable(v)}, **result)
+        return make_fit(work, method, data=x, context=c, seed=used_seed,
+                        options={k: v for k, v in options.items() if _jsonable(v)}, **result)
+
+
+def make_fit(model: GenerativeModel, method: str, **fields: Any) -> "Fit":
+    """A fit of the model's own :attr:`~GenerativeModel.fit_class` (engines, ``load``)."""
+    return (model.fit_class or Fit)(model, method, **fields)
 
 
 def _jsonable(v: Any) -> bool:

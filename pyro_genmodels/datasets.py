@@ -38,6 +38,61 @@ def correlated_gaussian(n: int, *, dim: int = 2, seed: int = 0,
     return x, truth
 
 
+def clusters(n: int, *, k: int = 4, dim: int = 2, spread: float = 4.0, seed: int = 0,
+             dtype: torch.dtype = torch.float32
+             ) -> Tuple[torch.Tensor, torch.Tensor, MixtureSameFamily]:
+    """``n`` points from a fixed mixture of ``k`` full-covariance Gaussian clusters.
+
+    The mixture depends only on ``(k, dim, spread)`` (centres about ``spread`` apart,
+    unequal weights, random correlations); ``seed`` chooses the points, so two seeds give
+    a training and a held-out set.
+
+    Returns:
+        ``x`` ``(n, dim)``, the true component of each point ``(n,)`` (long), and the
+        mixture as a ``torch.distributions.MixtureSameFamily`` (exact ``log_prob``).
+
+    Example:
+        >>> from pyro_genmodels import datasets
+        >>> x, z, truth = datasets.clusters(300, k=3)
+        >>> x.shape, z.shape, truth.log_prob(x).shape
+        (torch.Size([300, 2]), torch.Size([300]), torch.Size([300]))
+    """
+    n, k, dim = positive_int(n, "n"), positive_int(k, "k"), positive_int(dim, "dim")
+    g = torch.Generator().manual_seed(4321 + 97 * k + dim)
+    f64 = torch.float64
+    locs = spread * torch.randn(k, dim, generator=g, dtype=f64)
+    a = torch.randn(k, dim, dim, generator=g, dtype=f64) / math.sqrt(dim)
+    covs = 0.6 * a @ a.transpose(-1, -2) + 0.15 * torch.eye(dim, dtype=f64)
+    weights = torch.softmax(0.5 * torch.randn(k, generator=g, dtype=f64), 0)
+    comp = MultivariateNormal(locs.to(dtype), covariance_matrix=covs.to(dtype))
+    truth = MixtureSameFamily(Categorical(probs=weights.to(dtype)), comp)
+    with seeded(seed):
+        z = torch.multinomial(weights, n, replacement=True)
+        x = MultivariateNormal(locs[z], covariance_matrix=covs[z]).sample()
+    return x.to(dtype), z, truth
+
+
+def load_digits(*, binarize: bool = False, threshold: float = 8.0,
+                dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The 1797 8x8 handwritten digits that ship with scikit-learn (no download).
+
+    Args:
+        binarize: return ``pixel > threshold`` as 0/1 (for Bernoulli likelihoods);
+            otherwise the grey levels 0..16.
+        threshold: the binarization threshold on the 0..16 scale.
+
+    Returns:
+        ``x`` ``(1797, 64)`` of ``dtype`` and the labels ``y`` ``(1797,)`` (long, 0..9).
+    """
+    from sklearn.datasets import load_digits as _load
+
+    data = _load()
+    x = torch.as_tensor(data.data, dtype=torch.float64)
+    if binarize:
+        x = (x > threshold).to(torch.float64)
+    return x.to(dtype), torch.as_tensor(data.target, dtype=torch.long)
+
+
 # ---------------------------------------------------------------------- 2-D toy sets
 class _Toy(torch.distributions.Distribution):
     """Base of the 2-D toy distributions: exact ``log_prob`` and ``sample``."""

@@ -76,7 +76,7 @@ def load(path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "c
         ValueError: the files are not a pyro-genmodels fit (e.g. a pickle in disguise).
     """
     from ._rng import seeded
-    from .base import Fit, get_model_class
+    from .base import get_model_class, make_fit
 
     path = Path(path)
     meta_file, tensor_file = path / "fit.json", path / "tensors.safetensors"
@@ -110,8 +110,9 @@ def load(path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "c
     model.load_state_dict(state)
     groups = {g: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(g + "/")}
               for g in meta["groups"]}
-    return Fit(model, meta["method"], point=groups.get("point"),
-               posterior=groups.get("posterior"), sample_stats=groups.get("sample_stats"),
-               losses=meta["losses"], data=tensors.get("data"),
-               context=tensors.get("context"), seed=meta["seed"],
-               options=meta["options"], interrupted=meta["interrupted"], info=meta["info"])
+    return make_fit(model, meta["method"], point=groups.get("point"),
+                    posterior=groups.get("posterior"), sample_stats=groups.get("sample_stats"),
+                    losses=meta["losses"], data=tensors.get("data"),
+                    context=tensors.get("context"), seed=meta["seed"],
+                    options=meta["options"], interrupted=meta["interrupted"],
+                    info=meta["info"])

@@ -120,6 +120,7 @@ def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: in
     def make_kernel():
         return NUTS(model.model, target_accept_prob=target_accept_prob,
                     max_tree_depth=max_tree_depth, full_mass=full_mass,
+                    max_plate_nesting=model.max_plate_nesting,
                     jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
     return _run(make_kernel, model, x, c=c, num_samples=num_samples,
@@ -137,6 +138,7 @@ def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: int
     def make_kernel():
         return HMC(model.model, trajectory_length=trajectory_length,
                    target_accept_prob=target_accept_prob, full_mass=full_mass,
+                   max_plate_nesting=model.max_plate_nesting,
                    jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
     return _run(make_kernel, model, x, c=c, num_samples=num_samples,

@@ -19,8 +19,8 @@ import torch
 from pyro.infer.autoguide import AutoDelta, init_to_value
 from pyro.poutine.messenger import Messenger
 
-from ..base import FitError, GenerativeModel
-from .svi import make_elbo, make_optimizer, run_svi, use_jit, validate_optim_options
+from ..base import FitError, GenerativeModel, make_fit
+from .svi import make_elbo, make_guide, make_optimizer, run_svi, use_jit, validate_optim_options
 
 
 class FlatPriors(Messenger):
@@ -38,10 +38,6 @@ class FlatPriors(Messenger):
 
 def _validate(model: GenerativeModel, x: torch.Tensor, **options) -> None:
     validate_optim_options(**options)
-
-
-def _no_latents(*args, **kwargs) -> None:
-    """The guide of a model whose phi are all parameters (network weights)."""
 
 
 def fit_point(model: GenerativeModel, x: torch.Tensor, *, method: str, c=None,
@@ -66,24 +62,21 @@ def fit_point(model: GenerativeModel, x: torch.Tensor, *, method: str, c=None,
     program = model.model
     if method == "mle":
         program = FlatPriors(model.prior_sites)(model.model)
-    if model.global_sites:
-        guide = AutoDelta(program, init_loc_fn=init_to_value(values=model.init_values(x)))
-    else:
-        guide = _no_latents
+    init = model.init_values(x) if model.global_sites else {}
+    guide, auto = make_guide(model, program, AutoDelta, init_loc_fn=init_to_value(values=init))
     optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
     subsample = None if batch_size is None or batch_size >= x.shape[0] else batch_size
-    elbo = make_elbo("Trace_ELBO", jit=use_jit(jit, model, subsample))
+    elbo = make_elbo(model.elbo, jit=use_jit(jit, model, subsample),
+                     max_plate_nesting=model.max_plate_nesting)
     result = run_svi(program, guide, elbo, optim, x, c=c, subsample_size=subsample,
                      num_steps=num_steps, progress=progress, callback=callback, desc=method)
     with torch.no_grad():
-        point = {} if not model.global_sites else {
-            k: v.detach().clone() for k, v in guide.median(x, c=c).items()
+        point = {} if auto is None else {
+            k: v.detach().clone() for k, v in auto.median(x, c=c).items()
             if k in model.global_sites}
     out = {"point": point, "losses": result.losses, "interrupted": result.interrupted}
     if result.error is not None:
-        from ..base import Fit
-
-        partial = Fit(model, method, data=x, context=c, **out)
+        partial = make_fit(model, method, data=x, context=c, **out)
         raise FitError(str(result.error), fit=partial, step=result.error.step) from result.error
     return out
 

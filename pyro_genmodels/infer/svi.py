@@ -107,10 +107,14 @@ def make_optimizer(optimizer: Any, *, lr: float, lr_decay: float, num_steps: int
     return _TorchOptim(cls, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
 
 
-def make_elbo(cls_name: str, *, jit: bool, **kwargs):
-    """``Trace_ELBO`` or its compiled twin ``JitTrace_ELBO`` (same value, less overhead)."""
+def make_elbo(cls_name: str, *, jit: bool, max_plate_nesting: Optional[int] = None,
+              **kwargs):
+    """``Trace_ELBO`` / ``TraceEnum_ELBO`` or its compiled twin ``Jit*`` (same value, less
+    overhead); enumeration needs ``max_plate_nesting``."""
     import pyro.infer as infer
 
+    if "Enum" in cls_name:
+        kwargs["max_plate_nesting"] = max_plate_nesting
     if jit:
         return getattr(infer, "Jit" + cls_name)(ignore_jit_warnings=True, **kwargs)
     return getattr(infer, cls_name)(**kwargs)
@@ -125,6 +129,38 @@ def quiet_jit_deprecation():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*deprecated",
                                 category=DeprecationWarning)
         yield
+
+
+def _no_latents(*args, **kwargs) -> None:
+    """The guide of a model whose phi are all parameters (network weights)."""
+
+
+def make_guide(model, program: Callable, auto_cls=None, **auto_kwargs):
+    """The guide for ``program`` (the model, possibly with priors masked).
+
+    The global sites get ``auto_cls`` (an autoguide class, e.g. AutoDelta) built on the
+    program with everything else hidden, so enumerated or amortized local latents never
+    reach it; the model's :attr:`local_guide` (an encoder), if any, is run alongside.
+
+    Returns:
+        ``(guide, auto)``: the guide to train and the autoguide (``None`` without
+        global sites), whose ``median`` / draws give phi.
+    """
+    auto = None
+    if model.global_sites and auto_cls is not None:
+        auto = auto_cls(poutine.block(program, expose=list(model.global_sites)),
+                        **auto_kwargs)
+    local = model.local_guide
+    if local is None:
+        return (auto if auto is not None else _no_latents), auto
+    if auto is None:
+        return local, None
+
+    def guide(*args, **kwargs):
+        auto(*args, **kwargs)
+        local(*args, **kwargs)
+
+    return guide, auto
 
 
 def _total_norm(tensors: List[torch.Tensor]) -> torch.Tensor:

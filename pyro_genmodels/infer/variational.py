@@ -15,8 +15,8 @@ import torch
 from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormal, init_to_value
 
 from .._validation import positive_float, positive_int
-from ..base import FitError, GenerativeModel
-from .svi import make_elbo, make_optimizer, run_svi, use_jit, validate_optim_options
+from ..base import FitError, GenerativeModel, make_fit
+from .svi import make_elbo, make_guide, make_optimizer, run_svi, use_jit, validate_optim_options
 
 GUIDES = {"mvn": AutoMultivariateNormal, "normal": AutoNormal}
 
@@ -44,13 +44,14 @@ def fit_vi(model: GenerativeModel, x: torch.Tensor, *, c=None, guide: str = "mvn
     space), ``num_particles`` (ELBO samples per step) and ``num_posterior_samples``
     (draws of phi stored in the fit).
     """
-    q = GUIDES[guide](model.model, init_loc_fn=init_to_value(values=model.init_values(x)),
-                      init_scale=init_scale)
+    train_guide, q = make_guide(model, model.model, GUIDES[guide], init_scale=init_scale,
+                                init_loc_fn=init_to_value(values=model.init_values(x)))
     optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
     subsample = None if batch_size is None or batch_size >= x.shape[0] else batch_size
-    elbo = make_elbo("Trace_ELBO", jit=use_jit(jit, model, subsample),
+    elbo = make_elbo(model.elbo, jit=use_jit(jit, model, subsample),
+                     max_plate_nesting=model.max_plate_nesting,
                      num_particles=num_particles, vectorize_particles=False)
-    result = run_svi(model.model, q, elbo, optim, x, c=c, subsample_size=subsample,
+    result = run_svi(model.model, train_guide, elbo, optim, x, c=c, subsample_size=subsample,
                      num_steps=num_steps, progress=progress, callback=callback, desc="vi")
     with torch.no_grad(), pyro.validation_enabled(False):
         q(x, c=c)  # builds the guide's prototype if the loop was interrupted before step 0
@@ -60,9 +61,7 @@ def fit_vi(model: GenerativeModel, x: torch.Tensor, *, c=None, guide: str = "mvn
     out = {"posterior": posterior, "losses": result.losses, "interrupted": result.interrupted,
            "info": {"guide": guide}}
     if result.error is not None:
-        from ..base import Fit
-
-        raise FitError(str(result.error), fit=Fit(model, "vi", data=x, context=c, **out),
+        raise FitError(str(result.error), fit=make_fit(model, "vi", data=x, context=c, **out),
                        step=result.error.step) from result.error
     return out
 

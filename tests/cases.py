@@ -21,6 +21,8 @@ class Case:
     make_model: Callable[[], pgm.GenerativeModel]
     make_data: Callable[[int], torch.Tensor]  # seed -> (N, D) data
     fast_options: Dict[str, Dict[str, Any]]
+    #: the engine may stop before ``num_steps`` (EM's convergence test)
+    stops_early: bool = False
 
 
 def built_with_seed(build: Callable[[], pgm.GenerativeModel]):
@@ -34,6 +36,10 @@ def built_with_seed(build: Callable[[], pgm.GenerativeModel]):
 
 def _gaussian_data(seed: int) -> torch.Tensor:
     return pgm.datasets.correlated_gaussian(120, dim=3, seed=seed)[0]
+
+
+def _cluster_data(seed: int) -> torch.Tensor:
+    return pgm.datasets.clusters(120, k=3, dim=3, seed=seed)[0]
 
 
 _FAST = {
@@ -52,6 +58,20 @@ CASES: Dict[str, Case] = {
     "flow": Case(built_with_seed(lambda: pgm.Flow(3, hidden=(16, 16), num_transforms=2)),
                  _gaussian_data, {"mle": {"num_steps": 30, "batch_size": 64},
                                   "map": {"num_steps": 30, "batch_size": 64}}),
+    "gaussian_mixture": Case(
+        lambda: pgm.GaussianMixture(3, 3, n_init=2), _cluster_data,
+        {"mle": {"num_steps": 30}, "map": {"num_steps": 30},
+         "vi": {"num_steps": 30, "num_posterior_samples": 30},
+         "nuts": {"num_samples": 5, "warmup_steps": 5, "num_chains": 2, "max_tree_depth": 3}},
+        stops_early=True),
+    "gaussian_mixture-diag": Case(
+        lambda: pgm.GaussianMixture(3, 2, covariance_type="diag", n_init=1), _cluster_data,
+        {"mle": {"num_steps": 30}, "map": {"num_steps": 30},
+         "vi": {"num_steps": 30, "num_posterior_samples": 30},
+         "nuts": {"num_samples": 5, "warmup_steps": 5, "num_chains": 2, "max_tree_depth": 3}},
+        stops_early=True),
+    "ppca": Case(lambda: pgm.PPCA(3, 1), _gaussian_data,
+                 {k: _FAST[k] for k in ("mle", "map", "vi")}),
 }
 
 

@@ -2,5 +2,7 @@
 
 from .flow import Flow
 from .gaussian import Gaussian
+from .mixture import GaussianMixture
+from .ppca import PPCA
 
-__all__ = ["Flow", "Gaussian"]
+__all__ = ["Flow", "Gaussian", "GaussianMixture", "PPCA"]

@@ -1,0 +1,163 @@
+r"""Probabilistic PCA: a linear-Gaussian latent-variable model with the latent integrated
+out in closed form.
+
+.. math::
+
+    z_i \sim \mathcal N(0, I_q), \quad x_i = W z_i + \mu + \varepsilon_i, \quad
+    \varepsilon_i \sim \mathcal N(0, \sigma^2 I_D)
+    \;\Longrightarrow\;
+    x_i \sim \mathcal N(\mu, C), \quad C = W W^\top + \sigma^2 I_D.
+
+The Pyro program observes ``x`` under that marginal (a ``LowRankMultivariateNormal``,
+O(D q^2) per point), so ``log_prob`` is exact. Priors (for ``map`` / ``vi``):
+:math:`W_{dj} \sim \mathcal N(0, s_0^2)`, :math:`\mu \sim \mathcal N(0, s_0^2 I)`,
+:math:`\sigma \sim \mathrm{HalfNormal}(s_0)`.
+
+The maximum-likelihood solution is known (Tipping & Bishop, 1999): with the sample
+covariance's eigenvalues :math:`\lambda_1 \ge \dots \ge \lambda_D` and eigenvectors
+:math:`U`,
+
+.. math::
+
+    \hat\sigma^2 = \frac{1}{D - q} \sum_{j > q} \lambda_j, \qquad
+    \hat W = U_q (\Lambda_q - \hat\sigma^2 I)^{1/2} R \quad (R \text{ any rotation}),
+
+which the tests use as the oracle (scikit-learn's ``PCA(q).score`` is that
+log-likelihood). ``W`` is identified only up to the rotation R, so its posterior draws
+are not comparable entry by entry; ``covariance_matrix`` (C) is identified.
+
+The posterior of the latent is Gaussian: :math:`z \mid x \sim \mathcal N(M^{-1} W^\top
+(x - \mu), \sigma^2 M^{-1})`, :math:`M = W^\top W + \sigma^2 I_q`; ``fit.encode`` returns
+its mean.
+
+References:
+    Tipping & Bishop (1999), *Probabilistic principal component analysis*, JRSS B 61(3).
+    Roweis (1998), *EM algorithms for PCA and SPCA*, NeurIPS.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from .._validation import positive_float, positive_int
+from ..base import Capabilities, Fit, GenerativeModel, register
+
+
+class PPCAFit(Fit):
+    """A :class:`~pyro_genmodels.Fit` of :class:`PPCA`, plus the encoder."""
+
+    @torch.no_grad()
+    def encode(self, x: Any) -> torch.Tensor:
+        """``E[z_i | x_i]``, shape ``(N, latent_dim)``. Posterior fits average it over the
+        draws of phi (meaningful when the draws share one rotation of W, as a ``vi``
+        posterior around one mode does)."""
+        x = self._as_input(x)
+        if self.point is not None:
+            return self.model.posterior_mean(self.point, x)
+        return self.model.posterior_mean(self.posterior_samples(), x).mean(0)
+
+
+@register
+class PPCA(GenerativeModel):
+    """Probabilistic PCA with ``latent_dim`` < ``dim`` factors.
+
+    Args:
+        dim: D, the number of columns of the data.
+        latent_dim: q, with 1 <= q < D.
+        prior_scale: s_0 of the priors on ``W``, ``loc`` and ``sigma``.
+
+    Sample sites: ``W`` ``(D, q)``, ``loc`` ``(D,)``, ``sigma`` ``()``, and the observed ``x``
+    ``(N, D)`` in the plate ``data`` (z integrated out).
+
+    Example:
+        >>> import torch, pyro_genmodels as pgm
+        >>> x = torch.randn(300, 2) @ torch.randn(2, 5) + 0.1 * torch.randn(300, 5)
+        >>> fit = pgm.PPCA(5, 2).fit(x, method="mle", num_steps=200, seed=0, progress=False)
+        >>> fit.encode(x[:3]).shape, fit.sample(4).shape
+        (torch.Size([3, 2]), torch.Size([4, 5]))
+    """
+
+    registry_name = "ppca"
+    capabilities = Capabilities(log_prob="exact", sampling="ancestral",
+                                methods=("mle", "map", "vi"))
+    global_sites = ("W", "loc", "sigma")
+    jit_safe = True
+    fit_class = PPCAFit
+
+    def __init__(self, dim: int, latent_dim: int, *, prior_scale: float = 10.0):
+        super().__init__(dim)
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
+        if self.latent_dim >= self.dim:
+            raise ValueError(f"PPCA needs latent_dim < dim, but got latent_dim="
+                             f"{self.latent_dim} with dim={self.dim} (with q >= D the model "
+                             f"is a full-covariance Gaussian: use pgm.Gaussian)")
+        self.prior_scale = positive_float(prior_scale, "prior_scale")
+
+    # ------------------------------------------------------------------ the Pyro program
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None,
+              subsample_size: Optional[int] = None) -> torch.Tensor:
+        if c is not None:
+            raise ValueError("PPCA is unconditional: c must be None")
+        f = self._factory
+        D, q, s0 = self.dim, self.latent_dim, self.prior_scale
+        W = pyro.sample("W", dist.Normal(torch.zeros(D, q, **f), s0).to_event(2))
+        loc = pyro.sample("loc", dist.Normal(torch.zeros(D, **f), s0).to_event(1))
+        sigma = pyro.sample("sigma", dist.HalfNormal(torch.tensor(s0, **f)))
+        num_data = x.shape[0] if x is not None else (num_data or 1)
+        with pyro.plate("data", num_data, subsample_size=subsample_size) as idx:
+            obs = x if x is None or subsample_size is None else x.index_select(0, idx)
+            return pyro.sample("x", self._marginal({"W": W, "loc": loc, "sigma": sigma}),
+                               obs=obs)
+
+    def _marginal(self, params: Dict[str, torch.Tensor]) -> dist.LowRankMultivariateNormal:
+        W, loc, sigma = params["W"], params["loc"], params["sigma"]
+        diag = (sigma**2).unsqueeze(-1).expand(loc.shape)
+        return dist.LowRankMultivariateNormal(loc, cov_factor=W, cov_diag=diag)
+
+    # ------------------------------------------------------------------ engine hooks
+    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``loc`` the sample mean, ``sigma`` the overall sd, ``W`` small and random (no
+        eigendecomposition: the closed form is the tests' oracle, not the start)."""
+        scale = x.std(0, correction=0).mean().clamp_min(1e-3)
+        W = 0.1 * scale * torch.randn(self.dim, self.latent_dim, dtype=x.dtype,
+                                      device=x.device)
+        return {"W": W, "loc": x.mean(0), "sigma": scale}
+
+    def log_prob_given(self, params, x, c=None):
+        d = self._marginal(params)
+        nb = len(d.batch_shape)
+        return d.log_prob(x.reshape((x.shape[0],) + (1,) * nb + (self.dim,))).movedim(0, -1)
+
+    def sample_given(self, params, n, c=None):
+        """Ancestral: ``z ~ N(0, I)``, then ``x = W z + loc + sigma * eps``."""
+        W, loc, sigma = params["W"], params["loc"], params["sigma"]
+        batched = loc.dim() > 1
+        z = torch.randn(n, self.latent_dim, dtype=loc.dtype, device=loc.device)
+        eps = torch.randn(n, self.dim, dtype=loc.dtype, device=loc.device)
+        mean = (W @ z.unsqueeze(-1)).squeeze(-1) if batched else z @ W.T
+        return mean + loc + sigma.unsqueeze(-1) * eps if batched else mean + loc + sigma * eps
+
+    def posterior_mean(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``E[z | x, phi] = M^{-1} W^T (x - loc)``: ``(*batch, N, q)``."""
+        W, loc, sigma = params["W"], params["loc"], params["sigma"]
+        eye = torch.eye(self.latent_dim, dtype=W.dtype, device=W.device)
+        M = W.transpose(-1, -2) @ W + (sigma**2)[..., None, None] * eye
+        centered = x - loc.unsqueeze(-2)  # (*batch, N, D)
+        rhs = W.transpose(-1, -2) @ centered.transpose(-1, -2)  # (*batch, q, N)
+        return torch.linalg.solve(M, rhs).transpose(-1, -2)
+
+    def derived(self, params):
+        W, sigma = params["W"], params["sigma"]
+        eye = torch.eye(self.dim, dtype=W.dtype, device=W.device)
+        return {"covariance_matrix": W @ W.transpose(-1, -2) + (sigma**2)[..., None, None] * eye}
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"dim": self.dim, "latent_dim": self.latent_dim, "prior_scale": self.prior_scale}
+
+
+__all__ = ["PPCA", "PPCAFit"]

@@ -1,0 +1,228 @@
+"""GaussianMixture against its oracles: scikit-learn's density, brute-force enumeration,
+Pyro's own discrete marginals, EM's monotonicity and scikit-learn's best-of-5 fit."""
+
+import itertools
+import math
+
+import numpy as np
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import TraceEnum_ELBO
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture as SkGMM
+
+import pyro_genmodels as pgm
+from pyro_genmodels.infer import FlatPriors
+from pyro_genmodels.models.mixture import MixtureFit, relabel
+
+
+def _random_params(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    K, D = model.n_components, model.dim
+    f64 = torch.float64
+    params = {"weights": torch.softmax(torch.randn(K, generator=g, dtype=f64), 0),
+              "locs": 2 * torch.randn(K, D, generator=g, dtype=f64),
+              "scales": 0.5 + torch.rand(K, D, generator=g, dtype=f64)}
+    if model.full:
+        a = torch.randn(K, D, D, generator=g, dtype=f64)
+        cov = a @ a.transpose(-1, -2) + D * torch.eye(D, dtype=f64)
+        s = cov.diagonal(dim1=-2, dim2=-1).sqrt()
+        params["corr_cholesky"] = torch.linalg.cholesky(cov / (s[..., None] * s[..., None, :]))
+    return params
+
+
+def _sklearn_with(params, model):
+    cov = model.derived(params)["covariances"].numpy()
+    sk = SkGMM(model.n_components, covariance_type=model.covariance_type)
+    sk.weights_ = params["weights"].numpy()
+    sk.means_ = params["locs"].numpy()
+    if model.covariance_type == "full":
+        sk.covariances_ = cov
+        sk.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(cov))
+    else:
+        var = np.diagonal(cov, axis1=-2, axis2=-1)
+        sk.covariances_ = var
+        sk.precisions_cholesky_ = 1 / np.sqrt(var)
+    return sk
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_log_prob_equals_sklearn_score_samples(covariance_type, float64):
+    model = pgm.GaussianMixture(3, 4, covariance_type=covariance_type).double()
+    params = _random_params(model)
+    x = torch.randn(200, 3, dtype=torch.float64) * 3
+    fit = MixtureFit(model, "mle", point=params)
+    ours = fit.log_prob(x).numpy()
+    theirs = _sklearn_with(params, model).score_samples(x.numpy())
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fit.predict_proba(x).numpy(),
+                               _sklearn_with(params, model).predict_proba(x.numpy()),
+                               rtol=1e-6, atol=1e-9)
+
+
+def _enumerated_nll(model, params, x, *, prior: bool):
+    """The TraceEnum_ELBO loss of the Pyro program with phi fixed (no guide latents)."""
+    program = poutine.condition(model.model, data=params)
+    if not prior:
+        program = FlatPriors(model.prior_sites)(program)
+    return TraceEnum_ELBO(max_plate_nesting=1).loss(program, lambda *a, **k: None, x)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_enumerated_loss_is_the_brute_force_sum_over_assignments(covariance_type, float64):
+    model = pgm.GaussianMixture(2, 3, covariance_type=covariance_type).double()
+    params = _random_params(model, seed=1)
+    x = torch.randn(4, 2, dtype=torch.float64)
+    comp = model._component(params)
+    terms = []
+    for z in itertools.product(range(3), repeat=4):  # all 81 assignments
+        z = torch.tensor(z)
+        lp = params["weights"].log()[z] + comp.log_prob(x[:, None, :])[torch.arange(4), z]
+        terms.append(lp.sum())
+    brute = -torch.stack(terms).logsumexp(0).item()
+    assert _enumerated_nll(model, params, x, prior=False) == pytest.approx(brute, rel=1e-10)
+
+
+def test_map_objective_is_the_mle_objective_plus_the_log_prior(float64):
+    model = pgm.GaussianMixture(2, 3).double()
+    params = _random_params(model, seed=2)
+    x = torch.randn(30, 2, dtype=torch.float64)
+    log_prior = (dist.Dirichlet(torch.ones(3, dtype=torch.float64)).log_prob(params["weights"])
+                 + dist.Normal(0.0, 10.0).log_prob(params["locs"]).sum()
+                 + dist.HalfNormal(10.0).log_prob(params["scales"]).sum()
+                 + dist.LKJCholesky(2, torch.tensor(1.0, dtype=torch.float64))
+                 .log_prob(params["corr_cholesky"]).sum())
+    diff = _enumerated_nll(model, params, x, prior=True) - _enumerated_nll(model, params, x,
+                                                                            prior=False)
+    assert diff == pytest.approx(-log_prior.item(), rel=1e-10)
+
+
+def test_mle_matches_sklearn_best_of_five_and_em_never_decreases_the_likelihood(float64):
+    x, z, _ = pgm.datasets.clusters(2000, k=4, dim=2, seed=0, dtype=torch.float64)
+    fit = pgm.GaussianMixture(2, 4).fit(x, method="mle", seed=0, progress=False)
+    ours = fit.log_prob(x).sum().item()
+    sk = SkGMM(4, n_init=5, random_state=0).fit(x.numpy())
+    theirs = sk.score(x.numpy()) * x.shape[0]
+    assert ours >= theirs - 0.005 * abs(theirs)
+    # EM's guarantee: every iteration's log-likelihood is at least the previous one's
+    losses = torch.tensor(fit.losses)
+    assert (losses[1:] <= losses[:-1] + 1e-8 * losses.abs()[:-1]).all()
+    assert fit.losses[-1] == pytest.approx(-ours, rel=1e-9)
+    # the clusters are the generating ones (up to labels)
+    assert adjusted_rand_score(z.numpy(), fit.predict(x).numpy()) > 0.8
+
+
+def test_more_restarts_never_do_worse(float64):
+    x = pgm.datasets.clusters(600, k=5, dim=2, seed=3, dtype=torch.float64)[0]
+    one = pgm.GaussianMixture(2, 5, n_init=1).fit(x, method="mle", seed=4, progress=False)
+    four = pgm.GaussianMixture(2, 5, n_init=4).fit(x, method="mle", seed=4, progress=False)
+    assert four.losses[-1] <= one.losses[-1] + 1e-9 * abs(one.losses[-1])
+    assert four.info["n_init"] == 4
+
+
+def test_predict_proba_equals_pyros_discrete_marginals(float64):
+    model = pgm.GaussianMixture(2, 3).double()
+    params = _random_params(model, seed=5)
+    x = torch.randn(7, 2, dtype=torch.float64) * 2
+    fit = MixtureFit(model, "mle", point=params)
+    marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(
+        poutine.condition(model.model, data=params), lambda *a, **k: None, x)
+    expected = marginals["z"].probs
+    got = fit.predict_proba(x)
+    assert torch.allclose(got, expected, atol=1e-12)
+    assert torch.allclose(got.sum(-1), torch.ones(7, dtype=torch.float64))
+    assert torch.equal(fit.predict(x), got.argmax(-1))
+
+
+def test_samples_follow_the_mixture(float64):
+    model = pgm.GaussianMixture(2, 3).double()
+    params = _random_params(model, seed=6)
+    fit = MixtureFit(model, "mle", point=params)
+    n = 40000
+    s = fit.sample(n, seed=0)
+    truth = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(params["weights"]), model._component(params))
+    # sample mean within 4 standard errors of the mixture mean
+    se = truth.variance.sqrt() / math.sqrt(n)
+    assert ((s.mean(0) - truth.mean).abs() < 4 * se).all()
+    # the component frequencies (via responsibilities' argmax of well-placed draws) are
+    # checked more directly: the mean log-density of the draws is the mixture's -entropy
+    lp = truth.log_prob(s)
+    ref = truth.log_prob(truth.sample((n,)))
+    assert abs(lp.mean() - ref.mean()) < 4 * math.sqrt(lp.var() / n + ref.var() / n)
+
+
+def test_relabel_undoes_label_switching():
+    torch.manual_seed(0)
+    K, S = 4, 200
+    locs = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0]])
+    draws = locs + 0.3 * torch.randn(S, K, 2)
+    weights = torch.tensor([0.1, 0.2, 0.3, 0.4]).expand(S, K)
+    perms = torch.stack([torch.randperm(K) for _ in range(S)])
+    rows = torch.arange(S)[:, None]
+    switched = {"locs": draws[rows, perms].reshape(2, S // 2, K, 2),
+                "weights": weights[rows, perms].reshape(2, S // 2, K)}
+    out = relabel(pgm.GaussianMixture(2, K), switched)
+    flat_locs = out["locs"].reshape(S, K, 2)
+    flat_w = out["weights"].reshape(S, K)
+    # every draw now has the same ordering: component k sits near one fixed location,
+    # and the weights moved with their components
+    order = torch.cdist(flat_locs[0], locs).argmin(-1)
+    assert torch.equal(torch.cdist(flat_locs.reshape(-1, 2), locs).argmin(-1).reshape(S, K),
+                       order.expand(S, K))
+    assert torch.allclose(flat_w, weights[:, order])
+
+
+def test_vi_posterior_summaries_are_relabeled_and_near_the_mle():
+    x = pgm.datasets.clusters(400, k=3, dim=2, seed=1)[0]
+    model = pgm.GaussianMixture(2, 3, covariance_type="diag", n_init=2)
+    mle = model.fit(x, method="mle", seed=0, progress=False)
+    vi = model.fit(x, method="vi", seed=0, progress=False, num_steps=400,
+                   num_posterior_samples=200)
+    assert vi.info["relabeled"]
+    # with 400 points the posterior concentrates near the MLE (up to labels)
+    cost = torch.cdist(vi.params["locs"], mle.params["locs"])
+    assert cost.min(-1).values.max() < 0.3
+    assert vi.predict_proba(x[:5]).shape == (5, 3)
+    assert abs(vi.log_prob(x).mean() - mle.log_prob(x).mean()) < 0.05
+
+
+def test_bad_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="n_components"):
+        pgm.GaussianMixture(2, 0)
+    with pytest.raises(ValueError, match="covariance_type"):
+        pgm.GaussianMixture(2, 2, covariance_type="spherical")
+    with pytest.raises(ValueError, match="at least that many data rows"):
+        pgm.GaussianMixture(2, 5).fit(torch.randn(3, 2), method="mle", progress=False)
+    with pytest.raises(ValueError, match="reg_covar"):
+        pgm.GaussianMixture(2, 2).fit(torch.randn(30, 2), method="mle", reg_covar=-1.0,
+                                      progress=False)
+    fit = pgm.GaussianMixture(2, 2).fit(torch.randn(30, 2), method="mle", seed=0,
+                                        progress=False)
+    with pytest.raises(ValueError, match="columns"):
+        fit.predict(torch.randn(4, 3))
+
+
+def test_a_nan_mid_em_keeps_the_last_finite_parameters(monkeypatch):
+    from pyro_genmodels.models import mixture
+
+    x = pgm.datasets.clusters(200, k=2, seed=0)[0]
+    real = mixture._m_step
+    calls = {"n": 0}
+
+    def poisoned(model, x, resp, reg):
+        calls["n"] += 1
+        out = real(model, x, resp, reg)
+        if calls["n"] == 4:
+            out = {**out, "locs": out["locs"] * float("nan")}
+        return out
+
+    monkeypatch.setattr(mixture, "_m_step", poisoned)
+    with pytest.raises(pgm.FitError, match="Non-finite") as err:
+        pgm.GaussianMixture(2, 2, n_init=1).fit(x, method="mle", seed=0, progress=False)
+    partial = err.value.fit
+    assert partial is not None and len(partial.losses) == 3
+    assert torch.isfinite(partial.log_prob(x)).all()
+    assert -partial.log_prob(x).sum().item() == pytest.approx(partial.losses[-1], rel=1e-5)

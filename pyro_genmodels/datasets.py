@@ -39,13 +39,14 @@ def correlated_gaussian(n: int, *, dim: int = 2, seed: int = 0,
 
 
 def clusters(n: int, *, k: int = 4, dim: int = 2, spread: float = 4.0, seed: int = 0,
-             dtype: torch.dtype = torch.float32
+             diagonal: bool = False, dtype: torch.dtype = torch.float32
              ) -> Tuple[torch.Tensor, torch.Tensor, MixtureSameFamily]:
     """``n`` points from a fixed mixture of ``k`` full-covariance Gaussian clusters.
 
     The mixture depends only on ``(k, dim, spread)`` (centres about ``spread`` apart,
     unequal weights, random correlations); ``seed`` chooses the points, so two seeds give
-    a training and a held-out set.
+    a training and a held-out set. ``diagonal=True`` keeps only the variances
+    (axis-aligned clusters: the truth of a ``covariance_type="diag"`` mixture).
 
     Returns:
         ``x`` ``(n, dim)``, the true component of each point ``(n,)`` (long), and the
@@ -63,6 +64,8 @@ def clusters(n: int, *, k: int = 4, dim: int = 2, spread: float = 4.0, seed: int
     locs = spread * torch.randn(k, dim, generator=g, dtype=f64)
     a = torch.randn(k, dim, dim, generator=g, dtype=f64) / math.sqrt(dim)
     covs = 0.6 * a @ a.transpose(-1, -2) + 0.15 * torch.eye(dim, dtype=f64)
+    if diagonal:
+        covs = torch.diag_embed(covs.diagonal(dim1=-2, dim2=-1))
     weights = torch.softmax(0.5 * torch.randn(k, generator=g, dtype=f64), 0)
     comp = MultivariateNormal(locs.to(dtype), covariance_matrix=covs.to(dtype))
     truth = MixtureSameFamily(Categorical(probs=weights.to(dtype)), comp)

@@ -226,3 +226,16 @@ def test_a_nan_mid_em_keeps_the_last_finite_parameters(monkeypatch):
     assert partial is not None and len(partial.losses) == 3
     assert torch.isfinite(partial.log_prob(x)).all()
     assert -partial.log_prob(x).sum().item() == pytest.approx(partial.losses[-1], rel=1e-5)
+
+
+def test_benchmark_smoke_run_prints_a_finite_ratio():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_mixture.py"
+    proc = subprocess.run([sys.executable, str(script), "--small"], capture_output=True,
+                          text=True, timeout=300, check=True)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("ratio")
+    assert math.isfinite(float(last.rsplit(":", 1)[1]))

@@ -20,8 +20,8 @@ log prior for ``map``), and ``log_prob`` is exact. The responsibilities
 How each method treats phi = (w, mu, s, L):
 
 * ``mle``: expectation-maximization (Dempster, Laird & Rubin, 1977) with closed-form
-  M-steps, from ``n_init`` k-means++ starts (Arthur & Vassilvitskii, 2007), keeping the
-  best. As in scikit-learn, ``reg_covar`` is added to every covariance's diagonal (the
+  M-steps, from ``n_init`` k-means starts (Lloyd's algorithm from a k-means++ seeding,
+  Arthur & Vassilvitskii, 2007), keeping the best. As in scikit-learn, ``reg_covar`` is added to every covariance's diagonal (the
   likelihood is unbounded when a component collapses onto a point).
 * ``map``: AutoDelta on the enumerated program under the priors, started from the best
   EM solution.
@@ -95,7 +95,7 @@ class GaussianMixture(GenerativeModel):
         prior_concentration: alpha of ``w ~ Dirichlet(alpha)`` (1: uniform on the simplex;
             the MAP weights are ``(N_k + alpha - 1) / (N + K (alpha - 1))``).
         lkj_concentration: eta of ``L_k ~ LKJCholesky(D, eta)``.
-        n_init: k-means++ + EM restarts (``mle``, and the start of the other methods);
+        n_init: k-means + EM restarts (``mle``, and the start of the other methods);
             the best log-likelihood wins.
 
     Sample sites: ``weights`` ``(K,)``; in the plate ``components``: ``locs`` ``(K, D)``,
@@ -120,7 +120,7 @@ class GaussianMixture(GenerativeModel):
 
     def __init__(self, dim: int, n_components: int, *, covariance_type: str = "full",
                  prior_scale: float = 10.0, prior_concentration: float = 1.0,
-                 lkj_concentration: float = 1.0, n_init: int = 3):
+                 lkj_concentration: float = 1.0, n_init: int = 5):
         super().__init__(dim)
         self.n_components = positive_int(n_components, "n_components")
         if covariance_type not in COVARIANCE_TYPES:
@@ -232,7 +232,7 @@ class GaussianMixture(GenerativeModel):
                              f"least that many data rows, but got {x.shape[0]}")
 
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The best of ``n_init`` short k-means++ + EM runs (the MLE region)."""
+        """The best of ``n_init`` short k-means + EM runs (the MLE region)."""
         return best_em(self, x, num_steps=100, tol=1e-5, reg_covar=1e-6)[0]
 
     def get_config(self) -> Dict[str, Any]:
@@ -244,17 +244,46 @@ class GaussianMixture(GenerativeModel):
 
 # ---------------------------------------------------------------------- EM
 def kmeans_pp(x: torch.Tensor, k: int) -> torch.Tensor:
-    """k-means++ seeding: ``k`` rows of ``x``, each next one drawn with probability
-    proportional to its squared distance to the nearest chosen centre."""
+    """Greedy k-means++ seeding: ``k`` rows of ``x``. Each next centre is the best (lowest
+    resulting potential) of ``2 + log k`` candidates drawn with probability proportional
+    to the squared distance to the nearest chosen centre (Arthur & Vassilvitskii, 2007;
+    the greedy variant is scikit-learn's)."""
     n = x.shape[0]
-    centers = [x[torch.randint(n, ())]]
+    trials = 2 + int(math.log(k))
+    sq = (x * x).sum(-1)
+    centers = [x[torch.randint(n, (), device=x.device)]]
     d2 = (x - centers[0]).pow(2).sum(-1)
     for _ in range(1, k):
         total = d2.sum()
-        i = torch.multinomial(d2 / total, 1)[0] if total > 0 else torch.randint(n, ())
-        centers.append(x[i])
-        d2 = torch.minimum(d2, (x - x[i]).pow(2).sum(-1))
+        if total > 0:
+            cand = torch.multinomial(d2 / total, trials, replacement=True)
+        else:
+            cand = torch.randint(n, (trials,), device=x.device)
+        cand_d2 = (sq[:, None] - 2 * x @ x[cand].T + sq[cand]).clamp_min(0)  # (N, trials)
+        new = torch.minimum(d2[:, None], cand_d2)
+        best = new.sum(0).argmin()
+        centers.append(x[cand[best]])
+        d2 = new[:, best]
     return torch.stack(centers)
+
+
+def kmeans(x: torch.Tensor, k: int, *, max_iter: int = 100) -> torch.Tensor:
+    """Lloyd's k-means from a k-means++ seeding, until no assignment changes (or
+    ``max_iter``): the cluster index of every row, ``(N,)``. An emptied cluster keeps its
+    centre. This is the start of every EM run, as in scikit-learn."""
+    centers = kmeans_pp(x, k)
+    sq = (x * x).sum(-1, keepdim=True)
+    assign = None
+    for _ in range(max_iter):
+        new = (sq - 2 * x @ centers.T + (centers * centers).sum(-1)).argmin(-1)
+        if assign is not None and torch.equal(new, assign):
+            break
+        assign = new
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        sums = torch.zeros_like(centers).index_add_(0, assign, x)
+        filled = counts > 0
+        centers = torch.where(filled[:, None], sums / counts.clamp_min(1)[:, None], centers)
+    return assign
 
 
 def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
@@ -282,14 +311,14 @@ def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
 
 def _em_run(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: float,
             reg_covar: float, callback=None, bar=None):
-    """One EM run from a k-means++ start. Returns (params, losses, interrupted, error);
+    """One EM run from a k-means start. Returns (params, losses, stop, error): ``stop`` is
+    ``"interrupted"`` (Ctrl-C), ``"callback"`` (the callback returned True) or ``None``;
     ``params`` is always the last state with a finite log-likelihood."""
-    centers = kmeans_pp(x, model.n_components)
-    hard = (torch.cdist(x, centers).argmin(-1)[:, None]
+    hard = (kmeans(x, model.n_components)[:, None]
             == torch.arange(model.n_components, device=x.device)).to(x.dtype)
     params = _m_step(model, x, hard, reg_covar)
     losses: List[float] = []
-    good, interrupted, error = None, False, None
+    good, stop, error = None, None, None
     try:
         for step in range(num_steps):
             joint = model._joint(params, x)
@@ -302,13 +331,15 @@ def _em_run(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
             losses.append(-total)
             if bar is not None:
                 bar.update()
-            stop = callback is not None and callback(step, -total) is True
-            if stop or (step > 0 and (losses[-2] - losses[-1]) / x.shape[0] < tol):
+            if callback is not None and callback(step, -total) is True:
+                stop = "callback"
+                break
+            if step > 0 and (losses[-2] - losses[-1]) / x.shape[0] < tol:
                 break
             params = _m_step(model, x, (joint - ll[:, None]).exp(), reg_covar)
     except KeyboardInterrupt:
-        interrupted = True
-    return (good if good is not None else params), losses, interrupted, error
+        stop = "interrupted"
+    return (good if good is not None else params), losses, stop, error
 
 
 def best_em(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: float,
@@ -316,8 +347,8 @@ def best_em(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
     """``model.n_init`` EM runs; the one with the highest final log-likelihood wins.
 
     A start that hits a non-finite log-likelihood is dropped when another start
-    succeeds; Ctrl-C stops the restarts and returns the best run so far, interrupted.
-    Returns ``(params, losses, interrupted, error)``."""
+    succeeds; Ctrl-C (or the callback returning True) stops the restarts and returns the
+    best run so far. Returns ``(params, losses, interrupted, error)``."""
     runs = []
     bar = tqdm(total=num_steps * model.n_init, desc="em", disable=not progress,
                file=sys.stderr, leave=False)
@@ -326,11 +357,11 @@ def best_em(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
             for _ in range(model.n_init):
                 runs.append(_em_run(model, x, num_steps=num_steps, tol=tol,
                                     reg_covar=reg_covar, callback=callback, bar=bar))
-                if runs[-1][2]:
+                if runs[-1][2] is not None:
                     break
     finally:
         bar.close()
-    interrupted = runs[-1][2]
+    interrupted = runs[-1][2] == "interrupted"
     ok = [r for r in runs if r[3] is None and r[1]] or [r for r in runs if r[1]] or runs
     params, losses, _, error = min(ok, key=lambda r: r[1][-1] if r[1] else math.inf)
     return params, losses, interrupted, error
@@ -348,7 +379,7 @@ def _validate_em(model, x, *, num_steps=1, tol=1e-6, reg_covar=1e-6, callback=No
 def fit_em(model: GaussianMixture, x: torch.Tensor, *, c=None, num_steps: int = 500,
            tol: float = 1e-6, reg_covar: float = 1e-6, callback: Optional[Callable] = None,
            progress: bool = True) -> Dict[str, Any]:
-    """``mle`` by expectation-maximization: ``n_init`` k-means++ starts, best kept.
+    """``mle`` by expectation-maximization: ``n_init`` k-means starts, best kept.
 
     Options:
         num_steps: maximum EM iterations per start.
@@ -416,4 +447,4 @@ def _relabeled(engine: Callable) -> Callable:
 
 
 GaussianMixture.engines = {"mle": fit_em, "vi": _relabeled(fit_vi), "nuts": _relabeled(fit_nuts)}
-__all__ = ["GaussianMixture", "MixtureFit", "fit_em", "kmeans_pp", "relabel"]
+__all__ = ["GaussianMixture", "MixtureFit", "fit_em", "kmeans", "kmeans_pp", "relabel"]

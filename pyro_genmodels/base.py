@@ -360,6 +360,9 @@ class Fit:
     # ------------------------------------------------------------------ summaries
     @property
     def log_prob_kind(self) -> str:
+        """What ``log_prob`` returns: the model's ``capabilities.log_prob``, unless the
+        family's fit class says otherwise (an energy fit subtracts an AIS estimate of
+        log Z from its unnormalized density: ``"estimate"``)."""
         return self.model.capabilities.log_prob
 
     @property

@@ -8,7 +8,7 @@ test files; nothing here special-cases a model inside a generic test.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -23,6 +23,8 @@ class Case:
     fast_options: Dict[str, Dict[str, Any]]
     #: the engine may stop before ``num_steps`` (EM's convergence test)
     stops_early: bool = False
+    #: a fit's ``log_prob_kind`` when it differs from the capability (energy: AIS)
+    log_prob_kind: Optional[str] = None
 
 
 def built_with_seed(build: Callable[[], pgm.GenerativeModel]):
@@ -36,6 +38,11 @@ def built_with_seed(build: Callable[[], pgm.GenerativeModel]):
 
 def _gaussian_data(seed: int) -> torch.Tensor:
     return pgm.datasets.correlated_gaussian(120, dim=3, seed=seed)[0]
+
+
+def _banana_data(seed: int) -> torch.Tensor:
+    with seeded(seed):
+        return pgm.datasets.toy("banana").sample((120,))
 
 
 def _cluster_data(seed: int) -> torch.Tensor:
@@ -70,6 +77,9 @@ CASES: Dict[str, Case] = {
          "vi": {"num_steps": 30, "num_posterior_samples": 30},
          "nuts": {"num_samples": 5, "warmup_steps": 5, "num_chains": 2, "max_tree_depth": 3}},
         stops_early=True),
+    "energy": Case(built_with_seed(lambda: pgm.EnergyModel(2, hidden=(16, 16))), _banana_data,
+                   {m: {"num_steps": 20, "batch_size": 64, "buffer_size": 256, "mcmc_steps": 5}
+                    for m in ("mle", "map")}, log_prob_kind="estimate"),
     "ppca": Case(lambda: pgm.PPCA(3, 1), _gaussian_data,
                  {k: _FAST[k] for k in ("mle", "map", "vi")}),
 }

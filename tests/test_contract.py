@@ -54,7 +54,7 @@ def test_shapes_and_finiteness(name, method):
     assert s.shape == (17, x.shape[1])
     assert torch.isfinite(s).all()
     assert fit.method == method
-    assert fit.log_prob_kind == fit.model.capabilities.log_prob
+    assert fit.log_prob_kind == (case.log_prob_kind or fit.model.capabilities.log_prob)
     params = fit.params
     assert "covariance_matrix" in params or name not in ("gaussian", "gaussian-known-cov")
     for k, v in params.items():

@@ -23,8 +23,10 @@ def test_guide_code_blocks_run(guide, capsys):
     assert "KL(p_data || p_mle)" in capsys.readouterr().out
 
 
-MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.mc",
-           "pyro_genmodels.divergences", "pyro_genmodels.datasets"]
+MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.models.flow",
+           "pyro_genmodels.models.mixture", "pyro_genmodels.models.ppca",
+           "pyro_genmodels.models.energy", "pyro_genmodels.infer.langevin",
+           "pyro_genmodels.mc", "pyro_genmodels.divergences", "pyro_genmodels.datasets"]
 
 
 @pytest.mark.parametrize("name", MODULES)

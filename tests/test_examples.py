@@ -64,7 +64,42 @@ def _flow_density(tmp_path):
     assert math.isfinite(bpd) and bpd > 0
 
 
-SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density, "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program}
+def _mixture_clusters(tmp_path):
+    mod = load("mixture_clusters")
+    table = mod.main(mod.parse_args(["--n-train", "300", "--num-steps", "30",
+                                     "--num-samples", "4", "--out", str(tmp_path / "m.png")]))
+    assert (tmp_path / "m.png").stat().st_size > 0
+    assert list(table.index) == ["mle", "map", "vi", "nuts", "scikit-learn", "truth"]
+    # nothing fitted to 300 points beats the true density on 2000 held-out points by much
+    assert (table["heldout_log_prob"] < table.loc["truth", "heldout_log_prob"] + 0.05).all()
+    assert table.loc["mle", "ari"] > 0.5
+
+
+def _ppca_digits(tmp_path):
+    mod = load("ppca_digits")
+    table, accuracy = mod.main(mod.parse_args(["--latent-dim", "4", "--num-steps", "30",
+                                               "--n-train", "800",
+                                               "--out", str(tmp_path / "p.png")]))
+    assert (tmp_path / "p.png").stat().st_size > 0
+    # 30 steps are far from the maximum, which nothing exceeds on the training data
+    closed = table.loc["closed form (PCA.score)", "train_log_prob"]
+    assert (table["train_log_prob"] <= closed + 1e-3 * abs(closed)).all()
+    assert 0.1 < accuracy <= 1.0
+
+
+def _energy_toy(tmp_path):
+    mod = load("energy_toy")
+    fit, coverage, log_z = mod.main(mod.parse_args(["--n-train", "300", "--num-steps", "20",
+                                                    "--hidden", "16", "--num-samples", "200",
+                                                    "--out", str(tmp_path / "e.png")]))
+    assert (tmp_path / "e.png").stat().st_size > 0
+    assert 0 <= coverage["near_fraction"] <= 1 and math.isfinite(log_z.estimate)
+
+
+SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density,
+         "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program,
+         "mixture_clusters": _mixture_clusters, "ppca_digits": _ppca_digits,
+         "energy_toy": _energy_toy}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

@@ -1,8 +1,9 @@
 """Model families, one file each."""
 
+from .energy import EnergyModel
 from .flow import Flow
 from .gaussian import Gaussian
 from .mixture import GaussianMixture
 from .ppca import PPCA
 
-__all__ = ["Flow", "Gaussian", "GaussianMixture", "PPCA"]
+__all__ = ["EnergyModel", "Flow", "Gaussian", "GaussianMixture", "PPCA"]

@@ -20,7 +20,7 @@ from . import datasets
 from .base import Fit, GenerativeModel
 from .compare import compare
 from ._rng import seeded
-from .models import Flow, Gaussian
+from .models import PPCA, EnergyModel, Flow, Gaussian, GaussianMixture
 
 #: method -> fit options, full and quick
 _BUDGETS = {
@@ -51,11 +51,44 @@ def _flow_case(quick: bool) -> Case:
     return model, x, heldout, truth
 
 
+def _mixture_case(quick: bool) -> Case:
+    x, _, truth = datasets.clusters(300 if quick else 1000, k=4, seed=0)
+    heldout, _, _ = datasets.clusters(1000, k=4, seed=1)
+    return GaussianMixture(2, 4), x, heldout, truth
+
+
+def _ppca_case(quick: bool) -> Case:
+    x, truth = datasets.correlated_gaussian(300 if quick else 1000, dim=2, seed=0)
+    heldout, _ = datasets.correlated_gaussian(1000, dim=2, seed=1)
+    return PPCA(2, 1), x, heldout, truth
+
+
+def _energy_case(quick: bool) -> Case:
+    truth = datasets.toy("eight_gaussians")
+    with seeded(0):
+        x, heldout = truth.sample((1000 if quick else 4000,)), truth.sample((1000,))
+        model = EnergyModel(2)
+    return model, x, heldout, truth
+
+
 #: registry name -> builder of (model, train, heldout, true distribution or None);
 #: new families add their case here
 DEMO_CASES: Dict[str, Callable[[bool], Case]] = {
     "gaussian": _gaussian_case,
+    "gaussian_mixture": _mixture_case,
+    "ppca": _ppca_case,
     "flow": _flow_case,
+    "energy": _energy_case,
+}
+
+#: per-case budget overrides (full, quick); ``None`` skips the method in that run
+_CASE_BUDGETS: Dict[str, Dict[str, Tuple[Optional[dict], Optional[dict]]]] = {
+    # NUTS sums the enumerated component out in every gradient: minutes, so full runs only
+    "gaussian_mixture": {"nuts": ({"num_samples": 200, "warmup_steps": 200,
+                                   "num_chains": 2}, None)},
+    # contrastive divergence runs 20 Langevin steps per update; default lr for the net
+    "energy": {"mle": ({"num_steps": 2000}, {"num_steps": 300}),
+               "map": ({"num_steps": 2000}, {"num_steps": 300})},
 }
 
 
@@ -105,8 +138,8 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
     for name, case in DEMO_CASES.items():
         model, x, heldout, truth = case(quick)
         fits, times = {}, {}
-        for method, budgets in _BUDGETS.items():
-            if method not in model.capabilities.methods:
+        for method, budgets in {**_BUDGETS, **_CASE_BUDGETS.get(name, {})}.items():
+            if method not in model.capabilities.methods or budgets[quick] is None:
                 continue
             t0 = time.perf_counter()
             fits[method] = model.fit(x, method=method, seed=0, progress=progress,

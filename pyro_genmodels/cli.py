@@ -63,7 +63,7 @@ def _cmd_list(args) -> int:
 
     for name, cls in sorted(registry().items()):
         caps = cls.capabilities
-        print(f"{name:12s} {cls.__name__:16s} log_prob={caps.log_prob:13s} "
+        print(f"{name:18s} {cls.__name__:22s} log_prob={caps.log_prob:13s} "
               f"sampling={caps.sampling:10s} methods={','.join(caps.methods)}")
     return 0
 

@@ -80,6 +80,9 @@ CASES: Dict[str, Case] = {
     "energy": Case(built_with_seed(lambda: pgm.EnergyModel(2, hidden=(16, 16))), _banana_data,
                    {m: {"num_steps": 20, "batch_size": 64, "buffer_size": 256, "mcmc_steps": 5}
                     for m in ("mle", "map")}, log_prob_kind="estimate"),
+    "vae": Case(built_with_seed(lambda: pgm.VAE(3, 2, likelihood="gaussian", hidden=(16,))),
+                _gaussian_data, {"mle": {"num_steps": 30, "batch_size": 64},
+                                 "map": {"num_steps": 30, "batch_size": 64}}),
     "ppca": Case(lambda: pgm.PPCA(3, 1), _gaussian_data,
                  {k: _FAST[k] for k in ("mle", "map", "vi")}),
 }

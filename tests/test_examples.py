@@ -96,10 +96,17 @@ def _energy_toy(tmp_path):
     assert 0 <= coverage["near_fraction"] <= 1 and math.isfinite(log_z.estimate)
 
 
+def _vae_digits(tmp_path):
+    mod = load("vae_digits")
+    res = mod.main(mod.parse_args(["--num-steps", "30", "--hidden", "16", "--latent", "2",
+                                   "--num-particles", "5", "--out", str(tmp_path / "v.png")]))
+    assert (tmp_path / "v.png").stat().st_size > 0 and math.isfinite(res["iwae"])
+
+
 SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density,
          "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program,
          "mixture_clusters": _mixture_clusters, "ppca_digits": _ppca_digits,
-         "energy_toy": _energy_toy}
+         "energy_toy": _energy_toy, "vae_digits": _vae_digits}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

@@ -5,5 +5,6 @@ from .flow import Flow
 from .gaussian import Gaussian
 from .mixture import GaussianMixture
 from .ppca import PPCA
+from .vae import VAE
 
-__all__ = ["EnergyModel", "Flow", "Gaussian", "GaussianMixture", "PPCA"]
+__all__ = ["EnergyModel", "Flow", "Gaussian", "GaussianMixture", "PPCA", "VAE"]

@@ -1,0 +1,767 @@
+r"""Variational autoencoders: a deep latent-variable model trained by amortized SVI.
+
+The generative model (the *decoder*) draws a code and decodes it,
+
+.. math::
+
+    z_i \sim \mathcal N(0, I_L), \qquad x_i \mid z_i \sim p_\phi(x_i \mid z_i[, c_i]),
+
+and the *encoder* is an amortized guide :math:`q_\psi(z_i \mid x_i[, c_i]) =
+\mathcal N(\mu_\psi(x_i), \operatorname{diag} \sigma^2_\psi(x_i))`. Both are trained
+together on the evidence lower bound
+
+.. math::
+
+    \log p_\phi(x) \ge \mathrm{ELBO}(x) = \mathbb E_{q_\psi(z \mid x)}
+        [\log p_\phi(x \mid z) + \log p(z) - \log q_\psi(z \mid x)],
+
+and the likelihood is estimated by importance weighting with K draws (IWAE),
+
+.. math::
+
+    \widehat{\log p}_K(x) = \log \frac1K \sum_{k=1}^K
+        \frac{p_\phi(x, z_k)}{q_\psi(z_k \mid x)}, \quad z_k \sim q_\psi(\cdot \mid x),
+
+a stochastic lower bound whose expectation increases with K to :math:`\log p_\phi(x)`
+(so ``log_prob_kind == "estimate"``; K = 1 is the ELBO's one-sample estimate).
+
+The decoder weights are phi: ``mle`` trains them as point estimates; ``map`` adds an
+isotropic Gaussian prior :math:`w \sim \mathcal N(0, s^2)` on every decoder weight as
+the factor site ``weight_prior`` (exactly L2 weight decay :math:`\|w\|^2 / (2 s^2)`).
+The encoder weights are variational parameters (of the guide, not of the model) and
+carry no prior.
+
+References:
+    Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, ICLR.
+    Rezende, Mohamed & Wierstra (2014), *Stochastic Backpropagation and Approximate
+    Inference in Deep Generative Models*, ICML.
+    Burda, Grosse & Salakhutdinov (2016), *Importance Weighted Autoencoders*, ICLR.
+    Loaiza-Ganem & Cunningham (2019), *The continuous Bernoulli: fixing a pervasive error
+    in variational autoencoders*, NeurIPS.
+    Sohn, Lee & Yan (2015), *Learning Structured Output Representation using Deep
+    Conditional Generative Models*, NeurIPS.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._rng import seeded
+from .._validation import as_data, positive_float, positive_int
+from ..base import CHUNK_ELEMENTS, Capabilities, Fit, FitError, GenerativeModel, make_fit, register
+from ..infer.point import FlatPriors
+from ..infer.svi import (NonFiniteLossError, SVIResult, _total_norm, make_elbo, make_optimizer,
+                         quiet_jit_deprecation, run_svi, validate_optim_options)
+
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "categorical")
+
+#: default number of importance samples of :meth:`VAEFit.log_prob`
+NUM_PARTICLES = 100
+
+#: ``jit=None`` compiles the loss from this many steps on (the one-off tracing costs about
+#: as much as a few hundred eager steps of a small network)
+JIT_MIN_STEPS = 500
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """``Linear -> ReLU -> ... -> Linear`` through the layer widths ``sizes``."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class StandardNormal(dist.TorchDistribution):
+    r"""The prior :math:`\mathcal N(0, I_L)` of the codes, event shape ``(L,)``: the same
+    density as ``Normal(0, 1).expand(...).to_event(1)`` in a third of the operations
+    (:math:`\log p(z) = -\|z\|^2 / 2 - (L / 2) \log 2\pi`), which matters in a loss
+    evaluated thousands of times on small networks."""
+
+    arg_constraints: Dict[str, Any] = {}
+    support = dist.constraints.independent(dist.constraints.real, 1)
+    has_rsample = True
+
+    def __init__(self, latent_dim: int, batch_shape=torch.Size(), *, dtype=None, device=None):
+        self._factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+        self._const = 0.5 * latent_dim * math.log(2 * math.pi)
+        super().__init__(torch.Size(batch_shape), torch.Size([latent_dim]),
+                         validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        return StandardNormal(self.event_shape[0], batch_shape, **self._factory)
+
+    @property
+    def mean(self):
+        return torch.zeros(self.batch_shape + self.event_shape, **self._factory)
+
+    @property
+    def variance(self):
+        return torch.ones(self.batch_shape + self.event_shape, **self._factory)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return torch.randn(self._extended_shape(sample_shape), **self._factory)
+
+    def log_prob(self, value):
+        return value.pow(2).sum(-1).mul(-0.5) - self._const
+
+
+class _Generative(nn.Module):
+    """The model's trainable parts: the decoder and (Gaussian, learned) the log of the
+    observation scale."""
+
+    def __init__(self, decoder: nn.Module, log_scale: Optional[torch.Tensor]):
+        super().__init__()
+        self.decoder = decoder
+        if log_scale is not None:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.log_scale = None
+
+
+@register
+class VAE(GenerativeModel):
+    r"""A variational autoencoder ``p(x)`` or, with ``num_classes``, ``p(x | c)`` (CVAE).
+
+    Args:
+        dim: D, the number of columns of the data.
+        latent_dim: L, the width of the code z.
+        likelihood: the observation model ``p(x | z)``, a factorized distribution over
+            the D columns whose parameters the decoder outputs:
+
+            * ``"bernoulli"`` (default): data in {0, 1}; the decoder outputs D logits.
+            * ``"continuous_bernoulli"``: data in [0, 1] (e.g. grey levels / 16); D
+              logits of the continuous Bernoulli, a normalized density on [0, 1].
+            * ``"gaussian"``: real data; the decoder outputs the D means, and the scale is
+              one learned scalar s (or ``obs_scale`` fixed): ``N(x; mean, s^2 I)``.
+            * ``"categorical"``: each column an integer category in 0..K-1 (e.g. digits'
+              grey levels 0..16 with ``num_categories=17``); the decoder outputs D * K
+              logits, read as ``(D, K)``. The encoder sees ``x / (K - 1)``.
+        hidden: hidden widths of the default encoder and decoder MLPs (ReLU); ``()``
+            makes both linear (with ``"gaussian"``: PPCA).
+        encoder: a custom ``nn.Module`` mapping ``(N, D + C)`` to ``(N, 2 L)``; the input
+            is the data (categorical: divided by K - 1) concatenated with the one-hot
+            label (C = ``num_classes``, 0 when unconditional); the output's first L
+            columns are the posterior mean, the last L pass through
+            ``softplus(.) + 1e-5`` to give the posterior sd.
+        decoder: a custom ``nn.Module`` mapping ``(N, L + C)`` (code, one-hot label) to
+            ``(N, D)`` (``(N, D * K)`` for ``"categorical"``): logits, or the Gaussian
+            mean. A linear decoder with ``likelihood="gaussian"`` makes the model PPCA.
+        num_classes: C, the number of classes of a conditional VAE ``p(x | c)``; ``c`` is
+            then integer labels in 0..C-1, shape ``(N,)`` (or one ``int`` for all rows),
+            one-hot encoded and fed to both the encoder and the decoder.
+        num_categories: K, for ``likelihood="categorical"`` (at least 2).
+        obs_scale: ``"gaussian"`` only: a fixed observation sd; ``None`` learns it.
+        prior_scale: s, sd of the Gaussian prior on every decoder weight (``map``).
+
+    Sample sites: the factor ``weight_prior`` (log N(w; 0, s^2) over the decoder
+    weights, masked by ``mle``), and in the plate ``data`` the local latent ``z``
+    ``(N, L)`` and the observed ``x`` ``(N, D)``. The guide :meth:`local_guide` is the
+    encoder. ``fit`` returns a :class:`VAEFit` (``log_prob`` by IWAE, ``elbo``,
+    ``encode``, ``decode``, ``reconstruct``).
+
+    Example:
+        >>> import torch, pyro_genmodels as pgm
+        >>> from pyro_genmodels.models.vae import VAE
+        >>> x, labels = pgm.datasets.load_digits(binarize=True)
+        >>> fit = VAE(64, 4, hidden=(32,)).fit(x[:256], method="mle", num_steps=20,
+        ...                                    seed=0, progress=False)
+        >>> fit.log_prob(x[:5], num_particles=10).shape, fit.sample(3, seed=0).shape
+        (torch.Size([5]), torch.Size([3, 64]))
+        >>> fit.encode(x[:5]).shape, fit.reconstruct(x[:5]).shape
+        (torch.Size([5, 4]), torch.Size([5, 64]))
+    """
+
+    registry_name = "vae"
+    capabilities = Capabilities(log_prob="estimate", sampling="ancestral",
+                                methods=("mle", "map"), conditional=True)
+    global_sites = ()
+    default_options = {m: {"lr": 1e-3, "lr_decay": 0.1, "num_steps": 5000, "batch_size": 128}
+                       for m in ("mle", "map")}
+
+    def __init__(self, dim: int, latent_dim: int, *, likelihood: str = "bernoulli",
+                 hidden: Sequence[int] = (256,), encoder: Optional[nn.Module] = None,
+                 decoder: Optional[nn.Module] = None, num_classes: Optional[int] = None,
+                 num_categories: Optional[int] = None, obs_scale: Optional[float] = None,
+                 prior_scale: float = 1.0):
+        super().__init__(dim)
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"Unknown likelihood {likelihood!r}; expected one of "
+                             f"{list(LIKELIHOODS)}")
+        self.likelihood = likelihood
+        if isinstance(hidden, numbers.Integral):
+            hidden = (hidden,)
+        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        self.num_classes = None if num_classes is None else positive_int(num_classes,
+                                                                          "num_classes")
+        self.context_dim = self.num_classes
+        if likelihood == "categorical":
+            if num_categories is None:
+                raise ValueError("likelihood='categorical' needs num_categories=K (data are "
+                                 "integers 0..K-1 in every column)")
+            self.num_categories = positive_int(num_categories, "num_categories")
+            if self.num_categories < 2:
+                raise ValueError(f"Expected num_categories >= 2, but got {num_categories}")
+        elif num_categories is not None:
+            raise ValueError(f"num_categories is for likelihood='categorical', not "
+                             f"{likelihood!r}")
+        else:
+            self.num_categories = None
+        if obs_scale is not None and likelihood != "gaussian":
+            raise ValueError(f"obs_scale is for likelihood='gaussian', not {likelihood!r}")
+        self.obs_scale = None if obs_scale is None else positive_float(obs_scale, "obs_scale")
+        self.prior_scale = positive_float(prior_scale, "prior_scale")
+        for name, net in (("encoder", encoder), ("decoder", decoder)):
+            if net is not None and not isinstance(net, nn.Module):
+                raise TypeError(f"Expected {name} to be a torch.nn.Module, but got "
+                                f"{type(net).__name__}")
+        self.custom_networks = encoder is not None or decoder is not None
+        cdim = self.num_classes or 0
+        out = self.dim * (self.num_categories or 1)
+        self.encoder = encoder if encoder is not None else mlp(
+            (self.dim + cdim, *self.hidden, 2 * self.latent_dim))
+        decoder = decoder if decoder is not None else mlp(
+            (self.latent_dim + cdim, *self.hidden, out))
+        learned = likelihood == "gaussian" and obs_scale is None
+        self.generative = _Generative(decoder, torch.zeros(()) if learned else None)
+        self._check_networks()
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.generative.decoder
+
+    @property
+    def prior_sites(self):
+        return ("weight_prior",)
+
+    def _check_networks(self) -> None:
+        """Run both networks once on zeros: a shape mismatch fails here, not mid-fit."""
+        cdim = self.num_classes or 0
+        out = self.dim * (self.num_categories or 1)
+        p = next(self.encoder.parameters(), None)
+        kw = {"dtype": p.dtype if p is not None else torch.get_default_dtype()}
+        with torch.no_grad():
+            for name, net, width, want in (("encoder", self.encoder, self.dim + cdim,
+                                            2 * self.latent_dim),
+                                           ("decoder", self.decoder, self.latent_dim + cdim,
+                                            out)):
+                try:
+                    got = net(torch.zeros(2, width, **kw))
+                except Exception as e:
+                    raise ValueError(f"The {name} must map (N, {width}) to (N, {want}), but "
+                                     f"calling it on (2, {width}) failed: {e}") from None
+                if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, want):
+                    shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got)
+                    raise ValueError(f"The {name} must map (N, {width}) to (N, {want}), but "
+                                     f"it returned {shape} for N = 2")
+
+    # ------------------------------------------------------------------ the networks
+    def _encoder_input(self, x: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.num_categories is not None:
+            x = x / (self.num_categories - 1)
+        return x if c is None else torch.cat([x, c], -1)
+
+    def posterior(self, x: torch.Tensor, c: Optional[torch.Tensor] = None
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's ``(mean, sd)`` of q(z | x[, c]), each ``(N, L)``."""
+        h = self.encoder(self._encoder_input(x, c))
+        loc, raw = h[..., :self.latent_dim], h[..., self.latent_dim:]
+        return loc, F.softplus(raw) + 1e-5
+
+    def decoder_output(self, z: torch.Tensor, c: Optional[torch.Tensor] = None
+                       ) -> torch.Tensor:
+        """The decoder's raw output for codes ``z`` ``(..., L)`` (and one-hot ``c``)."""
+        if c is not None:
+            c = c.expand(z.shape[:-1] + c.shape[-1:])
+            z = torch.cat([z, c], -1)
+        return self.decoder(z)
+
+    def observation(self, out: torch.Tensor) -> dist.Distribution:
+        """``p(x | z)`` from the decoder output: a distribution with event shape ``(D,)``."""
+        lik = self.likelihood
+        if lik == "bernoulli":
+            return dist.Bernoulli(logits=out).to_event(1)
+        if lik == "continuous_bernoulli":
+            return dist.ContinuousBernoulli(logits=out).to_event(1)
+        if lik == "gaussian":
+            return dist.Normal(out, self.scale.expand(out.shape)).to_event(1)
+        logits = out.reshape(out.shape[:-1] + (self.dim, self.num_categories))
+        return dist.Categorical(logits=logits).to_event(1)
+
+    def observation_mean(self, out: torch.Tensor) -> torch.Tensor:
+        """E[x | z] from the decoder output: ``(..., D)`` (categorical: the expected
+        category index, sum_k k p_k)."""
+        if self.likelihood != "categorical":
+            return self.observation(out).mean
+        logits = out.reshape(out.shape[:-1] + (self.dim, self.num_categories))
+        k = torch.arange(self.num_categories, dtype=out.dtype, device=out.device)
+        return (logits.softmax(-1) * k).sum(-1)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The Gaussian observation sd s (a 0-d tensor)."""
+        if self.likelihood != "gaussian":
+            raise AttributeError(f"scale is for likelihood='gaussian', not {self.likelihood!r}")
+        if self.generative.log_scale is not None:
+            return self.generative.log_scale.exp()
+        return torch.tensor(self.obs_scale, **self._factory)
+
+    def _weights(self):
+        # cached like Flow's: deepcopy maps the list onto the copy's parameters
+        if self.__dict__.get("_weight_list") is None:
+            self.__dict__["_weight_list"] = list(self.decoder.parameters())
+        return self.__dict__["_weight_list"]
+
+    def weight_log_prior(self) -> torch.Tensor:
+        """``sum_w log N(w; 0, prior_scale^2)`` over every decoder weight."""
+        s = self.prior_scale
+        weights = self._weights()
+        total = torch.stack(torch._foreach_norm(weights)).pow(2).sum()
+        n = sum(p.numel() for p in weights)
+        return -total / (2 * s**2) - n * (0.5 * math.log(2 * math.pi) + math.log(s))
+
+    # ------------------------------------------------------------------ the Pyro program
+    def _plate(self, x, c, num_data, subsample_size):
+        rows = x.shape[0] if x is not None else (c.shape[0] if c is not None else None)
+        if rows is None:
+            rows = num_data or 1
+            return pyro.plate("data", rows)
+        size = rows if num_data is None else num_data
+        if size < rows:
+            raise ValueError(f"num_data={num_data} is smaller than the {rows} rows given")
+        if size > rows and subsample_size is None:
+            # x is a minibatch of `size` rows: the plate scales by size / rows
+            return pyro.plate("data", size, subsample=torch.arange(rows, device=self._device(
+                x, c)))
+        return pyro.plate("data", size, subsample_size=subsample_size)
+
+    @staticmethod
+    def _device(x, c):
+        return (x if x is not None else c).device
+
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None,
+              subsample_size: Optional[int] = None) -> torch.Tensor:
+        r"""The decoder as a Pyro program.
+
+        Args:
+            x: ``(N, D)`` observations or ``None`` (draw from the prior predictive).
+            c: ``(N, C)`` one-hot labels (conditional models).
+            num_data: with ``x``: the size of the data set that ``x`` is a uniformly drawn
+                minibatch of (the likelihood is scaled by ``num_data / N``); without:
+                how many points to draw.
+            subsample_size: subsample the plate (``x`` is then the whole data set).
+        """
+        pyro.module("decoder", self.generative)
+        pyro.factor("weight_prior", self.weight_log_prior())
+        with self._plate(x, c, num_data, subsample_size) as idx:
+            sub = subsample_size is not None
+            ctx = c.index_select(0, idx) if (sub and c is not None) else c
+            obs = x.index_select(0, idx) if (sub and x is not None) else x
+            like = self._anchor if obs is None else obs
+            z = pyro.sample("z", StandardNormal(self.latent_dim, idx.shape[:1],
+                                                dtype=like.dtype, device=like.device))
+            return pyro.sample("x", self.observation(self.decoder_output(z, ctx)), obs=obs)
+
+    def local_guide(self, x: Optional[torch.Tensor] = None, *,
+                    c: Optional[torch.Tensor] = None, num_data: Optional[int] = None,
+                    subsample_size: Optional[int] = None) -> torch.Tensor:
+        """The encoder q(z | x[, c]) as a Pyro guide (same signature as :meth:`model`)."""
+        if x is None:
+            raise ValueError("The VAE guide needs data x to encode")
+        pyro.module("encoder", self.encoder)
+        with self._plate(x, c, num_data, subsample_size) as idx:
+            sub = subsample_size is not None
+            ctx = c.index_select(0, idx) if (sub and c is not None) else c
+            obs = x.index_select(0, idx) if sub else x
+            loc, scale = self.posterior(obs, ctx)
+            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ------------------------------------------------------------------ estimates
+    def log_weights(self, x: torch.Tensor, c: Optional[torch.Tensor] = None, *,
+                    num_particles: int = 1, z: Optional[torch.Tensor] = None) -> torch.Tensor:
+        r"""Importance log-weights :math:`\log p(x, z_k) - \log q(z_k \mid x)` with
+        :math:`z_k \sim q(\cdot \mid x)`: shape ``(K, N)``. Pass ``z`` ``(K, N, L)`` to
+        evaluate given codes instead of drawing them."""
+        loc, scale = self.posterior(x, c)
+        q = dist.Normal(loc, scale).to_event(1)
+        if z is None:
+            z = q.rsample((num_particles,))
+        prior = StandardNormal(self.latent_dim, loc.shape[:-1], dtype=loc.dtype,
+                               device=loc.device)
+        lik = self.observation(self.decoder_output(z, c)).log_prob(x)
+        return lik + prior.log_prob(z) - q.log_prob(z)
+
+    def _chunked(self, fn: Callable, x: torch.Tensor, c: Optional[torch.Tensor],
+                 num_particles: int) -> torch.Tensor:
+        width = self.dim * (self.num_categories or 1) + max(self.hidden or (1,))
+        rows = max(1, CHUNK_ELEMENTS // (num_particles * width))
+        cs = c.split(rows) if c is not None else [None] * math.ceil(x.shape[0] / rows)
+        return torch.cat([fn(self.log_weights(xb, cb, num_particles=num_particles))
+                          for xb, cb in zip(x.split(rows), cs)])
+
+    @torch.no_grad()
+    def iwae(self, x: torch.Tensor, c: Optional[torch.Tensor] = None, *,
+             num_particles: int = NUM_PARTICLES, seed: Optional[int] = 0) -> torch.Tensor:
+        r"""The IWAE estimate :math:`\log \frac1K \sum_k w_k` of :math:`\log p(x_i)`, per
+        row: ``(N,)``. Drawn under ``seed`` (the caller's RNG is untouched)."""
+        k = positive_int(num_particles, "num_particles")
+        with seeded(seed):
+            return self._chunked(lambda lw: lw.logsumexp(0) - math.log(k), x, c, k)
+
+    @torch.no_grad()
+    def elbo_estimate(self, x: torch.Tensor, c: Optional[torch.Tensor] = None, *,
+                      num_particles: int = 1, seed: Optional[int] = 0) -> torch.Tensor:
+        """The ELBO per row, averaged over ``num_particles`` draws of z: ``(N,)``."""
+        k = positive_int(num_particles, "num_particles")
+        with seeded(seed):
+            return self._chunked(lambda lw: lw.mean(0), x, c, k)
+
+    # ------------------------------------------------------------------ engine hooks
+    def validate_data(self, data: Any, *, name: str = "data", device=None,
+                      dtype=None) -> torch.Tensor:
+        x = as_data(data, dim=self.dim, name=name, device=device, dtype=dtype)
+        lik = self.likelihood
+        if lik in ("bernoulli", "continuous_bernoulli", "categorical"):
+            if lik == "bernoulli":
+                bad, want = (x != 0) & (x != 1), "values in {0, 1} (binarize first, or use " \
+                    "likelihood='continuous_bernoulli' for values in [0, 1])"
+            elif lik == "continuous_bernoulli":
+                bad, want = (x < 0) | (x > 1), "values in [0, 1] (rescale first)"
+            else:
+                k = self.num_categories
+                bad = (x < 0) | (x > k - 1) | (x != x.round())
+                want = f"integer categories 0..{k - 1} (num_categories={k})"
+            if bad.any():
+                row, col = (int(i) for i in bad.nonzero()[0])
+                raise ValueError(f"likelihood={lik!r} expects {want}; {name} has "
+                                 f"{x[row, col].item()} at row {row}, column {col}")
+        return x
+
+    def validate_context(self, c: Any, num_rows: int, *, device=None,
+                         dtype=None) -> Optional[torch.Tensor]:
+        """Integer labels ``c`` (``(N,)``, or one ``int`` / one label for all rows; a
+        one-hot ``(N, C)`` array is accepted too) -> one-hot ``(N, C)`` of ``dtype``."""
+        k = self.num_classes
+        if k is None:
+            if c is not None:
+                raise ValueError("This VAE is unconditional (num_classes=None), so c must be "
+                                 "None; build VAE(..., num_classes=C) to model p(x | c)")
+            return None
+        if c is None:
+            raise ValueError(f"This VAE is conditional (num_classes={k}): pass c, integer "
+                             f"class labels in 0..{k - 1} of shape (N,) or one int")
+        labels = _labels(c, k)
+        if labels.numel() == 1 and num_rows > 1:
+            labels = labels.expand(num_rows)
+        if labels.shape[0] != num_rows:
+            raise ValueError(f"c has {labels.shape[0]} labels but there are {num_rows} data "
+                             f"rows: expected one label per row (or a single int)")
+        dtype = dtype or torch.get_default_dtype()
+        return F.one_hot(labels, k).to(device=device, dtype=dtype)
+
+    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return {}
+
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The IWAE estimate with :data:`NUM_PARTICLES` draws under seed 0."""
+        return self.iwae(x, c)
+
+    def sample_given(self, params: Dict[str, torch.Tensor], n: int,
+                     c: Optional[torch.Tensor] = None, *, mean: bool = False) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, **self._factory)
+        out = self.decoder_output(z, c)
+        return self.observation_mean(out) if mean else self.observation(out).sample()
+
+    def get_config(self) -> Dict[str, Any]:
+        if self.custom_networks:
+            # the networks' code cannot be saved without pickle; the state dict can
+            raise NotImplementedError(
+                "A VAE with a custom encoder or decoder cannot be saved: rebuild the model "
+                "and load its state_dict (fit.model.state_dict()) instead")
+        return {"dim": self.dim, "latent_dim": self.latent_dim,
+                "likelihood": self.likelihood, "hidden": list(self.hidden),
+                "num_classes": self.num_classes, "num_categories": self.num_categories,
+                "obs_scale": self.obs_scale, "prior_scale": self.prior_scale}
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, latent_dim={self.latent_dim}, likelihood={self.likelihood!r}"
+                f", num_classes={self.num_classes}")
+
+
+def _labels(c: Any, k: int) -> torch.Tensor:
+    """Class labels as a 1-D long tensor in 0..k-1 (from ints, arrays or one-hot rows)."""
+    if isinstance(c, bool) or isinstance(c, (str, bytes)):
+        raise TypeError(f"c must be integer class labels, got {type(c).__name__}")
+    if isinstance(c, numbers.Integral):
+        t = torch.tensor([int(c)])
+    else:
+        if isinstance(c, torch.Tensor):
+            t = c.detach().cpu()
+        else:
+            try:
+                arr = np.asarray(c)
+            except Exception as e:
+                raise TypeError(f"c could not be read as class labels: {e}") from None
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"c must be integer class labels, got dtype {arr.dtype}")
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"c must be integer class labels, got dtype {t.dtype}")
+        if t.dim() == 2 and t.shape[1] == k and k > 1:
+            onehot = (t == 0) | (t == 1)
+            if not (onehot.all() and (t.sum(1) == 1).all()):
+                raise ValueError(f"c of shape {tuple(t.shape)} must be one-hot rows (or pass "
+                                 f"integer labels of shape (N,))")
+            t = t.argmax(1)
+        if t.dim() == 0:
+            t = t.reshape(1)
+        if t.dim() != 1:
+            raise ValueError(f"c must be integer class labels of shape (N,), got shape "
+                             f"{tuple(t.shape)}")
+        if t.numel() == 0:
+            raise ValueError("c is empty: expected one label per data row")
+        if t.is_floating_point():
+            bad = ~torch.isfinite(t) | (t != t.round())
+            if bad.any():
+                i = int(bad.nonzero()[0])
+                raise ValueError(f"c must be finite integer class labels; found "
+                                 f"{t[i].item()} at position {i}")
+        t = t.long()
+    out = (t < 0) | (t >= k)
+    if out.any():
+        i = int(out.nonzero()[0])
+        raise ValueError(f"c must be class labels in 0..{k - 1} (num_classes={k}); found "
+                         f"{int(t[i])} at position {i}")
+    return t
+
+
+class VAEFit(Fit):
+    """A fitted :class:`VAE`: ``log_prob`` is the IWAE estimate, plus ``elbo``,
+    ``encode``, ``decode`` and ``reconstruct``. Estimates are drawn under ``seed``
+    (default 0), so they are reproducible and never touch the caller's RNG."""
+
+    @torch.no_grad()
+    def log_prob(self, x: Any, *, c: Any = None, num_particles: int = NUM_PARTICLES,
+                 seed: Optional[int] = 0) -> torch.Tensor:
+        r"""IWAE estimate of ``log p(x_i[ | c_i])`` per row, shape ``(N,)``:
+        :math:`\log \frac1K \sum_k p(x, z_k) / q(z_k \mid x)` with K = ``num_particles``.
+        A lower bound in expectation, tightening to ``log p(x)`` as K grows."""
+        x = self._as_input(x)
+        return self.model.iwae(x, self._as_context(c, x.shape[0]),
+                               num_particles=num_particles, seed=seed)
+
+    @torch.no_grad()
+    def elbo(self, x: Any, *, c: Any = None, num_particles: int = 1,
+             seed: Optional[int] = 0) -> torch.Tensor:
+        """The ELBO per row ``(N,)``, averaged over ``num_particles`` draws of z."""
+        x = self._as_input(x)
+        return self.model.elbo_estimate(x, self._as_context(c, x.shape[0]),
+                                        num_particles=num_particles, seed=seed)
+
+    @torch.no_grad()
+    def encode(self, x: Any, *, c: Any = None) -> torch.Tensor:
+        """Posterior mean of the code, E_q[z | x[, c]]: ``(N, L)``."""
+        x = self._as_input(x)
+        return self.model.posterior(x, self._as_context(c, x.shape[0]))[0]
+
+    @torch.no_grad()
+    def decode(self, z: Any, *, c: Any = None) -> torch.Tensor:
+        """E[x | z[, c]], the mean of the observation model, for codes ``z`` ``(N, L)``:
+        ``(N, D)`` (Bernoulli: probabilities; categorical: the expected category)."""
+        z = as_data(z, dim=self.model.latent_dim, name="z", device=self._device,
+                    dtype=self.model._anchor.dtype)
+        ctx = self._as_context(c, z.shape[0])
+        return self.model.observation_mean(self.model.decoder_output(z, ctx))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Any, *, c: Any = None) -> torch.Tensor:
+        """``decode(encode(x))``: ``(N, D)``."""
+        x = self._as_input(x)
+        ctx = self._as_context(c, x.shape[0])
+        z = self.model.posterior(x, ctx)[0]
+        return self.model.observation_mean(self.model.decoder_output(z, ctx))
+
+    @torch.no_grad()
+    def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None,
+               mean: bool = False) -> torch.Tensor:
+        """``n`` ancestral draws ``z ~ N(0, I)``, ``x ~ p(x | z[, c])``: ``(n, D)``.
+        ``mean=True`` returns the decoded means E[x | z] instead of draws of x. ``c``:
+        one ``int`` label for all rows, or ``(n,)`` labels."""
+        n = positive_int(n, "n")
+        ctx = self._as_context(c, n)
+        with seeded(seed):
+            return self.model.sample_given({}, n, ctx, mean=mean)
+
+
+VAE.fit_class = VAEFit
+
+
+# ---------------------------------------------------------------------- the engine
+class _Minibatches:
+    """Feeds the ELBO one minibatch per step: a fresh random permutation each epoch, cut
+    into batches of ``batch_size`` rows (the remainder is skipped, so every batch has the
+    same shape and each is a uniform random subset: the gradient is unbiased)."""
+
+    def __init__(self, elbo, x: torch.Tensor, c: Optional[torch.Tensor], batch_size: int):
+        self.elbo, self.x, self.c, self.b = elbo, x, c, batch_size
+        self.perm, self.pos = None, 0
+
+    def loss_and_grads(self, model, guide):
+        n, b = self.x.shape[0], self.b
+        if b >= n:
+            xb, cb = self.x, self.c
+        else:
+            if self.perm is None or self.pos + b > n:
+                self.perm, self.pos = torch.randperm(n, device=self.x.device), 0
+            idx = self.perm[self.pos:self.pos + b]
+            self.pos += b
+            xb = self.x.index_select(0, idx)
+            cb = None if self.c is None else self.c.index_select(0, idx)
+        args = (xb,) if cb is None else (xb, cb)
+        return self.elbo.loss_and_grads(model, guide, *args)
+
+
+def run_svi_lean(model: Callable, guide: Callable, loss, optim, *, num_steps: int,
+                 progress: bool = True, callback: Optional[Callable] = None,
+                 desc: str = "fit") -> SVIResult:
+    """:func:`pyro_genmodels.infer.svi.run_svi` with its per-step overhead cut for a model
+    whose parameters all exist after the first step (a VAE's networks): the parameters
+    are captured once, gradients are released (``grad = None``) rather than zero-filled,
+    and the finiteness checks are one fused norm. Same contract: a non-finite loss or
+    gradient stops the loop before the optimizer step (``SVIResult.error``), Ctrl-C
+    returns ``interrupted=True``, ``callback(step, loss)`` returning True stops early.
+    """
+    if isinstance(optim, pyro.optim.PyroOptim):  # Pyro optimizers need the full loop
+        return run_svi(model, guide, loss, optim, num_steps=num_steps, progress=progress,
+                       callback=callback, desc=desc)
+    losses: List[float] = []
+    interrupted, error, params = False, None, None
+    bar = tqdm(total=num_steps, desc=desc, disable=not progress, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
+    try:
+        with pyro.validation_enabled(False), quiet_jit_deprecation():
+            for step in range(num_steps):
+                if params is None:
+                    with poutine.trace(param_only=True) as capture:
+                        value = loss.loss_and_grads(model, guide)
+                    params = [site["value"].unconstrained()
+                              for site in capture.trace.nodes.values()]
+                else:
+                    value = loss.loss_and_grads(model, guide)
+                value = float(value)
+                grads = [p.grad for p in params if p.grad is not None]
+                where = None
+                if not math.isfinite(value):
+                    where = "loss"
+                elif grads and not torch.isfinite(_total_norm(grads)):
+                    where = "gradient"
+                if where is not None:
+                    error = NonFiniteLossError(step, value, where)
+                    for p in params:
+                        p.grad = None
+                    break
+                optim(params)
+                for p in params:
+                    p.grad = None
+                losses.append(value)
+                bar.update()
+                if step % 25 == 0:
+                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                if callback is not None and callback(step, value) is True:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    return SVIResult(losses=losses, interrupted=interrupted, error=error)
+
+
+def _validate(model, x, **options) -> None:
+    validate_optim_options(**{k: v for k, v in options.items() if k != "num_particles"})
+    if "num_particles" in options:
+        positive_int(options["num_particles"], "num_particles")
+
+
+def fit_vae(model: VAE, x: torch.Tensor, *, method: str, c=None, num_steps: int = 5000,
+            lr: float = 1e-3, lr_decay: float = 0.1, batch_size: Optional[int] = 128,
+            optimizer: Any = "adam", callback: Optional[Callable] = None,
+            jit: Optional[bool] = None, num_particles: int = 1,
+            progress: bool = True) -> Dict[str, Any]:
+    """Train the decoder and encoder by SVI on the ELBO, minibatches fed as arguments.
+
+    Options:
+        num_steps, lr, lr_decay, optimizer, callback: as for the shared ``mle``/``map``.
+        batch_size: rows per step (``None``: all); each epoch is a fresh permutation.
+        jit: compile the loss with ``JitTrace_ELBO``; ``None`` compiles when the networks
+            are the built-in MLPs and ``num_steps >= 500`` (tracing costs about as much
+            as a few hundred eager steps). Custom networks need ``jit=True`` explicitly,
+            and then must have no data-dependent control flow.
+        num_particles: draws of z per row in each ELBO estimate.
+    """
+    program = model.model
+    if method == "mle":
+        program = FlatPriors(model.prior_sites)(model.model)
+    n = x.shape[0]
+    b = n if batch_size is None else min(int(batch_size), n)
+
+    def prog(xb, cb=None):
+        return program(xb, c=cb, num_data=n)
+
+    def guide(xb, cb=None):
+        return model.local_guide(xb, c=cb, num_data=n)
+
+    if jit is None:
+        jit = not model.custom_networks and num_steps >= JIT_MIN_STEPS
+    extra = {"num_particles": num_particles}
+    if num_particles > 1:
+        extra["vectorize_particles"] = True
+    elbo = make_elbo("Trace_ELBO", jit=jit, **extra)
+    # the data plate (+ the particle plate when vectorized), so Pyro need not guess
+    elbo.max_plate_nesting = model.max_plate_nesting + (num_particles > 1)
+    optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
+    result = run_svi_lean(prog, guide, _Minibatches(elbo, x, c, b), optim,
+                          num_steps=num_steps, progress=progress, callback=callback,
+                          desc=f"vae {method}")
+    out = {"point": {}, "losses": result.losses, "interrupted": result.interrupted,
+           "info": {"batch_size": b, "jit": bool(jit)}}
+    if result.error is not None:
+        partial = make_fit(model, method, data=x, context=c, **out)
+        raise FitError(str(result.error), fit=partial, step=result.error.step) from result.error
+    return out
+
+
+def fit_vae_mle(model, x, *, c=None, num_steps=5000, lr=1e-3, lr_decay=0.1, batch_size=128,
+                optimizer="adam", callback=None, jit=None, num_particles=1, progress=True):
+    """Maximum likelihood (of the ELBO) for the decoder weights. See :func:`fit_vae`."""
+    return fit_vae(model, x, method="mle", c=c, num_steps=num_steps, lr=lr, lr_decay=lr_decay,
+                   batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
+                   num_particles=num_particles, progress=progress)
+
+
+def fit_vae_map(model, x, *, c=None, num_steps=5000, lr=1e-3, lr_decay=0.1, batch_size=128,
+                optimizer="adam", callback=None, jit=None, num_particles=1, progress=True):
+    """MAP: the ELBO plus the Gaussian prior on the decoder weights (L2 weight decay)."""
+    return fit_vae(model, x, method="map", c=c, num_steps=num_steps, lr=lr, lr_decay=lr_decay,
+                   batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
+                   num_particles=num_particles, progress=progress)
+
+
+fit_vae_mle.validate_options = _validate
+fit_vae_map.validate_options = _validate
+VAE.engines = {"mle": fit_vae_mle, "map": fit_vae_map}

@@ -197,3 +197,21 @@ def toy(name: str) -> torch.distributions.Distribution:
     except KeyError:
         raise ValueError(f"Unknown toy data set {name!r}; expected one of {sorted(TOYS)}") \
             from None
+
+
+def load_names() -> list:
+    """A list of about 2,500 common US first names, lowercase ``a``-``z``, sorted, no
+    duplicates (written for this package from common census first names; shipped in
+    ``pyro_genmodels/data/names.txt``, no download). The standard small character-level
+    data set for :mod:`pyro_genmodels.models.autoregressive`.
+
+    Example:
+        >>> from pyro_genmodels import datasets
+        >>> names = datasets.load_names()
+        >>> len(names) > 2000, names[:3], all(n.isalpha() and n.islower() for n in names)
+        (True, ['aaden', 'aaliyah', 'aarav'], True)
+    """
+    from importlib import resources
+
+    text = resources.files("pyro_genmodels").joinpath("data/names.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]

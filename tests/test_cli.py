@@ -49,12 +49,13 @@ def test_fit_errors_are_clear(tmp_path):
         cli.main(["sample", str(tmp_path / "none"), "-n", "3", "--out", str(tmp_path / "s.csv")])
 
 
+@pytest.mark.slow  # a few minutes: every family by every method (CI's main job runs it too)
 def test_demo_quick_writes_the_report(tmp_path):
     """The console script itself, as a user runs it."""
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "pyro_genmodels.cli", "demo", "--quick",
                            "--out", str(out), "--quiet"], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr
     page = (out / "index.html").read_text()
     for needle in ("heldout_log_prob", "elpd_loo", "true_kl", "data:image/png;base64,", "r_hat",
@@ -62,3 +63,8 @@ def test_demo_quick_writes_the_report(tmp_path):
         assert needle in page
     for method in ("mle", "map", "vi", "nuts"):
         assert (out / "fits" / f"gaussian-{method}" / "fit.json").is_file()
+    from pyro_genmodels.demo import DEMO_CASES
+
+    for name in DEMO_CASES:  # every family has its section and its saved fits
+        assert f"({name})</h2>" in page
+        assert any((out / "fits").glob(f"{name}-*/fit.json")), name

@@ -43,6 +43,12 @@ def _jit(jit_compile: Optional[bool], model: GenerativeModel) -> bool:
     return bool(model.jit_safe) if jit_compile is None else bool(jit_compile)
 
 
+def _enumeration(model: GenerativeModel) -> Dict[str, Any]:
+    """Kernel arguments for a model with enumerated local latents (the kernel sums them
+    out and must know how many plates surround them); none for other models."""
+    return {"max_plate_nesting": model.max_plate_nesting} if "Enum" in model.elbo else {}
+
+
 def _initial_params(model: GenerativeModel, x: torch.Tensor, c, num_chains: int,
                     jitter: float) -> List[Dict[str, torch.Tensor]]:
     _, _, transforms, _ = initialize_model(model.model, model_args=(x,),
@@ -120,7 +126,7 @@ def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: in
     def make_kernel():
         return NUTS(model.model, target_accept_prob=target_accept_prob,
                     max_tree_depth=max_tree_depth, full_mass=full_mass,
-                    max_plate_nesting=model.max_plate_nesting,
+                    **_enumeration(model),
                     jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
     return _run(make_kernel, model, x, c=c, num_samples=num_samples,
@@ -138,7 +144,7 @@ def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: int
     def make_kernel():
         return HMC(model.model, trajectory_length=trajectory_length,
                    target_accept_prob=target_accept_prob, full_mass=full_mass,
-                   max_plate_nesting=model.max_plate_nesting,
+                   **_enumeration(model),
                    jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
 
     return _run(make_kernel, model, x, c=c, num_samples=num_samples,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-import torch
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture as SkGMM
 

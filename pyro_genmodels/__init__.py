@@ -2,17 +2,19 @@
 
 >>> import pyro_genmodels as pgm
 >>> sorted(pgm.registry())
-['energy', 'flow', 'gaussian', 'gaussian_mixture', 'ppca', 'vae']
+['autoregressive', 'energy', 'flow', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'vae']
 """
 
 from . import datasets, divergences, mc
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
 from .io import load
-from .models import PPCA, VAE, EnergyModel, Flow, Gaussian, GaussianMixture
+from .models import (PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
+                     GaussianMixture, NGram)
 
 __version__ = "0.1.0"
 
-__all__ = ["PPCA", "VAE", "Capabilities", "EnergyModel", "Fit", "FitError", "Flow", "Gaussian", "GaussianMixture",
-           "GenerativeModel", "__version__", "compare", "datasets", "divergences", "load", "mc",
-           "prior_sweep", "registry"]
+__all__ = ["PPCA", "VAE", "AutoregressiveModel", "Capabilities", "EnergyModel", "Fit",
+           "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "NGram",
+           "__version__", "compare", "datasets", "divergences", "load", "mc", "prior_sweep",
+           "registry"]

@@ -57,6 +57,10 @@ _FAST = {
     "hmc": {"num_samples": 30, "warmup_steps": 30, "num_chains": 2},
 }
 
+#: registered families whose data are text or token ids: their contract (the same
+#: properties, on sequences) is tests/test_sequence_contract.py
+SEQUENCE_FAMILIES = {"ngram", "autoregressive"}
+
 CASES: Dict[str, Case] = {
     "gaussian": Case(lambda: pgm.Gaussian(3), _gaussian_data, _FAST),
     "gaussian-known-cov": Case(

@@ -10,7 +10,7 @@ import torch
 
 import pyro_genmodels as pgm
 from pyro_genmodels.base import LOG_PROB_KINDS
-from tests.cases import CASES, model_method_pairs
+from tests.cases import CASES, SEQUENCE_FAMILIES, model_method_pairs
 
 PAIRS = model_method_pairs()
 _CACHE = {}
@@ -29,7 +29,8 @@ def fitted(name, method, seed=0):
 def test_every_registered_model_has_a_case():
     registered = set(pgm.registry())
     covered = {type(c.make_model()).registry_name for c in CASES.values()}
-    assert registered <= covered, f"no contract case for {registered - covered}"
+    missing = registered - SEQUENCE_FAMILIES - covered
+    assert not missing, f"no contract case for {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -26,7 +26,7 @@ def test_guide_code_blocks_run(guide, capsys):
 MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.models.flow",
            "pyro_genmodels.models.mixture", "pyro_genmodels.models.ppca",
            "pyro_genmodels.models.energy", "pyro_genmodels.infer.langevin",
-           "pyro_genmodels.models.vae",
+           "pyro_genmodels.models.vae", "pyro_genmodels.models.autoregressive",
            "pyro_genmodels.mc", "pyro_genmodels.divergences", "pyro_genmodels.datasets"]
 
 

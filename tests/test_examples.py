@@ -103,10 +103,19 @@ def _vae_digits(tmp_path):
     assert (tmp_path / "v.png").stat().st_size > 0 and math.isfinite(res["iwae"])
 
 
+def _names(tmp_path):
+    mod = load("names")
+    table, samples = mod.main(mod.parse_args(["--num-steps", "20", "--hidden-size", "16",
+                                              "--num-samples", "5", "--prefix", "ma"]))
+    assert (table["heldout_nll_per_char"] > 0).all()
+    assert all(s.startswith("ma") for s in samples)
+
+
 SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density,
          "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program,
          "mixture_clusters": _mixture_clusters, "ppca_digits": _ppca_digits,
-         "energy_toy": _energy_toy, "vae_digits": _vae_digits}
+         "energy_toy": _energy_toy, "vae_digits": _vae_digits,
+         "names": _names}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

@@ -18,7 +18,6 @@ from typing import Any, Callable, List, Optional, Sequence, Set
 import pyro.optim
 import torch
 from pyro import poutine
-from pyro.infer.util import zero_grads
 from tqdm.auto import tqdm
 
 from .._validation import positive_float, positive_int
@@ -131,6 +130,13 @@ def quiet_jit_deprecation():
         yield
 
 
+def _release_grads(params: List[torch.Tensor]) -> None:
+    """Drop the gradients (``grad = None``, as ``zero_grad(set_to_none=True)``): the next
+    backward allocates them afresh, and nothing is zero-filled in between."""
+    for p in params:
+        p.grad = None
+
+
 def _no_latents(*args, **kwargs) -> None:
     """The guide of a model whose phi are all parameters (network weights)."""
 
@@ -178,7 +184,7 @@ def use_jit(jit: Optional[bool], model, subsample_size: Optional[int]) -> bool:
 
 def run_svi(model: Callable, guide: Callable, loss, optim, *args, num_steps: int,
             progress: bool = True, callback: Optional[Callable[[int, float], Any]] = None,
-            desc: str = "fit", **kwargs) -> SVIResult:
+            desc: str = "fit", static_params: bool = False, **kwargs) -> SVIResult:
     """Run ``num_steps`` optimization steps of ``loss`` (an ELBO) over the params of
     ``model`` and ``guide`` called with ``*args, **kwargs``.
 
@@ -187,32 +193,42 @@ def run_svi(model: Callable, guide: Callable, loss, optim, *args, num_steps: int
     returned in ``SVIResult.error``; Ctrl-C returns with ``interrupted=True``.
     Pyro's distribution validation is off inside the loop (the data were validated at
     the boundary; per-step support checks cost more than the step itself).
+
+    ``static_params=True`` records the parameters once, at the first step, instead of
+    tracing them every step: for programs whose parameters all exist after one step (a
+    network's weights), where the per-step trace is a measurable share of a small step.
+    ``loss`` is anything with ``loss_and_grads(model, guide, *args, **kwargs)``, e.g. an
+    ELBO, or a wrapper that feeds it a new minibatch each step.
     """
     losses: List[float] = []
     interrupted = False
     error = None
+    params = None
     bar = tqdm(total=num_steps, desc=desc, disable=not progress, file=sys.stderr,
                dynamic_ncols=True, leave=False)
     scheduled = isinstance(optim, pyro.optim.PyroLRScheduler)
     try:
         with pyro.validation_enabled(False), quiet_jit_deprecation():
             for step in range(num_steps):
-                with poutine.trace(param_only=True) as capture:
+                if params is None or not static_params:
+                    with poutine.trace(param_only=True) as capture:
+                        value = loss.loss_and_grads(model, guide, *args, **kwargs)
+                    params = [site["value"].unconstrained()
+                              for site in capture.trace.nodes.values()]
+                else:
                     value = loss.loss_and_grads(model, guide, *args, **kwargs)
-                params = [site["value"].unconstrained()
-                          for site in capture.trace.nodes.values()]
                 value = float(value)
                 if not math.isfinite(value):
-                    zero_grads(params)
+                    _release_grads(params)
                     error = NonFiniteLossError(step, value, "loss")
                     break
                 grads = [p.grad for p in params if p.grad is not None]
                 if grads and not torch.isfinite(_total_norm(grads)):
-                    zero_grads(params)
+                    _release_grads(params)
                     error = NonFiniteLossError(step, value, "gradient")
                     break
                 optim(params)
-                zero_grads(params)
+                _release_grads(params)
                 if scheduled:
                     optim.step()
                 losses.append(value)

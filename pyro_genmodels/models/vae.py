@@ -46,24 +46,20 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro import poutine
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._rng import seeded
 from .._validation import as_data, positive_float, positive_int
 from ..base import CHUNK_ELEMENTS, Capabilities, Fit, FitError, GenerativeModel, make_fit, register
 from ..infer.point import FlatPriors
-from ..infer.svi import (NonFiniteLossError, SVIResult, _total_norm, make_elbo, make_optimizer,
-                         quiet_jit_deprecation, run_svi, validate_optim_options)
+from ..infer.svi import make_elbo, make_optimizer, run_svi, validate_optim_options
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "categorical")
 
@@ -637,61 +633,6 @@ class _Minibatches:
         return self.elbo.loss_and_grads(model, guide, *args)
 
 
-def run_svi_lean(model: Callable, guide: Callable, loss, optim, *, num_steps: int,
-                 progress: bool = True, callback: Optional[Callable] = None,
-                 desc: str = "fit") -> SVIResult:
-    """:func:`pyro_genmodels.infer.svi.run_svi` with its per-step overhead cut for a model
-    whose parameters all exist after the first step (a VAE's networks): the parameters
-    are captured once, gradients are released (``grad = None``) rather than zero-filled,
-    and the finiteness checks are one fused norm. Same contract: a non-finite loss or
-    gradient stops the loop before the optimizer step (``SVIResult.error``), Ctrl-C
-    returns ``interrupted=True``, ``callback(step, loss)`` returning True stops early.
-    """
-    if isinstance(optim, pyro.optim.PyroOptim):  # Pyro optimizers need the full loop
-        return run_svi(model, guide, loss, optim, num_steps=num_steps, progress=progress,
-                       callback=callback, desc=desc)
-    losses: List[float] = []
-    interrupted, error, params = False, None, None
-    bar = tqdm(total=num_steps, desc=desc, disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, leave=False)
-    try:
-        with pyro.validation_enabled(False), quiet_jit_deprecation():
-            for step in range(num_steps):
-                if params is None:
-                    with poutine.trace(param_only=True) as capture:
-                        value = loss.loss_and_grads(model, guide)
-                    params = [site["value"].unconstrained()
-                              for site in capture.trace.nodes.values()]
-                else:
-                    value = loss.loss_and_grads(model, guide)
-                value = float(value)
-                grads = [p.grad for p in params if p.grad is not None]
-                where = None
-                if not math.isfinite(value):
-                    where = "loss"
-                elif grads and not torch.isfinite(_total_norm(grads)):
-                    where = "gradient"
-                if where is not None:
-                    error = NonFiniteLossError(step, value, where)
-                    for p in params:
-                        p.grad = None
-                    break
-                optim(params)
-                for p in params:
-                    p.grad = None
-                losses.append(value)
-                bar.update()
-                if step % 25 == 0:
-                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-                if callback is not None and callback(step, value) is True:
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-    return SVIResult(losses=losses, interrupted=interrupted, error=error)
-
-
 def _validate(model, x, **options) -> None:
     validate_optim_options(**{k: v for k, v in options.items() if k != "num_particles"})
     if "num_particles" in options:
@@ -735,9 +676,9 @@ def fit_vae(model: VAE, x: torch.Tensor, *, method: str, c=None, num_steps: int 
     # the data plate (+ the particle plate when vectorized), so Pyro need not guess
     elbo.max_plate_nesting = model.max_plate_nesting + (num_particles > 1)
     optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
-    result = run_svi_lean(prog, guide, _Minibatches(elbo, x, c, b), optim,
-                          num_steps=num_steps, progress=progress, callback=callback,
-                          desc=f"vae {method}")
+    result = run_svi(prog, guide, _Minibatches(elbo, x, c, b), optim, num_steps=num_steps,
+                     progress=progress, callback=callback, desc=f"vae {method}",
+                     static_params=True)
     out = {"point": {}, "losses": result.losses, "interrupted": result.interrupted,
            "info": {"batch_size": b, "jit": bool(jit)}}
     if result.error is not None:

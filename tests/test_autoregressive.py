@@ -1,0 +1,258 @@
+"""AutoregressiveModel against its oracles: causality of the network, normalization over
+every sequence up to a length, cached steps equal to the full teacher-forced pass, MAP =
+MLE + L2, conditional generation, and the names example and benchmark at tiny sizes."""
+
+import importlib.util
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from pyro import poutine
+
+import pyro_genmodels as pgm
+from pyro_genmodels._rng import seeded
+from pyro_genmodels.infer import FlatPriors
+from pyro_genmodels.models.autoregressive import AutoregressiveModel, NGram, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+NETWORKS = ["gru", "transformer"]
+WORDS = ["ab", "abc", "ba", "cab", "", "bca", "aacb", "c"] * 4
+
+
+def _net(network, dtype=torch.float64, **kw):
+    with seeded(0):
+        m = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
+                                num_layers=2, num_heads=2, vocab="abc", **kw)
+    return m.to(dtype)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_causality(network):
+    """Changing token i changes no logit at positions <= i, and changes position i + 1."""
+    model = _net(network, num_classes=2)
+    x = model.encode(["abcabca", "cbacba"])
+    c = torch.tensor([0, 1])
+    base = model.logits_given({}, x, c)
+    for i in range(x.shape[1] - 1):
+        y = x.clone()
+        y[:, i] = (y[:, i] + 1) % 4
+        out = model.logits_given({}, y, c)
+        assert torch.equal(out[:, :i + 1], base[:, :i + 1]), i
+        assert not torch.allclose(out[:, i + 1], base[:, i + 1]), i
+
+
+def _total_probability(fit, chars, max_len, c=None):
+    ended = ["".join(t) for n in range(max_len) for t in itertools.product(chars, repeat=n)]
+    cut = ["".join(t) for t in itertools.product(chars, repeat=max_len)]
+    return (fit.log_prob(ended, c=c).exp().sum()
+            + fit.log_prob(cut, c=c, include_end=False).exp().sum()).item()
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_normalization_over_all_sequences(network):
+    model = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
+                                num_heads=2, num_classes=2).double()
+    fit = model.fit(["ab", "ba", "aab"], c=[0, 1, 1], method="mle", num_steps=5, seed=0,
+                    progress=False)
+    assert fit.vocab == "ab"
+    for max_len in (1, 4, 7):
+        for c in (0, 1):
+            assert _total_probability(fit, "ab", max_len, c=c) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_cached_steps_equal_the_full_pass(network):
+    """The logits of step t with the cached state equal position t of one causal pass."""
+    model = _net(network, dtype=torch.float32, num_classes=3)
+    x = model.encode(["abcabcabca", "cab"])
+    c = torch.tensor([2, 0])
+    full = model.logits_given({}, x, c)
+    with torch.no_grad():
+        logits, state = model.start({}, 2, c, x.shape[1])
+        for t in range(x.shape[1]):
+            assert torch.allclose(logits, full[:, t], atol=1e-5), t
+            logits, state = model.advance({}, state, x[:, t], c)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_cached_and_recomputed_sampling_draw_the_same_tokens(network):
+    model = _net(network)
+    with seeded(5):
+        a = generate(model, {}, 40, None, prefix=[1, 2], max_length=20)
+    with seeded(5):
+        b = generate(model, {}, 40, None, prefix=[1, 2], max_length=20, use_cache=False)
+    assert torch.equal(a, b)
+    assert (a[:, :2] == torch.tensor([1, 2])).all()
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_map_is_mle_plus_l2_term_by_term(network):
+    model = _net(network, prior_scale=0.7)
+    x = model.encode(WORDS)
+    mle_tr = poutine.trace(FlatPriors(model.prior_sites)(model.model)).get_trace(x)
+    map_tr = poutine.trace(model.model).get_trace(x)
+    w = [p.detach() for p in model.net.parameters()]
+    n = sum(p.numel() for p in w)
+    l2 = sum((p ** 2).sum() for p in w).item()
+    expect = -l2 / (2 * 0.7**2) - n * (0.5 * math.log(2 * math.pi) + math.log(0.7))
+    assert map_tr.log_prob_sum().item() - mle_tr.log_prob_sum().item() == pytest.approx(
+        expect, rel=1e-10)
+    # the likelihood terms agree exactly, and equal the family's own log_prob
+    assert torch.equal(map_tr.nodes["x"]["log_prob_sum"], mle_tr.nodes["x"]["log_prob_sum"])
+    assert mle_tr.nodes["x"]["log_prob_sum"].item() == pytest.approx(
+        model.log_prob_given({}, x).sum().item(), rel=1e-10)
+    # MAP shrinks the weights relative to MLE (same seed, same steps)
+    kw = dict(num_steps=60, seed=0, progress=False, batch_size=16)
+    small = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
+                                num_heads=2, prior_scale=0.05)
+    norm = lambda f: sum((p ** 2).sum() for p in f.model.net.parameters()).item()  # noqa
+    assert norm(small.fit(WORDS, method="map", **kw)) < norm(small.fit(WORDS, method="mle",
+                                                                           **kw))
+
+
+def test_conditional_generation_and_label_errors():
+    data = ["aab", "aba", "abb", "aaa"] * 8 + ["bba", "bab", "baa", "bbb"] * 8
+    c = [0] * 32 + [1] * 32
+    model = AutoregressiveModel(embedding_dim=8, hidden_size=32, num_classes=2)
+    fit = model.fit(data, c=c, method="mle", num_steps=150, lr=0.02, seed=0,
+                    progress=False)
+    s0, s1 = fit.sample(100, c=0, seed=1), fit.sample(100, c=torch.ones(100, dtype=int),
+                                                       seed=1)
+    assert sum(s[:1] == "a" for s in s0) >= 90 and sum(s[:1] == "b" for s in s1) >= 90
+    lp = fit.log_prob(["aab", "aab"], c=[0, 1])
+    assert lp[0] > lp[1] + 2
+    with pytest.raises(ValueError, match="conditional"):
+        fit.sample(3)
+    with pytest.raises(ValueError, match="2 labels but there are 3"):
+        fit.log_prob(["a", "b", "ab"], c=[0, 1])
+    with pytest.raises(ValueError, match=r"c\[1\] = 2 is not a class label"):
+        fit.sample(2, c=[0, 2])
+    with pytest.raises(TypeError, match="integer"):
+        model.fit(data, c=[0.5] * 64, method="mle", progress=False)
+    with pytest.raises(ValueError, match="unconditional"):
+        AutoregressiveModel().fit(data, c=c, method="mle", progress=False)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_prefix_temperature_top_k_max_length(network):
+    fit = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
+                              num_heads=2).fit(WORDS, method="mle", num_steps=40, seed=0,
+                                               progress=False)
+    s = fit.sample(30, prefix="ca", seed=0, max_length=6)
+    assert len(s) == 30 and all(w.startswith("ca") and len(w) <= 6 for w in s)
+    assert fit.sample(5, seed=2) == fit.sample(5, seed=2)
+    greedy = fit.sample(20, seed=0, top_k=1)
+    assert len(set(greedy)) == 1  # one choice per step: every sample is the argmax path
+    assert fit.sample(20, seed=0, temperature=1e-4) == greedy
+    assert all(set(w) <= set("abc") for w in fit.sample(50, seed=0, temperature=3.0))
+    with pytest.raises(ValueError, match="temperature"):
+        fit.sample(2, temperature=0)
+    with pytest.raises(ValueError, match="top_k"):
+        fit.sample(2, top_k=0)
+    with pytest.raises(ValueError, match="more than max_length"):
+        fit.sample(2, prefix="abcab", max_length=3)
+    with pytest.raises(ValueError, match="'d'"):
+        fit.sample(2, prefix="ad")
+
+
+def test_token_ids_in_and_out():
+    x = torch.tensor([[0, 1, 2, 0], [3, 3, 0, 0], [1, 0, 0, 0]])
+    lengths = torch.tensor([4, 2, 1])
+    model = AutoregressiveModel(vocab_size=4, embedding_dim=8, hidden_size=16)
+    fit = model.fit(x, lengths=lengths, method="mle", num_steps=5, seed=0, progress=False)
+    out = fit.sample(6, seed=0, prefix=[3], max_length=5)
+    assert all(isinstance(t, torch.Tensor) and t.dtype == torch.long and t[0] == 3
+               and len(t) <= 5 and ((t >= 0) & (t < 4)).all() for t in out)
+    lp = fit.log_prob(x, lengths=lengths)
+    assert torch.equal(lp, fit.log_prob([[0, 1, 2, 0], [3, 3], [1]]))
+    with pytest.raises(ValueError, match="token id 4"):
+        fit.log_prob([[0, 4]])
+    with pytest.raises(TypeError, match="not strings"):
+        fit.log_prob(["ab"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("network", NETWORKS)
+def test_cuda(network):
+    fit = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
+                              num_heads=2).fit(WORDS, method="mle", num_steps=20, seed=0,
+                                               progress=False, device="cuda")
+    assert fit.data.is_cuda and fit.log_prob(["ab"]).is_cuda
+    assert len(fit.sample(4, seed=0, prefix="a")) == 4
+    cpu = fit.to("cpu")
+    assert torch.allclose(cpu.log_prob(WORDS), fit.log_prob(WORDS).cpu(), atol=1e-4)
+    ng = NGram(2).fit(WORDS, method="map", device="cuda")
+    assert ng.log_prob(["ab"]).is_cuda
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_example_names_smoke():
+    mod = _load(ROOT / "examples" / "names.py")
+    table, samples = mod.main(mod.parse_args(["--num-steps", "20", "--hidden-size", "16",
+                                              "--num-samples", "5", "--prefix", "ma"]))
+    assert {"bigram (add-one)", "gru", "transformer"} <= set(table.index)
+    assert (table["heldout_nll_per_char"] > 0).all()
+    assert len(samples) == 5 and all(s.startswith("ma") for s in samples)
+
+
+def test_benchmark_smoke(capsys):
+    mod = _load(ROOT / "benchmarks" / "bench_autoregressive.py")
+    mod.main(["--small"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert math.isfinite(float(last.rsplit(":", 1)[1]))
+
+
+@pytest.mark.slow
+def test_gru_beats_the_add_one_bigram_on_names():
+    names = pgm.datasets.load_names()
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(names), generator=g).tolist()
+    cut = int(0.9 * len(names))
+    train, test = [names[i] for i in perm[:cut]], [names[i] for i in perm[cut:]]
+    chars = sum(len(s) + 1 for s in test)
+    bigram = NGram(2, prior_concentration=2.0).fit(train, method="map")
+    # 2.3k training names: MAP (weight decay, prior_scale 0.3) and 800 steps of batch
+    # 128 (the default 1500 steps of mle overfit a list this small)
+    gru = AutoregressiveModel(hidden_size=128, prior_scale=0.3).fit(
+        train, method="map", num_steps=800, seed=0, progress=False)
+    b = -bigram.log_prob(test).sum().item() / chars
+    r = -gru.log_prob(test).sum().item() / chars
+    print(f"held-out nats/char: add-one bigram {b:.3f}, GRU {r:.3f}")
+    assert r < b - 0.05
+
+
+
+@pytest.mark.parametrize("make", [lambda: NGram(2, vocab="abc"),
+                                  lambda: _net("gru", num_classes=2),
+                                  lambda: _net("transformer")])
+def test_prior_predictive_program(make):
+    """model(x=None) draws sequences ancestrally and records them as the site x."""
+    model = make()
+    c = None if model.num_classes is None else torch.tensor([0, 1, 1])
+    with seeded(0):
+        tr = poutine.trace(model.model).get_trace(None, c=c, num_data=3)
+    x = tr.nodes["x"]["value"]
+    assert x.shape[0] == 3 and x.dtype == torch.long
+    assert ((x >= 0) & (x <= model.end_id)).all()
+    assert model.num_params() > 0
+
+
+def test_guide_code_blocks_run(capsys):
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "autoregressive.md").read_text(),
+                        re.S)
+    assert len(blocks) >= 4
+    namespace = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"autoregressive.md[block {i}]", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "tensor([0., -inf])" in out  # the MLE's unseen transition, as the guide says

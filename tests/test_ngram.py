@@ -1,0 +1,188 @@
+"""NGram against its oracles: the closed-form MLE / MAP from hand-counted transitions,
+normalization over every sequence up to a length, the conjugate Dirichlet posterior
+(vi, nuts), and the Pyro program's own log joint."""
+
+import itertools
+import math
+from collections import Counter
+
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_genmodels.infer import FlatPriors
+from pyro_genmodels.models.autoregressive import NGram, SequenceFit
+
+DATA = ["abba", "ab", "ba", "b", "aab", "", "bbb", "abab"]
+
+
+def _hand_counts(data, order, vocab):
+    """Transition counts by a plain Python loop: context tuple -> Counter of next symbols."""
+    counts = {}
+    for s in data:
+        seq = ["^"] * (order - 1) + list(s) + ["$"]
+        for i in range(order - 1, len(seq)):
+            ctx = tuple(seq[i - order + 1:i])
+            counts.setdefault(ctx, Counter())[seq[i]] += 1
+    return counts
+
+
+def _hand_prob(counts, ctx, sym, V, alpha, method):
+    row = counts.get(ctx, Counter())
+    n = sum(row.values())
+    if method == "mle":
+        return row[sym] / n if n else 1 / V
+    den = n + V * (alpha - 1)
+    return (row[sym] + alpha - 1) / den if den else 1 / V
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("method,alpha", [("mle", 1.0), ("map", 1.0), ("map", 2.0),
+                                          ("map", 3.5)])
+def test_mle_and_map_equal_the_closed_forms(order, method, alpha, float64):
+    fit = NGram(order, prior_concentration=alpha).fit(DATA, method=method)
+    assert isinstance(fit, SequenceFit) and fit.vocab == "ab"
+    counts = _hand_counts(DATA, order, "ab")
+    V = 3
+    for s in ["ab", "", "bba", "aaaa"]:
+        seq = ["^"] * (order - 1) + list(s) + ["$"]
+        expect = sum(math.log(_hand_prob(counts, tuple(seq[i - order + 1:i]), seq[i], V,
+                                         alpha, method)) if _hand_prob(
+            counts, tuple(seq[i - order + 1:i]), seq[i], V, alpha, method) > 0 else -math.inf
+            for i in range(order - 1, len(seq)))
+        got = fit.log_prob([s]).item()
+        assert got == pytest.approx(expect, abs=1e-12) or (got == expect == -math.inf), s
+    probs = fit.params["probs"]
+    assert probs.shape == (V ** (order - 1), V)
+    assert torch.allclose(probs.sum(-1), torch.ones(V ** (order - 1), dtype=torch.float64))
+
+
+def test_add_one_smoothing_and_unseen_transitions():
+    mle = NGram(2).fit(["ab", "ab"], method="mle")
+    add1 = NGram(2, prior_concentration=2.0).fit(["ab", "ab"], method="map")
+    # "ba" uses b -> a, never seen: probability 0 under the MLE, reported as -inf
+    lp = mle.log_prob(["ab", "ba"])
+    assert lp[0].item() == pytest.approx(0.0, abs=1e-6) and lp[1].item() == -math.inf
+    # add-one: p(a|^) = (2+1)/(2+3), p(b|a) = 3/5, p($|b) = 3/5
+    assert add1.log_prob(["ab"]).item() == pytest.approx(3 * math.log(3 / 5), abs=1e-6)
+    assert torch.isfinite(add1.log_prob(["ba", "bbbb"])).all()
+
+
+def _total_probability(fit, chars, max_len):
+    """sum_{|s| < L} p(s, end) + sum_{|s| = L} p(s is a prefix): exactly 1."""
+    ended = [("".join(t)) for n in range(max_len) for t in itertools.product(chars, repeat=n)]
+    cut = ["".join(t) for t in itertools.product(chars, repeat=max_len)]
+    return (fit.log_prob(ended).exp().sum()
+            + fit.log_prob(cut, include_end=False).exp().sum()).item()
+
+
+@pytest.mark.parametrize("order,method", [(1, "map"), (2, "mle"), (2, "map"), (3, "map")])
+def test_normalization_over_all_sequences(order, method, float64):
+    fit = NGram(order, prior_concentration=2.0).fit(DATA, method=method)
+    for max_len in (1, 3, 6):
+        assert _total_probability(fit, "ab", max_len) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["mle", "map"])
+def test_closed_form_maximizes_the_pyro_log_joint(method, float64):
+    """The closed form is the argmax of the model's own log joint (priors masked for
+    mle): random perturbations on the simplex never do better."""
+    model = NGram(2, prior_concentration=2.0, vocab="ab").double()
+    fit = model.fit(DATA, method=method)
+    x = fit.data
+    program = FlatPriors(model.prior_sites)(model.model) if method == "mle" else model.model
+
+    def log_joint(probs):
+        cond = poutine.condition(program, data={"probs": probs})
+        return poutine.trace(cond).get_trace(x).log_prob_sum().item()
+
+    best = log_joint(fit.params["probs"])
+    assert best == pytest.approx(-fit.losses[0], rel=1e-12)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        noise = torch.rand(3, 3, generator=g, dtype=torch.float64)
+        other = 0.8 * fit.params["probs"] + 0.2 * noise / noise.sum(-1, keepdim=True)
+        assert log_joint(other) < best
+
+
+def test_posterior_concentration_and_token_data_agree_with_text(float64):
+    text = NGram(2, prior_concentration=1.5).fit(DATA, method="map")
+    ids = [[text.vocab.index(ch) for ch in s] for s in DATA]
+    L = max(map(len, ids))
+    padded = torch.tensor([s + [0] * (L - len(s)) for s in ids])
+    lengths = torch.tensor([len(s) for s in ids])
+    tok = NGram(2, prior_concentration=1.5, vocab_size=2).fit(padded, lengths=lengths,
+                                                              method="map")
+    assert torch.equal(tok.params["probs"], text.params["probs"])
+    assert torch.equal(tok.log_prob(ids), text.log_prob(DATA))
+    conc = text.model.posterior_concentration(text.data)
+    assert conc.sum().item() == pytest.approx(sum(len(s) + 1 for s in DATA) + 9 * 1.5)
+
+
+def test_vi_matches_the_dirichlet_posterior():
+    data = ["ab", "abb", "ba", "a", "bab", "aab", ""] * 5  # every count >= 5
+    fit = NGram(2, prior_concentration=1.0).fit(data, method="vi", seed=0, num_steps=400,
+                                                lr=0.05, num_posterior_samples=2000,
+                                                progress=False)
+    conc = fit.model.posterior_concentration(fit.data)
+    a0 = conc.sum(-1, keepdim=True)
+    mean, sd = conc / a0, (conc * (a0 - conc) / (a0**2 * (a0 + 1))).sqrt()
+    draws = fit.posterior_samples()["probs"]
+    S = draws.shape[0]
+    # a Gaussian q in the stick-breaking space is close to but not exactly a Dirichlet:
+    # 0.3 sd of approximation bias plus 4 Monte Carlo standard errors
+    assert ((draws.mean(0) - mean).abs() <= 0.3 * sd + 4 * sd / math.sqrt(S)).all()
+    ratio = draws.std(0) / sd
+    assert ((ratio > 0.7) & (ratio < 1.3)).all(), ratio
+
+
+def test_nuts_matches_the_dirichlet_posterior():
+    data = ["ab", "abb", "ba", "a", "bab", ""]
+    n = 300
+    fit = NGram(1, prior_concentration=1.0).fit(data, method="nuts", seed=0, num_samples=n,
+                                                warmup_steps=200, num_chains=1,
+                                                progress=False)
+    conc = fit.model.posterior_concentration(fit.data)[0]
+    a0 = conc.sum()
+    mean, sd = conc / a0, (conc * (a0 - conc) / (a0**2 * (a0 + 1))).sqrt()
+    draws = fit.posterior_samples()["probs"][:, 0]
+    # 4 Monte Carlo standard errors with an effective sample size of at least n / 4
+    assert ((draws.mean(0) - mean).abs() <= 4 * sd / math.sqrt(n / 4)).all()
+    assert ((draws.std(0) / sd - 1).abs() < 0.3).all()
+    # the posterior predictive of one string (Polya urn): E[prod theta] under Dirichlet
+    lp = fit.log_prob(["a"]).item()
+    exact = math.log(conc[0] / a0 * (conc[2]) / (a0 + 1))
+    assert lp == pytest.approx(exact, abs=0.05)
+
+
+def test_samples_follow_the_fitted_probabilities():
+    fit = NGram(2).fit(DATA, method="mle")
+    samples = fit.sample(4000, seed=0)
+    p_first = fit.params["probs"][-1]  # the start context is the last one
+    freq_a = sum(s[:1] == "a" for s in samples) / 4000
+    freq_end = sum(s == "" for s in samples) / 4000
+    for freq, p in ((freq_a, p_first[0].item()), (freq_end, p_first[2].item())):
+        assert abs(freq - p) < 4 * math.sqrt(p * (1 - p) / 4000)
+
+
+def test_cached_and_recomputed_sampling_draw_the_same_tokens():
+    fit = NGram(3, prior_concentration=2.0).fit(DATA, method="map")
+    a = fit.sample(50, seed=3, prefix="b", max_length=12)
+    b = fit.sample(50, seed=3, prefix="b", max_length=12, use_cache=False)
+    assert a == b and all(s.startswith("b") for s in a)
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="prior_concentration >= 1"):
+        NGram(2, prior_concentration=0.5).fit(DATA, method="map")
+    with pytest.raises(ValueError, match="positive integer"):
+        NGram(0)
+    fit = NGram(2).fit(DATA, method="mle")
+    with pytest.raises(ValueError, match="'c'"):
+        fit.log_prob(["abc"])
+    with pytest.raises(ValueError, match="'z'"):
+        fit.sample(2, prefix="az")
+    with pytest.raises(ValueError, match="unconditional"):
+        fit.sample(2, c=[0, 1])
+    with pytest.raises(ValueError, match="Unknown option"):
+        NGram(2).fit(DATA, method="mle", num_steps=10)

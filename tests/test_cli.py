@@ -68,3 +68,5 @@ def test_demo_quick_writes_the_report(tmp_path):
     for name in DEMO_CASES:  # every family has its section and its saved fits
         assert f"({name})</h2>" in page
         assert any((out / "fits").glob(f"{name}-*/fit.json")), name
+    assert "Autoregressive models (names)" in page and "samples after" in page
+    assert (out / "fits" / "names-gru" / "fit.json").is_file()

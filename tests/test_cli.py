@@ -69,4 +69,5 @@ def test_demo_quick_writes_the_report(tmp_path):
         assert f"({name})</h2>" in page
         assert any((out / "fits").glob(f"{name}-*/fit.json")), name
     assert "Autoregressive models (names)" in page and "samples after" in page
+    assert "VAE (digits)" in page and (out / "fits" / "vae-mle" / "fit.json").is_file()
     assert (out / "fits" / "names-gru" / "fit.json").is_file()

@@ -109,10 +109,11 @@ def make_optimizer(optimizer: Any, *, lr: float, lr_decay: float, num_steps: int
 def make_elbo(cls_name: str, *, jit: bool, max_plate_nesting: Optional[int] = None,
               **kwargs):
     """``Trace_ELBO`` / ``TraceEnum_ELBO`` or its compiled twin ``Jit*`` (same value, less
-    overhead); enumeration needs ``max_plate_nesting``."""
+    overhead). ``max_plate_nesting`` (needed by enumeration and vectorized particles) is
+    passed whenever it is given, so Pyro need not guess it from a trace."""
     import pyro.infer as infer
 
-    if "Enum" in cls_name:
+    if max_plate_nesting is not None:
         kwargs["max_plate_nesting"] = max_plate_nesting
     if jit:
         return getattr(infer, "Jit" + cls_name)(ignore_jit_warnings=True, **kwargs)

@@ -298,11 +298,9 @@ def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
         return {"weights": weights, "locs": locs,
                 "scales": (var.clamp_min(0) + reg_covar).sqrt()}
     eye = torch.eye(model.dim, dtype=x.dtype, device=x.device)
-    covs = []
-    for k in range(model.n_components):
-        diff = x - locs[k]
-        covs.append((diff * resp[:, k:k + 1]).T @ diff / nk[k] + reg_covar * eye)
-    cov = torch.stack(covs)
+    diff = x - locs.unsqueeze(-2)  # (K, N, D), centred per component
+    cov = ((diff * resp.T.unsqueeze(-1)).transpose(-1, -2) @ diff / nk[:, None, None]
+           + reg_covar * eye)
     scales = cov.diagonal(dim1=-2, dim2=-1).sqrt()
     corr = cov / (scales.unsqueeze(-1) * scales.unsqueeze(-2))
     return {"weights": weights, "locs": locs, "scales": scales,

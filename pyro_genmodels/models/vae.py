@@ -672,9 +672,8 @@ def fit_vae(model: VAE, x: torch.Tensor, *, method: str, c=None, num_steps: int 
     extra = {"num_particles": num_particles}
     if num_particles > 1:
         extra["vectorize_particles"] = True
-    elbo = make_elbo("Trace_ELBO", jit=jit, **extra)
-    # the data plate (+ the particle plate when vectorized), so Pyro need not guess
-    elbo.max_plate_nesting = model.max_plate_nesting + (num_particles > 1)
+    # the data plate (Pyro adds the particle plate when vectorized), so it need not guess
+    elbo = make_elbo("Trace_ELBO", jit=jit, max_plate_nesting=model.max_plate_nesting, **extra)
     optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
     result = run_svi(prog, guide, _Minibatches(elbo, x, c, b), optim, num_steps=num_steps,
                      progress=progress, callback=callback, desc=f"vae {method}",

@@ -17,14 +17,21 @@ from pyro_genmodels.infer import FlatPriors
 from pyro_genmodels.models.autoregressive import AutoregressiveModel, NGram, generate
 
 ROOT = Path(__file__).resolve().parent.parent
-NETWORKS = ["gru", "transformer"]
+#: "transformer-w3": sliding-window attention over the last 3 positions
+NETWORKS = ["gru", "transformer", "transformer-w3"]
 WORDS = ["ab", "abc", "ba", "cab", "", "bca", "aacb", "c"] * 4
+
+
+def _kw(network):
+    if network == "transformer-w3":
+        return {"network": "transformer", "attention_window": 3}
+    return {"network": network}
 
 
 def _net(network, dtype=torch.float64, **kw):
     with seeded(0):
-        m = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
-                                num_layers=2, num_heads=2, vocab="abc", **kw)
+        m = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_layers=2, num_heads=2,
+                                vocab="abc", **_kw(network), **kw)
     return m.to(dtype)
 
 
@@ -52,8 +59,8 @@ def _total_probability(fit, chars, max_len, c=None):
 
 @pytest.mark.parametrize("network", NETWORKS)
 def test_normalization_over_all_sequences(network):
-    model = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
-                                num_heads=2, num_classes=2).double()
+    model = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2, num_classes=2,
+                                **_kw(network)).double()
     fit = model.fit(["ab", "ba", "aab"], c=[0, 1, 1], method="mle", num_steps=5, seed=0,
                     progress=False)
     assert fit.vocab == "ab"
@@ -105,11 +112,43 @@ def test_map_is_mle_plus_l2_term_by_term(network):
         model.log_prob_given({}, x).sum().item(), rel=1e-10)
     # MAP shrinks the weights relative to MLE (same seed, same steps)
     kw = dict(num_steps=60, seed=0, progress=False, batch_size=16)
-    small = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
-                                num_heads=2, prior_scale=0.05)
+    small = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2, prior_scale=0.05,
+                                **_kw(network))
     norm = lambda f: sum((p ** 2).sum() for p in f.model.net.parameters()).item()  # noqa
     assert norm(small.fit(WORDS, method="map", **kw)) < norm(small.fit(WORDS, method="mle",
                                                                            **kw))
+
+
+def test_attention_window():
+    """A window at least the sequence length is full causal attention (same weights);
+    a window w makes the logits at position p depend only on the last L (w - 1) + 1
+    tokens (L layers), and the cached ring buffer reproduces the full pass."""
+    x = _net("transformer").encode(["abcabcabcab", "cab"])  # 12 positions
+    full, wide = _net("transformer"), _net("transformer", attention_window=12)
+    assert torch.equal(wide.logits_given({}, x), full.logits_given({}, x))
+    model = _net("transformer-w3")  # L = 2 layers: a position reads 2 * 2 + 1 = 5 tokens
+    assert not torch.allclose(model.logits_given({}, x), full.logits_given({}, x))
+    base = model.logits_given({}, x)
+    for i in range(x.shape[1] - 1):
+        y = x.clone()
+        y[:, i] = (y[:, i] + 1) % 4
+        out = model.logits_given({}, y)
+        # token i is the input of position i + 1, seen up to position i + 1 + 4
+        assert torch.equal(out[:, :i + 1], base[:, :i + 1]), i
+        assert not torch.allclose(out[:, i + 1:i + 6], base[:, i + 1:i + 6]), i
+        assert torch.equal(out[:, i + 6:], base[:, i + 6:]), i
+    # the ring buffer holds 3 entries whatever the length, and a short cache grows to it
+    for capacity in (1, 40):
+        with torch.no_grad():
+            logits, state = model.start({}, 2, None, capacity)
+            for t in range(x.shape[1]):
+                assert torch.allclose(logits, base[:, t], atol=1e-10), (capacity, t)
+                logits, state = model.advance({}, state, x[:, t], None)
+        assert state["cache"][0][0].shape[2] == 3
+    with pytest.raises(ValueError, match="attention_window applies to network='transformer'"):
+        AutoregressiveModel(attention_window=4)
+    with pytest.raises(ValueError, match="attention_window to be a positive integer"):
+        AutoregressiveModel(network="transformer", attention_window=0)
 
 
 def test_conditional_generation_and_label_errors():
@@ -137,9 +176,9 @@ def test_conditional_generation_and_label_errors():
 
 @pytest.mark.parametrize("network", NETWORKS)
 def test_prefix_temperature_top_k_max_length(network):
-    fit = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
-                              num_heads=2).fit(WORDS, method="mle", num_steps=40, seed=0,
-                                               progress=False)
+    fit = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2,
+                              **_kw(network)).fit(WORDS, method="mle", num_steps=40, seed=0,
+                                                  progress=False)
     s = fit.sample(30, prefix="ca", seed=0, max_length=6)
     assert len(s) == 30 and all(w.startswith("ca") and len(w) <= 6 for w in s)
     assert fit.sample(5, seed=2) == fit.sample(5, seed=2)
@@ -178,9 +217,9 @@ def test_token_ids_in_and_out():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("network", NETWORKS)
 def test_cuda(network):
-    fit = AutoregressiveModel(network=network, embedding_dim=8, hidden_size=16,
-                              num_heads=2).fit(WORDS, method="mle", num_steps=20, seed=0,
-                                               progress=False, device="cuda")
+    fit = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2,
+                              **_kw(network)).fit(WORDS, method="mle", num_steps=20, seed=0,
+                                                  progress=False, device="cuda")
     assert fit.data.is_cuda and fit.log_prob(["ab"]).is_cuda
     assert len(fit.sample(4, seed=0, prefix="a")) == 4
     cpu = fit.to("cpu")

@@ -59,6 +59,9 @@ CASES = {
                                conditional=True),
     "transformer": SeqCase(lambda: AutoregressiveModel(network="transformer", num_layers=2,
                                                        **_NET), _NET_FAST),
+    "transformer-window": SeqCase(lambda: AutoregressiveModel(
+        network="transformer", num_layers=2, attention_window=3, num_classes=2, **_NET),
+        _NET_FAST, conditional=True),
     "transformer-tokens": SeqCase(lambda: AutoregressiveModel(network="transformer",
                                                               vocab_size=3, **_NET),
                                   {"mle": _NET_FAST["mle"]}, tokens=True),

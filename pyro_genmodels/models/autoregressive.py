@@ -802,34 +802,46 @@ class _Block(nn.Module):
         shape = (n, t, self.heads, d // self.heads)
         return [u.reshape(shape).transpose(1, 2) for u in (q, k, v)]
 
-    def forward(self, h):
+    def forward(self, h, mask=None):
+        """``h`` ``(n, t, d)``; ``mask`` ``(t, t)`` bool (True: may attend) or ``None``
+        for plain causal attention."""
         q, k, v = self._split(self.ln1(h))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if mask is None:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         h = h + self.proj(a.transpose(1, 2).reshape(h.shape))
         return h + self.mlp(self.ln2(h))
 
-    def step(self, h, cache, pos):
+    def step(self, h, cache, slot, used):
         """One position ``h`` ``(n, 1, d)``; ``cache = (K, V)`` ``(n, heads, cap, d_h)``
-        preallocated, written in place at ``pos``; attends to positions ``0..pos``."""
+        preallocated, this position's key and value written in place at ``slot``; attends
+        to the first ``used`` cached entries (their order is irrelevant: attention is a
+        weighted sum, and the positions are already in the embeddings)."""
         q, k, v = self._split(self.ln1(h))
         ck, cv = cache
-        ck[:, :, pos:pos + 1] = k
-        cv[:, :, pos:pos + 1] = v
+        ck[:, :, slot:slot + 1] = k
+        cv[:, :, slot:slot + 1] = v
         # one query: two small batched matmuls over the cached prefix (cheaper than the
         # fused kernels, which are tuned for long queries)
-        w = (q @ ck[:, :, :pos + 1].transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-        a = w.softmax(-1) @ cv[:, :, :pos + 1]
+        w = (q @ ck[:, :, :used].transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+        a = w.softmax(-1) @ cv[:, :, :used]
         h = h + self.proj(a.transpose(1, 2).reshape(h.shape))
         return h + self.mlp(self.ln2(h))
 
 
 class TransformerNet(nn.Module):
     """Decoder-only Transformer: embedding -> linear to ``hidden_size`` + sinusoidal
-    positions -> causal blocks -> LayerNorm -> linear. ``step`` uses a key/value cache."""
+    positions -> causal blocks -> LayerNorm -> linear. ``step`` uses a key/value cache.
+
+    With ``window = w`` every block attends to the last w positions only (sliding-window
+    attention: Child et al., 2019; Beltagy et al., 2020); the cache is then a ring buffer
+    of w entries, so a cached step costs the same at every position."""
 
     def __init__(self, num_inputs, num_outputs, embedding_dim, hidden_size, num_layers,
-                 num_classes, num_heads):
+                 num_classes, num_heads, window=None):
         super().__init__()
+        self.window = window
         self.embed = _Embed(num_inputs, embedding_dim, num_classes)
         self.inp = nn.Linear(embedding_dim, hidden_size)
         self.blocks = nn.ModuleList(_Block(hidden_size, num_heads) for _ in range(num_layers))
@@ -841,11 +853,17 @@ class TransformerNet(nn.Module):
         pos = torch.arange(inputs.shape[1], device=inputs.device)
         h = self.inp(self.embed(inputs, c))
         h = h + _sinusoid(pos, self.hidden_size, h.dtype)
+        mask = None
+        if self.window is not None and self.window < inputs.shape[1]:
+            gap = pos[:, None] - pos[None, :]  # query i minus key j
+            mask = (gap >= 0) & (gap < self.window)
         for b in self.blocks:
-            h = b(h)
+            h = b(h, mask)
         return self.out(self.ln(h))
 
     def init_state(self, n, capacity, like):
+        if self.window is not None:
+            capacity = min(capacity, self.window)
         shape = (n, self.num_heads, capacity, self.hidden_size // self.num_heads)
         caches = [(like.new_zeros(shape), like.new_zeros(shape)) for _ in self.blocks]
         return {"cache": caches, "pos": 0}
@@ -853,13 +871,21 @@ class TransformerNet(nn.Module):
     def step(self, ids, c, state):
         pos = state["pos"]
         cap = state["cache"][0][0].shape[2] if state["cache"] else pos + 1
-        if pos >= cap:  # grow (never needed by the sampler, which sizes it up front)
-            state["cache"] = [tuple(torch.cat([u, torch.zeros_like(u)], 2) for u in kv)
+        limit = self.window or math.inf
+        if cap <= pos and cap < limit:
+            # grow (never needed by the sampler, which sizes the cache up front)
+            grow = int(min(cap, limit - cap))
+            state["cache"] = [tuple(torch.cat([u, u.new_zeros(u.shape[:2] + (grow,)
+                                                             + u.shape[3:])], 2) for u in kv)
                               for kv in state["cache"]]
+            cap += grow
+        # without a window slot = pos; with one the cache is a ring buffer of `window`
+        # entries, position pos overwriting position pos - window
+        slot, used = pos % cap, min(pos + 1, cap)
         h = self.inp(self.embed(ids, c)).unsqueeze(1)
         h = h + _sinusoid(torch.tensor([pos], device=ids.device), self.hidden_size, h.dtype)
         for b, kv in zip(self.blocks, state["cache"]):
-            h = b.step(h, kv, pos)
+            h = b.step(h, kv, slot, used)
         state["pos"] = pos + 1
         return self.out(self.ln(h[:, 0])), state
 
@@ -882,8 +908,9 @@ class AutoregressiveModel(SequenceModel):
     Transformer decoder (Vaswani et al., 2017). Training is teacher forcing: the logits of
     all positions come from one pass over the shifted input, inside the ``data`` plate.
     Sampling is token by token with the network state cached (the GRU hidden state; the
-    Transformer's keys and values), so each step costs the same whatever the position
-    (for the Transformer, up to the attention over the cached keys).
+    Transformer's keys and values), so each step costs the same whatever the position;
+    for the Transformer only up to the attention over the cached keys, which grows with
+    the position unless ``attention_window`` bounds it (a ring buffer of that many keys).
 
     ``mle`` trains the weights; ``map`` adds the factor ``weight_prior`` =
     :math:`\sum_w \log \mathcal N(w; 0, s^2)`, i.e. L2 weight decay
@@ -895,6 +922,10 @@ class AutoregressiveModel(SequenceModel):
         hidden_size: H, GRU state / Transformer width.
         num_layers: stacked GRU layers / Transformer blocks.
         num_heads: attention heads (Transformer; must divide ``hidden_size``).
+        attention_window: w, Transformer only: each position attends to itself and the
+            w - 1 before it (sliding-window attention), so a cached sampling step costs
+            the same at every position; ``L`` layers see ``L (w - 1) + 1`` tokens back.
+            ``None`` (default): full causal attention.
         num_classes: number of class labels c (``None``: unconditional).
         prior_scale: s, the sd of the Gaussian prior on every weight (``map``).
         vocab / vocab_size: as for :class:`NGram`.
@@ -923,6 +954,7 @@ class AutoregressiveModel(SequenceModel):
 
     def __init__(self, *, network: str = "gru", embedding_dim: int = 32,
                  hidden_size: int = 128, num_layers: int = 1, num_heads: int = 4,
+                 attention_window: Optional[int] = None,
                  num_classes: Optional[int] = None, prior_scale: float = 1.0,
                  vocab: Optional[str] = None, vocab_size: Optional[int] = None):
         super().__init__(vocab=vocab, vocab_size=vocab_size, num_classes=num_classes)
@@ -936,6 +968,12 @@ class AutoregressiveModel(SequenceModel):
         if network == "transformer" and hidden_size % self.num_heads:
             raise ValueError(f"Expected num_heads to divide hidden_size, but got "
                              f"hidden_size={hidden_size}, num_heads={num_heads}")
+        if attention_window is not None:
+            if network != "transformer":
+                raise ValueError(f"attention_window applies to network='transformer', "
+                                 f"got network={network!r}")
+            attention_window = positive_int(attention_window, "attention_window")
+        self.attention_window = attention_window
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         self.net = self._build() if self.known else None
 
@@ -945,7 +983,8 @@ class AutoregressiveModel(SequenceModel):
             return GRUNet(V + 1, V, self.embedding_dim, self.hidden_size, self.num_layers,
                           self.num_classes)
         return TransformerNet(V + 1, V, self.embedding_dim, self.hidden_size,
-                              self.num_layers, self.num_classes, self.num_heads)
+                              self.num_layers, self.num_classes, self.num_heads,
+                              self.attention_window)
 
     @property
     def prior_sites(self):
@@ -1010,6 +1049,7 @@ class AutoregressiveModel(SequenceModel):
     def get_config(self):
         return {"network": self.network, "embedding_dim": self.embedding_dim,
                 "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                "num_heads": self.num_heads, "num_classes": self.num_classes,
+                "num_heads": self.num_heads, "attention_window": self.attention_window,
+                "num_classes": self.num_classes,
                 "prior_scale": self.prior_scale, "vocab": self.vocab,
                 "vocab_size": self._vocab_size}

@@ -4,9 +4,15 @@
 
     pyro-genmodels demo [--quick] [--out DIR]
     pyro-genmodels list
-    pyro-genmodels fit MODEL --data FILE.csv|FILE.npy --method M --out RUN
+    pyro-genmodels fit MODEL --data FILE.csv|FILE.npy|FILE.txt --method M --out RUN
                        [--arg key=value ...] [--option key=value ...] [--seed S]
-    pyro-genmodels sample RUN -n N --out FILE.csv|FILE.npy [--seed S]
+    pyro-genmodels sample RUN -n N --out FILE.csv|FILE.npy|FILE.txt [--seed S]
+                          [--prefix P] [--temperature T] [--top-k K] [--max-length L]
+
+Numeric models read and write ``(N, D)`` arrays (.csv or .npy). Text models (``ngram``,
+``autoregressive``) read and write .txt files, one string per line (UTF-8; a blank line
+is the empty string); ``--prefix``, ``--temperature``, ``--top-k`` and ``--max-length``
+are their sampling options.
 """
 
 from __future__ import annotations
@@ -47,6 +53,22 @@ def _read_data(path: str) -> np.ndarray:
     raise SystemExit(f"error: data must be a .csv or .npy file, got {path!r}")
 
 
+def _read_lines(path: str) -> List[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: no data file {path!r}")
+    if p.suffix != ".txt":
+        raise SystemExit(f"error: text models read a .txt file (one string per line), got "
+                         f"{path!r}")
+    return p.read_text(encoding="utf-8").splitlines()
+
+
+def _is_text_model(cls) -> bool:
+    from .models.autoregressive import SequenceModel
+
+    return issubclass(cls, SequenceModel)
+
+
 def _write_data(path: str, x: np.ndarray) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -75,9 +97,11 @@ def _cmd_fit(args) -> int:
         cls = get_model_class(args.model)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
-    x = _read_data(args.data)
+    text = _is_text_model(cls)
+    x = _read_lines(args.data) if text else _read_data(args.data)
     kwargs = _parse_pairs(args.arg, "--arg")
-    kwargs.setdefault("dim", int(x.shape[1]) if x.ndim == 2 else 1)
+    if not text:
+        kwargs.setdefault("dim", int(x.shape[1]) if x.ndim == 2 else 1)
     options = _parse_pairs(args.option, "--option")
     try:
         model = cls(**kwargs)
@@ -87,7 +111,14 @@ def _cmd_fit(args) -> int:
         raise SystemExit(f"error: {e}")
     fit.save(args.out)
     print(f"{fit!r} saved to {args.out}")
-    print(f"mean log p(x) on the training data: {fit.log_prob(fit.data).mean().item():.4f}")
+    if text:
+        total = fit.log_prob(x).sum().item()
+        chars = sum(len(s) + 1 for s in x)  # the end token counts as a character
+        print(f"training data: mean log p(x) {total / len(x):.4f}, "
+              f"{-total / chars:.4f} nats per character (end token included)")
+    else:
+        print(f"mean log p(x) on the training data: "
+              f"{fit.log_prob(fit.data).mean().item():.4f}")
     return 0
 
 
@@ -98,8 +129,27 @@ def _cmd_sample(args) -> int:
         fit = load(args.run)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}")
-    x = fit.sample(args.n, seed=args.seed)
-    _write_data(args.out, x.cpu().numpy())
+    seq = {"prefix": args.prefix, "temperature": args.temperature, "top_k": args.top_k,
+           "max_length": args.max_length}
+    seq = {k: v for k, v in seq.items() if v is not None}
+    if _is_text_model(type(fit.model)):
+        if Path(args.out).suffix != ".txt":
+            raise SystemExit(f"error: a text model writes a .txt file (one string per "
+                             f"line), got --out {args.out!r}")
+        try:
+            x = fit.sample(args.n, seed=args.seed, **seq)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}")
+        lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in x]
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    else:
+        if seq:
+            raise SystemExit(f"error: {', '.join('--' + k.replace('_', '-') for k in seq)} "
+                             f"apply to text models; {args.run!r} holds a "
+                             f"{type(fit.model).__name__}")
+        x = fit.sample(args.n, seed=args.seed)
+        _write_data(args.out, x.cpu().numpy())
     print(f"{args.n} samples written to {args.out}")
     return 0
 
@@ -126,9 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="models, their capabilities and methods").set_defaults(
         func=_cmd_list)
 
-    f = sub.add_parser("fit", help="fit a model to a .csv/.npy file and save the run")
+    f = sub.add_parser("fit", help="fit a model to a .csv/.npy/.txt file and save the run")
     f.add_argument("model", help="registered model name (see `list`)")
-    f.add_argument("--data", required=True, help="(N, D) data, .csv or .npy")
+    f.add_argument("--data", required=True,
+                   help="(N, D) data, .csv or .npy; text models: .txt, one string per line")
     f.add_argument("--method", required=True, help="mle, map, vi, nuts, ...")
     f.add_argument("--out", required=True, help="run directory to write")
     f.add_argument("--seed", type=int, default=0)
@@ -142,8 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a saved run")
     s.add_argument("run", help="run directory written by `fit`")
     s.add_argument("-n", type=int, required=True, help="number of samples")
-    s.add_argument("--out", required=True, help="output file, .csv or .npy")
+    s.add_argument("--out", required=True,
+                   help="output file, .csv or .npy; text models: .txt")
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--prefix", default=None, help="text models: a prompt every sample continues")
+    s.add_argument("--temperature", type=float, default=None, help="text models: logits / T")
+    s.add_argument("--top-k", type=int, default=None, help="text models: top-k sampling")
+    s.add_argument("--max-length", type=int, default=None,
+                   help="text models: most tokens per sample, prefix included")
     s.set_defaults(func=_cmd_sample)
     return p
 

@@ -33,6 +33,41 @@ def test_fit_then_sample(tmp_path, ext, capsys):
     assert (np.abs(s.mean(0) - x.mean(0)) < 4 * se).all()
 
 
+def test_text_models_fit_and_sample_txt_files(tmp_path, capsys):
+    """ngram from a .txt of names; its samples equal the Python API's for the same seed."""
+    import pyro_genmodels as pgm
+
+    names = pgm.datasets.load_names()[:400]
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(names) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert cli.main(["fit", "ngram", "--data", str(data), "--method", "map", "--out",
+                     str(run), "--arg", "order=2", "--arg", "prior_concentration=2.0"]) == 0
+    fit = pgm.models.autoregressive.NGram(2, prior_concentration=2.0).fit(names, method="map")
+    nats = -fit.log_prob(names).sum().item() / sum(len(s) + 1 for s in names)
+    assert f"{nats:.4f} nats per character" in capsys.readouterr().out
+    out = tmp_path / "s.txt"
+    assert cli.main(["sample", str(run), "-n", "20", "--out", str(out), "--seed", "3",
+                     "--prefix", "ma", "--max-length", "10"]) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines == fit.sample(20, seed=3, prefix="ma", max_length=10)
+    assert len(lines) == 20 and all(s.startswith("ma") and len(s) <= 10 for s in lines)
+    with pytest.raises(SystemExit, match="writes a .txt file"):
+        cli.main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.csv")])
+    with pytest.raises(SystemExit, match="'#', which is not in the vocabulary"):
+        cli.main(["sample", str(run), "-n", "2", "--out", str(out), "--prefix", "#"])
+    numeric = tmp_path / "x.csv"
+    np.savetxt(numeric, np.random.default_rng(0).normal(size=(20, 2)), delimiter=",")
+    with pytest.raises(SystemExit, match="read a .txt file"):
+        cli.main(["fit", "ngram", "--data", str(numeric), "--method", "mle",
+                  "--out", str(run), "--arg", "order=2"])
+    assert cli.main(["fit", "gaussian", "--data", str(numeric), "--method", "mle", "--out",
+                     str(tmp_path / "g"), "--quiet"]) == 0
+    with pytest.raises(SystemExit, match="--prefix apply to text models"):
+        cli.main(["sample", str(tmp_path / "g"), "-n", "2", "--out", str(numeric),
+                  "--prefix", "a"])
+
+
 def test_fit_errors_are_clear(tmp_path):
     data = tmp_path / "x.csv"
     np.savetxt(data, np.ones((5, 2)), delimiter=",")

@@ -151,6 +151,9 @@ class GenerativeModel(PyroModule):
     #: the :class:`Fit` subclass that carries the family's extra methods
     #: (``predict``, ``encode``, ...); ``None`` is :class:`Fit`
     fit_class: ClassVar[Optional[type]] = None
+    #: options of :meth:`fit` that describe the data rather than the engine, handed to
+    #: :meth:`prepare_data` (the sequence families' ``lengths``)
+    data_options: ClassVar[Tuple[str, ...]] = ()
 
     @property
     def prior_sites(self) -> Tuple[str, ...]:
@@ -252,6 +255,20 @@ class GenerativeModel(PyroModule):
         return ", ".join(f"{k}={v!r}" for k, v in cfg.items())
 
     # ------------------------------------------------------------------ fitting
+    def prepare_data(self, data: Any, c: Any, *, device: torch.device,
+                     **data_options: Any) -> Tuple["GenerativeModel", torch.Tensor,
+                                                   Optional[torch.Tensor]]:
+        """Check the data before any work: returns the model to fit (``self``, or a copy
+        completed from the data, as a text model's vocabulary is), ``x`` and ``c``."""
+        x = self.validate_data(data, device=device)
+        return self, x, self.validate_context(c, x.shape[0], device=device, dtype=x.dtype)
+
+    def working_copy(self, x: torch.Tensor) -> "GenerativeModel":
+        """The fit's private copy of the model, on ``x``'s device and dtype. It is made
+        under the fit's seed, so a family that draws fresh weights draws them
+        reproducibly."""
+        return copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
+
     def fit(self, data: Any, *, method: str, c: Any = None, seed: Optional[int] = None,
             progress: bool = True, **options: Any) -> "Fit":
         """Fit the global parameters to ``data`` by ``method``.
@@ -281,20 +298,21 @@ class GenerativeModel(PyroModule):
 
         check_method(method, self.capabilities.methods, type(self).__name__)
         engine = self.engines.get(method) or ENGINES[method]
+        data_kw = {k: options.pop(k) for k in self.data_options if k in options}
         allowed = [p.name for p in inspect.signature(engine).parameters.values()
                    if p.kind is p.KEYWORD_ONLY and p.name not in ("progress", "c")]
         check_options(options, allowed + ["device"], method=method)
         options = {**self.default_options.get(method, {}), **options}
         device = torch.device(options.pop("device", None) or self._anchor.device)
-        x = self.validate_data(data, device=device)
-        c = self.validate_context(c, x.shape[0], device=device, dtype=x.dtype)
-        self.check_data_for(method, x)
+        model, x, c = self.prepare_data(data, c, device=device, **data_kw)
+        model.check_data_for(method, x)
         validate = getattr(engine, "validate_options", None)
         if validate is not None:
-            validate(self, x, **options)
-        work = copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
-        with seeded(seed) as used_seed, pyro.get_param_store().scope():
-            result = engine(work, x, c=c, progress=progress, **options)
+            validate(model, x, **options)
+        with seeded(seed) as used_seed:
+            work = model.working_copy(x)
+            with pyro.get_param_store().scope():
+                result = engine(work, x, c=c, progress=progress, **options)
         return make_fit(work, method, data=x, context=c, seed=used_seed,
                         options={k: v for k, v in options.items() if _jsonable(v)}, **result)
 

@@ -51,9 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._rng import fresh_seed, seeded
-from .._validation import check_method, check_options, positive_float, positive_int
-from ..base import Capabilities, Fit, GenerativeModel, _jsonable, make_fit, register
+from .._rng import seeded
+from .._validation import positive_float, positive_int
+from ..base import Capabilities, Fit, GenerativeModel, register
 
 __all__ = ["AutoregressiveModel", "NGram", "SequenceFit"]
 
@@ -102,6 +102,7 @@ class SequenceModel(GenerativeModel):
 
     capabilities: Capabilities
     max_plate_nesting = 1
+    data_options = ("lengths",)
 
     def __init__(self, *, vocab: Optional[str] = None, vocab_size: Optional[int] = None,
                  num_classes: Optional[int] = None):
@@ -156,7 +157,8 @@ class SequenceModel(GenerativeModel):
 
     def _with_vocab(self, vocab: str) -> "SequenceModel":
         with seeded(0):  # a network drawn here is only a template: never the caller's RNG
-            return type(self)(**{**self.get_config(), "vocab": vocab})
+            return type(self)(**{**self.get_config(), "vocab": vocab}).to(
+                dtype=self._anchor.dtype)
 
     # ------------------------------------------------------------------ encoding
     def encode(self, data: Any, *, lengths: Any = None, name: str = "x",
@@ -353,30 +355,20 @@ class SequenceModel(GenerativeModel):
             **options: engine options (``num_steps``, ``lr``, ``batch_size``, ...; none for
                 the closed-form n-gram ``mle``/``map``), and ``device``.
         """
-        from ..infer import ENGINES
-        import inspect
+        return super().fit(data, method=method, c=c, seed=seed, progress=progress,
+                           lengths=lengths, **options)
 
-        check_method(method, self.capabilities.methods, type(self).__name__)
-        engine = self.engines.get(method) or ENGINES[method]
-        allowed = [p.name for p in inspect.signature(engine).parameters.values()
-                   if p.kind is p.KEYWORD_ONLY and p.name not in ("progress", "c")]
-        check_options(options, allowed + ["device"], method=method)
-        options = {**self.default_options.get(method, {}), **options}
-        device = torch.device(options.pop("device", None) or self._anchor.device)
+    def prepare_data(self, data, c, *, device, lengths=None):
+        """A text model without a vocabulary builds it from ``data`` (on a copy)."""
         model = self if self.known else self._with_vocab(build_vocab(data))
         x = model.encode(data, lengths=lengths, name="data", device=device)
-        c = model.validate_context(c, x.shape[0], device=device)
-        model.check_data_for(method, x)
-        validate = getattr(engine, "validate_options", None)
-        if validate is not None:
-            validate(model, x, **options)
-        with seeded(fresh_seed() if seed is None else seed) as used_seed:
-            work = type(self)(**model.get_config()).to(device=device,
-                                                       dtype=self._anchor.dtype)
-            with pyro.get_param_store().scope():
-                result = engine(work, x, c=c, progress=progress, **options)
-        return make_fit(work, method, data=x, context=c, seed=used_seed,
-                        options={k: v for k, v in options.items() if _jsonable(v)}, **result)
+        return model, x, model.validate_context(c, x.shape[0], device=device)
+
+    def working_copy(self, x):
+        """A fresh model of the same config: the network's initial weights are drawn
+        under the fit's seed. Token ids are integers: the weights keep the model's
+        dtype."""
+        return type(self)(**self.get_config()).to(device=x.device, dtype=self._anchor.dtype)
 
 
 # ---------------------------------------------------------------------- the sampler

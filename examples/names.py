@@ -28,6 +28,8 @@ def parse_args(argv=None):
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--prior-scale", type=float, default=0.3,
                    help="sd of the Gaussian prior on the weights (MAP = weight decay)")
+    p.add_argument("--attention-window", type=int, default=None,
+                   help="Transformer: attend to the last W positions only (default: all)")
     p.add_argument("--num-samples", type=int, default=10)
     p.add_argument("--prefix", default="ma", help="prompt the samples continue")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -46,8 +48,9 @@ def main(args):
     fits = {"bigram (add-one)": NGram(2, prior_concentration=2.0).fit(train, method="map"),
             "trigram (add-one)": NGram(3, prior_concentration=2.0).fit(train, method="map")}
     for network in ("gru", "transformer"):
+        window = args.attention_window if network == "transformer" else None
         model = AutoregressiveModel(network=network, hidden_size=args.hidden_size,
-                                    prior_scale=args.prior_scale)
+                                    prior_scale=args.prior_scale, attention_window=window)
         fits[network] = model.fit(train, method="map", num_steps=args.num_steps,
                                   batch_size=args.batch_size, seed=args.seed,
                                   progress=False)

@@ -238,7 +238,8 @@ def _load(path):
 def test_example_names_smoke():
     mod = _load(ROOT / "examples" / "names.py")
     table, samples = mod.main(mod.parse_args(["--num-steps", "20", "--hidden-size", "16",
-                                              "--num-samples", "5", "--prefix", "ma"]))
+                                              "--num-samples", "5", "--prefix", "ma",
+                                              "--attention-window", "4"]))
     assert {"bigram (add-one)", "gru", "transformer"} <= set(table.index)
     assert (table["heldout_nll_per_char"] > 0).all()
     assert len(samples) == 5 and all(s.startswith("ma") for s in samples)

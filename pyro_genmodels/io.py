@@ -2,14 +2,20 @@
 ``tensors.safetensors`` (every tensor). Nothing on load can execute code: JSON is parsed,
 safetensors is a flat header plus raw buffers, and the model class is looked up by name
 in the registry, never imported from the file.
+
+A model built with user-supplied networks (a VAE's ``encoder``/``decoder``, an
+EnergyModel's ``energy``) is saved too, but only as weights: the modules' code is not
+data. ``load(path, model=...)`` then takes a model built the same way, checks that its
+configuration matches the saved one, and loads the weights into a copy of it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 from safetensors import SafetensorError
@@ -31,8 +37,11 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
     tensors: Dict[str, torch.Tensor] = {}
     config: Dict[str, Any] = {}
     config_tensors = []
+    code: Dict[str, str] = {}  # user modules: their weights are in the state dict
     for key, value in fit.model.get_config().items():
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.nn.Module):
+            code[key] = type(value).__name__
+        elif isinstance(value, torch.Tensor):
             tensors[f"config/{key}"] = value
             config_tensors.append(key)
         else:
@@ -54,6 +63,7 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
         "model": fit.model.registry_name,
         "config": config,
         "config_tensors": config_tensors,
+        "code": code,
         "dtype": str(fit.model._anchor.dtype).removeprefix("torch."),
         "method": fit.method,
         "losses": fit.losses,
@@ -67,13 +77,54 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
     (path / "fit.json").write_text(json.dumps(meta, indent=1))
 
 
-def load(path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu"):
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+                and a.shape == b.shape and torch.equal(a.cpu().to(b.dtype), b.cpu()))
+    return json.loads(json.dumps(a)) == b  # tuples saved as lists
+
+
+def _check_template(model, meta: Dict[str, Any], config: Dict[str, Any]) -> None:
+    """``model`` must be the saved fit's class with the same configuration."""
+    from .base import GenerativeModel
+
+    if not isinstance(model, GenerativeModel):
+        raise TypeError(f"Expected model to be a pyro-genmodels model, but got "
+                        f"{type(model).__name__}")
+    if model.registry_name != meta["model"]:
+        raise ValueError(f"The saved fit is of a {meta['model']!r} model, but model is a "
+                         f"{model.registry_name!r} ({type(model).__name__})")
+    given = model.get_config()
+    saved_code = meta.get("code", {})
+    for key in sorted(set(given) | set(config) | set(saved_code)):
+        g = given.get(key)
+        if key in saved_code or isinstance(g, torch.nn.Module):
+            name = type(g).__name__ if isinstance(g, torch.nn.Module) else None
+            if name != saved_code.get(key):
+                raise ValueError(f"model's {key} is {name or g!r} but the saved fit's is "
+                                 f"{saved_code.get(key) or config.get(key)!r}")
+        elif not _same(g, config.get(key)):
+            raise ValueError(f"model's {key}={g!r} differs from the saved fit's "
+                             f"{key}={config.get(key)!r}: build the model as it was saved")
+
+
+def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
+         device: Union[str, torch.device] = "cpu"):
     """Load a fit written by :meth:`Fit.save`, onto ``device`` (CPU by default, so a fit
     saved on a GPU loads anywhere).
 
+    Args:
+        path: the directory ``Fit.save`` wrote.
+        model: a model built as the saved one was (same class and configuration). Needed
+            when the saved model has user-supplied networks, whose code is not saved;
+            optional otherwise. The fit gets a copy of it with the saved weights; ``model``
+            itself is left unchanged.
+        device: where the loaded tensors live.
+
     Raises:
         FileNotFoundError: no saved fit at ``path``.
-        ValueError: the files are not a pyro-genmodels fit (e.g. a pickle in disguise).
+        ValueError: the files are not a pyro-genmodels fit (e.g. a pickle in disguise), or
+            the fit needs ``model=`` or ``model`` does not match it.
     """
     from ._rng import seeded
     from .base import get_model_class, make_fit
@@ -103,11 +154,24 @@ def load(path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "c
     config = dict(meta["config"])
     for key in meta["config_tensors"]:
         config[key] = tensors[f"config/{key}"]
-    with seeded(0):  # a family may draw initial weights; never from the caller's RNG
-        model = cls(**config)
+    code = meta.get("code", {})
+    if model is not None:
+        _check_template(model, meta, config)
+        model = copy.deepcopy(model)
+    elif code:
+        modules = ", ".join(f"{k}: {v}" for k, v in code.items())
+        raise ValueError(f"{path} holds a {meta['model']!r} model with user-supplied modules "
+                         f"({modules}); only their weights are saved, not their code. Build "
+                         f"the model the same way and pass it: load(path, model=...)")
+    else:
+        with seeded(0):  # a family may draw initial weights; never from the caller's RNG
+            model = cls(**config)
     model = model.to(device=device, dtype=_DTYPES[meta["dtype"]])
     state = {k.removeprefix("state/"): v for k, v in tensors.items() if k.startswith("state/")}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # a user module built differently (names or shapes)
+        raise ValueError(f"The saved weights do not fit model: {e}") from None
     groups = {g: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(g + "/")}
               for g in meta["groups"]}
     return make_fit(model, meta["method"], point=groups.get("point"),

@@ -381,14 +381,23 @@ def test_save_without_prior_log_prob_computes_log_z(tmp_path):
     assert torch.equal(back.log_prob(banana(seed=1)), fit.log_prob(banana(seed=1)))
 
 
-def test_custom_energy_module_cannot_be_saved(tmp_path):
-    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    fit = EnergyModel(2, energy=net).fit(banana(), method="mle", seed=0, progress=False,
-                                         **FAST)
+def test_custom_energy_module_saves_as_weights(tmp_path):
+    def net():
+        return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(),
+                                   torch.nn.Linear(8, 1))
+    fit = EnergyModel(2, energy=net()).fit(banana(), method="mle", seed=0, progress=False,
+                                           **FAST)
     assert fit.unnormalized_log_prob(banana()).shape == (300,)
-    with pytest.raises(TypeError, match=r"custom energy module \(Sequential\)"):
-        fit.save(tmp_path / "c")
     assert "Sequential" in repr(fit.model)
+    fit.save(tmp_path / "c")
+    with pytest.raises(ValueError, match=r"energy: Sequential"):
+        pgm.load(tmp_path / "c")
+    back = pgm.load(tmp_path / "c", model=EnergyModel(2, energy=net()))
+    assert torch.equal(back.unnormalized_log_prob(banana()), fit.unnormalized_log_prob(banana()))
+    assert torch.equal(back.log_prob(banana(seed=1)), fit.log_prob(banana(seed=1)))
+    wrong = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    with pytest.raises(ValueError, match="saved weights do not fit model"):
+        pgm.load(tmp_path / "c", model=EnergyModel(2, energy=wrong))
 
 
 # The device= path must run on a GPU to mean anything; CI and this machine have none,

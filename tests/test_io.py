@@ -33,6 +33,23 @@ def test_round_trip_keeps_everything(tmp_path):
     assert back.to_arviz().posterior["loc"].shape == fit.to_arviz().posterior["loc"].shape
 
 
+def test_load_into_a_given_model_checks_it(tmp_path):
+    fit, x = _fit("map", prior_scale=3.0)
+    fit.save(tmp_path / "run")
+    template = pgm.Gaussian(2, prior_scale=3.0)
+    back = pgm.load(tmp_path / "run", model=template)
+    assert torch.equal(back.log_prob(x), fit.log_prob(x))
+    assert back.model is not template
+    with pytest.raises(ValueError, match="prior_scale=10.0 differs from the saved fit's "
+                                         "prior_scale=3.0"):
+        pgm.load(tmp_path / "run", model=pgm.Gaussian(2))
+    with pytest.raises(ValueError, match="saved fit is of a 'gaussian' model, but model is "
+                                         "a 'flow'"):
+        pgm.load(tmp_path / "run", model=pgm.Flow(2))
+    with pytest.raises(TypeError, match="pyro-genmodels model"):
+        pgm.load(tmp_path / "run", model=torch.nn.Linear(2, 2))
+
+
 def test_float64_fit_round_trips_in_float64(tmp_path):
     x, _ = pgm.datasets.correlated_gaussian(50, dim=2, seed=0, dtype=torch.float64)
     fit = pgm.Gaussian(2).fit(x, method="mle", seed=0, progress=False, num_steps=20)

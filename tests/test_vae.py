@@ -5,6 +5,7 @@ generation; every likelihood; clear errors; the example and the benchmark run.""
 
 import importlib.util
 import io
+import json
 import math
 import re
 from contextlib import redirect_stdout
@@ -365,9 +366,33 @@ def test_save_load_round_trip_keeps_the_estimates(tmp_path):
     assert torch.equal(back.log_prob(x, c=y), fit.log_prob(x, c=y))
     assert torch.equal(back.elbo(x, c=y), fit.elbo(x, c=y))
     assert torch.equal(back.sample(5, c=2, seed=1), fit.sample(5, c=2, seed=1))
-    with pytest.raises(NotImplementedError, match="custom"):
-        _linear_vae(5, 2).fit(_ppca_data(20, 0), method="mle", num_steps=2,
-                              progress=False).save(tmp_path / "custom")
+
+def test_custom_networks_save_as_weights_and_load_with_a_model(tmp_path):
+    """The code of a custom network is never saved; its weights are, and load(path,
+    model=...) puts them into a copy of a model built the same way."""
+    x = _ppca_data(40, 0)
+    fit = _linear_vae(5, 2).fit(x, method="mle", num_steps=20, seed=0, progress=False)
+    fit.save(tmp_path / "custom")
+    meta = json.loads((tmp_path / "custom" / "fit.json").read_text())
+    assert meta["code"] == {"encoder": "Linear", "decoder": "Linear"}
+    with pytest.raises(ValueError, match=r"user-supplied modules \(encoder: Linear, "
+                                         r"decoder: Linear\).*load\(path, model=\.\.\.\)"):
+        pgm.load(tmp_path / "custom")
+    template = _linear_vae(5, 2)  # fresh weights, same architecture
+    before = [p.clone() for p in template.parameters()]
+    back = pgm.load(tmp_path / "custom", model=template)
+    assert isinstance(back, VAEFit)
+    assert torch.equal(back.elbo(x), fit.elbo(x))
+    assert torch.equal(back.log_prob(x, num_particles=20), fit.log_prob(x, num_particles=20))
+    assert all(torch.equal(a, b) for a, b in zip(before, template.parameters()))  # untouched
+    with pytest.raises(ValueError, match="prior_scale=2.0 differs"):
+        pgm.load(tmp_path / "custom", model=_linear_vae(5, 2, prior_scale=2.0))
+    with seeded(0):
+        other = VAE(5, 2, likelihood="gaussian", encoder=nn.Sequential(nn.Linear(5, 4)),
+                    decoder=nn.Linear(2, 5)).double()
+    with pytest.raises(ValueError, match="encoder is 'Sequential' but the saved fit's is "
+                                         "'Linear'"):
+        pgm.load(tmp_path / "custom", model=other)
 
 
 # ---------------------------------------------------------------------- example, benchmark

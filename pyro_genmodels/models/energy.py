@@ -181,7 +181,8 @@ class EnergyFit(Fit):
     def save(self, path) -> None:
         """Save (see :meth:`Fit.save`); the cached :attr:`log_z` is computed first so that
         the loaded fit's ``log_prob`` is identical. A model built with ``from_log_density``
-        or with a custom ``energy`` module cannot be saved (``TypeError``)."""
+        cannot be saved (``TypeError``); one with a custom ``energy`` module is saved as
+        weights and loads with ``load(path, model=...)``."""
         self.model.get_config()  # raises before anything is written
         self.log_z
         super().save(path)
@@ -387,14 +388,13 @@ class EnergyModel(GenerativeModel):
         if self._wrapped:
             raise TypeError("An EnergyModel built with from_log_density wraps a Python "
                             "callable, which cannot be saved (only data is saved, never code)")
-        if self.custom:
-            raise TypeError(f"An EnergyModel with a custom energy module "
-                            f"({type(self.net).__name__}) cannot be saved by Fit.save: save "
-                            f"fit.model.state_dict() yourself and rebuild the model with the "
-                            f"same module to load it")
-        return {"dim": self.dim, "hidden": list(self.hidden), "activation": self.activation,
-                "spectral_norm": self.spectral_norm, "prior_scale": self.prior_scale,
-                "standardize": self.standardize, "envelope": self.envelope}
+        config = {"dim": self.dim, "hidden": list(self.hidden),
+                  "activation": self.activation, "spectral_norm": self.spectral_norm,
+                  "prior_scale": self.prior_scale, "standardize": self.standardize,
+                  "envelope": self.envelope}
+        if self.custom:  # the module itself: Fit.save stores its weights, not its code
+            config["energy"] = self.net
+        return config
 
     def extra_repr(self) -> str:
         if self._wrapped:

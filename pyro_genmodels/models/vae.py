@@ -226,6 +226,8 @@ class VAE(GenerativeModel):
                 raise TypeError(f"Expected {name} to be a torch.nn.Module, but got "
                                 f"{type(net).__name__}")
         self.custom_networks = encoder is not None or decoder is not None
+        self.__dict__["_custom"] = {"encoder": encoder is not None,
+                                    "decoder": decoder is not None}
         cdim = self.num_classes or 0
         out = self.dim * (self.num_categories or 1)
         self.encoder = encoder if encoder is not None else mlp(
@@ -485,15 +487,16 @@ class VAE(GenerativeModel):
         return self.observation_mean(out) if mean else self.observation(out).sample()
 
     def get_config(self) -> Dict[str, Any]:
-        if self.custom_networks:
-            # the networks' code cannot be saved without pickle; the state dict can
-            raise NotImplementedError(
-                "A VAE with a custom encoder or decoder cannot be saved: rebuild the model "
-                "and load its state_dict (fit.model.state_dict()) instead")
-        return {"dim": self.dim, "latent_dim": self.latent_dim,
-                "likelihood": self.likelihood, "hidden": list(self.hidden),
-                "num_classes": self.num_classes, "num_categories": self.num_categories,
-                "obs_scale": self.obs_scale, "prior_scale": self.prior_scale}
+        """Constructor arguments; a custom encoder or decoder is the module itself, which
+        ``Fit.save`` stores as weights only (``load(path, model=...)`` reads it back)."""
+        config = {"dim": self.dim, "latent_dim": self.latent_dim,
+                  "likelihood": self.likelihood, "hidden": list(self.hidden),
+                  "num_classes": self.num_classes, "num_categories": self.num_categories,
+                  "obs_scale": self.obs_scale, "prior_scale": self.prior_scale}
+        for name, custom in self.__dict__["_custom"].items():
+            if custom:
+                config[name] = getattr(self, name)
+        return config
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, latent_dim={self.latent_dim}, likelihood={self.likelihood!r}"

@@ -168,7 +168,8 @@ class SequenceModel(GenerativeModel):
 
         Text models take a list of strings; token models (``vocab_size=K``) take a
         LongTensor ``(N, L)`` of ids in ``[0, K)`` with optional ``lengths`` ``(N,)``
-        (default: all L), or a list of integer sequences.
+        (default: all L) or a padding mask ``(N, L)`` bool (True at tokens, then False)
+        in its place, or a list of integer sequences.
         """
         seqs = self._to_id_lists(data, lengths, name)
         T = max(len(s) for s in seqs) + 1
@@ -212,6 +213,9 @@ class SequenceModel(GenerativeModel):
                 raise ValueError(f"{name} is empty: expected at least one sequence")
             if lengths is None:
                 lens = [t.shape[1]] * t.shape[0]
+            elif (torch.as_tensor(lengths).dtype == torch.bool
+                  and torch.as_tensor(lengths).dim() == 2):
+                lens = self._mask_lengths(torch.as_tensor(lengths).detach().cpu(), t.shape)
             else:
                 lt = torch.as_tensor(lengths).detach().cpu()
                 if not _is_int_tensor(lt) or lt.shape != (t.shape[0],):
@@ -247,6 +251,21 @@ class SequenceModel(GenerativeModel):
                     raise ValueError(f"{name}[{i}] has the token id {v}, which is not in the "
                                      f"vocabulary [0, {K})")
         return seqs
+
+    @staticmethod
+    def _mask_lengths(mask: torch.Tensor, shape) -> List[int]:
+        """Row lengths of a padding mask ``(N, L)`` (True at tokens, then False)."""
+        if tuple(mask.shape) != tuple(shape):
+            raise ValueError(f"A padding mask passed as lengths must have the shape of the "
+                             f"tokens {tuple(shape)}, got {tuple(mask.shape)}")
+        lens = mask.sum(1)
+        prefix = torch.arange(mask.shape[1]) < lens[:, None]
+        bad = (prefix != mask).any(1)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise ValueError(f"The padding mask of row {i} is not tokens-then-padding (True "
+                             f"then False): {mask[i].int().tolist()}")
+        return lens.tolist()
 
     def decode(self, tokens: torch.Tensor) -> list:
         """Inverse of :meth:`encode`: the tokens before each row's first end token, as
@@ -351,7 +370,8 @@ class SequenceModel(GenerativeModel):
                 A text model without a vocabulary builds it from ``data``.
             c: class labels ``(N,)`` in ``[0, num_classes)`` (conditional models).
             seed: reproducibility; the network's initial weights are drawn under it too.
-            lengths: lengths of the rows of a padded token tensor.
+            lengths: lengths ``(N,)`` of the rows of a padded token tensor, or its padding
+                mask ``(N, L)`` bool (True at tokens, then False).
             **options: engine options (``num_steps``, ``lr``, ``batch_size``, ...; none for
                 the closed-form n-gram ``mle``/``map``), and ``device``.
         """

@@ -208,14 +208,19 @@ def test_token_ids_in_and_out():
     assert torch.equal(lp, fit.log_prob([[0, 1, 2, 0], [3, 3], [1]]))
     # a padding mask in place of the lengths
     mask = torch.arange(4) < lengths[:, None]
-    assert torch.equal(fit.log_prob(x, lengths=mask), lp)
-    masked = model.fit(x, lengths=mask, method="mle", num_steps=5, seed=0, progress=False)
+    assert torch.equal(fit.log_prob(x, mask=mask), lp)
+    masked = model.fit(x, mask=mask, method="mle", num_steps=5, seed=0, progress=False)
     assert torch.equal(masked.data, fit.data) and masked.losses == fit.losses
-    with pytest.raises(ValueError, match=r"row 1 is not tokens-then-padding .* \[1, 0, 1, 0\]"):
-        fit.log_prob(x, lengths=torch.tensor([[True] * 4, [True, False, True, False],
-                                              [True, False, False, False]]))
+    with pytest.raises(ValueError, match=r"mask row 1 is not tokens-then-padding .* "
+                                         r"\[1, 0, 1, 0\]"):
+        fit.log_prob(x, mask=torch.tensor([[True] * 4, [True, False, True, False],
+                                           [True, False, False, False]]))
     with pytest.raises(ValueError, match=r"shape of the tokens \(3, 4\), got \(3, 2\)"):
-        fit.log_prob(x, lengths=mask[:, :2])
+        fit.log_prob(x, mask=mask[:, :2])
+    with pytest.raises(TypeError, match="mask must be a bool tensor"):
+        fit.log_prob(x, mask=mask.long())
+    with pytest.raises(ValueError, match="lengths or mask, not both"):
+        fit.log_prob(x, mask=mask, lengths=lengths)
     with pytest.raises(ValueError, match="token id 4"):
         fit.log_prob([[0, 4]])
     with pytest.raises(TypeError, match="not strings"):

@@ -28,7 +28,7 @@ a distribution too. Two families share the data handling, the fit and the sample
 Data: a list of strings (characters are the tokens; the vocabulary is the sorted set of
 training characters, kept in the model config so that save/load restores it), or, with
 ``vocab_size=K``, integer token ids ``0..K-1`` as a LongTensor ``(N, L)`` with
-``lengths=(N,)`` or a list of integer sequences. Internally a batch is a LongTensor
+``lengths=(N,)`` (or a padding ``mask=(N, L)``) or a list of integer sequences. Internally a batch is a LongTensor
 ``(N, T)`` padded with the end id K after each sequence's first end token.
 
 References:
@@ -102,7 +102,7 @@ class SequenceModel(GenerativeModel):
 
     capabilities: Capabilities
     max_plate_nesting = 1
-    data_options = ("lengths",)
+    data_options = ("lengths", "mask")
 
     def __init__(self, *, vocab: Optional[str] = None, vocab_size: Optional[int] = None,
                  num_classes: Optional[int] = None):
@@ -161,16 +161,18 @@ class SequenceModel(GenerativeModel):
                 dtype=self._anchor.dtype)
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, data: Any, *, lengths: Any = None, name: str = "x",
+    def encode(self, data: Any, *, lengths: Any = None, mask: Any = None, name: str = "x",
                device=None) -> torch.Tensor:
         """Validate and encode sequences: a LongTensor ``(N, T)`` where row i holds the
         tokens of sequence i, the end id K, then padding (K), T = longest + 1.
 
         Text models take a list of strings; token models (``vocab_size=K``) take a
         LongTensor ``(N, L)`` of ids in ``[0, K)`` with optional ``lengths`` ``(N,)``
-        (default: all L) or a padding mask ``(N, L)`` bool (True at tokens, then False)
-        in its place, or a list of integer sequences.
+        (default: all L) or ``mask``, a padding mask ``(N, L)`` bool (True at tokens,
+        then False), or a list of integer sequences.
         """
+        if mask is not None:
+            lengths = self._mask_lengths(data, mask, lengths)
         seqs = self._to_id_lists(data, lengths, name)
         T = max(len(s) for s in seqs) + 1
         out = torch.full((len(seqs), T), self.end_id, dtype=torch.long)
@@ -213,9 +215,6 @@ class SequenceModel(GenerativeModel):
                 raise ValueError(f"{name} is empty: expected at least one sequence")
             if lengths is None:
                 lens = [t.shape[1]] * t.shape[0]
-            elif (torch.as_tensor(lengths).dtype == torch.bool
-                  and torch.as_tensor(lengths).dim() == 2):
-                lens = self._mask_lengths(torch.as_tensor(lengths).detach().cpu(), t.shape)
             else:
                 lt = torch.as_tensor(lengths).detach().cpu()
                 if not _is_int_tensor(lt) or lt.shape != (t.shape[0],):
@@ -253,19 +252,26 @@ class SequenceModel(GenerativeModel):
         return seqs
 
     @staticmethod
-    def _mask_lengths(mask: torch.Tensor, shape) -> List[int]:
+    def _mask_lengths(data: Any, mask: Any, lengths: Any) -> torch.Tensor:
         """Row lengths of a padding mask ``(N, L)`` (True at tokens, then False)."""
-        if tuple(mask.shape) != tuple(shape):
-            raise ValueError(f"A padding mask passed as lengths must have the shape of the "
-                             f"tokens {tuple(shape)}, got {tuple(mask.shape)}")
+        if lengths is not None:
+            raise ValueError("Pass lengths or mask, not both")
+        if not isinstance(data, torch.Tensor) or data.dim() != 2:
+            raise ValueError("mask goes with a padded (N, L) tensor of token ids")
+        mask = torch.as_tensor(mask).detach().cpu()
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True at tokens), got {mask.dtype}")
+        if tuple(mask.shape) != tuple(data.shape):
+            raise ValueError(f"mask must have the shape of the tokens {tuple(data.shape)}, "
+                             f"got {tuple(mask.shape)}")
         lens = mask.sum(1)
         prefix = torch.arange(mask.shape[1]) < lens[:, None]
         bad = (prefix != mask).any(1)
         if bad.any():
             i = int(bad.nonzero()[0])
-            raise ValueError(f"The padding mask of row {i} is not tokens-then-padding (True "
-                             f"then False): {mask[i].int().tolist()}")
-        return lens.tolist()
+            raise ValueError(f"mask row {i} is not tokens-then-padding (True then False): "
+                             f"{mask[i].int().tolist()}")
+        return lens
 
     def decode(self, tokens: torch.Tensor) -> list:
         """Inverse of :meth:`encode`: the tokens before each row's first end token, as
@@ -361,7 +367,8 @@ class SequenceModel(GenerativeModel):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: Any, *, method: str, c: Any = None, seed: Optional[int] = None,
-            progress: bool = True, lengths: Any = None, **options: Any) -> "SequenceFit":
+            progress: bool = True, lengths: Any = None, mask: Any = None,
+            **options: Any) -> "SequenceFit":
         """Fit to sequences (see :class:`~pyro_genmodels.GenerativeModel.fit`).
 
         Args:
@@ -370,18 +377,18 @@ class SequenceModel(GenerativeModel):
                 A text model without a vocabulary builds it from ``data``.
             c: class labels ``(N,)`` in ``[0, num_classes)`` (conditional models).
             seed: reproducibility; the network's initial weights are drawn under it too.
-            lengths: lengths ``(N,)`` of the rows of a padded token tensor, or its padding
-                mask ``(N, L)`` bool (True at tokens, then False).
+            lengths: lengths ``(N,)`` of the rows of a padded token tensor.
+            mask: or its padding mask ``(N, L)`` bool (True at tokens, then False).
             **options: engine options (``num_steps``, ``lr``, ``batch_size``, ...; none for
                 the closed-form n-gram ``mle``/``map``), and ``device``.
         """
         return super().fit(data, method=method, c=c, seed=seed, progress=progress,
-                           lengths=lengths, **options)
+                           lengths=lengths, mask=mask, **options)
 
-    def prepare_data(self, data, c, *, device, lengths=None):
+    def prepare_data(self, data, c, *, device, lengths=None, mask=None):
         """A text model without a vocabulary builds it from ``data`` (on a copy)."""
         model = self if self.known else self._with_vocab(build_vocab(data))
-        x = model.encode(data, lengths=lengths, name="data", device=device)
+        x = model.encode(data, lengths=lengths, mask=mask, name="data", device=device)
         return model, x, model.validate_context(c, x.shape[0], device=device)
 
     def working_copy(self, x):
@@ -459,19 +466,19 @@ class SequenceFit(Fit):
     def _params(self) -> Dict[str, torch.Tensor]:
         return self.point if self.point is not None else self.posterior_samples()
 
-    def _encode(self, x, c, lengths):
-        x = self.model.encode(x, lengths=lengths, device=self._device)
+    def _encode(self, x, c, lengths, mask=None):
+        x = self.model.encode(x, lengths=lengths, mask=mask, device=self._device)
         return x, self.model.validate_context(c, x.shape[0], device=self._device)
 
     @torch.no_grad()
-    def log_prob(self, x: Any, *, c: Any = None, lengths: Any = None,
+    def log_prob(self, x: Any, *, c: Any = None, lengths: Any = None, mask: Any = None,
                  include_end: bool = True) -> torch.Tensor:
         """The exact ``log p(x_i [| c_i])`` of each sequence, end token included:
         ``(N,)``. A transition of probability 0 (an unseen one under an n-gram MLE)
         gives ``-inf``. ``include_end=False`` gives ``log p(x_i is a prefix)``, the
         product of the factors without the end token's. Posterior fits: the posterior
         predictive ``log (1/S) sum_s p(x_i | phi_s)``."""
-        x, c = self._encode(x, c, lengths)
+        x, c = self._encode(x, c, lengths, mask)
         out = []
         for i in range(0, x.shape[0], _ROWS):
             xb, cb = x[i:i + _ROWS], None if c is None else c[i:i + _ROWS]
@@ -486,11 +493,11 @@ class SequenceFit(Fit):
 
     @torch.no_grad()
     def pointwise_log_likelihood(self, x: Any = None, *, c: Any = None,
-                                 lengths: Any = None) -> torch.Tensor:
+                                 lengths: Any = None, mask: Any = None) -> torch.Tensor:
         if x is None:
             x, c = self.data, self.context
         else:
-            x, c = self._encode(x, c, lengths)
+            x, c = self._encode(x, c, lengths, mask)
         if self.point is not None:
             return self.model.log_prob_given(self.point, x, c).reshape(1, 1, -1)
         chains, draws = next(iter(self.posterior.values())).shape[:2]
@@ -498,12 +505,13 @@ class SequenceFit(Fit):
             chains, draws, -1)
 
     @torch.no_grad()
-    def logits(self, x: Any, *, c: Any = None, lengths: Any = None) -> torch.Tensor:
+    def logits(self, x: Any, *, c: Any = None, lengths: Any = None,
+               mask: Any = None) -> torch.Tensor:
         """Next-token logits at every position of the encoded ``x``: ``(N, T, V)``
         (point fits; position t scores token t given the tokens before it)."""
         if self.point is None:
             raise ValueError("logits are defined for point fits (mle, map)")
-        x, c = self._encode(x, c, lengths)
+        x, c = self._encode(x, c, lengths, mask)
         return self.model.logits_given(self.point, x, c)
 
     @torch.no_grad()

@@ -28,8 +28,9 @@ a distribution too. Two families share the data handling, the fit and the sample
 Data: a list of strings (characters are the tokens; the vocabulary is the sorted set of
 training characters, kept in the model config so that save/load restores it), or, with
 ``vocab_size=K``, integer token ids ``0..K-1`` as a LongTensor ``(N, L)`` with
-``lengths=(N,)`` (or a padding ``mask=(N, L)``) or a list of integer sequences. Internally a batch is a LongTensor
-``(N, T)`` padded with the end id K after each sequence's first end token.
+``lengths=(N,)`` (or a padding ``mask=(N, L)``) or a list of integer sequences.
+Internally a batch is a LongTensor ``(N, T)`` padded with the end id K after each
+sequence's first end token.
 
 References:
     Bengio, Ducharme, Vincent & Jauvin (2003), *A neural probabilistic language model*,

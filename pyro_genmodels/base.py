@@ -209,7 +209,8 @@ class GenerativeModel(PyroModule):
         return {}
 
     def get_config(self) -> Dict[str, Any]:
-        """Constructor arguments; values are JSON types or tensors."""
+        """Constructor arguments; values are JSON types, tensors, or user-supplied
+        ``nn.Module`` networks (which :meth:`Fit.save` stores as weights only)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers

@@ -138,7 +138,7 @@ def _cmd_sample(args) -> int:
                              f"line), got --out {args.out!r}")
         try:
             x = fit.sample(args.n, seed=args.seed, **seq)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise SystemExit(f"error: {e}")
         lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in x]
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 FORMAT = "pyro-genmodels/fit"
-FORMAT_VERSION = 1
+#: 2 marks a fit with user-supplied modules (``meta["code"]``): a reader of version 1
+#: would rebuild the default networks and refuse it or, worse, load into them
+FORMAT_VERSION = 2
 _DTYPES = {str(t).removeprefix("torch."): t
            for t in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 _GROUPS = ("point", "posterior", "sample_stats")
@@ -40,7 +42,7 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
     code: Dict[str, str] = {}  # user modules: their weights are in the state dict
     for key, value in fit.model.get_config().items():
         if isinstance(value, torch.nn.Module):
-            code[key] = type(value).__name__
+            code[key] = {"class": type(value).__name__, "repr": repr(value)}
         elif isinstance(value, torch.Tensor):
             tensors[f"config/{key}"] = value
             config_tensors.append(key)
@@ -58,7 +60,7 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if code else 1,
         "library_version": __version__,
         "model": fit.model.registry_name,
         "config": config,
@@ -99,10 +101,14 @@ def _check_template(model, meta: Dict[str, Any], config: Dict[str, Any]) -> None
     for key in sorted(set(given) | set(config) | set(saved_code)):
         g = given.get(key)
         if key in saved_code or isinstance(g, torch.nn.Module):
+            saved = saved_code.get(key) or {}
             name = type(g).__name__ if isinstance(g, torch.nn.Module) else None
-            if name != saved_code.get(key):
+            if name != saved.get("class"):
                 raise ValueError(f"model's {key} is {name or g!r} but the saved fit's is "
-                                 f"{saved_code.get(key) or config.get(key)!r}")
+                                 f"{saved.get('class') or config.get(key)!r}")
+            if repr(g) != saved.get("repr"):  # e.g. another activation: no weights differ
+                raise ValueError(f"model's {key} is built differently from the saved "
+                                 f"fit's:\n{g!r}\nsaved:\n{saved.get('repr')}")
         elif not _same(g, config.get(key)):
             raise ValueError(f"model's {key}={g!r} differs from the saved fit's "
                              f"{key}={config.get(key)!r}: build the model as it was saved")
@@ -157,15 +163,17 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
     code = meta.get("code", {})
     if model is not None:
         _check_template(model, meta, config)
-        model = copy.deepcopy(model)
+        # a fresh model around copies of the template's modules: nothing else of the
+        # template (buffers, cached runs) carries over, and the template is not changed
+        config.update({k: copy.deepcopy(v) for k, v in model.get_config().items()
+                       if isinstance(v, torch.nn.Module)})
     elif code:
-        modules = ", ".join(f"{k}: {v}" for k, v in code.items())
+        modules = ", ".join(f"{k}: {v['class']}" for k, v in code.items())
         raise ValueError(f"{path} holds a {meta['model']!r} model with user-supplied modules "
                          f"({modules}); only their weights are saved, not their code. Build "
                          f"the model the same way and pass it: load(path, model=...)")
-    else:
-        with seeded(0):  # a family may draw initial weights; never from the caller's RNG
-            model = cls(**config)
+    with seeded(0):  # a family may draw initial weights; never from the caller's RNG
+        model = cls(**config)
     model = model.to(device=device, dtype=_DTYPES[meta["dtype"]])
     state = {k.removeprefix("state/"): v for k, v in tensors.items() if k.startswith("state/")}
     try:

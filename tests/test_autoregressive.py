@@ -221,6 +221,8 @@ def test_token_ids_in_and_out():
         fit.log_prob(x, mask=mask.long())
     with pytest.raises(ValueError, match="lengths or mask, not both"):
         fit.log_prob(x, mask=mask, lengths=lengths)
+    with pytest.raises(ValueError, match="all False: True marks the tokens"):
+        fit.log_prob(x, mask=~torch.ones_like(mask))
     with pytest.raises(ValueError, match="token id 4"):
         fit.log_prob([[0, 4]])
     with pytest.raises(TypeError, match="not strings"):

@@ -54,6 +54,14 @@ def test_text_models_fit_and_sample_txt_files(tmp_path, capsys):
     assert len(lines) == 20 and all(s.startswith("ma") and len(s) <= 10 for s in lines)
     with pytest.raises(SystemExit, match="writes a .txt file"):
         cli.main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.csv")])
+    tokens = pgm.models.autoregressive.NGram(2, vocab_size=3).fit([[0, 1], [2]], method="mle")
+    tokens.save(tmp_path / "tokens")
+    with pytest.raises(SystemExit, match="integer token ids"):
+        cli.main(["sample", str(tmp_path / "tokens"), "-n", "2", "--out", str(out),
+                  "--prefix", "1"])
+    assert cli.main(["sample", str(tmp_path / "tokens"), "-n", "3", "--out", str(out)]) == 0
+    assert all(set(line.split()) <= {"0", "1", "2"}
+               for line in out.read_text().splitlines())
     with pytest.raises(SystemExit, match="'#', which is not in the vocabulary"):
         cli.main(["sample", str(run), "-n", "2", "--out", str(out), "--prefix", "#"])
     numeric = tmp_path / "x.csv"

@@ -395,9 +395,16 @@ def test_custom_energy_module_saves_as_weights(tmp_path):
     back = pgm.load(tmp_path / "c", model=EnergyModel(2, energy=net()))
     assert torch.equal(back.unnormalized_log_prob(banana()), fit.unnormalized_log_prob(banana()))
     assert torch.equal(back.log_prob(banana(seed=1)), fit.log_prob(banana(seed=1)))
-    wrong = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
-    with pytest.raises(ValueError, match="saved weights do not fit model"):
-        pgm.load(tmp_path / "c", model=EnergyModel(2, energy=wrong))
+    # same parameters, another activation: caught by the module's description
+    other = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    with pytest.raises(ValueError, match=r"energy is built differently(.|\n)*ReLU"):
+        pgm.load(tmp_path / "c", model=EnergyModel(2, energy=other))
+    # the template gives only its architecture: its own weights neither leak nor change
+    template = EnergyModel(2, energy=net())
+    template.net[0].weight.data.zero_()
+    back = pgm.load(tmp_path / "c", model=template)
+    assert (template.net[0].weight == 0).all()  # unchanged
+    assert torch.equal(back.model.net[0].weight, fit.model.net[0].weight)
 
 
 # The device= path must run on a GPU to mean anything; CI and this machine have none,

@@ -48,6 +48,8 @@ def test_load_into_a_given_model_checks_it(tmp_path):
         pgm.load(tmp_path / "run", model=pgm.Flow(2))
     with pytest.raises(TypeError, match="pyro-genmodels model"):
         pgm.load(tmp_path / "run", model=torch.nn.Linear(2, 2))
+    meta = json.loads((tmp_path / "run" / "fit.json").read_text())
+    assert meta["format_version"] == 1 and meta["code"] == {}  # no user modules
 
 
 def test_float64_fit_round_trips_in_float64(tmp_path):

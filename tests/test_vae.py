@@ -374,7 +374,10 @@ def test_custom_networks_save_as_weights_and_load_with_a_model(tmp_path):
     fit = _linear_vae(5, 2).fit(x, method="mle", num_steps=20, seed=0, progress=False)
     fit.save(tmp_path / "custom")
     meta = json.loads((tmp_path / "custom" / "fit.json").read_text())
-    assert meta["code"] == {"encoder": "Linear", "decoder": "Linear"}
+    assert meta["code"] == {
+        "encoder": {"class": "Linear", "repr": "Linear(in_features=5, out_features=4, bias=True)"},
+        "decoder": {"class": "Linear", "repr": "Linear(in_features=2, out_features=5, bias=True)"}}
+    assert meta["format_version"] == 2  # a version-1 reader refuses it
     with pytest.raises(ValueError, match=r"user-supplied modules \(encoder: Linear, "
                                          r"decoder: Linear\).*load\(path, model=\.\.\.\)"):
         pgm.load(tmp_path / "custom")

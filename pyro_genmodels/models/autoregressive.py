@@ -173,6 +173,9 @@ class SequenceModel(GenerativeModel):
         then False), or a list of integer sequences.
         """
         if mask is not None:
+            if not self.token_mode:
+                raise ValueError("mask is for token-id data (vocab_size=...); strings carry "
+                                 "their own lengths")
             lengths = self._mask_lengths(data, mask, lengths)
         seqs = self._to_id_lists(data, lengths, name)
         T = max(len(s) for s in seqs) + 1
@@ -265,6 +268,9 @@ class SequenceModel(GenerativeModel):
         if tuple(mask.shape) != tuple(data.shape):
             raise ValueError(f"mask must have the shape of the tokens {tuple(data.shape)}, "
                              f"got {tuple(mask.shape)}")
+        if not mask.any():
+            raise ValueError("mask is all False: True marks the tokens and False the padding "
+                             "(the inverse of nn.Transformer's key_padding_mask)")
         lens = mask.sum(1)
         prefix = torch.arange(mask.shape[1]) < lens[:, None]
         bad = (prefix != mask).any(1)

@@ -196,8 +196,8 @@ class EnergyModel(GenerativeModel):
         dim: D, the number of columns of the data.
         energy: an ``nn.Module`` mapping ``(B, D)`` to ``(B,)`` (or ``(B, 1)``): the
             unnormalized log density :math:`f_\phi = -E_\phi`. ``None`` builds an MLP.
-            A custom module cannot be saved with :meth:`Fit.save` (its code is not data);
-            save its ``state_dict`` yourself.
+            :meth:`Fit.save` stores a custom module's weights, not its code (code is not
+            data): load it with ``pgm.load(path, model=...)``, a model built the same way.
         hidden: hidden layer sizes of the default MLP.
         activation: its activation, smooth so that Langevin gradients are
             (``"silu"``, ``"softplus"``, ``"tanh"``, ``"gelu"``, ``"elu"``).

@@ -156,6 +156,8 @@ class VAE(GenerativeModel):
         decoder: a custom ``nn.Module`` mapping ``(N, L + C)`` (code, one-hot label) to
             ``(N, D)`` (``(N, D * K)`` for ``"categorical"``): logits, or the Gaussian
             mean. A linear decoder with ``likelihood="gaussian"`` makes the model PPCA.
+            ``Fit.save`` stores custom networks' weights, not their code: load with
+            ``pgm.load(path, model=...)``, a model built the same way.
         num_classes: C, the number of classes of a conditional VAE ``p(x | c)``; ``c`` is
             then integer labels in 0..C-1, shape ``(N,)`` (or one ``int`` for all rows),
             one-hot encoded and fed to both the encoder and the decoder.

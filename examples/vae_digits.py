@@ -79,24 +79,7 @@ def _plot(samples, originals, recon, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def grid(imgs, cols):
-        imgs = imgs.reshape(-1, 8, 8)
-        rows = math.ceil(imgs.shape[0] / cols)
-        canvas = torch.full((rows * 9 - 1, cols * 9 - 1), 0.15)  # light grey gaps
-        for i, im in enumerate(imgs):
-            r, c = divmod(i, cols)
-            canvas[r * 9:r * 9 + 8, c * 9:c * 9 + 8] = im
-        return canvas
-
-    pairs = torch.stack([originals, recon], 1).reshape(-1, 64)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 5))
-    a.imshow(grid(samples, 8), cmap="gray_r", vmin=0, vmax=1)
-    a.set_title("samples (decoded means)")
-    b.imshow(grid(pairs, 10), cmap="gray_r", vmin=0, vmax=1)
-    b.set_title("held-out digit | reconstruction")
-    for ax in (a, b):
-        ax.axis("off")
-    fig.tight_layout()
+    fig = pgm.datasets.digits_figure(samples, originals, recon, cols=(8, 10), figsize=(9, 5))
     fig.savefig(out, dpi=90)
     plt.close(fig)
 

@@ -96,6 +96,14 @@ def check_options(options: Mapping[str, Any], allowed: Iterable[str], *, method:
             f"expected some of {allowed}")
 
 
+def check_choice(value: Any, choices: Iterable[str], what: str) -> str:
+    """``value`` if it is one of ``choices``; else a ValueError that lists them."""
+    choices = list(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Unknown {what} {value!r}; expected one of {choices}")
+    return value
+
+
 def check_method(method: Any, methods: Iterable[str], model_name: str) -> str:
     methods = tuple(methods)
     if not isinstance(method, str) or method not in methods:

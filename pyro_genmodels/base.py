@@ -323,6 +323,24 @@ def make_fit(model: GenerativeModel, method: str, **fields: Any) -> "Fit":
     return (model.fit_class or Fit)(model, method, **fields)
 
 
+def gaussian_weight_log_prior(weights, scale: float) -> torch.Tensor:
+    """``sum_w log N(w; 0, scale^2)`` over every element of the tensors ``weights`` (a
+    non-empty list): the isotropic Gaussian prior whose MAP is L2 weight decay
+    ``||w||^2 / (2 scale^2)``. One fused norm over the list, no per-tensor loop."""
+    total = torch.stack(torch._foreach_norm(weights)).pow(2).sum()
+    n = sum(p.numel() for p in weights)
+    return -total / (2 * scale**2) - n * (0.5 * math.log(2 * math.pi) + math.log(scale))
+
+
+def cached_parameters(owner: torch.nn.Module, module: torch.nn.Module) -> list:
+    """``list(module.parameters())``, cached on ``owner``: walking the module tree at
+    every step costs more than the weight prior itself. ``deepcopy`` maps the list onto
+    the copy's parameters and ``.to()`` keeps their identities, so the cache stays valid."""
+    if owner.__dict__.get("_weight_list") is None:
+        owner.__dict__["_weight_list"] = list(module.parameters())
+    return owner.__dict__["_weight_list"]
+
+
 def _jsonable(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str)) or (
         isinstance(v, (list, tuple)) and all(_jsonable(u) for u in v))

@@ -215,3 +215,35 @@ def load_names() -> list:
 
     text = resources.files("pyro_genmodels").joinpath("data/names.txt").read_text()
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def digit_grid(images: torch.Tensor, cols: int) -> torch.Tensor:
+    """8 x 8 digits ``(N, 64)`` tiled ``cols`` to a row into one image, with 1-pixel
+    light grey gaps: ``(rows * 9 - 1, cols * 9 - 1)``."""
+    images = images.detach().reshape(-1, 8, 8).cpu()
+    rows = -(-images.shape[0] // cols)
+    canvas = torch.full((rows * 9 - 1, cols * 9 - 1), 0.15)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[r * 9:r * 9 + 8, c * 9:c * 9 + 8] = im
+    return canvas
+
+
+def digits_figure(samples: torch.Tensor, originals: torch.Tensor,
+                  reconstructions: torch.Tensor, *, cols: Tuple[int, int] = (8, 8),
+                  figsize: Tuple[float, float] = (8, 4),
+                  title: str = "samples (decoded means)"):
+    """A matplotlib figure with two panels: digit ``samples`` ``(N, 64)``, and each of
+    ``originals`` next to its reconstruction (both ``(M, 64)``); ``cols`` digits per
+    row in each panel. The caller saves and closes it."""
+    import matplotlib.pyplot as plt
+
+    pairs = torch.stack([originals.detach(), reconstructions.detach()], 1).reshape(-1, 64)
+    fig, axes = plt.subplots(1, 2, figsize=figsize)
+    for ax, images, n, name in zip(axes, (samples, pairs), cols,
+                                   (title, "held-out digit | reconstruction")):
+        ax.imshow(digit_grid(images, n), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(name)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -132,17 +132,6 @@ def _plot_png(x: torch.Tensor, fits: Dict[str, Fit], title: str) -> bytes:
     return buf.getvalue()
 
 
-def _digit_grid(images: torch.Tensor, cols: int) -> torch.Tensor:
-    """8 x 8 digits tiled into one image with 1-pixel gaps."""
-    images = images.reshape(-1, 8, 8).cpu()
-    rows = -(-images.shape[0] // cols)
-    canvas = torch.full((rows * 9 - 1, cols * 9 - 1), 0.15)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        canvas[r * 9:r * 9 + 8, c * 9:c * 9 + 8] = im
-    return canvas
-
-
 def _digits_section(out: Path, quick: bool, progress: bool) -> str:
     """Images: a VAE (Bernoulli decoder, amortized encoder) on binarized digits, its
     held-out IWAE estimate and ELBO next to a factorized Bernoulli, samples and
@@ -167,15 +156,8 @@ def _digits_section(out: Path, quick: bool, progress: bool) -> str:
     p = train.mean(0).clamp(1e-3, 1 - 1e-3)
     base = (test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean().item()
     samples = fit.sample(40, seed=0, mean=True)
-    pairs = torch.stack([test[:20], fit.reconstruct(test[:20])], 1).reshape(-1, 64)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4))
-    a.imshow(_digit_grid(samples, 8), cmap="gray_r", vmin=0, vmax=1)
-    a.set_title("VAE samples (decoded means)")
-    b.imshow(_digit_grid(pairs, 8), cmap="gray_r", vmin=0, vmax=1)
-    b.set_title("held-out digit | reconstruction")
-    for ax in (a, b):
-        ax.axis("off")
-    fig.tight_layout()
+    fig = datasets.digits_figure(samples, test[:20], fit.reconstruct(test[:20]),
+                                 title="VAE samples (decoded means)")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)

@@ -95,3 +95,21 @@ CASES: Dict[str, Case] = {
 def model_method_pairs():
     return [(name, method) for name, case in CASES.items()
             for method in case.make_model().capabilities.methods]
+
+
+def check_inference_data(fit, method):
+    """The ArviZ contract of every fit: groups, attributes and sizes by kind of fit."""
+    idata = fit.to_arviz()
+    assert ("posterior" in idata.groups()) == bool(fit.model.global_sites)
+    assert idata.attrs["inference_method"] == method
+    for site in fit.model.global_sites:
+        assert site in idata.posterior
+    if fit.is_posterior:
+        assert idata.log_likelihood["x"].shape[-1] == fit.data.shape[0]
+        assert "posterior_predictive" in idata.groups()
+    else:
+        assert idata.attrs["point_estimate"] == method
+        if fit.model.global_sites:
+            assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
+        assert list(idata.optimization["loss"].values) == fit.losses
+    assert "observed_data" in idata.groups()

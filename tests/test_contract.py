@@ -10,7 +10,7 @@ import torch
 
 import pyro_genmodels as pgm
 from pyro_genmodels.base import LOG_PROB_KINDS
-from tests.cases import CASES, SEQUENCE_FAMILIES, model_method_pairs
+from tests.cases import CASES, SEQUENCE_FAMILIES, check_inference_data, model_method_pairs
 
 PAIRS = model_method_pairs()
 _CACHE = {}
@@ -100,20 +100,7 @@ def test_save_load_round_trip(name, method, tmp_path):
 
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_to_arviz(name, method):
-    fit = fitted(name, method)
-    idata = fit.to_arviz()
-    assert ("posterior" in idata.groups()) == bool(fit.model.global_sites)
-    assert idata.attrs["inference_method"] == method
-    for site in fit.model.global_sites:
-        assert site in idata.posterior
-    if fit.is_posterior:
-        assert idata.log_likelihood["x"].shape[-1] == fit.data.shape[0]
-        assert "observed_data" in idata.groups()
-    else:
-        assert idata.attrs["point_estimate"] == method
-        if fit.model.global_sites:
-            assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
-        assert list(idata.optimization["loss"].values) == fit.losses
+    check_inference_data(fitted(name, method), method)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

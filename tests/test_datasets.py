@@ -56,3 +56,13 @@ def test_correlated_gaussian_train_and_heldout_share_the_truth():
     y, q = datasets.correlated_gaussian(100, dim=3, seed=1)
     assert torch.equal(p.loc, q.loc) and not torch.equal(x, y)
     assert torch.equal(x, datasets.correlated_gaussian(100, dim=3, seed=0)[0])
+
+
+def test_digit_grid_places_each_digit_in_its_cell():
+    x, _ = datasets.load_digits()
+    grid = datasets.digit_grid(x[:10] / 16, 4)  # 3 rows of 4 cells, 1-pixel gaps
+    assert grid.shape == (3 * 9 - 1, 4 * 9 - 1)
+    for i in range(10):
+        r, c = divmod(i, 4)
+        assert torch.equal(grid[r * 9:r * 9 + 8, c * 9:c * 9 + 8], x[i].reshape(8, 8) / 16)
+    assert (grid[8, :] == 0.15).all() and (grid[:, 8] == 0.15).all()  # the gaps

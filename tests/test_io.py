@@ -113,7 +113,8 @@ def test_fit_to_device_and_back(tmp_path):
 
 # A GPU is never present in CI; this runs where one is (the device check) and is skipped
 # elsewhere, because there is nothing to move the fit to.
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(),  # justified in the comment above
+                    reason="the device= path needs CUDA; CI has no GPU")
 def test_fit_on_cuda_loads_on_cpu(tmp_path):
     x, _ = pgm.datasets.correlated_gaussian(80, dim=2, seed=0)
     fit = pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False, num_steps=30,

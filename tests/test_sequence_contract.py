@@ -16,6 +16,7 @@ import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.base import LOG_PROB_KINDS
 from pyro_genmodels.models.autoregressive import AutoregressiveModel, NGram, SequenceFit
+from tests.cases import SEQUENCE_FAMILIES, check_inference_data
 
 
 @dataclasses.dataclass
@@ -67,8 +68,6 @@ CASES = {
                                   {"mle": _NET_FAST["mle"]}, tokens=True),
 }
 PAIRS = [(name, m) for name, case in CASES.items() for m in case.fast_options]
-#: the registry names this file covers (see the report: tests/cases.py SEQUENCE_FAMILIES)
-SEQUENCE_FAMILIES = {"ngram", "autoregressive"}
 _CACHE = {}
 
 
@@ -172,19 +171,7 @@ def test_save_load_round_trip(name, method, tmp_path):
 
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_to_arviz(name, method):
-    fit = fitted(name, method)
-    idata = fit.to_arviz()
-    assert ("posterior" in idata.groups()) == bool(fit.model.global_sites)
-    assert idata.attrs["inference_method"] == method
-    for site in fit.model.global_sites:
-        assert site in idata.posterior
-    if fit.is_posterior:
-        assert idata.log_likelihood["x"].shape[-1] == fit.data.shape[0]
-        assert "posterior_predictive" in idata.groups()
-    else:
-        assert idata.attrs["point_estimate"] == method
-        assert list(idata.optimization["loss"].values) == fit.losses
-    assert "observed_data" in idata.groups()
+    check_inference_data(fitted(name, method), method)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

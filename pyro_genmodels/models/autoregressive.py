@@ -53,8 +53,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._rng import seeded
-from .._validation import positive_float, positive_int
-from ..base import Capabilities, Fit, GenerativeModel, register
+from .._validation import check_choice, positive_float, positive_int
+from ..base import (Capabilities, Fit, GenerativeModel, cached_parameters,
+                    gaussian_weight_log_prior, register)
 
 __all__ = ["AutoregressiveModel", "NGram", "SequenceFit"]
 
@@ -985,9 +986,7 @@ class AutoregressiveModel(SequenceModel):
                  num_classes: Optional[int] = None, prior_scale: float = 1.0,
                  vocab: Optional[str] = None, vocab_size: Optional[int] = None):
         super().__init__(vocab=vocab, vocab_size=vocab_size, num_classes=num_classes)
-        if network not in NETWORKS:
-            raise ValueError(f"Unknown network {network!r}; expected one of {NETWORKS}")
-        self.network = network
+        self.network = check_choice(network, NETWORKS, "network")
         self.embedding_dim = positive_int(embedding_dim, "embedding_dim")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
@@ -1021,17 +1020,11 @@ class AutoregressiveModel(SequenceModel):
         if self.net is None:
             raise ValueError("AutoregressiveModel has no network until its vocabulary is "
                              "known: fit() builds it, or pass vocab=... / vocab_size=...")
-        if self.__dict__.get("_weight_list") is None:
-            self.__dict__["_weight_list"] = list(self.net.parameters())
-        return self.__dict__["_weight_list"]
+        return cached_parameters(self, self.net)
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every weight of the network."""
-        s = self.prior_scale
-        w = self._weights()
-        total = torch.stack(torch._foreach_norm(w)).pow(2).sum()
-        n = sum(p.numel() for p in w)
-        return -total / (2 * s**2) - n * (0.5 * math.log(2 * math.pi) + math.log(s))
+        return gaussian_weight_log_prior(self._weights(), self.prior_scale)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: the start symbol (id V) then x_0 .. x_{T-2}."""

@@ -63,8 +63,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._rng import seeded
-from .._validation import as_data, positive_float, positive_int
-from ..base import Capabilities, FitError, Fit, GenerativeModel, _chunk_rows, make_fit, register
+from .._validation import as_data, check_choice, positive_float, positive_int
+from ..base import (Capabilities, FitError, Fit, GenerativeModel, _chunk_rows,
+                    gaussian_weight_log_prior, make_fit, register)
 from ..infer import langevin as lv
 from ..infer.point import FlatPriors
 from ..infer.svi import NonFiniteLossError, _total_norm, make_optimizer, validate_optim_options
@@ -245,9 +246,7 @@ class EnergyModel(GenerativeModel):
                  standardize: Optional[bool] = None, envelope: Optional[float] = None,
                  loc: Any = None, scale: Any = None):
         super().__init__(dim)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"Unknown activation {activation!r}; expected one of "
-                             f"{sorted(ACTIVATIONS)}")
+        check_choice(activation, sorted(ACTIVATIONS), "activation")
         self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
         self.activation = activation
         self.spectral_norm = bool(spectral_norm)
@@ -340,13 +339,10 @@ class EnergyModel(GenerativeModel):
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every weight of the network."""
-        weights = [p for p in self.net.parameters()]
+        weights = list(self.net.parameters())
         if not weights:
             return torch.zeros((), **self._factory)
-        s = self.prior_scale
-        total = torch.stack(torch._foreach_norm(weights)).pow(2).sum()
-        n = sum(p.numel() for p in weights)
-        return -total / (2 * s**2) - n * (0.5 * math.log(2 * math.pi) + math.log(s))
+        return gaussian_weight_log_prior(weights, self.prior_scale)
 
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
               num_data: Optional[int] = None,
@@ -464,8 +460,7 @@ class EnergyModel(GenerativeModel):
              step_size: Optional[float] = None, adjusted: bool = True, num_leapfrog: int = 10,
              target_accept: Optional[float] = None, anneal_steps: int = 100,
              progress: bool = False, **kernel_options: Any) -> lv.ChainResult:
-        if sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {sampler!r}; expected one of {list(SAMPLERS)}")
+        check_choice(sampler, SAMPLERS, "sampler")
         batched = sampler in ("langevin", "hmc_vectorized")
         if kernel_options and batched:
             raise ValueError(f"Unknown option(s) {sorted(kernel_options)} for sampler "
@@ -560,8 +555,7 @@ def _validate(model: EnergyModel, x: torch.Tensor, *, num_steps=1, lr=1.0, lr_de
               energy_reg=0.0, grad_clip=None, noise_scale=1.0) -> None:
     validate_optim_options(num_steps=num_steps, lr=lr, lr_decay=lr_decay,
                            batch_size=batch_size, optimizer=optimizer, callback=callback)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"Unknown objective {objective!r}; expected one of {list(OBJECTIVES)}")
+    check_choice(objective, OBJECTIVES, "objective")
     positive_int(buffer_size, "buffer_size")
     positive_int(mcmc_steps, "mcmc_steps")
     positive_float(mcmc_step_size, "mcmc_step_size")

@@ -25,7 +25,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Sequence
 
 import pyro
@@ -34,7 +33,8 @@ import zuko
 from pyro.contrib.zuko import ZukoToPyro
 
 from .._validation import positive_float, positive_int
-from ..base import Capabilities, GenerativeModel, register
+from ..base import (Capabilities, GenerativeModel, cached_parameters,
+                    gaussian_weight_log_prior, register)
 
 TRANSFORMS = {
     "nsf": zuko.flows.NSF,
@@ -115,18 +115,10 @@ class Flow(GenerativeModel):
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every weight of the flow."""
-        s = self.prior_scale
-        weights = self._weights()
-        total = torch.stack(torch._foreach_norm(weights)).pow(2).sum()
-        n = sum(p.numel() for p in weights)
-        return -total / (2 * s**2) - n * (0.5 * math.log(2 * math.pi) + math.log(s))
+        return gaussian_weight_log_prior(self._weights(), self.prior_scale)
 
     def _weights(self):
-        # cached: walking the module tree each step costs more than the prior itself;
-        # deepcopy maps the list onto the copy's parameters, and .to() keeps identities
-        if self.__dict__.get("_weight_list") is None:
-            self.__dict__["_weight_list"] = list(self.flow.parameters())
-        return self.__dict__["_weight_list"]
+        return cached_parameters(self, self.flow)
 
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
               num_data: Optional[int] = None,

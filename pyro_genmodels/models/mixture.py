@@ -53,7 +53,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from .._validation import positive_float, positive_int
+from .._validation import check_choice, positive_float, positive_int
 from ..base import Capabilities, Fit, FitError, GenerativeModel, make_fit, register
 from ..infer import fit_nuts, fit_vi
 
@@ -123,10 +123,8 @@ class GaussianMixture(GenerativeModel):
                  lkj_concentration: float = 1.0, n_init: int = 5):
         super().__init__(dim)
         self.n_components = positive_int(n_components, "n_components")
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"Unknown covariance_type {covariance_type!r}; expected one of "
-                             f"{COVARIANCE_TYPES}")
-        self.covariance_type = covariance_type
+        self.covariance_type = check_choice(covariance_type, COVARIANCE_TYPES,
+                                            "covariance_type")
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         self.prior_concentration = positive_float(prior_concentration, "prior_concentration")
         self.lkj_concentration = positive_float(lkj_concentration, "lkj_concentration")

@@ -56,8 +56,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._rng import seeded
-from .._validation import as_data, positive_float, positive_int
-from ..base import CHUNK_ELEMENTS, Capabilities, Fit, FitError, GenerativeModel, make_fit, register
+from .._validation import as_data, check_choice, positive_float, positive_int
+from ..base import (CHUNK_ELEMENTS, Capabilities, Fit, FitError, GenerativeModel,
+                    cached_parameters, gaussian_weight_log_prior, make_fit, register)
 from ..infer.point import FlatPriors
 from ..infer.svi import make_elbo, make_optimizer, run_svi, validate_optim_options
 
@@ -197,10 +198,7 @@ class VAE(GenerativeModel):
                  prior_scale: float = 1.0):
         super().__init__(dim)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"Unknown likelihood {likelihood!r}; expected one of "
-                             f"{list(LIKELIHOODS)}")
-        self.likelihood = likelihood
+        self.likelihood = check_choice(likelihood, LIKELIHOODS, "likelihood")
         if isinstance(hidden, numbers.Integral):
             hidden = (hidden,)
         self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
@@ -321,18 +319,11 @@ class VAE(GenerativeModel):
         return torch.tensor(self.obs_scale, **self._factory)
 
     def _weights(self):
-        # cached like Flow's: deepcopy maps the list onto the copy's parameters
-        if self.__dict__.get("_weight_list") is None:
-            self.__dict__["_weight_list"] = list(self.decoder.parameters())
-        return self.__dict__["_weight_list"]
+        return cached_parameters(self, self.decoder)
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every decoder weight."""
-        s = self.prior_scale
-        weights = self._weights()
-        total = torch.stack(torch._foreach_norm(weights)).pow(2).sum()
-        n = sum(p.numel() for p in weights)
-        return -total / (2 * s**2) - n * (0.5 * math.log(2 * math.pi) + math.log(s))
+        return gaussian_weight_log_prior(self._weights(), self.prior_scale)
 
     # ------------------------------------------------------------------ the Pyro program
     def _plate(self, x, c, num_data, subsample_size):

@@ -1,4 +1,4 @@
-"""Batched MCMC (pyro_genmodels.infer.langevin) vs Pyro's MCMC(HMC), same 2-D MLP energy.
+"""Batched MCMC (pyro_genmodels.infer.samplers) vs Pyro's MCMC(HMC), same 2-D MLP energy.
 
     python benchmarks/bench_langevin.py [--quick] [--threads 1] [--device cpu]
 
@@ -27,7 +27,7 @@ import torch
 from pyro.infer import HMC, MCMC
 
 from pyro_genmodels._rng import seeded
-from pyro_genmodels.infer import langevin as lv
+from pyro_genmodels.infer import samplers
 from pyro_genmodels.models.energy import EnergyModel
 
 
@@ -57,10 +57,10 @@ def batched(sampler, f, chains: int, steps: int, device) -> float:
     x0 = torch.randn(chains, 2, device=device)
     t = time.perf_counter()
     if sampler == "hmc":
-        lv.hmc(f, x0, num_samples=steps, warmup_steps=0, step_size=0.05, num_leapfrog=10,
-               adapt=False, jitter=False)
+        samplers.hmc(f, x0, num_samples=steps, warmup_steps=0, step_size=0.05,
+                     num_leapfrog=10, adapt=False, jitter=False)
     else:
-        lv.mala(f, x0, num_samples=steps, warmup_steps=0, step_size=0.05, adapt=False)
+        samplers.mala(f, x0, num_samples=steps, warmup_steps=0, step_size=0.05, adapt=False)
     if x0.is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - t

@@ -8,19 +8,21 @@ initial weights) on binarized digits (1500 rows) with a Bernoulli likelihood, Ad
 the same exponentially decaying learning rate, the same batch size, one reparameterized
 draw of z per row, minibatches cut from a fresh permutation each epoch and the
 full-data-scaled negative ELBO. The hand-written loop is the textbook one: eager PyTorch,
-``loss.backward()``, ``loss.item()``, ``opt.step()``.
+the analytic Gaussian KL to the N(0, I) prior, ``loss.backward()``, ``loss.item()``,
+``opt.step()``.
 
 ratio = facade seconds / hand-written seconds for the whole fit (the facade's time
-includes building the Fit, validation and, with ``jit``, compiling the loss; the minimum
-over repeats of each, interleaved). Goal <= 1.2; stock Pyro ``Trace_ELBO`` measures about
-1.6. The last line is ``vae_fit_time_ratio=<ratio> ...``.
+includes building the Fit, validation and, with ``jit``, compiling the loss), one ratio
+per repeat (the two runs of a repeat interleaved, so load drifts hit both); the last line
+is ``vae_fit_time_ratio=<median> (min .. max over R repeats) ...``. Goal <= 1.2 at hidden
+128 and 256. Threads are fixed (``--threads``, default 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import math
+import statistics
 import time
 
 import torch
@@ -41,7 +43,6 @@ def hand_written(model: VAE, x: torch.Tensor, *, num_steps: int, batch: int, lr:
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay ** (1 / num_steps))
     n = x.shape[0]
     perm, pos = None, 0
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
     for _ in range(num_steps):
         if perm is None or pos + batch > n:
             perm, pos = torch.randperm(n), 0
@@ -52,9 +53,8 @@ def hand_written(model: VAE, x: torch.Tensor, *, num_steps: int, batch: int, lr:
         eps = torch.randn_like(loc)
         z = loc + scale * eps
         log_lik = -F.binary_cross_entropy_with_logits(dec(z), xb, reduction="none").sum(-1)
-        log_prior = -(0.5 * z.pow(2) + half_log_2pi).sum(-1)
-        log_q = -(0.5 * eps.pow(2) + scale.log() + half_log_2pi).sum(-1)
-        loss = -(log_lik + log_prior - log_q).sum() * (n / batch)
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum(-1) - scale.log().sum(-1)
+        loss = -(log_lik - kl).sum() * (n / batch)
         loss.backward()
         value = loss.item()
         opt.step()
@@ -71,7 +71,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--jit", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     steps = args.steps or (30 if args.quick else 2000)
     repeats = args.repeats or (1 if args.quick else 3)
     x = pgm.datasets.load_digits(binarize=True)[0][:1500]
@@ -90,13 +92,16 @@ def main(argv=None):
         _, _, hand_loss = hand_written(model, x, num_steps=steps, batch=args.batch, lr=1e-3,
                                        lr_decay=0.1)
         hand.append(time.perf_counter() - t)
-    f, h = min(facade), min(hand)
+    f, h = statistics.median(facade), statistics.median(hand)
+    ratios = [a / b for a, b in zip(facade, hand)]
+    r = statistics.median(ratios)
     print(f"facade: {1e3 * f / steps:.3f} ms/step (jit={fit.info['jit']}, last loss "
           f"{fit.losses[-1]:.1f}); hand-written PyTorch loop: {1e3 * h / steps:.3f} ms/step "
           f"(last loss {hand_loss:.1f}); {steps} steps, batch {args.batch}, hidden "
           f"{args.hidden}, {torch.get_num_threads()} threads")
-    print(f"vae_fit_time_ratio={f / h:.3f} (facade/hand-written, goal <= 1.2)")
-    return f / h
+    print(f"vae_fit_time_ratio={r:.3f} ({min(ratios):.3f} .. {max(ratios):.3f} over "
+          f"{len(ratios)} repeats; facade/hand-written, goal <= 1.2)")
+    return r
 
 
 if __name__ == "__main__":

@@ -62,8 +62,8 @@ def main(args):
         model = EnergyModel(2, hidden=(args.hidden, args.hidden))
     fit = model.fit(x, method="mle", objective=args.objective, seed=args.seed,
                     num_steps=args.num_steps, progress=False)
-    samples = fit.sample(args.num_samples, sampler="langevin", seed=args.seed + 1)
-    run = fit.model.to_arviz()
+    chains = fit.sample_chains(args.num_samples, sampler="langevin", seed=args.seed + 1)
+    samples, run = chains.flat(args.num_samples), chains.to_arviz()
     coverage = mode_coverage(samples, truth)
     log_z = fit.log_z
     print(f"{args.toy}: {args.n_train} points, {args.num_steps} steps ({args.objective})")

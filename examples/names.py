@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 import pyro_genmodels as pgm
-from pyro_genmodels.models.autoregressive import AutoregressiveModel, NGram
+from pyro_genmodels.models.sequence import AutoregressiveModel, NGram
 
 
 def parse_args(argv=None):

@@ -6,13 +6,12 @@
 """
 
 from . import datasets, divergences, mc
+from ._version import __version__
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
 from .io import load
 from .models import (PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
                      GaussianMixture, NGram)
-
-__version__ = "0.1.0"
 
 __all__ = ["PPCA", "VAE", "AutoregressiveModel", "Capabilities", "EnergyModel", "Fit",
            "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "NGram",

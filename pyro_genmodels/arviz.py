@@ -36,7 +36,7 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
     import arviz as az
     import xarray as xr
 
-    from . import __version__
+    from ._version import __version__
 
     attrs: Dict[str, Any] = {
         "inference_library": "pyro",

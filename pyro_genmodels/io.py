@@ -32,7 +32,7 @@ _GROUPS = ("point", "posterior", "sample_stats")
 
 def save(fit, path: Union[str, os.PathLike]) -> None:
     """Write ``fit`` to the directory ``path`` (created if needed; files overwritten)."""
-    from . import __version__
+    from ._version import __version__
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -88,9 +88,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _check_template(model, meta: Dict[str, Any], config: Dict[str, Any]) -> None:
     """``model`` must be the saved fit's class with the same configuration."""
-    from .base import GenerativeModel
-
-    if not isinstance(model, GenerativeModel):
+    if not hasattr(model, "registry_name") or not hasattr(model, "get_config"):
         raise TypeError(f"Expected model to be a pyro-genmodels model, but got "
                         f"{type(model).__name__}")
     if model.registry_name != meta["model"]:
@@ -133,7 +131,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
             the fit needs ``model=`` or ``model`` does not match it.
     """
     from ._rng import seeded
-    from .base import get_model_class, make_fit
+    from .registry import get_model_class
 
     path = Path(path)
     meta_file, tensor_file = path / "fit.json", path / "tensors.safetensors"
@@ -182,7 +180,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
         raise ValueError(f"The saved weights do not fit model: {e}") from None
     groups = {g: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(g + "/")}
               for g in meta["groups"]}
-    return make_fit(model, meta["method"], point=groups.get("point"),
+    return cls.fit_class.build(model, meta["method"], point=groups.get("point"),
                     posterior=groups.get("posterior"), sample_stats=groups.get("sample_stats"),
                     losses=meta["losses"], data=tensors.get("data"),
                     context=tensors.get("context"), seed=meta["seed"],

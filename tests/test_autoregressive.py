@@ -14,7 +14,7 @@ from pyro import poutine
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.infer import FlatPriors
-from pyro_genmodels.models.autoregressive import AutoregressiveModel, NGram, generate
+from pyro_genmodels.models.sequence import AutoregressiveModel, NGram, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 #: "transformer-w3": sliding-window attention over the last 3 positions

@@ -25,7 +25,9 @@ def test_guide_code_blocks_run(guide, capsys):
 
 MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.models.flow",
            "pyro_genmodels.models.mixture", "pyro_genmodels.models.ppca",
-           "pyro_genmodels.models.energy", "pyro_genmodels.infer.langevin",
+           "pyro_genmodels.models.energy", "pyro_genmodels.infer.samplers",
+           "pyro_genmodels.infer.ais", "pyro_genmodels.models.sequence.ngram",
+           "pyro_genmodels.models.sequence.networks",
            "pyro_genmodels.models.vae", "pyro_genmodels.models.autoregressive",
            "pyro_genmodels.mc", "pyro_genmodels.divergences", "pyro_genmodels.datasets"]
 

@@ -16,9 +16,9 @@ from pyro import poutine
 
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
-from pyro_genmodels.base import FitError, make_fit
+from pyro_genmodels.base import FitError
 from pyro_genmodels.infer import FlatPriors
-from pyro_genmodels.infer.langevin import AISEstimate
+from pyro_genmodels.infer.ais import AISEstimate
 from pyro_genmodels.mc import MCEstimate
 from pyro_genmodels.models.energy import EnergyFit, EnergyModel
 from tests.test_langevin import COV, LOG_Z, MU, assert_moments, gaussian_log_density
@@ -54,7 +54,7 @@ def test_every_sampler_matches_the_gaussian(sampler):
     n = SAMPLER_DRAWS[sampler]
     x = model.sample(n, sampler=sampler, seed=0, **SAMPLER_SETTINGS[sampler])
     assert x.shape == (n, 2) and x.dtype == torch.float64
-    idata = model.to_arviz()
+    idata = model.sample_chains(n, sampler=sampler, seed=0, **SAMPLER_SETTINGS[sampler]).to_arviz()
     chains = SAMPLER_SETTINGS[sampler]["num_chains"]
     assert idata.posterior.sizes["chain"] == chains
     samples = torch.as_tensor(idata.posterior["x"].values)
@@ -88,8 +88,8 @@ def test_many_chains_find_both_modes_in_proportion(sampler):
 
     model = EnergyModel.from_log_density(ld, 2, scale=5.0).double()
     C = 1000
-    model.sample(C, sampler=sampler, num_chains=C, warmup_steps=50, seed=1)
-    last = torch.as_tensor(model.to_arviz().posterior["x"].values)[:, -1]  # (C, 2)
+    run = model.sample_chains(C, sampler=sampler, num_chains=C, warmup_steps=50, seed=1)
+    last = torch.as_tensor(run.to_arviz().posterior["x"].values)[:, -1]  # (C, 2)
     right = (last[:, 0] > 0).double()
     se = math.sqrt(0.7 * 0.3 / C)
     assert abs(right.mean().item() - 0.7) < 4 * se
@@ -136,8 +136,8 @@ def test_bad_sampling_input_is_refused():
         model.sample(5, init=torch.zeros(2, 2))
     with pytest.raises(ValueError, match="max_tree_depth"):
         model.sample(5, sampler="langevin", max_tree_depth=3)
-    with pytest.raises(ValueError, match="No sampling run"):
-        EnergyModel.from_log_density(gaussian_log_density, 2).to_arviz()
+    # no hidden state: the chains come back from sample_chains, the model keeps none
+    assert not hasattr(EnergyModel.from_log_density(gaussian_log_density, 2), "to_arviz")
     with pytest.raises(TypeError, match="callable"):
         EnergyModel.from_log_density("not a function", 2)
     with pytest.raises(ValueError, match="scale > 0"):
@@ -164,7 +164,7 @@ def test_wrapped_density_cannot_be_fitted_or_saved(tmp_path):
         model.fit(torch.zeros(10, 2, dtype=torch.float64), method="mle", progress=False)
     with pytest.raises(TypeError, match="callable, which cannot be saved"):
         model.get_config()
-    fit = make_fit(model, "mle", point={})
+    fit = EnergyFit.build(model, "mle", point={})
     with pytest.raises(TypeError, match="cannot be saved"):
         fit.save(tmp_path / "f")
     assert not (tmp_path / "f").exists()
@@ -358,8 +358,9 @@ def test_fit_log_prob_sample_and_save_load(tmp_path):
     assert isinstance(fit.log_z, AISEstimate) and fit.log_z.stderr > 0
     s = fit.sample(9, seed=1, warmup_steps=30)
     assert s.shape == (9, 2) and torch.isfinite(s).all()
-    idata = fit.to_arviz(samples=True)
+    idata = fit.sample_chains(9, seed=1, warmup_steps=30).to_arviz()
     assert idata.posterior["x"].shape[0] == 9
+    assert torch.equal(torch.as_tensor(idata.posterior["x"].values)[:, 0], s)  # same chains
     assert "optimization" in fit.to_arviz().groups()
     fit.save(tmp_path / "run")
     back = pgm.load(tmp_path / "run")

@@ -34,14 +34,14 @@ def test_log_det_matches_autograd_and_inverse_round_trips(transform, context_dim
     c = None if context_dim is None else torch.randn(6, 2, generator=g, dtype=torch.float64)
     for i in range(x.shape[0]):
         ci = None if c is None else c[i]
-        t = model.distribution(ci).transform
+        t = model.distribution(c=ci).transform
         z, ladj = t.call_and_ladj(x[i])
         jac = torch.autograd.functional.jacobian(lambda v: t(v), x[i])
         assert torch.allclose(ladj, torch.linalg.slogdet(jac).logabsdet, atol=1e-5)
         assert torch.allclose(t.inv(z), x[i], atol=1e-5)
     # log p(x) = log N(f(x); 0, I) + log|det df/dx|, which is what the Fit reports
     fit = pgm.Fit(model, "mle", point={}, data=x, context=c)
-    d = model.distribution(c)
+    d = model.distribution(c=c)
     z, ladj = d.transform.call_and_ladj(x)
     base = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
     assert torch.allclose(fit.log_prob(x, c=c), base + ladj, atol=1e-10)

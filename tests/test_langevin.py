@@ -1,4 +1,4 @@
-"""Batched samplers and AIS (pyro_genmodels.infer.langevin) against closed forms:
+"""Batched samplers and AIS (pyro_genmodels.infer.samplers, .ais) against closed forms:
 Gaussian moments within Monte Carlo error (standard errors from ESS), the exact
 stationary law of unadjusted Langevin, AIS log Z, step-size adaptation, divergences."""
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pyro_genmodels._rng import seeded
-from pyro_genmodels.infer import langevin as lv
+from pyro_genmodels.infer import ais, samplers
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,12 +64,12 @@ def test_langevin_matches_the_gaussian(adjusted):
     x0 = initial(400)
     with seeded(1):
         if adjusted:
-            r = lv.mala(gaussian_log_density, x0, num_samples=150, warmup_steps=300)
+            r = samplers.mala(gaussian_log_density, x0, num_samples=150, warmup_steps=300)
             cov = COV
         else:
             eps = 0.4
-            r = lv.mala(gaussian_log_density, x0, num_samples=150, warmup_steps=300,
-                        step_size=eps, adjusted=False)
+            r = samplers.mala(gaussian_log_density, x0, num_samples=150, warmup_steps=300,
+                              step_size=eps, adjusted=False)
             cov = COV @ torch.linalg.inv(torch.eye(2, dtype=torch.float64) - eps**2 * PREC / 4)
             assert (r.sample_stats["step_size"] == eps).all()
     assert r.samples.shape == (400, 150, 2)
@@ -80,8 +80,8 @@ def test_langevin_matches_the_gaussian(adjusted):
 def test_mala_adapts_each_chain_to_the_target_acceptance():
     x0 = initial(300)
     with seeded(2):
-        r = lv.mala(gaussian_log_density, x0, num_samples=200, warmup_steps=400,
-                    target_accept=0.574)
+        r = samplers.mala(gaussian_log_density, x0, num_samples=200, warmup_steps=400,
+                          target_accept=0.574)
     acc = r.sample_stats["acceptance_rate"].mean().item()
     # the dual-averaged step size aims at 0.574; the mean acceptance of 60000 transitions
     # lands near it (the adaptation is not exact, hence the band)
@@ -94,8 +94,8 @@ def test_mala_adapts_each_chain_to_the_target_acceptance():
 def test_hmc_vectorized_matches_the_gaussian():
     x0 = initial(300)
     with seeded(3):
-        r = lv.hmc(gaussian_log_density, x0, num_samples=60, warmup_steps=150,
-                   num_leapfrog=8)
+        r = samplers.hmc(gaussian_log_density, x0, num_samples=60, warmup_steps=150,
+                         num_leapfrog=8)
     assert r.samples.shape == (300, 60, 2)
     assert_moments(r.samples, MU, COV)
     assert 0.6 < r.sample_stats["acceptance_rate"].mean().item() < 0.95
@@ -103,10 +103,10 @@ def test_hmc_vectorized_matches_the_gaussian():
 
 def test_ais_log_normalizer_of_the_gaussian():
     with seeded(4):
-        est = lv.ais_log_normalizer(gaussian_log_density, torch.zeros(2, dtype=torch.float64),
-                                    torch.full((2,), 3.0, dtype=torch.float64),
-                                    num_particles=1000, num_steps=200)
-    assert isinstance(est, lv.AISEstimate) and est.num_samples == 1000
+        est = ais.ais_log_normalizer(gaussian_log_density, torch.zeros(2, dtype=torch.float64),
+                                     torch.full((2,), 3.0, dtype=torch.float64),
+                                     num_particles=1000, num_steps=200)
+    assert isinstance(est, ais.AISEstimate) and est.num_samples == 1000
     assert abs(est.estimate - LOG_Z) < 0.1
     assert abs(est.estimate - LOG_Z) < 4 * est.stderr + 0.01  # log-bias ~ se^2 / 2
     assert 0 < est.stderr < 0.05 and est.ess > 500
@@ -121,7 +121,7 @@ def test_ais_with_a_perfect_base_has_equal_weights():
         return torch.distributions.Normal(MU, scale).log_prob(x).sum(-1) + 1.5
 
     with seeded(0):
-        est = lv.ais_log_normalizer(ld, MU, scale, num_particles=64, num_steps=10)
+        est = ais.ais_log_normalizer(ld, MU, scale, num_particles=64, num_steps=10)
     assert est.estimate == pytest.approx(1.5, abs=1e-10)
     assert est.stderr == pytest.approx(0.0, abs=1e-10)
 
@@ -137,9 +137,9 @@ def test_smc_anneal_finds_both_modes_in_proportion():
         return (comp + w.log()).logsumexp(-1) + 7.0
 
     with seeded(5):
-        res = lv.anneal(ld, torch.zeros(2, dtype=torch.float64),
-                        torch.full((2,), 4.0, dtype=torch.float64), 2000, num_steps=100,
-                        resample=True)
+        res = ais.anneal(ld, torch.zeros(2, dtype=torch.float64),
+                         torch.full((2,), 4.0, dtype=torch.float64), 2000, num_steps=100,
+                         resample=True)
     frac = (res.particles[:, 0] > 0).double().mean().item()
     se = math.sqrt(0.75 * 0.25 / 2000)
     assert abs(frac - 0.75) < 4 * se, frac
@@ -151,8 +151,8 @@ def test_divergences_are_counted_not_hidden():
     (or non-finite ones) are rejected and flagged."""
     x0 = initial(50)
     with seeded(6):
-        r = lv.mala(gaussian_log_density, x0, num_samples=20, warmup_steps=0,
-                    step_size=30.0, adapt=False)
+        r = samplers.mala(gaussian_log_density, x0, num_samples=20, warmup_steps=0,
+                          step_size=30.0, adapt=False)
     div = r.sample_stats["diverging"]
     assert div.dtype == torch.bool and div.sum() > 0
     assert r.info["num_divergences"] == int(div.sum()) == r.num_divergences
@@ -171,8 +171,8 @@ def test_non_finite_region_is_rejected():
         return torch.where(x[:, 0] > 2, torch.full_like(out, float("nan")), out)
 
     with seeded(7):
-        r = lv.mala(ld, torch.zeros(200, 2, dtype=torch.float64), num_samples=100,
-                    warmup_steps=100)
+        r = samplers.mala(ld, torch.zeros(200, 2, dtype=torch.float64), num_samples=100,
+                          warmup_steps=100)
     assert (r.samples[..., 0] <= 2).all()
     assert r.num_divergences > 0
 
@@ -180,17 +180,17 @@ def test_non_finite_region_is_rejected():
 def test_bad_log_density_is_refused():
     x = torch.zeros(3, 2)
     with pytest.raises(ValueError, match=r"shape \(3,\).*\(3, 1\)"):
-        lv.mala(lambda x: -x.pow(2).sum(-1, keepdim=True), x, num_samples=2)
+        samplers.mala(lambda x: -x.pow(2).sum(-1, keepdim=True), x, num_samples=2)
     with pytest.raises(ValueError, match="not finite"):
-        lv.check_log_density(lambda x: x.sum(-1) * float("nan"), x)
+        samplers.check_log_density(lambda x: x.sum(-1) * float("nan"), x)
     with pytest.raises(ValueError, match="gradient"):
-        lv.mala(lambda x: torch.zeros(x.shape[0]), x, num_samples=2)
+        samplers.mala(lambda x: torch.zeros(x.shape[0]), x, num_samples=2)
     with pytest.raises(ValueError, match="num_samples"):
-        lv.mala(gaussian_log_density, x.double(), num_samples=0)
+        samplers.mala(gaussian_log_density, x.double(), num_samples=0)
     with pytest.raises(ValueError, match="target_accept"):
-        lv.hmc(gaussian_log_density, x.double(), num_samples=1, target_accept=1.5)
+        samplers.hmc(gaussian_log_density, x.double(), num_samples=1, target_accept=1.5)
     with pytest.raises(ValueError, match="warmup_steps"):
-        lv.hmc(gaussian_log_density, x.double(), num_samples=1, warmup_steps=-1)
+        samplers.hmc(gaussian_log_density, x.double(), num_samples=1, warmup_steps=-1)
 
 
 def test_same_seed_same_chains():
@@ -198,19 +198,19 @@ def test_same_seed_same_chains():
     runs = []
     for _ in range(2):
         with seeded(11):
-            runs.append(lv.hmc(gaussian_log_density, x0, num_samples=10, warmup_steps=10))
+            runs.append(samplers.hmc(gaussian_log_density, x0, num_samples=10, warmup_steps=10))
     assert torch.equal(runs[0].samples, runs[1].samples)
     for k in runs[0].sample_stats:
         assert torch.equal(runs[0].sample_stats[k], runs[1].sample_stats[k])
 
 
 def test_schedule_and_resampling():
-    b = lv.schedule(50)
+    b = ais.schedule(50)
     assert b[0] == 0 and b[-1] == 1 and (b.diff() > 0).all()
     g = torch.Generator().manual_seed(0)
     log_w = 3 * torch.randn(500, generator=g, dtype=torch.float64)
     with seeded(0):
-        idx = lv._systematic(log_w)
+        idx = ais._systematic(log_w)
     counts = torch.bincount(idx, minlength=500).double()
     expected = 500 * torch.softmax(log_w, 0)
     # systematic resampling: every particle is copied floor or ceil of K w_k times
@@ -221,7 +221,7 @@ def test_schedule_and_resampling():
 def test_to_arviz_has_chains_rhat_and_ess():
     x0 = initial(4)
     with seeded(8):
-        r = lv.mala(gaussian_log_density, x0, num_samples=300, warmup_steps=200)
+        r = samplers.mala(gaussian_log_density, x0, num_samples=300, warmup_steps=200)
     idata = r.to_arviz()
     assert idata.posterior.sizes["chain"] == 4 and idata.posterior.sizes["draw"] == 300
     summary = az.summary(idata)
@@ -244,10 +244,10 @@ def test_samplers_run_on_cuda():
         return -0.5 * (d @ prec * d).sum(-1)
 
     with seeded(0):
-        r = lv.mala(ld, x0, num_samples=200, warmup_steps=200)
-        h = lv.hmc(ld, x0, num_samples=50, warmup_steps=100)
-        z = lv.ais_log_normalizer(ld, mu, torch.full((2,), 3.0, device="cuda",
-                                                     dtype=torch.float64))
+        r = samplers.mala(ld, x0, num_samples=200, warmup_steps=200)
+        h = samplers.hmc(ld, x0, num_samples=50, warmup_steps=100)
+        z = ais.ais_log_normalizer(ld, mu, torch.full((2,), 3.0, device="cuda",
+                                                      dtype=torch.float64))
     assert r.samples.is_cuda and h.samples.is_cuda
     assert_moments(r.samples.cpu(), MU, COV)
     assert_moments(h.samples.cpu(), MU, COV)

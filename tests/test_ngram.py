@@ -11,7 +11,7 @@ import torch
 from pyro import poutine
 
 from pyro_genmodels.infer import FlatPriors
-from pyro_genmodels.models.autoregressive import NGram, SequenceFit
+from pyro_genmodels.models.sequence import NGram, SequenceFit
 
 DATA = ["abba", "ab", "ba", "b", "aab", "", "bbb", "abab"]
 

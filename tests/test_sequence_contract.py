@@ -15,7 +15,7 @@ import torch
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.base import LOG_PROB_KINDS
-from pyro_genmodels.models.autoregressive import AutoregressiveModel, NGram, SequenceFit
+from pyro_genmodels.models.sequence import AutoregressiveModel, NGram, SequenceFit
 from tests.cases import SEQUENCE_FAMILIES, check_inference_data
 
 

@@ -1,16 +1,21 @@
-"""Inference engines shared by every model family, keyed by ``method``.
+"""Inference shared by every model family: the one optimization loop, its objectives,
+and one engine object per method.
 
-Each engine is ``engine(model, x, *, progress, **options) -> dict`` of :class:`~pyro_genmodels.Fit`
-fields; its keyword-only arguments are exactly the options it accepts, and its
-``validate_options(model, x, **options)`` checks them before any work starts.
+Layers (each imports only those above it): :mod:`.loop` (minibatches, optimizer,
+guards, validation, checkpoints via :mod:`.checkpoint`) -> :mod:`.objectives` (Pyro
+ELBOs as loop objectives) -> :mod:`.engines` (``mle``, ``map``, ``vi``, ``nuts``,
+``hmc``; :mod:`.mcmc` wraps Pyro's MCMC). Batched MCMC over many chains is in
+:mod:`.samplers`, annealed importance sampling in :mod:`.ais`. None of them imports a
+model family.
 """
 
-from .mcmc import fit_hmc, fit_nuts
-from .point import FlatPriors, fit_map, fit_mle
-from .svi import SVIResult, run_svi
-from .variational import fit_vi
+from .engines import (ENGINES, Data, Engine, HMCOptions, MCMCEngine, MCMCOptions,
+                      NUTSOptions, PointEngine, PointOptions, VIEngine, VIOptions)
+from .loop import (Batch, FitResult, LoopOptions, Minibatches, NonFiniteLossError, Player,
+                   optimize)
+from .objectives import ELBOLoss, FlatPriors
 
-ENGINES = {"mle": fit_mle, "map": fit_map, "vi": fit_vi, "nuts": fit_nuts, "hmc": fit_hmc}
-
-__all__ = ["ENGINES", "FlatPriors", "SVIResult", "fit_hmc", "fit_map", "fit_mle", "fit_nuts",
-           "fit_vi", "run_svi"]
+__all__ = ["ENGINES", "Batch", "Data", "ELBOLoss", "Engine", "FitResult", "FlatPriors",
+           "HMCOptions", "LoopOptions", "MCMCEngine", "MCMCOptions", "Minibatches",
+           "NUTSOptions", "NonFiniteLossError", "Player", "PointEngine", "PointOptions",
+           "VIEngine", "VIOptions", "optimize"]

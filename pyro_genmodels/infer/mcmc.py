@@ -1,41 +1,27 @@
-"""``nuts`` and ``hmc``: posterior draws of the global parameters with ``pyro.infer.MCMC``.
+r"""Pyro's MCMC, wrapped once: ``nuts`` and ``hmc``, posterior draws of a model's global
+parameters, and :func:`pyro_mcmc`, NUTS / HMC on an unnormalized log density.
 
 Chains run one after another in this process, each a stock ``MCMC(NUTS/HMC)`` with one
-chain, so results are reproducible from the seed on any machine (Pyro would otherwise
-switch to worker processes when enough cores are free). Every chain starts from the
-data-dependent ``init_values`` jittered in the unconstrained space, so R-hat compares
-chains that really started apart. Step size and (diagonal or full) mass matrix are
-adapted by Pyro during warmup.
+chain (:func:`_run_chain`), so results are reproducible from the seed on any machine
+(Pyro would otherwise switch to worker processes when enough cores are free). For the
+engines every chain starts from the data-dependent ``init_values`` jittered in the
+unconstrained space, so R-hat compares chains that really started apart. Step size and
+(diagonal or full) mass matrix are adapted by Pyro during warmup.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import math
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from pyro.infer import HMC, MCMC, NUTS
 from pyro.infer.mcmc.util import initialize_model
 
-from .._validation import positive_float, positive_int
-from ..base import GenerativeModel
-from .svi import quiet_jit_deprecation
+from .objectives import quiet_jit_deprecation
+from .samplers import ChainResult, LogDensity, _validate_common
 
-
-def _validate(model: GenerativeModel, x: torch.Tensor, *, num_samples=1, warmup_steps=0,
-              num_chains=1, target_accept_prob=0.8, init_jitter=0.0, **kernel) -> None:
-    positive_int(num_samples, "num_samples")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"Expected warmup_steps to be a non-negative integer, but got {warmup_steps!r}")
-    positive_int(num_chains, "num_chains")
-    p = float(target_accept_prob)
-    if not 0 < p < 1:
-        raise ValueError(f"Expected 0 < target_accept_prob < 1, but got {target_accept_prob!r}")
-    if init_jitter != 0:
-        positive_float(init_jitter, "init_jitter")
-    if "max_tree_depth" in kernel:
-        positive_int(kernel["max_tree_depth"], "max_tree_depth")
-    if "trajectory_length" in kernel:
-        positive_float(kernel["trajectory_length"], "trajectory_length")
+GenerativeModel = Any  # a model family, duck-typed: infer imports no family
 
 
 def _jit(jit_compile: Optional[bool], model: GenerativeModel) -> bool:
@@ -64,6 +50,41 @@ def _initial_params(model: GenerativeModel, x: torch.Tensor, c, num_chains: int,
     return chains
 
 
+def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
+               initial_params: Dict[str, torch.Tensor], progress: bool, args=(),
+               kwargs=None, dtype=None) -> Tuple[Dict[str, torch.Tensor],
+                                                Dict[str, torch.Tensor], float]:
+    """One chain of ``pyro.infer.MCMC(kernel)`` from ``initial_params`` (``args`` and
+    ``kwargs`` go to the model): its draws ``{site: (num_samples, ...)}``, per-draw
+    statistics ``diverging``, ``acceptance_rate`` (Pyro's running mean acceptance
+    probability), ``step_size`` and ``lp`` (minus the potential energy), of ``dtype``,
+    and the chain's acceptance rate from ``MCMC.diagnostics``."""
+    step_size = torch.zeros(num_samples, dtype=dtype)
+    lp = torch.zeros(num_samples, dtype=dtype)
+    accept = torch.zeros(num_samples, dtype=dtype)
+
+    def hook(kernel, params, stage, i):
+        if stage.startswith("Sample"):
+            step_size[i] = float(kernel.step_size)
+            pe = getattr(kernel, "_potential_energy_last", None)
+            lp[i] = math.nan if pe is None else -float(pe)
+            accept[i] = float(kernel._mean_accept_prob)
+
+    mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
+                initial_params=initial_params, num_chains=1, hook_fn=hook,
+                disable_progbar=not progress)
+    with quiet_jit_deprecation():
+        mcmc.run(*args, **(kwargs or {}))
+    samples = {k: v.detach() for k, v in mcmc.get_samples().items()}
+    diag = {k: v["chain 0"] for k, v in mcmc.diagnostics().items()
+            if k in ("divergences", "acceptance rate")}
+    diverging = torch.zeros(num_samples, dtype=torch.bool)
+    diverging[torch.as_tensor(diag["divergences"], dtype=torch.long)] = True
+    stats = {"diverging": diverging, "acceptance_rate": accept, "step_size": step_size,
+             "lp": lp}
+    return samples, stats, float(diag["acceptance rate"])
+
+
 def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
          num_samples: int, warmup_steps: int, num_chains: int, init_jitter: float,
          progress: bool) -> Dict[str, Any]:
@@ -72,85 +93,84 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
     accept: List[float] = []
     interrupted = False
     for chain, init in enumerate(_initial_params(model, x, c, num_chains, init_jitter)):
-        kernel = make_kernel()
-        step_size = torch.zeros(num_samples)
-        lp = torch.zeros(num_samples)
-
-        def hook(kernel, params, stage, i, step_size=step_size, lp=lp):
-            if stage.startswith("Sample"):
-                step_size[i] = float(kernel.step_size)
-                pe = getattr(kernel, "_potential_energy_last", None)
-                lp[i] = float("nan") if pe is None else -float(pe)
-
-        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
-                    initial_params=init, num_chains=1, hook_fn=hook,
-                    disable_progbar=not progress)
         try:
-            with quiet_jit_deprecation():
-                mcmc.run(x, c=c)
+            samples, chain_stats, rate = _run_chain(
+                make_kernel(), num_samples=num_samples, warmup_steps=warmup_steps,
+                initial_params=init, progress=progress, args=(x,), kwargs={"c": c})
         except KeyboardInterrupt:
             interrupted = True
             if chain == 0:
                 raise
             break
-        samples = mcmc.get_samples()
         for k in draws:
-            draws[k].append(samples[k].detach())
-        diverging = torch.zeros(num_samples, dtype=torch.bool)
-        diag = {k: v["chain 0"] for k, v in mcmc.diagnostics().items()
-                if k in ("divergences", "acceptance rate")}
-        diverging[torch.as_tensor(diag["divergences"], dtype=torch.long)] = True
-        stats["diverging"].append(diverging)
-        stats["step_size"].append(step_size)
-        stats["lp"].append(lp)
-        accept.append(float(diag["acceptance rate"]))
+            draws[k].append(samples[k])
+        for k in stats:
+            stats[k].append(chain_stats[k])
+        accept.append(rate)
     posterior = {k: torch.stack(v) for k, v in draws.items()}
     sample_stats = {k: torch.stack(v) for k, v in stats.items()}
     return {"posterior": posterior, "sample_stats": sample_stats, "interrupted": interrupted,
             "info": {"acceptance_rate": accept, "num_warmup": warmup_steps}}
 
 
-def fit_nuts(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: int = 1000,
-             warmup_steps: int = 500, num_chains: int = 2, target_accept_prob: float = 0.8,
-             max_tree_depth: int = 10, full_mass: bool = False, jit_compile: Optional[bool] = None,
-             init_jitter: float = 0.5, progress: bool = True) -> Dict[str, Any]:
-    """No-U-Turn sampling of phi (Hoffman & Gelman, 2014).
+def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts",
+              num_samples: int, warmup_steps: int = 500, target_accept: float = 0.8,
+              progress: bool = False, **kernel_options: Any) -> ChainResult:
+    r"""``pyro.infer.MCMC`` with ``NUTS`` or ``HMC`` on the potential
+    :math:`U(x) = -\text{log\_density}(x)` (``potential_fn``), one chain per row of
+    ``x0``, run one after another in this process (reproducible from the seed). Pyro
+    adapts the step size (toward ``target_accept``) and a diagonal mass matrix during
+    warmup. ``kernel_options`` go to the kernel (e.g. ``max_tree_depth``,
+    ``trajectory_length``, ``full_mass``).
 
-    Options: ``num_samples`` and ``warmup_steps`` per chain, ``num_chains`` (run one
-    after another), ``target_accept_prob`` (step-size adaptation target),
-    ``max_tree_depth``, ``full_mass`` (dense mass matrix), ``jit_compile`` (``None``:
-    when the model is ``jit_safe``), ``init_jitter`` (sd of the per-chain perturbation of
-    the starting point in the unconstrained space).
+    ``sample_stats`` holds ``diverging``, ``step_size`` and ``lp`` per draw and
+    ``acceptance_rate`` (Pyro's running mean acceptance probability of the chain); the
+    result is a :class:`~pyro_genmodels.infer.samplers.ChainResult`, as the batched
+    samplers give.
     """
+    _validate_common(x0, num_samples, warmup_steps, None, target_accept)
+    if kernel not in ("nuts", "hmc"):
+        raise ValueError(f"Expected kernel 'nuts' or 'hmc', but got {kernel!r}")
+    cls = NUTS if kernel == "nuts" else HMC
+
+    def potential_fn(params):
+        return -log_density(params["x"].unsqueeze(0)).squeeze(0)
+
+    C, D = x0.shape
+    draws, stats = [], {"diverging": [], "acceptance_rate": [], "step_size": [], "lp": []}
+    for c in range(C):
+        k = cls(potential_fn=potential_fn, target_accept_prob=target_accept,
+                adapt_step_size=True, adapt_mass_matrix=True, **kernel_options)
+        samples, chain_stats, _ = _run_chain(
+            k, num_samples=num_samples, warmup_steps=warmup_steps,
+            initial_params={"x": x0[c].detach().clone()}, progress=progress, dtype=x0.dtype)
+        draws.append(samples["x"])
+        for name in stats:
+            stats[name].append(chain_stats[name])
+    dev = x0.device
+    out = torch.stack(draws).to(dev)
+    sample_stats = {k: torch.stack(v).to(dev) for k, v in stats.items()}
+    info = {"sampler": kernel, "warmup_steps": warmup_steps, "num_chains": C,
+            "num_samples": num_samples, "target_accept": target_accept,
+            "num_divergences": int(sample_stats["diverging"].sum())}
+    return ChainResult(out, sample_stats, info)
+
+
+def sample_posterior(model, x: torch.Tensor, c: Optional[torch.Tensor], *, kernel: str,
+                     opts, progress: bool) -> Dict[str, Any]:
+    """Posterior draws of ``model``'s phi by ``pyro.infer.MCMC`` with ``NUTS`` (Hoffman &
+    Gelman, 2014) or ``HMC`` with a fixed trajectory length (Neal, 2011); ``opts`` is the
+    engine's options record (:class:`~pyro_genmodels.infer.engines.NUTSOptions` /
+    :class:`~pyro_genmodels.infer.engines.HMCOptions`)."""
+    common = dict(target_accept_prob=opts.target_accept_prob, full_mass=opts.full_mass,
+                  jit_compile=_jit(opts.jit_compile, model), ignore_jit_warnings=True,
+                  **_enumeration(model))
 
     def make_kernel():
-        return NUTS(model.model, target_accept_prob=target_accept_prob,
-                    max_tree_depth=max_tree_depth, full_mass=full_mass,
-                    **_enumeration(model),
-                    jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
+        if kernel == "nuts":
+            return NUTS(model.model, max_tree_depth=opts.max_tree_depth, **common)
+        return HMC(model.model, trajectory_length=opts.trajectory_length, **common)
 
-    return _run(make_kernel, model, x, c=c, num_samples=num_samples,
-                warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,
-                progress=progress)
-
-
-def fit_hmc(model: GenerativeModel, x: torch.Tensor, *, c=None, num_samples: int = 1000,
-            warmup_steps: int = 500, num_chains: int = 2, target_accept_prob: float = 0.8,
-            trajectory_length: float = 1.0, full_mass: bool = False,
-            jit_compile: Optional[bool] = None,
-            init_jitter: float = 0.5, progress: bool = True) -> Dict[str, Any]:
-    """Hamiltonian Monte Carlo with a fixed trajectory length (Neal, 2011)."""
-
-    def make_kernel():
-        return HMC(model.model, trajectory_length=trajectory_length,
-                   target_accept_prob=target_accept_prob, full_mass=full_mass,
-                   **_enumeration(model),
-                   jit_compile=_jit(jit_compile, model), ignore_jit_warnings=True)
-
-    return _run(make_kernel, model, x, c=c, num_samples=num_samples,
-                warmup_steps=warmup_steps, num_chains=num_chains, init_jitter=init_jitter,
-                progress=progress)
-
-
-fit_nuts.validate_options = _validate
-fit_hmc.validate_options = _validate
+    return _run(make_kernel, model, x, c=c, num_samples=opts.num_samples,
+                warmup_steps=opts.warmup_steps, num_chains=opts.num_chains,
+                init_jitter=opts.init_jitter, progress=progress)

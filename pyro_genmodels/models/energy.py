@@ -12,24 +12,16 @@ with :math:`f_\phi = -E_\phi` the *unnormalized log density* (negative energy), 
 MLP with smooth (SiLU) activations by default, or any ``nn.Module`` / callable. Z is
 intractable, so
 
-* **sampling** is MCMC on :math:`f` (:mod:`pyro_genmodels.infer.langevin`): batched MALA
-  or fixed-length HMC over many chains, or Pyro's NUTS / HMC with a ``potential_fn``;
+* **sampling** is MCMC on :math:`f`: batched MALA or fixed-length HMC over many chains
+  (:mod:`pyro_genmodels.infer.samplers`), or Pyro's NUTS / HMC with a ``potential_fn``
+  (:func:`pyro_genmodels.infer.mcmc.pyro_mcmc`), the chains started by an SMC run
+  (:mod:`pyro_genmodels.infer.ais`); :meth:`EnergyModel.sample_chains` returns them;
 * **log_prob** is :math:`f(x) - \log \hat Z` with :math:`\log \hat Z` from annealed
   importance sampling (an *estimate*; computed once per fit under a fixed seed, cached
   and saved with the fit);
-* **learning** (``mle``) follows the log-likelihood gradient
-
-  .. math::
-
-      \nabla_\phi \frac1N \sum_i \log p_\phi(x_i)
-        = \frac1N \sum_i \nabla_\phi f_\phi(x_i) - \mathbb E_{p_\phi}[\nabla_\phi f_\phi(X)],
-
-  (from :math:`\nabla_\phi \log Z = \mathbb E_{p_\phi}[\nabla_\phi f_\phi]`), the model
-  expectation estimated by persistent Langevin chains kept in a replay buffer
-  (contrastive divergence, Hinton 2002; persistent CD, Tieleman 2008; buffer with a
-  reinitialization fraction and an energy-magnitude penalty, Du & Mordatch 2019).
-  ``map`` adds the Gaussian weight prior (MAP = MLE + L2). ``objective="score_matching"``
-  trains by denoising score matching instead (Vincent 2011), which needs no sampling.
+* **learning** (``mle``; ``map`` adds the Gaussian weight prior, MAP = MLE + L2) is
+  contrastive divergence with persistent Langevin chains, or denoising score matching,
+  in :mod:`pyro_genmodels.models.energy_training` (the math is there).
 
 The Pyro program is real: ``pyro.module("energy", net)``, the factor ``weight_prior``
 (``sum log N(w; 0, prior_scale^2)``, masked by ``mle``) and the observed site ``x``, a
@@ -38,45 +30,42 @@ The Pyro program is real: ``pyro.module("energy", net)``, the factor ``weight_pr
 whose gradient the contrastive engine supplies from the model's own samples.
 
 References:
-    Hinton (2002), *Training products of experts by minimizing contrastive divergence*.
-    Tieleman (2008), *Training restricted Boltzmann machines using approximations to the
-    likelihood gradient*, ICML.
-    Du & Mordatch (2019), *Implicit generation and modeling with energy-based models*.
     Roberts & Tweedie (1996), *Exponential convergence of Langevin distributions*.
     Neal (2001), *Annealed importance sampling*; Neal (2011), *MCMC using Hamiltonian
     dynamics*.
-    Vincent (2011), *A connection between score matching and denoising autoencoders*.
     Song & Kingma (2021), *How to train your energy-based models*, arXiv:2101.03288.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import pyro
 import torch
-from pyro import poutine
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._rng import seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
-from ..base import (Capabilities, FitError, Fit, GenerativeModel, _chunk_rows,
-                    gaussian_weight_log_prior, make_fit, register)
-from ..infer import langevin as lv
-from ..infer.point import FlatPriors
-from ..infer.svi import NonFiniteLossError, _total_norm, make_optimizer, validate_optim_options
+from ..base import (Capabilities, Fit, GenerativeModel, _chunk_rows, gaussian_weight_log_prior,
+                    register)
+from ..infer.ais import AISEstimate, anneal
+from ..infer.mcmc import pyro_mcmc
+from ..infer.samplers import ChainResult, check_log_density, hmc, mala
+from .energy_training import EnergyEngine
 
 #: samplers accepted by ``sample(..., sampler=...)``
 SAMPLERS = ("langevin", "hmc_vectorized", "nuts", "hmc")
 ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU,
                "elu": nn.ELU}
-OBJECTIVES = ("contrastive", "score_matching")
 #: settings of the AIS run whose log Z a fit's ``log_prob`` subtracts (cached per fit)
 LOG_Z_SETTINGS = {"seed": 0, "num_particles": 1000, "num_steps": 200}
+
+
+def _squeeze(out: torch.Tensor) -> torch.Tensor:
+    """A network's ``(B, 1)`` output as ``(B,)``."""
+    return out.squeeze(-1) if out.dim() == 2 and out.shape[-1] == 1 else out
 
 
 class _MLP(nn.Module):
@@ -132,7 +121,7 @@ class EnergyFit(Fit):
         return torch.cat([self.model._f(xb) for xb in x.split(_chunk_rows(1))])
 
     @property
-    def log_z(self) -> lv.AISEstimate:
+    def log_z(self) -> AISEstimate:
         """The cached AIS estimate of :math:`\\log Z` (computed on first use)."""
         cached = self.info.get("log_z")
         if cached is None:
@@ -141,11 +130,11 @@ class EnergyFit(Fit):
                       "num_samples": est.num_samples, "ess": est.ess,
                       "num_steps": est.num_steps, "seed": LOG_Z_SETTINGS["seed"]}
             self.info["log_z"] = cached
-        return lv.AISEstimate(float(cached["estimate"]), float(cached["stderr"]),
+        return AISEstimate(float(cached["estimate"]), float(cached["stderr"]),
                               int(cached["num_samples"]), ess=float(cached["ess"]),
                               num_steps=int(cached["num_steps"]))
 
-    def log_normalizer(self, **options: Any) -> lv.AISEstimate:
+    def log_normalizer(self, **options: Any) -> AISEstimate:
         """A fresh AIS estimate of :math:`\\log Z` (see :meth:`EnergyModel.log_normalizer`);
         not cached. :attr:`log_z` is the one ``log_prob`` uses."""
         return self.model.log_normalizer(**options)
@@ -171,13 +160,15 @@ class EnergyFit(Fit):
         self._as_context(c, n)
         return self.model.sample(n, seed=seed, **options)
 
-    def to_arviz(self, *, samples: bool = False, **kwargs):
-        """``samples=False``: the fit's InferenceData (optimization trace, data).
-        ``samples=True``: the chains of the last :meth:`sample` call (posterior ``x``
-        with chain/draw dims, sample_stats with ``diverging``)."""
-        if samples:
-            return self.model.to_arviz()
-        return super().to_arviz(**kwargs)
+    def sample_chains(self, n: int, *, c: Any = None, seed: Optional[int] = None,
+                      **options: Any) -> ChainResult:
+        """The MCMC chains behind ``sample(n, ...)`` (same options, same draws for the same
+        seed): see :meth:`EnergyModel.sample_chains`. :meth:`to_arviz` stays the fit's
+        record (optimization trace, data); ``sample_chains(...).to_arviz()`` is the
+        chains'."""
+        n = positive_int(n, "n")
+        self._as_context(c, n)
+        return self.model.sample_chains(n, seed=seed, **options)
 
     def save(self, path) -> None:
         """Save (see :meth:`Fit.save`); the cached :attr:`log_z` is computed first so that
@@ -239,6 +230,8 @@ class EnergyModel(GenerativeModel):
                                 methods=("mle", "map"))
     global_sites = ()
     fit_class = EnergyFit
+    #: contrastive divergence / score matching (:mod:`.energy_training`)
+    engines = {m: EnergyEngine(m) for m in ("mle", "map")}
 
     def __init__(self, dim: int, *, energy: Optional[nn.Module] = None,
                  hidden: Sequence[int] = (128, 128), activation: str = "silu",
@@ -278,8 +271,8 @@ class EnergyModel(GenerativeModel):
             raise ValueError(f"Expected scale > 0 in every coordinate, but got {scale.tolist()}")
         self.register_buffer("base_loc", loc)
         self.register_buffer("base_scale", scale)
-        self.__dict__["_wrapped"] = False
-        self.__dict__["_last_run"] = None
+        #: wraps a fixed callable (from_log_density): nothing to fit or save
+        self._wrapped = False
 
     def _vector(self, v: Any, name: str) -> torch.Tensor:
         t = torch.as_tensor(v, dtype=torch.get_default_dtype()).detach().clone()
@@ -294,8 +287,8 @@ class EnergyModel(GenerativeModel):
     def from_log_density(cls, log_density: Callable[[torch.Tensor], torch.Tensor], dim: int,
                          *, loc: Any = None, scale: Any = None) -> "EnergyModel":
         r"""Wrap a differentiable ``log_density(x) -> (B,)`` (x: ``(B, dim)``), known up to
-        an additive constant, for :meth:`sample`, :meth:`log_normalizer` and
-        :meth:`to_arviz`. ``loc``, ``scale``: the Gaussian base that initializes the
+        an additive constant, for :meth:`sample`, :meth:`sample_chains` and
+        :meth:`log_normalizer`. ``loc``, ``scale``: the Gaussian base that initializes the
         chains and AIS (default N(0, I); it should cover the target's mass). It has no
         parameters to fit and cannot be saved (a Python callable is code).
 
@@ -313,7 +306,7 @@ class EnergyModel(GenerativeModel):
                             f"{type(log_density).__name__}")
         model = cls(dim, energy=_Callable(log_density), standardize=False, loc=loc,
                     scale=scale)
-        model.__dict__["_wrapped"] = True
+        model._wrapped = True
         return model
 
     @property
@@ -324,10 +317,14 @@ class EnergyModel(GenerativeModel):
     def _f(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) without validation (the samplers' hot path): ``(B, D) -> (B,)``."""
         u = (x - self.shift) / self.x_scale if self.standardize else x
-        out = self.net(u)
         if self._wrapped:
-            return out
-        out = _squeeze(out)
+            return self.net(u)
+        return self._f_of_u(u)
+
+    def _f_of_u(self, u: torch.Tensor) -> torch.Tensor:
+        """f as a function of the network's input ``u`` (standardized x when the model
+        standardizes), the envelope included: ``(B, D) -> (B,)``."""
+        out = _squeeze(self.net(u))
         if self.envelope > 0:
             out = out - u.pow(2).sum(-1) / (2 * self.envelope**2)
         return out
@@ -346,15 +343,17 @@ class EnergyModel(GenerativeModel):
 
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
               num_data: Optional[int] = None,
-              subsample_size: Optional[int] = None) -> torch.Tensor:
+              subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         pyro.module("energy", self.net)
         pyro.factor("weight_prior", self.weight_log_prior())
         if x is None:  # prior predictive: MCMC draws from p_phi
             draws = self.sample_given({}, num_data or 1)
             with pyro.plate("data", draws.shape[0]):
                 return pyro.sample("x", pyro.distributions.Delta(draws, event_dim=1))
-        with pyro.plate("data", x.shape[0], subsample_size=subsample_size) as idx:
-            obs = x.index_select(0, idx) if subsample_size is not None else x
+        with pyro.plate("data", x.shape[0], subsample_size=subsample_size,
+                        subsample=subsample) as idx:
+            obs = x.index_select(0, idx) if idx.shape[0] != x.shape[0] else x
             # unnormalized: the log joint omits -N log Z(phi)
             pyro.factor("x", self._f(obs))
             return obs
@@ -370,7 +369,7 @@ class EnergyModel(GenerativeModel):
 
     def sample_given(self, params: Dict[str, torch.Tensor], n: int,
                      c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self._sample(n, sampler="langevin")
+        return self._run(n, sampler="langevin").flat(n)
 
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
         if self._wrapped:
@@ -400,66 +399,61 @@ class EnergyModel(GenerativeModel):
         return super().extra_repr()
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, n: int, *, sampler: str = "langevin", num_chains: Optional[int] = None,
-               warmup_steps: Optional[int] = None, seed: Optional[int] = None,
-               init: Union[str, torch.Tensor] = "anneal", step_size: Optional[float] = None,
-               adjusted: bool = True, num_leapfrog: int = 10,
-               target_accept: Optional[float] = None, anneal_steps: int = 100,
-               progress: bool = False, return_inference_data: bool = False,
-               **kernel_options: Any):
-        r"""``n`` MCMC draws from :math:`p(x) \propto \exp f(x)`, shape ``(n, dim)``.
+    def sample(self, n: int, *, return_inference_data: bool = False, **options: Any):
+        r"""``n`` MCMC draws from :math:`p(x) \propto \exp f(x)`, shape ``(n, dim)``, taken
+        draw-major over the chains (draw 0 of every chain, then draw 1, ...):
+        ``sample_chains(n, **options).flat(n)``. Options (``sampler``, ``num_chains``,
+        ``warmup_steps``, ``seed``, ...) as in :meth:`sample_chains`.
+        ``return_inference_data=True`` returns ``sample_chains(n, **options).to_arviz()``
+        (``arviz.InferenceData``, all chains and draws, with ``sample_stats``) instead.
+        """
+        run = self.sample_chains(n, **options)
+        return run.to_arviz() if return_inference_data else run.flat(n)
+
+    def sample_chains(self, n: int, *, seed: Optional[int] = None,
+                      **options: Any) -> ChainResult:
+        r"""MCMC chains on :math:`p(x) \propto \exp f(x)`, enough for ``n`` draws: a
+        :class:`~pyro_genmodels.infer.samplers.ChainResult` with ``samples``
+        ``(num_chains, ceil(n / num_chains), dim)``, ``sample_stats`` (``diverging``,
+        ``acceptance_rate``, ``step_size``, ``lp``) and ``info``; ``.flat(n)`` is what
+        :meth:`sample` returns, ``.to_arviz()`` an ``arviz.InferenceData`` (R-hat, ESS,
+        divergences; posterior ``x`` with dims ``(chain, draw, x_dim_0)``).
 
         Args:
-            n: number of draws returned (taken draw-major over the chains: draw 0 of
-                every chain, then draw 1, ...; each chain runs ``ceil(n / num_chains)``
+            n: number of draws wanted (each chain runs ``ceil(n / num_chains)``
                 post-warmup transitions).
-            sampler: ``"langevin"`` (MALA, batched over chains; ``adjusted=False`` for
-                ULA), ``"hmc_vectorized"`` (fixed-length HMC, batched), ``"nuts"`` or
-                ``"hmc"`` (``pyro.infer.MCMC`` with ``NUTS`` / ``HMC`` on the potential
-                ``-f``, one chain after another, Pyro's step-size and mass-matrix
-                adaptation). ``"hmc"`` is always Pyro's; the batched one is only ever
-                ``"hmc_vectorized"``.
+            seed: makes the draws reproducible; the caller's RNG is untouched.
+            sampler: ``"langevin"`` (default; MALA, batched over chains;
+                ``adjusted=False`` for ULA), ``"hmc_vectorized"`` (fixed-length HMC,
+                batched), ``"nuts"`` or ``"hmc"`` (``pyro.infer.MCMC`` with ``NUTS`` /
+                ``HMC`` on the potential ``-f``, one chain after another, Pyro's
+                step-size and mass-matrix adaptation). ``"hmc"`` is always Pyro's; the
+                batched one is only ever ``"hmc_vectorized"``.
             num_chains: default ``min(n, 1000)`` for the batched samplers, ``min(n, 2)``
                 for Pyro's.
             warmup_steps: discarded transitions per chain (step sizes adapt); default 500
                 (batched) or 300 (Pyro).
-            seed: makes the draws reproducible; the caller's RNG is untouched.
             init: ``"anneal"`` (default: an SMC run from the Gaussian base, so chains
                 start in every mode in proportion to its mass), ``"base"`` (draws from
                 the base), or a ``(num_chains, dim)`` tensor.
             step_size: initial (or, for ULA, fixed) step size of the batched samplers.
-            adjusted: Metropolis correction of ``"langevin"``.
-            num_leapfrog: leapfrog steps per ``"hmc_vectorized"`` transition.
+            adjusted: Metropolis correction of ``"langevin"`` (default True).
+            num_leapfrog: leapfrog steps per ``"hmc_vectorized"`` transition (10).
             target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS).
-            anneal_steps: temperatures of the ``init="anneal"`` SMC run.
-            return_inference_data: return ``arviz.InferenceData`` (all chains and draws,
-                with ``sample_stats``) instead of the ``(n, dim)`` tensor.
+            anneal_steps: temperatures of the ``init="anneal"`` SMC run (100).
+            progress: a progress bar.
             **kernel_options: to Pyro's kernel (``max_tree_depth``,
                 ``trajectory_length``, ``full_mass``).
-
-        The run is kept: :meth:`to_arviz` gives its InferenceData (R-hat, ESS,
-        divergences).
         """
         n = positive_int(n, "n")
         with seeded(seed):
-            run = self._run(n, sampler=sampler, num_chains=num_chains,
-                            warmup_steps=warmup_steps, init=init, step_size=step_size,
-                            adjusted=adjusted, num_leapfrog=num_leapfrog,
-                            target_accept=target_accept, anneal_steps=anneal_steps,
-                            progress=progress, **kernel_options)
-        self.__dict__["_last_run"] = run
-        if return_inference_data:
-            return run.to_arviz()
-        return run.flat(n)
-
-    def _sample(self, n: int, **options: Any) -> torch.Tensor:
-        return self._run(n, **options).flat(n)
+            return self._run(n, **options)
 
     def _run(self, n: int, *, sampler: str = "langevin", num_chains: Optional[int] = None,
              warmup_steps: Optional[int] = None, init: Union[str, torch.Tensor] = "anneal",
              step_size: Optional[float] = None, adjusted: bool = True, num_leapfrog: int = 10,
              target_accept: Optional[float] = None, anneal_steps: int = 100,
-             progress: bool = False, **kernel_options: Any) -> lv.ChainResult:
+             progress: bool = False, **kernel_options: Any) -> ChainResult:
         check_choice(sampler, SAMPLERS, "sampler")
         batched = sampler in ("langevin", "hmc_vectorized")
         if kernel_options and batched:
@@ -478,18 +472,18 @@ class EnergyModel(GenerativeModel):
         num_samples = -(-n // num_chains)
         self.net.eval()
         x0 = self._initial_points(num_chains, init, anneal_steps)
-        lv.check_log_density(self._f, x0)
+        check_log_density(self._f, x0)
         if sampler == "langevin":
-            return lv.mala(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
-                           step_size=step_size, adjusted=adjusted,
-                           target_accept=target_accept, progress=progress)
+            return mala(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
+                        step_size=step_size, adjusted=adjusted,
+                        target_accept=target_accept, progress=progress)
         if sampler == "hmc_vectorized":
-            return lv.hmc(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
-                          step_size=step_size, num_leapfrog=num_leapfrog,
-                          target_accept=target_accept, progress=progress)
-        return lv.pyro_mcmc(self._f, x0, kernel=sampler, num_samples=num_samples,
-                            warmup_steps=warmup_steps, target_accept=target_accept,
-                            progress=progress, **kernel_options)
+            return hmc(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
+                       step_size=step_size, num_leapfrog=num_leapfrog,
+                       target_accept=target_accept, progress=progress)
+        return pyro_mcmc(self._f, x0, kernel=sampler, num_samples=num_samples,
+                         warmup_steps=warmup_steps, target_accept=target_accept,
+                         progress=progress, **kernel_options)
 
     def _initial_points(self, num_chains: int, init, anneal_steps: int) -> torch.Tensor:
         loc, scale = self.base_loc, self.base_scale
@@ -497,9 +491,9 @@ class EnergyModel(GenerativeModel):
             if init == "base":
                 return loc + scale * torch.randn(num_chains, self.dim, **self._factory)
             if init == "anneal":
-                return lv.anneal(self._f, loc, scale, num_chains,
-                                 num_steps=positive_int(anneal_steps, "anneal_steps"),
-                                 resample=True).particles
+                return anneal(self._f, loc, scale, num_chains,
+                              num_steps=positive_int(anneal_steps, "anneal_steps"),
+                              resample=True).particles
             raise ValueError(f"Unknown init {init!r}; expected 'anneal', 'base' or a "
                              f"(num_chains, {self.dim}) tensor")
         x0 = as_data(init, dim=self.dim, name="init", **self._factory)
@@ -508,18 +502,9 @@ class EnergyModel(GenerativeModel):
                              f"({num_chains})")
         return x0
 
-    def to_arviz(self):
-        """The InferenceData of the last :meth:`sample` call: posterior ``x`` with dims
-        ``(chain, draw, x_dim_0)`` and ``sample_stats`` (``diverging``,
-        ``acceptance_rate``, ``step_size``, ``lp``)."""
-        run = self.__dict__.get("_last_run")
-        if run is None:
-            raise ValueError("No sampling run yet: call sample(...) first")
-        return run.to_arviz()
-
     def log_normalizer(self, *, seed: Optional[int] = None, num_particles: int = 1000,
                        num_steps: int = 200, loc: Any = None, scale: Any = None,
-                       progress: bool = False) -> lv.AISEstimate:
+                       progress: bool = False) -> AISEstimate:
         r"""Annealed importance sampling (Neal 2001) estimate of
         :math:`\log Z = \log \int \exp f(x)\, dx`, from the Gaussian base
         ``N(loc, diag(scale^2))`` (default: the model's base, i.e. the one given to
@@ -527,7 +512,7 @@ class EnergyModel(GenerativeModel):
         tempered distributions with ``num_particles`` particles.
 
         Returns:
-            an :class:`~pyro_genmodels.infer.langevin.AISEstimate` (an
+            an :class:`~pyro_genmodels.infer.ais.AISEstimate` (an
             :class:`~pyro_genmodels.mc.MCEstimate`) with ``estimate``, ``stderr``,
             ``ess``.
         """
@@ -538,8 +523,8 @@ class EnergyModel(GenerativeModel):
             raise ValueError(f"Expected scale > 0 in every coordinate, but got {scale.tolist()}")
         self.net.eval()
         with seeded(seed):
-            est = lv.anneal(self._f, loc, scale, num_particles, num_steps=num_steps,
-                            progress=progress).log_z
+            est = anneal(self._f, loc, scale, num_particles, num_steps=num_steps,
+                         progress=progress).log_z
         if est.ess < 0.05 * est.num_samples:
             warnings.warn(f"AIS effective sample size {est.ess:.1f} of {est.num_samples} "
                           f"particles: the log Z estimate {est.estimate:.4g} and its stderr "
@@ -547,210 +532,3 @@ class EnergyModel(GenerativeModel):
                           f"(loc, scale) closer to the target", RuntimeWarning, stacklevel=2)
         return est
 
-
-# ---------------------------------------------------------------------- the engines
-def _validate(model: EnergyModel, x: torch.Tensor, *, num_steps=1, lr=1.0, lr_decay=1.0,
-              batch_size=None, optimizer="adam", callback=None, objective="contrastive",
-              buffer_size=1, reinit_fraction=0.05, mcmc_steps=1, mcmc_step_size=1.0,
-              energy_reg=0.0, grad_clip=None, noise_scale=1.0) -> None:
-    validate_optim_options(num_steps=num_steps, lr=lr, lr_decay=lr_decay,
-                           batch_size=batch_size, optimizer=optimizer, callback=callback)
-    check_choice(objective, OBJECTIVES, "objective")
-    positive_int(buffer_size, "buffer_size")
-    positive_int(mcmc_steps, "mcmc_steps")
-    positive_float(mcmc_step_size, "mcmc_step_size")
-    positive_float(noise_scale, "noise_scale")
-    f = float(reinit_fraction)
-    if not 0 <= f <= 1:
-        raise ValueError(f"Expected 0 <= reinit_fraction <= 1, but got {reinit_fraction!r}")
-    if not (float(energy_reg) >= 0 and math.isfinite(float(energy_reg))):
-        raise ValueError(f"Expected energy_reg >= 0, but got {energy_reg!r}")
-    if grad_clip is not None:
-        positive_float(grad_clip, "grad_clip")
-
-
-def _langevin_buffer(model: EnergyModel, u: torch.Tensor, steps: int,
-                     eps: float) -> torch.Tensor:
-    """``steps`` unadjusted Langevin steps on the network's own (standardized) input
-    ``u``: ``u <- u + eps^2/2 grad f + eps z``; a row that turns non-finite restarts from
-    N(0, I)."""
-    def fn(v):  # f as a function of the network's input u (the envelope included)
-        out = _squeeze(model.net(v))
-        if model.envelope > 0:
-            out = out - v.pow(2).sum(-1) / (2 * model.envelope**2)
-        return out
-
-    for _ in range(steps):
-        _, g = lv.value_and_grad(fn, u)
-        u = u + 0.5 * eps**2 * g + eps * torch.randn_like(u)
-        bad = ~torch.isfinite(u).all(-1)
-        if bad.any():
-            u = torch.where(bad[:, None], torch.randn_like(u), u)
-    return u
-
-
-def _squeeze(out: torch.Tensor) -> torch.Tensor:
-    return out.squeeze(-1) if out.dim() == 2 and out.shape[-1] == 1 else out
-
-
-def _fit_energy(model: EnergyModel, x: torch.Tensor, *, method: str, progress: bool,
-                num_steps: int, lr: float, lr_decay: float, batch_size: Optional[int],
-                optimizer: Any, callback: Optional[Callable], objective: str,
-                buffer_size: int, reinit_fraction: float, mcmc_steps: int,
-                mcmc_step_size: float, energy_reg: float, grad_clip: Optional[float],
-                noise_scale: float) -> Dict[str, Any]:
-    N, D = x.shape
-    with torch.no_grad():
-        mean = x.mean(0)
-        sd = x.std(0) if N > 1 else torch.ones_like(mean)
-        sd = torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))
-        if model.standardize:
-            model.shift.copy_(mean)
-            model.x_scale.copy_(sd)
-        model.base_loc.copy_(mean)
-        model.base_scale.copy_(2 * sd)
-    model.__dict__["_last_run"] = None
-    pyro.module("energy", model.net)  # in the fit's scoped param store (a PyroOptim needs it)
-    params = [p for p in model.net.parameters() if p.requires_grad]
-    optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
-    program = FlatPriors(model.prior_sites)(model.model) if method == "mle" else model.model
-    B = N if batch_size is None else min(batch_size, N)
-    subsample = None if B >= N else B
-    # the replay buffer lives in the network's input space (standardized when it is)
-    scale_u = model.x_scale if model.standardize else torch.ones_like(mean)
-    shift_u = model.shift if model.standardize else torch.zeros_like(mean)
-    buffer = None
-    if objective == "contrastive":
-        buffer = ((model.base_loc - shift_u) / scale_u
-                  + torch.randn(buffer_size, D, dtype=x.dtype, device=x.device))
-    sigma = noise_scale * scale_u  # DSM noise, per coordinate
-    losses = []
-    interrupted = False
-    error = None
-    bar = tqdm(total=num_steps, desc=f"energy {method}", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True, leave=False)
-    try:
-        with pyro.validation_enabled(False):
-            for step in range(num_steps):
-                if objective == "contrastive":
-                    j = torch.randint(buffer_size, (B,), device=x.device)
-                    u = buffer[j]
-                    fresh = torch.rand(B, device=x.device) < reinit_fraction
-                    u = torch.where(fresh[:, None], torch.randn_like(u), u)
-                    model.net.eval()
-                    u = _langevin_buffer(model, u, mcmc_steps, mcmc_step_size)
-                    buffer[j] = u
-                    x_neg = shift_u + scale_u * u
-                    model.net.train()
-                    tr = poutine.trace(program).get_trace(x, subsample_size=subsample)
-                    f_pos = tr.nodes["x"]["fn"].log_factor
-                    f_neg = model._f(x_neg)
-                    # -(1/N) [sum_i f(x_i) + log prior - N E_model f]: the CD surrogate
-                    loss = -(tr.log_prob_sum() - N * f_neg.mean()) / N
-                    if energy_reg > 0:
-                        loss = loss + energy_reg * (f_pos.pow(2).mean() + f_neg.pow(2).mean())
-                else:
-                    model.net.train()
-                    idx = torch.randperm(N, device=x.device)[:B] if subsample else None
-                    xb = x if idx is None else x[idx]
-                    noise = sigma * torch.randn_like(xb)
-                    xt = (xb + noise).requires_grad_(True)
-                    (score,) = torch.autograd.grad(model._f(xt).sum(), xt, create_graph=True)
-                    # (1/2) E || sigma * (score + noise / sigma^2) ||^2  (Vincent 2011)
-                    loss = 0.5 * (sigma * score + noise / sigma).pow(2).sum(-1).mean()
-                    if method == "map":
-                        loss = loss - model.weight_log_prior() / N
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    error = NonFiniteLossError(step, value, "loss")
-                    break
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-                if not torch.isfinite(_total_norm(grads)):
-                    error = NonFiniteLossError(step, value, "gradient")
-                    break
-                for p, g in zip(params, grads):
-                    p.grad = g
-                if grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
-                optim(params)
-                for p in params:
-                    p.grad = None
-                if isinstance(optim, pyro.optim.PyroLRScheduler):
-                    optim.step()
-                losses.append(value)
-                bar.update()
-                if step % 25 == 0:
-                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-                if callback is not None and callback(step, value) is True:
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        model.net.eval()
-    info = {"objective": objective}
-    if buffer is not None:
-        info["buffer_size"] = buffer_size
-    out = {"point": {}, "losses": losses, "interrupted": interrupted, "info": info}
-    if error is not None:
-        partial = make_fit(model, method, data=x, **out)
-        raise FitError(str(error), fit=partial, step=error.step) from error
-    return out
-
-
-def fit_energy_mle(model, x, *, c=None, num_steps=2000, lr=3e-3, lr_decay=0.1,
-                   batch_size=256, optimizer="adam", callback=None, objective="contrastive",
-                   buffer_size=10000, reinit_fraction=0.05, mcmc_steps=20,
-                   mcmc_step_size=0.05, energy_reg=0.01, grad_clip=None, noise_scale=0.1,
-                   progress=True):
-    r"""Maximum likelihood for an :class:`EnergyModel` (the family's ``mle`` engine).
-
-    ``objective="contrastive"`` (default): each step the loss is the CD surrogate
-
-    .. math::
-
-        L = -\frac1N\Big[\sum_{i \in \text{batch}} \tfrac{N}{B} f(x_i)\Big]
-            + \mathbb{\hat E}_{\text{buffer}}[f(x^-)]
-            + \alpha\,(\overline{f(x)^2} + \overline{f(x^-)^2}),
-
-    whose gradient is minus the log-likelihood gradient per point (plus the penalty);
-    the negatives :math:`x^-` are ``mcmc_steps`` unadjusted Langevin steps (size
-    ``mcmc_step_size`` in standardized units) from ``batch_size`` points of a persistent
-    replay buffer of ``buffer_size`` points, a ``reinit_fraction`` of them restarted
-    from noise each step. ``objective="score_matching"``: denoising score matching with
-    noise sd ``noise_scale`` (standardized units),
-    :math:`\frac12 \mathbb E\,\|\sigma \nabla f(x + \sigma z) + z\|^2`.
-
-    Options: ``num_steps``, ``lr``, ``lr_decay``, ``batch_size`` (``None``: all data),
-    ``optimizer``, ``callback(step, loss)`` (``True`` stops), ``energy_reg`` (alpha),
-    ``grad_clip`` (max gradient norm, ``None``: off). A non-finite loss or gradient
-    raises :class:`~pyro_genmodels.FitError` with the last finite state in ``.fit``;
-    Ctrl-C returns the partial fit (``interrupted=True``).
-    """
-    return _fit_energy(model, x, method="mle", progress=progress, num_steps=num_steps, lr=lr,
-                       lr_decay=lr_decay, batch_size=batch_size, optimizer=optimizer,
-                       callback=callback, objective=objective, buffer_size=buffer_size,
-                       reinit_fraction=reinit_fraction, mcmc_steps=mcmc_steps,
-                       mcmc_step_size=mcmc_step_size, energy_reg=energy_reg,
-                       grad_clip=grad_clip, noise_scale=noise_scale)
-
-
-def fit_energy_map(model, x, *, c=None, num_steps=2000, lr=3e-3, lr_decay=0.1,
-                   batch_size=256, optimizer="adam", callback=None, objective="contrastive",
-                   buffer_size=10000, reinit_fraction=0.05, mcmc_steps=20,
-                   mcmc_step_size=0.05, energy_reg=0.01, grad_clip=None, noise_scale=0.1,
-                   progress=True):
-    """MAP: :func:`fit_energy_mle` plus the weight prior (the ``weight_prior`` factor),
-    i.e. the per-point loss gains ``||w||^2 / (2 prior_scale^2 N)`` (L2) and a constant."""
-    return _fit_energy(model, x, method="map", progress=progress, num_steps=num_steps, lr=lr,
-                       lr_decay=lr_decay, batch_size=batch_size, optimizer=optimizer,
-                       callback=callback, objective=objective, buffer_size=buffer_size,
-                       reinit_fraction=reinit_fraction, mcmc_steps=mcmc_steps,
-                       mcmc_step_size=mcmc_step_size, energy_reg=energy_reg,
-                       grad_clip=grad_clip, noise_scale=noise_scale)
-
-
-fit_energy_mle.validate_options = _validate
-fit_energy_map.validate_options = _validate
-EnergyModel.engines = {"mle": fit_energy_mle, "map": fit_energy_map}

@@ -31,8 +31,11 @@ import pyro
 import torch
 import zuko
 from pyro.contrib.zuko import ZukoToPyro
+from zuko.distributions import NormalizingFlow
+from zuko.transforms import ComposedTransform
 
 from .._validation import positive_float, positive_int
+from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 
@@ -58,6 +61,12 @@ class Flow(GenerativeModel):
         hidden: hidden layer sizes of each transform's network.
         context_dim: width of the conditioning variable ``c`` (``None``: unconditional).
         prior_scale: sd of the Gaussian prior on every weight (used by ``map``).
+        standardize: the density is the flow's on the standardized columns
+            ``u = (x - m) / s`` (m, s the training data's column means and sds, fixed when
+            the fit starts), with the Jacobian: ``log p(x) = log p_flow(u) - sum log s``.
+            Spline and coupling networks see inputs of unit scale, so raw columns
+            (wine's proline is in the hundreds, its hue near 1) fit as well as
+            standardized ones; ``False`` fits the flow to ``x`` itself.
         **flow_options: passed to the zuko constructor (e.g. ``bins=8`` for NSF).
 
     Sample sites: the factor ``weight_prior`` (log N(w; 0, prior_scale^2), masked by
@@ -76,13 +85,18 @@ class Flow(GenerativeModel):
     capabilities = Capabilities(log_prob="exact", sampling="direct", methods=("mle", "map"),
                                 conditional=True)
     global_sites = ()
-    default_options = {m: {"lr": 1e-3, "lr_decay": 0.1, "num_steps": 3000, "batch_size": 256}
-                       for m in ("mle", "map")}
+    engines = {m: PointEngine(m, lr=1e-3, lr_decay=0.1, num_steps=3000, batch_size=256)
+               for m in ("mle", "map")}
 
     def __init__(self, dim: int, *, transform: str = "nsf", num_transforms: int = 3,
                  hidden: Sequence[int] = (64, 64), context_dim: Optional[int] = None,
-                 prior_scale: float = 1.0, **flow_options: Any):
+                 prior_scale: float = 1.0, standardize: bool = True, **flow_options: Any):
         super().__init__(dim)
+        if not isinstance(standardize, bool):
+            raise TypeError(f"Expected standardize to be a bool, but got {standardize!r}")
+        self.standardize = standardize
+        self.register_buffer("shift", torch.zeros(self.dim))
+        self.register_buffer("x_scale", torch.ones(self.dim))
         if transform not in TRANSFORMS:
             raise ValueError(f"Unknown transform {transform!r}; expected one of "
                              f"{sorted(TRANSFORMS)}")
@@ -108,10 +122,17 @@ class Flow(GenerativeModel):
         return ("weight_prior",)
 
     # ------------------------------------------------------------------ the Pyro program
-    def distribution(self, c: Optional[torch.Tensor] = None) -> torch.distributions.Distribution:
-        """The flow as a torch distribution (zuko's ``NormalizingFlow``); batch ``(N,)``
-        when ``c`` is ``(N, context_dim)``."""
-        return self.flow(c)
+    def distribution(self, params: Optional[Dict[str, torch.Tensor]] = None,
+                     c: Optional[torch.Tensor] = None) -> torch.distributions.Distribution:
+        """The flow as a torch distribution (zuko's ``NormalizingFlow``, with the
+        standardization as its first transform); batch ``(N,)`` when ``c`` is
+        ``(N, context_dim)``. phi is the flow's weights, so ``params`` is empty."""
+        d = self.flow(c)
+        if not self.standardize:
+            return d
+        to_unit = torch.distributions.AffineTransform(-self.shift / self.x_scale,
+                                                      1 / self.x_scale, event_dim=1)
+        return NormalizingFlow(ComposedTransform(to_unit, d.transform), d.base)
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every weight of the flow."""
@@ -121,17 +142,18 @@ class Flow(GenerativeModel):
         return cached_parameters(self, self.flow)
 
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
-              num_data: Optional[int] = None,
-              subsample_size: Optional[int] = None) -> torch.Tensor:
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         pyro.module("flow", self.flow)
         pyro.factor("weight_prior", self.weight_log_prior())
         num_data = x.shape[0] if x is not None else (
             c.shape[0] if c is not None else (num_data or 1))
-        with pyro.plate("data", num_data, subsample_size=subsample_size) as idx:
-            sub = subsample_size is not None
+        with pyro.plate("data", num_data, subsample_size=subsample_size,
+                        subsample=subsample) as idx:
+            sub = idx.shape[0] != num_data
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if (sub and x is not None) else x
-            d = self.flow(ctx)
+            d = self.distribution({}, ctx)
             if ctx is None:
                 d = d.expand(torch.Size([idx.shape[0]]))
             return pyro.sample("x", ZukoToPyro(d), obs=obs)
@@ -140,17 +162,19 @@ class Flow(GenerativeModel):
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {}
 
-    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
-                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.flow(c).log_prob(x)
-
-    def sample_given(self, params: Dict[str, torch.Tensor], n: int,
-                     c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        d = self.flow(c)
-        return d.sample((n,)) if c is None else d.sample()
+    def working_copy(self, x: torch.Tensor) -> "Flow":
+        """The fit's copy, its standardization set from the training rows ``x``."""
+        work = super().working_copy(x)
+        if self.standardize:
+            with torch.no_grad():
+                sd = x.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])
+                work.shift.copy_(x.mean(0))
+                work.x_scale.copy_(torch.where(torch.isfinite(sd) & (sd > 1e-8), sd,
+                                               torch.ones_like(sd)))
+        return work
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "transform": self.transform,
                 "num_transforms": self.num_transforms, "hidden": list(self.hidden),
                 "context_dim": self.context_dim, "prior_scale": self.prior_scale,
-                **self.flow_options}
+                "standardize": self.standardize, **self.flow_options}

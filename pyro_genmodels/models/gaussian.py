@@ -95,8 +95,8 @@ class Gaussian(GenerativeModel):
 
     # ------------------------------------------------------------------ the Pyro program
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
-              num_data: Optional[int] = None,
-              subsample_size: Optional[int] = None) -> torch.Tensor:
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         if c is not None:
             raise ValueError("Gaussian is unconditional: c must be None")
         f = self._factory
@@ -113,8 +113,9 @@ class Gaussian(GenerativeModel):
                 {"scale": scale,
                  "corr_cholesky": None if self.dim == 1 else pyro.sample(
                      "corr_cholesky", dist.LKJCholesky(self.dim, torch.ones((), **f)))})
-        with pyro.plate("data", num_data, subsample_size=subsample_size) as idx:
-            obs = x if x is None or subsample_size is None else x.index_select(0, idx)
+        with pyro.plate("data", num_data, subsample_size=subsample_size,
+                        subsample=subsample) as idx:
+            obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
             return pyro.sample("x", dist.MultivariateNormal(loc, scale_tril=scale_tril), obs=obs)
 
     def _scale_tril(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -126,7 +127,9 @@ class Gaussian(GenerativeModel):
             return scale.unsqueeze(-1)
         return scale.unsqueeze(-1) * params["corr_cholesky"]
 
-    def _distribution(self, params: Dict[str, torch.Tensor]) -> dist.MultivariateNormal:
+    def distribution(self, params: Dict[str, torch.Tensor],
+                     c: Optional[torch.Tensor] = None) -> dist.MultivariateNormal:
+        """``N(loc, diag(s) L L^T diag(s))``, batched over the draws of phi."""
         return dist.MultivariateNormal(params["loc"], scale_tril=self._scale_tril(params))
 
     # ------------------------------------------------------------------ engine hooks
@@ -157,20 +160,8 @@ class Gaussian(GenerativeModel):
                 "(smallest sample-covariance eigenvalue ~ 0), so the likelihood has no "
                 "maximum. Use method='map' or drop the redundant columns.")
 
-    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
-                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        d = self._distribution(params)
-        batch = len(d.batch_shape)
-        lp = d.log_prob(x.reshape((x.shape[0],) + (1,) * batch + (self.dim,)))
-        return lp.movedim(0, -1)
-
-    def sample_given(self, params: Dict[str, torch.Tensor], n: int,
-                     c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        d = self._distribution(params)
-        return d.sample((n,)) if d.batch_shape == () else d.sample()
-
     def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
-        return self._distribution(params).sample((num_data,)).transpose(0, 1)
+        return self.distribution(params).sample((num_data,)).transpose(0, 1)
 
     def derived(self, params: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         loc = params["loc"]

@@ -42,7 +42,7 @@ References:
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
 import sys
 from typing import Any, Callable, Dict, List, Optional
@@ -54,8 +54,9 @@ from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from .._validation import check_choice, positive_float, positive_int
-from ..base import Capabilities, Fit, FitError, GenerativeModel, make_fit, register
-from ..infer import fit_nuts, fit_vi
+from ..base import Capabilities, Fit, GenerativeModel, register
+from ..infer.engines import ENGINES, Engine
+from ..infer.loop import FitResult, NonFiniteLossError
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -82,165 +83,6 @@ class MixtureFit(Fit):
         return self.predict_proba(x).argmax(-1)
 
 
-@register
-class GaussianMixture(GenerativeModel):
-    """A mixture of ``n_components`` Gaussians with the component enumerated exactly.
-
-    Args:
-        dim: D, the number of columns of the data.
-        n_components: K >= 1.
-        covariance_type: ``"full"`` (a covariance per component, scales times an LKJ
-            Cholesky factor) or ``"diag"`` (independent scales).
-        prior_scale: sigma_0 of ``mu_k ~ N(0, sigma_0^2 I)`` and ``s_k ~ HalfNormal(sigma_0)``.
-        prior_concentration: alpha of ``w ~ Dirichlet(alpha)`` (1: uniform on the simplex;
-            the MAP weights are ``(N_k + alpha - 1) / (N + K (alpha - 1))``).
-        lkj_concentration: eta of ``L_k ~ LKJCholesky(D, eta)``.
-        n_init: k-means + EM restarts (``mle``, and the start of the other methods);
-            the best log-likelihood wins.
-
-    Sample sites: ``weights`` ``(K,)``; in the plate ``components``: ``locs`` ``(K, D)``,
-    ``scales`` ``(K, D)``, ``corr_cholesky`` ``(K, D, D)`` (full, D >= 2); in the plate
-    ``data``: the enumerated ``z`` and the observed ``x`` ``(N, D)``.
-
-    Example:
-        >>> import pyro_genmodels as pgm
-        >>> x, z, truth = pgm.datasets.clusters(300, k=3)
-        >>> fit = pgm.GaussianMixture(2, 3).fit(x, method="mle", seed=0, progress=False)
-        >>> fit.predict_proba(x[:4]).shape, fit.predict(x[:4]).shape, fit.sample(5).shape
-        (torch.Size([4, 3]), torch.Size([4]), torch.Size([5, 2]))
-    """
-
-    registry_name = "gaussian_mixture"
-    capabilities = Capabilities(log_prob="exact", sampling="ancestral",
-                                methods=("mle", "map", "vi", "nuts"))
-    elbo = "TraceEnum_ELBO"
-    max_plate_nesting = 1
-    jit_safe = True  # JitTraceEnum_ELBO: same loss, about 3x faster per step
-    fit_class = MixtureFit
-
-    def __init__(self, dim: int, n_components: int, *, covariance_type: str = "full",
-                 prior_scale: float = 10.0, prior_concentration: float = 1.0,
-                 lkj_concentration: float = 1.0, n_init: int = 5):
-        super().__init__(dim)
-        self.n_components = positive_int(n_components, "n_components")
-        self.covariance_type = check_choice(covariance_type, COVARIANCE_TYPES,
-                                            "covariance_type")
-        self.prior_scale = positive_float(prior_scale, "prior_scale")
-        self.prior_concentration = positive_float(prior_concentration, "prior_concentration")
-        self.lkj_concentration = positive_float(lkj_concentration, "lkj_concentration")
-        self.n_init = positive_int(n_init, "n_init")
-
-    @property
-    def full(self) -> bool:
-        """Whether the covariances have correlations (full, and D >= 2)."""
-        return self.covariance_type == "full" and self.dim > 1
-
-    @property
-    def global_sites(self):
-        return ("weights", "locs", "scales") + (("corr_cholesky",) if self.full else ())
-
-    # ------------------------------------------------------------------ the Pyro program
-    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
-              num_data: Optional[int] = None,
-              subsample_size: Optional[int] = None) -> torch.Tensor:
-        if c is not None:
-            raise ValueError("GaussianMixture is unconditional: c must be None")
-        f = self._factory
-        K, D = self.n_components, self.dim
-        weights = pyro.sample("weights", dist.Dirichlet(
-            torch.full((K,), self.prior_concentration, **f)))
-        with pyro.plate("components", K):
-            locs = pyro.sample("locs", dist.Normal(torch.zeros(D, **f), self.prior_scale)
-                               .to_event(1))
-            scales = pyro.sample("scales", dist.HalfNormal(
-                torch.full((D,), self.prior_scale, **f)).to_event(1))
-            params = {"weights": weights, "locs": locs, "scales": scales}
-            if self.full:
-                params["corr_cholesky"] = pyro.sample("corr_cholesky", dist.LKJCholesky(
-                    D, torch.tensor(self.lkj_concentration, **f)))
-        num_data = x.shape[0] if x is not None else (num_data or 1)
-        with pyro.plate("data", num_data, subsample_size=subsample_size) as idx:
-            obs = x if x is None or subsample_size is None else x.index_select(0, idx)
-            z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
-            return pyro.sample("x", self._component(params, z), obs=obs)
-
-    def _component(self, params: Dict[str, torch.Tensor], z=None) -> dist.Distribution:
-        """The component distributions, batch ``(*batch, K)``; indexed by ``z`` when given."""
-        locs, scales = params["locs"], params["scales"]
-        if z is not None:
-            locs, scales = locs[z], scales[z]
-        if not self.full:
-            return dist.Normal(locs, scales).to_event(1)
-        corr = params["corr_cholesky"] if z is None else params["corr_cholesky"][z]
-        return dist.MultivariateNormal(locs, scale_tril=scales.unsqueeze(-1) * corr)
-
-    # ------------------------------------------------------------------ densities
-    def component_log_prob(self, params: Dict[str, torch.Tensor],
-                           x: torch.Tensor) -> torch.Tensor:
-        """``log N(x_i; mu_k, Sigma_k)``: ``(*batch, N, K)``, without materializing a
-        covariance per row (diag: three matmuls as in scikit-learn; full: one triangular
-        solve per component)."""
-        locs, scales = params["locs"], params["scales"]
-        const = -0.5 * self.dim * math.log(2 * math.pi)
-        if not self.full:
-            prec = scales.pow(-2)
-            maha = ((x * x) @ prec.transpose(-1, -2) - 2 * x @ (locs * prec).transpose(-1, -2)
-                    + (locs * locs * prec).sum(-1).unsqueeze(-2))
-            return const - scales.log().sum(-1).unsqueeze(-2) - 0.5 * maha.clamp_min(0)
-        tril = scales.unsqueeze(-1) * params["corr_cholesky"]  # (*batch, K, D, D)
-        diff = (x.unsqueeze(-3) - locs.unsqueeze(-2)).transpose(-1, -2)  # (*batch, K, D, N)
-        maha = torch.linalg.solve_triangular(tril, diff, upper=False).pow(2).sum(-2)
-        logdet = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (*batch, K)
-        return (const - logdet.unsqueeze(-1) - 0.5 * maha).transpose(-1, -2)
-
-    def _joint(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """``log w_k + log N(x_i; mu_k, Sigma_k)``: ``(*batch, N, K)``."""
-        return self.component_log_prob(params, x) + params["weights"].log().unsqueeze(-2)
-
-    def log_prob_given(self, params, x, c=None):
-        return self._joint(params, x).logsumexp(-1)
-
-    def responsibilities(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """``p(z_i = k | x_i, phi)``: ``(*batch, N, K)``."""
-        return self._joint(params, x).softmax(-1)
-
-    def sample_given(self, params, n, c=None):
-        w = params["weights"]
-        if w.dim() == 1:
-            z = torch.multinomial(w, n, replacement=True)
-            return self._component(params, z).sample()
-        z = torch.multinomial(w, 1).squeeze(-1)
-        rows = torch.arange(w.shape[0], device=w.device)
-        picked = {k: v[rows, z] for k, v in params.items() if k != "weights"}
-        picked["weights"] = w
-        return self._component(picked).sample()
-
-    def derived(self, params):
-        if self.full:
-            tril = params["scales"].unsqueeze(-1) * params["corr_cholesky"]
-            cov = tril @ tril.transpose(-1, -2)
-        else:
-            cov = torch.diag_embed(params["scales"] ** 2)
-        return {"covariances": cov}
-
-    # ------------------------------------------------------------------ engine hooks
-    def check_data_for(self, method: str, x: torch.Tensor) -> None:
-        if x.shape[0] < self.n_components:
-            raise ValueError(f"GaussianMixture with n_components={self.n_components} needs at "
-                             f"least that many data rows, but got {x.shape[0]}")
-
-    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The best of ``n_init`` short k-means + EM runs (the MLE region)."""
-        return best_em(self, x, num_steps=100, tol=1e-5, reg_covar=1e-6)[0]
-
-    def get_config(self) -> Dict[str, Any]:
-        return {"dim": self.dim, "n_components": self.n_components,
-                "covariance_type": self.covariance_type, "prior_scale": self.prior_scale,
-                "prior_concentration": self.prior_concentration,
-                "lkj_concentration": self.lkj_concentration, "n_init": self.n_init}
-
-
-# ---------------------------------------------------------------------- EM
 def kmeans_pp(x: torch.Tensor, k: int) -> torch.Tensor:
     """Greedy k-means++ seeding: ``k`` rows of ``x``. Each next centre is the best (lowest
     resulting potential) of ``2 + log k`` candidates drawn with probability proportional
@@ -363,43 +205,72 @@ def best_em(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
     return params, losses, interrupted, error
 
 
-def _validate_em(model, x, *, num_steps=1, tol=1e-6, reg_covar=1e-6, callback=None) -> None:
-    positive_int(num_steps, "num_steps")
-    positive_float(tol, "tol")
-    if float(reg_covar) < 0:
-        raise ValueError(f"Expected reg_covar >= 0, but got {reg_covar!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"Expected callback to be callable, but got {type(callback).__name__}")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EMOptions:
+    """Options of expectation-maximization.
 
-
-def fit_em(model: GaussianMixture, x: torch.Tensor, *, c=None, num_steps: int = 500,
-           tol: float = 1e-6, reg_covar: float = 1e-6, callback: Optional[Callable] = None,
-           progress: bool = True) -> Dict[str, Any]:
-    """``mle`` by expectation-maximization: ``n_init`` k-means starts, best kept.
-
-    Options:
+    Attributes:
         num_steps: maximum EM iterations per start.
         tol: stop when the mean log-likelihood per point improves by less than ``tol``.
         reg_covar: added to each covariance's diagonal (scikit-learn's convention).
         callback: ``callback(step, loss)`` after each iteration; ``True`` stops.
-
-    ``losses`` are the negative total log-likelihoods of the winning run, one per
-    iteration (non-increasing: EM never decreases the likelihood).
     """
-    params, losses, interrupted, error = best_em(model, x, num_steps=num_steps, tol=tol,
-                                                 reg_covar=reg_covar, callback=callback,
-                                                 progress=progress)
-    out = {"point": params, "losses": losses, "interrupted": interrupted,
-           "info": {"algorithm": "em", "n_init": model.n_init, "iterations": len(losses)}}
-    if error is not None:
-        partial = make_fit(model, "mle", data=x, context=c, **out)
-        raise FitError(f"Non-finite log-likelihood at EM step {error[0]} ({error[1]}); the "
-                       f"fit keeps the last finite parameters. Try a larger reg_covar.",
-                       fit=partial, step=error[0])
-    return out
+
+    num_steps: int = 500
+    tol: float = 1e-6
+    reg_covar: float = 1e-6
+    callback: Optional[Callable] = None
+
+    def __post_init__(self):
+        positive_int(self.num_steps, "num_steps")
+        positive_float(self.tol, "tol")
+        if float(self.reg_covar) < 0:
+            raise ValueError(f"Expected reg_covar >= 0, but got {self.reg_covar!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"Expected callback to be callable, but got "
+                            f"{type(self.callback).__name__}")
 
 
-fit_em.validate_options = _validate_em
+class EM(Engine):
+    """``mle`` by expectation-maximization: ``n_init`` k-means starts, the best kept.
+    Closed-form updates, not the optimization loop; it reports through the same
+    :class:`~pyro_genmodels.infer.loop.FitResult`. ``losses`` are the negative total
+    log-likelihoods of the winning run, one per iteration (non-increasing: EM never
+    decreases the likelihood)."""
+
+    Options = EMOptions
+
+    def run(self, model, data, opts: EMOptions, *, method: str, progress: bool) -> FitResult:
+        params, losses, interrupted, error = best_em(
+            model, data.x, num_steps=opts.num_steps, tol=opts.tol, reg_covar=opts.reg_covar,
+            callback=opts.callback, progress=progress)
+        if error is not None:
+            error = NonFiniteLossError(error[0], error[1], "log-likelihood at an EM step",
+                                       hint="The fit keeps the last finite parameters; try "
+                                            "a larger reg_covar.")
+        return FitResult(point=params, losses=losses, interrupted=interrupted, error=error,
+                         info={"algorithm": "em", "n_init": model.n_init,
+                               "iterations": len(losses)})
+
+
+class Relabeled(Engine):
+    """A posterior engine (``vi``, ``nuts``) whose draws are then relabeled to one
+    common component ordering (:func:`relabel`)."""
+
+    def __init__(self, inner: Engine):
+        self.inner, self.Options, self.defaults = inner, inner.Options, inner.defaults
+
+    def option_names(self):
+        return self.inner.option_names()
+
+    def options(self, method: str, **given: Any):
+        return self.inner.options(method, **given)
+
+    def run(self, model, data, opts, *, method: str, progress: bool) -> FitResult:
+        result = self.inner.run(model, data, opts, method=method, progress=progress)
+        result.posterior = relabel(model, result.posterior)
+        result.info["relabeled"] = True
+        return result
 
 
 # ---------------------------------------------------------------------- label switching
@@ -430,17 +301,162 @@ def relabel(model: GaussianMixture, posterior: Dict[str, torch.Tensor],
     return out
 
 
-def _relabeled(engine: Callable) -> Callable:
-    @functools.wraps(engine)
-    def run(model, x, **options):
-        out = engine(model, x, **options)
-        out["posterior"] = relabel(model, out["posterior"])
-        out.setdefault("info", {})["relabeled"] = True
-        return out
+@register
+class GaussianMixture(GenerativeModel):
+    """A mixture of ``n_components`` Gaussians with the component enumerated exactly.
 
-    run.validate_options = engine.validate_options
-    return run
+    Args:
+        dim: D, the number of columns of the data.
+        n_components: K >= 1.
+        covariance_type: ``"full"`` (a covariance per component, scales times an LKJ
+            Cholesky factor) or ``"diag"`` (independent scales).
+        prior_scale: sigma_0 of ``mu_k ~ N(0, sigma_0^2 I)`` and ``s_k ~ HalfNormal(sigma_0)``.
+        prior_concentration: alpha of ``w ~ Dirichlet(alpha)`` (1: uniform on the simplex;
+            the MAP weights are ``(N_k + alpha - 1) / (N + K (alpha - 1))``).
+        lkj_concentration: eta of ``L_k ~ LKJCholesky(D, eta)``.
+        n_init: k-means + EM restarts (``mle``, and the start of the other methods);
+            the best log-likelihood wins.
+
+    Sample sites: ``weights`` ``(K,)``; in the plate ``components``: ``locs`` ``(K, D)``,
+    ``scales`` ``(K, D)``, ``corr_cholesky`` ``(K, D, D)`` (full, D >= 2); in the plate
+    ``data``: the enumerated ``z`` and the observed ``x`` ``(N, D)``.
+
+    Example:
+        >>> import pyro_genmodels as pgm
+        >>> x, z, truth = pgm.datasets.clusters(300, k=3)
+        >>> fit = pgm.GaussianMixture(2, 3).fit(x, method="mle", seed=0, progress=False)
+        >>> fit.predict_proba(x[:4]).shape, fit.predict(x[:4]).shape, fit.sample(5).shape
+        (torch.Size([4, 3]), torch.Size([4]), torch.Size([5, 2]))
+    """
+
+    registry_name = "gaussian_mixture"
+    capabilities = Capabilities(log_prob="exact", sampling="ancestral",
+                                methods=("mle", "map", "vi", "nuts"))
+    elbo = "TraceEnum_ELBO"
+    max_plate_nesting = 1
+    jit_safe = True  # JitTraceEnum_ELBO: same loss, about 3x faster per step
+    fit_class = MixtureFit
+    engines = {"mle": EM(), "vi": Relabeled(ENGINES["vi"]), "nuts": Relabeled(ENGINES["nuts"])}
+
+    def __init__(self, dim: int, n_components: int, *, covariance_type: str = "full",
+                 prior_scale: float = 10.0, prior_concentration: float = 1.0,
+                 lkj_concentration: float = 1.0, n_init: int = 5):
+        super().__init__(dim)
+        self.n_components = positive_int(n_components, "n_components")
+        self.covariance_type = check_choice(covariance_type, COVARIANCE_TYPES,
+                                            "covariance_type")
+        self.prior_scale = positive_float(prior_scale, "prior_scale")
+        self.prior_concentration = positive_float(prior_concentration, "prior_concentration")
+        self.lkj_concentration = positive_float(lkj_concentration, "lkj_concentration")
+        self.n_init = positive_int(n_init, "n_init")
+
+    @property
+    def full(self) -> bool:
+        """Whether the covariances have correlations (full, and D >= 2)."""
+        return self.covariance_type == "full" and self.dim > 1
+
+    @property
+    def global_sites(self):
+        return ("weights", "locs", "scales") + (("corr_cholesky",) if self.full else ())
+
+    # ------------------------------------------------------------------ the Pyro program
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if c is not None:
+            raise ValueError("GaussianMixture is unconditional: c must be None")
+        f = self._factory
+        K, D = self.n_components, self.dim
+        weights = pyro.sample("weights", dist.Dirichlet(
+            torch.full((K,), self.prior_concentration, **f)))
+        with pyro.plate("components", K):
+            locs = pyro.sample("locs", dist.Normal(torch.zeros(D, **f), self.prior_scale)
+                               .to_event(1))
+            scales = pyro.sample("scales", dist.HalfNormal(
+                torch.full((D,), self.prior_scale, **f)).to_event(1))
+            params = {"weights": weights, "locs": locs, "scales": scales}
+            if self.full:
+                params["corr_cholesky"] = pyro.sample("corr_cholesky", dist.LKJCholesky(
+                    D, torch.tensor(self.lkj_concentration, **f)))
+        num_data = x.shape[0] if x is not None else (num_data or 1)
+        with pyro.plate("data", num_data, subsample_size=subsample_size,
+                        subsample=subsample) as idx:
+            obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
+            z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
+            return pyro.sample("x", self._component(params, z), obs=obs)
+
+    def _component(self, params: Dict[str, torch.Tensor], z=None) -> dist.Distribution:
+        """The component distributions, batch ``(*batch, K)``; indexed by ``z`` when given."""
+        locs, scales = params["locs"], params["scales"]
+        if z is not None:
+            locs, scales = locs[z], scales[z]
+        if not self.full:
+            return dist.Normal(locs, scales).to_event(1)
+        corr = params["corr_cholesky"] if z is None else params["corr_cholesky"][z]
+        return dist.MultivariateNormal(locs, scale_tril=scales.unsqueeze(-1) * corr)
+
+    # ------------------------------------------------------------------ densities
+    def component_log_prob(self, params: Dict[str, torch.Tensor],
+                           x: torch.Tensor) -> torch.Tensor:
+        """``log N(x_i; mu_k, Sigma_k)``: ``(*batch, N, K)``, without materializing a
+        covariance per row (diag: three matmuls as in scikit-learn; full: one triangular
+        solve per component)."""
+        locs, scales = params["locs"], params["scales"]
+        const = -0.5 * self.dim * math.log(2 * math.pi)
+        if not self.full:
+            prec = scales.pow(-2)
+            maha = ((x * x) @ prec.transpose(-1, -2) - 2 * x @ (locs * prec).transpose(-1, -2)
+                    + (locs * locs * prec).sum(-1).unsqueeze(-2))
+            return const - scales.log().sum(-1).unsqueeze(-2) - 0.5 * maha.clamp_min(0)
+        tril = scales.unsqueeze(-1) * params["corr_cholesky"]  # (*batch, K, D, D)
+        diff = (x.unsqueeze(-3) - locs.unsqueeze(-2)).transpose(-1, -2)  # (*batch, K, D, N)
+        maha = torch.linalg.solve_triangular(tril, diff, upper=False).pow(2).sum(-2)
+        logdet = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (*batch, K)
+        return (const - logdet.unsqueeze(-1) - 0.5 * maha).transpose(-1, -2)
+
+    def _joint(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``log w_k + log N(x_i; mu_k, Sigma_k)``: ``(*batch, N, K)``."""
+        return self.component_log_prob(params, x) + params["weights"].log().unsqueeze(-2)
+
+    def distribution(self, params: Dict[str, torch.Tensor],
+                     c: Optional[torch.Tensor] = None) -> dist.MixtureSameFamily:
+        """``sum_k w_k N(mu_k, Sigma_k)`` with z summed out; sampled ancestrally."""
+        return dist.MixtureSameFamily(dist.Categorical(params["weights"]),
+                                      self._component(params))
+
+    def log_prob_given(self, params, x, c=None):
+        """As :meth:`distribution`'s, by :meth:`component_log_prob` (no covariance per
+        row; the scikit-learn oracle tests hold it to 1e-8)."""
+        return self._joint(params, x).logsumexp(-1)
+
+    def responsibilities(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``p(z_i = k | x_i, phi)``: ``(*batch, N, K)``."""
+        return self._joint(params, x).softmax(-1)
+
+    def derived(self, params):
+        if self.full:
+            tril = params["scales"].unsqueeze(-1) * params["corr_cholesky"]
+            cov = tril @ tril.transpose(-1, -2)
+        else:
+            cov = torch.diag_embed(params["scales"] ** 2)
+        return {"covariances": cov}
+
+    # ------------------------------------------------------------------ engine hooks
+    def check_data_for(self, method: str, x: torch.Tensor) -> None:
+        if x.shape[0] < self.n_components:
+            raise ValueError(f"GaussianMixture with n_components={self.n_components} needs at "
+                             f"least that many data rows, but got {x.shape[0]}")
+
+    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The best of ``n_init`` short k-means + EM runs (the MLE region)."""
+        return best_em(self, x, num_steps=100, tol=1e-5, reg_covar=1e-6)[0]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"dim": self.dim, "n_components": self.n_components,
+                "covariance_type": self.covariance_type, "prior_scale": self.prior_scale,
+                "prior_concentration": self.prior_concentration,
+                "lkj_concentration": self.lkj_concentration, "n_init": self.n_init}
 
 
-GaussianMixture.engines = {"mle": fit_em, "vi": _relabeled(fit_vi), "nuts": _relabeled(fit_nuts)}
-__all__ = ["GaussianMixture", "MixtureFit", "fit_em", "kmeans", "kmeans_pp", "relabel"]
+
+__all__ = ["EM", "EMOptions", "GaussianMixture", "MixtureFit", "kmeans", "kmeans_pp", "relabel"]

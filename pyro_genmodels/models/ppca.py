@@ -99,8 +99,8 @@ class PPCA(GenerativeModel):
 
     # ------------------------------------------------------------------ the Pyro program
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
-              num_data: Optional[int] = None,
-              subsample_size: Optional[int] = None) -> torch.Tensor:
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         if c is not None:
             raise ValueError("PPCA is unconditional: c must be None")
         f = self._factory
@@ -109,12 +109,16 @@ class PPCA(GenerativeModel):
         loc = pyro.sample("loc", dist.Normal(torch.zeros(D, **f), s0).to_event(1))
         sigma = pyro.sample("sigma", dist.HalfNormal(torch.tensor(s0, **f)))
         num_data = x.shape[0] if x is not None else (num_data or 1)
-        with pyro.plate("data", num_data, subsample_size=subsample_size) as idx:
-            obs = x if x is None or subsample_size is None else x.index_select(0, idx)
-            return pyro.sample("x", self._marginal({"W": W, "loc": loc, "sigma": sigma}),
+        with pyro.plate("data", num_data, subsample_size=subsample_size,
+                        subsample=subsample) as idx:
+            obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
+            return pyro.sample("x", self.distribution({"W": W, "loc": loc, "sigma": sigma}),
                                obs=obs)
 
-    def _marginal(self, params: Dict[str, torch.Tensor]) -> dist.LowRankMultivariateNormal:
+    def distribution(self, params: Dict[str, torch.Tensor],
+                     c: Optional[torch.Tensor] = None) -> dist.LowRankMultivariateNormal:
+        """The marginal ``N(loc, W W^T + sigma^2 I)`` (z integrated out); its sampler is
+        ancestral, ``W z + loc + sigma * eps``."""
         W, loc, sigma = params["W"], params["loc"], params["sigma"]
         diag = (sigma**2).unsqueeze(-1).expand(loc.shape)
         return dist.LowRankMultivariateNormal(loc, cov_factor=W, cov_diag=diag)
@@ -127,20 +131,6 @@ class PPCA(GenerativeModel):
         W = 0.1 * scale * torch.randn(self.dim, self.latent_dim, dtype=x.dtype,
                                       device=x.device)
         return {"W": W, "loc": x.mean(0), "sigma": scale}
-
-    def log_prob_given(self, params, x, c=None):
-        d = self._marginal(params)
-        nb = len(d.batch_shape)
-        return d.log_prob(x.reshape((x.shape[0],) + (1,) * nb + (self.dim,))).movedim(0, -1)
-
-    def sample_given(self, params, n, c=None):
-        """Ancestral: ``z ~ N(0, I)``, then ``x = W z + loc + sigma * eps``."""
-        W, loc, sigma = params["W"], params["loc"], params["sigma"]
-        batched = loc.dim() > 1
-        z = torch.randn(n, self.latent_dim, dtype=loc.dtype, device=loc.device)
-        eps = torch.randn(n, self.dim, dtype=loc.dtype, device=loc.device)
-        mean = (W @ z.unsqueeze(-1)).squeeze(-1) if batched else z @ W.T
-        return mean + loc + sigma.unsqueeze(-1) * eps if batched else mean + loc + sigma * eps
 
     def posterior_mean(self, params: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """``E[z | x, phi] = M^{-1} W^T (x - loc)``: ``(*batch, N, q)``."""

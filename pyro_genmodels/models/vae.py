@@ -48,7 +48,6 @@ import math
 import numbers
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -57,76 +56,74 @@ from torch import nn
 
 from .._rng import seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
-from ..base import (CHUNK_ELEMENTS, Capabilities, Fit, FitError, GenerativeModel,
-                    cached_parameters, gaussian_weight_log_prior, make_fit, register)
-from ..infer.point import FlatPriors
-from ..infer.svi import make_elbo, make_optimizer, run_svi, validate_optim_options
+from ..base import (Capabilities, GenerativeModel, cached_parameters,
+                    gaussian_weight_log_prior, register)
+from ..fit import CHUNK_ELEMENTS, Fit
+from .vae_engine import VAEEngine
+from .vae_parts import StandardNormal, _Generative, _labels, mlp
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "categorical")
 
 #: default number of importance samples of :meth:`VAEFit.log_prob`
 NUM_PARTICLES = 100
 
-#: ``jit=None`` compiles the loss from this many steps on (the one-off tracing costs about
-#: as much as a few hundred eager steps of a small network)
-JIT_MIN_STEPS = 500
 
+class VAEFit(Fit):
+    """A fitted :class:`VAE`: ``log_prob`` is the IWAE estimate, plus ``elbo``,
+    ``encode``, ``decode`` and ``reconstruct``. Estimates are drawn under ``seed``
+    (default 0), so they are reproducible and never touch the caller's RNG."""
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """``Linear -> ReLU -> ... -> Linear`` through the layer widths ``sizes``."""
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    @torch.no_grad()
+    def log_prob(self, x: Any, *, c: Any = None, num_particles: int = NUM_PARTICLES,
+                 seed: Optional[int] = 0) -> torch.Tensor:
+        r"""IWAE estimate of ``log p(x_i[ | c_i])`` per row, shape ``(N,)``:
+        :math:`\log \frac1K \sum_k p(x, z_k) / q(z_k \mid x)` with K = ``num_particles``.
+        A lower bound in expectation, tightening to ``log p(x)`` as K grows."""
+        x = self._as_input(x)
+        return self.model.iwae(x, self._as_context(c, x.shape[0]),
+                               num_particles=num_particles, seed=seed)
 
+    @torch.no_grad()
+    def elbo(self, x: Any, *, c: Any = None, num_particles: int = 1,
+             seed: Optional[int] = 0) -> torch.Tensor:
+        """The ELBO per row ``(N,)``, averaged over ``num_particles`` draws of z."""
+        x = self._as_input(x)
+        return self.model.elbo_estimate(x, self._as_context(c, x.shape[0]),
+                                        num_particles=num_particles, seed=seed)
 
-class StandardNormal(dist.TorchDistribution):
-    r"""The prior :math:`\mathcal N(0, I_L)` of the codes, event shape ``(L,)``: the same
-    density as ``Normal(0, 1).expand(...).to_event(1)`` in a third of the operations
-    (:math:`\log p(z) = -\|z\|^2 / 2 - (L / 2) \log 2\pi`), which matters in a loss
-    evaluated thousands of times on small networks."""
+    @torch.no_grad()
+    def encode(self, x: Any, *, c: Any = None) -> torch.Tensor:
+        """Posterior mean of the code, E_q[z | x[, c]]: ``(N, L)``."""
+        x = self._as_input(x)
+        return self.model.posterior(x, self._as_context(c, x.shape[0]))[0]
 
-    arg_constraints: Dict[str, Any] = {}
-    support = dist.constraints.independent(dist.constraints.real, 1)
-    has_rsample = True
+    @torch.no_grad()
+    def decode(self, z: Any, *, c: Any = None) -> torch.Tensor:
+        """E[x | z[, c]], the mean of the observation model, for codes ``z`` ``(N, L)``:
+        ``(N, D)`` (Bernoulli: probabilities; categorical: the expected category)."""
+        z = as_data(z, dim=self.model.latent_dim, name="z", device=self._device,
+                    dtype=self.model._anchor.dtype)
+        ctx = self._as_context(c, z.shape[0])
+        return self.model.observation_mean(self.model.decoder_output(z, ctx))
 
-    def __init__(self, latent_dim: int, batch_shape=torch.Size(), *, dtype=None, device=None):
-        self._factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
-        self._const = 0.5 * latent_dim * math.log(2 * math.pi)
-        super().__init__(torch.Size(batch_shape), torch.Size([latent_dim]),
-                         validate_args=False)
+    @torch.no_grad()
+    def reconstruct(self, x: Any, *, c: Any = None) -> torch.Tensor:
+        """``decode(encode(x))``: ``(N, D)``."""
+        x = self._as_input(x)
+        ctx = self._as_context(c, x.shape[0])
+        z = self.model.posterior(x, ctx)[0]
+        return self.model.observation_mean(self.model.decoder_output(z, ctx))
 
-    def expand(self, batch_shape, _instance=None):
-        return StandardNormal(self.event_shape[0], batch_shape, **self._factory)
-
-    @property
-    def mean(self):
-        return torch.zeros(self.batch_shape + self.event_shape, **self._factory)
-
-    @property
-    def variance(self):
-        return torch.ones(self.batch_shape + self.event_shape, **self._factory)
-
-    def rsample(self, sample_shape=torch.Size()):
-        return torch.randn(self._extended_shape(sample_shape), **self._factory)
-
-    def log_prob(self, value):
-        return value.pow(2).sum(-1).mul(-0.5) - self._const
-
-
-class _Generative(nn.Module):
-    """The model's trainable parts: the decoder and (Gaussian, learned) the log of the
-    observation scale."""
-
-    def __init__(self, decoder: nn.Module, log_scale: Optional[torch.Tensor]):
-        super().__init__()
-        self.decoder = decoder
-        if log_scale is not None:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.log_scale = None
+    @torch.no_grad()
+    def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None,
+               mean: bool = False) -> torch.Tensor:
+        """``n`` ancestral draws ``z ~ N(0, I)``, ``x ~ p(x | z[, c])``: ``(n, D)``.
+        ``mean=True`` returns the decoded means E[x | z] instead of draws of x. ``c``:
+        one ``int`` label for all rows, or ``(n,)`` labels."""
+        n = positive_int(n, "n")
+        ctx = self._as_context(c, n)
+        with seeded(seed):
+            return self.model.sample_given({}, n, ctx, mean=mean)
 
 
 @register
@@ -188,8 +185,8 @@ class VAE(GenerativeModel):
     capabilities = Capabilities(log_prob="estimate", sampling="ancestral",
                                 methods=("mle", "map"), conditional=True)
     global_sites = ()
-    default_options = {m: {"lr": 1e-3, "lr_decay": 0.1, "num_steps": 5000, "batch_size": 128}
-                       for m in ("mle", "map")}
+    engines = {m: VAEEngine(m) for m in ("mle", "map")}
+    fit_class = VAEFit
 
     def __init__(self, dim: int, latent_dim: int, *, likelihood: str = "bernoulli",
                  hidden: Sequence[int] = (256,), encoder: Optional[nn.Module] = None,
@@ -226,8 +223,7 @@ class VAE(GenerativeModel):
                 raise TypeError(f"Expected {name} to be a torch.nn.Module, but got "
                                 f"{type(net).__name__}")
         self.custom_networks = encoder is not None or decoder is not None
-        self.__dict__["_custom"] = {"encoder": encoder is not None,
-                                    "decoder": decoder is not None}
+        self.custom = {"encoder": encoder is not None, "decoder": decoder is not None}
         cdim = self.num_classes or 0
         out = self.dim * (self.num_categories or 1)
         self.encoder = encoder if encoder is not None else mlp(
@@ -326,7 +322,7 @@ class VAE(GenerativeModel):
         return gaussian_weight_log_prior(self._weights(), self.prior_scale)
 
     # ------------------------------------------------------------------ the Pyro program
-    def _plate(self, x, c, num_data, subsample_size):
+    def _plate(self, x, c, num_data, subsample_size, subsample):
         rows = x.shape[0] if x is not None else (c.shape[0] if c is not None else None)
         if rows is None:
             rows = num_data or 1
@@ -334,19 +330,19 @@ class VAE(GenerativeModel):
         size = rows if num_data is None else num_data
         if size < rows:
             raise ValueError(f"num_data={num_data} is smaller than the {rows} rows given")
-        if size > rows and subsample_size is None:
+        if size > rows and subsample_size is None and subsample is None:
             # x is a minibatch of `size` rows: the plate scales by size / rows
             return pyro.plate("data", size, subsample=torch.arange(rows, device=self._device(
                 x, c)))
-        return pyro.plate("data", size, subsample_size=subsample_size)
+        return pyro.plate("data", size, subsample_size=subsample_size, subsample=subsample)
 
     @staticmethod
     def _device(x, c):
         return (x if x is not None else c).device
 
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
-              num_data: Optional[int] = None,
-              subsample_size: Optional[int] = None) -> torch.Tensor:
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         r"""The decoder as a Pyro program.
 
         Args:
@@ -355,12 +351,13 @@ class VAE(GenerativeModel):
             num_data: with ``x``: the size of the data set that ``x`` is a uniformly drawn
                 minibatch of (the likelihood is scaled by ``num_data / N``); without:
                 how many points to draw.
-            subsample_size: subsample the plate (``x`` is then the whole data set).
+            subsample_size, subsample: subsample the plate (``x`` is then the whole
+                data set): a random subset of that size, or these row indices.
         """
         pyro.module("decoder", self.generative)
         pyro.factor("weight_prior", self.weight_log_prior())
-        with self._plate(x, c, num_data, subsample_size) as idx:
-            sub = subsample_size is not None
+        with self._plate(x, c, num_data, subsample_size, subsample) as idx:
+            sub = subsample_size is not None or subsample is not None
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if (sub and x is not None) else x
             like = self._anchor if obs is None else obs
@@ -370,13 +367,14 @@ class VAE(GenerativeModel):
 
     def local_guide(self, x: Optional[torch.Tensor] = None, *,
                     c: Optional[torch.Tensor] = None, num_data: Optional[int] = None,
-                    subsample_size: Optional[int] = None) -> torch.Tensor:
+                    subsample_size: Optional[int] = None,
+                    subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The encoder q(z | x[, c]) as a Pyro guide (same signature as :meth:`model`)."""
         if x is None:
             raise ValueError("The VAE guide needs data x to encode")
         pyro.module("encoder", self.encoder)
-        with self._plate(x, c, num_data, subsample_size) as idx:
-            sub = subsample_size is not None
+        with self._plate(x, c, num_data, subsample_size, subsample) as idx:
+            sub = subsample_size is not None or subsample is not None
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if sub else x
             loc, scale = self.posterior(obs, ctx)
@@ -486,7 +484,7 @@ class VAE(GenerativeModel):
                   "likelihood": self.likelihood, "hidden": list(self.hidden),
                   "num_classes": self.num_classes, "num_categories": self.num_categories,
                   "obs_scale": self.obs_scale, "prior_scale": self.prior_scale}
-        for name, custom in self.__dict__["_custom"].items():
+        for name, custom in self.custom.items():
             if custom:
                 config[name] = getattr(self, name)
         return config
@@ -496,208 +494,3 @@ class VAE(GenerativeModel):
                 f", num_classes={self.num_classes}")
 
 
-def _labels(c: Any, k: int) -> torch.Tensor:
-    """Class labels as a 1-D long tensor in 0..k-1 (from ints, arrays or one-hot rows)."""
-    if isinstance(c, bool) or isinstance(c, (str, bytes)):
-        raise TypeError(f"c must be integer class labels, got {type(c).__name__}")
-    if isinstance(c, numbers.Integral):
-        t = torch.tensor([int(c)])
-    else:
-        if isinstance(c, torch.Tensor):
-            t = c.detach().cpu()
-        else:
-            try:
-                arr = np.asarray(c)
-            except Exception as e:
-                raise TypeError(f"c could not be read as class labels: {e}") from None
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"c must be integer class labels, got dtype {arr.dtype}")
-            t = torch.from_numpy(np.ascontiguousarray(arr))
-        if t.dtype == torch.bool or t.is_complex():
-            raise TypeError(f"c must be integer class labels, got dtype {t.dtype}")
-        if t.dim() == 2 and t.shape[1] == k and k > 1:
-            onehot = (t == 0) | (t == 1)
-            if not (onehot.all() and (t.sum(1) == 1).all()):
-                raise ValueError(f"c of shape {tuple(t.shape)} must be one-hot rows (or pass "
-                                 f"integer labels of shape (N,))")
-            t = t.argmax(1)
-        if t.dim() == 0:
-            t = t.reshape(1)
-        if t.dim() != 1:
-            raise ValueError(f"c must be integer class labels of shape (N,), got shape "
-                             f"{tuple(t.shape)}")
-        if t.numel() == 0:
-            raise ValueError("c is empty: expected one label per data row")
-        if t.is_floating_point():
-            bad = ~torch.isfinite(t) | (t != t.round())
-            if bad.any():
-                i = int(bad.nonzero()[0])
-                raise ValueError(f"c must be finite integer class labels; found "
-                                 f"{t[i].item()} at position {i}")
-        t = t.long()
-    out = (t < 0) | (t >= k)
-    if out.any():
-        i = int(out.nonzero()[0])
-        raise ValueError(f"c must be class labels in 0..{k - 1} (num_classes={k}); found "
-                         f"{int(t[i])} at position {i}")
-    return t
-
-
-class VAEFit(Fit):
-    """A fitted :class:`VAE`: ``log_prob`` is the IWAE estimate, plus ``elbo``,
-    ``encode``, ``decode`` and ``reconstruct``. Estimates are drawn under ``seed``
-    (default 0), so they are reproducible and never touch the caller's RNG."""
-
-    @torch.no_grad()
-    def log_prob(self, x: Any, *, c: Any = None, num_particles: int = NUM_PARTICLES,
-                 seed: Optional[int] = 0) -> torch.Tensor:
-        r"""IWAE estimate of ``log p(x_i[ | c_i])`` per row, shape ``(N,)``:
-        :math:`\log \frac1K \sum_k p(x, z_k) / q(z_k \mid x)` with K = ``num_particles``.
-        A lower bound in expectation, tightening to ``log p(x)`` as K grows."""
-        x = self._as_input(x)
-        return self.model.iwae(x, self._as_context(c, x.shape[0]),
-                               num_particles=num_particles, seed=seed)
-
-    @torch.no_grad()
-    def elbo(self, x: Any, *, c: Any = None, num_particles: int = 1,
-             seed: Optional[int] = 0) -> torch.Tensor:
-        """The ELBO per row ``(N,)``, averaged over ``num_particles`` draws of z."""
-        x = self._as_input(x)
-        return self.model.elbo_estimate(x, self._as_context(c, x.shape[0]),
-                                        num_particles=num_particles, seed=seed)
-
-    @torch.no_grad()
-    def encode(self, x: Any, *, c: Any = None) -> torch.Tensor:
-        """Posterior mean of the code, E_q[z | x[, c]]: ``(N, L)``."""
-        x = self._as_input(x)
-        return self.model.posterior(x, self._as_context(c, x.shape[0]))[0]
-
-    @torch.no_grad()
-    def decode(self, z: Any, *, c: Any = None) -> torch.Tensor:
-        """E[x | z[, c]], the mean of the observation model, for codes ``z`` ``(N, L)``:
-        ``(N, D)`` (Bernoulli: probabilities; categorical: the expected category)."""
-        z = as_data(z, dim=self.model.latent_dim, name="z", device=self._device,
-                    dtype=self.model._anchor.dtype)
-        ctx = self._as_context(c, z.shape[0])
-        return self.model.observation_mean(self.model.decoder_output(z, ctx))
-
-    @torch.no_grad()
-    def reconstruct(self, x: Any, *, c: Any = None) -> torch.Tensor:
-        """``decode(encode(x))``: ``(N, D)``."""
-        x = self._as_input(x)
-        ctx = self._as_context(c, x.shape[0])
-        z = self.model.posterior(x, ctx)[0]
-        return self.model.observation_mean(self.model.decoder_output(z, ctx))
-
-    @torch.no_grad()
-    def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None,
-               mean: bool = False) -> torch.Tensor:
-        """``n`` ancestral draws ``z ~ N(0, I)``, ``x ~ p(x | z[, c])``: ``(n, D)``.
-        ``mean=True`` returns the decoded means E[x | z] instead of draws of x. ``c``:
-        one ``int`` label for all rows, or ``(n,)`` labels."""
-        n = positive_int(n, "n")
-        ctx = self._as_context(c, n)
-        with seeded(seed):
-            return self.model.sample_given({}, n, ctx, mean=mean)
-
-
-VAE.fit_class = VAEFit
-
-
-# ---------------------------------------------------------------------- the engine
-class _Minibatches:
-    """Feeds the ELBO one minibatch per step: a fresh random permutation each epoch, cut
-    into batches of ``batch_size`` rows (the remainder is skipped, so every batch has the
-    same shape and each is a uniform random subset: the gradient is unbiased)."""
-
-    def __init__(self, elbo, x: torch.Tensor, c: Optional[torch.Tensor], batch_size: int):
-        self.elbo, self.x, self.c, self.b = elbo, x, c, batch_size
-        self.perm, self.pos = None, 0
-
-    def loss_and_grads(self, model, guide):
-        n, b = self.x.shape[0], self.b
-        if b >= n:
-            xb, cb = self.x, self.c
-        else:
-            if self.perm is None or self.pos + b > n:
-                self.perm, self.pos = torch.randperm(n, device=self.x.device), 0
-            idx = self.perm[self.pos:self.pos + b]
-            self.pos += b
-            xb = self.x.index_select(0, idx)
-            cb = None if self.c is None else self.c.index_select(0, idx)
-        args = (xb,) if cb is None else (xb, cb)
-        return self.elbo.loss_and_grads(model, guide, *args)
-
-
-def _validate(model, x, **options) -> None:
-    validate_optim_options(**{k: v for k, v in options.items() if k != "num_particles"})
-    if "num_particles" in options:
-        positive_int(options["num_particles"], "num_particles")
-
-
-def fit_vae(model: VAE, x: torch.Tensor, *, method: str, c=None, num_steps: int = 5000,
-            lr: float = 1e-3, lr_decay: float = 0.1, batch_size: Optional[int] = 128,
-            optimizer: Any = "adam", callback: Optional[Callable] = None,
-            jit: Optional[bool] = None, num_particles: int = 1,
-            progress: bool = True) -> Dict[str, Any]:
-    """Train the decoder and encoder by SVI on the ELBO, minibatches fed as arguments.
-
-    Options:
-        num_steps, lr, lr_decay, optimizer, callback: as for the shared ``mle``/``map``.
-        batch_size: rows per step (``None``: all); each epoch is a fresh permutation.
-        jit: compile the loss with ``JitTrace_ELBO``; ``None`` compiles when the networks
-            are the built-in MLPs and ``num_steps >= 500`` (tracing costs about as much
-            as a few hundred eager steps). Custom networks need ``jit=True`` explicitly,
-            and then must have no data-dependent control flow.
-        num_particles: draws of z per row in each ELBO estimate.
-    """
-    program = model.model
-    if method == "mle":
-        program = FlatPriors(model.prior_sites)(model.model)
-    n = x.shape[0]
-    b = n if batch_size is None else min(int(batch_size), n)
-
-    def prog(xb, cb=None):
-        return program(xb, c=cb, num_data=n)
-
-    def guide(xb, cb=None):
-        return model.local_guide(xb, c=cb, num_data=n)
-
-    if jit is None:
-        jit = not model.custom_networks and num_steps >= JIT_MIN_STEPS
-    extra = {"num_particles": num_particles}
-    if num_particles > 1:
-        extra["vectorize_particles"] = True
-    # the data plate (Pyro adds the particle plate when vectorized), so it need not guess
-    elbo = make_elbo("Trace_ELBO", jit=jit, max_plate_nesting=model.max_plate_nesting, **extra)
-    optim = make_optimizer(optimizer, lr=lr, lr_decay=lr_decay, num_steps=num_steps)
-    result = run_svi(prog, guide, _Minibatches(elbo, x, c, b), optim, num_steps=num_steps,
-                     progress=progress, callback=callback, desc=f"vae {method}",
-                     static_params=True)
-    out = {"point": {}, "losses": result.losses, "interrupted": result.interrupted,
-           "info": {"batch_size": b, "jit": bool(jit)}}
-    if result.error is not None:
-        partial = make_fit(model, method, data=x, context=c, **out)
-        raise FitError(str(result.error), fit=partial, step=result.error.step) from result.error
-    return out
-
-
-def fit_vae_mle(model, x, *, c=None, num_steps=5000, lr=1e-3, lr_decay=0.1, batch_size=128,
-                optimizer="adam", callback=None, jit=None, num_particles=1, progress=True):
-    """Maximum likelihood (of the ELBO) for the decoder weights. See :func:`fit_vae`."""
-    return fit_vae(model, x, method="mle", c=c, num_steps=num_steps, lr=lr, lr_decay=lr_decay,
-                   batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
-                   num_particles=num_particles, progress=progress)
-
-
-def fit_vae_map(model, x, *, c=None, num_steps=5000, lr=1e-3, lr_decay=0.1, batch_size=128,
-                optimizer="adam", callback=None, jit=None, num_particles=1, progress=True):
-    """MAP: the ELBO plus the Gaussian prior on the decoder weights (L2 weight decay)."""
-    return fit_vae(model, x, method="map", c=c, num_steps=num_steps, lr=lr, lr_decay=lr_decay,
-                   batch_size=batch_size, optimizer=optimizer, callback=callback, jit=jit,
-                   num_particles=num_particles, progress=progress)
-
-
-fit_vae_mle.validate_options = _validate
-fit_vae_map.validate_options = _validate
-VAE.engines = {"mle": fit_vae_mle, "map": fit_vae_map}

@@ -1,0 +1,282 @@
+"""The :class:`Fit`: what ``model.fit(...)`` returns; :meth:`Fit.build` is the one place
+that makes one (the facade after an engine ran, and ``load``).
+
+A :class:`Fit` owns everything it needs (a private copy of the model, the point estimate
+or posterior draws, the loss trace, the training data), so it never depends on Pyro's
+global param store and two fits in one process never disturb each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Dict, Optional
+
+import pyro.distributions as dist
+from pyro.distributions.torch_distribution import TorchDistributionMixin
+import torch
+
+from ._rng import seeded
+from ._validation import positive_int
+
+#: Rows per chunk in ``log_prob`` / ``sample`` (times the number of posterior draws).
+CHUNK_ELEMENTS = 2**22
+
+
+class FitError(RuntimeError):
+    """A fit failed part-way (e.g. a non-finite loss); ``.fit`` holds the last good state."""
+
+    def __init__(self, message: str, *, fit: Optional["Fit"] = None, step: Optional[int] = None):
+        super().__init__(message)
+        self.fit = fit
+        self.step = step
+
+
+
+
+def _jsonable(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str)) or (
+        isinstance(v, (list, tuple)) and all(_jsonable(u) for u in v))
+
+
+def _chunk_rows(batch: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, batch))
+
+
+def _split(x: torch.Tensor, c: Optional[torch.Tensor], rows: int):
+    """Row chunks of ``x`` paired with the matching chunks of ``c`` (or ``None``)."""
+    xs = x.split(rows)
+    return zip(xs, c.split(rows) if c is not None else [None] * len(xs))
+
+
+class Fit:
+    """The result of :meth:`GenerativeModel.fit`.
+
+    Attributes:
+        method: how phi was fitted (``"mle"``, ``"map"``, ``"vi"``, ``"nuts"``, ``"hmc"``).
+        model: a private copy of the model (never shared with other fits).
+        losses: the optimization trace, one float per step (empty for MCMC).
+        seed: the seed the fit ran under.
+        interrupted: True when the fit was stopped early by Ctrl-C.
+        posterior: for ``vi`` / MCMC, ``{site: (chains, draws, *shape)}``; else ``None``.
+        sample_stats: per-draw MCMC statistics ``{name: (chains, draws)}``.
+        data: the training data (kept for ``to_arviz``); ``context`` its ``c``.
+    """
+
+    def __init__(self, model, method: str, *,
+                 point: Optional[Dict[str, torch.Tensor]] = None,
+                 posterior: Optional[Dict[str, torch.Tensor]] = None,
+                 sample_stats: Optional[Dict[str, torch.Tensor]] = None,
+                 losses=(), data: Optional[torch.Tensor] = None,
+                 context: Optional[torch.Tensor] = None, seed: Optional[int] = None,
+                 options: Optional[Dict[str, Any]] = None, interrupted: bool = False,
+                 info: Optional[Dict[str, Any]] = None):
+        if (point is None) == (posterior is None):
+            raise ValueError("A Fit holds either a point estimate or posterior draws")
+        self.model = model
+        self.method = method
+        self.point = None if point is None else {k: v.detach() for k, v in point.items()}
+        self.posterior = (None if posterior is None
+                          else {k: v.detach() for k, v in posterior.items()})
+        self.sample_stats = dict(sample_stats or {})
+        self.losses = [float(v) for v in losses]
+        self.data = data
+        self.context = context
+        self.seed = seed
+        self.options = dict(options or {})
+        self.interrupted = bool(interrupted)
+        self.info = dict(info or {})
+
+    @classmethod
+    def build(cls, model, method: str, *, result=None, **fields: Any) -> "Fit":
+        """The one place that makes a fit (the facade after an engine ran, and ``load``):
+        a ``cls`` (the family's ``fit_class``) from ``fields``.
+
+        ``result`` (a :class:`~pyro_genmodels.infer.loop.FitResult`) supplies phi, losses
+        and info; a result whose ``error`` is set raises :class:`FitError` carrying the
+        partial fit (the last finite state) instead.
+        """
+        if result is None:
+            return cls(model, method, **fields)
+        fields = {"point": result.point, "posterior": result.posterior,
+                  "sample_stats": result.sample_stats, "losses": result.losses,
+                  "interrupted": result.interrupted, "info": result.info, **fields}
+        if result.error is None:
+            return cls(model, method, **fields)
+        if fields["point"] is None and fields["posterior"] is None:
+            fields["point"] = {}
+        raise FitError(str(result.error), fit=cls(model, method, **fields),
+                       step=result.error.step) from result.error
+
+    # ------------------------------------------------------------------ summaries
+    @property
+    def log_prob_kind(self) -> str:
+        """What ``log_prob`` returns: the model's ``capabilities.log_prob``, unless the
+        family's fit class says otherwise (an energy fit subtracts an AIS estimate of
+        log Z from its unnormalized density: ``"estimate"``)."""
+        return self.model.capabilities.log_prob
+
+    @property
+    def is_posterior(self) -> bool:
+        return self.posterior is not None
+
+    @property
+    def num_draws(self) -> int:
+        if self.posterior is None:
+            return 0
+        c, s = next(iter(self.posterior.values())).shape[:2]
+        return c * s
+
+    def posterior_samples(self) -> Dict[str, torch.Tensor]:
+        """Posterior draws with chains flattened: ``{site: (chains * draws, *shape)}``."""
+        if self.posterior is None:
+            raise ValueError(f"A {self.method!r} fit is a point estimate and has no posterior draws")
+        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.posterior.items()}
+
+    @property
+    def params(self) -> Dict[str, torch.Tensor]:
+        """Point estimates (posterior means for ``vi``/MCMC) of phi and derived quantities."""
+        if self.point is not None:
+            return {**self.point, **self.model.derived(self.point)}
+        draws = self.posterior_samples()
+        out = {k: v.mean(0) for k, v in draws.items()}
+        for k, v in self.model.derived(draws).items():
+            out[k] = v.mean(0)
+        return out
+
+    def __repr__(self) -> str:
+        what = "point estimate" if self.point is not None else f"{self.num_draws} posterior draws"
+        extra = ", interrupted" if self.interrupted else ""
+        return (f"Fit(model={type(self.model).__name__}, method={self.method!r}, {what}, "
+                f"log_prob_kind={self.log_prob_kind!r}{extra})")
+
+    # ------------------------------------------------------------------ density, sampling
+    @torch.no_grad()
+    def log_prob(self, x: Any, *, c: Any = None) -> torch.Tensor:
+        """``log p(x_i)`` (or ``log p(x_i | c_i)``) for each row of ``x``, shape ``(N,)``.
+
+        Point fits: ``log p(x_i | phi_hat)``. Posterior fits: the posterior predictive
+        density ``log (1/S) sum_s p(x_i | phi_s)`` over the S stored draws. Evaluated in
+        chunks, so memory is bounded by the chunk, not by N.
+        """
+        x = self._as_input(x)
+        c = self._as_context(c, x.shape[0])
+        if self.point is not None:
+            return torch.cat([self.model.log_prob_given(self.point, xb, cb)
+                              for xb, cb in _split(x, c, _chunk_rows(1))])
+        draws = self.posterior_samples()
+        log_s = math.log(self.num_draws)
+        return torch.cat([self.model.log_prob_given(draws, xb, cb).logsumexp(0) - log_s
+                          for xb, cb in _split(x, c, _chunk_rows(self.num_draws))])
+
+    @torch.no_grad()
+    def pointwise_log_likelihood(self, x: Any = None, *, c: Any = None) -> torch.Tensor:
+        """``log p(x_i | phi_s)`` for every draw: ``(chains, draws, N)``; ``x`` defaults to
+        the training data. Point fits give ``(1, 1, N)``."""
+        if x is None:
+            x, c = self.data, self.context
+        else:
+            x = self._as_input(x)
+            c = self._as_context(c, x.shape[0])
+        if self.point is not None:
+            return self.model.log_prob_given(self.point, x, c).reshape(1, 1, -1)
+        chains, draws = next(iter(self.posterior.values())).shape[:2]
+        flat = self.posterior_samples()
+        out = []
+        step = max(1, CHUNK_ELEMENTS // x.shape[0])
+        for i in range(0, chains * draws, step):
+            part = {k: v[i:i + step] for k, v in flat.items()}
+            out.append(self.model.log_prob_given(part, x, c))
+        return torch.cat(out).reshape(chains, draws, -1)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None) -> torch.Tensor:
+        """``n`` draws of x, shape ``(n, dim)``; for posterior fits from the posterior
+        predictive (each row uses a uniformly drawn posterior draw). Conditional models
+        take ``c`` of shape ``(n, context_dim)`` or ``(1, context_dim)``."""
+        n = positive_int(n, "n")
+        c = self._as_context(c, n)
+        with seeded(seed):
+            if self.point is not None:
+                rows = _chunk_rows(self.model.dim)
+                return torch.cat([self.model.sample_given(self.point, i.shape[0], cb)
+                                  for i, cb in _split(torch.arange(n), c, rows)])
+            draws = self.posterior_samples()
+            idx = torch.randint(self.num_draws, (n,), device=self._device)
+            rows = _chunk_rows(self.model.dim * self.model.dim)
+            return torch.cat([self.model.sample_given({k: v[part] for k, v in draws.items()},
+                                                      part.shape[0], cb)
+                              for part, cb in _split(idx, c, rows)])
+
+    def distribution(self, c: Any = None) -> dist.TorchDistribution:
+        """The fitted density p(x[ | c]) as a Pyro distribution (``log_prob``, ``sample``,
+        event shape ``(dim,)``) to use in a Pyro program of your own, e.g. a fitted flow
+        as a prior: ``pyro.sample("theta", fit.distribution())``.
+
+        Point fits: ``model.distribution(phi_hat, c)``. Posterior fits: the posterior
+        predictive, the uniform mixture over the S stored draws of phi
+        (``MixtureSameFamily``), whose ``log_prob`` is :meth:`log_prob`'s. ``c``: for
+        conditional models, ``(N, context_dim)`` gives batch shape ``(N,)``. Only
+        families with a tractable density have one (``capabilities.log_prob ==
+        "exact"``).
+        """
+        if c is not None:
+            c = self._as_context(c, len(c) if hasattr(c, "__len__") else 1)
+        if self.point is not None:
+            d = self.model.distribution(self.point, c)
+        else:
+            if c is not None:
+                raise ValueError("A posterior fit's distribution is unconditional")
+            d = self.model.distribution(self.posterior_samples(), None)
+            mix = dist.Categorical(logits=torch.zeros(self.num_draws, **self._factory))
+            d = dist.MixtureSameFamily(mix, d if isinstance(d, TorchDistributionMixin)
+                                       else _to_pyro(d))
+        return d if isinstance(d, TorchDistributionMixin) else _to_pyro(d)
+
+    @property
+    def _factory(self) -> Dict[str, Any]:
+        return {"dtype": self.model._anchor.dtype, "device": self._device}
+
+    @property
+    def _device(self) -> torch.device:
+        return self.model._anchor.device
+
+    def _as_input(self, x: Any) -> torch.Tensor:
+        return self.model.validate_data(x, name="x", device=self._device,
+                                        dtype=self.model._anchor.dtype)
+
+    def _as_context(self, c: Any, num_rows: int) -> Optional[torch.Tensor]:
+        return self.model.validate_context(c, num_rows, device=self._device,
+                                           dtype=self.model._anchor.dtype)
+
+    # ------------------------------------------------------------------ outputs
+    def to_arviz(self, **kwargs):
+        """An :class:`arviz.InferenceData` (see :func:`pyro_genmodels.arviz.to_inference_data`)."""
+        from .arviz import to_inference_data
+
+        return to_inference_data(self, **kwargs)
+
+    def save(self, path) -> None:
+        """Write the fit to the directory ``path`` (JSON + safetensors; no pickle)."""
+        from .io import save
+
+        save(self, path)
+
+    def to(self, device) -> "Fit":
+        """A copy of this fit with every tensor on ``device``."""
+        device = torch.device(device)
+        out = copy.copy(self)
+        out.model = copy.deepcopy(self.model).to(device)
+        move = lambda d: None if d is None else {k: v.to(device) for k, v in d.items()}  # noqa: E731
+        out.point, out.posterior = move(self.point), move(self.posterior)
+        out.sample_stats = move(self.sample_stats)
+        out.data = None if self.data is None else self.data.to(device)
+        out.context = None if self.context is None else self.context.to(device)
+        return out
+
+
+def _to_pyro(d: torch.distributions.Distribution) -> dist.TorchDistribution:
+    """A torch (or zuko) distribution as a Pyro one."""
+    from pyro.contrib.zuko import ZukoToPyro
+
+    return ZukoToPyro(d)

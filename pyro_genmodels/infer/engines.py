@@ -1,0 +1,384 @@
+"""One engine object per method, each with a typed options record.
+
+An engine is what ``model.fit(data, method=...)`` runs: ``engine.options(method, **kw)``
+checks the user's options (names, types, ranges: "expected ... got ..." errors, before
+any work), and ``engine.run(model, data, opts, ...)`` returns a
+:class:`~pyro_genmodels.infer.loop.FitResult`; the facade alone builds the ``Fit``.
+Engines know no family: a family's model supplies the Pyro program, ``init_values``,
+``global_sites``, ``prior_sites``, ``local_guide`` and ``log_prob_given``.
+
+A family changes a method by declaring an engine in its class body, e.g.
+``engines = {"mle": PointEngine("mle", lr=1e-3, batch_size=256)}`` (new defaults) or
+``engines = {"mle": EM()}`` (its own engine, a subclass of :class:`Engine`).
+
+=========  ====================  =========================================================
+method     engine                options record
+=========  ====================  =========================================================
+``mle``    :class:`PointEngine`  :class:`PointOptions` (the loop's + ``jit``)
+``map``    :class:`PointEngine`  :class:`PointOptions`
+``vi``     :class:`VIEngine`     :class:`VIOptions` (+ ``guide``, ``num_particles``, ...)
+``nuts``   :class:`MCMCEngine`   :class:`NUTSOptions`
+``hmc``    :class:`MCMCEngine`   :class:`HMCOptions`
+=========  ====================  =========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, ClassVar, Dict, NamedTuple, Optional
+
+import pyro
+import torch
+from torch.distributions import biject_to
+from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
+
+from .._validation import check_choice, check_options, positive_float, positive_int
+from .loop import FitResult, LoopOptions, Player, optimize
+from .mcmc import sample_posterior
+from .objectives import ELBOLoss, FlatPriors, make_elbo, make_guide, quiet_jit_deprecation, \
+    use_jit
+
+
+class Data(NamedTuple):
+    """The data an engine fits: training rows ``x`` ``(N, ...)``, their ``c``, and the
+    held-out rows (``None`` without validation)."""
+
+    x: torch.Tensor
+    c: Optional[torch.Tensor] = None
+    x_val: Optional[torch.Tensor] = None
+    c_val: Optional[torch.Tensor] = None
+
+
+def split_heldout(model, x: torch.Tensor, c: Optional[torch.Tensor], validation: Any, *,
+                  seed: int, device) -> Data:
+    """The training and held-out rows of a fit (before any work, so bad held-out data
+    fail early).
+
+    ``validation``: ``None``; a fraction in (0, 1) of the rows, drawn by a permutation
+    under ``seed`` (its own generator: the fit's random stream is not consumed); or
+    held-out data of the training data's form, for a conditional model a pair
+    ``(x_val, c_val)``.
+    """
+    if validation is None:
+        return Data(x, c)
+    if isinstance(validation, float):
+        n = x.shape[0]
+        k = int(round(validation * n))
+        if k < 1 or k > n - 1:
+            raise ValueError(f"validation={validation} of {n} rows leaves {k} held-out and "
+                             f"{n - k} training rows; expected at least one of each")
+        gen = torch.Generator().manual_seed(int(seed))
+        perm = torch.randperm(n, generator=gen).to(x.device)
+        val, train = perm[:k].sort().values, perm[k:].sort().values
+        pick = (lambda t, i: None if t is None else t.index_select(0, i))  # noqa: E731
+        return Data(pick(x, train), pick(c, train), pick(x, val), pick(c, val))
+    x_val, c_val = validation, None
+    if model.context_dim is not None and isinstance(validation, tuple) and len(validation) == 2:
+        x_val, c_val = validation
+    x_val = model.validate_data(x_val, name="validation", device=device, dtype=x.dtype)
+    c_val = model.validate_context(c_val, x_val.shape[0], device=device,
+                                   dtype=None if c is None else c.dtype)
+    return Data(x, c, x_val, c_val)
+
+
+class Engine:
+    """Base of every engine: an options record class and ``run``.
+
+    Args:
+        **defaults: the family's defaults for this engine (e.g. a smaller ``lr`` for
+            networks); checked against :attr:`Options` when the family is defined.
+    """
+
+    Options: ClassVar[type] = LoopOptions
+
+    def __init__(self, **defaults: Any):
+        check_options(defaults, self.option_names(), method=type(self).__name__)
+        self.Options(**defaults)  # fail at the family's definition, not at its first fit
+        self.defaults = defaults
+
+    @classmethod
+    def option_names(cls):
+        return [f.name for f in dataclasses.fields(cls.Options)]
+
+    def options(self, method: str, **given: Any):
+        """The options record of this fit: the family's defaults, then ``given``."""
+        check_options(given, self.option_names(), method=method)
+        return self.Options(**{**self.defaults, **given})
+
+    def run(self, model, data: Data, opts, *, method: str, progress: bool) -> FitResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.defaults.items())})"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NoOptions:
+    """The options record of an engine that takes none (a closed form)."""
+
+
+def heldout_nll(model, params: Callable[[], Dict[str, torch.Tensor]], data: Data
+                ) -> Optional[Callable[[], float]]:
+    """The held-out loss of a family with ``log_prob_given``: minus the mean
+    log-likelihood per held-out row at the current phi (``None`` without held-out data)."""
+    if data.x_val is None:
+        return None
+
+    def loss() -> float:
+        with torch.no_grad():
+            return -float(model.log_prob_given(params(), data.x_val, data.c_val).mean())
+
+    return loss
+
+
+def fingerprint(model, method: str, data: Data) -> Dict[str, Any]:
+    """What a checkpoint must match to be resumed: the model, method and data sizes."""
+    config = {k: v for k, v in model.get_config().items()
+              if v is None or isinstance(v, (bool, int, float, str, list, tuple))}
+    return {"model": model.registry_name, "config": config, "method": method,
+            "num_rows": int(data.x.shape[0]),
+            "num_heldout": None if data.x_val is None else int(data.x_val.shape[0])}
+
+
+# ---------------------------------------------------------------------- mle / map
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PointOptions(LoopOptions):
+    """The loop's options (:class:`~pyro_genmodels.infer.loop.LoopOptions`), plus
+
+    Attributes:
+        jit: compile the ELBO (``JitTrace_ELBO``); ``None``: when the model says it is
+            safe (``jit_safe``).
+    """
+
+    jit: Optional[bool] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.jit not in (None, True, False):
+            raise TypeError(f"Expected jit to be None, True or False, but got {self.jit!r}")
+
+
+class PointEngine(Engine):
+    """``mle`` / ``map``: an AutoDelta point of phi (network weights are phi too) by
+    the loop on the ELBO, which for a point is the log joint.
+
+    ``map`` maximizes ``log p(x | phi) + log p(phi)``; ``mle`` maximizes
+    ``log p(x | phi)``: the same program with the prior sites masked
+    (:class:`~pyro_genmodels.infer.objectives.FlatPriors`), so their supports still
+    define the constrained space that AutoDelta optimizes over. Under an isotropic
+    Gaussian prior N(0, s^2 I) the MAP objective is the MLE objective plus the L2 penalty
+    ``||phi||^2 / (2 s^2)`` (and a constant); the tests check this.
+    """
+
+    Options = PointOptions
+
+    def __init__(self, method: str, **defaults: Any):
+        self.method = check_choice(method, ("mle", "map"), "point method")
+        super().__init__(**defaults)
+
+    def elbo(self, model, opts: PointOptions):
+        """The ELBO this engine optimizes (a family's engine may change it)."""
+        return make_elbo(model.elbo, jit=use_jit(opts.jit, model),
+                         max_plate_nesting=model.max_plate_nesting)
+
+    def heldout(self, model, point: Callable[[], Dict[str, torch.Tensor]], data: Data):
+        """The held-out loss (a family's engine may use a cheaper bound)."""
+        return heldout_nll(model, point, data)
+
+    def run(self, model, data: Data, opts: PointOptions, *, method: str,
+            progress: bool) -> FitResult:
+        program = model.model
+        if self.method == "mle":
+            program = FlatPriors(model.prior_sites)(model.model)
+        init = model.init_values(data.x) if model.global_sites else {}
+        guide, auto = make_guide(model, program, AutoDelta,
+                                 init_loc_fn=init_to_value(values=init))
+        elbo = self.elbo(model, opts)
+        loss = ELBOLoss(elbo, program, guide, data.x, data.c)
+
+        def point() -> Dict[str, torch.Tensor]:
+            if auto is None:
+                return {}
+            with torch.no_grad():
+                return {k: v.detach().clone() for k, v in auto.median(data.x, c=data.c).items()
+                        if k in model.global_sites}
+
+        with pyro.validation_enabled(False), quiet_jit_deprecation():
+            result = optimize([Player(loss, loss.parameters)], data.x, data.c, opts,
+                              heldout=self.heldout(model, point, data), progress=progress,
+                              desc=method, fingerprint=fingerprint(model, method, data))
+        result.point = point()
+        return result
+
+
+# ---------------------------------------------------------------------- vi
+GUIDES = {"mvn": AutoMultivariateNormal, "normal": AutoNormal}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VIOptions(PointOptions):
+    """:class:`PointOptions` with ``vi``'s defaults, plus
+
+    Attributes:
+        guide: ``"mvn"`` (AutoMultivariateNormal, full covariance in the unconstrained
+            space, exact for conjugate Gaussian posteriors) or ``"normal"`` (AutoNormal,
+            mean field).
+        num_particles: ELBO samples per step.
+        num_posterior_samples: draws of phi stored in the fit (one chain).
+        init_scale: initial sd of q in the unconstrained space.
+    """
+
+    num_steps: int = 3000
+    lr: float = 0.02
+    guide: str = "mvn"
+    num_particles: int = 1
+    num_posterior_samples: int = 1000
+    init_scale: float = 0.1
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice(self.guide, sorted(GUIDES), "guide")
+        positive_int(self.num_particles, "num_particles")
+        positive_int(self.num_posterior_samples, "num_posterior_samples")
+        positive_float(self.init_scale, "init_scale")
+
+
+class VIEngine(Engine):
+    """``vi``: an autoguide over phi fitted by the loop on the ELBO (losses are the
+    negative ELBO per step), then ``num_posterior_samples`` draws of phi in one batched
+    call of the guide's distribution."""
+
+    Options = VIOptions
+
+    def run(self, model, data: Data, opts: VIOptions, *, method: str,
+            progress: bool) -> FitResult:
+        train_guide, q = make_guide(model, model.model, GUIDES[opts.guide],
+                                    init_scale=opts.init_scale,
+                                    init_loc_fn=init_to_value(values=model.init_values(data.x)))
+        elbo = make_elbo(model.elbo, jit=use_jit(opts.jit, model),
+                         max_plate_nesting=model.max_plate_nesting,
+                         num_particles=opts.num_particles, vectorize_particles=False)
+        loss = ELBOLoss(elbo, model.model, train_guide, data.x, data.c)
+
+        def mean() -> Dict[str, torch.Tensor]:
+            with torch.no_grad():
+                return {k: v for k, v in q.median(data.x, c=data.c).items()
+                        if k in model.global_sites}
+
+        with pyro.validation_enabled(False), quiet_jit_deprecation():
+            result = optimize([Player(loss, loss.parameters)], data.x, data.c, opts,
+                              heldout=heldout_nll(model, mean, data), progress=progress,
+                              desc=method, fingerprint=fingerprint(model, method, data))
+            result.posterior = _draw_posterior(model, q, (data.x, data.c),
+                                               opts.num_posterior_samples)
+        result.info["guide"] = opts.guide
+        return result
+
+
+def _draw_posterior(model, q, loss_args: tuple, num: int) -> Dict[str, torch.Tensor]:
+    """``num`` draws of phi from the trained guide, ``{site: (1, num, *shape)}``: one
+    batched draw in the unconstrained space, pushed through each site's bijection."""
+    with torch.no_grad():
+        if q.prototype_trace is None:  # the loop stopped before its first step
+            q(loss_args[0], c=loss_args[1])
+        draws = {}
+        if isinstance(q, AutoNormal):
+            for name, site in q.prototype_trace.iter_stochastic_nodes():
+                loc, scale = q._get_loc_and_scale(name)
+                u = torch.distributions.Normal(loc, scale).sample((num,))
+                draws[name] = biject_to(site["fn"].support)(u)
+        else:  # an AutoContinuous guide: one joint latent vector per draw, cut per site
+            z = q.get_posterior().sample((num,))
+            pos = 0
+            for name, site in q.prototype_trace.iter_stochastic_nodes():
+                shape = q._unconstrained_shapes[name]
+                size = math.prod(shape)
+                u = z[:, pos:pos + size].reshape((num,) + tuple(shape))
+                draws[name] = biject_to(site["fn"].support)(u)
+                pos += size
+    return {k: draws[k].unsqueeze(0) for k in model.global_sites}
+
+
+# ---------------------------------------------------------------------- nuts / hmc
+def _nonnegative_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"Expected {name} to be a non-negative integer, but got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MCMCOptions:
+    """Options of Pyro's MCMC on phi.
+
+    Attributes:
+        num_samples, warmup_steps: draws kept and discarded per chain.
+        num_chains: chains, run one after another (reproducible on any machine).
+        target_accept_prob: the step-size adaptation target.
+        full_mass: a dense (not diagonal) mass matrix.
+        jit_compile: compile the potential; ``None``: when the model is ``jit_safe``.
+        init_jitter: sd of each chain's perturbation of the start (unconstrained space).
+    """
+
+    num_samples: int = 1000
+    warmup_steps: int = 500
+    num_chains: int = 2
+    target_accept_prob: float = 0.8
+    full_mass: bool = False
+    jit_compile: Optional[bool] = None
+    init_jitter: float = 0.5
+
+    def __post_init__(self):
+        positive_int(self.num_samples, "num_samples")
+        _nonnegative_int(self.warmup_steps, "warmup_steps")
+        positive_int(self.num_chains, "num_chains")
+        if not 0 < float(self.target_accept_prob) < 1:
+            raise ValueError(f"Expected 0 < target_accept_prob < 1, but got "
+                             f"{self.target_accept_prob!r}")
+        if self.init_jitter != 0:
+            positive_float(self.init_jitter, "init_jitter")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NUTSOptions(MCMCOptions):
+    """:class:`MCMCOptions` plus ``max_tree_depth`` (Hoffman & Gelman, 2014)."""
+
+    max_tree_depth: int = 10
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive_int(self.max_tree_depth, "max_tree_depth")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HMCOptions(MCMCOptions):
+    """:class:`MCMCOptions` plus a fixed ``trajectory_length`` (Neal, 2011)."""
+
+    trajectory_length: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive_float(self.trajectory_length, "trajectory_length")
+
+
+class MCMCEngine(Engine):
+    """``nuts`` / ``hmc``: posterior draws of phi by ``pyro.infer.MCMC``
+    (:mod:`~pyro_genmodels.infer.mcmc`)."""
+
+    def __init__(self, kernel: str, **defaults: Any):
+        self.kernel = check_choice(kernel, ("nuts", "hmc"), "kernel")
+        self.Options = NUTSOptions if kernel == "nuts" else HMCOptions
+        super().__init__(**defaults)
+
+    def option_names(self):
+        return [f.name for f in dataclasses.fields(self.Options)]
+
+    def run(self, model, data: Data, opts: MCMCOptions, *, method: str,
+            progress: bool) -> FitResult:
+        return FitResult(**sample_posterior(model, data.x, data.c, kernel=self.kernel,
+                                            opts=opts, progress=progress))
+
+
+ENGINES: Dict[str, Engine] = {"mle": PointEngine("mle"), "map": PointEngine("map"),
+                              "vi": VIEngine(), "nuts": MCMCEngine("nuts"),
+                              "hmc": MCMCEngine("hmc")}

@@ -1,0 +1,406 @@
+r"""THE optimization loop: every gradient-based fit in the package goes through
+:func:`optimize`.
+
+The loop knows *objectives*, not families. An objective is a small callable
+``loss(batch) -> scalar tensor`` (a Pyro ELBO wrapped by
+:class:`~pyro_genmodels.infer.objectives.ELBOLoss` is one); a :class:`Player` pairs it
+with the parameters it moves. One player is ordinary training; two players updated in
+alternation (``steps=k`` updates of the first per update of the second) is an
+adversarial game, with no second loop.
+
+What the loop owns, once for everyone:
+
+* **Minibatches** (:class:`Minibatches`): a fresh random permutation of the N training
+  rows each epoch, cut into batches of B rows (the remainder is skipped, so every batch
+  is a uniform random subset of the same shape). Objectives scale the batch by N / B
+  (a Pyro plate with ``subsample=batch.index`` does it), so the gradient is unbiased.
+* **The optimizer and its schedule**: one torch optimizer per player, the learning rate
+  decaying exponentially from ``lr`` to ``lr * lr_decay`` over ``num_steps``
+  (``ExponentialLR``); or a ``pyro.optim.PyroOptim`` as given.
+* **Gradient clipping** (``grad_clip``, the global L2 norm).
+* **The non-finite guard**: the loss and the gradient norm are checked *before* the
+  optimizer step, so a NaN leaves the parameters at their last finite values and the
+  result carries a :class:`NonFiniteLossError`.
+* **Ctrl-C** returns what was done so far (``interrupted=True``).
+* **Progress** (tqdm on stderr, showing the loss), ``callback(step, loss)`` (``True``
+  stops), held-out **validation** with **early stopping** (``patience``) that keeps the
+  best parameters, and atomic **checkpoints** (:mod:`~pyro_genmodels.infer.checkpoint`)
+  from which ``resume`` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import pyro.optim
+import torch
+from tqdm.auto import tqdm
+
+from .._validation import positive_float, positive_int
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A step met a non-finite loss or gradient; the parameters are those after the
+    previous step."""
+
+    def __init__(self, step: int, loss: float, where: str, hint: Optional[str] = None):
+        hint = hint or "Try a smaller lr, or check the data scale."
+        super().__init__(f"Non-finite {where} at step {step} (loss = {loss}); the parameters "
+                         f"were left at their values after step {step - 1}. {hint}")
+        self.step = step
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What an engine hands the facade (after NumPyro's ``SVIRunResult``); the facade
+    alone turns it into a :class:`~pyro_genmodels.Fit` (or raises ``FitError`` when
+    ``error`` is set).
+
+    Attributes:
+        point / posterior / sample_stats: phi as a point, or draws ``(chains, draws, ...)``.
+        losses: one float per step (per round, for several players).
+        interrupted: Ctrl-C stopped it.
+        error: the non-finite step, if any.
+        info: engine facts for the user (``stopped``, ``best_step``, ``heldout_losses``,
+            ``jit``, ...); JSON types only.
+    """
+
+    point: Optional[Dict[str, torch.Tensor]] = None
+    posterior: Optional[Dict[str, torch.Tensor]] = None
+    sample_stats: Optional[Dict[str, torch.Tensor]] = None
+    losses: List[float] = dataclasses.field(default_factory=list)
+    interrupted: bool = False
+    error: Optional[NonFiniteLossError] = None
+    info: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoopOptions:
+    """Options of the loop, shared by every optimizing engine (defaults are the shared
+    ``mle``/``map`` ones; families override them per engine).
+
+    Attributes:
+        num_steps: optimization steps (rounds, with several players).
+        lr: initial learning rate.
+        lr_decay: final / initial learning rate (exponential decay in between), in (0, 1].
+        batch_size: rows per step; ``None`` (or >= N) uses all rows every step.
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ``"adagrad"``, a
+            ``torch.optim.Optimizer`` subclass, or a ``pyro.optim.PyroOptim`` instance.
+        grad_clip: clip the global gradient L2 norm to this value; ``None``: off.
+        callback: ``callback(step, loss)`` after each step; returning ``True`` stops.
+        validation: held-out data for early stopping: a fraction in (0, 1) of the rows
+            (drawn under the fit's seed) or held-out data of the same form as the
+            training data. The held-out loss is the family's negative log-likelihood per
+            row (its bound or estimate where the density is not exact).
+        patience: stop after this many held-out evaluations without improvement;
+            ``None`` runs all steps. Either way the best parameters are kept.
+        validate_every: steps between held-out evaluations; ``None``: once per epoch.
+        checkpoint: a directory to write the loop's whole state to, atomically, every
+            ``checkpoint_every`` steps and at the end.
+        checkpoint_every: steps between checkpoints.
+        resume: a checkpoint directory to continue from (same model, data, method and
+            seed): the result is bit for bit that of an uninterrupted run on CPU.
+    """
+
+    num_steps: int = 1500
+    lr: float = 0.05
+    lr_decay: float = 0.05
+    batch_size: Optional[int] = None
+    optimizer: Any = "adam"
+    grad_clip: Optional[float] = None
+    callback: Optional[Callable[[int, float], Any]] = None
+    validation: Any = None
+    patience: Optional[int] = None
+    validate_every: Optional[int] = None
+    checkpoint: Optional[str] = None
+    checkpoint_every: int = 100
+    resume: Optional[str] = None
+
+    def __post_init__(self):
+        positive_int(self.num_steps, "num_steps")
+        positive_float(self.lr, "lr")
+        if positive_float(self.lr_decay, "lr_decay") > 1:
+            raise ValueError(f"Expected 0 < lr_decay <= 1 (final lr / initial lr), but got "
+                             f"{self.lr_decay}")
+        for name in ("batch_size", "patience", "validate_every"):
+            if getattr(self, name) is not None:
+                positive_int(getattr(self, name), name)
+        positive_int(self.checkpoint_every, "checkpoint_every")
+        if self.grad_clip is not None:
+            positive_float(self.grad_clip, "grad_clip")
+        opt = self.optimizer
+        if isinstance(opt, str):
+            if opt not in OPTIMIZERS:
+                raise ValueError(
+                    f"Unknown optimizer {opt!r}; expected one of {sorted(OPTIMIZERS)}, "
+                    f"a torch.optim.Optimizer subclass or a pyro.optim.PyroOptim instance")
+        elif not (isinstance(opt, pyro.optim.PyroOptim) or (
+                isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer))):
+            raise TypeError(f"Expected optimizer to be a name, a torch.optim.Optimizer "
+                            f"subclass or a pyro.optim.PyroOptim instance, but got {opt!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"Expected callback to be callable, but got "
+                            f"{type(self.callback).__name__}")
+        v = self.validation
+        if isinstance(v, bool):
+            raise TypeError("Expected validation to be a fraction in (0, 1) or held-out data, "
+                            "but got a bool")
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError(f"Expected validation to be a fraction in (0, 1) or held-out "
+                             f"data, but got {v!r}")
+        if self.patience is not None and v is None:
+            raise ValueError("patience needs held-out data: pass validation=0.1 (a fraction "
+                             "of the rows) or validation=<held-out data>")
+        for name in ("checkpoint", "resume"):
+            p = getattr(self, name)
+            if p is not None and not isinstance(p, (str, os.PathLike)):
+                raise TypeError(f"Expected {name} to be a directory path, but got "
+                                f"{type(p).__name__}")
+        if isinstance(opt, pyro.optim.PyroOptim) and (self.checkpoint or self.resume):
+            raise ValueError("checkpoint=/resume= need a torch optimizer (a name or a "
+                             "torch.optim.Optimizer subclass), not a pyro.optim.PyroOptim")
+
+
+class Batch(NamedTuple):
+    """One minibatch: ``index`` ``(B,)`` into the N training rows (``None``: all rows),
+    and those rows of ``x`` and ``c``. ``num_rows`` is N, for the N / B scaling."""
+
+    index: Optional[torch.Tensor]
+    x: torch.Tensor
+    c: Optional[torch.Tensor]
+    num_rows: int
+
+
+class Minibatches:
+    """Batches of ``batch_size`` rows cut from a fresh permutation of the ``N`` rows each
+    epoch (the remainder skipped); all rows each step when ``batch_size`` is ``None`` or
+    at least N. Its state (permutation, position) is part of a checkpoint."""
+
+    def __init__(self, x: torch.Tensor, c: Optional[torch.Tensor],
+                 batch_size: Optional[int]):
+        self.x, self.c, self.n = x, c, x.shape[0]
+        self.b = None if batch_size is None or batch_size >= self.n else int(batch_size)
+        self.perm: Optional[torch.Tensor] = None
+        self.pos = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return 1 if self.b is None else self.n // self.b
+
+    def next(self) -> Batch:
+        if self.b is None:
+            return Batch(None, self.x, self.c, self.n)
+        if self.perm is None or self.pos + self.b > self.n:
+            self.perm, self.pos = torch.randperm(self.n, device=self.x.device), 0
+        idx = self.perm[self.pos:self.pos + self.b]
+        self.pos += self.b
+        return Batch(idx, self.x.index_select(0, idx),
+                     None if self.c is None else self.c.index_select(0, idx), self.n)
+
+
+@dataclasses.dataclass
+class Player:
+    """A set of parameters and the objective they minimize.
+
+    Attributes:
+        loss: ``loss(batch) -> scalar tensor``. It may carry state that a checkpoint
+            must keep (``state_dict()`` / ``load_state_dict()``, e.g. a replay buffer).
+        parameters: the tensors it moves; a list, or a callable returning it, asked
+            after the first ``loss`` call (Pyro creates parameters on first use; an
+            :class:`~pyro_genmodels.infer.objectives.ELBOLoss` records them).
+        steps: updates of this player per round (e.g. k critic steps per generator step).
+        lr: this player's initial learning rate (``None``: the loop's ``lr``).
+        name: names its entries in the checkpoint and its loss trace.
+    """
+
+    loss: Callable[[Batch], torch.Tensor]
+    parameters: Any
+    steps: int = 1
+    lr: Optional[float] = None
+    name: str = "main"
+    optim: Any = dataclasses.field(default=None, repr=False)
+    scheduler: Any = dataclasses.field(default=None, repr=False)
+    params: Optional[List[torch.Tensor]] = dataclasses.field(default=None, repr=False)
+
+    def resolve(self) -> List[torch.Tensor]:
+        if self.params is None:
+            got = self.parameters() if callable(self.parameters) else self.parameters
+            self.params = [p for p in got if p.requires_grad]
+        return self.params
+
+
+def _build_optimizer(player: Player, opts: LoopOptions) -> None:
+    opt = opts.optimizer
+    if isinstance(opt, pyro.optim.PyroOptim):
+        player.optim = opt
+        return
+    cls = OPTIMIZERS[opt] if isinstance(opt, str) else opt
+    # the built-in optimizers update all tensors in one multi-tensor (foreach) call; same
+    # arithmetic as the per-tensor loop torch picks by default on CPU, fewer kernel calls
+    extra = {"foreach": True} if isinstance(opt, str) else {}
+    player.optim = cls(player.resolve(), lr=player.lr or opts.lr, **extra)
+    gamma = opts.lr_decay ** (1.0 / opts.num_steps)
+    player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
+
+
+def _total_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all tensors together, in one fused call: finite iff every entry is."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
+
+
+def _release(params: Sequence[torch.Tensor]) -> None:
+    for p in params:
+        p.grad = None
+
+
+def _update(player: Player, batch: Batch, opts: LoopOptions, step: int
+            ) -> Tuple[float, Optional[NonFiniteLossError]]:
+    """One guarded optimizer step of ``player`` on ``batch``: (loss, error)."""
+    loss = player.loss(batch)
+    value = float(loss.detach())
+    params = player.resolve()
+    if not math.isfinite(value):
+        return value, NonFiniteLossError(step, value, "loss")
+    loss.backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        if opts.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
+        else:
+            norm = _total_norm(grads)
+        if not torch.isfinite(norm):
+            _release(params)
+            return value, NonFiniteLossError(step, value, "gradient")
+    if player.optim is None:
+        _build_optimizer(player, opts)
+    if isinstance(player.optim, pyro.optim.PyroOptim):
+        player.optim(params)
+        if isinstance(player.optim, pyro.optim.PyroLRScheduler):
+            player.optim.step()
+    else:
+        player.optim.step()
+        player.scheduler.step()
+    _release(params)
+    return value, None
+
+
+class _Best:
+    """Held-out bookkeeping: the best loss, its step and a copy of every player's
+    parameters then."""
+
+    def __init__(self):
+        self.loss, self.step, self.bad = math.inf, None, 0
+        self.history: List[Tuple[int, float]] = []
+        self.snapshot: Optional[List[List[torch.Tensor]]] = None
+
+    def record(self, step: int, value: float, players: Sequence[Player]) -> None:
+        self.history.append((step, value))
+        if math.isfinite(value) and value < self.loss:
+            self.loss, self.step, self.bad = value, step, 0
+            self.snapshot = [[p.detach().clone() for p in pl.resolve()] for pl in players]
+        else:
+            self.bad += 1
+
+    def restore(self, players: Sequence[Player]) -> None:
+        if self.snapshot is not None:
+            with torch.no_grad():
+                for pl, saved in zip(players, self.snapshot):
+                    for p, s in zip(pl.resolve(), saved):
+                        p.copy_(s)
+
+
+def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tensor],
+             opts: LoopOptions, *, heldout: Optional[Callable[[], float]] = None,
+             progress: bool = True, desc: str = "fit",
+             fingerprint: Optional[Dict[str, Any]] = None) -> FitResult:
+    """Run ``opts.num_steps`` rounds; each round every player makes ``player.steps``
+    guarded updates, each on a fresh minibatch of the training rows ``x`` (and ``c``).
+
+    Args:
+        players: one (ordinary training) or more (alternating) :class:`Player`.
+        x, c: the training rows ``(N, ...)`` and their conditioning values (or ``None``).
+        opts: the loop's options.
+        heldout: ``heldout() -> float``, the held-out loss at the current parameters;
+            needed when ``opts.validation`` is set (the engine splits the data).
+        progress: tqdm on stderr.
+        desc: the progress bar's label.
+        fingerprint: JSON facts that a checkpoint must match to be resumed (model,
+            method, data size).
+
+    Returns:
+        a :class:`FitResult` with ``losses`` (the last player's loss per round),
+        ``interrupted``, ``error`` and ``info`` (``stopped``; with validation
+        ``heldout_losses`` and ``best_step``).
+    """
+    from . import checkpoint as ckpt
+
+    players = list(players)
+    batches = Minibatches(x, c, opts.batch_size)
+    best = _Best() if heldout is not None else None
+    every = opts.validate_every or batches.steps_per_epoch
+    losses: List[float] = []
+    start, stopped = 0, None
+    if opts.resume is not None:
+        for pl in players:  # create the parameters (values, RNG are then overwritten)
+            pl.loss(batches.next())
+            _build_optimizer(pl, opts)
+        start, losses, stopped = ckpt.restore(opts.resume, players, batches, best,
+                                              fingerprint or {})
+    interrupted, error = False, None
+    bar = tqdm(total=opts.num_steps, initial=start, desc=desc, disable=not progress,
+               file=sys.stderr, dynamic_ncols=True, leave=False)
+    step = start
+    try:
+        for step in range(start, opts.num_steps if stopped is None else start):
+            for pl in players:
+                for _ in range(pl.steps):
+                    value, error = _update(pl, batches.next(), opts, step)
+                    if error is not None:
+                        break
+                if error is not None:
+                    break
+            if error is not None:
+                break
+            losses.append(value)
+            bar.update()
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            done = step + 1
+            if best is not None and (done % every == 0 or done == opts.num_steps):
+                best.record(done, float(heldout()), players)
+                if opts.patience is not None and best.bad >= opts.patience:
+                    stopped = "early_stopping"
+            if opts.callback is not None and opts.callback(step, value) is True:
+                stopped = stopped or "callback"
+            if opts.checkpoint is not None and (done % opts.checkpoint_every == 0
+                                                or stopped or done == opts.num_steps):
+                # early stopping is an end; a callback's stop is not: resuming goes on
+                ckpt.write(opts.checkpoint, players, batches, best, done, losses,
+                           "early_stopping" if stopped == "early_stopping" else None,
+                           fingerprint or {})
+            if stopped:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    info: Dict[str, Any] = {"stopped": "interrupted" if interrupted else (
+        "non_finite" if error is not None else stopped)}
+    if best is not None:
+        if error is None and not interrupted:
+            best.restore(players)
+        info.update(heldout_losses=[[s, v] for s, v in best.history], best_step=best.step,
+                    best_heldout_loss=best.loss if math.isfinite(best.loss) else None)
+    return FitResult(losses=losses, interrupted=interrupted, error=error, info=info)

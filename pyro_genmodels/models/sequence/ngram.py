@@ -1,0 +1,224 @@
+r"""The n-gram family, :class:`NGram`, and its closed-form ``mle`` / ``map`` engines.
+
+The next-token logits are :math:`\ell = \log \theta_{x_{i-n+1:i-1}}`, a probability table
+per context of the previous ``order - 1`` tokens, with a symmetric Dirichlet prior
+:math:`\theta_h \sim \mathrm{Dirichlet}(\alpha \mathbf 1_V)`. The prior is conjugate:
+:math:`\theta_h \mid x \sim \mathrm{Dirichlet}(\alpha + n_{h\cdot})` with
+:math:`n_{hv}` the number of times v follows h. ``mle`` is :math:`n_{hv} / n_{h}`,
+``map`` is :math:`(n_{hv} + \alpha - 1) / (n_h + V(\alpha - 1))` (both closed form,
+exact); ``vi`` and ``nuts`` run the shared engines on the same Pyro program.
+
+References:
+    Chen & Goodman (1999), *An empirical study of smoothing techniques for language
+    modeling*, Computer Speech & Language 13.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from ..._validation import positive_float, positive_int
+from ...base import Capabilities, register
+from ...infer.engines import Engine, MCMCEngine, NoOptions, VIEngine
+from ...infer.loop import FitResult
+from .sampling import SequenceFit, generate
+from .tokens import SequenceModel
+
+__all__ = ["NGram", "fit_ngram_closed_form"]
+
+
+def _dirichlet_log_prob(probs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``sum_h log Dirichlet(probs_h; alpha 1)``, finite on the boundary when alpha = 1."""
+    V = probs.shape[-1]
+    norm = math.lgamma(V * alpha) - V * math.lgamma(alpha)
+    a = torch.full_like(probs, alpha - 1.0)
+    return (torch.xlogy(a, probs).sum(-1) + norm).sum(-1)
+
+
+class ClosedForm(Engine):
+    r"""The exact ``mle`` / ``map`` of an :class:`NGram` from the transition counts
+    (no options, no loop).
+
+    mle: :math:`n_{hv} / n_h`; map: :math:`(n_{hv} + \alpha - 1) / (n_h + V(\alpha - 1))`.
+    A context never seen (and, for map with alpha = 1, the same) gets the uniform
+    distribution: the likelihood does not depend on it. The single loss is the negative
+    log joint at the estimate (negative log-likelihood for mle).
+    """
+
+    Options = NoOptions
+
+    def __init__(self, method: str):
+        self.method = method
+        super().__init__()
+
+    def run(self, model, data, opts, *, method: str, progress: bool) -> FitResult:
+        return FitResult(**fit_ngram_closed_form(model, data.x, method=self.method))
+
+
+def fit_ngram_closed_form(model: "NGram", x: torch.Tensor, *, method: str) -> Dict[str, Any]:
+    """``{"point": {"probs": ...}, "losses": [...]}`` of :class:`ClosedForm`."""
+    counts = model.counts(x)
+    V = model.num_outcomes
+    a = model.prior_concentration
+    if method == "mle":
+        num = counts
+    else:
+        num = counts + (a - 1.0)
+    tot = num.sum(-1, keepdim=True)
+    probs = torch.where(tot > 0, num / tot.clamp_min(1e-300), torch.full_like(num, 1.0 / V))
+    loss = -torch.xlogy(counts, probs).sum()
+    if method == "map":
+        loss = loss - _dirichlet_log_prob(probs, a)
+    return {"point": {"probs": probs}, "losses": [float(loss)]}
+
+
+@register
+class NGram(SequenceModel):
+    r"""An n-gram model with a Dirichlet prior on every context's next-token distribution.
+
+    .. math::
+
+        \theta_h \sim \mathrm{Dirichlet}(\alpha \mathbf 1_V) \quad (h \in \text{contexts}),
+        \qquad x_i \mid x_{<i} \sim \mathrm{Categorical}(\theta_{x_{i-n+1:i-1}}),
+
+    the context h being the previous ``order - 1`` tokens, padded by a start symbol
+    (``order=1``: a unigram, one context). V = K + 1 counts the end token.
+
+    ========  =====================================================================
+    method    probs[h, v]
+    ========  =====================================================================
+    ``mle``   :math:`n_{hv} / n_h` (closed form; unseen transitions get 0, log_prob -inf)
+    ``map``   :math:`(n_{hv} + \alpha - 1) / (n_h + V(\alpha - 1))` (closed form;
+              alpha = 2 is add-one smoothing; needs alpha >= 1)
+    ``vi``    AutoMultivariateNormal / AutoNormal on ``probs`` (posterior approximation)
+    ``nuts``  posterior draws; the exact posterior is Dirichlet(alpha + n_h)
+    ========  =====================================================================
+
+    Args:
+        order: n >= 1, the n of the n-gram.
+        prior_concentration: alpha > 0 of the symmetric Dirichlet prior.
+        vocab: the characters (text data; default: built by ``fit`` from the strings).
+        vocab_size: K, for integer token ids ``0..K-1`` instead of text.
+
+    Sample sites: ``probs`` ``(C, V)`` in the plate ``contexts`` (C = V^(order-1)), and
+    the observed ``x`` ``(N, T)`` in the plate ``data`` (one masked Categorical per
+    position, vectorized: ``Categorical(probs[context]).mask(m).to_event(1)``).
+
+    Example:
+        >>> import pyro_genmodels as pgm
+        >>> from pyro_genmodels.models.sequence import NGram
+        >>> fit = NGram(2).fit(["abba", "ab", "ba"], method="mle")
+        >>> fit.vocab, fit.params["probs"].shape
+        ('ab', torch.Size([3, 3]))
+        >>> fit.log_prob(["ab", "aa"])  # "aa" uses an unseen transition
+        tensor([-2.4849,    -inf])
+        >>> len(fit.sample(4, seed=0, prefix="b"))
+        4
+    """
+
+    registry_name = "ngram"
+    capabilities = Capabilities(log_prob="exact", sampling="ancestral",
+                                methods=("mle", "map", "vi", "nuts"))
+    global_sites = ("probs",)
+    engines = {"mle": ClosedForm("mle"), "map": ClosedForm("map"),
+               "vi": VIEngine(num_steps=1000, num_posterior_samples=500),
+               "nuts": MCMCEngine("nuts", num_samples=300, warmup_steps=300)}
+    fit_class = SequenceFit
+
+    def __init__(self, order: int, *, prior_concentration: float = 1.0,
+                 vocab: Optional[str] = None, vocab_size: Optional[int] = None):
+        super().__init__(vocab=vocab, vocab_size=vocab_size)
+        self.order = positive_int(order, "order")
+        self.prior_concentration = positive_float(prior_concentration, "prior_concentration")
+
+    @property
+    def num_contexts(self) -> int:
+        """C = V^(order - 1): the start symbol shares the end token's id in contexts."""
+        return self.num_outcomes ** (self.order - 1)
+
+    def context_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """The context index of every position of an encoded batch, ``(N, T)``."""
+        V, n = self.num_outcomes, self.order - 1
+        if n == 0:
+            return torch.zeros_like(x)
+        padded = torch.cat([torch.full_like(x[:, :1], self.end_id).expand(-1, n), x], 1)
+        ctx = torch.zeros_like(x)
+        for j in range(n):
+            ctx = ctx * V + padded[:, j:j + x.shape[1]]
+        return ctx
+
+    def counts(self, x: torch.Tensor) -> torch.Tensor:
+        """Transition counts ``n[h, v]``, ``(C, V)`` in the model's dtype."""
+        V = self.num_outcomes
+        flat = (self.context_ids(x) * V + x)[self.mask(x, self.end_id)]
+        return torch.bincount(flat, minlength=self.num_contexts * V).reshape(-1, V).to(
+            self._anchor.dtype)
+
+    def model(self, x=None, *, c=None, num_data=None, subsample_size=None, subsample=None):
+        self.validate_context(c, 1)
+        f = self._factory
+        with pyro.plate("contexts", self.num_contexts):
+            probs = pyro.sample("probs", dist.Dirichlet(
+                torch.full((self.num_outcomes,), self.prior_concentration, **f)))
+        if x is None:
+            tokens = generate(self, {"probs": probs}, num_data or 1, None)
+            with pyro.plate("data", tokens.shape[0]):
+                return pyro.deterministic("x", tokens, event_dim=1)
+        with pyro.plate("data", x.shape[0], subsample_size=subsample_size,
+                        subsample=subsample) as idx:
+            obs = x if idx.shape[0] == x.shape[0] else x.index_select(0, idx)
+            d = dist.Categorical(probs[self.context_ids(obs)])
+            return pyro.sample("x", d.mask(self.mask(obs, self.end_id)).to_event(1), obs=obs)
+
+    def logits_given(self, params, x, c=None):
+        return params["probs"][..., self.context_ids(x), :].log()
+
+    def token_log_probs(self, params, x, c=None, *, include_end=True):
+        probs = params["probs"]
+        V = self.num_outcomes
+        flat = self.context_ids(x) * V + x
+        lp = probs.reshape(probs.shape[:-2] + (-1,))[..., flat].log()
+        keep = self.mask(x, self.end_id)
+        if not include_end:
+            keep = keep & (x != self.end_id)
+        return torch.where(keep, lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
+
+    def _row_logits(self, probs, ctx):
+        if probs.dim() == 2:
+            return probs[ctx].log()
+        return probs[torch.arange(ctx.shape[0], device=ctx.device), ctx].log()
+
+    def start(self, params, n, c, capacity):
+        ctx = torch.full((n,), self.num_contexts - 1, dtype=torch.long,
+                         device=self._anchor.device)
+        return self._row_logits(params["probs"], ctx), ctx
+
+    def advance(self, params, state, token, c):
+        ctx = (state * self.num_outcomes + token) % self.num_contexts
+        return self._row_logits(params["probs"], ctx), ctx
+
+    def check_data_for(self, method, x):
+        if method == "map" and self.prior_concentration < 1:
+            raise ValueError(f"The MAP of a Dirichlet({self.prior_concentration}) prior is on "
+                             f"the boundary of the simplex (no closed form): map needs "
+                             f"prior_concentration >= 1; use mle, vi or nuts")
+
+    def init_values(self, x):
+        counts = self.counts(x) + self.prior_concentration
+        return {"probs": counts / counts.sum(-1, keepdim=True)}
+
+    def posterior_concentration(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact posterior ``Dirichlet(alpha + n_h)`` concentrations, ``(C, V)``."""
+        return self.counts(x) + self.prior_concentration
+
+    def num_params(self) -> int:
+        return self.num_contexts * (self.num_outcomes - 1)
+
+    def get_config(self):
+        return {"order": self.order, "prior_concentration": self.prior_concentration,
+                "vocab": self.vocab, "vocab_size": self._vocab_size}

@@ -1,0 +1,197 @@
+"""Ancestral sampling with a cached state (:func:`generate`), and :class:`SequenceFit`,
+the fit of a sequence model: strings (or token ids) in and out.
+
+:func:`generate` drives the sampling hooks of a
+:class:`~pyro_genmodels.models.sequence.tokens.SequenceModel`: ``start`` and ``advance``
+carry the family's state from one token to the next, so a step costs the same at every
+position; ``logits_given`` recomputes the whole prefix instead (the reference).
+
+This module is the bottom of the subpackage: it imports nothing from it at run time
+(:mod:`.tokens` imports :func:`generate` from here).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+import torch
+
+from ..._rng import seeded
+from ..._validation import positive_float, positive_int
+from ...base import Fit
+
+if TYPE_CHECKING:  # annotations only: tokens imports this module
+    from .tokens import SequenceModel
+
+__all__ = ["SequenceFit", "generate"]
+
+#: rows per chunk of ``log_prob``
+_ROWS = 4096
+
+
+def _draw(logits: torch.Tensor, temperature: float, top_k: Optional[int]) -> torch.Tensor:
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, -1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    probs = logits.float().softmax(-1) if logits.dtype == torch.float16 else logits.softmax(-1)
+    return torch.multinomial(probs, 1).squeeze(-1)
+
+
+def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,
+             c: Optional[torch.Tensor] = None, *, prefix: Sequence[int] = (),
+             temperature: float = 1.0, top_k: Optional[int] = None, max_length: int = 64,
+             use_cache: bool = True) -> torch.Tensor:
+    """Ancestral sampling, one token at a time: ``(n, max_length)`` ids, each row ending at
+    its first end token (padded with end ids); a row that reaches ``max_length`` tokens
+    without ending is returned as it is (no end token).
+
+    ``use_cache=True`` carries the family's state (n-gram context, GRU hidden state,
+    Transformer key/value cache), so a step costs the same at every position;
+    ``use_cache=False`` recomputes the whole prefix with :meth:`logits_given` at every
+    step (quadratic; the reference the cache is tested and benchmarked against). Both
+    consume the same random draws, so they return the same tokens.
+    """
+    dev = model._anchor.device
+    end = model.end_id
+    tokens = torch.full((n, max_length), end, dtype=torch.long, device=dev)
+    done = torch.zeros(n, dtype=torch.bool, device=dev)
+    pos = 0
+    if use_cache:
+        logits, state = model.start(params, n, c, max_length + 1)
+
+    def full_logits(p):  # next-token logits at position p, recomputed from scratch
+        return model.logits_given(params, tokens[:, :p + 1], c)[..., p, :]
+    for tok in prefix:
+        tokens[:, pos] = tok
+        if use_cache:
+            logits, state = model.advance(params, state, tokens[:, pos], c)
+        pos += 1
+    while pos < max_length:
+        step_logits = logits if use_cache else full_logits(pos)
+        tok = _draw(step_logits, temperature, top_k)
+        tok = torch.where(done, torch.full_like(tok, end), tok)
+        tokens[:, pos] = tok
+        done = done | (tok == end)
+        pos += 1
+        if pos >= max_length or bool(done.all()):
+            break
+        if use_cache:
+            logits, state = model.advance(params, state, tok, c)
+    return tokens
+
+
+class SequenceFit(Fit):
+    """A :class:`~pyro_genmodels.Fit` of a sequence model: strings (or token ids) in and out.
+
+    ``fit.data`` is the encoded training set, a LongTensor ``(N, T)`` (see
+    :meth:`SequenceModel.encode`).
+    """
+
+    @property
+    def vocab(self) -> Optional[str]:
+        """The characters of a text model (sorted; the end token is id ``len(vocab)``)."""
+        return self.model.vocab
+
+    def _params(self) -> Dict[str, torch.Tensor]:
+        return self.point if self.point is not None else self.posterior_samples()
+
+    def _encode(self, x, c, lengths, mask=None):
+        x = self.model.encode(x, lengths=lengths, mask=mask, device=self._device)
+        return x, self.model.validate_context(c, x.shape[0], device=self._device)
+
+    @torch.no_grad()
+    def log_prob(self, x: Any, *, c: Any = None, lengths: Any = None, mask: Any = None,
+                 include_end: bool = True) -> torch.Tensor:
+        """The exact ``log p(x_i [| c_i])`` of each sequence, end token included:
+        ``(N,)``. A transition of probability 0 (an unseen one under an n-gram MLE)
+        gives ``-inf``. ``include_end=False`` gives ``log p(x_i is a prefix)``, the
+        product of the factors without the end token's. Posterior fits: the posterior
+        predictive ``log (1/S) sum_s p(x_i | phi_s)``."""
+        x, c = self._encode(x, c, lengths, mask)
+        out = []
+        for i in range(0, x.shape[0], _ROWS):
+            xb, cb = x[i:i + _ROWS], None if c is None else c[i:i + _ROWS]
+            if self.point is not None:
+                out.append(self.model.token_log_probs(self.point, xb, cb,
+                                                      include_end=include_end).sum(-1))
+            else:
+                lp = self.model.token_log_probs(self.posterior_samples(), xb, cb,
+                                                include_end=include_end).sum(-1)
+                out.append(lp.logsumexp(0) - math.log(self.num_draws))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def pointwise_log_likelihood(self, x: Any = None, *, c: Any = None,
+                                 lengths: Any = None, mask: Any = None) -> torch.Tensor:
+        if x is None:
+            x, c = self.data, self.context
+        else:
+            x, c = self._encode(x, c, lengths, mask)
+        if self.point is not None:
+            return self.model.log_prob_given(self.point, x, c).reshape(1, 1, -1)
+        chains, draws = next(iter(self.posterior.values())).shape[:2]
+        return self.model.log_prob_given(self.posterior_samples(), x, c).reshape(
+            chains, draws, -1)
+
+    @torch.no_grad()
+    def logits(self, x: Any, *, c: Any = None, lengths: Any = None,
+               mask: Any = None) -> torch.Tensor:
+        """Next-token logits at every position of the encoded ``x``: ``(N, T, V)``
+        (point fits; position t scores token t given the tokens before it)."""
+        if self.point is None:
+            raise ValueError("logits are defined for point fits (mle, map)")
+        x, c = self._encode(x, c, lengths, mask)
+        return self.model.logits_given(self.point, x, c)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None,
+               prefix: Any = None, temperature: float = 1.0, top_k: Optional[int] = None,
+               max_length: Optional[int] = None, use_cache: bool = True) -> list:
+        """``n`` sequences drawn token by token: a list of strings (text models) or of 1-D
+        LongTensors (token models).
+
+        Args:
+            c: class labels ``(n,)`` or one label for all (conditional models).
+            seed: reproducibility; the caller's RNG is left untouched.
+            prefix: a prompt (a string, or token ids) that every sample continues; the
+                returned sequences start with it.
+            temperature: the logits are divided by it (< 1 sharper, > 1 flatter).
+            top_k: draw only among the k most probable next tokens.
+            max_length: the most tokens in a sequence, prefix included; a sequence cut
+                there has not ended. Default: twice the longest training sequence.
+            use_cache: carry the network state (True) or recompute the prefix at every
+                step (False; slower, same draws).
+        """
+        n = positive_int(n, "n")
+        temperature = positive_float(temperature, "temperature")
+        if top_k is not None:
+            top_k = positive_int(top_k, "top_k")
+        if max_length is None:
+            max_length = 2 * max(1, self.data.shape[1] - 1) if self.data is not None else 64
+        max_length = positive_int(max_length, "max_length")
+        ids: List[int] = []
+        if prefix is not None:
+            ids = self.model._to_id_lists([prefix], None, "prefix")[0]
+            if len(ids) > max_length:
+                raise ValueError(f"The prefix has {len(ids)} tokens, more than max_length="
+                                 f"{max_length}")
+        c = self._as_context(c, n)
+        if self.point is None and not use_cache:
+            raise ValueError("use_cache=False is for point fits (mle, map)")
+        with seeded(seed):
+            if self.point is not None:
+                params = self.point
+            else:
+                idx = torch.randint(self.num_draws, (n,), device=self._device)
+                params = {k: v[idx] for k, v in self.posterior_samples().items()}
+            tokens = generate(self.model, params, n, c, prefix=ids, temperature=temperature,
+                              top_k=top_k, max_length=max_length, use_cache=use_cache)
+        return self.model.decode(tokens)
+
+    def _as_context(self, c, num_rows):
+        return self.model.validate_context(c, num_rows, device=self._device)
+
+    def _as_input(self, x):
+        return self.model.encode(x, device=self._device)

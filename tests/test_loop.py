@@ -1,0 +1,236 @@
+"""The one optimization loop: minibatches, guards, two players, validation with early
+stopping, and checkpoints that resume bit for bit (also after a SIGKILL)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import pyro_genmodels as pgm
+from pyro_genmodels._rng import seeded
+from pyro_genmodels.infer import checkpoint as ckpt
+from pyro_genmodels.infer.loop import LoopOptions, Minibatches, Player, optimize
+
+
+def quadratic(target):
+    """A player minimizing ||w - target||^2 over one parameter, counting its calls."""
+    w = torch.zeros_like(target, requires_grad=True)
+    calls = []
+
+    def loss(batch):
+        calls.append(batch.index)
+        return (w - target).pow(2).sum()
+
+    return w, Player(loss, [w]), calls
+
+
+# ---------------------------------------------------------------------- minibatches
+def test_each_epoch_is_a_fresh_permutation_cut_into_equal_batches():
+    x = torch.arange(10.0).unsqueeze(-1)
+    mb = Minibatches(x, None, 3)
+    with seeded(0):
+        epochs = [[mb.next() for _ in range(mb.steps_per_epoch)] for _ in range(4)]
+    orders = []
+    for epoch in epochs:
+        idx = torch.cat([b.index for b in epoch])
+        assert all(b.x.shape == (3, 1) and torch.equal(b.x[:, 0], b.index.float())
+                   for b in epoch)
+        assert idx.unique().numel() == 9  # 3 batches of 3, no row twice, one left out
+        orders.append(idx.tolist())
+    assert len({tuple(o) for o in orders}) == 4  # a new permutation every epoch
+    full = Minibatches(x, None, None).next()
+    assert full.index is None and full.x is x and full.num_rows == 10
+
+
+# ---------------------------------------------------------------------- guards
+def test_a_non_finite_loss_keeps_the_last_finite_parameters():
+    w = torch.zeros(2, requires_grad=True)
+    seen = []
+
+    def loss(batch):
+        if len(seen) == 5:
+            return (w * float("nan")).sum()
+        seen.append(w.detach().clone())
+        return (w - 1).pow(2).sum()
+
+    opts = LoopOptions(num_steps=20, lr=0.1, lr_decay=1.0, optimizer="sgd")
+    out = optimize([Player(loss, [w])], torch.zeros(4, 1), None, opts, progress=False)
+    assert out.error is not None and out.error.step == 5 and len(out.losses) == 5
+    # the parameters are those after step 4: one SGD step past the last recorded value
+    assert torch.equal(w.detach(), seen[-1] - 0.1 * 2 * (seen[-1] - 1))
+    assert out.info["stopped"] == "non_finite"
+
+
+def test_gradient_clipping_bounds_the_step():
+    target = torch.tensor([30.0, 40.0])  # gradient norm 100 at w = 0
+    w, player, _ = quadratic(target)
+    opts = LoopOptions(num_steps=1, lr=1.0, lr_decay=1.0, optimizer="sgd", grad_clip=2.0)
+    optimize([player], torch.zeros(1, 1), None, opts, progress=False)
+    assert torch.allclose(w.detach(), target / target.norm() * 2.0, atol=1e-6)  # along -g
+    assert torch.allclose(w.detach().norm(), torch.tensor(2.0))
+
+
+def test_callback_stops_and_the_progress_bar_shows_the_loss(capsys):
+    w, player, _ = quadratic(torch.ones(1))
+
+    def slow(batch):  # slower than tqdm's refresh interval, so the bar is drawn
+        time.sleep(0.03)
+        return player.loss(batch)
+
+    opts = LoopOptions(num_steps=50, callback=lambda step, loss: step == 9)
+    out = optimize([Player(slow, [w])], torch.zeros(2, 1), None, opts, progress=True,
+                   desc="toy")
+    assert len(out.losses) == 10 and out.info["stopped"] == "callback"
+    err = capsys.readouterr().err
+    assert "toy" in err and "loss=" in err
+
+
+def test_two_players_alternate_k_to_one_with_no_second_loop():
+    order = []
+    a = torch.zeros(1, requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+
+    def critic(batch):
+        order.append("c")
+        return (a - 1).pow(2).sum()
+
+    def generator(batch):
+        order.append("g")
+        return (b + a.detach()).pow(2).sum()
+
+    opts = LoopOptions(num_steps=4, lr=0.1)
+    out = optimize([Player(critic, [a], steps=3, name="critic"),
+                    Player(generator, [b], name="generator")],
+                   torch.zeros(8, 1), None, opts, progress=False)
+    assert "".join(order) == "cccg" * 4 and len(out.losses) == 4
+
+
+# ---------------------------------------------------------------------- validation
+def test_early_stopping_keeps_the_best_parameters():
+    w, player, _ = quadratic(torch.ones(1))
+    values = iter([5.0, 4.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    snapshots = []
+
+    def heldout():
+        snapshots.append(w.detach().clone())
+        return next(values)
+
+    opts = LoopOptions(num_steps=100, lr=0.05, validation=0.1, patience=3, validate_every=2)
+    out = optimize([player], torch.zeros(4, 1), None, opts, heldout=heldout, progress=False)
+    assert out.info["stopped"] == "early_stopping" and len(out.losses) == 12
+    assert out.info["best_step"] == 6 and out.info["best_heldout_loss"] == 1.0
+    assert torch.equal(w.detach(), snapshots[2])  # the parameters at the best evaluation
+
+
+def test_validation_options_are_checked_before_any_work():
+    x = torch.randn(20, 2)
+    model = pgm.Gaussian(2)
+    with pytest.raises(ValueError, match="patience needs held-out data"):
+        model.fit(x, method="map", patience=3)
+    with pytest.raises(ValueError, match=r"fraction in \(0, 1\)"):
+        model.fit(x, method="map", validation=1.5)
+    with pytest.raises(ValueError, match="leaves 0 held-out"):
+        model.fit(x, method="map", validation=0.01)
+    with pytest.raises(ValueError, match="validation"):
+        model.fit(x, method="map", validation=torch.randn(5, 3))
+    with pytest.raises(ValueError, match="Unknown option"):
+        model.fit(x, method="nuts", validation=0.1)
+
+
+def test_a_validation_fraction_holds_rows_out_of_training():
+    x = torch.randn(50, 2, dtype=torch.float64)
+    fit = pgm.Gaussian(2).fit(x, method="map", seed=3, progress=False, num_steps=20,
+                              validation=0.2)
+    assert fit.data.shape == (40, 2)
+    train = {tuple(r) for r in fit.data.tolist()}
+    assert len(train) == 40 and train < {tuple(r) for r in x.tolist()}
+    assert len(fit.info["heldout_losses"]) == 20 and fit.info["best_step"] is not None
+    again = pgm.Gaussian(2).fit(x, method="map", seed=3, progress=False, num_steps=20,
+                                validation=0.2)
+    assert torch.equal(again.data, fit.data)  # the split is drawn under the fit's seed
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _flow_fit(x, **kw):
+    with seeded(0):  # the same initial weights every time
+        model = pgm.Flow(2, hidden=(8, 8), num_transforms=2)
+    return model.fit(x, method="mle", seed=7, progress=False, batch_size=32, lr=3e-3,
+                     num_steps=40, **kw)
+
+
+def test_a_stopped_fit_resumes_bit_for_bit(tmp_path):
+    with seeded(0):
+        x = pgm.datasets.toy("banana").sample((200,))
+    whole = _flow_fit(x)
+    part = _flow_fit(x, checkpoint=tmp_path, checkpoint_every=10,
+                     callback=lambda step, loss: step == 16)
+    assert len(part.losses) == 17
+    state, _ = ckpt.read(tmp_path)
+    assert state["step"] == 17
+    resumed = _flow_fit(x, resume=tmp_path)
+    assert resumed.losses == whole.losses
+    for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="another fit"):
+        _flow_fit(x[:100], resume=tmp_path)
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        _flow_fit(x, resume=tmp_path / "nowhere")
+
+
+def test_a_killed_fit_loses_at_most_k_steps_and_resumes_exactly(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, torch
+        import pyro_genmodels as pgm
+        from pyro_genmodels._rng import seeded
+        with seeded(0):
+            x = pgm.datasets.toy("banana").sample((200,))
+        def die(step, loss):
+            if step == 23:
+                os.kill(os.getpid(), signal.SIGKILL)
+        with seeded(0):
+            model = pgm.Flow(2, hidden=(8, 8), num_transforms=2)
+        model.fit(
+            x, method="mle", seed=7, progress=False, batch_size=32, lr=3e-3, num_steps=40,
+            checkpoint={str(tmp_path)!r}, checkpoint_every=5, callback=die)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    state, _ = ckpt.read(tmp_path)  # never a torn file: the last one written is whole
+    assert state["step"] == 20 and len(state["losses"]) == 20
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    with seeded(0):
+        x = pgm.datasets.toy("banana").sample((200,))
+    resumed = _flow_fit(x, resume=tmp_path)
+    assert resumed.losses == _flow_fit(x).losses
+
+
+def test_a_pyro_program_with_a_replay_buffer_resumes_bit_for_bit(tmp_path):
+    """The ELBO objective (Pyro params, AutoDelta) and an objective with state of its
+    own (the energy model's replay buffer) both come back exactly."""
+    x = pgm.datasets.correlated_gaussian(60, dim=2, seed=1)[0]
+    kw = dict(seed=2, progress=False, num_steps=30, batch_size=16)
+    g_whole = pgm.Gaussian(2).fit(x, method="map", **kw)
+    pgm.Gaussian(2).fit(x, method="map", checkpoint=tmp_path / "g", checkpoint_every=4,
+                        callback=lambda s, v: s == 9, **kw)
+    g = pgm.Gaussian(2).fit(x, method="map", resume=tmp_path / "g", **kw)
+    assert g.losses == g_whole.losses
+    assert all(torch.equal(g.point[k], g_whole.point[k]) for k in g.point)
+
+    def energy():
+        with seeded(0):
+            return pgm.EnergyModel(2, hidden=(8,))
+
+    ekw = dict(kw, buffer_size=50, mcmc_steps=2)
+    e_whole = energy().fit(x, method="mle", **ekw)
+    energy().fit(x, method="mle", checkpoint=tmp_path / "e", checkpoint_every=5,
+                 callback=lambda s, v: s == 11, **ekw)
+    e = energy().fit(x, method="mle", resume=tmp_path / "e", **ekw)
+    assert e.losses == e_whole.losses
+    for a, b in zip(e.model.parameters(), e_whole.model.parameters()):
+        assert torch.equal(a, b)

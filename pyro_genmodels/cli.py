@@ -119,6 +119,9 @@ def _cmd_fit(args) -> int:
     else:
         print(f"mean log p(x) on the training data: "
               f"{fit.log_prob(fit.data).mean().item():.4f}")
+    if fit.info.get("best_step") is not None:
+        print(f"held-out loss {fit.info['best_heldout_loss']:.4f} per row at step "
+              f"{fit.info['best_step']} (kept); stopped: {fit.info['stopped'] or 'num_steps'}")
     return 0
 
 

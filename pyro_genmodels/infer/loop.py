@@ -34,7 +34,7 @@ import dataclasses
 import math
 import os
 import sys
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pyro.optim
 import torch
@@ -173,14 +173,32 @@ class LoopOptions:
                              "torch.optim.Optimizer subclass), not a pyro.optim.PyroOptim")
 
 
-class Batch(NamedTuple):
+class Batch:
     """One minibatch: ``index`` ``(B,)`` into the N training rows (``None``: all rows),
-    and those rows of ``x`` and ``c``. ``num_rows`` is N, for the N / B scaling."""
+    ``num_rows`` N (for the N / B scaling), and those rows of ``x`` and ``c`` (selected
+    on first access: a Pyro objective passes the index to its plate instead)."""
 
-    index: Optional[torch.Tensor]
-    x: torch.Tensor
-    c: Optional[torch.Tensor]
-    num_rows: int
+    __slots__ = ("index", "num_rows", "_x", "_c", "_rows")
+
+    def __init__(self, index: Optional[torch.Tensor], x: torch.Tensor,
+                 c: Optional[torch.Tensor]):
+        self.index, self.num_rows, self._x, self._c = index, x.shape[0], x, c
+        self._rows = None
+
+    def _select(self):
+        if self._rows is None:
+            pick = (lambda t: t if t is None or self.index is None  # noqa: E731
+                    else t.index_select(0, self.index))
+            self._rows = (pick(self._x), pick(self._c))
+        return self._rows
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self._select()[0]
+
+    @property
+    def c(self) -> Optional[torch.Tensor]:
+        return self._select()[1]
 
 
 class Minibatches:
@@ -201,13 +219,12 @@ class Minibatches:
 
     def next(self) -> Batch:
         if self.b is None:
-            return Batch(None, self.x, self.c, self.n)
+            return Batch(None, self.x, self.c)
         if self.perm is None or self.pos + self.b > self.n:
             self.perm, self.pos = torch.randperm(self.n, device=self.x.device), 0
         idx = self.perm[self.pos:self.pos + self.b]
         self.pos += self.b
-        return Batch(idx, self.x.index_select(0, idx),
-                     None if self.c is None else self.c.index_select(0, idx), self.n)
+        return Batch(idx, self.x, self.c)
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import pyro.infer
+import pyro.poutine.runtime
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
@@ -47,6 +48,17 @@ class _JitTraceMeanField_ELBO(pyro.infer.JitTraceMeanField_ELBO):
         if compiled is None:
             return super().differentiable_loss(model, guide, *args, **kwargs)
         return compiled(*args, _pyro_model_id=id(model), _pyro_guide_id=id(guide), **kwargs)
+
+
+def prior_factor(name: str, log_density: Callable[[], torch.Tensor]) -> None:
+    """``pyro.factor(name, log_density())``, except that under :class:`FlatPriors` masking
+    ``name`` (``mle``) the density is not computed at all: the site stays in the trace,
+    with a zero factor that the mask removes anyway. A network's weight prior is a norm
+    over every weight, a measurable share of a small training step."""
+    masked = any(isinstance(m, FlatPriors) and name in m.sites
+                 for m in pyro.poutine.runtime._PYRO_STACK)
+    value = torch.zeros(()) if masked else log_density()
+    pyro.factor(name, value)
 
 
 def make_elbo(cls_name: str, *, jit: bool, max_plate_nesting: Optional[int] = None,

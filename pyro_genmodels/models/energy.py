@@ -50,6 +50,7 @@ from .._rng import seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
 from ..base import (Capabilities, Fit, GenerativeModel, _chunk_rows, gaussian_weight_log_prior,
                     register)
+from ..infer.objectives import prior_factor
 from ..infer.ais import AISEstimate, anneal
 from ..infer.mcmc import pyro_mcmc
 from ..infer.samplers import ChainResult, check_log_density, hmc, mala
@@ -346,7 +347,7 @@ class EnergyModel(GenerativeModel):
               subsample_size: Optional[int] = None,
               subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         pyro.module("energy", self.net)
-        pyro.factor("weight_prior", self.weight_log_prior())
+        prior_factor("weight_prior", self.weight_log_prior)
         if x is None:  # prior predictive: MCMC draws from p_phi
             draws = self.sample_given({}, num_data or 1)
             with pyro.plate("data", draws.shape[0]):

@@ -38,6 +38,7 @@ from .._validation import positive_float, positive_int
 from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
+from ..infer.objectives import prior_factor
 
 TRANSFORMS = {
     "nsf": zuko.flows.NSF,
@@ -145,7 +146,7 @@ class Flow(GenerativeModel):
               num_data: Optional[int] = None, subsample_size: Optional[int] = None,
               subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         pyro.module("flow", self.flow)
-        pyro.factor("weight_prior", self.weight_log_prior())
+        prior_factor("weight_prior", self.weight_log_prior)
         num_data = x.shape[0] if x is not None else (
             c.shape[0] if c is not None else (num_data or 1))
         with pyro.plate("data", num_data, subsample_size=subsample_size,

@@ -58,6 +58,7 @@ from .._rng import seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
+from ..infer.objectives import prior_factor
 from ..fit import CHUNK_ELEMENTS, Fit
 from .vae_engine import VAEEngine
 from .vae_parts import StandardNormal, _Generative, _labels, mlp
@@ -355,7 +356,7 @@ class VAE(GenerativeModel):
                 data set): a random subset of that size, or these row indices.
         """
         pyro.module("decoder", self.generative)
-        pyro.factor("weight_prior", self.weight_log_prior())
+        prior_factor("weight_prior", self.weight_log_prior)
         with self._plate(x, c, num_data, subsample_size, subsample) as idx:
             sub = subsample_size is not None or subsample is not None
             ctx = c.index_select(0, idx) if (sub and c is not None) else c

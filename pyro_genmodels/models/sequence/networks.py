@@ -26,6 +26,7 @@ from torch import nn
 
 from ..._validation import check_choice, positive_float, positive_int
 from ...base import Capabilities, cached_parameters, gaussian_weight_log_prior, register
+from ...infer.objectives import prior_factor
 from ...infer.engines import PointEngine
 from .sampling import SequenceFit, generate
 from .tokens import SequenceModel
@@ -302,7 +303,7 @@ class AutoregressiveModel(SequenceModel):
 
     def model(self, x=None, *, c=None, num_data=None, subsample_size=None, subsample=None):
         pyro.module("net", self.net)
-        pyro.factor("weight_prior", self.weight_log_prior())
+        prior_factor("weight_prior", self.weight_log_prior)
         if x is None:
             n = c.shape[0] if c is not None else (num_data or 1)
             with torch.no_grad():

@@ -1,0 +1,92 @@
+"""The density hook: ``model.distribution(params, c)`` and ``fit.distribution(c)``, a Pyro
+distribution of the fitted density that a user can put in a Pyro program of their own."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.distributions.torch_distribution import TorchDistributionMixin
+
+import pyro_genmodels as pgm
+from pyro_genmodels._rng import seeded
+
+
+@pytest.fixture(scope="module")
+def gaussian_data():
+    return pgm.datasets.correlated_gaussian(200, dim=3, seed=0)[0].double()
+
+
+@pytest.mark.parametrize("method,options", [
+    ("mle", {}), ("vi", {"num_steps": 200, "num_posterior_samples": 100}),
+    ("nuts", {"num_samples": 40, "warmup_steps": 40, "num_chains": 1})])
+def test_the_distribution_is_the_fit_density(gaussian_data, method, options):
+    x = gaussian_data
+    fit = pgm.Gaussian(3).double().fit(x, method=method, seed=0, progress=False, **options)
+    d = fit.distribution()
+    assert isinstance(d, TorchDistributionMixin)  # a Pyro distribution
+    assert d.event_shape == (3,) and d.batch_shape == ()
+    # point fits: p(x | phi_hat); posterior fits: the posterior predictive mixture
+    assert torch.allclose(d.log_prob(x), fit.log_prob(x), atol=1e-10)
+    with seeded(1):
+        assert d.sample((7,)).shape == (7, 3)
+
+
+def test_mixture_and_ppca_densities_agree_with_their_fast_paths():
+    x = pgm.datasets.clusters(150, k=3, dim=2, seed=0)[0].double()
+    fit = pgm.GaussianMixture(2, 3).double().fit(x, method="mle", seed=0, progress=False)
+    assert torch.allclose(fit.distribution().log_prob(x), fit.log_prob(x), atol=1e-10)
+    digits = pgm.datasets.load_digits()[0][:300].double()
+    ppca = pgm.PPCA(64, 5).double().fit(digits, method="mle", seed=0, progress=False,
+                                         num_steps=50)
+    d = ppca.distribution()
+    assert isinstance(d.base_dist if hasattr(d, "base_dist") else d,
+                      dist.LowRankMultivariateNormal)
+    assert torch.allclose(d.log_prob(digits), ppca.log_prob(digits), atol=1e-8)
+
+
+def test_a_fitted_conditional_flow_has_one_distribution_per_context():
+    with seeded(0):
+        x = torch.randn(128, 2)
+        c = torch.randn(128, 1)
+        model = pgm.Flow(2, hidden=(8, 8), num_transforms=2, context_dim=1)
+    fit = model.fit(x + c, c=c, method="mle", seed=0, progress=False, num_steps=20)
+    d = fit.distribution(c[:5])
+    assert d.batch_shape == (5,) and d.event_shape == (2,)
+    assert torch.allclose(d.log_prob(x[:5] + c[:5]), fit.log_prob(x[:5] + c[:5], c=c[:5]),
+                          atol=1e-5)
+
+
+def test_a_fitted_flow_is_a_prior_in_a_pyro_program():
+    """The use the hook is for: a density learned from samples, as a prior term."""
+    with seeded(0):
+        x = pgm.datasets.toy("banana").sample((256,))
+        model = pgm.Flow(2, hidden=(16, 16), num_transforms=2)
+    fit = model.fit(x, method="mle", seed=0, progress=False, num_steps=30)
+    prior = fit.distribution()
+
+    def program(y):
+        theta = pyro.sample("theta", prior)
+        pyro.sample("y", dist.Normal(theta.sum(-1), 1.0), obs=y)
+
+    with seeded(3):
+        tr = poutine.trace(program).get_trace(torch.tensor(0.5))
+    theta = tr.nodes["theta"]["value"]
+    assert theta.shape == (2,)
+    tr.compute_log_prob()
+    assert torch.allclose(tr.nodes["theta"]["log_prob"], fit.log_prob(theta[None])[0],
+                          atol=1e-5)
+    # and gradients flow through it: the log joint is differentiable in theta
+    theta = theta.clone().requires_grad_(True)
+    lp = prior.log_prob(theta) + dist.Normal(theta.sum(-1), 1.0).log_prob(torch.tensor(0.5))
+    (g,) = torch.autograd.grad(lp, theta)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_families_without_a_tractable_density_say_so():
+    x = pgm.datasets.load_digits(binarize=True)[0][:64]
+    with seeded(0):
+        vae = pgm.VAE(64, 2, hidden=(8,))
+    fit = vae.fit(x, method="mle", seed=0, progress=False, num_steps=2)
+    with pytest.raises(NotImplementedError, match="estimate"):
+        fit.distribution()

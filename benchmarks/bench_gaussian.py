@@ -26,7 +26,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 import pyro_genmodels as pgm
-from pyro_genmodels.infer.svi import quiet_jit_deprecation
+from pyro_genmodels.infer.objectives import quiet_jit_deprecation
 
 
 def _hand_written_mle(x: torch.Tensor, num_steps: int, lr: float, lr_decay: float) -> float:

@@ -1,4 +1,5 @@
-"""The facade: :class:`GenerativeModel`, its :class:`Capabilities`, and the :class:`Fit`.
+"""The facade: :class:`GenerativeModel` and its :class:`Capabilities` (the :class:`Fit` it
+returns lives in :mod:`pyro_genmodels.fit`, the engines in :mod:`pyro_genmodels.infer`).
 
 A generative model is a Pyro program ``model(x)`` with *global* parameters phi (the
 latent sites listed in :attr:`GenerativeModel.global_sites`) and an observed site ``x``
@@ -283,8 +284,9 @@ class GenerativeModel(PyroModule):
                 lists them with their defaults). Optimization (``mle``, ``map``, ``vi``):
                 ``num_steps``, ``lr``, ``lr_decay``, ``batch_size``, ``optimizer``,
                 ``grad_clip``, ``callback``, ``validation``, ``patience``,
-                ``checkpoint``, ``checkpoint_every``, ``resume``; ``vi`` adds ``guide``,
-                ``num_particles``, ``num_posterior_samples``. MCMC (``nuts``, ``hmc``):
+                ``validate_every``, ``checkpoint``, ``checkpoint_every``, ``resume``;
+                ``vi`` adds ``guide``, ``num_particles``, ``num_posterior_samples``,
+                ``init_scale``. MCMC (``nuts``, ``hmc``):
                 ``num_samples``, ``warmup_steps``, ``num_chains`` and kernel settings.
                 All: ``device``.
 

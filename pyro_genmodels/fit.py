@@ -130,7 +130,8 @@ class Fit:
     def posterior_samples(self) -> Dict[str, torch.Tensor]:
         """Posterior draws with chains flattened: ``{site: (chains * draws, *shape)}``."""
         if self.posterior is None:
-            raise ValueError(f"A {self.method!r} fit is a point estimate and has no posterior draws")
+            raise ValueError(f"A {self.method!r} fit is a point estimate and has no posterior "
+                             f"draws")
         return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.posterior.items()}
 
     @property
@@ -216,9 +217,10 @@ class Fit:
         Point fits: ``model.distribution(phi_hat, c)``. Posterior fits: the posterior
         predictive, the uniform mixture over the S stored draws of phi
         (``MixtureSameFamily``), whose ``log_prob`` is :meth:`log_prob`'s. ``c``: for
-        conditional models, ``(N, context_dim)`` gives batch shape ``(N,)``. Only
-        families with a tractable density have one (``capabilities.log_prob ==
-        "exact"``).
+        conditional models, ``(N, context_dim)`` gives batch shape ``(N,)``. Families
+        whose model implements the density hook have one (Gaussian, GaussianMixture,
+        PPCA, Flow); the others raise ``NotImplementedError`` (an estimate, an
+        unnormalized density, or sequences of varying length).
         """
         if c is not None:
             c = self._as_context(c, len(c) if hasattr(c, "__len__") else 1)

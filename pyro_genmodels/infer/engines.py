@@ -25,6 +25,7 @@ method     engine                options record
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from typing import Any, Callable, ClassVar, Dict, NamedTuple, Optional
 
@@ -74,7 +75,8 @@ def split_heldout(model, x: torch.Tensor, c: Optional[torch.Tensor], validation:
         pick = (lambda t, i: None if t is None else t.index_select(0, i))  # noqa: E731
         return Data(pick(x, train), pick(c, train), pick(x, val), pick(c, val))
     x_val, c_val = validation, None
-    if model.context_dim is not None and isinstance(validation, tuple) and len(validation) == 2:
+    conditional = model.context_dim is not None or getattr(model, "num_classes", None)
+    if conditional and isinstance(validation, tuple) and len(validation) == 2:
         x_val, c_val = validation
     x_val = model.validate_data(x_val, name="validation", device=device, dtype=x.dtype)
     c_val = model.validate_context(c_val, x_val.shape[0], device=device,
@@ -97,9 +99,8 @@ class Engine:
         self.Options(**defaults)  # fail at the family's definition, not at its first fit
         self.defaults = defaults
 
-    @classmethod
-    def option_names(cls):
-        return [f.name for f in dataclasses.fields(cls.Options)]
+    def option_names(self):
+        return [f.name for f in dataclasses.fields(self.Options)]
 
     def options(self, method: str, **given: Any):
         """The options record of this fit: the family's defaults, then ``given``."""
@@ -132,13 +133,23 @@ def heldout_nll(model, params: Callable[[], Dict[str, torch.Tensor]], data: Data
     return loss
 
 
-def fingerprint(model, method: str, data: Data) -> Dict[str, Any]:
-    """What a checkpoint must match to be resumed: the model, method and data sizes."""
-    config = {k: v for k, v in model.get_config().items()
-              if v is None or isinstance(v, (bool, int, float, str, list, tuple))}
-    return {"model": model.registry_name, "config": config, "method": method,
-            "num_rows": int(data.x.shape[0]),
-            "num_heldout": None if data.x_val is None else int(data.x_val.shape[0])}
+def fingerprint(model, method: str, data: Data, opts) -> Dict[str, Any]:
+    """What a checkpoint must match to be resumed: the model's class and configuration,
+    the method, a digest of the training and held-out rows, and the options that shape
+    the run (all but the callback and the checkpoint settings)."""
+    def plain(d):
+        return {k: v for k, v in d.items()
+                if v is None or isinstance(v, (bool, int, float, str, list, tuple))}
+
+    digest = hashlib.sha256()
+    for t in (data.x, data.c, data.x_val, data.c_val):
+        if t is not None:
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    skip = {"callback", "checkpoint", "checkpoint_every", "resume", "validation"}
+    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
+               if f.name not in skip}
+    return {"model": model.registry_name, "config": plain(model.get_config()),
+            "method": method, "data": digest.hexdigest()[:16], "options": plain(options)}
 
 
 # ---------------------------------------------------------------------- mle / map
@@ -207,7 +218,7 @@ class PointEngine(Engine):
         with pyro.validation_enabled(False), quiet_jit_deprecation():
             result = optimize([Player(loss, loss.parameters)], data.x, data.c, opts,
                               heldout=self.heldout(model, point, data), progress=progress,
-                              desc=method, fingerprint=fingerprint(model, method, data))
+                              desc=method, fingerprint=fingerprint(model, method, data, opts))
         result.point = point()
         return result
 
@@ -269,7 +280,7 @@ class VIEngine(Engine):
         with pyro.validation_enabled(False), quiet_jit_deprecation():
             result = optimize([Player(loss, loss.parameters)], data.x, data.c, opts,
                               heldout=heldout_nll(model, mean, data), progress=progress,
-                              desc=method, fingerprint=fingerprint(model, method, data))
+                              desc=method, fingerprint=fingerprint(model, method, data, opts))
             result.posterior = _draw_posterior(model, q, (data.x, data.c),
                                                opts.num_posterior_samples)
         result.info["guide"] = opts.guide
@@ -369,9 +380,6 @@ class MCMCEngine(Engine):
         self.kernel = check_choice(kernel, ("nuts", "hmc"), "kernel")
         self.Options = NUTSOptions if kernel == "nuts" else HMCOptions
         super().__init__(**defaults)
-
-    def option_names(self):
-        return [f.name for f in dataclasses.fields(self.Options)]
 
     def run(self, model, data: Data, opts: MCMCOptions, *, method: str,
             progress: bool) -> FitResult:

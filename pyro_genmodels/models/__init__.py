@@ -1,4 +1,5 @@
-"""Model families, one file each."""
+"""Model families: one file each, or a small subpackage (``sequence/``) or a few files
+(``vae*.py``, ``energy*.py``) where a family grew: the model apart from its engine."""
 
 from . import autoregressive  # noqa: F401  (the old path of .sequence, kept importable)
 from .energy import EnergyModel
@@ -9,4 +10,5 @@ from .ppca import PPCA
 from .sequence import AutoregressiveModel, NGram
 from .vae import VAE
 
-__all__ = ["AutoregressiveModel", "EnergyModel", "Flow", "Gaussian", "GaussianMixture", "NGram", "PPCA", "VAE"]
+__all__ = ["AutoregressiveModel", "EnergyModel", "Flow", "Gaussian", "GaussianMixture", "NGram",
+           "PPCA", "VAE"]

@@ -225,7 +225,7 @@ class EnergyEngine(Engine):
             with pyro.validation_enabled(False):
                 result = optimize([Player(loss, params)], x, data.c, opts, heldout=heldout,
                                   progress=progress, desc=f"energy {method}",
-                                  fingerprint=fingerprint(model, method, data))
+                                  fingerprint=fingerprint(model, method, data, opts))
         finally:
             model.net.eval()
         result.point = {}

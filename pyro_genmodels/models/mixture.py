@@ -260,12 +260,6 @@ class Relabeled(Engine):
     def __init__(self, inner: Engine):
         self.inner, self.Options, self.defaults = inner, inner.Options, inner.defaults
 
-    def option_names(self):
-        return self.inner.option_names()
-
-    def options(self, method: str, **given: Any):
-        return self.inner.options(method, **given)
-
     def run(self, model, data, opts, *, method: str, progress: bool) -> FitResult:
         result = self.inner.run(model, data, opts, method=method, progress=progress)
         result.posterior = relabel(model, result.posterior)

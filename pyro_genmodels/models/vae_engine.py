@@ -89,7 +89,7 @@ class VAEEngine(PointEngine):
             params = list(model.generative.parameters()) + list(model.encoder.parameters())
             result = optimize([Player(loss, params)], data.x, data.c, opts,
                               heldout=self.heldout(model, None, data), progress=progress,
-                              desc=method, fingerprint=fingerprint(model, method, data))
+                              desc=method, fingerprint=fingerprint(model, method, data, opts))
             result.point = {}
         n = data.x.shape[0]
         result.info.update(batch_size=n if opts.batch_size is None else min(opts.batch_size, n),

@@ -5,6 +5,7 @@ MLE + L2, conditional generation, and the names example and benchmark at tiny si
 import importlib.util
 import itertools
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.infer import FlatPriors
 from pyro_genmodels.models.sequence import AutoregressiveModel, NGram, generate
+from tests.oracles import check_names_table
+from tests.printed import agrees, bounds, grab, positive_finite, quotient, scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 #: "transformer-w3": sliding-window attention over the last 3 positions
@@ -151,6 +154,17 @@ def test_attention_window():
         AutoregressiveModel(network="transformer", attention_window=0)
 
 
+def test_vocabulary_is_built_from_the_training_strings_and_kept():
+    model = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2)
+    assert not model.known
+    with seeded(0):
+        fit = model.fit(["hello", "world"], method="mle", num_steps=2, progress=False)
+    assert fit.vocab == "dehlorw" and fit.model.num_outcomes == 8
+    assert model.vocab is None  # the model itself is unchanged
+    with pytest.raises(ValueError, match="'z'"):
+        fit.log_prob(["hez"])
+
+
 def test_conditional_generation_and_label_errors():
     data = ["aab", "aba", "abb", "aaa"] * 8 + ["bba", "bab", "baa", "bbb"] * 8
     c = [0] * 32 + [1] * 32
@@ -259,15 +273,37 @@ def test_example_names_smoke():
                                               "--num-samples", "5", "--prefix", "ma",
                                               "--attention-window", "4"]))
     assert {"bigram (add-one)", "gru", "transformer"} <= set(table.index)
-    assert (table["heldout_nll_per_char"] > 0).all()
+    check_names_table(table)
     assert len(samples) == 5 and all(s.startswith("ma") for s in samples)
 
 
 def test_benchmark_smoke(capsys):
+    """The last line's ratio is a finite positive float, the training line's, and every
+    printed ratio is the ratio of the printed figures it is made of."""
     mod = _load(ROOT / "benchmarks" / "bench_autoregressive.py")
-    mod.main(["--small"])
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert math.isfinite(float(last.rsplit(":", 1)[1]))
+    returned = mod.main(["--small"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5
+    last = grab(r"^ratio \(facade / hand-written PyTorch GRU training step; goal <= 1\.2\): "
+                r"{N}$", lines[-1])
+    positive_finite(last)
+    assert last == f"{returned:.2f}"
+    facade, facade_ms, loop, loop_ms, ratio = grab(
+        r"^training, GRU 16, batch 32, 5 steps: facade {N}s \({N} ms/step\), hand-written "
+        r"loop {N}s \({N} ms/step\), ratio {N} \(goal <= 1\.2\)$", lines[0])
+    assert ratio == last
+    assert agrees(facade_ms, scaled(bounds(facade), 1000 / 5))
+    assert agrees(loop_ms, scaled(bounds(loop), 1000 / 5))
+    assert agrees(ratio, quotient(bounds(facade), bounds(loop)))
+    assert agrees(ratio, quotient(bounds(facade_ms), bounds(loop_ms)))
+    for line, name in zip(lines[1:4], ["gru", "transformer", "transformer (window 4)"]):
+        short_ms, long_ms, per, recomputed, cached, speed = grab(
+            r"^sampling, " + re.escape(name) + r" 16 x 2 layers, 4 sequences: {N} ms/token "
+            r"at 4, {N} ms/token at 16 \(ratio {N}, goal <= 1\.3\); recomputing the prefix "
+            r"{N}s vs cached {N}s at 16 \({N}x, goal >= 10\)$", line)
+        assert agrees(per, quotient(bounds(long_ms), bounds(short_ms)))
+        assert agrees(cached, scaled(bounds(long_ms), 16 / 1000))  # 16 tokens
+        assert agrees(speed, quotient(bounds(recomputed), bounds(cached)))
 
 
 @pytest.mark.slow

@@ -1,4 +1,9 @@
-"""The contract every registered model meets, for every method it supports."""
+"""The contract every registered model meets, for every method it supports: one suite
+over the cases of tests/cases.py (float rows, strings and token ids alike).
+
+Every test reads only the case's fields (how to build the model and its data, how to
+check and compare draws, which inputs to refuse); nothing here names a family.
+"""
 
 import math
 import random
@@ -10,92 +15,131 @@ import torch
 
 import pyro_genmodels as pgm
 from pyro_genmodels.base import LOG_PROB_KINDS
-from tests.cases import CASES, SEQUENCE_FAMILIES, check_inference_data, model_method_pairs
+from tests.cases import CASES, case_method_pairs, check_inference_data, same_config
 
-PAIRS = model_method_pairs()
+PAIRS = case_method_pairs()
+METHODS = {"mle", "map", "vi", "nuts", "hmc"}
 _CACHE = {}
 
 
-def fitted(name, method, seed=0):
-    key = (name, method, seed)
+def fit_case(name, method, data, seed, **extra):
+    case = CASES[name]
+    return case.make_model().fit(data.x, method=method, seed=seed, progress=False,
+                                 **data.kw, **case.fast_options[method], **extra)
+
+
+def fitted(name, method):
+    """The case's fit of its data (seed 0) by ``method``, made once."""
+    key = (name, method)
     if key not in _CACHE:
-        case = CASES[name]
-        x = case.make_data(0)
-        _CACHE[key] = case.make_model().fit(x, method=method, seed=seed, progress=False,
-                                            **case.fast_options[method])
+        _CACHE[key] = fit_case(name, method, CASES[name].make_data(0), seed=0)
     return _CACHE[key]
 
 
-def test_every_registered_model_has_a_case():
-    registered = set(pgm.registry())
-    covered = {type(c.make_model()).registry_name for c in CASES.values()}
-    missing = registered - SEQUENCE_FAMILIES - covered
-    assert not missing, f"no contract case for {missing}"
+def _finite_state(model):
+    """Every floating tensor of the model's state (network weights, buffers) is finite."""
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            assert torch.isfinite(v).all(), k
+
+
+def test_every_registered_family_has_a_case_for_every_method():
+    """A new family (or a new method of one) cannot be forgotten by the contract."""
+    covered = {}
+    for case in CASES.values():
+        covered.setdefault(case.make_model().registry_name, set()).update(case.fast_options)
+    registered = pgm.registry()
+    assert set(covered) == set(registered), (f"no contract case for "
+                                             f"{set(registered) - set(covered)}")
+    for name, cls in registered.items():
+        assert covered[name] == set(cls.capabilities.methods), name
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_capabilities_are_honest(name):
-    model = CASES[name].make_model()
+    case = CASES[name]
+    model = case.make_model()
     caps = model.capabilities
     assert caps["log_prob"] in LOG_PROB_KINDS
-    assert set(caps.methods) <= {"mle", "map", "vi", "nuts", "hmc"}
+    assert set(caps.methods) <= METHODS
+    assert set(case.fast_options) <= set(caps.methods)
     assert dict(caps)["methods"] == caps.methods
-    assert model.num_params() > 0
+    assert caps.conditional or case.make_data(0).c is None
+    fit = fitted(name, next(iter(case.fast_options)))
+    assert fit.model.num_params() > 0
 
 
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_shapes_and_finiteness(name, method):
-    fit = fitted(name, method)
     case = CASES[name]
-    x = case.make_data(1)
-    lp = fit.log_prob(x)
-    assert lp.shape == (x.shape[0],)
-    assert torch.isfinite(lp).all()
-    s = fit.sample(17, seed=3)
-    assert s.shape == (17, x.shape[1])
-    assert torch.isfinite(s).all()
+    fit = fitted(name, method)
+    assert isinstance(fit, type(case.make_model()).fit_class)
     assert fit.method == method
-    assert fit.log_prob_kind == (case.log_prob_kind or fit.model.capabilities.log_prob)
+    assert fit.log_prob_kind == case.log_prob_kind
+    for seed in (0, 1):  # the training data, and unseen data
+        data = case.make_data(seed)
+        lp = fit.log_prob(data.x, **data.kw)
+        assert lp.shape == (len(data),)
+        if seed == 0 or case.finite_on_heldout:
+            assert torch.isfinite(lp).all()
+        else:  # -inf for an impossible sequence, never nan or +inf
+            assert (torch.isfinite(lp) | (lp == -math.inf)).all()
+        assert (lp < case.log_prob_below).all()
+    case.check_sample(fit.sample(17, seed=3, c=case.sample_c), 17)
+    assert fit.data.dtype == case.data_dtype and fit.data.shape[0] == len(case.make_data(0))
     params = fit.params
-    assert "covariance_matrix" in params or name not in ("gaussian", "gaussian-known-cov")
+    assert set(params) == case.params
     for k, v in params.items():
         assert torch.isfinite(v).all(), k
+    _finite_state(fit.model)
+    opts = case.fast_options[method]
     if method in ("nuts", "hmc"):
-        assert fit.losses == []
-        assert fit.is_posterior
-    else:
-        budget = case.fast_options[method]["num_steps"]
+        assert fit.losses == [] and fit.is_posterior
+    elif "num_steps" in opts:
         if case.stops_early:
-            assert 1 <= len(fit.losses) <= budget
+            assert 1 <= len(fit.losses) <= opts["num_steps"]
         else:
-            assert len(fit.losses) == budget
-        assert all(math.isfinite(v) for v in fit.losses)
+            assert len(fit.losses) == opts["num_steps"]
+    else:  # closed form: one loss, the negative log joint at the estimate
+        assert len(fit.losses) == 1
+    assert all(math.isfinite(v) for v in fit.losses)
 
 
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_same_seed_same_result(name, method):
-    a = fitted(name, method)
     case = CASES[name]
-    b = case.make_model().fit(case.make_data(0), method=method, seed=0, progress=False,
-                              **case.fast_options[method])
+    a = fitted(name, method)
+    data = case.make_data(0)
+    b = fit_case(name, method, data, seed=0)
     assert a.losses == b.losses
+    assert a.params.keys() == b.params.keys()
     for k in a.params:
         assert torch.equal(a.params[k], b.params[k]), k
-    assert torch.equal(a.sample(5, seed=1), b.sample(5, seed=1))
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert case.same_samples(a.sample(5, seed=1, c=case.sample_c),
+                             b.sample(5, seed=1, c=case.sample_c))
+    assert torch.equal(a.log_prob(data.x, **data.kw), b.log_prob(data.x, **data.kw))
 
 
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_save_load_round_trip(name, method, tmp_path):
+    case = CASES[name]
     fit = fitted(name, method)
-    x = CASES[name].make_data(1)
+    data = case.make_data(1)
     fit.save(tmp_path / "run")
     back = pgm.load(tmp_path / "run")
+    assert type(back) is type(fit)
+    assert same_config(back.model.get_config(), fit.model.get_config())
     assert back.method == fit.method and back.losses == fit.losses
     assert back.log_prob_kind == fit.log_prob_kind
-    assert torch.equal(back.log_prob(x), fit.log_prob(x))
-    assert torch.equal(back.sample(11, seed=5), fit.sample(11, seed=5))
+    assert torch.equal(back.log_prob(data.x, **data.kw), fit.log_prob(data.x, **data.kw))
+    assert case.same_samples(
+        back.sample(11, seed=5, c=case.sample_c, **case.sample_options),
+        fit.sample(11, seed=5, c=case.sample_c, **case.sample_options))
+    assert back.params.keys() == fit.params.keys()
     for k in fit.params:
-        assert torch.equal(back.params[k], fit.params[k])
+        assert torch.equal(back.params[k], fit.params[k]), k
 
 
 @pytest.mark.parametrize("name,method", PAIRS)
@@ -105,61 +149,74 @@ def test_to_arviz(name, method):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_unknown_method_lists_the_methods(name):
-    model = CASES[name].make_model()
+    case = CASES[name]
+    model = case.make_model()
+    data = case.make_data(0)
     with pytest.raises(ValueError) as err:
-        model.fit(CASES[name].make_data(0), method="gibbs", progress=False)
+        model.fit(data.x, method="gibbs", progress=False, **data.kw)
     for m in model.capabilities.methods:
         assert m in str(err.value)
 
 
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_unknown_option_is_refused(name, method):
-    model = CASES[name].make_model()
+    case = CASES[name]
+    data = case.make_data(0)
     with pytest.raises(ValueError, match="num_stepz"):
-        model.fit(CASES[name].make_data(0), method=method, num_stepz=3, progress=False)
+        case.make_model().fit(data.x, method=method, num_stepz=3, progress=False, **data.kw)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_data_is_refused_before_any_state_changes(name):
     case = CASES[name]
     model = case.make_model()
-    x = case.make_data(0).clone()
+    data = case.make_data(0)
     pyro.param("user_param", torch.tensor(1.0))
-    store_before = dict(pyro.get_param_store().items())
+    store_before = set(pyro.get_param_store().keys())
     torch_state = torch.get_rng_state()
-    bad = x.clone()
-    bad[4, 1] = float("nan")
-    with pytest.raises(ValueError, match=r"row 4, column 1"):
-        model.fit(bad, method="mle", progress=False)
-    bad[4, 1] = float("inf")
-    with pytest.raises(ValueError, match=r"row 4, column 1"):
-        model.fit(bad, method="mle", progress=False)
-    with pytest.raises(ValueError, match="empty"):
-        model.fit(x[:0], method="mle", progress=False)
-    with pytest.raises(ValueError, match=rf"expected {x.shape[1]}, got {x.shape[1] - 1}"):
-        model.fit(x[:, :-1], method="mle", progress=False)
-    with pytest.raises(TypeError, match="numeric"):
-        model.fit(np.array([["a"] * x.shape[1]] * 3), method="mle", progress=False)
-    with pytest.raises(TypeError):
-        model.fit("data.csv", method="mle", progress=False)
-    with pytest.raises(ValueError, match="num_steps"):
-        model.fit(x, method="mle", num_steps=0, progress=False)
-    with pytest.raises(ValueError, match="lr"):
-        model.fit(x, method="map", lr=-1.0, progress=False)
-    assert dict(pyro.get_param_store().items()).keys() == store_before.keys()
+    config_before = model.get_config()
+    first = next(iter(case.fast_options))
+
+    def refused(error, match, model, x, **kw):
+        with pytest.raises(error, match=match):
+            model.fit(x, progress=False, **kw)
+
+    for bad in case.refusals(data):
+        target = model if bad.model is None else bad.model(model)
+        refused(bad.error, bad.match, target, bad.data.x, method=first, **bad.data.kw)
+    # conditioning: a conditional case needs c, an unconditional model takes none
+    if data.c is None:
+        refused(ValueError, "unconditional", model, data.x, method=first,
+                **{**data.kw, "c": torch.zeros(len(data))})
+    else:
+        refused(ValueError, "conditional", model, data.x, method=first,
+                **{**data.kw, "c": None})
+    # option values out of range, for every method that has the option
+    for method in case.fast_options:
+        names = type(model).engine(method).option_names()
+        for option, value in (("num_steps", 0), ("lr", -1.0)):
+            if option in names:
+                refused(ValueError, option, model, data.x, method=method, **data.kw,
+                        **{option: value})
+    assert set(pyro.get_param_store().keys()) == store_before
     assert torch.equal(torch.get_rng_state(), torch_state)
+    assert same_config(model.get_config(), config_before)
 
 
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_log_prob_and_sample_refuse_bad_input(name, method):
+    case = CASES[name]
     fit = fitted(name, method)
-    x = CASES[name].make_data(1)
-    with pytest.raises(ValueError, match="columns"):
-        fit.log_prob(x[:, :-1])
-    with pytest.raises(ValueError, match="finite"):
-        fit.log_prob(torch.full_like(x, float("nan")))
+    bad_inputs = case.bad_inputs(case.make_data(1))
+    assert bad_inputs  # every case names inputs its fits refuse
+    for bad in bad_inputs:
+        with pytest.raises(bad.error, match=bad.match):
+            fit.log_prob(bad.data.x, **bad.data.kw)
     with pytest.raises(ValueError, match="positive integer"):
-        fit.sample(0)
+        fit.sample(0, c=case.sample_c)
+    if case.sample_c is not None:
+        with pytest.raises(ValueError, match="conditional"):
+            fit.sample(2)
 
 
 @pytest.mark.parametrize("name,method", [p for p in PAIRS if p[1] in ("mle", "vi", "nuts")])
@@ -167,13 +224,15 @@ def test_fits_own_their_parameters(name, method):
     """Fitting B, and anything in Pyro's global param store, never changes A."""
     case = CASES[name]
     a = fitted(name, method)
-    x = case.make_data(1)
-    before = a.log_prob(x).clone()
+    data = case.make_data(1)
+    before = a.log_prob(data.x, **data.kw).clone()
+    # names the engines' own parameters could collide with
     pyro.param("AutoDelta.loc", torch.full((3,), 100.0))
+    pyro.param("net$$$embed.tokens.weight", torch.full((5, 8), 100.0))
     pyro.param("loc", torch.full((3,), -100.0))
-    case.make_model().fit(case.make_data(2) * 3 + 7, method=method, seed=1, progress=False,
-                          **case.fast_options[method])
-    assert torch.equal(a.log_prob(x), before)
+    b = fit_case(name, method, case.make_data(2), seed=1)
+    assert not torch.equal(b.log_prob(data.x, **data.kw), before)  # B is another fit
+    assert torch.equal(a.log_prob(data.x, **data.kw), before)
     # the user's global params survive a fit untouched
     assert torch.equal(pyro.param("loc"), torch.full((3,), -100.0))
 
@@ -181,17 +240,19 @@ def test_fits_own_their_parameters(name, method):
 @pytest.mark.parametrize("name,method", PAIRS)
 def test_fit_does_not_disturb_the_callers_rng(name, method):
     case = CASES[name]
-    x = case.make_data(0)
-    torch.manual_seed(123)
-    np.random.seed(123)
-    random.seed(123)
+    data = case.make_data(0)
+
+    def reset():
+        torch.manual_seed(123)
+        np.random.seed(123)
+        random.seed(123)
+
+    reset()
     expected = (torch.rand(3), np.random.rand(3), random.random())
-    torch.manual_seed(123)
-    np.random.seed(123)
-    random.seed(123)
-    fit = case.make_model().fit(x, method=method, seed=7, progress=False,
-                                **case.fast_options[method])
-    fit.sample(5, seed=2)
+    reset()
+    fit = fit_case(name, method, data, seed=7)
+    fit.sample(5, seed=2, c=case.sample_c)
+    fit.sample(5, c=case.sample_c)  # seed=None: still the caller's RNG untouched
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(got[0], expected[0])
     assert np.array_equal(got[1], expected[1])
@@ -201,8 +262,10 @@ def test_fit_does_not_disturb_the_callers_rng(name, method):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_seed_none_is_recorded_and_reproducible(name):
     case = CASES[name]
-    x = case.make_data(0)
-    a = case.make_model().fit(x, method="map", progress=False, num_steps=20)
+    data = case.make_data(0)
+    method = "map" if "map" in case.fast_options else next(iter(case.fast_options))
+    a = fit_case(name, method, data, seed=None)
     assert isinstance(a.seed, int)
-    b = case.make_model().fit(x, method="map", progress=False, num_steps=20, seed=a.seed)
+    b = fit_case(name, method, data, seed=a.seed)
     assert a.losses == b.losses
+    assert torch.equal(a.log_prob(data.x, **data.kw), b.log_prob(data.x, **data.kw))

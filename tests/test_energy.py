@@ -21,6 +21,7 @@ from pyro_genmodels.infer import FlatPriors
 from pyro_genmodels.infer.ais import AISEstimate
 from pyro_genmodels.mc import MCEstimate
 from pyro_genmodels.models.energy import EnergyFit, EnergyModel
+from tests.printed import agrees, bounds, grab, positive_finite, quotient, scaled
 from tests.test_langevin import COV, LOG_Z, MU, assert_moments, gaussian_log_density
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,7 +356,12 @@ def test_fit_log_prob_sample_and_save_load(tmp_path):
     cached = fit.info["log_z"]
     assert torch.equal(lp, f - cached["estimate"])
     assert fit.log_prob(x).equal(lp) and fit.info["log_z"] is cached  # computed once
-    assert isinstance(fit.log_z, AISEstimate) and fit.log_z.stderr > 0
+    assert isinstance(fit.log_z, AISEstimate)
+    # the delta-method se in the weights' ESS: sqrt((K / ESS - 1) / (K - 1)), up to the
+    # float32 rounding of log Z_hat + log K that it is computed with (one ulp)
+    K, ess = fit.log_z.num_samples, fit.log_z.ess
+    ulp = 2.0 ** -23 * (abs(fit.log_z.estimate) + math.log(K))
+    assert fit.log_z.stderr == pytest.approx(math.sqrt((K / ess - 1) / (K - 1)), rel=ulp)
     s = fit.sample(9, seed=1, warmup_steps=30)
     assert s.shape == (9, 2) and torch.isfinite(s).all()
     idata = fit.sample_chains(9, seed=1, warmup_steps=30).to_arviz()
@@ -428,7 +434,7 @@ def _load(path, name):
     return mod
 
 
-def test_example_energy_toy_smoke(tmp_path):
+def test_example_energy_toy_smoke(tmp_path, capsys):
     mod = _load(ROOT / "examples" / "energy_toy.py", "energy_toy")
     out = tmp_path / "e.png"
     fit, coverage, log_z = mod.main(mod.parse_args(
@@ -436,9 +442,33 @@ def test_example_energy_toy_smoke(tmp_path):
          "--out", str(out)]))
     assert out.stat().st_size > 0
     assert isinstance(fit, EnergyFit)
-    assert set(coverage) >= {"modes_covered", "near_fraction"}
-    assert 0 <= coverage["near_fraction"] <= 1 and 0 <= coverage["modes_covered"] <= 8
-    assert math.isfinite(log_z.estimate) and log_z.stderr >= 0
+    # the coverage figures are those of the per-mode counts of the 200 draws
+    counts = coverage["counts"]
+    assert len(counts) == 8
+    assert sum(counts) == round(coverage["near_fraction"] * 200)
+    assert coverage["modes_covered"] == sum(c >= 200 / 8 / 5 for c in counts)
+    # and mode_coverage on draws placed by hand: 190 at mode 0, 5 (a fifth of a fair
+    # share of 25: covered) at mode 1, 4 at mode 2 (not covered), 1 far from every mode
+    truth = pgm.datasets.toy("eight_gaussians")
+    c = truth.centers
+    assert mod.mode_coverage(c.repeat(25, 1), truth) == {
+        "modes_covered": 8, "near_fraction": 1.0, "counts": [25] * 8}
+    placed = torch.cat([c[:1].repeat(190, 1), c[1:2].repeat(5, 1), c[2:3].repeat(4, 1),
+                        torch.tensor([[100.0, 100.0]])])
+    got = mod.mode_coverage(placed, truth)
+    assert got["counts"] == [190, 5, 4, 0, 0, 0, 0, 0] and got["modes_covered"] == 2
+    assert got["near_fraction"] == pytest.approx(199 / 200, rel=1e-7)  # a float32 mean
+    # log Z is the fit's cached AIS estimate; its delta-method se is, in the weights'
+    # ESS = (sum w)^2 / sum w^2, exactly sqrt((K / ESS - 1) / (K - 1)), up to the float32
+    # rounding of log Z_hat + log K = logsumexp(log w) that it is computed with (one ulp)
+    assert log_z == fit.log_z
+    K = log_z.num_samples
+    ulp = 2.0 ** -23 * (abs(log_z.estimate) + math.log(K))
+    assert log_z.stderr == pytest.approx(math.sqrt((K / log_z.ess - 1) / (K - 1)), rel=ulp)
+    printed = capsys.readouterr().out
+    assert f"mode coverage: {coverage}" in printed
+    assert (f"AIS log Z = {log_z.estimate:.4f} ± {log_z.stderr:.4f} (ESS {log_z.ess:.0f})"
+            in printed)
 
 
 def test_bench_langevin_smoke():
@@ -446,10 +476,21 @@ def test_bench_langevin_smoke():
     buf = io.StringIO()
     with redirect_stdout(buf):
         mod.main(["--quick"])
-    last = buf.getvalue().strip().splitlines()[-1]
-    fields = dict(kv.split("=") for kv in last.split() if "=" in kv)
-    assert float(fields["chain_steps_ratio"]) > 0
-    assert float(fields["time_1000_over_1"]) > 0
+    lines = buf.getvalue().strip().splitlines()
+    assert len(lines) == 4
+    pyro_rate, ms = grab(r"^Pyro MCMC\(HMC\), 1 chain: {N} chain-steps/s \({N} ms per "
+                         r"transition", lines[0])
+    chains, many_rate, one_rate = grab(r"^batched HMC, {N} chains: {N} chain-steps/s; "
+                                       r"1 chain: {N} chain-steps/s$", lines[1])
+    assert chains == "50" and grab(r"^batched MALA, {N} chains: {N} ", lines[2])[0] == "50"
+    ratio, over = grab(r"^chain_steps_ratio={N} time_1000_over_1={N} ", lines[3])
+    positive_finite(ratio)
+    positive_finite(over)
+    # the printed figures are one another's: ms per transition = 1000 / rate, the ratio
+    # = batched rate / Pyro's, and time(50 chains) / time(1 chain) = 50 one_rate / rate
+    assert agrees(ms, quotient((1000.0, 1000.0), bounds(pyro_rate)))
+    assert agrees(ratio, quotient(bounds(many_rate), bounds(pyro_rate)))
+    assert agrees(over, scaled(quotient(bounds(one_rate), bounds(many_rate)), 50))
 
 
 # ---------------------------------------------------------------------- quality (slow)

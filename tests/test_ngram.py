@@ -172,6 +172,16 @@ def test_cached_and_recomputed_sampling_draw_the_same_tokens():
     assert a == b and all(s.startswith("b") for s in a)
 
 
+def test_vocabulary_is_built_from_the_training_strings_and_kept():
+    model = NGram(2)
+    assert not model.known
+    fit = model.fit(["hello", "world"], method="map")
+    assert fit.vocab == "dehlorw" and fit.model.num_outcomes == 8
+    assert model.vocab is None  # the model itself is unchanged
+    with pytest.raises(ValueError, match="'z'"):
+        fit.log_prob(["hez"])
+
+
 def test_refusals():
     with pytest.raises(ValueError, match="prior_concentration >= 1"):
         NGram(2, prior_concentration=0.5).fit(DATA, method="map")

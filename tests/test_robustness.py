@@ -1,5 +1,8 @@
 """A failure mid-fit loses nothing: NaN losses and Ctrl-C keep the last good state."""
 
+import re
+import time
+
 import pytest
 import torch
 
@@ -55,6 +58,23 @@ def test_callback_can_stop_early():
 
 
 def test_progress_bar_can_be_on(capsys):
+    """tqdm on stderr: labelled by the method, counting to num_steps, showing the loss of
+    step 0, cleared at the end (leave=False); nothing at all with progress=False. tqdm
+    redraws at most every 0.1 s, so each step sleeps 30 ms to make it draw."""
     x, _ = pgm.datasets.correlated_gaussian(50, dim=2, seed=0)
-    fit = pgm.Gaussian(2).fit(x, method="map", seed=0, progress=True, num_steps=5)
-    assert len(fit.losses) == 5
+    slow = lambda step, loss: time.sleep(0.03)  # noqa: E731
+    fit = pgm.Gaussian(2).fit(x, method="map", seed=0, progress=True, num_steps=10,
+                              callback=slow)
+    assert len(fit.losses) == 10
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    frames = captured.err.split("\r")
+    assert frames[0] == "" and frames[1].startswith("map:   0%|") and "| 0/10 [" in frames[1]
+    drawn = [f for f in frames if f.startswith("map: ")]
+    steps = [int(re.search(r"\| (\d+)/10 \[", f).group(1)) for f in drawn]
+    assert len(steps) >= 3 and steps == sorted(steps) and steps[-1] <= 10
+    # the postfix is set at step 0 and shown from the next redraw on
+    assert any(f"loss={fit.losses[0]:.4g}]" in f for f in drawn), drawn
+    assert frames[-1] == "" and frames[-2].strip() == ""  # the bar is cleared
+    pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False, num_steps=10, callback=slow)
+    assert capsys.readouterr() == ("", "")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pyro_genmodels as pgm
+from tests.printed import agrees, bounds, grab, positive_finite, quotient, scaled
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +42,33 @@ def test_benchmarks_run_and_print_their_ratios():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gaussian.py"),
                            "--quick"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    assert "mle_time_ratio=" in last and "nuts_ess_per_s_ratio=" in last
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 6
+    mle, nuts = grab(r"^mle_time_ratio={N} \(facade/hand-written, goal <= 1\.2\); "
+                     r"nuts_ess_per_s_ratio={N} \(facade/stock same kernel, goal >= 0\.9\)$",
+                     lines[-1])
+    positive_finite(mle)
+    positive_finite(nuts)
+    # every printed ratio is the ratio of the printed figures it is made of
+    f, f_ms, f_loss, h, h_ms, h_loss = grab(
+        r"^mle N=2000 D=5 steps=50: facade {N}s \({N} ms/step, final loss {N}\), "
+        r"hand-written {N}s \({N} ms/step, final loss {N}\)$", lines[0])
+    assert agrees(mle, quotient(bounds(f), bounds(h)))
+    # the same Adam steps in the same parameterization from the same start: the same loss
+    assert agrees(h_loss, bounds(f_loss))
+    assert agrees(f_ms, scaled(bounds(f), 1000 / 50))
+    assert agrees(h_ms, scaled(bounds(h), 1000 / 50))
+    rates = []  # ESS/s of stock NUTS with jit, without, and of the facade
+    for line, who in zip(lines[1:4], [r"stock MCMC\(NUTS, jit_compile=True\)",
+                                      r"stock MCMC\(NUTS, jit_compile=False\)",
+                                      r"facade nuts"]):
+        t, ess, rate = grab(r"^" + who + r": {N}s, min ESS {N}, {N} ESS/s$", line)
+        assert agrees(rate, quotient(bounds(ess), bounds(t)))
+        rates.append(bounds(rate))
+    assert agrees(nuts, quotient(rates[2], rates[0]))
+    default = grab(r"^nuts ESS/s ratio vs stock defaults \(jit_compile=False\): {N}$",
+                   lines[4])
+    assert agrees(default, quotient(rates[2], rates[1]))
 
 
 def test_nsf_on_eight_gaussians_is_close_to_the_truth():
@@ -69,4 +95,13 @@ def test_flow_benchmark_runs_and_prints_its_ratio():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_flow.py"),
                            "--quick"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "flow_step_time_ratio=" in proc.stdout.strip().splitlines()[-1]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2
+    f_ms, f_lp, h_ms, h_lp = grab(r"^facade: {N} ms/step \(train log p {N}\); hand-written "
+                                  r"zuko loop: {N} ms/step \(train log p {N}\)$", lines[0])
+    ratio, lo, hi = grab(r"^flow_step_time_ratio={N} \({N} \.\. {N} over 1 repeats, "
+                         r"1 threads; facade/hand-written, goal <= 1\.15\)$", lines[1])
+    positive_finite(ratio)
+    assert ratio == lo == hi  # one repeat: its ratio is the median, the min and the max
+    assert agrees(ratio, quotient(bounds(f_ms), bounds(h_ms)))
+    assert math.isfinite(float(f_lp)) and math.isfinite(float(h_lp))

@@ -188,6 +188,11 @@ class GenerativeModel(PyroModule):
         d = self.distribution(params, c)
         return d.sample((n,)) if not d.batch_shape else d.sample()
 
+    def weight_log_prior(self) -> torch.Tensor:
+        """``log p(w)`` of the network weights, for a family whose phi are all weights
+        (no ``global_sites``): the program's ``weight_prior`` factor, which ``map`` adds."""
+        raise NotImplementedError(f"{type(self).__name__} has no network weight prior")
+
     def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
         """One replicated data set per draw of phi (batch ``(S,)``): ``(S, num_data, dim)``."""
         num = next(iter(params.values())).shape[0]

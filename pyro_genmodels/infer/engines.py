@@ -30,6 +30,7 @@ import math
 from typing import Any, Callable, ClassVar, Dict, NamedTuple, Optional
 
 import pyro
+import pyro.optim
 import torch
 from torch.distributions import biject_to
 from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
@@ -37,8 +38,8 @@ from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, 
 from .._validation import check_choice, check_options, positive_float, positive_int
 from .loop import FitResult, LoopOptions, Player, optimize
 from .mcmc import sample_posterior
-from .objectives import ELBOLoss, FlatPriors, make_elbo, make_guide, quiet_jit_deprecation, \
-    use_jit
+from .objectives import (ELBOLoss, FlatPriors, NegativeLogJoint, make_elbo, make_guide,
+                         quiet_jit_deprecation, use_jit)
 
 
 class Data(NamedTuple):
@@ -197,8 +198,25 @@ class PointEngine(Engine):
         """The held-out loss (a family's engine may use a cheaper bound)."""
         return heldout_nll(model, point, data)
 
+    @staticmethod
+    def writes_out(model, opts: PointOptions) -> bool:
+        """Whether the loss is :class:`~pyro_genmodels.infer.objectives.NegativeLogJoint`
+        rather than Pyro's ELBO on the program: when phi are all network weights (no
+        latent sites, no local guide), unless ``jit=True`` (Pyro's compiled ELBO) or a
+        ``pyro.optim`` optimizer (which reads Pyro's param store) is asked for."""
+        return (not model.global_sites and model.local_guide is None and opts.jit is not True
+                and not isinstance(opts.optimizer, pyro.optim.PyroOptim))
+
     def run(self, model, data: Data, opts: PointOptions, *, method: str,
             progress: bool) -> FitResult:
+        if self.writes_out(model, opts):
+            loss = NegativeLogJoint(model, with_prior=self.method == "map")
+            params = [p for p in model.parameters() if p.requires_grad]
+            result = optimize([Player(loss, params)], data.x, data.c, opts,
+                              heldout=self.heldout(model, lambda: {}, data), progress=progress,
+                              desc=method, fingerprint=fingerprint(model, method, data, opts))
+            result.point = {}
+            return result
         program = model.model
         if self.method == "mle":
             program = FlatPriors(model.prior_sites)(model.model)

@@ -177,3 +177,24 @@ class ELBOLoss:
         if self._params is None:
             raise RuntimeError("ELBOLoss records its parameters at its first call")
         return self._params
+
+
+class NegativeLogJoint:
+    """The loss Pyro's ``Trace_ELBO`` computes for a program whose phi are all network
+    weights (no latent sites, so the point guide is empty), written out:
+
+    ``-(N / B) sum_{i in batch} log p(x_i | phi[, c_i])  [- log p(phi) for map]``.
+
+    The log density is the family's ``log_prob_given`` and the prior its
+    ``weight_log_prior``, the same terms as the program's observed site and its
+    ``weight_prior`` factor (the tests hold the two to the same value and gradient).
+    Tracing the program costs a tenth of a small flow's step; this does not trace.
+    """
+
+    def __init__(self, model, with_prior: bool):
+        self.model, self.with_prior = model, with_prior
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        x = batch.x
+        loss = -self.model.log_prob_given({}, x, batch.c).sum() * (batch.num_rows / x.shape[0])
+        return loss - self.model.weight_log_prior() if self.with_prior else loss

@@ -166,11 +166,19 @@ class ELBOLoss:
         args = self.args(batch)
         if self._params is None:
             with poutine.trace(param_only=True) as capture:
-                loss = self.elbo.differentiable_loss(self.program, self.guide, *args)
+                loss = self._loss(args)
             self._params = list({id(p): p for p in (
                 site["value"].unconstrained() for site in capture.trace.nodes.values())
             }.values())
             return loss
+        return self._loss(args)
+
+    def _loss(self, args: tuple) -> torch.Tensor:
+        if isinstance(self.elbo, pyro.infer.JitTrace_ELBO):
+            # its differentiable_loss, less the NaN hook and check (the loop guards)
+            loss, surrogate = self.elbo.loss_and_surrogate_loss(self.program, self.guide,
+                                                                *args)
+            return surrogate + (loss - surrogate).detach()
         return self.elbo.differentiable_loss(self.program, self.guide, *args)
 
     def parameters(self) -> List[torch.Tensor]:

@@ -107,7 +107,7 @@ def _cmd_fit(args) -> int:
         model = cls(**kwargs)
         fit = model.fit(x, method=args.method, seed=args.seed, progress=not args.quiet,
                         **options)
-    except (ValueError, TypeError, FitError) as e:
+    except (ValueError, TypeError, FitError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}")
     fit.save(args.out)
     print(f"{fit!r} saved to {args.out}")

@@ -114,3 +114,27 @@ def test_demo_quick_writes_the_report(tmp_path):
     assert "Autoregressive models (names)" in page and "samples after" in page
     assert "VAE (digits)" in page and (out / "fits" / "vae-mle" / "fit.json").is_file()
     assert (out / "fits" / "names-gru" / "fit.json").is_file()
+
+
+def test_fit_with_early_stopping_and_checkpoints_from_the_command_line(tmp_path, capsys):
+    """Raw wine columns, a held-out fraction with patience, a checkpoint, then a resume
+    of the finished run and the errors a user meets on the way."""
+    from sklearn.datasets import load_wine
+
+    data = tmp_path / "wine.csv"
+    np.savetxt(data, load_wine().data, delimiter=",")
+    args = ["fit", "gaussian", "--data", str(data), "--method", "map", "--quiet",
+            "--option", "validation=0.15", "--option", "patience=5", "--option",
+            f"checkpoint={tmp_path / 'ck'}"]
+    assert cli.main(args + ["--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "per row at step" in out and "stopped: early_stopping" in out
+    assert (tmp_path / "ck" / "checkpoint.safetensors").is_file()
+    resumed = args[:-1] + [f"resume={tmp_path / 'ck'}", "--out", str(tmp_path / "g2")]
+    assert cli.main(resumed) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == out.splitlines()[-1]
+    with pytest.raises(SystemExit, match="No checkpoint at"):
+        cli.main(args[:-1] + [f"resume={tmp_path / 'nowhere'}", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="patience needs held-out data"):
+        cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--quiet",
+                  "--option", "patience=5", "--out", str(tmp_path / "y")])

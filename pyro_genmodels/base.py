@@ -36,7 +36,7 @@ from pyro.nn import PyroModule
 
 from ._rng import seeded
 from ._validation import as_data, check_method, positive_int
-from .fit import CHUNK_ELEMENTS, Fit, FitError, _chunk_rows, _jsonable  # noqa: F401
+from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
 from .infer.engines import ENGINES, Engine, split_heldout
 from .registry import get_model_class, register, registry
 

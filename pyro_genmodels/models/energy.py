@@ -48,8 +48,8 @@ from torch import nn
 
 from .._rng import seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
-from ..base import (Capabilities, Fit, GenerativeModel, _chunk_rows, gaussian_weight_log_prior,
-                    register)
+from ..base import Capabilities, GenerativeModel, gaussian_weight_log_prior, register
+from ..fit import Fit, _chunk_rows
 from ..infer.objectives import prior_factor
 from ..infer.ais import AISEstimate, anneal
 from ..infer.mcmc import pyro_mcmc

@@ -223,7 +223,6 @@ class VAE(GenerativeModel):
             if net is not None and not isinstance(net, nn.Module):
                 raise TypeError(f"Expected {name} to be a torch.nn.Module, but got "
                                 f"{type(net).__name__}")
-        self.custom_networks = encoder is not None or decoder is not None
         self.custom = {"encoder": encoder is not None, "decoder": decoder is not None}
         cdim = self.num_classes or 0
         out = self.dim * (self.num_categories or 1)

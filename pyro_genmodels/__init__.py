@@ -2,18 +2,18 @@
 
 >>> import pyro_genmodels as pgm
 >>> sorted(pgm.registry())
-['autoregressive', 'energy', 'flow', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'vae']
+['autoregressive', 'energy', 'flow', 'gan', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'vae']
 """
 
-from . import datasets, divergences, mc
+from . import datasets, divergences, mc, metrics
 from ._version import __version__
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
 from .io import load
-from .models import (PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
+from .models import (GAN, PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
                      GaussianMixture, NGram)
 
-__all__ = ["PPCA", "VAE", "AutoregressiveModel", "Capabilities", "EnergyModel", "Fit",
+__all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Capabilities", "EnergyModel", "Fit",
            "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "NGram",
-           "__version__", "compare", "datasets", "divergences", "load", "mc", "prior_sweep",
-           "registry"]
+           "__version__", "compare", "datasets", "divergences", "load", "mc", "metrics",
+           "prior_sweep", "registry"]

@@ -44,7 +44,7 @@ __all__ = ["CHUNK_ELEMENTS", "Capabilities", "Fit", "FitError", "GenerativeModel
            "LOG_PROB_KINDS", "gaussian_weight_log_prior", "get_model_class",
            "register", "registry"]
 
-LOG_PROB_KINDS = ("exact", "bound", "estimate", "unnormalized")
+LOG_PROB_KINDS = ("exact", "bound", "estimate", "unnormalized", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,9 @@ class Capabilities(Mapping):
     """What a model family can do, and how honestly.
 
     Attributes:
-        log_prob: one of ``"exact"``, ``"bound"``, ``"estimate"``, ``"unnormalized"``.
+        log_prob: one of ``"exact"``, ``"bound"``, ``"estimate"``, ``"unnormalized"``,
+            ``"none"`` (no density at all: a GAN; ``Fit.log_prob`` raises and the
+            model is scored by samples, :mod:`pyro_genmodels.metrics`).
         sampling: how samples are drawn (``"direct"``, ``"ancestral"``, ``"mcmc"``, ...).
         methods: the values of ``method`` that :meth:`GenerativeModel.fit` accepts.
         conditional: whether ``fit(x, c=...)`` / ``sample(n, c=...)`` are supported.

@@ -4,13 +4,18 @@ and the prior sweep that draws the MLE-to-MAP picture."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 
-from ._validation import positive_float
+from . import metrics
+from ._validation import as_data, positive_float
 from .base import Fit
+
+#: the sample-based columns (NaN where they do not apply)
+SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
 
 
 def _heldout_columns(fit: Fit, heldout: Any, c: Any = None) -> dict:
@@ -21,18 +26,54 @@ def _heldout_columns(fit: Fit, heldout: Any, c: Any = None) -> dict:
             "log_prob_kind": fit.log_prob_kind}
 
 
+def _has_density(fit: Fit) -> bool:
+    """False for a fit with no log-density at all (a GAN: ``log_prob_kind == "none"``)."""
+    return fit.log_prob_kind != "none"
+
+
+def _numeric_rows(heldout: Any) -> torch.Tensor | None:
+    """``heldout`` as a float64 ``(M, D)`` tensor (``(M,)`` read as ``(M, 1)``), or
+    ``None`` when it is not numeric rows (strings, token sequences of varying length)."""
+    for dim in (None, 1):
+        try:
+            return as_data(heldout, dim=dim, name="heldout", dtype=torch.float64)
+        except (TypeError, ValueError):
+            pass
+    return None
+
+
+def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int,
+                    bandwidth: float | None) -> dict:
+    """MMD (Gaussian kernel, the held-out data's median bandwidth) and C2ST accuracy of
+    ``len(y)`` draws of ``fit`` against the held-out rows ``y``."""
+    out = dict.fromkeys(SAMPLE_COLUMNS, math.nan)
+    if y is None or y.shape[0] < 4:
+        return out
+    draws = fit.sample(y.shape[0], c=c, seed=seed)
+    if not isinstance(draws, torch.Tensor) or tuple(draws.shape) != tuple(y.shape):
+        return out  # sequences (lists of strings or token tensors) are not rows
+    m = metrics.mmd(draws, y, bandwidth=bandwidth)
+    t = metrics.c2st(draws, y, seed=seed)
+    return {"mmd": m.estimate, "mmd_se": m.stderr, "c2st": t.estimate, "c2st_se": t.stderr}
+
+
 def compare(fits: Mapping[str, Fit], heldout: Any, *,
-            truth: Optional[torch.distributions.Distribution] = None,
-            c: Any = None, loo: bool = True) -> pd.DataFrame:
+            truth: torch.distributions.Distribution | None = None,
+            c: Any = None, loo: bool = True, samples: bool = True,
+            seed: int = 0) -> pd.DataFrame:
     """Compare fits of the same data on ``heldout`` points.
 
     Args:
         fits: ``{label: Fit}``.
-        heldout: ``(M, D)`` points none of the fits was trained on.
+        heldout: ``(M, D)`` points none of the fits was trained on (or, for sequence
+            models, held-out sequences).
         truth: the data's true distribution, when known (e.g. :func:`datasets.toy`); then
             ``heldout`` must be drawn from it and ``true_kl`` is reported.
         c: conditioning values of ``heldout`` for conditional models.
         loo: compute PSIS-LOO and WAIC (``az.loo``, ``az.waic``) for posterior fits.
+        samples: compute the sample-based columns (``False`` leaves them NaN and draws
+            nothing: an energy model samples by MCMC, which takes a while).
+        seed: the fits' draws and the C2ST split.
 
     Returns:
         A DataFrame indexed by the labels with columns
@@ -48,9 +89,17 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
           ``elpd_waic``, ``elpd_waic_se``, ``p_waic``;
         - with ``truth``: ``true_kl`` = mean over held-out points of
           log p_data(x) - log p_fit(x), an unbiased estimate of KL(p_data || p_fit), and
-          its standard error ``true_kl_se``.
+          its standard error ``true_kl_se``;
+        - sample-based, for every family whose data are numeric rows (a GAN too): M =
+          ``len(heldout)`` draws ``fit.sample(M, c=c, seed=seed)`` against the held-out
+          rows, ``mmd`` (unbiased MMD^2, Gaussian kernel with the median-heuristic
+          bandwidth of the held-out rows, the same for every fit) with ``mmd_se``, and
+          ``c2st`` (held-out accuracy of a k-nearest-neighbour classifier, 0.5 =
+          indistinguishable) with ``c2st_se`` (see :mod:`pyro_genmodels.metrics`).
 
-        Columns that do not apply to a fit are NaN.
+        Columns that do not apply to a fit are NaN: every likelihood column of a fit
+        without a density (``log_prob_kind == "none"``, a GAN), the sample columns of
+        sequence models.
     """
     if not isinstance(fits, Mapping) or not fits:
         raise TypeError("fits must be a non-empty dict {label: Fit}")
@@ -59,40 +108,60 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
             raise TypeError(f"fits[{label!r}] must be a Fit, got {type(fit).__name__}")
     if truth is not None and not isinstance(truth, torch.distributions.Distribution):
         raise TypeError(f"truth must be a torch distribution, got {type(truth).__name__}")
+    y = _numeric_rows(heldout) if samples else None
+    bandwidth = metrics.median_bandwidth(y) if y is not None and y.shape[0] >= 4 else None
     rows = {}
     nan = math.nan
     for label, fit in fits.items():
-        row = {"method": fit.method, "model": type(fit.model).__name__,
-               **_heldout_columns(fit, heldout, c)}
+        density = _has_density(fit)
+        row = {"method": fit.method, "model": type(fit.model).__name__}
+        if density:
+            row.update(_heldout_columns(fit, heldout, c))
+        else:
+            row.update(heldout_log_prob=nan, heldout_log_prob_se=nan,
+                       log_prob_kind=fit.log_prob_kind)
         k = fit.model.num_params()
         row.update(train_log_prob=nan, num_params=k, aic=nan, bic=nan, elpd_loo=nan,
                    elpd_loo_se=nan, p_loo=nan, pareto_k_max=nan, loo_log_prob=nan,
                    elpd_waic=nan, elpd_waic_se=nan, p_waic=nan)
-        if fit.data is not None:
-            n = fit.data.shape[0]
-            total = fit.log_prob(fit.data, c=fit.context).sum().item()
-            row["train_log_prob"] = total / n
-            if not fit.is_posterior:
-                row.update(aic=2 * k - 2 * total, bic=k * math.log(n) - 2 * total)
-            elif loo:
-                import arviz as az
-
-                idata = fit.to_arviz(posterior_predictive=False)
-                res = az.loo(idata, pointwise=True)
-                row.update(elpd_loo=float(res["elpd_loo"]), elpd_loo_se=float(res["se"]),
-                           p_loo=float(res["p_loo"]),
-                           pareto_k_max=float(res["pareto_k"].max()),
-                           loo_log_prob=float(res["elpd_loo"]) / n)
-                w = az.waic(idata)
-                row.update(elpd_waic=float(w["elpd_waic"]), elpd_waic_se=float(w["se"]),
-                           p_waic=float(w["p_waic"]))
+        if fit.data is not None and density:
+            row.update(_train_columns(fit, k, loo))
         if truth is not None:
-            x = fit._as_input(heldout)
-            d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x, c=c).double()
-            row["true_kl"] = d.mean().item()
-            row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) if d.numel() > 1 else nan
+            row.update(true_kl=nan, true_kl_se=nan)
+            if density:
+                x = fit._as_input(heldout)
+                d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x, c=c).double()
+                row["true_kl"] = d.mean().item()
+                row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) \
+                    if d.numel() > 1 else nan
+        row.update(_sample_columns(fit, y, c, seed, bandwidth))
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _train_columns(fit: Fit, k: int, loo: bool) -> dict:
+    """Training log-likelihood, and AIC/BIC (point fits) or LOO/WAIC (posterior fits)."""
+    n = fit.data.shape[0]
+    if fit.data.is_floating_point():
+        total = fit.log_prob(fit.data, c=fit.context).sum().item()
+    else:  # token sequences are kept encoded: the family reads them back itself
+        ll = fit.pointwise_log_likelihood()
+        total = (ll.reshape(-1, n).logsumexp(0) - math.log(ll[..., 0].numel())).sum().item()
+    out = {"train_log_prob": total / n}
+    if not fit.is_posterior:
+        out.update(aic=2 * k - 2 * total, bic=k * math.log(n) - 2 * total)
+    elif loo:
+        import arviz as az
+
+        idata = fit.to_arviz(posterior_predictive=False)
+        res = az.loo(idata, pointwise=True)
+        out.update(elpd_loo=float(res["elpd_loo"]), elpd_loo_se=float(res["se"]),
+                   p_loo=float(res["p_loo"]), pareto_k_max=float(res["pareto_k"].max()),
+                   loo_log_prob=float(res["elpd_loo"]) / n)
+        w = az.waic(idata)
+        out.update(elpd_waic=float(w["elpd_waic"]), elpd_waic_se=float(w["se"]),
+                   p_waic=float(w["p_waic"]))
+    return out
 
 
 @torch.no_grad()

@@ -109,24 +109,47 @@ class _Toy(torch.distributions.Distribution):
                          validate_args=False)
 
 
-class EightGaussians(_Toy):
-    r"""An equal mixture of 8 isotropic Gaussians, sd ``scale``, centred on the circle of
-    radius ``radius`` at angles :math:`2\pi k / 8`."""
+class _IsotropicMixture(_Toy):
+    r"""An equal mixture of isotropic Gaussians, sd ``scale``, centred on the rows of
+    ``centers`` ``(K, 2)``: the truth that :func:`pyro_genmodels.metrics.mode_coverage`
+    scores samples against (``mode_coverage(x, p.centers, p.scale)``)."""
 
-    def __init__(self, radius: float = 2.0, scale: float = 0.2):
+    def __init__(self, centers: torch.Tensor, scale: float):
         super().__init__()
-        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
-        centers = radius * torch.stack([angles.cos(), angles.sin()], -1)
-        self.radius, self.scale, self.centers = radius, scale, centers.float()
+        self.centers, self.scale = centers.float(), float(scale)
+        k = centers.shape[0]
         self._mix = MixtureSameFamily(
-            Categorical(logits=torch.zeros(8)),
-            Independent(Normal(self.centers, torch.full((8, 2), float(scale))), 1))
+            Categorical(logits=torch.zeros(k)),
+            Independent(Normal(self.centers, torch.full((k, 2), self.scale)), 1))
 
     def sample(self, sample_shape=torch.Size()):
         return self._mix.sample(sample_shape)
 
     def log_prob(self, value):
         return self._mix.log_prob(value)
+
+
+class EightGaussians(_IsotropicMixture):
+    r"""An equal mixture of 8 isotropic Gaussians, sd ``scale``, centred on the circle of
+    radius ``radius`` at angles :math:`2\pi k / 8`; ``centers`` ``(8, 2)``."""
+
+    def __init__(self, radius: float = 2.0, scale: float = 0.2):
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        super().__init__(radius * torch.stack([angles.cos(), angles.sin()], -1), scale)
+        self.radius = radius
+
+
+class Grid25(_IsotropicMixture):
+    r"""An equal mixture of 25 isotropic Gaussians, sd ``scale`` (0.05), centred on the
+    5 x 5 grid :math:`(-4 + 2i, -4 + 2j)`, :math:`i, j \in \{0, \dots, 4\}`: the "2D grid"
+    mode-collapse benchmark of VEEGAN (Srivastava et al. 2017) as PacGAN (Lin et al. 2018)
+    runs it (these means and sd are its released configuration's); ``centers`` ``(25, 2)``,
+    row ``5 i + j``."""
+
+    def __init__(self, scale: float = 0.05):
+        ticks = torch.arange(-4.0, 5.0, 2.0, dtype=torch.float64)
+        gx, gy = torch.meshgrid(ticks, ticks, indexing="ij")
+        super().__init__(torch.stack([gx.reshape(-1), gy.reshape(-1)], -1), scale)
 
 
 class Checkerboard(_Toy):
@@ -173,12 +196,15 @@ class Banana(_Toy):
                 + Normal(self.b * x1**2 + self.c, self.sigma2).log_prob(x2))
 
 
-TOYS = {"eight_gaussians": EightGaussians, "checkerboard": Checkerboard, "banana": Banana}
+TOYS = {"eight_gaussians": EightGaussians, "grid25": Grid25, "checkerboard": Checkerboard,
+        "banana": Banana}
 
 
 def toy(name: str) -> torch.distributions.Distribution:
     """A 2-D distribution with exact ``sample`` and ``log_prob``, by name: one of
-    ``"eight_gaussians"``, ``"checkerboard"``, ``"banana"``.
+    ``"eight_gaussians"``, ``"grid25"`` (a 5 x 5 grid of Gaussians), ``"checkerboard"``,
+    ``"banana"``. The Gaussian mixtures carry their modes, ``centers`` ``(K, 2)`` and
+    ``scale``, for :func:`pyro_genmodels.metrics.mode_coverage`.
 
     Because the density is known, the true ``KL(p_data || p_phi)`` of any fit can be
     estimated (:func:`pyro_genmodels.divergences.cross_entropy`), not only the

@@ -160,6 +160,7 @@ class Fit:
         density ``log (1/S) sum_s p(x_i | phi_s)`` over the S stored draws. Evaluated in
         chunks, so memory is bounded by the chunk, not by N.
         """
+        self._check_density()
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
         if self.point is not None:
@@ -174,6 +175,7 @@ class Fit:
     def pointwise_log_likelihood(self, x: Any = None, *, c: Any = None) -> torch.Tensor:
         """``log p(x_i | phi_s)`` for every draw: ``(chains, draws, N)``; ``x`` defaults to
         the training data. Point fits give ``(1, 1, N)``."""
+        self._check_density()
         if x is None:
             x, c = self.data, self.context
         else:
@@ -222,6 +224,7 @@ class Fit:
         PPCA, Flow); the others raise ``NotImplementedError`` (an estimate, an
         unnormalized density, or sequences of varying length).
         """
+        self._check_density()
         if c is not None:
             c = self._as_context(c, len(c) if hasattr(c, "__len__") else 1)
         if self.point is not None:
@@ -234,6 +237,12 @@ class Fit:
             d = dist.MixtureSameFamily(mix, d if isinstance(d, TorchDistributionMixin)
                                        else _to_pyro(d))
         return d if isinstance(d, TorchDistributionMixin) else _to_pyro(d)
+
+    def _check_density(self) -> None:
+        """A family without a density (``log_prob_kind == "none"``) says so and why."""
+        if self.log_prob_kind == "none":
+            raise NotImplementedError(getattr(self.model, "no_density", None) or (
+                f"{type(self.model).__name__} has no density (log_prob_kind 'none')"))
 
     @property
     def _factory(self) -> Dict[str, Any]:

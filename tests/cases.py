@@ -61,6 +61,10 @@ def _tensors_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a, b)
 
 
+def _log_prob(fit, d: "Data") -> torch.Tensor:
+    return fit.log_prob(d.x, **d.kw)
+
+
 @dataclasses.dataclass
 class Case:
     make_model: Callable[[], pgm.GenerativeModel]
@@ -91,8 +95,11 @@ class Case:
     stops_early: bool = False
     #: data -> inputs that ``fit`` must refuse before any state changes
     refusals: Callable[[Data], List[Refusal]] = lambda d: []
-    #: data -> inputs that ``fit.log_prob`` must refuse
+    #: data -> inputs that ``fit.log_prob`` (the case's ``score``) must refuse
     bad_inputs: Callable[[Data], List[Refusal]] = lambda d: []
+    #: ``(fit, data) -> (N,)`` a per-row value that the contract compares across fits
+    #: (``fit.log_prob``; a family with no density gives another, e.g. a GAN's critic)
+    score: Callable[[Any, Data], torch.Tensor] = _log_prob
 
 
 def built_with_seed(build: Callable[[], pgm.GenerativeModel]):
@@ -156,12 +163,17 @@ def _numeric_bad_inputs(d: Data) -> List[Refusal]:
 
 
 def numeric_case(make_model, make_data, fast_options, *, dim: int, log_prob_kind="exact",
-                 params=(), sample_c=None, stops_early=False) -> Case:
+                 params=(), sample_c=None, stops_early=False, score=_log_prob) -> Case:
     """A family of float rows ``(N, dim)``: draws are rows, refusals name the bad cell."""
     return Case(make_model, make_data, fast_options, log_prob_kind=log_prob_kind,
                 check_sample=_rows(dim), params=frozenset(params), sample_c=sample_c,
                 stops_early=stops_early, refusals=_numeric_refusals,
-                bad_inputs=_numeric_bad_inputs)
+                bad_inputs=_numeric_bad_inputs, score=score)
+
+
+def _critic(fit, d: Data) -> torch.Tensor:
+    """A GAN has no density: the critic's output per row stands in for log_prob."""
+    return fit.critic(d.x, c=d.c)
 
 
 # ---------------------------------------------------------------------- sequences
@@ -392,6 +404,16 @@ CASES: Dict[str, Case] = {
         _gaussian_data, {"mle": {"num_steps": 30, "batch_size": 64},
                          "map": {"num_steps": 30, "batch_size": 64}}, dim=3,
         log_prob_kind="estimate"),
+    "gan": numeric_case(
+        built_with_seed(lambda: pgm.GAN(3, hidden=(16, 16))), _gaussian_data,
+        {"adversarial": {"num_steps": 20, "batch_size": 64}}, dim=3, log_prob_kind="none",
+        score=_critic),
+    "gan-wasserstein-conditional": numeric_case(
+        built_with_seed(lambda: pgm.GAN(3, hidden=(16,), divergence="wasserstein",
+                                        context_dim=2)),
+        _gaussian_data_with_context,
+        {"adversarial": {"num_steps": 10, "batch_size": 64, "critic_steps": 2}}, dim=3,
+        log_prob_kind="none", sample_c=torch.tensor([[0.5, -1.0]]), score=_critic),
     "ppca": numeric_case(lambda: pgm.PPCA(3, 1), _gaussian_data,
                          {k: _FAST[k] for k in ("mle", "map", "vi")}, dim=3,
                          params=("W", "loc", "sigma", "covariance_matrix")),

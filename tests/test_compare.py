@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pandas as pd
@@ -5,6 +6,7 @@ import pytest
 import torch
 
 import pyro_genmodels as pgm
+from pyro_genmodels import metrics
 
 
 def test_compare_table():
@@ -41,3 +43,73 @@ def test_compare_refuses_bad_input():
         pgm.compare({}, torch.zeros(3, 2))
     with pytest.raises(TypeError, match="Fit"):
         pgm.compare({"a": object()}, torch.zeros(3, 2))
+
+
+SAMPLE_COLUMNS = ["mmd", "mmd_se", "c2st", "c2st_se"]
+LIKELIHOOD_COLUMNS = ["heldout_log_prob", "heldout_log_prob_se", "train_log_prob", "aic",
+                      "bic", "elpd_loo", "elpd_waic", "true_kl", "true_kl_se"]
+
+
+def test_sample_columns_rank_a_wrong_fit_below_a_right_one():
+    x, truth = pgm.datasets.correlated_gaussian(400, dim=2, seed=0)
+    heldout, _ = pgm.datasets.correlated_gaussian(600, dim=2, seed=1)
+    model = pgm.Gaussian(2)
+    right = model.fit(x, method="mle", seed=0, progress=False, num_steps=300)
+    wrong = model.fit(x + torch.tensor([1.0, 0.0]), method="mle", seed=0, progress=False,
+                      num_steps=300)  # fitted to shifted data: its location is off by 1
+    table = pgm.compare({"right": right, "wrong": wrong}, heldout, truth=truth, seed=3)
+    assert set(SAMPLE_COLUMNS) <= set(table.columns)
+    assert table[SAMPLE_COLUMNS].notna().all().all()
+    r, w = table.loc["right"], table.loc["wrong"]
+    assert abs(r["mmd"]) < 4 * r["mmd_se"]  # indistinguishable from the data
+    assert abs(r["c2st"] - 0.5) < 4 * math.sqrt(0.25 / 600)
+    assert w["mmd"] - r["mmd"] > 4 * math.hypot(w["mmd_se"], r["mmd_se"])
+    assert w["c2st"] - r["c2st"] > 4 * math.hypot(w["c2st_se"], r["c2st_se"])
+    # the columns are the metrics of seeded draws against the held-out rows
+    draws = wrong.sample(600, seed=3)
+    bw = metrics.median_bandwidth(heldout)
+    assert w["mmd"] == pytest.approx(metrics.mmd(draws, heldout, bandwidth=bw).estimate)
+    assert w["c2st"] == pytest.approx(metrics.c2st(draws, heldout, seed=3).estimate)
+    off = pgm.compare({"right": right}, heldout, samples=False)
+    assert off[SAMPLE_COLUMNS].isna().all().all()
+    assert off.loc["right", "heldout_log_prob"] == table.loc["right", "heldout_log_prob"]
+
+
+class NoDensityFit(pgm.Fit):
+    """What a GAN's fit looks like to compare: samples, but no log-density at all."""
+
+    @property
+    def log_prob_kind(self):
+        return "none"
+
+    def log_prob(self, x, *, c=None):
+        raise NotImplementedError("no density")
+
+
+def test_a_fit_without_density_gets_nan_likelihood_columns():
+    x, truth = pgm.datasets.correlated_gaussian(300, dim=2, seed=0)
+    heldout, _ = pgm.datasets.correlated_gaussian(300, dim=2, seed=1)
+    fit = pgm.Gaussian(2).fit(x, method="mle", seed=0, progress=False, num_steps=300)
+    gan_like = copy.copy(fit)
+    gan_like.__class__ = NoDensityFit
+    with pytest.raises(NotImplementedError):
+        gan_like.log_prob(heldout)
+    table = pgm.compare({"flow-like": fit, "gan-like": gan_like}, heldout, truth=truth)
+    g = table.loc["gan-like"]
+    assert g["log_prob_kind"] == "none" and g["num_params"] == 5
+    assert g[LIKELIHOOD_COLUMNS].isna().all()
+    assert table.loc["flow-like", ["heldout_log_prob", "train_log_prob", "aic",
+                                   "true_kl"]].notna().all()
+    # the same draws as the density fit, so the same sample-based scores
+    assert g[SAMPLE_COLUMNS].tolist() == pytest.approx(
+        table.loc["flow-like", SAMPLE_COLUMNS].tolist())
+
+
+def test_sequence_fits_get_nan_sample_columns():
+    names = pgm.datasets.load_names()
+    fit = pgm.NGram(2, prior_concentration=2.0).fit(names[::2], method="map", progress=False)
+    table = pgm.compare({"bigram": fit}, names[1::2][:300])
+    row = table.loc["bigram"]
+    assert row[SAMPLE_COLUMNS].isna().all()
+    assert math.isfinite(row["heldout_log_prob"]) and math.isfinite(row["train_log_prob"])
+    assert row["train_log_prob"] == pytest.approx(fit.log_prob(names[::2]).mean().item())

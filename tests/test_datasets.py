@@ -18,6 +18,7 @@ def grid_integral(dist, lo, hi, step):
 
 @pytest.mark.parametrize("name,lo,hi,step", [
     ("eight_gaussians", (-3.5, -3.5), (3.5, 3.5), 0.01),
+    ("grid25", (-4.5, -4.5), (4.5, 4.5), 0.01),
     ("checkerboard", (-2.5, -2.5), (2.5, 2.5), 0.01),
     ("banana", (-9.0, -3.5), (9.0, 40.0), 0.02),
 ])
@@ -46,8 +47,38 @@ def test_toy_samples_follow_their_density():
     assert abs(z[:, 0].std().item() / banana.sigma1 - 1) < 4 / math.sqrt(2 * n)
 
 
+def test_grid25_has_its_modes_and_the_exact_density():
+    grid = datasets.toy("grid25")
+    ticks = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+    assert grid.centers.shape == (25, 2) and grid.scale == 0.05
+    assert torch.equal(grid.centers[7], torch.stack([ticks[1], ticks[2]]))  # row 5 i + j
+    assert set(map(tuple, grid.centers.tolist())) == {(a, b) for a in ticks.tolist()
+                                                      for b in ticks.tolist()}
+    # at a centre the other 24 modes are >= 40 sd away: log p = log(1/25 N(0; 0, s^2 I))
+    peak = -math.log(25) - math.log(2 * math.pi * 0.05**2)
+    assert grid.log_prob(grid.centers).double() == pytest.approx(torch.full((25,), peak),
+                                                                  abs=1e-5)
+    torch.manual_seed(0)
+    n = 10000
+    x = grid.sample((n,))
+    d = torch.cdist(x, grid.centers)
+    assert (d.min(1).values < 5 * grid.scale).all()
+    counts = torch.bincount(d.argmin(1), minlength=25).double()
+    chi2 = ((counts - n / 25) ** 2 / (n / 25)).sum().item()
+    assert chi2 < 51.2  # chi-square(24) 0.999 quantile
+    r = (x - grid.centers[d.argmin(1)]) / grid.scale  # standardized: N(0, I) per mode
+    assert abs(r.mean().item()) < 4 / math.sqrt(2 * n)
+    assert abs(r.pow(2).mean().item() - 1) < 4 * math.sqrt(2 / (2 * n))
+
+
+def test_eight_gaussians_exposes_its_modes():
+    eg = datasets.toy("eight_gaussians")
+    assert eg.centers.shape == (8, 2) and eg.scale == 0.2
+    assert eg.centers.norm(dim=1) == pytest.approx(torch.full((8,), 2.0), abs=1e-6)
+
+
 def test_unknown_toy_is_a_clear_error():
-    with pytest.raises(ValueError, match="eight_gaussians"):
+    with pytest.raises(ValueError, match="eight_gaussians.*grid25"):
         datasets.toy("moons")
 
 

@@ -240,6 +240,13 @@ class Player:
         steps: updates of this player per round (e.g. k critic steps per generator step).
         lr: this player's initial learning rate (``None``: the loop's ``lr``).
         name: names its entries in the checkpoint and its loss trace.
+        optimizer_options: extra keyword arguments of a named optimizer (e.g. Adam's
+            ``betas``).
+        after_step: called after each of this player's optimizer steps (e.g. to update
+            an exponential moving average of its weights, kept in the loss's state).
+
+    A player's loss may depend on another player's parameters (a generator's loss runs
+    through the critic): only the player's own parameters receive its gradient.
     """
 
     loss: Callable[[Batch], torch.Tensor]
@@ -247,6 +254,8 @@ class Player:
     steps: int = 1
     lr: Optional[float] = None
     name: str = "main"
+    optimizer_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    after_step: Optional[Callable[[], None]] = None
     optim: Any = dataclasses.field(default=None, repr=False)
     scheduler: Any = dataclasses.field(default=None, repr=False)
     params: Optional[List[torch.Tensor]] = dataclasses.field(default=None, repr=False)
@@ -267,7 +276,8 @@ def _build_optimizer(player: Player, opts: LoopOptions) -> None:
     # the built-in optimizers update all tensors in one multi-tensor (foreach) call; same
     # arithmetic as the per-tensor loop torch picks by default on CPU, fewer kernel calls
     extra = {"foreach": True} if isinstance(opt, str) else {}
-    player.optim = cls(player.resolve(), lr=player.lr or opts.lr, **extra)
+    player.optim = cls(player.resolve(), lr=player.lr or opts.lr, **extra,
+                       **player.optimizer_options)
     gamma = opts.lr_decay ** (1.0 / opts.num_steps)
     player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
 
@@ -290,8 +300,12 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int
     params = player.resolve()
     if not math.isfinite(value):
         return value, NonFiniteLossError(step, value, "loss")
-    loss.backward()
-    grads = [p.grad for p in params if p.grad is not None]
+    # the gradient of this player's parameters only (not .backward(), which would leave
+    # gradients on every other player's parameters the loss runs through)
+    got = torch.autograd.grad(loss, params, allow_unused=True)
+    for p, g in zip(params, got):
+        p.grad = g
+    grads = [g for g in got if g is not None]
     if grads:
         if opts.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
@@ -310,6 +324,8 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int
         player.optim.step()
         player.scheduler.step()
     _release(params)
+    if player.after_step is not None:
+        player.after_step()
     return value, None
 
 

@@ -4,11 +4,12 @@
 from . import autoregressive  # noqa: F401  (the old path of .sequence, kept importable)
 from .energy import EnergyModel
 from .flow import Flow
+from .gan import GAN
 from .gaussian import Gaussian
 from .mixture import GaussianMixture
 from .ppca import PPCA
 from .sequence import AutoregressiveModel, NGram
 from .vae import VAE
 
-__all__ = ["AutoregressiveModel", "EnergyModel", "Flow", "Gaussian", "GaussianMixture", "NGram",
-           "PPCA", "VAE"]
+__all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "EnergyModel", "Flow", "Gaussian",
+           "GaussianMixture", "NGram"]

@@ -1,0 +1,269 @@
+r"""Training a :class:`~pyro_genmodels.models.gan.GAN` (``method="adversarial"``): two
+players on the one loop (:func:`~pyro_genmodels.infer.loop.optimize`).
+
+Each round the critic makes ``critic_steps`` Adam steps on
+
+.. math::
+
+    L_\omega = -\Big(\tfrac1B \sum_i g_f(V_\omega(x_i))
+                - \tfrac1B \sum_j f^*(g_f(V_\omega(\tilde x_j)))\Big)
+    \quad\text{or, WGAN-GP,}\quad
+    \tfrac1B \sum_j V_\omega(\tilde x_j) - \tfrac1B \sum_i V_\omega(x_i)
+      + \lambda\, \mathbb E (\|\nabla V_\omega(\hat x)\| - 1)^2,
+
+(:math:`x_i` a minibatch of data, :math:`\tilde x_j = G_\phi(z_j)` fresh generator
+draws), then the generator makes one step on
+:math:`L_\phi = \tfrac1B \sum_j f^*(g_f(V(\tilde x_j)))` with a minus sign, or the
+non-saturating :math:`-\tfrac1B \sum_j g_f(V(\tilde x_j))` (:math:`-V` for WGAN). The
+loop owns minibatches, the two optimizers (Adam with ``betas``, learning rates ``lr``
+and ``critic_lr``), the NaN guard, Ctrl-C, progress and checkpoints.
+
+An exponential moving average of the generator's weights (``ema``; Yazıcı et al. 2019)
+is kept after every generator step, with torch's own
+``torch.optim.swa_utils.AveragedModel`` / ``get_ema_multi_avg_fn`` (a maintained
+implementation, so no extra dependency); at the end the fitted generator *is* the
+average. A generator whose weights are all frozen (``requires_grad=False``) leaves the
+critic alone in the loop: it then estimates the divergence of a fixed sampler.
+
+References:
+    Nowozin, Cseke & Tomioka (2016), *f-GAN*, NeurIPS.
+    Gulrajani et al. (2017), *Improved Training of Wasserstein GANs*, NeurIPS.
+    Yazıcı et al. (2019), *The Unusual Effectiveness of Averaging in GAN Training*, ICLR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+import pyro
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .._rng import seeded
+from .._validation import positive_float, positive_int
+from ..infer.engines import Data, Engine, fingerprint
+from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
+from .fgan import TABLE, gradient_penalty
+
+if TYPE_CHECKING:  # gan.py imports this module (for its engine), not the reverse
+    from .gan import GAN
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AdversarialOptions(LoopOptions):
+    """The loop's options with the GAN's defaults, plus
+
+    Attributes:
+        lr: the generator's learning rate (and the critic's, unless ``critic_lr``).
+        critic_lr: the critic's learning rate; ``None``: ``lr``.
+        critic_steps: critic updates per generator update; ``None``: 5 for
+            ``wasserstein`` (Gulrajani et al.), 1 for the f-divergences.
+        betas: Adam's (beta1, beta2); beta1 = 0.5 as in DCGAN and WGAN-GP.
+        non_saturating: the generator's non-saturating loss; ``None``: on for ``"gan"``
+            and ``"js"``, off otherwise (ignored by ``wasserstein``).
+        gradient_penalty: lambda of WGAN-GP's penalty (``wasserstein`` only).
+        ema: decay of the exponential moving average of the generator's weights that
+            the fit keeps; ``None``: off (the last iterate).
+        validation: held-out rows; the held-out loss is the unbiased MMD^2 between them
+            and as many generator draws (fixed codes), on standardized columns with the
+            bandwidth fixed at the start, so early stopping keeps the best generator.
+
+    ``num_steps`` counts generator updates (rounds); ``losses`` is the generator's loss
+    per round and ``info["critic_losses"]`` the critic's (its last update each round).
+    """
+
+    num_steps: int = 4000
+    lr: float = 2e-4
+    lr_decay: float = 1.0
+    batch_size: Optional[int] = 256
+    critic_lr: Optional[float] = None
+    critic_steps: Optional[int] = None
+    betas: Tuple[float, float] = (0.5, 0.999)
+    non_saturating: Optional[bool] = None
+    gradient_penalty: float = 10.0
+    ema: Optional[float] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.critic_lr is not None:
+            positive_float(self.critic_lr, "critic_lr")
+        if self.critic_steps is not None:
+            positive_int(self.critic_steps, "critic_steps")
+        b = self.betas
+        if not (isinstance(b, (tuple, list)) and len(b) == 2
+                and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b)):
+            raise ValueError(f"Expected betas to be two numbers in [0, 1), but got {b!r}")
+        if self.non_saturating not in (None, True, False):
+            raise TypeError(f"Expected non_saturating to be None, True or False, but got "
+                            f"{self.non_saturating!r}")
+        if not (isinstance(self.gradient_penalty, (int, float))
+                and math.isfinite(self.gradient_penalty) and self.gradient_penalty >= 0):
+            raise ValueError(f"Expected gradient_penalty >= 0, but got "
+                             f"{self.gradient_penalty!r}")
+        if self.ema is not None and not (isinstance(self.ema, (int, float))
+                                         and 0 < self.ema < 1):
+            raise ValueError(f"Expected ema to be a decay in (0, 1) or None, but got "
+                             f"{self.ema!r}")
+
+
+def _fake(model: "GAN", n: int, c: Optional[torch.Tensor]) -> torch.Tensor:
+    return model.generate_unit(model.draw_codes(n), c)
+
+
+class CriticLoss:
+    """The critic's loss on a minibatch (minus the f-divergence bound, or WGAN-GP's)."""
+
+    def __init__(self, model: "GAN", gp_weight: float):
+        self.model, self.gp_weight = model, gp_weight
+        self.div = TABLE.get(model.divergence)
+        self.last: Optional[torch.Tensor] = None
+        self.history: List[torch.Tensor] = []  # the loss after each round (a checkpoint keeps it)
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        model, c = self.model, batch.c
+        real = model.to_unit(batch.x)
+        with torch.no_grad():
+            fake = _fake(model, real.shape[0], c)
+        v_real, v_fake = model.critic_raw(real, c), model.critic_raw(fake, c)
+        if self.div is None:
+            loss = v_fake.mean() - v_real.mean()
+            if self.gp_weight > 0:
+                loss = loss + self.gp_weight * gradient_penalty(model.critic_raw, real, fake, c)
+        else:
+            loss = -self.div.critic_objective(v_real, v_fake)
+        self.last = loss.detach()
+        return loss
+
+    def record(self) -> None:
+        self.history.append(self.last)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"history": torch.stack(self.history) if self.history
+                else torch.zeros(0, dtype=self.model._anchor.dtype)}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        self.history = list(state["history"].to(self.model._anchor.device).unbind())
+
+
+class GeneratorLoss:
+    """The generator's loss on fresh draws (a minibatch's ``c`` for conditional models),
+    and the moving average of its weights (state that a checkpoint keeps)."""
+
+    def __init__(self, model: "GAN", non_saturating: bool, ema: Optional[float]):
+        self.model, self.non_saturating = model, non_saturating
+        self.div = TABLE.get(model.divergence)
+        self.average = None if ema is None else AveragedModel(
+            model.generator, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        model = self.model
+        c = batch.c
+        n = batch.num_rows if batch.index is None else batch.index.shape[0]
+        v = model.critic_raw(_fake(model, n, c), c)
+        if self.div is None:
+            return -v.mean()
+        return self.div.generator_loss(v, self.non_saturating)
+
+    def update_average(self) -> None:
+        self.average.update_parameters(self.model.generator)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {} if self.average is None else dict(self.average.state_dict())
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        if self.average is not None:
+            self.average.load_state_dict(state)
+
+
+class AdversarialEngine(Engine):
+    """``method="adversarial"``: the critic and the generator as two players of the one
+    loop (see the module docstring)."""
+
+    Options = AdversarialOptions
+
+    def run(self, model: "GAN", data: Data, opts: AdversarialOptions, *, method: str,
+            progress: bool) -> FitResult:
+        name = model.divergence
+        critic_steps = opts.critic_steps or (5 if name == "wasserstein" else 1)
+        non_saturating = (TABLE[name].non_saturating if name in TABLE else False) \
+            if opts.non_saturating is None else opts.non_saturating
+        betas = {"betas": tuple(opts.betas)} if opts.optimizer in ("adam", "adamw") else {}
+        critic = CriticLoss(model, float(opts.gradient_penalty))
+        generator = GeneratorLoss(model, non_saturating, opts.ema)
+        g_params = [p for p in model.generator.parameters() if p.requires_grad]
+        c_params = [p for p in model.critic.parameters() if p.requires_grad]
+        if not c_params:
+            raise ValueError("The critic has no trainable parameters (requires_grad=False "
+                             "everywhere): an adversarial fit needs a critic to train")
+        players = [Player(critic, c_params, steps=critic_steps, lr=opts.critic_lr or opts.lr,
+                          name="critic", optimizer_options=betas)]
+        if g_params:
+            players.append(Player(generator, g_params, name="generator",
+                                  optimizer_options=betas, after_step=_both(
+                                      critic.record, None if opts.ema is None
+                                      else generator.update_average)))
+        else:  # the critic alone: record after its last update of each round
+            players[0].after_step = _every(critic_steps, critic.record)
+        pyro.module("generator", model.generator)  # in the fit's param store, like others
+        heldout = _heldout_mmd(model, data)
+        model.train()
+        try:
+            result = optimize(players, data.x, data.c, opts, heldout=heldout,
+                              progress=progress, desc=f"gan {name}",
+                              fingerprint=fingerprint(model, method, data, opts))
+        finally:
+            model.eval()
+        if g_params and opts.ema is not None and generator.average.n_averaged > 0 \
+                and result.error is None:
+            with torch.no_grad():
+                for p, q in zip(model.generator.parameters(),
+                                generator.average.module.parameters()):
+                    p.copy_(q)
+        per_round = torch.stack(critic.history).tolist() if critic.history else []
+        result.point = {}
+        result.info.update(divergence=name, critic_steps=critic_steps,
+                           non_saturating=non_saturating if name != "wasserstein" else None,
+                           ema=opts.ema if g_params else None,
+                           critic_losses=[float(v) for v in per_round])
+        if not g_params:  # the critic alone: its loss is the trace
+            result.losses = [float(v) for v in per_round]
+        return result
+
+
+def _both(first, second):
+    return first if second is None else (lambda: (first(), second()))
+
+
+def _every(k: int, fn):
+    """``fn`` on every k-th call."""
+    count = [0]
+
+    def call():
+        count[0] += 1
+        if count[0] % k == 0:
+            fn()
+    return call
+
+
+def _heldout_mmd(model: "GAN", data: Data):
+    """The held-out loss: unbiased MMD^2 between the held-out rows and as many draws
+    (codes fixed under seed 0), on standardized columns, bandwidth fixed at the start."""
+    if data.x_val is None:
+        return None
+    from ..metrics import mmd, median_bandwidth
+
+    held = model.to_unit(data.x_val).detach()
+    bandwidth = median_bandwidth(held)
+    c = data.c_val
+
+    def loss() -> float:
+        with torch.no_grad(), seeded(0):
+            fake = _fake(model, held.shape[0], c)
+        return float(mmd(held, fake, bandwidth=bandwidth).estimate)
+
+    return loss
+
+
+__all__ = ["AdversarialEngine", "AdversarialOptions", "CriticLoss", "GeneratorLoss"]

@@ -1,0 +1,268 @@
+"""GAN oracles: the f-GAN table against the convex conjugate computed numerically, the
+critic's bound against the divergence between two Gaussians (closed form or Monte
+Carlo), the optimal critic against f'(p/q) on a grid, and the training mechanics."""
+
+import math
+
+import pyro
+import pytest
+import scipy.optimize
+import torch
+from pyro import poutine
+from pyro.infer import Predictive
+from torch import nn
+
+import pyro_genmodels as pgm
+from pyro_genmodels import divergences
+from pyro_genmodels._rng import seeded
+from pyro_genmodels.infer.loop import NonFiniteLossError
+from pyro_genmodels.models.fgan import DIVERGENCES, TABLE
+from pyro_genmodels.models.gan_engine import AdversarialEngine
+
+F_NAMES = sorted(TABLE)
+
+
+# ---------------------------------------------------------------------- the table
+@pytest.mark.parametrize("name", F_NAMES)
+def test_conjugate_is_the_numerical_sup(name):
+    """f*(t) = sup_u (t u - f(u)), maximized numerically over u > 0 (in log u)."""
+    d = TABLE[name]
+    f = lambda u: float(d.f(torch.tensor(u, dtype=torch.float64)))  # noqa: E731
+    for v in (-2.0, -0.5, 0.0, 0.7, 1.5):
+        t = float(d.activation(torch.tensor(v, dtype=torch.float64)))
+        if name == "tv":  # f* of |u - 1| / 2 is t only on |t| <= 1/2 (the sup is at u -> 0)
+            u = torch.linspace(1e-9, 50, 200001, dtype=torch.float64)
+            best = float((t * u - d.f(u)).max())
+        else:
+            res = scipy.optimize.minimize_scalar(lambda s: -(t * math.exp(s) - f(math.exp(s))),
+                                                 bounds=(-30, 12), method="bounded",
+                                                 options={"xatol": 1e-12})
+            best = -res.fun
+        fstar = float(d.conjugate(torch.tensor(t, dtype=torch.float64)))
+        stable = float(d.conjugate_of_output(torch.tensor(v, dtype=torch.float64)))
+        assert stable == pytest.approx(fstar, abs=1e-10)
+        assert fstar == pytest.approx(best, abs=1e-6), (name, v)
+
+
+@pytest.mark.parametrize("name", F_NAMES)
+def test_table_f_is_the_divergence_it_reports(name):
+    """(f(u) + offset) / scale equals the f of pgm.divergences (f(1) = 0, convexity)."""
+    d = TABLE[name]
+    u = torch.linspace(0.05, 20, 400, dtype=torch.float64)
+    plain = {"kl": u * u.log(), "reverse_kl": -u.log(), "pearson": (u - 1) ** 2,
+             "tv": 0.5 * (u - 1).abs(), "hellinger": 0.5 * (u.sqrt() - 1) ** 2,
+             "js": 0.5 * (u * u.log() - (u + 1) * ((u + 1) / 2).log())}[d.reported_as]
+    # D_f = int q f(p/q): the offset is a constant under the integral (int q = 1), and
+    # gan's f differs from 2 js's by (u - 1) log 2, which integrates to 0 (int p = int q)
+    linear = (u - 1) * math.log(2) if name == "gan" else 0.0
+    assert torch.allclose((d.f(u) + linear + d.offset) / d.scale, plain, atol=1e-12)
+    assert float(d.f(torch.tensor(1.0, dtype=torch.float64)) + d.offset) == pytest.approx(0)
+    # f' by autograd
+    w = u.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(d.f(w).sum(), w)
+    if name != "tv":
+        assert torch.allclose(d.f_prime(u), g, atol=1e-10)
+
+
+# ---------------------------------------------------------------------- the bound
+class FixedGaussian(nn.Module):
+    """A frozen generator: G(z) = loc + scale * z, so p_gen = N(loc, diag(scale^2))."""
+
+    def __init__(self, loc, scale):
+        super().__init__()
+        self.register_buffer("loc", torch.tensor(loc))
+        self.register_buffer("scale", torch.tensor(scale))
+
+    def forward(self, z):
+        return self.loc + self.scale * z
+
+
+P = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
+Q_LOC, Q_SCALE = [1.0, 0.0], [1.2, 0.8]
+Q = torch.distributions.Independent(
+    torch.distributions.Normal(torch.tensor(Q_LOC), torch.tensor(Q_SCALE)), 1)
+_CRITICS = {}
+
+
+def critic_fit(name):
+    """The critic alone, trained against the frozen generator Q on 20000 draws of P."""
+    if name not in _CRITICS:
+        x = torch.randn(20000, 2, generator=torch.Generator().manual_seed(0))
+        model = pgm.GAN(2, latent_dim=2, divergence=name, hidden=(64, 64), standardize=False,
+                        generator=FixedGaussian(Q_LOC, Q_SCALE))
+        _CRITICS[name] = model.fit(x, method="adversarial", num_steps=2000, lr=1e-3,
+                                   lr_decay=0.1, batch_size=512, seed=0, progress=False)
+    return _CRITICS[name]
+
+
+@pytest.mark.parametrize("name", ["kl", "reverse_kl", "js", "hellinger", "tv"])
+def test_the_bound_stays_below_the_divergence_and_reaches_it(name):
+    """Held-out bound <= D_f(P || Q) (within 4 se of both estimates) and >= 0.9 D_f."""
+    fit = critic_fit(name)
+    assert fit.info["critic_steps"] == 1 and len(fit.losses) == 2000
+    heldout = torch.randn(20000, 2, generator=torch.Generator().manual_seed(1))
+    bound = fit.divergence_bound(heldout, num_samples=20000, seed=2)
+    truth = divergences.f_divergence(P, Q, f=name, num_samples=200000, seed=0)
+    target = truth.exact if truth.exact is not None else truth.estimate
+    se = math.hypot(bound.stderr, truth.stderr)
+    assert bound.estimate <= target + 4 * se
+    assert bound.estimate >= 0.9 * target - 4 * se, (bound, truth)
+
+
+@pytest.mark.parametrize("name", ["kl", "reverse_kl", "js", "hellinger"])
+def test_the_trained_critic_is_f_prime_of_the_density_ratio(name):
+    """T(x) = g_f(V(x)) against T*(x) = f'(p(x)/q(x)) on a grid over the bulk of both
+    densities (|x_i| <= 1.5): RMS error below 10% of T*'s spread there."""
+    fit = critic_fit(name)
+    g = torch.linspace(-1.5, 1.5, 31)
+    pts = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    star = TABLE[name].f_prime((P.log_prob(pts) - Q.log_prob(pts)).exp())
+    got = fit.critic(pts)
+    rms = (got - star).pow(2).mean().sqrt()
+    assert rms < 0.1 * star.std(), (float(rms), float(star.std()))
+
+
+def test_the_bound_of_a_sampler_equal_to_the_data_is_zero_within_its_error():
+    fit = critic_fit("js")
+    same = fit.model.sample_given({}, 5000)
+    b = fit.divergence_bound(same, num_samples=5000, seed=3)
+    assert b.estimate <= 4 * b.stderr
+
+
+# ---------------------------------------------------------------------- the program
+def test_the_generator_is_an_ordinary_pyro_program():
+    model = pgm.GAN(2, latent_dim=3, hidden=(8,))
+    tr = poutine.trace(model.model).get_trace(None, num_data=5)
+    assert tr.nodes["z"]["fn"].event_shape == (3,) and tr.nodes["z"]["value"].shape == (5, 3)
+    assert tr.nodes["x"]["value"].shape == (5, 2)
+    x = model.from_unit(model.generate_unit(tr.nodes["z"]["value"]))
+    assert torch.equal(tr.nodes["x"]["value"], x)
+    draws = Predictive(model.model, num_samples=4, return_sites=["x"])(None, num_data=6)
+    assert draws["x"].shape == (4, 6, 2)
+    cond = pgm.GAN(2, context_dim=3, hidden=(8,))
+    c = torch.eye(3)[[0, 1, 2, 0]]
+    assert poutine.trace(cond.model).get_trace(None, c=c).nodes["x"]["value"].shape == (4, 2)
+
+
+# ---------------------------------------------------------------------- training
+def _eight(n=512, seed=0):
+    with seeded(seed):
+        return pgm.datasets.toy("eight_gaussians").sample((n,))
+
+
+def make(**kwargs):
+    """A GAN whose initial weights are drawn under a fixed seed (two makes are equal)."""
+    with seeded(0):
+        return pgm.GAN(2, **kwargs)
+
+
+def test_a_fit_with_a_frozen_critic_is_refused():
+    critic = nn.Linear(2, 1).requires_grad_(False)
+    with pytest.raises(ValueError, match="critic has no trainable"):
+        pgm.GAN(2, critic=critic).fit(_eight(), method="adversarial", num_steps=2,
+                                      progress=False)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(divergence="wasserstien"), "Unknown divergence 'wasserstien'"),
+    (dict(latent_dim=0), "latent_dim"),
+    (dict(generator=lambda z: z), "generator to be a torch.nn.Module"),
+])
+def test_bad_model_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        pgm.GAN(2, **kwargs)
+
+
+@pytest.mark.parametrize("options,match", [
+    (dict(critic_steps=0), "critic_steps"), (dict(betas=(0.5, 1.2)), "betas"),
+    (dict(ema=1.0), "ema"), (dict(gradient_penalty=-1.0), "gradient_penalty"),
+    (dict(critic_lr=0.0), "critic_lr"), (dict(non_saturating="yes"), "non_saturating"),
+])
+def test_bad_options_are_refused_before_any_work(options, match):
+    pyro.clear_param_store()
+    with pytest.raises((ValueError, TypeError), match=match):
+        pgm.GAN(2).fit(_eight(), method="adversarial", progress=False, **options)
+    assert not list(pyro.get_param_store().keys())
+
+
+def test_each_player_moves_only_its_own_weights():
+    """critic_steps critic updates and one generator update per round; the generator's
+    loss runs through the critic but leaves no gradient on it."""
+    model = pgm.GAN(2, hidden=(8,))
+    engine = AdversarialEngine()
+    opts = engine.options("adversarial", num_steps=1, critic_steps=3, batch_size=64)
+    from pyro_genmodels.infer.engines import Data
+
+    x = _eight()
+    work = model.working_copy(x)
+    g0 = [p.detach().clone() for p in work.generator.parameters()]
+    c0 = [p.detach().clone() for p in work.critic.parameters()]
+    result = engine.run(work, Data(x), opts, method="adversarial", progress=False)
+    assert result.info["critic_steps"] == 3 and len(result.losses) == 1
+    assert all(not torch.equal(a, b) for a, b in zip(g0, work.generator.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(c0, work.critic.parameters()))
+    assert all(p.grad is None for p in work.parameters())
+
+
+def test_moving_average_of_the_generator_is_what_the_fit_samples():
+    x = _eight()
+    plain = make(hidden=(16,)).fit(x, method="adversarial", num_steps=30, seed=0,
+                                         progress=False)
+    avg = make(hidden=(16,)).fit(x, method="adversarial", num_steps=30, seed=0,
+                                       ema=0.9, progress=False)
+    assert plain.losses == avg.losses  # the average does not change the game
+    assert avg.info["ema"] == 0.9
+    assert not torch.equal(plain.sample(10, seed=0), avg.sample(10, seed=0))
+
+
+def test_checkpoint_resume_is_bit_for_bit(tmp_path):
+    x = _eight()
+    opts = dict(num_steps=40, batch_size=64, seed=0, progress=False, ema=0.9)
+    full = make(hidden=(16,)).fit(x, method="adversarial", **opts)
+    make(hidden=(16,)).fit(x, method="adversarial", checkpoint=tmp_path / "ck",
+                                 checkpoint_every=15,
+                                 callback=lambda step, loss: step == 29, **opts)
+    resumed = make(hidden=(16,)).fit(x, method="adversarial",
+                                           resume=tmp_path / "ck", **opts)
+    assert resumed.losses == full.losses
+    assert resumed.info["critic_losses"] == full.info["critic_losses"]
+    assert torch.equal(resumed.sample(20, seed=1), full.sample(20, seed=1))
+
+
+def test_a_non_finite_loss_stops_with_the_last_good_weights():
+    x = _eight()
+
+    class Exploding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+            self.calls = 0
+
+        def forward(self, u):
+            self.calls += 1
+            out = self.lin(u).squeeze(-1)
+            return out * math.inf if self.calls > 20 else out
+
+    with pytest.raises(pgm.FitError) as err:
+        pgm.GAN(2, critic=Exploding(), hidden=(8,)).fit(x, method="adversarial",
+                                                        num_steps=50, seed=0, progress=False)
+    assert isinstance(err.value.__cause__, NonFiniteLossError)
+    partial = err.value.fit
+    assert torch.isfinite(partial.sample(5, seed=0)).all()
+
+
+def test_validation_keeps_the_generator_with_the_best_heldout_mmd():
+    x = _eight(1000)
+    fit = make(hidden=(32, 32)).fit(x, method="adversarial", num_steps=60,
+                                          batch_size=128, validation=0.2, validate_every=10,
+                                          seed=0, progress=False)
+    history = fit.info["heldout_losses"]
+    assert len(history) == 6
+    assert fit.info["best_heldout_loss"] == min(v for _, v in history)
+
+
+def test_divergences_listed_in_the_error():
+    with pytest.raises(ValueError) as err:
+        pgm.GAN(2, divergence="chi2")
+    for name in DIVERGENCES:
+        assert name in str(err.value)

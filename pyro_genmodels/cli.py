@@ -116,6 +116,12 @@ def _cmd_fit(args) -> int:
         chars = sum(len(s) + 1 for s in x)  # the end token counts as a character
         print(f"training data: mean log p(x) {total / len(x):.4f}, "
               f"{-total / chars:.4f} nats per character (end token included)")
+    elif fit.log_prob_kind == "none":  # no density: score the draws against the data
+        from .metrics import mmd
+
+        score = mmd(fit.data, fit.sample(min(len(fit.data), 5000), seed=0))
+        print(f"no density (log_prob: none); MMD^2 of draws to the "
+              f"training data: {score.estimate:.4g} +- {score.stderr:.2g}")
     else:
         print(f"mean log p(x) on the training data: "
               f"{fit.log_prob(fit.data).mean().item():.4f}")

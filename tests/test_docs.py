@@ -29,7 +29,8 @@ MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.m
            "pyro_genmodels.infer.ais", "pyro_genmodels.models.sequence.ngram",
            "pyro_genmodels.models.sequence.networks",
            "pyro_genmodels.models.vae", "pyro_genmodels.models.autoregressive",
-           "pyro_genmodels.mc", "pyro_genmodels.divergences", "pyro_genmodels.datasets"]
+           "pyro_genmodels.mc", "pyro_genmodels.divergences", "pyro_genmodels.datasets",
+           "pyro_genmodels.models.gan", "pyro_genmodels.metrics"]
 
 
 @pytest.mark.parametrize("name", MODULES)

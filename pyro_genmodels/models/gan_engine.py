@@ -74,7 +74,7 @@ class AdversarialOptions(LoopOptions):
     per round and ``info["critic_losses"]`` the critic's (its last update each round).
     """
 
-    num_steps: int = 4000
+    num_steps: int = 6000
     lr: float = 2e-4
     lr_decay: float = 1.0
     batch_size: Optional[int] = 256

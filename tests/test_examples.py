@@ -135,11 +135,39 @@ def _names(tmp_path, capsys):
     assert all(s.startswith("ma") for s in samples)
 
 
+def _gan_toy(tmp_path, capsys):
+    mod = load("gan_toy")
+    table, accuracy = mod.main(mod.parse_args(["--num-steps", "20", "--seeds", "0",
+                                               "--divergences", "gan", "wasserstein",
+                                               "--n-train", "1000", "--num-samples", "500",
+                                               "--digits", "--plot", str(tmp_path / "g.png")]))
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert (tmp_path / "g_digits.png").stat().st_size > 0
+    assert list(table.index) == [(d, v) for d in ("eight_gaussians", "grid25")
+                                 for v in ("gan", "wasserstein")]
+    assert list(table["num_modes"]) == [8, 8, 25, 25] and (table["seeds"] == 1).all()
+    runs = table.attrs["runs"]
+    assert len(runs) == 4 and (runs["modes_covered"] == table["modes_covered"].values).all()
+    assert ((0 <= runs["modes_covered"]) & (runs["modes_covered"] <= runs["num_modes"])).all()
+    # a share of the 500 draws, each a whole number of draws
+    hq = runs["high_quality"] * 500
+    assert ((0 <= hq) & (hq <= 500) & ((hq - hq.round()).abs() < 1e-6)).all()
+    # reverse KL of a mode histogram lies in [0, log K]; nan only without high-quality draws
+    rkl, k = runs["reverse_kl"], runs["num_modes"].map(math.log)
+    assert (rkl.isna() == (runs["high_quality"] == 0)).all()
+    assert (rkl.isna() | ((rkl >= -1e-9) & (rkl <= k + 1e-9))).all()
+    assert runs["mmd2"].map(math.isfinite).all() and (runs["seconds"] > 0).all()
+    # a share of 500 labelled draws
+    assert 0 <= accuracy <= 1 and abs(accuracy * 500 - round(accuracy * 500)) < 1e-3
+    out = capsys.readouterr().out
+    assert "modes_covered" in out and f"{accuracy:.3f}" in out
+
+
 SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density,
          "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program,
          "mixture_clusters": _mixture_clusters, "ppca_digits": _ppca_digits,
          "energy_toy": _energy_toy, "vae_digits": _vae_digits,
-         "names": _names}
+         "names": _names, "gan_toy": _gan_toy}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

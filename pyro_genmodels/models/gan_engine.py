@@ -113,7 +113,8 @@ def _fake(model: "GAN", n: int, c: Optional[torch.Tensor]) -> torch.Tensor:
 
 
 class CriticLoss:
-    """The critic's loss on a minibatch (minus the f-divergence bound, or WGAN-GP's)."""
+    """The critic's loss on a minibatch of standardized rows (minus the f-divergence
+    bound, or WGAN-GP's)."""
 
     def __init__(self, model: "GAN", gp_weight: float):
         self.model, self.gp_weight = model, gp_weight
@@ -123,7 +124,7 @@ class CriticLoss:
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         model, c = self.model, batch.c
-        real = model.to_unit(batch.x)
+        real = batch.x  # the loop runs on the standardized rows
         with torch.no_grad():
             fake = _fake(model, real.shape[0], c)
         v_real, v_fake = model.critic_raw(real, c), model.critic_raw(fake, c)
@@ -210,7 +211,8 @@ class AdversarialEngine(Engine):
         heldout = _heldout_mmd(model, data)
         model.train()
         try:
-            result = optimize(players, data.x, data.c, opts, heldout=heldout,
+            # the rows standardized once (the networks' units), not at every batch
+            result = optimize(players, model.to_unit(data.x), data.c, opts, heldout=heldout,
                               progress=progress, desc=f"gan {name}",
                               fingerprint=fingerprint(model, method, data, opts))
         finally:

@@ -59,11 +59,12 @@ class AdversarialOptions(LoopOptions):
 
     Attributes:
         lr: the generator's learning rate (and the critic's, unless ``critic_lr``).
-        critic_lr: the critic's learning rate; ``None``: ``4 * lr`` for the
-            f-divergences (the two time-scale update rule, Heusel et al. 2017: on the ring
-            the non-saturating ``gan`` at equal rates collapsed to 1 mode on one seed of
+        critic_lr: the critic's learning rate; ``None``: ``4 * lr`` for ``gan`` and
+            ``js`` (the two time-scale update rule, Heusel et al. 2017: on the ring the
+            non-saturating ``gan`` at equal rates collapsed to 1 mode on one seed of
             three, at 4x it kept all 8 with 93-94% high-quality draws on all three),
-            ``lr`` for ``wasserstein`` (whose critic takes 5 steps instead).
+            ``lr`` for the others (``kl`` at 4x diverged: its f* = exp(t - 1) blew up;
+            ``wasserstein``'s critic takes 5 steps instead).
         critic_steps: critic updates per generator update; ``None``: 5 for
             ``wasserstein`` (Gulrajani et al.), 1 for the f-divergences.
         betas: Adam's (beta1, beta2); beta1 = 0.5 as in DCGAN and WGAN-GP.
@@ -207,7 +208,7 @@ class AdversarialEngine(Engine):
         if not c_params:
             raise ValueError("The critic has no trainable parameters (requires_grad=False "
                              "everywhere): an adversarial fit needs a critic to train")
-        critic_lr = opts.critic_lr or (opts.lr if name == "wasserstein" else 4 * opts.lr)
+        critic_lr = opts.critic_lr or (4 * opts.lr if name in ("gan", "js") else opts.lr)
         players = [Player(critic, c_params, steps=critic_steps, lr=critic_lr,
                           name="critic", optimizer_options=betas)]
         if g_params:

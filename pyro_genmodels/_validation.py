@@ -110,3 +110,11 @@ def check_method(method: Any, methods: Iterable[str], model_name: str) -> str:
         raise ValueError(
             f"Unknown method {method!r} for {model_name}; expected one of {list(methods)}")
     return method
+
+
+def column_moments(x: torch.Tensor):
+    """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them: an sd that
+    is not finite or below 1e-8 (a constant column, a single row) is replaced by 1."""
+    mean = x.mean(0)
+    sd = x.std(0) if x.shape[0] > 1 else torch.ones_like(mean)
+    return mean, torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))

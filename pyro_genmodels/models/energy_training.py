@@ -42,7 +42,7 @@ import torch
 from pyro import poutine
 
 from .._rng import seeded
-from .._validation import check_choice, positive_float, positive_int
+from .._validation import check_choice, column_moments, positive_float, positive_int
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
 from ..infer.objectives import FlatPriors
@@ -195,11 +195,8 @@ class EnergyEngine(Engine):
     def run(self, model: EnergyModel, data: Data, opts: EnergyOptions, *, method: str,
             progress: bool) -> FitResult:
         x = data.x
-        n = x.shape[0]
         with torch.no_grad():
-            mean = x.mean(0)
-            sd = x.std(0) if n > 1 else torch.ones_like(mean)
-            sd = torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))
+            mean, sd = column_moments(x)
             if model.standardize:
                 model.shift.copy_(mean)
                 model.x_scale.copy_(sd)

@@ -34,7 +34,7 @@ from pyro.contrib.zuko import ZukoToPyro
 from zuko.distributions import NormalizingFlow
 from zuko.transforms import ComposedTransform
 
-from .._validation import positive_float, positive_int
+from .._validation import column_moments, positive_float, positive_int
 from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
@@ -168,10 +168,9 @@ class Flow(GenerativeModel):
         work = super().working_copy(x)
         if self.standardize:
             with torch.no_grad():
-                sd = x.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])
-                work.shift.copy_(x.mean(0))
-                work.x_scale.copy_(torch.where(torch.isfinite(sd) & (sd > 1e-8), sd,
-                                               torch.ones_like(sd)))
+                mean, sd = column_moments(x)
+                work.shift.copy_(mean)
+                work.x_scale.copy_(sd)
         return work
 
     def get_config(self) -> Dict[str, Any]:

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .._rng import seeded
-from .._validation import check_choice, positive_int
+from .._validation import check_choice, column_moments, positive_int
 from ..base import Capabilities, GenerativeModel, register
 from ..fit import Fit
 from ..mc import MCEstimate
@@ -268,10 +268,9 @@ class GAN(GenerativeModel):
         work = super().working_copy(x)
         if self.standardize:
             with torch.no_grad():
-                sd = x.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])
-                work.shift.copy_(x.mean(0))
-                work.x_scale.copy_(torch.where(torch.isfinite(sd) & (sd > 1e-8), sd,
-                                               torch.ones_like(sd)))
+                mean, sd = column_moments(x)
+                work.shift.copy_(mean)
+                work.x_scale.copy_(sd)
         return work
 
     def get_config(self) -> Dict[str, Any]:

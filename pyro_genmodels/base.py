@@ -35,7 +35,7 @@ from torch.distributions import biject_to
 from pyro.nn import PyroModule
 
 from ._rng import seeded
-from ._validation import as_data, check_method, positive_int
+from ._validation import as_data, check_method, column_moments, positive_int
 from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
 from .infer.engines import ENGINES, Engine, split_heldout
 from .registry import get_model_class, register, registry
@@ -267,8 +267,16 @@ class GenerativeModel(PyroModule):
     def working_copy(self, x: torch.Tensor) -> "GenerativeModel":
         """The fit's private copy of the model, on ``x``'s device and dtype. It is made
         under the fit's seed, so a family that draws fresh weights draws them
-        reproducibly."""
-        return copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
+        reproducibly. A family that works on standardized columns (``standardize=True``
+        with buffers ``shift`` and ``x_scale``: Flow, GAN, EnergyModel) gets them set from
+        the training rows ``x`` here, once for all of them."""
+        work = copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
+        if getattr(work, "standardize", False):
+            with torch.no_grad():
+                mean, sd = column_moments(x)
+                work.shift.copy_(mean)
+                work.x_scale.copy_(sd)
+        return work
 
     @classmethod
     def engine(cls, method: str) -> Engine:

@@ -127,10 +127,22 @@ def _plot_png(x: torch.Tensor, fits: Dict[str, Fit], title: str) -> bytes:
         ax.set_title(f"{title} {name}: samples")
     axes[-1][0].legend(loc="best", fontsize=8)
     fig.tight_layout()
+    return _png_bytes(fig)
+
+
+def _png_bytes(fig) -> bytes:
+    """The figure as PNG bytes (80 dpi), closed."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _png(fig) -> str:
+    """The figure as base64 PNG for an ``<img src='data:...'>``, closed."""
+    return base64.b64encode(_png_bytes(fig)).decode()
 
 
 def _digits_section(out: Path, quick: bool, progress: bool) -> str:
@@ -140,7 +152,6 @@ def _digits_section(out: Path, quick: bool, progress: bool) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     x, _ = datasets.load_digits(binarize=True)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))
@@ -159,10 +170,7 @@ def _digits_section(out: Path, quick: bool, progress: bool) -> str:
     samples = fit.sample(40, seed=0, mean=True)
     fig = datasets.digits_figure(samples, test[:20], fit.reconstruct(test[:20]),
                                  title="VAE samples (decoded means)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    png = base64.b64encode(buf.getvalue()).decode()
+    png = _png(fig)
     return (f"<h2>VAE (digits)</h2><p>{train.shape[0]} binarized 8x8 digits, "
             f"{test.shape[0]} held out; latent 8, one hidden layer of 128, "
             f"{seconds:.3g} s of training. log p(x) is an importance-weighted estimate "
@@ -263,10 +271,7 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
         ax.set_title(title)
     axes[0].legend(loc="best", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    scatter = base64.b64encode(buf.getvalue()).decode()
+    scatter = _png(fig)
 
     # conditional digits: pixels in [0, 1] unstandardized and a faster Adam, 97.6% in 800
     # steps (the defaults need about 6000: rarely inked pixels standardize to outliers of
@@ -293,10 +298,7 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
     ax.set_title("conditional GAN: row k asks for digit k")
     ax.axis("off")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    digits_png = base64.b64encode(buf.getvalue()).decode()
+    digits_png = _png(fig)
     return (f"<h2>GAN (samples only, no density)</h2><p>A generator x = G(z), z ~ N(0, I), "
             f"fitted by the f-GAN game (or WGAN-GP for <code>wasserstein</code>) on 10000 "
             f"points, default networks and options, {steps} generator steps"

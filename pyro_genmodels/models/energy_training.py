@@ -196,10 +196,7 @@ class EnergyEngine(Engine):
             progress: bool) -> FitResult:
         x = data.x
         with torch.no_grad():
-            mean, sd = column_moments(x)
-            if model.standardize:
-                model.shift.copy_(mean)
-                model.x_scale.copy_(sd)
+            mean, sd = column_moments(x)  # shift / x_scale: set by working_copy
             model.base_loc.copy_(mean)
             model.base_scale.copy_(2 * sd)
         pyro.module("energy", model.net)  # in the fit's param store (a PyroOptim needs it)

@@ -34,7 +34,7 @@ from pyro.contrib.zuko import ZukoToPyro
 from zuko.distributions import NormalizingFlow
 from zuko.transforms import ComposedTransform
 
-from .._validation import column_moments, positive_float, positive_int
+from .._validation import positive_float, positive_int
 from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
@@ -162,16 +162,6 @@ class Flow(GenerativeModel):
     # ------------------------------------------------------------------ engine hooks
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {}
-
-    def working_copy(self, x: torch.Tensor) -> "Flow":
-        """The fit's copy, its standardization set from the training rows ``x``."""
-        work = super().working_copy(x)
-        if self.standardize:
-            with torch.no_grad():
-                mean, sd = column_moments(x)
-                work.shift.copy_(mean)
-                work.x_scale.copy_(sd)
-        return work
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "transform": self.transform,

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .._rng import seeded
-from .._validation import check_choice, column_moments, positive_int
+from .._validation import check_choice, positive_int
 from ..base import Capabilities, GenerativeModel, register
 from ..fit import Fit
 from ..mc import MCEstimate
@@ -262,16 +262,6 @@ class GAN(GenerativeModel):
     # ------------------------------------------------------------------ engine hooks
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {}
-
-    def working_copy(self, x: torch.Tensor) -> "GAN":
-        """The fit's copy, its standardization set from the training rows ``x``."""
-        work = super().working_copy(x)
-        if self.standardize:
-            with torch.no_grad():
-                mean, sd = column_moments(x)
-                work.shift.copy_(mean)
-                work.x_scale.copy_(sd)
-        return work
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "latent_dim": self.latent_dim, "divergence": self.divergence,

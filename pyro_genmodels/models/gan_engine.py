@@ -19,9 +19,8 @@ loop owns minibatches, the two optimizers (Adam with ``betas``, learning rates `
 and ``critic_lr``), the NaN guard, Ctrl-C, progress and checkpoints.
 
 An exponential moving average of the generator's weights (``ema``; Yazıcı et al. 2019)
-is kept after every generator step, with torch's own
-``torch.optim.swa_utils.AveragedModel`` / ``get_ema_multi_avg_fn`` (a maintained
-implementation, so no extra dependency); at the end the fitted generator *is* the
+is kept after every generator step (:class:`~pyro_genmodels.infer.averaging.WeightAverage`,
+the helper the diffusion network uses too); at the end the fitted generator *is* the
 average. A generator whose weights are all frozen (``requires_grad=False``) leaves the
 critic alone in the loop: it then estimates the divergence of a fixed sampler.
 
@@ -41,10 +40,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import pyro
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .._rng import seeded
 from .._validation import positive_float, positive_int
+from ..infer.averaging import WeightAverage
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
 from .fgan import TABLE, gradient_penalty
@@ -165,8 +164,7 @@ class GeneratorLoss:
     def __init__(self, model: "GAN", non_saturating: bool, ema: Optional[float]):
         self.model, self.non_saturating = model, non_saturating
         self.div = TABLE.get(model.divergence)
-        self.average = None if ema is None else AveragedModel(
-            model.generator, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+        self.average = None if ema is None else WeightAverage(model.generator, ema)
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         model = self.model
@@ -178,10 +176,10 @@ class GeneratorLoss:
         return self.div.generator_loss(v, self.non_saturating)
 
     def update_average(self) -> None:
-        self.average.update_parameters(self.model.generator)
+        self.average.update(self.model.generator)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {} if self.average is None else dict(self.average.state_dict())
+        return {} if self.average is None else self.average.state_dict()
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
         if self.average is not None:
@@ -228,12 +226,8 @@ class AdversarialEngine(Engine):
                               fingerprint=fingerprint(model, method, data, opts))
         finally:
             model.eval()
-        if g_params and opts.ema is not None and generator.average.n_averaged > 0 \
-                and result.error is None:
-            with torch.no_grad():
-                for p, q in zip(model.generator.parameters(),
-                                generator.average.module.parameters()):
-                    p.copy_(q)
+        if g_params and opts.ema is not None and result.error is None:
+            generator.average.copy_to(model.generator)
         per_round = torch.stack(critic.history).tolist() if critic.history else []
         result.point = {}
         result.info.update(divergence=name, critic_steps=critic_steps, critic_lr=critic_lr,

@@ -2,7 +2,7 @@
 
 >>> import pyro_genmodels as pgm
 >>> sorted(pgm.registry())
-['autoregressive', 'energy', 'flow', 'gan', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'vae']
+['autoregressive', 'diffusion', 'energy', 'flow', 'gan', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'vae']
 """
 
 from . import datasets, divergences, mc, metrics
@@ -10,10 +10,11 @@ from ._version import __version__
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
 from .io import load
-from .models import (GAN, PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
-                     GaussianMixture, NGram)
+from .models import (GAN, PPCA, VAE, AutoregressiveModel, Diffusion, EnergyModel, Flow,
+                     Gaussian, GaussianMixture, NGram)
 
-__all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Capabilities", "EnergyModel", "Fit",
+__all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Capabilities", "Diffusion",
+           "EnergyModel", "Fit",
            "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "NGram",
            "__version__", "compare", "datasets", "divergences", "load", "mc", "metrics",
            "prior_sweep", "registry"]

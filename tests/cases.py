@@ -414,6 +414,16 @@ CASES: Dict[str, Case] = {
         _gaussian_data_with_context,
         {"adversarial": {"num_steps": 10, "batch_size": 64, "critic_steps": 2}}, dim=3,
         log_prob_kind="none", sample_c=torch.tensor([[0.5, -1.0]]), score=_critic),
+    "diffusion": numeric_case(
+        built_with_seed(lambda: pgm.Diffusion(3, timesteps=20, hidden=(16, 16))),
+        _gaussian_data, {m: {"num_steps": 20, "batch_size": 64} for m in ("mle", "map")},
+        dim=3, log_prob_kind="bound"),
+    "diffusion-conditional-elbo": numeric_case(
+        built_with_seed(lambda: pgm.Diffusion(3, timesteps=15, hidden=(16,), context_dim=2,
+                                              schedule="linear")),
+        _gaussian_data_with_context,
+        {m: {"num_steps": 20, "batch_size": 64, "objective": "elbo"} for m in ("mle", "map")},
+        dim=3, log_prob_kind="bound", sample_c=torch.tensor([[0.5, -1.0]])),
     "ppca": numeric_case(lambda: pgm.PPCA(3, 1), _gaussian_data,
                          {k: _FAST[k] for k in ("mle", "map", "vi")}, dim=3,
                          params=("W", "loc", "sigma", "covariance_matrix")),

@@ -2,6 +2,7 @@
 (``vae*.py``, ``energy*.py``) where a family grew: the model apart from its engine."""
 
 from . import autoregressive  # noqa: F401  (the old path of .sequence, kept importable)
+from .diffusion import Diffusion
 from .energy import EnergyModel
 from .flow import Flow
 from .gan import GAN
@@ -11,5 +12,5 @@ from .ppca import PPCA
 from .sequence import AutoregressiveModel, NGram
 from .vae import VAE
 
-__all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "EnergyModel", "Flow", "Gaussian",
+__all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Diffusion", "EnergyModel", "Flow", "Gaussian",
            "GaussianMixture", "NGram"]

@@ -6,14 +6,14 @@ and samples against the data, and the ArviZ summary of the NUTS fit; for images,
 on digits (IWAE estimate, samples, reconstructions); for text, n-grams
 next to a GRU on first names (held-out nats per character, generated names); for GANs
 (no density), samples on the ring and the grid, mode coverage per divergence and a
-conditional GAN on digits. The saved fits go under ``DIR/fits/``.
+conditional GAN on digits; for diffusion, samples by each sampler, the bound next to the
+ODE likelihood, and guided conditional digits. The saved fits go under ``DIR/fits/``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
@@ -22,7 +22,9 @@ import torch
 
 from . import datasets
 from .base import Fit, GenerativeModel
+from ._figures import png as _png, png_bytes as _png_bytes
 from .compare import compare
+from .demo_diffusion import diffusion_section
 from ._rng import seeded
 from .models import (PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
                      GaussianMixture, NGram)
@@ -128,21 +130,6 @@ def _plot_png(x: torch.Tensor, fits: Dict[str, Fit], title: str) -> bytes:
     axes[-1][0].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return _png_bytes(fig)
-
-
-def _png_bytes(fig) -> bytes:
-    """The figure as PNG bytes (80 dpi), closed."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _png(fig) -> str:
-    """The figure as base64 PNG for an ``<img src='data:...'>``, closed."""
-    return base64.b64encode(_png_bytes(fig)).decode()
 
 
 def _digits_section(out: Path, quick: bool, progress: bool) -> str:
@@ -362,6 +349,7 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
     sections.append(_digits_section(out, quick, progress))
     sections.append(_names_section(out, quick, progress))
     sections.append(_gan_section(out, quick, progress))
+    sections.append(diffusion_section(out, quick, progress))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>pyro-genmodels demo"
             "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
             "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style>"

@@ -163,11 +163,29 @@ def _gan_toy(tmp_path, capsys):
     assert "modes_covered" in out and f"{accuracy:.3f}" in out
 
 
+def _diffusion_toy(tmp_path, capsys):
+    mod = load("diffusion_toy")
+    samplers, lik = mod.main(mod.parse_args(["--quick", "--plot", str(tmp_path / "d.png")]))
+    assert (tmp_path / "d.png").stat().st_size > 0
+    assert list(samplers.index[:-1]) == ["ancestral", "ddim 20", "ddim 100", "ode"][
+        :len(samplers) - 1]
+    assert samplers["mmd2"].map(math.isfinite).all()
+    assert samplers["mmd2_biased"].ge(samplers["mmd2"] - 1e-12).all()  # V >= U statistic
+    # the likelihood table: minus_true is each row's log_prob minus the true density's
+    truth = lik.loc["true density", "log_prob"]
+    assert ((lik["log_prob"] - truth - lik["minus_true"]).abs() < 1e-9).all()
+    assert lik.loc["ode", "nfe"] > 0
+    table, guidance = mod.main(mod.parse_args(["--quick", "--digits"]))
+    assert table["bits_per_dim"].map(math.isfinite).all() and len(table) == 5
+    accuracy = guidance["accuracy"]
+    assert list(guidance.index) == [0.0, 1.0, 3.0] and ((0 <= accuracy) & (accuracy <= 1)).all()
+
+
 SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density,
          "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program,
          "mixture_clusters": _mixture_clusters, "ppca_digits": _ppca_digits,
          "energy_toy": _energy_toy, "vae_digits": _vae_digits,
-         "names": _names, "gan_toy": _gan_toy}
+         "names": _names, "gan_toy": _gan_toy, "diffusion_toy": _diffusion_toy}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

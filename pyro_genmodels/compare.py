@@ -57,10 +57,15 @@ def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int,
     return {"mmd": m.estimate, "mmd_se": m.stderr, "c2st": t.estimate, "c2st_se": t.stderr}
 
 
+def _conditional(fit: Fit) -> bool:
+    model = fit.model
+    return model.context_dim is not None or getattr(model, "num_classes", None) is not None
+
+
 def compare(fits: Mapping[str, Fit], heldout: Any, *,
             truth: torch.distributions.Distribution | None = None,
             c: Any = None, loo: bool = True, samples: bool = True,
-            seed: int = 0) -> pd.DataFrame:
+            seed: int = 0, bin_width: float | None = None) -> pd.DataFrame:
     """Compare fits of the same data on ``heldout`` points.
 
     Args:
@@ -69,11 +74,15 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
             models, held-out sequences).
         truth: the data's true distribution, when known (e.g. :func:`datasets.toy`); then
             ``heldout`` must be drawn from it and ``true_kl`` is reported.
-        c: conditioning values of ``heldout`` for conditional models.
+        c: conditioning values of ``heldout``, given to the conditional models only (so
+            p(x | c) and p(x) fits sit in one table).
         loo: compute PSIS-LOO and WAIC (``az.loo``, ``az.waic``) for posterior fits.
         samples: compute the sample-based columns (``False`` leaves them NaN and draws
             nothing: an energy model samples by MCMC, which takes a while).
         seed: the fits' draws and the C2ST split.
+        bin_width: for data on a grid dequantized by the caller (``heldout`` = grid
+            values + U[0, bin_width)), adds ``bits_per_dim`` = -(``heldout_log_prob`` +
+            D log ``bin_width``) / (D log 2), as :meth:`Fit.bits_per_dim` computes it.
 
     Returns:
         A DataFrame indexed by the labels with columns
@@ -87,6 +96,8 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
           ``p_loo``, ``pareto_k_max`` (above 0.7 LOO is not trustworthy), ``loo_log_prob``
           (``elpd_loo`` per training point, comparable with ``heldout_log_prob``),
           ``elpd_waic``, ``elpd_waic_se``, ``p_waic``;
+        - with ``bin_width``: ``bits_per_dim`` (a bound or an estimate as
+          ``log_prob_kind`` says);
         - with ``truth``: ``true_kl`` = mean over held-out points of
           log p_data(x) - log p_fit(x), an unbiased estimate of KL(p_data || p_fit), and
           its standard error ``true_kl_se``;
@@ -108,15 +119,18 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
             raise TypeError(f"fits[{label!r}] must be a Fit, got {type(fit).__name__}")
     if truth is not None and not isinstance(truth, torch.distributions.Distribution):
         raise TypeError(f"truth must be a torch distribution, got {type(truth).__name__}")
+    if bin_width is not None:
+        bin_width = positive_float(bin_width, "bin_width")
     y = _numeric_rows(heldout) if samples else None
     bandwidth = metrics.median_bandwidth(y) if y is not None and y.shape[0] >= 4 else None
     rows = {}
     nan = math.nan
     for label, fit in fits.items():
         density = _has_density(fit)
+        cf = c if _conditional(fit) else None
         row = {"method": fit.method, "model": type(fit.model).__name__}
         if density:
-            row.update(_heldout_columns(fit, heldout, c))
+            row.update(_heldout_columns(fit, heldout, cf))
         else:
             row.update(heldout_log_prob=nan, heldout_log_prob_se=nan,
                        log_prob_kind=fit.log_prob_kind)
@@ -130,11 +144,15 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
             row.update(true_kl=nan, true_kl_se=nan)
             if density:
                 x = fit._as_input(heldout)
-                d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x, c=c).double()
+                d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x, c=cf).double()
                 row["true_kl"] = d.mean().item()
                 row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) \
                     if d.numel() > 1 else nan
-        row.update(_sample_columns(fit, y, c, seed, bandwidth))
+        row.update(_sample_columns(fit, y, cf, seed, bandwidth))
+        if bin_width is not None:
+            dim = fit.model.dim
+            row["bits_per_dim"] = -(row["heldout_log_prob"] + dim * math.log(bin_width)) / (
+                dim * math.log(2))
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 

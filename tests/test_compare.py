@@ -113,3 +113,32 @@ def test_sequence_fits_get_nan_sample_columns():
     assert row[SAMPLE_COLUMNS].isna().all()
     assert math.isfinite(row["heldout_log_prob"]) and math.isfinite(row["train_log_prob"])
     assert row["train_log_prob"] == pytest.approx(fit.log_prob(names[::2]).mean().item())
+
+
+def test_bits_per_dim_column_and_a_condition_for_the_conditional_fits_only():
+    """``bin_width`` adds bits/dim computed as Fit.bits_per_dim computes it on the
+    already dequantized held-out rows; ``c`` reaches the conditional fit only, so p(x | c)
+    and p(x) sit in one table; a diffusion fit appears twice, bound and ODE."""
+    levels = torch.randint(0, 8, (150, 2)).double()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        rows = levels + torch.rand_like(levels)
+    c = torch.nn.functional.one_hot((levels[:, 0] > 3).long(), 2).double()
+    gauss = pgm.Gaussian(2).fit(rows[:100], method="mle", seed=0, progress=False)
+    with pgm._rng.seeded(0):
+        cond = pgm.Diffusion(2, timesteps=8, hidden=(8,), context_dim=2).double()
+        plain = pgm.Diffusion(2, timesteps=8, hidden=(8,)).double()
+    cond_fit = cond.fit(rows[:100], c=c[:100], method="mle", num_steps=3, seed=0,
+                        progress=False)
+    plain_fit = plain.fit(rows[:100], method="mle", num_steps=3, seed=0, progress=False)
+    table = pgm.compare({"gaussian": gauss, "cond": cond_fit, "bound": plain_fit,
+                         "ode": plain_fit.using(estimator="ode")},
+                        rows[100:], c=c[100:], bin_width=0.5, samples=False)
+    assert table.loc["gaussian", "bits_per_dim"] == pytest.approx(
+        gauss.bits_per_dim(rows[100:], bin_width=0.5, dequantize=False), rel=1e-9)
+    assert table.loc["cond", "heldout_log_prob"] == pytest.approx(
+        float(cond_fit.log_prob(rows[100:], c=c[100:]).mean()), rel=1e-9)
+    assert list(table["log_prob_kind"]) == ["exact", "bound", "bound", "estimate"]
+    assert table.loc["ode", "heldout_log_prob"] == pytest.approx(
+        float(plain_fit.probability_flow(rows[100:]).log_prob.mean()), rel=1e-9)
+    assert plain_fit.log_prob_kind == "bound"  # using() returned another view

@@ -41,6 +41,7 @@ with ``estimator="bound"`` or ``"ode"`` passed on to :meth:`DiffusionFit.log_pro
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Optional
 
@@ -113,7 +114,25 @@ class DiffusionFit(Fit):
     """A fitted :class:`~pyro_genmodels.models.diffusion.Diffusion`: ``sample`` by three
     samplers, ``log_prob`` by the bound or the ODE, ``probability_flow`` and
     ``bits_per_dim``. Estimates run under ``seed`` (default 0): reproducible, and the
-    caller's random state is untouched."""
+    caller's random state is untouched.
+
+    ``fit.using(estimator="ode")`` is the same fit with the ODE as its default
+    ``log_prob`` (and ``log_prob_kind == "estimate"``), so both likelihoods can sit in one
+    :func:`pyro_genmodels.compare` table."""
+
+    #: what ``log_prob`` computes by default: ``"bound"`` or ``"ode"``
+    estimator: str = "bound"
+
+    @property
+    def log_prob_kind(self) -> str:
+        return "estimate" if self.estimator == "ode" else "bound"
+
+    def using(self, *, estimator: str) -> "DiffusionFit":
+        """This fit (the same model and weights, not a copy) with ``estimator`` as
+        ``log_prob``'s default."""
+        out = copy.copy(self)
+        out.estimator = check_choice(estimator, ESTIMATORS, "estimator")
+        return out
 
     @torch.no_grad()
     def sample(self, n: int, *, sampler: str = "ancestral", steps: Optional[int] = None,
@@ -181,16 +200,17 @@ class DiffusionFit(Fit):
         return g
 
     @torch.no_grad()
-    def log_prob(self, x: Any, *, c: Any = None, estimator: str = "bound",
+    def log_prob(self, x: Any, *, c: Any = None, estimator: Optional[str] = None,
                  seed: Optional[int] = 0, **ode_options: Any) -> torch.Tensor:
         """``log p(x_i[ | c_i])`` per row ``(N,)`` on the data's scale.
 
         ``estimator="bound"``: the variational bound -L summed over all T steps (one noise
         draw per step; ``log_prob_kind == "bound"``). ``"ode"``: the probability-flow
         ODE's log-likelihood (an estimate; see :meth:`probability_flow`, whose options
-        ``ode_options`` are passed on).
+        ``ode_options`` are passed on). ``None``: the fit's default (:meth:`using`).
         """
-        check_choice(estimator, ESTIMATORS, "estimator")
+        estimator = check_choice(self.estimator if estimator is None else estimator,
+                                 ESTIMATORS, "estimator")
         if estimator == "ode":
             return self.probability_flow(x, c=c, seed=seed, **ode_options).log_prob
         if ode_options:

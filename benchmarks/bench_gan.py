@@ -11,12 +11,13 @@ training rows' mean and standard deviation, with the default ``divergence="js"``
 non-saturating generator loss: one critic step on
 
     L_critic = mean softplus(-V(x)) + mean softplus(V(G(z))) - 2 log 2
+               + gamma / 2 mean ||grad_x V(x)||^2      (R1, gamma = 0.01)
 
 (minus the f-GAN bound ``mean(log 2 - softplus(-V(x))) - mean(softplus(V(G(z))) - log
 2)``), then one generator step on ``L_gen = mean softplus(-V(G(z))) - log 2`` (minus
-``mean(log 2 - softplus(-V(G(z))))``), each with its own Adam (generator lr 2e-4, critic
-8e-4 as the facade's two-rate default for js; betas (0.5,
-0.999), constant learning rate), minibatches of 256 rows cut from a fresh permutation of
+``mean(log 2 - softplus(-V(G(z))))``), each with its own Adam (generator lr 1e-3, critic
+4e-3 as the facade's two-rate default for js; betas (0.5, 0.9), constant learning rate:
+the js defaults), minibatches of 256 rows cut from a fresh permutation of
 the rows each epoch and fresh codes z ~ N(0, I) of the same size. The facade is
 ``pgm.GAN(2).fit(x, method="adversarial", num_steps=S, batch_size=256, seed=0,
 progress=False)``; the hand-written loop consumes the random stream in the same order, so
@@ -47,6 +48,10 @@ from pyro_genmodels._rng import seeded
 LOG2 = math.log(2.0)
 
 
+#: the js default's R1 penalty (pyro_genmodels.models.gan_engine.DIVERGENCE_DEFAULTS)
+R1 = 0.01
+
+
 def hand_written(model: pgm.GAN, x: torch.Tensor, *, num_steps: int, batch: int, lr: float,
                  seed: int):
     """A plain PyTorch GAN training loop over copies of ``model``'s networks.
@@ -74,19 +79,22 @@ def hand_written(model: pgm.GAN, x: torch.Tensor, *, num_steps: int, batch: int,
     u = (x - x.mean(0)) / torch.where(torch.isfinite(sd) & (sd > 1e-8), sd,
                                       torch.ones_like(sd))
     # the critic at 4x the generator's rate, as the facade's default for "js" (TTUR)
-    opt_c = torch.optim.Adam(critic.parameters(), lr=4 * lr, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_c = torch.optim.Adam(critic.parameters(), lr=4 * lr, betas=(0.5, 0.9))
+    opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.9))
     n = u.shape[0]
     perm, pos = None, 0
     for _ in range(num_steps):
         # the critic: minimize softplus(-V(x)) + softplus(V(G(z))) (minus the JS bound)
         if perm is None or pos + batch > n:
             perm, pos = torch.randperm(n), 0
-        real = u[perm[pos:pos + batch]]
+        real = u[perm[pos:pos + batch]].requires_grad_(True)
         pos += batch
         with torch.no_grad():
             fake = gen(torch.randn(batch, latent))
-        loss_c = F.softplus(-critic(real)).mean() + F.softplus(critic(fake)).mean() - 2 * LOG2
+        v_real = critic(real)
+        loss_c = F.softplus(-v_real).mean() + F.softplus(critic(fake)).mean() - 2 * LOG2
+        grad, = torch.autograd.grad(v_real.sum(), real, create_graph=True)  # R1
+        loss_c = loss_c + 0.5 * R1 * grad.pow(2).sum(-1).mean()
         opt_c.zero_grad()
         loss_c.backward()
         opt_c.step()
@@ -112,7 +120,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     steps = args.steps or (30 if args.quick else 500)
     repeats = args.repeats or (1 if args.quick else 9)
-    batch, lr, n, hidden = 256, 2e-4, 2000 if args.quick else 10000, (128, 128)
+    batch, lr, n, hidden = 256, 1e-3, 2000 if args.quick else 10000, (128, 128)
     with seeded(0):
         x = pgm.datasets.toy("eight_gaussians").sample((n,))
         model = pgm.GAN(2, hidden=hidden)

@@ -15,8 +15,9 @@ for a run without high-quality draws) and by the unbiased MMD^2 to 2500 fresh da
 draws. The table gives mean ± sd over seeds, and the modes covered per seed. A GAN has
 no density, so there is no likelihood column: everything is scored by samples.
 
-Measured (one thread, a busy 2-core machine): ``--data eight_gaussians --divergences js
-gan wasserstein --num-steps 3000`` took 12-35 s per js / gan fit and about 75 s per
+Measured (one thread, a busy 2-core machine; before the per-divergence defaults, at lr
+2e-4 and betas (0.5, 0.999): docs/gan.md has the tables at the current defaults):
+``--data eight_gaussians --divergences js gan wasserstein --num-steps 3000`` took 12-35 s per js / gan fit and about 75 s per
 WGAN-GP fit (5 critic steps per generator step); js and gan covered 8, 8 and 2 of the 8
 modes over seeds 0, 1, 2 (high quality 0.57 ± 0.43), WGAN-GP all 8 in every seed (0.43 ±
 0.08). ``js`` and ``gan`` differ by a constant in the game (with the non-saturating
@@ -151,7 +152,7 @@ def digits(args):
     clf = LogisticRegression(max_iter=2000).fit(x.numpy(), y.numpy())
     got = torch.as_tensor(clf.predict(s.numpy()))
     share = (got == asked).float().mean().item()
-    steps = args.num_steps or pgm.GAN.engines["adversarial"].Options.num_steps
+    steps = fit.info["num_steps"]
     print(f"conditional GAN on digits ({x.shape[0]} images, {steps} steps, {seconds:.1f} s): "
           f"share of 500 draws labelled as asked by a logistic regression: {share:.3f} "
           f"(chance 0.100)")
@@ -159,7 +160,7 @@ def digits(args):
 
 
 def main(args):
-    steps = args.num_steps or pgm.GAN.engines["adversarial"].Options.num_steps
+    steps = args.num_steps or "the divergence's default (docs/gan.md)"
     table, draws = toy_table(args)
     if not table.empty:
         print(f"GAN mode coverage: {args.n_train} training points, {steps} generator steps, "

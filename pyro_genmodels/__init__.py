@@ -2,7 +2,7 @@
 
 >>> import pyro_genmodels as pgm
 >>> sorted(pgm.registry())
-['autoregressive', 'diffusion', 'energy', 'flow', 'gan', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'vae']
+['autoregressive', 'diffusion', 'energy', 'flow', 'gan', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'score', 'vae']
 """
 
 from . import datasets, divergences, mc, metrics
@@ -11,10 +11,10 @@ from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
 from .io import load
 from .models import (GAN, PPCA, VAE, AutoregressiveModel, Diffusion, EnergyModel, Flow,
-                     Gaussian, GaussianMixture, NGram)
+                     Gaussian, GaussianMixture, NGram, ScoreModel)
 
 __all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Capabilities", "Diffusion",
            "EnergyModel", "Fit",
            "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "NGram",
            "__version__", "compare", "datasets", "divergences", "load", "mc", "metrics",
-           "prior_sweep", "registry"]
+           "prior_sweep", "registry", "ScoreModel"]

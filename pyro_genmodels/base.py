@@ -278,6 +278,22 @@ class GenerativeModel(PyroModule):
                 work.x_scale.copy_(sd)
         return work
 
+    # the standardized columns of a family with ``standardize`` and buffers ``shift``,
+    # ``x_scale`` (set by :meth:`working_copy`): the networks' units
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """u = (x - m) / s when the family standardizes, else ``x``."""
+        return (x - self.shift) / self.x_scale if getattr(self, "standardize", False) else x
+
+    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
+        """x = m + s u when the family standardizes, else ``u``."""
+        return self.shift + self.x_scale * u if getattr(self, "standardize", False) else u
+
+    def log_scale(self) -> torch.Tensor:
+        """``sum_d log s_d``: what standardizing subtracts from a log-density (0 if not)."""
+        if getattr(self, "standardize", False):
+            return self.x_scale.log().sum()
+        return self._anchor.new_zeros(())
+
     @classmethod
     def engine(cls, method: str) -> Engine:
         """The engine that ``fit(..., method=method)`` runs for this family."""

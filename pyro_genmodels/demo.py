@@ -7,7 +7,8 @@ on digits (IWAE estimate, samples, reconstructions); for text, n-grams
 next to a GRU on first names (held-out nats per character, generated names); for GANs
 (no density), samples on the ring and the grid, mode coverage per divergence and a
 conditional GAN on digits; for diffusion, samples by each sampler, the bound next to the
-ODE likelihood, and guided conditional digits. The saved fits go under ``DIR/fits/``.
+ODE likelihood, and guided conditional digits; for score models, the learned score
+field, samples by each sampler (plain against annealed Langevin) and the ODE likelihood. The saved fits go under ``DIR/fits/``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .base import Fit, GenerativeModel
 from ._figures import png as _png, png_bytes as _png_bytes
 from .compare import compare
 from .demo_diffusion import diffusion_section
+from .demo_score import score_section
 from ._rng import seeded
 from .models import (PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
                      GaussianMixture, NGram)
@@ -226,8 +228,8 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
     from . import metrics
     from .models import GAN
 
-    budget = {"num_steps": 200} if quick else {}  # full: the library's default (6000)
-    panels, rows = [], []
+    budget = {"num_steps": 200} if quick else {}  # full: the divergence's default
+    panels, rows, used = [], [], {}
     for name, divergences in (("eight_gaussians", ("js", "gan", "wasserstein")),
                               ("grid25", ("js",))):
         truth = datasets.toy(name)
@@ -243,10 +245,11 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
             s = fit.sample(2500, seed=1)
             cov = metrics.mode_coverage(s, truth.centers, truth.scale)
             panels.append((f"{name}: {d}", x, s))
+            used[d] = fit.info["num_steps"]
             rows.append(f"<tr><th>{name}</th><th>{d}</th><td>{cov.modes_covered} / "
                         f"{cov.num_modes}</td><td>{100 * cov.high_quality:.1f}</td>"
                         f"<td>{cov.reverse_kl:.3f}</td><td>{seconds:.3g}</td></tr>")
-    steps = budget.get("num_steps", GAN.engines["adversarial"].Options.num_steps)
+    steps = ", ".join(f"{n} for {d}" for d, n in used.items())
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
     for ax, (title, x, s) in zip(axes, panels):
         x, s = x[:2500].cpu().numpy(), s.cpu().numpy()
@@ -288,7 +291,7 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
     digits_png = _png(fig)
     return (f"<h2>GAN (samples only, no density)</h2><p>A generator x = G(z), z ~ N(0, I), "
             f"fitted by the f-GAN game (or WGAN-GP for <code>wasserstein</code>) on 10000 "
-            f"points, default networks and options, {steps} generator steps"
+            f"points, default networks and options, generator steps: {steps}"
             f"{' (a quick run: far from converged, expect dropped modes)' if quick else ''}"
             f". A GAN has <b>no density</b>: its draws lie on the image of G, so "
             f"<code>log_prob</code> raises and there is no likelihood to report; it is scored "
@@ -296,9 +299,9 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
             f"within 3 sd of its nearest centre, a mode is covered by at least one; reverse "
             f"KL of the high-quality draws' mode histogram from uniform (0 is even, log K all "
             f"in one mode), 2500 draws. <code>js</code> and <code>gan</code> differ by a "
-            f"constant in the game, so under one seed they train the same generator. The "
-            f"default (128, 128) networks do not resolve the grid's sd-0.05 modes in this "
-            f"budget (docs/gan.md).</p><table><tr><th>data</th><th>divergence</th>"
+            f"constant in the game, so under one seed they train the same generator. Their "
+            f"defaults (20000 steps at lr 1e-3 with an R1 penalty on the critic) cover all "
+            f"25 modes of the grid on seeds 0-2 (docs/gan.md).</p><table><tr><th>data</th><th>divergence</th>"
             f"<th>modes covered</th><th>high quality %</th><th>reverse KL</th>"
             f"<th>fit_seconds</th></tr>{''.join(rows)}</table>"
             f"<img alt='GAN samples vs data' src='data:image/png;base64,{scatter}'/>"
@@ -350,6 +353,7 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
     sections.append(_names_section(out, quick, progress))
     sections.append(_gan_section(out, quick, progress))
     sections.append(diffusion_section(out, quick, progress))
+    sections.append(score_section(out, quick, progress))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>pyro-genmodels demo"
             "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
             "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style>"

@@ -424,6 +424,18 @@ CASES: Dict[str, Case] = {
         _gaussian_data_with_context,
         {m: {"num_steps": 20, "batch_size": 64, "objective": "elbo"} for m in ("mle", "map")},
         dim=3, log_prob_kind="bound", sample_c=torch.tensor([[0.5, -1.0]])),
+    "score": numeric_case(
+        built_with_seed(lambda: pgm.ScoreModel(3, hidden=(16, 16), num_levels=4)),
+        _gaussian_data, {"dsm": {"num_steps": 20, "batch_size": 64},
+                         "ssm": {"num_steps": 20, "batch_size": 64}},
+        dim=3, log_prob_kind="estimate"),
+    "score-conditional-discrete": numeric_case(
+        built_with_seed(lambda: pgm.ScoreModel(3, hidden=(16,), context_dim=2,
+                                               sigmas=[3.0, 1.0, 0.3, 0.1])),
+        _gaussian_data_with_context,
+        {"dsm": {"num_steps": 20, "batch_size": 64, "levels": "discrete",
+                 "weight_prior_scale": 1.0}},
+        dim=3, log_prob_kind="estimate", sample_c=torch.tensor([[0.5, -1.0]])),
     "ppca": numeric_case(lambda: pgm.PPCA(3, 1), _gaussian_data,
                          {k: _FAST[k] for k in ("mle", "map", "vi")}, dim=3,
                          params=("W", "loc", "sigma", "covariance_matrix")),

@@ -18,7 +18,7 @@ from pyro_genmodels.base import LOG_PROB_KINDS
 from tests.cases import CASES, case_method_pairs, check_inference_data, same_config
 
 PAIRS = case_method_pairs()
-METHODS = {"mle", "map", "vi", "nuts", "hmc", "adversarial"}
+METHODS = {"mle", "map", "vi", "nuts", "hmc", "adversarial", "dsm", "ssm"}
 _CACHE = {}
 
 

@@ -181,11 +181,58 @@ def _diffusion_toy(tmp_path, capsys):
     assert list(guidance.index) == [0.0, 1.0, 3.0] and ((0 <= accuracy) & (accuracy <= 1)).all()
 
 
+def _score_toy(tmp_path, capsys):
+    mod = load("score_toy")
+    truth = pgm.datasets.toy("checkerboard")
+    centres = truth.corners + 0.5
+    assert mod.square_index(truth, centres).tolist() == list(range(8))
+    assert mod.square_index(truth, centres + torch.tensor([1.0, 0.0])).eq(-1).all()
+    assert mod.square_index(truth, torch.tensor([[2.5, 0.5]])).item() == -1
+    tiny = torch.full((2,), 1e-4)
+    assert torch.allclose(mod.blurred_log_prob("checkerboard", truth, centres, tiny),
+                          torch.full((8,), -math.log(8), dtype=torch.float64))
+    ring = pgm.datasets.toy("eight_gaussians")
+    x = ring.sample((50,))
+    assert torch.allclose(mod.blurred_log_prob("eight_gaussians", ring, x, tiny),
+                          ring.log_prob(x).double(), atol=1e-4)
+    samplers, lik, weights = mod.main(mod.parse_args(["--quick", "--plot",
+                                                      str(tmp_path / "s.png")]))
+    assert (tmp_path / "s.png").stat().st_size > 0
+    rows = ["annealed_langevin", "langevin", "ode", "pc", mod.FLOOR]
+    assert list(samplers.index) == [(t, r) for t in mod.TOYS for r in rows]
+    assert samplers["mmd2"].map(math.isfinite).all()
+    assert samplers["mmd2_biased"].ge(samplers["mmd2"] - 1e-12).all()  # V >= U statistic
+    assert samplers["quality"].between(0, 1).all() and samplers["covered"].between(0, 8).all()
+    kl = samplers["reverse_kl"]
+    assert (kl.isna() | kl.between(-1e-9, math.log(8) + 1e-9)).all()
+    floor = samplers.loc[("checkerboard", mod.FLOOR)]
+    assert floor["quality"] == 1.0 and floor["covered"] == 8
+    for t in mod.TOYS:
+        truth_lp = lik.loc[(t, "true density"), "log_prob"]
+        assert ((lik.loc[t, "log_prob"] - truth_lp - lik.loc[t, "minus_true"]).abs()
+                < 1e-9).all()
+        assert lik.loc[(t, "ode"), "nfe"] > 0
+    assert abs(lik.loc[("checkerboard", "true density"), "log_prob"] + math.log(8)) < 1e-6
+    assert lik.loc[("checkerboard", "true, blurred at sigma_min"), "log_prob"] < -math.log(8)
+    assert weights["heavy_share"].between(0, 1).all()
+    assert "ode log-likelihood within 0.2 nats" in capsys.readouterr().out
+    table, quality, classes = mod.main(mod.parse_args(["--quick", "--digits"]))
+    assert len(table) == 6 and table["bits_per_dim"].map(math.isfinite).all()
+    assert list(table["log_prob_kind"][:2]) == ["estimate", "estimate"]
+    assert quality["mean_max_prob"].between(0.1, 1).all()
+    assert quality["confident_0.9"].between(0, 1).all()
+    asked = quality["as_asked"].dropna()
+    assert list(asked.index) == ["held-out real digits", "score p(x | y), annealed Langevin"]
+    assert asked.between(0, 1).all()
+    assert ((classes.sum(axis=1) - 1).abs() < 1e-9).all()
+
+
 SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density,
          "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program,
          "mixture_clusters": _mixture_clusters, "ppca_digits": _ppca_digits,
          "energy_toy": _energy_toy, "vae_digits": _vae_digits,
-         "names": _names, "gan_toy": _gan_toy, "diffusion_toy": _diffusion_toy}
+         "names": _names, "gan_toy": _gan_toy, "diffusion_toy": _diffusion_toy,
+         "score_toy": _score_toy}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

@@ -9,8 +9,9 @@ from .gan import GAN
 from .gaussian import Gaussian
 from .mixture import GaussianMixture
 from .ppca import PPCA
+from .score import ScoreModel
 from .sequence import AutoregressiveModel, NGram
 from .vae import VAE
 
 __all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Diffusion", "EnergyModel", "Flow", "Gaussian",
-           "GaussianMixture", "NGram"]
+           "GaussianMixture", "NGram", "ScoreModel"]

@@ -204,15 +204,8 @@ class Diffusion(GenerativeModel):
         e_c, e_u = e.chunk(2)
         return (1 + guidance) * e_c - guidance * e_u
 
-    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.shift) / self.x_scale if self.standardize else x
 
-    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
-        return self.shift + self.x_scale * u if self.standardize else u
 
-    def log_scale(self) -> torch.Tensor:
-        """``sum_d log s_d``: what standardization subtracts from a log-density."""
-        return self.x_scale.log().sum() if self.standardize else self.x_scale.new_zeros(())
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every network weight."""

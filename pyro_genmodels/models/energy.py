@@ -317,7 +317,7 @@ class EnergyModel(GenerativeModel):
     # ------------------------------------------------------------------ the density
     def _f(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) without validation (the samplers' hot path): ``(B, D) -> (B,)``."""
-        u = (x - self.shift) / self.x_scale if self.standardize else x
+        u = self.to_unit(x)
         if self._wrapped:
             return self.net(u)
         return self._f_of_u(u)

@@ -225,11 +225,7 @@ class GAN(GenerativeModel):
             out = self.critic(torch.cat([u, c], -1))
         return out.squeeze(-1) if out.dim() == 2 and out.shape[-1] == 1 else out
 
-    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.shift) / self.x_scale if self.standardize else x
 
-    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
-        return self.shift + self.x_scale * u if self.standardize else u
 
     # ------------------------------------------------------------------ the Pyro program
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,

@@ -1,0 +1,269 @@
+r"""Score-based generative models: learn only the score, sample by annealed Langevin.
+
+The model never normalizes a density. A noise-conditional network learns the score of
+the data blurred at each noise level sigma,
+
+.. math::
+
+    s_\theta(x, \sigma) \approx \nabla_x \log p_\sigma(x), \qquad
+    p_\sigma = p_\text{data} * \mathcal N(0, \sigma^2 I),
+
+for sigma between ``sigma_min`` and ``sigma_max`` (Song & Ermon 2019, "NCSN"), and draws
+samples by Langevin dynamics annealed from the largest level to the smallest, where the
+blurred density is close to the data's. Training never needs p itself: the Fisher
+divergence :math:`\frac12 \mathbb E \|s_\theta - \nabla \log p_\sigma\|^2` equals, up to a
+constant, the *denoising* score-matching loss (Vincent 2011)
+
+.. math::
+
+    \ell_\text{DSM}(\sigma) = \tfrac12\, \mathbb E_{x, z}
+        \big\|\sigma\, s_\theta(x + \sigma z, \sigma) + z\big\|^2
+    \quad (\text{weighted by } \sigma^2, \text{ so every level counts alike}),
+
+or the *sliced* score-matching loss (Song et al. 2019, with variance reduction)
+:math:`\mathbb E[v^\top \nabla_x s_\theta(\tilde x) v + \frac12 \|s_\theta(\tilde x)\|^2]`,
+v ~ N(0, I), which is the explicit score-matching objective
+:math:`\mathbb E[\operatorname{tr} \nabla s + \frac12 \|s\|^2]` in expectation
+(:mod:`~pyro_genmodels.models.score_engine`).
+
+Seen as the variance-exploding SDE (Song et al. 2021), :math:`dx = \sqrt{d\sigma^2/dt}\,
+dW`, the same scores define the probability-flow ODE :math:`dx / d\sigma = -\sigma
+s_\theta(x, \sigma)`, which both samples (``sampler="ode"``) and gives a likelihood
+estimate (:mod:`~pyro_genmodels.infer.probability_flow`, the module the diffusion family
+uses: there y = x_t / sqrt(abar_t), here y = x). So ``log_prob_kind == "estimate"``.
+
+The default network is the diffusion family's noise-conditional MLP
+(:mod:`~pyro_genmodels.models.noise_nets`) fed the normalized log sigma, its output
+divided by sigma (Song & Ermon 2020, technique 3: the score's size scales as 1 / sigma).
+
+**Energy or score?** :class:`~pyro_genmodels.EnergyModel` learns a scalar f whose gradient
+is the score, so it has an unnormalized density to evaluate, compare and run MCMC on; a
+score model learns the vector field directly (no integrability constraint, one forward
+pass per score, no double backward in DSM) and samples better at the same cost, but has
+a density only through the ODE. Use the energy model when you need exp f(x), this family
+when you need samples and an ODE likelihood.
+
+References:
+    Vincent (2011), *A Connection Between Score Matching and Denoising Autoencoders*,
+    Neural Computation.
+    Song, Garg, Shi & Ermon (2019), *Sliced Score Matching*, UAI.
+    Song & Ermon (2019), *Generative Modeling by Estimating Gradients of the Data
+    Distribution*, NeurIPS.
+    Song & Ermon (2020), *Improved Techniques for Training Score-Based Generative Models*,
+    NeurIPS.
+    Song et al. (2021), *Score-Based Generative Modeling through Stochastic Differential
+    Equations*, ICLR.
+    Jolicoeur-Martineau, Piché-Taillefer, Tachet des Combes & Mitliagkas (2021), *Adversarial
+    score matching and improved sampling for image generation*, ICLR.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from .._validation import positive_float, positive_int
+from ..base import Capabilities, GenerativeModel, register
+from .noise_nets import NoiseConditionalMLP
+from .score_engine import ScoreEngine
+from .score_fit import ScoreFit
+
+#: rows used for the largest pairwise distance (sigma_max's default)
+DISTANCE_ROWS = 5000
+
+
+class ScaledScore(nn.Module):
+    r""":math:`s(x, \sigma) = F(x, \tau(\sigma)) / \sigma`, :math:`\tau = (\log\sigma -
+    \log\sigma_\min) / (\log\sigma_\max - \log\sigma_\min)` in [0, 1]: the default
+    network. ``log_range`` (log sigma_min, log sigma_max) is set with the levels."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("log_range", torch.tensor([0.0, 1.0]))
+
+    def forward(self, x, sigma, c=None):
+        lo, hi = self.log_range[0], self.log_range[1]
+        tau = (sigma.log() - lo) / (hi - lo).clamp_min(1e-12)
+        return self.net(x, tau, c) / sigma.unsqueeze(-1)
+
+
+@register
+class ScoreModel(GenerativeModel):
+    r"""A noise-conditional score network s(x, sigma) (or s(x, sigma, c)).
+
+    Args:
+        dim: D, the number of columns of the data.
+        sigmas: the annealing levels, decreasing and positive (standardized units when
+            ``standardize``); ``None``: ``num_levels`` geometric levels from
+            ``sigma_max`` down to ``sigma_min``.
+        num_levels: L, the number of levels when ``sigmas`` is not given.
+        sigma_min: the smallest level.
+        sigma_max: the largest; ``None``: the largest pairwise distance between training
+            rows (Song & Ermon 2020, technique 1; over at most 5000 rows), set when the
+            fit starts.
+        network: your own ``nn.Module`` returning the score, ``network(x, sigma)`` or
+            ``network(x, sigma, c)``, ``x`` ``(B, D)``, ``sigma`` ``(B,)``.
+        hidden: hidden widths of the default network.
+        context_dim: width of the condition ``c`` (``None``: unconditional).
+        standardize: the network sees standardized columns (fixed when the fit starts);
+            scores and levels are in those units, densities on the data's scale.
+
+    Sample sites of :meth:`model`: in the plate ``data`` the observed ``x`` under an
+    improper flat factor (the model has no density to observe by; the Pyro program is
+    the prior predictive by annealed Langevin, for ``Predictive`` and inspection).
+
+    Example:
+        >>> import pyro_genmodels as pgm
+        >>> x = pgm.datasets.toy("eight_gaussians").sample((256,))
+        >>> fit = pgm.ScoreModel(2, hidden=(32, 32)).fit(x, method="dsm", num_steps=20,
+        ...                                              seed=0, progress=False)
+        >>> fit.score(x[:4]).shape, fit.sample(3, steps_per_level=5, seed=0).shape
+        (torch.Size([4, 2]), torch.Size([3, 2]))
+    """
+
+    registry_name = "score"
+    capabilities = Capabilities(log_prob="estimate", sampling="annealed Langevin",
+                                methods=("dsm", "ssm"), conditional=True)
+    global_sites = ()
+    fit_class = ScoreFit
+    engines = {m: ScoreEngine(m) for m in ("dsm", "ssm")}
+
+    def __init__(self, dim: int, *, sigmas: Optional[Sequence[float]] = None,
+                 num_levels: int = 10, sigma_min: float = 0.01,
+                 sigma_max: Optional[float] = None, network: Optional[nn.Module] = None,
+                 hidden: Sequence[int] = (256, 256, 256), context_dim: Optional[int] = None,
+                 standardize: bool = True):
+        super().__init__(dim)
+        if sigmas is not None:
+            levels = [positive_float(s, "sigmas[i]") for s in sigmas]
+            if len(levels) < 1 or any(a <= b for a, b in zip(levels, levels[1:])):
+                raise ValueError(f"Expected sigmas to be strictly decreasing and non-empty, "
+                                 f"but got {list(sigmas)!r}")
+            self.given_sigmas = levels
+        else:
+            self.given_sigmas = None
+        self.num_levels = len(self.given_sigmas) if sigmas is not None else positive_int(
+            num_levels, "num_levels")
+        self.sigma_min = positive_float(sigma_min, "sigma_min")
+        self.sigma_max = None if sigma_max is None else positive_float(sigma_max, "sigma_max")
+        if self.sigma_max is not None and self.sigma_max <= self.sigma_min:
+            raise ValueError(f"Expected sigma_max > sigma_min ({self.sigma_min}), but got "
+                             f"{self.sigma_max}")
+        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        if network is None and not self.hidden:
+            raise ValueError("Expected at least one hidden layer, but got hidden=()")
+        if network is not None and not isinstance(network, nn.Module):
+            raise TypeError(f"Expected network to be a torch.nn.Module, but got "
+                            f"{type(network).__name__}")
+        self.context_dim = None if context_dim is None else positive_int(context_dim,
+                                                                          "context_dim")
+        if not isinstance(standardize, bool):
+            raise TypeError(f"Expected standardize to be a bool, but got {standardize!r}")
+        self.standardize = standardize
+        self.custom = network is not None
+        self.network = network if network is not None else ScaledScore(
+            NoiseConditionalMLP(self.dim, self.hidden, context_dim=self.context_dim or 0))
+        top = self.sigma_max if self.sigma_max is not None else max(1.0, 2 * self.sigma_min)
+        self.register_buffer("sigmas", self._levels(top))
+        self._sync_range()
+        self.register_buffer("shift", torch.zeros(self.dim))
+        self.register_buffer("x_scale", torch.ones(self.dim))
+
+    def _levels(self, top: float) -> torch.Tensor:
+        if self.given_sigmas is not None:
+            return torch.tensor(self.given_sigmas)
+        if self.num_levels == 1:
+            return torch.tensor([top])
+        return torch.exp(torch.linspace(math.log(top), math.log(self.sigma_min),
+                                        self.num_levels))
+
+    def _sync_range(self) -> None:
+        if not self.custom:
+            with torch.no_grad():
+                self.network.log_range.copy_(torch.stack([self.sigmas[-1], self.sigmas[0]])
+                                             .log().to(self.network.log_range))
+
+    def working_copy(self, x: torch.Tensor) -> "ScoreModel":
+        """The fit's copy, standardized, with sigma_max from the data when not given."""
+        work = super().working_copy(x)
+        if self.given_sigmas is None and self.sigma_max is None:
+            u = work.to_unit(x)
+            if u.shape[0] > DISTANCE_ROWS:
+                u = u[torch.randperm(u.shape[0], device=u.device)[:DISTANCE_ROWS]]
+            top = float(torch.cdist(u, u).max()) if u.shape[0] > 1 else 1.0
+            top = max(top, 2 * self.sigma_min)
+            with torch.no_grad():
+                work.sigmas.copy_(work._levels(top).to(work.sigmas))
+            work._sync_range()
+        return work
+
+    # ------------------------------------------------------------------ the score
+    def score_unit(self, u: torch.Tensor, sigma: torch.Tensor,
+                   c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """s(u, sigma[, c]) ``(B, D)`` in the networks' units; ``sigma`` ``(B,)`` or a
+        scalar."""
+        sigma = sigma.to(u.dtype)
+        sigma = sigma.expand(u.shape[0]) if sigma.dim() == 0 else sigma
+        return self.network(u, sigma) if c is None else self.network(u, sigma, c)
+
+
+
+
+    # ------------------------------------------------------------------ the Pyro program
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Draws by annealed Langevin (default settings) as the site ``x``, observed
+        when ``x`` is given; its log-density is an improper 0 (there is none to give)."""
+        from .score_fit import annealed_langevin
+
+        pyro.module("network", self.network)
+        num_data = x.shape[0] if x is not None else (
+            c.shape[0] if c is not None else (num_data or 1))
+        with pyro.plate("data", num_data, subsample_size=subsample_size,
+                        subsample=subsample) as idx:
+            sub = idx.shape[0] != num_data
+            ctx = c.index_select(0, idx) if (sub and c is not None) else c
+            obs = x.index_select(0, idx) if (sub and x is not None) else x
+            if obs is None:
+                with torch.no_grad():
+                    draws = self.from_unit(annealed_langevin(self, idx.shape[0], ctx))
+            else:
+                draws = obs
+            flat = dist.ImproperUniform(dist.constraints.real_vector, (idx.shape[0],),
+                                        (self.dim,))
+            return pyro.sample("x", flat, obs=draws)
+
+    def sample_given(self, params: Dict[str, torch.Tensor], n: int,
+                     c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        from .score_fit import annealed_langevin
+
+        return self.from_unit(annealed_langevin(self, n, c))
+
+    def log_prob_given(self, params, x, c=None):
+        from .score_fit import ode_log_prob
+
+        return ode_log_prob(self, x, c).log_prob
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.network.parameters() if p.requires_grad)
+
+    # ------------------------------------------------------------------ engine hooks
+    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return {}
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"dim": self.dim, "sigmas": self.given_sigmas, "num_levels": self.num_levels,
+                "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
+                "network": self.network if self.custom else None,
+                "hidden": list(self.hidden), "context_dim": self.context_dim,
+                "standardize": self.standardize}
+
+
+__all__ = ["DISTANCE_ROWS", "ScaledScore", "ScoreFit", "ScoreModel"]

@@ -23,7 +23,7 @@ import torch
 
 from . import datasets
 from .base import Fit, GenerativeModel
-from ._figures import png as _png, png_bytes as _png_bytes
+from ._figures import one_thread, png as _png, png_bytes as _png_bytes
 from .compare import compare
 from .demo_diffusion import diffusion_section
 from .demo_score import score_section
@@ -210,12 +210,8 @@ def _gan_section(out: Path, quick: bool, progress: bool) -> str:
     classifier trained on the real digits labels. Runs on one thread: the networks are
     small (batch 256, width 128), and on a busy 2-core machine two intra-op threads made
     this section 186 s instead of 22 s (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _gan_section_body(out, quick, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:

@@ -10,18 +10,14 @@ from pathlib import Path
 import torch
 
 from . import datasets
-from ._figures import png as _png
+from ._figures import one_thread, png as _png
 from ._rng import seeded
 
 
 def diffusion_section(out: Path, quick: bool, progress: bool) -> str:
     """The section's HTML. One torch thread, as the GAN section (small networks)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _ring(out, quick, progress) + _digits(out, quick, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _ring(out: Path, quick: bool, progress: bool) -> str:

@@ -31,6 +31,15 @@ import torch
 from torch import nn
 
 
+def check_decay(decay, name: str = "ema"):
+    """``decay`` if it is ``None`` or a number in (0, 1); else a ValueError naming it."""
+    if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float))
+                              or not 0 < decay < 1):
+        raise ValueError(f"Expected {name} to be a decay in (0, 1) or None, but got "
+                         f"{decay!r}")
+    return decay
+
+
 class WeightAverage:
     """The moving average of ``module``'s parameters with decay ``decay`` in (0, 1):
     :meth:`update` after each optimizer step, :meth:`copy_to` to put the average into the
@@ -72,4 +81,4 @@ class WeightAverage:
                 a.copy_(state[f"p{i}"])
 
 
-__all__ = ["WeightAverage"]
+__all__ = ["WeightAverage", "check_decay"]

@@ -38,7 +38,7 @@ import torch
 
 from .._rng import seeded
 from .._validation import check_choice
-from ..infer.averaging import WeightAverage
+from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
 
@@ -70,10 +70,7 @@ class DiffusionOptions(LoopOptions):
     def __post_init__(self):
         super().__post_init__()
         check_choice(self.objective, OBJECTIVES, "objective")
-        if self.ema is not None and not (isinstance(self.ema, (int, float))
-                                         and not isinstance(self.ema, bool) and 0 < self.ema < 1):
-            raise ValueError(f"Expected ema to be a decay in (0, 1) or None, but got "
-                             f"{self.ema!r}")
+        check_decay(self.ema)
         p = self.condition_dropout
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ValueError(f"Expected condition_dropout in [0, 1), but got {p!r}")

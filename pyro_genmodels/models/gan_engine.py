@@ -43,7 +43,7 @@ import torch
 
 from .._rng import seeded
 from .._validation import positive_float, positive_int
-from ..infer.averaging import WeightAverage
+from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
 from .fgan import TABLE, gradient_penalty
@@ -155,10 +155,7 @@ class AdversarialOptions(LoopOptions):
         if isinstance(r1, bool) or not (isinstance(r1, (int, float)) and math.isfinite(r1)
                                         and r1 >= 0):
             raise ValueError(f"Expected r1_penalty >= 0, but got {r1!r}")
-        if self.ema is not None and not (isinstance(self.ema, (int, float))
-                                         and 0 < self.ema < 1):
-            raise ValueError(f"Expected ema to be a decay in (0, 1) or None, but got "
-                             f"{self.ema!r}")
+        check_decay(self.ema)
 
     def for_divergence(self, name: str) -> "AdversarialOptions":
         """These options with the divergence's defaults where they are ``None``."""

@@ -35,7 +35,7 @@ import torch
 from .._rng import seeded
 from .._validation import check_choice, positive_float
 from ..base import gaussian_weight_log_prior
-from ..infer.averaging import WeightAverage
+from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
 
@@ -68,10 +68,7 @@ class ScoreOptions(LoopOptions):
         check_choice(self.levels, LEVELS, "levels")
         if self.weight_prior_scale is not None:
             positive_float(self.weight_prior_scale, "weight_prior_scale")
-        if self.ema is not None and not (isinstance(self.ema, (int, float))
-                                         and not isinstance(self.ema, bool) and 0 < self.ema < 1):
-            raise ValueError(f"Expected ema to be a decay in (0, 1) or None, but got "
-                             f"{self.ema!r}")
+        check_decay(self.ema)
 
 
 class ScoreLoss:

@@ -82,11 +82,13 @@ def hand_written(model: pgm.GAN, x: torch.Tensor, *, num_steps: int, batch: int,
     opt_c = torch.optim.Adam(critic.parameters(), lr=4 * lr, betas=(0.5, 0.9))
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.9))
     n = u.shape[0]
+    # the loop's minibatch generator, seeded from the fit's stream as optimize() does
+    batches = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
     perm, pos = None, 0
     for _ in range(num_steps):
         # the critic: minimize softplus(-V(x)) + softplus(V(G(z))) (minus the JS bound)
         if perm is None or pos + batch > n:
-            perm, pos = torch.randperm(n), 0
+            perm, pos = torch.randperm(n, generator=batches), 0
         real = u[perm[pos:pos + batch]].requires_grad_(True)
         pos += batch
         with torch.no_grad():
@@ -100,7 +102,7 @@ def hand_written(model: pgm.GAN, x: torch.Tensor, *, num_steps: int, batch: int,
         opt_c.step()
         # the generator, non-saturating: minimize softplus(-V(G(z)))
         if perm is None or pos + batch > n:
-            perm, pos = torch.randperm(n), 0
+            perm, pos = torch.randperm(n, generator=batches), 0
         pos += batch
         loss_g = F.softplus(-critic(gen(torch.randn(batch, latent)))).mean() - LOG2
         opt_g.zero_grad()

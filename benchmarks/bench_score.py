@@ -108,11 +108,13 @@ def hand_written(model: pgm.ScoreModel, x: torch.Tensor, *, num_steps: int, batc
     lr_sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay ** (1 / num_steps))
     n = u.shape[0]
     scale = n / batch
+    # the loop's minibatch generator, seeded from the fit's stream as optimize() does
+    batches = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
     perm, pos = None, 0
     average = None
     for k in range(num_steps):
         if perm is None or pos + batch > n:
-            perm, pos = torch.randperm(n), 0
+            perm, pos = torch.randperm(n, generator=batches), 0
         x0 = u[perm[pos:pos + batch]]
         pos += batch
         sigma = torch.exp(lo + (hi - lo) * torch.rand(batch, dtype=x0.dtype))

@@ -42,10 +42,12 @@ def hand_written(model: VAE, x: torch.Tensor, *, num_steps: int, batch: int, lr:
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay ** (1 / num_steps))
     n = x.shape[0]
+    # the loop's minibatch generator, seeded from the fit's stream as optimize() does
+    batches = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
     perm, pos = None, 0
     for _ in range(num_steps):
         if perm is None or pos + batch > n:
-            perm, pos = torch.randperm(n), 0
+            perm, pos = torch.randperm(n, generator=batches), 0
         xb = x[perm[pos:pos + batch]]
         pos += batch
         h = enc(xb)

@@ -37,6 +37,7 @@ from pyro.nn import PyroModule
 from ._rng import seeded
 from ._validation import as_data, check_method, column_moments, positive_int
 from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
+from .infer import distributed
 from .infer.engines import ENGINES, Engine, split_heldout
 from .registry import get_model_class, register, registry
 
@@ -332,9 +333,19 @@ class GenerativeModel(PyroModule):
         engine = self.engine(method)
         data_kw = {k: options.pop(k) for k in self.data_options if k in options}
         device = torch.device(options.pop("device", None) or self._anchor.device)
+        if options.get("distributed") and "distributed" not in engine.option_names():
+            raise ValueError(
+                f"{type(self).__name__}'s method {method!r} ({type(engine).__name__}) "
+                f"cannot run distributed: it is not a gradient or MCMC engine. Fit it "
+                f"without distributed=True (every rank would compute the same result)")
         opts = engine.options(method, **options)
         model, x, c = self.prepare_data(data, c, device=device, **data_kw)
         model.check_data_for(method, x)
+        if getattr(opts, "distributed", False):
+            device = distributed.local_device(device)
+            x = x.to(device)
+            c = None if c is None else c.to(device)
+            seed = distributed.agree_seed(seed, distributed.setup(device))
         with seeded(seed) as used_seed:
             fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
                                      seed=used_seed, device=device)

@@ -297,10 +297,18 @@ class Fit:
         return to_inference_data(self, **kwargs)
 
     def save(self, path) -> None:
-        """Write the fit to the directory ``path`` (JSON + safetensors; no pickle)."""
+        """Write the fit to the directory ``path`` (JSON + safetensors; no pickle).
+
+        A fit made with ``distributed=True``, saved while its process group is up, is
+        written by rank 0 alone; the other ranks wait at a barrier until it is there."""
+        from .infer import distributed
         from .io import save
 
-        save(self, path)
+        group = distributed.current() if self.info.get("distributed") else None
+        if group is None or group.main:
+            save(self, path)
+        if group is not None:
+            distributed.barrier(group, "barrier after saving the fit")
 
     def to(self, device) -> "Fit":
         """A copy of this fit with every tensor on ``device``."""

@@ -134,11 +134,15 @@ def test_vi_recovers_the_conjugate_posterior():
     m, v = conjugate_posterior(x, SIGMA, s0)
     sd = v.diagonal().sqrt()
     num = 4000
+    # 8 ELBO particles and a final lr of 2e-4 keep the optimizer's residual noise in the
+    # guide's mean small: at the defaults (1 particle, final lr 1e-3) it reached 0.17
+    # posterior sd on 4 of 6 seeds; here at most 0.054 over seeds 0-5
     fit = pgm.Gaussian(D, covariance=SIGMA, prior_scale=s0).fit(
-        x, method="vi", seed=0, progress=False, num_posterior_samples=num)
+        x, method="vi", seed=0, progress=False, num_posterior_samples=num, num_particles=8,
+        lr_decay=0.01)
     draws = fit.posterior_samples()["loc"]
     # Monte Carlo error of num iid draws (4 se), plus 0.1 posterior sd for the residual
-    # noise of the stochastic optimizer (lr decays to 1e-3, the sd is ~0.07)
+    # noise of the stochastic optimizer
     assert ((draws.mean(0) - m).abs() < 4 * sd / math.sqrt(num) + 0.1 * sd).all()
     rel = draws.std(0) / sd - 1
     assert (rel.abs() < 4 / math.sqrt(2 * num) + 0.1).all()
@@ -156,9 +160,12 @@ def test_mcmc_matches_the_conjugate_posterior(method):
         x, method=method, seed=0, progress=False, num_samples=1000, warmup_steps=500,
         num_chains=2)
     idata = fit.to_arviz(posterior_predictive=False)
-    rhat = az.rhat(idata, var_names=["loc"])["loc"].values
-    assert (rhat < 1.01).all(), rhat
+    rhat = torch.tensor(az.rhat(idata, var_names=["loc"])["loc"].values)
     ess = torch.tensor(az.ess(idata, var_names=["loc"])["loc"].values)
+    # converged chains: R^2 = 1 - 1/n + (m1 - m2)^2 / (2 s^2) with m1 - m2 ~ N(0, 2 s^2 / e)
+    # for e = ESS / 2 per chain, so R^2 - 1 <= chi2_1 / e; 16 is chi2_1's 4-sd quantile.
+    # (A fixed 1.01 presumes ESS > 400; HMC's fixed trajectory gives 80-300 here.)
+    assert (rhat < torch.sqrt(1 + 16 / (ess / 2))).all(), (rhat, ess)
     draws = fit.posterior_samples()["loc"]
     # Monte Carlo standard errors from the effective sample size, 4 se
     assert ((draws.mean(0) - m).abs() < 4 * sd / ess.sqrt()).all()

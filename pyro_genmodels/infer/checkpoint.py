@@ -2,8 +2,10 @@
 
 A checkpoint holds everything the loop needs to go on as if it had never stopped: every
 player's parameters, optimizer and schedule state, its objective's own state (e.g. a
-replay buffer), the minibatch permutation and position, torch's and Python's RNG states,
-the step, the loss trace and the held-out bookkeeping. Tensors go into the file's tensor
+replay buffer), the minibatch generator, permutation and position, torch's and Python's
+RNG states (of every rank, for a distributed fit), the step, the loss trace and the
+held-out bookkeeping. In a distributed fit only rank 0 writes, and the others wait at a
+barrier; every rank reads the same file to resume (a shared directory across nodes). Tensors go into the file's tensor
 table; everything else is JSON in its metadata, so reading one never unpickles.
 
 It is written to ``checkpoint.safetensors.tmp`` and then renamed over
@@ -25,7 +27,7 @@ from safetensors.torch import save_file
 
 FILE = "checkpoint.safetensors"
 FORMAT = "pyro-genmodels-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the minibatch generator's state, per-rank RNG states
 
 
 def _flatten(obj: Any, key: str, tensors: Dict[str, torch.Tensor]) -> Any:
@@ -50,24 +52,38 @@ def _unflatten(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def _rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
 def write(directory, players: Sequence, batches, best, step: int, losses: List[float],
-          stopped: Optional[str], fingerprint: Dict[str, Any]) -> Path:
-    """Write the loop's state after ``step`` completed steps to ``directory``."""
+          stopped: Optional[str], fingerprint: Dict[str, Any], group=None) -> Optional[Path]:
+    """Write the loop's state after ``step`` completed steps to ``directory`` (with a
+    ``group``: rank 0 writes every rank's RNG state, the others wait)."""
+    from . import distributed
+
+    rngs = [_rng_state()] if group is None else distributed.gather(
+        _rng_state(), group, "checkpoint's RNG gathering", step)
+    if group is not None and not group.main:
+        distributed.barrier(group, "checkpoint barrier")
+        return None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: Dict[str, torch.Tensor] = {}
     state: Dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "fingerprint": fingerprint, "step": step,
         "losses": losses, "stopped": stopped,
-        "rng": {"torch": _flatten(torch.get_rng_state(), "rng.torch", tensors),
-                "python": _flatten(random.getstate(), "rng.python", tensors)},
+        "rng": [_flatten(r, f"rng.{i}", tensors) for i, r in enumerate(rngs)],
         "batches": {"pos": batches.pos,
+                    "generator": _flatten(batches.generator.get_state(), "batches.gen",
+                                          tensors),
                     "perm": None if batches.perm is None
                     else _flatten(batches.perm, "batches.perm", tensors)},
         "players": [],
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["rng"]["cuda"] = _flatten(torch.cuda.get_rng_state_all(), "rng.cuda", tensors)
     for pl in players:
         entry = {"name": pl.name,
                  "params": [_flatten(p, f"{pl.name}.param.{i}", tensors)
@@ -87,6 +103,8 @@ def write(directory, players: Sequence, batches, best, step: int, losses: List[f
     tmp = directory / (FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
     os.replace(tmp, target)
+    if group is not None:
+        distributed.barrier(group, "checkpoint barrier")
     return target
 
 
@@ -103,14 +121,20 @@ def read(directory) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
         state = json.loads(meta["state"])
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise ValueError(f"{path} is not a readable pyro-genmodels checkpoint: {e}") from None
-    if state.get("format") != FORMAT or state.get("version", 0) > VERSION:
-        raise ValueError(f"{path} is not a pyro-genmodels checkpoint of version <= {VERSION}")
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a pyro-genmodels checkpoint")
+    if state.get("version") != VERSION:
+        raise ValueError(f"{path} is a version {state.get('version')} checkpoint; this "
+                         f"pyro-genmodels resumes version {VERSION} only")
     return state, tensors
 
 
-def restore(directory, players: Sequence, batches, best,
-            fingerprint: Dict[str, Any]) -> Tuple[int, List[float], Optional[str]]:
-    """Load a checkpoint into the loop's live objects: returns (step, losses, stopped)."""
+def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, Any],
+            group=None) -> Tuple[int, List[float], Optional[str]]:
+    """Load a checkpoint into the loop's live objects: returns (step, losses, stopped).
+    Rank r takes rank r's RNG state; at another number of processes than the one that
+    wrote it, the ranks without a saved state are reseeded (the run goes on correctly,
+    but not bit for bit)."""
     state, tensors = read(directory)
     saved = state["fingerprint"]
     if saved != json.loads(json.dumps(fingerprint)):
@@ -137,6 +161,7 @@ def restore(directory, players: Sequence, batches, best,
             pl.loss.load_state_dict(_unflatten(entry["objective"], tensors))
     b = state["batches"]
     batches.pos = b["pos"]
+    batches.generator.set_state(_unflatten(b["generator"], tensors))
     batches.perm = None if b["perm"] is None else _unflatten(b["perm"], tensors).to(
         batches.x.device)
     if best is not None and "best" in state:
@@ -146,10 +171,17 @@ def restore(directory, players: Sequence, batches, best,
         snap = _unflatten(sb["snapshot"], tensors)
         best.snapshot = None if snap is None else [
             [t.to(p.device) for t, p in zip(s, pl.resolve())] for s, pl in zip(snap, players)]
-    rng = state["rng"]
-    torch.set_rng_state(_unflatten(rng["torch"], tensors))
-    py = _unflatten(rng["python"], tensors)
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(_unflatten(rng["cuda"], tensors))
+    rank = 0 if group is None else group.rank
+    if rank < len(state["rng"]):
+        rng = _unflatten(state["rng"][rank], tensors)
+        torch.set_rng_state(rng["torch"])
+        py = rng["python"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    else:
+        import pyro
+
+        from .distributed import rank_seed
+        pyro.set_rng_seed(rank_seed(int(state["step"]) + len(state["rng"]), rank))
     return state["step"], list(state["losses"]), state["stopped"]

@@ -146,7 +146,8 @@ def fingerprint(model, method: str, data: Data, opts) -> Dict[str, Any]:
     for t in (data.x, data.c, data.x_val, data.c_val):
         if t is not None:
             digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    skip = {"callback", "checkpoint", "checkpoint_every", "resume", "validation"}
+    skip = {"callback", "checkpoint", "checkpoint_every", "resume", "validation",
+            "distributed"}
     options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
                if f.name not in skip}
     return {"model": model.registry_name, "config": plain(model.get_config()),
@@ -347,6 +348,8 @@ class MCMCOptions:
         full_mass: a dense (not diagonal) mass matrix.
         jit_compile: compile the potential; ``None``: when the model is ``jit_safe``.
         init_jitter: sd of each chain's perturbation of the start (unconstrained space).
+        distributed: run the chains on the ranks of the ``torch.distributed`` process
+            group (chain i on rank i mod W) and gather the draws to every rank.
     """
 
     num_samples: int = 1000
@@ -356,6 +359,7 @@ class MCMCOptions:
     full_mass: bool = False
     jit_compile: Optional[bool] = None
     init_jitter: float = 0.5
+    distributed: bool = False
 
     def __post_init__(self):
         positive_int(self.num_samples, "num_samples")
@@ -366,6 +370,9 @@ class MCMCOptions:
                              f"{self.target_accept_prob!r}")
         if self.init_jitter != 0:
             positive_float(self.init_jitter, "init_jitter")
+        if not isinstance(self.distributed, bool):
+            raise TypeError(f"Expected distributed to be True or False, but got "
+                            f"{self.distributed!r}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

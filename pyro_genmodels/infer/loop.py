@@ -14,6 +14,10 @@ What the loop owns, once for everyone:
   rows each epoch, cut into batches of B rows (the remainder is skipped, so every batch
   is a uniform random subset of the same shape). Objectives scale the batch by N / B
   (a Pyro plate with ``subsample=batch.index`` does it), so the gradient is unbiased.
+  The permutations come from the loop's own generator, seeded from the fit's stream.
+* **Data parallelism** (``distributed=True``, :mod:`~pyro_genmodels.infer.distributed`):
+  each rank takes its slice of every global batch and the ranks' weighted gradients are
+  summed in one all-reduce, so every rank applies the one-process update.
 * **The optimizer and its schedule**: one torch optimizer per player, the learning rate
   decaying exponentially from ``lr`` to ``lr * lr_decay`` over ``num_steps``
   (``ExponentialLR``); or a ``pyro.optim.PyroOptim`` as given.
@@ -36,11 +40,13 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import pyro
 import pyro.optim
 import torch
 from tqdm.auto import tqdm
 
 from .._validation import positive_float, positive_int
+from . import distributed
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -111,7 +117,12 @@ class LoopOptions:
             ``checkpoint_every`` steps and at the end.
         checkpoint_every: steps between checkpoints.
         resume: a checkpoint directory to continue from (same model, data, method and
-            seed): the result is bit for bit that of an uninterrupted run on CPU.
+            seed): the result is bit for bit that of an uninterrupted run on CPU (with
+            ``distributed=True``: at the same number of processes).
+        distributed: train data-parallel in the ``torch.distributed`` process group
+            (started by ``torchrun`` or by the user): ``batch_size`` is the global batch,
+            each rank takes its share of it, gradients are summed across ranks, and every
+            rank ends with the same fit. Only rank 0 writes checkpoints.
     """
 
     num_steps: int = 1500
@@ -127,6 +138,7 @@ class LoopOptions:
     checkpoint: Optional[str] = None
     checkpoint_every: int = 100
     resume: Optional[str] = None
+    distributed: bool = False
 
     def __post_init__(self):
         positive_int(self.num_steps, "num_steps")
@@ -138,6 +150,9 @@ class LoopOptions:
             if getattr(self, name) is not None:
                 positive_int(getattr(self, name), name)
         positive_int(self.checkpoint_every, "checkpoint_every")
+        if not isinstance(self.distributed, bool):
+            raise TypeError(f"Expected distributed to be True or False, but got "
+                            f"{self.distributed!r}")
         if self.grad_clip is not None:
             positive_float(self.grad_clip, "grad_clip")
         opt = self.optimizer
@@ -176,14 +191,16 @@ class LoopOptions:
 class Batch:
     """One minibatch: ``index`` ``(B,)`` into the N training rows (``None``: all rows),
     ``num_rows`` N (for the N / B scaling), and those rows of ``x`` and ``c`` (selected
-    on first access: a Pyro objective passes the index to its plate instead)."""
+    on first access: a Pyro objective passes the index to its plate instead).
+    ``weight``: this process's share of the global batch (1 unless distributed)."""
 
-    __slots__ = ("index", "num_rows", "_x", "_c", "_rows")
+    __slots__ = ("index", "num_rows", "_x", "_c", "_rows", "weight")
 
     def __init__(self, index: Optional[torch.Tensor], x: torch.Tensor,
-                 c: Optional[torch.Tensor]):
+                 c: Optional[torch.Tensor], weight: float = 1.0):
         self.index, self.num_rows, self._x, self._c = index, x.shape[0], x, c
         self._rows = None
+        self.weight = weight
 
     def _select(self):
         if self._rows is None:
@@ -204,27 +221,53 @@ class Batch:
 class Minibatches:
     """Batches of ``batch_size`` rows cut from a fresh permutation of the ``N`` rows each
     epoch (the remainder skipped); all rows each step when ``batch_size`` is ``None`` or
-    at least N. Its state (permutation, position) is part of a checkpoint."""
+    at least N. The permutations come from a CPU generator seeded with ``seed``, so the
+    sequence of batches depends on the seed alone (not on the device, nor on the number
+    of processes). With a ``group`` (distributed), each batch is this rank's contiguous
+    slice of the global batch. Its state (generator, permutation, position) is part of a
+    checkpoint."""
 
     def __init__(self, x: torch.Tensor, c: Optional[torch.Tensor],
-                 batch_size: Optional[int]):
+                 batch_size: Optional[int], *, seed: int = 0, group=None):
         self.x, self.c, self.n = x, c, x.shape[0]
         self.b = None if batch_size is None or batch_size >= self.n else int(batch_size)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.group = group
         self.perm: Optional[torch.Tensor] = None
         self.pos = 0
+        if group is not None and (self.b or self.n) < group.world_size:
+            raise ValueError(f"A global batch of {self.b or self.n} rows cannot be shared by "
+                             f"{group.world_size} processes: expected batch_size >= "
+                             f"{group.world_size}")
 
     @property
     def steps_per_epoch(self) -> int:
         return 1 if self.b is None else self.n // self.b
 
+    def _local(self, idx: torch.Tensor) -> Batch:
+        g = self.group
+        mine = torch.tensor_split(idx, g.world_size)[g.rank]
+        return Batch(mine, self.x, self.c, weight=mine.shape[0] / idx.shape[0])
+
     def next(self) -> Batch:
         if self.b is None:
-            return Batch(None, self.x, self.c)
+            if self.group is None:
+                return Batch(None, self.x, self.c)
+            return self._local(torch.arange(self.n, device=self.x.device))
         if self.perm is None or self.pos + self.b > self.n:
-            self.perm, self.pos = torch.randperm(self.n, device=self.x.device), 0
+            self.perm = torch.randperm(self.n, generator=self.generator).to(self.x.device)
+            self.pos = 0
         idx = self.perm[self.pos:self.pos + self.b]
         self.pos += self.b
-        return Batch(idx, self.x, self.c)
+        return Batch(idx, self.x, self.c) if self.group is None else self._local(idx)
+
+    def peek(self) -> Batch:
+        """The next batch, without consuming it."""
+        state, perm, pos = self.generator.get_state(), self.perm, self.pos
+        batch = self.next()
+        self.generator.set_state(state)
+        self.perm, self.pos = perm, pos
+        return batch
 
 
 @dataclasses.dataclass
@@ -282,6 +325,10 @@ def _build_optimizer(player: Player, opts: LoopOptions) -> None:
     player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
 
 
+def _cuda_devices() -> List[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
 def _total_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of all tensors together, in one fused call: finite iff every entry is."""
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
@@ -292,17 +339,22 @@ def _release(params: Sequence[torch.Tensor]) -> None:
         p.grad = None
 
 
-def _update(player: Player, batch: Batch, opts: LoopOptions, step: int
+def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=None
             ) -> Tuple[float, Optional[NonFiniteLossError]]:
-    """One guarded optimizer step of ``player`` on ``batch``: (loss, error)."""
+    """One guarded optimizer step of ``player`` on ``batch``: (loss, error). With a
+    ``group``, the loss and gradient are the ranks' weighted sum (every rank the same)."""
     loss = player.loss(batch)
     value = float(loss.detach())
     params = player.resolve()
-    if not math.isfinite(value):
+    if group is None and not math.isfinite(value):
         return value, NonFiniteLossError(step, value, "loss")
     # the gradient of this player's parameters only (not .backward(), which would leave
     # gradients on every other player's parameters the loss runs through)
     got = torch.autograd.grad(loss, params, allow_unused=True)
+    if group is not None:  # every rank takes the same branch of the guard below
+        value, got = distributed.reduce_step(loss, got, params, batch.weight, group, step)
+        if not math.isfinite(value):
+            return value, NonFiniteLossError(step, value, "loss")
     for p, g in zip(params, got):
         p.grad = g
     grads = [g for g in got if g is not None]
@@ -380,7 +432,18 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
     from . import checkpoint as ckpt
 
     players = list(players)
-    batches = Minibatches(x, c, opts.batch_size)
+    group = distributed.current() if opts.distributed else None
+    if opts.distributed and group is None:
+        raise ValueError("distributed=True needs an initialized process group (fit() "
+                         "starts one under torchrun)")
+    # the minibatch generator's seed, drawn from the fit's stream (alike on every rank)
+    seed = int(torch.randint(2 ** 62, ()))
+    if group is not None:
+        seed = int(distributed.gather(seed, group, "minibatch seed agreement")[0])
+        distributed.check_same_data((fingerprint or {}).get("data", ""), x.shape[0], group)
+        if not group.main:  # independent local noise on the other ranks
+            pyro.set_rng_seed(distributed.rank_seed(seed, group.rank))
+    batches = Minibatches(x, c, opts.batch_size, seed=seed, group=group)
     best = _Best() if heldout is not None else None
     every = opts.validate_every or batches.steps_per_epoch
     losses: List[float] = []
@@ -390,7 +453,19 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
             pl.loss(batches.next())
             _build_optimizer(pl, opts)
         start, losses, stopped = ckpt.restore(opts.resume, players, batches, best,
-                                              fingerprint or {})
+                                              fingerprint or {}, group=group)
+    elif group is not None:
+        for pl in players:  # create Pyro's lazy parameters, then take rank 0's values
+            if callable(pl.parameters):
+                with torch.random.fork_rng(devices=_cuda_devices()):
+                    pl.loss(batches.peek())
+            shapes = [tuple(p.shape) for p in pl.resolve()]
+            if any(s != shapes for s in distributed.gather(shapes, group,
+                                                           "parameter check")):
+                raise RuntimeError(f"The ranks' {pl.name!r} parameters differ in number, "
+                                   f"order or shape; a distributed fit needs the same "
+                                   f"model on every rank")
+            distributed.broadcast_(pl.resolve(), group)
     interrupted, error = False, None
     bar = tqdm(total=opts.num_steps, initial=start, desc=desc, disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=False)
@@ -399,7 +474,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         for step in range(start, opts.num_steps if stopped is None else start):
             for pl in players:
                 for _ in range(pl.steps):
-                    value, error = _update(pl, batches.next(), opts, step)
+                    value, error = _update(pl, batches.next(), opts, step, group)
                     if error is not None:
                         break
                 if error is not None:
@@ -412,17 +487,27 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
                 bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             done = step + 1
             if best is not None and (done % every == 0 or done == opts.num_steps):
-                best.record(done, float(heldout()), players)
+                if group is None:
+                    held = float(heldout())
+                else:  # rank 0 evaluates; every rank makes the same decision
+                    held = distributed.broadcast_float(
+                        float(heldout()) if group.main else None, group,
+                        "held-out evaluation", step)
+                best.record(done, held, players)
                 if opts.patience is not None and best.bad >= opts.patience:
                     stopped = "early_stopping"
-            if opts.callback is not None and opts.callback(step, value) is True:
-                stopped = stopped or "callback"
+            if opts.callback is not None:
+                stop = opts.callback(step, value) is True
+                if group is not None:
+                    stop = distributed.any_rank(stop, group, "callback's stop", step)
+                if stop:
+                    stopped = stopped or "callback"
             if opts.checkpoint is not None and (done % opts.checkpoint_every == 0
                                                 or stopped or done == opts.num_steps):
                 # early stopping is an end; a callback's stop is not: resuming goes on
                 ckpt.write(opts.checkpoint, players, batches, best, done, losses,
                            "early_stopping" if stopped == "early_stopping" else None,
-                           fingerprint or {})
+                           fingerprint or {}, group=group)
             if stopped:
                 break
     except KeyboardInterrupt:
@@ -431,6 +516,8 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         bar.close()
     info: Dict[str, Any] = {"stopped": "interrupted" if interrupted else (
         "non_finite" if error is not None else stopped)}
+    if group is not None:
+        info["distributed"] = group.info()
     if best is not None:
         if error is None and not interrupted:
             best.restore(players)

@@ -2,8 +2,11 @@ r"""Pyro's MCMC, wrapped once: ``nuts`` and ``hmc``, posterior draws of a model'
 parameters, and :func:`pyro_mcmc`, NUTS / HMC on an unnormalized log density.
 
 Chains run one after another in this process, each a stock ``MCMC(NUTS/HMC)`` with one
-chain (:func:`_run_chain`), so results are reproducible from the seed on any machine
-(Pyro would otherwise switch to worker processes when enough cores are free). For the
+chain (:func:`_run_chain`) under its own seed derived from the fit's, so results are
+reproducible from the seed on any machine (Pyro would otherwise switch to worker
+processes when enough cores are free). With ``distributed=True`` in a process group,
+chain i runs on rank i mod W and the draws and statistics are gathered to every rank: the
+same seed gives the same chains, draw for draw, whatever the number of processes. For the
 engines every chain starts from the data-dependent ``init_values`` jittered in the
 unconstrained space, so R-hat compares chains that really started apart. Step size and
 (diagonal or full) mass matrix are adapted by Pyro during warmup.
@@ -14,10 +17,13 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
+import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
 from pyro.infer.mcmc.util import initialize_model
 
+from . import distributed
+from .distributed import rank_seed
 from .objectives import quiet_jit_deprecation
 from .samplers import ChainResult, LogDensity, _validate_common
 
@@ -87,30 +93,44 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
 
 def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
          num_samples: int, warmup_steps: int, num_chains: int, init_jitter: float,
-         progress: bool) -> Dict[str, Any]:
-    draws: Dict[str, List[torch.Tensor]] = {k: [] for k in model.global_sites}
-    stats: Dict[str, List[torch.Tensor]] = {"diverging": [], "step_size": [], "lp": []}
-    accept: List[float] = []
+         progress: bool, group=None) -> Dict[str, Any]:
+    inits = _initial_params(model, x, c, num_chains, init_jitter)
+    base = int(torch.randint(2 ** 62, ()))  # the chains' seeds, alike on every rank
+    rank, world = (0, 1) if group is None else (group.rank, group.world_size)
+    done: Dict[int, tuple] = {}
     interrupted = False
-    for chain, init in enumerate(_initial_params(model, x, c, num_chains, init_jitter)):
+    for chain in range(rank, num_chains, world):
+        pyro.set_rng_seed(rank_seed(base, chain + 1))
         try:
-            samples, chain_stats, rate = _run_chain(
+            done[chain] = _run_chain(
                 make_kernel(), num_samples=num_samples, warmup_steps=warmup_steps,
-                initial_params=init, progress=progress, args=(x,), kwargs={"c": c})
+                initial_params=inits[chain], progress=progress, args=(x,), kwargs={"c": c})
         except KeyboardInterrupt:
             interrupted = True
-            if chain == 0:
+            if chain == 0 or group is not None:
                 raise
             break
-        for k in draws:
-            draws[k].append(samples[k])
-        for k in stats:
-            stats[k].append(chain_stats[k])
-        accept.append(rate)
-    posterior = {k: torch.stack(v) for k, v in draws.items()}
-    sample_stats = {k: torch.stack(v) for k, v in stats.items()}
+    if group is not None:
+        for part in distributed.gather(done, group, "gathering of the chains"):
+            done.update({i: tuple(_to(v, x.device) for v in r) for i, r in part.items()})
+    chains = [done[i] for i in sorted(done)]
+    posterior = {k: torch.stack([r[0][k] for r in chains]) for k in model.global_sites}
+    sample_stats = {k: torch.stack([r[1][k] for r in chains])
+                    for k in ("diverging", "step_size", "lp")}
+    info = {"acceptance_rate": [r[2] for r in chains], "num_warmup": warmup_steps}
+    if group is not None:
+        info["distributed"] = group.info()
     return {"posterior": posterior, "sample_stats": sample_stats, "interrupted": interrupted,
-            "info": {"acceptance_rate": accept, "num_warmup": warmup_steps}}
+            "info": info}
+
+
+def _to(value, device):
+    """A gathered chain's tensors (nested in dicts) on this rank's device."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value
 
 
 def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts",
@@ -171,6 +191,7 @@ def sample_posterior(model, x: torch.Tensor, c: Optional[torch.Tensor], *, kerne
             return NUTS(model.model, max_tree_depth=opts.max_tree_depth, **common)
         return HMC(model.model, trajectory_length=opts.trajectory_length, **common)
 
+    group = distributed.current() if getattr(opts, "distributed", False) else None
     return _run(make_kernel, model, x, c=c, num_samples=opts.num_samples,
                 warmup_steps=opts.warmup_steps, num_chains=opts.num_chains,
-                init_jitter=opts.init_jitter, progress=progress)
+                init_jitter=opts.init_jitter, progress=progress, group=group)

@@ -167,9 +167,11 @@ class ELBOLoss:
         if self._params is None:
             with poutine.trace(param_only=True) as capture:
                 loss = self._loss(args)
+            # sorted by name: Pyro's order can follow Python's per-process string
+            # hashing, and ranks of a distributed fit must agree on it
             self._params = list({id(p): p for p in (
-                site["value"].unconstrained() for site in capture.trace.nodes.values())
-            }.values())
+                site["value"].unconstrained()
+                for _, site in sorted(capture.trace.nodes.items()))}.values())
             return loss
         return self._loss(args)
 

@@ -1,0 +1,236 @@
+r"""Scale-out on PyTorch's own engine, ``torch.distributed``: the few collective steps that
+the training loop, the MCMC driver and ``Fit.save`` take when a fit runs with
+``distributed=True`` in a process group (started by ``torchrun``, or initialized by the
+user).
+
+**Data-parallel steps.** Every rank holds the same training rows and draws the same
+*global* minibatch of B rows from one generator seeded alike on every rank; rank r
+takes its contiguous slice of b_r rows (``torch.tensor_split``). Every objective the loop
+runs has the form
+
+.. math::  L_r = A(\phi) + \frac{K}{b_r} \sum_{i \in \text{slice}_r} \ell_i(\phi)
+
+(``K = N`` for a Pyro plate scaled by N / b_r, ``K = 1`` for a mean over rows; ``A`` the
+prior or any other global term). The weighted sum of the ranks' losses and gradients,
+with weights :math:`w_r = b_r / B` (so :math:`\sum_r w_r = 1`), is therefore exactly
+:math:`A + \frac{K}{B}\sum_{i \in \text{batch}} \ell_i`: the one-process loss of the global
+batch, gradient included. The loop computes each rank's gradient, scales it by
+:math:`w_r` and sums it across ranks in one ``all_reduce`` of a flat buffer that also
+carries the loss, so every rank applies the same update and takes the same branch of the
+non-finite guard. This is an explicit all-reduce over the parameters' gradients (as the
+issue allows) rather than ``DistributedDataParallel``: Pyro creates parameters lazily
+inside the objective, so the loop runs the objective once to create them and then
+broadcasts rank 0's values.
+
+**Randomness.** The minibatch generator is seeded from the fit's random stream, drawn
+identically on every rank, so the same seed gives the same sequence of global batches
+whatever the number of processes. Rank 0 keeps the fit's stream for everything else, so
+its draws are those of a one-process run; rank r > 0 is reseeded from the fit's seed and
+r, so its local latents (a VAE's codes, a GAN's fakes, a diffusion's noise) are
+independent of rank 0's.
+
+**Failures.** A collective that fails because another rank died or raised becomes a
+:class:`RankFailure` naming the step and telling how to resume. A group this module
+starts itself has a timeout (``PYRO_GENMODELS_DIST_TIMEOUT`` seconds, default 300), so no
+rank waits forever; ``torchrun`` also stops the other workers when one fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from typing import Any, List, Optional, Sequence, Tuple
+
+import torch
+
+TIMEOUT_ENV = "PYRO_GENMODELS_DIST_TIMEOUT"
+
+
+class RankFailure(RuntimeError):
+    """A collective step failed: another process of the group stopped, raised or timed
+    out."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The default process group as a fit sees it."""
+
+    rank: int
+    world_size: int
+    backend: str
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def info(self) -> dict:
+        return {"world_size": self.world_size, "backend": self.backend}
+
+
+def _dist():
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise RuntimeError("distributed=True needs torch.distributed, which this torch "
+                           "build does not have")
+    return dist
+
+
+def launched() -> bool:
+    """Whether this process was started by ``torchrun`` (its environment variables)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def current() -> Optional[Group]:
+    """The initialized default group, or ``None``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    return Group(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
+
+
+def setup(device: torch.device) -> Group:
+    """The process group of a ``distributed=True`` fit: the user's, or one started here
+    from ``torchrun``'s environment (``gloo`` for CPU tensors, ``nccl`` for CUDA)."""
+    dist = _dist()
+    if not dist.is_initialized():
+        if not launched():
+            raise ValueError(
+                "distributed=True needs a process group: start the script with torchrun "
+                "(e.g. torchrun --nproc_per_node=2 script.py) or call "
+                "torch.distributed.init_process_group() before fit")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        seconds = float(os.environ.get(TIMEOUT_ENV, 300))
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
+    group = current()
+    if device.type == "cuda" and group.backend == "gloo":
+        raise ValueError("device='cuda' with the gloo backend: initialize the group with "
+                         "backend='nccl' for GPU fits")
+    if device.type != "cuda" and group.backend == "nccl":
+        raise ValueError("the process group uses nccl, which needs device='cuda'; use "
+                         "backend='gloo' for CPU fits")
+    return group
+
+
+def local_device(device: torch.device) -> torch.device:
+    """``cuda`` without an index under torchrun means this worker's GPU (LOCAL_RANK)."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def _collective(what: str, step: Optional[int], fn):
+    try:
+        return fn()
+    except RuntimeError as e:  # DistBackendError and gloo's errors are RuntimeErrors
+        at = "" if step is None else f" at step {step}"
+        raise RankFailure(
+            f"The {what}{at} failed: another process of the group stopped, raised or timed "
+            f"out ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Fix the "
+            f"cause and resume from the last checkpoint (fit(..., checkpoint=DIR) writes "
+            f"one; resume=DIR continues it)") from e
+
+
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflat_into(buffer: torch.Tensor, like: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    out, pos = [], 0
+    for t in like:
+        out.append(buffer[pos:pos + t.numel()].view_as(t))
+        pos += t.numel()
+    return out
+
+
+def broadcast_(tensors: Sequence[torch.Tensor], group: Group, what: str = "broadcast of "
+               "rank 0's parameters") -> None:
+    """Overwrite ``tensors`` (in place) with rank 0's values, in one collective."""
+    tensors = list(tensors)
+    if not tensors or group.world_size == 1:
+        return
+    dist = _dist()
+    with torch.no_grad():
+        buffer = _flat([t.detach() for t in tensors])
+        _collective(what, None, lambda: dist.broadcast(buffer, src=0))
+        for t, v in zip(tensors, _unflat_into(buffer, tensors)):
+            t.copy_(v)
+
+
+def reduce_step(loss: torch.Tensor, grads: Sequence[Optional[torch.Tensor]],
+                params: Sequence[torch.Tensor], weight: float, group: Group, step: int
+                ) -> Tuple[float, List[Optional[torch.Tensor]]]:
+    """The global loss and gradients of one step: ``sum_r w_r * (loss_r, grads_r)`` over
+    ranks, in one ``all_reduce`` of a flat buffer. A ``None`` gradient (a parameter
+    the loss does not touch) stays ``None``."""
+    dist = _dist()
+    parts = [loss.detach().reshape(1).to(params[0].dtype if params else loss.dtype)]
+    parts += [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    buffer = _flat(parts) * weight
+    _collective("gradient all-reduce", step,
+                lambda: dist.all_reduce(buffer, op=dist.ReduceOp.SUM))
+    value = float(buffer[0])
+    out = _unflat_into(buffer[1:], list(params))
+    return value, [None if g is None else o for g, o in zip(grads, out)]
+
+
+def broadcast_float(value: Optional[float], group: Group, what: str,
+                    step: Optional[int] = None) -> float:
+    """Rank 0's ``value`` on every rank (float64)."""
+    dist = _dist()
+    t = torch.tensor([float("nan") if value is None else float(value)], dtype=torch.float64)
+    _collective(what, step, lambda: dist.broadcast(t, src=0))
+    return float(t[0])
+
+
+def any_rank(flag: bool, group: Group, what: str, step: Optional[int] = None) -> bool:
+    """Whether ``flag`` holds on any rank (so that all ranks stop together)."""
+    dist = _dist()
+    t = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64)
+    _collective(what, step, lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
+    return bool(t[0] > 0)
+
+
+def gather(obj: Any, group: Group, what: str, step: Optional[int] = None) -> List[Any]:
+    """Every rank's ``obj``, in rank order, on every rank (``all_gather_object``: the
+    objects travel between this run's own processes; nothing is read from a file)."""
+    dist = _dist()
+    out: List[Any] = [None] * group.world_size
+    _collective(what, step, lambda: dist.all_gather_object(out, obj))
+    return out
+
+
+def barrier(group: Group, what: str) -> None:
+    _collective(what, None, _dist().barrier)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The random seed of rank ``rank`` > 0, derived from the run's ``seed``."""
+    return (int(seed) + 0x9E3779B1 * int(rank)) % (2 ** 32)
+
+
+def agree_seed(seed: Optional[int], group: Group) -> int:
+    """The fit's seed on every rank: rank 0's, drawn fresh there when ``None``. Ranks that
+    were given different seeds get a clear error (they would train different models)."""
+    from .._rng import fresh_seed
+
+    seeds = gather(None if seed is None else int(seed), group, "seed agreement")
+    given = {s for s in seeds if s is not None}
+    if len(given) > 1 or (given and None in seeds):
+        raise ValueError(f"distributed=True needs the same seed on every rank, but the ranks "
+                         f"were given {seeds}; pass one seed (or None on every rank)")
+    chosen = seeds[0] if seeds[0] is not None else None
+    if chosen is None:
+        chosen = gather(fresh_seed() if group.main else None, group, "seed agreement")[0]
+    return int(chosen)
+
+
+def check_same_data(digest: str, num_rows: int, group: Group) -> None:
+    """Every rank must hold the same training rows (each takes its slice of every global
+    batch by index)."""
+    got = gather((digest, int(num_rows)), group, "data check")
+    if any(g != got[0] for g in got):
+        raise ValueError(f"distributed=True needs the same training data on every rank; "
+                         f"(digest, rows) per rank: {got}")

@@ -37,8 +37,9 @@ from pyro.nn import PyroModule
 from ._rng import seeded
 from ._validation import as_data, check_method, column_moments, positive_int
 from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
-from .infer import distributed
-from .infer.engines import ENGINES, Engine, split_heldout
+from .infer import distributed, streaming
+from .infer.engines import ENGINES, Data, Engine, split_heldout
+from .infer.loop import LoopOptions
 from .registry import get_model_class, register, registry
 
 __all__ = ["CHUNK_ELEMENTS", "Capabilities", "Fit", "FitError", "GenerativeModel",
@@ -152,7 +153,9 @@ class GenerativeModel(PyroModule):
         ``num_data`` points from the prior predictive; ``c``: ``(N, context_dim)``
         conditioning values for conditional models; ``subsample`` (indices ``(B,)``, as
         the training loop passes them) or ``subsample_size`` turns the data plate into
-        a minibatch plate (unbiased, scaled by ``N / B``)."""
+        a minibatch plate (unbiased, scaled by ``N / B``). Given with ``x``,
+        ``num_data`` is the plate's size N when ``x`` holds only some rows (a streamed
+        block that ``subsample`` numbers)."""
         raise NotImplementedError
 
     def forward(self, *args, **kwargs):
@@ -265,16 +268,17 @@ class GenerativeModel(PyroModule):
         x = self.validate_data(data, device=device)
         return self, x, self.validate_context(c, x.shape[0], device=device, dtype=x.dtype)
 
-    def working_copy(self, x: torch.Tensor) -> "GenerativeModel":
+    def working_copy(self, x: torch.Tensor, moments=None) -> "GenerativeModel":
         """The fit's private copy of the model, on ``x``'s device and dtype. It is made
         under the fit's seed, so a family that draws fresh weights draws them
         reproducibly. A family that works on standardized columns (``standardize=True``
         with buffers ``shift`` and ``x_scale``: Flow, GAN, EnergyModel) gets them set from
-        the training rows ``x`` here, once for all of them."""
+        the training rows ``x`` here, once for all of them (or from ``moments``, the
+        ``(mean, sd)`` of streamed rows of which ``x`` is a sample)."""
         work = copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
         if getattr(work, "standardize", False):
             with torch.no_grad():
-                mean, sd = column_moments(x)
+                mean, sd = column_moments(x) if moments is None else moments
                 work.shift.copy_(mean)
                 work.x_scale.copy_(sd)
         return work
@@ -338,24 +342,81 @@ class GenerativeModel(PyroModule):
                 f"{type(self).__name__}'s method {method!r} ({type(engine).__name__}) "
                 f"cannot run distributed: it is not a gradient or MCMC engine. Fit it "
                 f"without distributed=True (every rank would compute the same result)")
+        streamed = streaming.is_stream(data)
+        if streamed and "batch_size" not in options and streaming.loader_batch_size(data):
+            options["batch_size"] = streaming.loader_batch_size(data)
         opts = engine.options(method, **options)
+        if getattr(opts, "distributed", False):
+            device = distributed.local_device(device)
+        if streamed:
+            return self._fit_streamed(data, c, engine, opts, method=method, seed=seed,
+                                      device=device, progress=progress)
         model, x, c = self.prepare_data(data, c, device=device, **data_kw)
         model.check_data_for(method, x)
         if getattr(opts, "distributed", False):
-            device = distributed.local_device(device)
-            x = x.to(device)
-            c = None if c is None else c.to(device)
             seed = distributed.agree_seed(seed, distributed.setup(device))
         with seeded(seed) as used_seed:
             fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
                                      seed=used_seed, device=device)
             work = model.working_copy(fit_data.x)
-            with pyro.get_param_store().scope():
-                result = engine.run(work, fit_data, opts, method=method, progress=progress)
+            return model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
+
+    def _fit_with(self, engine: Engine, work: "GenerativeModel", fit_data, opts, method: str,
+             seed: int, progress: bool) -> Fit:
+        """Run ``engine`` on the working copy and build the fit (under the fit's seed)."""
+        with pyro.get_param_store().scope():
+            result = engine.run(work, fit_data, opts, method=method, progress=progress)
         recorded = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
-        return work.fit_class.build(work, method, result=result, data=fit_data.x,
-                                    context=fit_data.c, seed=used_seed,
+        streamed = fit_data.stream is not None
+        if streamed:
+            result.info["streamed_rows"] = fit_data.num_rows
+        return work.fit_class.build(work, method, result=result,
+                                    data=None if streamed else fit_data.x,
+                                    context=None if streamed else fit_data.c, seed=seed,
                                     options={k: v for k, v in recorded.items() if _jsonable(v)})
+
+    def _fit_streamed(self, data: Any, c: Any, engine: Engine, opts, *, method: str,
+                      seed: Optional[int], device: torch.device, progress: bool) -> Fit:
+        """:meth:`fit` on a Dataset, DataLoader or memory-mapped array: rows are read per
+        minibatch (:mod:`~pyro_genmodels.infer.streaming`)."""
+        name = type(self).__name__
+        if type(self).prepare_data is not GenerativeModel.prepare_data:
+            raise TypeError(f"{name} builds its model from all of its data (e.g. a "
+                            f"vocabulary): pass the data whole, not a Dataset, DataLoader "
+                            f"or memory-mapped array")
+        if not isinstance(opts, LoopOptions):
+            raise ValueError(
+                f"{name}'s method {method!r} ({type(engine).__name__}) needs every row in "
+                f"memory; streamed data (a Dataset, DataLoader or memory-mapped array) "
+                f"work with the methods that train on minibatches")
+        if c is not None:
+            raise ValueError("With streamed data, c comes from the dataset: its items are "
+                             "(x, c) pairs; pass c=None")
+        conditional = self.context_dim is not None
+
+        def check(xr, cr, dtype=None):
+            xb = self.validate_data(xr, device=device, dtype=dtype)
+            return xb, self.validate_context(cr, xb.shape[0], device=device, dtype=xb.dtype)
+
+        probe = streaming.Stream(data, check=check, conditional=conditional)
+        if opts.distributed:
+            seed = distributed.agree_seed(seed, distributed.setup(device))
+        with seeded(seed) as used_seed:
+            x, c = probe.sample(used_seed)
+            stream = streaming.Stream(
+                data, conditional=conditional,
+                check=lambda xr, cr: check(xr, cr, dtype=x.dtype))
+            self.check_data_for(method, x)
+            validation = opts.validation
+            if isinstance(validation, float):
+                stream, (x_val, c_val) = stream.split(validation, seed=used_seed)
+                fit_data = Data(x, c, x_val, c_val, stream=stream)
+            else:
+                fit_data = split_heldout(self, x, c, validation, seed=used_seed,
+                                         device=device)._replace(stream=stream)
+            work = self.working_copy(x, moments=stream.moments()
+                                     if getattr(self, "standardize", False) else None)
+            return self._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
 
 
 def gaussian_weight_log_prior(weights, scale: float) -> torch.Tensor:

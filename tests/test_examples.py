@@ -227,12 +227,23 @@ def _score_toy(tmp_path, capsys):
     assert ((classes.sum(axis=1) - 1).abs() < 1e-9).all()
 
 
+def _big_data_flow(tmp_path, capsys):
+    mod = load("big_data_flow")
+    out = mod.main(mod.parse_args(["--rows", "30000", "--num-steps", "30", "--batch-size",
+                                   "256", "--keep", str(tmp_path / "x.npy")]))
+    assert out["streamed_rows"] == 30000
+    assert (tmp_path / "x.npy").stat().st_size == 30000 * 8 * 4 + 128  # header + rows
+    assert math.isfinite(out["heldout_log_prob"])
+    assert out["heldout_log_prob"] < out["true_log_prob"] + 0.5  # nothing beats the truth
+    assert "peak resident memory" in capsys.readouterr().out
+
+
 SMOKE = {"divergences_and_priors": _divergences_and_priors, "flow_density": _flow_density,
          "gaussian_mle_map_bayes": _mle_map_bayes, "pyro_program": _pyro_program,
          "mixture_clusters": _mixture_clusters, "ppca_digits": _ppca_digits,
          "energy_toy": _energy_toy, "vae_digits": _vae_digits,
          "names": _names, "gan_toy": _gan_toy, "diffusion_toy": _diffusion_toy,
-         "score_toy": _score_toy}
+         "score_toy": _score_toy, "big_data_flow": _big_data_flow}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

@@ -162,8 +162,7 @@ def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, 
     b = state["batches"]
     batches.pos = b["pos"]
     batches.generator.set_state(_unflatten(b["generator"], tensors))
-    batches.perm = None if b["perm"] is None else _unflatten(b["perm"], tensors).to(
-        batches.x.device)
+    batches.perm = None if b["perm"] is None else _unflatten(b["perm"], tensors)
     if best is not None and "best" in state:
         sb = state["best"]
         best.loss, best.step, best.bad = sb["loss"], sb["step"], sb["bad"]

@@ -44,12 +44,29 @@ from .objectives import (ELBOLoss, FlatPriors, NegativeLogJoint, make_elbo, make
 
 class Data(NamedTuple):
     """The data an engine fits: training rows ``x`` ``(N, ...)``, their ``c``, and the
-    held-out rows (``None`` without validation)."""
+    held-out rows (``None`` without validation).
+
+    For streamed data (:mod:`~pyro_genmodels.infer.streaming`), ``stream`` reads the N
+    training rows per minibatch and ``x`` / ``c`` hold a fixed random sample of them, for
+    what needs rows in memory (starting values, fingerprints). An engine hands the loop
+    :meth:`source`, never ``x`` itself, and reads N from :attr:`num_rows`."""
 
     x: torch.Tensor
     c: Optional[torch.Tensor] = None
     x_val: Optional[torch.Tensor] = None
     c_val: Optional[torch.Tensor] = None
+    stream: Any = None
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.stream) if self.stream is not None else self.x.shape[0]
+
+    def source(self, transform: Optional[Callable] = None):
+        """The training rows for the loop: the tensor (``transform``-ed, e.g. a family's
+        standardization), or the stream with ``transform`` applied to each block."""
+        if self.stream is not None:
+            return self.stream if transform is None else self.stream.map(transform)
+        return self.x if transform is None else transform(self.x)
 
 
 def split_heldout(model, x: torch.Tensor, c: Optional[torch.Tensor], validation: Any, *,
@@ -142,7 +159,7 @@ def fingerprint(model, method: str, data: Data, opts) -> Dict[str, Any]:
         return {k: v for k, v in d.items()
                 if v is None or isinstance(v, (bool, int, float, str, list, tuple))}
 
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(str(data.num_rows).encode())
     for t in (data.x, data.c, data.x_val, data.c_val):
         if t is not None:
             digest.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -213,7 +230,7 @@ class PointEngine(Engine):
         if self.writes_out(model, opts):
             loss = NegativeLogJoint(model, with_prior=self.method == "map")
             params = [p for p in model.parameters() if p.requires_grad]
-            result = optimize([Player(loss, params)], data.x, data.c, opts,
+            result = optimize([Player(loss, params)], data.source(), data.c, opts,
                               heldout=self.heldout(model, lambda: {}, data), progress=progress,
                               desc=method, fingerprint=fingerprint(model, method, data, opts))
             result.point = {}
@@ -235,7 +252,7 @@ class PointEngine(Engine):
                         if k in model.global_sites}
 
         with pyro.validation_enabled(False), quiet_jit_deprecation():
-            result = optimize([Player(loss, loss.parameters)], data.x, data.c, opts,
+            result = optimize([Player(loss, loss.parameters)], data.source(), data.c, opts,
                               heldout=self.heldout(model, point, data), progress=progress,
                               desc=method, fingerprint=fingerprint(model, method, data, opts))
         result.point = point()
@@ -297,7 +314,7 @@ class VIEngine(Engine):
                         if k in model.global_sites}
 
         with pyro.validation_enabled(False), quiet_jit_deprecation():
-            result = optimize([Player(loss, loss.parameters)], data.x, data.c, opts,
+            result = optimize([Player(loss, loss.parameters)], data.source(), data.c, opts,
                               heldout=heldout_nll(model, mean, data), progress=progress,
                               desc=method, fingerprint=fingerprint(model, method, data, opts))
             result.posterior = _draw_posterior(model, q, (data.x, data.c),

@@ -189,18 +189,30 @@ class LoopOptions:
 
 
 class Batch:
-    """One minibatch: ``index`` ``(B,)`` into the N training rows (``None``: all rows),
-    ``num_rows`` N (for the N / B scaling), and those rows of ``x`` and ``c`` (selected
-    on first access: a Pyro objective passes the index to its plate instead).
+    """One minibatch: ``index`` ``(B,)`` into the rows ``source_x`` (``None``: all of
+    them), ``num_rows`` N of the training data (for the N / B scaling), and those rows of
+    ``x`` and ``c`` (selected on first access: a Pyro objective passes ``source_x`` and
+    the index to its plate instead). ``source_x`` is the whole training tensor, or for
+    streamed data the block of rows just read (``index`` then numbers its rows).
     ``weight``: this process's share of the global batch (1 unless distributed)."""
 
     __slots__ = ("index", "num_rows", "_x", "_c", "_rows", "weight")
 
     def __init__(self, index: Optional[torch.Tensor], x: torch.Tensor,
-                 c: Optional[torch.Tensor], weight: float = 1.0):
-        self.index, self.num_rows, self._x, self._c = index, x.shape[0], x, c
+                 c: Optional[torch.Tensor], weight: float = 1.0,
+                 num_rows: Optional[int] = None):
+        self.index, self._x, self._c = index, x, c
+        self.num_rows = x.shape[0] if num_rows is None else num_rows
         self._rows = None
         self.weight = weight
+
+    @property
+    def source_x(self) -> torch.Tensor:
+        return self._x
+
+    @property
+    def source_c(self) -> Optional[torch.Tensor]:
+        return self._c
 
     def _select(self):
         if self._rows is None:
@@ -227,9 +239,11 @@ class Minibatches:
     slice of the global batch. Its state (generator, permutation, position) is part of a
     checkpoint."""
 
-    def __init__(self, x: torch.Tensor, c: Optional[torch.Tensor],
-                 batch_size: Optional[int], *, seed: int = 0, group=None):
+    def __init__(self, x, c: Optional[torch.Tensor], batch_size: Optional[int], *,
+                 seed: int = 0, group=None):
         self.x, self.c, self.n = x, c, x.shape[0]
+        # streamed rows (infer.streaming.Stream) are read per batch
+        self.stream = x if hasattr(x, "fetch") else None
         self.b = None if batch_size is None or batch_size >= self.n else int(batch_size)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.group = group
@@ -244,22 +258,31 @@ class Minibatches:
     def steps_per_epoch(self) -> int:
         return 1 if self.b is None else self.n // self.b
 
-    def _local(self, idx: torch.Tensor) -> Batch:
-        g = self.group
-        mine = torch.tensor_split(idx, g.world_size)[g.rank]
-        return Batch(mine, self.x, self.c, weight=mine.shape[0] / idx.shape[0])
+    def _batch(self, idx: Optional[torch.Tensor]) -> Batch:
+        """This process's batch of the global batch ``idx`` (``None``: all rows)."""
+        g, weight = self.group, 1.0
+        if g is not None:
+            full = torch.arange(self.n) if idx is None else idx
+            idx = torch.tensor_split(full, g.world_size)[g.rank]
+            weight = idx.shape[0] / full.shape[0]
+        if self.stream is not None:
+            rows = torch.arange(self.n) if idx is None else idx
+            x, c = self.stream.fetch(rows)
+            return Batch(torch.arange(x.shape[0], device=x.device), x, c, weight,
+                         num_rows=self.n)
+        if idx is not None:
+            idx = idx.to(self.x.device)
+        return Batch(idx, self.x, self.c, weight)
 
     def next(self) -> Batch:
         if self.b is None:
-            if self.group is None:
-                return Batch(None, self.x, self.c)
-            return self._local(torch.arange(self.n, device=self.x.device))
+            return self._batch(None)
         if self.perm is None or self.pos + self.b > self.n:
-            self.perm = torch.randperm(self.n, generator=self.generator).to(self.x.device)
+            self.perm = torch.randperm(self.n, generator=self.generator)
             self.pos = 0
         idx = self.perm[self.pos:self.pos + self.b]
         self.pos += self.b
-        return Batch(idx, self.x, self.c) if self.group is None else self._local(idx)
+        return self._batch(idx)
 
     def peek(self) -> Batch:
         """The next batch, without consuming it."""

@@ -130,18 +130,20 @@ class ELBOLoss:
 
     Args:
         elbo: a ``pyro.infer.ELBO`` (``Trace_ELBO``, ``TraceEnum_ELBO``, a ``Jit*``).
-        program, guide: called as ``f(x, c=c, subsample=index)``.
-        x, c: the training rows (the whole set; the batch's ``index`` selects rows).
+        program, guide: called as ``f(x, c=c, subsample=index, num_data=N)``.
+        x, c: the training rows (only whether ``c`` is given matters: each call takes
+            its tensors from the batch).
 
     The parameters that the first call touches (Pyro creates them on first use) are
     recorded once: a fitted program's parameters do not change from step to step, and
     tracing them every step would cost a measurable share of a small step.
     """
 
-    def __init__(self, elbo, program: Callable, guide: Callable, x: torch.Tensor,
+    def __init__(self, elbo, program: Callable, guide: Callable, x: Any,
                  c: Optional[torch.Tensor]):
-        self.elbo, self.x, self.c = elbo, x, c
+        self.elbo = elbo
         has_c = c is not None
+        self.num_rows: Optional[int] = None  # N, fixed for the fit at the first call
 
         def unpack(args):
             return args[0], (args[1] if has_c else None), (args[-1] if len(args) > 1 + has_c
@@ -149,20 +151,26 @@ class ELBOLoss:
 
         def prog(*args):
             x, c, idx = unpack(args)
-            return program(x, c=c, subsample=idx)
+            return program(x, c=c, subsample=idx, num_data=self.num_rows)
 
         def guide_fn(*args):
             x, c, idx = unpack(args)
-            return guide(x, c=c, subsample=idx)
+            return guide(x, c=c, subsample=idx, num_data=self.num_rows)
 
         self.program, self.guide = prog, guide_fn
         self._params: Optional[List[torch.Tensor]] = None
 
-    def args(self, batch: Batch) -> tuple:
-        args = (self.x,) if self.c is None else (self.x, self.c)
+    @staticmethod
+    def args(batch: Batch) -> tuple:
+        """The program's tensors: the batch's source rows (the training tensor, or a
+        streamed block), its ``c`` and the index of the minibatch in them."""
+        x, c = batch.source_x, batch.source_c
+        args = (x,) if c is None else (x, c)
         return args if batch.index is None else args + (batch.index,)
 
     def __call__(self, batch: Batch) -> torch.Tensor:
+        if self.num_rows is None:
+            self.num_rows = batch.num_rows
         args = self.args(batch)
         if self._params is None:
             with poutine.trace(param_only=True) as capture:

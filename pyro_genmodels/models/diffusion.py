@@ -254,8 +254,8 @@ class Diffusion(GenerativeModel):
         passes: the tests run it at small T; training uses the time plate."""
         pyro.module("network", self.network)
         prior_factor("weight_prior", self.weight_log_prior)
-        num_data = x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else (num_data or 1))
+        num_data = num_data or (x.shape[0] if x is not None else (
+            c.shape[0] if c is not None else 1))
         sched, T = self.schedule, self.timesteps
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:

@@ -206,13 +206,13 @@ class DiffusionEngine(Engine):
 
         player = Player(loss, params, after_step=None if loss.average is None
                         else loss.update_average)
-        result = optimize([player], model.to_unit(data.x), data.c, opts, heldout=heldout,
+        result = optimize([player], data.source(model.to_unit), data.c, opts, heldout=heldout,
                           progress=progress, desc=f"diffusion {method}",
                           fingerprint=fingerprint(model, method, data, opts))
         if loss.average is not None and result.error is None:
             loss.average.copy_to(model.network)
         result.point = {}
-        n = data.x.shape[0]
+        n = data.num_rows
         result.info.update(objective=opts.objective, ema=opts.ema,
                            batch_size=n if opts.batch_size is None else min(opts.batch_size, n),
                            condition_dropout=opts.condition_dropout

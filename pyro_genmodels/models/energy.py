@@ -352,7 +352,7 @@ class EnergyModel(GenerativeModel):
             draws = self.sample_given({}, num_data or 1)
             with pyro.plate("data", draws.shape[0]):
                 return pyro.sample("x", pyro.distributions.Delta(draws, event_dim=1))
-        with pyro.plate("data", x.shape[0], subsample_size=subsample_size,
+        with pyro.plate("data", num_data or x.shape[0], subsample_size=subsample_size,
                         subsample=subsample) as idx:
             obs = x.index_select(0, idx) if idx.shape[0] != x.shape[0] else x
             # unnormalized: the log joint omits -N log Z(phi)

@@ -142,7 +142,8 @@ class ContrastiveLoss:
         self.buffer[j] = u
         x_neg = self.shift_u + self.scale_u * u
         model.net.train()
-        tr = poutine.trace(self.program).get_trace(self.x, subsample=batch.index)
+        tr = poutine.trace(self.program).get_trace(batch.source_x, subsample=batch.index,
+                                                   num_data=n)
         f_pos = tr.nodes["x"]["fn"].log_factor
         f_neg = model._f(x_neg)
         loss = -(tr.log_prob_sum() - n * f_neg.mean()) / n
@@ -217,7 +218,7 @@ class EnergyEngine(Engine):
         params = [p for p in model.net.parameters() if p.requires_grad]
         try:
             with pyro.validation_enabled(False):
-                result = optimize([Player(loss, params)], x, data.c, opts, heldout=heldout,
+                result = optimize([Player(loss, params)], data.source(), data.c, opts, heldout=heldout,
                                   progress=progress, desc=f"energy {method}",
                                   fingerprint=fingerprint(model, method, data, opts))
         finally:

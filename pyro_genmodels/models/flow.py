@@ -147,8 +147,8 @@ class Flow(GenerativeModel):
               subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         pyro.module("flow", self.flow)
         prior_factor("weight_prior", self.weight_log_prior)
-        num_data = x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else (num_data or 1))
+        num_data = num_data or (x.shape[0] if x is not None else (
+            c.shape[0] if c is not None else 1))
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
             sub = idx.shape[0] != num_data

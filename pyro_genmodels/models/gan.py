@@ -234,8 +234,8 @@ class GAN(GenerativeModel):
         """``z ~ N(0, I)`` and ``x = G(z[, c])`` (deterministic) for each row; ``x`` only
         sets the number of rows (a GAN has no likelihood to observe it by)."""
         pyro.module("generator", self.generator)
-        num_data = x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else (num_data or 1))
+        num_data = num_data or (x.shape[0] if x is not None else (
+            c.shape[0] if c is not None else 1))
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
             ctx = c.index_select(0, idx) if (c is not None and idx.shape[0] != num_data) else c

@@ -275,7 +275,7 @@ class AdversarialEngine(Engine):
         model.train()
         try:
             # the rows standardized once (the networks' units), not at every batch
-            result = optimize(players, model.to_unit(data.x), data.c, opts, heldout=heldout,
+            result = optimize(players, data.source(model.to_unit), data.c, opts, heldout=heldout,
                               progress=progress, desc=f"gan {name}",
                               fingerprint=fingerprint(model, method, data, opts))
         finally:

@@ -100,7 +100,7 @@ class Gaussian(GenerativeModel):
         if c is not None:
             raise ValueError("Gaussian is unconditional: c must be None")
         f = self._factory
-        num_data = x.shape[0] if x is not None else (num_data or 1)
+        num_data = num_data or (x.shape[0] if x is not None else 1)
         zeros = torch.zeros(self.dim, **f)
         loc = pyro.sample("loc", dist.Normal(zeros, self.prior_scale).to_event(1))
         if self.known_covariance:

@@ -372,7 +372,7 @@ class GaussianMixture(GenerativeModel):
             if self.full:
                 params["corr_cholesky"] = pyro.sample("corr_cholesky", dist.LKJCholesky(
                     D, torch.tensor(self.lkj_concentration, **f)))
-        num_data = x.shape[0] if x is not None else (num_data or 1)
+        num_data = num_data or (x.shape[0] if x is not None else 1)
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
             obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)

@@ -108,7 +108,7 @@ class PPCA(GenerativeModel):
         W = pyro.sample("W", dist.Normal(torch.zeros(D, q, **f), s0).to_event(2))
         loc = pyro.sample("loc", dist.Normal(torch.zeros(D, **f), s0).to_event(1))
         sigma = pyro.sample("sigma", dist.HalfNormal(torch.tensor(s0, **f)))
-        num_data = x.shape[0] if x is not None else (num_data or 1)
+        num_data = num_data or (x.shape[0] if x is not None else 1)
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
             obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)

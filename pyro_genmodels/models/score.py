@@ -189,9 +189,9 @@ class ScoreModel(GenerativeModel):
                 self.network.log_range.copy_(torch.stack([self.sigmas[-1], self.sigmas[0]])
                                              .log().to(self.network.log_range))
 
-    def working_copy(self, x: torch.Tensor) -> "ScoreModel":
+    def working_copy(self, x: torch.Tensor, moments=None) -> "ScoreModel":
         """The fit's copy, standardized, with sigma_max from the data when not given."""
-        work = super().working_copy(x)
+        work = super().working_copy(x, moments=moments)
         if self.given_sigmas is None and self.sigma_max is None:
             u = work.to_unit(x)
             if u.shape[0] > DISTANCE_ROWS:
@@ -224,8 +224,8 @@ class ScoreModel(GenerativeModel):
         from .score_fit import annealed_langevin
 
         pyro.module("network", self.network)
-        num_data = x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else (num_data or 1))
+        num_data = num_data or (x.shape[0] if x is not None else (
+            c.shape[0] if c is not None else 1))
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
             sub = idx.shape[0] != num_data

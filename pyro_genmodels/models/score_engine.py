@@ -144,7 +144,7 @@ class ScoreEngine(Engine):
 
         player = Player(loss, loss.weights, after_step=None if loss.average is None
                         else loss.update_average)
-        result = optimize([player], model.to_unit(data.x), data.c, opts, heldout=heldout,
+        result = optimize([player], data.source(model.to_unit), data.c, opts, heldout=heldout,
                           progress=progress, desc=f"score {method}",
                           fingerprint=fingerprint(model, method, data, opts))
         if loss.average is not None and result.error is None:

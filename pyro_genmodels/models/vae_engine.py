@@ -87,11 +87,11 @@ class VAEEngine(PointEngine):
             pyro.module("encoder", model.encoder)     # PyroOptim looks them up there)
             loss = NegativeELBO(model, self.method, opts.num_particles)
             params = list(model.generative.parameters()) + list(model.encoder.parameters())
-            result = optimize([Player(loss, params)], data.x, data.c, opts,
+            result = optimize([Player(loss, params)], data.source(), data.c, opts,
                               heldout=self.heldout(model, None, data), progress=progress,
                               desc=method, fingerprint=fingerprint(model, method, data, opts))
             result.point = {}
-        n = data.x.shape[0]
+        n = data.num_rows
         result.info.update(batch_size=n if opts.batch_size is None else min(opts.batch_size, n),
                            jit=opts.jit is True,
                            elbo="closed_form" if opts.jit is None else "pyro")

@@ -310,7 +310,7 @@ class AutoregressiveModel(SequenceModel):
                 tokens = generate(self, {}, n, c)
             with pyro.plate("data", n):
                 return pyro.deterministic("x", tokens, event_dim=1)
-        with pyro.plate("data", x.shape[0], subsample_size=subsample_size,
+        with pyro.plate("data", num_data or x.shape[0], subsample_size=subsample_size,
                         subsample=subsample) as idx:
             sub = idx.shape[0] != x.shape[0]
             obs = x.index_select(0, idx) if sub else x

@@ -169,7 +169,7 @@ class NGram(SequenceModel):
             tokens = generate(self, {"probs": probs}, num_data or 1, None)
             with pyro.plate("data", tokens.shape[0]):
                 return pyro.deterministic("x", tokens, event_dim=1)
-        with pyro.plate("data", x.shape[0], subsample_size=subsample_size,
+        with pyro.plate("data", num_data or x.shape[0], subsample_size=subsample_size,
                         subsample=subsample) as idx:
             obs = x if idx.shape[0] == x.shape[0] else x.index_select(0, idx)
             d = dist.Categorical(probs[self.context_ids(obs)])

@@ -6,6 +6,7 @@
     pyro-genmodels list
     pyro-genmodels fit MODEL --data FILE.csv|FILE.npy|FILE.txt --method M --out RUN
                        [--arg key=value ...] [--option key=value ...] [--seed S]
+                       [--distributed]
     pyro-genmodels sample RUN -n N --out FILE.csv|FILE.npy|FILE.txt [--seed S]
                           [--prefix P] [--temperature T] [--top-k K] [--max-length L]
 
@@ -13,12 +14,24 @@ Numeric models read and write ``(N, D)`` arrays (.csv or .npy). Text models (``n
 ``autoregressive``) read and write .txt files, one string per line (UTF-8; a blank line
 is the empty string); ``--prefix``, ``--temperature``, ``--top-k`` and ``--max-length``
 are their sampling options.
+
+``fit --distributed`` trains data-parallel (``distributed=True``) on the workers that
+``torchrun`` starts::
+
+    torchrun --nproc_per_node=2 -m pyro_genmodels fit gaussian --data x.csv --method map \
+        --out RUN --distributed --option batch_size=256
+
+Every rank reads the data and fits; rank 0 alone writes the run directory and prints the
+summary (the others wait until the fit is saved, then exit quietly). An error is printed
+by rank 0 as ``error: ...`` and by the first worker of every other node as
+``error: [rank r] ...``; every worker that meets it exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -90,8 +103,55 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _launch_rank() -> int:
+    """This process's rank: the initialized process group's, else torchrun's ``RANK``."""
+    from .infer import distributed
+
+    group = distributed.current()
+    if group is not None:
+        return group.rank
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def _cmd_fit(args) -> int:
+    from .infer import distributed
+
+    wanted = args.distributed
+    try:
+        wanted = wanted or _parse_pairs(args.option, "--option").get("distributed") is True
+    except SystemExit:
+        pass  # _fit says it
+    if not wanted:
+        return _fit(args, rank=0)
+    rank, ours = _launch_rank(), distributed.current() is None
+    try:
+        code = _fit(args, rank=rank)
+    except SystemExit as e:
+        # rank 0 prints the error; so does the first worker of every other node (its
+        # workers may have met an error of their own, e.g. a data file missing there),
+        # saying which rank it is; the other workers leave with the status alone
+        if rank == 0 or not isinstance(e.code, str):
+            raise
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            raise SystemExit(1) from None
+        raise SystemExit(e.code.replace("error: ", f"error: [rank {rank}] ", 1)) from None
+    if ours and distributed.current() is not None:
+        # the group fit() started for this command: down once the fit is saved (so that
+        # no backend warns at exit about a group left up)
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return code
+
+
+def _fit(args, rank: int) -> int:
+    """``fit`` on one process; with ``rank`` > 0 (a distributed fit's other workers) it
+    fits and waits for rank 0's save, printing nothing."""
     from .base import FitError, get_model_class
+    from .infer.distributed import RankFailure
 
     try:
         cls = get_model_class(args.model)
@@ -103,13 +163,20 @@ def _cmd_fit(args) -> int:
     if not text:
         kwargs.setdefault("dim", int(x.shape[1]) if x.ndim == 2 else 1)
     options = _parse_pairs(args.option, "--option")
+    if args.distributed:
+        options["distributed"] = True
     try:
         model = cls(**kwargs)
-        fit = model.fit(x, method=args.method, seed=args.seed, progress=not args.quiet,
-                        **options)
-    except (ValueError, TypeError, FitError, FileNotFoundError) as e:
+        fit = model.fit(x, method=args.method, seed=args.seed,
+                        progress=not args.quiet and rank == 0, **options)
+    except (ValueError, TypeError, FitError, FileNotFoundError, RankFailure) as e:
         raise SystemExit(f"error: {e}")
-    fit.save(args.out)
+    try:
+        fit.save(args.out)  # distributed: rank 0 writes, the others wait until it is there
+    except RankFailure as e:
+        raise SystemExit(f"error: {e}")
+    if rank != 0:
+        return 0
     print(f"{fit!r} saved to {args.out}")
     if text:
         total = fit.log_prob(x).sum().item()
@@ -197,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="fit option (repeatable), e.g. num_steps=500")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.add_argument("--distributed", action="store_true",
+                   help="data-parallel fit on the workers torchrun starts "
+                        "(torchrun --nproc_per_node=N -m pyro_genmodels fit ...): "
+                        "batch_size is the global batch; rank 0 saves and prints")
     f.set_defaults(func=_cmd_fit)
 
     s = sub.add_parser("sample", help="draw samples from a saved run")

@@ -65,8 +65,12 @@ def write(directory, players: Sequence, batches, best, step: int, losses: List[f
     ``group``: rank 0 writes every rank's RNG state, the others wait)."""
     from . import distributed
 
-    rngs = [_rng_state()] if group is None else distributed.gather(
-        _rng_state(), group, "checkpoint's RNG gathering", step)
+    # what differs between ranks: RNG states and objectives' own state (a replay buffer)
+    mine = {"rng": _rng_state(),
+            "objectives": [pl.loss.state_dict() if hasattr(pl.loss, "state_dict") else None
+                           for pl in players]}
+    ranks = [mine] if group is None else distributed.gather(
+        mine, group, "checkpoint's per-rank state gathering", step)
     if group is not None and not group.main:
         distributed.barrier(group, "checkpoint barrier")
         return None
@@ -76,7 +80,7 @@ def write(directory, players: Sequence, batches, best, step: int, losses: List[f
     state: Dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "fingerprint": fingerprint, "step": step,
         "losses": losses, "stopped": stopped,
-        "rng": [_flatten(r, f"rng.{i}", tensors) for i, r in enumerate(rngs)],
+        "rng": [_flatten(r["rng"], f"rng.{i}", tensors) for i, r in enumerate(ranks)],
         "batches": {"pos": batches.pos,
                     "generator": _flatten(batches.generator.get_state(), "batches.gen",
                                           tensors),
@@ -84,16 +88,16 @@ def write(directory, players: Sequence, batches, best, step: int, losses: List[f
                     else _flatten(batches.perm, "batches.perm", tensors)},
         "players": [],
     }
-    for pl in players:
+    for k, pl in enumerate(players):
         entry = {"name": pl.name,
                  "params": [_flatten(p, f"{pl.name}.param.{i}", tensors)
                             for i, p in enumerate(pl.resolve())],
                  "shapes": [list(p.shape) for p in pl.resolve()],
                  "optim": _flatten(pl.optim.state_dict(), f"{pl.name}.optim", tensors),
                  "scheduler": _flatten(pl.scheduler.state_dict(), f"{pl.name}.sched", tensors)}
-        if hasattr(pl.loss, "state_dict"):
-            entry["objective"] = _flatten(pl.loss.state_dict(), f"{pl.name}.objective",
-                                          tensors)
+        if hasattr(pl.loss, "state_dict"):  # one per rank
+            entry["objective"] = [_flatten(r["objectives"][k], f"{pl.name}.objective.{i}",
+                                           tensors) for i, r in enumerate(ranks)]
         state["players"].append(entry)
     if best is not None:
         state["best"] = {"loss": best.loss, "step": best.step, "bad": best.bad,
@@ -146,6 +150,7 @@ def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, 
     if [p["name"] for p in state["players"]] != [pl.name for pl in players]:
         raise ValueError(f"The checkpoint's players {[p['name'] for p in state['players']]} "
                          f"differ from this fit's {[pl.name for pl in players]}")
+    rank = 0 if group is None else group.rank
     for pl, entry in zip(players, state["players"]):
         params = pl.resolve()
         shapes = [list(p.shape) for p in params]
@@ -157,8 +162,10 @@ def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, 
                 p.copy_(v)
         pl.optim.load_state_dict(_unflatten(entry["optim"], tensors))
         pl.scheduler.load_state_dict(_unflatten(entry["scheduler"], tensors))
-        if "objective" in entry:
-            pl.loss.load_state_dict(_unflatten(entry["objective"], tensors))
+        if "objective" in entry:  # this rank's, or rank 0's at a larger world size
+            saved = entry["objective"]
+            pl.loss.load_state_dict(_unflatten(saved[rank if rank < len(saved) else 0],
+                                               tensors))
     b = state["batches"]
     batches.pos = b["pos"]
     batches.generator.set_state(_unflatten(b["generator"], tensors))
@@ -170,7 +177,6 @@ def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, 
         snap = _unflatten(sb["snapshot"], tensors)
         best.snapshot = None if snap is None else [
             [t.to(p.device) for t, p in zip(s, pl.resolve())] for s, pl in zip(snap, players)]
-    rank = 0 if group is None else group.rank
     if rank < len(state["rng"]):
         rng = _unflatten(state["rng"][rank], tensors)
         torch.set_rng_state(rng["torch"])

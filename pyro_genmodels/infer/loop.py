@@ -325,6 +325,8 @@ class Player:
     optim: Any = dataclasses.field(default=None, repr=False)
     scheduler: Any = dataclasses.field(default=None, repr=False)
     params: Optional[List[torch.Tensor]] = dataclasses.field(default=None, repr=False)
+    #: the loss of this player's latest update (across ranks, when distributed)
+    last_loss: Optional[float] = dataclasses.field(default=None, repr=False)
 
     def resolve(self) -> List[torch.Tensor]:
         if self.params is None:
@@ -399,6 +401,7 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
         player.optim.step()
         player.scheduler.step()
     _release(params)
+    player.last_loss = value
     if player.after_step is not None:
         player.after_step()
     return value, None

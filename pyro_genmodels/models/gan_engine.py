@@ -175,7 +175,6 @@ class CriticLoss:
     def __init__(self, model: "GAN", gp_weight: float, r1_weight: float = 0.0):
         self.model, self.gp_weight, self.r1_weight = model, gp_weight, r1_weight
         self.div = TABLE.get(model.divergence)
-        self.last: Optional[torch.Tensor] = None
         self.history: List[torch.Tensor] = []  # the loss after each round (a checkpoint keeps it)
 
     def __call__(self, batch: Batch) -> torch.Tensor:
@@ -196,11 +195,12 @@ class CriticLoss:
             if r1:  # R1: gamma / 2 E ||grad_x V(x)||^2 at the data
                 g, = torch.autograd.grad(v_real.sum(), real, create_graph=True)
                 loss = loss + 0.5 * self.r1_weight * g.pow(2).sum(-1).mean()
-        self.last = loss.detach()
         return loss
 
-    def record(self) -> None:
-        self.history.append(self.last)
+    def record(self, value: float) -> None:
+        """Keep ``value``, the loss of the critic's latest update (the loop's: across
+        ranks when distributed)."""
+        self.history.append(torch.tensor(value, dtype=self.model._anchor.dtype))
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return {"history": torch.stack(self.history) if self.history
@@ -263,13 +263,17 @@ class AdversarialEngine(Engine):
         critic_lr = opts.critic_lr or (4 * opts.lr if name in ("gan", "js") else opts.lr)
         players = [Player(critic, c_params, steps=critic_steps, lr=critic_lr,
                           name="critic", optimizer_options=betas)]
+
+        def record():
+            critic.record(players[0].last_loss)
+
         if g_params:
             players.append(Player(generator, g_params, name="generator",
                                   optimizer_options=betas, after_step=_both(
-                                      critic.record, None if opts.ema is None
+                                      record, None if opts.ema is None
                                       else generator.update_average)))
         else:  # the critic alone: record after its last update of each round
-            players[0].after_step = _every(critic_steps, critic.record)
+            players[0].after_step = _every(critic_steps, record)
         pyro.module("generator", model.generator)  # in the fit's param store, like others
         heldout = _heldout_mmd(model, data)
         model.train()

@@ -544,6 +544,10 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         "non_finite" if error is not None else stopped)}
     if group is not None:
         info["distributed"] = group.info()
+        # what the engine draws after the loop (a VI posterior) must be alike on every
+        # rank: all continue from rank 0's random state
+        torch.set_rng_state(distributed.gather(torch.get_rng_state(), group,
+                                               "random state agreement")[0])
     if best is not None:
         if error is None and not interrupted:
             best.restore(players)

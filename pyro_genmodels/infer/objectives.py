@@ -121,8 +121,15 @@ def make_guide(model, program: Callable, auto_cls=None, **auto_kwargs):
 
 
 def use_jit(jit: Optional[bool], model) -> bool:
-    """Resolve ``jit=None``: compile when the model declares it safe (``jit_safe``)."""
-    return bool(getattr(model, "jit_safe", False)) if jit is None else bool(jit)
+    """Resolve ``jit=None``: compile when the model declares it safe (``jit_safe``) and
+    its dtype is not float64. Under ``torch.jit.trace`` Pyro's plate turns its scale N / B
+    into a tensor of the default dtype (float32), so a compiled float64 loss is off by
+    ~5e-8 relative whenever N / B is not a power of two: too coarse for a float64 fit."""
+    if jit is not None:
+        return bool(jit)
+    anchor = getattr(model, "_anchor", None)
+    return bool(getattr(model, "jit_safe", False)) and not (
+        anchor is not None and anchor.dtype == torch.float64)
 
 
 class ELBOLoss:

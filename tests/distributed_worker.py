@@ -1,0 +1,188 @@
+"""The worker that tests/test_distributed.py starts under ``torchrun``: one named scenario
+per launch (a launch costs seconds, so each bundles several fits).
+
+    python -m torch.distributed.run --standalone --nproc_per_node=2 \\
+        tests/distributed_worker.py SCENARIO OUTDIR
+
+Every rank writes what it saw to ``OUTDIR/SCENARIO-rank{r}.json`` (losses, infos, seeds,
+errors) and ``OUTDIR/SCENARIO-rank{r}.safetensors`` (tensors, keyed ``run/part/name``):
+JSON and safetensors only, so reading the results back never unpickles. The test
+compares the ranks with each other and with a one-process run it makes itself from the
+same definitions (:func:`oracle_fit`, :func:`mcmc_fit`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple
+
+import torch
+from safetensors.torch import save_file
+
+if __name__ == "__main__":  # started as a script: make ``tests.cases`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pyro_genmodels as pgm  # noqa: E402
+from pyro_genmodels._rng import seeded  # noqa: E402
+from pyro_genmodels.infer.loop import LoopOptions  # noqa: E402
+from tests.cases import CASES  # noqa: E402
+
+FAILING_STEP = 3  # the step at which rank 1's callback raises in the "failure" scenario
+FAILING_NUM_STEPS = 50_000  # several minutes of steps, if the failure did not stop them
+STOP_STEP = 7  # the step after which the "checkpoint" scenario's callback stops the fit
+
+
+# ---------------------------------------------------------------------- what a fit is
+def fit_tensors(fit) -> Dict[str, torch.Tensor]:
+    """A fit's parameters as one flat dict: the model's ``state_dict`` (network weights,
+    buffers), the point estimate and the posterior draws."""
+    out = {f"state/{k}": v for k, v in fit.model.state_dict().items()}
+    for group in ("point", "posterior"):
+        out.update({f"{group}/{k}": v for k, v in (getattr(fit, group) or {}).items()})
+    return {k: v.detach().cpu().clone().contiguous() for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------- the oracle runs
+def oracle_data() -> torch.Tensor:
+    """512 float64 rows of the eight-Gaussians toy (a float64 fit: its dtype is the data's)."""
+    with seeded(0):
+        return pgm.datasets.toy("eight_gaussians").sample((512,)).double()
+
+
+def _flow():
+    with seeded(0):  # the same initial weights in every process
+        return pgm.Flow(2, hidden=(16, 16), num_transforms=2)
+
+
+#: name -> (model, method, options): a network's weights through NegativeLogJoint (Flow
+#: mle) and lazily created Pyro params through the ELBO and AutoDelta (Gaussian map), at a
+#: global batch that 2 processes split unevenly (63 = 32 + 31) and one they split evenly
+ORACLE_RUNS: Dict[str, Tuple[Callable[[], Any], str, Dict[str, Any]]] = {
+    f"{name}-{batch}": (make, method, {"batch_size": batch, "num_steps": 20, "lr": lr})
+    for name, make, method, lr in (("flow", _flow, "mle", 3e-3),
+                                   ("gaussian", lambda: pgm.Gaussian(2), "map", 0.05))
+    for batch in (63, 64)
+}
+
+
+def oracle_fit(name: str, seed=3, **extra: Any):
+    make, method, options = ORACLE_RUNS[name]
+    return make().fit(oracle_data(), method=method, seed=seed, progress=False,
+                      **{**options, **extra})
+
+
+def mcmc_fit(**extra: Any):
+    """Gaussian NUTS, two tiny chains."""
+    x = pgm.datasets.correlated_gaussian(60, dim=2, seed=1)[0].double()
+    return pgm.Gaussian(2).fit(x, method="nuts", seed=5, progress=False, num_samples=10,
+                               warmup_steps=10, num_chains=2, max_tree_depth=4, **extra)
+
+
+# ---------------------------------------------------------------------- every family
+def optimizing_pairs():
+    """(case, method) of every contract case whose engine runs the optimization loop (its
+    options are the loop's); the others (closed forms, EM, MCMC) are tested apart."""
+    return [(name, method) for name, case in CASES.items() for method in case.fast_options
+            if issubclass(type(case.make_model()).engine(method).Options, LoopOptions)]
+
+
+def family_fit(name: str, method: str, **extra: Any):
+    """The contract case's fit with a handful of steps."""
+    case = CASES[name]
+    data = case.make_data(0)
+    options = {**case.fast_options[method], "num_steps": 3, **extra}
+    return case.make_model().fit(data.x, method=method, seed=0, progress=False, **data.kw,
+                                 **options)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def resumable_fit(**extra: Any):
+    """A VAE (rank 1 draws its own codes: its RNG state is part of the checkpoint)."""
+    with seeded(0):
+        model = pgm.VAE(3, 2, likelihood="gaussian", hidden=(16,))
+    x = pgm.datasets.correlated_gaussian(120, dim=3, seed=0)[0]
+    return model.fit(x, method="mle", seed=4, progress=False, num_steps=12, batch_size=31,
+                     **extra)
+
+
+# ---------------------------------------------------------------------- the scenarios
+class Results:
+    """What one rank reports: JSON facts and named tensors."""
+
+    def __init__(self):
+        self.facts: Dict[str, Any] = {}
+        self.tensors: Dict[str, torch.Tensor] = {}
+
+    def add_fit(self, run: str, fit) -> None:
+        self.facts[run] = {"losses": fit.losses, "info": fit.info, "seed": fit.seed}
+        self.tensors.update({f"{run}/{k}": v for k, v in fit_tensors(fit).items()})
+
+    def write(self, outdir: Path, scenario: str, rank: int) -> None:
+        (outdir / f"{scenario}-rank{rank}.json").write_text(json.dumps(self.facts))
+        save_file(self.tensors, str(outdir / f"{scenario}-rank{rank}.safetensors"))
+
+
+def oracle(out: Results, outdir: Path, rank: int) -> None:
+    for name in ORACLE_RUNS:
+        out.add_fit(name, oracle_fit(name, distributed=True))
+    fit = mcmc_fit(distributed=True)
+    out.add_fit("nuts", fit)
+    out.facts["nuts"]["arviz_chains"] = int(fit.to_arviz().posterior.sizes["chain"])
+    # the seed: rank 0's fresh one when every rank passes None; different ones are refused
+    out.facts["seed_none"] = oracle_fit("gaussian-64", distributed=True, seed=None,
+                                        num_steps=2).seed
+    try:
+        oracle_fit("gaussian-64", distributed=True, seed=rank, num_steps=2)
+    except ValueError as e:
+        out.facts["seed_mismatch"] = str(e)
+    else:
+        out.facts["seed_mismatch"] = None
+
+
+def families(out: Results, outdir: Path, rank: int) -> None:
+    for name, method in optimizing_pairs():
+        out.add_fit(f"{name}:{method}", family_fit(name, method, distributed=True))
+
+
+def failure(out: Results, outdir: Path, rank: int) -> None:
+    def callback(step, loss):
+        if rank == 1 and step == FAILING_STEP:
+            raise RuntimeError(f"rank 1's callback raised at step {step}")
+
+    try:
+        oracle_fit("flow-64", distributed=True, num_steps=FAILING_NUM_STEPS, callback=callback)
+    except Exception as e:  # report it (if this rank lives long enough), then fail
+        out.facts["error"] = {"type": type(e).__name__, "message": str(e)}
+        out.write(outdir, "failure", rank)
+        raise
+
+
+def checkpoint(out: Results, outdir: Path, rank: int) -> None:
+    whole = resumable_fit(distributed=True, checkpoint=str(outdir / "every5"),
+                          checkpoint_every=5)
+    out.add_fit("whole", whole)
+    out.add_fit("stopped", resumable_fit(
+        distributed=True, checkpoint=str(outdir / "stopped"), checkpoint_every=5,
+        callback=lambda step, loss: step == STOP_STEP))
+    whole.save(outdir / "saved")
+
+
+def resume(out: Results, outdir: Path, rank: int) -> None:
+    out.add_fit("resumed", resumable_fit(distributed=True, resume=str(outdir / "stopped")))
+
+
+SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume)}
+
+
+def main(scenario: str, outdir: str) -> None:
+    rank = int(os.environ["RANK"])
+    out = Results()
+    SCENARIOS[scenario](out, Path(outdir), rank)
+    out.write(Path(outdir), scenario, rank)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

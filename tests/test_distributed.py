@@ -1,0 +1,242 @@
+r"""``distributed=True`` under ``torchrun``: what a data-parallel fit must guarantee.
+
+The tests start ``python -m torch.distributed.run --standalone --nproc_per_node=2`` on
+tests/distributed_worker.py (gloo on the loopback, one thread per process; ``--standalone``
+picks a free port, so parallel tests do not collide). A launch costs seconds, so each
+runs one named scenario of several fits; every rank writes its results (JSON and
+safetensors) and the test compares them with each other and with a one-process run made
+here from the worker's own definitions.
+
+* **The oracle.** In float64, with the same seed, 2 processes reach the parameters and
+  loss trace of 1 process at the same global batch, to 1e-8 relative: each rank's loss
+  on its slice of b_r rows, weighted by b_r / B and summed, *is* the global batch's loss,
+  so the runs differ only in the order of float64 additions (~1e-16 per step, far below
+  1e-8), while a wrong weight (1/2 for the 32 of 63 rows) moves the first gradient by
+  ~1/63. Checked for a network's weights (Flow mle) and lazily created Pyro params
+  (Gaussian map), at a batch that 2 processes split unevenly (63) and one they split
+  evenly (64). MCMC: chain i on rank i mod 2 gives the one-process chains draw for draw.
+* **Every gradient-based family** (each contract case of tests/cases.py whose engine
+  runs the loop, so a new family joins by having a case) ends with the same fit,
+  bitwise, on both ranks; the engines that are not a loop or MCMC (closed forms, EM)
+  refuse ``distributed=True``, and so does a process that torchrun did not start.
+* **Failure and recovery.** A rank that raises stops the run, non-zero and promptly; a
+  run stopped at step k resumes, in a new launch, bit for bit; only rank 0 writes the
+  checkpoint and the saved fit.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import pyro_genmodels as pgm
+from pyro_genmodels.infer import checkpoint as ckpt
+from tests.cases import CASES
+from tests.distributed_worker import (FAILING_STEP, ORACLE_RUNS, STOP_STEP, fit_tensors,
+                                      mcmc_fit, oracle_fit, optimizing_pairs)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("distributed_worker.py")
+WORLD = 2
+GROUP_INFO = {"world_size": WORLD, "backend": "gloo"}
+RTOL = 1e-8
+LAUNCH_TIMEOUT = 300  # seconds; a launch takes 10-30 s on two cores
+
+
+# ---------------------------------------------------------------------- helpers
+@dataclasses.dataclass
+class Launch:
+    returncode: int
+    output: str  # stdout and stderr of torchrun and its workers, interleaved
+    elapsed: float  # wall seconds
+
+
+def launch(scenario: str, outdir: Path) -> Launch:
+    """Run the worker's ``scenario`` under torchrun with 2 processes. torchrun starts a
+    session of its own, so that a launch past LAUNCH_TIMEOUT is killed with its workers."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYRO_GENMODELS_DIST_TIMEOUT": "60"}
+    if os.path.exists("/sys/class/net/lo"):  # gloo on the loopback only
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={WORLD}", str(WORKER), scenario, str(outdir)]
+    start = time.monotonic()
+    with subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True) as proc:
+        try:
+            output, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return Launch(proc.returncode, output, time.monotonic() - start)
+
+
+def run_ok(scenario: str, outdir: Path):
+    """Launch ``scenario``, require success, and return each rank's (facts, tensors)."""
+    done = launch(scenario, outdir)
+    assert done.returncode == 0, done.output[-6000:]
+    return [(json.loads((outdir / f"{scenario}-rank{r}.json").read_text()),
+             load_file(str(outdir / f"{scenario}-rank{r}.safetensors")))
+            for r in range(WORLD)]
+
+
+def of_run(tensors, run: str):
+    """The tensors of one run (keys ``run/part/name``), keyed ``part/name``."""
+    return {k[len(run) + 1:]: v for k, v in tensors.items() if k.startswith(run + "/")}
+
+
+def assert_same(got, want, what: str) -> None:
+    """Bitwise the same tensors."""
+    assert got.keys() == want.keys(), what
+    bad = [k for k in want if not torch.equal(got[k], want[k])]
+    assert not bad, f"{what}: {bad}"
+
+
+def assert_close(got, want, what: str) -> None:
+    """Float64 tensors the same to RTOL relative to each tensor's scale (max |entry|);
+    integer ones (a flow's orders) equal."""
+    assert got.keys() == want.keys() and want, what
+    for k, w in want.items():
+        g = got[k]
+        assert g.dtype == w.dtype and g.shape == w.shape, (what, k)
+        if not w.is_floating_point():
+            assert torch.equal(g, w), (what, k)
+            continue
+        assert w.dtype == torch.float64, (what, k)
+        err = (g - w).abs().max()
+        assert err <= RTOL * w.abs().max(), f"{what} {k}: max error {err:.3g}"
+
+
+def assert_trace_close(got, want, what: str) -> None:
+    """Loss traces equal entry by entry, to RTOL relative."""
+    assert len(got) == len(want) > 0, what
+    torch.testing.assert_close(torch.tensor(got, dtype=torch.float64),
+                               torch.tensor(want, dtype=torch.float64),
+                               rtol=RTOL, atol=0, msg=what)
+
+
+# ---------------------------------------------------------------------- the oracle
+def test_two_processes_reach_the_one_process_fit(tmp_path):
+    """Point fits at an uneven and an even global batch, NUTS chains across ranks, and
+    the seed the ranks agree on, in one launch."""
+    ranks = run_ok("oracle", tmp_path)
+    for name in ORACLE_RUNS:
+        one = oracle_fit(name)  # one process, no group
+        want = fit_tensors(one)
+        for r, (facts, tensors) in enumerate(ranks):
+            run = facts[name]
+            assert run["info"]["distributed"] == GROUP_INFO
+            assert run["seed"] == one.seed
+            assert_trace_close(run["losses"], one.losses, f"{name} losses on rank {r}")
+            assert_close(of_run(tensors, name), want, f"{name} on rank {r}")
+        assert_same(of_run(ranks[1][1], name), of_run(ranks[0][1], name), name)
+
+    one = mcmc_fit()
+    for r, (facts, tensors) in enumerate(ranks):
+        assert facts["nuts"]["arviz_chains"] == 2
+        assert facts["nuts"]["info"]["distributed"] == GROUP_INFO
+        assert_close(of_run(tensors, "nuts"), fit_tensors(one), f"nuts on rank {r}")
+
+    # seed=None on every rank: rank 0's fresh seed everywhere; different seeds: refused
+    assert ranks[0][0]["seed_none"] == ranks[1][0]["seed_none"]
+    for facts, _ in ranks:
+        assert "needs the same seed on every rank" in str(facts["seed_mismatch"])
+
+
+# ---------------------------------------------------------------------- every family
+def test_every_gradient_family_ends_alike_on_every_rank(tmp_path):
+    pairs = optimizing_pairs()
+    assert {m for _, m in pairs} >= {"mle", "map", "vi", "adversarial", "dsm", "ssm"}
+    (facts0, tensors0), (facts1, tensors1) = run_ok("families", tmp_path)
+    different = []
+    for name, method in pairs:
+        run = f"{name}:{method}"
+        for facts in (facts0, facts1):
+            assert facts[run]["info"]["distributed"] == GROUP_INFO, run
+            assert len(facts[run]["losses"]) == 3, run
+        if facts0[run] != facts1[run]:  # losses are all-reduced: the same on every rank
+            different.append(f"{run} losses/info")
+        a, b = of_run(tensors0, run), of_run(tensors1, run)
+        assert a.keys() == b.keys() and a, run
+        different += [f"{run} {k}" for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"the ranks' fits differ: {different}"
+
+
+def test_engines_that_are_not_a_loop_or_mcmc_refuse_distributed():
+    """Closed forms and EM would compute the same result on every rank: refused, before
+    any group is needed (this process has none)."""
+    refused = 0
+    for case in CASES.values():
+        model, data = case.make_model(), case.make_data(0)
+        for method in case.fast_options:
+            if "distributed" in type(model).engine(method).option_names():
+                continue
+            with pytest.raises(ValueError, match="cannot run distributed"):
+                model.fit(data.x, method=method, distributed=True, progress=False, **data.kw)
+            refused += 1
+    assert refused >= 2  # GaussianMixture's EM and the n-gram's closed form at least
+
+
+@pytest.mark.parametrize("method", ["map", "nuts"])
+def test_distributed_outside_torchrun_says_how_to_start(method, monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    x = pgm.datasets.correlated_gaussian(30, dim=2, seed=0)[0]
+    with pytest.raises(ValueError, match="torchrun"):
+        pgm.Gaussian(2).fit(x, method=method, distributed=True, progress=False)
+
+
+# ---------------------------------------------------------------------- failure, recovery
+def test_a_rank_that_raises_stops_the_run_promptly(tmp_path):
+    done = launch("failure", tmp_path)
+    assert done.returncode != 0
+    assert done.elapsed < 60, done.elapsed  # not the minutes of FAILING_NUM_STEPS steps
+    assert f"RuntimeError: rank 1's callback raised at step {FAILING_STEP}" in done.output
+    # rank 0, blocked in the step's collective when rank 1 exits, raises a RankFailure
+    # that names the step (and only then gets torchrun's SIGTERM: its exit code is -15);
+    # if the SIGTERM came first, it never reports
+    report = tmp_path / "failure-rank0.json"
+    if report.exists():
+        error = json.loads(report.read_text())["error"]
+        assert error["type"] == "RankFailure", error
+        assert f"at step {FAILING_STEP} failed" in error["message"]
+        assert "resume" in error["message"]
+    else:
+        assert re.search(r"rank\s*: 0 .*\n\s*exitcode\s*: -15", done.output), done.output[-6000:]
+
+
+def test_a_stopped_run_resumes_bit_for_bit_and_rank_0_alone_writes(tmp_path):
+    """A VAE (rank 1 draws codes of its own: its RNG state must come back too)."""
+    first = run_ok("checkpoint", tmp_path)
+    resumed = run_ok("resume", tmp_path)
+    for r in range(WORLD):
+        (facts, tensors), (again, again_tensors) = first[r], resumed[r]
+        whole = facts["whole"]
+        assert len(facts["stopped"]["losses"]) == STOP_STEP + 1
+        assert facts["stopped"]["info"]["stopped"] == "callback"
+        assert again["resumed"]["losses"] == whole["losses"], r
+        assert_same(of_run(again_tensors, "resumed"), of_run(tensors, "whole"), f"rank {r}")
+    assert_same(of_run(first[1][1], "whole"), of_run(first[0][1], "whole"), "whole")
+
+    for directory, step in (("every5", len(first[0][0]["whole"]["losses"])),
+                            ("stopped", STOP_STEP + 1)):
+        assert [p.name for p in (tmp_path / directory).iterdir()] == [ckpt.FILE]
+        state, _ = ckpt.read(tmp_path / directory)
+        assert state["step"] == step and len(state["rng"]) == WORLD  # every rank's RNG
+
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["fit.json",
+                                                                        "tensors.safetensors"]
+    back = pgm.load(tmp_path / "saved")
+    assert back.losses == first[0][0]["whole"]["losses"]
+    assert back.info["distributed"] == GROUP_INFO
+    assert_same(fit_tensors(back), of_run(first[0][1], "whole"), "the saved fit")

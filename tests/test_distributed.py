@@ -41,8 +41,8 @@ from safetensors.torch import load_file
 import pyro_genmodels as pgm
 from pyro_genmodels.infer import checkpoint as ckpt
 from tests.cases import CASES
-from tests.distributed_worker import (FAILING_STEP, ORACLE_RUNS, STOP_STEP, fit_tensors,
-                                      mcmc_fit, oracle_fit, optimizing_pairs)
+from tests.distributed_worker import (FAILING_STEP, ORACLE_RUNS, STOP_STEP, STREAMED_RUNS,
+                                      fit_tensors, mcmc_fit, oracle_fit, optimizing_pairs)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -140,6 +140,12 @@ def test_two_processes_reach_the_one_process_fit(tmp_path):
             assert_trace_close(run["losses"], one.losses, f"{name} losses on rank {r}")
             assert_close(of_run(tensors, name), want, f"{name} on rank {r}")
         assert_same(of_run(ranks[1][1], name), of_run(ranks[0][1], name), name)
+        if name in STREAMED_RUNS:  # each rank read only its rows from a Dataset
+            run = f"{name}-streamed"
+            for r, (facts, tensors) in enumerate(ranks):
+                assert facts[run]["info"]["streamed_rows"] == 512
+                assert_trace_close(facts[run]["losses"], one.losses, f"{run} on rank {r}")
+                assert_close(of_run(tensors, run), want, f"{run} on rank {r}")
 
     one = mcmc_fit()
     for r, (facts, tensors) in enumerate(ranks):

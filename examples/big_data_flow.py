@@ -11,9 +11,12 @@ current minibatch are read, with positioned reads, so the process's memory stays
 the model and one minibatch. The flow standardizes its columns with means and standard
 deviations from one streamed pass over all rows.
 
-Reported: the wall time of writing, of the streamed pass and of the fit; the process's
-peak resident memory (``ru_maxrss``) against the file's size; and the held-out mean
-log-density of the flow against the true density's.
+Reported: the wall time of writing and of the fit; the process's peak resident memory
+(``ru_maxrss``) against the file's size; and the held-out mean log-density of the flow
+against the true density's. Measured on 2 cores, one thread, 31.25 M rows: peak 542 MiB,
+407 MiB before the fit (Python, torch and Pyro alone take about 300 MiB); the fit's
+135 MiB are the epoch's row permutation (119 MiB, 4 bytes a row), the model and one
+minibatch; the 954 MiB file is never resident. Flow -11.817 vs true -11.797 nats.
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ def main(args):
           f"{args.num_steps} steps of {args.batch_size} rows in {t_fit:.1f} s")
     print(f"peak resident memory: {result['peak_rss_mb']:.0f} MiB "
           f"({result['peak_rss_before_fit_mb']:.0f} MiB before the fit; the file is "
-          f"{size_mb:.0f} MiB)")
+          f"{size_mb:.0f} MiB; the fit's one array that grows with the rows is the "
+          f"epoch's row permutation, {4 * args.rows / 2**20:.0f} MiB at 4 bytes a row)")
     print(f"held-out mean log-density: flow {lp:.3f}, true density {true_lp:.3f}")
     return result
 

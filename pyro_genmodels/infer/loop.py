@@ -278,9 +278,13 @@ class Minibatches:
         if self.b is None:
             return self._batch(None)
         if self.perm is None or self.pos + self.b > self.n:
-            self.perm = torch.randperm(self.n, generator=self.generator)
+            # int32 (the same permutation as int64) halves the one array that grows with
+            # N when the rows themselves are streamed: 4 bytes a row
+            small = self.n < 2 ** 31
+            self.perm = torch.randperm(self.n, generator=self.generator,
+                                       dtype=torch.int32 if small else torch.int64)
             self.pos = 0
-        idx = self.perm[self.pos:self.pos + self.b]
+        idx = self.perm[self.pos:self.pos + self.b].long()
         self.pos += self.b
         return self._batch(idx)
 

@@ -199,10 +199,11 @@ class Stream:
 
     def sample(self, seed: int, size: int = SAMPLE_ROWS
                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """A fixed random sample of rows (sorted, without replacement), untransformed."""
-        gen = torch.Generator().manual_seed(int(seed))
+        """A fixed random sample of rows (sorted, without replacement), untransformed
+        (NumPy's choice draws k of N in O(k) memory, not a permutation of N)."""
         k = min(size, self.num_rows)
-        return self._read(torch.randperm(self.num_rows, generator=gen)[:k].sort().values)
+        idx = np.random.default_rng(int(seed)).choice(self.num_rows, k, replace=False)
+        return self._read(torch.from_numpy(np.sort(idx)))
 
     def moments(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Column means and standard deviations over all rows, in one streamed pass

@@ -206,6 +206,7 @@ def test_distributed_fit_under_torchrun_saves_once_and_prints_once(tmp_path, cap
     assert np.allclose(fit.losses, single.losses, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # a torchrun launch of 2 processes
 def test_distributed_bad_input_is_rank_0s_clear_error_and_writes_nothing(tmp_path):
     x = np.random.default_rng(0).normal(size=(50, 2))
     x[7, 1] = np.nan

@@ -160,6 +160,7 @@ def test_two_processes_reach_the_one_process_fit(tmp_path):
 
 
 # ---------------------------------------------------------------------- every family
+@pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores
 def test_every_gradient_family_ends_alike_on_every_rank(tmp_path):
     pairs = optimizing_pairs()
     assert {m for _, m in pairs} >= {"mle", "map", "vi", "adversarial", "dsm", "ssm"}
@@ -203,6 +204,7 @@ def test_distributed_outside_torchrun_says_how_to_start(method, monkeypatch):
 
 
 # ---------------------------------------------------------------------- failure, recovery
+@pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores
 def test_a_rank_that_raises_stops_the_run_promptly(tmp_path):
     done = launch("failure", tmp_path)
     assert done.returncode != 0
@@ -221,6 +223,7 @@ def test_a_rank_that_raises_stops_the_run_promptly(tmp_path):
         assert re.search(r"rank\s*: 0 .*\n\s*exitcode\s*: -15", done.output), done.output[-6000:]
 
 
+@pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores
 def test_a_stopped_run_resumes_bit_for_bit_and_rank_0_alone_writes(tmp_path):
     """A VAE (rank 1 draws codes of its own: its RNG state must come back too)."""
     first = run_ok("checkpoint", tmp_path)

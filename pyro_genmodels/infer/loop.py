@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from .._validation import positive_float, positive_int
 from . import distributed
+from .batches import Batch, Minibatches
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -186,115 +187,6 @@ class LoopOptions:
         if isinstance(opt, pyro.optim.PyroOptim) and (self.checkpoint or self.resume):
             raise ValueError("checkpoint=/resume= need a torch optimizer (a name or a "
                              "torch.optim.Optimizer subclass), not a pyro.optim.PyroOptim")
-
-
-class Batch:
-    """One minibatch: ``index`` ``(B,)`` into the rows ``source_x`` (``None``: all of
-    them), ``num_rows`` N of the training data (for the N / B scaling), and those rows of
-    ``x`` and ``c`` (selected on first access: a Pyro objective passes ``source_x`` and
-    the index to its plate instead). ``source_x`` is the whole training tensor, or for
-    streamed data the block of rows just read (``index`` then numbers its rows).
-    ``weight``: this process's share of the global batch (1 unless distributed)."""
-
-    __slots__ = ("index", "num_rows", "_x", "_c", "_rows", "weight")
-
-    def __init__(self, index: Optional[torch.Tensor], x: torch.Tensor,
-                 c: Optional[torch.Tensor], weight: float = 1.0,
-                 num_rows: Optional[int] = None):
-        self.index, self._x, self._c = index, x, c
-        self.num_rows = x.shape[0] if num_rows is None else num_rows
-        self._rows = None
-        self.weight = weight
-
-    @property
-    def source_x(self) -> torch.Tensor:
-        return self._x
-
-    @property
-    def source_c(self) -> Optional[torch.Tensor]:
-        return self._c
-
-    def _select(self):
-        if self._rows is None:
-            pick = (lambda t: t if t is None or self.index is None  # noqa: E731
-                    else t.index_select(0, self.index))
-            self._rows = (pick(self._x), pick(self._c))
-        return self._rows
-
-    @property
-    def x(self) -> torch.Tensor:
-        return self._select()[0]
-
-    @property
-    def c(self) -> Optional[torch.Tensor]:
-        return self._select()[1]
-
-
-class Minibatches:
-    """Batches of ``batch_size`` rows cut from a fresh permutation of the ``N`` rows each
-    epoch (the remainder skipped); all rows each step when ``batch_size`` is ``None`` or
-    at least N. The permutations come from a CPU generator seeded with ``seed``, so the
-    sequence of batches depends on the seed alone (not on the device, nor on the number
-    of processes). With a ``group`` (distributed), each batch is this rank's contiguous
-    slice of the global batch. Its state (generator, permutation, position) is part of a
-    checkpoint."""
-
-    def __init__(self, x, c: Optional[torch.Tensor], batch_size: Optional[int], *,
-                 seed: int = 0, group=None):
-        self.x, self.c, self.n = x, c, x.shape[0]
-        # streamed rows (infer.streaming.Stream) are read per batch
-        self.stream = x if hasattr(x, "fetch") else None
-        self.b = None if batch_size is None or batch_size >= self.n else int(batch_size)
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self.group = group
-        self.perm: Optional[torch.Tensor] = None
-        self.pos = 0
-        if group is not None and (self.b or self.n) < group.world_size:
-            raise ValueError(f"A global batch of {self.b or self.n} rows cannot be shared by "
-                             f"{group.world_size} processes: expected batch_size >= "
-                             f"{group.world_size}")
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return 1 if self.b is None else self.n // self.b
-
-    def _batch(self, idx: Optional[torch.Tensor]) -> Batch:
-        """This process's batch of the global batch ``idx`` (``None``: all rows)."""
-        g, weight = self.group, 1.0
-        if g is not None:
-            full = torch.arange(self.n) if idx is None else idx
-            idx = torch.tensor_split(full, g.world_size)[g.rank]
-            weight = idx.shape[0] / full.shape[0]
-        if self.stream is not None:
-            rows = torch.arange(self.n) if idx is None else idx
-            x, c = self.stream.fetch(rows)
-            return Batch(torch.arange(x.shape[0], device=x.device), x, c, weight,
-                         num_rows=self.n)
-        if idx is not None:
-            idx = idx.to(self.x.device)
-        return Batch(idx, self.x, self.c, weight)
-
-    def next(self) -> Batch:
-        if self.b is None:
-            return self._batch(None)
-        if self.perm is None or self.pos + self.b > self.n:
-            # int32 (the same permutation as int64) halves the one array that grows with
-            # N when the rows themselves are streamed: 4 bytes a row
-            small = self.n < 2 ** 31
-            self.perm = torch.randperm(self.n, generator=self.generator,
-                                       dtype=torch.int32 if small else torch.int64)
-            self.pos = 0
-        idx = self.perm[self.pos:self.pos + self.b].long()
-        self.pos += self.b
-        return self._batch(idx)
-
-    def peek(self) -> Batch:
-        """The next batch, without consuming it."""
-        state, perm, pos = self.generator.get_state(), self.perm, self.pos
-        batch = self.next()
-        self.generator.set_state(state)
-        self.perm, self.pos = perm, pos
-        return batch
 
 
 @dataclasses.dataclass

@@ -123,9 +123,9 @@ class ContrastiveLoss:
     whose gradient is minus the per-point log-likelihood gradient. Its replay buffer is
     state that a checkpoint keeps."""
 
-    def __init__(self, model: EnergyModel, program, x: torch.Tensor, opts: EnergyOptions,
+    def __init__(self, model: EnergyModel, program, opts: EnergyOptions,
                  shift_u: torch.Tensor, scale_u: torch.Tensor):
-        self.model, self.program, self.x, self.opts = model, program, x, opts
+        self.model, self.program, self.opts = model, program, opts
         self.shift_u, self.scale_u = shift_u, scale_u
         self.buffer = ((model.base_loc - shift_u) / scale_u
                        + torch.randn(opts.buffer_size, model.dim, **model._factory))
@@ -208,7 +208,7 @@ class EnergyEngine(Engine):
         if opts.objective == "contrastive":
             program = model.model if self.method == "map" else \
                 FlatPriors(model.prior_sites)(model.model)
-            loss = ContrastiveLoss(model, program, x, opts, shift_u, scale_u)
+            loss = ContrastiveLoss(model, program, opts, shift_u, scale_u)
         else:
             loss = ScoreMatchingLoss(model, self.method, opts.noise_scale * scale_u)
             if data.x_val is not None:

@@ -22,7 +22,7 @@ def _load(path: Path):
     return mod
 
 
-@pytest.mark.slow  # four torchrun launches: ~25 s of both cores
+@pytest.mark.slow  # two torchrun launches (1 and 2 processes): 15-30 s of both cores
 def test_benchmark_smoke_prints_consistent_figures():
     import torch.distributed as dist
 

@@ -17,6 +17,11 @@ def fresh_seed() -> int:
     return secrets.randbits(31)
 
 
+def cuda_devices() -> list:
+    """The CUDA devices whose RNG a fork must save: all of them once CUDA is in use."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+
 @contextlib.contextmanager
 def seeded(seed: int | None) -> Iterator[int]:
     """Run the body under ``pyro.set_rng_seed(seed)`` and restore every global RNG after.
@@ -31,8 +36,7 @@ def seeded(seed: int | None) -> Iterator[int]:
         raise ValueError(f"Expected seed to be a non-negative integer or None, but got {seed!r}")
     py_state = random.getstate()
     np_state = np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=cuda_devices()):
         try:
             pyro.set_rng_seed(int(seed))
             yield int(seed)

@@ -5,8 +5,10 @@ digits printed."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
+from pathlib import Path
 from typing import Tuple
 
 Interval = Tuple[float, float]
@@ -51,3 +53,11 @@ def grab(pattern: str, line: str):
     m = re.search(pattern.replace("{N}", f"({NUMBER})"), line)
     assert m is not None, f"{pattern!r} not in {line!r}"
     return m.groups() if len(m.groups()) > 1 else m.group(1)
+
+
+def load_script(path: Path, name: str | None = None):
+    """The example or benchmark script at ``path`` as a module (its ``main`` not run)."""
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

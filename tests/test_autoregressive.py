@@ -2,7 +2,6 @@
 every sequence up to a length, cached steps equal to the full teacher-forced pass, MAP =
 MLE + L2, conditional generation, and the names example and benchmark at tiny sizes."""
 
-import importlib.util
 import itertools
 import math
 import re
@@ -17,7 +16,7 @@ from pyro_genmodels._rng import seeded
 from pyro_genmodels.infer import FlatPriors
 from pyro_genmodels.models.sequence import AutoregressiveModel, NGram, generate
 from tests.oracles import check_names_table
-from tests.printed import agrees, bounds, grab, positive_finite, quotient, scaled
+from tests.printed import agrees, bounds, grab, load_script, positive_finite, quotient, scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 #: "transformer-w3": sliding-window attention over the last 3 positions
@@ -260,15 +259,9 @@ def test_cuda(network):
     assert ng.log_prob(["ab"]).is_cuda
 
 
-def _load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_example_names_smoke():
-    mod = _load(ROOT / "examples" / "names.py")
+    mod = load_script(ROOT / "examples" / "names.py")
     table, samples = mod.main(mod.parse_args(["--num-steps", "20", "--hidden-size", "16",
                                               "--num-samples", "5", "--prefix", "ma",
                                               "--attention-window", "4"]))
@@ -280,7 +273,7 @@ def test_example_names_smoke():
 def test_benchmark_smoke(capsys):
     """The last line's ratio is a finite positive float, the training line's, and every
     printed ratio is the ratio of the printed figures it is made of."""
-    mod = _load(ROOT / "benchmarks" / "bench_autoregressive.py")
+    mod = load_script(ROOT / "benchmarks" / "bench_autoregressive.py")
     returned = mod.main(["--small"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5

@@ -1,26 +1,19 @@
 """Smoke test of ``benchmarks/bench_diffusion.py``: its quick run prints figures that agree
 with each other (no timing thresholds: the machine is shared and noisy)."""
 
-import importlib.util
 import io
 import statistics
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from tests.printed import agrees, bounds, grab, positive_finite, quotient
+from tests.printed import agrees, bounds, grab, load_script, positive_finite, quotient
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_benchmark_smoke_prints_consistent_figures():
-    mod = _load(ROOT / "benchmarks" / "bench_diffusion.py")
+    mod = load_script(ROOT / "benchmarks" / "bench_diffusion.py")
     buf = io.StringIO()
     with redirect_stdout(buf):
         returned = mod.main(["--quick"])

@@ -2,7 +2,6 @@
 1 and 2 processes) prints figures that agree with each other. No speed goal is asserted:
 the machine is shared and noisy."""
 
-import importlib.util
 import io
 import os
 from contextlib import redirect_stdout
@@ -10,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.printed import agrees, bounds, grab, positive_finite, quotient
+from tests.printed import agrees, bounds, grab, load_script, positive_finite, quotient
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.slow  # two torchrun launches (1 and 2 processes): 15-30 s of both cores
@@ -28,7 +21,7 @@ def test_benchmark_smoke_prints_consistent_figures():
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    mod = _load(ROOT / "benchmarks" / "bench_distributed.py")
+    mod = load_script(ROOT / "benchmarks" / "bench_distributed.py")
     buf = io.StringIO()
     with redirect_stdout(buf):
         returned = mod.main(["--quick", "--repeats", "1"])

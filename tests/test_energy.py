@@ -3,7 +3,6 @@ AIS log Z, mode proportions of a separated mixture, denoising score matching's c
 form optimum, MAP = MLE + L2, the Pyro program, robustness (NaN guard, Ctrl-C), save /
 load, bad input, the example and the benchmark."""
 
-import importlib.util
 import io
 import math
 from contextlib import redirect_stdout
@@ -21,7 +20,7 @@ from pyro_genmodels.infer import FlatPriors
 from pyro_genmodels.infer.ais import AISEstimate
 from pyro_genmodels.mc import MCEstimate
 from pyro_genmodels.models.energy import EnergyFit, EnergyModel
-from tests.printed import agrees, bounds, grab, positive_finite, quotient, scaled
+from tests.printed import agrees, bounds, grab, load_script, positive_finite, quotient, scaled
 from tests.test_langevin import COV, LOG_Z, MU, assert_moments, gaussian_log_density
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -427,15 +426,9 @@ def test_energy_model_on_cuda():
 
 
 # ---------------------------------------------------------------------- example, bench
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_example_energy_toy_smoke(tmp_path, capsys):
-    mod = _load(ROOT / "examples" / "energy_toy.py", "energy_toy")
+    mod = load_script(ROOT / "examples" / "energy_toy.py", "energy_toy")
     out = tmp_path / "e.png"
     fit, coverage, log_z = mod.main(mod.parse_args(
         ["--n-train", "300", "--num-steps", "20", "--hidden", "16", "--num-samples", "200",
@@ -472,7 +465,7 @@ def test_example_energy_toy_smoke(tmp_path, capsys):
 
 
 def test_bench_langevin_smoke():
-    mod = _load(ROOT / "benchmarks" / "bench_langevin.py", "bench_langevin")
+    mod = load_script(ROOT / "benchmarks" / "bench_langevin.py", "bench_langevin")
     buf = io.StringIO()
     with redirect_stdout(buf):
         mod.main(["--quick"])

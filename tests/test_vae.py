@@ -3,7 +3,6 @@ approaches as K grows; MAP = MLE + L2 on the decoder weights term by term; IWAE 
 K = 1 is the ELBO; the Pyro program and the direct estimates agree; conditional
 generation; every likelihood; clear errors; the example and the benchmark run."""
 
-import importlib.util
 import io
 import json
 import math
@@ -21,7 +20,7 @@ import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.infer import FlatPriors
 from pyro_genmodels.models.vae import VAE, VAEFit
-from tests.printed import agrees, bounds, grab, positive_finite, quotient
+from tests.printed import agrees, bounds, grab, load_script, positive_finite, quotient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,12 +34,6 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
-
-def _load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _digits(n=None):
@@ -401,7 +394,7 @@ def test_custom_networks_save_as_weights_and_load_with_a_model(tmp_path):
 
 # ---------------------------------------------------------------------- example, benchmark
 def test_example_vae_digits_smoke(tmp_path):
-    mod = _load(ROOT / "examples" / "vae_digits.py")
+    mod = load_script(ROOT / "examples" / "vae_digits.py")
     out = tmp_path / "grid.png"
     res = mod.main(mod.parse_args(["--num-steps", "30", "--hidden", "16", "--latent", "2",
                                    "--num-particles", "5", "--out", str(out)]))
@@ -414,7 +407,7 @@ def test_example_vae_digits_smoke(tmp_path):
 
 
 def test_benchmark_smoke_prints_a_ratio():
-    mod = _load(ROOT / "benchmarks" / "bench_vae.py")
+    mod = load_script(ROOT / "benchmarks" / "bench_vae.py")
     buf = io.StringIO()
     with redirect_stdout(buf):
         mod.main(["--quick", "--hidden", "16"])

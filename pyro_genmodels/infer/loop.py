@@ -45,6 +45,7 @@ import pyro.optim
 import torch
 from tqdm.auto import tqdm
 
+from .._rng import cuda_devices
 from .._validation import positive_float, positive_int
 from . import distributed
 from .batches import Batch, Minibatches
@@ -246,10 +247,6 @@ def _build_optimizer(player: Player, opts: LoopOptions) -> None:
     player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
 
 
-def _cuda_devices() -> List[int]:
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-
-
 def _total_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of all tensors together, in one fused call: finite iff every entry is."""
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
@@ -379,7 +376,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
     elif group is not None:
         for pl in players:  # create Pyro's lazy parameters, then take rank 0's values
             if callable(pl.parameters):
-                with torch.random.fork_rng(devices=_cuda_devices()):
+                with torch.random.fork_rng(devices=cuda_devices()):
                     pl.loss(batches.peek())
             shapes = [tuple(p.shape) for p in pl.resolve()]
             if any(s != shapes for s in distributed.gather(shapes, group,

@@ -25,6 +25,14 @@ residual blocks add the time embedding), with SiLU activations:
     h_k = W_k \,\mathrm{silu}(h_{k-1}) + U_k e(\tau), \qquad
     \text{out} = W_L \,\mathrm{silu}(h_{L-1}).
 
+**Noise levels** (shared by the score family and the noise-conditional energy):
+:func:`geometric_levels` spaces L levels geometrically from sigma_max down to sigma_min;
+sigma_max defaults to :func:`largest_distance`, the largest pairwise distance between
+training rows (Song & Ermon 2020, technique 1: at that blur every pair of rows is
+connected, so Langevin at the top level mixes between all modes); :func:`level_fraction`
+maps a level to the network's input :math:`\tau = (\log\sigma - \log\sigma_\min) /
+(\log\sigma_\max - \log\sigma_\min)`.
+
 A conditional network takes ``c`` already prepared by its family (for the diffusion
 family: the condition times a keep flag, then the flag, so that classifier-free guidance
 can drop it).
@@ -47,6 +55,42 @@ from torch import nn
 
 #: top angular frequency of the level embedding over tau in [0, 1]
 MAX_FREQUENCY = 200.0
+#: rows used for the largest pairwise distance (sigma_max's default)
+DISTANCE_ROWS = 5000
+
+
+def geometric_levels(top: float, bottom: float, num: int) -> torch.Tensor:
+    """``num`` levels from ``top`` down to ``bottom``, geometrically spaced ``(num,)``."""
+    if num == 1:
+        return torch.tensor([float(top)])
+    return torch.exp(torch.linspace(math.log(top), math.log(bottom), num))
+
+
+def largest_distance(u: torch.Tensor, *, floor: float = 0.0) -> float:
+    """The largest pairwise distance between rows of ``u`` ``(N, D)`` (over at most
+    :data:`DISTANCE_ROWS` random rows), at least ``floor``; 1 for a single row."""
+    if u.shape[0] > DISTANCE_ROWS:
+        u = u[torch.randperm(u.shape[0], device=u.device)[:DISTANCE_ROWS]]
+    top = float(torch.cdist(u, u).max()) if u.shape[0] > 1 else 1.0
+    return max(top, floor)
+
+
+def sample_levels(sigmas: torch.Tensor, b: int, like: torch.Tensor, *,
+                  discrete: bool = False) -> torch.Tensor:
+    """``b`` training levels ``(b,)``: log-uniform between the smallest and the largest of
+    ``sigmas`` (the variance-exploding SDE's training, Song et al. 2021), or uniform among
+    them (``discrete``, NCSN's)."""
+    if discrete:
+        return sigmas[torch.randint(len(sigmas), (b,), device=like.device)]
+    lo, hi = sigmas[-1].log(), sigmas[0].log()
+    return torch.exp(lo + (hi - lo) * torch.rand(b, dtype=like.dtype, device=like.device))
+
+
+def level_fraction(sigma: torch.Tensor, log_range: torch.Tensor) -> torch.Tensor:
+    """tau in [0, 1] for levels ``sigma`` ``(B,)``; ``log_range`` = (log sigma_min,
+    log sigma_max)."""
+    lo, hi = log_range[0], log_range[1]
+    return (sigma.log() - lo) / (hi - lo).clamp_min(1e-12)
 
 
 class LevelEmbedding(nn.Module):
@@ -75,14 +119,16 @@ class NoiseConditionalMLP(nn.Module):
         context_dim: width of the prepared ``c`` (0: none).
         out_dim: output width (default D: a noise prediction or a score).
         embedding_dim: width of the sinusoidal level embedding.
+        max_frequency: its top angular frequency over tau in [0, 1].
     """
 
     def __init__(self, dim: int, hidden: Sequence[int], *, context_dim: int = 0,
-                 out_dim: Optional[int] = None, embedding_dim: int = 64):
+                 out_dim: Optional[int] = None, embedding_dim: int = 64,
+                 max_frequency: float = MAX_FREQUENCY):
         super().__init__()
         if not hidden:
             raise ValueError("Expected at least one hidden layer, but got hidden=()")
-        self.embed = LevelEmbedding(embedding_dim)
+        self.embed = LevelEmbedding(embedding_dim, max_frequency)
         sizes = [dim + context_dim, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.levels = nn.ModuleList(nn.Linear(embedding_dim, b, bias=False) for b in hidden)
@@ -97,4 +143,5 @@ class NoiseConditionalMLP(nn.Module):
         return self.out(F.silu(h))
 
 
-__all__ = ["LevelEmbedding", "MAX_FREQUENCY", "NoiseConditionalMLP"]
+__all__ = ["DISTANCE_ROWS", "LevelEmbedding", "MAX_FREQUENCY", "NoiseConditionalMLP",
+           "geometric_levels", "largest_distance", "level_fraction", "sample_levels"]

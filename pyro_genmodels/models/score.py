@@ -59,7 +59,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Sequence
 
 import pyro
@@ -69,12 +68,10 @@ from torch import nn
 
 from .._validation import positive_float, positive_int
 from ..base import Capabilities, GenerativeModel, register
-from .noise_nets import NoiseConditionalMLP
+from .noise_nets import (DISTANCE_ROWS, NoiseConditionalMLP, geometric_levels,
+                         largest_distance, level_fraction)
 from .score_engine import ScoreEngine
 from .score_fit import ScoreFit
-
-#: rows used for the largest pairwise distance (sigma_max's default)
-DISTANCE_ROWS = 5000
 
 
 class ScaledScore(nn.Module):
@@ -88,9 +85,7 @@ class ScaledScore(nn.Module):
         self.register_buffer("log_range", torch.tensor([0.0, 1.0]))
 
     def forward(self, x, sigma, c=None):
-        lo, hi = self.log_range[0], self.log_range[1]
-        tau = (sigma.log() - lo) / (hi - lo).clamp_min(1e-12)
-        return self.net(x, tau, c) / sigma.unsqueeze(-1)
+        return self.net(x, level_fraction(sigma, self.log_range), c) / sigma.unsqueeze(-1)
 
 
 @register
@@ -178,10 +173,7 @@ class ScoreModel(GenerativeModel):
     def _levels(self, top: float) -> torch.Tensor:
         if self.given_sigmas is not None:
             return torch.tensor(self.given_sigmas)
-        if self.num_levels == 1:
-            return torch.tensor([top])
-        return torch.exp(torch.linspace(math.log(top), math.log(self.sigma_min),
-                                        self.num_levels))
+        return geometric_levels(top, self.sigma_min, self.num_levels)
 
     def _sync_range(self) -> None:
         if not self.custom:
@@ -193,11 +185,7 @@ class ScoreModel(GenerativeModel):
         """The fit's copy, standardized, with sigma_max from the data when not given."""
         work = super().working_copy(x, moments=moments)
         if self.given_sigmas is None and self.sigma_max is None:
-            u = work.to_unit(x)
-            if u.shape[0] > DISTANCE_ROWS:
-                u = u[torch.randperm(u.shape[0], device=u.device)[:DISTANCE_ROWS]]
-            top = float(torch.cdist(u, u).max()) if u.shape[0] > 1 else 1.0
-            top = max(top, 2 * self.sigma_min)
+            top = largest_distance(work.to_unit(x), floor=2 * self.sigma_min)
             with torch.no_grad():
                 work.sigmas.copy_(work._levels(top).to(work.sigmas))
             work._sync_range()

@@ -38,6 +38,7 @@ from ..base import gaussian_weight_log_prior
 from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
+from .noise_nets import sample_levels
 
 LEVELS = ("continuous", "discrete")
 
@@ -80,11 +81,8 @@ class ScoreLoss:
         self.weights = [p for p in model.network.parameters() if p.requires_grad]
 
     def draw_levels(self, b: int, like: torch.Tensor) -> torch.Tensor:
-        sigmas = self.model.sigmas
-        if self.opts.levels == "discrete":
-            return sigmas[torch.randint(len(sigmas), (b,), device=like.device)]
-        lo, hi = sigmas[-1].log(), sigmas[0].log()
-        return torch.exp(lo + (hi - lo) * torch.rand(b, dtype=like.dtype, device=like.device))
+        return sample_levels(self.model.sigmas, b, like,
+                             discrete=self.opts.levels == "discrete")
 
     def per_row(self, u: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
         """The loss of each row ``(B,)``."""

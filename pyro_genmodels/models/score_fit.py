@@ -73,9 +73,12 @@ def langevin_step_size(sigmas: torch.Tensor, steps_per_level: int) -> float:
 
 def annealed_langevin(model, n: int, c: Optional[torch.Tensor], *,
                       steps_per_level: int = 100, step_size: Optional[float] = None,
-                      denoise: bool = True, anneal: bool = True) -> torch.Tensor:
-    """``n`` draws in the networks' units ``(n, D)`` (module docstring)."""
-    sigmas = model.sigmas
+                      denoise: bool = True, anneal: bool = True,
+                      sigmas: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``n`` draws in the networks' units ``(n, D)`` (module docstring); ``model`` has
+    ``dim``, ``sigmas`` (the levels, used unless ``sigmas`` is given) and
+    ``score_unit(u, sigma, c)``."""
+    sigmas = model.sigmas if sigmas is None else sigmas
     eps = step_size or langevin_step_size(sigmas, steps_per_level)
     x = torch.randn(n, model.dim, **model._factory) * sigmas[0]
     levels = sigmas if anneal else sigmas[-1:].repeat(len(sigmas))

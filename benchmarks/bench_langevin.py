@@ -33,7 +33,7 @@ from pyro_genmodels.models.energy import EnergyModel
 
 def make_energy(device):
     with seeded(0):
-        model = EnergyModel(2).to(device)
+        model = EnergyModel(2, noise_conditional=False).to(device)  # the plain 128x128 MLP
     for p in model.net.parameters():
         p.requires_grad_(False)
 

@@ -1,9 +1,12 @@
-"""An energy-based model on a 2-D toy set: contrastive-divergence training, Langevin
-sampling, mode coverage and an AIS estimate of log Z.
+"""An energy-based model on a 2-D toy set: a noise-conditional energy trained by
+multilevel denoising score matching (or contrastive divergence), sampled by annealed
+Langevin and MALA, with mode coverage and an AIS estimate of log Z.
 
     python examples/energy_toy.py --toy eight_gaussians --out energy.png
+    python examples/energy_toy.py --objective contrastive
 
-The model is p(x) = exp f(x) / Z with f an MLP. After training, 2000 MALA draws are
+The model is p(x) = exp f(x, sigma_0) / Z, f an MLP that also takes the noise level and
+sigma_0 the evaluation level the fit chose on held-out rows. After training, 2000 draws are
 compared with the modes of the true density (eight_gaussians: how many of the 8 modes
 hold at least a fifth of their fair share of draws, and which fraction of draws lies
 within 3 sd of a centre); log Z is estimated by annealed importance sampling, so the
@@ -26,10 +29,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--toy", default="eight_gaussians", choices=sorted(pgm.datasets.TOYS))
     p.add_argument("--n-train", type=int, default=4000)
-    p.add_argument("--num-steps", type=int, default=2000)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--objective", default="contrastive",
-                   choices=["contrastive", "score_matching"])
+    p.add_argument("--num-steps", type=int, default=None,
+                   help="training steps (default: the objective's)")
+    p.add_argument("--hidden", type=int, default=256, help="width of the 3 hidden layers")
+    p.add_argument("--objective", default="multilevel_score_matching",
+                   choices=["multilevel_score_matching", "contrastive", "score_matching"])
     p.add_argument("--num-samples", type=int, default=2000)
     p.add_argument("--out", default=None, help="PNG: heat map of f with samples on top")
     p.add_argument("--seed", type=int, default=0)
@@ -59,14 +63,17 @@ def main(args):
     truth = pgm.datasets.toy(args.toy)
     with seeded(args.seed):
         x, heldout = truth.sample((args.n_train,)), truth.sample((2000,))
-        model = EnergyModel(2, hidden=(args.hidden, args.hidden))
+        model = EnergyModel(2, hidden=(args.hidden,) * 3)
+    steps = {} if args.num_steps is None else {"num_steps": args.num_steps}
     fit = model.fit(x, method="mle", objective=args.objective, seed=args.seed,
-                    num_steps=args.num_steps, progress=False)
+                    progress=False, **steps)
     chains = fit.sample_chains(args.num_samples, sampler="langevin", seed=args.seed + 1)
     samples, run = chains.flat(args.num_samples), chains.to_arviz()
     coverage = mode_coverage(samples, truth)
     log_z = fit.log_z
-    print(f"{args.toy}: {args.n_train} points, {args.num_steps} steps ({args.objective})")
+    print(f"{args.toy}: {args.n_train} points, {len(fit.losses)} steps ({args.objective})")
+    if "eval_sigma" in fit.info:
+        print(f"evaluation level sigma_0 = {fit.info['eval_sigma']:.4f} (standardized units)")
     print(f"langevin: {int(run.sample_stats['diverging'].values.sum())} divergent "
           f"transitions, mean acceptance "
           f"{float(run.sample_stats['acceptance_rate'].values.mean()):.3f}")

@@ -410,6 +410,7 @@ class GenerativeModel(PyroModule):
             validation = opts.validation
             if isinstance(validation, float):
                 stream, (x_val, c_val) = stream.split(validation, seed=used_seed)
+                x, c = stream.sample(used_seed)  # the summary rows: training rows only
                 fit_data = Data(x, c, x_val, c_val, stream=stream)
             else:
                 fit_data = split_heldout(self, x, c, validation, seed=used_seed,

@@ -76,7 +76,8 @@ def _energy_case(quick: bool) -> Case:
     truth = datasets.toy("eight_gaussians")
     with seeded(0):
         x, heldout = truth.sample((1000 if quick else 4000,)), truth.sample((1000,))
-        model = EnergyModel(2)
+        # the default noise-conditional energy; the quick run a narrower one
+        model = EnergyModel(2, hidden=(64, 64, 64)) if quick else EnergyModel(2)
     return model, x, heldout, truth
 
 
@@ -95,9 +96,8 @@ _CASE_BUDGETS: Dict[str, Dict[str, Tuple[Optional[dict], Optional[dict]]]] = {
     # NUTS sums the enumerated component out in every gradient: minutes, so full runs only
     "gaussian_mixture": {"nuts": ({"num_samples": 200, "warmup_steps": 200,
                                    "num_chains": 2}, None)},
-    # contrastive divergence runs 20 Langevin steps per update; default lr for the net
-    "energy": {"mle": ({"num_steps": 2000}, {"num_steps": 300}),
-               "map": ({"num_steps": 2000}, {"num_steps": 300})},
+    # multilevel score matching: its own defaults in full runs, 300 steps in quick ones
+    "energy": {"mle": ({}, {"num_steps": 300}), "map": ({}, {"num_steps": 300})},
 }
 
 

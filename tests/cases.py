@@ -397,6 +397,11 @@ CASES: Dict[str, Case] = {
         _MIXTURE_FAST, dim=3, params=_MIXTURE, stops_early=True),
     "energy": numeric_case(
         built_with_seed(lambda: pgm.EnergyModel(2, hidden=(16, 16))), _banana_data,
+        {m: {"num_steps": 20, "batch_size": 64} for m in ("mle", "map")}, dim=2,
+        log_prob_kind="estimate"),
+    "energy-contrastive": numeric_case(
+        built_with_seed(lambda: pgm.EnergyModel(2, hidden=(16, 16), noise_conditional=False)),
+        _banana_data,
         {m: {"num_steps": 20, "batch_size": 64, "buffer_size": 256, "mcmc_steps": 5}
          for m in ("mle", "map")}, dim=2, log_prob_kind="estimate"),
     "vae": numeric_case(

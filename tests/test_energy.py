@@ -179,7 +179,7 @@ def banana(n=300, seed=0):
 
 def small(**kw):
     with seeded(0):
-        return EnergyModel(2, hidden=(16, 16), **kw)
+        return EnergyModel(2, hidden=(16, 16), noise_conditional=False, **kw)
 
 
 FAST = dict(num_steps=15, batch_size=64, buffer_size=256, mcmc_steps=5)
@@ -489,17 +489,23 @@ def test_bench_langevin_smoke():
 # ---------------------------------------------------------------------- quality (slow)
 @pytest.mark.slow
 def test_eight_gaussians_quality_with_default_settings():
-    """4000 points of eight_gaussians, default settings (MLP 128x128, CD with a replay
-    buffer, 2000 steps): Langevin samples cover all 8 modes and most lie within 3 sd of
-    a centre."""
+    """4000 points of eight_gaussians, default settings (the noise-conditional energy,
+    multilevel score matching, sigma_0 chosen on 10% held out): at least 90% of 2000
+    draws lie within 3 sd of a centre, every mode holds at least half its fair share, and
+    the held-out log-likelihood is near the true density's. The issue's bar, 0.2 nats,
+    is for the median of 3 seeds (measured 0.070, seeds 0-2: 0.206, 0.064, 0.070; the
+    model's density is the data's blurred at sigma_0, so it cannot reach it exactly);
+    this one seed (0, the worst of the three) must stay within 0.25."""
     truth = pgm.datasets.toy("eight_gaussians")
     with seeded(0):
-        x = truth.sample((4000,))
+        x, heldout = truth.sample((4000,)), truth.sample((1000,))
         model = EnergyModel(2)
     fit = model.fit(x, method="mle", seed=0, progress=False)
+    gap = float(truth.log_prob(heldout).mean() - fit.log_prob(heldout).mean())
+    assert gap < 0.25, gap
     s = fit.sample(2000, seed=1)
-    d = torch.cdist(s, truth.centers)
+    d = torch.cdist(s, truth.centers.to(s))
     near, k = d.min(1)
     counts = torch.bincount(k[near < 3 * truth.scale], minlength=8)
-    assert (counts >= 2000 / 8 * 0.4).all(), counts  # every mode holds a fair share
-    assert (near < 3 * truth.scale).float().mean() > 0.6
+    assert (near < 3 * truth.scale).float().mean() >= 0.9
+    assert (counts >= 2000 / 8 * 0.5).all(), counts

@@ -224,7 +224,7 @@ def test_a_pyro_program_with_a_replay_buffer_resumes_bit_for_bit(tmp_path):
 
     def energy():
         with seeded(0):
-            return pgm.EnergyModel(2, hidden=(8,))
+            return pgm.EnergyModel(2, hidden=(8,), noise_conditional=False)
 
     ekw = dict(kw, buffer_size=50, mcmc_steps=2)
     e_whole = energy().fit(x, method="mle", **ekw)

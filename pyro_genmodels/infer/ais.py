@@ -47,10 +47,13 @@ class AISEstimate(MCEstimate):
     Attributes:
         ess: effective sample size of the final weights, :math:`(\sum w)^2 / \sum w^2`.
         num_steps: number of annealing temperatures T.
+        settled: with an automatic T, whether the last two runs agreed (``None``: T was
+            given).
     """
 
     ess: float = math.nan
     num_steps: int = 0
+    settled: Optional[bool] = None
 
 
 @dataclasses.dataclass

@@ -1,7 +1,26 @@
 r"""Training an :class:`~pyro_genmodels.models.energy.EnergyModel`: its ``mle`` and
 ``map`` engines, by contrastive divergence or denoising score matching.
 
-**Contrastive divergence** (``objective="contrastive"``, default). The log-likelihood
+**Multilevel denoising score matching** (``objective="multilevel_score_matching"``, the
+default for the noise-conditional energy :math:`f_\phi(x, \sigma)`). Each row gets a level
+sigma, log-uniform between sigma_min and sigma_max, and a perturbation :math:`\tilde x =
+x + \sigma z`; the loss, weighted by :math:`\sigma^2` so that every level counts alike
+(Song & Ermon 2019),
+
+.. math::
+
+    \tfrac12\, \mathbb E\, \big\|\sigma \nabla_x f_\phi(\tilde x, \sigma) + z\big\|^2,
+
+is minimized by :math:`\nabla_x f(\cdot, \sigma) = \nabla \log p_\sigma`, the score of
+the data convolved with :math:`N(0, \sigma^2 I)` (Vincent 2011). f is a scalar, so the
+score is a gradient and the loss needs a double backward. The model's density is then
+:math:`\exp f(x, \sigma_0) / Z`: an estimate of :math:`p_{\sigma_0}`, the data density
+blurred at the *evaluation level* sigma_0, which the engine chooses after training among
+:data:`NUM_EVAL_CANDIDATES` levels by the held-out
+log-likelihood (its log Z by AIS), unless ``eval_sigma`` is given. An exponential moving
+average of the weights (``ema``) is the fitted network.
+
+**Contrastive divergence** (``objective="contrastive"``). The log-likelihood
 gradient of :math:`p_\phi(x) = \exp f_\phi(x) / Z(\phi)` is
 
 .. math::
@@ -10,9 +29,15 @@ gradient of :math:`p_\phi(x) = \exp f_\phi(x) / Z(\phi)` is
       = \frac1N \sum_i \nabla_\phi f_\phi(x_i) - \mathbb E_{p_\phi}[\nabla_\phi f_\phi(X)],
 
 (from :math:`\nabla_\phi \log Z = \mathbb E_{p_\phi}[\nabla_\phi f_\phi]`), the model
-expectation estimated by persistent Langevin chains kept in a replay buffer
-(contrastive divergence, Hinton 2002; persistent CD, Tieleman 2008; buffer with a
-reinitialization fraction and an energy-magnitude penalty, Du & Mordatch 2019). The
+expectation estimated by persistent chains kept in a replay buffer (contrastive
+divergence, Hinton 2002; persistent CD, Tieleman 2008; buffer with a reinitialization
+fraction and an energy-magnitude penalty, Du & Mordatch 2019). The chains move by MALA,
+one step size for all, adapted during training toward the acceptance ``target_accept``
+(a Robbins-Monro step on log epsilon after every transition): unadjusted Langevin at a
+fixed step samples a different density than exp f, and its bias is learned into f.
+``fit.info`` reports the mean acceptance and the energy gap
+:math:`\overline{f(x)} - \overline{f(x^-)}` between data and negatives over the last
+tenth of training (a gap far from 0 means the chains do not reach the model). The
 data term is the model's Pyro program traced on the minibatch (its observed factor
 ``x`` and, for ``map``, the ``weight_prior`` factor), so ``map`` = ``mle`` + L2; the
 program's log joint omits :math:`-N \log Z(\phi)`, whose gradient the engine supplies
@@ -43,16 +68,34 @@ from pyro import poutine
 
 from .._rng import seeded
 from .._validation import check_choice, column_moments, positive_float, positive_int
+from ..base import gaussian_weight_log_prior
+from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
 from ..infer.objectives import FlatPriors
-from ..infer.samplers import value_and_grad
+from ..infer.samplers import mala_transition, metropolis, value_and_grad
+from .energy_fit import LOG_Z_SETTINGS
+from .noise_nets import geometric_levels, sample_levels
 
 if TYPE_CHECKING:  # energy.py imports this module (for its engines), not the reverse
     from .energy import EnergyModel
 
 #: training objectives accepted by ``fit(..., objective=...)``
-OBJECTIVES = ("contrastive", "score_matching")
+OBJECTIVES = ("multilevel_score_matching", "contrastive", "score_matching")
+#: candidate evaluation levels when the fit chooses sigma_0: this many, geometric from
+#: EVAL_TOP down to sigma_min
+NUM_EVAL_CANDIDATES, EVAL_TOP = 8, 0.5
+#: the most AIS temperatures a candidate evaluation level may need (see
+#: :func:`choose_eval_level`)
+SELECTION_MAX_STEPS = 800
+#: per objective, the defaults of the options left at ``None`` (measured on
+#: ``eight_gaussians``; see docs/energy.md)
+OBJECTIVE_DEFAULTS = {
+    "multilevel_score_matching": {"num_steps": 16000, "lr": 1e-3, "validation": 0.1,
+                                  "ema": 0.999},
+    "contrastive": {"num_steps": 4000, "lr": 3e-3, "validation": None, "ema": None},
+    "score_matching": {"num_steps": 2000, "lr": 3e-3, "validation": None, "ema": None},
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,38 +103,57 @@ class EnergyOptions(LoopOptions):
     """The loop's options with the energy model's defaults, plus
 
     Attributes:
-        objective: ``"contrastive"`` (persistent contrastive divergence) or
-            ``"score_matching"`` (denoising score matching).
+        objective: ``"multilevel_score_matching"`` (noise-conditional energies only; the
+            default for them), ``"contrastive"`` (persistent contrastive divergence) or
+            ``"score_matching"`` (denoising score matching at one level).
+        num_steps, lr, validation, ema: ``None`` takes the objective's default
+            (:data:`OBJECTIVE_DEFAULTS`); ``validation`` defaults to 0.1 of the rows for
+            the multilevel objective (they choose sigma_0), ``ema`` (decay of the weights'
+            moving average that the fit keeps) to 0.999 there, off otherwise.
         buffer_size: points in the persistent replay buffer (contrastive).
         reinit_fraction: share of the buffer points drawn afresh from noise each step.
-        mcmc_steps, mcmc_step_size: unadjusted Langevin steps per training step and
-            their size, in standardized units (contrastive).
+        mcmc_steps, mcmc_step_size: MALA transitions per training step and their initial
+            step size, in standardized units (contrastive).
+        target_accept: the acceptance the chains' step size adapts to (contrastive).
         energy_reg: alpha of the energy-magnitude penalty (contrastive).
         noise_scale: sd of the denoising noise, standardized units (score matching).
 
-    ``validation`` needs ``objective="score_matching"``: its held-out loss is the DSM
-    loss; contrastive divergence has no held-out loss (log Z moves every step).
+    ``validation`` needs a held-out loss: the DSM loss for the score-matching
+    objectives; contrastive divergence has none (log Z moves every step).
     """
 
-    num_steps: int = 2000
-    lr: float = 3e-3
+    num_steps: Optional[int] = None
+    lr: Optional[float] = None
     lr_decay: float = 0.1
     batch_size: Optional[int] = 256
-    objective: str = "contrastive"
+    validation: Any = "auto"
+    objective: str = "multilevel_score_matching"
+    ema: Any = "auto"
     buffer_size: int = 10000
     reinit_fraction: float = 0.05
-    mcmc_steps: int = 20
+    mcmc_steps: int = 30
     mcmc_step_size: float = 0.05
-    energy_reg: float = 0.01
+    target_accept: float = 0.574
+    energy_reg: float = 0.001
     noise_scale: float = 0.1
 
     def __post_init__(self):
-        super().__post_init__()
         check_choice(self.objective, OBJECTIVES, "objective")
+        defaults = OBJECTIVE_DEFAULTS[self.objective]
+        for name in ("num_steps", "lr"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, defaults[name])
+        for name in ("validation", "ema"):
+            if isinstance(getattr(self, name), str) and getattr(self, name) == "auto":
+                object.__setattr__(self, name, defaults[name])
+        super().__post_init__()
+        check_decay(self.ema)
         positive_int(self.buffer_size, "buffer_size")
         positive_int(self.mcmc_steps, "mcmc_steps")
         positive_float(self.mcmc_step_size, "mcmc_step_size")
         positive_float(self.noise_scale, "noise_scale")
+        if not 0 < float(self.target_accept) < 1:
+            raise ValueError(f"Expected 0 < target_accept < 1, but got {self.target_accept!r}")
         if not 0 <= float(self.reinit_fraction) <= 1:
             raise ValueError(f"Expected 0 <= reinit_fraction <= 1, but got "
                              f"{self.reinit_fraction!r}")
@@ -99,29 +161,38 @@ class EnergyOptions(LoopOptions):
             raise ValueError(f"Expected energy_reg >= 0, but got {self.energy_reg!r}")
         if self.validation is not None and self.objective == "contrastive":
             raise ValueError("validation= needs a held-out loss, and contrastive divergence "
-                             "has none (its log Z moves every step): use "
-                             "objective='score_matching', whose held-out DSM loss is one")
+                             "has none (its log Z moves every step): use a score-matching "
+                             "objective, whose held-out DSM loss is one")
 
 
-def _langevin_buffer(model: EnergyModel, u: torch.Tensor, steps: int,
-                     eps: float) -> torch.Tensor:
-    """``steps`` unadjusted Langevin steps on the network's own (standardized) input
-    ``u``: ``u <- u + eps^2/2 grad f + eps z``; a row that turns non-finite restarts from
-    N(0, I)."""
-    for _ in range(steps):  # f as a function of the network's input u (envelope included)
-        _, g = value_and_grad(model._f_of_u, u)
-        u = u + 0.5 * eps**2 * g + eps * torch.randn_like(u)
-        bad = ~torch.isfinite(u).all(-1)
-        if bad.any():
-            u = torch.where(bad[:, None], torch.randn_like(u), u)
-    return u
+def _mala_chains(model: EnergyModel, u: torch.Tensor, steps: int, eps: float,
+                 target: float):
+    """``steps`` MALA transitions of the chains ``u`` ``(B, D)`` on f as a function of the
+    network's own (standardized) input, one step size ``eps`` for all, adapted after each
+    transition toward acceptance ``target``. Returns the chains, the new step size and
+    the mean acceptance probability. A chain whose proposal is not finite stays."""
+    transition = mala_transition(model._f_of_u)
+    lp, grad = value_and_grad(model._f_of_u, u)
+    total = 0.0
+    for _ in range(steps):
+        e = torch.full((u.shape[0], 1), eps, dtype=u.dtype, device=u.device)
+        prop = transition(u, lp, grad, e)
+        _, prob, acc = metropolis(prop.log_ratio, prop.finite)
+        u = torch.where(acc[:, None], prop.x, u)
+        lp = torch.where(acc, prop.lp, lp)
+        grad = torch.where(acc[:, None], prop.grad, grad)
+        mean = float(prob.mean())
+        total += mean
+        eps = min(max(eps * math.exp(mean - target), 1e-4), 10.0)  # Robbins-Monro on log eps
+    return u, eps, total / steps
 
 
 class ContrastiveLoss:
     """The persistent-CD surrogate on a minibatch,
     ``-(1/N)[sum_i (N/B) f(x_i) + log prior - N E_buffer f(x-)] + alpha (f^2 terms)``,
-    whose gradient is minus the per-point log-likelihood gradient. Its replay buffer is
-    state that a checkpoint keeps."""
+    whose gradient is minus the per-point log-likelihood gradient. Its replay buffer and
+    the chains' step size are state that a checkpoint keeps; ``acceptance`` and ``gap``
+    record each step's mean acceptance and data-minus-negatives energy gap."""
 
     def __init__(self, model: EnergyModel, program, opts: EnergyOptions,
                  shift_u: torch.Tensor, scale_u: torch.Tensor):
@@ -129,6 +200,8 @@ class ContrastiveLoss:
         self.shift_u, self.scale_u = shift_u, scale_u
         self.buffer = ((model.base_loc - shift_u) / scale_u
                        + torch.randn(opts.buffer_size, model.dim, **model._factory))
+        self.step_size = torch.tensor(float(opts.mcmc_step_size), dtype=torch.float64)
+        self.acceptance, self.gap = [], []
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         model, opts, n = self.model, self.opts, batch.num_rows
@@ -138,7 +211,9 @@ class ContrastiveLoss:
         fresh = torch.rand(b, device=batch.x.device) < opts.reinit_fraction
         u = torch.where(fresh[:, None], torch.randn_like(u), u)
         model.net.eval()
-        u = _langevin_buffer(model, u, opts.mcmc_steps, opts.mcmc_step_size)
+        u, eps, acc = _mala_chains(model, u, opts.mcmc_steps, float(self.step_size),
+                                   opts.target_accept)
+        self.step_size.fill_(eps)
         self.buffer[j] = u
         x_neg = self.shift_u + self.scale_u * u
         model.net.train()
@@ -146,16 +221,114 @@ class ContrastiveLoss:
                                                    num_data=n)
         f_pos = tr.nodes["x"]["fn"].log_factor
         f_neg = model._f(x_neg)
+        self.acceptance.append(acc)
+        self.gap.append(float(f_pos.detach().mean() - f_neg.detach().mean()))
         loss = -(tr.log_prob_sum() - n * f_neg.mean()) / n
         if opts.energy_reg > 0:
             loss = loss + opts.energy_reg * (f_pos.pow(2).mean() + f_neg.pow(2).mean())
         return loss
 
+    def diagnostics(self) -> Dict[str, float]:
+        """Mean acceptance and energy gap over the last tenth of the steps, and the
+        chains' final step size (standardized units)."""
+        k = max(1, len(self.gap) // 10)
+        out = {"mcmc_step_size": float(self.step_size)}
+        if self.gap:
+            out.update(acceptance=sum(self.acceptance[-k:]) / k,
+                       energy_gap=sum(self.gap[-k:]) / k)
+        return out
+
     def state_dict(self) -> Dict[str, torch.Tensor]:
-        return {"buffer": self.buffer}
+        return {"buffer": self.buffer, "step_size": self.step_size}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
         self.buffer = state["buffer"].to(self.buffer)
+        if "step_size" in state:
+            self.step_size = state["step_size"].to(self.step_size)
+
+
+class MultilevelLoss:
+    """Multilevel denoising score matching of a noise-conditional energy (module
+    docstring) on a minibatch of standardized rows: the mean over rows, plus
+    ``-log prior / N`` for ``map``. Keeps the weights' moving average (``ema``)."""
+
+    def __init__(self, model: EnergyModel, method: str, opts: EnergyOptions):
+        self.model, self.method = model, method
+        self.weights = [p for p in model.net.parameters() if p.requires_grad]
+        self.average = None if opts.ema is None else WeightAverage(model.net, opts.ema)
+
+    def per_row(self, u: torch.Tensor, *, create_graph: bool = True) -> torch.Tensor:
+        """The loss of each row ``(B,)``."""
+        sigma = sample_levels(self.model.sigmas, u.shape[0], u)
+        z = torch.randn_like(u)
+        with torch.enable_grad():
+            noisy = (u + sigma.unsqueeze(-1) * z).detach().requires_grad_(True)
+            f = self.model._f_of_u(noisy, sigma)
+            (score,) = torch.autograd.grad(f.sum(), noisy, create_graph=create_graph)
+        return 0.5 * (sigma.unsqueeze(-1) * score + z).pow(2).sum(-1)
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        self.model.net.train()
+        loss = self.per_row(batch.x).mean()
+        if self.method == "map":
+            loss = loss - gaussian_weight_log_prior(self.weights, self.model.prior_scale
+                                                    ) / batch.num_rows
+        return loss
+
+    def update_average(self) -> None:
+        self.average.update(self.model.net)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {} if self.average is None else self.average.state_dict()
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        if self.average is not None:
+            self.average.load_state_dict(state)
+
+
+def choose_eval_level(model: EnergyModel, x_val: torch.Tensor) -> Dict[str, Any]:
+    """Set ``model.eval_level`` to the candidate level with the highest mean held-out
+    log-likelihood ``mean f(x_val, sigma) - log Z(sigma)``, log Z by AIS with the fit's
+    settings (:data:`~pyro_genmodels.models.energy_fit.LOG_Z_SETTINGS`) capped at
+    :data:`SELECTION_MAX_STEPS` temperatures.
+
+    The candidates are visited from the largest down, and the search stops after two
+    levels in a row below the best so far: the log-likelihood rises as the blur falls,
+    until the small levels, which training sees only near the data, put mass where
+    there is none. Returns what ``fit.info`` records: the candidates, their
+    log-likelihoods (``None`` where not visited) and, when its AIS settled within the cap,
+    the chosen level's log Z (which is then exactly the fit's ``log_z``; otherwise the fit
+    computes that with the uncapped setting)."""
+    top = min(EVAL_TOP, float(model.sigmas[0]))
+    bottom = min(float(model.sigmas[-1]), top)
+    candidates = geometric_levels(top, bottom, NUM_EVAL_CANDIDATES if top > bottom else 1)
+    scores, settled, best, worse = [], [], None, 0
+    for i, sigma in enumerate(candidates.tolist()):
+        model.eval_level.fill_(sigma)
+        est = model.log_normalizer(**LOG_Z_SETTINGS, max_steps=SELECTION_MAX_STEPS,
+                                   warn=False)
+        settled.append(est if est.settled else None)  # unsettled: its estimate still ranks
+        with torch.no_grad():
+            ll = float(model._f(x_val).mean()) - est.estimate
+        scores.append(ll if math.isfinite(ll) else -math.inf)
+        if best is None or scores[i] > scores[best]:
+            best, worse = i, 0
+        else:
+            worse += 1
+            if worse == 2:
+                break
+    model.eval_level.fill_(candidates[best].item())
+    out = {"eval_sigma": float(candidates[best]),
+           "eval_candidates": [float(v) for v in candidates],
+           "eval_log_likelihoods": [v if math.isfinite(v) else None for v in scores]
+           + [None] * (len(candidates) - len(scores))}
+    est = settled[best]
+    if est is not None:
+        out["log_z"] = {"estimate": est.estimate, "stderr": est.stderr,
+                        "num_samples": est.num_samples, "ess": est.ess,
+                        "num_steps": est.num_steps, "settled": True,
+                        "seed": LOG_Z_SETTINGS["seed"]}
+    return out
 
 
 class ScoreMatchingLoss:
@@ -195,6 +368,12 @@ class EnergyEngine(Engine):
 
     def run(self, model: EnergyModel, data: Data, opts: EnergyOptions, *, method: str,
             progress: bool) -> FitResult:
+        multilevel = opts.objective == "multilevel_score_matching"
+        if multilevel and not model.noise_conditional:
+            raise ValueError("objective='multilevel_score_matching' needs a noise-conditional "
+                             "energy f(x, sigma): build EnergyModel(dim) (noise_conditional="
+                             "True, the default), or use objective='contrastive' or "
+                             "'score_matching'")
         x = data.x
         with torch.no_grad():
             mean, sd = column_moments(x)  # shift / x_scale: set by working_copy
@@ -204,8 +383,19 @@ class EnergyEngine(Engine):
         # the replay buffer and the DSM noise live in the network's input space
         scale_u = model.x_scale if model.standardize else torch.ones_like(mean)
         shift_u = model.shift if model.standardize else torch.zeros_like(mean)
-        heldout = None
-        if opts.objective == "contrastive":
+        heldout, after_step, source = None, None, data.source()
+        if multilevel:
+            loss = MultilevelLoss(model, self.method, opts)
+            source = data.source(model.to_unit)
+            if loss.average is not None:
+                after_step = loss.update_average
+            if data.x_val is not None:
+                u_val = model.to_unit(data.x_val)
+
+                def heldout() -> float:  # the loss per held-out row, fixed draws
+                    with seeded(0):
+                        return float(loss.per_row(u_val, create_graph=False).mean())
+        elif opts.objective == "contrastive":
             program = model.model if self.method == "map" else \
                 FlatPriors(model.prior_sites)(model.model)
             loss = ContrastiveLoss(model, program, opts, shift_u, scale_u)
@@ -218,17 +408,28 @@ class EnergyEngine(Engine):
         params = [p for p in model.net.parameters() if p.requires_grad]
         try:
             with pyro.validation_enabled(False):
-                result = optimize([Player(loss, params)], data.source(), data.c, opts, heldout=heldout,
-                                  progress=progress, desc=f"energy {method}",
+                result = optimize([Player(loss, params, after_step=after_step)], source,
+                                  data.c, opts, heldout=heldout, progress=progress,
+                                  desc=f"energy {method}",
                                   fingerprint=fingerprint(model, method, data, opts))
+            if multilevel and loss.average is not None and result.error is None:
+                loss.average.copy_to(model.net)
         finally:
             model.net.eval()
         result.point = {}
         result.info["objective"] = opts.objective
+        if multilevel and result.error is None and not result.interrupted:
+            if model.eval_sigma is None:  # sigma_0 by held-out log-likelihood
+                held = data.x_val is not None
+                result.info.update(choose_eval_level(model, data.x_val if held else x))
+                result.info["eval_chosen_on"] = "held-out rows" if held else "training rows"
+            else:
+                result.info["eval_sigma"] = model.eval_sigma
         if opts.objective == "contrastive":
             result.info["buffer_size"] = opts.buffer_size
+            result.info.update(loss.diagnostics())
         return result
 
 
-__all__ = ["ContrastiveLoss", "EnergyEngine", "EnergyOptions", "OBJECTIVES",
-           "ScoreMatchingLoss"]
+__all__ = ["ContrastiveLoss", "EnergyEngine", "EnergyOptions", "MultilevelLoss", "OBJECTIVES",
+           "OBJECTIVE_DEFAULTS", "ScoreMatchingLoss", "choose_eval_level"]

@@ -1,0 +1,224 @@
+r"""Sampling and normalizing an :class:`~pyro_genmodels.models.energy.EnergyModel`: MCMC
+chains (batched MALA / HMC, or Pyro's NUTS / HMC), their starting points (an SMC run
+through temperatures, or annealed Langevin through the noise levels of a
+noise-conditional energy), and annealed importance sampling of log Z with an automatic
+number of temperatures. A mixin: the model supplies ``_f``, ``_f_of_u``, ``score_unit``,
+its levels and its Gaussian base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any, Optional, Union
+
+import torch
+
+from .._rng import seeded
+from .._validation import as_data, check_choice, positive_int
+from ..infer.ais import AISEstimate, anneal
+from ..infer.mcmc import pyro_mcmc
+from ..infer.samplers import ChainResult, check_log_density, hmc, mala
+from .noise_nets import geometric_levels
+
+#: samplers accepted by ``sample(..., sampler=...)``
+SAMPLERS = ("langevin", "hmc_vectorized", "nuts", "hmc")
+#: the first and the largest number of AIS temperatures of ``log_normalizer(num_steps="auto")``
+AIS_FIRST_STEPS, AIS_MAX_STEPS = 100, 3200
+
+
+class EnergySampling:
+    """:meth:`sample`, :meth:`sample_chains` and :meth:`log_normalizer` of an
+    :class:`~pyro_genmodels.models.energy.EnergyModel`."""
+
+    def sample(self, n: int, *, return_inference_data: bool = False, **options: Any):
+        r"""``n`` MCMC draws from :math:`p(x) \propto \exp f(x)`, shape ``(n, dim)``, taken
+        draw-major over the chains (draw 0 of every chain, then draw 1, ...):
+        ``sample_chains(n, **options).flat(n)``. Options (``sampler``, ``num_chains``,
+        ``warmup_steps``, ``seed``, ...) as in :meth:`sample_chains`.
+        ``return_inference_data=True`` returns ``sample_chains(n, **options).to_arviz()``
+        (``arviz.InferenceData``, all chains and draws, with ``sample_stats``) instead.
+        """
+        run = self.sample_chains(n, **options)
+        return run.to_arviz() if return_inference_data else run.flat(n)
+
+    def sample_chains(self, n: int, *, seed: Optional[int] = None,
+                      **options: Any) -> ChainResult:
+        r"""MCMC chains on :math:`p(x) \propto \exp f(x)`, enough for ``n`` draws: a
+        :class:`~pyro_genmodels.infer.samplers.ChainResult` with ``samples``
+        ``(num_chains, ceil(n / num_chains), dim)``, ``sample_stats`` (``diverging``,
+        ``acceptance_rate``, ``step_size``, ``lp``) and ``info``; ``.flat(n)`` is what
+        :meth:`sample` returns, ``.to_arviz()`` an ``arviz.InferenceData`` (R-hat, ESS,
+        divergences; posterior ``x`` with dims ``(chain, draw, x_dim_0)``).
+
+        Args:
+            n: number of draws wanted (each chain runs ``ceil(n / num_chains)``
+                post-warmup transitions).
+            seed: makes the draws reproducible; the caller's RNG is untouched.
+            sampler: ``"langevin"`` (default; MALA, batched over chains;
+                ``adjusted=False`` for ULA), ``"hmc_vectorized"`` (fixed-length HMC,
+                batched), ``"nuts"`` or ``"hmc"`` (``pyro.infer.MCMC`` with ``NUTS`` /
+                ``HMC`` on the potential ``-f``, one chain after another, Pyro's
+                step-size and mass-matrix adaptation). ``"hmc"`` is always Pyro's; the
+                batched one is only ever ``"hmc_vectorized"``.
+            num_chains: default ``min(n, 1000)`` for the batched samplers, ``min(n, 2)``
+                for Pyro's.
+            warmup_steps: discarded transitions per chain (step sizes adapt); default 500
+                (batched) or 300 (Pyro).
+            init: ``"anneal"`` (default: an SMC run from the Gaussian base, so chains
+                start in every mode in proportion to its mass), ``"base"`` (draws from
+                the base), or a ``(num_chains, dim)`` tensor.
+            step_size: initial (or, for ULA, fixed) step size of the batched samplers.
+            adjusted: Metropolis correction of ``"langevin"`` (default True).
+            num_leapfrog: leapfrog steps per ``"hmc_vectorized"`` transition (10).
+            target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS).
+            anneal_steps: temperatures of the ``init="anneal"`` SMC run (100).
+            progress: a progress bar.
+            **kernel_options: to Pyro's kernel (``max_tree_depth``,
+                ``trajectory_length``, ``full_mass``).
+        """
+        n = positive_int(n, "n")
+        with seeded(seed):
+            return self._run(n, **options)
+
+    def _run(self, n: int, *, sampler: str = "langevin", num_chains: Optional[int] = None,
+             warmup_steps: Optional[int] = None, init: Union[str, torch.Tensor] = "anneal",
+             step_size: Optional[float] = None, adjusted: bool = True, num_leapfrog: int = 10,
+             target_accept: Optional[float] = None, anneal_steps: int = 100,
+             progress: bool = False, **kernel_options: Any) -> ChainResult:
+        check_choice(sampler, SAMPLERS, "sampler")
+        batched = sampler in ("langevin", "hmc_vectorized")
+        if kernel_options and batched:
+            raise ValueError(f"Unknown option(s) {sorted(kernel_options)} for sampler "
+                             f"{sampler!r}")
+        if num_chains is None:
+            num_chains = min(n, 1000 if batched else 2)
+        num_chains = positive_int(num_chains, "num_chains")
+        if warmup_steps is None:
+            warmup_steps = 500 if batched else 300
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"Expected warmup_steps to be a non-negative integer, but got "
+                             f"{warmup_steps!r}")
+        if target_accept is None:
+            target_accept = 0.574 if sampler == "langevin" else 0.8
+        num_samples = -(-n // num_chains)
+        self.net.eval()
+        x0 = self._initial_points(num_chains, init, anneal_steps)
+        check_log_density(self._f, x0)
+        if sampler == "langevin":
+            return mala(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
+                        step_size=step_size, adjusted=adjusted,
+                        target_accept=target_accept, progress=progress)
+        if sampler == "hmc_vectorized":
+            return hmc(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
+                       step_size=step_size, num_leapfrog=num_leapfrog,
+                       target_accept=target_accept, progress=progress)
+        return pyro_mcmc(self._f, x0, kernel=sampler, num_samples=num_samples,
+                         warmup_steps=warmup_steps, target_accept=target_accept,
+                         progress=progress, **kernel_options)
+
+    def _initial_points(self, num_chains: int, init, anneal_steps: int) -> torch.Tensor:
+        loc, scale = self.base_loc, self.base_scale
+        if isinstance(init, str):
+            if init == "base":
+                return loc + scale * torch.randn(num_chains, self.dim, **self._factory)
+            if init == "anneal" and self.noise_conditional:
+                return self.from_unit(self._annealed_start(num_chains, anneal_steps))
+            if init == "anneal":
+                return anneal(self._f, loc, scale, num_chains,
+                              num_steps=positive_int(anneal_steps, "anneal_steps"),
+                              resample=True).particles
+            raise ValueError(f"Unknown init {init!r}; expected 'anneal', 'base' or a "
+                             f"(num_chains, {self.dim}) tensor")
+        x0 = as_data(init, dim=self.dim, name="init", **self._factory)
+        if x0.shape[0] != num_chains:
+            raise ValueError(f"init has {x0.shape[0]} rows, expected one per chain "
+                             f"({num_chains})")
+        return x0
+
+    @torch.no_grad()
+    def _annealed_start(self, num_chains: int, steps_per_level: int) -> torch.Tensor:
+        """Annealed Langevin through the noise levels, from sigma_max down to the
+        evaluation level sigma_0 (:func:`~pyro_genmodels.models.score_fit.annealed_langevin`,
+        the score family's sampler, on this energy's gradient), no final denoising: the
+        chains then start where exp f(., sigma_0) has its mass, every mode weighted by the
+        large levels' view of it. In the network's units ``(num_chains, D)``."""
+        from .score_fit import annealed_langevin
+
+        top = float(self.sigmas[0])
+        bottom = min(float(self.eval_level), top)
+        levels = geometric_levels(top, bottom, self.num_levels).to(**self._factory)
+        return annealed_langevin(self, num_chains, None, sigmas=levels, denoise=False,
+                                 steps_per_level=positive_int(steps_per_level,
+                                                              "anneal_steps"))
+
+    def log_normalizer(self, *, seed: Optional[int] = None, num_particles: int = 1000,
+                       num_steps: Union[int, str] = "auto", loc: Any = None, scale: Any = None,
+                       progress: bool = False, max_steps: int = AIS_MAX_STEPS,
+                       warn: bool = True) -> AISEstimate:
+        r"""Annealed importance sampling (Neal 2001) estimate of
+        :math:`\log Z = \log \int \exp f(x)\, dx`, from the Gaussian base
+        ``N(loc, diag(scale^2))`` (default: the model's base, i.e. the one given to
+        ``from_log_density``, or the one a fit set from the data) through ``num_steps``
+        tempered distributions with ``num_particles`` particles.
+
+        ``num_steps="auto"`` (default) chooses the number of temperatures: runs with
+        T = 100, 200, 400, ... (independent draws) until two successive estimates agree
+        within twice their combined standard error,
+        :math:`|\hat\ell_{2T} - \hat\ell_T| \le 2 \sqrt{se_T^2 + se_{2T}^2}`, and
+        returns the last. Too few temperatures bias log Z down (the weights degenerate),
+        so a run that still moves when T doubles has not converged; if none agrees by
+        T = ``max_steps`` (:data:`AIS_MAX_STEPS`) a ``RuntimeWarning`` says so and the last
+        run is returned, its ``settled`` False (``warn=False``: no warnings).
+
+        Returns:
+            an :class:`~pyro_genmodels.infer.ais.AISEstimate` (an
+            :class:`~pyro_genmodels.mc.MCEstimate`) with ``estimate``, ``stderr``,
+            ``ess`` and the ``num_steps`` it used.
+        """
+        loc = self.base_loc if loc is None else self._vector(loc, "loc").to(**self._factory)
+        scale = (self.base_scale if scale is None
+                 else self._vector(scale, "scale").to(**self._factory))
+        if not (scale > 0).all():
+            raise ValueError(f"Expected scale > 0 in every coordinate, but got {scale.tolist()}")
+        auto = isinstance(num_steps, str)
+        if auto and num_steps != "auto":
+            raise ValueError(f"Expected num_steps to be a positive integer or 'auto', but got "
+                             f"{num_steps!r}")
+        steps = AIS_FIRST_STEPS if auto else positive_int(num_steps, "num_steps")
+        self.net.eval()
+
+        def run(t: int) -> AISEstimate:
+            return anneal(self._f, loc, scale, num_particles, num_steps=t,
+                          progress=progress).log_z
+
+        with seeded(seed):
+            est = run(steps)
+            while auto:
+                if steps >= max_steps:
+                    est = dataclasses.replace(est, settled=False)
+                    if not warn:
+                        break
+                    warnings.warn(f"AIS log Z did not settle: with {steps // 2} and {steps} "
+                                  f"temperatures the estimates still differ by more than "
+                                  f"twice their standard error; the returned "
+                                  f"{est.estimate:.4g} (stderr {est.stderr:.2g}) is likely "
+                                  f"biased down. Pass a base (loc, scale) closer to the "
+                                  f"target or more num_particles", RuntimeWarning,
+                                  stacklevel=2)
+                    break
+                steps *= 2
+                prev, est = est, run(steps)
+                if abs(est.estimate - prev.estimate) <= 2 * math.hypot(est.stderr, prev.stderr):
+                    est = dataclasses.replace(est, settled=True)
+                    break
+        if est.ess < 0.05 * est.num_samples and warn:
+            warnings.warn(f"AIS effective sample size {est.ess:.1f} of {est.num_samples} "
+                          f"particles: the log Z estimate {est.estimate:.4g} and its stderr "
+                          f"are unreliable; use more num_steps / num_particles or a base "
+                          f"(loc, scale) closer to the target", RuntimeWarning, stacklevel=2)
+        return est
+
+
+__all__ = ["AIS_FIRST_STEPS", "AIS_MAX_STEPS", "EnergySampling", "SAMPLERS"]

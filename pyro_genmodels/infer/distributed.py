@@ -193,6 +193,17 @@ def any_rank(flag: bool, group: Group, what: str, step: Optional[int] = None) ->
     return bool(t[0] > 0)
 
 
+def mean_floats(values: Sequence[float], group: Group, what: str,
+                step: Optional[int] = None) -> List[float]:
+    """The mean over ranks of each of ``values`` (one all-reduce of a float64 vector), the
+    same on every rank: for statistics a rank computes on its share (an acceptance rate)
+    that must agree everywhere."""
+    dist = _dist()
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    _collective(what, step, lambda: dist.all_reduce(t, op=dist.ReduceOp.SUM))
+    return (t / group.world_size).tolist()
+
+
 def gather(obj: Any, group: Group, what: str, step: Optional[int] = None) -> List[Any]:
     """Every rank's ``obj``, in rank order, on every rank (``all_gather_object``: the
     objects travel between this run's own processes; nothing is read from a file)."""

@@ -69,6 +69,7 @@ from pyro import poutine
 from .._rng import seeded
 from .._validation import check_choice, column_moments, positive_float, positive_int
 from ..base import gaussian_weight_log_prior
+from ..infer import distributed
 from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
@@ -192,7 +193,10 @@ class ContrastiveLoss:
     ``-(1/N)[sum_i (N/B) f(x_i) + log prior - N E_buffer f(x-)] + alpha (f^2 terms)``,
     whose gradient is minus the per-point log-likelihood gradient. Its replay buffer and
     the chains' step size are state that a checkpoint keeps; ``acceptance`` and ``gap``
-    record each step's mean acceptance and data-minus-negatives energy gap."""
+    record each step's mean acceptance and data-minus-negatives energy gap. Under
+    ``distributed=True`` each rank moves its own share of the chains, and the step size
+    (its log), the acceptance and the gap are averaged over the ranks after every step,
+    so every rank ends with the same chains' settings and the same ``fit.info``."""
 
     def __init__(self, model: EnergyModel, program, opts: EnergyOptions,
                  shift_u: torch.Tensor, scale_u: torch.Tensor):
@@ -202,6 +206,7 @@ class ContrastiveLoss:
                        + torch.randn(opts.buffer_size, model.dim, **model._factory))
         self.step_size = torch.tensor(float(opts.mcmc_step_size), dtype=torch.float64)
         self.acceptance, self.gap = [], []
+        self.group = distributed.current() if opts.distributed else None
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         model, opts, n = self.model, self.opts, batch.num_rows
@@ -213,7 +218,6 @@ class ContrastiveLoss:
         model.net.eval()
         u, eps, acc = _mala_chains(model, u, opts.mcmc_steps, float(self.step_size),
                                    opts.target_accept)
-        self.step_size.fill_(eps)
         self.buffer[j] = u
         x_neg = self.shift_u + self.scale_u * u
         model.net.train()
@@ -221,8 +225,14 @@ class ContrastiveLoss:
                                                    num_data=n)
         f_pos = tr.nodes["x"]["fn"].log_factor
         f_neg = model._f(x_neg)
+        gap = float(f_pos.detach().mean() - f_neg.detach().mean())
+        if self.group is not None:  # every rank: the same step size and diagnostics
+            log_eps, acc, gap = distributed.mean_floats(
+                [math.log(eps), acc, gap], self.group, "the chains' step size and statistics")
+            eps = math.exp(log_eps)
+        self.step_size.fill_(eps)
         self.acceptance.append(acc)
-        self.gap.append(float(f_pos.detach().mean() - f_neg.detach().mean()))
+        self.gap.append(gap)
         loss = -(tr.log_prob_sum() - n * f_neg.mean()) / n
         if opts.energy_reg > 0:
             loss = loss + opts.energy_reg * (f_pos.pow(2).mean() + f_neg.pow(2).mean())

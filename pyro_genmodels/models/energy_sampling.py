@@ -66,14 +66,17 @@ class EnergySampling:
                 for Pyro's.
             warmup_steps: discarded transitions per chain (step sizes adapt); default 500
                 (batched) or 300 (Pyro).
-            init: ``"anneal"`` (default: an SMC run from the Gaussian base, so chains
-                start in every mode in proportion to its mass), ``"base"`` (draws from
-                the base), or a ``(num_chains, dim)`` tensor.
+            init: ``"anneal"`` (default: chains start in every mode in proportion to
+                its mass: for a noise-conditional energy by annealed Langevin through the
+                noise levels down to sigma_0, otherwise by an SMC run from the Gaussian
+                base through temperatures), ``"base"`` (draws from the base), or a
+                ``(num_chains, dim)`` tensor.
             step_size: initial (or, for ULA, fixed) step size of the batched samplers.
             adjusted: Metropolis correction of ``"langevin"`` (default True).
             num_leapfrog: leapfrog steps per ``"hmc_vectorized"`` transition (10).
             target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS).
-            anneal_steps: temperatures of the ``init="anneal"`` SMC run (100).
+            anneal_steps: of ``init="anneal"``: the SMC run's temperatures, or for a
+                noise-conditional energy the Langevin steps per noise level (100).
             progress: a progress bar.
             **kernel_options: to Pyro's kernel (``max_tree_depth``,
                 ``trajectory_length``, ``full_mass``).

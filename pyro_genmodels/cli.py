@@ -13,7 +13,9 @@
 Numeric models read and write ``(N, D)`` arrays (.csv or .npy). Text models (``ngram``,
 ``autoregressive``) read and write .txt files, one string per line (UTF-8; a blank line
 is the empty string); ``--prefix``, ``--temperature``, ``--top-k`` and ``--max-length``
-are their sampling options.
+are their sampling options. What a data file may hold is in ``_readers``; a file that
+cannot be read is one line on stderr, ``error: FILE, line L, column C (NAME): found ...,
+expected ...``, status 1, and nothing is written.
 
 ``fit --distributed`` trains data-parallel (``distributed=True``) on the workers that
 ``torchrun`` starts::
@@ -38,6 +40,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from . import _readers
+
 
 def _parse_pairs(pairs: List[str], what: str) -> Dict[str, Any]:
     out = {}
@@ -59,28 +63,18 @@ SUMMARY_ROWS = 10000
 
 
 def _read_data(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"error: no data file {path!r}")
-    if p.suffix == ".npy":  # a large file is streamed from disk, not read whole
-        data = np.load(p, allow_pickle=False, mmap_mode="r")
-        return data if p.stat().st_size > STREAM_BYTES else np.asarray(data)
-    if p.suffix == ".csv":
-        try:
-            return np.loadtxt(p, delimiter=",", ndmin=2)
-        except ValueError:  # a header row
-            return np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1)
-    raise SystemExit(f"error: data must be a .csv or .npy file, got {path!r}")
+    """The ``(N, D)`` array of a .csv or .npy file (``_readers`` says what each may hold)."""
+    try:
+        return _readers.read_array(path, stream_bytes=STREAM_BYTES)
+    except _readers.DataFileError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def _read_lines(path: str) -> List[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"error: no data file {path!r}")
-    if p.suffix != ".txt":
-        raise SystemExit(f"error: text models read a .txt file (one string per line), got "
-                         f"{path!r}")
-    return p.read_text(encoding="utf-8").splitlines()
+    try:
+        return _readers.read_lines(path)
+    except _readers.DataFileError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def _is_text_model(cls) -> bool:
@@ -89,15 +83,22 @@ def _is_text_model(cls) -> bool:
     return issubclass(cls, SequenceModel)
 
 
-def _write_data(path: str, x: np.ndarray) -> None:
+def _write(path: str, write) -> None:
+    """``write(Path(path))`` in a directory made for it; a failure is an ``error:`` line."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix == ".npy":
-        np.save(p, x)
-    elif p.suffix == ".csv":
-        np.savetxt(p, x, delimiter=",")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write(p)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {path} ({e.strerror})") from None
+
+
+def _save_array(p: Path, x: np.ndarray) -> None:
+    if p.suffix.lower() == ".npy":
+        with p.open("wb") as f:  # np.save(path) would add .npy to a name ending in .NPY
+            np.save(f, x)
     else:
-        raise SystemExit(f"error: --out must end in .csv or .npy, got {path!r}")
+        np.savetxt(p, x, delimiter=",")
 
 
 def _cmd_list(args) -> int:
@@ -168,7 +169,7 @@ def _fit(args, rank: int) -> int:
     x = _read_lines(args.data) if text else _read_data(args.data)
     kwargs = _parse_pairs(args.arg, "--arg")
     if not text:
-        kwargs.setdefault("dim", int(x.shape[1]) if x.ndim == 2 else 1)
+        kwargs.setdefault("dim", int(x.shape[1]))
     options = _parse_pairs(args.option, "--option")
     if args.distributed:
         options["distributed"] = True
@@ -180,8 +181,10 @@ def _fit(args, rank: int) -> int:
         raise SystemExit(f"error: {e}")
     try:
         fit.save(args.out)  # distributed: rank 0 writes, the others wait until it is there
-    except RankFailure as e:
+    except (RankFailure, ValueError) as e:
         raise SystemExit(f"error: {e}")
+    except OSError as e:
+        raise SystemExit(f"error: cannot write the run directory {args.out} ({e.strerror})")
     if rank != 0:
         return 0
     print(f"{fit!r} saved to {args.out}")
@@ -195,7 +198,7 @@ def _fit(args, rank: int) -> int:
 
     # a streamed fit keeps no rows: score the first SUMMARY_ROWS of the file
     rows = fit.data if fit.data is not None else torch.as_tensor(
-        np.asarray(x[:SUMMARY_ROWS]), dtype=fit.model._anchor.dtype)
+        np.array(x[:SUMMARY_ROWS]), dtype=fit.model._anchor.dtype)
     which = "the training data" if fit.data is not None else f"the first {len(rows)} rows"
     if fit.log_prob_kind == "none":  # no density: score the draws against the data
         from .metrics import mmd
@@ -221,24 +224,27 @@ def _cmd_sample(args) -> int:
     seq = {"prefix": args.prefix, "temperature": args.temperature, "top_k": args.top_k,
            "max_length": args.max_length}
     seq = {k: v for k, v in seq.items() if v is not None}
-    if _is_text_model(type(fit.model)):
-        if Path(args.out).suffix != ".txt":
-            raise SystemExit(f"error: a text model writes a .txt file (one string per "
-                             f"line), got --out {args.out!r}")
-        try:
-            x = fit.sample(args.n, seed=args.seed, **seq)
-        except (ValueError, TypeError) as e:
-            raise SystemExit(f"error: {e}")
+    text, suffix = _is_text_model(type(fit.model)), Path(args.out).suffix.lower()
+    if text and suffix != ".txt":
+        raise SystemExit(f"error: a text model writes a .txt file (one string per "
+                         f"line), got --out {args.out!r}")
+    if not text and suffix not in (".csv", ".npy"):
+        raise SystemExit(f"error: --out must end in .csv or .npy, got {args.out!r}")
+    if not text and seq:
+        raise SystemExit(f"error: {', '.join('--' + k.replace('_', '-') for k in seq)} "
+                         f"apply to text models; {args.run!r} holds a "
+                         f"{type(fit.model).__name__}")
+    try:
+        x = fit.sample(args.n, seed=args.seed, **seq)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"error: {e}")
+    if text:
         lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in x]
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        _write(args.out, lambda p: p.write_text("".join(line + "\n" for line in lines),
+                                                encoding="utf-8"))
     else:
-        if seq:
-            raise SystemExit(f"error: {', '.join('--' + k.replace('_', '-') for k in seq)} "
-                             f"apply to text models; {args.run!r} holds a "
-                             f"{type(fit.model).__name__}")
-        x = fit.sample(args.n, seed=args.seed)
-        _write_data(args.out, x.cpu().numpy())
+        x = x.cpu().numpy()
+        _write(args.out, lambda p: _save_array(p, x))
     print(f"{args.n} samples written to {args.out}")
     return 0
 

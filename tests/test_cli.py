@@ -85,7 +85,7 @@ def test_fit_errors_are_clear(tmp_path):
     with pytest.raises(SystemExit, match="Unknown model"):
         cli.main(["fit", "nope", "--data", str(data), "--method", "mle", "--out",
                   str(tmp_path / "r")])
-    with pytest.raises(SystemExit, match="no data file"):
+    with pytest.raises(SystemExit, match="missing.csv: no such data file"):
         cli.main(["fit", "gaussian", "--data", str(tmp_path / "missing.csv"), "--method",
                   "mle", "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit, match="No saved fit"):
@@ -219,8 +219,9 @@ def test_distributed_bad_input_is_rank_0s_clear_error_and_writes_nothing(tmp_pat
                           timeout=300)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [("error: data must be finite: found nan at row 7, column 1 "
-                       "(1 non-finite value(s) in all)")], proc.stderr
+    # x[7, 1]: the file's line 8, column 2 (the reader names file lines, 1-based)
+    assert errors == ["error: x.csv, line 8, column 2: found 'nan', expected a finite "
+                      "number"], proc.stderr
     assert proc.stdout == "" and not (tmp_path / "RUN").exists()
 
 

@@ -9,12 +9,13 @@ from . import datasets, divergences, mc, metrics
 from ._version import __version__
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
-from .io import load
+from .io import LoadError, load
 from .models import (GAN, PPCA, VAE, AutoregressiveModel, Diffusion, EnergyModel, Flow,
                      Gaussian, GaussianMixture, NGram, ScoreModel)
 
 __all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Capabilities", "Diffusion",
            "EnergyModel", "Fit",
-           "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "NGram",
+           "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "LoadError",
+           "NGram",
            "__version__", "compare", "datasets", "divergences", "load", "mc", "metrics",
            "prior_sweep", "registry", "ScoreModel"]

@@ -1,15 +1,63 @@
-"""Seeding without side effects on the caller's random state."""
+"""Seeding without side effects on the caller's random state, and the process lock.
+
+Pyro's effect-handler stack (``pyro.poutine.runtime._PYRO_STACK``) and its param store
+are module-level, and torch's, NumPy's and Python's global generators are process-wide:
+two fits that use them from two threads at once corrupt each other (a handler popped by
+the wrong thread, a parameter read from the other fit's store, draws interleaved). So
+every public entry point that touches them (``fit``, every public method of a
+:class:`~pyro_genmodels.fit.Fit`, :func:`seeded` itself) runs under one reentrant
+process-wide lock, :func:`serialized`. Threads then get exactly the results they would
+get one after the other; for parallel speed use processes (``multiprocessing``,
+``torchrun``), which share nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import random
 import secrets
-from typing import Iterator
+import threading
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import pyro
 import torch
+
+
+_LOCK = threading.RLock()
+F = TypeVar("F", bound=Callable)
+
+
+def _new_lock_in_child() -> None:
+    """A process forked while another thread held the lock would inherit it held forever;
+    the child starts with its own, free lock (it has only the forking thread)."""
+    global _LOCK
+    _LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+@contextlib.contextmanager
+def process_lock() -> Iterator[None]:
+    """Hold the process-wide lock (reentrant: a locked call may call another)."""
+    lock = _LOCK
+    with lock:
+        yield
+
+
+def serialized(fn: F) -> F:
+    """``fn`` runs under :func:`process_lock` (marked ``fn.__serialized__``)."""
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with process_lock():
+            return fn(*args, **kwargs)
+
+    locked.__serialized__ = True
+    return locked  # type: ignore[return-value]
 
 
 def fresh_seed() -> int:
@@ -29,17 +77,20 @@ def seeded(seed: int | None) -> Iterator[int]:
     Python's ``random``, NumPy's global state and torch's CPU (and CUDA, when initialized)
     generators are all saved and restored, so a fit or a sample never disturbs the
     caller's random stream. Yields the seed actually used (a fresh one when ``None``).
+    The body holds the process lock: the global generators are the process's.
     """
     if seed is None:
         seed = fresh_seed()
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"Expected seed to be a non-negative integer or None, but got {seed!r}")
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    with torch.random.fork_rng(devices=cuda_devices()):
-        try:
-            pyro.set_rng_seed(int(seed))
-            yield int(seed)
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
+    seed = int(seed)
+    with process_lock():
+        py_state = random.getstate()
+        np_state = np.random.get_state()
+        with torch.random.fork_rng(devices=cuda_devices()):
+            try:
+                pyro.set_rng_seed(seed)
+                yield seed
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)

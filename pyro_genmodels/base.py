@@ -34,7 +34,7 @@ from pyro import poutine
 from torch.distributions import biject_to
 from pyro.nn import PyroModule
 
-from ._rng import seeded
+from ._rng import seeded, serialized
 from ._validation import as_data, check_method, column_moments, positive_int
 from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
 from .infer import distributed, streaming
@@ -243,6 +243,7 @@ class GenerativeModel(PyroModule):
         if c.shape[0] != num_rows:
             raise ValueError(f"c has {c.shape[0]} rows but there are {num_rows} data rows")
         return c
+    @serialized  # traces the program: Pyro's handler stack is the process's
     def num_params(self) -> int:
         """Number of free scalar parameters (unconstrained dimensions of phi)."""
         total = 0
@@ -305,6 +306,7 @@ class GenerativeModel(PyroModule):
         check_method(method, cls.capabilities.methods, cls.__name__)
         return cls.engines.get(method) or ENGINES[method]
 
+    @serialized  # Pyro's handler stack, param store and RNGs: one fit at a time
     def fit(self, data: Any, *, method: str, c: Any = None, seed: Optional[int] = None,
             progress: bool = True, **options: Any) -> Fit:
         """Fit the global parameters to ``data`` by ``method``.

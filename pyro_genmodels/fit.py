@@ -16,7 +16,7 @@ import pyro.distributions as dist
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
-from ._rng import seeded
+from ._rng import seeded, serialized
 from ._validation import positive_float, positive_int
 
 #: Rows per chunk in ``log_prob`` / ``sample`` (times the number of posterior draws).
@@ -32,6 +32,22 @@ class FitError(RuntimeError):
         self.step = step
 
 
+
+
+def _serialize_public_methods(cls: type) -> None:
+    """Every public method and property defined in ``cls`` runs under the process lock
+    (:func:`~pyro_genmodels._rng.serialized`): a fit's methods run Pyro handlers and
+    draw from the global generators, so a thread must not interleave with another fit's.
+    Applied to :class:`Fit` and, by ``__init_subclass__``, to every family's fit class,
+    so a new method cannot forget it."""
+    for name, value in list(vars(cls).items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(value, property) and value.fget is not None:
+            setattr(cls, name, property(serialized(value.fget), value.fset, value.fdel,
+                                        value.__doc__))
+        elif callable(value) and not isinstance(value, (type, classmethod, staticmethod)):
+            setattr(cls, name, serialized(value))
 
 
 def _jsonable(v: Any) -> bool:
@@ -86,6 +102,10 @@ class Fit:
         self.options = dict(options or {})
         self.interrupted = bool(interrupted)
         self.info = dict(info or {})
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        _serialize_public_methods(cls)
 
     @classmethod
     def build(cls, model, method: str, *, result=None, **fields: Any) -> "Fit":
@@ -321,6 +341,9 @@ class Fit:
         out.data = None if self.data is None else self.data.to(device)
         out.context = None if self.context is None else self.context.to(device)
         return out
+
+
+_serialize_public_methods(Fit)
 
 
 def _to_pyro(d: torch.distributions.Distribution) -> dist.TorchDistribution:

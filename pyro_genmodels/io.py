@@ -7,6 +7,23 @@ A model built with user-supplied networks (a VAE's ``encoder``/``decoder``, an
 EnergyModel's ``energy``) is saved too, but only as weights: the modules' code is not
 data. ``load(path, model=...)`` then takes a model built the same way, checks that its
 configuration matches the saved one, and loads the weights into a copy of it.
+
+**Saving is atomic.** ``fit.json`` records the SHA-256 of the tensors that belong to it.
+:func:`save` writes the tensors under a temporary name, fsyncs them and renames them to
+``tensors-<sha256>.safetensors``; then replaces ``fit.json`` (written and fsynced under a
+temporary name: the one commit point); then renames the tensors to
+``tensors.safetensors``; then removes what an earlier interrupted save left. :func:`load`
+reads ``tensors-<sha256>.safetensors`` when it exists, else ``tensors.safetensors``, and
+checks the digest. So at every instant the directory holds a readable fit: the previous
+one until ``fit.json`` is replaced, the new one from then on.
+
+**Loading refuses a damaged or hostile directory** with :class:`LoadError`, before any
+tensor is allocated from a size the file does not hold: ``fit.json`` must be a bounded
+JSON object of the documented types, format and version; names (model, tensors) carry no
+path separators or ``..``; links that lead outside the directory are refused; the
+tensors file's header is checked against its real size
+(:mod:`~pyro_genmodels._file_checks`) and its digest against ``fit.json``; every
+tensor's name is expected and its shape fits the model that the configuration builds.
 """
 
 from __future__ import annotations
@@ -14,28 +31,52 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import secrets
+import stat
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from ._file_checks import check_header, check_meta, check_names, parse_json, plain, sha256
+from ._rng import serialized
 
 FORMAT = "pyro-genmodels/fit"
 #: 2 marks a fit with user-supplied modules (``meta["code"]``): a reader of version 1
 #: would rebuild the default networks and refuse it or, worse, load into them
 FORMAT_VERSION = 2
+META, TENSORS = "fit.json", "tensors.safetensors"
+#: the largest ``fit.json`` read (a million-step loss trace is about 25 MB)
+MAX_META_BYTES = 2**30
 _DTYPES = {str(t).removeprefix("torch."): t
            for t in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 _GROUPS = ("point", "posterior", "sample_stats")
+_PENDING = re.compile(r"tensors-([0-9a-f]{64})\.safetensors")
+_TEMP = re.compile(r"\.(tensors|fit)-[0-9a-f]{16}\.tmp")
 
 
+class LoadError(ValueError):
+    """A saved fit that cannot be loaded: damaged, inconsistent or hostile files. The
+    message names the file and what was expected and found."""
+
+
+# ---------------------------------------------------------------------- saving
+@serialized
 def save(fit, path: Union[str, os.PathLike]) -> None:
-    """Write ``fit`` to the directory ``path`` (created if needed; files overwritten)."""
+    """Write ``fit`` to the directory ``path`` (created if needed), atomically: an
+    interruption at any point leaves the previous save there readable (see the module).
+
+    Raises:
+        ValueError: ``path`` is a file, or a non-empty directory that holds no
+            pyro-genmodels fit (so that a save cannot clobber unrelated files); or a
+            tensor name that could not be loaded back (path separators, ``..``).
+    """
     from ._version import __version__
 
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    _check_target(path)
     tensors: Dict[str, torch.Tensor] = {}
     config: Dict[str, Any] = {}
     config_tensors = []
@@ -57,6 +98,10 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
         tensors["data"] = fit.data
     if fit.context is not None:
         tensors["context"] = fit.context
+    for key in tensors:
+        if key not in ("data", "context") and not plain(key.split("/", 1)[1]):
+            raise ValueError(f"Cannot save tensor {key!r}: names must not contain path "
+                             f"separators or '..'")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {
         "format": FORMAT,
@@ -75,10 +120,85 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
         "info": fit.info,
         "groups": [g for g in _GROUPS if getattr(fit, g) is not None],
     }
-    save_file(tensors, str(path / "tensors.safetensors"))
-    (path / "fit.json").write_text(json.dumps(meta, indent=1))
+    path.mkdir(parents=True, exist_ok=True)
+    _write(path, tensors, meta)
 
 
+def _is_fit_dir(path: Path) -> bool:
+    meta_file = path / META
+    try:
+        if not meta_file.is_file() or meta_file.stat().st_size > MAX_META_BYTES:
+            return False
+        meta = parse_json(meta_file.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def _check_target(path: Path) -> None:
+    """Refuse to write into anything but a new or empty directory, a fit directory, or
+    one holding only what an interrupted save left."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ValueError(f"Cannot save a fit to {str(path)!r}: it exists and is not a "
+                         f"directory")
+    names = [p.name for p in path.iterdir()]
+    if all(_PENDING.fullmatch(n) or _TEMP.fullmatch(n) for n in names) or _is_fit_dir(path):
+        return
+    raise ValueError(f"Refusing to save a fit to {str(path)!r}: the directory is not empty "
+                     f"and is not a pyro-genmodels fit directory (expected no files, or a "
+                     f"{META} of format {FORMAT!r}; found {sorted(names)[:5]}). Save to a "
+                     f"new or empty directory")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a platform that cannot open directories (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+    """The atomic protocol of the module docstring."""
+    tmp = path / f".tensors-{secrets.token_hex(8)}.tmp"
+    try:
+        save_file(tensors, str(tmp))
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        meta["tensors_sha256"] = digest = sha256(tmp)
+        pending = path / f"tensors-{digest}.safetensors"
+        os.replace(tmp, pending)
+        _fsync_dir(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    tmp = path / f".fit-{secrets.token_hex(8)}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(json.dumps(meta, indent=1).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path / META)  # the commit: from here on, the new fit is read
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path)
+    os.replace(pending, path / TENSORS)
+    _fsync_dir(path)
+    for p in path.iterdir():  # what interrupted saves left: nothing reads it any more
+        if _PENDING.fullmatch(p.name) or _TEMP.fullmatch(p.name):
+            p.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------- loading
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
@@ -112,10 +232,11 @@ def _check_template(model, meta: Dict[str, Any], config: Dict[str, Any]) -> None
                              f"{key}={config.get(key)!r}: build the model as it was saved")
 
 
+@serialized  # builds the model and traces its program: Pyro's stack is the process's
 def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
          device: Union[str, torch.device] = "cpu"):
     """Load a fit written by :meth:`Fit.save`, onto ``device`` (CPU by default, so a fit
-    saved on a GPU loads anywhere).
+    saved on a GPU loads anywhere). Every file is checked before use (see the module).
 
     Args:
         path: the directory ``Fit.save`` wrote.
@@ -126,35 +247,50 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
         device: where the loaded tensors live.
 
     Raises:
-        FileNotFoundError: no saved fit at ``path``.
-        ValueError: the files are not a pyro-genmodels fit (e.g. a pickle in disguise), or
-            the fit needs ``model=`` or ``model`` does not match it.
+        FileNotFoundError: no saved fit at ``path`` (no ``fit.json`` there).
+        LoadError: the files are damaged, inconsistent or not a pyro-genmodels fit (e.g.
+            a pickle in disguise). A :class:`ValueError`.
+        ValueError: the fit needs ``model=``, or ``model`` does not match it.
     """
     from ._rng import seeded
-    from .registry import get_model_class
+    from .registry import registry
 
     path = Path(path)
-    meta_file, tensor_file = path / "fit.json", path / "tensors.safetensors"
-    if not meta_file.is_file() or not tensor_file.is_file():
-        raise FileNotFoundError(f"No saved fit at {str(path)!r}: expected fit.json and "
-                                f"tensors.safetensors in that directory")
+    if not ((path / META).exists() or (path / META).is_symlink()):
+        raise FileNotFoundError(f"No saved fit at {str(path)!r}: expected {META} and "
+                                f"{TENSORS} in that directory")
+    root = path.resolve()
+    meta_file, size = _regular_file(root, path / META)
+    if size > MAX_META_BYTES:
+        raise LoadError(f"{meta_file} has {size} bytes, expected at most {MAX_META_BYTES}")
     try:
-        meta = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{meta_file} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_file} is not a pyro-genmodels fit (format {FORMAT!r})")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer pyro-genmodels "
-                         f"(format {meta['format_version']} > {FORMAT_VERSION})")
-    device = torch.device(device)
+        meta = parse_json(meta_file.read_bytes())
+    except ValueError as e:
+        raise LoadError(f"{meta_file} is not valid JSON: {e}") from None
     try:
-        tensors = load_file(str(tensor_file), device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{tensor_file} is not a valid safetensors file: {e}") from None
-    if meta.get("dtype") not in _DTYPES:
-        raise ValueError(f"Unsupported dtype {meta.get('dtype')!r} in {meta_file}")
-    cls = get_model_class(meta["model"])
+        check_meta(meta, meta_file, fmt=FORMAT, max_version=FORMAT_VERSION, dtypes=_DTYPES,
+                   groups=_GROUPS)
+    except ValueError as e:
+        raise LoadError(str(e)) from None
+    cls = registry().get(meta["model"])
+    if cls is None:
+        raise LoadError(f"{meta_file}: Unknown model {meta['model']!r}; expected one of "
+                        f"{sorted(registry())}")
+    tensor_file, size = _tensor_file(root, path, meta)
+    try:
+        names = check_header(tensor_file, size)
+        check_names(names, meta, tensor_file)
+    except ValueError as e:
+        raise LoadError(str(e)) from None
+    digest = meta.get("tensors_sha256")
+    found = None if digest is None else sha256(tensor_file)
+    if found != digest:
+        raise LoadError(f"{tensor_file} does not belong to {meta_file}: expected SHA-256 "
+                        f"{digest}, found {found} (damaged, or another save's)")
+    try:
+        tensors = load_file(str(tensor_file))
+    except Exception as e:  # a foreign parser on checked but untrusted bytes
+        raise LoadError(f"{tensor_file} is not a valid safetensors file: {e}") from None
     config = dict(meta["config"])
     for key in meta["config_tensors"]:
         config[key] = tensors[f"config/{key}"]
@@ -170,19 +306,117 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
         raise ValueError(f"{path} holds a {meta['model']!r} model with user-supplied modules "
                          f"({modules}); only their weights are saved, not their code. Build "
                          f"the model the same way and pass it: load(path, model=...)")
-    with seeded(0):  # a family may draw initial weights; never from the caller's RNG
-        model = cls(**config)
-    model = model.to(device=device, dtype=_DTYPES[meta["dtype"]])
-    state = {k.removeprefix("state/"): v for k, v in tensors.items() if k.startswith("state/")}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:  # a user module built differently (names or shapes)
-        raise ValueError(f"The saved weights do not fit model: {e}") from None
+    device = torch.device(device)
     groups = {g: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(g + "/")}
               for g in meta["groups"]}
-    return cls.fit_class.build(model, meta["method"], point=groups.get("point"),
-                    posterior=groups.get("posterior"), sample_stats=groups.get("sample_stats"),
-                    losses=meta["losses"], data=tensors.get("data"),
-                    context=tensors.get("context"), seed=meta["seed"],
-                    options=meta["options"], interrupted=meta["interrupted"],
-                    info=meta["info"])
+    with seeded(0):  # a family may draw initial weights; never from the caller's RNG
+        try:
+            model = cls(**config).to(device=device, dtype=_DTYPES[meta["dtype"]])
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise LoadError(f"{meta_file}: its config does not build a {cls.__name__}: "
+                            f"{e}") from None
+        state = {k[6:]: v for k, v in tensors.items() if k.startswith("state/")}
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, ValueError, TypeError) as e:  # names or shapes
+            raise LoadError(f"{tensor_file}: the saved weights do not fit the "
+                            f"{cls.__name__} that {meta_file} configures: {e}") from None
+        _check_groups(model, groups, tensors, tensor_file)
+    move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
+    data, context = tensors.get("data"), tensors.get("context")
+    try:
+        return cls.fit_class.build(
+            model, meta["method"], point=move(groups["point"]) if "point" in groups else None,
+            posterior=move(groups["posterior"]) if "posterior" in groups else None,
+            sample_stats=move(groups.get("sample_stats", {})), losses=meta["losses"],
+            data=None if data is None else data.to(device),
+            context=None if context is None else context.to(device), seed=meta["seed"],
+            options=meta["options"], interrupted=meta["interrupted"], info=meta["info"])
+    except (TypeError, ValueError) as e:
+        raise LoadError(f"{path} does not make a fit: {e}") from None
+
+
+def _regular_file(root: Path, file: Path):
+    """``file`` resolved, and its size: a regular file inside ``root`` (a link that
+    leads out of the directory could make a load read anything; a FIFO would block)."""
+    try:
+        real = file.resolve(strict=True)
+        st = real.stat()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop
+        raise LoadError(f"{file} cannot be read: {e}") from None
+    if not real.is_relative_to(root):
+        raise LoadError(f"{file} is a link to {real}, outside {root}: expected the saved "
+                        f"fit's files to lie in its directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise LoadError(f"{file}: expected a regular file, found another kind "
+                        f"(mode {stat.filemode(st.st_mode)})")
+    return real, st.st_size
+
+
+def _tensor_file(root: Path, path: Path, meta: Dict[str, Any]):
+    """The tensors of ``fit.json``: a save interrupted after its commit left them under
+    their digest's name; otherwise (and in saves that record no digest) ``TENSORS``."""
+    digest = meta.get("tensors_sha256")
+    pending = path / f"tensors-{digest}.safetensors"
+    if digest is not None and (pending.exists() or pending.is_symlink()):
+        return _regular_file(root, pending)
+    file = path / TENSORS
+    if not (file.exists() or file.is_symlink()):
+        raise LoadError(f"{path / META} has no tensors: expected {file}, found none")
+    return _regular_file(root, file)
+
+
+def _check_groups(model, groups: Dict[str, Dict[str, torch.Tensor]],
+                  tensors: Dict[str, torch.Tensor], file: Path) -> None:
+    """Point estimates have the shapes of the model's global sites, posterior draws
+    ``(chains, draws, *shape)`` with one ``(chains, draws)`` (that ``sample_stats``
+    share); numeric data ``(N, dim)``, and ``context`` one row per data row."""
+    name = type(model).__name__
+    shapes: Dict[str, tuple] = {}
+    if groups.get("point") or groups.get("posterior"):
+        try:
+            shapes = _site_shapes(model)
+        except Exception as e:  # the configuration builds a model that cannot run
+            raise LoadError(f"{file}: the {name} its fit.json configures cannot be traced "
+                            f"to check the saved parameters' shapes: {e}") from None
+    for key in [*groups.get("point", {}), *groups.get("posterior", {})]:
+        if key not in shapes:
+            raise LoadError(f"{file}: unexpected tensor for the site {key!r}: expected "
+                            f"one of the {name}'s global sites {sorted(shapes)}")
+    for key, v in groups.get("point", {}).items():
+        if tuple(v.shape) != shapes[key]:
+            raise LoadError(f"{file}: tensor 'point/{key}' has shape {tuple(v.shape)}, "
+                            f"expected {shapes[key]} for the {name} that fit.json configures")
+    draws = None
+    for key, v in groups.get("posterior", {}).items():
+        draws = draws or tuple(v.shape[:2])
+        if v.dim() < 2 or tuple(v.shape[:2]) != draws or tuple(v.shape[2:]) != shapes[key]:
+            raise LoadError(f"{file}: tensor 'posterior/{key}' has shape {tuple(v.shape)}, "
+                            f"expected (chains, draws, *{shapes[key]}) with (chains, draws) "
+                            f"= {draws} for the {name} that fit.json configures")
+    for key, v in groups.get("sample_stats", {}).items():
+        if draws is not None and tuple(v.shape[:2]) != draws:
+            raise LoadError(f"{file}: tensor 'sample_stats/{key}' has shape "
+                            f"{tuple(v.shape)}, expected (chains, draws) = {draws} first")
+    data, context = tensors.get("data"), tensors.get("context")
+    if data is not None and data.is_floating_point() and (
+            data.dim() != 2 or data.shape[1] != model.dim):
+        raise LoadError(f"{file}: tensor 'data' has shape {tuple(data.shape)}, expected "
+                        f"(N, {model.dim}) for the {name}")
+    if context is not None and (data is None or context.shape[:1] != data.shape[:1]):
+        raise LoadError(f"{file}: tensor 'context' has shape {tuple(context.shape)}, "
+                        f"expected one row per data row (data: "
+                        f"{None if data is None else tuple(data.shape)})")
+
+
+def _site_shapes(model) -> Dict[str, tuple]:
+    """The shapes of the model's global sites, from one trace of its prior (as
+    ``num_params`` does), under the caller's lock and seed."""
+    from pyro import poutine
+
+    with torch.no_grad(), poutine.block():
+        c = None if model.context_dim is None else torch.zeros(1, model.context_dim,
+                                                               **model._factory)
+        tr = poutine.trace(model.model).get_trace(None, c=c, num_data=1)
+    return {n: tuple(tr.nodes[n]["value"].shape) for n in model.global_sites
+            if n in tr.nodes}

@@ -1,5 +1,6 @@
 """save/load: exact round trips, and no code ever runs on load."""
 
+import hashlib
 import json
 import os
 import pickle
@@ -50,6 +51,11 @@ def test_load_into_a_given_model_checks_it(tmp_path):
         pgm.load(tmp_path / "run", model=torch.nn.Linear(2, 2))
     meta = json.loads((tmp_path / "run" / "fit.json").read_text())
     assert meta["format_version"] == 1 and meta["code"] == {}  # no user modules
+    # the two files, tied by the tensors' digest (an atomic save's consistency check)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["fit.json",
+                                                                      "tensors.safetensors"]
+    assert meta["tensors_sha256"] == hashlib.sha256(
+        (tmp_path / "run" / "tensors.safetensors").read_bytes()).hexdigest()
 
 
 def test_float64_fit_round_trips_in_float64(tmp_path):
@@ -77,10 +83,10 @@ def test_a_pickle_bomb_fails_to_load_and_runs_nothing(tmp_path):
     payload = pickle.dumps({"w": _Exploit(marker)})
     # the tensors file replaced by a pickle, and a torch.save'd pickle beside it
     (run / "tensors.safetensors").write_bytes(payload)
-    with pytest.raises(ValueError, match="safetensors"):
+    with pytest.raises(pgm.LoadError, match="safetensors"):
         pgm.load(run)
     torch.save({"w": _Exploit(marker)}, run / "tensors.safetensors")
-    with pytest.raises(ValueError, match="safetensors"):
+    with pytest.raises(pgm.LoadError, match="safetensors"):
         pgm.load(run)
     assert not marker.exists()
 
@@ -91,10 +97,10 @@ def test_metadata_cannot_name_arbitrary_classes(tmp_path):
     meta = json.loads((tmp_path / "run" / "fit.json").read_text())
     meta["model"] = "os.system"
     (tmp_path / "run" / "fit.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="Unknown model"):
+    with pytest.raises(pgm.LoadError, match="Unknown model"):
         pgm.load(tmp_path / "run")
     (tmp_path / "run" / "fit.json").write_text("not json")
-    with pytest.raises(ValueError, match="JSON"):
+    with pytest.raises(pgm.LoadError, match="JSON"):
         pgm.load(tmp_path / "run")
 
 

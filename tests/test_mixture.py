@@ -216,7 +216,7 @@ def test_a_nan_mid_em_keeps_the_last_finite_parameters(monkeypatch):
     def poisoned(model, x, resp, reg):
         calls["n"] += 1
         out = real(model, x, resp, reg)
-        if calls["n"] == 4:
+        if calls["n"] == 3:
             out = {**out, "locs": out["locs"] * float("nan")}
         return out
 
@@ -224,7 +224,7 @@ def test_a_nan_mid_em_keeps_the_last_finite_parameters(monkeypatch):
     with pytest.raises(pgm.FitError, match="Non-finite") as err:
         pgm.GaussianMixture(2, 2, n_init=1).fit(x, method="mle", seed=0, progress=False)
     partial = err.value.fit
-    assert partial is not None and len(partial.losses) == 3
+    assert partial is not None and len(partial.losses) == 2
     assert torch.isfinite(partial.log_prob(x)).all()
     assert -partial.log_prob(x).sum().item() == pytest.approx(partial.losses[-1], rel=1e-5)
 

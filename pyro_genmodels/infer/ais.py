@@ -91,7 +91,10 @@ def anneal(log_density: LogDensity, loc: torch.Tensor, scale: torch.Tensor,
     diag(scale^2))` to :math:`f = \exp(\text{log\_density})` through ``num_steps``
     geometric bridges, with one MALA step per temperature (one step size for all
     particles, tuned between temperatures from the population's mean acceptance toward
-    0.574).
+    0.574). The particles move in the base's whitened coordinates ``(x - loc) / scale``,
+    so ``step_size`` (default 0.5) is in units of the base's sd per coordinate and a
+    target whose columns differ in scale by orders of magnitude mixes as a standardized
+    one would; the weights and ``log_z`` are those of the path in x.
 
     ``resample=False`` is AIS (Neal 2001): the result's ``log_z`` is
     :math:`\log \frac1K\sum_k w_k`. ``resample=True`` resamples (systematically) when the
@@ -104,23 +107,31 @@ def anneal(log_density: LogDensity, loc: torch.Tensor, scale: torch.Tensor,
     loc, scale = loc.detach(), scale.detach()
     dtype, device = loc.dtype, loc.device
     D = loc.shape[-1]
-    base = torch.distributions.Normal(loc, scale)
+    # The particles move in the base's whitened coordinates y = (x - loc) / scale (the
+    # MALA step is one number, so in x it would have to fit the narrowest column: raw
+    # columns of sd 0.1 and 300 would not mix). The weights are those of the x-space path:
+    # lb is the base's log-density at x = loc + scale * y, f is f(x).
+    log_jac = float(scale.log().sum())
+    half_log_2pi = 0.5 * D * math.log(2 * math.pi)
 
-    def log_base(x):
-        return base.log_prob(x).sum(-1)
+    def f_of_y(y):
+        return log_density(loc + scale * y)
 
-    def grad_base(x):
-        return -(x - loc) / scale**2
+    def log_base(y):
+        return -0.5 * y.pow(2).sum(-1) - half_log_2pi - log_jac
+
+    def grad_base(y):
+        return -y
 
     betas = schedule(T).to(dtype=dtype, device=device)
-    x = loc + scale * torch.randn(K, D, dtype=dtype, device=device)
-    check_log_density(log_density, x[:1])
-    f, gf = value_and_grad(log_density, x)
+    x = torch.randn(K, D, dtype=dtype, device=device)  # y, the whitened particles
+    check_log_density(log_density, loc + scale * x[:1])
+    f, gf = value_and_grad(f_of_y, x)
     lb = log_base(x)
     log_w = torch.zeros(K, dtype=dtype, device=device)
     log_z_acc = 0.0
-    eps = torch.full((K, 1), float(step_size) if step_size is not None else
-                     0.5 * float(scale.min()), dtype=dtype, device=device)
+    eps = torch.full((K, 1), float(step_size) if step_size is not None else 0.5,
+                     dtype=dtype, device=device)
     bar = _bar(T, progress, "anneal")
     try:
         for t in range(1, T + 1):
@@ -139,7 +150,7 @@ def anneal(log_density: LogDensity, loc: torch.Tensor, scale: torch.Tensor,
             lp = (1 - b) * lb + b * f
             g = (1 - b) * grad_base(x) + b * gf
             prop = mala_proposal(x, g, eps)
-            f_p, gf_p = value_and_grad(log_density, prop)
+            f_p, gf_p = value_and_grad(f_of_y, prop)
             lb_p = log_base(prop)
             lp_p = (1 - b) * lb_p + b * f_p
             g_p = (1 - b) * grad_base(prop) + b * gf_p
@@ -162,6 +173,7 @@ def anneal(log_density: LogDensity, loc: torch.Tensor, scale: torch.Tensor,
     lse = float(log_w.logsumexp(0))
     w = torch.softmax(log_w.double(), 0)
     ess = float(1.0 / w.pow(2).sum())
+    x = loc + scale * x  # back to the target's coordinates
     if resample:
         log_z = AISEstimate(log_z_acc + lse - math.log(K), math.nan, K, ess=ess, num_steps=T)
         idx = _systematic(log_w)

@@ -71,7 +71,8 @@ class EnergySampling:
                 noise levels down to sigma_0, otherwise by an SMC run from the Gaussian
                 base through temperatures), ``"base"`` (draws from the base), or a
                 ``(num_chains, dim)`` tensor.
-            step_size: initial (or, for ULA, fixed) step size of the batched samplers.
+            step_size: initial (or, for ULA, fixed) step size of the batched samplers, in
+                the network's units (standardized columns when the model standardizes).
             adjusted: Metropolis correction of ``"langevin"`` (default True).
             num_leapfrog: leapfrog steps per ``"hmc_vectorized"`` transition (10).
             target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS).
@@ -109,17 +110,25 @@ class EnergySampling:
         self.net.eval()
         x0 = self._initial_points(num_chains, init, anneal_steps)
         check_log_density(self._f, x0)
+        # the chains move in the network's units u (standardized columns when the model
+        # standardizes): one step size then suits every column, however raw their scales
+        f_u = (lambda u: self._f(self.from_unit(u))) if self.standardize else self._f
+        u0 = self.to_unit(x0)
         if sampler == "langevin":
-            return mala(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
-                        step_size=step_size, adjusted=adjusted,
-                        target_accept=target_accept, progress=progress)
-        if sampler == "hmc_vectorized":
-            return hmc(self._f, x0, num_samples=num_samples, warmup_steps=warmup_steps,
-                       step_size=step_size, num_leapfrog=num_leapfrog,
-                       target_accept=target_accept, progress=progress)
-        return pyro_mcmc(self._f, x0, kernel=sampler, num_samples=num_samples,
-                         warmup_steps=warmup_steps, target_accept=target_accept,
-                         progress=progress, **kernel_options)
+            result = mala(f_u, u0, num_samples=num_samples, warmup_steps=warmup_steps,
+                          step_size=step_size, adjusted=adjusted,
+                          target_accept=target_accept, progress=progress)
+        elif sampler == "hmc_vectorized":
+            result = hmc(f_u, u0, num_samples=num_samples, warmup_steps=warmup_steps,
+                         step_size=step_size, num_leapfrog=num_leapfrog,
+                         target_accept=target_accept, progress=progress)
+        else:
+            result = pyro_mcmc(f_u, u0, kernel=sampler, num_samples=num_samples,
+                               warmup_steps=warmup_steps, target_accept=target_accept,
+                               progress=progress, **kernel_options)
+        if not self.standardize:
+            return result
+        return dataclasses.replace(result, samples=self.from_unit(result.samples))
 
     def _initial_points(self, num_chains: int, init, anneal_steps: int) -> torch.Tensor:
         loc, scale = self.base_loc, self.base_scale

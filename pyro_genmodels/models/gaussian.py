@@ -152,13 +152,23 @@ class Gaussian(GenerativeModel):
                 f"The MLE covariance is singular with N={n} points in D={self.dim} dimensions "
                 f"(it needs N > D), so the likelihood has no maximum. Use method='map', whose "
                 f"prior keeps the covariance positive definite, or give a known covariance.")
-        centered = x - x.mean(0)
-        eig = torch.linalg.eigvalsh(centered.T @ centered / n)
+        # on the correlation matrix, so the test does not depend on the columns' units
+        # (raw columns from 0.1 to 1,680 are not "almost singular")
+        x64 = x.double()
+        sd = x64.std(0, correction=0)
+        if (sd <= sd.max() * torch.finfo(x.dtype).eps).any():
+            cols = (sd <= sd.max() * torch.finfo(x.dtype).eps).nonzero().flatten().tolist()
+            raise ValueError(
+                f"The MLE covariance is singular: column(s) {cols} are constant, so the "
+                f"likelihood has no maximum. Use method='map' or drop those columns.")
+        u = (x64 - x64.mean(0)) / sd
+        eig = torch.linalg.eigvalsh(u.T @ u / n)
         if eig[0] <= eig[-1] * torch.finfo(x.dtype).eps * self.dim:
             raise ValueError(
-                "The MLE covariance is singular: the data's columns are linearly dependent "
-                "(smallest sample-covariance eigenvalue ~ 0), so the likelihood has no "
-                "maximum. Use method='map' or drop the redundant columns.")
+                f"The MLE covariance is singular: the data's columns are linearly dependent "
+                f"(smallest eigenvalue of their correlation matrix {eig[0].item():.2g}), so "
+                f"the likelihood has no maximum. Use method='map' or drop the redundant "
+                f"columns.")
 
     def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
         return self.distribution(params).sample((num_data,)).transpose(0, 1)

@@ -21,7 +21,9 @@ How each method treats phi = (w, mu, s, L):
 
 * ``mle``: expectation-maximization (Dempster, Laird & Rubin, 1977) with closed-form
   M-steps, from ``n_init`` k-means starts (Lloyd's algorithm from a k-means++ seeding,
-  Arthur & Vassilvitskii, 2007), keeping the best. As in scikit-learn, ``reg_covar`` is added to every covariance's diagonal (the
+  Arthur & Vassilvitskii, 2007, on the standardized columns, so the start does not
+  depend on the columns' units; EM itself is affine-equivariant), keeping the best. As
+  in scikit-learn, ``reg_covar`` is added to every covariance's diagonal (the
   likelihood is unbounded when a component collapses onto a point).
 * ``map``: AutoDelta on the enumerated program under the priors, started from the best
   EM solution.
@@ -53,7 +55,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, positive_float, positive_int
+from .._validation import check_choice, column_moments, positive_float, positive_int
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
@@ -152,7 +154,10 @@ def _em_run(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
     """One EM run from a k-means start. Returns (params, losses, stop, error): ``stop`` is
     ``"interrupted"`` (Ctrl-C), ``"callback"`` (the callback returned True) or ``None``;
     ``params`` is always the last state with a finite log-likelihood."""
-    hard = (kmeans(x, model.n_components)[:, None]
+    # k-means on standardized columns: EM is affine-equivariant, and so, with this, is the
+    # whole fit (raw columns in the hundreds no longer decide the start alone)
+    mean, sd = column_moments(x)
+    hard = (kmeans((x - mean) / sd, model.n_components)[:, None]
             == torch.arange(model.n_components, device=x.device)).to(x.dtype)
     params = _m_step(model, x, hard, reg_covar)
     losses: List[float] = []

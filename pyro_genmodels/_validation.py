@@ -6,7 +6,9 @@ says what was expected and what came, before any state changes.
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -23,13 +25,16 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
             when ``dim == 1`` and is read as ``(N, 1)``.
         dim: the expected number of columns ``D`` (``None`` to accept any).
         name: how the argument is called in error messages.
-        dtype: floating dtype to cast to; by default a floating input keeps its dtype
-            and anything else becomes ``torch.get_default_dtype()``.
+        dtype: floating dtype to cast to; by default a float32 or float64 input keeps
+            its dtype and anything else (integers, bools, and the storage formats float16
+            and bfloat16, in which CPU linear algebra and training do not work) becomes
+            ``torch.get_default_dtype()``.
         device: where the result lives.
 
     Raises:
         TypeError: non-numeric input (strings, objects, complex numbers).
-        ValueError: empty input, wrong number of dimensions or columns, NaN or inf.
+        ValueError: empty input, wrong number of dimensions or columns, NaN or inf
+            (also a finite value that overflows ``dtype``, e.g. 1e300 as float32).
     """
     if isinstance(data, torch.Tensor):
         t = data.detach()
@@ -47,10 +52,11 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
     if t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
         raise TypeError(f"{name} must have a real numeric dtype, got {t.dtype}")
     if dtype is None:
-        dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
-    t = t.to(dtype=dtype, device=device)
+        dtype = t.dtype if t.dtype in _FULL_FLOATS else torch.get_default_dtype()
+    given = t  # as passed, for the message about a non-finite value
+    t = _to(t, dtype, device, name)
     if t.dim() == 1 and dim == 1:
-        t = t.unsqueeze(-1)
+        t, given = t.unsqueeze(-1), given.unsqueeze(-1)
     if t.dim() != 2:
         want = f"(N, {dim})" if dim is not None else "(N, D)"
         raise ValueError(f"{name} must be 2-D of shape {want}, got shape {tuple(t.shape)}")
@@ -61,13 +67,55 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
     bad = ~torch.isfinite(t)
     if bad.any():
         row, col = (int(i) for i in bad.nonzero()[0])
+        value = given[row, col].item()
+        if math.isfinite(value):  # a finite value given that overflows ``dtype``
+            raise ValueError(
+                f"{name} must be finite in {t.dtype}: {value:g} at row {row}, column {col} "
+                f"overflows it ({int(bad.sum())} value(s) in all); rescale the data, or "
+                f"pass float64 data (and a float64 model)")
         raise ValueError(
-            f"{name} must be finite: found {t[row, col].item()} at row {row}, column {col} "
-            f"({int(bad.sum())} non-finite value(s) in all)")
+            f"{name} must be finite: found {value} at row {row}, column {col} "
+            f"({int((~torch.isfinite(given)).sum())} non-finite value(s) in all)")
     return t
 
 
 _INT_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+_FULL_FLOATS = {torch.float32, torch.float64}
+
+
+def _to(t: torch.Tensor, dtype: torch.dtype, device: Any, name: str) -> torch.Tensor:
+    """``t.to(dtype, device)``, or a ValueError that names a device which cannot hold
+    data: one this machine lacks (torch raises an AssertionError or a RuntimeError), or
+    ``meta`` (no values at all)."""
+    try:
+        out = t.to(dtype=dtype, device=device)
+    except (AssertionError, RuntimeError) as e:
+        raise ValueError(f"{name} cannot be moved to device {str(device)!r}: {e}") from None
+    if out.device.type == "meta":
+        raise ValueError(f"{name} cannot live on device 'meta', which holds no values; "
+                         f"expected a device such as 'cpu' or 'cuda'")
+    return out
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def with_context(err: BaseException, context: str) -> BaseException | None:
+    """``err`` (a check of this package that failed, e.g. on ``x`` inside
+    ``Fit.log_prob``) again, its message prefixed with ``context`` (which names the
+    argument of the outer call, e.g. ``compare``'s ``heldout``); ``None`` for an error
+    raised elsewhere (inside torch, ...), which must surface as it is."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    inside = tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(
+        _PACKAGE_DIR + os.sep)
+    if not inside:
+        return None
+    try:
+        return type(err)(f"{context}: {err}")
+    except Exception:  # noqa: BLE001 - an exception class with another signature
+        return None
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -77,6 +125,12 @@ def positive_int(value: Any, name: str) -> int:
 
 
 def positive_float(value: Any, name: str) -> float:
+    """``value`` as a float, if it is a number > 0 and finite. A string, a bool or None is
+    refused even where ``float()`` would read it: callers keep the value they were given,
+    so ``"0.01"`` would reach the optimizer as a string."""
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"Expected {name} to be a positive number, but got {value!r} "
+                        f"({type(value).__name__})")
     try:
         v = float(value)
     except (TypeError, ValueError):

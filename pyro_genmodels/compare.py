@@ -3,19 +3,23 @@ and the prior sweep that draws the MLE-to-MAP picture."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 import torch
 
 from . import metrics
-from ._validation import as_data, positive_float
+from ._validation import as_data, positive_float, with_context
 from .base import Fit
 
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
+#: the largest seed that every generator seeded by ``pyro.set_rng_seed`` accepts (NumPy)
+MAX_SEED = 2**32 - 1
 
 
 def _heldout_columns(fit: Fit, heldout: Any, c: Any = None) -> dict:
@@ -117,44 +121,94 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     for label, fit in fits.items():
         if not isinstance(fit, Fit):
             raise TypeError(f"fits[{label!r}] must be a Fit, got {type(fit).__name__}")
-    if truth is not None and not isinstance(truth, torch.distributions.Distribution):
-        raise TypeError(f"truth must be a torch distribution, got {type(truth).__name__}")
+    if heldout is None or isinstance(heldout, (str, bytes)):
+        raise TypeError(f"heldout must be held-out data (rows, or sequences for sequence "
+                        f"models), got {type(heldout).__name__}")
+    truth_rows = None if truth is None else _truth_rows(truth, heldout)
     if bin_width is not None:
         bin_width = positive_float(bin_width, "bin_width")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= seed <= MAX_SEED):
+        raise ValueError(f"Expected seed to be an integer in [0, 2**32 - 1], but got "
+                         f"{seed!r}")
     y = _numeric_rows(heldout) if samples else None
     bandwidth = metrics.median_bandwidth(y) if y is not None and y.shape[0] >= 4 else None
     rows = {}
-    nan = math.nan
     for label, fit in fits.items():
-        density = _has_density(fit)
-        cf = c if _conditional(fit) else None
-        row = {"method": fit.method, "model": type(fit.model).__name__}
-        if density:
-            row.update(_heldout_columns(fit, heldout, cf))
-        else:
-            row.update(heldout_log_prob=nan, heldout_log_prob_se=nan,
-                       log_prob_kind=fit.log_prob_kind)
-        k = fit.model.num_params()
-        row.update(train_log_prob=nan, num_params=k, aic=nan, bic=nan, elpd_loo=nan,
-                   elpd_loo_se=nan, p_loo=nan, pareto_k_max=nan, loo_log_prob=nan,
-                   elpd_waic=nan, elpd_waic_se=nan, p_waic=nan)
-        if fit.data is not None and density:
-            row.update(_train_columns(fit, k, loo))
-        if truth is not None:
-            row.update(true_kl=nan, true_kl_se=nan)
-            if density:
-                x = fit._as_input(heldout)
-                d = _log_prob_any_dtype(truth, x).double() - fit.log_prob(x, c=cf).double()
-                row["true_kl"] = d.mean().item()
-                row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) \
-                    if d.numel() > 1 else nan
-        row.update(_sample_columns(fit, y, cf, seed, bandwidth))
-        if bin_width is not None:
-            dim = fit.model.dim
-            row["bits_per_dim"] = -(row["heldout_log_prob"] + dim * math.log(bin_width)) / (
-                dim * math.log(2))
-        rows[label] = row
+        with _naming(label, fit, c):
+            rows[label] = _row(fit, heldout, truth, truth_rows,
+                               c if _conditional(fit) else None, loo, y, seed, bandwidth,
+                               bin_width)
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@contextlib.contextmanager
+def _naming(label: Any, fit: Fit, c: Any):
+    """Say which fit refused ``heldout`` (or ``c``): the fits' own checks call the
+    rows ``x``, an argument of ``log_prob``, not of ``compare``."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        given = " and c" if c is not None and _conditional(fit) else ""
+        renamed = with_context(e, f"fits[{label!r}] ({type(fit.model).__name__}, "
+                                  f"{fit.method!r}) cannot score heldout{given}")
+        if renamed is None:
+            raise
+        raise renamed from e
+
+
+def _truth_rows(truth: Any, heldout: Any) -> torch.Tensor:
+    """``heldout`` as rows that ``truth`` scores: ``(M, D)`` for an event shape ``(D,)``,
+    ``(M,)`` for a scalar truth (one column). Refuses a truth that cannot score them."""
+    if not isinstance(truth, torch.distributions.Distribution):
+        raise TypeError(f"truth must be a torch distribution, got {type(truth).__name__}")
+    if tuple(truth.batch_shape):
+        raise ValueError(f"truth must be one distribution (batch_shape ()), but got "
+                         f"batch_shape {tuple(truth.batch_shape)}; pass "
+                         f"torch.distributions.Independent(truth, {len(truth.batch_shape)})")
+    event = tuple(truth.event_shape)
+    if len(event) > 1:
+        raise ValueError(f"truth must have draws of event shape () or (D,), got {event}")
+    try:
+        x = as_data(heldout, dim=event[0] if event else 1, name="heldout")
+    except (TypeError, ValueError) as e:  # as_data's own checks: always renamed
+        raise (with_context(e, f"with truth of event shape {event}") or e) from None
+    return x[:, 0] if not event else x
+
+
+def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor], cf: Any,
+         loo: bool, y: Optional[torch.Tensor], seed: int, bandwidth: Optional[float],
+         bin_width: Optional[float]) -> dict:
+    """The table's row of one fit."""
+    nan = math.nan
+    density = _has_density(fit)
+    row = {"method": fit.method, "model": type(fit.model).__name__}
+    if density:
+        row.update(_heldout_columns(fit, heldout, cf))
+    else:
+        row.update(heldout_log_prob=nan, heldout_log_prob_se=nan,
+                   log_prob_kind=fit.log_prob_kind)
+    k = fit.model.num_params()
+    row.update(train_log_prob=nan, num_params=k, aic=nan, bic=nan, elpd_loo=nan,
+               elpd_loo_se=nan, p_loo=nan, pareto_k_max=nan, loo_log_prob=nan,
+               elpd_waic=nan, elpd_waic_se=nan, p_waic=nan)
+    if fit.data is not None and density:
+        row.update(_train_columns(fit, k, loo))
+    if truth is not None:
+        row.update(true_kl=nan, true_kl_se=nan)
+        if density:
+            x = fit._as_input(heldout)
+            d = _log_prob_any_dtype(truth, truth_rows).double() - \
+                fit.log_prob(x, c=cf).double()
+            row["true_kl"] = d.mean().item()
+            row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) \
+                if d.numel() > 1 else nan
+    row.update(_sample_columns(fit, y, cf, seed, bandwidth))
+    if bin_width is not None:
+        dim = fit.model.dim
+        row["bits_per_dim"] = -(row["heldout_log_prob"] + dim * math.log(bin_width)) / (
+            dim * math.log(2))
+    return row
 
 
 def _train_columns(fit: Fit, k: int, loo: bool) -> dict:

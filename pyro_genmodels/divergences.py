@@ -30,7 +30,10 @@ with :math:`m = (p + q)/2`. ``hellinger`` is the *squared* Hellinger distance
 
 A side with no usable density (a Fit whose ``log_prob_kind`` is ``"bound"`` or
 ``"estimate"``) is refused unless ``allow_inexact=True``; an ``"unnormalized"`` density
-is always refused, since its unknown constant shifts every estimate.
+is always refused, since its unknown constant shifts every estimate, and so is a fit
+with no density at all (a GAN). Both sides must describe the same data: one distribution
+each (batch shape ``()``), the same event shape (or sequences over the same tokens), and
+unconditional (a fit of p(x | c) is refused). Every argument is checked before any draw.
 
 References:
     Ali & Silvey (1966); Csiszár (1967); Nowozin, Cseke & Tomioka (2016), *f-GAN*.
@@ -40,11 +43,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Callable, Optional, Union
 
 import torch
 
-from ._validation import as_data, positive_int
+from ._validation import as_data, positive_int, with_context
 from .mc import MCEstimate, draw
 
 LOG2 = math.log(2.0)
@@ -84,14 +88,31 @@ class CrossEntropy(MCEstimate):
 
 
 # ---------------------------------------------------------------------- the two sides
+#: the largest seed that every generator seeded by ``pyro.set_rng_seed`` accepts (NumPy)
+MAX_SEED = 2**32 - 1
+
+
+def _is_sequence_model(model: Any) -> bool:
+    return hasattr(model, "vocab") and hasattr(model, "encode") and hasattr(model, "decode")
+
+
 class _Side:
-    """A distribution or Fit seen through ``log_prob`` and ``sample``."""
+    """A distribution or Fit seen through ``log_prob`` and ``sample``.
+
+    ``event`` says what its draws are: ``("rows", shape)`` for numeric draws of
+    ``shape`` each, or ``("sequences", (vocab, vocab_size))`` for a sequence fit."""
 
     def __init__(self, obj: Any, name: str, allow_inexact: bool):
         self.obj = obj
         self.name = name
-        if hasattr(obj, "log_prob_kind"):  # a Fit
+        self.is_fit = hasattr(obj, "log_prob_kind")
+        if self.is_fit:  # a Fit
             kind = obj.log_prob_kind
+            if kind == "none":
+                raise ValueError(
+                    f"{name} has no density (log_prob_kind 'none', e.g. a GAN), so no "
+                    f"divergence can be estimated from it; compare it by its samples "
+                    f"(pyro_genmodels.metrics)")
             if kind == "unnormalized":
                 raise ValueError(
                     f"{name} has an unnormalized log_prob: its unknown log Z shifts every "
@@ -100,19 +121,93 @@ class _Side:
                 raise ValueError(
                     f"{name}.log_prob is a {kind!r}, not an exact log-density, so the "
                     f"divergence would be biased; pass allow_inexact=True to accept that")
+            model = obj.model
+            if getattr(model, "context_dim", None) is not None or \
+                    getattr(model, "num_classes", None) is not None:
+                raise ValueError(
+                    f"{name} is a fit of a conditional model (p(x | c)): a divergence is "
+                    f"between unconditional densities; pass an unconditional fit")
             self.can_sample = True
+            if _is_sequence_model(model):
+                self.event = ("sequences", (model.vocab, getattr(model, "vocab_size", None)))
+            else:
+                self.event = ("rows", (int(model.dim),))
         elif isinstance(obj, torch.distributions.Distribution):
+            batch = tuple(getattr(obj, "batch_shape", ()))
+            if batch:
+                raise ValueError(
+                    f"{name} must be one distribution (batch_shape ()), but got batch_shape "
+                    f"{batch}; to make the batch part of each draw, pass "
+                    f"torch.distributions.Independent({name}, {len(batch)})")
             self.can_sample = obj.has_rsample or _has_sample(obj)
+            self.event = ("rows", tuple(getattr(obj, "event_shape", ())))
         else:
             raise TypeError(f"{name} must be a torch/Pyro distribution or a Fit, "
                             f"got {type(obj).__name__}")
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def describe(self) -> str:
+        kind, what = self.event
+        if kind == "rows":
+            return f"numeric draws of event shape {what}"
+        vocab, size = what
+        return (f"sequences over the characters {vocab!r}" if vocab is not None
+                else f"token sequences over {size} ids")
+
+    def log_prob(self, x: Any) -> torch.Tensor:
         with torch.no_grad():
             return self.obj.log_prob(x).double()
 
-    def sample(self, n: int, seed: Optional[int]) -> torch.Tensor:
+    def sample(self, n: int, seed: Optional[int]) -> Any:
         return draw(self.obj, n, seed=seed)
+
+
+def _same_data(a: _Side, b: _Side) -> None:
+    """Refuse two sides whose draws the other cannot score (before any draw)."""
+    (ka, ea), (kb, eb) = a.event, b.event
+    if ka == kb == "rows":
+        # a scalar distribution and a one-column fit: draws (n,) that the fit reads as (n, 1)
+        scalar_vs_column = {ea, eb} == {(), (1,)} and (a.is_fit or b.is_fit)
+        if ea == eb or scalar_vs_column:
+            return
+        raise ValueError(f"{a.name} and {b.name} must have the same event shape, but "
+                         f"{a.name} has {ea} and {b.name} has {eb}")
+    if ka == kb == "sequences" and ea == eb:
+        return
+    raise ValueError(f"{a.name} and {b.name} must describe the same kind of data, but "
+                     f"{a.name} has {a.describe()} and {b.name} {b.describe()}")
+
+
+def _check_seed(seed: Any) -> Optional[int]:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
+            not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"Expected seed to be None or an integer in [0, 2**32 - 1], but "
+                         f"got {seed!r}")
+    return int(seed)
+
+
+def _data_rows(data: Any, q: _Side, name: str = "data") -> Any:
+    """Held-out draws ``data`` in the form that ``q`` scores: ``(N, *event)`` for a
+    numeric ``q`` (``(N,)`` for a scalar one), checked as :func:`as_data` checks rows."""
+    kind, event = q.event
+    if kind == "sequences":
+        return data
+    if len(event) == 0:
+        return as_data(data, dim=1, name=name)[:, 0]
+    if len(event) == 1:
+        return as_data(data, dim=event[0], name=name)
+    try:
+        x = torch.as_tensor(data) if not isinstance(data, torch.Tensor) else data.detach()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name} could not be read as a tensor of shape (N, *{event}): "
+                        f"{e}") from None
+    if not x.is_floating_point() or tuple(x.shape[1:]) != event or x.shape[0] == 0:
+        raise ValueError(f"{name} must be a floating tensor of shape (N, *{event}), got "
+                         f"{x.dtype} of shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} must be finite")
+    return x
 
 
 def _has_sample(d: torch.distributions.Distribution) -> bool:
@@ -159,6 +254,7 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         1.0
     """
     num_samples = positive_int(num_samples, "num_samples")
+    seed = _check_seed(seed)
     if isinstance(f, str):
         if f not in _TERMS:
             raise ValueError(f"Unknown f-divergence {f!r}; expected one of {list(_TERMS)} "
@@ -168,13 +264,19 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         user_f = f
 
         def term(lp, lq, wp, wq):
-            return _times(wq, torch.as_tensor(user_f(torch.exp(lp - lq))).double())
+            t = torch.exp(lp - lq)
+            return _times(wq, _user_values(user_f(t), t))
     else:
         raise TypeError(f"f must be a name or a callable, got {type(f).__name__}")
-    if proposal not in ("auto", "mixture", "p", "q"):
+    if not isinstance(proposal, str) or proposal not in ("auto", "mixture", "p", "q"):
         raise ValueError(f"Unknown proposal {proposal!r}; expected 'auto', 'mixture', 'p' "
                          f"or 'q'")
     P, Q = _Side(p, "p", allow_inexact), _Side(q, "q", allow_inexact)
+    _same_data(P, Q)
+    if proposal == "mixture" and not (P.can_sample and Q.can_sample):
+        side = "p" if not P.can_sample else "q"
+        raise ValueError(f"proposal='mixture' draws from p and q, but {side} has no sample "
+                         f"method; use proposal={'q' if side == 'p' else 'p'!r}")
     if proposal == "auto":
         if f == "kl" and P.can_sample:
             proposal = "p"
@@ -197,11 +299,11 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         else:
             lr = lp if proposal == "p" else lq
         wp, wq = torch.exp(lp - lr), torch.exp(lq - lr)
-        return term(lp, lq, wp, wq)
+        return _no_nan(term(lp, lq, wp, wq), lp, lq, "f(t)" if callable(f) else f"f={f!r}")
 
     if proposal == "mixture":
         half = max(1, num_samples // 2)
-        seeds = (None, None) if seed is None else (seed, seed + 1)
+        seeds = (None, None) if seed is None else (seed, (seed + 1) % (MAX_SEED + 1))
         vp = values(P.sample(half, seeds[0]), True)
         vq = values(Q.sample(half, seeds[1]), True)
         a, b = MCEstimate.from_values(vp), MCEstimate.from_values(vq)
@@ -214,6 +316,38 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
                          f"sample method")
     res = MCEstimate.from_values(values(side.sample(num_samples, seed), False))
     return dataclasses.replace(res, exact=exact)
+
+
+def _user_values(v: Any, t: torch.Tensor) -> torch.Tensor:
+    """The values of a user's ``f(t)``: a real tensor of ``t``'s shape, as float64."""
+    try:
+        out = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"f(t) must return a real tensor of the shape of t, "
+                        f"{tuple(t.shape)}, but returned {type(v).__name__}") from None
+    if out.is_complex() or not (out.is_floating_point() or out.dtype in (
+            torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)):
+        raise TypeError(f"f(t) must return a real tensor, but returned dtype {out.dtype}")
+    if tuple(out.shape) != tuple(t.shape):
+        raise ValueError(f"f(t) must return one value per element of t, shape "
+                         f"{tuple(t.shape)}, but returned shape {tuple(out.shape)}")
+    return out.double()
+
+
+def _no_nan(v: torch.Tensor, lp: torch.Tensor, lq: torch.Tensor, what: str,
+            p: str = "p") -> torch.Tensor:
+    """The terms ``v`` of ``what``, or a ValueError that says which argument made one NaN:
+    a user's ``f`` (``what == "f(t)"``), or p (named ``p``) and q, whose log-densities
+    there are undefined together (inf - inf)."""
+    bad = torch.isnan(v)
+    if not bad.any():
+        return v
+    i = int(bad.nonzero()[0])
+    if what == "f(t)":
+        raise ValueError(f"f(t) returned NaN at {int(bad.sum())} of {v.numel()} draws (e.g. "
+                         f"t = p/q = exp({lp[i].item():.6g} - {lq[i].item():.6g}))")
+    raise ValueError(f"The {what} terms are undefined at {int(bad.sum())} of {v.numel()} "
+                     f"draws: there log {p} = {lp[i].item()} and log q = {lq[i].item()}")
 
 
 def kl(p: Any, q: Any, *, num_samples: int = 10000, seed: Optional[int] = None,
@@ -236,14 +370,21 @@ def cross_entropy(data: Any, q: Any, *, num_samples: int = 10000, seed: Optional
     Q = _Side(q, "q", allow_inexact)
     if isinstance(data, torch.distributions.Distribution):
         P = _Side(data, "data", allow_inexact)
-        x = P.sample(positive_int(num_samples, "num_samples"), seed)
+        _same_data(P, Q)
+        x = P.sample(positive_int(num_samples, "num_samples"), _check_seed(seed))
         lp, lq = P.log_prob(x), Q.log_prob(x)
-        ce = MCEstimate.from_values(-lq)
+        ce = MCEstimate.from_values(_no_nan(-lq, lp, lq, "cross-entropy", "data"))
         return CrossEntropy(ce.estimate, ce.stderr, ce.num_samples,
-                            kl=MCEstimate.from_values(lp - lq,
+                            kl=MCEstimate.from_values(_no_nan(lp - lq, lp, lq, "kl", "data"),
                                                       exact=_exact_kl(data, q)),
                             entropy=MCEstimate.from_values(-lp))
-    x = as_data(data, name="data") if not isinstance(data, torch.Tensor) or data.dim() == 2 \
-        else data
-    ce = MCEstimate.from_values(-Q.log_prob(x))
+    x = _data_rows(data, Q)
+    try:
+        lq = Q.log_prob(x)
+    except (TypeError, ValueError) as e:  # a sequence fit reads the sequences itself
+        renamed = with_context(e, "data cannot be scored by q")
+        if renamed is None:
+            raise
+        raise renamed from e
+    ce = MCEstimate.from_values(-lq)
     return CrossEntropy(ce.estimate, ce.stderr, ce.num_samples)

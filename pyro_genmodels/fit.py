@@ -9,9 +9,11 @@ global param store and two fits in one process never disturb each other.
 from __future__ import annotations
 
 import copy
+import gc
 import math
 from typing import Any, Dict, Optional
 
+import numpy as np
 import pyro.distributions as dist
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
@@ -19,8 +21,16 @@ import torch
 from ._rng import seeded, serialized
 from ._validation import positive_float, positive_int
 
-#: Rows per chunk in ``log_prob`` / ``sample`` (times the number of posterior draws).
+#: Numbers one chunk of ``log_prob`` / ``sample`` works with: a chunk has
+#: ``CHUNK_ELEMENTS // (width x draws)`` rows, ``width`` the numbers the family holds per
+#: row at once (:func:`row_width`), ``draws`` the posterior draws (1 for a point fit).
+#: 2**22 numbers are 16 MiB in float32.
 CHUNK_ELEMENTS = 2**22
+#: The working set of a ``log_prob`` / ``sample`` call, in chunks: besides its output and
+#: its input's conversion (when ``x`` is not already a tensor of the model's dtype and
+#: device), a call holds at most about this many times ``CHUNK_ELEMENTS`` numbers,
+#: whatever N (:func:`working_set_bytes`; ``tests/test_memory.py`` measures it).
+WORKING_SET_CHUNKS = 16
 
 
 class FitError(RuntimeError):
@@ -56,13 +66,74 @@ def _jsonable(v: Any) -> bool:
 
 
 def _chunk_rows(batch: int) -> int:
+    """Rows per chunk when each row holds ``batch`` numbers at once."""
     return max(1, CHUNK_ELEMENTS // max(1, batch))
 
 
-def _split(x: torch.Tensor, c: Optional[torch.Tensor], rows: int):
-    """Row chunks of ``x`` paired with the matching chunks of ``c`` (or ``None``)."""
-    xs = x.split(rows)
-    return zip(xs, c.split(rows) if c is not None else [None] * len(xs))
+def working_set_bytes(dtype: torch.dtype = torch.float32) -> int:
+    """The bytes a ``log_prob`` / ``sample`` call may hold besides its output and its
+    input's conversion: :data:`WORKING_SET_CHUNKS` chunks of :data:`CHUNK_ELEMENTS`
+    numbers of ``dtype``."""
+    return WORKING_SET_CHUNKS * CHUNK_ELEMENTS * torch.empty((), dtype=dtype).element_size()
+
+
+def row_width(model) -> int:
+    """The numbers per row that ``model``'s ``log_prob`` / ``sample`` hold at once (for one
+    draw of phi), which sets the rows per chunk. A family states it by a ``row_width``
+    attribute (an int, or a method of no arguments); otherwise it is read off the model:
+    the widest of D x K (a mixture's K components, or an output's K categories per
+    column) and 4 x its widest hidden layer (a layer's input, output and activation
+    live together, and a spline or coupling transform holds a few more per row)."""
+    own = getattr(model, "row_width", None)
+    if own is not None:
+        return positive_int(own() if callable(own) else own, "row_width")
+    widths = [int(model.dim)]
+    for name in ("n_components", "num_categories"):
+        k = getattr(model, name, None)
+        if isinstance(k, int) and k > 1:
+            widths.append(int(model.dim) * k)
+    hidden = getattr(model, "hidden", None) or ()
+    widths += [4 * int(h) for h in hidden if isinstance(h, int)]
+    return max(widths)
+
+
+def chunked(n: int, rows: int, part) -> torch.Tensor:
+    """``part(start, stop)`` for consecutive chunks of at most ``rows`` of the ``n`` rows,
+    in order, written into one ``(n, ...)`` tensor as they come (allocated at the first
+    chunk: no list of chunks and no ``torch.cat``, so the output is held once). One chunk
+    is returned as computed.
+
+    Between chunks the young generations of the garbage collector are collected (about
+    a millisecond): what a chunk leaves in reference cycles (a zuko flow's transforms
+    hold their spline tensors in cycles) would otherwise wait for a full collection and
+    pile up, chunk after chunk, to many chunks' worth."""
+    out = None
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        got = part(start, stop)
+        if out is None:
+            if stop == n:
+                return got
+            out = got.new_empty((n,) + tuple(got.shape[1:]))
+        out[start:stop] = got
+        del got
+        gc.collect(1)
+    return out
+
+
+def _rows_of(t: Optional[torch.Tensor], start: int, stop: int) -> Optional[torch.Tensor]:
+    return None if t is None else t[start:stop]
+
+
+def chunk_seed(seed: Optional[int], index: int) -> Optional[int]:
+    """The seed of chunk ``index``'s own draws when each chunk is seeded afresh (an ODE
+    likelihood's Hutchinson probes): ``seed`` itself for the first chunk, so a call of
+    one chunk draws what an unchunked one did, and for the others a seed mixed from
+    ``(seed, index)``, so chunks do not repeat each other's draws. ``None`` stays
+    ``None`` (fresh draws)."""
+    if seed is None or index == 0:
+        return seed
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
 class Fit:
@@ -178,18 +249,20 @@ class Fit:
 
         Point fits: ``log p(x_i | phi_hat)``. Posterior fits: the posterior predictive
         density ``log (1/S) sum_s p(x_i | phi_s)`` over the S stored draws. Evaluated in
-        chunks, so memory is bounded by the chunk, not by N.
+        chunks of :data:`CHUNK_ELEMENTS` numbers (rows x :func:`row_width` x S), so the
+        memory a call takes is its ``(N,)`` output, ``x``'s conversion (none for a tensor
+        of the model's dtype and device) and a working set that does not grow with N.
         """
         self._check_density()
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
         if self.point is not None:
-            return torch.cat([self.model.log_prob_given(self.point, xb, cb)
-                              for xb, cb in _split(x, c, _chunk_rows(1))])
+            return chunked(x.shape[0], self._rows(), lambda a, b: self.model.log_prob_given(
+                self.point, x[a:b], _rows_of(c, a, b)))
         draws = self.posterior_samples()
         log_s = math.log(self.num_draws)
-        return torch.cat([self.model.log_prob_given(draws, xb, cb).logsumexp(0) - log_s
-                          for xb, cb in _split(x, c, _chunk_rows(self.num_draws))])
+        return chunked(x.shape[0], self._rows(self.num_draws), lambda a, b: (
+            self.model.log_prob_given(draws, x[a:b], _rows_of(c, a, b)).logsumexp(0) - log_s))
 
     @torch.no_grad()
     def bits_per_dim(self, x: Any, *, c: Any = None, bin_width: float = 1.0,
@@ -245,20 +318,25 @@ class Fit:
     def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None) -> torch.Tensor:
         """``n`` draws of x, shape ``(n, dim)``; for posterior fits from the posterior
         predictive (each row uses a uniformly drawn posterior draw). Conditional models
-        take ``c`` of shape ``(n, context_dim)`` or ``(1, context_dim)``."""
+        take ``c`` of shape ``(n, context_dim)`` or ``(1, context_dim)``. Drawn in chunks
+        of rows, as ``log_prob`` evaluates, into the one ``(n, dim)`` output."""
         n = positive_int(n, "n")
         c = self._as_context(c, n)
         with seeded(seed):
             if self.point is not None:
-                rows = _chunk_rows(self.model.dim)
-                return torch.cat([self.model.sample_given(self.point, i.shape[0], cb)
-                                  for i, cb in _split(torch.arange(n), c, rows)])
+                return chunked(n, self._rows(), lambda a, b: self.model.sample_given(
+                    self.point, b - a, _rows_of(c, a, b)))
             draws = self.posterior_samples()
-            idx = torch.randint(self.num_draws, (n,), device=self._device)
-            rows = _chunk_rows(self.model.dim * self.model.dim)
-            return torch.cat([self.model.sample_given({k: v[part] for k, v in draws.items()},
-                                                      part.shape[0], cb)
-                              for part, cb in _split(idx, c, rows)])
+            # each row holds its own phi, and what the family makes of it (twice)
+            phi = sum(v[0].numel() for v in draws.values())
+            rows = _chunk_rows(self._row_width() + 2 * phi)
+
+            def part(a: int, b: int) -> torch.Tensor:
+                # each chunk draws its rows' posterior draws (no (n,) index held)
+                idx = torch.randint(self.num_draws, (b - a,), device=self._device)
+                return self.model.sample_given({k: v[idx] for k, v in draws.items()}, b - a,
+                                               _rows_of(c, a, b))
+            return chunked(n, rows, part)
 
     def distribution(self, c: Any = None) -> dist.TorchDistribution:
         """The fitted density p(x[ | c]) as a Pyro distribution (``log_prob``, ``sample``,
@@ -292,6 +370,15 @@ class Fit:
         if self.log_prob_kind == "none":
             raise NotImplementedError(getattr(self.model, "no_density", None) or (
                 f"{type(self.model).__name__} has no density (log_prob_kind 'none')"))
+
+    def _row_width(self) -> int:
+        """Numbers per row that ``log_prob`` / ``sample`` hold at once, for one draw of
+        phi (:func:`row_width` of the model; a family's fit class may say better)."""
+        return row_width(self.model)
+
+    def _rows(self, draws: int = 1) -> int:
+        """Rows per chunk of ``log_prob`` / ``sample``, for ``draws`` draws of phi per row."""
+        return _chunk_rows(draws * self._row_width())
 
     @property
     def _factory(self) -> Dict[str, Any]:

@@ -49,7 +49,7 @@ import torch
 
 from .._rng import seeded
 from .._validation import check_choice, positive_int
-from ..fit import CHUNK_ELEMENTS, Fit
+from ..fit import Fit, _rows_of, chunk_seed, chunked
 from ..infer.probability_flow import FlowLogProb, flow_log_prob, flow_sample
 
 SAMPLERS = ("ancestral", "ddim", "ode")
@@ -165,20 +165,18 @@ class DiffusionFit(Fit):
             raise ValueError(f"Expected eta in [0, 1], but got {eta}")
         guidance = self._check_guidance(guidance)
         c = self._as_context(c, n)
-        rows = max(1, CHUNK_ELEMENTS // (max(model.hidden or (256,)) * 4))
-        out = []
-        with seeded(seed):
-            for start in range(0, n, rows):
-                cb = None if c is None else c[start:start + rows]
-                k = min(rows, n - start)
-                if sampler == "ancestral":
-                    u = ancestral(model, k, cb, guidance)
-                elif sampler == "ddim":
-                    u = ddim(model, k, cb, guidance, steps or min(50, model.timesteps), eta)
-                else:
-                    u = self._ode_sample(k, cb, guidance, rtol, atol)
-                out.append(model.from_unit(u))
-        return torch.cat(out)
+
+        def part(a: int, b: int) -> torch.Tensor:
+            cb = _rows_of(c, a, b)
+            if sampler == "ancestral":
+                u = ancestral(model, b - a, cb, guidance)
+            elif sampler == "ddim":
+                u = ddim(model, b - a, cb, guidance, steps or min(50, model.timesteps), eta)
+            else:
+                u = self._ode_sample(b - a, cb, guidance, rtol, atol)
+            return model.from_unit(u)
+        with seeded(seed):  # chunk after chunk from one stream
+            return chunked(n, self._rows(), part)
 
     def _ode_sample(self, n, c, guidance, rtol, atol) -> torch.Tensor:
         model = self.model
@@ -187,6 +185,16 @@ class DiffusionFit(Fit):
         y0 = flow_sample(_ode_eps(model, c, guidance), y, sigma_min=SIGMA_MIN,
                          sigma_max=s_max, rtol=rtol, atol=atol)
         return y0 / math.sqrt(1 + SIGMA_MIN ** 2)
+
+    def _row_width(self) -> int:
+        """4 x the network's widest layer per row (its input, output, activation; and a
+        guided call's doubled batch)."""
+        return 4 * max(self.model.hidden or (256,))
+
+    def _ode_factor(self) -> int:
+        """How many more numbers per row the likelihood's ODE holds than a network pass:
+        the graph of every layer, kept for the divergence, and the solver's stages."""
+        return 2 * max(1, len(self.model.hidden or (256,)))
 
     def _check_guidance(self, guidance) -> Optional[float]:
         if guidance is None:
@@ -228,23 +236,32 @@ class DiffusionFit(Fit):
         the solver's function evaluations (``nfe``) and how the divergence was taken
         (``trace``: ``"exact"`` up to 8 columns, Hutchinson's estimator with
         ``num_probes`` Rademacher probes above, or as asked). ``FlowLogProb.log_prob``
-        is ``(N,)``."""
+        is ``(N,)``. The rows are solved in chunks (:meth:`~pyro_genmodels.Fit.log_prob`'s
+        memory bound), each with its own adaptive steps and probes
+        (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the largest chunk's."""
         model = self.model
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
         s_max = float(model.schedule.sigma[model.timesteps])
         d = model.dim
-        y0 = model.to_unit(x) * math.sqrt(1 + SIGMA_MIN ** 2)
 
         def prior(y: torch.Tensor) -> torch.Tensor:  # x_T ~ N(0, I), y_T = x_T sqrt(1 + s^2)
             var = 1 + s_max ** 2
             return -0.5 * (y.pow(2).sum(-1) / var + d * math.log(2 * math.pi * var))
 
-        res = flow_log_prob(_ode_eps(model, c, None), y0, sigma_min=SIGMA_MIN,
-                            sigma_max=s_max, prior_log_prob=prior, trace=trace,
-                            num_probes=num_probes, seed=seed, rtol=rtol, atol=atol)
         shift = 0.5 * d * math.log(1 + SIGMA_MIN ** 2) - float(model.log_scale())
-        return FlowLogProb(res.log_prob + shift, res.nfe, res.trace, res.num_probes)
+        runs = []
+
+        def part(a: int, b: int) -> torch.Tensor:
+            y0 = model.to_unit(x[a:b]) * math.sqrt(1 + SIGMA_MIN ** 2)
+            res = flow_log_prob(_ode_eps(model, _rows_of(c, a, b), None), y0,
+                                sigma_min=SIGMA_MIN, sigma_max=s_max, prior_log_prob=prior,
+                                trace=trace, num_probes=num_probes,
+                                seed=chunk_seed(seed, len(runs)), rtol=rtol, atol=atol)
+            runs.append(res)
+            return res.log_prob + shift
+        out = chunked(x.shape[0], self._rows(self._ode_factor()), part)
+        return FlowLogProb(out, max(r.nfe for r in runs), runs[0].trace, runs[0].num_probes)
 
 
 __all__ = ["DiffusionFit", "ESTIMATORS", "SAMPLERS", "SIGMA_MIN", "ancestral", "ddim",

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import torch
 
 from .._validation import positive_int
-from ..fit import Fit, _chunk_rows
+from ..fit import Fit, chunked
 from ..infer.ais import AISEstimate
 from ..infer.samplers import ChainResult
 
@@ -37,7 +37,7 @@ class EnergyFit(Fit):
         """:math:`f_\\phi(x_i)` for each row, shape ``(N,)``."""
         x = self._as_input(x)
         self._as_context(c, x.shape[0])
-        return torch.cat([self.model._f(xb) for xb in x.split(_chunk_rows(1))])
+        return chunked(x.shape[0], self._rows(), lambda a, b: self.model._f(x[a:b]))
 
     @property
     def log_z(self) -> AISEstimate:
@@ -64,7 +64,10 @@ class EnergyFit(Fit):
     def log_prob(self, x: Any, *, c: Any = None) -> torch.Tensor:
         """:math:`f(x_i) - \\log \\hat Z` for each row, shape ``(N,)`` (an estimate: the
         standard error of every value is ``log_z.stderr``)."""
-        return self.unnormalized_log_prob(x, c=c) - self.log_z.estimate
+        x = self._as_input(x)
+        self._as_context(c, x.shape[0])
+        log_z = self.log_z.estimate  # after the checks: the first use runs AIS
+        return chunked(x.shape[0], self._rows(), lambda a, b: self.model._f(x[a:b]) - log_z)
 
     @torch.no_grad()
     def pointwise_log_likelihood(self, x: Any = None, *, c: Any = None) -> torch.Tensor:

@@ -53,7 +53,7 @@ import torch
 
 from .._rng import seeded
 from .._validation import check_choice, positive_float, positive_int
-from ..fit import Fit
+from ..fit import Fit, _rows_of, chunk_seed, chunked
 from ..infer.probability_flow import FlowLogProb, flow_log_prob, flow_sample
 
 SAMPLERS = ("annealed_langevin", "langevin", "ode", "pc")
@@ -166,6 +166,10 @@ class ScoreFit(Fit):
             steps_per_level: Langevin steps per level (``pc``: predictor steps per level).
             step_size: Langevin's epsilon; ``None``: Song & Ermon's (2020) rule.
             denoise: the final Tweedie step (all but ``ode``, which ends at sigma_min).
+
+        The draws are made in chunks of rows (:meth:`~pyro_genmodels.Fit.sample`'s memory
+        bound) from one random stream; ``pc`` takes its corrector step from each chunk's
+        mean norms.
         """
         model = self.model
         n = positive_int(n, "n")
@@ -174,20 +178,24 @@ class ScoreFit(Fit):
         if step_size is not None:
             step_size = positive_float(step_size, "step_size")
         c = self._as_context(c, n)
-        with seeded(seed):
+
+        def part(a: int, b: int) -> torch.Tensor:
+            k, cb = b - a, _rows_of(c, a, b)
             if sampler in ("annealed_langevin", "langevin"):
-                u = annealed_langevin(model, n, c, steps_per_level=steps_per_level,
+                u = annealed_langevin(model, k, cb, steps_per_level=steps_per_level,
                                       step_size=step_size, denoise=denoise,
                                       anneal=sampler == "annealed_langevin")
             elif sampler == "pc":
-                u = predictor_corrector(model, n, c, steps=steps_per_level * len(model.sigmas),
+                u = predictor_corrector(model, k, cb, steps=steps_per_level * len(model.sigmas),
                                         denoise=denoise)
             else:
                 hi = float(model.sigmas[0])
-                y = torch.randn(n, model.dim, **model._factory) * math.sqrt(1 + hi ** 2)
-                u = flow_sample(_eps(model, c), y, sigma_min=float(model.sigmas[-1]),
+                y = torch.randn(k, model.dim, **model._factory) * math.sqrt(1 + hi ** 2)
+                u = flow_sample(_eps(model, cb), y, sigma_min=float(model.sigmas[-1]),
                                 sigma_max=hi, rtol=rtol, atol=atol)
-        return model.from_unit(u)
+            return model.from_unit(u)
+        with seeded(seed):  # chunk after chunk from one stream
+            return chunked(n, self._rows(), part)
 
     @torch.no_grad()
     def log_prob(self, x: Any, *, c: Any = None, seed: Optional[int] = 0,
@@ -202,11 +210,27 @@ class ScoreFit(Fit):
                          num_probes: int = 1, seed: Optional[int] = 0, rtol: float = 1e-5,
                          atol: float = 1e-5) -> FlowLogProb:
         """The ODE log-likelihood with the solver's ``nfe`` and how the divergence was
-        taken (exact up to 8 columns, Hutchinson's estimator above)."""
+        taken (exact up to 8 columns, Hutchinson's estimator above). The rows are solved
+        in chunks (:meth:`~pyro_genmodels.Fit.log_prob`'s memory bound), each with its own
+        adaptive steps and probes (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the
+        largest chunk's."""
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
-        return ode_log_prob(self.model, x, c, trace=trace, num_probes=num_probes,
-                            seed=seed, rtol=rtol, atol=atol)
+        runs = []
+
+        def part(a: int, b: int) -> torch.Tensor:
+            res = ode_log_prob(self.model, x[a:b], _rows_of(c, a, b), trace=trace,
+                               num_probes=num_probes, seed=chunk_seed(seed, len(runs)),
+                               rtol=rtol, atol=atol)
+            runs.append(res)
+            return res.log_prob
+        out = chunked(x.shape[0], self._rows(self._ode_factor()), part)
+        return FlowLogProb(out, max(r.nfe for r in runs), runs[0].trace, runs[0].num_probes)
+
+    def _ode_factor(self) -> int:
+        """How many more numbers per row the likelihood's ODE holds than a network pass:
+        the graph of every layer, kept for the divergence, and the solver's stages."""
+        return 2 * max(1, len(self.model.hidden or (256,)))
 
 
 __all__ = ["SAMPLERS", "ScoreFit", "annealed_langevin", "langevin_step_size",

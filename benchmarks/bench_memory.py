@@ -1,0 +1,199 @@
+"""Peak memory of ``fit.log_prob(x)`` and ``fit.sample(n)`` against N, per family.
+
+    python benchmarks/bench_memory.py [--rows 1e6 1e7] [--families flow vae ...]
+
+Each family runs in a fresh process (``--child``): it is fitted on 2,000 rows of
+``eight_gaussians`` (dim 2) with a tiny budget (5 steps); each call is made once on
+1,000 rows (first-use costs: kernels, thread pools, an energy fit's AIS log Z), then the
+C heap is trimmed, the process's RSS high-water mark reset (``/proc/self/clear_refs``)
+and the call timed on N rows. ``extra`` is the high-water mark during the call less the
+RSS before it (the input, a float32 tensor of the model's dtype, is already resident);
+``output`` the bytes of the result. One line per measurement:
+
+    <family> <op> N=<rows> extra=<MiB> MiB output=<MiB> MiB input=<MiB> MiB time=<s> s
+
+The claim checked by ``tests/test_memory.py``: ``extra <= output + input + budget``,
+``budget`` the working set of :func:`pyro_genmodels.fit.working_set_bytes` (a fixed
+number of chunks), so the memory a call takes beyond its output does not grow with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MiB = 2 ** 20
+
+#: family -> (class, constructor options, fit options, operations measured).
+#: Architectures are the defaults unless a default would make a 1e7-row call take hours
+#: on a CPU (diffusion's bound runs all T steps per row, the score ODE tens of solver
+#: steps, the VAE 100 importance samples per row).
+FAMILIES = {
+    "gaussian": ("Gaussian", {}, {"method": "mle"}, ("log_prob", "sample")),
+    "gaussian_vi": ("Gaussian", {}, {"method": "vi", "num_steps": 5}, ("log_prob", "sample")),
+    "gaussian_mixture": ("GaussianMixture", {"n_components": 3}, {"method": "mle",
+                                                                   "num_steps": 5},
+                         ("log_prob", "sample")),
+    "ppca": ("PPCA", {"latent_dim": 1}, {"method": "mle", "num_steps": 5},
+             ("log_prob", "sample")),
+    "flow": ("Flow", {}, {"method": "mle", "num_steps": 5}, ("log_prob", "sample")),
+    "vae": ("VAE", {"latent_dim": 2, "likelihood": "gaussian", "hidden": (64,)},
+            {"method": "mle", "num_steps": 5}, ("log_prob", "sample")),
+    "diffusion": ("Diffusion", {"timesteps": 10, "hidden": (64, 64)},
+                  {"method": "mle", "num_steps": 5}, ("log_prob", "sample")),
+    "score": ("ScoreModel", {"hidden": (32, 32)}, {"method": "dsm", "num_steps": 5},
+              ("log_prob", "sample")),
+    # sigma_0 given: the fit's choice of it (an AIS run per candidate) costs half a minute
+    "energy": ("EnergyModel", {"eval_sigma": 0.1}, {"method": "mle", "num_steps": 5},
+               ("log_prob", "sample")),
+    "gan": ("GAN", {}, {"method": "adversarial", "num_steps": 5}, ("sample",)),
+}
+
+#: call options per (family, op): cheap settings where the default is a long run whose
+#: cost per row, not its memory, is not the point (score sampling's 100 Langevin steps per
+#: level, energy sampling's MCMC warm-up)
+CALL_OPTIONS = {
+    ("score", "sample"): {"steps_per_level": 2},
+    ("energy", "sample"): {"warmup_steps": 20},
+}
+
+#: the most rows measured per (family, op) in the default run; larger ``--rows`` are
+#: skipped (with a line saying why): a posterior predictive density over 1000 draws per
+#: row, 100 importance samples per row, an adaptive ODE per row, and the VAE's sampler,
+#: which draws all n rows in one decoder pass (about 500 bytes a row: 5 GB at 1e7)
+MAX_ROWS = {
+    ("gaussian_vi", "log_prob"): (10 ** 6, "1000 posterior draws per row: ~10 min at 1e7"),
+    ("vae", "log_prob"): (10 ** 6, "100 importance samples per row: ~30 min at 1e7"),
+    ("score", "log_prob"): (10 ** 6, "an adaptive ODE per row: ~1 h at 1e7"),
+    ("vae", "sample"): (10 ** 6, "not chunked (models/vae.py): ~5 GB at 1e7"),
+}
+
+
+def _status(field: str) -> float:
+    m = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(m.group(1)) * 1024 / MiB
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _trim() -> None:
+    """Give the C heap's free memory back (``malloc_trim``), so the RSS before a call is
+    what is live, not what an earlier call left free."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def child(family: str, calls, threads: int = 1) -> list:
+    """The measurements ``calls`` (``(op, rows)`` pairs) of ``family`` in this (fresh)
+    process: one fit, then per call the high-water mark reset and the call timed."""
+    import torch
+
+    import pyro_genmodels as pgm
+
+    torch.set_num_threads(threads)
+    cls, options, fit_options, _ = FAMILIES[family]
+    torch.manual_seed(0)
+    data = pgm.datasets.toy("eight_gaussians").sample((2000,))
+    model = getattr(pgm, cls)(2, **options)
+    fit = model.fit(data, seed=0, progress=False, **fit_options)
+    results = []
+    for op, rows in calls:
+        call = CALL_OPTIONS.get((family, op), {})
+        if op == "log_prob":
+            fit.log_prob(data[:1000], **call)  # first use (an energy fit's AIS log Z)
+            x = torch.randn(rows, 2)
+            input_bytes = x.nbytes
+        else:
+            fit.sample(1000, seed=0, **call)
+            x, input_bytes = None, 0
+        gc.collect()
+        _trim()
+        before = _status("VmRSS")
+        reset = _reset_peak()
+        start = time.perf_counter()
+        out = fit.log_prob(x, **call) if op == "log_prob" else fit.sample(rows, seed=0, **call)
+        seconds = time.perf_counter() - start
+        peak = _status("VmHWM")
+        assert out.shape[0] == rows
+        results.append({"family": family, "op": op, "rows": rows,
+                        "extra_mib": peak - before, "output_mib": out.nbytes / MiB,
+                        "input_mib": input_bytes / MiB, "seconds": seconds,
+                        "baseline_mib": before, "peak_reset": reset})
+        del out, x
+    return results
+
+
+def measure(family: str, calls, *, threads: int = 1, timeout: float = 3600) -> list:
+    """:func:`child` in a fresh interpreter, so the high-water mark is the calls' own (run
+    again once if a signal from outside ended it)."""
+    spec = ",".join(f"{op}:{rows}" for op, rows in calls)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", family, spec,
+           "--threads", str(threads)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    for _ in range(2):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=env, check=False)
+        if done.returncode >= 0:
+            break
+    if done.returncode != 0:
+        raise RuntimeError(f"{family} {spec} failed (exit status {done.returncode}):\n"
+                           f"{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def line(r: dict) -> str:
+    return (f"{r['family']} {r['op']} N={r['rows']} extra={r['extra_mib']:.1f} MiB "
+            f"output={r['output_mib']:.1f} MiB input={r['input_mib']:.1f} MiB "
+            f"time={r['seconds']:.2f} s")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--child", nargs=2, metavar=("FAMILY", "OP:ROWS,..."))
+    p.add_argument("--rows", nargs="+", default=["1e6", "1e7"])
+    p.add_argument("--families", nargs="+", default=list(FAMILIES))
+    p.add_argument("--ops", nargs="+", default=["log_prob", "sample"])
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.child:
+        family, spec = args.child
+        calls = [(op, int(float(rows))) for op, rows in
+                 (item.split(":") for item in spec.split(","))]
+        print(json.dumps(child(family, calls, args.threads)))
+        return None
+    results = []
+    for family in args.families:
+        calls = []
+        for op in FAMILIES[family][3]:
+            if op not in args.ops:
+                continue
+            for rows in (int(float(r)) for r in args.rows):
+                most, why = MAX_ROWS.get((family, op), (None, ""))
+                if most is not None and rows > most:
+                    print(f"{family} {op} N={rows} skipped: {why}", flush=True)
+                else:
+                    calls.append((op, rows))
+        for r in measure(family, calls, threads=args.threads) if calls else []:
+            print(line(r), flush=True)
+            results.append(r)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ import os
 import random
 import secrets
 import threading
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 import pyro
@@ -60,6 +60,22 @@ def serialized(fn: F) -> F:
     return locked  # type: ignore[return-value]
 
 
+#: the largest seed: NumPy's global generator takes seeds in [0, 2**32 - 1]
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: Any, name: str = "seed") -> Optional[int]:
+    """``seed`` as an ``int`` in ``[0, MAX_SEED]``, or ``None``; else a ValueError that
+    says what was expected and what came."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"Expected {name} to be None or an integer in [0, 2**32 - 1], "
+                         f"but got {seed!r}")
+    return int(seed)
+
+
 def fresh_seed() -> int:
     """A seed from the OS entropy pool: it does not consume the caller's RNG."""
     return secrets.randbits(31)
@@ -79,11 +95,9 @@ def seeded(seed: int | None) -> Iterator[int]:
     caller's random stream. Yields the seed actually used (a fresh one when ``None``).
     The body holds the process lock: the global generators are the process's.
     """
+    seed = check_seed(seed)
     if seed is None:
         seed = fresh_seed()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected seed to be a non-negative integer or None, but got {seed!r}")
-    seed = int(seed)
     with process_lock():
         py_state = random.getstate()
         np_state = np.random.get_state()

@@ -34,7 +34,8 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
     Raises:
         TypeError: non-numeric input (strings, objects, complex numbers).
         ValueError: empty input, wrong number of dimensions or columns, NaN or inf
-            (also a finite value that overflows ``dtype``, e.g. 1e300 as float32).
+            (also a finite value that overflows ``dtype``, e.g. 1e300 as float32), or a
+            value whose square overflows ``dtype`` (:func:`largest_magnitude`).
     """
     if isinstance(data, torch.Tensor):
         t = data.detach()
@@ -64,37 +65,83 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         raise ValueError(f"{name} is empty: expected at least one row, got shape {tuple(t.shape)}")
     if dim is not None and t.shape[1] != dim:
         raise ValueError(f"{name} has the wrong number of columns: expected {dim}, got {t.shape[1]}")
-    bad = ~torch.isfinite(t)
-    if bad.any():
-        row, col = (int(i) for i in bad.nonzero()[0])
-        value = given[row, col].item()
-        if math.isfinite(value):  # a finite value given that overflows ``dtype``
-            raise ValueError(
-                f"{name} must be finite in {t.dtype}: {value:g} at row {row}, column {col} "
-                f"overflows it ({int(bad.sum())} value(s) in all); rescale the data, or "
-                f"pass float64 data (and a float64 model)")
-        raise ValueError(
-            f"{name} must be finite: found {value} at row {row}, column {col} "
-            f"({int((~torch.isfinite(given)).sum())} non-finite value(s) in all)")
+    _check_values(t, given, name)
     return t
+
+
+#: rows checked at a time: the checks' temporaries stay small whatever N is
+_CHECK_ROWS = 1 << 16
+
+
+def largest_magnitude(dtype: torch.dtype) -> float:
+    """The largest ``|x|`` whose square is finite in ``dtype`` (about 1.8e19 in float32,
+    1.3e154 in float64): every density here squares its data, so a larger value can only
+    give inf - inf = NaN."""
+    return math.sqrt(torch.finfo(dtype).max)
+
+
+def _check_values(t: torch.Tensor, given: torch.Tensor, name: str) -> None:
+    """Refuse NaN, inf, a finite value that overflowed when cast to ``t.dtype``, and a
+    value whose square overflows it (:func:`largest_magnitude`). Blockwise, so the
+    check's temporaries are ``_CHECK_ROWS`` rows whatever N is."""
+    limit = largest_magnitude(t.dtype)
+    for start in range(0, t.shape[0], _CHECK_ROWS):
+        block = t[start:start + _CHECK_ROWS]
+        if not bool((block.abs() > limit).any()) and bool(torch.isfinite(block).all()):
+            continue  # the common case: one pass, no index arithmetic
+        bad = ~torch.isfinite(block)
+        if bad.any():
+            row, col = (int(i) for i in bad.nonzero()[0])
+            row += start
+            value = given[row, col].item()
+            if math.isfinite(value):  # a finite value given that overflows ``dtype``
+                raise ValueError(
+                    f"{name} must be finite in {t.dtype}: {value:g} at row {row}, column "
+                    f"{col} overflows it; rescale the data, or pass float64 data (and a "
+                    f"float64 model)")
+            raise ValueError(
+                f"{name} must be finite: found {value} at row {row}, column {col} "
+                f"({int((~torch.isfinite(given)).sum())} non-finite value(s) in all)")
+        row, col = (int(i) for i in (block.abs() > limit).nonzero()[0])
+        raise ValueError(
+            f"{name} has a value too large for {t.dtype}: {given[row + start, col].item():g} "
+            f"at row {row + start}, column {col}; expected magnitudes below {limit:.3g} "
+            f"(its square overflows {t.dtype}); rescale the data, or pass float64 data "
+            f"(and a float64 model)")
 
 
 _INT_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
 _FULL_FLOATS = {torch.float32, torch.float64}
 
 
-def _to(t: torch.Tensor, dtype: torch.dtype, device: Any, name: str) -> torch.Tensor:
-    """``t.to(dtype, device)``, or a ValueError that names a device which cannot hold
-    data: one this machine lacks (torch raises an AssertionError or a RuntimeError), or
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` as a :class:`torch.device` that can hold data on this machine, or a
+    ValueError / TypeError naming it: a string or index torch cannot parse, a GPU this
+    machine lacks (torch's AssertionError or RuntimeError, turned into a ValueError), or
     ``meta`` (no values at all)."""
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f"{name} must be a torch.device, a string such as 'cpu' or 'cuda:0', "
+                        f"or a GPU index, got {type(device).__name__}")
     try:
-        out = t.to(dtype=dtype, device=device)
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
     except (AssertionError, RuntimeError) as e:
-        raise ValueError(f"{name} cannot be moved to device {str(device)!r}: {e}") from None
-    if out.device.type == "meta":
-        raise ValueError(f"{name} cannot live on device 'meta', which holds no values; "
-                         f"expected a device such as 'cpu' or 'cuda'")
-    return out
+        raise ValueError(f"{name} {str(device)!r} is not a device this machine has: {e}") \
+            from None
+    if dev.type == "meta":
+        raise ValueError(f"{name} 'meta' holds no values; expected a device such as 'cpu' "
+                         f"or 'cuda'")
+    return dev
+
+
+def _to(t: torch.Tensor, dtype: torch.dtype, device: Any, name: str) -> torch.Tensor:
+    """``t.to(dtype, device)``, with ``device`` checked first (:func:`check_device`)."""
+    if device is not None:
+        try:
+            device = check_device(device)
+        except ValueError as e:
+            raise ValueError(f"{name} cannot be moved there: {e}") from None
+    return t.to(dtype=dtype, device=device)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -124,20 +171,53 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def positive_float(value: Any, name: str) -> float:
-    """``value`` as a float, if it is a number > 0 and finite. A string, a bool or None is
-    refused even where ``float()`` would read it: callers keep the value they were given,
-    so ``"0.01"`` would reach the optimizer as a string."""
+def _number(value: Any, name: str, want: str) -> float:
+    """``value`` as a float; a string, a bool or None is refused even where ``float()``
+    would read it: callers keep the value they were given, so ``"0.01"`` would reach the
+    optimizer as a string."""
     if value is None or isinstance(value, (str, bytes, bool)):
-        raise TypeError(f"Expected {name} to be a positive number, but got {value!r} "
+        raise TypeError(f"Expected {name} to be {want}, but got {value!r} "
                         f"({type(value).__name__})")
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"Expected {name} to be a positive number, but got {value!r}") from None
-    if not (v > 0 and np.isfinite(v)):
+        raise TypeError(f"Expected {name} to be {want}, but got {value!r}") from None
+
+
+def positive_float(value: Any, name: str) -> float:
+    """``value`` as a float, if it is a number > 0 and finite."""
+    v = _number(value, name, "a positive number")
+    if not (v > 0 and math.isfinite(v)):
         raise ValueError(f"Expected {name} > 0 and finite, but got {value!r}")
     return v
+
+
+def nonnegative_float(value: Any, name: str) -> float:
+    """``value`` as a float, if it is a finite number >= 0."""
+    v = _number(value, name, "a number >= 0")
+    if not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"Expected {name} >= 0 and finite, but got {value!r}")
+    return v
+
+
+def probability(value: Any, name: str) -> float:
+    """``value`` as a float strictly between 0 and 1 (a target acceptance rate, a
+    fraction); the same refusals as :func:`positive_float`."""
+    v = positive_float(value, name)
+    if not v < 1:
+        raise ValueError(f"Expected 0 < {name} < 1, but got {value!r}")
+    return v
+
+
+def check_bool(value: Any, name: str, *, optional: bool = False) -> bool | None:
+    """``value`` if it is ``True`` or ``False`` (or ``None`` when ``optional``); a
+    string such as ``"yes"`` or a number is refused rather than read as truthy."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        want = "None, True or False" if optional else "True or False"
+        raise TypeError(f"Expected {name} to be {want}, but got {value!r}")
+    return bool(value)
 
 
 def check_options(options: Mapping[str, Any], allowed: Iterable[str], *, method: str) -> None:

@@ -34,8 +34,8 @@ from pyro import poutine
 from torch.distributions import biject_to
 from pyro.nn import PyroModule
 
-from ._rng import seeded, serialized
-from ._validation import as_data, check_method, column_moments, positive_int
+from ._rng import check_seed, seeded, serialized
+from ._validation import as_data, check_device, check_method, column_moments, positive_int
 from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
 from .infer import distributed, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout
@@ -337,8 +337,10 @@ class GenerativeModel(PyroModule):
             FitError: a non-finite loss; ``err.fit`` keeps the last finite parameters.
         """
         engine = self.engine(method)
+        seed = check_seed(seed)
         data_kw = {k: options.pop(k) for k in self.data_options if k in options}
-        device = torch.device(options.pop("device", None) or self._anchor.device)
+        device = options.pop("device", None)
+        device = self._anchor.device if device is None else check_device(device)
         if options.get("distributed") and "distributed" not in engine.option_names():
             raise ValueError(
                 f"{type(self).__name__}'s method {method!r} ({type(engine).__name__}) "

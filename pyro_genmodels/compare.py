@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -13,14 +12,12 @@ import pandas as pd
 import torch
 
 from . import metrics
+from ._rng import check_seed
 from ._validation import as_data, positive_float, with_context
 from .base import Fit
 
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
-#: the largest seed that every generator seeded by ``pyro.set_rng_seed`` accepts (NumPy)
-MAX_SEED = 2**32 - 1
-
 
 def _heldout_columns(fit: Fit, heldout: Any, c: Any = None) -> dict:
     lp = fit.log_prob(heldout, c=c)
@@ -127,10 +124,7 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     truth_rows = None if truth is None else _truth_rows(truth, heldout)
     if bin_width is not None:
         bin_width = positive_float(bin_width, "bin_width")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or not 0 <= seed <= MAX_SEED):
-        raise ValueError(f"Expected seed to be an integer in [0, 2**32 - 1], but got "
-                         f"{seed!r}")
+    seed = check_seed(seed)
     y = _numeric_rows(heldout) if samples else None
     bandwidth = metrics.median_bandwidth(y) if y is not None and y.shape[0] >= 4 else None
     rows = {}

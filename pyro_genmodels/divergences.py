@@ -43,11 +43,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, Callable, Optional, Union
 
 import torch
 
+from ._rng import MAX_SEED, check_seed
 from ._validation import as_data, positive_int, with_context
 from .mc import MCEstimate, draw
 
@@ -88,9 +88,6 @@ class CrossEntropy(MCEstimate):
 
 
 # ---------------------------------------------------------------------- the two sides
-#: the largest seed that every generator seeded by ``pyro.set_rng_seed`` accepts (NumPy)
-MAX_SEED = 2**32 - 1
-
 
 def _is_sequence_model(model: Any) -> bool:
     return hasattr(model, "vocab") and hasattr(model, "encode") and hasattr(model, "decode")
@@ -177,16 +174,6 @@ def _same_data(a: _Side, b: _Side) -> None:
                      f"{a.name} has {a.describe()} and {b.name} {b.describe()}")
 
 
-def _check_seed(seed: Any) -> Optional[int]:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
-            not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"Expected seed to be None or an integer in [0, 2**32 - 1], but "
-                         f"got {seed!r}")
-    return int(seed)
-
-
 def _data_rows(data: Any, q: _Side, name: str = "data") -> Any:
     """Held-out draws ``data`` in the form that ``q`` scores: ``(N, *event)`` for a
     numeric ``q`` (``(N,)`` for a scalar one), checked as :func:`as_data` checks rows."""
@@ -254,7 +241,7 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         1.0
     """
     num_samples = positive_int(num_samples, "num_samples")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if isinstance(f, str):
         if f not in _TERMS:
             raise ValueError(f"Unknown f-divergence {f!r}; expected one of {list(_TERMS)} "
@@ -371,7 +358,7 @@ def cross_entropy(data: Any, q: Any, *, num_samples: int = 10000, seed: Optional
     if isinstance(data, torch.distributions.Distribution):
         P = _Side(data, "data", allow_inexact)
         _same_data(P, Q)
-        x = P.sample(positive_int(num_samples, "num_samples"), _check_seed(seed))
+        x = P.sample(positive_int(num_samples, "num_samples"), check_seed(seed))
         lp, lq = P.log_prob(x), Q.log_prob(x)
         ce = MCEstimate.from_values(_no_nan(-lq, lp, lq, "cross-entropy", "data"))
         return CrossEntropy(ce.estimate, ce.stderr, ce.num_samples,

@@ -19,7 +19,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
 from ._rng import seeded, serialized
-from ._validation import positive_float, positive_int
+from ._validation import check_device, positive_float, positive_int
 
 #: Numbers one chunk of ``log_prob`` / ``sample`` works with: a chunk has
 #: ``CHUNK_ELEMENTS // (width x draws)`` rows, ``width`` the numbers the family holds per
@@ -193,7 +193,19 @@ class Fit:
                   "sample_stats": result.sample_stats, "losses": result.losses,
                   "interrupted": result.interrupted, "info": result.info, **fields}
         if result.error is None:
-            return cls(model, method, **fields)
+            fit = cls(model, method, **fields)
+            params = fit.params
+            bad = sorted(k for k, v in params.items()
+                         if isinstance(v, torch.Tensor) and v.is_floating_point()
+                         and not bool(torch.isfinite(v).all()))
+            if bad:
+                raise FitError(
+                    f"The fit's {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not "
+                    f"finite although every loss and update was: the parameters grew until "
+                    f"a derived quantity overflowed {params[bad[0]].dtype}. "
+                    f"Try a smaller lr, or check the data scale. There is no finite state "
+                    f"to keep (err.fit is None).")
+            return fit
         if fields["point"] is None and fields["posterior"] is None:
             fields["point"] = {}
         raise FitError(str(result.error), fit=cls(model, method, **fields),
@@ -419,7 +431,7 @@ class Fit:
 
     def to(self, device) -> "Fit":
         """A copy of this fit with every tensor on ``device``."""
-        device = torch.device(device)
+        device = check_device(device)
         out = copy.copy(self)
         out.model = copy.deepcopy(self.model).to(device)
         move = lambda d: None if d is None else {k: v.to(device) for k, v in d.items()}  # noqa: E731

@@ -9,6 +9,7 @@ import torch
 from pyro import poutine
 
 import pyro_genmodels as pgm
+from pyro_genmodels import fit as fit_module
 from pyro_genmodels.infer import FlatPriors
 
 D = 3
@@ -185,14 +186,31 @@ def test_posterior_predictive_density_is_the_mixture_over_draws():
     assert torch.allclose(fit.log_prob(y), expected, rtol=1e-10)
 
 
+def rows_per_call(monkeypatch, model, hook: str) -> list:
+    """The rows each later call of ``model.<hook>(params, x or n, ...)`` gets."""
+    seen, inner = [], getattr(model, hook)
+
+    def counted(params, rows, *args, **kwargs):
+        seen.append(rows if isinstance(rows, int) else rows.shape[0])
+        return inner(params, rows, *args, **kwargs)
+
+    monkeypatch.setattr(model, hook, counted)
+    return seen
+
+
 def test_log_prob_and_sample_work_in_chunks(monkeypatch):
     x = data(300)
     fit = pgm.Gaussian(D).fit(x, method="vi", seed=0, progress=False, num_steps=100,
                               num_posterior_samples=20)
     full = fit.log_prob(x)
-    monkeypatch.setattr(pgm.base, "CHUNK_ELEMENTS", 50)  # 2-3 rows per chunk
+    densities = rows_per_call(monkeypatch, fit.model, "log_prob_given")
+    draws = rows_per_call(monkeypatch, fit.model, "sample_given")
+    # chunking reads pyro_genmodels.fit's constant: 150 numbers are 2 rows of 20 draws x D
+    monkeypatch.setattr(fit_module, "CHUNK_ELEMENTS", 150)
     assert torch.allclose(fit.log_prob(x), full, rtol=1e-12)
+    assert densities == [2] * 150
     assert fit.sample(101, seed=0).shape == (101, D)
+    assert len(draws) > 1 and max(draws) < 101 and sum(draws) == 101, draws
 
 
 def test_singular_mle_fails_clearly_and_points_to_map():

@@ -35,8 +35,9 @@ import torch
 from torch.distributions import biject_to
 from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
 
-from .._validation import check_choice, check_options, positive_float, positive_int
-from .loop import FitResult, LoopOptions, Player, optimize
+from .._validation import (check_bool, check_choice, check_options, nonnegative_float,
+                           positive_float, positive_int, probability)
+from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
 from .objectives import (ELBOLoss, FlatPriors, NegativeLogJoint, make_elbo, make_guide,
                          quiet_jit_deprecation, use_jit)
@@ -185,8 +186,7 @@ class PointOptions(LoopOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.jit not in (None, True, False):
-            raise TypeError(f"Expected jit to be None, True or False, but got {self.jit!r}")
+        check_bool(self.jit, "jit", optional=True)
 
 
 class PointEngine(Engine):
@@ -319,6 +319,12 @@ class VIEngine(Engine):
                               desc=method, fingerprint=fingerprint(model, method, data, opts))
             result.posterior = _draw_posterior(model, q, (data.x, data.c),
                                                opts.num_posterior_samples)
+        bad = sorted(k for k, v in result.posterior.items() if not bool(torch.isfinite(v).all()))
+        if bad and result.error is None:  # finite losses, but the guide's scale overflowed
+            result.error = NonFiniteLossError(
+                len(result.losses), math.nan, f"posterior draws of {', '.join(bad)}",
+                hint="The guide's parameters grew until its draws overflowed. Try a "
+                     "smaller lr, or check the data scale.")
         result.info["guide"] = opts.guide
         return result
 
@@ -382,14 +388,11 @@ class MCMCOptions:
         positive_int(self.num_samples, "num_samples")
         _nonnegative_int(self.warmup_steps, "warmup_steps")
         positive_int(self.num_chains, "num_chains")
-        if not 0 < float(self.target_accept_prob) < 1:
-            raise ValueError(f"Expected 0 < target_accept_prob < 1, but got "
-                             f"{self.target_accept_prob!r}")
-        if self.init_jitter != 0:
-            positive_float(self.init_jitter, "init_jitter")
-        if not isinstance(self.distributed, bool):
-            raise TypeError(f"Expected distributed to be True or False, but got "
-                            f"{self.distributed!r}")
+        probability(self.target_accept_prob, "target_accept_prob")
+        check_bool(self.full_mass, "full_mass")
+        check_bool(self.jit_compile, "jit_compile", optional=True)
+        nonnegative_float(self.init_jitter, "init_jitter")
+        check_bool(self.distributed, "distributed")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

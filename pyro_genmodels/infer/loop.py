@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._rng import cuda_devices
-from .._validation import positive_float, positive_int
+from .._validation import check_bool, positive_float, positive_int
 from . import distributed
 from .batches import Batch, Minibatches
 
@@ -152,9 +152,7 @@ class LoopOptions:
             if getattr(self, name) is not None:
                 positive_int(getattr(self, name), name)
         positive_int(self.checkpoint_every, "checkpoint_every")
-        if not isinstance(self.distributed, bool):
-            raise TypeError(f"Expected distributed to be True or False, but got "
-                            f"{self.distributed!r}")
+        check_bool(self.distributed, "distributed")
         if self.grad_clip is not None:
             positive_float(self.grad_clip, "grad_clip")
         opt = self.optimizer
@@ -224,6 +222,8 @@ class Player:
     params: Optional[List[torch.Tensor]] = dataclasses.field(default=None, repr=False)
     #: the loss of this player's latest update (across ranks, when distributed)
     last_loss: Optional[float] = dataclasses.field(default=None, repr=False)
+    #: the parameters before the latest update, to undo one that made them non-finite
+    saved: Optional[List[torch.Tensor]] = dataclasses.field(default=None, repr=False)
 
     def resolve(self) -> List[torch.Tensor]:
         if self.params is None:
@@ -252,6 +252,31 @@ def _total_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Every entry of every tensor finite (each tensor's max ``|entry|``: no overflow)."""
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(list(tensors),
+                                                              ord=math.inf))).all())
+
+
+def _loss(player: Player, batch: Batch, step: int, group
+          ) -> Tuple[Optional[torch.Tensor], Optional[NonFiniteLossError]]:
+    """``player.loss(batch)``, or the error of a loss that raised after earlier updates
+    had worked: then only the parameter values changed, so it is a numerical failure (a
+    Cholesky of an overflowed covariance, a distribution of non-finite parameters), and
+    the fit ends as at a non-finite loss. On the first update (or in a process group,
+    where every rank must take the same branch) the error propagates: it is a bug."""
+    if player.last_loss is None or group is not None:
+        return player.loss(batch), None
+    try:
+        return player.loss(batch), None
+    except (RuntimeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        return None, NonFiniteLossError(
+            step, math.nan, "loss",
+            hint=f"The loss raised {type(e).__name__} ({reason}) at parameter values that "
+                 f"earlier steps produced. Try a smaller lr, or check the data scale.")
+
+
 def _release(params: Sequence[torch.Tensor]) -> None:
     for p in params:
         p.grad = None
@@ -261,7 +286,9 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
             ) -> Tuple[float, Optional[NonFiniteLossError]]:
     """One guarded optimizer step of ``player`` on ``batch``: (loss, error). With a
     ``group``, the loss and gradient are the ranks' weighted sum (every rank the same)."""
-    loss = player.loss(batch)
+    loss, error = _loss(player, batch, step, group)
+    if error is not None:
+        return math.nan, error
     value = float(loss.detach())
     params = player.resolve()
     if group is None and not math.isfinite(value):
@@ -286,6 +313,11 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
             return value, NonFiniteLossError(step, value, "gradient")
     if player.optim is None:
         _build_optimizer(player, opts)
+    with torch.no_grad():
+        if player.saved is None:
+            player.saved = [p.detach().clone() for p in params]
+        else:
+            torch._foreach_copy_(player.saved, [p.detach() for p in params])
     if isinstance(player.optim, pyro.optim.PyroOptim):
         player.optim(params)
         if isinstance(player.optim, pyro.optim.PyroLRScheduler):
@@ -294,6 +326,10 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
         player.optim.step()
         player.scheduler.step()
     _release(params)
+    if not _all_finite(params):  # a finite loss and gradient, but a step too far
+        with torch.no_grad():
+            torch._foreach_copy_(params, player.saved)
+        return value, NonFiniteLossError(step, value, "parameter update")
     player.last_loss = value
     if player.after_step is not None:
         player.after_step()

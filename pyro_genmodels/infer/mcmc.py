@@ -29,6 +29,24 @@ from .samplers import ChainResult, LogDensity, _validate_common
 
 GenerativeModel = Any  # a model family, duck-typed: infer imports no family
 
+#: the most leapfrog steps of one HMC transition: NUTS's own cap at its default
+#: ``max_tree_depth=10``
+MAX_LEAPFROG_STEPS = 2 ** 10
+
+
+class CappedHMC(HMC):
+    """Pyro's HMC with at most :data:`MAX_LEAPFROG_STEPS` leapfrog steps per transition.
+
+    HMC takes ``trajectory_length / step_size`` steps; where the posterior is degenerate
+    (a constant column, a single row) the adapted step size falls toward 0 and one
+    transition would otherwise never end. With the cap the trajectory is shorter than
+    asked instead; the chain stays a valid Markov chain (the number of steps is fixed
+    given the step size), and R-hat / ESS report the poor mixing."""
+
+    @property
+    def num_steps(self) -> int:
+        return min(MAX_LEAPFROG_STEPS, super().num_steps)
+
 
 def _jit(jit_compile: Optional[bool], model: GenerativeModel) -> bool:
     """``None``: compile the potential energy when the model declares it safe."""
@@ -68,6 +86,7 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
     step_size = torch.zeros(num_samples, dtype=dtype)
     lp = torch.zeros(num_samples, dtype=dtype)
     accept = torch.zeros(num_samples, dtype=dtype)
+    diag: Dict[str, Any] = {}
 
     def hook(kernel, params, stage, i):
         if stage.startswith("Sample"):
@@ -75,15 +94,17 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
             pe = getattr(kernel, "_potential_energy_last", None)
             lp[i] = math.nan if pe is None else -float(pe)
             accept[i] = float(kernel._mean_accept_prob)
+            if i == num_samples - 1:  # the kernel's own record, before its cleanup
+                diag.update(kernel.diagnostics())
 
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
                 initial_params=initial_params, num_chains=1, hook_fn=hook,
                 disable_progbar=not progress)
     with quiet_jit_deprecation():
         mcmc.run(*args, **(kwargs or {}))
+    # (not ``mcmc.diagnostics()``: it also computes split R-hat, which needs >= 4 draws;
+    # the library's own R-hat / ESS come from ArviZ over all chains)
     samples = {k: v.detach() for k, v in mcmc.get_samples().items()}
-    diag = {k: v["chain 0"] for k, v in mcmc.diagnostics().items()
-            if k in ("divergences", "acceptance rate")}
     diverging = torch.zeros(num_samples, dtype=torch.bool)
     diverging[torch.as_tensor(diag["divergences"], dtype=torch.long)] = True
     stats = {"diverging": diverging, "acceptance_rate": accept, "step_size": step_size,
@@ -151,7 +172,7 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
     _validate_common(x0, num_samples, warmup_steps, None, target_accept)
     if kernel not in ("nuts", "hmc"):
         raise ValueError(f"Expected kernel 'nuts' or 'hmc', but got {kernel!r}")
-    cls = NUTS if kernel == "nuts" else HMC
+    cls = NUTS if kernel == "nuts" else CappedHMC
 
     def potential_fn(params):
         return -log_density(params["x"].unsqueeze(0)).squeeze(0)
@@ -189,7 +210,7 @@ def sample_posterior(model, x: torch.Tensor, c: Optional[torch.Tensor], *, kerne
     def make_kernel():
         if kernel == "nuts":
             return NUTS(model.model, max_tree_depth=opts.max_tree_depth, **common)
-        return HMC(model.model, trajectory_length=opts.trajectory_length, **common)
+        return CappedHMC(model.model, trajectory_length=opts.trajectory_length, **common)
 
     group = distributed.current() if getattr(opts, "distributed", False) else None
     return _run(make_kernel, model, x, c=c, num_samples=opts.num_samples,

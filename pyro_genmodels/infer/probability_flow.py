@@ -69,7 +69,7 @@ from typing import Any
 import torch
 from torchdiffeq import odeint
 
-from .._rng import seeded
+from .._rng import check_seed, seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
 
 Eps = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -189,8 +189,7 @@ def flow_log_prob(eps: Eps, y0: Any, *, sigma_min: float, sigma_max: float,
     trace = check_choice(trace, TRACES, "trace")
     exact_max_dim = positive_int(exact_max_dim, "exact_max_dim")
     num_probes = positive_int(num_probes, "num_probes")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"Expected seed to be a non-negative integer or None, but got {seed!r}")
+    seed = check_seed(seed)
     opts = _check_solver(eps, rtol, atol, method, options)
     n, d = y0.shape
     if trace == "auto":

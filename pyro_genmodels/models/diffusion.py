@@ -65,9 +65,11 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, positive_float, positive_int
-from ..base import (CHUNK_ELEMENTS, Capabilities, GenerativeModel, cached_parameters,
-                    gaussian_weight_log_prior, register)
+from .. import fit as _fit
+from ..base import (Capabilities, GenerativeModel, cached_parameters, gaussian_weight_log_prior,
+                    register)
 from ..infer.objectives import prior_factor
+from ._checks import check_network, hidden_widths
 from .diffusion_engine import DiffusionEngine
 from .diffusion_fit import DiffusionFit
 from .diffusion_schedule import SCHEDULES, Schedule
@@ -113,10 +115,12 @@ class Diffusion(GenerativeModel):
             units when ``standardize``), ``t`` ``(B,)`` the step as a float in [0, T]
             (fractional for the ODE), ``c`` ``(B, context_dim + 1)``: the condition
             times a keep flag, then the flag (0 where classifier-free guidance drops
-            the condition). Returns ``(B, D)``.
-        hidden: hidden widths of the default network: an MLP with a sinusoidal time
-            embedding added to every layer (:mod:`~pyro_genmodels.models.noise_nets`),
-            preconditioned as :class:`Preconditioned`.
+            the condition). Returns ``(B, D)``. It is called once on a small batch
+            here, so that a wrong signature or output shape fails at construction.
+        hidden: hidden widths of the default network (a sequence of positive ints, or
+            one int for a single layer): an MLP with a sinusoidal time embedding added
+            to every layer (:mod:`~pyro_genmodels.models.noise_nets`), preconditioned as
+            :class:`Preconditioned`.
         context_dim: width of the condition ``c`` (``None``: unconditional).
         prior_scale: s, sd of the Gaussian prior on every network weight (``map``: L2).
         standardize: the network sees standardized columns (fixed when the fit starts).
@@ -147,7 +151,7 @@ class Diffusion(GenerativeModel):
         super().__init__(dim)
         self.timesteps = positive_int(timesteps, "timesteps")
         self.schedule_name = check_choice(schedule, SCHEDULES, "schedule")
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        self.hidden = hidden_widths(hidden)
         if network is None and not self.hidden:
             raise ValueError("Expected at least one hidden layer, but got hidden=()")
         if network is not None and not isinstance(network, nn.Module):
@@ -159,8 +163,12 @@ class Diffusion(GenerativeModel):
         if not isinstance(standardize, bool):
             raise TypeError(f"Expected standardize to be a bool, but got {standardize!r}")
         self.standardize = standardize
-        self.custom = network is not None
         width = 0 if self.context_dim is None else self.context_dim + 1
+        if network is not None:
+            c = [("c", width, 1.0)] if width else []
+            check_network(network, "network", [("x_t", self.dim, 0.0), ("t", None, 1.0), *c],
+                          [self.dim])
+        self.custom = network is not None
         self.schedule = Schedule(self.schedule_name, self.timesteps)
         self.network = network if network is not None else Preconditioned(
             NoiseConditionalMLP(self.dim, self.hidden, context_dim=width), self.schedule)
@@ -230,7 +238,7 @@ class Diffusion(GenerativeModel):
         T, n = self.timesteps, u0.shape[0]
         cond = self.condition(c)
         total = self.schedule.prior_kl(u0) + self.schedule.decoder_constant(self.dim)
-        per = max(1, CHUNK_ELEMENTS // (max(1, n) * max(self.hidden or (256,))))
+        per = max(1, _fit.CHUNK_ELEMENTS // (max(1, n) * max(self.hidden or (256,))))
         for start in range(1, T + 1, per):
             ts = torch.arange(start, min(T, start + per - 1) + 1, device=u0.device)
             k = ts.shape[0]

@@ -47,7 +47,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import pyro
@@ -55,10 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import as_data, check_choice, positive_float, positive_int
+from .._validation import (as_data, check_bool, check_choice, nonnegative_float, positive_float,
+                           positive_int)
 from ..base import Capabilities, GenerativeModel, gaussian_weight_log_prior, register
 from ..infer.objectives import prior_factor
 from ..infer.samplers import value_and_grad
+from ._checks import check_network, hidden_widths
 from .energy_fit import EnergyFit
 from .noise_nets import NoiseConditionalMLP, geometric_levels, largest_distance, level_fraction
 from .energy_sampling import EnergySampling
@@ -153,14 +154,17 @@ class EnergyModel(EnergySampling, GenerativeModel):
         energy: an ``nn.Module`` mapping ``(B, D)`` to ``(B,)`` (or ``(B, 1)``): the
             unnormalized log density :math:`f_\phi = -E_\phi`; with
             ``noise_conditional=True`` it is called ``energy(u, sigma)``, ``sigma``
-            ``(B,)``. ``None`` builds the default network.
+            ``(B,)``. ``None`` builds the default network. A module is called once on a
+            small batch here, so that a wrong signature or output shape fails at
+            construction.
             :meth:`Fit.save` stores a custom module's weights, not its code (code is not
             data): load it with ``pgm.load(path, model=...)``, a model built the same way.
         noise_conditional: whether f takes the noise level (default True for the built-in
             network, :class:`NoiseConditionalEnergy`, False for a custom module). Its fits
             default to ``objective="multilevel_score_matching"``, the others' to
             ``"contrastive"``.
-        hidden: hidden layer sizes of the default network (``None``: ``(256, 256, 256)``
+        hidden: hidden layer sizes of the default network, a sequence of positive ints
+            or one int for a single layer (``None``: ``(256, 256, 256)``
             noise-conditional, ``(128, 128)`` plain).
         activation: the plain MLP's activation, smooth so that Langevin gradients are
             (``"silu"``, ``"softplus"``, ``"tanh"``, ``"gelu"``, ``"elu"``).
@@ -224,15 +228,12 @@ class EnergyModel(EnergySampling, GenerativeModel):
         self.custom = energy is not None
         if noise_conditional is None:
             noise_conditional = not self.custom
-        if not isinstance(noise_conditional, bool):
-            raise TypeError(f"Expected noise_conditional to be True or False, but got "
-                            f"{noise_conditional!r}")
-        self.noise_conditional = noise_conditional
+        self.noise_conditional = check_bool(noise_conditional, "noise_conditional")
         if hidden is None:
             hidden = (256, 256, 256) if noise_conditional else (128, 128)
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        self.hidden = hidden_widths(hidden)
         self.activation = activation
-        self.spectral_norm = bool(spectral_norm)
+        self.spectral_norm = check_bool(spectral_norm, "spectral_norm")
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         if noise_conditional and not self.custom and (activation != "silu" or spectral_norm):
             raise ValueError("activation= and spectral_norm= shape the plain network; the "
@@ -244,19 +245,20 @@ class EnergyModel(EnergySampling, GenerativeModel):
             self.net = (NoiseConditionalEnergy(self.dim, self.hidden) if noise_conditional
                         else _MLP(self.dim, self.hidden, activation, self.spectral_norm))
         elif isinstance(energy, nn.Module):
+            if not isinstance(energy, _Callable):  # from_log_density: a function, not probed
+                sigma = [("sigma", None, 1.0)] if noise_conditional else []
+                check_network(energy, "energy", [("u", self.dim, 0.0), *sigma], [None, 1])
             self.net = energy
         else:
             raise TypeError(f"Expected energy to be a torch.nn.Module (or None for the default "
                             f"MLP), but got {type(energy).__name__}; wrap a plain function "
                             f"with EnergyModel.from_log_density")
         self.net.eval()
-        self.standardize = (not self.custom) if standardize is None else bool(standardize)
+        self.standardize = (not self.custom) if standardize is None else check_bool(
+            standardize, "standardize")
         if envelope is None:
             envelope = 0.0 if self.custom else 3.0
-        envelope = float(envelope)
-        if not (envelope >= 0 and math.isfinite(envelope)):
-            raise ValueError(f"Expected envelope >= 0 (0: off), but got {envelope!r}")
-        self.envelope = envelope
+        self.envelope = nonnegative_float(envelope, "envelope")
         # the noise levels (standardized units when the model standardizes)
         self.num_levels = positive_int(num_levels, "num_levels")
         self.sigma_min = positive_float(sigma_min, "sigma_min")

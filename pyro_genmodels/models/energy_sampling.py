@@ -19,7 +19,9 @@ from .._rng import seeded
 from .._validation import as_data, check_choice, positive_int
 from ..infer.ais import AISEstimate, anneal
 from ..infer.mcmc import pyro_mcmc
-from ..infer.samplers import ChainResult, check_log_density, hmc, mala
+from ..fit import _chunk_rows
+from ..infer.samplers import (ChainResult, check_log_density, hmc, hmc_transition, mala,
+                              mala_transition, run_chains)
 from .noise_nets import geometric_levels
 
 #: samplers accepted by ``sample(..., sampler=...)``
@@ -32,16 +34,25 @@ class EnergySampling:
     """:meth:`sample`, :meth:`sample_chains` and :meth:`log_normalizer` of an
     :class:`~pyro_genmodels.models.energy.EnergyModel`."""
 
-    def sample(self, n: int, *, return_inference_data: bool = False, **options: Any):
+    def sample(self, n: int, *, return_inference_data: bool = False,
+               seed: Optional[int] = None, **options: Any):
         r"""``n`` MCMC draws from :math:`p(x) \propto \exp f(x)`, shape ``(n, dim)``, taken
-        draw-major over the chains (draw 0 of every chain, then draw 1, ...):
-        ``sample_chains(n, **options).flat(n)``. Options (``sampler``, ``num_chains``,
-        ``warmup_steps``, ``seed``, ...) as in :meth:`sample_chains`.
-        ``return_inference_data=True`` returns ``sample_chains(n, **options).to_arviz()``
+        draw-major over the chains (draw 0 of every chain, then draw 1, ...): the draws
+        of ``sample_chains(n, seed=seed, **options).flat(n)``, but the batched samplers
+        run a segment of draws at a time (about a chunk of rows,
+        :data:`~pyro_genmodels.fit.CHUNK_ELEMENTS`, or one draw of every chain), copy it
+        into the output and drop its record (draws and statistics), so the memory beyond
+        the output does not grow with n (Pyro's ``"nuts"`` / ``"hmc"`` keep their whole
+        record). Options (``sampler``, ``num_chains``, ``warmup_steps``, ...) as in
+        :meth:`sample_chains`.
+        ``return_inference_data=True`` returns ``sample_chains(n, ...).to_arviz()``
         (``arviz.InferenceData``, all chains and draws, with ``sample_stats``) instead.
         """
-        run = self.sample_chains(n, **options)
-        return run.to_arviz() if return_inference_data else run.flat(n)
+        if return_inference_data:
+            return self.sample_chains(n, seed=seed, **options).to_arviz()
+        n = positive_int(n, "n")
+        with seeded(seed):
+            return self._run(n, flat=True, **options)
 
     def sample_chains(self, n: int, *, seed: Optional[int] = None,
                       **options: Any) -> ChainResult:
@@ -86,11 +97,15 @@ class EnergySampling:
         with seeded(seed):
             return self._run(n, **options)
 
-    def _run(self, n: int, *, sampler: str = "langevin", num_chains: Optional[int] = None,
-             warmup_steps: Optional[int] = None, init: Union[str, torch.Tensor] = "anneal",
-             step_size: Optional[float] = None, adjusted: bool = True, num_leapfrog: int = 10,
+    def _run(self, n: int, *, flat: bool = False, sampler: str = "langevin",
+             num_chains: Optional[int] = None, warmup_steps: Optional[int] = None,
+             init: Union[str, torch.Tensor] = "anneal", step_size: Optional[float] = None,
+             adjusted: bool = True, num_leapfrog: int = 10,
              target_accept: Optional[float] = None, anneal_steps: int = 100,
-             progress: bool = False, **kernel_options: Any) -> ChainResult:
+             progress: bool = False, **kernel_options: Any) -> Union[ChainResult, torch.Tensor]:
+        """The chains of :meth:`sample_chains` in the data's units, or with ``flat`` the
+        ``(n, dim)`` draws of :meth:`sample`: a batched sampler then runs its first
+        segment of draws (warmup included) and :meth:`_flat` the others."""
         check_choice(sampler, SAMPLERS, "sampler")
         batched = sampler in ("langevin", "hmc_vectorized")
         if kernel_options and batched:
@@ -107,6 +122,10 @@ class EnergySampling:
         if target_accept is None:
             target_accept = 0.574 if sampler == "langevin" else 0.8
         num_samples = -(-n // num_chains)
+        first = num_samples
+        if flat and batched:  # a segment holds per row: x thrice (the chains', flat, in the
+            # data's units) and 4 statistics
+            first = min(num_samples, max(1, _chunk_rows(3 * self.dim + 4) // num_chains))
         self.net.eval()
         x0 = self._initial_points(num_chains, init, anneal_steps)
         check_log_density(self._f, x0)
@@ -115,20 +134,62 @@ class EnergySampling:
         f_u = (lambda u: self._f(self.from_unit(u))) if self.standardize else self._f
         u0 = self.to_unit(x0)
         if sampler == "langevin":
-            result = mala(f_u, u0, num_samples=num_samples, warmup_steps=warmup_steps,
+            result = mala(f_u, u0, num_samples=first, warmup_steps=warmup_steps,
                           step_size=step_size, adjusted=adjusted,
                           target_accept=target_accept, progress=progress)
+            step = mala_transition(f_u)
         elif sampler == "hmc_vectorized":
-            result = hmc(f_u, u0, num_samples=num_samples, warmup_steps=warmup_steps,
+            result = hmc(f_u, u0, num_samples=first, warmup_steps=warmup_steps,
                          step_size=step_size, num_leapfrog=num_leapfrog,
                          target_accept=target_accept, progress=progress)
+            step, adjusted = hmc_transition(f_u, positive_int(num_leapfrog, "num_leapfrog"),
+                                            True), True
         else:
             result = pyro_mcmc(f_u, u0, kernel=sampler, num_samples=num_samples,
                                warmup_steps=warmup_steps, target_accept=target_accept,
                                progress=progress, **kernel_options)
+        if flat and batched:
+            # the next segments go on from each chain's last draw with its step size, as
+            # fixed after warmup (the driver's own step size is not the chain's: ignored)
+            eps = result.sample_stats["step_size"][:, -1:].clone()
+
+            def more(u: torch.Tensor, draws: int) -> ChainResult:
+                return run_chains(lambda x, lp, grad, _: step(x, lp, grad, eps), f_u, u,
+                                  num_samples=draws, warmup_steps=0, step_size=None,
+                                  adjusted=adjusted, adapt=False,
+                                  target_accept=target_accept, progress=progress,
+                                  sampler=sampler)
+            return self._flat(result, n, num_samples, more)
+        if flat:
+            return self.from_unit(result.flat(n))
         if not self.standardize:
             return result
         return dataclasses.replace(result, samples=self.from_unit(result.samples))
+
+    def _flat(self, result: ChainResult, n: int, num_samples: int, more) -> torch.Tensor:
+        """``(n, dim)`` draws, draw-major, in the data's units, of chains that run
+        ``num_samples`` draws each: ``result`` holds their first segment (in the network's
+        units), ``more(last, draws)`` runs the next ``draws`` from the last draws ``last``
+        ``(chains, dim)``. Each segment is written into the output and let go; the random
+        stream is the one unsegmented chains would draw from (the driver's restart
+        recomputes the log density and gradient at ``last``, drawing nothing), so the draws
+        are :meth:`sample_chains`'."""
+        out, done, chains, per = None, 0, result.num_chains, result.samples.shape[1]
+        while True:
+            rows = self.from_unit(result.flat())
+            a = done * chains
+            b = min(n, a + rows.shape[0])
+            if out is None:
+                if b == n:
+                    return rows[:n]
+                out = rows.new_empty((n, self.dim))
+            out[a:b] = rows[:b - a]
+            done += result.samples.shape[1]
+            if done >= num_samples:
+                return out
+            last = result.samples[:, -1]
+            del rows, result
+            result = more(last, min(per, num_samples - done))
 
     def _initial_points(self, num_chains: int, init, anneal_steps: int) -> torch.Tensor:
         loc, scale = self.base_loc, self.base_scale

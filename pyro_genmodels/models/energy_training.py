@@ -67,7 +67,8 @@ import torch
 from pyro import poutine
 
 from .._rng import seeded
-from .._validation import check_choice, column_moments, positive_float, positive_int
+from .._validation import (check_choice, column_moments, nonnegative_float, positive_float,
+                           positive_int)
 from ..base import gaussian_weight_log_prior
 from ..infer import distributed
 from ..infer.averaging import WeightAverage, check_decay
@@ -153,13 +154,12 @@ class EnergyOptions(LoopOptions):
         positive_int(self.mcmc_steps, "mcmc_steps")
         positive_float(self.mcmc_step_size, "mcmc_step_size")
         positive_float(self.noise_scale, "noise_scale")
-        if not 0 < float(self.target_accept) < 1:
+        if not positive_float(self.target_accept, "target_accept") < 1:
             raise ValueError(f"Expected 0 < target_accept < 1, but got {self.target_accept!r}")
-        if not 0 <= float(self.reinit_fraction) <= 1:
+        if not nonnegative_float(self.reinit_fraction, "reinit_fraction") <= 1:
             raise ValueError(f"Expected 0 <= reinit_fraction <= 1, but got "
                              f"{self.reinit_fraction!r}")
-        if not (float(self.energy_reg) >= 0 and math.isfinite(float(self.energy_reg))):
-            raise ValueError(f"Expected energy_reg >= 0, but got {self.energy_reg!r}")
+        nonnegative_float(self.energy_reg, "energy_reg")
         if self.validation is not None and self.objective == "contrastive":
             raise ValueError("validation= needs a held-out loss, and contrastive divergence "
                              "has none (its log Z moves every step): use a score-matching "

@@ -39,6 +39,7 @@ from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import prior_factor
+from ._checks import hidden_widths
 
 TRANSFORMS = {
     "nsf": zuko.flows.NSF,
@@ -59,7 +60,8 @@ class Flow(GenerativeModel):
         transform: ``"nsf"`` (neural spline flow, default), ``"maf"``, ``"realnvp"`` or
             ``"nice"``: the zuko flow family (all with an exact one-pass inverse).
         num_transforms: how many transforms are composed.
-        hidden: hidden layer sizes of each transform's network.
+        hidden: hidden layer sizes of each transform's network (a sequence of positive
+            ints, or one int for a single layer).
         context_dim: width of the conditioning variable ``c`` (``None``: unconditional).
         prior_scale: sd of the Gaussian prior on every weight (used by ``map``).
         standardize: the density is the flow's on the standardized columns
@@ -103,7 +105,7 @@ class Flow(GenerativeModel):
                              f"{sorted(TRANSFORMS)}")
         self.transform = transform
         self.num_transforms = positive_int(num_transforms, "num_transforms")
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        self.hidden = hidden_widths(hidden)
         if not self.hidden:
             raise ValueError("Expected at least one hidden layer, but got hidden=()")
         self.context_dim = None if context_dim is None else positive_int(context_dim,

@@ -50,6 +50,7 @@ from .._validation import check_choice, positive_int
 from ..base import Capabilities, GenerativeModel, register
 from ..fit import Fit
 from ..mc import MCEstimate
+from ._checks import check_network, hidden_widths
 from .fgan import DIVERGENCES, TABLE
 from .gan_engine import AdversarialEngine
 
@@ -138,11 +139,15 @@ class GAN(GenerativeModel):
             ``"wasserstein"`` (WGAN-GP).
         hidden: hidden layer sizes of the default generator and critic MLPs (ReLU in the
             generator, LeakyReLU(0.2) in the critic, no normalization layers: WGAN-GP's
-            penalty is per sample).
+            penalty is per sample): a sequence of positive ints, or one int for a single
+            layer.
         generator: your own ``nn.Module``, ``generator(z) -> (B, D)`` or, conditional,
-            ``generator(z, c)``; in standardized units when ``standardize``.
+            ``generator(z, c)`` (``c`` ``(B, context_dim)``); in standardized units when
+            ``standardize``.
         critic: your own ``nn.Module``, ``critic(x) -> (B,)`` or ``(B, 1)`` (raw output
-            V, before g_f), or ``critic(x, c)``.
+            V, before g_f), or ``critic(x, c)``. Custom networks are called once on a
+            small batch here, so that a wrong signature or output shape fails at
+            construction.
         context_dim: width of the conditioning variable ``c`` (``None``: unconditional).
             The default networks take ``[z, c]`` and ``[x, c]`` (Mirza & Osindero 2014).
         standardize: the networks work on standardized columns ``u = (x - m) / s`` (m, s
@@ -181,7 +186,7 @@ class GAN(GenerativeModel):
         super().__init__(dim)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
         self.divergence = check_choice(divergence, DIVERGENCES, "divergence")
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        self.hidden = hidden_widths(hidden)
         if not self.hidden and (generator is None or critic is None):
             raise ValueError("Expected at least one hidden layer, but got hidden=()")
         self.context_dim = None if context_dim is None else positive_int(context_dim,
@@ -193,6 +198,12 @@ class GAN(GenerativeModel):
             if net is not None and not isinstance(net, nn.Module):
                 raise TypeError(f"Expected {name} to be a torch.nn.Module, but got "
                                 f"{type(net).__name__}")
+        c = [] if self.context_dim is None else [("c", self.context_dim, 0.0)]
+        if generator is not None:
+            check_network(generator, "generator", [("z", self.latent_dim, 0.0), *c],
+                          [self.dim])
+        if critic is not None:
+            check_network(critic, "critic", [("x", self.dim, 0.0), *c], [None, 1])
         self.custom = {"generator": generator is not None, "critic": critic is not None}
         k = self.context_dim or 0
         self.generator = generator if generator is not None else _mlp(

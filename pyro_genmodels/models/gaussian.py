@@ -142,25 +142,37 @@ class Gaussian(GenerativeModel):
         return init
 
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
-        """The MLE covariance is the biased sample covariance: singular when N <= D or the
-        columns are collinear, and then the likelihood is unbounded."""
-        if method != "mle" or self.known_covariance:
+        """Refuse data for which the fit does not exist.
+
+        A constant column (every column, for a single row) makes the likelihood grow
+        without bound as that column's scale goes to 0, and the HalfNormal prior, finite
+        at 0, does not stop it: no method has an answer (no maximum, an improper
+        posterior; MCMC's step size would collapse). For ``mle`` also: the MLE
+        covariance is the biased sample covariance, singular when N <= D or the columns
+        are collinear. Both checks use the correlation scale, so the columns' units do
+        not matter (raw columns from 0.1 to 1,680 are not "almost singular")."""
+        if self.known_covariance:
             return
         n = x.shape[0]
+        x64 = x.double()
+        sd = x64.std(0, correction=0)
+        constant = sd <= sd.max() * torch.finfo(x.dtype).eps
+        if constant.any():
+            cols = constant.nonzero().flatten().tolist()
+            what = ("a single row makes every column constant" if n == 1 else
+                    f"column(s) {cols} are constant")
+            raise ValueError(
+                f"data cannot be fitted by a Gaussian with an unknown covariance: {what}, so "
+                f"the likelihood grows without bound as their scale goes to 0 (no maximum, "
+                f"and an improper posterior under the scale's HalfNormal prior). Drop those "
+                f"columns, or give a known covariance.")
+        if method != "mle":
+            return
         if n <= self.dim:
             raise ValueError(
                 f"The MLE covariance is singular with N={n} points in D={self.dim} dimensions "
                 f"(it needs N > D), so the likelihood has no maximum. Use method='map', whose "
                 f"prior keeps the covariance positive definite, or give a known covariance.")
-        # on the correlation matrix, so the test does not depend on the columns' units
-        # (raw columns from 0.1 to 1,680 are not "almost singular")
-        x64 = x.double()
-        sd = x64.std(0, correction=0)
-        if (sd <= sd.max() * torch.finfo(x.dtype).eps).any():
-            cols = (sd <= sd.max() * torch.finfo(x.dtype).eps).nonzero().flatten().tolist()
-            raise ValueError(
-                f"The MLE covariance is singular: column(s) {cols} are constant, so the "
-                f"likelihood has no maximum. Use method='map' or drop those columns.")
         u = (x64 - x64.mean(0)) / sd
         eig = torch.linalg.eigvalsh(u.T @ u / n)
         if eig[0] <= eig[-1] * torch.finfo(x.dtype).eps * self.dim:

@@ -55,7 +55,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, column_moments, positive_float, positive_int
+from .._validation import (check_choice, column_moments, nonnegative_float, positive_float,
+                           positive_int)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
@@ -145,8 +146,11 @@ def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
            + reg_covar * eye)
     scales = cov.diagonal(dim1=-2, dim2=-1).sqrt()
     corr = cov / (scales.unsqueeze(-1) * scales.unsqueeze(-2))
-    return {"weights": weights, "locs": locs, "scales": scales,
-            "corr_cholesky": torch.linalg.cholesky(corr)}
+    # a singular covariance (a component on one point, reg_covar=0) is no crash: NaN
+    # factors make the next log-likelihood non-finite, which EM reports as a FitError
+    chol, info = torch.linalg.cholesky_ex(corr)
+    chol = torch.where((info > 0)[:, None, None], torch.nan, chol)
+    return {"weights": weights, "locs": locs, "scales": scales, "corr_cholesky": chol}
 
 
 def _em_run(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: float,
@@ -229,8 +233,7 @@ class EMOptions:
     def __post_init__(self):
         positive_int(self.num_steps, "num_steps")
         positive_float(self.tol, "tol")
-        if float(self.reg_covar) < 0:
-            raise ValueError(f"Expected reg_covar >= 0, but got {self.reg_covar!r}")
+        nonnegative_float(self.reg_covar, "reg_covar")
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"Expected callback to be callable, but got "
                             f"{type(self.callback).__name__}")
@@ -267,8 +270,9 @@ class Relabeled(Engine):
 
     def run(self, model, data, opts, *, method: str, progress: bool) -> FitResult:
         result = self.inner.run(model, data, opts, method=method, progress=progress)
-        result.posterior = relabel(model, result.posterior)
-        result.info["relabeled"] = True
+        if result.error is None:  # (a failed fit's draws may be non-finite)
+            result.posterior = relabel(model, result.posterior)
+            result.info["relabeled"] = True
         return result
 
 

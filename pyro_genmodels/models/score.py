@@ -59,15 +59,16 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .._validation import positive_float, positive_int
+from .._validation import check_bool, positive_float, positive_int
 from ..base import Capabilities, GenerativeModel, register
+from ._checks import check_network, hidden_widths
 from .noise_nets import (DISTANCE_ROWS, NoiseConditionalMLP, geometric_levels,
                          largest_distance, level_fraction)
 from .score_engine import ScoreEngine
@@ -97,14 +98,18 @@ class ScoreModel(GenerativeModel):
         sigmas: the annealing levels, decreasing and positive (standardized units when
             ``standardize``); ``None``: ``num_levels`` geometric levels from
             ``sigma_max`` down to ``sigma_min``.
-        num_levels: L, the number of levels when ``sigmas`` is not given.
+        num_levels: L, the number of levels when ``sigmas`` is not given (one level
+            trains, but ``log_prob`` needs a range of levels: at least 2).
         sigma_min: the smallest level.
         sigma_max: the largest; ``None``: the largest pairwise distance between training
             rows (Song & Ermon 2020, technique 1; over at most 5000 rows), set when the
             fit starts.
-        network: your own ``nn.Module`` returning the score, ``network(x, sigma)`` or
-            ``network(x, sigma, c)``, ``x`` ``(B, D)``, ``sigma`` ``(B,)``.
-        hidden: hidden widths of the default network.
+        network: your own ``nn.Module`` returning the score ``(B, D)``,
+            ``network(x, sigma)`` or ``network(x, sigma, c)``, ``x`` ``(B, D)``, ``sigma``
+            ``(B,)``, ``c`` ``(B, context_dim)``; called once on a small batch here, so
+            that a wrong signature or output shape fails at construction.
+        hidden: hidden widths of the default network (a sequence of positive ints, or
+            one int for a single layer).
         context_dim: width of the condition ``c`` (``None``: unconditional).
         standardize: the network sees standardized columns (fixed when the fit starts);
             scores and levels are in those units, densities on the data's scale.
@@ -136,7 +141,10 @@ class ScoreModel(GenerativeModel):
                  standardize: bool = True):
         super().__init__(dim)
         if sigmas is not None:
-            levels = [positive_float(s, "sigmas[i]") for s in sigmas]
+            if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, Iterable):
+                raise TypeError(f"Expected sigmas to be a sequence of positive, strictly "
+                                f"decreasing levels (or None), but got {sigmas!r}")
+            levels = [positive_float(s, f"sigmas[{i}]") for i, s in enumerate(sigmas)]
             if len(levels) < 1 or any(a <= b for a, b in zip(levels, levels[1:])):
                 raise ValueError(f"Expected sigmas to be strictly decreasing and non-empty, "
                                  f"but got {list(sigmas)!r}")
@@ -150,7 +158,7 @@ class ScoreModel(GenerativeModel):
         if self.sigma_max is not None and self.sigma_max <= self.sigma_min:
             raise ValueError(f"Expected sigma_max > sigma_min ({self.sigma_min}), but got "
                              f"{self.sigma_max}")
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        self.hidden = hidden_widths(hidden)
         if network is None and not self.hidden:
             raise ValueError("Expected at least one hidden layer, but got hidden=()")
         if network is not None and not isinstance(network, nn.Module):
@@ -158,9 +166,11 @@ class ScoreModel(GenerativeModel):
                             f"{type(network).__name__}")
         self.context_dim = None if context_dim is None else positive_int(context_dim,
                                                                           "context_dim")
-        if not isinstance(standardize, bool):
-            raise TypeError(f"Expected standardize to be a bool, but got {standardize!r}")
-        self.standardize = standardize
+        self.standardize = check_bool(standardize, "standardize")
+        if network is not None:
+            c = [] if self.context_dim is None else [("c", self.context_dim, 0.0)]
+            check_network(network, "network", [("x", self.dim, 0.0), ("sigma", None, 1.0), *c],
+                          [self.dim])
         self.custom = network is not None
         self.network = network if network is not None else ScaledScore(
             NoiseConditionalMLP(self.dim, self.hidden, context_dim=self.context_dim or 0))

@@ -177,6 +177,8 @@ class ScoreFit(Fit):
         steps_per_level = positive_int(steps_per_level, "steps_per_level")
         if step_size is not None:
             step_size = positive_float(step_size, "step_size")
+        if sampler == "ode":
+            self._check_level_range("sample(sampler='ode')")
         c = self._as_context(c, n)
 
         def part(a: int, b: int) -> torch.Tensor:
@@ -193,6 +195,11 @@ class ScoreFit(Fit):
                 y = torch.randn(k, model.dim, **model._factory) * math.sqrt(1 + hi ** 2)
                 u = flow_sample(_eps(model, cb), y, sigma_min=float(model.sigmas[-1]),
                                 sigma_max=hi, rtol=rtol, atol=atol)
+            if not bool(torch.isfinite(u).all()):  # Langevin has no accept/reject step
+                raise ValueError(
+                    f"The {sampler} sampler diverged (non-finite draws) with step_size="
+                    f"{step_size!r} and steps_per_level={steps_per_level}: use a smaller "
+                    f"step_size (None: Song & Ermon's rule)")
             return model.from_unit(u)
         with seeded(seed):  # chunk after chunk from one stream
             return chunked(n, self._rows(), part)
@@ -214,6 +221,7 @@ class ScoreFit(Fit):
         in chunks (:meth:`~pyro_genmodels.Fit.log_prob`'s memory bound), each with its own
         adaptive steps and probes (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the
         largest chunk's."""
+        self._check_level_range("log_prob")
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
         runs = []
@@ -226,6 +234,16 @@ class ScoreFit(Fit):
             return res.log_prob
         out = chunked(x.shape[0], self._rows(self._ode_factor()), part)
         return FlowLogProb(out, max(r.nfe for r in runs), runs[0].trace, runs[0].num_probes)
+
+    def _check_level_range(self, what: str) -> None:
+        """The probability-flow ODE runs from the largest level down to the smallest: a
+        model of one level (``num_levels=1``) trains and samples by Langevin, but has no
+        range to integrate over."""
+        if len(self.model.sigmas) < 2:
+            raise ValueError(
+                f"{what} integrates the probability-flow ODE from the largest noise level "
+                f"down to the smallest, but this ScoreModel has num_levels=1 "
+                f"(sigmas={self.model.sigmas.tolist()}); fit one with num_levels >= 2")
 
     def _ode_factor(self) -> int:
         """How many more numbers per row the likelihood's ODE holds than a network pass:

@@ -59,8 +59,9 @@ from .._validation import as_data, check_choice, positive_float, positive_int
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import prior_factor
-from ..fit import CHUNK_ELEMENTS, Fit
+from ..fit import Fit, _chunk_rows, _rows_of, chunked
 from .vae_engine import VAEEngine
+from ._checks import check_network
 from .vae_parts import StandardNormal, _Generative, _labels, mlp
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "categorical")
@@ -120,11 +121,13 @@ class VAEFit(Fit):
                mean: bool = False) -> torch.Tensor:
         """``n`` ancestral draws ``z ~ N(0, I)``, ``x ~ p(x | z[, c])``: ``(n, D)``.
         ``mean=True`` returns the decoded means E[x | z] instead of draws of x. ``c``:
-        one ``int`` label for all rows, or ``(n,)`` labels."""
+        one ``int`` label for all rows, or ``(n,)`` labels. Drawn chunk after chunk of
+        rows from one stream under ``seed``, as ``Fit.sample`` draws."""
         n = positive_int(n, "n")
         ctx = self._as_context(c, n)
         with seeded(seed):
-            return self.model.sample_given({}, n, ctx, mean=mean)
+            return chunked(n, self._rows(), lambda a, b: self.model.sample_given(
+                {}, b - a, _rows_of(ctx, a, b), mean=mean))
 
 
 @register
@@ -267,25 +270,13 @@ class VAE(GenerativeModel):
         return ("weight_prior",)
 
     def _check_networks(self) -> None:
-        """Run both networks once on zeros: a shape mismatch fails here, not mid-fit."""
+        """Run both networks once (:func:`~pyro_genmodels.models._checks.check_network`):
+        a shape mismatch fails here, not mid-fit."""
         cdim = self.num_classes or 0
-        out = self.dim * (self.num_categories or 1)
-        p = next(self.encoder.parameters(), None)
-        kw = {"dtype": p.dtype if p is not None else torch.get_default_dtype()}
-        with torch.no_grad():
-            for name, net, width, want in (("encoder", self.encoder, self.dim + cdim,
-                                            2 * self.latent_dim),
-                                           ("decoder", self.decoder, self.latent_dim + cdim,
-                                            out)):
-                try:
-                    got = net(torch.zeros(2, width, **kw))
-                except Exception as e:
-                    raise ValueError(f"The {name} must map (N, {width}) to (N, {want}), but "
-                                     f"calling it on (2, {width}) failed: {e}") from None
-                if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, want):
-                    shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got)
-                    raise ValueError(f"The {name} must map (N, {width}) to (N, {want}), but "
-                                     f"it returned {shape} for N = 2")
+        check_network(self.encoder, "encoder", [("x", self.dim + cdim, 0.0)],
+                      [2 * self.latent_dim])
+        check_network(self.decoder, "decoder", [("z", self.latent_dim + cdim, 0.0)],
+                      [self.dim * (self.num_categories or 1)])
 
     # ------------------------------------------------------------------ the networks
     def _encoder_input(self, x: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
@@ -436,10 +427,8 @@ class VAE(GenerativeModel):
     def _chunked(self, fn: Callable, x: torch.Tensor, c: Optional[torch.Tensor],
                  num_particles: int) -> torch.Tensor:
         width = self.dim * (self.num_categories or 1) + max(self.hidden or (1,))
-        rows = max(1, CHUNK_ELEMENTS // (num_particles * width))
-        cs = c.split(rows) if c is not None else [None] * math.ceil(x.shape[0] / rows)
-        return torch.cat([fn(self.log_weights(xb, cb, num_particles=num_particles))
-                          for xb, cb in zip(x.split(rows), cs)])
+        return chunked(x.shape[0], _chunk_rows(num_particles * width), lambda a, b: fn(
+            self.log_weights(x[a:b], _rows_of(c, a, b), num_particles=num_particles)))
 
     @torch.no_grad()
     def iwae(self, x: torch.Tensor, c: Optional[torch.Tensor] = None, *,

@@ -29,7 +29,13 @@ from ...infer.loop import FitResult
 from .sampling import SequenceFit, generate
 from .tokens import SequenceModel
 
-__all__ = ["NGram", "fit_ngram_closed_form"]
+__all__ = ["MAX_TABLE_ENTRIES", "NGram", "fit_ngram_closed_form"]
+
+#: the most entries an n-gram table may have, V**order (contexts x outcomes): 2**26, so
+#: that the counts (int64) and the probabilities (float64) take 512 MiB each
+MAX_TABLE_ENTRIES = 2 ** 26
+#: the largest order whose table fits for the smallest vocabulary (one token: V = 2)
+MAX_ORDER = MAX_TABLE_ENTRIES.bit_length() - 1
 
 
 def _dirichlet_log_prob(probs: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -100,7 +106,9 @@ class NGram(SequenceModel):
     ========  =====================================================================
 
     Args:
-        order: n >= 1, the n of the n-gram.
+        order: n >= 1, the n of the n-gram. The table has V^order entries (contexts x
+            outcomes), at most :data:`MAX_TABLE_ENTRIES` (2^26): a larger order is refused
+            here, or, for text whose vocabulary ``fit`` builds, when the fit starts.
         prior_concentration: alpha > 0 of the symmetric Dirichlet prior.
         vocab: the characters (text data; default: built by ``fit`` from the strings).
         vocab_size: K, for integer token ids ``0..K-1`` instead of text.
@@ -134,6 +142,18 @@ class NGram(SequenceModel):
                  vocab: Optional[str] = None, vocab_size: Optional[int] = None):
         super().__init__(vocab=vocab, vocab_size=vocab_size)
         self.order = positive_int(order, "order")
+        if self.order > MAX_ORDER:
+            raise ValueError(f"Expected order <= {MAX_ORDER}, but got {order}: an n-gram "
+                             f"table has V**order entries (V >= 2: the tokens and the end "
+                             f"token), over the limit of 2**{MAX_ORDER} = "
+                             f"{MAX_TABLE_ENTRIES:,} for any order above {MAX_ORDER}")
+        if self.known and self.num_outcomes ** self.order > MAX_TABLE_ENTRIES:
+            V = self.num_outcomes
+            raise ValueError(f"order={self.order} is too large for a vocabulary of "
+                             f"{V - 1} tokens: its table would have {V}**{self.order} = "
+                             f"{V ** self.order:,} entries ({V}**{self.order - 1} contexts x "
+                             f"V = {V} outcomes, the end token included), more than "
+                             f"{MAX_TABLE_ENTRIES:,}; use a smaller order")
         self.prior_concentration = positive_float(prior_concentration, "prior_concentration")
 
     @property

@@ -25,6 +25,7 @@ sequence's first end token.
 from __future__ import annotations
 
 import numbers
+import reprlib
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -283,7 +284,17 @@ class SequenceModel(GenerativeModel):
         if c is None:
             raise ValueError(f"{name} is conditional (num_classes={self.num_classes}): pass "
                              f"c, integer class labels of shape ({num_rows},)")
-        t = c.detach() if isinstance(c, torch.Tensor) else torch.as_tensor(c)
+        expected = (f"integer class labels in [0, {self.num_classes}) of shape ({num_rows},) "
+                    f"or one int")
+        if isinstance(c, torch.Tensor):
+            t = c.detach()
+        else:
+            try:
+                t = None if isinstance(c, (str, bytes)) else torch.as_tensor(c)
+            except (TypeError, ValueError, RuntimeError):  # lists of strings, ragged lists
+                t = None
+            if t is None:
+                raise TypeError(f"c must be {expected}, got {reprlib.repr(c)}")
         if not _is_int_tensor(t):
             raise TypeError(f"c must hold integer class labels, got dtype {t.dtype}")
         if t.dim() == 0:

@@ -1,0 +1,75 @@
+"""Checks of the neural families' arguments (GAN, Flow, EnergyModel, Diffusion,
+ScoreModel): hidden widths, non-negative numbers, and a user's network, probed once at
+construction so that a wrong signature or output shape fails there, not mid-fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from typing import Any, Iterable, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .._rng import seeded
+from .._validation import positive_int
+
+#: the batch size of the probe of a user's network
+PROBE_ROWS = 2
+
+
+def hidden_widths(hidden: Any, name: str = "hidden") -> Tuple[int, ...]:
+    """``hidden`` as a tuple of layer widths: a sequence of positive ints, or one
+    positive int for a single hidden layer (as ``VAE`` takes it). Whether ``()`` is
+    allowed is the caller's to say."""
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    if isinstance(hidden, (str, bytes, bool)) or not isinstance(hidden, Iterable):
+        raise TypeError(f"Expected {name} to be a sequence of positive ints (layer widths) "
+                        f"or one positive int, but got {hidden!r}")
+    return tuple(positive_int(h, f"{name}[{i}]") for i, h in enumerate(hidden))
+
+
+def _shape(width: Optional[int]) -> str:
+    return "(B,)" if width is None else f"(B, {width})"
+
+
+def check_network(net: nn.Module, name: str, args: Sequence[Tuple[str, Optional[int], float]],
+                  outputs: Sequence[Optional[int]]) -> None:
+    """Call a user's ``net`` once on a batch of :data:`PROBE_ROWS` rows; a ValueError
+    naming ``name`` if the call fails or returns another shape.
+
+    ``args`` are the call's arguments, ``(label, width, fill)``: a tensor ``(B, width)``
+    (``(B,)`` for ``width=None``) filled with ``fill``, in the dtype and on the device of
+    the network's first floating parameter or buffer. ``outputs`` are the accepted output
+    widths (``None``: ``(B,)``). The probe leaves the network as it was: it runs in eval
+    mode (no batch-norm statistics move), without gradients, and under :func:`seeded`
+    (the caller's random state is restored after).
+    """
+    ref = next((t for t in itertools.chain(net.parameters(), net.buffers())
+                if t.is_floating_point()), None)
+    kw = {"dtype": torch.get_default_dtype() if ref is None else ref.dtype,
+          "device": None if ref is None else ref.device}
+    rows = PROBE_ROWS
+    inputs = [torch.full((rows,) if w is None else (rows, w), fill, **kw)
+              for _, w, fill in args]
+    call = f"{name}({', '.join(f'{label} {_shape(w)}' for label, w, _ in args)})"
+    want = " or ".join(_shape(w) for w in outputs)
+    modes = [(m, m.training) for m in net.modules()]
+    net.eval()
+    try:
+        with seeded(0), torch.no_grad():
+            out = net(*inputs)
+    except Exception as e:
+        raise ValueError(f"Expected {name} to be callable as {call} and to return {want}, "
+                         f"but calling it with B = {rows} raised {type(e).__name__}: {e}"
+                         ) from e
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    shapes = [(rows,) if w is None else (rows, w) for w in outputs]
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) not in shapes:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"Expected {name}, called as {call}, to return {want}, but with "
+                         f"B = {rows} it returned {got}")

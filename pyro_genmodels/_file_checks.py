@@ -78,16 +78,21 @@ def check_header(path: Path, size: int) -> Dict[str, Tuple[str, List[int]]]:
         if len(head) < 8:
             raise ValueError(f"{path} is not a safetensors file: it has {len(head)} bytes, "
                              f"expected at least 8 (the header length)")
-        what = _what_it_is(head)
-        if what:
-            raise ValueError(f"{path} is not a safetensors file: {what}")
         n = int.from_bytes(head, "little")
-        if n > MAX_HEADER_BYTES or n > size - 8:
+        fits = n <= MAX_HEADER_BYTES and n <= size - 8
+        raw = f.read(n) if fits else b""
+        # A pickle or a zip is told by its first bytes, but those are also the header
+        # length of a real file (896 bytes is 80 03 00 ..., like a pickle's start): only a
+        # file that does not hold a header of that length, opening a JSON object, is one
+        if not (fits and raw[:1] == b"{"):
+            what = _what_it_is(head)
+            if what:
+                raise ValueError(f"{path} is not a safetensors file: {what}")
+        if not fits:
             raise ValueError(f"{path} is not a valid safetensors file: its header declares "
                              f"{n} bytes, expected at most "
                              f"{min(MAX_HEADER_BYTES, max(size - 8, 0))} (the file has "
                              f"{size} bytes; the bound is {MAX_HEADER_BYTES})")
-        raw = f.read(n)
     if len(raw) != n:
         raise ValueError(f"{path} is truncated: expected a {n}-byte header, found {len(raw)}")
     try:
@@ -135,7 +140,7 @@ def _entry(path: Path, name: str, entry: Any) -> Tuple[str, List[int], int, int]
     if not isinstance(entry, dict):
         raise bad("an object with dtype, shape and data_offsets", entry)
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in ITEMSIZE:
+    if not isinstance(dtype, str) or dtype not in ITEMSIZE:  # a list is no dict key
         raise bad(f"a dtype among {sorted(ITEMSIZE)}", dtype)
     if (not isinstance(shape, list) or len(shape) > MAX_NDIM
             or not all(is_int(d) for d in shape)):

@@ -10,7 +10,9 @@ one row per line (``\\n`` or ``\\r\\n``). Cells may be quoted and padded with sp
 blank lines and lines starting with ``#`` are skipped. The first other line is a header
 when none of its cells is a number, a row of data when all of them are, and an error
 otherwise. Every cell must be a finite number and every row as long as the first.
-A ``.npy`` must hold a numeric array of shape ``(N, D)``; a 1-D array is one column.
+A ``.npy`` must hold a numeric array of shape ``(N, D)``; a 1-D array is one column. Numbers
+that torch does not take as they are (big-endian, float128, uint16 and wider unsigned
+integers) are read as float64.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from typing import List, Optional
 import numpy as np
 
 NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+#: the dtypes (native byte order) that the models take as they are; other numbers
+#: (big-endian, float128, uint16 and wider) are read as float64
+TORCH_DTYPES = frozenset(np.dtype(t) for t in ("bool", "int8", "int16", "int32", "int64",
+                                               "uint8", "float16", "float32", "float64"))
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -187,7 +193,8 @@ def _read_npy(path: str, p: Path, stream_bytes: float) -> np.ndarray:
             offset = f.tell()
     except OSError as e:
         raise DataFileError(f"{path}: cannot read the file ({e.strerror})") from None
-    except (ValueError, EOFError):
+    except Exception:  # noqa: BLE001 - NumPy's parser of untrusted bytes: ValueError,
+        # EOFError, or tokenize's TokenError / SyntaxError for a header that is not a dict
         raise DataFileError(f"{path}: found no NumPy array header, expected a .npy file "
                             f"(written by np.save)") from None
     if dtype.kind not in NUMERIC_KINDS or dtype.hasobject:
@@ -198,7 +205,7 @@ def _read_npy(path: str, p: Path, stream_bytes: float) -> np.ndarray:
     if len(shape) not in (1, 2):
         raise DataFileError(f"{path}: found an array of shape {shape}, expected a 2-D "
                             f"(N, D) array (or 1-D, read as one column)")
-    if 0 in shape:
+    if any(d <= 0 for d in shape):  # a header may say anything, -1 too
         raise DataFileError(f"{path}: found an array of shape {shape}, expected at least "
                             f"one row and one column")
     size, need = p.stat().st_size - offset, math.prod(shape) * dtype.itemsize
@@ -206,7 +213,19 @@ def _read_npy(path: str, p: Path, stream_bytes: float) -> np.ndarray:
         raise DataFileError(f"{path}: found {size} bytes of data, expected {need} (an array "
                             f"of shape {shape} and dtype {dtype}): the file is cut short")
     streamed = p.stat().st_size > stream_bytes  # fit() then checks each block it reads
-    data = np.load(p, allow_pickle=False, mmap_mode="r" if streamed else None)
+    convert = dtype not in TORCH_DTYPES
+    if convert and streamed:
+        raise DataFileError(f"{path}: found an array of dtype {dtype} in a file of "
+                            f"{p.stat().st_size} bytes; an array this large is read as it "
+                            f"is used, and this dtype would need converting first: save it "
+                            f"as little-endian float64 or float32 (x.astype('<f4'))")
+    try:
+        data = np.load(p, allow_pickle=False, mmap_mode="r" if streamed else None)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataFileError(f"{path}: cannot read the array ({e})") from None
+    if convert:  # big-endian, float128, uint16 and wider: numbers torch does not take
+        with np.errstate(over="ignore"):
+            data = data.astype(np.float64)
     data = data.reshape(-1, 1) if data.ndim == 1 else data
     bad = None if streamed else ~np.isfinite(data)
     if bad is not None and bad.any():

@@ -49,6 +49,10 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         if arr.dtype.kind not in "biuf":
             raise TypeError(
                 f"{name} must have a numeric dtype (bool, int or float), got dtype {arr.dtype}")
+        if not arr.dtype.isnative:  # big-endian files: torch reads native order only
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: no torch dtype
+            arr = arr.astype(np.float64)
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
         raise TypeError(f"{name} must have a real numeric dtype, got {t.dtype}")
@@ -110,7 +114,8 @@ def _check_values(t: torch.Tensor, given: torch.Tensor, name: str) -> None:
             f"(and a float64 model)")
 
 
-_INT_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+_INT_DTYPES = {torch.bool, torch.uint8, torch.uint16, torch.uint32, torch.uint64, torch.int8,
+               torch.int16, torch.int32, torch.int64}
 _FULL_FLOATS = {torch.float32, torch.float64}
 
 

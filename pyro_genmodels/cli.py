@@ -51,7 +51,9 @@ def _parse_pairs(pairs: List[str], what: str) -> Dict[str, Any]:
             raise SystemExit(f"error: {what} must look like key=value, got {pair!r}")
         try:
             out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            # not a Python literal (or one nested too deeply for the parser: thousands of
+            # unary minuses or brackets): the text itself, which the model or fit refuses
             out[key] = value
     return out
 
@@ -179,6 +181,11 @@ def _fit(args, rank: int) -> int:
                         progress=not args.quiet and rank == 0, **options)
     except (ValueError, TypeError, FitError, FileNotFoundError, RankFailure) as e:
         raise SystemExit(f"error: {e}")
+    except (MemoryError, RuntimeError) as e:  # e.g. --arg hidden=[100000,100000]
+        if not _out_of_memory(e):
+            raise
+        raise SystemExit(f"error: the {args.model} model or its fit does not fit in memory "
+                         f"({_first_line(e) or type(e).__name__})") from None
     try:
         fit.save(args.out)  # distributed: rank 0 writes, the others wait until it is there
     except (RankFailure, ValueError) as e:
@@ -214,6 +221,20 @@ def _fit(args, rank: int) -> int:
     return 0
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, or torch's RuntimeError for a tensor
+    whose size cannot be allocated or even computed (``-n`` or ``--max-length`` huge)."""
+    msg = str(e)
+    return isinstance(e, MemoryError) or any(
+        s in msg for s in ("can't allocate memory", "out of memory",
+                           "Storage size calculation overflowed"))
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
 def _cmd_sample(args) -> int:
     from .io import load
 
@@ -238,6 +259,12 @@ def _cmd_sample(args) -> int:
         x = fit.sample(args.n, seed=args.seed, **seq)
     except (ValueError, TypeError) as e:
         raise SystemExit(f"error: {e}")
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        size = f" of up to {args.max_length} tokens" if args.max_length is not None else ""
+        raise SystemExit(f"error: cannot draw -n {args.n} samples{size}: they do not fit in "
+                         f"memory ({_first_line(e) or type(e).__name__})") from None
     if text:
         lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in x]
         _write(args.out, lambda p: p.write_text("".join(line + "\n" for line in lines),
@@ -304,9 +331,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(msg: str) -> str:
+    """An ``error: ...`` message as the one line the command promises: a C++ backtrace
+    that torch appends to some errors is dropped, and line breaks (in a library's
+    message, or a file name) become spaces."""
+    msg = msg.split("\nException raised from ", 1)[0]
+    head, rest = ("error: ", msg[7:]) if msg.startswith("error: ") else ("", msg)
+    return head + " ".join(part.strip() for part in rest.splitlines() if part.strip())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            raise SystemExit(_one_line(e.code)) from None
+        raise
 
 
 if __name__ == "__main__":

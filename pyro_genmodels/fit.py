@@ -114,7 +114,13 @@ def chunked(n: int, rows: int, part) -> torch.Tensor:
         if out is None:
             if stop == n:
                 return got
-            out = got.new_empty((n,) + tuple(got.shape[1:]))
+            shape = (n,) + tuple(got.shape[1:])
+            try:
+                out = got.new_empty(shape)
+            except (RuntimeError, MemoryError) as e:  # the allocator's, or an overflow
+                size = math.prod(shape) * got.element_size()
+                raise ValueError(f"n = {n} rows do not fit in memory: the output {shape} "
+                                 f"of {got.dtype} needs {size:.3g} bytes ({e})") from None
         out[start:stop] = got
         del got
         gc.collect(1)

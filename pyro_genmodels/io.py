@@ -23,7 +23,8 @@ JSON object of the documented types, format and version; names (model, tensors) 
 path separators or ``..``; links that lead outside the directory are refused; the
 tensors file's header is checked against its real size
 (:mod:`~pyro_genmodels._file_checks`) and its digest against ``fit.json``; every
-tensor's name is expected and its shape fits the model that the configuration builds.
+tensor's name is expected, its values finite, and its shape fits the model that the
+configuration builds.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from safetensors.torch import load_file, save_file
 
 from ._file_checks import check_header, check_meta, check_names, parse_json, plain, sha256
 from ._rng import serialized
+from ._validation import check_device
 
 FORMAT = "pyro-genmodels/fit"
 #: 2 marks a fit with user-supplied modules (``meta["code"]``): a reader of version 1
@@ -291,6 +293,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
         tensors = load_file(str(tensor_file))
     except Exception as e:  # a foreign parser on checked but untrusted bytes
         raise LoadError(f"{tensor_file} is not a valid safetensors file: {e}") from None
+    _check_finite(tensors, tensor_file)
     config = dict(meta["config"])
     for key in meta["config_tensors"]:
         config[key] = tensors[f"config/{key}"]
@@ -306,9 +309,10 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
         raise ValueError(f"{path} holds a {meta['model']!r} model with user-supplied modules "
                          f"({modules}); only their weights are saved, not their code. Build "
                          f"the model the same way and pass it: load(path, model=...)")
-    device = torch.device(device)
-    groups = {g: {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith(g + "/")}
-              for g in meta["groups"]}
+    device = check_device(device)
+    # on the device before the checks: a family's density hook mixes them with its buffers
+    groups = {g: {k.split("/", 1)[1]: v.to(device) for k, v in tensors.items()
+                  if k.startswith(g + "/")} for g in meta["groups"]}
     with seeded(0):  # a family may draw initial weights; never from the caller's RNG
         try:
             model = cls(**config).to(device=device, dtype=_DTYPES[meta["dtype"]])
@@ -316,24 +320,46 @@ def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
             raise LoadError(f"{meta_file}: its config does not build a {cls.__name__}: "
                             f"{e}") from None
         state = {k[6:]: v for k, v in tensors.items() if k.startswith("state/")}
+        own = model.state_dict()
+        for key, v in state.items():  # load_state_dict would cast: floats into a mask
+            if key in own and v.dtype != own[key].dtype:
+                raise LoadError(f"{tensor_file}: tensor 'state/{key}' has dtype {v.dtype}, "
+                                f"expected {own[key].dtype} (the {cls.__name__}'s that "
+                                f"{meta_file} configures)")
+        x_scale = state.get("x_scale")  # base.py's standardization: x / x_scale
+        if x_scale is not None and x_scale.is_floating_point() and not (x_scale > 0).all():
+            raise LoadError(f"{tensor_file}: tensor 'state/x_scale' holds "
+                            f"{int((~(x_scale > 0)).sum())} value(s) <= 0, expected the "
+                            f"positive column scales that standardize the data")
         try:
             model.load_state_dict(state)
         except (RuntimeError, ValueError, TypeError) as e:  # names or shapes
             raise LoadError(f"{tensor_file}: the saved weights do not fit the "
                             f"{cls.__name__} that {meta_file} configures: {e}") from None
         _check_groups(model, groups, tensors, tensor_file)
-    move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
     data, context = tensors.get("data"), tensors.get("context")
     try:
         return cls.fit_class.build(
-            model, meta["method"], point=move(groups["point"]) if "point" in groups else None,
-            posterior=move(groups["posterior"]) if "posterior" in groups else None,
-            sample_stats=move(groups.get("sample_stats", {})), losses=meta["losses"],
+            model, meta["method"], point=groups.get("point"), posterior=groups.get("posterior"),
+            sample_stats=groups.get("sample_stats", {}), losses=meta["losses"],
             data=None if data is None else data.to(device),
             context=None if context is None else context.to(device), seed=meta["seed"],
             options=meta["options"], interrupted=meta["interrupted"], info=meta["info"])
     except (TypeError, ValueError) as e:
         raise LoadError(f"{path} does not make a fit: {e}") from None
+
+
+def _check_finite(tensors: Dict[str, torch.Tensor], file: Path) -> None:
+    """A save writes finite weights, estimates, draws and data (a fit that diverged
+    raises FitError instead): NaN or inf there is damage, or a file crafted to make
+    ``log_prob`` and ``sample`` fail or lie. (``sample_stats`` may hold anything.)"""
+    for key, v in tensors.items():
+        if v.is_floating_point() and not key.startswith("sample_stats/"):
+            bad = ~torch.isfinite(v)
+            if bad.any():
+                raise LoadError(f"{file}: tensor {key!r} holds {int(bad.sum())} non-finite "
+                                f"value(s) (NaN or inf), expected finite numbers (a saved "
+                                f"fit's parameters and data are finite)")
 
 
 def _regular_file(root: Path, file: Path):
@@ -368,32 +394,57 @@ def _tensor_file(root: Path, path: Path, meta: Dict[str, Any]):
 
 def _check_groups(model, groups: Dict[str, Dict[str, torch.Tensor]],
                   tensors: Dict[str, torch.Tensor], file: Path) -> None:
-    """Point estimates have the shapes of the model's global sites, posterior draws
-    ``(chains, draws, *shape)`` with one ``(chains, draws)`` (that ``sample_stats``
-    share); numeric data ``(N, dim)``, and ``context`` one row per data row."""
+    """The estimate (point or posterior) has every one of the model's global sites and
+    no other; each of the site's dtype, with values in its support; point estimates of
+    the site's shape, posterior draws ``(chains, draws, *shape)`` with one ``(chains,
+    draws)`` (that ``sample_stats`` share); numeric data ``(N, dim)``, and ``context`` one
+    row per data row."""
     name = type(model).__name__
-    shapes: Dict[str, tuple] = {}
-    if groups.get("point") or groups.get("posterior"):
+    sites: Dict[str, tuple] = {}
+    if model.global_sites or groups.get("point") or groups.get("posterior"):
         try:
-            shapes = _site_shapes(model)
+            sites = _sites(model)
         except Exception as e:  # the configuration builds a model that cannot run
             raise LoadError(f"{file}: the {name} its fit.json configures cannot be traced "
                             f"to check the saved parameters' shapes: {e}") from None
+    estimate = "point" if "point" in groups else "posterior"
     for key in [*groups.get("point", {}), *groups.get("posterior", {})]:
-        if key not in shapes:
+        if key not in sites:
             raise LoadError(f"{file}: unexpected tensor for the site {key!r}: expected "
-                            f"one of the {name}'s global sites {sorted(shapes)}")
+                            f"one of the {name}'s global sites {sorted(sites)}")
+    missing = sorted(set(sites) - set(groups.get(estimate, {})))
+    if missing:
+        raise LoadError(f"{file}: no tensor for the site(s) {missing} in the {estimate}: "
+                        f"expected one '{estimate}/NAME' for each of the {name}'s global "
+                        f"sites {sorted(sites)}")
     for key, v in groups.get("point", {}).items():
-        if tuple(v.shape) != shapes[key]:
+        if tuple(v.shape) != sites[key][0]:
             raise LoadError(f"{file}: tensor 'point/{key}' has shape {tuple(v.shape)}, "
-                            f"expected {shapes[key]} for the {name} that fit.json configures")
+                            f"expected {sites[key][0]} for the {name} that fit.json "
+                            f"configures")
     draws = None
     for key, v in groups.get("posterior", {}).items():
         draws = draws or tuple(v.shape[:2])
-        if v.dim() < 2 or tuple(v.shape[:2]) != draws or tuple(v.shape[2:]) != shapes[key]:
+        if v.dim() < 2 or tuple(v.shape[:2]) != draws or tuple(v.shape[2:]) != sites[key][0]:
             raise LoadError(f"{file}: tensor 'posterior/{key}' has shape {tuple(v.shape)}, "
-                            f"expected (chains, draws, *{shapes[key]}) with (chains, draws) "
-                            f"= {draws} for the {name} that fit.json configures")
+                            f"expected (chains, draws, *{sites[key][0]}) with (chains, "
+                            f"draws) = {draws} for the {name} that fit.json configures")
+    for key, v in groups.get(estimate, {}).items():
+        shape, dtype, support = sites[key]
+        if v.dtype != dtype:
+            raise LoadError(f"{file}: tensor '{estimate}/{key}' has dtype {v.dtype}, "
+                            f"expected {dtype} (the site's, in the {name} that fit.json "
+                            f"configures)")
+        try:
+            ok = support.check(v)
+        except NotImplementedError:  # a dependent support: nothing to check it against
+            continue
+        if not bool(torch.as_tensor(ok).all()):
+            bad = int((~torch.as_tensor(ok)).sum())
+            raise LoadError(f"{file}: tensor '{estimate}/{key}' holds values outside the "
+                            f"support of the site {key!r} ({support}) in {bad} place(s), "
+                            f"expected values that the {name}'s prior allows")
+    _check_distribution(model, groups.get(estimate, {}), estimate == "posterior", file)
     for key, v in groups.get("sample_stats", {}).items():
         if draws is not None and tuple(v.shape[:2]) != draws:
             raise LoadError(f"{file}: tensor 'sample_stats/{key}' has shape "
@@ -409,14 +460,38 @@ def _check_groups(model, groups: Dict[str, Dict[str, torch.Tensor]],
                         f"{None if data is None else tuple(data.shape)})")
 
 
-def _site_shapes(model) -> Dict[str, tuple]:
-    """The shapes of the model's global sites, from one trace of its prior (as
-    ``num_params`` does), under the caller's lock and seed."""
+def _check_distribution(model, values: Dict[str, torch.Tensor], draws: bool,
+                        file: Path) -> None:
+    """An unconditional family's density hook (:meth:`distribution`) accepts the loaded
+    estimate and weights: torch checks every parameter of the distribution it builds (a
+    scale of 0 that the prior's support allows, a flow's base scale <= 0), so a fit that
+    would fail in ``log_prob`` or ``sample`` is refused here. Building it evaluates no
+    network; a family without the hook is not checked."""
+    if model.context_dim is not None:  # needs a c, of a kind only the family knows
+        return
+    if draws:  # (chains, draws, *shape) -> one batch of draws
+        values = {k: v.reshape(-1, *v.shape[2:]) for k, v in values.items()}
+    try:
+        with torch.no_grad():
+            model.distribution(values, None)
+    except NotImplementedError:
+        return
+    except Exception as e:  # noqa: BLE001 - torch's checks of the parameters, or worse
+        lines = str(e).strip().splitlines()  # torch's list the bad values below
+        what = "draws" if draws else "parameters"
+        raise LoadError(f"{file}: the saved {what} do not make a valid "
+                        f"{type(model).__name__}: {lines[0] if lines else type(e).__name__}"
+                        ) from None
+
+
+def _sites(model) -> Dict[str, tuple]:
+    """``{site: (shape, dtype, support)}`` of the model's global sites, from one trace of
+    its prior (as ``num_params`` does), under the caller's lock and seed."""
     from pyro import poutine
 
     with torch.no_grad(), poutine.block():
         c = None if model.context_dim is None else torch.zeros(1, model.context_dim,
                                                                **model._factory)
         tr = poutine.trace(model.model).get_trace(None, c=c, num_data=1)
-    return {n: tuple(tr.nodes[n]["value"].shape) for n in model.global_sites
-            if n in tr.nodes}
+    return {n: (tuple(tr.nodes[n]["value"].shape), tr.nodes[n]["value"].dtype,
+                tr.nodes[n]["fn"].support) for n in model.global_sites if n in tr.nodes}

@@ -557,3 +557,26 @@ def test_e17_models_score_langevin_that_diverges(fits):
     """``models/score_fit.py``: ``sample(step_size=1e30)`` returned NaN draws (Langevin
     has no accept/reject step): now a ValueError naming step_size."""
     run_sample("score", fits("score", "dsm"), {"kw": ("step_size", 1e30), "n": 1})
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "uint64", ">f8", ">i4", "longdouble"])
+def test_e18_validation_reads_every_numeric_numpy_dtype(dtype):
+    """``_validation.as_data``: uint16-64 arrays were refused as "not a real numeric
+    dtype" (torch has those dtypes, the check did not list them), big-endian arrays and
+    long doubles failed in ``torch.from_numpy`` with torch's message, naming no argument.
+    They are numbers: read as the default dtype (long double as float64)."""
+    import numpy as np
+
+    from pyro_genmodels._validation import as_data
+
+    x = np.arange(12, dtype=dtype).reshape(6, 2) % 5 + np.arange(2)
+    t = as_data(x, dim=2)
+    assert t.is_floating_point() and torch.equal(t.double(), torch.as_tensor(
+        x.astype(np.float64)))
+
+
+def test_e19_models_sequence_string_validation_names_it():
+    """``models/sequence/tokens.py``: ``validation="0.1"`` (a string, not the fraction)
+    for a token-id model was read as held-out data and refused with "takes integer token
+    ids ..., not strings", naming neither validation nor data."""
+    run_fit_options("transformer-tokens-mask", "mle", {"option": "validation", "value": "0.1"})

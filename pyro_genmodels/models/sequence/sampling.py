@@ -31,7 +31,12 @@ _ROWS = 4096
 
 
 def _draw(logits: torch.Tensor, temperature: float, top_k: Optional[int]) -> torch.Tensor:
-    logits = logits / temperature
+    # shifted to max 0 and divided in float64, then clamped into the dtype: a
+    # temperature of 1e-300 (or 1e39 in float32) would otherwise make 0 / 0 or inf - inf;
+    # the draw is then greedy, or uniform
+    shifted = logits - logits.amax(-1, keepdim=True)
+    logits = (shifted.double() / temperature).clamp_min(
+        torch.finfo(logits.dtype).min).to(logits.dtype)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, -1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)

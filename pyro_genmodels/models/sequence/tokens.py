@@ -183,9 +183,9 @@ class SequenceModel(GenerativeModel):
         K = self.vocab_size
         if isinstance(data, (str, bytes)) or (isinstance(data, Sequence) and data
                                               and isinstance(data[0], str)):
-            raise TypeError(f"{type(self).__name__}(vocab_size={K}) takes integer token ids "
-                            f"(a LongTensor (N, L) or a list of integer sequences), not "
-                            f"strings")
+            raise TypeError(f"{name}: {type(self).__name__}(vocab_size={K}) takes integer "
+                            f"token ids (a LongTensor (N, L) or a list of integer sequences), "
+                            f"not strings")
         if isinstance(data, torch.Tensor):
             t = data.detach().cpu()
             if not _is_int_tensor(t):

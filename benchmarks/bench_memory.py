@@ -149,13 +149,23 @@ def measure(family: str, calls, *, threads: int = 1, reset: bool = True,
     """:func:`child` for each call in a fresh interpreter of its own, so the high-water
     mark is that call's (after a reset) or at most the process's since it started (no
     reset, or where ``/proc/self/clear_refs`` refuses one)."""
-    return [r for call in calls for r in _run_child(family, call, threads, reset, timeout)]
+    return [r for call in calls for r in _run_child(family, [call], threads, reset, timeout)]
 
 
-def _run_child(family: str, call, threads: int, reset: bool, timeout: float) -> list:
-    """One ``--child`` process measuring ``call`` (run again once if a signal from outside
-    ended it)."""
-    spec = "{}:{}".format(*call)
+def measure_together(family: str, calls, *, threads: int = 1, timeout: float = 3600) -> list:
+    """:func:`child` for all ``calls`` in one fresh interpreter (one import, one fit), the
+    high-water mark reset before each call; where the kernel refuses the reset, each call
+    again in a process of its own (:func:`measure` without reset)."""
+    results = _run_child(family, calls, threads, True, timeout)
+    if all(r["peak_reset"] for r in results):
+        return results
+    return measure(family, calls, threads=threads, reset=False, timeout=timeout)
+
+
+def _run_child(family: str, calls, threads: int, reset: bool, timeout: float) -> list:
+    """One ``--child`` process measuring ``calls`` (run again once if a signal from
+    outside ended it)."""
+    spec = ",".join("{}:{}".format(*call) for call in calls)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", family, spec,
            "--threads", str(threads)] + ([] if reset else ["--no-reset"])
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}

@@ -66,6 +66,23 @@ def test_a_non_finite_loss_keeps_the_last_finite_parameters():
     assert out.info["stopped"] == "non_finite"
 
 
+@pytest.mark.parametrize("num_steps", [3, 1])
+def test_an_update_that_overflows_a_parameter_is_undone(num_steps):
+    """Finite loss 1e38 * w[0] and gradient 1e38, but SGD at lr 1e10 moves w[0] to -inf
+    (float32): the update is undone (seen at the next loss, or after the last step) and
+    reported with its step; the parameters are those it started from."""
+    w = torch.zeros(2, requires_grad=True)
+
+    def loss(batch):
+        return 1e38 * w[0] + (w[1] - 1).pow(2)
+
+    opts = LoopOptions(num_steps=num_steps, lr=1e10, lr_decay=1.0, optimizer="sgd")
+    out = optimize([Player(loss, [w])], torch.zeros(4, 1), None, opts, progress=False)
+    assert out.error is not None and out.error.step == 0, out.error
+    assert "Non-finite parameter update at step 0" in str(out.error)
+    assert torch.equal(w.detach(), torch.zeros(2)) and out.losses == [0.0 + 1.0]
+
+
 def test_gradient_clipping_bounds_the_step():
     target = torch.tensor([30.0, 40.0])  # gradient norm 100 at w = 0
     w, player, _ = quadratic(target)

@@ -24,7 +24,10 @@ What the loop owns, once for everyone:
 * **Gradient clipping** (``grad_clip``, the global L2 norm).
 * **The non-finite guard**: the loss and the gradient norm are checked *before* the
   optimizer step, so a NaN leaves the parameters at their last finite values and the
-  result carries a :class:`NonFiniteLossError`.
+  result carries a :class:`NonFiniteLossError`. Each step keeps a copy of the parameters
+  it starts from: an update that made one non-finite (seen when the next loss fails, or
+  at the end) is undone, and a loss that raises after earlier steps worked (a Cholesky
+  of an overflowed covariance) is a non-finite loss too.
 * **Ctrl-C** returns what was done so far (``interrupted=True``).
 * **Progress** (tqdm on stderr, showing the loss), ``callback(step, loss)`` (``True``
   stops), held-out **validation** with **early stopping** (``patience``) that keeps the
@@ -247,15 +250,26 @@ def _build_optimizer(player: Player, opts: LoopOptions) -> None:
     player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
 
 
-def _total_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The L2 norm of all tensors together, in one fused call: finite iff every entry is."""
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
+def _max_abs(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The largest ``|entry|`` of all tensors, in one fused call: finite iff every entry
+    is (an L2 norm would overflow on finite entries of 1e20 in float32)."""
+    return torch.stack(torch._foreach_norm(list(tensors), ord=math.inf)).max()
 
 
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
-    """Every entry of every tensor finite (each tensor's max ``|entry|``: no overflow)."""
-    return bool(torch.isfinite(torch.stack(torch._foreach_norm(list(tensors),
-                                                              ord=math.inf))).all())
+    return bool(torch.isfinite(_max_abs(tensors)))
+
+
+def _undo_overflow(player: Player, step: int) -> Optional[NonFiniteLossError]:
+    """When the update before ``step`` left a non-finite parameter (a finite loss and
+    gradient, but a step too far: lr=1e30), put the parameters back as they were before
+    it and say so; else ``None``. Checked only when something failed and once at the end,
+    so a step costs just the copy of its parameters."""
+    if player.saved is None or _all_finite(player.resolve()):
+        return None
+    with torch.no_grad():
+        torch._foreach_copy_(player.resolve(), player.saved)
+    return NonFiniteLossError(step - 1, player.last_loss, "parameter update")
 
 
 def _loss(player: Player, batch: Batch, step: int, group
@@ -288,18 +302,19 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     ``group``, the loss and gradient are the ranks' weighted sum (every rank the same)."""
     loss, error = _loss(player, batch, step, group)
     if error is not None:
-        return math.nan, error
+        return math.nan, _undo_overflow(player, step) or error
     value = float(loss.detach())
     params = player.resolve()
     if group is None and not math.isfinite(value):
-        return value, NonFiniteLossError(step, value, "loss")
+        return value, _undo_overflow(player, step) or NonFiniteLossError(step, value, "loss")
     # the gradient of this player's parameters only (not .backward(), which would leave
     # gradients on every other player's parameters the loss runs through)
     got = torch.autograd.grad(loss, params, allow_unused=True)
     if group is not None:  # every rank takes the same branch of the guard below
         value, got = distributed.reduce_step(loss, got, params, batch.weight, group, step)
         if not math.isfinite(value):
-            return value, NonFiniteLossError(step, value, "loss")
+            return value, _undo_overflow(player, step) or NonFiniteLossError(step, value,
+                                                                             "loss")
     for p, g in zip(params, got):
         p.grad = g
     grads = [g for g in got if g is not None]
@@ -307,10 +322,11 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
         if opts.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
         else:
-            norm = _total_norm(grads)
+            norm = _max_abs(grads)
         if not torch.isfinite(norm):
             _release(params)
-            return value, NonFiniteLossError(step, value, "gradient")
+            return value, _undo_overflow(player, step) or NonFiniteLossError(step, value,
+                                                                             "gradient")
     if player.optim is None:
         _build_optimizer(player, opts)
     with torch.no_grad():
@@ -326,10 +342,6 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
         player.optim.step()
         player.scheduler.step()
     _release(params)
-    if not _all_finite(params):  # a finite loss and gradient, but a step too far
-        with torch.no_grad():
-            torch._foreach_copy_(params, player.saved)
-        return value, NonFiniteLossError(step, value, "parameter update")
     player.last_loss = value
     if player.after_step is not None:
         player.after_step()
@@ -469,6 +481,9 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         interrupted = True
     finally:
         bar.close()
+    if error is None and not interrupted and losses:  # the last update, checked once
+        error = next((e for e in (_undo_overflow(pl, step + 1) for pl in players) if e),
+                     None)
     info: Dict[str, Any] = {"stopped": "interrupted" if interrupted else (
         "non_finite" if error is not None else stopped)}
     if group is not None:

@@ -285,8 +285,11 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
     p = argparse.ArgumentParser(prog="pyro-genmodels",
                                 description="Generative models as Pyro programs.")
+    p.add_argument("--version", action="version", version=f"pyro-genmodels {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="fit the registered models on built-in data, write HTML")

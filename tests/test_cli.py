@@ -11,6 +11,25 @@ import pytest
 from pyro_genmodels import cli
 
 
+def test_version_is_the_one_package_version(capsys):
+    """``pyro-genmodels --version``, ``pgm.__version__`` and the installed metadata are the
+    one version in pyro_genmodels/_version.py (pyproject.toml reads it)."""
+    import importlib.metadata
+
+    import pyro_genmodels as pgm
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pyro-genmodels {pgm.__version__}"
+    assert importlib.metadata.version("pyro-genmodels") == pgm.__version__
+    root = Path(pgm.__file__).resolve().parent
+    assert (root / "py.typed").is_file()  # PEP 561: the annotations are the package's
+    license_file = root.parent / "LICENSE"
+    assert license_file.read_text().lstrip().startswith("Apache License")
+    assert 'license = { text = "Apache-2.0" }' in (root.parent / "pyproject.toml").read_text()
+
+
 def test_list(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out

@@ -254,3 +254,18 @@ def test_one_dimensional_gaussian():
     assert torch.allclose(fit.params["covariance_matrix"], x.var(0, correction=0).reshape(1, 1),
                           rtol=1e-3)
     assert fit.sample(4, seed=0).shape == (4, 1)
+
+
+def test_a_constant_column_is_judged_against_its_own_magnitude():
+    """A constant column is refused for every method (the likelihood is unbounded), but
+    one huge column (an outlier at 1e30, float64) must not make the others look constant:
+    the check compares each column's sd with its own magnitude, not the widest column's."""
+    x = data(200).double()
+    x[3, 0] = 1e30
+    fit = pgm.Gaussian(D).fit(x, method="mle", progress=False)
+    assert torch.isfinite(fit.params["covariance_matrix"]).all()
+    flat = data(200).double()
+    flat[:, 1] = 7.0
+    for method in ("mle", "map"):
+        with pytest.raises(ValueError, match=r"column\(s\) \[1\] are constant"):
+            pgm.Gaussian(D).fit(flat, method=method, progress=False, num_steps=5)

@@ -149,14 +149,16 @@ class Gaussian(GenerativeModel):
         at 0, does not stop it: no method has an answer (no maximum, an improper
         posterior; MCMC's step size would collapse). For ``mle`` also: the MLE
         covariance is the biased sample covariance, singular when N <= D or the columns
-        are collinear. Both checks use the correlation scale, so the columns' units do
-        not matter (raw columns from 0.1 to 1,680 are not "almost singular")."""
+        are collinear. Both checks are per column or on the correlation scale, so the
+        columns' units do not matter (raw columns from 0.1 to 1,680 are not "almost singular")."""
         if self.known_covariance:
             return
         n = x.shape[0]
         x64 = x.double()
         sd = x64.std(0, correction=0)
-        constant = sd <= sd.max() * torch.finfo(x.dtype).eps
+        # each column against its own magnitude (not the widest column's: one huge
+        # column must not make the others look constant)
+        constant = sd <= x64.abs().amax(0) * torch.finfo(x.dtype).eps
         if constant.any():
             cols = constant.nonzero().flatten().tolist()
             what = ("a single row makes every column constant" if n == 1 else

@@ -19,7 +19,7 @@ import os
 import random
 import secrets
 import threading
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, TypeVar, cast
 
 import numpy as np
 import pyro
@@ -27,7 +27,7 @@ import torch
 
 
 _LOCK = threading.RLock()
-F = TypeVar("F", bound=Callable)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _new_lock_in_child() -> None:
@@ -52,15 +52,15 @@ def process_lock() -> Iterator[None]:
 def serialized(fn: F) -> F:
     """``fn`` runs under :func:`process_lock` (marked ``fn.__serialized__``)."""
     @functools.wraps(fn)
-    def locked(*args, **kwargs):
+    def locked(*args: Any, **kwargs: Any) -> Any:
         with process_lock():
             return fn(*args, **kwargs)
 
-    locked.__serialized__ = True
-    return locked  # type: ignore[return-value]
+    setattr(locked, "__serialized__", True)  # a function attribute (mypy allows none)
+    return cast(F, locked)
 
 
-#: the largest seed: NumPy's global generator takes seeds in [0, 2**32 - 1]
+#: the largest seed; NumPy's global generator takes seeds in [0, 2**32 - 1]
 MAX_SEED = 2**32 - 1
 
 
@@ -81,7 +81,7 @@ def fresh_seed() -> int:
     return secrets.randbits(31)
 
 
-def cuda_devices() -> list:
+def cuda_devices() -> List[int]:
     """The CUDA devices whose RNG a fork must save: all of them once CUDA is in use."""
     return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
 

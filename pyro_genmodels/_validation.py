@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Literal, Mapping, overload
 
 import numpy as np
 import torch
@@ -212,6 +212,16 @@ def probability(value: Any, name: str) -> float:
     if not v < 1:
         raise ValueError(f"Expected 0 < {name} < 1, but got {value!r}")
     return v
+
+
+@overload
+def check_bool(value: Any, name: str, *, optional: Literal[False] = False) -> bool:
+    ...
+
+
+@overload
+def check_bool(value: Any, name: str, *, optional: bool) -> bool | None:
+    ...
 
 
 def check_bool(value: Any, name: str, *, optional: bool = False) -> bool | None:

@@ -26,7 +26,8 @@ import copy
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, ClassVar, Dict, Iterator, Optional, Tuple
+from typing import (Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, TypeVar,
+                    cast)
 
 import pyro
 import torch
@@ -47,10 +48,11 @@ __all__ = ["CHUNK_ELEMENTS", "Capabilities", "Fit", "FitError", "GenerativeModel
            "register", "registry"]
 
 LOG_PROB_KINDS = ("exact", "bound", "estimate", "unnormalized", "none")
+_G = TypeVar("_G", bound="GenerativeModel")
 
 
 @dataclasses.dataclass(frozen=True)
-class Capabilities(Mapping):
+class Capabilities(Mapping[str, Any]):
     """What a model family can do, and how honestly.
 
     Attributes:
@@ -69,7 +71,7 @@ class Capabilities(Mapping):
     methods: Tuple[str, ...]
     conditional: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.log_prob not in LOG_PROB_KINDS:
             raise ValueError(f"Expected log_prob in {LOG_PROB_KINDS}, but got {self.log_prob!r}")
 
@@ -109,9 +111,9 @@ class GenerativeModel(PyroModule):
     observed_site: ClassVar[str] = "x"
     #: whether the loss may be compiled with ``JitTrace_ELBO`` (static control flow)
     jit_safe: ClassVar[bool] = False
-    #: width of the conditioning variable ``c`` (``None``: unconditional)
+    #: width of the conditioning variable ``c``, ``None`` for an unconditional model
     context_dim: Optional[int] = None
-    #: the ELBO the optimizing engines use: ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``
+    #: the ELBO the optimizing engines use; ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``
     #: for a model whose discrete local latents are enumerated (``config_enumerate``)
     elbo: ClassVar[str] = "Trace_ELBO"
     #: plates nested around the observed site (needed by enumeration, ELBO and NUTS)
@@ -120,18 +122,20 @@ class GenerativeModel(PyroModule):
     #: of :meth:`model`; global sites stay with the method's guide. ``None``: no local
     #: latents, or only enumerated / integrated ones.
     local_guide: ClassVar[Optional[Callable]] = None
-    #: the family's engines for some methods, declared in its class body: new defaults
+    #: the family's engines for some methods, declared in its class body; new defaults
     #: of a shared engine (``PointEngine("mle", lr=1e-3)``) or its own (closed-form EM,
-    #: contrastive divergence); other methods use :data:`~pyro_genmodels.infer.ENGINES`
+    #: contrastive divergence); other methods use :data:`~pyro_genmodels.infer.engines.ENGINES`
     engines: ClassVar[Dict[str, Engine]] = {}
     #: the :class:`Fit` subclass that carries the family's extra methods
     #: (``predict``, ``encode``, ...)
-    fit_class: ClassVar[type] = Fit
+    fit_class: ClassVar[type[Fit]] = Fit
     #: options of :meth:`fit` that describe the data rather than the engine, handed to
     #: :meth:`prepare_data` (the sequence families' ``lengths``)
     data_options: ClassVar[Tuple[str, ...]] = ()
     #: the network weights, cached by :func:`cached_parameters`
-    _weight_list: Optional[list] = None
+    _weight_list: Optional[List[torch.Tensor]] = None
+    #: a buffer: carries the dtype and device of the model's tensors
+    _anchor: torch.Tensor
 
     @property
     def prior_sites(self) -> Tuple[str, ...]:
@@ -139,7 +143,7 @@ class GenerativeModel(PyroModule):
         global latent sites; a neural family adds its weight-prior factor."""
         return self.global_sites
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = positive_int(dim, "dim")
         # carries the dtype and device that the model's tensors are created with
@@ -158,7 +162,8 @@ class GenerativeModel(PyroModule):
         block that ``subsample`` numbers)."""
         raise NotImplementedError
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Calling the model runs the Pyro program: the same as :meth:`model`."""
         return self.model(*args, **kwargs)
 
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -222,12 +227,16 @@ class GenerativeModel(PyroModule):
     def _factory(self) -> Dict[str, Any]:
         return {"dtype": self._anchor.dtype, "device": self._anchor.device}
 
-    def validate_data(self, data: Any, *, name: str = "data", device=None,
-                      dtype=None) -> torch.Tensor:
+    def validate_data(self, data: Any, *, name: str = "data",
+                      device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Check ``data`` and return it as a tensor ``(N, dim)`` of ``dtype`` on ``device``;
+        bad input raises a ``ValueError`` naming ``name`` and what was expected."""
         return as_data(data, dim=self.dim, name=name, device=device, dtype=dtype)
 
-    def validate_context(self, c: Any, num_rows: int, *, device=None,
-                         dtype=None) -> Optional[torch.Tensor]:
+    def validate_context(self, c: Any, num_rows: int, *,
+                         device: torch.device | str | None = None,
+                         dtype: torch.dtype | None = None) -> Optional[torch.Tensor]:
         """Check ``c`` against the model: ``None`` for unconditional models, else
         ``(num_rows, context_dim)`` (one row is broadcast to all)."""
         name = type(self).__name__
@@ -253,7 +262,8 @@ class GenerativeModel(PyroModule):
             tr = poutine.trace(self.model).get_trace(None, c=c, num_data=1)
         for name in self.global_sites:
             site = tr.nodes[name]
-            total += biject_to(site["fn"].support).inv(site["value"]).numel()
+            fn = cast(torch.distributions.Distribution, site["fn"])  # a sample site's
+            total += biject_to(fn.support).inv(site["value"]).numel()
         return total + sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def extra_repr(self) -> str:
@@ -269,7 +279,8 @@ class GenerativeModel(PyroModule):
         x = self.validate_data(data, device=device)
         return self, x, self.validate_context(c, x.shape[0], device=device, dtype=x.dtype)
 
-    def working_copy(self, x: torch.Tensor, moments=None) -> "GenerativeModel":
+    def working_copy(self: _G, x: torch.Tensor,
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> _G:
         """The fit's private copy of the model, on ``x``'s device and dtype. It is made
         under the fit's seed, so a family that draws fresh weights draws them
         reproducibly. A family that works on standardized columns (``standardize=True``
@@ -333,7 +344,8 @@ class GenerativeModel(PyroModule):
             (``fit.interrupted`` is True).
 
         Raises:
-            ValueError / TypeError: bad data, method or options (before any work).
+            ValueError: bad data, method or options (before any work); a
+                ``TypeError`` where a value has the wrong type.
             FitError: a non-finite loss; ``err.fit`` keeps the last finite parameters.
         """
         engine = self.engine(method)
@@ -365,8 +377,8 @@ class GenerativeModel(PyroModule):
             work = model.working_copy(fit_data.x)
             return model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
 
-    def _fit_with(self, engine: Engine, work: "GenerativeModel", fit_data, opts, method: str,
-             seed: int, progress: bool) -> Fit:
+    def _fit_with(self, engine: Engine, work: "GenerativeModel", fit_data: Data, opts: Any,
+                  method: str, seed: int, progress: bool) -> Fit:
         """Run ``engine`` on the working copy and build the fit (under the fit's seed)."""
         with pyro.get_param_store().scope():
             result = engine.run(work, fit_data, opts, method=method, progress=progress)
@@ -379,7 +391,7 @@ class GenerativeModel(PyroModule):
                                     context=None if streamed else fit_data.c, seed=seed,
                                     options={k: v for k, v in recorded.items() if _jsonable(v)})
 
-    def _fit_streamed(self, data: Any, c: Any, engine: Engine, opts, *, method: str,
+    def _fit_streamed(self, data: Any, c: Any, engine: Engine, opts: Any, *, method: str,
                       seed: Optional[int], device: torch.device, progress: bool) -> Fit:
         """:meth:`fit` on a Dataset, DataLoader or memory-mapped array: rows are read per
         minibatch (:mod:`~pyro_genmodels.infer.streaming`)."""
@@ -424,7 +436,7 @@ class GenerativeModel(PyroModule):
             return self._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
 
 
-def gaussian_weight_log_prior(weights, scale: float) -> torch.Tensor:
+def gaussian_weight_log_prior(weights: List[torch.Tensor], scale: float) -> torch.Tensor:
     """``sum_w log N(w; 0, scale^2)`` over every element of the tensors ``weights`` (a
     non-empty list): the isotropic Gaussian prior whose MAP is L2 weight decay
     ``||w||^2 / (2 scale^2)``. One fused norm over the list, no per-tensor loop."""
@@ -433,7 +445,7 @@ def gaussian_weight_log_prior(weights, scale: float) -> torch.Tensor:
     return -total / (2 * scale**2) - n * (0.5 * math.log(2 * math.pi) + math.log(scale))
 
 
-def cached_parameters(owner: torch.nn.Module, module: torch.nn.Module) -> list:
+def cached_parameters(owner: GenerativeModel, module: torch.nn.Module) -> List[torch.Tensor]:
     """``list(module.parameters())``, cached on ``owner`` (as ``owner._weight_list``):
     walking the module tree at every step costs more than the weight prior itself.
     ``deepcopy`` maps the list onto the copy's parameters and ``.to()`` keeps their

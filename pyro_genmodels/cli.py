@@ -36,7 +36,7 @@ import ast
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -168,9 +168,9 @@ def _fit(args, rank: int) -> int:
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     text = _is_text_model(cls)
-    x = _read_lines(args.data) if text else _read_data(args.data)
+    x: Union[List[str], np.ndarray] = _read_lines(args.data) if text else _read_data(args.data)
     kwargs = _parse_pairs(args.arg, "--arg")
-    if not text:
+    if isinstance(x, np.ndarray):  # numeric rows (not a text model's lines)
         kwargs.setdefault("dim", int(x.shape[1]))
     options = _parse_pairs(args.option, "--option")
     if args.distributed:
@@ -270,8 +270,8 @@ def _cmd_sample(args) -> int:
         _write(args.out, lambda p: p.write_text("".join(line + "\n" for line in lines),
                                                 encoding="utf-8"))
     else:
-        x = x.cpu().numpy()
-        _write(args.out, lambda p: _save_array(p, x))
+        rows = x.cpu().numpy()
+        _write(args.out, lambda p: _save_array(p, rows))
     print(f"{args.n} samples written to {args.out}")
     return 0
 
@@ -285,6 +285,8 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pyro-genmodels`` argument parser: one subcommand per command (``demo``,
+    ``list``, ``fit``, ``sample``, ``score``, ...)."""
     from ._version import __version__
 
     p = argparse.ArgumentParser(prog="pyro-genmodels",
@@ -344,6 +346,7 @@ def _one_line(msg: str) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

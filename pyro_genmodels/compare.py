@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import pandas as pd
 import torch
@@ -14,7 +14,10 @@ import torch
 from . import metrics
 from ._rng import check_seed
 from ._validation import as_data, positive_float, with_context
-from .base import Fit
+from .base import Fit, GenerativeModel
+
+if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
+    from matplotlib.axes import Axes
 
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
@@ -43,8 +46,8 @@ def _numeric_rows(heldout: Any) -> torch.Tensor | None:
     return None
 
 
-def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int,
-                    bandwidth: float | None) -> dict:
+def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int | None,
+                    bandwidth: float | None) -> Dict[str, float]:
     """MMD (Gaussian kernel, the held-out data's median bandwidth) and C2ST accuracy of
     ``len(y)`` draws of ``fit`` against the held-out rows ``y``."""
     out = dict.fromkeys(SAMPLE_COLUMNS, math.nan)
@@ -66,7 +69,7 @@ def _conditional(fit: Fit) -> bool:
 def compare(fits: Mapping[str, Fit], heldout: Any, *,
             truth: torch.distributions.Distribution | None = None,
             c: Any = None, loo: bool = True, samples: bool = True,
-            seed: int = 0, bin_width: float | None = None) -> pd.DataFrame:
+            seed: int | None = 0, bin_width: float | None = None) -> pd.DataFrame:
     """Compare fits of the same data on ``heldout`` points.
 
     Args:
@@ -127,7 +130,7 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     seed = check_seed(seed)
     y = _numeric_rows(heldout) if samples else None
     bandwidth = metrics.median_bandwidth(y) if y is not None and y.shape[0] >= 4 else None
-    rows = {}
+    rows: Dict[Any, Dict[str, Any]] = {}
     for label, fit in fits.items():
         with _naming(label, fit, c):
             rows[label] = _row(fit, heldout, truth, truth_rows,
@@ -171,12 +174,12 @@ def _truth_rows(truth: Any, heldout: Any) -> torch.Tensor:
 
 
 def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor], cf: Any,
-         loo: bool, y: Optional[torch.Tensor], seed: int, bandwidth: Optional[float],
-         bin_width: Optional[float]) -> dict:
+         loo: bool, y: Optional[torch.Tensor], seed: Optional[int],
+         bandwidth: Optional[float], bin_width: Optional[float]) -> Dict[str, Any]:
     """The table's row of one fit."""
     nan = math.nan
     density = _has_density(fit)
-    row = {"method": fit.method, "model": type(fit.model).__name__}
+    row: Dict[str, Any] = {"method": fit.method, "model": type(fit.model).__name__}
     if density:
         row.update(_heldout_columns(fit, heldout, cf))
     else:
@@ -191,6 +194,7 @@ def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor],
     if truth is not None:
         row.update(true_kl=nan, true_kl_se=nan)
         if density:
+            assert truth_rows is not None  # computed from truth
             x = fit._as_input(heldout)
             d = _log_prob_any_dtype(truth, truth_rows).double() - \
                 fit.log_prob(x, c=cf).double()
@@ -207,6 +211,7 @@ def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor],
 
 def _train_columns(fit: Fit, k: int, loo: bool) -> dict:
     """Training log-likelihood, and AIC/BIC (point fits) or LOO/WAIC (posterior fits)."""
+    assert fit.data is not None  # the caller checks
     n = fit.data.shape[0]
     if fit.data.is_floating_point():
         total = fit.log_prob(fit.data, c=fit.context).sum().item()
@@ -239,9 +244,9 @@ def _log_prob_any_dtype(dist: torch.distributions.Distribution, x: torch.Tensor)
         return dist.log_prob(x.float())
 
 
-def prior_sweep(model, x: Any, *, prior_scales: Sequence[float], heldout: Any,
-                plot: bool = False, ax=None, seed: int = 0, progress: bool = False,
-                **options: Any) -> pd.DataFrame:
+def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float],
+                heldout: Any, plot: bool = False, ax: Optional[Axes] = None, seed: int = 0,
+                progress: bool = False, **options: Any) -> pd.DataFrame:
     """Fit ``map`` for each prior scale, plus ``mle`` as the flat-prior limit.
 
     Args:
@@ -253,7 +258,9 @@ def prior_sweep(model, x: Any, *, prior_scales: Sequence[float], heldout: Any,
         plot: draw held-out log-likelihood against prior scale (log axis) with the MLE
             as a horizontal line; the figure is in ``table.attrs["figure"]``.
         ax: matplotlib axes to draw on (default: a new figure).
-        seed, progress, **options: passed to every :meth:`fit`.
+        seed, progress: passed to every
+            :meth:`~pyro_genmodels.base.GenerativeModel.fit`.
+        **options: the method's options, passed to every fit.
 
     Returns:
         A DataFrame with one row per prior scale and a last row for ``mle``

@@ -4,7 +4,7 @@ package."""
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import TYPE_CHECKING, List, Tuple, Union
 
 import torch
 from torch.distributions import (Categorical, Independent, MixtureSameFamily, MultivariateNormal,
@@ -12,6 +12,12 @@ from torch.distributions import (Categorical, Independent, MixtureSameFamily, Mu
 
 from ._rng import seeded
 from ._validation import positive_int
+
+if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
+    from matplotlib.figure import Figure
+
+#: a sample shape, as torch's ``Distribution.sample`` takes it
+_Shape = Union[torch.Size, List[int], Tuple[int, ...]]
 
 
 def correlated_gaussian(n: int, *, dim: int = 2, seed: int = 0,
@@ -104,7 +110,7 @@ class _Toy(torch.distributions.Distribution):
     support = torch.distributions.constraints.real_vector
     has_rsample = False
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([2]),
                          validate_args=False)
 
@@ -114,7 +120,7 @@ class _IsotropicMixture(_Toy):
     ``centers`` ``(K, 2)``: the truth that :func:`pyro_genmodels.metrics.mode_coverage`
     scores samples against (``mode_coverage(x, p.centers, p.scale)``)."""
 
-    def __init__(self, centers: torch.Tensor, scale: float):
+    def __init__(self, centers: torch.Tensor, scale: float) -> None:
         super().__init__()
         self.centers, self.scale = centers.float(), float(scale)
         k = centers.shape[0]
@@ -122,10 +128,10 @@ class _IsotropicMixture(_Toy):
             Categorical(logits=torch.zeros(k)),
             Independent(Normal(self.centers, torch.full((k, 2), self.scale)), 1))
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape: _Shape = torch.Size()) -> torch.Tensor:
         return self._mix.sample(sample_shape)
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self._mix.log_prob(value)
 
 
@@ -133,7 +139,7 @@ class EightGaussians(_IsotropicMixture):
     r"""An equal mixture of 8 isotropic Gaussians, sd ``scale``, centred on the circle of
     radius ``radius`` at angles :math:`2\pi k / 8`; ``centers`` ``(8, 2)``."""
 
-    def __init__(self, radius: float = 2.0, scale: float = 0.2):
+    def __init__(self, radius: float = 2.0, scale: float = 0.2) -> None:
         angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
         super().__init__(radius * torch.stack([angles.cos(), angles.sin()], -1), scale)
         self.radius = radius
@@ -146,7 +152,7 @@ class Grid25(_IsotropicMixture):
     runs it (these means and sd are its released configuration's); ``centers`` ``(25, 2)``,
     row ``5 i + j``."""
 
-    def __init__(self, scale: float = 0.05):
+    def __init__(self, scale: float = 0.05) -> None:
         ticks = torch.arange(-4.0, 5.0, 2.0, dtype=torch.float64)
         gx, gy = torch.meshgrid(ticks, ticks, indexing="ij")
         super().__init__(torch.stack([gx.reshape(-1), gy.reshape(-1)], -1), scale)
@@ -156,18 +162,18 @@ class Checkerboard(_Toy):
     """Uniform on the 8 dark unit squares of a 4 x 4 board on [-2, 2]^2 (squares whose
     row + column index is even): density 1/8 there, 0 elsewhere (log_prob = -inf)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         ij = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0],
                           dtype=torch.float32)
         self.corners = ij - 2.0  # lower-left corners, (8, 2)
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape: _Shape = torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
         k = torch.randint(8, shape)
         return self.corners[k] + torch.rand(shape + (2,))
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         cell = torch.floor(value + 2.0)
         inside = ((cell >= 0) & (cell <= 3)).all(-1) & ((cell.sum(-1) % 2) == 0)
         inside = inside & (value > -2).all(-1) & (value < 2).all(-1)
@@ -180,17 +186,17 @@ class Banana(_Toy):
     a curved density whose log_prob is the sum of the two normal log-densities."""
 
     def __init__(self, sigma1: float = 1.5, b: float = 0.5, c: float = -1.0,
-                 sigma2: float = 0.5):
+                 sigma2: float = 0.5) -> None:
         super().__init__()
         self.sigma1, self.b, self.c, self.sigma2 = sigma1, b, c, sigma2
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape: _Shape = torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
         x1 = torch.randn(shape) * self.sigma1
         x2 = self.b * x1**2 + self.c + torch.randn(shape) * self.sigma2
         return torch.stack([x1, x2], -1)
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         x1, x2 = value[..., 0], value[..., 1]
         return (Normal(0.0, self.sigma1).log_prob(x1)
                 + Normal(self.b * x1**2 + self.c, self.sigma2).log_prob(x2))
@@ -225,7 +231,7 @@ def toy(name: str) -> torch.distributions.Distribution:
             from None
 
 
-def load_names() -> list:
+def load_names() -> List[str]:
     """A list of about 2,500 common US first names, lowercase ``a``-``z``, sorted, no
     duplicates (written for this package from common census first names; shipped in
     ``pyro_genmodels/data/names.txt``, no download). The standard small character-level
@@ -258,7 +264,7 @@ def digit_grid(images: torch.Tensor, cols: int) -> torch.Tensor:
 def digits_figure(samples: torch.Tensor, originals: torch.Tensor,
                   reconstructions: torch.Tensor, *, cols: Tuple[int, int] = (8, 8),
                   figsize: Tuple[float, float] = (8, 4),
-                  title: str = "samples (decoded means)"):
+                  title: str = "samples (decoded means)") -> Figure:
     """A matplotlib figure with two panels: digit ``samples`` ``(N, 64)``, and each of
     ``originals`` next to its reconstruction (both ``(M, 64)``); ``cols`` digits per
     row in each panel. The caller saves and closes it."""

@@ -17,7 +17,7 @@ import base64
 import html
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 
@@ -30,9 +30,10 @@ from .demo_score import score_section
 from ._rng import seeded
 from .models import (PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
                      GaussianMixture, NGram)
+from .models.vae import VAEFit
 
 #: method -> fit options, full and quick
-_BUDGETS = {
+_BUDGETS: Dict[str, Tuple[Optional[dict], Optional[dict]]] = {
     "mle": ({"num_steps": 1500}, {"num_steps": 500}),
     "map": ({"num_steps": 1500}, {"num_steps": 500}),
     "vi": ({"num_steps": 3000}, {"num_steps": 1000}),
@@ -148,8 +149,8 @@ def _digits_section(out: Path, quick: bool, progress: bool) -> str:
     with seeded(0):
         model = VAE(64, 8, likelihood="bernoulli", hidden=(128,))
     t0 = time.perf_counter()
-    fit = model.fit(train, method="mle", seed=0, progress=progress,
-                    num_steps=1500 if quick else 5000)
+    fit = cast(VAEFit, model.fit(train, method="mle", seed=0, progress=progress,
+                                 num_steps=1500 if quick else 5000))
     seconds = time.perf_counter() - t0
     fit.save(out / "fits" / "vae-mle")
     iwae = fit.log_prob(test, num_particles=100 if quick else 500).mean().item()
@@ -191,8 +192,8 @@ def _names_section(out: Path, quick: bool, progress: bool) -> str:
     rows = []
     for name, fit in fits.items():
         nll = -fit.log_prob(test).sum().item() / chars
-        plain = ", ".join(fit.sample(8, seed=0))
-        prompted = ", ".join(fit.sample(8, prefix="ma", seed=0))
+        plain = ", ".join(cast(List[str], fit.sample(8, seed=0)))  # a text model's strings
+        prompted = ", ".join(cast(List[str], fit.sample(8, prefix="ma", seed=0)))
         rows.append(f"<tr><th>{name}</th><td>{times[name]:.3g}</td><td>{nll:.4f}</td>"
                     f"<td style='text-align:left'>{html.escape(plain)}</td>"
                     f"<td style='text-align:left'>{html.escape(prompted)}</td></tr>")
@@ -228,7 +229,7 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
     panels, rows, used = [], [], {}
     for name, divergences in (("eight_gaussians", ("js", "gan", "wasserstein")),
                               ("grid25", ("js",))):
-        truth = datasets.toy(name)
+        truth = cast(Union[datasets.EightGaussians, datasets.Grid25], datasets.toy(name))
         with seeded(0):
             x = truth.sample((10000,))
         for d in divergences:
@@ -248,10 +249,10 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
     steps = ", ".join(f"{n} for {d}" for d, n in used.items())
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
     for ax, (title, x, s) in zip(axes, panels):
-        x, s = x[:2500].cpu().numpy(), s.cpu().numpy()
-        ax.scatter(x[:, 0], x[:, 1], s=3, alpha=0.4, c="gray", label="data")
-        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.5, c="tab:orange", label="samples")
-        lo, hi = x.min(0) - 1, x.max(0) + 1
+        xn, sn = x[:2500].cpu().numpy(), s.cpu().numpy()
+        ax.scatter(xn[:, 0], xn[:, 1], s=3, alpha=0.4, c="gray", label="data")
+        ax.scatter(sn[:, 0], sn[:, 1], s=3, alpha=0.5, c="tab:orange", label="samples")
+        lo, hi = xn.min(0) - 1, xn.max(0) + 1
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_title(title)
@@ -322,11 +323,11 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
         model, x, heldout, truth = case(quick)
         fits, times = {}, {}
         for method, budgets in {**_BUDGETS, **_CASE_BUDGETS.get(name, {})}.items():
-            if method not in model.capabilities.methods or budgets[quick] is None:
+            budget = budgets[quick]
+            if method not in model.capabilities.methods or budget is None:
                 continue
             t0 = time.perf_counter()
-            fits[method] = model.fit(x, method=method, seed=0, progress=progress,
-                                     **budgets[quick])
+            fits[method] = model.fit(x, method=method, seed=0, progress=progress, **budget)
             times[method] = time.perf_counter() - t0
             fits[method].save(out / "fits" / f"{name}-{method}")
         table = compare(fits, heldout, truth=truth)

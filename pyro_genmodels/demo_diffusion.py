@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from . import datasets
 from ._figures import one_thread, png as _png
 from ._rng import seeded
+
+if TYPE_CHECKING:
+    from .models.diffusion_fit import DiffusionFit
 
 
 def diffusion_section(out: Path, quick: bool, progress: bool) -> str:
@@ -36,7 +40,7 @@ def _ring(out: Path, quick: bool, progress: bool) -> str:
     with seeded(0):
         model = Diffusion(2)
     t0 = time.perf_counter()
-    fit = model.fit(x, method="mle", seed=0, progress=progress, **budget)
+    fit = cast("DiffusionFit", model.fit(x, method="mle", seed=0, progress=progress, **budget))
     seconds = time.perf_counter() - t0
     fit.save(out / "fits" / "diffusion-eight_gaussians")
     n = 300 if quick else 1000
@@ -61,9 +65,9 @@ def _ring(out: Path, quick: bool, progress: bool) -> str:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
     xs = held.cpu().numpy()
     for ax, (title, s) in zip(axes, panels):
-        s = s.cpu().numpy()
+        sn = s.cpu().numpy()
         ax.scatter(xs[:, 0], xs[:, 1], s=3, alpha=0.4, c="gray", label="data")
-        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.5, c="tab:blue", label="samples")
+        ax.scatter(sn[:, 0], sn[:, 1], s=3, alpha=0.5, c="tab:blue", label="samples")
         ax.set_xlim(-3.5, 3.5)
         ax.set_ylim(-3.5, 3.5)
         ax.set_title(title)
@@ -109,7 +113,8 @@ def _digits(out: Path, quick: bool, progress: bool) -> str:
         model = Diffusion(64, context_dim=10, standardize=False)
     steps = 300 if quick else 4000
     t0 = time.perf_counter()
-    fit = model.fit(u, c=c, method="mle", seed=0, progress=progress, num_steps=steps)
+    fit = cast("DiffusionFit", model.fit(u, c=c, method="mle", seed=0, progress=progress,
+                                         num_steps=steps))
     seconds = time.perf_counter() - t0
     fit.save(out / "fits" / "diffusion-digits")
     clf = LogisticRegression(max_iter=2000).fit((x / 16).cpu().numpy(), y.cpu().numpy())
@@ -125,6 +130,7 @@ def _digits(out: Path, quick: bool, progress: bool) -> str:
             per = len(asked) // 10
             grid = grey.reshape(10, per, 64)[:, :min(per, 10)].reshape(-1, 64)
     fig, ax = plt.subplots(figsize=(4, 4))
+    assert grid is not None  # drawn at w = 1
     ax.imshow(datasets.digit_grid(grid, min(len(asked) // 10, 10)).numpy(), cmap="gray_r",
               vmin=0, vmax=1)
     ax.set_title("guidance w = 1: row k asks for digit k")

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, cast
 
 import torch
 
 from . import datasets
 from ._figures import one_thread, png as _png
 from ._rng import seeded
+
+if TYPE_CHECKING:
+    from .models.score_fit import ScoreFit
 
 
 def score_section(out: Path, quick: bool, progress: bool) -> str:
@@ -30,19 +34,20 @@ def _body(out: Path, quick: bool, progress: bool) -> str:
     from . import metrics
     from .models import ScoreModel
 
-    truth = datasets.toy("eight_gaussians")
+    truth = cast(datasets.EightGaussians, datasets.toy("eight_gaussians"))
     with seeded(0):
         x, held, held2 = truth.sample((4000,)), truth.sample((1000,)), truth.sample((1000,))
     budget = {"num_steps": 400} if quick else {}  # full: the default 16000
     with seeded(0):
         model = ScoreModel(2)
     t0 = time.perf_counter()
-    fit = model.fit(x, method="dsm", seed=0, progress=progress, **budget)
+    fit = cast("ScoreFit", model.fit(x, method="dsm", seed=0, progress=progress, **budget))
     seconds = time.perf_counter() - t0
     fit.save(out / "fits" / "score-eight_gaussians")
     n = 300 if quick else 1000
     floor = metrics.mmd(held[:n], held2[:n])
     rows, panels = [], []
+    kw: Dict[str, Any]
     for label, kw in (("annealed Langevin", {}), ("plain Langevin (no annealing)",
                                                  {"sampler": "langevin"}),
                       ("probability-flow ODE", {"sampler": "ode"}),

@@ -14,16 +14,16 @@ instead of 1), so when both sides can be sampled the default proposal is the mix
 :math:`r = (p + q) / 2`, drawn half from each (stratified). Every term is computed from
 the bounded weights :math:`w_p = p/r` and :math:`w_q = q/r` in log space:
 
-================  ===========================  ===================================
-``f``             :math:`f(t)`                 term :math:`(q/r) f(p/q)`
-================  ===========================  ===================================
-``kl``            :math:`t \log t`             :math:`w_p (\log p - \log q)`
-``reverse_kl``    :math:`-\log t`              :math:`w_q (\log q - \log p)`
-``js``            Jensen-Shannon, in [0, log 2] :math:`\tfrac12[w_p \log\frac{p}{m} + w_q \log\frac{q}{m}]`
-``tv``            :math:`\tfrac12 |t - 1|`     :math:`\tfrac12 |w_p - w_q|`
-``hellinger``     :math:`\tfrac12(\sqrt t-1)^2` :math:`\tfrac12(\sqrt{w_p} - \sqrt{w_q})^2`
-``pearson``       :math:`(t - 1)^2`            :math:`(w_p - w_q)^2 / w_q`
-================  ===========================  ===================================
+==============  =============================  ===========================================================
+``f``           :math:`f(t)`                   term :math:`(q/r) f(p/q)`
+==============  =============================  ===========================================================
+``kl``          :math:`t \log t`               :math:`w_p (\log p - \log q)`
+``reverse_kl``  :math:`-\log t`                :math:`w_q (\log q - \log p)`
+``js``          Jensen-Shannon, in [0, log 2]  :math:`\tfrac12[w_p \log\frac{p}{m} + w_q \log\frac{q}{m}]`
+``tv``          :math:`\tfrac12 |t - 1|`       :math:`\tfrac12 |w_p - w_q|`
+``hellinger``   :math:`\tfrac12(\sqrt t-1)^2`  :math:`\tfrac12(\sqrt{w_p} - \sqrt{w_q})^2`
+``pearson``     :math:`(t - 1)^2`              :math:`(w_p - w_q)^2 / w_q`
+==============  =============================  ===========================================================
 
 with :math:`m = (p + q)/2`. ``hellinger`` is the *squared* Hellinger distance
 :math:`H^2 = 1 - \int\sqrt{pq}` (the Bhattacharyya coefficient), in [0, 1].
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 
@@ -126,7 +126,8 @@ class _Side:
                     f"between unconditional densities; pass an unconditional fit")
             self.can_sample = True
             if _is_sequence_model(model):
-                self.event = ("sequences", (model.vocab, getattr(model, "vocab_size", None)))
+                self.event: Tuple[str, Tuple[Any, ...]] = (
+                    "sequences", (model.vocab, getattr(model, "vocab_size", None)))
             else:
                 self.event = ("rows", (int(model.dim),))
         elif isinstance(obj, torch.distributions.Distribution):
@@ -219,7 +220,8 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
     """Monte Carlo estimate of ``D_f(p || q)`` with its standard error.
 
     Args:
-        p, q: torch/Pyro distributions or :class:`~pyro_genmodels.Fit`s (same event shape).
+        p, q: torch/Pyro distributions or fits (:class:`~pyro_genmodels.Fit`; the same
+            event shape).
         f: one of ``"kl"``, ``"reverse_kl"``, ``"js"``, ``"tv"``, ``"hellinger"``
             (squared), ``"pearson"``, or a callable ``f(t)`` (convex, ``f(1) = 0``) applied
             elementwise to the density ratio ``t = p/q``.
@@ -297,11 +299,11 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         est = 0.5 * (a.estimate + b.estimate)
         se = 0.5 * math.sqrt(a.stderr ** 2 + b.stderr ** 2)
         return MCEstimate(est, se, 2 * half, exact)
-    side = P if proposal == "p" else Q
-    if not side.can_sample:
+    sampled = P if proposal == "p" else Q
+    if not sampled.can_sample:
         raise ValueError(f"proposal={proposal!r} needs samples of {proposal}, which has no "
                          f"sample method")
-    res = MCEstimate.from_values(values(side.sample(num_samples, seed), False))
+    res = MCEstimate.from_values(values(sampled.sample(num_samples, seed), False))
     return dataclasses.replace(res, exact=exact)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import gc
 import math
-from typing import Any, Dict, Optional
+import os
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Type, TypeVar,
+                    Union)
 
 import numpy as np
 import pyro.distributions as dist
@@ -21,12 +23,18 @@ import torch
 from ._rng import seeded, serialized
 from ._validation import check_device, positive_float, positive_int
 
-#: Numbers one chunk of ``log_prob`` / ``sample`` works with: a chunk has
+if TYPE_CHECKING:  # base imports this module, not the reverse
+    import arviz
+
+    from .base import GenerativeModel
+    from .infer.loop import FitResult
+
+#: Numbers one chunk of ``log_prob`` / ``sample`` works with; a chunk has
 #: ``CHUNK_ELEMENTS // (width x draws)`` rows, ``width`` the numbers the family holds per
 #: row at once (:func:`row_width`), ``draws`` the posterior draws (1 for a point fit).
 #: 2**22 numbers are 16 MiB in float32.
 CHUNK_ELEMENTS = 2**22
-#: The working set of a ``log_prob`` / ``sample`` call, in chunks: besides its output and
+#: The working set of a ``log_prob`` / ``sample`` call, in chunks; besides its output and
 #: its input's conversion (when ``x`` is not already a tensor of the model's dtype and
 #: device), a call holds at most about this many times ``CHUNK_ELEMENTS`` numbers,
 #: whatever N (:func:`working_set_bytes`; ``tests/test_memory.py`` measures it).
@@ -36,12 +44,16 @@ WORKING_SET_CHUNKS = 16
 class FitError(RuntimeError):
     """A fit failed part-way (e.g. a non-finite loss); ``.fit`` holds the last good state."""
 
-    def __init__(self, message: str, *, fit: Optional["Fit"] = None, step: Optional[int] = None):
+    def __init__(self, message: str, *, fit: Optional["Fit"] = None,
+                 step: Optional[int] = None) -> None:
         super().__init__(message)
         self.fit = fit
         self.step = step
 
 
+
+
+_F = TypeVar("_F", bound="Fit")
 
 
 def _serialize_public_methods(cls: type) -> None:
@@ -77,7 +89,7 @@ def working_set_bytes(dtype: torch.dtype = torch.float32) -> int:
     return WORKING_SET_CHUNKS * CHUNK_ELEMENTS * torch.empty((), dtype=dtype).element_size()
 
 
-def row_width(model) -> int:
+def row_width(model: GenerativeModel) -> int:
     """The numbers per row that ``model``'s ``log_prob`` / ``sample`` hold at once (for one
     draw of phi), which sets the rows per chunk. A family states it by a ``row_width``
     attribute (an int, or a method of no arguments); otherwise it is read off the model:
@@ -97,7 +109,7 @@ def row_width(model) -> int:
     return max(widths)
 
 
-def chunked(n: int, rows: int, part) -> torch.Tensor:
+def chunked(n: int, rows: int, part: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
     """``part(start, stop)`` for consecutive chunks of at most ``rows`` of the ``n`` rows,
     in order, written into one ``(n, ...)`` tensor as they come (allocated at the first
     chunk: no list of chunks and no ``torch.cat``, so the output is held once). One chunk
@@ -107,7 +119,7 @@ def chunked(n: int, rows: int, part) -> torch.Tensor:
     a millisecond): what a chunk leaves in reference cycles (a zuko flow's transforms
     hold their spline tensors in cycles) would otherwise wait for a full collection and
     pile up, chunk after chunk, to many chunks' worth."""
-    out = None
+    out: Optional[torch.Tensor] = None
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         got = part(start, stop)
@@ -124,6 +136,7 @@ def chunked(n: int, rows: int, part) -> torch.Tensor:
         out[start:stop] = got
         del got
         gc.collect(1)
+    assert out is not None  # n >= 1 rows: the first chunk made it (or was returned)
     return out
 
 
@@ -156,14 +169,14 @@ class Fit:
         data: the training data (kept for ``to_arviz``); ``context`` its ``c``.
     """
 
-    def __init__(self, model, method: str, *,
+    def __init__(self, model: GenerativeModel, method: str, *,
                  point: Optional[Dict[str, torch.Tensor]] = None,
                  posterior: Optional[Dict[str, torch.Tensor]] = None,
                  sample_stats: Optional[Dict[str, torch.Tensor]] = None,
-                 losses=(), data: Optional[torch.Tensor] = None,
+                 losses: Iterable[float] = (), data: Optional[torch.Tensor] = None,
                  context: Optional[torch.Tensor] = None, seed: Optional[int] = None,
                  options: Optional[Dict[str, Any]] = None, interrupted: bool = False,
-                 info: Optional[Dict[str, Any]] = None):
+                 info: Optional[Dict[str, Any]] = None) -> None:
         if (point is None) == (posterior is None):
             raise ValueError("A Fit holds either a point estimate or posterior draws")
         self.model = model
@@ -180,12 +193,13 @@ class Fit:
         self.interrupted = bool(interrupted)
         self.info = dict(info or {})
 
-    def __init_subclass__(cls, **kwargs: Any):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _serialize_public_methods(cls)
 
     @classmethod
-    def build(cls, model, method: str, *, result=None, **fields: Any) -> "Fit":
+    def build(cls: Type[_F], model: GenerativeModel, method: str, *,
+              result: Optional[FitResult] = None, **fields: Any) -> _F:
         """The one place that makes a fit (the facade after an engine ran, and ``load``):
         a ``cls`` (the family's ``fit_class``) from ``fields``.
 
@@ -220,17 +234,19 @@ class Fit:
     # ------------------------------------------------------------------ summaries
     @property
     def log_prob_kind(self) -> str:
-        """What ``log_prob`` returns: the model's ``capabilities.log_prob``, unless the
+        """What ``log_prob`` returns, the model's ``capabilities.log_prob`` unless the
         family's fit class says otherwise (an energy fit subtracts an AIS estimate of
         log Z from its unnormalized density: ``"estimate"``)."""
         return self.model.capabilities.log_prob
 
     @property
     def is_posterior(self) -> bool:
+        """Whether the fit holds posterior draws of phi (``vi``, ``nuts``, ``hmc``), not a point."""
         return self.posterior is not None
 
     @property
     def num_draws(self) -> int:
+        """The number of stored posterior draws, chains x draws per chain (0 for a point)."""
         if self.posterior is None:
             return 0
         c, s = next(iter(self.posterior.values())).shape[:2]
@@ -274,9 +290,10 @@ class Fit:
         self._check_density()
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
-        if self.point is not None:
+        point = self.point
+        if point is not None:
             return chunked(x.shape[0], self._rows(), lambda a, b: self.model.log_prob_given(
-                self.point, x[a:b], _rows_of(c, a, b)))
+                point, x[a:b], _rows_of(c, a, b)))
         draws = self.posterior_samples()
         log_s = math.log(self.num_draws)
         return chunked(x.shape[0], self._rows(self.num_draws), lambda a, b: (
@@ -323,6 +340,7 @@ class Fit:
             c = self._as_context(c, x.shape[0])
         if self.point is not None:
             return self.model.log_prob_given(self.point, x, c).reshape(1, 1, -1)
+        assert self.posterior is not None  # a fit holds a point or draws
         chains, draws = next(iter(self.posterior.values())).shape[:2]
         flat = self.posterior_samples()
         out = []
@@ -341,9 +359,10 @@ class Fit:
         n = positive_int(n, "n")
         c = self._as_context(c, n)
         with seeded(seed):
-            if self.point is not None:
+            point = self.point
+            if point is not None:
                 return chunked(n, self._rows(), lambda a, b: self.model.sample_given(
-                    self.point, b - a, _rows_of(c, a, b)))
+                    point, b - a, _rows_of(c, a, b)))
             draws = self.posterior_samples()
             # each row holds its own phi, and what the family makes of it (twice)
             phi = sum(v[0].numel() for v in draws.values())
@@ -415,13 +434,13 @@ class Fit:
                                            dtype=self.model._anchor.dtype)
 
     # ------------------------------------------------------------------ outputs
-    def to_arviz(self, **kwargs):
+    def to_arviz(self, **kwargs: Any) -> arviz.InferenceData:
         """An :class:`arviz.InferenceData` (see :func:`pyro_genmodels.arviz.to_inference_data`)."""
         from .arviz import to_inference_data
 
         return to_inference_data(self, **kwargs)
 
-    def save(self, path) -> None:
+    def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the fit to the directory ``path`` (JSON + safetensors; no pickle).
 
         A fit made with ``distributed=True``, saved while its process group is up, is
@@ -435,16 +454,19 @@ class Fit:
         if group is not None:
             distributed.barrier(group, "barrier after saving the fit")
 
-    def to(self, device) -> "Fit":
+    def to(self: _F, device: Union[str, torch.device]) -> _F:
         """A copy of this fit with every tensor on ``device``."""
-        device = check_device(device)
+        dev = check_device(device)
         out = copy.copy(self)
-        out.model = copy.deepcopy(self.model).to(device)
-        move = lambda d: None if d is None else {k: v.to(device) for k, v in d.items()}  # noqa: E731
+        out.model = copy.deepcopy(self.model).to(dev)
+
+        def move(d: Optional[Dict[str, torch.Tensor]]) -> Optional[Dict[str, torch.Tensor]]:
+            return None if d is None else {k: v.to(dev) for k, v in d.items()}
+
         out.point, out.posterior = move(self.point), move(self.posterior)
-        out.sample_stats = move(self.sample_stats)
-        out.data = None if self.data is None else self.data.to(device)
-        out.context = None if self.context is None else self.context.to(device)
+        out.sample_stats = {k: v.to(dev) for k, v in self.sample_stats.items()}
+        out.data = None if self.data is None else self.data.to(dev)
+        out.context = None if self.context is None else self.context.to(dev)
         return out
 
 

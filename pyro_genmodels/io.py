@@ -36,17 +36,21 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from ._file_checks import check_header, check_meta, check_names, parse_json, plain, sha256
 from ._rng import serialized
+
+if TYPE_CHECKING:  # annotations only: Fit.save imports this module
+    from .base import GenerativeModel
+    from .fit import Fit
 from ._validation import check_device
 
 FORMAT = "pyro-genmodels/fit"
-#: 2 marks a fit with user-supplied modules (``meta["code"]``): a reader of version 1
+#: 2 marks a fit with user-supplied modules (``meta["code"]``); a reader of version 1
 #: would rebuild the default networks and refuse it or, worse, load into them
 FORMAT_VERSION = 2
 META, TENSORS = "fit.json", "tensors.safetensors"
@@ -66,7 +70,7 @@ class LoadError(ValueError):
 
 # ---------------------------------------------------------------------- saving
 @serialized
-def save(fit, path: Union[str, os.PathLike]) -> None:
+def save(fit: Fit, path: Union[str, os.PathLike]) -> None:
     """Write ``fit`` to the directory ``path`` (created if needed), atomically: an
     interruption at any point leaves the previous save there readable (see the module).
 
@@ -82,7 +86,7 @@ def save(fit, path: Union[str, os.PathLike]) -> None:
     tensors: Dict[str, torch.Tensor] = {}
     config: Dict[str, Any] = {}
     config_tensors = []
-    code: Dict[str, str] = {}  # user modules: their weights are in the state dict
+    code: Dict[str, Dict[str, str]] = {}  # user modules: their weights are in the state dict
     for key, value in fit.model.get_config().items():
         if isinstance(value, torch.nn.Module):
             code[key] = {"class": type(value).__name__, "repr": repr(value)}
@@ -235,8 +239,8 @@ def _check_template(model, meta: Dict[str, Any], config: Dict[str, Any]) -> None
 
 
 @serialized  # builds the model and traces its program: Pyro's stack is the process's
-def load(path: Union[str, os.PathLike], *, model: Optional[Any] = None,
-         device: Union[str, torch.device] = "cpu"):
+def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = None,
+         device: Union[str, torch.device] = "cpu") -> Fit:
     """Load a fit written by :meth:`Fit.save`, onto ``device`` (CPU by default, so a fit
     saved on a GPU loads anywhere). Every file is checked before use (see the module).
 

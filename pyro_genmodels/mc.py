@@ -36,7 +36,7 @@ class MCEstimate:
     estimate: float
     stderr: float
     num_samples: int
-    exact: Optional[float] = None
+    exact: float | None = None  # (PEP 604: subclasses in other modules resolve it)
 
     def __float__(self) -> float:
         return float(self.estimate)

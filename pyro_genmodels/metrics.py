@@ -78,7 +78,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -176,7 +176,7 @@ def _gaussian_kernel(bandwidths: tuple[float, ...]) -> Kernel:
 
     def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         d2 = torch.cdist(a, b).square()
-        return sum(torch.exp(-c * d2) for c in coefs)
+        return cast(torch.Tensor, sum(torch.exp(-c * d2) for c in coefs))  # >= 1 bandwidth
     return k
 
 
@@ -282,6 +282,7 @@ def mmd(x: Any, y: Any, *, bandwidth: None | float | Sequence[float] = None
         :class:`KernelEstimate`; ``float(result)`` is the estimate.
     """
     x, y = _pair(x, y, 4)
+    bandwidths: tuple[float, ...]
     if bandwidth is None:
         bandwidths = (median_bandwidth(torch.cat([x, y])),)
     else:
@@ -306,7 +307,7 @@ def energy_distance(x: Any, y: Any) -> KernelEstimate:
 
 
 def c2st(x: Any, y: Any, *, classifier: Any = None, test_fraction: float = 0.5,
-         seed: int = 0) -> C2STEstimate:
+         seed: int | None = 0) -> C2STEstimate:
     r"""Classifier two-sample test (Lopez-Paz & Oquab 2017): the held-out accuracy of a
     classifier trained to tell rows of ``x`` from rows of ``y``.
 

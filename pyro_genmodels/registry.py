@@ -3,12 +3,16 @@ tests iterate over. It imports nothing of the package, so anything may use it.""
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import TYPE_CHECKING, Dict, Type, TypeVar
 
-_REGISTRY: Dict[str, type] = {}
+if TYPE_CHECKING:  # annotations only: base imports this module
+    from .base import GenerativeModel
+
+_REGISTRY: Dict[str, Type[GenerativeModel]] = {}
+_M = TypeVar("_M", bound="Type[GenerativeModel]")
 
 
-def register(cls: type) -> type:
+def register(cls: _M) -> _M:
     """Class decorator: make a model family known to the CLI, ``load`` and the tests."""
     name = cls.registry_name
     if name in _REGISTRY and _REGISTRY[name] is not cls:
@@ -17,12 +21,14 @@ def register(cls: type) -> type:
     return cls
 
 
-def registry() -> Dict[str, type]:
+def registry() -> Dict[str, Type[GenerativeModel]]:
     """The registered model families, by name (a copy)."""
     return dict(_REGISTRY)
 
 
-def get_model_class(name: str) -> type:
+def get_model_class(name: str) -> Type[GenerativeModel]:
+    """The family registered as ``name``; an unknown name raises a ``ValueError`` listing
+    the registered ones."""
     try:
         return _REGISTRY[name]
     except KeyError:

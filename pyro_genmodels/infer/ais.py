@@ -140,8 +140,8 @@ def anneal(log_density: LogDensity, loc: torch.Tensor, scale: torch.Tensor,
             log_w = log_w + torch.where(torch.isfinite(inc), inc, torch.full_like(inc, -math.inf))
             if resample:
                 w = torch.softmax(log_w, 0)
-                ess = 1.0 / w.pow(2).sum()
-                if ess < K / 2:
+                ess_t = 1.0 / w.pow(2).sum()
+                if ess_t < K / 2:
                     log_z_acc += float(log_w.logsumexp(0)) - math.log(K)
                     idx = _systematic(log_w)
                     x, f, gf, lb, eps = x[idx], f[idx], gf[idx], lb[idx], eps[idx]

@@ -52,6 +52,7 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        """Fold ``module``'s current weights into the average (the first update copies them)."""
         params = [p.detach() for p in module.parameters()]
         if self.num_updates == 0:
             torch._foreach_copy_(self.average, params)
@@ -70,11 +71,13 @@ class WeightAverage:
         torch._foreach_copy_([p.detach() for p in module.parameters()], self.average)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The average's tensors and its update count, for a checkpoint."""
         state = {f"p{i}": a for i, a in enumerate(self.average)}
         state["num_updates"] = torch.tensor(self.num_updates)
         return state
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the average from :meth:`state_dict` (a checkpoint)."""
         self.num_updates = int(state["num_updates"])
         with torch.no_grad():
             for i, a in enumerate(self.average):

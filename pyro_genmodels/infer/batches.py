@@ -3,9 +3,13 @@ sees (in one process, on the ranks of a distributed fit, and from streamed data)
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Tuple, Union, cast
 
 import torch
+
+if TYPE_CHECKING:  # annotations only: the loop imports both
+    from .distributed import Group
+    from .streaming import Stream
 
 
 class Batch:
@@ -20,33 +24,38 @@ class Batch:
 
     def __init__(self, index: Optional[torch.Tensor], x: torch.Tensor,
                  c: Optional[torch.Tensor], weight: float = 1.0,
-                 num_rows: Optional[int] = None):
+                 num_rows: Optional[int] = None) -> None:
         self.index, self._x, self._c = index, x, c
         self.num_rows = x.shape[0] if num_rows is None else num_rows
-        self._rows = None
+        self._rows: Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]] = None
         self.weight = weight
 
     @property
     def source_x(self) -> torch.Tensor:
+        """All rows the batch is drawn from (``index`` selects the batch's)."""
         return self._x
 
     @property
     def source_c(self) -> Optional[torch.Tensor]:
+        """All conditioning rows the batch is drawn from (``None`` when unconditional)."""
         return self._c
 
-    def _select(self):
+    def _select(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         if self._rows is None:
-            pick = (lambda t: t if t is None or self.index is None  # noqa: E731
-                    else t.index_select(0, self.index))
-            self._rows = (pick(self._x), pick(self._c))
+            index = self.index
+            x = self._x if index is None else self._x.index_select(0, index)
+            c = self._c if self._c is None or index is None else self._c.index_select(0, index)
+            self._rows = (x, c)
         return self._rows
 
     @property
     def x(self) -> torch.Tensor:
+        """The batch's rows, ``(B, ...)``."""
         return self._select()[0]
 
     @property
     def c(self) -> Optional[torch.Tensor]:
+        """The batch's conditioning rows, ``(B, ...)``; ``None`` for an unconditional model."""
         return self._select()[1]
 
 
@@ -59,8 +68,9 @@ class Minibatches:
     slice of the global batch. Its state (generator, permutation, position) is part of a
     checkpoint."""
 
-    def __init__(self, x, c: Optional[torch.Tensor], batch_size: Optional[int], *,
-                 seed: int = 0, group=None):
+    def __init__(self, x: Union[torch.Tensor, Stream], c: Optional[torch.Tensor],
+                 batch_size: Optional[int], *, seed: int = 0,
+                 group: Optional[Group] = None) -> None:
         self.x, self.c, self.n = x, c, x.shape[0]
         # streamed rows (infer.streaming.Stream) are read per batch
         self.stream = x if hasattr(x, "fetch") else None
@@ -76,6 +86,7 @@ class Minibatches:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Batches per pass over the rows (the remainder of a permutation is skipped)."""
         return 1 if self.b is None else self.n // self.b
 
     def _batch(self, idx: Optional[torch.Tensor]) -> Batch:
@@ -90,11 +101,14 @@ class Minibatches:
             x, c = self.stream.fetch(rows)
             return Batch(torch.arange(x.shape[0], device=x.device), x, c, weight,
                          num_rows=self.n)
+        x_all = cast(torch.Tensor, self.x)  # not streamed: the training tensor
         if idx is not None:
-            idx = idx.to(self.x.device)
-        return Batch(idx, self.x, self.c, weight)
+            idx = idx.to(x_all.device)
+        return Batch(idx, x_all, self.c, weight)
 
     def next(self) -> Batch:
+        """The next batch: all rows without ``batch_size``; else the next ``batch_size`` rows of
+        this epoch's permutation (a fresh one when fewer than a batch are left)."""
         if self.b is None:
             return self._batch(None)
         if self.perm is None or self.pos + self.b > self.n:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -62,9 +62,11 @@ class Group:
 
     @property
     def main(self) -> bool:
+        """Whether this process is rank 0 (the one that writes checkpoints)."""
         return self.rank == 0
 
-    def info(self) -> dict:
+    def info(self) -> Dict[str, Any]:
+        """What ``fit.info`` records of the group: ``world_size`` and ``backend``."""
         return {"world_size": self.world_size, "backend": self.backend}
 
 
@@ -105,6 +107,7 @@ def setup(device: torch.device) -> Group:
         seconds = float(os.environ.get(TIMEOUT_ENV, 300))
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
     group = current()
+    assert group is not None  # initialized above (or by the user)
     if device.type == "cuda" and group.backend == "gloo":
         raise ValueError("device='cuda' with the gloo backend: initialize the group with "
                          "backend='nccl' for GPU fits")
@@ -214,6 +217,8 @@ def gather(obj: Any, group: Group, what: str, step: Optional[int] = None) -> Lis
 
 
 def barrier(group: Group, what: str) -> None:
+    """Wait until every rank of ``group`` reaches this point; ``what`` names the step in
+    the error a failed collective raises."""
     _collective(what, None, _dist().barrier)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import Any, Callable, ClassVar, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Type
 
 import pyro
 import pyro.optim
@@ -39,8 +39,9 @@ from .._validation import (check_bool, check_choice, check_options, nonnegative_
                            positive_float, positive_int, probability)
 from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
-from .objectives import (ELBOLoss, FlatPriors, NegativeLogJoint, make_elbo, make_guide,
-                         quiet_jit_deprecation, use_jit)
+from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeModel,
+                         NegativeLogJoint, make_elbo, make_guide, quiet_jit_deprecation,
+                         use_jit)
 
 
 class Data(NamedTuple):
@@ -60,9 +61,11 @@ class Data(NamedTuple):
 
     @property
     def num_rows(self) -> int:
+        """N, the number of training rows (streamed or in memory)."""
         return len(self.stream) if self.stream is not None else self.x.shape[0]
 
-    def source(self, transform: Optional[Callable] = None):
+    def source(self, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+               ) -> Any:
         """The training rows for the loop: the tensor (``transform``-ed, e.g. a family's
         standardization), or the stream with ``transform`` applied to each block."""
         if self.stream is not None:
@@ -70,8 +73,8 @@ class Data(NamedTuple):
         return self.x if transform is None else transform(self.x)
 
 
-def split_heldout(model, x: torch.Tensor, c: Optional[torch.Tensor], validation: Any, *,
-                  seed: int, device) -> Data:
+def split_heldout(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Tensor],
+                  validation: Any, *, seed: int, device: Optional[torch.device]) -> Data:
     """The training and held-out rows of a fit (before any work, so bad held-out data
     fail early).
 
@@ -91,8 +94,11 @@ def split_heldout(model, x: torch.Tensor, c: Optional[torch.Tensor], validation:
         gen = torch.Generator().manual_seed(int(seed))
         perm = torch.randperm(n, generator=gen).to(x.device)
         val, train = perm[:k].sort().values, perm[k:].sort().values
-        pick = (lambda t, i: None if t is None else t.index_select(0, i))  # noqa: E731
-        return Data(pick(x, train), pick(c, train), pick(x, val), pick(c, val))
+        def pick(t: Optional[torch.Tensor], i: torch.Tensor) -> Optional[torch.Tensor]:
+            return None if t is None else t.index_select(0, i)
+
+        return Data(x.index_select(0, train), pick(c, train), x.index_select(0, val),
+                    pick(c, val))
     x_val, c_val = validation, None
     conditional = model.context_dim is not None or getattr(model, "num_classes", None)
     if conditional and isinstance(validation, tuple) and len(validation) == 2:
@@ -111,22 +117,27 @@ class Engine:
             networks); checked against :attr:`Options` when the family is defined.
     """
 
-    Options: ClassVar[type] = LoopOptions
+    #: the options record class (a frozen dataclass); an engine may set it per instance
+    #: the engine's options record class (a frozen dataclass)
+    Options: Type[Any] = LoopOptions
 
-    def __init__(self, **defaults: Any):
+    def __init__(self, **defaults: Any) -> None:
         check_options(defaults, self.option_names(), method=type(self).__name__)
         self.Options(**defaults)  # fail at the family's definition, not at its first fit
         self.defaults = defaults
 
-    def option_names(self):
+    def option_names(self) -> List[str]:
+        """The names of the options this engine accepts (the fields of :attr:`Options`)."""
         return [f.name for f in dataclasses.fields(self.Options)]
 
-    def options(self, method: str, **given: Any):
+    def options(self, method: str, **given: Any) -> Any:
         """The options record of this fit: the family's defaults, then ``given``."""
         check_options(given, self.option_names(), method=method)
         return self.Options(**{**self.defaults, **given})
 
-    def run(self, model, data: Data, opts, *, method: str, progress: bool) -> FitResult:
+    def run(self, model: GenerativeModel, data: Data, opts: Any, *, method: str,
+            progress: bool) -> FitResult:
+        """Fit ``model`` to ``data`` under ``opts`` (an instance of :attr:`Options`)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -138,7 +149,8 @@ class NoOptions:
     """The options record of an engine that takes none (a closed form)."""
 
 
-def heldout_nll(model, params: Callable[[], Dict[str, torch.Tensor]], data: Data
+def heldout_nll(model: GenerativeModel, params: Callable[[], Dict[str, torch.Tensor]],
+                data: Data
                 ) -> Optional[Callable[[], float]]:
     """The held-out loss of a family with ``log_prob_given``: minus the mean
     log-likelihood per held-out row at the current phi (``None`` without held-out data)."""
@@ -152,11 +164,11 @@ def heldout_nll(model, params: Callable[[], Dict[str, torch.Tensor]], data: Data
     return loss
 
 
-def fingerprint(model, method: str, data: Data, opts) -> Dict[str, Any]:
+def fingerprint(model: GenerativeModel, method: str, data: Data, opts: Any) -> Dict[str, Any]:
     """What a checkpoint must match to be resumed: the model's class and configuration,
     the method, a digest of the training and held-out rows, and the options that shape
     the run (all but the callback and the checkpoint settings)."""
-    def plain(d):
+    def plain(d: Dict[str, Any]) -> Dict[str, Any]:
         return {k: v for k, v in d.items()
                 if v is None or isinstance(v, (bool, int, float, str, list, tuple))}
 
@@ -203,21 +215,22 @@ class PointEngine(Engine):
 
     Options = PointOptions
 
-    def __init__(self, method: str, **defaults: Any):
+    def __init__(self, method: str, **defaults: Any) -> None:
         self.method = check_choice(method, ("mle", "map"), "point method")
         super().__init__(**defaults)
 
-    def elbo(self, model, opts: PointOptions):
+    def elbo(self, model: GenerativeModel, opts: PointOptions) -> DifferentiableELBO:
         """The ELBO this engine optimizes (a family's engine may change it)."""
         return make_elbo(model.elbo, jit=use_jit(opts.jit, model),
                          max_plate_nesting=model.max_plate_nesting)
 
-    def heldout(self, model, point: Callable[[], Dict[str, torch.Tensor]], data: Data):
+    def heldout(self, model: GenerativeModel, point: Callable[[], Dict[str, torch.Tensor]],
+                data: Data) -> Optional[Callable[[], float]]:
         """The held-out loss (a family's engine may use a cheaper bound)."""
         return heldout_nll(model, point, data)
 
     @staticmethod
-    def writes_out(model, opts: PointOptions) -> bool:
+    def writes_out(model: GenerativeModel, opts: PointOptions) -> bool:
         """Whether the loss is :class:`~pyro_genmodels.infer.objectives.NegativeLogJoint`
         rather than Pyro's ELBO on the program: when phi are all network weights (no
         latent sites, no local guide), unless ``jit=True`` (Pyro's compiled ELBO) or a
@@ -225,12 +238,12 @@ class PointEngine(Engine):
         return (not model.global_sites and model.local_guide is None and opts.jit is not True
                 and not isinstance(opts.optimizer, pyro.optim.PyroOptim))
 
-    def run(self, model, data: Data, opts: PointOptions, *, method: str,
+    def run(self, model: GenerativeModel, data: Data, opts: PointOptions, *, method: str,
             progress: bool) -> FitResult:
         if self.writes_out(model, opts):
-            loss = NegativeLogJoint(model, with_prior=self.method == "map")
+            nlj = NegativeLogJoint(model, with_prior=self.method == "map")
             params = [p for p in model.parameters() if p.requires_grad]
-            result = optimize([Player(loss, params)], data.source(), data.c, opts,
+            result = optimize([Player(nlj, params)], data.source(), data.c, opts,
                               heldout=self.heldout(model, lambda: {}, data), progress=progress,
                               desc=method, fingerprint=fingerprint(model, method, data, opts))
             result.point = {}
@@ -298,11 +311,12 @@ class VIEngine(Engine):
 
     Options = VIOptions
 
-    def run(self, model, data: Data, opts: VIOptions, *, method: str,
+    def run(self, model: GenerativeModel, data: Data, opts: VIOptions, *, method: str,
             progress: bool) -> FitResult:
         train_guide, q = make_guide(model, model.model, GUIDES[opts.guide],
                                     init_scale=opts.init_scale,
                                     init_loc_fn=init_to_value(values=model.init_values(data.x)))
+        assert q is not None  # vi is offered only to families with global latent sites
         elbo = make_elbo(model.elbo, jit=use_jit(opts.jit, model),
                          max_plate_nesting=model.max_plate_nesting,
                          num_particles=opts.num_particles, vectorize_particles=False)
@@ -329,7 +343,8 @@ class VIEngine(Engine):
         return result
 
 
-def _draw_posterior(model, q, loss_args: tuple, num: int) -> Dict[str, torch.Tensor]:
+def _draw_posterior(model: GenerativeModel, q: Any, loss_args: tuple, num: int
+                    ) -> Dict[str, torch.Tensor]:
     """``num`` draws of phi from the trained guide, ``{site: (1, num, *shape)}``: one
     batched draw in the unconstrained space, pushed through each site's bijection."""
     with torch.no_grad():
@@ -397,7 +412,12 @@ class MCMCOptions:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NUTSOptions(MCMCOptions):
-    """:class:`MCMCOptions` plus ``max_tree_depth`` (Hoffman & Gelman, 2014)."""
+    """:class:`MCMCOptions` plus ``max_tree_depth`` (Hoffman & Gelman, 2014).
+
+    Attributes:
+        max_tree_depth: the most doublings of a trajectory (at most 2**depth leapfrog
+            steps per transition).
+    """
 
     max_tree_depth: int = 10
 
@@ -408,7 +428,12 @@ class NUTSOptions(MCMCOptions):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HMCOptions(MCMCOptions):
-    """:class:`MCMCOptions` plus a fixed ``trajectory_length`` (Neal, 2011)."""
+    """:class:`MCMCOptions` plus a fixed ``trajectory_length`` (Neal, 2011).
+
+    Attributes:
+        trajectory_length: step size x leapfrog steps per transition, at most
+            :data:`~pyro_genmodels.infer.mcmc.MAX_LEAPFROG_STEPS` steps.
+    """
 
     trajectory_length: float = 1.0
 
@@ -421,17 +446,19 @@ class MCMCEngine(Engine):
     """``nuts`` / ``hmc``: posterior draws of phi by ``pyro.infer.MCMC``
     (:mod:`~pyro_genmodels.infer.mcmc`)."""
 
-    def __init__(self, kernel: str, **defaults: Any):
+    def __init__(self, kernel: str, **defaults: Any) -> None:
         self.kernel = check_choice(kernel, ("nuts", "hmc"), "kernel")
         self.Options = NUTSOptions if kernel == "nuts" else HMCOptions
         super().__init__(**defaults)
 
-    def run(self, model, data: Data, opts: MCMCOptions, *, method: str,
+    def run(self, model: GenerativeModel, data: Data, opts: MCMCOptions, *, method: str,
             progress: bool) -> FitResult:
         return FitResult(**sample_posterior(model, data.x, data.c, kernel=self.kernel,
                                             opts=opts, progress=progress))
 
 
+#: The shared engine of each method, used unless a family declares its own in
+#: :attr:`~pyro_genmodels.base.GenerativeModel.engines`.
 ENGINES: Dict[str, Engine] = {"mle": PointEngine("mle"), "map": PointEngine("map"),
                               "vi": VIEngine(), "nuts": MCMCEngine("nuts"),
                               "hmc": MCMCEngine("hmc")}

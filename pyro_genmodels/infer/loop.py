@@ -66,7 +66,8 @@ class NonFiniteLossError(FloatingPointError):
     """A step met a non-finite loss or gradient; the parameters are those after the
     previous step."""
 
-    def __init__(self, step: int, loss: float, where: str, hint: Optional[str] = None):
+    def __init__(self, step: int, loss: Optional[float], where: str,
+                 hint: Optional[str] = None) -> None:
         hint = hint or "Try a smaller lr, or check the data scale."
         super().__init__(f"Non-finite {where} at step {step} (loss = {loss}); the parameters "
                          f"were left at their values after step {step - 1}. {hint}")
@@ -229,6 +230,8 @@ class Player:
     saved: Optional[List[torch.Tensor]] = dataclasses.field(default=None, repr=False)
 
     def resolve(self) -> List[torch.Tensor]:
+        """The tensors this player moves (asking ``parameters`` once, if it is a callable);
+        only those with ``requires_grad``."""
         if self.params is None:
             got = self.parameters() if callable(self.parameters) else self.parameters
             self.params = [p for p in got if p.requires_grad]
@@ -303,13 +306,14 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     loss, error = _loss(player, batch, step, group)
     if error is not None:
         return math.nan, _undo_overflow(player, step) or error
+    assert loss is not None  # _loss returns a loss or an error
     value = float(loss.detach())
     params = player.resolve()
     if group is None and not math.isfinite(value):
         return value, _undo_overflow(player, step) or NonFiniteLossError(step, value, "loss")
     # the gradient of this player's parameters only (not .backward(), which would leave
     # gradients on every other player's parameters the loss runs through)
-    got = torch.autograd.grad(loss, params, allow_unused=True)
+    got: Sequence[Optional[torch.Tensor]] = torch.autograd.grad(loss, params, allow_unused=True)
     if group is not None:  # every rank takes the same branch of the guard below
         value, got = distributed.reduce_step(loss, got, params, batch.weight, group, step)
         if not math.isfinite(value):
@@ -352,8 +356,9 @@ class _Best:
     """Held-out bookkeeping: the best loss, its step and a copy of every player's
     parameters then."""
 
-    def __init__(self):
-        self.loss, self.step, self.bad = math.inf, None, 0
+    def __init__(self) -> None:
+        self.loss, self.bad = math.inf, 0
+        self.step: Optional[int] = None
         self.history: List[Tuple[int, float]] = []
         self.snapshot: Optional[List[List[torch.Tensor]]] = None
 
@@ -453,7 +458,8 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             done = step + 1
-            if best is not None and (done % every == 0 or done == opts.num_steps):
+            if best is not None and heldout is not None and (
+                    done % every == 0 or done == opts.num_steps):
                 if group is None:
                     held = float(heldout())
                 else:  # rank 0 evaluates; every rank makes the same decision

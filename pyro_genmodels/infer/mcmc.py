@@ -24,12 +24,10 @@ from pyro.infer.mcmc.util import initialize_model
 
 from . import distributed
 from .distributed import rank_seed
-from .objectives import quiet_jit_deprecation
+from .objectives import GenerativeModel, quiet_jit_deprecation
 from .samplers import ChainResult, LogDensity, _validate_common
 
-GenerativeModel = Any  # a model family, duck-typed: infer imports no family
-
-#: the most leapfrog steps of one HMC transition: NUTS's own cap at its default
+#: the most leapfrog steps of one HMC transition; NUTS's own cap at its default
 #: ``max_tree_depth=10``
 MAX_LEAPFROG_STEPS = 2 ** 10
 
@@ -45,6 +43,7 @@ class CappedHMC(HMC):
 
     @property
     def num_steps(self) -> int:
+        """Leapfrog steps per transition, Pyro's capped at :data:`MAX_LEAPFROG_STEPS`."""
         return min(MAX_LEAPFROG_STEPS, super().num_steps)
 
 
@@ -178,7 +177,9 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
         return -log_density(params["x"].unsqueeze(0)).squeeze(0)
 
     C, D = x0.shape
-    draws, stats = [], {"diverging": [], "acceptance_rate": [], "step_size": [], "lp": []}
+    draws: List[torch.Tensor] = []
+    stats: Dict[str, List[torch.Tensor]] = {"diverging": [], "acceptance_rate": [],
+                                            "step_size": [], "lp": []}
     for c in range(C):
         k = cls(potential_fn=potential_fn, target_accept_prob=target_accept,
                 adapt_step_size=True, adapt_mass_matrix=True, **kernel_options)

@@ -12,15 +12,31 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Protocol,
+                    Tuple, cast)
 
 import pyro.infer
 import pyro.poutine.runtime
 import torch
 from pyro import poutine
+from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.messenger import Messenger
 
 from .loop import Batch
+
+if TYPE_CHECKING:
+    from pyro.poutine.runtime import Message
+
+GenerativeModel = Any  # a model family, duck-typed: infer imports no family
+
+
+class DifferentiableELBO(Protocol):
+    """A Pyro ELBO with ``differentiable_loss`` (``Trace_ELBO``, ``TraceEnum_ELBO``,
+    ``TraceMeanField_ELBO`` and their ``Jit*`` twins; the base ``ELBO`` has none)."""
+
+    def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+        """Minus the ELBO of ``model`` and ``guide`` on ``args``, differentiable in both."""
+        ...
 
 
 class FlatPriors(Messenger):
@@ -28,11 +44,11 @@ class FlatPriors(Messenger):
     ``prior_sites``, latent sample sites or a weight-prior factor. ``mle`` is ``map`` of
     the program under this mask."""
 
-    def __init__(self, sites: Iterable[str]):
+    def __init__(self, sites: Iterable[str]) -> None:
         super().__init__()
         self.sites = frozenset(sites)
 
-    def _process_message(self, msg: Dict[str, Any]) -> None:
+    def _process_message(self, msg: Message) -> None:
         if msg["type"] == "sample" and msg["name"] in self.sites:
             msg["mask"] = False
 
@@ -43,7 +59,8 @@ class _JitTraceMeanField_ELBO(pyro.infer.JitTraceMeanField_ELBO):
     ``_differentiable_loss``, so it traces the program again at every call (about 15x
     slower than eager on a small VAE). Same value and gradient."""
 
-    def differentiable_loss(self, model, guide, *args, **kwargs):
+    def differentiable_loss(self, model: Callable[..., Any], guide: Callable[..., Any],
+                            *args: Any, **kwargs: Any) -> torch.Tensor:
         compiled = getattr(self, "_differentiable_loss", None)
         if compiled is None:
             return super().differentiable_loss(model, guide, *args, **kwargs)
@@ -62,7 +79,7 @@ def prior_factor(name: str, log_density: Callable[[], torch.Tensor]) -> None:
 
 
 def make_elbo(cls_name: str, *, jit: bool, max_plate_nesting: Optional[int] = None,
-              **kwargs):
+              **kwargs: Any) -> DifferentiableELBO:
     """``Trace_ELBO`` / ``TraceEnum_ELBO`` or its compiled twin ``Jit*`` (same value, less
     overhead). ``max_plate_nesting`` is passed whenever it is given, so Pyro need not
     guess it from a trace."""
@@ -78,7 +95,7 @@ def make_elbo(cls_name: str, *, jit: bool, max_plate_nesting: Optional[int] = No
 
 
 @contextlib.contextmanager
-def quiet_jit_deprecation():
+def quiet_jit_deprecation() -> Iterator[None]:
     """torch >= 2.10 warns that ``torch.jit.trace`` (used by Pyro's Jit* ELBOs and
     ``jit_compile=True`` kernels) is deprecated; it still works, and ``jit=False`` /
     ``jit_compile=False`` avoid it entirely."""
@@ -88,22 +105,24 @@ def quiet_jit_deprecation():
         yield
 
 
-def _no_latents(*args, **kwargs) -> None:
+def _no_latents(*args: Any, **kwargs: Any) -> None:
     """The guide of a model whose phi are all parameters (network weights)."""
 
 
-def make_guide(model, program: Callable, auto_cls=None, **auto_kwargs):
+def make_guide(model: GenerativeModel, program: Callable[..., Any],
+               auto_cls: Optional[Callable[..., AutoGuide]] = None, **auto_kwargs: Any
+               ) -> Tuple[Callable[..., Any], Optional[AutoGuide]]:
     """The guide for ``program`` (the model, possibly with priors masked).
 
     The global sites get ``auto_cls`` (an autoguide class, e.g. AutoDelta) built on the
     program with everything else hidden, so enumerated or amortized local latents never
-    reach it; the model's :attr:`local_guide` (an encoder), if any, runs alongside.
+    reach it; the model's :attr:`~pyro_genmodels.base.GenerativeModel.local_guide` (an encoder), if any, runs alongside.
 
     Returns:
         ``(guide, auto)``: the guide to train and the autoguide (``None`` without
         global sites), whose ``median`` / draws give phi.
     """
-    auto = None
+    auto: Optional[AutoGuide] = None
     if model.global_sites and auto_cls is not None:
         auto = auto_cls(poutine.block(program, expose=list(model.global_sites)),
                         **auto_kwargs)
@@ -113,14 +132,14 @@ def make_guide(model, program: Callable, auto_cls=None, **auto_kwargs):
     if auto is None:
         return local, None
 
-    def guide(*args, **kwargs):
+    def guide(*args: Any, **kwargs: Any) -> None:
         auto(*args, **kwargs)
         local(*args, **kwargs)
 
     return guide, auto
 
 
-def use_jit(jit: Optional[bool], model) -> bool:
+def use_jit(jit: Optional[bool], model: GenerativeModel) -> bool:
     """Resolve ``jit=None``: compile when the model declares it safe (``jit_safe``) and
     its dtype is not float64. Under ``torch.jit.trace`` Pyro's plate turns its scale N / B
     into a tensor of the default dtype (float32), so a compiled float64 loss is off by
@@ -146,8 +165,8 @@ class ELBOLoss:
     tracing them every step would cost a measurable share of a small step.
     """
 
-    def __init__(self, elbo, program: Callable, guide: Callable, x: Any,
-                 c: Optional[torch.Tensor]):
+    def __init__(self, elbo: DifferentiableELBO, program: Callable[..., Any],
+                 guide: Callable[..., Any], x: Any, c: Optional[torch.Tensor]) -> None:
         self.elbo = elbo
         has_c = c is not None
         self.num_rows: Optional[int] = None  # N, fixed for the fit at the first call
@@ -168,7 +187,7 @@ class ELBOLoss:
         self._params: Optional[List[torch.Tensor]] = None
 
     @staticmethod
-    def args(batch: Batch) -> tuple:
+    def args(batch: Batch) -> Tuple[torch.Tensor, ...]:
         """The program's tensors: the batch's source rows (the training tensor, or a
         streamed block), its ``c`` and the index of the minibatch in them."""
         x, c = batch.source_x, batch.source_c
@@ -184,13 +203,14 @@ class ELBOLoss:
                 loss = self._loss(args)
             # sorted by name: Pyro's order can follow Python's per-process string
             # hashing, and ranks of a distributed fit must agree on it
+            # a param site's value is the constrained tensor, which knows its leaf
             self._params = list({id(p): p for p in (
-                site["value"].unconstrained()
+                cast(Any, site["value"]).unconstrained()
                 for _, site in sorted(capture.trace.nodes.items()))}.values())
             return loss
         return self._loss(args)
 
-    def _loss(self, args: tuple) -> torch.Tensor:
+    def _loss(self, args: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         if isinstance(self.elbo, pyro.infer.JitTrace_ELBO):
             # its differentiable_loss, less the NaN hook and check (the loop guards)
             loss, surrogate = self.elbo.loss_and_surrogate_loss(self.program, self.guide,
@@ -199,6 +219,7 @@ class ELBOLoss:
         return self.elbo.differentiable_loss(self.program, self.guide, *args)
 
     def parameters(self) -> List[torch.Tensor]:
+        """The tensors the ELBO's program and guide own, as recorded at the first call."""
         if self._params is None:
             raise RuntimeError("ELBOLoss records its parameters at its first call")
         return self._params
@@ -216,7 +237,7 @@ class NegativeLogJoint:
     Tracing the program costs a tenth of a small flow's step; this does not trace.
     """
 
-    def __init__(self, model, with_prior: bool):
+    def __init__(self, model: GenerativeModel, with_prior: bool) -> None:
         self.model, self.with_prior = model, with_prior
 
     def __call__(self, batch: Batch) -> torch.Tensor:

@@ -62,13 +62,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from pyro.ops.dual_averaging import DualAveraging
 from tqdm.auto import tqdm
 
 from .._validation import positive_float, positive_int
+
+if TYPE_CHECKING:  # imported when used: arviz is slow to import
+    import arviz
 
 LogDensity = Callable[[torch.Tensor], torch.Tensor]
 
@@ -128,10 +131,12 @@ class ChainResult:
 
     @property
     def num_chains(self) -> int:
+        """C, the number of chains."""
         return self.samples.shape[0]
 
     @property
     def num_divergences(self) -> int:
+        """Transitions flagged divergent, over all chains (0 when the sampler reports none)."""
         d = self.sample_stats.get("diverging")
         return 0 if d is None else int(d.sum())
 
@@ -141,7 +146,7 @@ class ChainResult:
         out = self.samples.transpose(0, 1).reshape(-1, self.samples.shape[-1])
         return out if n is None else out[:n]
 
-    def to_arviz(self, var_name: str = "x"):
+    def to_arviz(self, var_name: str = "x") -> arviz.InferenceData:
         """An :class:`arviz.InferenceData` with the chains as the ``chain`` dimension
         (``posterior[var_name]``: ``(chain, draw, var_name_dim_0)``) and ``sample_stats``,
         so ``az.summary`` reports R-hat and ESS and ``az.plot_trace`` works."""
@@ -220,7 +225,7 @@ class Proposal(NamedTuple):
     finite: torch.Tensor
 
 
-#: ``transition(x, lp, grad, eps) -> Proposal``: a proposal for every chain from its state
+#: ``transition(x, lp, grad, eps) -> Proposal``; a proposal for every chain from its state
 #: ``x`` ``(C, D)`` (log density ``lp``, gradient ``grad``) with step sizes ``eps`` ``(C, 1)``
 Transition = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], Proposal]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -60,7 +60,9 @@ class _ArrayRows:
         if not (array.ndim == 2 and array.flags.c_contiguous):
             self.file = None
         if self.file is not None:
-            self.offset, self.row_bytes = int(array.offset), array.strides[0]
+            # a C-ordered array with a file behind it: a memmap
+            self.offset = int(cast(np.memmap, array).offset)
+            self.row_bytes = array.strides[0]
 
     def __len__(self) -> int:
         return self.array.shape[0]
@@ -109,7 +111,7 @@ class Stream:
                  transform: Optional[Callable] = None):
         from torch.utils.data import DataLoader
 
-        dataset = data.dataset if isinstance(data, DataLoader) else data
+        dataset: Any = data.dataset if isinstance(data, DataLoader) else data
         if isinstance(dataset, np.ndarray):
             dataset = _ArrayRows(dataset)
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
@@ -126,6 +128,7 @@ class Stream:
 
     @property
     def shape(self) -> Tuple[int, ...]:
+        """The stream's length as a shape ``(N,)``, so code that reads ``x.shape[0]`` works."""
         return (self.num_rows,)
 
     def map(self, fn: Callable) -> "Stream":
@@ -208,7 +211,9 @@ class Stream:
     def moments(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Column means and standard deviations over all rows, in one streamed pass
         (float64 sums, Chan et al.'s pairwise update of the mean and the sum of squares)."""
-        n, mean, m2 = 0, None, None
+        n = 0
+        mean: Optional[torch.Tensor] = None
+        m2: Optional[torch.Tensor] = None
         for x, _ in self.chunks():
             xd = x.to(torch.float64)
             k = xd.shape[0]
@@ -217,12 +222,14 @@ class Stream:
             if mean is None:
                 n, mean, m2 = k, mu, s2
             else:
+                assert m2 is not None  # set with mean
                 delta = mu - mean
                 total = n + k
                 mean = mean + delta * (k / total)
                 m2 = m2 + s2 + delta ** 2 * (n * k / total)
                 n = total
             dtype = x.dtype
+        assert mean is not None and m2 is not None  # a stream has rows (checked at start)
         sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.ones_like(mean)
         sd = torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))
         return mean.to(dtype), sd.to(dtype)
@@ -234,8 +241,9 @@ class Stream:
         return h.hexdigest()[:16]
 
 
-def _stack(rows, what: str):
+def _stack(rows: Any, what: str) -> Union[torch.Tensor, np.ndarray]:
     first = rows[0] if len(rows) else None
+    out: Union[torch.Tensor, np.ndarray]
     if isinstance(first, torch.Tensor):
         try:
             out = torch.stack([torch.as_tensor(r) for r in rows])

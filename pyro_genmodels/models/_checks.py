@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
-from typing import Any, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -49,7 +49,7 @@ def check_network(net: nn.Module, name: str, args: Sequence[Tuple[str, Optional[
     """
     ref = next((t for t in itertools.chain(net.parameters(), net.buffers())
                 if t.is_floating_point()), None)
-    kw = {"dtype": torch.get_default_dtype() if ref is None else ref.dtype,
+    kw: Dict[str, Any] = {"dtype": torch.get_default_dtype() if ref is None else ref.dtype,
           "device": None if ref is None else ref.device}
     rows = PROBE_ROWS
     inputs = [torch.full((rows,) if w is None else (rows, w), fill, **kw)

@@ -57,7 +57,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -97,7 +97,10 @@ class Preconditioned(nn.Module):
         super().__init__()
         self.net, self.schedule = net, schedule
 
-    def forward(self, x, t, c=None):
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The predicted noise ``(B, D)`` for rows ``x`` ``(B, D)`` at steps ``t`` ``(B,)``
+        (with ``c``)."""
         abar = 1 / (1 + self.schedule.sigma_of(t).pow(2)).unsqueeze(-1)
         return (1 - abar).sqrt() * x + abar.sqrt() * self.net(x, t / self.schedule.timesteps, c)
 
@@ -147,7 +150,7 @@ class Diffusion(GenerativeModel):
     def __init__(self, dim: int, *, timesteps: int = 1000, schedule: str = "cosine",
                  network: Optional[nn.Module] = None, hidden: Sequence[int] = (256, 256, 256),
                  context_dim: Optional[int] = None, prior_scale: float = 1.0,
-                 standardize: bool = True):
+                 standardize: bool = True) -> None:
         super().__init__(dim)
         self.timesteps = positive_int(timesteps, "timesteps")
         self.schedule_name = check_choice(schedule, SCHEDULES, "schedule")
@@ -176,7 +179,7 @@ class Diffusion(GenerativeModel):
         self.register_buffer("x_scale", torch.ones(self.dim))
 
     @property
-    def prior_sites(self):
+    def prior_sites(self) -> Tuple[str, ...]:
         return ("weight_prior",)
 
     # ------------------------------------------------------------------ the network
@@ -186,6 +189,7 @@ class Diffusion(GenerativeModel):
         ``keep`` ``(B,)`` in {0, 1} (default all 1; 0 drops the condition)."""
         if self.context_dim is None:
             return None
+        assert c is not None  # a conditional model's rows come with c (validated)
         if keep is None:
             keep = torch.ones(c.shape[0], dtype=c.dtype, device=c.device)
         keep = keep.to(c.dtype).unsqueeze(-1)
@@ -206,7 +210,10 @@ class Diffusion(GenerativeModel):
         cond = self.condition(c)
         if not guidance:
             return self.eps(u_t, t, cond)
+        # guidance is for conditional models only (the fit checks): c and cond are set
+        assert c is not None and cond is not None
         dropped = self.condition(c, torch.zeros(c.shape[0], dtype=c.dtype, device=c.device))
+        assert dropped is not None
         e = self.eps(torch.cat([u_t, u_t]), torch.cat([t, t]) if t.dim() else t,
                      torch.cat([cond, dropped]))
         e_c, e_u = e.chunk(2)
@@ -222,7 +229,7 @@ class Diffusion(GenerativeModel):
 
     # ------------------------------------------------------------------ the bound
     def term(self, u0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-             cond: Optional[torch.Tensor]) -> torch.Tensor:
+             cond: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         r"""The bound's term of step t per row without its constant,
         :math:`w_t \|\epsilon - \epsilon_\theta(x_t, t)\|^2`, for rows ``u0`` ``(B, D)``,
         integer steps ``t`` ``(B,)`` in 1..T and noise ``(B, D)``; and the squared error
@@ -249,7 +256,8 @@ class Diffusion(GenerativeModel):
             total = total + self.term(rows, steps, noise, cc)[0].reshape(k, n).sum(0)
         return total
 
-    def log_prob_given(self, params, x, c=None):
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The variational bound ``-L`` per row ``(N,)`` on the data's scale."""
         return -self.negative_bound(self.to_unit(x), c) - self.log_scale()
 
@@ -267,6 +275,7 @@ class Diffusion(GenerativeModel):
         sched, T = self.schedule, self.timesteps
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             sub = idx.shape[0] != num_data
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if (sub and x is not None) else x
@@ -291,6 +300,7 @@ class Diffusion(GenerativeModel):
         sched = self.schedule
         with pyro.plate("data", x.shape[0], subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             u = self.to_unit(x.index_select(0, idx) if idx.shape[0] != x.shape[0] else x)
             for t in pyro.markov(range(1, self.timesteps + 1)):
                 u = pyro.sample(f"x_{t}", dist.Normal(sched.alpha[t].sqrt() * u,

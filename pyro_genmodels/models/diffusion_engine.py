@@ -116,9 +116,11 @@ class TimeSampler:
         self.counts += torch.bincount(i, minlength=self.T)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The ring buffers of recent loss terms per t and their counts (they set p(t))."""
         return {"values": self.values, "counts": self.counts}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the loss history from :meth:`state_dict`."""
         self.values, self.counts = state["values"].clone(), state["counts"].clone()
 
 
@@ -137,6 +139,9 @@ class DiffusionLoss:
 
     def given(self, u0: torch.Tensor, c: Optional[torch.Tensor], num_rows: int, *,
               train: bool) -> torch.Tensor:
+        """The objective on unit-scale rows ``u0`` ``(B, D)`` (with ``c``) of a data set of
+        ``num_rows`` rows, for one draw of t and the noise; ``train`` draws t as the objective
+        says and drops conditions (classifier-free guidance), else t is uniform."""
         model, opts = self.model, self.opts
         b = u0.shape[0]
         keep = None
@@ -161,15 +166,19 @@ class DiffusionLoss:
         return loss - model.weight_log_prior() if self.with_prior else loss
 
     def update_average(self) -> None:
+        """Fold the network's current weights into its weight average (after each step)."""
+        assert self.average is not None  # a step hook only with ema
         self.average.update(self.model.network)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The time sampler's and the weight average's state, for a checkpoint."""
         state = {f"times.{k}": v for k, v in self.times.state_dict().items()}
         if self.average is not None:
             state.update({f"average.{k}": v for k, v in self.average.state_dict().items()})
         return state
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the time sampler and the weight average from :meth:`state_dict`."""
         part = lambda prefix: {k[len(prefix):]: v for k, v in state.items()  # noqa: E731
                                if k.startswith(prefix)}
         self.times.load_state_dict(part("times."))

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import torch
 
@@ -120,7 +120,7 @@ class DiffusionFit(Fit):
     ``log_prob`` (and ``log_prob_kind == "estimate"``), so both likelihoods can sit in one
     :func:`pyro_genmodels.compare` table."""
 
-    #: what ``log_prob`` computes by default: ``"bound"`` or ``"ode"``
+    #: what ``log_prob`` computes by default; ``"bound"`` or ``"ode"``
     estimator: str = "bound"
 
     @property
@@ -250,7 +250,7 @@ class DiffusionFit(Fit):
             return -0.5 * (y.pow(2).sum(-1) / var + d * math.log(2 * math.pi * var))
 
         shift = 0.5 * d * math.log(1 + SIGMA_MIN ** 2) - float(model.log_scale())
-        runs = []
+        runs: List[FlowLogProb] = []
 
         def part(a: int, b: int) -> torch.Tensor:
             y0 = model.to_unit(x[a:b]) * math.sqrt(1 + SIGMA_MIN ** 2)

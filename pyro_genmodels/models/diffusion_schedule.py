@@ -49,6 +49,7 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Callable, Tuple
 
 import torch
 from torch import nn
@@ -79,7 +80,17 @@ class Schedule(nn.Module):
     ``sigma`` (sqrt((1 - abar) / abar)) and ``log_sigma2``.
     """
 
-    def __init__(self, kind: str, timesteps: int):
+    beta: torch.Tensor
+    alpha: torch.Tensor
+    abar: torch.Tensor
+    sqrt_abar: torch.Tensor
+    sqrt_1m_abar: torch.Tensor
+    var: torch.Tensor
+    weight: torch.Tensor
+    sigma: torch.Tensor
+    log_sigma2: torch.Tensor
+
+    def __init__(self, kind: str, timesteps: int) -> None:
         super().__init__()
         self.kind, self.timesteps = kind, timesteps
         beta = torch.cat([torch.zeros(1, dtype=torch.float64), betas(kind, timesteps)])
@@ -98,19 +109,22 @@ class Schedule(nn.Module):
         for name, v in values.items():
             self.register_buffer(name, v.to(torch.get_default_dtype()), persistent=False)
 
-    def _apply(self, fn, recurse=True):
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor],
+               recurse: bool = True) -> Schedule:
         super()._apply(fn, recurse)
         for name, master in self._master.items():
             now = getattr(self, name)
             setattr(self, name, master.to(device=now.device, dtype=now.dtype))
         return self
 
-    def forward_mean_sd(self, x0: torch.Tensor, t: torch.Tensor):
+    def forward_mean_sd(self, x0: torch.Tensor, t: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(sqrt(abar_t) x0, sqrt(1 - abar_t))`` of q(x_t | x_0) for steps ``t`` ``(B,)``
         (integer) and rows ``x0`` ``(B, D)``: the mean ``(B, D)`` and the sd ``(B, 1)``."""
         return self.sqrt_abar[t].unsqueeze(-1) * x0, self.sqrt_1m_abar[t].unsqueeze(-1)
 
-    def reverse_mean(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor):
+    def reverse_mean(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
+                     ) -> torch.Tensor:
         r""":math:`\mu_\theta = (x_t - \beta_t / \sqrt{1 - \bar\alpha_t}\,\epsilon) /
         \sqrt{\alpha_t}` for the predicted noise ``eps`` ``(B, D)`` at steps ``t``
         ``(B,)``."""

@@ -47,7 +47,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import pyro
 import torch
@@ -58,7 +58,7 @@ from .._validation import (as_data, check_bool, check_choice, nonnegative_float,
                            positive_int)
 from ..base import Capabilities, GenerativeModel, gaussian_weight_log_prior, register
 from ..infer.objectives import prior_factor
-from ..infer.samplers import value_and_grad
+from ..infer.samplers import ChainResult, value_and_grad
 from ._checks import check_network, hidden_widths
 from .energy_fit import EnergyFit
 from .noise_nets import NoiseConditionalMLP, geometric_levels, largest_distance, level_fraction
@@ -85,9 +85,9 @@ class _MLP(nn.Module):
     def __init__(self, dim: int, hidden: Sequence[int], activation: str, spectral_norm: bool):
         super().__init__()
         sizes = [dim, *hidden, 1]
-        layers = []
+        layers: List[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            lin = nn.Linear(a, b)
+            lin: nn.Module = nn.Linear(a, b)
             if spectral_norm:
                 lin = nn.utils.parametrizations.spectral_norm(lin)
             layers.append(lin)
@@ -121,6 +121,8 @@ class NoiseConditionalEnergy(nn.Module):
     scale (standardized units).
     """
 
+    log_range: torch.Tensor  # a buffer
+
     def __init__(self, dim: int, hidden: Sequence[int]):
         super().__init__()
         self.net = NoiseConditionalMLP(dim, hidden, out_dim=1,
@@ -128,6 +130,8 @@ class NoiseConditionalEnergy(nn.Module):
         self.register_buffer("log_range", torch.tensor([0.0, 1.0]))
 
     def forward(self, u: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The energy f(u, sigma) ``(B,)`` of standardized rows ``u`` ``(B, D)`` at levels
+        ``sigma`` ``(B,)``: minus a softplus of the network, over ``sigma`` plus the floor."""
         out = self.net(u, level_fraction(sigma, self.log_range)).squeeze(-1)
         return -F.softplus(out) / (sigma + LEVEL_FLOOR)
 
@@ -222,7 +226,7 @@ class EnergyModel(EnergySampling, GenerativeModel):
                  standardize: Optional[bool] = None, envelope: Optional[float] = None,
                  loc: Any = None, scale: Any = None, noise_conditional: Optional[bool] = None,
                  num_levels: int = 10, sigma_min: float = 0.01,
-                 sigma_max: Optional[float] = None, eval_sigma: Optional[float] = None):
+                 sigma_max: Optional[float] = None, eval_sigma: Optional[float] = None) -> None:
         super().__init__(dim)
         check_choice(activation, sorted(ACTIVATIONS), "activation")
         self.custom = energy is not None
@@ -290,7 +294,9 @@ class EnergyModel(EnergySampling, GenerativeModel):
                 self.net.log_range.copy_(torch.stack([self.sigmas[-1], self.sigmas[0]])
                                          .log().to(self.net.log_range))
 
-    def working_copy(self, x: torch.Tensor, moments=None) -> "EnergyModel":
+    def working_copy(self, x: torch.Tensor,
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                     ) -> "EnergyModel":
         """The fit's copy, standardized, with sigma_max the largest pairwise distance
         between training rows (standardized) when not given."""
         work = super().working_copy(x, moments=moments)
@@ -302,13 +308,13 @@ class EnergyModel(EnergySampling, GenerativeModel):
             work._sync_range()
         return work
 
-    def fit(self, data: Any, **options: Any):
+    def fit(self, data: Any, **options: Any) -> EnergyFit:
         """:meth:`GenerativeModel.fit`; the default ``objective`` is
         ``"multilevel_score_matching"`` for a noise-conditional energy and
         ``"contrastive"`` otherwise."""
         if "objective" not in options and not self.noise_conditional:
             options["objective"] = "contrastive"
-        return super().fit(data, **options)
+        return cast(EnergyFit, super().fit(data, **options))  # the family's fit_class
 
     def _vector(self, v: Any, name: str) -> torch.Tensor:
         t = torch.as_tensor(v, dtype=torch.get_default_dtype()).detach().clone()
@@ -346,7 +352,7 @@ class EnergyModel(EnergySampling, GenerativeModel):
         return model
 
     @property
-    def prior_sites(self):
+    def prior_sites(self) -> Tuple[str, ...]:
         return ("weight_prior",)
 
     # ------------------------------------------------------------------ the density
@@ -387,7 +393,7 @@ class EnergyModel(EnergySampling, GenerativeModel):
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every weight of the network."""
-        weights = list(self.net.parameters())
+        weights: List[torch.Tensor] = list(self.net.parameters())
         if not weights:
             return torch.zeros((), **self._factory)
         return gaussian_weight_log_prior(weights, self.prior_scale)
@@ -404,6 +410,7 @@ class EnergyModel(EnergySampling, GenerativeModel):
                 return pyro.sample("x", pyro.distributions.Delta(draws, event_dim=1))
         with pyro.plate("data", num_data or x.shape[0], subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             obs = x.index_select(0, idx) if idx.shape[0] != x.shape[0] else x
             # unnormalized: the log joint omits -N log Z(phi)
             pyro.factor("x", self._f(obs))
@@ -420,7 +427,7 @@ class EnergyModel(EnergySampling, GenerativeModel):
 
     def sample_given(self, params: Dict[str, torch.Tensor], n: int,
                      c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self._run(n, sampler="langevin").flat(n)
+        return cast(ChainResult, self._run(n, sampler="langevin")).flat(n)  # not flat: chains
 
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
         if self._wrapped:

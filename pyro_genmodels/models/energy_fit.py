@@ -3,7 +3,8 @@ r"""A fitted :class:`~pyro_genmodels.models.energy.EnergyModel`: its density
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import os
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -15,7 +16,7 @@ from ..infer.samplers import ChainResult
 #: settings of the AIS run whose log Z a fit's ``log_prob`` subtracts (cached per fit);
 #: ``num_steps="auto"`` doubles the temperatures until two runs agree (see
 #: :meth:`~pyro_genmodels.models.energy.EnergyModel.log_normalizer`)
-LOG_Z_SETTINGS = {"seed": 0, "num_particles": 1000, "num_steps": "auto"}
+LOG_Z_SETTINGS: Dict[str, Any] = {"seed": 0, "num_particles": 1000, "num_steps": "auto"}
 
 
 class EnergyFit(Fit):
@@ -94,7 +95,7 @@ class EnergyFit(Fit):
         self._as_context(c, n)
         return self.model.sample_chains(n, seed=seed, **options)
 
-    def save(self, path) -> None:
+    def save(self, path: Union[str, os.PathLike]) -> None:
         """Save (see :meth:`Fit.save`); the cached :attr:`log_z` is computed first so that
         the loaded fit's ``log_prob`` is identical. A model built with ``from_log_density``
         cannot be saved (``TypeError``); one with a custom ``energy`` module is saved as

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union, cast
 
 import torch
 
@@ -24,6 +24,9 @@ from ..infer.samplers import (ChainResult, check_log_density, hmc, hmc_transitio
                               mala_transition, run_chains)
 from .noise_nets import geometric_levels
 
+if TYPE_CHECKING:
+    import arviz
+
 #: samplers accepted by ``sample(..., sampler=...)``
 SAMPLERS = ("langevin", "hmc_vectorized", "nuts", "hmc")
 #: the first and the largest number of AIS temperatures of ``log_normalizer(num_steps="auto")``
@@ -34,8 +37,27 @@ class EnergySampling:
     """:meth:`sample`, :meth:`sample_chains` and :meth:`log_normalizer` of an
     :class:`~pyro_genmodels.models.energy.EnergyModel`."""
 
+    if TYPE_CHECKING:  # supplied by the model (EnergyModel, a GenerativeModel)
+        dim: int
+        net: torch.nn.Module
+        standardize: bool
+        noise_conditional: bool
+        num_levels: int
+        sigmas: torch.Tensor
+        eval_level: torch.Tensor
+        base_loc: torch.Tensor
+        base_scale: torch.Tensor
+
+        @property
+        def _factory(self) -> Dict[str, Any]: ...
+        def _f(self, x: torch.Tensor) -> torch.Tensor: ...
+        def _vector(self, v: Any, name: str) -> torch.Tensor: ...
+        def to_unit(self, x: torch.Tensor) -> torch.Tensor: ...
+        def from_unit(self, u: torch.Tensor) -> torch.Tensor: ...
+
     def sample(self, n: int, *, return_inference_data: bool = False,
-               seed: Optional[int] = None, **options: Any):
+               seed: Optional[int] = None, **options: Any
+               ) -> Union[torch.Tensor, arviz.InferenceData]:
         r"""``n`` MCMC draws from :math:`p(x) \propto \exp f(x)`, shape ``(n, dim)``, taken
         draw-major over the chains (draw 0 of every chain, then draw 1, ...): the draws
         of ``sample_chains(n, seed=seed, **options).flat(n)``, but the batched samplers
@@ -52,7 +74,7 @@ class EnergySampling:
             return self.sample_chains(n, seed=seed, **options).to_arviz()
         n = positive_int(n, "n")
         with seeded(seed):
-            return self._run(n, flat=True, **options)
+            return cast(torch.Tensor, self._run(n, flat=True, **options))
 
     def sample_chains(self, n: int, *, seed: Optional[int] = None,
                       **options: Any) -> ChainResult:
@@ -95,7 +117,7 @@ class EnergySampling:
         """
         n = positive_int(n, "n")
         with seeded(seed):
-            return self._run(n, **options)
+            return cast(ChainResult, self._run(n, **options))  # not flat: the chains
 
     def _run(self, n: int, *, flat: bool = False, sampler: str = "langevin",
              num_chains: Optional[int] = None, warmup_steps: Optional[int] = None,
@@ -166,7 +188,8 @@ class EnergySampling:
             return result
         return dataclasses.replace(result, samples=self.from_unit(result.samples))
 
-    def _flat(self, result: ChainResult, n: int, num_samples: int, more) -> torch.Tensor:
+    def _flat(self, result: ChainResult, n: int, num_samples: int,
+              more: Callable[[torch.Tensor, int], ChainResult]) -> torch.Tensor:
         """``(n, dim)`` draws, draw-major, in the data's units, of chains that run
         ``num_samples`` draws each: ``result`` holds their first segment (in the network's
         units), ``more(last, draws)`` runs the next ``draws`` from the last draws ``last``
@@ -174,7 +197,8 @@ class EnergySampling:
         stream is the one unsegmented chains would draw from (the driver's restart
         recomputes the log density and gradient at ``last``, drawing nothing), so the draws
         are :meth:`sample_chains`'."""
-        out, done, chains, per = None, 0, result.num_chains, result.samples.shape[1]
+        out: Optional[torch.Tensor] = None
+        done, chains, per = 0, result.num_chains, result.samples.shape[1]
         while True:
             rows = self.from_unit(result.flat())
             a = done * chains
@@ -191,7 +215,8 @@ class EnergySampling:
             del rows, result
             result = more(last, min(per, num_samples - done))
 
-    def _initial_points(self, num_chains: int, init, anneal_steps: int) -> torch.Tensor:
+    def _initial_points(self, num_chains: int, init: Union[str, torch.Tensor],
+                        anneal_steps: int) -> torch.Tensor:
         loc, scale = self.base_loc, self.base_scale
         if isinstance(init, str):
             if init == "base":

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 import pyro
 import torch
@@ -71,6 +71,7 @@ from .._validation import (check_choice, column_moments, nonnegative_float, posi
                            positive_int)
 from ..base import gaussian_weight_log_prior
 from ..infer import distributed
+from ..infer.ais import AISEstimate
 from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
@@ -84,7 +85,7 @@ if TYPE_CHECKING:  # energy.py imports this module (for its engines), not the re
 
 #: training objectives accepted by ``fit(..., objective=...)``
 OBJECTIVES = ("multilevel_score_matching", "contrastive", "score_matching")
-#: candidate evaluation levels when the fit chooses sigma_0: this many, geometric from
+#: candidate evaluation levels when the fit chooses sigma_0; this many, geometric from
 #: EVAL_TOP down to sigma_min
 NUM_EVAL_CANDIDATES, EVAL_TOP = 8, 0.5
 #: the most AIS temperatures a candidate evaluation level may need (see
@@ -124,8 +125,9 @@ class EnergyOptions(LoopOptions):
     objectives; contrastive divergence has none (log Z moves every step).
     """
 
-    num_steps: Optional[int] = None
-    lr: Optional[float] = None
+    # None: the objective's default, which the engine resolves before the loop runs
+    num_steps: Optional[int] = None  # type: ignore[assignment]  # see above
+    lr: Optional[float] = None  # type: ignore[assignment]  # see above
     lr_decay: float = 0.1
     batch_size: Optional[int] = 256
     validation: Any = "auto"
@@ -205,7 +207,8 @@ class ContrastiveLoss:
         self.buffer = ((model.base_loc - shift_u) / scale_u
                        + torch.randn(opts.buffer_size, model.dim, **model._factory))
         self.step_size = torch.tensor(float(opts.mcmc_step_size), dtype=torch.float64)
-        self.acceptance, self.gap = [], []
+        self.acceptance: List[float] = []
+        self.gap: List[float] = []
         self.group = distributed.current() if opts.distributed else None
 
     def __call__(self, batch: Batch) -> torch.Tensor:
@@ -249,9 +252,11 @@ class ContrastiveLoss:
         return out
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The replay buffer of chains and the adapted MALA step size, for a checkpoint."""
         return {"buffer": self.buffer, "step_size": self.step_size}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the replay buffer and the adapted step size from :meth:`state_dict`."""
         self.buffer = state["buffer"].to(self.buffer)
         if "step_size" in state:
             self.step_size = state["step_size"].to(self.step_size)
@@ -264,7 +269,8 @@ class MultilevelLoss:
 
     def __init__(self, model: EnergyModel, method: str, opts: EnergyOptions):
         self.model, self.method = model, method
-        self.weights = [p for p in model.net.parameters() if p.requires_grad]
+        self.weights: List[torch.Tensor] = [p for p in model.net.parameters()
+                                            if p.requires_grad]
         self.average = None if opts.ema is None else WeightAverage(model.net, opts.ema)
 
     def per_row(self, u: torch.Tensor, *, create_graph: bool = True) -> torch.Tensor:
@@ -286,12 +292,16 @@ class MultilevelLoss:
         return loss
 
     def update_average(self) -> None:
+        """Fold the energy network's current weights into its weight average."""
+        assert self.average is not None  # a step hook only with ema
         self.average.update(self.model.net)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The weight average's state (empty without ``ema``), for a checkpoint."""
         return {} if self.average is None else self.average.state_dict()
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the weight average from :meth:`state_dict`."""
         if self.average is not None:
             self.average.load_state_dict(state)
 
@@ -312,7 +322,10 @@ def choose_eval_level(model: EnergyModel, x_val: torch.Tensor) -> Dict[str, Any]
     top = min(EVAL_TOP, float(model.sigmas[0]))
     bottom = min(float(model.sigmas[-1]), top)
     candidates = geometric_levels(top, bottom, NUM_EVAL_CANDIDATES if top > bottom else 1)
-    scores, settled, best, worse = [], [], None, 0
+    scores: List[float] = []
+    settled: List[Optional[AISEstimate]] = []
+    best: Optional[int] = None
+    worse = 0
     for i, sigma in enumerate(candidates.tolist()):
         model.eval_level.fill_(sigma)
         est = model.log_normalizer(**LOG_Z_SETTINGS, max_steps=SELECTION_MAX_STEPS,
@@ -327,16 +340,17 @@ def choose_eval_level(model: EnergyModel, x_val: torch.Tensor) -> Dict[str, Any]
             worse += 1
             if worse == 2:
                 break
+    assert best is not None  # there is at least one candidate
     model.eval_level.fill_(candidates[best].item())
     out = {"eval_sigma": float(candidates[best]),
            "eval_candidates": [float(v) for v in candidates],
            "eval_log_likelihoods": [v if math.isfinite(v) else None for v in scores]
            + [None] * (len(candidates) - len(scores))}
-    est = settled[best]
-    if est is not None:
-        out["log_z"] = {"estimate": est.estimate, "stderr": est.stderr,
-                        "num_samples": est.num_samples, "ess": est.ess,
-                        "num_steps": est.num_steps, "settled": True,
+    chosen = settled[best]
+    if chosen is not None:
+        out["log_z"] = {"estimate": chosen.estimate, "stderr": chosen.stderr,
+                        "num_samples": chosen.num_samples, "ess": chosen.ess,
+                        "num_steps": chosen.num_steps, "settled": True,
                         "seed": LOG_Z_SETTINGS["seed"]}
     return out
 
@@ -357,6 +371,8 @@ class ScoreMatchingLoss:
         return loss
 
     def dsm(self, x: torch.Tensor, *, create_graph: bool = True) -> torch.Tensor:
+        """The denoising score-matching loss at this loss's ``sigma`` on rows ``x`` ``(B, D)``:
+        ``E ||sigma grad f(x + e) + e / sigma||^2 / 2`` with ``e ~ N(0, sigma^2 I)``."""
         noise = self.sigma * torch.randn_like(x)
         xt = (x + noise).requires_grad_(True)
         (score,) = torch.autograd.grad(self.model._f(xt).sum(), xt, create_graph=create_graph)
@@ -393,28 +409,36 @@ class EnergyEngine(Engine):
         # the replay buffer and the DSM noise live in the network's input space
         scale_u = model.x_scale if model.standardize else torch.ones_like(mean)
         shift_u = model.shift if model.standardize else torch.zeros_like(mean)
-        heldout, after_step, source = None, None, data.source()
+        heldout: Optional[Callable[[], float]] = None
+        after_step: Optional[Callable[[], None]] = None
+        source = data.source()
+        loss: Union[MultilevelLoss, ContrastiveLoss, ScoreMatchingLoss]
+        x_val = data.x_val
         if multilevel:
-            loss = MultilevelLoss(model, self.method, opts)
+            loss = multi = MultilevelLoss(model, self.method, opts)
             source = data.source(model.to_unit)
-            if loss.average is not None:
-                after_step = loss.update_average
-            if data.x_val is not None:
-                u_val = model.to_unit(data.x_val)
+            if multi.average is not None:
+                after_step = multi.update_average
+            if x_val is not None:
+                u_val = model.to_unit(x_val)
 
-                def heldout() -> float:  # the loss per held-out row, fixed draws
+                def heldout_multilevel() -> float:  # the loss per held-out row, fixed draws
                     with seeded(0):
-                        return float(loss.per_row(u_val, create_graph=False).mean())
+                        return float(multi.per_row(u_val, create_graph=False).mean())
+                heldout = heldout_multilevel
         elif opts.objective == "contrastive":
             program = model.model if self.method == "map" else \
                 FlatPriors(model.prior_sites)(model.model)
             loss = ContrastiveLoss(model, program, opts, shift_u, scale_u)
         else:
-            loss = ScoreMatchingLoss(model, self.method, opts.noise_scale * scale_u)
-            if data.x_val is not None:
-                def heldout() -> float:  # the DSM loss on held-out rows, noise under seed 0
+            loss = single = ScoreMatchingLoss(model, self.method, opts.noise_scale * scale_u)
+            if x_val is not None:
+                held_x = x_val
+
+                def heldout_dsm() -> float:  # the DSM loss on held-out rows, noise under seed 0
                     with seeded(0):
-                        return float(loss.dsm(data.x_val, create_graph=False))
+                        return float(single.dsm(held_x, create_graph=False))
+                heldout = heldout_dsm
         params = [p for p in model.net.parameters() if p.requires_grad]
         try:
             with pyro.validation_enabled(False):
@@ -422,7 +446,8 @@ class EnergyEngine(Engine):
                                   data.c, opts, heldout=heldout, progress=progress,
                                   desc=f"energy {method}",
                                   fingerprint=fingerprint(model, method, data, opts))
-            if multilevel and loss.average is not None and result.error is None:
+            if isinstance(loss, MultilevelLoss) and loss.average is not None \
+                    and result.error is None:
                 loss.average.copy_to(model.net)
         finally:
             model.net.eval()
@@ -430,12 +455,12 @@ class EnergyEngine(Engine):
         result.info["objective"] = opts.objective
         if multilevel and result.error is None and not result.interrupted:
             if model.eval_sigma is None:  # sigma_0 by held-out log-likelihood
-                held = data.x_val is not None
-                result.info.update(choose_eval_level(model, data.x_val if held else x))
+                held = x_val is not None
+                result.info.update(choose_eval_level(model, x_val if x_val is not None else x))
                 result.info["eval_chosen_on"] = "held-out rows" if held else "training rows"
             else:
                 result.info["eval_sigma"] = model.eval_sigma
-        if opts.objective == "contrastive":
+        if isinstance(loss, ContrastiveLoss):  # opts.objective == "contrastive"
             result.info["buffer_size"] = opts.buffer_size
             result.info.update(loss.diagnostics())
         return result

@@ -23,7 +23,7 @@ output activation :math:`g_f`, which maps the reals into the domain of :math:`f^
 ``hellinger``   (sqrt(u) - 1)^2                     1 - exp(-v)            t / (1 - t)
 ``js``          u log u - (u + 1) log((u + 1) / 2)  log 2 - log(1 + e^-v)  -log(2 - exp(t))
 ``gan``         u log u - (u + 1) log(u + 1)        -log(1 + e^-v)         -log(1 - exp(t))
-``tv``          |u - 1| / 2                         tanh(v) / 2            t
+``tv``          abs(u - 1) / 2                      tanh(v) / 2            t
 ==============  ==================================  =====================  ===================
 
 The table's ``js`` is twice the Jensen-Shannon divergence, its ``hellinger`` twice the
@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -142,12 +142,13 @@ TABLE: Dict[str, FDivergence] = {d.name: d for d in (
                 conjugate_of_output=lambda v: 0.5 * torch.tanh(v), reported_as="tv"),
 )}
 
-#: the ``divergence=`` values: the f-GAN table and WGAN-GP's ``"wasserstein"``
+#: the ``divergence=`` values; the f-GAN table and WGAN-GP's ``"wasserstein"``
 DIVERGENCES = tuple(TABLE) + ("wasserstein",)
 
 
-def gradient_penalty(critic: Fn, real: torch.Tensor, fake: torch.Tensor,
-                     context=None) -> torch.Tensor:
+def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor,
+                     fake: torch.Tensor, context: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
     r"""WGAN-GP's penalty :math:`\mathbb E\,(\|\nabla_{\hat x} V(\hat x)\|_2 - 1)^2` at
     :math:`\hat x = \epsilon x + (1 - \epsilon) \tilde x`, :math:`\epsilon \sim U(0, 1)`
     per row (Gulrajani et al. 2017, Algorithm 1). ``real``, ``fake``: ``(B, D)``."""

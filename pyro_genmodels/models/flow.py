@@ -25,7 +25,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pyro
 import torch
@@ -93,7 +93,7 @@ class Flow(GenerativeModel):
 
     def __init__(self, dim: int, *, transform: str = "nsf", num_transforms: int = 3,
                  hidden: Sequence[int] = (64, 64), context_dim: Optional[int] = None,
-                 prior_scale: float = 1.0, standardize: bool = True, **flow_options: Any):
+                 prior_scale: float = 1.0, standardize: bool = True, **flow_options: Any) -> None:
         super().__init__(dim)
         if not isinstance(standardize, bool):
             raise TypeError(f"Expected standardize to be a bool, but got {standardize!r}")
@@ -121,7 +121,7 @@ class Flow(GenerativeModel):
                 from None
 
     @property
-    def prior_sites(self):
+    def prior_sites(self) -> Tuple[str, ...]:
         return ("weight_prior",)
 
     # ------------------------------------------------------------------ the Pyro program
@@ -153,6 +153,7 @@ class Flow(GenerativeModel):
             c.shape[0] if c is not None else 1))
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             sub = idx.shape[0] != num_data
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if (sub and x is not None) else x

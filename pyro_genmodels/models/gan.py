@@ -182,7 +182,7 @@ class GAN(GenerativeModel):
     def __init__(self, dim: int, *, latent_dim: int = 8, divergence: str = "js",
                  hidden: Sequence[int] = (128, 128), generator: Optional[nn.Module] = None,
                  critic: Optional[nn.Module] = None, context_dim: Optional[int] = None,
-                 standardize: bool = True):
+                 standardize: bool = True) -> None:
         super().__init__(dim)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
         self.divergence = check_choice(divergence, DIVERGENCES, "divergence")
@@ -249,6 +249,7 @@ class GAN(GenerativeModel):
             c.shape[0] if c is not None else 1))
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             ctx = c.index_select(0, idx) if (c is not None and idx.shape[0] != num_data) else c
             zeros = torch.zeros(idx.shape[0], self.latent_dim, **self._factory)
             z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
@@ -259,7 +260,8 @@ class GAN(GenerativeModel):
                      c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.from_unit(self.generate_unit(self.draw_codes(n), c))
 
-    def log_prob_given(self, params, x, c=None):
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
         raise NotImplementedError(self.no_density)
 
     def num_params(self) -> int:

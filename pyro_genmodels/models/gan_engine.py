@@ -55,13 +55,15 @@ if TYPE_CHECKING:  # gan.py imports this module (for its engine), not the revers
 #: the options whose defaults depend on the divergence (``None`` in
 #: :class:`AdversarialOptions` until the engine knows it), measured in docs/gan.md
 PER_DIVERGENCE = ("num_steps", "lr", "betas", "r1_penalty")
-_FAST_GAME = dict(num_steps=20000, lr=1e-3, betas=(0.5, 0.9), r1_penalty=0.01)
-DIVERGENCE_DEFAULTS = {
+_FAST_GAME: Dict[str, Any] = dict(num_steps=20000, lr=1e-3, betas=(0.5, 0.9), r1_penalty=0.01)
+#: Per divergence, the defaults of the options named in ``PER_DIVERGENCE``.
+DIVERGENCE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "gan": _FAST_GAME, "js": _FAST_GAME,
     "wasserstein": dict(num_steps=12000, lr=1e-3, betas=(0.5, 0.9), r1_penalty=0.0),
 }
 #: the other f-divergences (kl, reverse_kl, pearson, hellinger, tv)
-OTHER_DEFAULTS = dict(num_steps=6000, lr=2e-4, betas=(0.5, 0.999), r1_penalty=0.0)
+OTHER_DEFAULTS: Dict[str, Any] = dict(num_steps=6000, lr=2e-4, betas=(0.5, 0.999),
+                                      r1_penalty=0.0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,10 +71,11 @@ class AdversarialOptions(LoopOptions):
     """The loop's options with the GAN's defaults, plus
 
     Attributes:
-        num_steps, lr, betas, r1_penalty: ``None`` (the default) takes the divergence's
-            value from :data:`DIVERGENCE_DEFAULTS` (see the table below);
-            ``fit.info`` records the values used.
-        lr: the generator's learning rate (and the critic's, unless ``critic_lr``).
+        num_steps: generator updates; ``None`` (the default) takes the divergence's
+            value from :data:`DIVERGENCE_DEFAULTS` (see the table below), as do
+            ``lr``, ``betas`` and ``r1_penalty``; ``fit.info`` records the values used.
+        lr: the generator's learning rate (and the critic's, unless ``critic_lr``);
+            ``None``: the divergence's.
         critic_lr: the critic's learning rate; ``None``: ``4 * lr`` for ``gan`` and
             ``js`` (the two time-scale update rule, Heusel et al. 2017: on the ring the
             non-saturating ``gan`` at equal rates collapsed to 1 mode on one seed of
@@ -98,13 +101,13 @@ class AdversarialOptions(LoopOptions):
             and as many generator draws (fixed codes), on standardized columns with the
             bandwidth fixed at the start, so early stopping keeps the best generator.
 
-    ==================  =========  ======  ===========  ==========
-    divergence          num_steps  lr      betas        r1_penalty
-    ==================  =========  ======  ===========  ==========
-    ``gan``, ``js``     20000      1e-3    (0.5, 0.9)   0.01
-    ``wasserstein``     12000      1e-3    (0.5, 0.9)   (unused; lambda = 1)
-    the others          6000       2e-4    (0.5, 0.999) 0
-    ==================  =========  ======  ===========  ==========
+    ==================  =========  ======  ============  ====================
+    divergence          num_steps  lr      betas         r1_penalty
+    ==================  =========  ======  ============  ====================
+    ``gan``, ``js``     20000      1e-3    (0.5, 0.9)    0.01
+    ``wasserstein``     12000      1e-3    (0.5, 0.9)    (unused; lambda = 1)
+    the others          6000       2e-4    (0.5, 0.999)  0
+    ==================  =========  ======  ============  ====================
 
     ``gan``/``js`` run a longer, faster game with the R1 penalty because at the old
     defaults (6000 steps, 2e-4, (0.5, 0.999), no penalty) they covered 20.7 of the 25
@@ -118,8 +121,9 @@ class AdversarialOptions(LoopOptions):
     per round and ``info["critic_losses"]`` the critic's (its last update each round).
     """
 
-    num_steps: Optional[int] = None
-    lr: Optional[float] = None
+    # None: the divergence's default (PER_DIVERGENCE), set by the engine before the loop
+    num_steps: Optional[int] = None  # type: ignore[assignment]  # see above
+    lr: Optional[float] = None  # type: ignore[assignment]  # see above
     lr_decay: float = 1.0
     batch_size: Optional[int] = 256
     critic_lr: Optional[float] = None
@@ -203,10 +207,12 @@ class CriticLoss:
         self.history.append(torch.tensor(value, dtype=self.model._anchor.dtype))
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The history of critic losses, for a checkpoint."""
         return {"history": torch.stack(self.history) if self.history
                 else torch.zeros(0, dtype=self.model._anchor.dtype)}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the critic-loss history from :meth:`state_dict`."""
         self.history = list(state["history"].to(self.model._anchor.device).unbind())
 
 
@@ -229,12 +235,16 @@ class GeneratorLoss:
         return self.div.generator_loss(v, self.non_saturating)
 
     def update_average(self) -> None:
+        """Fold the generator's current weights into its weight average."""
+        assert self.average is not None  # a step hook only with ema
         self.average.update(self.model.generator)
 
     def state_dict(self) -> Dict[str, Any]:
+        """The generator's weight average (empty without ``ema``), for a checkpoint."""
         return {} if self.average is None else self.average.state_dict()
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the generator's weight average from :meth:`state_dict`."""
         if self.average is not None:
             self.average.load_state_dict(state)
 
@@ -249,6 +259,8 @@ class AdversarialEngine(Engine):
             progress: bool) -> FitResult:
         name = model.divergence
         opts = opts.for_divergence(name)
+        # set by for_divergence
+        assert opts.lr is not None and opts.betas is not None and opts.r1_penalty is not None
         critic_steps = opts.critic_steps or (5 if name == "wasserstein" else 1)
         non_saturating = (TABLE[name].non_saturating if name in TABLE else False) \
             if opts.non_saturating is None else opts.non_saturating
@@ -285,6 +297,7 @@ class AdversarialEngine(Engine):
         finally:
             model.eval()
         if g_params and opts.ema is not None and result.error is None:
+            assert generator.average is not None  # kept with ema
             generator.average.copy_to(model.generator)
         per_round = torch.stack(critic.history).tolist() if critic.history else []
         result.point = {}

@@ -26,7 +26,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -64,7 +64,7 @@ class Gaussian(GenerativeModel):
                                 methods=("mle", "map", "vi", "nuts", "hmc"))
     jit_safe = True
 
-    def __init__(self, dim: int, *, covariance: Any = None, prior_scale: float = 10.0):
+    def __init__(self, dim: int, *, covariance: Any = None, prior_scale: float = 10.0) -> None:
         super().__init__(dim)
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         if covariance is None:
@@ -85,10 +85,12 @@ class Gaussian(GenerativeModel):
 
     @property
     def known_covariance(self) -> bool:
+        """Whether the covariance is fixed and known (``covariance=``), so only ``loc`` is fit."""
         return self.covariance is not None
 
     @property
-    def global_sites(self):
+    def global_sites(self) -> Tuple[str, ...]:  # type: ignore[override]  # computed, never set
+        """The global sample sites phi, which depend on the configuration."""
         if self.known_covariance:
             return ("loc",)
         return ("loc", "scale") if self.dim == 1 else ("loc", "scale", "corr_cholesky")
@@ -109,12 +111,14 @@ class Gaussian(GenerativeModel):
             scale = pyro.sample("scale",
                                 dist.HalfNormal(torch.full_like(zeros, self.prior_scale))
                                 .to_event(1))
-            scale_tril = self._scale_tril(
-                {"scale": scale,
-                 "corr_cholesky": None if self.dim == 1 else pyro.sample(
-                     "corr_cholesky", dist.LKJCholesky(self.dim, torch.ones((), **f)))})
+            params = {"scale": scale}
+            if self.dim > 1:
+                params["corr_cholesky"] = pyro.sample(
+                    "corr_cholesky", dist.LKJCholesky(self.dim, torch.ones((), **f)))
+            scale_tril = self._scale_tril(params)
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
             return pyro.sample("x", dist.MultivariateNormal(loc, scale_tril=scale_tril), obs=obs)
 

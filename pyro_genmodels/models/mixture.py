@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -114,9 +114,10 @@ def kmeans(x: torch.Tensor, k: int, *, max_iter: int = 100) -> torch.Tensor:
     """Lloyd's k-means from a k-means++ seeding, until no assignment changes (or
     ``max_iter``): the cluster index of every row, ``(N,)``. An emptied cluster keeps its
     centre. This is the start of every EM run, as in scikit-learn."""
+    max_iter = positive_int(max_iter, "max_iter")  # at least one assignment
     centers = kmeans_pp(x, k)
     sq = (x * x).sum(-1, keepdim=True)
-    assign = None
+    assign: Optional[torch.Tensor] = None
     for _ in range(max_iter):
         new = (sq - 2 * x @ centers.T + (centers * centers).sum(-1)).argmin(-1)
         if assign is not None and torch.equal(new, assign):
@@ -126,6 +127,7 @@ def kmeans(x: torch.Tensor, k: int, *, max_iter: int = 100) -> torch.Tensor:
         sums = torch.zeros_like(centers).index_add_(0, assign, x)
         filled = counts > 0
         centers = torch.where(filled[:, None], sums / counts.clamp_min(1)[:, None], centers)
+    assert assign is not None  # max_iter >= 1 iterations ran
     return assign
 
 
@@ -271,6 +273,7 @@ class Relabeled(Engine):
     def run(self, model, data, opts, *, method: str, progress: bool) -> FitResult:
         result = self.inner.run(model, data, opts, method=method, progress=progress)
         if result.error is None:  # (a failed fit's draws may be non-finite)
+            assert result.posterior is not None  # the inner engine is a posterior one
             result.posterior = relabel(model, result.posterior)
             result.info["relabeled"] = True
         return result
@@ -343,7 +346,7 @@ class GaussianMixture(GenerativeModel):
 
     def __init__(self, dim: int, n_components: int, *, covariance_type: str = "full",
                  prior_scale: float = 10.0, prior_concentration: float = 1.0,
-                 lkj_concentration: float = 1.0, n_init: int = 5):
+                 lkj_concentration: float = 1.0, n_init: int = 5) -> None:
         super().__init__(dim)
         self.n_components = positive_int(n_components, "n_components")
         self.covariance_type = check_choice(covariance_type, COVARIANCE_TYPES,
@@ -359,7 +362,8 @@ class GaussianMixture(GenerativeModel):
         return self.covariance_type == "full" and self.dim > 1
 
     @property
-    def global_sites(self):
+    def global_sites(self) -> Tuple[str, ...]:  # type: ignore[override]  # computed, never set
+        """The global sample sites phi, which depend on the configuration."""
         return ("weights", "locs", "scales") + (("corr_cholesky",) if self.full else ())
 
     # ------------------------------------------------------------------ the Pyro program
@@ -384,11 +388,13 @@ class GaussianMixture(GenerativeModel):
         num_data = num_data or (x.shape[0] if x is not None else 1)
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
             z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
             return pyro.sample("x", self._component(params, z), obs=obs)
 
-    def _component(self, params: Dict[str, torch.Tensor], z=None) -> dist.Distribution:
+    def _component(self, params: Dict[str, torch.Tensor],
+                   z: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
         """The component distributions, batch ``(*batch, K)``; indexed by ``z`` when given."""
         locs, scales = params["locs"], params["scales"]
         if z is not None:
@@ -427,7 +433,8 @@ class GaussianMixture(GenerativeModel):
         return dist.MixtureSameFamily(dist.Categorical(params["weights"]),
                                       self._component(params))
 
-    def log_prob_given(self, params, x, c=None):
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
         """As :meth:`distribution`'s, by :meth:`component_log_prob` (no covariance per
         row; the scikit-learn oracle tests hold it to 1e-8)."""
         return self._joint(params, x).logsumexp(-1)
@@ -436,7 +443,7 @@ class GaussianMixture(GenerativeModel):
         """``p(z_i = k | x_i, phi)``: ``(*batch, N, K)``."""
         return self._joint(params, x).softmax(-1)
 
-    def derived(self, params):
+    def derived(self, params: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         if self.full:
             tril = params["scales"].unsqueeze(-1) * params["corr_cholesky"]
             cov = tril @ tril.transpose(-1, -2)

@@ -96,6 +96,8 @@ def level_fraction(sigma: torch.Tensor, log_range: torch.Tensor) -> torch.Tensor
 class LevelEmbedding(nn.Module):
     """``e(tau)``: ``(B,)`` levels in [0, 1] to ``(B, dim)`` sinusoids (``dim`` even)."""
 
+    frequencies: torch.Tensor  # a buffer
+
     def __init__(self, dim: int = 64, max_frequency: float = MAX_FREQUENCY):
         super().__init__()
         if dim < 2 or dim % 2:
@@ -105,6 +107,7 @@ class LevelEmbedding(nn.Module):
         self.register_buffer("frequencies", freqs, persistent=False)
 
     def forward(self, level: torch.Tensor) -> torch.Tensor:
+        """The sinusoidal embedding ``(B, dim)`` of levels ``level`` ``(B,)`` in [0, 1]."""
         angle = level.unsqueeze(-1) * self.frequencies.to(level.dtype)
         return torch.cat([angle.sin(), angle.cos()], -1)
 
@@ -136,6 +139,9 @@ class NoiseConditionalMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, level: torch.Tensor,
                 c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The output ``(B, out_dim)`` for rows ``x`` ``(B, dim)`` at levels ``level`` ``(B,)``
+        in [0, 1] (with ``c`` ``(B, context_dim)``): each hidden layer adds a projection of
+        the level's embedding."""
         e = self.embed(level)
         h = x if c is None else torch.cat([x, c], -1)
         for i, (layer, lift) in enumerate(zip(self.layers, self.levels)):

@@ -97,7 +97,7 @@ class PPCA(GenerativeModel):
     fit_class = PPCAFit
 
     def __init__(self, dim: int, latent_dim: int, *, prior_scale: float = 10.0,
-                 standardize: bool = False):
+                 standardize: bool = False) -> None:
         super().__init__(dim)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
         if self.latent_dim >= self.dim:
@@ -126,6 +126,7 @@ class PPCA(GenerativeModel):
         num_data = num_data or (x.shape[0] if x is not None else 1)
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
             return pyro.sample("x", self.distribution({"W": W, "loc": loc, "sigma": sigma}),
                                obs=obs)
@@ -161,7 +162,7 @@ class PPCA(GenerativeModel):
         rhs = W.transpose(-1, -2) @ centered.transpose(-1, -2)  # (*batch, q, N)
         return torch.linalg.solve(M, rhs).transpose(-1, -2)
 
-    def derived(self, params):
+    def derived(self, params: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """``covariance_matrix``: C = W W^T + sigma^2 I, in x's units (standardized:
         D_sd C D_sd)."""
         W, sigma = params["W"], params["sigma"]

@@ -59,7 +59,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 import pyro
 import pyro.distributions as dist
@@ -80,12 +80,17 @@ class ScaledScore(nn.Module):
     \log\sigma_\min) / (\log\sigma_\max - \log\sigma_\min)` in [0, 1]: the default
     network. ``log_range`` (log sigma_min, log sigma_max) is set with the levels."""
 
+    log_range: torch.Tensor  # a buffer
+
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
         self.register_buffer("log_range", torch.tensor([0.0, 1.0]))
 
-    def forward(self, x, sigma, c=None):
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor,
+                c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The score s(x, sigma) ``(B, D)`` of rows ``x`` ``(B, D)`` at levels ``sigma`` ``(B,)``
+        (with ``c``): the network's output over sigma."""
         return self.net(x, level_fraction(sigma, self.log_range), c) / sigma.unsqueeze(-1)
 
 
@@ -138,7 +143,7 @@ class ScoreModel(GenerativeModel):
                  num_levels: int = 10, sigma_min: float = 0.01,
                  sigma_max: Optional[float] = None, network: Optional[nn.Module] = None,
                  hidden: Sequence[int] = (256, 256, 256), context_dim: Optional[int] = None,
-                 standardize: bool = True):
+                 standardize: bool = True) -> None:
         super().__init__(dim)
         if sigmas is not None:
             if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, Iterable):
@@ -148,11 +153,11 @@ class ScoreModel(GenerativeModel):
             if len(levels) < 1 or any(a <= b for a, b in zip(levels, levels[1:])):
                 raise ValueError(f"Expected sigmas to be strictly decreasing and non-empty, "
                                  f"but got {list(sigmas)!r}")
-            self.given_sigmas = levels
+            self.given_sigmas: Optional[List[float]] = levels
         else:
             self.given_sigmas = None
-        self.num_levels = len(self.given_sigmas) if sigmas is not None else positive_int(
-            num_levels, "num_levels")
+        self.num_levels = (len(self.given_sigmas) if self.given_sigmas is not None
+                           else positive_int(num_levels, "num_levels"))
         self.sigma_min = positive_float(sigma_min, "sigma_min")
         self.sigma_max = None if sigma_max is None else positive_float(sigma_max, "sigma_max")
         if self.sigma_max is not None and self.sigma_max <= self.sigma_min:
@@ -187,11 +192,14 @@ class ScoreModel(GenerativeModel):
 
     def _sync_range(self) -> None:
         if not self.custom:
+            net = cast(ScaledScore, self.network)  # the default network
             with torch.no_grad():
-                self.network.log_range.copy_(torch.stack([self.sigmas[-1], self.sigmas[0]])
-                                             .log().to(self.network.log_range))
+                net.log_range.copy_(torch.stack([self.sigmas[-1], self.sigmas[0]])
+                                    .log().to(net.log_range))
 
-    def working_copy(self, x: torch.Tensor, moments=None) -> "ScoreModel":
+    def working_copy(self, x: torch.Tensor,
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                     ) -> "ScoreModel":
         """The fit's copy, standardized, with sigma_max from the data when not given."""
         work = super().working_copy(x, moments=moments)
         if self.given_sigmas is None and self.sigma_max is None:
@@ -226,6 +234,7 @@ class ScoreModel(GenerativeModel):
             c.shape[0] if c is not None else 1))
         with pyro.plate("data", num_data, subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             sub = idx.shape[0] != num_data
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if (sub and x is not None) else x
@@ -244,7 +253,8 @@ class ScoreModel(GenerativeModel):
 
         return self.from_unit(annealed_langevin(self, n, c))
 
-    def log_prob_given(self, params, x, c=None):
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
         from .score_fit import ode_log_prob
 
         return ode_log_prob(self, x, c).log_prob

@@ -81,6 +81,8 @@ class ScoreLoss:
         self.weights = [p for p in model.network.parameters() if p.requires_grad]
 
     def draw_levels(self, b: int, like: torch.Tensor) -> torch.Tensor:
+        """``b`` noise levels, one per row, like ``like``: log-uniform between the extremes
+        (``levels="continuous"``) or uniform over the L levels (``"discrete"``)."""
         return sample_levels(self.model.sigmas, b, like,
                              discrete=self.opts.levels == "discrete")
 
@@ -106,12 +108,16 @@ class ScoreLoss:
         return loss
 
     def update_average(self) -> None:
+        """Fold the network's current weights into its weight average."""
+        assert self.average is not None  # a step hook only with ema
         self.average.update(self.model.network)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The weight average's state (empty without ``ema``), for a checkpoint."""
         return {} if self.average is None else self.average.state_dict()
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore the weight average from :meth:`state_dict`."""
         if self.average is not None:
             self.average.load_state_dict(state)
 

@@ -47,7 +47,7 @@ grows past the data's spread.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import torch
 
@@ -224,7 +224,7 @@ class ScoreFit(Fit):
         self._check_level_range("log_prob")
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
-        runs = []
+        runs: List[FlowLogProb] = []
 
         def part(a: int, b: int) -> torch.Tensor:
             res = ode_log_prob(self.model, x[a:b], _rows_of(c, a, b), trace=trace,

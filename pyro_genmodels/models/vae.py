@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import pyro
 import pyro.distributions as dist
@@ -74,6 +74,8 @@ class VAEFit(Fit):
     """A fitted :class:`VAE`: ``log_prob`` is the IWAE estimate, plus ``elbo``,
     ``encode``, ``decode`` and ``reconstruct``. Estimates are drawn under ``seed``
     (default 0), so they are reproducible and never touch the caller's RNG."""
+
+    model: VAE
 
     @torch.no_grad()
     def log_prob(self, x: Any, *, c: Any = None, num_particles: int = NUM_PARTICLES,
@@ -204,16 +206,15 @@ class VAE(GenerativeModel):
     fit_class = VAEFit
 
     def __init__(self, dim: int, latent_dim: int, *, likelihood: str = "bernoulli",
-                 hidden: Sequence[int] = (256,), encoder: Optional[nn.Module] = None,
+                 hidden: Union[int, Sequence[int]] = (256,), encoder: Optional[nn.Module] = None,
                  decoder: Optional[nn.Module] = None, num_classes: Optional[int] = None,
                  num_categories: Optional[int] = None, obs_scale: Optional[float] = None,
-                 prior_scale: float = 1.0, standardize: Optional[bool] = None):
+                 prior_scale: float = 1.0, standardize: Optional[bool] = None) -> None:
         super().__init__(dim)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
         self.likelihood = check_choice(likelihood, LIKELIHOODS, "likelihood")
-        if isinstance(hidden, numbers.Integral):
-            hidden = (hidden,)
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        sizes = (hidden,) if isinstance(hidden, (int, numbers.Integral)) else hidden
+        self.hidden = tuple(positive_int(h, "hidden[i]") for h in sizes)
         self.num_classes = None if num_classes is None else positive_int(num_classes,
                                                                           "num_classes")
         self.context_dim = self.num_classes
@@ -221,7 +222,7 @@ class VAE(GenerativeModel):
             if num_categories is None:
                 raise ValueError("likelihood='categorical' needs num_categories=K (data are "
                                  "integers 0..K-1 in every column)")
-            self.num_categories = positive_int(num_categories, "num_categories")
+            self.num_categories: Optional[int] = positive_int(num_categories, "num_categories")
             if self.num_categories < 2:
                 raise ValueError(f"Expected num_categories >= 2, but got {num_categories}")
         elif num_categories is not None:
@@ -263,10 +264,12 @@ class VAE(GenerativeModel):
 
     @property
     def decoder(self) -> nn.Module:
+        """The decoder network, from z ``(N, latent_dim)`` (with the label) to the likelihood's
+        parameters."""
         return self.generative.decoder
 
     @property
-    def prior_sites(self):
+    def prior_sites(self) -> Tuple[str, ...]:
         return ("weight_prior",)
 
     def _check_networks(self) -> None:
@@ -300,7 +303,7 @@ class VAE(GenerativeModel):
             z = torch.cat([z, c], -1)
         return self.decoder(z)
 
-    def observation(self, out: torch.Tensor) -> dist.Distribution:
+    def observation(self, out: torch.Tensor) -> dist.TorchDistribution:
         """``p(x | z)`` from the decoder output: a distribution with event shape ``(D,)``."""
         lik = self.likelihood
         if lik == "bernoulli":
@@ -312,7 +315,9 @@ class VAE(GenerativeModel):
             if self.standardize:
                 return dist.Normal(self.from_unit(out), self.x_scale * scale).to_event(1)
             return dist.Normal(out, scale).to_event(1)
-        logits = out.reshape(out.shape[:-1] + (self.dim, self.num_categories))
+        k = self.num_categories
+        assert k is not None  # set with likelihood="categorical"
+        logits = out.reshape(out.shape[:-1] + (self.dim, k))
         return dist.Categorical(logits=logits).to_event(1)
 
     def log_likelihood(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -330,8 +335,10 @@ class VAE(GenerativeModel):
         category index, sum_k k p_k)."""
         if self.likelihood != "categorical":
             return self.observation(out).mean
-        logits = out.reshape(out.shape[:-1] + (self.dim, self.num_categories))
-        k = torch.arange(self.num_categories, dtype=out.dtype, device=out.device)
+        num = self.num_categories
+        assert num is not None  # set with likelihood="categorical"
+        logits = out.reshape(out.shape[:-1] + (self.dim, num))
+        k = torch.arange(num, dtype=out.dtype, device=out.device)
         return (logits.softmax(-1) * k).sum(-1)
 
     @property
@@ -448,8 +455,12 @@ class VAE(GenerativeModel):
             return self._chunked(lambda lw: lw.mean(0), x, c, k)
 
     # ------------------------------------------------------------------ engine hooks
-    def validate_data(self, data: Any, *, name: str = "data", device=None,
-                      dtype=None) -> torch.Tensor:
+    def validate_data(self, data: Any, *, name: str = "data",
+                      device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Check ``data`` as :meth:`GenerativeModel.validate_data` does, and that its values
+        suit the likelihood (0/1 for ``bernoulli``, [0, 1] for ``continuous_bernoulli``,
+        categories for ``categorical``)."""
         x = as_data(data, dim=self.dim, name=name, device=device, dtype=dtype)
         lik = self.likelihood
         if lik in ("bernoulli", "continuous_bernoulli", "categorical"):
@@ -460,6 +471,7 @@ class VAE(GenerativeModel):
                 bad, want = (x < 0) | (x > 1), "values in [0, 1] (rescale first)"
             else:
                 k = self.num_categories
+                assert k is not None  # set with likelihood="categorical"
                 bad = (x < 0) | (x > k - 1) | (x != x.round())
                 want = f"integer categories 0..{k - 1} (num_categories={k})"
             if bad.any():
@@ -468,8 +480,9 @@ class VAE(GenerativeModel):
                                  f"{x[row, col].item()} at row {row}, column {col}")
         return x
 
-    def validate_context(self, c: Any, num_rows: int, *, device=None,
-                         dtype=None) -> Optional[torch.Tensor]:
+    def validate_context(self, c: Any, num_rows: int, *,
+                         device: torch.device | str | None = None,
+                         dtype: torch.dtype | None = None) -> Optional[torch.Tensor]:
         """Integer labels ``c`` (``(N,)``, or one ``int`` / one label for all rows; a
         one-hot ``(N, C)`` array is accepted too) -> one-hot ``(N, C)`` of ``dtype``."""
         k = self.num_classes

@@ -8,9 +8,9 @@ less variance), for a minibatch of B of the N rows and K draws of z per row,
 
 .. math::
 
-    L = -rac NB \sum_{i \in B} \Big[rac1K \sum_k \log p_\phi(x_i \mid z_{ik})
+    L = -\frac NB \sum_{i \in B} \Big[\frac1K \sum_k \log p_\phi(x_i \mid z_{ik})
         - \mathrm{KL}(q_\psi(z \mid x_i) \,\|\, \mathcal N(0, I))\Big]
-        \;[-\, \log p(\phi) 	ext{ for map}],
+        \;[-\, \log p(\phi) \text{ for map}],
 
 exactly what Pyro's ``TraceMeanField_ELBO`` computes on ``model.model`` and
 ``model.local_guide`` (the tests hold the two to the same value and gradient for the same
@@ -23,15 +23,18 @@ compiled or eager. The held-out loss is the cheap one-draw negative ELBO per row
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, cast
 
 import pyro
 import torch
 
 from .._validation import positive_int
 from ..infer.engines import Data, PointEngine, PointOptions, fingerprint
-from ..infer.loop import Batch, Player, optimize
-from ..infer.objectives import make_elbo
+from ..infer.loop import Batch, FitResult, Player, optimize
+from ..infer.objectives import DifferentiableELBO, make_elbo
+
+if TYPE_CHECKING:  # vae.py imports this module (for its engine), not the reverse
+    from .vae import VAE
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class VAEOptions(PointOptions):
@@ -62,30 +65,36 @@ class VAEEngine(PointEngine):
 
     Options = VAEOptions
 
-    def elbo(self, model, opts: VAEOptions):
+    def elbo(self, model: VAE, opts: PointOptions) -> DifferentiableELBO:
         """Pyro's ELBO on the program (``jit=True`` / ``False``)."""
-        extra = {"num_particles": opts.num_particles}
-        if opts.num_particles > 1:
+        num_particles = cast(VAEOptions, opts).num_particles  # this engine's Options
+        extra: Dict[str, Any] = {"num_particles": num_particles}
+        if num_particles > 1:
             extra["vectorize_particles"] = True
         return make_elbo("TraceMeanField_ELBO", jit=bool(opts.jit),
                          max_plate_nesting=model.max_plate_nesting, **extra)
 
-    def heldout(self, model, point, data: Data):
-        if data.x_val is None:
+    def heldout(self, model: VAE,
+                point: Optional[Callable[[], Dict[str, torch.Tensor]]], data: Data
+                ) -> Optional[Callable[[], float]]:
+        x_val = data.x_val
+        if x_val is None:
             return None
 
         def loss() -> float:  # minus the ELBO per held-out row, one draw under seed 0
-            return -float(model.elbo_estimate(data.x_val, data.c_val).mean())
+            return -float(model.elbo_estimate(x_val, data.c_val).mean())
 
         return loss
 
-    def run(self, model, data: Data, opts: VAEOptions, *, method: str, progress: bool):
+    def run(self, model: VAE, data: Data, opts: PointOptions, *, method: str,
+            progress: bool) -> FitResult:
+        num_particles = cast(VAEOptions, opts).num_particles  # this engine's Options
         if opts.jit is not None:
             result = super().run(model, data, opts, method=method, progress=progress)
         else:
             pyro.module("decoder", model.generative)  # in the fit's param store (a
             pyro.module("encoder", model.encoder)     # PyroOptim looks them up there)
-            loss = NegativeELBO(model, self.method, opts.num_particles)
+            loss = NegativeELBO(model, self.method, num_particles)
             params = list(model.generative.parameters()) + list(model.encoder.parameters())
             result = optimize([Player(loss, params)], data.source(), data.c, opts,
                               heldout=self.heldout(model, None, data), progress=progress,

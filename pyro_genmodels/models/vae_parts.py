@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pyro.distributions as dist
@@ -15,7 +15,7 @@ from torch import nn
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
     """``Linear -> ReLU -> ... -> Linear`` through the layer widths ``sizes``."""
-    layers = []
+    layers: List[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
@@ -40,6 +40,7 @@ class StandardNormal(dist.TorchDistribution):
                          validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
+        """The same N(0, I) over ``batch_shape`` (Pyro expands the prior this way)."""
         return StandardNormal(self.event_shape[0], batch_shape, **self._factory)
 
     @property
@@ -72,6 +73,8 @@ def _kl_normal_standard_normal(p, q: StandardNormal) -> torch.Tensor:
 class _Generative(nn.Module):
     """The model's trainable parts: the decoder and (Gaussian, learned) the log of the
     observation scale."""
+
+    log_scale: Optional[nn.Parameter]
 
     def __init__(self, decoder: nn.Module, log_scale: Optional[torch.Tensor]):
         super().__init__()

@@ -16,7 +16,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import pyro
 import pyro.distributions as dist
@@ -72,13 +72,18 @@ class GRUNet(nn.Module):
         self.out = nn.Linear(hidden_size, num_outputs)
 
     def forward(self, inputs, c):
+        """The teacher-forced pass: ids ``inputs`` ``(n, t)`` (with labels ``c``) to
+        next-token logits ``(n, t, V)``."""
         h, _ = self.rnn(self.embed(inputs, c))
         return self.out(h)
 
     def init_state(self, n, capacity, like):
+        """The state before the first token: ``None`` (the GRU starts from zeros)."""
         return None
 
     def step(self, ids, c, state):
+        """One token per row: ``ids`` ``(n,)`` and ``state`` in, next-token logits
+        ``(n, V)`` and the new hidden state out."""
         h, state = self.rnn(self.embed(ids, c).unsqueeze(1), state)
         return self.out(h[:, 0]), state
 
@@ -148,6 +153,8 @@ class TransformerNet(nn.Module):
         self.hidden_size, self.num_heads = hidden_size, num_heads
 
     def forward(self, inputs, c):
+        """The teacher-forced pass: ids ``inputs`` ``(n, t)`` (with labels ``c``) to
+        next-token logits ``(n, t, V)``, causal (and windowed with ``window``)."""
         pos = torch.arange(inputs.shape[1], device=inputs.device)
         h = self.inp(self.embed(inputs, c))
         h = h + _sinusoid(pos, self.hidden_size, h.dtype)
@@ -160,6 +167,8 @@ class TransformerNet(nn.Module):
         return self.out(self.ln(h))
 
     def init_state(self, n, capacity, like):
+        """An empty key/value cache for ``n`` sequences of up to ``capacity`` tokens (at most
+        ``attention_window`` entries: a ring buffer), on ``like``'s dtype and device."""
         if self.window is not None:
             capacity = min(capacity, self.window)
         shape = (n, self.num_heads, capacity, self.hidden_size // self.num_heads)
@@ -167,6 +176,8 @@ class TransformerNet(nn.Module):
         return {"cache": caches, "pos": 0}
 
     def step(self, ids, c, state):
+        """One token per row: ``ids`` ``(n,)`` attend to the cached keys and values; returns
+        the next-token logits ``(n, V)`` and the state with the cache extended."""
         pos = state["pos"]
         cap = state["cache"][0][0].shape[2] if state["cache"] else pos + 1
         limit = self.window or math.inf
@@ -226,7 +237,7 @@ class AutoregressiveModel(SequenceModel):
             ``None`` (default): full causal attention.
         num_classes: number of class labels c (``None``: unconditional).
         prior_scale: s, the sd of the Gaussian prior on every weight (``map``).
-        vocab / vocab_size: as for :class:`NGram`.
+        vocab, vocab_size: as for :class:`NGram`.
 
     Sample sites: the factor ``weight_prior`` and the observed ``x`` ``(N, T)`` in the
     plate ``data`` (``Categorical(logits).mask(m).to_event(1)``).
@@ -254,7 +265,7 @@ class AutoregressiveModel(SequenceModel):
                  hidden_size: int = 128, num_layers: int = 1, num_heads: int = 4,
                  attention_window: Optional[int] = None,
                  num_classes: Optional[int] = None, prior_scale: float = 1.0,
-                 vocab: Optional[str] = None, vocab_size: Optional[int] = None):
+                 vocab: Optional[str] = None, vocab_size: Optional[int] = None) -> None:
         super().__init__(vocab=vocab, vocab_size=vocab_size, num_classes=num_classes)
         self.network = check_choice(network, NETWORKS, "network")
         self.embedding_dim = positive_int(embedding_dim, "embedding_dim")
@@ -271,9 +282,10 @@ class AutoregressiveModel(SequenceModel):
             attention_window = positive_int(attention_window, "attention_window")
         self.attention_window = attention_window
         self.prior_scale = positive_float(prior_scale, "prior_scale")
-        self.net = self._build() if self.known else None
+        self.net: Optional[Union[GRUNet, TransformerNet]] = (self._build() if self.known
+                                                             else None)
 
-    def _build(self):
+    def _build(self) -> Union[GRUNet, TransformerNet]:
         V = self.num_outcomes
         if self.network == "gru":
             return GRUNet(V + 1, V, self.embedding_dim, self.hidden_size, self.num_layers,
@@ -283,14 +295,17 @@ class AutoregressiveModel(SequenceModel):
                               self.attention_window)
 
     @property
-    def prior_sites(self):
+    def prior_sites(self) -> Tuple[str, ...]:
         return ("weight_prior",)
 
-    def _weights(self) -> List[torch.Tensor]:
+    def _network(self) -> Union[GRUNet, TransformerNet]:
         if self.net is None:
             raise ValueError("AutoregressiveModel has no network until its vocabulary is "
                              "known: fit() builds it, or pass vocab=... / vocab_size=...")
-        return cached_parameters(self, self.net)
+        return self.net
+
+    def _weights(self) -> List[torch.Tensor]:
+        return cached_parameters(self, self._network())
 
     def weight_log_prior(self) -> torch.Tensor:
         """``sum_w log N(w; 0, prior_scale^2)`` over every weight of the network."""
@@ -301,8 +316,11 @@ class AutoregressiveModel(SequenceModel):
         start = torch.full_like(x[:, :1], self.num_outcomes)
         return torch.cat([start, x[:, :-1]], 1)
 
-    def model(self, x=None, *, c=None, num_data=None, subsample_size=None, subsample=None):
-        pyro.module("net", self.net)
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
+        net = self._network()
+        pyro.module("net", net)
         prior_factor("weight_prior", self.weight_log_prior)
         if x is None:
             n = c.shape[0] if c is not None else (num_data or 1)
@@ -312,32 +330,36 @@ class AutoregressiveModel(SequenceModel):
                 return pyro.deterministic("x", tokens, event_dim=1)
         with pyro.plate("data", num_data or x.shape[0], subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             sub = idx.shape[0] != x.shape[0]
             obs = x.index_select(0, idx) if sub else x
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
-            logits = self.net(self._inputs(obs), ctx)
+            logits = net(self._inputs(obs), ctx)
             d = dist.Categorical(logits=logits).mask(self.mask(obs, self.end_id))
             return pyro.sample("x", d.to_event(1), obs=obs)
 
-    def logits_given(self, params, x, c=None):
-        return self.net(self._inputs(x), c)
+    def logits_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                     c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._network()(self._inputs(x), c)
 
-    def start(self, params, n, c, capacity):
-        like = self._anchor
-        state = self.net.init_state(n, capacity, like)
+    def start(self, params: Dict[str, torch.Tensor], n: int, c: Optional[torch.Tensor],
+              capacity: int) -> Tuple[torch.Tensor, Any]:
+        like, net = self._anchor, self._network()
+        state = net.init_state(n, capacity, like)
         ids = torch.full((n,), self.num_outcomes, dtype=torch.long, device=like.device)
-        return self.net.step(ids, c, state)
+        return net.step(ids, c, state)
 
-    def advance(self, params, state, token, c):
-        return self.net.step(token, c, state)
+    def advance(self, params: Dict[str, torch.Tensor], state: Any, token: torch.Tensor,
+                c: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Any]:
+        return self._network().step(token, c, state)
 
-    def init_values(self, x):
+    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {}
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self._weights())
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"network": self.network, "embedding_dim": self.embedding_dim,
                 "hidden_size": self.hidden_size, "num_layers": self.num_layers,
                 "num_heads": self.num_heads, "attention_window": self.attention_window,

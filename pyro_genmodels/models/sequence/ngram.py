@@ -16,7 +16,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -24,17 +24,17 @@ import torch
 
 from ..._validation import positive_float, positive_int
 from ...base import Capabilities, register
-from ...infer.engines import Engine, MCMCEngine, NoOptions, VIEngine
+from ...infer.engines import Data, Engine, MCMCEngine, NoOptions, VIEngine
 from ...infer.loop import FitResult
 from .sampling import SequenceFit, generate
 from .tokens import SequenceModel
 
 __all__ = ["MAX_TABLE_ENTRIES", "NGram", "fit_ngram_closed_form"]
 
-#: the most entries an n-gram table may have, V**order (contexts x outcomes): 2**26, so
+#: the most entries an n-gram table may have, V**order (contexts x outcomes); 2**26, so
 #: that the counts (int64) and the probabilities (float64) take 512 MiB each
 MAX_TABLE_ENTRIES = 2 ** 26
-#: the largest order whose table fits for the smallest vocabulary (one token: V = 2)
+#: the largest order whose table fits for the smallest vocabulary (one token, so V = 2)
 MAX_ORDER = MAX_TABLE_ENTRIES.bit_length() - 1
 
 
@@ -58,11 +58,12 @@ class ClosedForm(Engine):
 
     Options = NoOptions
 
-    def __init__(self, method: str):
+    def __init__(self, method: str) -> None:
         self.method = method
         super().__init__()
 
-    def run(self, model, data, opts, *, method: str, progress: bool) -> FitResult:
+    def run(self, model: NGram, data: Data, opts: NoOptions, *, method: str,
+            progress: bool) -> FitResult:
         return FitResult(**fit_ngram_closed_form(model, data.x, method=self.method))
 
 
@@ -139,7 +140,7 @@ class NGram(SequenceModel):
     fit_class = SequenceFit
 
     def __init__(self, order: int, *, prior_concentration: float = 1.0,
-                 vocab: Optional[str] = None, vocab_size: Optional[int] = None):
+                 vocab: Optional[str] = None, vocab_size: Optional[int] = None) -> None:
         super().__init__(vocab=vocab, vocab_size=vocab_size)
         self.order = positive_int(order, "order")
         if self.order > MAX_ORDER:
@@ -158,7 +159,8 @@ class NGram(SequenceModel):
 
     @property
     def num_contexts(self) -> int:
-        """C = V^(order - 1): the start symbol shares the end token's id in contexts."""
+        """C = V^(order - 1), the number of contexts (the start symbol shares the end
+        token's id)."""
         return self.num_outcomes ** (self.order - 1)
 
     def context_ids(self, x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +181,9 @@ class NGram(SequenceModel):
         return torch.bincount(flat, minlength=self.num_contexts * V).reshape(-1, V).to(
             self._anchor.dtype)
 
-    def model(self, x=None, *, c=None, num_data=None, subsample_size=None, subsample=None):
+    def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
+              num_data: Optional[int] = None, subsample_size: Optional[int] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         self.validate_context(c, 1)
         f = self._factory
         with pyro.plate("contexts", self.num_contexts):
@@ -191,14 +195,18 @@ class NGram(SequenceModel):
                 return pyro.deterministic("x", tokens, event_dim=1)
         with pyro.plate("data", num_data or x.shape[0], subsample_size=subsample_size,
                         subsample=subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             obs = x if idx.shape[0] == x.shape[0] else x.index_select(0, idx)
             d = dist.Categorical(probs[self.context_ids(obs)])
             return pyro.sample("x", d.mask(self.mask(obs, self.end_id)).to_event(1), obs=obs)
 
-    def logits_given(self, params, x, c=None):
+    def logits_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                     c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return params["probs"][..., self.context_ids(x), :].log()
 
-    def token_log_probs(self, params, x, c=None, *, include_end=True):
+    def token_log_probs(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                        c: Optional[torch.Tensor] = None, *, include_end: bool = True
+                        ) -> torch.Tensor:
         probs = params["probs"]
         V = self.num_outcomes
         flat = self.context_ids(x) * V + x
@@ -208,27 +216,30 @@ class NGram(SequenceModel):
             keep = keep & (x != self.end_id)
         return torch.where(keep, lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
 
-    def _row_logits(self, probs, ctx):
+    def _row_logits(self, probs: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         if probs.dim() == 2:
             return probs[ctx].log()
         return probs[torch.arange(ctx.shape[0], device=ctx.device), ctx].log()
 
-    def start(self, params, n, c, capacity):
+    def start(self, params: Dict[str, torch.Tensor], n: int, c: Optional[torch.Tensor],
+              capacity: int) -> Tuple[torch.Tensor, torch.Tensor]:
         ctx = torch.full((n,), self.num_contexts - 1, dtype=torch.long,
                          device=self._anchor.device)
         return self._row_logits(params["probs"], ctx), ctx
 
-    def advance(self, params, state, token, c):
+    def advance(self, params: Dict[str, torch.Tensor], state: torch.Tensor,
+                token: torch.Tensor, c: Optional[torch.Tensor]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
         ctx = (state * self.num_outcomes + token) % self.num_contexts
         return self._row_logits(params["probs"], ctx), ctx
 
-    def check_data_for(self, method, x):
+    def check_data_for(self, method: str, x: torch.Tensor) -> None:
         if method == "map" and self.prior_concentration < 1:
             raise ValueError(f"The MAP of a Dirichlet({self.prior_concentration}) prior is on "
                              f"the boundary of the simplex (no closed form): map needs "
                              f"prior_concentration >= 1; use mle, vi or nuts")
 
-    def init_values(self, x):
+    def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         counts = self.counts(x) + self.prior_concentration
         return {"probs": counts / counts.sum(-1, keepdim=True)}
 
@@ -239,6 +250,6 @@ class NGram(SequenceModel):
     def num_params(self) -> int:
         return self.num_contexts * (self.num_outcomes - 1)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"order": self.order, "prior_concentration": self.prior_concentration,
                 "vocab": self.vocab, "vocab_size": self._vocab_size}

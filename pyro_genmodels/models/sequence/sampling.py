@@ -13,7 +13,7 @@ This module is the bottom of the subpackage: it imports nothing from it at run t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -54,7 +54,7 @@ def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,
 
     ``use_cache=True`` carries the family's state (n-gram context, GRU hidden state,
     Transformer key/value cache), so a step costs the same at every position;
-    ``use_cache=False`` recomputes the whole prefix with :meth:`logits_given` at every
+    ``use_cache=False`` recomputes the whole prefix with :meth:`~.SequenceModel.logits_given` at every
     step (quadratic; the reference the cache is tested and benchmarked against). Both
     consume the same random draws, so they return the same tokens.
     """
@@ -75,15 +75,15 @@ def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,
         pos += 1
     while pos < max_length:
         step_logits = logits if use_cache else full_logits(pos)
-        tok = _draw(step_logits, temperature, top_k)
-        tok = torch.where(done, torch.full_like(tok, end), tok)
-        tokens[:, pos] = tok
-        done = done | (tok == end)
+        drawn = _draw(step_logits, temperature, top_k)
+        drawn = torch.where(done, torch.full_like(drawn, end), drawn)
+        tokens[:, pos] = drawn
+        done = done | (drawn == end)
         pos += 1
         if pos >= max_length or bool(done.all()):
             break
         if use_cache:
-            logits, state = model.advance(params, state, tok, c)
+            logits, state = model.advance(params, state, drawn, c)
     return tokens
 
 
@@ -93,6 +93,8 @@ class SequenceFit(Fit):
     ``fit.data`` is the encoded training set, a LongTensor ``(N, T)`` (see
     :meth:`SequenceModel.encode`).
     """
+
+    model: SequenceModel
 
     @property
     def vocab(self) -> Optional[str]:
@@ -136,6 +138,7 @@ class SequenceFit(Fit):
             x, c = self._encode(x, c, lengths, mask)
         if self.point is not None:
             return self.model.log_prob_given(self.point, x, c).reshape(1, 1, -1)
+        assert self.posterior is not None  # a fit holds a point or draws
         chains, draws = next(iter(self.posterior.values())).shape[:2]
         return self.model.log_prob_given(self.posterior_samples(), x, c).reshape(
             chains, draws, -1)
@@ -151,9 +154,11 @@ class SequenceFit(Fit):
         return self.model.logits_given(self.point, x, c)
 
     @torch.no_grad()
-    def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None,
-               prefix: Any = None, temperature: float = 1.0, top_k: Optional[int] = None,
-               max_length: Optional[int] = None, use_cache: bool = True) -> list:
+    def sample(  # type: ignore[override]  # sequences (strings or id lists), not a tensor
+            self, n: int, *, c: Any = None, seed: Optional[int] = None, prefix: Any = None,
+            temperature: float = 1.0, top_k: Optional[int] = None,
+            max_length: Optional[int] = None, use_cache: bool = True
+            ) -> List[Union[str, torch.Tensor]]:
         """``n`` sequences drawn token by token: a list of strings (text models) or of 1-D
         LongTensors (token models).
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 import reprlib
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, TypeVar, Union, cast
 
 import torch
 
@@ -39,6 +39,7 @@ __all__ = ["END", "SequenceModel", "build_vocab"]
 
 #: how the end token is shown in messages
 END = "<end>"
+_S = TypeVar("_S", bound="SequenceModel")
 
 
 # ---------------------------------------------------------------------- data handling
@@ -79,7 +80,7 @@ class SequenceModel(GenerativeModel):
     :meth:`advance` (the cached step), :meth:`model` and :meth:`get_config`.
     """
 
-    capabilities: Capabilities
+    capabilities: ClassVar[Capabilities]
     max_plate_nesting = 1
     data_options = ("lengths", "mask")
 
@@ -118,15 +119,19 @@ class SequenceModel(GenerativeModel):
     def vocab_size(self) -> int:
         """K, the number of tokens (the end token apart)."""
         if self.token_mode:
+            assert self._vocab_size is not None  # token_mode: vocab_size was given
             return self._vocab_size
         if self.vocab is None:
-            raise ValueError(f"{type(self).__name__} has no vocabulary yet: it is built from "
-                             f"the training strings by fit(), or pass vocab=...")
+            raise self._no_vocabulary()
         return len(self.vocab)
+
+    def _no_vocabulary(self) -> ValueError:
+        return ValueError(f"{type(self).__name__} has no vocabulary yet: it is built from "
+                          f"the training strings by fit(), or pass vocab=...")
 
     @property
     def num_outcomes(self) -> int:
-        """V = K + 1: the tokens and the end token."""
+        """V = K + 1, the tokens and the end token."""
         return self.vocab_size + 1
 
     @property
@@ -141,7 +146,7 @@ class SequenceModel(GenerativeModel):
 
     # ------------------------------------------------------------------ encoding
     def encode(self, data: Any, *, lengths: Any = None, mask: Any = None, name: str = "x",
-               device=None) -> torch.Tensor:
+               device: torch.device | str | None = None) -> torch.Tensor:
         """Validate and encode sequences: a LongTensor ``(N, T)`` where row i holds the
         tokens of sequence i, the end id K, then padding (K), T = longest + 1.
 
@@ -170,6 +175,8 @@ class SequenceModel(GenerativeModel):
                                  "carry their own lengths")
             _check_strings(data, name)
             index = self._index
+            if index is None:  # a text model before its fit built the vocabulary
+                raise self._no_vocabulary()
             out = []
             for i, s in enumerate(data):
                 try:
@@ -258,22 +265,30 @@ class SequenceModel(GenerativeModel):
                              f"{mask[i].int().tolist()}")
         return lens
 
-    def decode(self, tokens: torch.Tensor) -> list:
+    def decode(self, tokens: torch.Tensor) -> List[Union[str, torch.Tensor]]:
         """Inverse of :meth:`encode`: the tokens before each row's first end token, as
         strings (text) or 1-D LongTensors (token ids)."""
-        out = []
+        out: List[Union[str, torch.Tensor]] = []
         for row in tokens.cpu().tolist():
             n = row.index(self.end_id) if self.end_id in row else len(row)
-            out.append("".join(self.vocab[t] for t in row[:n]) if not self.token_mode
-                       else torch.tensor(row[:n], dtype=torch.long))
+            if self.token_mode:
+                out.append(torch.tensor(row[:n], dtype=torch.long))
+            else:
+                vocab = self.vocab
+                assert vocab is not None  # a text model's end_id needs its vocabulary
+                out.append("".join(vocab[t] for t in row[:n]))
         return out
 
-    def validate_data(self, data: Any, *, name: str = "data", device=None,
-                      dtype=None) -> torch.Tensor:
+    def validate_data(self, data: Any, *, name: str = "data",
+                      device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Encode ``data`` (a list of strings, or token ids with ``vocab_size``) to padded ids;
+        unknown tokens and bad values raise a ``ValueError`` naming ``name``."""
         return self.encode(data, name=name, device=device)
 
-    def validate_context(self, c: Any, num_rows: int, *, device=None,
-                         dtype=None) -> Optional[torch.Tensor]:
+    def validate_context(self, c: Any, num_rows: int, *,
+                         device: torch.device | str | None = None,
+                         dtype: torch.dtype | None = None) -> Optional[torch.Tensor]:
         """Class labels: ``None`` for unconditional models, else integers in
         ``[0, num_classes)`` of shape ``(num_rows,)`` (one label is broadcast)."""
         name = type(self).__name__
@@ -286,6 +301,7 @@ class SequenceModel(GenerativeModel):
                              f"c, integer class labels of shape ({num_rows},)")
         expected = (f"integer class labels in [0, {self.num_classes}) of shape ({num_rows},) "
                     f"or one int")
+        t: Optional[torch.Tensor]
         if isinstance(c, torch.Tensor):
             t = c.detach()
         else:
@@ -327,7 +343,9 @@ class SequenceModel(GenerativeModel):
         position t is ``log p(x_t = . | x_<t)`` up to a constant and never reads x_t."""
         raise NotImplementedError
 
-    def token_log_probs(self, params, x, c=None, *, include_end: bool = True) -> torch.Tensor:
+    def token_log_probs(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                        c: Optional[torch.Tensor] = None, *, include_end: bool = True
+                        ) -> torch.Tensor:
         """``log p(x_t | x_<t, c)`` at every scored position, 0 elsewhere: ``(*batch, N, T)``.
         ``include_end=False`` leaves the end token's term out (prefix probabilities)."""
         lp = self.logits_given(params, x, c).log_softmax(-1)
@@ -338,23 +356,27 @@ class SequenceModel(GenerativeModel):
             keep = keep & (x != self.end_id)
         return torch.where(keep, lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
 
-    def log_prob_given(self, params, x, c=None):
+    def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
+                       c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.token_log_probs(params, x, c).sum(-1)
 
     # ------------------------------------------------------------------ cached sampling
-    def start(self, params, n: int, c: Optional[torch.Tensor], capacity: int):
+    def start(self, params: Dict[str, torch.Tensor], n: int, c: Optional[torch.Tensor],
+              capacity: int) -> Tuple[torch.Tensor, Any]:
         """``(logits (n, V), state)`` of the first position, for ``n`` rows (a batched
         phi has batch ``(n,)``); ``capacity`` bounds the positions the state will hold."""
         raise NotImplementedError
 
-    def advance(self, params, state, token: torch.Tensor, c: Optional[torch.Tensor]):
+    def advance(self, params: Dict[str, torch.Tensor], state: Any, token: torch.Tensor,
+                c: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Any]:
         """Feed one token per row ``(n,)``: ``(logits of the next position, state)``."""
         raise NotImplementedError
 
-    def sample_given(self, params, n, c=None, **kwargs):
+    def sample_given(self, params: Dict[str, torch.Tensor], n: int,
+                     c: Optional[torch.Tensor] = None, **kwargs: Any) -> torch.Tensor:
         return generate(self, params, n, c, **kwargs)
 
-    def replicate_given(self, params, num_data):
+    def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
         num = next(iter(params.values())).shape[0]
         return torch.stack([generate(self, {k: v[s].expand((num_data,) + v.shape[1:])
                                             for k, v in params.items()}, num_data, None,
@@ -377,17 +399,21 @@ class SequenceModel(GenerativeModel):
             **options: engine options (``num_steps``, ``lr``, ``batch_size``, ...; none for
                 the closed-form n-gram ``mle``/``map``), and ``device``.
         """
-        return super().fit(data, method=method, c=c, seed=seed, progress=progress,
-                           lengths=lengths, mask=mask, **options)
+        return cast(SequenceFit,  # the fit_class of the sequence families
+                    super().fit(data, method=method, c=c, seed=seed, progress=progress,
+                                lengths=lengths, mask=mask, **options))
 
-    def prepare_data(self, data, c, *, device, lengths=None, mask=None):
+    def prepare_data(  # type: ignore[override]  # takes its data_options, not any keyword
+            self, data: Any, c: Any, *, device: torch.device, lengths: Any = None,
+            mask: Any = None) -> Tuple[SequenceModel, torch.Tensor, Optional[torch.Tensor]]:
         """A text model without a vocabulary builds it from ``data`` (on a copy)."""
         model = self if self.known else self._with_vocab(build_vocab(data))
         x = model.encode(data, lengths=lengths, mask=mask, name="data", device=device)
         return model, x, model.validate_context(c, x.shape[0], device=device)
 
-    def working_copy(self, x):
+    def working_copy(self: _S, x: torch.Tensor,
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> _S:
         """A fresh model of the same config: the network's initial weights are drawn
         under the fit's seed. Token ids are integers: the weights keep the model's
-        dtype."""
+        dtype (and are not standardized: ``moments`` is not used)."""
         return type(self)(**self.get_config()).to(device=x.device, dtype=self._anchor.dtype)

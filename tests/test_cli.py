@@ -27,7 +27,7 @@ def test_version_is_the_one_package_version(capsys):
     assert (root / "py.typed").is_file()  # PEP 561: the annotations are the package's
     license_file = root.parent / "LICENSE"
     assert license_file.read_text().lstrip().startswith("Apache License")
-    assert 'license = { text = "Apache-2.0" }' in (root.parent / "pyproject.toml").read_text()
+    assert 'license = "Apache-2.0"' in (root.parent / "pyproject.toml").read_text()
 
 
 def test_list(capsys):

@@ -284,6 +284,21 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .report import from_runs
+
+    heldout = None
+    if args.heldout is not None:
+        heldout = _read_lines(args.heldout) if args.heldout.endswith(".txt") \
+            else _read_data(args.heldout)
+    try:
+        index = from_runs(args.runs, args.out, heldout=heldout)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    print(f"report written to {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pyro-genmodels`` argument parser: one subcommand per command (``demo``,
     ``list``, ``fit``, ``sample``, ``score``, ...)."""
@@ -299,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser("report", help="the demo's HTML report of saved fits (run directories)")
+    r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="directories written by fit.save")
+    r.add_argument("--out", default="report-out", help="output directory (default report-out)")
+    r.add_argument("--heldout", default=None,
+                   help="held-out data to score every fit on (.csv/.npy; text: .txt)")
+    r.set_defaults(func=_cmd_report)
 
     sub.add_parser("list", help="models, their capabilities and methods").set_defaults(
         func=_cmd_list)

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import base64
 import html
+import re
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
+import pandas as pd
 import torch
 
-from . import datasets
+from . import datasets, report
 from .base import Fit, GenerativeModel
 from ._figures import one_thread, png as _png, png_bytes as _png_bytes
 from .compare import compare
@@ -197,12 +200,12 @@ def _names_section(out: Path, quick: bool, progress: bool) -> str:
         rows.append(f"<tr><th>{name}</th><td>{times[name]:.3g}</td><td>{nll:.4f}</td>"
                     f"<td style='text-align:left'>{html.escape(plain)}</td>"
                     f"<td style='text-align:left'>{html.escape(prompted)}</td></tr>")
-    return (f"<h2>Autoregressive models (names)</h2><p>{len(train)} training names, "
+    return (f"<h2>NGram and AutoregressiveModel (names)</h2><p>{len(train)} training names, "
             f"{len(test)} held out; p(x) = prod_i p(x_i | x_&lt;i), exact. n-grams: "
             f"Dirichlet(2) MAP = add-one smoothing; GRU: MAP with a N(0, 0.3^2) weight "
             f"prior.</p><table><tr><th>model</th><th>fit_seconds</th>"
             f"<th>heldout nats/char</th><th>samples</th><th>samples after 'ma'</th></tr>"
-            f"{''.join(rows)}</table>")
+            f"{''.join(rows)}</table>" + report.loss_curves(fits, "names"))
 
 
 def _gan_section(out: Path, quick: bool, progress: bool) -> str:
@@ -312,14 +315,116 @@ def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
             f"<img alt='conditional GAN digits' src='data:image/png;base64,{digits_png}'/>")
 
 
+def _mle_map_posterior_section(quick: bool, progress: bool) -> str:
+    """MLE, MAP and the posterior on little data, where they differ: a Gaussian on 12
+    points, the three estimates side by side, and the prior sweep (held-out
+    log-likelihood against the prior scale, the MLE and the MAP marked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .compare import prior_sweep
+
+    x, truth = datasets.correlated_gaussian(12, dim=2, seed=0)
+    heldout, _ = datasets.correlated_gaussian(1000, dim=2, seed=1)
+    scale = 1.0
+    steps: Dict[str, Any] = {"num_steps": 500 if quick else 1500}
+    fits = {"mle": Gaussian(2).fit(x, method="mle", seed=0, progress=progress, **steps),
+            f"map (s = {scale:g})": Gaussian(2, prior_scale=scale).fit(
+                x, method="map", seed=0, progress=progress, **steps),
+            "nuts": Gaussian(2, prior_scale=scale).fit(
+                x, method="nuts", seed=0, progress=progress,
+                **_BUDGETS["nuts"][quick] or {})}
+    rows = {}
+    for name, fit in fits.items():
+        loc, cov = fit.params["loc"], fit.params["covariance_matrix"]
+        rows[name] = {"loc[0]": float(loc[0]), "loc[1]": float(loc[1]),
+                      "var[0]": float(cov[0, 0]), "var[1]": float(cov[1, 1]),
+                      "held-out log p": float(fit.log_prob(heldout).mean())}
+    rows["truth"] = {"loc[0]": float(truth.loc[0]), "loc[1]": float(truth.loc[1]),
+                     "var[0]": float(truth.covariance_matrix[0, 0]),
+                     "var[1]": float(truth.covariance_matrix[1, 1]),
+                     "held-out log p": float(truth.log_prob(heldout).mean())}
+    sweep = prior_sweep(Gaussian(2), x, prior_scales=[0.1, 0.3, 1.0, 3.0, 10.0, 100.0],
+                        heldout=heldout, plot=True, seed=0, **steps)
+    fig = sweep.attrs["figure"]
+    ax = fig.axes[0]
+    ax.plot([scale], [rows[f"map (s = {scale:g})"]["held-out log p"]], "r*", ms=12,
+            label=f"the MAP above (s = {scale:g})")
+    ax.legend(loc="best", fontsize=8)
+    return (f"<p>{x.shape[0]} training points of a correlated 2-D Gaussian, 1000 held out. "
+            f"MLE maximizes sum log p(x_i | phi) (= minimizes KL(p_data || p_phi)); MAP adds "
+            f"log p(phi), and under a Gaussian prior N(0, s<sup>2</sup> I) on phi that is "
+            f"exactly the L2 penalty ||phi||<sup>2</sup> / (2 s<sup>2</sup>); NUTS draws "
+            f"from the posterior, and its row is the posterior mean and the posterior "
+            f"predictive density. With so few points the three differ.</p>"
+            + report.table(pd.DataFrame(rows).T)
+            + report.image(fig, "held-out log-likelihood of MAP fits against the prior "
+                                "scale, with the MLE as a dashed line and the MAP of the "
+                                "table as a star"))
+
+
+def _ranking_section(made: Dict[str, Tuple[Dict[str, Fit], torch.Tensor]], quick: bool,
+                     progress: bool) -> str:
+    """Every density family on the same held-out data (the flow case's eight_gaussians):
+    the demo's flow and energy fits (those whose held-out rows are these), and a
+    Gaussian, an 8-component mixture and PPCA fitted by MLE on the same training rows,
+    ranked by held-out log-likelihood (with its kind), next to the true KL and the
+    sample-based scores."""
+    model, x, heldout, truth = _flow_case(quick)
+    fits: Dict[str, Fit] = {}
+    for name, (case_fits, case_heldout) in made.items():
+        if case_heldout.shape == heldout.shape and torch.equal(case_heldout, heldout):
+            lp = {m: float(f.log_prob(heldout).mean()) for m, f in case_fits.items()}
+            best = max(lp, key=lambda m: lp[m])
+            fits[f"{type(case_fits[best].model).__name__} ({best})"] = case_fits[best]
+    steps: Dict[str, Any] = {"num_steps": 300 if quick else 1000}
+    extra = {"Gaussian (mle)": (Gaussian(2), steps),
+             "GaussianMixture, 8 (mle)": (GaussianMixture(2, 8), {}),
+             "PPCA, 1 (mle)": (PPCA(2, 1), steps)}
+    for label, (m, opts) in extra.items():
+        fits[label] = m.fit(x, method="mle", seed=0, progress=progress, **opts)
+    table = compare(fits, heldout, truth=truth, loo=False)
+    table = table.sort_values("heldout_log_prob", ascending=False)
+    keep = [c for c in ("heldout_log_prob", "heldout_log_prob_se", "log_prob_kind", "true_kl",
+                        "true_kl_se", "mmd", "c2st", "num_params") if c in table]
+    return (f"<p>{x.shape[0]} training and {heldout.shape[0]} held-out points of "
+            f"eight_gaussians, the same for every row; ranked by held-out log p. A "
+            f"log-likelihood is comparable across rows only as its kind allows: "
+            f"<code>exact</code> is the density, <code>estimate</code> a consistent "
+            f"estimate of it. MMD and C2ST (0.5: indistinguishable) score the samples.</p>"
+            + report.table(report.compact(table[keep])))
+
+
+def _section_of(html_text: str) -> report.Section:
+    """A section written as ``<h2>title</h2>body`` as a :class:`report.Section`."""
+    match = re.match(r"\s*<h2>(.*?)</h2>", html_text, re.S)
+    if match is None:
+        return report.Section(report.slug(html_text[:40]), "section", html_text)
+    title = html.unescape(re.sub(r"<[^>]+>", "", match.group(1)))
+    return report.Section(report.slug(title), title, html_text[match.end():])
+
+
+def _say(progress: bool, text: str) -> None:
+    """The demo's progress line per family (on stderr, so a redirected page stays clean)."""
+    if progress:
+        print(f"[demo] {text}", file=sys.stderr, flush=True)
+
+
 def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = True) -> Path:
     """Run the demo and return the path of ``index.html``."""
-    import arviz as az
+    import matplotlib
 
+    matplotlib.use("Agg")
+    started = time.perf_counter()
     out = Path(out)
     (out / "fits").mkdir(parents=True, exist_ok=True)
-    sections = []
+    sections: List[report.Section] = []
+    needs: Dict[str, Dict[str, str]] = {}
+    runs: List[str] = []
+    made: Dict[str, Tuple[Dict[str, Fit], torch.Tensor]] = {}
     for name, case in DEMO_CASES.items():
+        _say(progress, f"{name} ...")
+        t_case = time.perf_counter()
         model, x, heldout, truth = case(quick)
         fits, times = {}, {}
         for method, budgets in {**_BUDGETS, **_CASE_BUDGETS.get(name, {})}.items():
@@ -330,32 +435,56 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
             fits[method] = model.fit(x, method=method, seed=0, progress=progress, **budget)
             times[method] = time.perf_counter() - t0
             fits[method].save(out / "fits" / f"{name}-{method}")
+        made[name] = (fits, heldout)
         table = compare(fits, heldout, truth=truth)
         table.insert(1, "fit_seconds", [times[m] for m in table.index])
+        family = type(model).__name__
+        needs[family] = report.requirements(model, fits, table)
+        runs.append(f"{family}: {', '.join(fits)} on {x.shape[0]} x {x.shape[1]} rows")
         png = base64.b64encode(_plot_png(x, fits, name)).decode()
-        summary = ""
-        if "nuts" in fits:
-            summary = az.summary(fits["nuts"].to_arviz(posterior_predictive=False),
-                                 var_names=["~corr_cholesky"]).to_html(
-                float_format=lambda v: f"{v:.3f}")
-        sections.append(
-            f"<h2>{html.escape(type(model).__name__)} ({html.escape(name)})</h2>"
-            f"<p>{x.shape[0]} training points, {heldout.shape[0]} held out; "
-            f"capabilities: {html.escape(str(dict(model.capabilities)))}</p>"
-            f"<h3>Comparison</h3>{table.to_html(float_format=lambda v: f'{v:.4g}')}"
-            f"<h3>Samples against the data</h3><img alt='samples vs data' "
-            f"src='data:image/png;base64,{png}'/>"
-            f"<h3>ArviZ summary of the NUTS fit</h3>{summary}")
-    sections.append(_digits_section(out, quick, progress))
-    sections.append(_names_section(out, quick, progress))
-    sections.append(_gan_section(out, quick, progress))
-    sections.append(diffusion_section(out, quick, progress))
-    sections.append(score_section(out, quick, progress))
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>pyro-genmodels demo"
-            "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-            "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style>"
-            "</head><body><h1>pyro-genmodels demo</h1>"
-            f"<p>{'quick' if quick else 'full'} run</p>{''.join(sections)}</body></html>")
+        posterior = "".join(report.posterior_diagnostics(fits[m], name)
+                            for m in ("nuts", "hmc") if m in fits)
+        body = (f"<p>{x.shape[0]} training points, {heldout.shape[0]} held out; seed 0."
+                f"</p>{report.table(report.compact(table))}"
+                + report.loss_curves(fits, name)
+                + f"<img alt='{name}: the density of each fit as a heat map and its samples "
+                  f"against the data' src='data:image/png;base64,{png}'/>"
+                + (f"<h3>The posterior (ArviZ)</h3>{posterior}" if posterior else ""))
+        sections.append(report.Section(report.slug(name), f"{family} ({name})", body))
+        _say(progress, f"{name} done in {time.perf_counter() - t_case:.0f} s")
+    _say(progress, "ranking ...")
+    title = "Every density family on the same held-out data"
+    sections.insert(0, report.Section(report.slug(title), title,
+                                      _ranking_section(made, quick, progress)))
+    _say(progress, "MLE, MAP and the posterior ...")
+    title = "MLE, MAP and the posterior"
+    sections.insert(0, report.Section(report.slug(title), title,
+                                      _mle_map_posterior_section(quick, progress)))
+    for label, section in (("vae", _digits_section), ("names", _names_section),
+                           ("gan", _gan_section), ("diffusion", diffusion_section),
+                           ("score", score_section)):
+        _say(progress, f"{label} ...")
+        t_case = time.perf_counter()
+        sections.append(_section_of(section(out, quick, progress)))
+        _say(progress, f"{label} done in {time.perf_counter() - t_case:.0f} s")
+    from .registry import registry
+
+    for cls in registry().values():  # families the sections above report in their own way
+        if cls.__name__ not in needs:
+            caps = cls.capabilities
+            needs[cls.__name__] = {"normalized": caps.log_prob, "samples by": caps.sampling,
+                                   "trained by": ", ".join(caps.methods),
+                                   "held-out log p": "in its section"}
+    wall = time.perf_counter() - started
+    top = report.header(
+        what=f"A {'quick' if quick else 'full'} run of every registered family on built-in "
+             f"data; every fit under seed 0, saved under fits/.",
+        rows=[("families and methods", "; ".join(runs) + "; and the sections below"),
+              *report.versions().items(), ("wall time", f"{wall:.0f} s")])
+    top += ("<h2 id='requirements'>The four requirements, per family</h2><p>How each family "
+            "normalizes p(x), how it samples, how it was trained here, and its best held-out "
+            "log-likelihood with the kind of number it is: from <code>capabilities</code> "
+            "and the fits.</p>" + report.table(pd.DataFrame(needs).T.sort_index()))
     index = out / "index.html"
-    index.write_text(page)
+    index.write_text(report.page("pyro-genmodels demo", top, sections))
     return index

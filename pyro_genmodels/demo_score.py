@@ -87,7 +87,7 @@ def _body(out: Path, quick: bool, progress: bool) -> str:
         ax.set_ylim(-3.2, 3.2)
     fig.tight_layout()
     steps = budget.get("num_steps", ScoreModel.engines["dsm"].Options.num_steps)
-    return (f"<h2>Score model (NCSN / VE SDE)</h2><p><code>ScoreModel(2)</code>: a "
+    return (f"<h2>ScoreModel (NCSN / VE SDE)</h2><p><code>ScoreModel(2)</code>: a "
             f"noise-conditional score network over 10 levels from the largest pairwise "
             f"distance ({fit.info['sigmas'][0]:.2f} standardized units) down to 0.01, "
             f"trained by denoising score matching ({steps} steps, {seconds:.3g} s"

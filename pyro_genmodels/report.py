@@ -1,0 +1,350 @@
+"""The report a person reads: one self-contained HTML page (inline PNGs and CSS, no
+network), shared by ``pyro-genmodels demo`` and ``pyro-genmodels report RUN_DIR...``.
+
+The page has a table of contents, a header saying what was run (families, methods,
+data, seeds, versions, wall time), the four requirements of a generative model per
+family (how it normalizes, samples and trains, and how well it did here), generated from
+``model.capabilities`` and the fits, and one section per family. A section with nothing
+in it is left out. Tables drop columns that are NaN in every row and show each
+log-likelihood next to its kind (``exact``, ``bound``, ``estimate``); posterior fits get
+the ArviZ pictures an analyst expects: rank plots, the posterior predictive check, the
+LOO Pareto-k diagnostic, and ``az.summary`` with R-hat and ESS out of range marked.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import platform
+import re
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
+
+import pandas as pd
+import torch
+
+from ._figures import png
+from .base import Fit, GenerativeModel
+
+#: R-hat above this, or bulk / tail ESS below ``ESS_MIN``, is marked in ``az.summary``
+RHAT_MAX = 1.01
+#: the ESS below which a posterior summary is marked (Vehtari et al. 2021, 100 per chain)
+ESS_MIN = 400
+#: Pareto k above this makes LOO untrustworthy for that point (Vehtari et al. 2017)
+PARETO_K_MAX = 0.7
+
+#: shorter headers for the widest ``pgm.compare`` columns (the page must fit a laptop)
+SHORT_NAMES = {"fit_seconds": "fit s", "train_log_prob": "train log p",
+               "num_params": "params", "pareto_k_max": "max Pareto k",
+               "loo_log_prob": "LOO log p", "elpd_loo": "elpd_loo (total)"}
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:0;color:#222;line-height:1.4}
+nav{position:sticky;top:0;background:#f6f6f6;border-bottom:1px solid #ddd;
+    padding:.4em 1em;font-size:.9em;z-index:1;display:flex;flex-wrap:wrap;gap:.2em 1em}
+nav a{white-space:nowrap}
+main{max-width:1180px;margin:0 auto;padding:0 1em 3em}
+section{border-top:1px solid #ddd;margin-top:2em}
+table{border-collapse:collapse;display:block;max-width:100%;overflow-x:auto;
+      font-size:.9em;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
+th{background:#fafafa}
+td.text,th.text{text-align:left;white-space:normal}
+td.bad{background:#fdd;font-weight:bold}
+img{max-width:100%;height:auto;display:block;margin:.5em 0}
+.note{color:#555;font-size:.9em}
+"""
+
+
+class Section(NamedTuple):
+    """One section of the page: its anchor ``id``, its ``title`` and its HTML ``body``
+    (left out of the page when the body is empty)."""
+
+    id: str
+    title: str
+    body: str
+
+
+def slug(text: str) -> str:
+    """An HTML id from a title: lower case, runs of other characters as ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+
+
+def versions() -> Dict[str, str]:
+    """The versions a reader needs to reproduce the page."""
+    import arviz
+    import pyro
+
+    from ._version import __version__
+
+    return {"pyro-genmodels": __version__, "torch": torch.__version__,
+            "pyro": pyro.__version__, "arviz": arviz.__version__,
+            "python": platform.python_version(), "torch threads": str(torch.get_num_threads())}
+
+
+def image(fig: Any, alt: str) -> str:
+    """A matplotlib figure as an inline PNG with alt text (the figure is closed)."""
+    return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{png(fig)}'/>"
+
+
+def table(df: pd.DataFrame, *, marks: Optional[pd.DataFrame] = None, digits: int = 4) -> str:
+    """``df`` as an HTML table; cells where ``marks`` is True get the class ``bad``."""
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}g}"
+        return html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for i, (label, row) in enumerate(df.iterrows()):
+        cells = []
+        for j, value in enumerate(row):
+            bad = marks is not None and bool(marks.iloc[i, j])
+            text = not isinstance(value, (int, float)) and "±" not in str(value)
+            cls = " ".join(c for c in ("bad" if bad else "", "text" if text else "") if c)
+            cells.append(f"<td class='{cls}'>{cell(value)}</td>" if cls
+                         else f"<td>{cell(value)}</td>")
+        rows.append(f"<tr><th class='text'>{html.escape(str(label))}</th>{''.join(cells)}</tr>")
+    return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+def compact(comparison: pd.DataFrame) -> pd.DataFrame:
+    """A ``pgm.compare`` table as a reader wants it: columns NaN in every row dropped,
+    each estimate shown with its standard error (``x ± se``), the held-out
+    log-likelihood also with its kind, WAIC left out (PSIS-LOO says the same, with its
+    Pareto-k diagnostic) and the widest headers shortened (:data:`SHORT_NAMES`)."""
+    df = comparison.copy()
+    if "heldout_log_prob" in df:
+        def with_kind(row: pd.Series) -> str:
+            mean, se = row["heldout_log_prob"], row.get("heldout_log_prob_se", math.nan)
+            if pd.isna(mean):
+                return f"none ({row.get('log_prob_kind', '')})"
+            se_text = "" if pd.isna(se) else f" ± {se:.2g}"
+            return f"{mean:.4g}{se_text} ({row.get('log_prob_kind', '')})"
+
+        df.insert(0, "held-out log p (kind)", df.apply(with_kind, axis=1))
+        df = df.drop(columns=[c for c in ("heldout_log_prob", "heldout_log_prob_se",
+                                          "log_prob_kind") if c in df])
+    # WAIC repeats PSIS-LOO, which the table keeps with its Pareto-k diagnostic
+    df = df.drop(columns=[c for c in ("model", "elpd_waic", "elpd_waic_se", "p_waic")
+                          if c in df])
+    if "method" in df and list(df["method"]) == list(df.index):
+        df = df.drop(columns=["method"])  # the row labels say it
+    for col in [c for c in df.columns if f"{c}_se" in df]:
+        mean, se = df[col], df[f"{col}_se"]
+        df[col] = [math.nan if pd.isna(m) else (f"{m:.4g}" if pd.isna(e) else f"{m:.4g} ± {e:.2g}")
+                   for m, e in zip(mean, se)]
+        df = df.drop(columns=[f"{col}_se"])
+    keep = [c for c in df.columns if not df[c].isna().all()]
+    return df[keep].rename(columns=SHORT_NAMES)
+
+
+def requirements(model: GenerativeModel, fits: Mapping[str, Fit],
+                 comparison: Optional[pd.DataFrame] = None) -> Dict[str, str]:
+    """One row of the requirements table for a family, from its ``capabilities`` and its
+    fits: how it is normalized (the kinds its fits report), how it samples, how it was
+    trained (the methods run), and the best held-out log-likelihood with its kind."""
+    caps = model.capabilities
+    kinds = sorted({fit.log_prob_kind for fit in fits.values()})
+    row = {"normalized": ", ".join(kinds) if kinds else caps.log_prob,
+           "samples by": caps.sampling,
+           "trained by": ", ".join(fits) if fits else ", ".join(caps.methods),
+           "held-out log p": "n/a (no density)" if caps.log_prob == "none" else ""}
+    if comparison is not None and "heldout_log_prob" in comparison:
+        lp = comparison["heldout_log_prob"].dropna()
+        if len(lp):
+            best = lp.idxmax()
+            row["held-out log p"] = (f"{lp[best]:.4g} ({comparison.loc[best, 'log_prob_kind']},"
+                                     f" {best})")
+    return row
+
+
+def loss_curves(fits: Mapping[str, Fit], title: str) -> str:
+    """The training losses of the optimized fits, one panel per fit (``""`` if none)."""
+    traced = {name: fit.losses for name, fit in fits.items() if len(fit.losses) > 1}
+    if not traced:
+        return ""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(traced), figsize=(3.4 * len(traced), 2.6), squeeze=False)
+    for ax, (name, losses) in zip(axes[0], traced.items()):
+        ax.plot(losses, lw=0.8)
+        ax.set_title(f"{title} {name}: loss")
+        ax.set_xlabel("step")
+        if min(losses) > 0 and max(losses) / min(losses) > 100:
+            ax.set_yscale("log")
+    fig.tight_layout()
+    return image(fig, f"training loss per step of the {title} fits ({', '.join(traced)})")
+
+
+def posterior_diagnostics(fit: Fit, title: str) -> str:
+    """For a posterior fit: rank plots, the posterior predictive check, the Pareto-k
+    diagnostic of PSIS-LOO and ``az.summary`` with R-hat and ESS out of range marked;
+    ``""`` for a point fit."""
+    if not fit.is_posterior:
+        return ""
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    idata = fit.to_arviz()
+    names = [str(v) for v in idata["posterior"].data_vars if v != "corr_cholesky"][:4]
+    parts = []
+    if fit.posterior is not None and next(iter(fit.posterior.values())).shape[0] > 1:
+        axes = az.plot_rank(idata, var_names=names[:2])
+        parts.append(image(_figure_of(axes, width=10, row_height=2.4), f"rank plots of {', '.join(names)} for "
+                                             f"{title} {fit.method}: uniform when the "
+                                             f"chains mix"))
+    if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
+        observed = next(iter(idata["observed_data"].data_vars.values()))
+        per_column = ({"flatten": [observed.dims[0]]}  # one panel per column, rows pooled
+                      if observed.ndim == 2 and 1 < observed.shape[1] <= 4 else {})
+        ax = az.plot_ppc(idata, num_pp_samples=50, random_seed=0, **per_column)
+        parts.append(image(_figure_of(ax, width=10, row_height=2.6), f"posterior predictive check of {title} "
+                                           f"{fit.method}: replicated data against the data"))
+    if "log_likelihood" in idata.groups():
+        loo = az.loo(idata, pointwise=True)
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        az.plot_khat(loo, ax=ax, show_bins=True)
+        ax.set_title(f"{title} {fit.method}: PSIS-LOO Pareto k (> {PARETO_K_MAX}: untrusted)")
+        fig.tight_layout()
+        parts.append(image(fig, f"Pareto k of each training point for {title} {fit.method}"))
+    summary = az.summary(idata, var_names=names)
+    marks = pd.DataFrame(False, index=summary.index, columns=summary.columns)
+    if "r_hat" in summary:
+        marks["r_hat"] = summary["r_hat"] > RHAT_MAX
+    for col in ("ess_bulk", "ess_tail"):
+        if col in summary:
+            marks[col] = summary[col] < ESS_MIN
+    parts.append(f"<p class='note'>az.summary: R-hat above {RHAT_MAX} and ESS below "
+                 f"{ESS_MIN} are marked.</p>" + table(summary, marks=marks, digits=3))
+    return "".join(parts)
+
+
+def _figure_of(axes: Any, width: float, row_height: float) -> Any:
+    """The figure of an ArviZ plot's axes (one, or an array of them), resized to
+    ``width`` inches and ``row_height`` inches per row of panels."""
+    import numpy as np
+
+    grid = np.atleast_2d(np.asarray(axes, dtype=object))
+    fig = grid.flat[0].get_figure()
+    fig.set_size_inches(width, row_height * grid.shape[0])
+    fig.tight_layout()
+    return fig
+
+
+def header(*, what: str, rows: Iterable[tuple[str, str]]) -> str:
+    """The 'what was run' block: a sentence and a two-column table."""
+    body = "".join(f"<tr><th class='text'>{html.escape(k)}</th><td class='text'>"
+                   f"{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<p>{html.escape(what)}</p><table>{body}</table>"
+
+
+def page(title: str, top: str, sections: List[Section]) -> str:
+    """The whole page: the navigation bar, ``top`` and the non-empty ``sections``."""
+    shown = [s for s in sections if s.body.strip()]
+    nav = "".join(f"<a href='#{html.escape(s.id)}'>{html.escape(s.title)}</a>" for s in shown)
+    body = "".join(f"<section id='{html.escape(s.id)}'><h2>{html.escape(s.title)}</h2>"
+                   f"{s.body}</section>" for s in shown)
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<nav><a href='#top'><b>{html.escape(title)}</b></a>{nav}</nav>"
+            f"<main><h1 id='top'>{html.escape(title)}</h1>{top}{body}</main></body></html>")
+
+
+def _samples_figure(fits: Mapping[str, Fit], title: str) -> str:
+    """Samples of each fit against its training rows (first two columns), ``""`` when the
+    data are not numeric rows."""
+    numeric = {k: f for k, f in fits.items() if isinstance(f.data, torch.Tensor)
+               and f.data.is_floating_point() and f.data.dim() == 2 and f.data.shape[1] >= 2}
+    if not numeric:
+        return ""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(numeric), figsize=(3.4 * len(numeric), 3.2), squeeze=False)
+    for ax, (name, fit) in zip(axes[0], numeric.items()):
+        assert fit.data is not None
+        x = fit.data[:1000].cpu()
+        s = fit.sample(x.shape[0], seed=0, c=None if fit.context is None
+                       else fit.context[:x.shape[0]])
+        ax.scatter(x[:, 0], x[:, 1], s=3, alpha=0.4, c="gray", label="training data")
+        ax.scatter(s[:, 0].cpu(), s[:, 1].cpu(), s=3, alpha=0.5, c="tab:orange", label="samples")
+        ax.set_title(f"{name}: samples")
+    axes[0][0].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return image(fig, f"{title}: samples of each fit against its training data "
+                      f"(first two columns)")
+
+
+def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
+    """Write the report of saved fits (``fit.save`` directories) to ``out/index.html``
+    and return its path: per family, the comparison table (``pgm.compare`` on
+    ``heldout``, or the training log-likelihood without it), loss curves, samples
+    against the training data and, for posterior fits, the ArviZ pictures.
+
+    Args:
+        paths: run directories; each is loaded with ``pgm.load`` (never unpickled).
+        out: the report's directory (created).
+        heldout: held-out rows every fit is scored on (the fits' data form), or ``None``.
+    """
+    import time
+    from pathlib import Path
+
+    from .compare import compare
+    from .io import load
+
+    started = time.perf_counter()
+    dirs = [Path(p) for p in paths]
+    if not dirs:
+        raise ValueError("Expected at least one run directory (written by fit.save), got none")
+    fits: Dict[str, Fit] = {}
+    for d in dirs:
+        label = d.name or str(d)
+        while label in fits:
+            label += "'"
+        fits[label] = load(d)
+    families: Dict[str, Dict[str, Fit]] = {}
+    for label, fit in fits.items():
+        families.setdefault(type(fit.model).__name__, {})[label] = fit
+    sections, needs = [], {}
+    for family, group in families.items():
+        model = next(iter(group.values())).model
+        if heldout is not None:
+            comparison = compare(group, heldout, samples=False)
+        else:
+            comparison = pd.DataFrame({
+                label: {"method": fit.method, "log_prob_kind": fit.log_prob_kind,
+                        "train_log_prob": _train_log_prob(fit), "steps": len(fit.losses),
+                        "draws": fit.num_draws}
+                for label, fit in group.items()}).T
+        needs[family] = requirements(model, {f.method: f for f in group.values()},
+                                     comparison if heldout is not None else None)
+        if heldout is None:
+            needs[family]["held-out log p"] = "not scored (no held-out data given)"
+        posterior = "".join(posterior_diagnostics(fit, label) for label, fit in group.items())
+        body = (table(compact(comparison)) + loss_curves(group, family)
+                + _samples_figure(group, family)
+                + (f"<h3>The posterior (ArviZ)</h3>{posterior}" if posterior else ""))
+        sections.append(Section(slug(family), family, body))
+    top = header(what=f"The report of {len(fits)} saved fits"
+                      f"{'' if heldout is None else ', scored on the held-out rows given'}.",
+                 rows=[("runs", ", ".join(str(d) for d in dirs)), *versions().items(),
+                       ("wall time", f"{time.perf_counter() - started:.0f} s")])
+    top += ("<h2 id='requirements'>The four requirements, per family</h2>"
+            + table(pd.DataFrame(needs).T.sort_index()))
+    index = Path(out) / "index.html"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(page("pyro-genmodels report", top, sections))
+    return index
+
+
+def _train_log_prob(fit: Fit) -> float:
+    """Mean log p of the fit's training rows (NaN without a density or numeric rows)."""
+    if fit.log_prob_kind == "none" or not isinstance(fit.data, torch.Tensor) \
+            or not fit.data.is_floating_point():
+        return math.nan
+    return float(fit.log_prob(fit.data, c=fit.context).mean())
+
+
+__all__ = ["CSS", "ESS_MIN", "PARETO_K_MAX", "RHAT_MAX", "SHORT_NAMES", "Section", "compact", "header",
+           "from_runs", "image", "loss_curves", "page", "posterior_diagnostics", "requirements", "slug",
+           "table", "versions"]

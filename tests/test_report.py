@@ -1,0 +1,90 @@
+"""The report module: the page's pieces, and ``pyro-genmodels report RUN_DIR...`` on
+saved fits (the demo's page is checked in tests/test_cli.py)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+import pyro_genmodels as pgm
+from pyro_genmodels import cli, report
+
+from .report_checks import check_page
+
+
+def test_compact_drops_all_nan_columns_and_shows_each_kind():
+    table = pd.DataFrame({"method": ["mle", "adversarial"], "model": ["X", "X"],
+                          "heldout_log_prob": [-2.5, math.nan],
+                          "heldout_log_prob_se": [0.01, math.nan],
+                          "log_prob_kind": ["exact", "none"], "aic": [math.nan, math.nan],
+                          "mmd": [0.1, 0.2]}, index=["a", "b"])
+    out = report.compact(table)
+    assert list(out.columns) == ["held-out log p (kind)", "method", "mmd"]
+    assert out.loc["a", "held-out log p (kind)"] == "-2.5 ± 0.01 (exact)"
+    assert out.loc["b", "held-out log p (kind)"] == "none (none)"
+
+
+def test_page_leaves_out_empty_sections_and_links_every_other():
+    sections = [report.Section("a", "A", "<table><tr><td>1</td></tr></table>"),
+                report.Section("b", "B", "  "),
+                report.Section("c", "C & D", "<table><tr><td>2</td></tr></table>")]
+    text = report.page("T", "<p>top</p>", sections)
+    page = check_page(text)
+    assert set(page.sections) == {"a", "c"}
+    assert page.nav == ["#top", "#a", "#c"]
+    assert page.sections["c"]["title"] == "C & D"
+
+
+def test_table_marks_cells_and_leaves_nan_blank():
+    df = pd.DataFrame({"r_hat": [1.0, 1.2], "ess_bulk": [900.0, math.nan]}, index=["x", "y"])
+    marks = pd.DataFrame({"r_hat": [False, True], "ess_bulk": [False, False]}, index=df.index)
+    text = report.table(df, marks=marks)
+    assert text.count("class='bad'") == 1 and "<td class='bad'>1.2</td>" in text
+    assert ">nan<" not in text.lower()
+
+
+def test_requirements_come_from_capabilities_and_fits():
+    x, _ = pgm.datasets.correlated_gaussian(50, dim=2, seed=0)
+    model = pgm.Gaussian(2)
+    fit = model.fit(x, method="mle", seed=0, progress=False, num_steps=50)
+    table = pgm.compare({"mle": fit}, x, samples=False, loo=False)
+    row = report.requirements(model, {"mle": fit}, table)
+    assert row["normalized"] == "exact" and row["samples by"] == "direct"
+    assert row["trained by"] == "mle"
+    assert row["held-out log p"].endswith("(exact, mle)")
+    gan = report.requirements(pgm.GAN(2), {})
+    assert gan["normalized"] == "none" and gan["held-out log p"] == "n/a (no density)"
+
+
+def test_report_of_saved_fits_from_the_command_line(tmp_path, capsys):
+    """A point fit and a NUTS fit saved by ``fit.save``, reported with held-out rows: one
+    section per family with its table and pictures, and the ArviZ pictures of the
+    posterior fit (rank plots, posterior predictive check, Pareto k)."""
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    heldout, _ = pgm.datasets.correlated_gaussian(200, dim=2, seed=1)
+    model = pgm.Gaussian(2)
+    model.fit(x, method="map", seed=0, progress=False, num_steps=100).save(tmp_path / "g-map")
+    model.fit(x, method="nuts", seed=0, progress=False, num_samples=60, warmup_steps=60,
+              num_chains=2).save(tmp_path / "g-nuts")
+    import numpy as np
+
+    np.save(tmp_path / "heldout.npy", heldout.numpy())
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(tmp_path / "g-map"), str(tmp_path / "g-nuts"),
+                     "--heldout", str(tmp_path / "heldout.npy"), "--out", str(out)]) == 0
+    assert f"report written to {out / 'index.html'}" in capsys.readouterr().out
+    text = (out / "index.html").read_text()
+    page = check_page(text)
+    assert list(page.sections) == ["gaussian"]
+    assert page.sections["gaussian"]["tables"] >= 2  # the comparison and az.summary
+    for needle in ("rank plots", "posterior predictive check", "Pareto k", "training loss",
+                   "held-out log p (kind)", "(exact)", "The four requirements"):
+        assert needle in text, needle
+
+
+def test_report_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(SystemExit, match="error: .*No saved fit"):
+        cli.main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match="at least one run directory"):
+        report.from_runs([], tmp_path / "r")
+    assert not (tmp_path / "r").exists()

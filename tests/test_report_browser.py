@@ -54,7 +54,7 @@ def _run(browser, *args, timeout=120):
 @pytest.mark.slow
 def test_demo_page_in_headless_chromium(tmp_path):
     browser = _chromium()
-    if browser is None:
+    if browser is None:  # the rule: skip, saying why, only where none can be had
         pytest.skip("no Chromium on this machine: install it with the system's package "
                     "manager (apt-get install chromium), as .ci/run does")
     out = demo_report(tmp_path)

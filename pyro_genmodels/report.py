@@ -113,17 +113,6 @@ def compact(comparison: pd.DataFrame) -> pd.DataFrame:
     log-likelihood also with its kind, WAIC left out (PSIS-LOO says the same, with its
     Pareto-k diagnostic) and the widest headers shortened (:data:`SHORT_NAMES`)."""
     df = comparison.copy()
-    if "heldout_log_prob" in df:
-        def with_kind(row: pd.Series) -> str:
-            mean, se = row["heldout_log_prob"], row.get("heldout_log_prob_se", math.nan)
-            if pd.isna(mean):
-                return f"none ({row.get('log_prob_kind', '')})"
-            se_text = "" if pd.isna(se) else f" ± {se:.2g}"
-            return f"{mean:.4g}{se_text} ({row.get('log_prob_kind', '')})"
-
-        df.insert(0, "held-out log p (kind)", df.apply(with_kind, axis=1))
-        df = df.drop(columns=[c for c in ("heldout_log_prob", "heldout_log_prob_se",
-                                          "log_prob_kind") if c in df])
     # WAIC repeats PSIS-LOO, which the table keeps with its Pareto-k diagnostic
     df = df.drop(columns=[c for c in ("model", "elpd_waic", "elpd_waic_se", "p_waic")
                           if c in df])
@@ -134,6 +123,12 @@ def compact(comparison: pd.DataFrame) -> pd.DataFrame:
         df[col] = [math.nan if pd.isna(m) else (f"{m:.4g}" if pd.isna(e) else f"{m:.4g} ± {e:.2g}")
                    for m, e in zip(mean, se)]
         df = df.drop(columns=[f"{col}_se"])
+    if "heldout_log_prob" in df:
+        kinds = df["log_prob_kind"] if "log_prob_kind" in df else pd.Series("", index=df.index)
+        df.insert(0, "held-out log p (kind)",
+                  [f"{'none' if pd.isna(v) else v} ({k})"
+                   for v, k in zip(df["heldout_log_prob"], kinds)])
+        df = df.drop(columns=[c for c in ("heldout_log_prob", "log_prob_kind") if c in df])
     keep = [c for c in df.columns if not df[c].isna().all()]
     return df[keep].rename(columns=SHORT_NAMES)
 

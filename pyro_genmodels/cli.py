@@ -2,7 +2,7 @@
 
 ::
 
-    pyro-genmodels demo [--quick] [--out DIR]
+    pyro-genmodels demo [--quick] [--out DIR] [--jobs N]
     pyro-genmodels list
     pyro-genmodels fit MODEL --data FILE.csv|FILE.npy|FILE.txt --method M --out RUN
                        [--arg key=value ...] [--option key=value ...] [--seed S]
@@ -279,7 +279,7 @@ def _cmd_sample(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run
 
-    index = run(args.out, quick=args.quick, progress=not args.quiet)
+    index = run(args.out, quick=args.quick, progress=not args.quiet, jobs=args.jobs)
     print(f"report written to {index}")
     return 0
 
@@ -310,9 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="fit the registered models on built-in data, write HTML")
-    d.add_argument("--quick", action="store_true", help="small budgets (under a minute)")
+    d.add_argument("--quick", action="store_true", help="small budgets (about a minute on 2 cores)")
     d.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.add_argument("--quiet", action="store_true", help="no progress lines or bars")
+    d.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default: one per CPU core; 1: all in this "
+                        "process, with progress bars)")
     d.set_defaults(func=_cmd_demo)
 
     r = sub.add_parser("report", help="the demo's HTML report of saved fits (run directories)")

@@ -22,8 +22,12 @@ if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
 
-def _heldout_columns(fit: Fit, heldout: Any, c: Any = None) -> dict:
-    lp = fit.log_prob(heldout, c=c)
+def _heldout_columns(fit: Fit, heldout: Any, c: Any = None,
+                     lp: Optional[torch.Tensor] = None) -> dict:
+    """Mean held-out log p, its standard error and its kind (``lp``: the per-point log p
+    when already computed)."""
+    if lp is None:
+        lp = fit.log_prob(heldout, c=c)
     n = lp.shape[0]
     return {"heldout_log_prob": lp.mean().item(),
             "heldout_log_prob_se": lp.std().item() / math.sqrt(n) if n > 1 else math.nan,
@@ -69,7 +73,7 @@ def _conditional(fit: Fit) -> bool:
 def compare(fits: Mapping[str, Fit], heldout: Any, *,
             truth: torch.distributions.Distribution | None = None,
             c: Any = None, loo: bool = True, samples: bool = True,
-            seed: int | None = 0, bin_width: float | None = None) -> pd.DataFrame:
+            train: bool = True, seed: int | None = 0, bin_width: float | None = None) -> pd.DataFrame:
     """Compare fits of the same data on ``heldout`` points.
 
     Args:
@@ -83,6 +87,9 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         loo: compute PSIS-LOO and WAIC (``az.loo``, ``az.waic``) for posterior fits.
         samples: compute the sample-based columns (``False`` leaves them NaN and draws
             nothing: an energy model samples by MCMC, which takes a while).
+        train: compute the training-data columns (``train_log_prob``, AIC and BIC, LOO
+            and WAIC); ``False`` leaves them NaN (a diffusion model's bound runs its
+            network at every one of its T steps for every training row).
         seed: the fits' draws and the C2ST split.
         bin_width: for data on a grid dequantized by the caller (``heldout`` = grid
             values + U[0, bin_width)), adds ``bits_per_dim`` = -(``heldout_log_prob`` +
@@ -135,7 +142,7 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         with _naming(label, fit, c):
             rows[label] = _row(fit, heldout, truth, truth_rows,
                                c if _conditional(fit) else None, loo, y, seed, bandwidth,
-                               bin_width)
+                               bin_width, train)
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -175,13 +182,18 @@ def _truth_rows(truth: Any, heldout: Any) -> torch.Tensor:
 
 def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor], cf: Any,
          loo: bool, y: Optional[torch.Tensor], seed: Optional[int],
-         bandwidth: Optional[float], bin_width: Optional[float]) -> Dict[str, Any]:
-    """The table's row of one fit."""
+         bandwidth: Optional[float], bin_width: Optional[float],
+         train: bool = True) -> Dict[str, Any]:
+    """The table's row of one fit (the held-out log p is evaluated once, for the held-out
+    columns and ``true_kl`` both: an estimate such as a VAE's is then the same number in
+    both)."""
     nan = math.nan
     density = _has_density(fit)
     row: Dict[str, Any] = {"method": fit.method, "model": type(fit.model).__name__}
+    lp = None
     if density:
-        row.update(_heldout_columns(fit, heldout, cf))
+        lp = fit.log_prob(heldout, c=cf)
+        row.update(_heldout_columns(fit, heldout, cf, lp))
     else:
         row.update(heldout_log_prob=nan, heldout_log_prob_se=nan,
                    log_prob_kind=fit.log_prob_kind)
@@ -189,15 +201,13 @@ def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor],
     row.update(train_log_prob=nan, num_params=k, aic=nan, bic=nan, elpd_loo=nan,
                elpd_loo_se=nan, p_loo=nan, pareto_k_max=nan, loo_log_prob=nan,
                elpd_waic=nan, elpd_waic_se=nan, p_waic=nan)
-    if fit.data is not None and density:
+    if fit.data is not None and density and train:
         row.update(_train_columns(fit, k, loo))
     if truth is not None:
         row.update(true_kl=nan, true_kl_se=nan)
         if density:
-            assert truth_rows is not None  # computed from truth
-            x = fit._as_input(heldout)
-            d = _log_prob_any_dtype(truth, truth_rows).double() - \
-                fit.log_prob(x, c=cf).double()
+            assert truth_rows is not None and lp is not None  # computed above
+            d = _log_prob_any_dtype(truth, truth_rows).double() - lp.double()
             row["true_kl"] = d.mean().item()
             row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) \
                 if d.numel() > 1 else nan

@@ -1,35 +1,44 @@
 """The main job: fit the registered models on built-in data, write an HTML report.
 
-``pyro-genmodels demo [--quick] [--out DIR]`` writes ``DIR/index.html``: for every density
-family, the comparison table (held-out log-likelihood, LOO, true KL), density heat maps
-and samples against the data, and the ArviZ summary of the NUTS fit; for images, a VAE
-on digits (IWAE estimate, samples, reconstructions); for text, n-grams
-next to a GRU on first names (held-out nats per character, generated names); for GANs
-(no density), samples on the ring and the grid, mode coverage per divergence and a
-conditional GAN on digits; for diffusion, samples by each sampler, the bound next to the
-ODE likelihood, and guided conditional digits; for score models, the learned score
-field, samples by each sampler (plain against annealed Langevin) and the ODE likelihood. The saved fits go under ``DIR/fits/``.
+``pyro-genmodels demo [--quick] [--out DIR] [--jobs N]`` writes ``DIR/index.html`` (see
+:mod:`pyro_genmodels.report`): what was run and the four requirements per family; MLE,
+MAP and the posterior on little data with the prior sweep; every family ranked on the
+same held-out rows (:mod:`pyro_genmodels.demo_ranking`); for every density family, the
+comparison table, loss curves, density heat maps and samples against the data, and the
+ArviZ pictures of its posterior fits; for images, a VAE on digits; for text, n-grams next
+to a GRU on first names; GANs (:mod:`pyro_genmodels.demo_gan`), diffusion
+(:mod:`pyro_genmodels.demo_diffusion`) and score models (:mod:`pyro_genmodels.demo_score`).
+The saved fits go under ``DIR/fits/``.
+
+The pieces of work (:data:`TASKS`) are independent but for the ranking, which reads the
+saved ring fits: ``jobs`` worker processes take them longest first, each with
+``cpu_count // jobs`` torch threads, and each piece runs under seed 0 whichever process
+takes it, so no piece depends on what ran before it (the thread count can still move the
+last digits of a long fit).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
-import re
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import pandas as pd
 import torch
 
 from . import datasets, report
 from .base import Fit, GenerativeModel
-from ._figures import one_thread, png as _png, png_bytes as _png_bytes
+from ._figures import png as _png, png_bytes as _png_bytes
 from .compare import compare
-from .demo_diffusion import diffusion_section
-from .demo_score import score_section
+from .demo_diffusion import diffusion_part
+from .demo_gan import gan_part
+from .demo_ranking import ranking_part, ring
+from .demo_score import score_part
 from ._rng import seeded
 from .models import (PPCA, VAE, AutoregressiveModel, EnergyModel, Flow, Gaussian,
                      GaussianMixture, NGram)
@@ -57,9 +66,8 @@ def _gaussian_case(quick: bool) -> Case:
 
 
 def _flow_case(quick: bool) -> Case:
-    truth = datasets.toy("eight_gaussians")
+    x, heldout, truth = ring()  # the ranking's rows
     with seeded(0):
-        x, heldout = truth.sample((1000 if quick else 4000,)), truth.sample((1000,))
         model = Flow(2, transform="nsf")
     return model, x, heldout, truth
 
@@ -77,9 +85,8 @@ def _ppca_case(quick: bool) -> Case:
 
 
 def _energy_case(quick: bool) -> Case:
-    truth = datasets.toy("eight_gaussians")
+    x, heldout, truth = ring()  # the ranking's rows
     with seeded(0):
-        x, heldout = truth.sample((1000 if quick else 4000,)), truth.sample((1000,))
         # the default noise-conditional energy; the quick run a narrower one
         model = EnergyModel(2, hidden=(64, 64, 64)) if quick else EnergyModel(2)
     return model, x, heldout, truth
@@ -138,7 +145,7 @@ def _plot_png(x: torch.Tensor, fits: Dict[str, Fit], title: str) -> bytes:
     return _png_bytes(fig)
 
 
-def _digits_section(out: Path, quick: bool, progress: bool) -> str:
+def _vae_part(out: Path, quick: bool, progress: bool) -> report.Part:
     """Images: a VAE (Bernoulli decoder, amortized encoder) on binarized digits, its
     held-out IWAE estimate and ELBO next to a factorized Bernoulli, samples and
     reconstructions."""
@@ -164,7 +171,7 @@ def _digits_section(out: Path, quick: bool, progress: bool) -> str:
     fig = datasets.digits_figure(samples, test[:20], fit.reconstruct(test[:20]),
                                  title="VAE samples (decoded means)")
     png = _png(fig)
-    return (f"<h2>VAE (digits)</h2><p>{train.shape[0]} binarized 8x8 digits, "
+    body = (f"<p>{train.shape[0]} binarized 8x8 digits, "
             f"{test.shape[0]} held out; latent 8, one hidden layer of 128, "
             f"{seconds:.3g} s of training. log p(x) is an importance-weighted estimate "
             f"(log_prob_kind = {fit.log_prob_kind!r}).</p><table><tr><th>held-out nats per "
@@ -172,9 +179,14 @@ def _digits_section(out: Path, quick: bool, progress: bool) -> str:
             f"Bernoulli</th></tr><tr><th>mean</th><td>{iwae:.3f}</td><td>{elbo:.3f}</td>"
             f"<td>{base:.3f}</td></tr></table><img alt='VAE samples and reconstructions' "
             f"src='data:image/png;base64,{png}'/>")
+    need = {"data": "digits (64 binarized pixels)",
+            **report.requirements(model, {"mle": fit}),
+            "held-out log p": f"{iwae:.4g} ({fit.log_prob_kind}, IWAE; ELBO {elbo:.4g})"}
+    return report.Part(report.Section("vae-digits", "VAE (digits)", body), {"VAE": need},
+                       [f"VAE: mle on {train.shape[0]} x 64 binarized digits"])
 
 
-def _names_section(out: Path, quick: bool, progress: bool) -> str:
+def _names_part(out: Path, quick: bool, progress: bool) -> report.Part:
     """Text: add-one n-grams (closed-form MAP) next to a GRU (MAP = weight decay) on the
     shipped first names, by held-out nats per character, and names each one generates."""
     names = datasets.load_names()
@@ -192,130 +204,36 @@ def _names_section(out: Path, quick: bool, progress: bool) -> str:
         fits[name] = model.fit(train, method="map", seed=0, progress=progress, **opts)
         times[name] = time.perf_counter() - t0
         fits[name].save(out / "fits" / f"names-{name}")
-    rows = []
+    rows, per_name = [], {}
     for name, fit in fits.items():
-        nll = -fit.log_prob(test).sum().item() / chars
+        lp = fit.log_prob(test)
+        per_name[name] = float(lp.mean())
+        nll = -lp.sum().item() / chars
         plain = ", ".join(cast(List[str], fit.sample(8, seed=0)))  # a text model's strings
         prompted = ", ".join(cast(List[str], fit.sample(8, prefix="ma", seed=0)))
         rows.append(f"<tr><th>{name}</th><td>{times[name]:.3g}</td><td>{nll:.4f}</td>"
                     f"<td style='text-align:left'>{html.escape(plain)}</td>"
                     f"<td style='text-align:left'>{html.escape(prompted)}</td></tr>")
-    return (f"<h2>NGram and AutoregressiveModel (names)</h2><p>{len(train)} training names, "
+    body = (f"<p>{len(train)} training names, "
             f"{len(test)} held out; p(x) = prod_i p(x_i | x_&lt;i), exact. n-grams: "
             f"Dirichlet(2) MAP = add-one smoothing; GRU: MAP with a N(0, 0.3^2) weight "
             f"prior.</p><table><tr><th>model</th><th>fit_seconds</th>"
             f"<th>heldout nats/char</th><th>samples</th><th>samples after 'ma'</th></tr>"
             f"{''.join(rows)}</table>" + report.loss_curves(fits, "names"))
+    needs = {}
+    for family, labels in (("NGram", ("bigram", "trigram")), ("AutoregressiveModel", ("gru",))):
+        best = max(labels, key=lambda n: per_name[n])
+        needs[family] = {"data": "first names (log p per name)",
+                         **report.requirements(models[best], {"map": fits[best]}),
+                         "held-out log p": f"{per_name[best]:.4g} "
+                                           f"({fits[best].log_prob_kind}, {best})"}
+    title = "NGram and AutoregressiveModel (names)"
+    return report.Part(report.Section(report.slug(title), title, body), needs,
+                       [f"NGram: map (bigram, trigram); AutoregressiveModel: map (GRU) on "
+                        f"{len(train)} first names"])
 
 
-def _gan_section(out: Path, quick: bool, progress: bool) -> str:
-    """GANs (no density): samples on the ring and the grid against the data, mode
-    coverage per divergence on the ring, and a conditional GAN on digits whose draws a
-    classifier trained on the real digits labels. Runs on one thread: the networks are
-    small (batch 256, width 128), and on a busy 2-core machine two intra-op threads made
-    this section 186 s instead of 22 s (measured)."""
-    with one_thread():
-        return _gan_section_body(out, quick, progress)
-
-
-def _gan_section_body(out: Path, quick: bool, progress: bool) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.linear_model import LogisticRegression
-
-    from . import metrics
-    from .models import GAN
-
-    budget = {"num_steps": 200} if quick else {}  # full: the divergence's default
-    panels, rows, used = [], [], {}
-    for name, divergences in (("eight_gaussians", ("js", "gan", "wasserstein")),
-                              ("grid25", ("js",))):
-        truth = cast(Union[datasets.EightGaussians, datasets.Grid25], datasets.toy(name))
-        with seeded(0):
-            x = truth.sample((10000,))
-        for d in divergences:
-            with seeded(0):
-                model = GAN(2, divergence=d)
-            t0 = time.perf_counter()
-            fit = model.fit(x, method="adversarial", seed=0, progress=progress, **budget)
-            seconds = time.perf_counter() - t0
-            fit.save(out / "fits" / f"gan-{name}-{d}")
-            s = fit.sample(2500, seed=1)
-            cov = metrics.mode_coverage(s, truth.centers, truth.scale)
-            panels.append((f"{name}: {d}", x, s))
-            used[d] = fit.info["num_steps"]
-            rows.append(f"<tr><th>{name}</th><th>{d}</th><td>{cov.modes_covered} / "
-                        f"{cov.num_modes}</td><td>{100 * cov.high_quality:.1f}</td>"
-                        f"<td>{cov.reverse_kl:.3f}</td><td>{seconds:.3g}</td></tr>")
-    steps = ", ".join(f"{n} for {d}" for d, n in used.items())
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
-    for ax, (title, x, s) in zip(axes, panels):
-        xn, sn = x[:2500].cpu().numpy(), s.cpu().numpy()
-        ax.scatter(xn[:, 0], xn[:, 1], s=3, alpha=0.4, c="gray", label="data")
-        ax.scatter(sn[:, 0], sn[:, 1], s=3, alpha=0.5, c="tab:orange", label="samples")
-        lo, hi = xn.min(0) - 1, xn.max(0) + 1
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
-        ax.set_title(title)
-    axes[0].legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    scatter = _png(fig)
-
-    # conditional digits: pixels in [0, 1] unstandardized and a faster Adam, 97.6% in 800
-    # steps (the defaults need about 6000: rarely inked pixels standardize to outliers of
-    # tens of sd; 10% at 1000, 53% at 3000, 94% at 6000, seed 0; tests/test_gan.py runs
-    # them); examples/gan_toy.py --digits runs the same fit
-    x, y = datasets.load_digits()
-    x = x / 16
-    c = torch.nn.functional.one_hot(y, 10).to(x)
-    with seeded(0):
-        model = GAN(64, context_dim=10, standardize=False)
-    digit_steps = 800 if quick else 4000
-    t0 = time.perf_counter()
-    fit = model.fit(x, c=c, method="adversarial", seed=0, progress=progress, lr=1e-3,
-                    betas=(0.5, 0.9), num_steps=digit_steps)
-    seconds = time.perf_counter() - t0
-    fit.save(out / "fits" / "gan-digits")
-    asked = torch.arange(10).repeat_interleave(50)
-    s = fit.sample(500, c=torch.nn.functional.one_hot(asked, 10).to(x), seed=1).clamp(0, 1)
-    clf = LogisticRegression(max_iter=2000).fit(x.cpu().numpy(), y.cpu().numpy())
-    accuracy = float((torch.as_tensor(clf.predict(s.cpu().numpy())) == asked).float().mean())
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(datasets.digit_grid(s.reshape(10, 50, 64)[:, :10].reshape(-1, 64), 10).numpy(),
-              cmap="gray_r", vmin=0, vmax=1)
-    ax.set_title("conditional GAN: row k asks for digit k")
-    ax.axis("off")
-    fig.tight_layout()
-    digits_png = _png(fig)
-    return (f"<h2>GAN (samples only, no density)</h2><p>A generator x = G(z), z ~ N(0, I), "
-            f"fitted by the f-GAN game (or WGAN-GP for <code>wasserstein</code>) on 10000 "
-            f"points, default networks and options, generator steps: {steps}"
-            f"{' (a quick run: far from converged, expect dropped modes)' if quick else ''}"
-            f". A GAN has <b>no density</b>: its draws lie on the image of G, so "
-            f"<code>log_prob</code> raises and there is no likelihood to report; it is scored "
-            f"by its samples only. Mode coverage (VEEGAN / PacGAN): a draw is of high quality "
-            f"within 3 sd of its nearest centre, a mode is covered by at least one; reverse "
-            f"KL of the high-quality draws' mode histogram from uniform (0 is even, log K all "
-            f"in one mode), 2500 draws. <code>js</code> and <code>gan</code> differ by a "
-            f"constant in the game, so under one seed they train the same generator. Their "
-            f"defaults (20000 steps at lr 1e-3 with an R1 penalty on the critic) cover all "
-            f"25 modes of the grid on seeds 0-2 (docs/gan.md).</p><table><tr><th>data</th><th>divergence</th>"
-            f"<th>modes covered</th><th>high quality %</th><th>reverse KL</th>"
-            f"<th>fit_seconds</th></tr>{''.join(rows)}</table>"
-            f"<img alt='GAN samples vs data' src='data:image/png;base64,{scatter}'/>"
-            f"<h3>Conditional GAN on digits</h3><p>GAN(64, context_dim=10) on the "
-            f"{x.shape[0]} 8x8 digits (grey level / 16, <code>standardize=False</code>, "
-            f"Adam lr 1e-3, betas (0.5, 0.9), {digit_steps} steps, "
-            f"{seconds:.3g} s), given the one-hot label. Of 50 draws per label, "
-            f"<b>{100 * accuracy:.1f}%</b> are labelled as asked by a logistic regression "
-            f"trained on the real digits (chance: 10%); the classifier does not see a lack of "
-            f"variety within a label (mode collapse), the grid does.</p>"
-            f"<img alt='conditional GAN digits' src='data:image/png;base64,{digits_png}'/>")
-
-
-def _mle_map_posterior_section(quick: bool, progress: bool) -> str:
+def _mle_map_posterior_part(out: Path, quick: bool, progress: bool) -> report.Part:
     """MLE, MAP and the posterior on little data, where they differ: a Gaussian on 12
     points, the three estimates side by side, and the prior sweep (held-out
     log-likelihood against the prior scale, the MLE and the MAP marked)."""
@@ -351,7 +269,7 @@ def _mle_map_posterior_section(quick: bool, progress: bool) -> str:
     ax.plot([scale], [rows[f"map (s = {scale:g})"]["held-out log p"]], "r*", ms=12,
             label=f"the MAP above (s = {scale:g})")
     ax.legend(loc="best", fontsize=8)
-    return (f"<p>{x.shape[0]} training points of a correlated 2-D Gaussian, 1000 held out. "
+    body = (f"<p>{x.shape[0]} training points of a correlated 2-D Gaussian, 1000 held out. "
             f"MLE maximizes sum log p(x_i | phi) (= minimizes KL(p_data || p_phi)); MAP adds "
             f"log p(phi), and under a Gaussian prior N(0, s<sup>2</sup> I) on phi that is "
             f"exactly the L2 penalty ||phi||<sup>2</sup> / (2 s<sup>2</sup>); NUTS draws "
@@ -361,47 +279,80 @@ def _mle_map_posterior_section(quick: bool, progress: bool) -> str:
             + report.image(fig, "held-out log-likelihood of MAP fits against the prior "
                                 "scale, with the MLE as a dashed line and the MAP of the "
                                 "table as a star"))
+    title = "MLE, MAP and the posterior"
+    return report.Part(report.Section(report.slug(title), title, body), {},
+                       [f"Gaussian: mle, map and nuts on {x.shape[0]} x 2 rows, and map "
+                        f"at six prior scales"])
 
 
-def _ranking_section(made: Dict[str, Tuple[Dict[str, Fit], torch.Tensor]], quick: bool,
-                     progress: bool) -> str:
-    """Every density family on the same held-out data (the flow case's eight_gaussians):
-    the demo's flow and energy fits (those whose held-out rows are these), and a
-    Gaussian, an 8-component mixture and PPCA fitted by MLE on the same training rows,
-    ranked by held-out log-likelihood (with its kind), next to the true KL and the
-    sample-based scores."""
-    model, x, heldout, truth = _flow_case(quick)
-    fits: Dict[str, Fit] = {}
-    for name, (case_fits, case_heldout) in made.items():
-        if case_heldout.shape == heldout.shape and torch.equal(case_heldout, heldout):
-            lp = {m: float(f.log_prob(heldout).mean()) for m, f in case_fits.items()}
-            best = max(lp, key=lambda m: lp[m])
-            fits[f"{type(case_fits[best].model).__name__} ({best})"] = case_fits[best]
-    steps: Dict[str, Any] = {"num_steps": 300 if quick else 1000}
-    extra = {"Gaussian (mle)": (Gaussian(2), steps),
-             "GaussianMixture, 8 (mle)": (GaussianMixture(2, 8), {}),
-             "PPCA, 1 (mle)": (PPCA(2, 1), steps)}
-    for label, (m, opts) in extra.items():
-        fits[label] = m.fit(x, method="mle", seed=0, progress=progress, **opts)
-    table = compare(fits, heldout, truth=truth, loo=False)
-    table = table.sort_values("heldout_log_prob", ascending=False)
-    keep = [c for c in ("heldout_log_prob", "heldout_log_prob_se", "log_prob_kind", "true_kl",
-                        "true_kl_se", "mmd", "c2st", "num_params") if c in table]
-    return (f"<p>{x.shape[0]} training and {heldout.shape[0]} held-out points of "
-            f"eight_gaussians, the same for every row; ranked by held-out log p. A "
-            f"log-likelihood is comparable across rows only as its kind allows: "
-            f"<code>exact</code> is the density, <code>estimate</code> a consistent "
-            f"estimate of it. MMD and C2ST (0.5: indistinguishable) score the samples.</p>"
-            + report.table(report.compact(table[keep])))
 
 
-def _section_of(html_text: str) -> report.Section:
-    """A section written as ``<h2>title</h2>body`` as a :class:`report.Section`."""
-    match = re.match(r"\s*<h2>(.*?)</h2>", html_text, re.S)
-    if match is None:
-        return report.Section(report.slug(html_text[:40]), "section", html_text)
-    title = html.unescape(re.sub(r"<[^>]+>", "", match.group(1)))
-    return report.Section(report.slug(title), title, html_text[match.end():])
+#: what each case's rows are, for the requirements table
+_CASE_DATA = {"gaussian": "correlated 2-D Gaussian", "gaussian_mixture": "4 clusters, 2-D",
+              "ppca": "correlated 2-D Gaussian", "flow": "eight_gaussians",
+              "energy": "eight_gaussians"}
+
+
+def _case_part(name: str, out: Path, quick: bool, progress: bool) -> report.Part:
+    """A density family's section: every method it has (its budget for the run), the
+    comparison table on held-out rows, loss curves, density and samples, and the ArviZ
+    pictures of its posterior fits."""
+    model, x, heldout, truth = DEMO_CASES[name](quick)
+    fits, times = {}, {}
+    for method, budgets in {**_BUDGETS, **_CASE_BUDGETS.get(name, {})}.items():
+        budget = budgets[quick]
+        if method not in model.capabilities.methods or budget is None:
+            continue
+        t0 = time.perf_counter()
+        fits[method] = model.fit(x, method=method, seed=0, progress=progress, **budget)
+        times[method] = time.perf_counter() - t0
+        fits[method].save(out / "fits" / f"{name}-{method}")
+    table = compare(fits, heldout, truth=truth)
+    table.insert(1, "fit_seconds", [times[m] for m in table.index])
+    family = type(model).__name__
+    png = base64.b64encode(_plot_png(x, fits, name)).decode()
+    posterior = "".join(report.posterior_diagnostics(fits[m], name)
+                        for m in ("nuts", "hmc") if m in fits)
+    body = (f"<p>{x.shape[0]} training points, {heldout.shape[0]} held out; seed 0."
+            f"</p>{report.table(report.compact(table))}"
+            + report.loss_curves(fits, name)
+            + f"<img alt='{name}: the density of each fit as a heat map and its samples "
+              f"against the data' src='data:image/png;base64,{png}'/>"
+            + (f"<h3>The posterior (ArviZ)</h3>{posterior}" if posterior else ""))
+    need = {"data": _CASE_DATA.get(name, name), **report.requirements(model, fits, table)}
+    return report.Part(report.Section(report.slug(name), f"{family} ({name})", body),
+                       {family: need},
+                       [f"{family}: {', '.join(fits)} on {x.shape[0]} x {x.shape[1]} rows"])
+
+
+Task = Callable[[Path, bool, bool], report.Part]
+
+#: the demo's pieces of work, ``(out, quick, progress) -> Part``, in the order a free
+#: worker takes them (the first whose ``AFTER`` tasks are done): longest first, so the
+#: long ones overlap (full run, 2 workers of one thread:
+#: GAN 491 s, energy 490 s, score 135 s, diffusion 112 s, the ranking 56 s, the rest under
+#: 70 s each; 12 min 55 s in all, measured)
+TASKS: Dict[str, Task] = {
+    "gan": gan_part,
+    "energy": functools.partial(_case_part, "energy"),
+    "score": score_part,
+    "diffusion": diffusion_part,
+    "flow": functools.partial(_case_part, "flow"),  # before the shorter: the ranking reads it
+    "ranking": ranking_part,  # as soon as what it reads is done: a free worker takes it
+    "gaussian_mixture": functools.partial(_case_part, "gaussian_mixture"),
+    "mle_map_posterior": _mle_map_posterior_part,
+    "gaussian": functools.partial(_case_part, "gaussian"),
+    **{name: functools.partial(_case_part, name) for name in DEMO_CASES},  # new cases
+    "names": _names_part,
+    "vae": _vae_part,
+}
+
+#: the tasks a task reads the saved fits of (it starts when they are done)
+AFTER: Dict[str, Tuple[str, ...]] = {"ranking": ("flow", "energy", "diffusion", "score", "gan")}
+
+#: the page's order of sections (the tasks not named here follow in ``TASKS`` order)
+PAGE_ORDER = ("mle_map_posterior", "ranking", *DEMO_CASES, "vae", "names", "gan",
+              "diffusion", "score")
 
 
 def _say(progress: bool, text: str) -> None:
@@ -410,81 +361,130 @@ def _say(progress: bool, text: str) -> None:
         print(f"[demo] {text}", file=sys.stderr, flush=True)
 
 
-def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = True) -> Path:
-    """Run the demo and return the path of ``index.html``."""
+def _work(name: str, task: Task, out: str, quick: bool, progress: bool, bars: bool,
+          threads: Optional[int]) -> Tuple[str, report.Part]:
+    """Run one task under seed 0 (in a worker process, or in this one when ``jobs=1``);
+    ``task`` is pickled by reference, so it must be a module-level function or a
+    ``functools.partial`` of one."""
     import matplotlib
 
     matplotlib.use("Agg")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    _say(progress, f"{name} ...")
+    t0 = time.perf_counter()
+    with seeded(0):
+        part = task(Path(out), quick, bars)
+    _say(progress, f"{name} done in {time.perf_counter() - t0:.0f} s")
+    return name, part
+
+
+def _threads(jobs: int) -> int:
+    """Torch threads per worker process: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _run_tasks(out: Path, quick: bool, progress: bool, jobs: int) -> Dict[str, report.Part]:
+    """Every task, in ``jobs`` spawned worker processes (``cpu_count // jobs`` torch
+    threads each; progress bars off, their lines would interleave) or in this process."""
+    missing = {d for deps in AFTER.values() for d in deps} - set(TASKS)
+    if missing:
+        raise ValueError(f"AFTER names tasks that TASKS does not have: {sorted(missing)}")
+    parts: Dict[str, report.Part] = {}
+    pending = list(TASKS)
+    if jobs == 1:
+        while pending:  # in TASKS order, each once the tasks it reads are done
+            name = next((n for n in pending if all(d in parts for d in AFTER.get(n, ()))), "")
+            if not name:
+                raise ValueError(f"AFTER has a cycle among {pending}")
+            pending.remove(name)
+            parts[name] = _work(name, TASKS[name], str(out), quick, progress, progress,
+                                None)[1]
+        return parts
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    threads = _threads(jobs)
+    running: Dict[Future, str] = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            while pending or running:
+                while len(running) < jobs:  # a free worker takes the first ready task
+                    name = next((n for n in pending
+                                 if all(d in parts for d in AFTER.get(n, ()))), "")
+                    if not name:
+                        break
+                    pending.remove(name)
+                    running[pool.submit(_work, name, TASKS[name], str(out), quick, progress,
+                                        False, threads)] = name
+                if not running:
+                    raise ValueError(f"AFTER has a cycle among {pending}")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    del running[future]
+                    name, part = future.result()
+                    parts[name] = part
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return parts
+
+
+def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = True,
+        jobs: Optional[int] = None) -> Path:
+    """Run the demo and return the path of ``index.html``.
+
+    Args:
+        out: the report's directory (created; the fits go under ``out/fits``).
+        quick: small budgets (about a minute on 2 cores) instead of the full ones.
+        progress: a line per piece of work on stderr (and progress bars when ``jobs=1``).
+        jobs: worker processes; ``None`` is one per CPU core, ``1`` runs every piece in
+            this process, one after another.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int (worker processes), got {jobs!r}")
+    jobs = min(jobs, len(TASKS))
     started = time.perf_counter()
     out = Path(out)
     (out / "fits").mkdir(parents=True, exist_ok=True)
-    sections: List[report.Section] = []
+    parts = _run_tasks(out, quick, progress, jobs)
+    order = [*PAGE_ORDER, *(n for n in TASKS if n not in PAGE_ORDER)]
     needs: Dict[str, Dict[str, str]] = {}
     runs: List[str] = []
-    made: Dict[str, Tuple[Dict[str, Fit], torch.Tensor]] = {}
-    for name, case in DEMO_CASES.items():
-        _say(progress, f"{name} ...")
-        t_case = time.perf_counter()
-        model, x, heldout, truth = case(quick)
-        fits, times = {}, {}
-        for method, budgets in {**_BUDGETS, **_CASE_BUDGETS.get(name, {})}.items():
-            budget = budgets[quick]
-            if method not in model.capabilities.methods or budget is None:
-                continue
-            t0 = time.perf_counter()
-            fits[method] = model.fit(x, method=method, seed=0, progress=progress, **budget)
-            times[method] = time.perf_counter() - t0
-            fits[method].save(out / "fits" / f"{name}-{method}")
-        made[name] = (fits, heldout)
-        table = compare(fits, heldout, truth=truth)
-        table.insert(1, "fit_seconds", [times[m] for m in table.index])
-        family = type(model).__name__
-        needs[family] = report.requirements(model, fits, table)
-        runs.append(f"{family}: {', '.join(fits)} on {x.shape[0]} x {x.shape[1]} rows")
-        png = base64.b64encode(_plot_png(x, fits, name)).decode()
-        posterior = "".join(report.posterior_diagnostics(fits[m], name)
-                            for m in ("nuts", "hmc") if m in fits)
-        body = (f"<p>{x.shape[0]} training points, {heldout.shape[0]} held out; seed 0."
-                f"</p>{report.table(report.compact(table))}"
-                + report.loss_curves(fits, name)
-                + f"<img alt='{name}: the density of each fit as a heat map and its samples "
-                  f"against the data' src='data:image/png;base64,{png}'/>"
-                + (f"<h3>The posterior (ArviZ)</h3>{posterior}" if posterior else ""))
-        sections.append(report.Section(report.slug(name), f"{family} ({name})", body))
-        _say(progress, f"{name} done in {time.perf_counter() - t_case:.0f} s")
-    _say(progress, "ranking ...")
-    title = "Every density family on the same held-out data"
-    sections.insert(0, report.Section(report.slug(title), title,
-                                      _ranking_section(made, quick, progress)))
-    _say(progress, "MLE, MAP and the posterior ...")
-    title = "MLE, MAP and the posterior"
-    sections.insert(0, report.Section(report.slug(title), title,
-                                      _mle_map_posterior_section(quick, progress)))
-    for label, section in (("vae", _digits_section), ("names", _names_section),
-                           ("gan", _gan_section), ("diffusion", diffusion_section),
-                           ("score", score_section)):
-        _say(progress, f"{label} ...")
-        t_case = time.perf_counter()
-        sections.append(_section_of(section(out, quick, progress)))
-        _say(progress, f"{label} done in {time.perf_counter() - t_case:.0f} s")
+    for name in order:
+        needs.update(parts[name].needs)
+        runs.extend(parts[name].runs)
     from .registry import registry
 
-    for cls in registry().values():  # families the sections above report in their own way
+    for cls in registry().values():  # a family no task runs still gets its row
         if cls.__name__ not in needs:
             caps = cls.capabilities
-            needs[cls.__name__] = {"normalized": caps.log_prob, "samples by": caps.sampling,
+            needs[cls.__name__] = {"data": "not run by the demo", "normalized": caps.log_prob,
+                                   "samples by": caps.sampling,
                                    "trained by": ", ".join(caps.methods),
-                                   "held-out log p": "in its section"}
+                                   "held-out log p": "not run"}
     wall = time.perf_counter() - started
     top = report.header(
         what=f"A {'quick' if quick else 'full'} run of every registered family on built-in "
              f"data; every fit under seed 0, saved under fits/.",
-        rows=[("families and methods", "; ".join(runs) + "; and the sections below"),
-              *report.versions().items(), ("wall time", f"{wall:.0f} s")])
+        rows=[("families and methods", "; ".join(runs)),
+              ("worker processes", "none: one piece of work after another" if jobs == 1
+               else f"{jobs}, longest piece of work first, {_threads(jobs)} torch thread(s) "
+                    f"each"),
+              *((k, v) for k, v in report.versions().items()
+                if jobs == 1 or k != "torch threads"),  # this process's, not the workers'
+              ("wall time", f"{wall:.0f} s")])
     top += ("<h2 id='requirements'>The four requirements, per family</h2><p>How each family "
             "normalizes p(x), how it samples, how it was trained here, and its best held-out "
-            "log-likelihood with the kind of number it is: from <code>capabilities</code> "
-            "and the fits.</p>" + report.table(pd.DataFrame(needs).T.sort_index()))
+            "log-likelihood with the kind of number it is (on the data of its row): from "
+            "<code>capabilities</code> and the fits.</p>"
+            + report.table(pd.DataFrame(needs).T.sort_index()))
     index = out / "index.html"
-    index.write_text(report.page("pyro-genmodels demo", top, sections))
+    index.write_text(report.page("pyro-genmodels demo", top,
+                                 [parts[name].section for name in order]))
     return index

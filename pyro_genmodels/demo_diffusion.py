@@ -1,16 +1,16 @@
 """The demo's diffusion section: samples by each sampler on the ring, the bound next to
 the probability-flow likelihood and the truth, and conditional digits with classifier-free
-guidance (:func:`diffusion_section`, called by :func:`pyro_genmodels.demo.run`)."""
+guidance (:func:`diffusion_part`, run by :func:`pyro_genmodels.demo.run`)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Tuple, cast
 
 import torch
 
-from . import datasets
+from . import datasets, report
 from ._figures import one_thread, png as _png
 from ._rng import seeded
 
@@ -18,13 +18,22 @@ if TYPE_CHECKING:
     from .models.diffusion_fit import DiffusionFit
 
 
-def diffusion_section(out: Path, quick: bool, progress: bool) -> str:
-    """The section's HTML. One torch thread, as the GAN section (small networks)."""
+def diffusion_part(out: Path, quick: bool, progress: bool) -> report.Part:
+    """The section, its requirements row and its run line. One torch thread, as the GAN
+    section (small networks)."""
+    from .models import Diffusion
+
     with one_thread():
-        return _ring(out, quick, progress) + _digits(out, quick, progress)
+        ring, score = _ring(out, quick, progress)
+        body = ring + _digits(out, quick, progress)
+    return report.family_part(
+        Diffusion, "Diffusion (DDPM)", body, data="eight_gaussians, digits",
+        trained_by="mle", held_out=score, also_samples_by="DDIM, probability-flow ODE",
+        runs="Diffusion: mle on eight_gaussians, and conditional on digits")
 
 
-def _ring(out: Path, quick: bool, progress: bool) -> str:
+def _ring(out: Path, quick: bool, progress: bool) -> Tuple[str, str]:
+    """The ring's HTML, and its held-out score for the requirements table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +83,9 @@ def _ring(out: Path, quick: bool, progress: bool) -> str:
     axes[0].legend(loc="best", fontsize=8)
     fig.tight_layout()
     steps = budget.get("num_steps", Diffusion.engines["mle"].Options.num_steps)
-    return (f"<h2>Diffusion (DDPM)</h2><p><code>Diffusion(2)</code> (T = 1000, cosine "
+    score = (f"{bound:.4g} (bound, eight_gaussians); {float(flow.log_prob.mean()):.4g} "
+             f"(estimate, probability-flow ODE)")
+    return (f"<p><code>Diffusion(2)</code> (T = 1000, cosine "
             f"schedule, the preconditioned (256, 256, 256) noise predictor) fitted by "
             f"<code>mle</code> on {x.shape[0]} points of eight_gaussians, {steps} steps "
             f"of the epsilon MSE ({seconds:.3g} s"
@@ -93,7 +104,7 @@ def _ring(out: Path, quick: bool, progress: bool) -> str:
             f"</code>, kind <i>estimate</i>, {flow.trace} divergence, {flow.nfe} function "
             f"evaluations): <b>{float(flow.log_prob.mean()):.3f}</b>; the true density: "
             f"<b>{true_ll:.3f}</b>. The bound is below by construction; the fixed reverse "
-            f"variances cost most of its gap (docs/diffusion.md).</p>")
+            f"variances cost most of its gap (docs/diffusion.md).</p>"), score
 
 
 def _digits(out: Path, quick: bool, progress: bool) -> str:
@@ -148,4 +159,4 @@ def _digits(out: Path, quick: bool, progress: bool) -> str:
             f"{_png(fig)}'/>")
 
 
-__all__ = ["diffusion_section"]
+__all__ = ["diffusion_part"]

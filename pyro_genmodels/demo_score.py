@@ -1,17 +1,17 @@
 """The demo's score-model section: the learned score field as arrows over the true
 density, samples by each sampler (plain Langevin next to annealed Langevin), and the ODE
-likelihood against the truth (:func:`score_section`, called by
+likelihood against the truth (:func:`score_part`, run by
 :func:`pyro_genmodels.demo.run`)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, cast
+from typing import TYPE_CHECKING, Any, Dict, Tuple, cast
 
 import torch
 
-from . import datasets
+from . import datasets, report
 from ._figures import one_thread, png as _png
 from ._rng import seeded
 
@@ -19,13 +19,22 @@ if TYPE_CHECKING:
     from .models.score_fit import ScoreFit
 
 
-def score_section(out: Path, quick: bool, progress: bool) -> str:
-    """The section's HTML. One torch thread, as the GAN and diffusion sections."""
+def score_part(out: Path, quick: bool, progress: bool) -> report.Part:
+    """The section, its requirements row and its run line. One torch thread, as the GAN
+    and diffusion sections."""
+    from .models import ScoreModel
+
     with one_thread():
-        return _body(out, quick, progress)
+        body, score = _body(out, quick, progress)
+    return report.family_part(
+        ScoreModel, "ScoreModel (NCSN / VE SDE)", body, data="eight_gaussians",
+        trained_by="dsm", held_out=score,
+        also_samples_by="Langevin, ODE, predictor-corrector",
+        runs="ScoreModel: dsm on eight_gaussians")
 
 
-def _body(out: Path, quick: bool, progress: bool) -> str:
+def _body(out: Path, quick: bool, progress: bool) -> Tuple[str, str]:
+    """The section's HTML, and its held-out score for the requirements table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +96,8 @@ def _body(out: Path, quick: bool, progress: bool) -> str:
         ax.set_ylim(-3.2, 3.2)
     fig.tight_layout()
     steps = budget.get("num_steps", ScoreModel.engines["dsm"].Options.num_steps)
-    return (f"<h2>ScoreModel (NCSN / VE SDE)</h2><p><code>ScoreModel(2)</code>: a "
+    score = f"{float(flow.log_prob.mean()):.4g} (estimate, probability-flow ODE)"
+    return (f"<p><code>ScoreModel(2)</code>: a "
             f"noise-conditional score network over 10 levels from the largest pairwise "
             f"distance ({fit.info['sigmas'][0]:.2f} standardized units) down to 0.01, "
             f"trained by denoising score matching ({steps} steps, {seconds:.3g} s"
@@ -102,7 +112,7 @@ def _body(out: Path, quick: bool, progress: bool) -> str:
             f"rows through the probability-flow ODE (kind <i>estimate</i>, {flow.nfe} "
             f"function evaluations): <b>{float(flow.log_prob.mean()):.3f}</b>; the true "
             f"density: <b>{true_ll:.3f}</b> (the model's is the data's blurred at sigma "
-            f"0.01).</p>")
+            f"0.01).</p>"), score
 
 
-__all__ = ["score_section"]
+__all__ = ["score_part"]

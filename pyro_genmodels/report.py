@@ -64,6 +64,28 @@ class Section(NamedTuple):
     body: str
 
 
+class Part(NamedTuple):
+    """What one piece of work adds to a page: its :class:`Section`, its rows of the
+    requirements table (``{family: {column: text}}``) and lines saying what was run (the
+    header's 'families and methods'). Plain strings, so a part made in a worker process
+    crosses back by pickling."""
+
+    section: Section
+    needs: Dict[str, Dict[str, str]]
+    runs: List[str]
+
+
+def family_part(cls: "type[GenerativeModel]", title: str, body: str, *, data: str, trained_by: str,
+                held_out: str, runs: str, also_samples_by: str = "") -> Part:
+    """The :class:`Part` of a section about one family (class ``cls``): its requirements
+    row from ``cls.capabilities`` and what the section measured, and its run line."""
+    caps = cls.capabilities
+    sampling = f"{caps.sampling} (also {also_samples_by})" if also_samples_by else caps.sampling
+    need = {"data": data, "normalized": caps.log_prob, "samples by": sampling,
+            "trained by": trained_by, "held-out log p": held_out}
+    return Part(Section(slug(title), title, body), {cls.__name__: need}, [runs])
+
+
 def slug(text: str) -> str:
     """An HTML id from a title: lower case, runs of other characters as ``-``."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
@@ -126,7 +148,7 @@ def compact(comparison: pd.DataFrame) -> pd.DataFrame:
     if "heldout_log_prob" in df:
         kinds = df["log_prob_kind"] if "log_prob_kind" in df else pd.Series("", index=df.index)
         df.insert(0, "held-out log p (kind)",
-                  [f"{'none' if pd.isna(v) else v} ({k})"
+                  ["no density" if k == "none" else f"{'none' if pd.isna(v) else v} ({k})"
                    for v, k in zip(df["heldout_log_prob"], kinds)])
         df = df.drop(columns=[c for c in ("heldout_log_prob", "log_prob_kind") if c in df])
     keep = [c for c in df.columns if not df[c].isna().all()]
@@ -340,6 +362,6 @@ def _train_log_prob(fit: Fit) -> float:
     return float(fit.log_prob(fit.data, c=fit.context).mean())
 
 
-__all__ = ["CSS", "ESS_MIN", "PARETO_K_MAX", "RHAT_MAX", "SHORT_NAMES", "Section", "compact", "header",
-           "from_runs", "image", "loss_curves", "page", "posterior_diagnostics", "requirements", "slug",
+__all__ = ["CSS", "ESS_MIN", "PARETO_K_MAX", "Part", "RHAT_MAX", "SHORT_NAMES", "Section", "compact",
+           "family_part", "header", "from_runs", "image", "loss_curves", "page", "posterior_diagnostics", "requirements", "slug",
            "table", "versions"]

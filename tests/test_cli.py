@@ -1,5 +1,6 @@
 """The pyro-genmodels command, through main() and as a real console script."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,23 @@ def test_demo_quick_writes_the_report(tmp_path):
     assert "NGram and AutoregressiveModel (names)" in page and "samples after" in page
     assert "VAE (digits)" in page and (out / "fits" / "vae-mle" / "fit.json").is_file()
     assert (out / "fits" / "names-gru" / "fit.json").is_file()
+    # the requirements table: a row per family, each with a held-out score of its own
+    top = page[page.index("id='requirements'"):page.index("<section")]
+    for cls in pgm.registry().values():
+        row = top[top.index(f"<th class='text'>{cls.__name__}</th>"):]
+        row = row[:row.index("</tr>")]
+        assert "not run" not in row and "in its section" not in row, row
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        assert len(cells) == 5 and all(cells), row
+    # the ranking: every family that scores 2-D rows, the GAN by its samples only
+    ranking = next(s for s in parsed.sections.values()
+                   if s["title"] == "Every family on the same held-out data")
+    html = page[page.index("id='every-family-on-the-same-held-out-data'"):]
+    html = html[:html.index("</section>")]
+    for family in ("Flow", "EnergyModel", "Diffusion", "ScoreModel", "GAN (adversarial",
+                   "Gaussian (mle)", "GaussianMixture", "PPCA", "VAE"):
+        assert f"<th class='text'>{family}" in html, family
+    assert ranking["tables"] and "(bound)" in html and "no density" in html
 
 
 def test_fit_with_early_stopping_and_checkpoints_from_the_command_line(tmp_path, capsys):

@@ -142,3 +142,37 @@ def test_bits_per_dim_column_and_a_condition_for_the_conditional_fits_only():
     assert table.loc["ode", "heldout_log_prob"] == pytest.approx(
         float(plain_fit.probability_flow(rows[100:]).log_prob.mean()), rel=1e-9)
     assert plain_fit.log_prob_kind == "bound"  # using() returned another view
+
+
+class CountingFit(pgm.Fit):
+    """A Gaussian fit whose log_prob adds fresh noise on every call (an estimate such as a
+    VAE's IWAE) and counts the calls."""
+
+    calls = 0
+
+    def log_prob(self, x, *, c=None):
+        type(self).calls += 1
+        lp = super().log_prob(x, c=c)
+        return lp + 0.1 * torch.randn(lp.shape, dtype=lp.dtype)
+
+
+def test_one_heldout_evaluation_serves_true_kl_and_train_false_skips_the_training_rows():
+    x, truth = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)
+    heldout, _ = pgm.datasets.correlated_gaussian(300, dim=2, seed=1)
+    fit = pgm.Gaussian(2).fit(x, method="mle", seed=0, progress=False, num_steps=200)
+    noisy = copy.copy(fit)
+    noisy.__class__ = CountingFit
+    CountingFit.calls = 0
+    table = pgm.compare({"noisy": noisy}, heldout, truth=truth, samples=False, train=False)
+    assert CountingFit.calls == 1  # held-out columns and true_kl from the same draws
+    row = table.loc["noisy"]
+    # so the identity true_kl = mean log p_data - mean log p_fit holds to rounding
+    assert row["true_kl"] == pytest.approx(
+        float(truth.log_prob(heldout.double()).mean()) - row["heldout_log_prob"], abs=1e-5)  # float32 means; a second
+    # evaluation would differ by about 0.1 / sqrt(300) = 0.006
+    for column in ("train_log_prob", "aic", "bic"):
+        assert math.isnan(row[column])
+    full = pgm.compare({"fit": fit}, heldout, truth=truth, samples=False)
+    assert full.loc["fit", "train_log_prob"] == pytest.approx(
+        float(fit.log_prob(x).mean()), rel=1e-6)
+    assert not math.isnan(full.loc["fit", "aic"])

@@ -21,7 +21,7 @@ def test_compact_drops_all_nan_columns_and_shows_each_kind():
     out = report.compact(table)
     assert list(out.columns) == ["held-out log p (kind)", "method", "mmd"]
     assert out.loc["a", "held-out log p (kind)"] == "-2.5 ± 0.01 (exact)"
-    assert out.loc["b", "held-out log p (kind)"] == "none (none)"
+    assert out.loc["b", "held-out log p (kind)"] == "no density"
 
 
 def test_page_leaves_out_empty_sections_and_links_every_other():

@@ -5,7 +5,7 @@
 ['autoregressive', 'diffusion', 'energy', 'flow', 'gan', 'gaussian', 'gaussian_mixture', 'ngram', 'ppca', 'score', 'vae']
 """
 
-from . import datasets, divergences, mc, metrics
+from . import datasets, diagnostics, divergences, mc, metrics
 from ._version import __version__
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
@@ -17,5 +17,5 @@ __all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Capabilities", "Diffusi
            "EnergyModel", "Fit",
            "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "LoadError",
            "NGram",
-           "__version__", "compare", "datasets", "divergences", "load", "mc", "metrics",
+           "__version__", "compare", "datasets", "diagnostics", "divergences", "load", "mc", "metrics",
            "prior_sweep", "registry", "ScoreModel"]

@@ -1,0 +1,207 @@
+"""Posterior sampling speed (#20): the facade's ESS per second over a baseline's, run in
+the same process on the same data.
+
+    python benchmarks/bench_posterior.py [--chains 4] [--warmup 500] [--draws 1000]
+                                         [--repeats 3] [--threads 2]
+
+Two posteriors:
+
+- ``gaussian``: the facade's ``Gaussian(3)`` on 500 rows (loc ~ N(0, 10^2), scale ~
+  HalfNormal(10), correlation ~ LKJ(1)), by ``fit(method="nuts")``;
+- ``logistic``: a Bayesian logistic regression, 10 weights with N(0, 1) priors, 1000 rows,
+  by ``EnergyModel.from_log_density(...).sample_chains(sampler="nuts")``.
+
+ESS is the minimum bulk ESS (``az.ess``) over the parameters (loc and scale; the
+weights), ESS/s divides it by the wall time of the whole call (warmup, draws, any
+compilation). The baseline is NumPyro's NUTS (``chain_method="vectorized"``) when NumPyro
+is installed (an optional extra, never a dependency): its first run in the process
+(compilation included) is reported apart from the warm ones, and the ratio is against the
+warm median. Without NumPyro it is stock ``pyro.infer.MCMC(NUTS)`` on the same model, one
+chain after another. Each run prints its figures; the median of ``--repeats`` runs, with
+the spread, is reported, and the last line is the ratio facade / baseline for both
+models. The torch thread count is fixed (``--threads``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List, Tuple
+
+import arviz as az
+import numpy as np
+import torch
+
+import pyro_genmodels as pgm
+
+
+def _data() -> Dict[str, np.ndarray]:
+    x, _ = pgm.datasets.correlated_gaussian(500, dim=3, seed=0)
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(1000, 10, generator=g, dtype=torch.float64)
+    w = torch.randn(10, generator=g, dtype=torch.float64)
+    labels = torch.bernoulli(torch.sigmoid(features @ w), generator=g)
+    return {"x": x.double().numpy(), "features": features.numpy(), "labels": labels.numpy()}
+
+
+def _min_ess(draws: Dict[str, np.ndarray]) -> float:
+    """Minimum bulk ESS over every component; ``draws``: ``{name: (chain, draw, ...)}``."""
+    ess = az.ess(az.from_dict(posterior=draws))
+    return float(min(float(ess[k].min()) for k in draws))
+
+
+# ------------------------------------------------------------------ the facade
+def facade_gaussian(data, chains: int, warmup: int, draws: int, seed: int) -> float:
+    fit = pgm.Gaussian(3).fit(torch.as_tensor(data["x"]).float(), method="nuts", seed=seed,
+                              progress=False, num_samples=draws, warmup_steps=warmup,
+                              num_chains=chains)
+    assert fit.posterior is not None
+    return _min_ess({k: fit.posterior[k].numpy() for k in ("loc", "scale")})
+
+
+def _logistic_log_density(data) -> Callable[[torch.Tensor], torch.Tensor]:
+    a = torch.as_tensor(data["features"]).float()
+    y = torch.as_tensor(data["labels"]).float()
+
+    def log_density(w: torch.Tensor) -> torch.Tensor:  # (B, 10) -> (B,)
+        logits = w @ a.T
+        lik = -torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, y.expand_as(logits), reduction="none").sum(-1)
+        return lik - 0.5 * w.pow(2).sum(-1)
+    return log_density
+
+
+def facade_logistic(data, chains: int, warmup: int, draws: int, seed: int) -> float:
+    model = pgm.EnergyModel.from_log_density(_logistic_log_density(data), 10)
+    res = model.sample_chains(chains * draws, sampler="nuts", num_chains=chains,
+                              warmup_steps=warmup, seed=seed)
+    return _min_ess({"w": res.samples.numpy()})
+
+
+# ------------------------------------------------------------------ baselines
+def _numpyro_runs():
+    """NumPyro's models and a runner, or ``None`` when NumPyro is not installed."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as nd
+        from numpyro.infer import MCMC, NUTS
+    except ImportError:
+        return None
+    numpyro.set_host_device_count(1)
+
+    def gaussian(x):
+        loc = numpyro.sample("loc", nd.Normal(jnp.zeros(3), 10.0).to_event(1))
+        scale = numpyro.sample("scale", nd.HalfNormal(jnp.full(3, 10.0)).to_event(1))
+        corr = numpyro.sample("corr_cholesky", nd.LKJCholesky(3, 1.0))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("x", nd.MultivariateNormal(loc, scale_tril=scale[:, None] * corr),
+                           obs=x)
+
+    def logistic(features, labels):
+        w = numpyro.sample("w", nd.Normal(jnp.zeros(10), 1.0).to_event(1))
+        with numpyro.plate("data", features.shape[0]):
+            numpyro.sample("y", nd.Bernoulli(logits=features @ w), obs=labels)
+
+    made: Dict[str, Tuple[MCMC, tuple]] = {}
+
+    def run(name, data, chains, warmup, draws, seed):
+        if name not in made:  # one MCMC object and the same arrays per model: later runs
+            # are warm (compiled); new arrays in a vectorized rerun fail inside NumPyro 0.22
+            mcmc = MCMC(NUTS(gaussian if name == "gaussian" else logistic),
+                        num_warmup=warmup, num_samples=draws, num_chains=chains,
+                        progress_bar=False,
+                        chain_method="vectorized" if chains > 1 else "sequential")
+            made[name] = mcmc, ((jnp.asarray(data["x"], dtype=jnp.float32),)
+                                if name == "gaussian" else
+                                (jnp.asarray(data["features"], dtype=jnp.float32),
+                                 jnp.asarray(data["labels"], dtype=jnp.float32)))
+        mcmc, args = made[name]
+        mcmc.run(jax.random.PRNGKey(seed), *args)
+        samples = mcmc.get_samples(group_by_chain=True)
+        keys = ("loc", "scale") if name == "gaussian" else ("w",)
+        return _min_ess({k: np.asarray(samples[k]) for k in keys})
+    return run
+
+
+def _pyro_run(name, data, chains, warmup, draws, seed) -> float:
+    """Stock ``pyro.infer.MCMC(NUTS)``, one chain after another, on the same model."""
+    import pyro
+    from pyro.infer import MCMC, NUTS
+
+    out: Dict[str, List[np.ndarray]] = {}
+    for chain in range(chains):
+        pyro.set_rng_seed(seed + chain)
+        if name == "gaussian":
+            model = pgm.Gaussian(3)
+            kernel = NUTS(model.model, jit_compile=True, ignore_jit_warnings=True)
+            args: Tuple = (torch.as_tensor(data["x"]).float(),)
+            keys: Tuple[str, ...] = ("loc", "scale")
+        else:
+            f = _logistic_log_density(data)
+            kernel = NUTS(potential_fn=lambda p: -f(p["w"][None])[0])
+            args, keys = (), ("w",)
+        init = None if name == "gaussian" else {"w": torch.zeros(10)}
+        mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, disable_progbar=True,
+                    initial_params=init)
+        mcmc.run(*args)
+        for k in keys:
+            out.setdefault(k, []).append(mcmc.get_samples()[k].numpy())
+    return _min_ess({k: np.stack(v) for k, v in out.items()})
+
+
+# ------------------------------------------------------------------ the benchmark
+def _timed(fn, *args) -> Tuple[float, float]:
+    t0 = time.perf_counter()
+    ess = fn(*args)
+    seconds = time.perf_counter() - t0
+    return ess / seconds, seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--models", default="gaussian,logistic")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    data = _data()
+    numpyro_run = _numpyro_runs()
+    baseline_name = "NumPyro NUTS (vectorized chains)" if numpyro_run else "stock Pyro NUTS"
+    baseline = numpyro_run or _pyro_run
+    facades = {"gaussian": facade_gaussian, "logistic": facade_logistic}
+    print(f"{args.chains} chains, {args.warmup} warmup + {args.draws} draws each, "
+          f"{args.threads} torch threads; baseline: {baseline_name}")
+    ratios = {}
+    for name in args.models.split(","):
+        run_args = (data, args.chains, args.warmup, args.draws)
+        if numpyro_run:
+            first, s = _timed(baseline, name, *run_args, 100)
+            print(f"{name}: baseline first run (compilation included) {first:.1f} ESS/s "
+                  f"in {s:.1f} s")
+        f_rates, b_rates = [], []
+        for r in range(args.repeats):  # alternating, so drifting load hits both
+            for who in ((0, 1) if r % 2 == 0 else (1, 0)):
+                if who == 0:
+                    rate, s = _timed(facades[name], *run_args, r)
+                    f_rates.append(rate)
+                else:
+                    rate, s = _timed(baseline, name, *run_args, r)
+                    b_rates.append(rate)
+                print(f"{name} run {r}: {'facade' if who == 0 else 'baseline'} "
+                      f"{rate:.1f} ESS/s in {s:.1f} s", flush=True)
+        fm, bm = statistics.median(f_rates), statistics.median(b_rates)
+        ratios[name] = fm / bm
+        print(f"{name}: facade median {fm:.1f} ESS/s ({min(f_rates):.1f}-{max(f_rates):.1f}), "
+              f"baseline median {bm:.1f} ({min(b_rates):.1f}-{max(b_rates):.1f})")
+    print("ratio facade / baseline ESS/s: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+
+
+if __name__ == "__main__":
+    main()

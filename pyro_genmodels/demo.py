@@ -212,8 +212,8 @@ def _names_part(out: Path, quick: bool, progress: bool) -> report.Part:
         plain = ", ".join(cast(List[str], fit.sample(8, seed=0)))  # a text model's strings
         prompted = ", ".join(cast(List[str], fit.sample(8, prefix="ma", seed=0)))
         rows.append(f"<tr><th>{name}</th><td>{times[name]:.3g}</td><td>{nll:.4f}</td>"
-                    f"<td style='text-align:left'>{html.escape(plain)}</td>"
-                    f"<td style='text-align:left'>{html.escape(prompted)}</td></tr>")
+                    f"<td class='text'>{html.escape(plain)}</td>"
+                    f"<td class='text'>{html.escape(prompted)}</td></tr>")
     body = (f"<p>{len(train)} training names, "
             f"{len(test)} held out; p(x) = prod_i p(x_i | x_&lt;i), exact. n-grams: "
             f"Dirichlet(2) MAP = add-one smoothing; GRU: MAP with a N(0, 0.3^2) weight "

@@ -108,12 +108,43 @@ def image(fig: Any, alt: str) -> str:
     return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{png(fig)}'/>"
 
 
+#: the widest table (estimated pixels at the page's font) shown as it comes; a wider one
+#: is shown transposed when that is narrower (the page's column is 1148 px wide)
+MAX_TABLE_PX = 1100
+
+
+def _cell_text(value: Any, digits: int) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.{digits}g}"
+    return str(value)
+
+
+def table_width(df: pd.DataFrame, digits: int = 4) -> int:
+    """An estimate of the rendered width of :func:`table` ``(df)`` in pixels: 8 px per
+    character of the widest cell of each column (text cells wrap at about 24), plus 14 px
+    of padding and border per column."""
+    def chars(values: Iterable[Any]) -> int:
+        widths = [len(_cell_text(v, digits)) if isinstance(v, (int, float)) or "±" in str(v)
+                  else min(len(str(v)), 24) for v in values]
+        return max(widths, default=0)
+
+    label = chars(df.index)
+    cols = [max(len(str(c)), chars(df[c])) for c in df.columns]
+    return 8 * (label + sum(cols)) + 14 * (len(cols) + 1)
+
+
 def table(df: pd.DataFrame, *, marks: Optional[pd.DataFrame] = None, digits: int = 4) -> str:
-    """``df`` as an HTML table; cells where ``marks`` is True get the class ``bad``."""
+    """``df`` as an HTML table; cells where ``marks`` is True get the class ``bad``. A
+    table wider than :data:`MAX_TABLE_PX` (:func:`table_width`) is shown transposed, its
+    rows as columns, when that is narrower: the page never scrolls sideways, nor do its
+    tables."""
+    if table_width(df, digits) > MAX_TABLE_PX and table_width(df.T, digits) < \
+            table_width(df, digits):
+        df = df.T
+        marks = None if marks is None else marks.T
+
     def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.{digits}g}"
-        return html.escape(str(value))
+        return html.escape(_cell_text(value, digits))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
@@ -362,6 +393,6 @@ def _train_log_prob(fit: Fit) -> float:
     return float(fit.log_prob(fit.data, c=fit.context).mean())
 
 
-__all__ = ["CSS", "ESS_MIN", "PARETO_K_MAX", "Part", "RHAT_MAX", "SHORT_NAMES", "Section", "compact",
+__all__ = ["CSS", "ESS_MIN", "MAX_TABLE_PX", "PARETO_K_MAX", "Part", "RHAT_MAX", "SHORT_NAMES", "Section", "compact",
            "family_part", "header", "from_runs", "image", "loss_curves", "page", "posterior_diagnostics", "requirements", "slug",
-           "table", "versions"]
+           "table", "table_width", "versions"]

@@ -140,6 +140,11 @@ def test_constructor_validation():
         pgm.Flow(2, hidden=())
     with pytest.raises(TypeError, match="zuko"):
         pgm.Flow(2, bogus=3)
+    # the options are saved with the fit as JSON: refused at once, not when saving
+    # (the CLI fuzzer's --arg bogus=1j trained, then failed to save)
+    for value in (1j, float("nan"), object()):
+        with pytest.raises(TypeError, match="saved with the fit as JSON: expected bogus"):
+            pgm.Flow(2, bogus=value)
     with pytest.raises(ValueError, match="method"):
         pgm.Flow(2).fit(torch.randn(10, 2), method="nuts", progress=False)
 

@@ -88,3 +88,23 @@ def test_report_refuses_what_it_cannot_read(tmp_path):
     with pytest.raises(ValueError, match="at least one run directory"):
         report.from_runs([], tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_table_too_wide_for_the_page_is_shown_transposed():
+    wide = pd.DataFrame({f"column {i}": [1.2345678, 2.5] for i in range(14)},
+                        index=["mle", "nuts"])
+    assert report.table_width(wide) > report.MAX_TABLE_PX
+    marks = pd.DataFrame(False, index=wide.index, columns=wide.columns)
+    marks.loc["nuts", "column 3"] = True
+    text = report.table(wide, marks=marks)
+    head = text[:text.index("</tr>")]
+    assert "<th>mle</th><th>nuts</th>" in head and "column 0" not in head  # fits as columns
+    rows = text.split("<tr>")[1:]
+    row3 = next(r for r in rows if ">column 3<" in r)
+    assert "<td>1.235</td><td class='bad'>2.5</td>" in row3  # the mark moved with its cell
+    narrow = wide.iloc[:, :3]
+    assert report.table_width(narrow) <= report.MAX_TABLE_PX
+    assert "<th>column 0</th>" in report.table(narrow)  # as it comes
+    # a long text cell wraps (it is not counted at full length)
+    prose = pd.DataFrame({"note": ["word " * 200]}, index=["a"])
+    assert report.table_width(prose) < 400

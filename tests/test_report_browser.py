@@ -1,5 +1,5 @@
 """The demo's page in a real browser: headless Chromium loads it at 1280 px, every image
-loads, nothing overflows the page horizontally, every registered family has a section
+loads, nothing overflows the page horizontally (nor any table its box), every registered family has a section
 with a picture and a table; a full-page screenshot is saved next to the report.
 
 Chromium comes from the system's package manager (``.ci/run`` installs it when absent);
@@ -24,6 +24,10 @@ window.addEventListener('load', () => {
              scrollWidth: document.documentElement.scrollWidth,
              height: document.documentElement.scrollHeight, images: imgs.length,
              broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
+             wide: [...document.querySelectorAll('table')]
+               .filter(t => t.scrollWidth > t.clientWidth + 1)
+               .map(t => ((t.closest('section') || document.body).querySelector('h2') || {})
+                 .textContent + ': ' + t.rows[0].textContent.slice(0, 80)),
              sections: [...document.querySelectorAll('section')].map(s => ({
                title: (s.querySelector('h2') || {}).textContent || '',
                images: s.querySelectorAll('img').length,
@@ -72,6 +76,7 @@ def test_demo_page_in_headless_chromium(tmp_path):
     assert result["images"] > 10 and not result["broken"], result["broken"]
     assert result["scrollWidth"] <= result["innerWidth"], \
         f"the page scrolls sideways: {result['scrollWidth']} px wide at 1280"
+    assert not result["wide"], f"tables that scroll sideways in their box: {result['wide']}"
     for cls in pgm.registry().values():
         sections = [s for s in result["sections"] if cls.__name__ in s["title"]]
         assert sections, f"no section for {cls.__name__}"

@@ -25,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pyro
@@ -112,6 +113,13 @@ class Flow(GenerativeModel):
                                                                           "context_dim")
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         self.flow_options = dict(flow_options)
+        for key, value in self.flow_options.items():  # saved with the fit, as JSON
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise TypeError(f"Flow options are saved with the fit as JSON: expected "
+                                f"{key} to be a finite number, a string, a bool, None or a list of "
+                                f"them, but got {value!r} ({type(value).__name__})") from None
         try:
             self.flow = TRANSFORMS[transform](
                 features=self.dim, context=self.context_dim or 0,

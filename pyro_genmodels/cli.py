@@ -279,7 +279,10 @@ def _cmd_sample(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run
 
-    index = run(args.out, quick=args.quick, progress=not args.quiet, jobs=args.jobs)
+    try:
+        index = run(args.out, quick=args.quick, progress=not args.quiet, jobs=args.jobs)
+    except ValueError as e:  # refused before anything ran (a bad --jobs)
+        raise SystemExit(f"error: {e}") from None
     print(f"report written to {index}")
     return 0
 

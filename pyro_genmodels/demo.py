@@ -392,12 +392,19 @@ def _run_tasks(out: Path, quick: bool, progress: bool, jobs: int) -> Dict[str, r
         raise ValueError(f"AFTER names tasks that TASKS does not have: {sorted(missing)}")
     parts: Dict[str, report.Part] = {}
     pending = list(TASKS)
+
+    def take_ready() -> str:
+        """The first pending task (TASKS order) whose AFTER tasks are done, or ``""``."""
+        name = next((n for n in pending if all(d in parts for d in AFTER.get(n, ()))), "")
+        if name:
+            pending.remove(name)
+        return name
+
     if jobs == 1:
-        while pending:  # in TASKS order, each once the tasks it reads are done
-            name = next((n for n in pending if all(d in parts for d in AFTER.get(n, ()))), "")
+        while pending:
+            name = take_ready()
             if not name:
                 raise ValueError(f"AFTER has a cycle among {pending}")
-            pending.remove(name)
             parts[name] = _work(name, TASKS[name], str(out), quick, progress, progress,
                                 None)[1]
         return parts
@@ -410,11 +417,9 @@ def _run_tasks(out: Path, quick: bool, progress: bool, jobs: int) -> Dict[str, r
         try:
             while pending or running:
                 while len(running) < jobs:  # a free worker takes the first ready task
-                    name = next((n for n in pending
-                                 if all(d in parts for d in AFTER.get(n, ()))), "")
+                    name = take_ready()
                     if not name:
                         break
-                    pending.remove(name)
                     running[pool.submit(_work, name, TASKS[name], str(out), quick, progress,
                                         False, threads)] = name
                 if not running:

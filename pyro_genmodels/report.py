@@ -138,8 +138,8 @@ def table(df: pd.DataFrame, *, marks: Optional[pd.DataFrame] = None, digits: int
     table wider than :data:`MAX_TABLE_PX` (:func:`table_width`) is shown transposed, its
     rows as columns, when that is narrower: the page never scrolls sideways, nor do its
     tables."""
-    if table_width(df, digits) > MAX_TABLE_PX and table_width(df.T, digits) < \
-            table_width(df, digits):
+    width = table_width(df, digits)
+    if width > MAX_TABLE_PX and table_width(df.T, digits) < width:
         df = df.T
         marks = None if marks is None else marks.T
 

@@ -3,23 +3,30 @@ the same process on the same data.
 
     python benchmarks/bench_posterior.py [--chains 4] [--warmup 500] [--draws 1000]
                                          [--repeats 3] [--threads 2]
+                                         [--paths chees,chees16,nuts] [--compile]
 
 Two posteriors:
 
 - ``gaussian``: the facade's ``Gaussian(3)`` on 500 rows (loc ~ N(0, 10^2), scale ~
-  HalfNormal(10), correlation ~ LKJ(1)), by ``fit(method="nuts")``;
+  HalfNormal(10), correlation ~ LKJ(1)), by ``fit(method=...)``;
 - ``logistic``: a Bayesian logistic regression, 10 weights with N(0, 1) priors, 1000 rows,
-  by ``EnergyModel.from_log_density(...).sample_chains(sampler="nuts")``.
+  by ``EnergyModel.from_log_density(...).sample_chains(sampler=...)``.
+
+Facade paths: ``chees`` (batched ChEES-HMC, ``--chains`` chains), ``chees16`` (the same
+with 16 chains: more chains cost little more wall time), ``nuts`` (Pyro's NUTS, one chain
+after another, ``--chains`` chains). With ``--compile`` the ``gaussian`` ChEES fits
+compile their potential (``compile=True``): the first fit's compilation is reported apart.
 
 ESS is the minimum bulk ESS (``az.ess``) over the parameters (loc and scale; the
 weights), ESS/s divides it by the wall time of the whole call (warmup, draws, any
-compilation). The baseline is NumPyro's NUTS (``chain_method="vectorized"``) when NumPyro
-is installed (an optional extra, never a dependency): its first run in the process
-(compilation included) is reported apart from the warm ones, and the ratio is against the
-warm median. Without NumPyro it is stock ``pyro.infer.MCMC(NUTS)`` on the same model, one
-chain after another. Each run prints its figures; the median of ``--repeats`` runs, with
-the spread, is reported, and the last line is the ratio facade / baseline for both
-models. The torch thread count is fixed (``--threads``).
+compilation). The baseline is NumPyro's NUTS (``chain_method="vectorized"``, ``--chains``
+chains) when NumPyro is installed (an optional extra, never a dependency): its first run
+in the process (compilation included) is reported apart from the warm ones, and the
+ratio is against the warm median. Without NumPyro it is stock ``pyro.infer.MCMC(NUTS)``
+on the same model, one chain after another. Each run prints its figures; the median of
+``--repeats`` runs, with the spread, is reported, and the last line is the ratio of each
+facade path to the baseline for both models. The torch thread count is fixed
+(``--threads``).
 """
 
 from __future__ import annotations
@@ -52,10 +59,12 @@ def _min_ess(draws: Dict[str, np.ndarray]) -> float:
 
 
 # ------------------------------------------------------------------ the facade
-def facade_gaussian(data, chains: int, warmup: int, draws: int, seed: int) -> float:
-    fit = pgm.Gaussian(3).fit(torch.as_tensor(data["x"]).float(), method="nuts", seed=seed,
+def facade_gaussian(data, chains: int, warmup: int, draws: int, seed: int, *,
+                    method: str = "chees", compile: bool = False) -> float:
+    extra = {"compile": True} if compile else {}
+    fit = pgm.Gaussian(3).fit(torch.as_tensor(data["x"]).float(), method=method, seed=seed,
                               progress=False, num_samples=draws, warmup_steps=warmup,
-                              num_chains=chains)
+                              num_chains=chains, **extra)
     assert fit.posterior is not None
     return _min_ess({k: fit.posterior[k].numpy() for k in ("loc", "scale")})
 
@@ -72,11 +81,19 @@ def _logistic_log_density(data) -> Callable[[torch.Tensor], torch.Tensor]:
     return log_density
 
 
-def facade_logistic(data, chains: int, warmup: int, draws: int, seed: int) -> float:
+def facade_logistic(data, chains: int, warmup: int, draws: int, seed: int, *,
+                    method: str = "chees", compile: bool = False) -> float:
     model = pgm.EnergyModel.from_log_density(_logistic_log_density(data), 10)
-    res = model.sample_chains(chains * draws, sampler="nuts", num_chains=chains,
+    res = model.sample_chains(chains * draws, sampler=method, num_chains=chains,
                               warmup_steps=warmup, seed=seed)
     return _min_ess({"w": res.samples.numpy()})
+
+
+def _path(name: str, chains: int, compile: bool) -> Tuple[str, int, bool]:
+    """A facade path's method, number of chains and whether it compiles."""
+    if name == "chees16":
+        return "chees", 16, compile
+    return name, chains, compile and name == "chees"
 
 
 # ------------------------------------------------------------------ baselines
@@ -153,7 +170,7 @@ def _pyro_run(name, data, chains, warmup, draws, seed) -> float:
 
 
 # ------------------------------------------------------------------ the benchmark
-def _timed(fn, *args) -> Tuple[float, float]:
+def _timed(fn: Callable[..., float], *args) -> Tuple[float, float]:
     t0 = time.perf_counter()
     ess = fn(*args)
     seconds = time.perf_counter() - t0
@@ -168,6 +185,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--models", default="gaussian,logistic")
+    p.add_argument("--paths", default="chees,chees16,nuts")
+    p.add_argument("--compile", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = _data()
@@ -175,30 +194,42 @@ def main() -> None:
     baseline_name = "NumPyro NUTS (vectorized chains)" if numpyro_run else "stock Pyro NUTS"
     baseline = numpyro_run or _pyro_run
     facades = {"gaussian": facade_gaussian, "logistic": facade_logistic}
+    paths = args.paths.split(",")
     print(f"{args.chains} chains, {args.warmup} warmup + {args.draws} draws each, "
-          f"{args.threads} torch threads; baseline: {baseline_name}")
-    ratios = {}
+          f"{args.threads} torch threads; baseline: {baseline_name}; facade paths: "
+          f"{', '.join(paths)}{' (compiled)' if args.compile else ''}")
+    ratios: Dict[str, float] = {}
     for name in args.models.split(","):
         run_args = (data, args.chains, args.warmup, args.draws)
         if numpyro_run:
             first, s = _timed(baseline, name, *run_args, 100)
             print(f"{name}: baseline first run (compilation included) {first:.1f} ESS/s "
                   f"in {s:.1f} s")
-        f_rates, b_rates = [], []
-        for r in range(args.repeats):  # alternating, so drifting load hits both
-            for who in ((0, 1) if r % 2 == 0 else (1, 0)):
-                if who == 0:
-                    rate, s = _timed(facades[name], *run_args, r)
-                    f_rates.append(rate)
-                else:
+        if args.compile and name == "gaussian" and "chees" in paths:
+            first, s = _timed(lambda: facade_gaussian(data, args.chains, args.warmup,
+                                                      args.draws, 100, compile=True))
+            print(f"{name}: chees first run (compilation included) {first:.1f} ESS/s "
+                  f"in {s:.1f} s")
+        rates: Dict[str, List[float]] = {k: [] for k in ["baseline"] + paths}
+        for r in range(args.repeats):  # rotating, so drifting load hits every path
+            order = ["baseline"] + paths
+            order = order[r % len(order):] + order[:r % len(order)]
+            for who in order:
+                if who == "baseline":
                     rate, s = _timed(baseline, name, *run_args, r)
-                    b_rates.append(rate)
-                print(f"{name} run {r}: {'facade' if who == 0 else 'baseline'} "
-                      f"{rate:.1f} ESS/s in {s:.1f} s", flush=True)
-        fm, bm = statistics.median(f_rates), statistics.median(b_rates)
-        ratios[name] = fm / bm
-        print(f"{name}: facade median {fm:.1f} ESS/s ({min(f_rates):.1f}-{max(f_rates):.1f}), "
-              f"baseline median {bm:.1f} ({min(b_rates):.1f}-{max(b_rates):.1f})")
+                else:
+                    method, chains, comp = _path(who, args.chains, args.compile)
+                    rate, s = _timed(lambda: facades[name](
+                        data, chains, args.warmup, args.draws, r, method=method,
+                        compile=comp))
+                rates[who].append(rate)
+                print(f"{name} run {r}: {who} {rate:.1f} ESS/s in {s:.1f} s", flush=True)
+        bm = statistics.median(rates["baseline"])
+        for who, v in rates.items():
+            m = statistics.median(v)
+            print(f"{name}: {who} median {m:.1f} ESS/s ({min(v):.1f}-{max(v):.1f})")
+            if who != "baseline":
+                ratios[f"{name} {who}"] = m / bm
     print("ratio facade / baseline ESS/s: "
           + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
 

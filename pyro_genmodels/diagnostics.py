@@ -39,7 +39,7 @@ from ._validation import positive_int
 Statistics = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 
 #: the methods that give posterior draws
-POSTERIOR_METHODS = ("nuts", "hmc", "vi")
+POSTERIOR_METHODS = ("nuts", "hmc", "chees", "vi")
 
 
 @dataclasses.dataclass(frozen=True)

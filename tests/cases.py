@@ -19,6 +19,7 @@ import torch
 
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
+from pyro_genmodels.infer.mcmc import POSTERIOR_STATS
 from pyro_genmodels.models.sequence import AutoregressiveModel, NGram
 
 
@@ -363,11 +364,13 @@ _FAST = {
     "vi": {"num_steps": 60, "num_posterior_samples": 50},
     "nuts": {"num_samples": 30, "warmup_steps": 30, "num_chains": 2},
     "hmc": {"num_samples": 30, "warmup_steps": 30, "num_chains": 2},
+    "chees": {"num_samples": 30, "warmup_steps": 30, "num_chains": 2},
 }
 _MIXTURE_FAST = {"mle": {"num_steps": 30}, "map": {"num_steps": 30},
                  "vi": {"num_steps": 30, "num_posterior_samples": 30},
                  "nuts": {"num_samples": 5, "warmup_steps": 5, "num_chains": 2,
-                          "max_tree_depth": 3}}
+                          "max_tree_depth": 3},
+                 "chees": {"num_samples": 10, "warmup_steps": 10, "num_chains": 2}}
 _NET = dict(embedding_dim=8, hidden_size=16, num_heads=2)
 _NET_FAST = {m: {"num_steps": 15, "batch_size": 16} for m in ("mle", "map")}
 _GAUSSIAN = ("loc", "scale", "corr_cholesky", "covariance_matrix")
@@ -449,7 +452,9 @@ CASES: Dict[str, Case] = {
                        {"mle": {}, "map": {},
                         "vi": {"num_steps": 30, "num_posterior_samples": 20},
                         "nuts": {"num_samples": 8, "warmup_steps": 8, "num_chains": 2,
-                                 "max_tree_depth": 3}}, params=("probs",)),
+                                 "max_tree_depth": 3},
+                        "chees": {"num_samples": 10, "warmup_steps": 10, "num_chains": 2}},
+                       params=("probs",)),
     "ngram-tokens": token_case(lambda: NGram(3, vocab_size=3), _token_lists,
                                {"mle": {}, "map": {}}, params=("probs",),
                                finite_on_heldout=False),
@@ -489,6 +494,12 @@ def check_inference_data(fit, method):
     assert idata.attrs["inference_method"] == method
     for site in fit.model.global_sites:
         assert site in idata.posterior
+    if method in ("nuts", "hmc", "chees"):  # every MCMC path: the same statistics, so
+        # az.summary, az.plot_energy and az.bfmi read them alike
+        assert set(idata.sample_stats.data_vars) == set(POSTERIOR_STATS)
+        assert np.isfinite(idata.sample_stats["energy"].values).all()
+        assert (idata.sample_stats["n_steps"].values >= 1).all()
+        assert idata.sample_stats["diverging"].dtype == bool
     if fit.is_posterior:
         assert idata.log_likelihood["x"].shape[-1] == fit.data.shape[0]
         assert "posterior_predictive" in idata.groups()

@@ -18,7 +18,7 @@ from pyro_genmodels.base import LOG_PROB_KINDS
 from tests.cases import CASES, case_method_pairs, check_inference_data, same_config
 
 PAIRS = case_method_pairs()
-METHODS = {"mle", "map", "vi", "nuts", "hmc", "adversarial", "dsm", "ssm"}
+METHODS = {"mle", "map", "vi", "nuts", "hmc", "chees", "adversarial", "dsm", "ssm"}
 _CACHE = {}
 
 
@@ -99,7 +99,7 @@ def test_shapes_and_finiteness(name, method):
         assert torch.isfinite(v).all(), k
     _finite_state(fit.model)
     opts = case.fast_options[method]
-    if method in ("nuts", "hmc"):
+    if method in ("nuts", "hmc", "chees"):
         assert fit.losses == [] and fit.is_posterior
     elif "num_steps" in opts:
         if case.stops_early:

@@ -102,3 +102,13 @@ def test_nuts_on_the_gaussian_is_calibrated():
               num_draws=99, num_bins=20, num_samples=120, warmup_steps=100, num_chains=1)
     assert set(res.ranks) == {"loc[0]", "scale[0]"}
     assert res.passed, res.table
+
+
+@pytest.mark.slow  # 200 ChEES fits of 4 chains: about 2 minutes on 2 cores
+def test_chees_on_the_gaussian_is_calibrated():
+    """As above, for batched ChEES-HMC: 4 chains x 100 draws thinned to 99."""
+    res = sbc(pgm.Gaussian(1, prior_scale=1.0), "chees", num_replicates=200, num_data=10,
+              num_draws=99, num_bins=20, num_samples=100, warmup_steps=150, num_chains=4)
+    assert set(res.ranks) == {"loc[0]", "scale[0]"}
+    assert res.passed, res.table
+

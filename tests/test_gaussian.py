@@ -151,7 +151,7 @@ def test_vi_recovers_the_conjugate_posterior():
     assert torch.allclose(torch.cov(draws.T), v, atol=0.15 * sd.max() ** 2)
 
 
-@pytest.mark.parametrize("method", ["nuts", "hmc"])
+@pytest.mark.parametrize("method", ["nuts", "hmc", "chees"])
 def test_mcmc_matches_the_conjugate_posterior(method):
     x = data(200, seed=2)
     s0 = 2.0

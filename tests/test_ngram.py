@@ -136,12 +136,13 @@ def test_vi_matches_the_dirichlet_posterior():
     assert ((ratio > 0.7) & (ratio < 1.3)).all(), ratio
 
 
-def test_nuts_matches_the_dirichlet_posterior():
+@pytest.mark.parametrize("method,chains", [("nuts", 1), ("chees", 2)])
+def test_mcmc_matches_the_dirichlet_posterior(method, chains):
     data = ["ab", "abb", "ba", "a", "bab", ""]
     n = 300
-    fit = NGram(1, prior_concentration=1.0).fit(data, method="nuts", seed=0, num_samples=n,
-                                                warmup_steps=200, num_chains=1,
-                                                progress=False)
+    fit = NGram(1, prior_concentration=1.0).fit(data, method=method, seed=0,
+                                                num_samples=n // chains, warmup_steps=200,
+                                                num_chains=chains, progress=False)
     conc = fit.model.posterior_concentration(fit.data)[0]
     a0 = conc.sum()
     mean, sd = conc / a0, (conc * (a0 - conc) / (a0**2 * (a0 + 1))).sqrt()

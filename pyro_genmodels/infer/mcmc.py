@@ -27,12 +27,47 @@ from .distributed import rank_seed
 from .objectives import GenerativeModel, quiet_jit_deprecation
 from .samplers import ChainResult, LogDensity, _validate_common
 
+#: The per-draw statistics of every posterior path (``nuts``, ``hmc``, ``chees``), the
+#: ``sample_stats`` group of their InferenceData.
+POSTERIOR_STATS = ("diverging", "acceptance_rate", "step_size", "lp", "energy", "n_steps")
+
 #: the most leapfrog steps of one HMC transition; NUTS's own cap at its default
 #: ``max_tree_depth=10``
 MAX_LEAPFROG_STEPS = 2 ** 10
 
 
-class CappedHMC(HMC):
+class _Recorded:
+    """A Pyro HMC / NUTS kernel that records, per transition, what ArviZ's
+    ``sample_stats`` hold for every posterior path here: ``energy``, the Hamiltonian
+    :math:`H_0 = U(q) + K(p)` right after the momentum refresh (as the batched samplers
+    record it), and ``n_steps``, the potential-gradient evaluations of the transition
+    (its leapfrog steps; NUTS's tree size)."""
+
+    _energy0 = math.nan
+    _grad_calls = 0
+
+    def setup(self, warmup_steps, *args, **kwargs):
+        super().setup(warmup_steps, *args, **kwargs)  # type: ignore[misc]
+        inner = self.potential_fn
+
+        def counted(params):
+            self._grad_calls += 1
+            return inner(params)
+        self.potential_fn = counted
+
+    def _sample_r(self, name):
+        r, r_unscaled = super()._sample_r(name)  # type: ignore[misc]
+        pe = self._potential_energy_last  # type: ignore[attr-defined]
+        if pe is not None:
+            self._energy0 = float(self._kinetic_energy(r_unscaled)) + float(pe)  # type: ignore[attr-defined]
+        return r, r_unscaled
+
+
+class RecordedNUTS(_Recorded, NUTS):
+    """Pyro's NUTS, recording ``energy`` and ``n_steps`` (:class:`_Recorded`)."""
+
+
+class CappedHMC(_Recorded, HMC):
     """Pyro's HMC with at most :data:`MAX_LEAPFROG_STEPS` leapfrog steps per transition.
 
     HMC takes ``trajectory_length / step_size`` steps; where the posterior is degenerate
@@ -80,21 +115,30 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
     """One chain of ``pyro.infer.MCMC(kernel)`` from ``initial_params`` (``args`` and
     ``kwargs`` go to the model): its draws ``{site: (num_samples, ...)}``, per-draw
     statistics ``diverging``, ``acceptance_rate`` (Pyro's running mean acceptance
-    probability), ``step_size`` and ``lp`` (minus the potential energy), of ``dtype``,
+    probability of the transition), ``step_size``, ``lp`` (minus the potential energy),
+    ``energy`` and ``n_steps`` (:class:`_Recorded`), of ``dtype``,
     and the chain's acceptance rate from ``MCMC.diagnostics``."""
-    step_size = torch.zeros(num_samples, dtype=dtype)
-    lp = torch.zeros(num_samples, dtype=dtype)
-    accept = torch.zeros(num_samples, dtype=dtype)
+    names = ("step_size", "lp", "acceptance_rate", "energy", "n_steps")
+    rec = {k: torch.zeros(num_samples, dtype=dtype) for k in names}
     diag: Dict[str, Any] = {}
+    last = {"mean_accept": 0.0, "grad_calls": 0}
 
     def hook(kernel, params, stage, i):
+        calls = kernel._grad_calls
         if stage.startswith("Sample"):
-            step_size[i] = float(kernel.step_size)
+            rec["step_size"][i] = float(kernel.step_size)
             pe = getattr(kernel, "_potential_energy_last", None)
-            lp[i] = math.nan if pe is None else -float(pe)
-            accept[i] = float(kernel._mean_accept_prob)
+            rec["lp"][i] = math.nan if pe is None else -float(pe)
+            # Pyro keeps a running mean of the acceptance probabilities, restarted after
+            # warmup: the draw's own is i+1 times the new mean minus i times the last
+            mean = float(kernel._mean_accept_prob)
+            rec["acceptance_rate"][i] = (i + 1) * mean - i * last["mean_accept"]
+            last["mean_accept"] = mean
+            rec["energy"][i] = kernel._energy0
+            rec["n_steps"][i] = calls - last["grad_calls"]
             if i == num_samples - 1:  # the kernel's own record, before its cleanup
                 diag.update(kernel.diagnostics())
+        last["grad_calls"] = calls
 
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
                 initial_params=initial_params, num_chains=1, hook_fn=hook,
@@ -106,8 +150,7 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
     samples = {k: v.detach() for k, v in mcmc.get_samples().items()}
     diverging = torch.zeros(num_samples, dtype=torch.bool)
     diverging[torch.as_tensor(diag["divergences"], dtype=torch.long)] = True
-    stats = {"diverging": diverging, "acceptance_rate": accept, "step_size": step_size,
-             "lp": lp}
+    stats = {"diverging": diverging, **rec}
     return samples, stats, float(diag["acceptance rate"])
 
 
@@ -135,8 +178,7 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
             done.update({i: tuple(_to(v, x.device) for v in r) for i, r in part.items()})
     chains = [done[i] for i in sorted(done)]
     posterior = {k: torch.stack([r[0][k] for r in chains]) for k in model.global_sites}
-    sample_stats = {k: torch.stack([r[1][k] for r in chains])
-                    for k in ("diverging", "step_size", "lp")}
+    sample_stats = {k: torch.stack([r[1][k] for r in chains]) for k in POSTERIOR_STATS}
     info = {"acceptance_rate": [r[2] for r in chains], "num_warmup": warmup_steps}
     if group is not None:
         info["distributed"] = group.info()
@@ -171,15 +213,14 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
     _validate_common(x0, num_samples, warmup_steps, None, target_accept)
     if kernel not in ("nuts", "hmc"):
         raise ValueError(f"Expected kernel 'nuts' or 'hmc', but got {kernel!r}")
-    cls = NUTS if kernel == "nuts" else CappedHMC
+    cls = RecordedNUTS if kernel == "nuts" else CappedHMC
 
     def potential_fn(params):
         return -log_density(params["x"].unsqueeze(0)).squeeze(0)
 
     C, D = x0.shape
     draws: List[torch.Tensor] = []
-    stats: Dict[str, List[torch.Tensor]] = {"diverging": [], "acceptance_rate": [],
-                                            "step_size": [], "lp": []}
+    stats: Dict[str, List[torch.Tensor]] = {k: [] for k in POSTERIOR_STATS}
     for c in range(C):
         k = cls(potential_fn=potential_fn, target_accept_prob=target_accept,
                 adapt_step_size=True, adapt_mass_matrix=True, **kernel_options)
@@ -210,7 +251,7 @@ def sample_posterior(model, x: torch.Tensor, c: Optional[torch.Tensor], *, kerne
 
     def make_kernel():
         if kernel == "nuts":
-            return NUTS(model.model, max_tree_depth=opts.max_tree_depth, **common)
+            return RecordedNUTS(model.model, max_tree_depth=opts.max_tree_depth, **common)
         return CappedHMC(model.model, trajectory_length=opts.trajectory_length, **common)
 
     group = distributed.current() if getattr(opts, "distributed", False) else None

@@ -18,6 +18,7 @@ import torch
 from .._rng import seeded
 from .._validation import as_data, check_choice, positive_int
 from ..infer.ais import AISEstimate, anneal
+from ..infer.chees import chees
 from ..infer.mcmc import pyro_mcmc
 from ..fit import _chunk_rows
 from ..infer.samplers import (ChainResult, check_log_density, hmc, hmc_transition, mala,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     import arviz
 
 #: samplers accepted by ``sample(..., sampler=...)``
-SAMPLERS = ("langevin", "hmc_vectorized", "nuts", "hmc")
+SAMPLERS = ("langevin", "hmc_vectorized", "chees", "nuts", "hmc")
 #: the first and the largest number of AIS temperatures of ``log_normalizer(num_steps="auto")``
 AIS_FIRST_STEPS, AIS_MAX_STEPS = 100, 3200
 
@@ -94,9 +95,11 @@ class EnergySampling:
                 batched), ``"nuts"`` or ``"hmc"`` (``pyro.infer.MCMC`` with ``NUTS`` /
                 ``HMC`` on the potential ``-f``, one chain after another, Pyro's
                 step-size and mass-matrix adaptation). ``"hmc"`` is always Pyro's; the
-                batched one is only ever ``"hmc_vectorized"``.
+                batched one is only ever ``"hmc_vectorized"``. ``"chees"``: ChEES-HMC
+                (:func:`~pyro_genmodels.infer.chees.chees`), batched, with step size,
+                diagonal mass matrix and trajectory length adapted across the chains.
             num_chains: default ``min(n, 1000)`` for the batched samplers, ``min(n, 2)``
-                for Pyro's.
+                for Pyro's, 4 for ``"chees"`` (at least 2).
             warmup_steps: discarded transitions per chain (step sizes adapt); default 500
                 (batched) or 300 (Pyro).
             init: ``"anneal"`` (default: chains start in every mode in proportion to
@@ -108,7 +111,7 @@ class EnergySampling:
                 the network's units (standardized columns when the model standardizes).
             adjusted: Metropolis correction of ``"langevin"`` (default True).
             num_leapfrog: leapfrog steps per ``"hmc_vectorized"`` transition (10).
-            target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS).
+            target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS, 0.651 ChEES).
             anneal_steps: of ``init="anneal"``: the SMC run's temperatures, or for a
                 noise-conditional energy the Langevin steps per noise level (100).
             progress: a progress bar.
@@ -130,19 +133,19 @@ class EnergySampling:
         segment of draws (warmup included) and :meth:`_flat` the others."""
         check_choice(sampler, SAMPLERS, "sampler")
         batched = sampler in ("langevin", "hmc_vectorized")
-        if kernel_options and batched:
+        if kernel_options and (batched or sampler == "chees"):
             raise ValueError(f"Unknown option(s) {sorted(kernel_options)} for sampler "
                              f"{sampler!r}")
         if num_chains is None:
-            num_chains = min(n, 1000 if batched else 2)
+            num_chains = 4 if sampler == "chees" else min(n, 1000 if batched else 2)
         num_chains = positive_int(num_chains, "num_chains")
         if warmup_steps is None:
-            warmup_steps = 500 if batched else 300
+            warmup_steps = 300 if sampler in ("nuts", "hmc") else 500
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ValueError(f"Expected warmup_steps to be a non-negative integer, but got "
                              f"{warmup_steps!r}")
         if target_accept is None:
-            target_accept = 0.574 if sampler == "langevin" else 0.8
+            target_accept = {"langevin": 0.574, "chees": 0.651}.get(sampler, 0.8)
         num_samples = -(-n // num_chains)
         first = num_samples
         if flat and batched:  # a segment holds per row: x thrice (the chains', flat, in the
@@ -166,6 +169,9 @@ class EnergySampling:
                          target_accept=target_accept, progress=progress)
             step, adjusted = hmc_transition(f_u, positive_int(num_leapfrog, "num_leapfrog"),
                                             True), True
+        elif sampler == "chees":
+            result = chees(f_u, u0, num_samples=num_samples, warmup_steps=warmup_steps,
+                           target_accept=target_accept, progress=progress)
         else:
             result = pyro_mcmc(f_u, u0, kernel=sampler, num_samples=num_samples,
                                warmup_steps=warmup_steps, target_accept=target_accept,

@@ -61,7 +61,7 @@ class Gaussian(GenerativeModel):
 
     registry_name = "gaussian"
     capabilities = Capabilities(log_prob="exact", sampling="direct",
-                                methods=("mle", "map", "vi", "nuts", "hmc"))
+                                methods=("mle", "map", "vi", "nuts", "hmc", "chees"))
     jit_safe = True
 
     def __init__(self, dim: int, *, covariance: Any = None, prior_scale: float = 10.0) -> None:

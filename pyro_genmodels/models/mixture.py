@@ -337,12 +337,13 @@ class GaussianMixture(GenerativeModel):
 
     registry_name = "gaussian_mixture"
     capabilities = Capabilities(log_prob="exact", sampling="ancestral",
-                                methods=("mle", "map", "vi", "nuts"))
+                                methods=("mle", "map", "vi", "nuts", "chees"))
     elbo = "TraceEnum_ELBO"
     max_plate_nesting = 1
     jit_safe = True  # JitTraceEnum_ELBO: same loss, about 3x faster per step
     fit_class = MixtureFit
-    engines = {"mle": EM(), "vi": Relabeled(ENGINES["vi"]), "nuts": Relabeled(ENGINES["nuts"])}
+    engines = {"mle": EM(), "vi": Relabeled(ENGINES["vi"]), "nuts": Relabeled(ENGINES["nuts"]),
+               "chees": Relabeled(ENGINES["chees"])}
 
     def __init__(self, dim: int, n_components: int, *, covariance_type: str = "full",
                  prior_scale: float = 10.0, prior_concentration: float = 1.0,

@@ -24,7 +24,7 @@ import torch
 
 from ..._validation import positive_float, positive_int
 from ...base import Capabilities, register
-from ...infer.engines import Data, Engine, MCMCEngine, NoOptions, VIEngine
+from ...infer.engines import ChEESEngine, Data, Engine, MCMCEngine, NoOptions, VIEngine
 from ...infer.loop import FitResult
 from .sampling import SequenceFit, generate
 from .tokens import SequenceModel
@@ -132,11 +132,12 @@ class NGram(SequenceModel):
 
     registry_name = "ngram"
     capabilities = Capabilities(log_prob="exact", sampling="ancestral",
-                                methods=("mle", "map", "vi", "nuts"))
+                                methods=("mle", "map", "vi", "nuts", "chees"))
     global_sites = ("probs",)
     engines = {"mle": ClosedForm("mle"), "map": ClosedForm("map"),
                "vi": VIEngine(num_steps=1000, num_posterior_samples=500),
-               "nuts": MCMCEngine("nuts", num_samples=300, warmup_steps=300)}
+               "nuts": MCMCEngine("nuts", num_samples=300, warmup_steps=300),
+               "chees": ChEESEngine(num_samples=300, warmup_steps=300)}
     fit_class = SequenceFit
 
     def __init__(self, order: int, *, prior_concentration: float = 1.0,

@@ -1,0 +1,252 @@
+"""ChEES-HMC (pyro_genmodels.infer.chees) and the fused potential it runs on
+(pyro_genmodels.infer.potential): oracles are closed-form Gaussian moments, Pyro's own
+potential and gradient, and exact leapfrog counts and energies."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.ops.integrator import potential_grad
+
+import pyro_genmodels as pgm
+from pyro_genmodels._rng import seeded
+from pyro_genmodels.infer.chees import chees, van_der_corput
+from pyro_genmodels.infer.mcmc import _enumeration
+from pyro_genmodels.infer.potential import FusedPotential
+from pyro_genmodels.infer.samplers import value_and_grad
+from pyro_genmodels.models.sequence import NGram
+
+SCALES = torch.tensor([0.05, 1.0, 20.0], dtype=torch.float64)
+CORR = 0.8
+
+
+def _gaussian_target(z):
+    """N(0, S) with S = diag(SCALES) R diag(SCALES), R with correlation 0.8 between the
+    last two coordinates: scales 400 apart and a correlation the diagonal mass misses."""
+    y = z / SCALES
+    a, b = y[:, 1], y[:, 2]
+    quad = y[:, 0] ** 2 + (a * a - 2 * CORR * a * b + b * b) / (1 - CORR ** 2)
+    return -0.5 * quad
+
+
+def test_chees_draws_a_badly_scaled_correlated_gaussian():
+    with seeded(0):
+        r = chees(_gaussian_target, torch.randn(8, 3, dtype=torch.float64) * SCALES * 3,
+                  num_samples=600, warmup_steps=400)
+    import arviz as az
+    idata = r.to_arviz()
+    ess = torch.as_tensor(az.ess(idata)["x"].values)
+    assert (ess > 400).all(), ess  # well mixed: it would be ~10 without the mass matrix
+    draws = r.samples.reshape(-1, 3)
+    # 4 Monte Carlo standard errors from the effective sample size
+    assert ((draws.mean(0) / SCALES).abs() < 4 / ess.sqrt()).all()
+    assert ((draws.std(0) / SCALES - 1).abs() < 4 / (2 * ess).sqrt()).all()
+    corr = torch.corrcoef(draws[:, 1:].T)[0, 1]
+    assert abs(corr - CORR) < 4 * (1 - CORR ** 2) / ess[1:].min().sqrt()
+    # the adapted inverse mass is the posterior variance, to the window's precision
+    ratio = torch.tensor(r.info["inverse_mass_diag"], dtype=torch.float64) / SCALES ** 2
+    assert ((ratio > 0.5) & (ratio < 2)).all(), ratio
+    assert r.num_divergences == 0
+    assert set(r.sample_stats) == {"diverging", "acceptance_rate", "step_size", "lp",
+                                   "energy", "n_steps"}
+
+
+def test_chees_records_exact_energies_and_steps():
+    with seeded(1):
+        r = chees(_gaussian_target, torch.randn(4, 3, dtype=torch.float64) * SCALES,
+                  num_samples=200, warmup_steps=150)
+    st = r.sample_stats
+    eps, T = r.info["step_size"], r.info["trajectory_length"]
+    # every chain takes the same number of steps: ceil(h_n T / eps), h_n van der Corput
+    n = 150 + torch.arange(1, 201)
+    expected = [max(1, math.ceil(van_der_corput(int(k)) * T / eps)) for k in n]
+    assert st["n_steps"][0].tolist() == expected
+    assert torch.equal(st["n_steps"][0], st["n_steps"][3])
+    # the energy after the momentum refresh is U(q) + K >= U(q) = -lp of the last draw
+    assert (st["energy"][:, 1:] >= -st["lp"][:, :-1] - 1e-9).all()
+    # and lp is the target's log density at the draw
+    assert torch.allclose(st["lp"], _gaussian_target(r.samples.reshape(-1, 3)).reshape(4, 200))
+    assert (st["step_size"] == eps).all()
+
+
+def test_van_der_corput():
+    assert [van_der_corput(n) for n in range(1, 8)] == [0.5, 0.25, 0.75, 0.125, 0.625,
+                                                        0.375, 0.875]
+
+
+def test_chees_rejects_non_finite_proposals_as_divergences():
+    def half_space(z):  # density zero (log -inf) for z[0] > 1: a hard wall
+        lp = -0.5 * z.pow(2).sum(-1)
+        return torch.where(z[:, 0] > 1.0, lp - math.inf, lp)
+    with seeded(0):
+        r = chees(half_space, torch.zeros(4, 2), num_samples=300, warmup_steps=100)
+    assert (r.samples[..., 0] <= 1.0).all()
+    assert r.num_divergences > 0
+    assert r.sample_stats["diverging"].dtype == torch.bool
+
+
+def test_chees_keeps_the_draws_made_before_ctrl_c():
+    calls = {"n": 0}
+
+    def target(z):
+        calls["n"] += 1
+        if calls["n"] > 400:
+            raise KeyboardInterrupt
+        return -0.5 * z.pow(2).sum(-1)
+    with seeded(0):
+        r = chees(target, torch.zeros(2, 2), num_samples=10_000, warmup_steps=50)
+    assert r.info["interrupted"] and 0 < r.samples.shape[1] < 10_000
+    assert r.samples.shape[1] == r.info["num_samples"] == r.sample_stats["lp"].shape[1]
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        chees(target, torch.zeros(2, 2), num_samples=10, warmup_steps=10_000)
+
+
+def test_chees_needs_two_chains_and_checks_its_arguments():
+    f = _gaussian_target
+    with pytest.raises(ValueError, match="at least 2 chains, but got 1"):
+        chees(f, torch.zeros(1, 3), num_samples=10)
+    with pytest.raises(ValueError, match="target_accept"):
+        chees(f, torch.zeros(2, 3), num_samples=10, target_accept=1.5)
+    with pytest.raises(ValueError, match="max_leapfrog"):
+        chees(f, torch.zeros(2, 3), num_samples=10, max_leapfrog=0)
+
+
+# ---------------------------------------------------------------------- the fused potential
+def _models():
+    x3, _ = pgm.datasets.correlated_gaussian(120, dim=3, seed=0)
+    x3 = x3.double()
+    clusters = torch.cat([torch.randn(40, 2) - 2, torch.randn(40, 2) + 2]).double()
+    ngram = NGram(2, prior_concentration=2.0).double()
+    tokens = ngram.prepare_data(["abcab", "abba", "cabbac"], None, device=torch.device("cpu"))
+    return [(pgm.Gaussian(3).double(), x3), (pgm.Gaussian(1).double(), x3[:, :1]),
+            (pgm.Gaussian(3, covariance=torch.eye(3)).double(), x3),
+            (pgm.GaussianMixture(2, 2).double(), clusters),
+            (pgm.GaussianMixture(2, 3, covariance_type="diag").double(), clusters),
+            (tokens[0], tokens[1])]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_the_fused_potential_is_pyros_value_and_gradient(case):
+    model, x = _models()[case]
+    pot = FusedPotential(model, x, None, **_enumeration(model))
+    with seeded(0):
+        z = pot.initial_points(3, 1.0)
+    lp, grad = value_and_grad(pot, z)
+    for i in range(3):
+        g_ref, u_ref = potential_grad(pot._pyro_potential, pot.unflatten(z[i]))
+        assert lp[i].item() == pytest.approx(-u_ref.item(), rel=1e-10)
+        ref = torch.cat([g_ref[s].reshape(-1) for s in pot.sites])
+        assert torch.allclose(grad[i], -ref, rtol=1e-8, atol=1e-8)
+    pot.check(z)  # the check agrees with itself
+
+
+def test_the_fused_potential_refuses_when_it_is_not_pyros():
+    model, x = _models()[0]
+    pot = FusedPotential(model, x, None)
+    with seeded(0):
+        z = pot.initial_points(2, 0.5)
+    pot.priors["loc"] = dist.Normal(torch.zeros(3, dtype=torch.float64), 1.0).to_event(1)
+    with pytest.raises(ValueError, match="(?s)differs from Pyro's .* use method='nuts'"):
+        pot.check(z)
+
+
+# ---------------------------------------------------------------------- through the facade
+def test_facade_chees_options_are_checked_before_any_work():
+    x, _ = pgm.datasets.correlated_gaussian(50, dim=2, seed=0)
+    g = pgm.Gaussian(2)
+    pyro.param("user_param", torch.tensor(1.0))
+    state = torch.get_rng_state()
+    for bad, match in (({"num_chains": 1}, "num_chains to be an integer >= 2"),
+                       ({"compile": "yes"}, "compile"),
+                       ({"target_accept_prob": 0.0}, "target_accept_prob"),
+                       ({"max_tree_depth": 3}, "max_tree_depth")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            g.fit(x, method="chees", progress=False, **bad)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert set(pyro.get_param_store().keys()) == {"user_param"}
+
+
+def test_facade_chees_is_reproducible_and_saves(tmp_path):
+    x, _ = pgm.datasets.correlated_gaussian(80, dim=2, seed=0)
+    opts = dict(method="chees", progress=False, num_samples=50, warmup_steps=50)
+    a = pgm.Gaussian(2).fit(x, seed=3, **opts)
+    b = pgm.Gaussian(2).fit(x, seed=3, **opts)
+    for k in a.posterior:
+        assert torch.equal(a.posterior[k], b.posterior[k])
+    assert a.info["sampler"] == "chees" and a.info["num_warmup"] == 50
+    a.save(tmp_path / "f")
+    back = pgm.load(tmp_path / "f")
+    assert torch.equal(back.posterior["loc"], a.posterior["loc"])
+    assert torch.equal(back.sample_stats["energy"], a.sample_stats["energy"])
+
+
+def test_every_mcmc_path_gives_the_same_inference_data_groups_and_stats():
+    import arviz as az
+    import matplotlib
+    matplotlib.use("Agg")
+    x, _ = pgm.datasets.correlated_gaussian(60, dim=2, seed=0)
+    idatas = {m: pgm.Gaussian(2).fit(x, method=m, seed=0, progress=False, num_samples=40,
+                                     warmup_steps=40, num_chains=2).to_arviz()
+              for m in ("nuts", "hmc", "chees")}
+    groups = {m: set(i.groups()) for m, i in idatas.items()}
+    assert groups["nuts"] == groups["hmc"] == groups["chees"]
+    stats = {m: {k: i.sample_stats[k].dtype.kind for k in i.sample_stats.data_vars}
+             for m, i in idatas.items()}
+    assert stats["nuts"] == stats["hmc"] == stats["chees"]
+    for m, idata in idatas.items():  # ArviZ reads them unchanged
+        assert az.bfmi(idata).shape == (2,)
+        assert math.isfinite(az.loo(idata).elpd_loo)
+        az.plot_energy(idata)
+        assert "r_hat" in az.summary(idata, var_names=["loc"])
+
+
+# ---------------------------------------------------------------------- Pyro's path, the same stats
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
+def test_pyro_paths_record_energy_steps_and_acceptance_per_draw(method):
+    x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=0)
+    fit = pgm.Gaussian(2).fit(x, method=method, seed=0, progress=False, num_samples=60,
+                              warmup_steps=60, num_chains=2)
+    st = fit.sample_stats
+    assert set(st) == {"diverging", "acceptance_rate", "step_size", "lp", "energy", "n_steps"}
+    # the Hamiltonian after the momentum refresh is U(q) + K >= U(q) = -lp of the last draw
+    assert (st["energy"][:, 1:] >= -st["lp"][:, :-1] - 1e-3).all()
+    assert ((st["acceptance_rate"] >= -1e-5) & (st["acceptance_rate"] <= 1 + 1e-5)).all()
+    if method == "hmc":  # Pyro's HMC takes int(trajectory_length / step_size) steps
+        expected = (1.0 / st["step_size"]).floor().clamp(min=1)
+        assert torch.equal(st["n_steps"], expected)
+    else:  # NUTS: a tree of 2^depth - 1 steps, or fewer where a sub-tree turned back
+        assert ((st["n_steps"] >= 1) & (st["n_steps"] <= 2 ** 10 - 1)).all()
+        full = torch.log2(st["n_steps"] + 1)
+        assert (full == full.round()).float().mean() > 0.5
+    # the fraction of accepted transitions (Pyro's diagnostics, fit.info) is a sum of
+    # Bernoulli(a_i) over the draws: within 4 of its standard errors of the mean a_i
+    a = st["acceptance_rate"].double().clamp(0, 1)
+    n = a.shape[1]
+    frac = torch.tensor(fit.info["acceptance_rate"], dtype=torch.float64)
+    se = (a * (1 - a)).sum(1).sqrt() / n
+    assert ((frac - a.mean(1)).abs() <= 4 * se + 1 / n).all(), (frac, a.mean(1))
+
+
+@pytest.mark.slow  # torch.compile of the potential: 10-20 s on 2 cores
+def test_compiled_potential_draws_the_same_posterior():
+    """compile=True: the compiled potential is the eager one (to float32 rounding) on
+    new data of the same shape as well, and the draws agree within Monte Carlo error."""
+    x, _ = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)
+    opts = dict(method="chees", progress=False, num_samples=500, warmup_steps=300,
+                num_chains=4)
+    eager = pgm.Gaussian(2).fit(x, seed=0, **opts)
+    comp = pgm.Gaussian(2).fit(x, seed=0, compile=True, **opts)
+    assert comp.info["compile_seconds"] > 0 and "compile_seconds" not in eager.info
+    for k in ("loc", "scale"):
+        a, b = eager.posterior_samples()[k], comp.posterior_samples()[k]
+        sd = a.std(0)
+        # two runs of ~1000 effective draws each: 4 standard errors of the difference
+        assert ((a.mean(0) - b.mean(0)).abs() < 4 * sd * math.sqrt(2 / 1000)).all(), k
+    # a second compiled fit on other data of the same shape reuses nothing stale
+    y = x * 3.0 + 1.0
+    again = pgm.Gaussian(2).fit(y, seed=0, compile=True, **opts)
+    m = again.posterior_samples()["loc"].mean(0)
+    assert torch.allclose(m, y.mean(0), atol=4 * 3.0 * x.std(0).max() / math.sqrt(200))

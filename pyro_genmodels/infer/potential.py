@@ -127,12 +127,12 @@ class FusedPotential:
         with a tiny scale far from a point), and :data:`CHECK_RTOL` is tight."""
         twin = self
         if z.dtype != torch.float64:
-            cast = {"dtype": torch.float64}
-            twin = FusedPotential(copy.deepcopy(self.model).to(**cast), self.x.to(**cast)
-                                  if self.x.is_floating_point() else self.x,
-                                  None if self.c is None else self.c.to(**cast),
+            f64 = torch.float64
+            twin = FusedPotential(copy.deepcopy(self.model).to(f64),
+                                  self.x.to(f64) if self.x.is_floating_point() else self.x,
+                                  None if self.c is None else self.c.to(f64),
                                   **self._enum_kwargs)
-            z = z.to(**cast)
+            z = z.to(f64)
         with torch.no_grad():
             fused, ref = twin.log_density(z), twin.pyro_log_density(z)
         rtol = CHECK_RTOL

@@ -114,10 +114,10 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
                                                 Dict[str, torch.Tensor], float]:
     """One chain of ``pyro.infer.MCMC(kernel)`` from ``initial_params`` (``args`` and
     ``kwargs`` go to the model): its draws ``{site: (num_samples, ...)}``, per-draw
-    statistics ``diverging``, ``acceptance_rate`` (Pyro's running mean acceptance
-    probability of the transition), ``step_size``, ``lp`` (minus the potential energy),
-    ``energy`` and ``n_steps`` (:class:`_Recorded`), of ``dtype``,
-    and the chain's acceptance rate from ``MCMC.diagnostics``."""
+    statistics ``diverging``, ``acceptance_rate`` (the transition's own acceptance
+    probability, recovered from Pyro's running mean), ``step_size``, ``lp`` (minus the
+    potential energy), ``energy`` and ``n_steps`` (:class:`_Recorded`), of ``dtype``, and
+    the chain's acceptance rate from ``MCMC.diagnostics``."""
     names = ("step_size", "lp", "acceptance_rate", "energy", "n_steps")
     rec = {k: torch.zeros(num_samples, dtype=dtype) for k in names}
     diag: Dict[str, Any] = {}
@@ -205,10 +205,9 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
     warmup. ``kernel_options`` go to the kernel (e.g. ``max_tree_depth``,
     ``trajectory_length``, ``full_mass``).
 
-    ``sample_stats`` holds ``diverging``, ``step_size`` and ``lp`` per draw and
-    ``acceptance_rate`` (Pyro's running mean acceptance probability of the chain); the
-    result is a :class:`~pyro_genmodels.infer.samplers.ChainResult`, as the batched
-    samplers give.
+    ``sample_stats`` holds, per draw, the statistics of :data:`POSTERIOR_STATS`
+    (``acceptance_rate`` is each transition's acceptance probability); the result is a
+    :class:`~pyro_genmodels.infer.samplers.ChainResult`, as the batched samplers give.
     """
     _validate_common(x0, num_samples, warmup_steps, None, target_accept)
     if kernel not in ("nuts", "hmc"):

@@ -168,11 +168,12 @@ def sample_posterior_chees(model: GenerativeModel, x: torch.Tensor, c: Optional[
     potential = FusedPotential(model, x, c, **_enumeration(model))
     z0 = potential.initial_points(opts.num_chains, opts.init_jitter)
     info: Dict[str, Any] = {}
-    with pyro.validation_enabled(False):
+    kind = "torch.compile" if opts.compile else "jit" if _jit(opts.jit_compile, model) \
+        else "eager"
+    # TorchScript's graph optimizations off, in this thread only: see compiled()
+    with pyro.validation_enabled(False), torch.jit.optimized_execution(False):
         potential.check(torch.cat([z0, z0 + 0.1 * torch.randn_like(z0)]))
-        jit = _jit(opts.jit_compile, model) and not opts.compile
-        log_density = compiled(potential.log_density, z0, compile=opts.compile, jit=jit,
-                               info=info)
+        log_density = compiled(potential.log_density, z0, kind, info)
         result = chees(log_density, z0, num_samples=opts.num_samples,
                        warmup_steps=opts.warmup_steps, target_accept=opts.target_accept_prob,
                        max_leapfrog=opts.max_leapfrog_steps, progress=progress)
@@ -181,42 +182,37 @@ def sample_posterior_chees(model: GenerativeModel, x: torch.Tensor, c: Optional[
     info.update({k: result.info[k] for k in ("step_size", "trajectory_length",
                                              "warmup_divergences", "num_divergences")},
                 sampler="chees", num_warmup=opts.warmup_steps,
-                potential="torch.compile" if opts.compile else "jit" if jit else "eager",
+                potential=kind,
                 acceptance_rate=stats["acceptance_rate"].mean(1).tolist())
     return {"posterior": posterior, "sample_stats": stats,
             "interrupted": bool(result.info["interrupted"]), "info": info}
 
 
-def compiled(log_density, z0: torch.Tensor, *, compile: bool, jit: bool,
-             info: Dict[str, Any]):
-    """``log_density`` for batches shaped like ``z0`` ``(C, D)``: as is; traced by
-    ``torch.jit.trace`` (``jit``); or compiled by ``torch.compile`` (``compile``: fused
+def compiled(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any]):
+    """``log_density`` for batches shaped like ``z0`` ``(C, D)``, by ``kind``: ``"eager"``
+    (as is); ``"jit"`` (traced by ``torch.jit.trace``); or ``"torch.compile"`` (fused
     kernels, seconds to make per process and shape). The seconds it took go to
     ``info["compile_seconds"]``; the first gradient is taken here, not in the sampler.
 
     The traced graph replays the potential's tensor operations without Python (measured
     on 2 cores, 4 chains: 0.9 ms per gradient against 2.0 ms eager for a 2-component
-    mixture, 1.1 against 2.0 ms for ``Gaussian(3)``). It runs with TorchScript's graph
-    optimizations off (``torch.jit.optimized_execution(False)``, a per-thread switch):
-    they saved only 0.05-0.15 ms more per gradient, but kept about 18 MB per traced
-    fit in TorchScript's global state for the life of the process, against about 2 MB
-    without them (200 fits of an SBC run: 0.4 GB rather than 3.6 GB). Where even that
-    matters, ``jit_compile=False``.
+    mixture, 1.1 against 2.0 ms for ``Gaussian(3)``). Call it under
+    ``torch.jit.optimized_execution(False)`` (a per-thread switch), as the sampler does:
+    TorchScript's graph optimizations saved only 0.05-0.15 ms more per gradient, but kept
+    about 18 MB per traced fit in its global state for the life of the process, against
+    about 2 MB without them (200 fits of an SBC run: 0.4 GB rather than 3.6 GB). Where
+    even that matters, ``jit_compile=False``.
     """
-    if not (compile or jit):
+    if kind == "eager":
         return log_density
     t0 = time.perf_counter()
-    if compile:
+    if kind == "torch.compile":
         log_density = torch.compile(log_density, fullgraph=True, dynamic=False)
     else:
         with quiet_jit_deprecation(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            traced = torch.jit.trace(log_density, z0.detach().clone().requires_grad_(),
-                                     check_trace=False)
-
-        def log_density(z: torch.Tensor) -> torch.Tensor:
-            with torch.jit.optimized_execution(False):
-                return traced(z)
+            log_density = torch.jit.trace(log_density, z0.detach().clone().requires_grad_(),
+                                          check_trace=False)
     value_and_grad(log_density, z0)
     info["compile_seconds"] = round(time.perf_counter() - t0, 3)
     return log_density

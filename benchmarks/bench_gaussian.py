@@ -26,7 +26,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 import pyro_genmodels as pgm
-from pyro_genmodels.infer.objectives import quiet_jit_deprecation
+from pyro_genmodels.infer.objectives import traced_execution
 
 
 def _hand_written_mle(x: torch.Tensor, num_steps: int, lr: float, lr_decay: float) -> float:
@@ -91,7 +91,7 @@ def bench_nuts(n: int, dim: int, num_samples: int, warmup: int) -> tuple[float, 
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup,
                     disable_progbar=True)
         t = time.perf_counter()
-        with quiet_jit_deprecation():
+        with traced_execution():
             mcmc.run(x)
         stock_t = time.perf_counter() - t
         s = mcmc.get_samples()

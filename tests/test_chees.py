@@ -14,6 +14,7 @@ import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.infer.chees import chees, van_der_corput
 from pyro_genmodels.infer.mcmc import _enumeration
+from pyro_genmodels.infer.objectives import traced_execution
 from pyro_genmodels.infer.potential import FusedPotential, compiled
 from pyro_genmodels.infer.samplers import value_and_grad
 from pyro_genmodels.models.sequence import NGram
@@ -159,7 +160,7 @@ def test_the_traced_potential_is_the_eager_one(case):
         z = pot.initial_points(4, 2.0)
     info = {}
     offsets = []
-    with pyro.validation_enabled(False), torch.jit.optimized_execution(False):
+    with pyro.validation_enabled(False), traced_execution():
         traced = compiled(pot.log_density, z0, "jit", info)
         assert isinstance(traced, torch.jit.ScriptFunction)
         assert info["compile_seconds"] >= 0

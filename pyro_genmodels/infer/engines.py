@@ -42,7 +42,7 @@ from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
 from .potential import sample_posterior_chees
 from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeModel,
-                         NegativeLogJoint, make_elbo, make_guide, quiet_jit_deprecation,
+                         NegativeLogJoint, make_elbo, make_guide, traced_execution,
                          use_jit)
 
 
@@ -266,7 +266,7 @@ class PointEngine(Engine):
                 return {k: v.detach().clone() for k, v in auto.median(data.x, c=data.c).items()
                         if k in model.global_sites}
 
-        with pyro.validation_enabled(False), quiet_jit_deprecation():
+        with pyro.validation_enabled(False), traced_execution():
             result = optimize([Player(loss, loss.parameters)], data.source(), data.c, opts,
                               heldout=self.heldout(model, point, data), progress=progress,
                               desc=method, fingerprint=fingerprint(model, method, data, opts))
@@ -329,7 +329,7 @@ class VIEngine(Engine):
                 return {k: v for k, v in q.median(data.x, c=data.c).items()
                         if k in model.global_sites}
 
-        with pyro.validation_enabled(False), quiet_jit_deprecation():
+        with pyro.validation_enabled(False), traced_execution():
             result = optimize([Player(loss, loss.parameters)], data.source(), data.c, opts,
                               heldout=heldout_nll(model, mean, data), progress=progress,
                               desc=method, fingerprint=fingerprint(model, method, data, opts))

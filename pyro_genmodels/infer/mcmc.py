@@ -24,7 +24,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from . import distributed
 from .distributed import rank_seed
-from .objectives import GenerativeModel, quiet_jit_deprecation
+from .objectives import GenerativeModel, traced_execution
 from .samplers import ChainResult, LogDensity, _validate_common
 
 #: The per-draw statistics of every posterior path (``nuts``, ``hmc``, ``chees``), the
@@ -143,7 +143,7 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
                 initial_params=initial_params, num_chains=1, hook_fn=hook,
                 disable_progbar=not progress)
-    with quiet_jit_deprecation():
+    with traced_execution():
         mcmc.run(*args, **(kwargs or {}))
     # (not ``mcmc.diagnostics()``: it also computes split R-hat, which needs >= 4 draws;
     # the library's own R-hat / ESS come from ArviZ over all chains)

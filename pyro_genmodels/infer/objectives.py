@@ -95,11 +95,20 @@ def make_elbo(cls_name: str, *, jit: bool, max_plate_nesting: Optional[int] = No
 
 
 @contextlib.contextmanager
-def quiet_jit_deprecation() -> Iterator[None]:
-    """torch >= 2.10 warns that ``torch.jit.trace`` (used by Pyro's Jit* ELBOs and
-    ``jit_compile=True`` kernels) is deprecated; it still works, and ``jit=False`` /
-    ``jit_compile=False`` avoid it entirely."""
-    with warnings.catch_warnings():
+def traced_execution() -> Iterator[None]:
+    """Where Pyro's traced ELBOs (``Jit*``), ``jit_compile=True`` kernels and the
+    ``chees`` potential run: TorchScript's graph optimizations off, in this thread only
+    (``torch.jit.optimized_execution(False)``), and torch's deprecation warning for
+    ``torch.jit.trace`` (torch >= 2.10; it still works) silenced.
+
+    Why the optimizations are off: with them on, every traced fit kept 15-25 MB in
+    TorchScript's process-wide state for the life of the process, even after the fit and
+    its function were gone (measured over 10 fits of a two-component
+    ``GaussianMixture`` on 30 rows: ``map`` 15.5, ``vi`` 24.9, ``nuts`` 20.9 MB per fit);
+    with them off, 3.7-5.6 MB, at the same speed per step. ``jit=False`` /
+    ``jit_compile=False`` keep nothing, at about half the speed.
+    """
+    with warnings.catch_warnings(), torch.jit.optimized_execution(False):
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*deprecated",
                                 category=DeprecationWarning)
         yield

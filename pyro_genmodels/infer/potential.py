@@ -42,7 +42,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from .chees import chees
 from .mcmc import _enumeration, _jit
-from .objectives import GenerativeModel, quiet_jit_deprecation
+from .objectives import GenerativeModel, traced_execution
 from .samplers import value_and_grad
 
 #: relative agreement asked of the fused and Pyro's potential (both evaluated in float64)
@@ -170,8 +170,7 @@ def sample_posterior_chees(model: GenerativeModel, x: torch.Tensor, c: Optional[
     info: Dict[str, Any] = {}
     kind = "torch.compile" if opts.compile else "jit" if _jit(opts.jit_compile, model) \
         else "eager"
-    # TorchScript's graph optimizations off, in this thread only: see compiled()
-    with pyro.validation_enabled(False), torch.jit.optimized_execution(False):
+    with pyro.validation_enabled(False), traced_execution():
         potential.check(torch.cat([z0, z0 + 0.1 * torch.randn_like(z0)]))
         log_density = compiled(potential.log_density, z0, kind, info)
         result = chees(log_density, z0, num_samples=opts.num_samples,
@@ -197,7 +196,7 @@ def compiled(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any]):
     The traced graph replays the potential's tensor operations without Python (measured
     on 2 cores, 4 chains: 0.9 ms per gradient against 2.0 ms eager for a 2-component
     mixture, 1.1 against 2.0 ms for ``Gaussian(3)``). Call it under
-    ``torch.jit.optimized_execution(False)`` (a per-thread switch), as the sampler does:
+    :func:`~pyro_genmodels.infer.objectives.traced_execution`, as the sampler does:
     TorchScript's graph optimizations saved only 0.05-0.15 ms more per gradient, but kept
     about 18 MB per traced fit in its global state for the life of the process, against
     about 2 MB without them (200 fits of an SBC run: 0.4 GB rather than 3.6 GB). Where
@@ -209,7 +208,7 @@ def compiled(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any]):
     if kind == "torch.compile":
         log_density = torch.compile(log_density, fullgraph=True, dynamic=False)
     else:
-        with quiet_jit_deprecation(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             log_density = torch.jit.trace(log_density, z0.detach().clone().requires_grad_(),
                                           check_trace=False)

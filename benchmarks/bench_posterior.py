@@ -3,7 +3,8 @@ the same process on the same data.
 
     python benchmarks/bench_posterior.py [--chains 4] [--warmup 500] [--draws 1000]
                                          [--repeats 3] [--threads 2]
-                                         [--paths chees,chees16,nuts] [--compile]
+                                         [--paths chees,chees16,nuts,nuts_fused]
+                                         [--compile]
 
 Two posteriors:
 
@@ -14,8 +15,11 @@ Two posteriors:
 
 Facade paths: ``chees`` (batched ChEES-HMC, ``--chains`` chains), ``chees16`` (the same
 with 16 chains: more chains cost little more wall time), ``nuts`` (Pyro's NUTS, one chain
-after another, ``--chains`` chains). With ``--compile`` the ``gaussian`` ChEES fits
-compile their potential (``compile=True``): the first fit's compilation is reported apart.
+after another, ``--chains`` chains), ``nuts_fused`` (``method="nuts", sampler="fused"``:
+the same NUTS on the fused potential, ``gaussian`` only; the last line also gives its
+ratio to ``nuts``, the single-chain goal of #20 with ``--chains 1``). With ``--compile``
+the ``gaussian`` ChEES and fused NUTS fits compile their potential (``compile=True``):
+the first fit's compilation (once per process and data shape) is reported apart.
 
 ESS is the minimum bulk ESS (``az.ess``) over the parameters (loc and scale; the
 weights), ESS/s divides it by the wall time of the whole call (warmup, draws, any
@@ -61,7 +65,9 @@ def _min_ess(draws: Dict[str, np.ndarray]) -> float:
 # ------------------------------------------------------------------ the facade
 def facade_gaussian(data, chains: int, warmup: int, draws: int, seed: int, *,
                     method: str = "chees", compile: bool = False) -> float:
-    extra = {"compile": True} if compile else {}
+    extra: Dict[str, object] = {"compile": True} if compile else {}
+    if method == "nuts_fused":
+        method, extra["sampler"] = "nuts", "fused"
     fit = pgm.Gaussian(3).fit(torch.as_tensor(data["x"]).float(), method=method, seed=seed,
                               progress=False, num_samples=draws, warmup_steps=warmup,
                               num_chains=chains, **extra)
@@ -83,17 +89,23 @@ def _logistic_log_density(data) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def facade_logistic(data, chains: int, warmup: int, draws: int, seed: int, *,
                     method: str = "chees", compile: bool = False) -> float:
+    if method == "nuts_fused":
+        raise _NotApplicable
     model = pgm.EnergyModel.from_log_density(_logistic_log_density(data), 10)
     res = model.sample_chains(chains * draws, sampler=method, num_chains=chains,
                               warmup_steps=warmup, seed=seed)
     return _min_ess({"w": res.samples.numpy()})
 
 
+class _NotApplicable(Exception):
+    """A facade path that a model does not have (``nuts_fused`` is a fit option)."""
+
+
 def _path(name: str, chains: int, compile: bool) -> Tuple[str, int, bool]:
     """A facade path's method, number of chains and whether it compiles."""
     if name == "chees16":
         return "chees", 16, compile
-    return name, chains, compile and name == "chees"
+    return name, chains, compile and name in ("chees", "nuts_fused")
 
 
 # ------------------------------------------------------------------ baselines
@@ -185,7 +197,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--models", default="gaussian,logistic")
-    p.add_argument("--paths", default="chees,chees16,nuts")
+    p.add_argument("--paths", default="chees,chees16,nuts,nuts_fused")
     p.add_argument("--compile", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -205,11 +217,13 @@ def main() -> None:
             first, s = _timed(baseline, name, *run_args, 100)
             print(f"{name}: baseline first run (compilation included) {first:.1f} ESS/s "
                   f"in {s:.1f} s")
-        if args.compile and name == "gaussian" and "chees" in paths:
-            first, s = _timed(lambda: facade_gaussian(data, args.chains, args.warmup,
-                                                      args.draws, 100, compile=True))
-            print(f"{name}: chees first run (compilation included) {first:.1f} ESS/s "
-                  f"in {s:.1f} s")
+        for who in ("chees", "nuts_fused"):
+            if args.compile and name == "gaussian" and who in paths:
+                first, s = _timed(lambda: facade_gaussian(data, args.chains, args.warmup,
+                                                          args.draws, 100, method=who,
+                                                          compile=True))
+                print(f"{name}: {who} first run (compilation included) {first:.1f} ESS/s "
+                      f"in {s:.1f} s")
         rates: Dict[str, List[float]] = {k: [] for k in ["baseline"] + paths}
         for r in range(args.repeats):  # rotating, so drifting load hits every path
             order = ["baseline"] + paths
@@ -219,17 +233,25 @@ def main() -> None:
                     rate, s = _timed(baseline, name, *run_args, r)
                 else:
                     method, chains, comp = _path(who, args.chains, args.compile)
-                    rate, s = _timed(lambda: facades[name](
-                        data, chains, args.warmup, args.draws, r, method=method,
-                        compile=comp))
+                    try:
+                        rate, s = _timed(lambda: facades[name](
+                            data, chains, args.warmup, args.draws, r, method=method,
+                            compile=comp))
+                    except _NotApplicable:
+                        continue
                 rates[who].append(rate)
                 print(f"{name} run {r}: {who} {rate:.1f} ESS/s in {s:.1f} s", flush=True)
         bm = statistics.median(rates["baseline"])
         for who, v in rates.items():
+            if not v:
+                continue
             m = statistics.median(v)
             print(f"{name}: {who} median {m:.1f} ESS/s ({min(v):.1f}-{max(v):.1f})")
             if who != "baseline":
                 ratios[f"{name} {who}"] = m / bm
+        if rates.get("nuts") and rates.get("nuts_fused"):
+            ratios[f"{name} nuts_fused/nuts"] = (statistics.median(rates["nuts_fused"])
+                                                 / statistics.median(rates["nuts"]))
     print("ratio facade / baseline ESS/s: "
           + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
 

@@ -27,6 +27,7 @@ MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.m
            "pyro_genmodels.models.mixture", "pyro_genmodels.models.ppca",
            "pyro_genmodels.models.energy", "pyro_genmodels.infer.samplers",
            "pyro_genmodels.infer.ais", "pyro_genmodels.infer.chees",
+           "pyro_genmodels.infer.nuts",
            "pyro_genmodels.models.sequence.ngram",
            "pyro_genmodels.models.sequence.networks",
            "pyro_genmodels.models.vae", "pyro_genmodels.models.autoregressive",

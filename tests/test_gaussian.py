@@ -151,15 +151,19 @@ def test_vi_recovers_the_conjugate_posterior():
     assert torch.allclose(torch.cov(draws.T), v, atol=0.15 * sd.max() ** 2)
 
 
-@pytest.mark.parametrize("method", ["nuts", "hmc", "chees"])
-def test_mcmc_matches_the_conjugate_posterior(method):
+@pytest.mark.parametrize("method, extra", [
+    ("nuts", {}), ("nuts", {"sampler": "fused"}), ("hmc", {}), ("chees", {}),
+    pytest.param("nuts", {"sampler": "fused", "compile": True},
+                 marks=pytest.mark.slow, id="nuts-fused-compiled"),  # about 12 s to compile
+])
+def test_mcmc_matches_the_conjugate_posterior(method, extra):
     x = data(200, seed=2)
     s0 = 2.0
     m, v = conjugate_posterior(x, SIGMA, s0)
     sd = v.diagonal().sqrt()
     fit = pgm.Gaussian(D, covariance=SIGMA, prior_scale=s0).fit(
         x, method=method, seed=0, progress=False, num_samples=1000, warmup_steps=500,
-        num_chains=2)
+        num_chains=2, **extra)
     idata = fit.to_arviz(posterior_predictive=False)
     rhat = torch.tensor(az.rhat(idata, var_names=["loc"])["loc"].values)
     ess = torch.tensor(az.ess(idata, var_names=["loc"])["loc"].values)

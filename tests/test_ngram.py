@@ -136,13 +136,15 @@ def test_vi_matches_the_dirichlet_posterior():
     assert ((ratio > 0.7) & (ratio < 1.3)).all(), ratio
 
 
-@pytest.mark.parametrize("method,chains", [("nuts", 1), ("chees", 2)])
-def test_mcmc_matches_the_dirichlet_posterior(method, chains):
+@pytest.mark.parametrize("method,chains,extra", [("nuts", 1, {}),
+                                                 ("nuts", 1, {"sampler": "fused"}),
+                                                 ("chees", 2, {})])
+def test_mcmc_matches_the_dirichlet_posterior(method, chains, extra):
     data = ["ab", "abb", "ba", "a", "bab", ""]
     n = 300
     fit = NGram(1, prior_concentration=1.0).fit(data, method=method, seed=0,
                                                 num_samples=n // chains, warmup_steps=200,
-                                                num_chains=chains, progress=False)
+                                                num_chains=chains, progress=False, **extra)
     conc = fit.model.posterior_concentration(fit.data)[0]
     a0 = conc.sum()
     mean, sd = conc / a0, (conc * (a0 - conc) / (a0**2 * (a0 + 1))).sqrt()

@@ -42,6 +42,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from .chees import chees
 from .mcmc import _enumeration, _jit
+from .nuts import nuts
 from .objectives import GenerativeModel, traced_execution
 from .samplers import value_and_grad
 
@@ -156,33 +157,43 @@ class FusedPotential:
         return z0 + jitter * torch.randn(num_chains, self.dim, dtype=z0.dtype, device=z0.device)
 
 
-def sample_posterior_chees(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Tensor],
-                           *, opts, progress: bool) -> Dict[str, Any]:
-    """Posterior draws of ``model``'s phi by batched ChEES-HMC
-    (:func:`~pyro_genmodels.infer.chees.chees`) on its :class:`FusedPotential`, checked
-    against Pyro's potential at every start and at one jittered point per chain; ``opts``
-    is the engine's :class:`~pyro_genmodels.infer.engines.ChEESOptions`. The potential
-    is traced by ``torch.jit.trace`` where ``opts.jit_compile`` (``None``: the model is
-    ``jit_safe``), or compiled by ``torch.compile`` with ``opts.compile``; the seconds
-    either took are ``info["compile_seconds"]``."""
+def sample_posterior_fused(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Tensor],
+                           *, sampler: str, opts, progress: bool) -> Dict[str, Any]:
+    """Posterior draws of ``model``'s phi on its :class:`FusedPotential`, checked against
+    Pyro's potential at every start and at one jittered point per chain, by ``sampler``:
+    ``"chees"``, batched ChEES-HMC (:func:`~pyro_genmodels.infer.chees.chees`; ``opts``
+    a :class:`~pyro_genmodels.infer.engines.ChEESOptions`), or ``"nuts"``, NUTS one chain
+    at a time (:func:`~pyro_genmodels.infer.nuts.nuts`; ``opts`` a
+    :class:`~pyro_genmodels.infer.engines.NUTSOptions`). The potential is traced by
+    ``torch.jit.trace`` where ``opts.jit_compile`` (``None``: the model is ``jit_safe``),
+    or compiled by ``torch.compile`` with ``opts.compile``; the seconds either took are
+    ``info["compile_seconds"]``."""
     potential = FusedPotential(model, x, c, **_enumeration(model))
     z0 = potential.initial_points(opts.num_chains, opts.init_jitter)
     info: Dict[str, Any] = {}
-    kind = "torch.compile" if opts.compile else "jit" if _jit(opts.jit_compile, model) \
-        else "eager"
+    kind = "torch.compile" if getattr(opts, "compile", False) else \
+        "jit" if _jit(opts.jit_compile, model) else "eager"
     with pyro.validation_enabled(False), traced_execution():
         potential.check(torch.cat([z0, z0 + 0.1 * torch.randn_like(z0)]))
-        log_density = compiled(potential.log_density, z0, kind, info)
-        result = chees(log_density, z0, num_samples=opts.num_samples,
-                       warmup_steps=opts.warmup_steps, target_accept=opts.target_accept_prob,
-                       max_leapfrog=opts.max_leapfrog_steps, progress=progress)
+        if sampler == "chees":
+            log_density = compiled(potential.log_density, z0, kind, info)
+            result = chees(log_density, z0, num_samples=opts.num_samples,
+                           warmup_steps=opts.warmup_steps,
+                           target_accept=opts.target_accept_prob,
+                           max_leapfrog=opts.max_leapfrog_steps, progress=progress)
+        else:  # traced for one chain: NUTS evaluates one state at a time
+            log_density = compiled(potential.log_density, z0[:1], kind, info)
+            result = nuts(log_density, z0, num_samples=opts.num_samples,
+                          warmup_steps=opts.warmup_steps, target_accept=opts.target_accept_prob,
+                          max_tree_depth=opts.max_tree_depth, progress=progress)
     posterior = {k: v.detach() for k, v in potential.constrain(result.samples).items()}
     stats = dict(result.sample_stats)
-    info.update({k: result.info[k] for k in ("step_size", "trajectory_length",
-                                             "warmup_divergences", "num_divergences")},
-                sampler="chees", num_warmup=opts.warmup_steps,
-                potential=kind,
+    info.update({k: result.info[k] for k in ("step_size", "warmup_divergences",
+                                             "num_divergences")},
+                sampler=sampler, num_warmup=opts.warmup_steps, potential=kind,
                 acceptance_rate=stats["acceptance_rate"].mean(1).tolist())
+    if sampler == "chees":
+        info["trajectory_length"] = result.info["trajectory_length"]
     return {"posterior": posterior, "sample_stats": stats,
             "interrupted": bool(result.info["interrupted"]), "info": info}
 

@@ -167,17 +167,3 @@ def test_nuts_on_the_mixture_is_calibrated():
               num_chains=1)
     assert set(res.ranks) == {"loc_lower", "loc_upper", "scale_lower", "weight_lower"}
     assert res.passed, res.table
-
-
-@pytest.mark.slow  # 200 fused NUTS fits: about 15 minutes on one core
-@pytest.mark.timeout(2400)
-def test_fused_nuts_on_the_mixture_is_calibrated():
-    """As above, for NUTS on the fused potential (``sampler="fused"``). Measured: p =
-    0.94, 0.71, 0.78, 0.87; 885 s on one core beside another job."""
-    model = pgm.GaussianMixture(1, 2, covariance_type="diag", prior_scale=1.0,
-                                prior_concentration=5.0)
-    res = sbc(model, "nuts", num_replicates=200, num_data=30, num_draws=39, num_bins=20,
-              statistics=_sorted_components, num_samples=120, warmup_steps=100,
-              num_chains=1, sampler="fused")
-    assert set(res.ranks) == {"loc_lower", "loc_upper", "scale_lower", "weight_lower"}
-    assert res.passed, res.table

@@ -171,8 +171,8 @@ def sample_posterior_fused(model: GenerativeModel, x: torch.Tensor, c: Optional[
     potential = FusedPotential(model, x, c, **_enumeration(model))
     z0 = potential.initial_points(opts.num_chains, opts.init_jitter)
     info: Dict[str, Any] = {}
-    kind = "torch.compile" if getattr(opts, "compile", False) else \
-        "jit" if _jit(opts.jit_compile, model) else "eager"
+    kind = "torch.compile" if opts.compile else "jit" if _jit(opts.jit_compile, model) \
+        else "eager"
     with pyro.validation_enabled(False), traced_execution():
         potential.check(torch.cat([z0, z0 + 0.1 * torch.randn_like(z0)]))
         if sampler == "chees":

@@ -37,15 +37,24 @@ windows of doubling length and a final fast window.
 
       \text{ChEES} = \tfrac14\,\mathbb{E}\big[(\lVert y' - \bar y'\rVert^2
       - \lVert y - \bar y\rVert^2)^2\big], \qquad
-      \frac{\partial\,\text{ChEES}}{\partial T} \propto
-      \delta\,(y' - \bar y')^\top v',
+      \frac{\partial\,\text{ChEES}}{\partial \log T} \propto
+      t_n\,\delta\,(y' - \bar y')^\top v',
 
-  :math:`\delta` the difference of squared distances and :math:`v'` the final velocity
-  (:math:`dy'/dt = v'`), averaged over chains weighted by acceptance (the jitter
-  :math:`h_n`, a positive factor shared by the chains, is left out). TFP's per-gradient
+  :math:`\delta` the difference of squared distances, :math:`v'` the final velocity
+  (:math:`dy'/dt = v'`) and :math:`t_n = L\epsilon \approx h_n T` the length of the
+  transition's trajectory (:math:`dt_n / d\log T`), averaged over chains weighted by
+  acceptance (as TFP and BlackJAX do). The factor :math:`t_n` matters: without it the
+  estimate's mean is the derivative of the un-jittered criterion :math:`c(t)` averaged
+  over the jitter, :math:`\int_0^1 c'(hT)\,dh = c(T)/T > 0`, which never vanishes, so
+  :math:`T` drifts up as far as the noise lets it; with it, the mean is the derivative of
+  the jittered criterion :math:`\int_0^1 c(hT)\,dh`. (Measured with 4 chains on the
+  ``Gaussian(3)`` posterior of ``benchmarks/bench_posterior.py``: without the factor, 3
+  warmups in 10 ended on the criterion's second, lower hump at 2-2.5 times the length,
+  half the ESS per second.) TFP's per-gradient
   variant, ChEES / T, chose trajectories about three times shorter on both posteriors of
   ``benchmarks/bench_posterior.py`` and half the ESS per second there, so this is the
-  paper's criterion. The step in :math:`\log T` is Adam's (:math:`\beta_1 = 0`, :math:`\beta_2 = 0.95`, rate 0.025),
+  paper's criterion. The step in :math:`\log T` is Adam's (:math:`\beta_1 = 0`,
+  :math:`\beta_2 = 0.95`, rate 0.025),
   clipped to :math:`\pm 0.35`; the sampling phase uses the iterate average
   (weights :math:`k^{-0.6}`), capped at ``max_leapfrog`` steps. After each mass-matrix
   update the whitened posterior has unit scales, so :math:`T` goes on from
@@ -148,13 +157,14 @@ class _Trajectory:
         self.log_T_avg = a * self.log_T + (1 - a) * self.log_T_avg
 
 
-def chees_gradient(y0, y1, v1, mean0, mean1, accept_prob) -> float:
-    r"""The acceptance-weighted estimate of :math:`\partial\,\text{ChEES}/\partial T`
+def chees_gradient(y0, y1, v1, mean0, mean1, accept_prob, length: float) -> float:
+    r"""The acceptance-weighted estimate of :math:`\partial\,\text{ChEES}/\partial\log T`
     (up to a positive factor), from the whitened states before ``y0`` and after ``y1``
-    ``(C, D)``, the final velocities ``v1``, the centers ``mean0`` / ``mean1`` ``(D,)``."""
+    ``(C, D)``, the final velocities ``v1``, the centers ``mean0`` / ``mean1`` ``(D,)``
+    and the ``length`` of the transition's (jittered) trajectory, :math:`t_n`."""
     d1, d0 = y1 - mean1, y0 - mean0
     delta = d1.pow(2).sum(-1) - d0.pow(2).sum(-1)
-    g = delta * (d1 * v1).sum(-1)
+    g = length * delta * (d1 * v1).sum(-1)
     w = accept_prob
     if _harmonic_mean(w) < 1e-4 or not bool(torch.isfinite(g).all()):
         return 0.0
@@ -206,7 +216,8 @@ def chees(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
     adapter = WarmupAdapter(adapt_mass_matrix=True)
     adapter.configure(max(warmup_steps, 1), eps, mass_matrix_shape={("q",): (D,)})
     slow_ends = {w.end for w in adapter.adaptation_schedule[1:-1]}
-    win_sum, win_sq, win_n = torch.zeros(D, dtype=dt, device=dev), torch.zeros(D, dtype=dt, device=dev), 0
+    win_sum, win_sq = torch.zeros(D, dtype=dt, device=dev), torch.zeros(D, dtype=dt, device=dev)
+    win_n = 0
 
     out = torch.empty(C, num_samples, D, dtype=dt, device=dev)
     stats: Dict[str, torch.Tensor] = {
@@ -239,7 +250,7 @@ def chees(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
                 q1_safe = torch.where(finite[:, None], q1, q)
                 mean1 = w * run_mean + (1 - w) * (wa[:, None] * q1_safe).sum(0)
                 g = chees_gradient(q / s, q1_safe / s, torch.where(finite[:, None], s * p1, 0),
-                                   mean0 / s, mean1 / s, accept_prob)
+                                   mean0 / s, mean1 / s, accept_prob, steps * eps)
                 traj.update(g)
             q = torch.where(accept[:, None], q1, q)
             lp = torch.where(accept, lp1, lp)

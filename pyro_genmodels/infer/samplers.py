@@ -83,7 +83,15 @@ DIVERGENCE_THRESHOLD = 1000.0
 def value_and_grad(log_density: LogDensity, x: torch.Tensor):
     """``log_density(x)`` ``(C,)`` and its gradient ``(C, D)`` in one forward/backward
     pass (both detached). Rows are independent, so a non-finite row leaves the others
-    intact."""
+    intact. A ``log_density`` that carries its own ``value_and_grad`` (e.g.
+    :class:`~pyro_genmodels.infer.potential.GradientGraph`, the forward and backward pass
+    traced as one graph) is asked first; it answers ``None`` for a shape it was not
+    traced for, and autograd answers instead."""
+    own = getattr(log_density, "value_and_grad", None)
+    if own is not None:
+        out = own(x)
+        if out is not None:
+            return out
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         lp = log_density(x)

@@ -160,7 +160,7 @@ class SequenceFit(Fit):
             max_length: Optional[int] = None, use_cache: bool = True
             ) -> List[Union[str, torch.Tensor]]:
         """``n`` sequences drawn token by token: a list of strings (text models) or of 1-D
-        LongTensors (token models).
+        LongTensors on the fit's device (token models).
 
         Args:
             c: class labels ``(n,)`` or one label for all (conditional models).

@@ -267,12 +267,12 @@ class SequenceModel(GenerativeModel):
 
     def decode(self, tokens: torch.Tensor) -> List[Union[str, torch.Tensor]]:
         """Inverse of :meth:`encode`: the tokens before each row's first end token, as
-        strings (text) or 1-D LongTensors (token ids)."""
+        strings (text) or 1-D LongTensors on ``tokens``' device (token ids)."""
         out: List[Union[str, torch.Tensor]] = []
-        for row in tokens.cpu().tolist():
+        for i, row in enumerate(tokens.cpu().tolist()):
             n = row.index(self.end_id) if self.end_id in row else len(row)
-            if self.token_mode:
-                out.append(torch.tensor(row[:n], dtype=torch.long))
+            if self.token_mode:  # a copy: the draws do not hold the whole padded batch
+                out.append(tokens[i, :n].to(torch.long, copy=True))
             else:
                 vocab = self.vocab
                 assert vocab is not None  # a text model's end_id needs its vocabulary

@@ -4,7 +4,7 @@ the same process on the same data.
     python benchmarks/bench_posterior.py [--chains 4] [--warmup 500] [--draws 1000]
                                          [--repeats 3] [--threads 2]
                                          [--paths chees,chees16,nuts,nuts_fused]
-                                         [--compile]
+                                         [--compile] [--device cuda]
 
 Two posteriors:
 
@@ -14,10 +14,11 @@ Two posteriors:
   by ``EnergyModel.from_log_density(...).sample_chains(sampler=...)``.
 
 Facade paths: ``chees`` (batched ChEES-HMC, ``--chains`` chains), ``chees16`` (the same
-with 16 chains: more chains cost little more wall time), ``nuts`` (Pyro's NUTS, one chain
-after another, ``--chains`` chains), ``nuts_fused`` (``method="nuts", sampler="fused"``:
-the same NUTS on the fused potential, ``gaussian`` only; the last line also gives its
-ratio to ``nuts``, the single-chain goal of #20 with ``--chains 1``). With ``--compile``
+with 16 chains: more chains cost little more wall time; ``cheesN``: N chains), ``nuts``
+(Pyro's NUTS, one chain after another, ``--chains`` chains), ``nuts_fused``
+(``method="nuts", sampler="fused"``: the same NUTS on the fused potential, ``gaussian``
+only; the last line also gives its ratio to ``nuts``, the single-chain goal of #20 with
+``--chains 1``). With ``--compile``
 the ``gaussian`` ChEES and fused NUTS fits compile their potential (``compile=True``):
 the first fit's compilation (once per process and data shape) is reported apart.
 
@@ -30,7 +31,8 @@ ratio is against the warm median. Without NumPyro it is stock ``pyro.infer.MCMC(
 on the same model, one chain after another. Each run prints its figures; the median of
 ``--repeats`` runs, with the spread, is reported, and the last line is the ratio of each
 facade path to the baseline for both models. The torch thread count is fixed
-(``--threads``).
+(``--threads``). ``--device cuda`` runs the facade's paths on the GPU (NumPyro then runs on
+JAX's default device, the GPU where JAX has one); docs/guide.md has the figures.
 """
 
 from __future__ import annotations
@@ -64,20 +66,20 @@ def _min_ess(draws: Dict[str, np.ndarray]) -> float:
 
 # ------------------------------------------------------------------ the facade
 def facade_gaussian(data, chains: int, warmup: int, draws: int, seed: int, *,
-                    method: str = "chees", compile: bool = False) -> float:
+                    method: str = "chees", compile: bool = False, device: str = "cpu") -> float:
     extra: Dict[str, object] = {"compile": True} if compile else {}
     if method == "nuts_fused":
         method, extra["sampler"] = "nuts", "fused"
     fit = pgm.Gaussian(3).fit(torch.as_tensor(data["x"]).float(), method=method, seed=seed,
                               progress=False, num_samples=draws, warmup_steps=warmup,
-                              num_chains=chains, **extra)
+                              num_chains=chains, device=device, **extra)
     assert fit.posterior is not None
-    return _min_ess({k: fit.posterior[k].numpy() for k in ("loc", "scale")})
+    return _min_ess({k: fit.posterior[k].cpu().numpy() for k in ("loc", "scale")})
 
 
-def _logistic_log_density(data) -> Callable[[torch.Tensor], torch.Tensor]:
-    a = torch.as_tensor(data["features"]).float()
-    y = torch.as_tensor(data["labels"]).float()
+def _logistic_log_density(data, device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    a = torch.as_tensor(data["features"]).float().to(device)
+    y = torch.as_tensor(data["labels"]).float().to(device)
 
     def log_density(w: torch.Tensor) -> torch.Tensor:  # (B, 10) -> (B,)
         logits = w @ a.T
@@ -88,13 +90,13 @@ def _logistic_log_density(data) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def facade_logistic(data, chains: int, warmup: int, draws: int, seed: int, *,
-                    method: str = "chees", compile: bool = False) -> float:
+                    method: str = "chees", compile: bool = False, device: str = "cpu") -> float:
     if method == "nuts_fused":
         raise _NotApplicable
-    model = pgm.EnergyModel.from_log_density(_logistic_log_density(data), 10)
-    res = model.sample_chains(chains * draws, sampler=method, num_chains=chains,
-                              warmup_steps=warmup, seed=seed)
-    return _min_ess({"w": res.samples.numpy()})
+    model = pgm.EnergyModel.from_log_density(_logistic_log_density(data, device), 10)
+    res = model.to(device).sample_chains(chains * draws, sampler=method, num_chains=chains,
+                                         warmup_steps=warmup, seed=seed)
+    return _min_ess({"w": res.samples.cpu().numpy()})
 
 
 class _NotApplicable(Exception):
@@ -103,8 +105,8 @@ class _NotApplicable(Exception):
 
 def _path(name: str, chains: int, compile: bool) -> Tuple[str, int, bool]:
     """A facade path's method, number of chains and whether it compiles."""
-    if name == "chees16":
-        return "chees", 16, compile
+    if name.startswith("chees") and name[5:].isdigit():  # chees16, chees256, ...
+        return "chees", int(name[5:]), compile
     return name, chains, compile and name in ("chees", "nuts_fused")
 
 
@@ -199,6 +201,7 @@ def main() -> None:
     p.add_argument("--models", default="gaussian,logistic")
     p.add_argument("--paths", default="chees,chees16,nuts,nuts_fused")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = _data()
@@ -209,7 +212,7 @@ def main() -> None:
     paths = args.paths.split(",")
     print(f"{args.chains} chains, {args.warmup} warmup + {args.draws} draws each, "
           f"{args.threads} torch threads; baseline: {baseline_name}; facade paths: "
-          f"{', '.join(paths)}{' (compiled)' if args.compile else ''}")
+          f"{', '.join(paths)}{' (compiled)' if args.compile else ''} on {args.device}")
     ratios: Dict[str, float] = {}
     for name in args.models.split(","):
         run_args = (data, args.chains, args.warmup, args.draws)
@@ -221,7 +224,7 @@ def main() -> None:
             if args.compile and name == "gaussian" and who in paths:
                 first, s = _timed(lambda: facade_gaussian(data, args.chains, args.warmup,
                                                           args.draws, 100, method=who,
-                                                          compile=True))
+                                                          compile=True, device=args.device))
                 print(f"{name}: {who} first run (compilation included) {first:.1f} ESS/s "
                       f"in {s:.1f} s")
         rates: Dict[str, List[float]] = {k: [] for k in ["baseline"] + paths}
@@ -236,7 +239,7 @@ def main() -> None:
                     try:
                         rate, s = _timed(lambda: facades[name](
                             data, chains, args.warmup, args.draws, r, method=method,
-                            compile=comp))
+                            compile=comp, device=args.device))
                     except _NotApplicable:
                         continue
                 rates[who].append(rate)

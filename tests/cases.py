@@ -101,6 +101,9 @@ class Case:
     #: ``(fit, data) -> (N,)`` a per-row value that the contract compares across fits
     #: (``fit.log_prob``; a family with no density gives another, e.g. a GAN's critic)
     score: Callable[[Any, Data], torch.Tensor] = _log_prob
+    #: the score is a seeded Monte Carlo estimate (IWAE, a diffusion ELBO): the same on
+    #: one device, but the same seed draws other numbers on a GPU than on a CPU
+    monte_carlo_score: bool = False
 
 
 def built_with_seed(build: Callable[[], pgm.GenerativeModel]):
@@ -164,12 +167,14 @@ def _numeric_bad_inputs(d: Data) -> List[Refusal]:
 
 
 def numeric_case(make_model, make_data, fast_options, *, dim: int, log_prob_kind="exact",
-                 params=(), sample_c=None, stops_early=False, score=_log_prob) -> Case:
+                 params=(), sample_c=None, stops_early=False, score=_log_prob,
+                 monte_carlo_score=False) -> Case:
     """A family of float rows ``(N, dim)``: draws are rows, refusals name the bad cell."""
     return Case(make_model, make_data, fast_options, log_prob_kind=log_prob_kind,
                 check_sample=_rows(dim), params=frozenset(params), sample_c=sample_c,
                 stops_early=stops_early, refusals=_numeric_refusals,
-                bad_inputs=_numeric_bad_inputs, score=score)
+                bad_inputs=_numeric_bad_inputs, score=score,
+                monte_carlo_score=monte_carlo_score)
 
 
 def _critic(fit, d: Data) -> torch.Tensor:
@@ -411,7 +416,7 @@ CASES: Dict[str, Case] = {
         built_with_seed(lambda: pgm.VAE(3, 2, likelihood="gaussian", hidden=(16,))),
         _gaussian_data, {"mle": {"num_steps": 30, "batch_size": 64},
                          "map": {"num_steps": 30, "batch_size": 64}}, dim=3,
-        log_prob_kind="estimate"),
+        log_prob_kind="estimate", monte_carlo_score=True),
     "gan": numeric_case(
         built_with_seed(lambda: pgm.GAN(3, hidden=(16, 16))), _gaussian_data,
         {"adversarial": {"num_steps": 20, "batch_size": 64}}, dim=3, log_prob_kind="none",
@@ -425,13 +430,14 @@ CASES: Dict[str, Case] = {
     "diffusion": numeric_case(
         built_with_seed(lambda: pgm.Diffusion(3, timesteps=20, hidden=(16, 16))),
         _gaussian_data, {m: {"num_steps": 20, "batch_size": 64} for m in ("mle", "map")},
-        dim=3, log_prob_kind="bound"),
+        dim=3, log_prob_kind="bound", monte_carlo_score=True),
     "diffusion-conditional-elbo": numeric_case(
         built_with_seed(lambda: pgm.Diffusion(3, timesteps=15, hidden=(16,), context_dim=2,
                                               schedule="linear")),
         _gaussian_data_with_context,
         {m: {"num_steps": 20, "batch_size": 64, "objective": "elbo"} for m in ("mle", "map")},
-        dim=3, log_prob_kind="bound", sample_c=torch.tensor([[0.5, -1.0]])),
+        dim=3, log_prob_kind="bound", sample_c=torch.tensor([[0.5, -1.0]]),
+        monte_carlo_score=True),
     "score": numeric_case(
         built_with_seed(lambda: pgm.ScoreModel(3, hidden=(16, 16), num_levels=4)),
         _gaussian_data, {"dsm": {"num_steps": 20, "batch_size": 64},

@@ -185,7 +185,14 @@ def resume(out: Results, outdir: Path, rank: int) -> None:
     out.add_fit("resumed", resumable_fit(distributed=True, resume=str(outdir / "stopped")))
 
 
-SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume)}
+def cuda(out: Results, outdir: Path, rank: int) -> None:
+    """The oracle's point fits and NUTS chains on the GPU (tests/test_cuda.py: nccl)."""
+    for name in ORACLE_RUNS:
+        out.add_fit(name, oracle_fit(name, distributed=True, device="cuda"))
+    out.add_fit("nuts", mcmc_fit(distributed=True, device="cuda"))
+
+
+SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume, cuda)}
 
 
 def main(scenario: str, outdir: str) -> None:

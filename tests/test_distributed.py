@@ -60,14 +60,14 @@ class Launch:
     elapsed: float  # wall seconds
 
 
-def launch(scenario: str, outdir: Path) -> Launch:
-    """Run the worker's ``scenario`` under torchrun with 2 processes. torchrun starts a
+def launch(scenario: str, outdir: Path, world: int = WORLD) -> Launch:
+    """Run the worker's ``scenario`` under torchrun with ``world`` processes. torchrun starts a
     session of its own, so that a launch past LAUNCH_TIMEOUT is killed with its workers."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYRO_GENMODELS_DIST_TIMEOUT": "60"}
     if os.path.exists("/sys/class/net/lo"):  # gloo on the loopback only
         env["GLOO_SOCKET_IFNAME"] = "lo"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={WORLD}", str(WORKER), scenario, str(outdir)]
+           f"--nproc_per_node={world}", str(WORKER), scenario, str(outdir)]
     start = time.monotonic()
     with subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
@@ -81,13 +81,13 @@ def launch(scenario: str, outdir: Path) -> Launch:
     return Launch(proc.returncode, output, time.monotonic() - start)
 
 
-def run_ok(scenario: str, outdir: Path):
+def run_ok(scenario: str, outdir: Path, world: int = WORLD):
     """Launch ``scenario``, require success, and return each rank's (facts, tensors)."""
-    done = launch(scenario, outdir)
+    done = launch(scenario, outdir, world)
     assert done.returncode == 0, done.output[-6000:]
     return [(json.loads((outdir / f"{scenario}-rank{r}.json").read_text()),
              load_file(str(outdir / f"{scenario}-rank{r}.safetensors")))
-            for r in range(WORLD)]
+            for r in range(world)]
 
 
 def of_run(tensors, run: str):

@@ -224,6 +224,35 @@ def compiled(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any]):
     return graph
 
 
+def traced_density(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any]):
+    """:func:`compiled` for a log density that nothing vouches for (a user's function):
+    the graph's value and gradient must equal autograd's at the chains' starts ``z0``
+    ``(C, D)`` and at the midpoints between neighbouring chains (1e-4 relative), else a
+    ValueError says that the function is not traceable (its control flow or its
+    Python-side state depends on the values) before any draw."""
+    try:
+        graph = compiled(log_density, z0, kind, info)
+    except Exception as e:  # make_fx / torch.compile refuse it: say so in the user's terms
+        raise ValueError(f"jit_compile / compile: the log density could not be traced "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         f"sample without jit_compile / compile") from e
+    for z in (z0, 0.5 * (z0 + z0.roll(1, 0))):
+        got = graph.value_and_grad(z)
+        with torch.enable_grad():
+            zz = z.detach().requires_grad_(True)
+            lp = log_density(zz)
+            (grad,) = torch.autograd.grad(lp.sum(), zz)
+        for what, g, w in (("value", got[0], lp.detach()), ("gradient", got[1], grad)):
+            scale = 1 + float(torch.nan_to_num(w, posinf=0.0, neginf=0.0).abs().max())
+            if not torch.allclose(g, w, rtol=1e-4, atol=1e-4 * scale, equal_nan=True):
+                raise ValueError(
+                    f"jit_compile / compile: the traced graph's {what} differs from the log "
+                    f"density's own (largest difference {float((g - w).abs().max()):.3g}), so "
+                    f"the function does not trace (its control flow depends on the values, or "
+                    f"it reads state that changes); sample without jit_compile / compile")
+    return graph
+
+
 class GradientGraph:
     r"""A log density whose value and gradient for inputs shaped like ``z0`` ``(C, D)``
     are one graph: ``torch.func.grad_and_value`` of :math:`\sum_c \log p(z_c)` (the rows

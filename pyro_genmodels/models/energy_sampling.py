@@ -8,6 +8,7 @@ its levels and its Gaussian base.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union, cast
 import torch
 
 from .._rng import seeded
-from .._validation import as_data, check_choice, positive_int
+from .._validation import as_data, check_bool, check_choice, positive_int
 from ..infer.ais import AISEstimate, anneal
 from ..infer.chees import chees
 from ..infer.mcmc import pyro_mcmc
+from ..infer.objectives import traced_execution
+from ..infer.potential import traced_density
 from ..fit import _chunk_rows
 from ..infer.samplers import (ChainResult, check_log_density, hmc, hmc_transition, mala,
                               mala_transition, run_chains)
@@ -114,6 +117,17 @@ class EnergySampling:
             target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS, 0.651 ChEES).
             anneal_steps: of ``init="anneal"``: the SMC run's temperatures, or for a
                 noise-conditional energy the Langevin steps per noise level (100).
+            jit_compile: trace the value and gradient of the log density as one graph
+                (:class:`~pyro_genmodels.infer.potential.GradientGraph`) for the batched
+                samplers (``"langevin"``, ``"hmc_vectorized"``, ``"chees"``), or Pyro's
+                ``jit_compile`` for ``"nuts"`` / ``"hmc"``. Off by default: a trace holds
+                for one control flow, and only you know that your function has one. The
+                graph is checked against autograd at the chains' starts and between
+                them before any draw; ``info["potential"]`` says what ran. (10-d logistic
+                regression on 1000 rows, 4 chains: 0.17 ms per gradient traced against
+                0.24 ms eager; figures in the guide.)
+            compile: the same graph compiled by ``torch.compile`` (batched samplers;
+                the first call compiles for seconds).
             progress: a progress bar.
             **kernel_options: to Pyro's kernel (``max_tree_depth``,
                 ``trajectory_length``, ``full_mass``).
@@ -127,12 +141,19 @@ class EnergySampling:
              init: Union[str, torch.Tensor] = "anneal", step_size: Optional[float] = None,
              adjusted: bool = True, num_leapfrog: int = 10,
              target_accept: Optional[float] = None, anneal_steps: int = 100,
-             progress: bool = False, **kernel_options: Any) -> Union[ChainResult, torch.Tensor]:
+             progress: bool = False, jit_compile: bool = False, compile: bool = False,
+             **kernel_options: Any) -> Union[ChainResult, torch.Tensor]:
         """The chains of :meth:`sample_chains` in the data's units, or with ``flat`` the
         ``(n, dim)`` draws of :meth:`sample`: a batched sampler then runs its first
         segment of draws (warmup included) and :meth:`_flat` the others."""
         check_choice(sampler, SAMPLERS, "sampler")
         batched = sampler in ("langevin", "hmc_vectorized")
+        jit_compile, compile = check_bool(jit_compile, "jit_compile"), check_bool(compile,
+                                                                                 "compile")
+        if compile and sampler in ("nuts", "hmc"):
+            raise ValueError(f"compile=True is for the batched samplers (langevin, "
+                             f"hmc_vectorized, chees), not {sampler!r}; Pyro's kernel takes "
+                             f"jit_compile=True")
         if kernel_options and (batched or sampler == "chees"):
             raise ValueError(f"Unknown option(s) {sorted(kernel_options)} for sampler "
                              f"{sampler!r}")
@@ -158,41 +179,66 @@ class EnergySampling:
         # standardizes): one step size then suits every column, however raw their scales
         f_u = (lambda u: self._f(self.from_unit(u))) if self.standardize else self._f
         u0 = self.to_unit(x0)
-        if sampler == "langevin":
-            result = mala(f_u, u0, num_samples=first, warmup_steps=warmup_steps,
-                          step_size=step_size, adjusted=adjusted,
-                          target_accept=target_accept, progress=progress)
-            step = mala_transition(f_u)
-        elif sampler == "hmc_vectorized":
-            result = hmc(f_u, u0, num_samples=first, warmup_steps=warmup_steps,
-                         step_size=step_size, num_leapfrog=num_leapfrog,
-                         target_accept=target_accept, progress=progress)
-            step, adjusted = hmc_transition(f_u, positive_int(num_leapfrog, "num_leapfrog"),
-                                            True), True
-        elif sampler == "chees":
-            result = chees(f_u, u0, num_samples=num_samples, warmup_steps=warmup_steps,
-                           target_accept=target_accept, progress=progress)
-        else:
-            result = pyro_mcmc(f_u, u0, kernel=sampler, num_samples=num_samples,
-                               warmup_steps=warmup_steps, target_accept=target_accept,
-                               progress=progress, **kernel_options)
-        if flat and batched:
-            # the next segments go on from each chain's last draw with its step size, as
-            # fixed after warmup (the driver's own step size is not the chain's: ignored)
-            eps = result.sample_stats["step_size"][:, -1:].clone()
-
-            def more(u: torch.Tensor, draws: int) -> ChainResult:
-                return run_chains(lambda x, lp, grad, _: step(x, lp, grad, eps), f_u, u,
-                                  num_samples=draws, warmup_steps=0, step_size=None,
-                                  adjusted=adjusted, adapt=False,
-                                  target_accept=target_accept, progress=progress,
-                                  sampler=sampler)
-            return self._flat(result, n, num_samples, more)
+        info: Dict[str, Any] = {}
+        kind = "torch.compile" if compile else "jit" if jit_compile else "eager"
+        if sampler in ("nuts", "hmc"):  # Pyro traces its own potential
+            kernel_options["jit_compile"] = jit_compile
+        with traced_execution() if kind != "eager" else contextlib.nullcontext():
+            if kind != "eager" and sampler not in ("nuts", "hmc"):
+                f_u = traced_density(f_u, u0, kind, info)
+            result = self._chains(f_u, u0, sampler, num_samples, first, warmup_steps,
+                                  step_size, adjusted, num_leapfrog, target_accept,
+                                  progress, kernel_options)
+        result.info.update(info, potential=kind)
+        if flat and batched:  # the next segments (same shape) run the same graph
+            with traced_execution() if kind != "eager" else contextlib.nullcontext():
+                return self._more(result, f_u, n, num_samples, sampler, num_leapfrog,
+                                  adjusted, target_accept, progress)
         if flat:
             return self.from_unit(result.flat(n))
         if not self.standardize:
             return result
         return dataclasses.replace(result, samples=self.from_unit(result.samples))
+
+    @staticmethod
+    def _chains(f_u, u0, sampler, num_samples, first, warmup_steps, step_size, adjusted,
+                num_leapfrog, target_accept, progress, kernel_options) -> ChainResult:
+        """The chains of :meth:`_run` from ``u0`` in the network's units."""
+        if sampler == "langevin":
+            return mala(f_u, u0, num_samples=first, warmup_steps=warmup_steps,
+                        step_size=step_size, adjusted=adjusted,
+                        target_accept=target_accept, progress=progress)
+        if sampler == "hmc_vectorized":
+            return hmc(f_u, u0, num_samples=first, warmup_steps=warmup_steps,
+                       step_size=step_size, num_leapfrog=num_leapfrog,
+                       target_accept=target_accept, progress=progress)
+        if sampler == "chees":
+            return chees(f_u, u0, num_samples=num_samples, warmup_steps=warmup_steps,
+                         target_accept=target_accept, progress=progress)
+        return pyro_mcmc(f_u, u0, kernel=sampler, num_samples=num_samples,
+                         warmup_steps=warmup_steps, target_accept=target_accept,
+                         progress=progress, **kernel_options)
+
+    def _more(self, result: ChainResult, f_u, n: int, num_samples: int, sampler: str,
+              num_leapfrog: int, adjusted: bool, target_accept: float,
+              progress: bool) -> torch.Tensor:
+        """The flat draws of a batched sampler: the next segments go on from each
+        chain's last draw with its step size, as fixed after warmup (the driver's own
+        step size is not the chain's: ignored)."""
+        if sampler == "langevin":
+            step = mala_transition(f_u)
+        else:
+            step, adjusted = hmc_transition(f_u, positive_int(num_leapfrog, "num_leapfrog"),
+                                            True), True
+        eps = result.sample_stats["step_size"][:, -1:].clone()
+
+        def more(u: torch.Tensor, draws: int) -> ChainResult:
+            return run_chains(lambda x, lp, grad, _: step(x, lp, grad, eps), f_u, u,
+                              num_samples=draws, warmup_steps=0, step_size=None,
+                              adjusted=adjusted, adapt=False,
+                              target_accept=target_accept, progress=progress,
+                              sampler=sampler)
+        return self._flat(result, n, num_samples, more)
 
     def _flat(self, result: ChainResult, n: int, num_samples: int,
               more: Callable[[torch.Tensor, int], ChainResult]) -> torch.Tensor:

@@ -5,13 +5,16 @@ the same process on the same data.
                                          [--repeats 3] [--threads 2]
                                          [--paths chees,chees16,nuts,nuts_fused]
                                          [--compile] [--device cuda]
+                                         [--baseline auto|numpyro|pyro]
 
 Two posteriors:
 
 - ``gaussian``: the facade's ``Gaussian(3)`` on 500 rows (loc ~ N(0, 10^2), scale ~
   HalfNormal(10), correlation ~ LKJ(1)), by ``fit(method=...)``;
 - ``logistic``: a Bayesian logistic regression, 10 weights with N(0, 1) priors, 1000 rows,
-  by ``EnergyModel.from_log_density(...).sample_chains(sampler=...)``.
+  by ``EnergyModel.from_log_density(...).sample_chains(sampler=..., jit_compile=True)``
+  (the function is a matmul and a cross-entropy: it traces; ``compile=True`` with
+  ``--compile``).
 
 Facade paths: ``chees`` (batched ChEES-HMC, ``--chains`` chains), ``chees16`` (the same
 with 16 chains: more chains cost little more wall time; ``cheesN``: N chains), ``nuts``
@@ -19,8 +22,9 @@ with 16 chains: more chains cost little more wall time; ``cheesN``: N chains), `
 (``method="nuts", sampler="fused"``: the same NUTS on the fused potential, ``gaussian``
 only; the last line also gives its ratio to ``nuts``, the single-chain goal of #20 with
 ``--chains 1``). With ``--compile``
-the ``gaussian`` ChEES and fused NUTS fits compile their potential (``compile=True``):
-the first fit's compilation (once per process and data shape) is reported apart.
+the ``gaussian`` ChEES and fused NUTS fits and the ``logistic`` ChEES chains compile
+their potential (``compile=True``): the first run's compilation (once per process and
+data shape) is reported apart.
 
 ESS is the minimum bulk ESS (``az.ess``) over the parameters (loc and scale; the
 weights), ESS/s divides it by the wall time of the whole call (warmup, draws, any
@@ -40,7 +44,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import arviz as az
 import numpy as np
@@ -94,8 +98,9 @@ def facade_logistic(data, chains: int, warmup: int, draws: int, seed: int, *,
     if method == "nuts_fused":
         raise _NotApplicable
     model = pgm.EnergyModel.from_log_density(_logistic_log_density(data, device), 10)
+    traced = {"compile": True} if compile and method != "nuts" else {"jit_compile": True}
     res = model.to(device).sample_chains(chains * draws, sampler=method, num_chains=chains,
-                                         warmup_steps=warmup, seed=seed)
+                                         warmup_steps=warmup, seed=seed, **traced)
     return _min_ess({"w": res.samples.cpu().numpy()})
 
 
@@ -191,7 +196,7 @@ def _timed(fn: Callable[..., float], *args) -> Tuple[float, float]:
     return ess / seconds, seconds
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=500)
@@ -202,10 +207,14 @@ def main() -> None:
     p.add_argument("--paths", default="chees,chees16,nuts,nuts_fused")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--device", default="cpu")
-    args = p.parse_args()
+    p.add_argument("--baseline", choices=["auto", "numpyro", "pyro"], default="auto",
+                   help="auto: NumPyro where installed, else stock Pyro NUTS")
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = _data()
-    numpyro_run = _numpyro_runs()
+    numpyro_run = None if args.baseline == "pyro" else _numpyro_runs()
+    if args.baseline == "numpyro" and numpyro_run is None:
+        raise SystemExit("--baseline numpyro: NumPyro is not installed")
     baseline_name = "NumPyro NUTS (vectorized chains)" if numpyro_run else "stock Pyro NUTS"
     baseline = numpyro_run or _pyro_run
     facades = {"gaussian": facade_gaussian, "logistic": facade_logistic}
@@ -221,10 +230,10 @@ def main() -> None:
             print(f"{name}: baseline first run (compilation included) {first:.1f} ESS/s "
                   f"in {s:.1f} s")
         for who in ("chees", "nuts_fused"):
-            if args.compile and name == "gaussian" and who in paths:
-                first, s = _timed(lambda: facade_gaussian(data, args.chains, args.warmup,
-                                                          args.draws, 100, method=who,
-                                                          compile=True, device=args.device))
+            if args.compile and who in paths and (name == "gaussian" or who == "chees"):
+                first, s = _timed(lambda: facades[name](data, args.chains, args.warmup,
+                                                        args.draws, 100, method=who,
+                                                        compile=True, device=args.device))
                 print(f"{name}: {who} first run (compilation included) {first:.1f} ESS/s "
                       f"in {s:.1f} s")
         rates: Dict[str, List[float]] = {k: [] for k in ["baseline"] + paths}

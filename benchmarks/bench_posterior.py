@@ -21,22 +21,22 @@ with 16 chains: more chains cost little more wall time; ``cheesN``: N chains), `
 (Pyro's NUTS, one chain after another, ``--chains`` chains), ``nuts_fused``
 (``method="nuts", sampler="fused"``: the same NUTS on the fused potential, ``gaussian``
 only; the last line also gives its ratio to ``nuts``, the single-chain goal of #20 with
-``--chains 1``). With ``--compile``
-the ``gaussian`` ChEES and fused NUTS fits and the ``logistic`` ChEES chains compile
-their potential (``compile=True``): the first run's compilation (once per process and
-data shape) is reported apart.
+``--chains 1``). With ``--compile`` the ``gaussian`` ChEES and fused NUTS fits and the
+``logistic`` ChEES chains compile their potential (``compile=True``).
 
 ESS is the minimum bulk ESS (``az.ess``) over the parameters (loc and scale; the
 weights), ESS/s divides it by the wall time of the whole call (warmup, draws, any
 compilation). The baseline is NumPyro's NUTS (``chain_method="vectorized"``, ``--chains``
-chains) when NumPyro is installed (an optional extra, never a dependency): its first run
-in the process (compilation included) is reported apart from the warm ones, and the
-ratio is against the warm median. Without NumPyro it is stock ``pyro.infer.MCMC(NUTS)``
-on the same model, one chain after another. Each run prints its figures; the median of
-``--repeats`` runs, with the spread, is reported, and the last line is the ratio of each
-facade path to the baseline for both models. The torch thread count is fixed
+chains) when NumPyro is installed (an optional extra, never a dependency), else stock
+``pyro.infer.MCMC(NUTS)`` on the same model, one chain after another (``--baseline``
+chooses). Every path's first run in the process, which pays its one-time costs
+(NumPyro's XLA compilation, the first ``make_fx`` trace of the process, about 1 s, a
+first ``torch.compile``), is reported apart; the medians and ratios compare warm runs.
+Each run prints its figures; the median of ``--repeats`` runs, with the spread, is
+reported, and the last line is the ratio of each facade path to the baseline for both
+models. The torch thread count is fixed
 (``--threads``). ``--device cuda`` runs the facade's paths on the GPU (NumPyro then runs on
-JAX's default device, the GPU where JAX has one); docs/guide.md has the figures.
+JAX's default device, the GPU where JAX has one); docs/scale-out.md has the figures.
 """
 
 from __future__ import annotations
@@ -196,6 +196,17 @@ def _timed(fn: Callable[..., float], *args) -> Tuple[float, float]:
     return ess / seconds, seconds
 
 
+def _run_path(who: str, name: str, facades, baseline, run_args, seed: int, args) -> float:
+    """One run of path ``who`` (``"baseline"`` or a facade path) on model ``name``: its
+    ESS."""
+    if who == "baseline":
+        return baseline(name, *run_args, seed)
+    method, chains, comp = _path(who, args.chains, args.compile)
+    data, _, warmup, draws = run_args
+    return facades[name](data, chains, warmup, draws, seed, method=method, compile=comp,
+                         device=args.device)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--chains", type=int, default=4)
@@ -225,32 +236,27 @@ def main(argv: Optional[List[str]] = None) -> None:
     ratios: Dict[str, float] = {}
     for name in args.models.split(","):
         run_args = (data, args.chains, args.warmup, args.draws)
-        if numpyro_run:
-            first, s = _timed(baseline, name, *run_args, 100)
-            print(f"{name}: baseline first run (compilation included) {first:.1f} ESS/s "
+        # every path's first run in the process (compilation or tracing included:
+        # NumPyro's XLA, Pyro's and the facade's traces, torch.compile) is reported apart
+        # and left out of the medians, which compare warm runs
+        for who in ["baseline"] + paths:
+            try:
+                first, s = _timed(lambda: _run_path(who, name, facades, baseline, run_args,
+                                                    100, args))
+            except _NotApplicable:
+                continue
+            print(f"{name}: {who} first run (compilation included) {first:.1f} ESS/s "
                   f"in {s:.1f} s")
-        for who in ("chees", "nuts_fused"):
-            if args.compile and who in paths and (name == "gaussian" or who == "chees"):
-                first, s = _timed(lambda: facades[name](data, args.chains, args.warmup,
-                                                        args.draws, 100, method=who,
-                                                        compile=True, device=args.device))
-                print(f"{name}: {who} first run (compilation included) {first:.1f} ESS/s "
-                      f"in {s:.1f} s")
         rates: Dict[str, List[float]] = {k: [] for k in ["baseline"] + paths}
         for r in range(args.repeats):  # rotating, so drifting load hits every path
             order = ["baseline"] + paths
             order = order[r % len(order):] + order[:r % len(order)]
             for who in order:
-                if who == "baseline":
-                    rate, s = _timed(baseline, name, *run_args, r)
-                else:
-                    method, chains, comp = _path(who, args.chains, args.compile)
-                    try:
-                        rate, s = _timed(lambda: facades[name](
-                            data, chains, args.warmup, args.draws, r, method=method,
-                            compile=comp, device=args.device))
-                    except _NotApplicable:
-                        continue
+                try:
+                    rate, s = _timed(lambda: _run_path(who, name, facades, baseline,
+                                                       run_args, r, args))
+                except _NotApplicable:
+                    continue
                 rates[who].append(rate)
                 print(f"{name} run {r}: {who} {rate:.1f} ESS/s in {s:.1f} s", flush=True)
         bm = statistics.median(rates["baseline"])

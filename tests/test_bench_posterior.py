@@ -18,17 +18,22 @@ def test_benchmark_smoke_prints_consistent_figures():
     mod = load_script(ROOT / "benchmarks" / "bench_posterior.py")
     buf = io.StringIO()
     with redirect_stdout(buf):
-        mod.main(["--chains", "2", "--warmup", "100", "--draws", "20", "--repeats", "1",
+        mod.main(["--chains", "2", "--warmup", "60", "--draws", "20", "--repeats", "1",
                   "--threads", "1", "--paths", "chees,chees3,nuts_fused", "--baseline", "pyro"])
     lines = buf.getvalue().strip().splitlines()
-    assert lines[0] == ("2 chains, 100 warmup + 20 draws each, 1 torch threads; baseline: "
+    assert lines[0] == ("2 chains, 60 warmup + 20 draws each, 1 torch threads; baseline: "
                         "stock Pyro NUTS; facade paths: chees, chees3, nuts_fused on cpu")
     ratios = dict(r.rsplit(" ", 1) for r in grab(r"^ratio facade / baseline ESS/s: (.*)$",
                                                   lines[-1]).split(", "))
     want_ratios = set()
     for model, paths in PATHS.items():
         mine = [ln for ln in lines[1:-1] if ln.startswith(model)]
-        assert len(mine) == 2 * (1 + len(paths))  # a run and a median each
+        assert len(mine) == 3 * (1 + len(paths))  # a first run, a run and a median each
+        for line, who in zip(mine, ["baseline"] + paths):  # reported apart
+            rate, secs = grab(rf"^{model}: {who} first run \(compilation included\) {{N}} "
+                              r"ESS/s in {N} s$", line)
+            assert positive_finite(rate) and positive_finite(secs)
+        mine = mine[1 + len(paths):]
         runs, medians = {}, {}
         for line in mine[:1 + len(paths)]:
             who, rate, secs = grab(rf"^{model} run 0: (\w+) {{N}} ESS/s in {{N}} s$", line)

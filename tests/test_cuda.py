@@ -5,7 +5,7 @@ save / load onto the CPU and back onto the GPU.
 The cases are the contract suite's (tests/cases.py), so a family registered later is
 covered without a change here. These tests need a GPU: they skip on CPU-only machines
 (CI has none) and run where the ``device`` tool lends one; the last such run is recorded
-in docs/guide.md ("Running on a GPU").
+in docs/scale-out.md ("GPUs").
 """
 
 import arviz as az

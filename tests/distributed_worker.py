@@ -195,11 +195,37 @@ def cuda(out: Results, outdir: Path, rank: int) -> None:
 SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume, cuda)}
 
 
+def exit_report(path: Path, group: list) -> None:
+    """At exit, after the package's own atexit hook (registered later, so run earlier):
+    whether the group the fits started is down and freed (nothing holds it, so its gloo
+    threads were joined before the interpreter finalizes)."""
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    path.write_text(json.dumps({"initialized": dist.is_initialized(),
+                                "freed": bool(group) and group[0]() is None}))
+
+
 def main(scenario: str, outdir: str) -> None:
+    import atexit
+    import weakref
+
+    import torch.distributed as dist
+
     rank = int(os.environ["RANK"])
+    group: list = []
+    atexit.register(exit_report, Path(outdir) / f"{scenario}-rank{rank}-exit.json", group)
     out = Results()
     SCENARIOS[scenario](out, Path(outdir), rank)
     out.write(Path(outdir), scenario, rank)
+    if dist.is_initialized():
+        group.append(weakref.ref(dist.group.WORLD))
+    # torch._dynamo imports modules whose functions take group=dist.group.WORLD as a
+    # default: imported now, they would hold the group unless the package imported them
+    # before starting it
+    import torch._dynamo  # noqa: F401
 
 
 if __name__ == "__main__":

@@ -158,6 +158,14 @@ def test_two_processes_reach_the_one_process_fit(tmp_path):
     for facts, _ in ranks:
         assert "needs the same seed on every rank" in str(facts["seed_mismatch"])
 
+    # the group the fits started is destroyed and freed at exit, also after
+    # torch._dynamo was imported: left up, its gloo threads race the interpreter's
+    # finalization and abort the process now and then ("terminate called without an
+    # active exception", pytorch/pytorch#179291)
+    for r in range(WORLD):
+        got = json.loads((tmp_path / f"oracle-rank{r}-exit.json").read_text())
+        assert got == {"initialized": False, "freed": True}, (r, got)
+
 
 # ---------------------------------------------------------------------- every family
 @pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores

@@ -33,13 +33,24 @@ independent of rank 0's.
 :class:`RankFailure` naming the step and telling how to resume. A group this module
 starts itself has a timeout (``PYRO_GENMODELS_DIST_TIMEOUT`` seconds, default 300), so no
 rank waits forever; ``torchrun`` also stops the other workers when one fails.
+
+**Shutdown.** A group this module starts is destroyed at interpreter exit (``atexit``)
+unless the program is leaving on an uncaught exception (then, as torchtitan does, it is
+left alone: tearing down a group while peers may still wait in a collective can hang).
+Left up, a gloo group's worker threads still hold tensors when the interpreter finalizes,
+which aborts the process ("terminate called without an active exception", SIGABRT) in
+about one run in four on this machine (pytorch/pytorch#179291). A group the user
+initialized is the user's to destroy.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime
 import os
+import sys
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -105,7 +116,10 @@ def setup(device: torch.device) -> Group:
                 "torch.distributed.init_process_group() before fit")
         backend = "nccl" if device.type == "cuda" else "gloo"
         seconds = float(os.environ.get(TIMEOUT_ENV, 300))
+        _import_group_capturing_modules()
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
+        _started.append(weakref.ref(dist.group.WORLD))  # weak: never keep it up
+        atexit.register(_destroy_at_exit)
     group = current()
     assert group is not None  # initialized above (or by the user)
     if device.type == "cuda" and group.backend == "gloo":
@@ -115,6 +129,38 @@ def setup(device: torch.device) -> Group:
         raise ValueError("the process group uses nccl, which needs device='cuda'; use "
                          "backend='gloo' for CPU fits")
     return group
+
+
+_started: List[Any] = []  # weak references to the default groups setup() initialized
+
+
+def _import_group_capturing_modules() -> None:
+    """Import, before the group exists, the torch modules whose functions take
+    ``group=dist.group.WORLD`` as a default argument (``torch.distributed.nn``,
+    ``torch.distributed.fsdp``, ``torch.distributed.optim``; ``torch._dynamo`` imports
+    them lazily, e.g. on a fit's first ``torch.func`` trace). Imported after
+    ``init_process_group`` they hold the default group for good, so
+    ``destroy_process_group`` cannot free it and join its gloo threads, and the process
+    may abort at exit. Imported before, their defaults are ``None``."""
+    import importlib
+
+    for name in ("torch.distributed.nn", "torch.distributed.fsdp", "torch.distributed.optim"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a torch build without them: nothing to hold the group
+            pass
+
+
+def _destroy_at_exit() -> None:
+    """Destroy the group :func:`setup` started, if it is still the default group and the
+    program is not leaving on an uncaught exception (``sys.last_value`` is set then)."""
+    import torch.distributed as dist
+
+    ours = _started.pop()() if _started else None
+    if getattr(sys, "last_value", None) is not None:
+        return
+    if ours is not None and dist.is_initialized() and dist.group.WORLD is ours:
+        dist.destroy_process_group()
 
 
 def local_device(device: torch.device) -> torch.device:

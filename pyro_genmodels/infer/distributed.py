@@ -39,7 +39,7 @@ unless the program is leaving on an uncaught exception (then, as torchtitan does
 left alone: tearing down a group while peers may still wait in a collective can hang).
 Left up, a gloo group's worker threads still hold tensors when the interpreter finalizes,
 which aborts the process ("terminate called without an active exception", SIGABRT) in
-about one run in four on this machine (pytorch/pytorch#179291). A group the user
+about one run in five on this machine (pytorch/pytorch#179291). A group the user
 initialized is the user's to destroy.
 """
 

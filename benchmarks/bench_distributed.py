@@ -47,26 +47,42 @@ both models), goal >= 1.6 (a scaling efficiency of 0.8 on 2 cores).
 
 How the ratio depends on the global batch. A process pays per step a cost that splitting
 the batch does not shrink (Python, the loop, kernel launches: about 1 ms for this VAE,
-4-5 ms for this flow, whose splines are many small kernels), and the 2-process arm adds
-the all-reduce: about 0.5 ms when both ranks arrive together, but 2-3 ms per step in the
-fit on this 2-vCPU VM, because every step waits for the slower rank (per-step times
-jitter by tens of percent here) and wakes a sleeping peer. So the ratio rises with the
-batch toward 2. Measured on this 2-core machine with nothing else running (the "other
-processes" column about 0), median (range) of 3 repeats:
+about 5 ms for this flow, whose splines are many small kernels; measured at a batch of 8),
+and the 2-process arm adds the all-reduce: 0.2-0.3 ms when both ranks arrive together,
+1.0-1.8 ms per step in the fit, because every step waits for the slower rank (per-step
+times jitter by several percent here). So the ratio rises with the batch toward 2.
 
-    global batch (VAE / flow)   VAE ratio            flow ratio
-    128 / 256 (the defaults)    0.45 (0.41 .. 0.49)  0.68 (0.57 .. 0.72)
-    512 / 512                   0.82 (0.63 .. 0.89)  1.06 (0.92 .. 1.32)
-    1024 / 1024 (this script)   1.05 .. 1.32         0.88 .. 1.05      (medians of 3 runs)
-    1797 (all rows) / 4096      1.29 (1.08 .. 1.57)  1.45 (1.27 .. 1.52)
-    1797 (all rows) / 16384     1.32 (1.10 .. 1.59)  1.69 (1.36 .. 1.73)
+Until 2026-12-04 the all-reduce cost 2-3 ms per step in the fit: gloo's I/O thread
+spins while a collective's thread holds its connection's lock, and with one rank per core
+the two spinning I/O threads kept the lock holders off both cores until the end of a
+time slice (3-4 ms stalls in about one all-reduce in five; found with ``perf sched``). A
+group that ``fit`` starts now runs that thread at ``SCHED_IDLE`` (``pyro_genmodels.infer.
+distributed``'s docstring). Measured on this 2-core machine with nothing else running
+(the "other processes" column about 0), median (range) of 3 repeats, before and after:
 
-The goal of 1.6 is not reached at 1024, nor for this VAE at any batch its 1797 rows
-allow; the flow passes it only from a global batch of about 16k. 1024 is the default as a
-typical global batch for data-parallel training of models this size (the point of a
-second process is a larger batch per step; at the package's defaults, 128 and 256, a
-second process makes a step slower); pass ``--vae-batch`` / ``--flow-batch`` to measure
-others.
+    global batch (VAE / flow)   VAE ratio                  flow ratio
+    before:
+    128 / 256 (the defaults)    0.45 (0.41 .. 0.49)        0.68 (0.57 .. 0.72)
+    512 / 512                   0.82 (0.63 .. 0.89)        1.06 (0.92 .. 1.32)
+    1024 / 1024 (this script)   1.05 .. 1.32 (medians)     0.88 .. 1.05 (medians)
+    1797 (all rows) / 4096      1.29 (1.08 .. 1.57)        1.45 (1.27 .. 1.52)
+    1797 (all rows) / 16384     1.32 (1.10 .. 1.59)        1.69 (1.36 .. 1.73)
+    after (SCHED_IDLE I/O thread):
+    1024 / 1024, run 1          1.48 (1.18 .. 1.78)        1.22 (1.13 .. 1.25)
+    1024 / 1024, run 2          1.28 (1.13 .. 1.75)        1.26 (1.11 .. 1.36)
+    1797 (all rows) / 4096      1.46 (1.43 .. 1.66)        1.58 (1.56 .. 1.65)
+    1797 (all rows) / 16384     1.56 (1.46 .. 1.63)        1.74 (1.72 .. 1.85)  (250 steps)
+
+The 1-process VAE itself varies by a third between repeats on this VM (5.4-7.3 ms per
+step at 1024), which is most of the VAE's spread. The goal of 1.6 is not reached at 1024,
+nor for this VAE at any batch its 1797 rows allow; the flow passes it at a global batch
+of 16384 (every repeat). At 1024 it cannot for the flow on this machine: with a fixed
+cost F = 5 ms, a splittable C = 7.4 ms and an all-reduce R = 1.2 ms per step, the
+ratio is about (F + C) / (F + C / 2 + R) = 1.25 (as measured), and would be 1.51 even
+with F = 0. 1024 is the default as a typical global batch for data-parallel training
+of models this size (the point of a second process is a larger batch per step; at the
+package's defaults, 128 and 256, a second process makes a step slower); pass
+``--vae-batch`` / ``--flow-batch`` to measure others.
 """
 
 from __future__ import annotations

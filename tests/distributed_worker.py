@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 from safetensors.torch import save_file
@@ -195,6 +195,16 @@ def cuda(out: Results, outdir: Path, rank: int) -> None:
 SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume, cuda)}
 
 
+def gloo_io_policies() -> List[int]:
+    """The scheduling policy of each of this process's gloo I/O threads."""
+    got = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            if f.read().strip() == "gloo_tcp_loop":
+                got.append(os.sched_getscheduler(int(tid)))
+    return got
+
+
 def exit_report(path: Path, group: list) -> None:
     """At exit, after the package's own atexit hook (registered later, so run earlier):
     whether the group the fits started is down and freed (nothing holds it, so its gloo
@@ -219,6 +229,7 @@ def main(scenario: str, outdir: str) -> None:
     atexit.register(exit_report, Path(outdir) / f"{scenario}-rank{rank}-exit.json", group)
     out = Results()
     SCENARIOS[scenario](out, Path(outdir), rank)
+    out.facts["gloo_io"] = gloo_io_policies() if os.path.isdir("/proc/self/task") else None
     out.write(Path(outdir), scenario, rank)
     if dist.is_initialized():
         group.append(weakref.ref(dist.group.WORLD))

@@ -60,10 +60,12 @@ class Launch:
     elapsed: float  # wall seconds
 
 
-def launch(scenario: str, outdir: Path, world: int = WORLD) -> Launch:
-    """Run the worker's ``scenario`` under torchrun with ``world`` processes. torchrun starts a
-    session of its own, so that a launch past LAUNCH_TIMEOUT is killed with its workers."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYRO_GENMODELS_DIST_TIMEOUT": "60"}
+def launch(scenario: str, outdir: Path, world: int = WORLD, **env_vars: str) -> Launch:
+    """Run the worker's ``scenario`` under torchrun with ``world`` processes (and
+    ``env_vars`` in their environment). torchrun starts a session of its own, so that a
+    launch past LAUNCH_TIMEOUT is killed with its workers."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYRO_GENMODELS_DIST_TIMEOUT": "60",
+           **env_vars}
     if os.path.exists("/sys/class/net/lo"):  # gloo on the loopback only
         env["GLOO_SOCKET_IFNAME"] = "lo"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -81,9 +83,9 @@ def launch(scenario: str, outdir: Path, world: int = WORLD) -> Launch:
     return Launch(proc.returncode, output, time.monotonic() - start)
 
 
-def run_ok(scenario: str, outdir: Path, world: int = WORLD):
+def run_ok(scenario: str, outdir: Path, world: int = WORLD, **env_vars: str):
     """Launch ``scenario``, require success, and return each rank's (facts, tensors)."""
-    done = launch(scenario, outdir, world)
+    done = launch(scenario, outdir, world, **env_vars)
     assert done.returncode == 0, done.output[-6000:]
     return [(json.loads((outdir / f"{scenario}-rank{r}.json").read_text()),
              load_file(str(outdir / f"{scenario}-rank{r}.safetensors")))
@@ -166,13 +168,24 @@ def test_two_processes_reach_the_one_process_fit(tmp_path):
         got = json.loads((tmp_path / f"oracle-rank{r}-exit.json").read_text())
         assert got == {"initialized": False, "freed": True}, (r, got)
 
+    # the group's gloo I/O thread runs at SCHED_IDLE, so that its spinning never keeps
+    # a collective's thread off a core (infer/distributed.py says why)
+    if sys.platform.startswith("linux"):
+        for r, (facts, _) in enumerate(ranks):
+            assert facts["gloo_io"] and set(facts["gloo_io"]) == {os.SCHED_IDLE}, (r, facts)
+
 
 # ---------------------------------------------------------------------- every family
 @pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores
 def test_every_gradient_family_ends_alike_on_every_rank(tmp_path):
     pairs = optimizing_pairs()
     assert {m for _, m in pairs} >= {"mle", "map", "vi", "adversarial", "dsm", "ssm"}
-    (facts0, tensors0), (facts1, tensors1) = run_ok("families", tmp_path)
+    # (and PYRO_GENMODELS_GLOO_IO=normal leaves gloo's I/O threads as gloo made them)
+    (facts0, tensors0), (facts1, tensors1) = run_ok("families", tmp_path,
+                                                    PYRO_GENMODELS_GLOO_IO="normal")
+    if sys.platform.startswith("linux"):
+        for facts in (facts0, facts1):
+            assert facts["gloo_io"] and os.SCHED_IDLE not in facts["gloo_io"], facts["gloo_io"]
     different = []
     for name, method in pairs:
         run = f"{name}:{method}"
@@ -209,6 +222,19 @@ def test_distributed_outside_torchrun_says_how_to_start(method, monkeypatch):
     x = pgm.datasets.correlated_gaussian(30, dim=2, seed=0)[0]
     with pytest.raises(ValueError, match="torchrun"):
         pgm.Gaussian(2).fit(x, method=method, distributed=True, progress=False)
+
+
+def test_a_wrong_gloo_io_setting_is_refused_before_a_group_starts(monkeypatch):
+    import torch.distributed as dist
+
+    for var, value in {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "1", "PYRO_GENMODELS_GLOO_IO": "low"}.items():
+        monkeypatch.setenv(var, value)
+    x = pgm.datasets.correlated_gaussian(30, dim=2, seed=0)[0]
+    with pytest.raises(ValueError, match="PYRO_GENMODELS_GLOO_IO='low': expected 'idle' "
+                                         "or 'normal'"):
+        pgm.Gaussian(2).fit(x, method="map", distributed=True, progress=False)
+    assert not dist.is_initialized()
 
 
 # ---------------------------------------------------------------------- failure, recovery

@@ -34,6 +34,23 @@ independent of rank 0's.
 starts itself has a timeout (``PYRO_GENMODELS_DIST_TIMEOUT`` seconds, default 300), so no
 rank waits forever; ``torchrun`` also stops the other workers when one fails.
 
+**The gloo I/O thread.** A gloo group runs, in every process, one I/O thread
+(``gloo_tcp_loop``, an ``epoll`` loop) beside the threads that run the collectives. When
+a message arrives while a collective's thread holds the connection's lock, the I/O
+thread does not wait: it polls again at once, and keeps spinning until the lock is free.
+With one rank per core (``torchrun --nproc_per_node`` = the cores, one thread each, the
+usual CPU layout) the spinning I/O threads take the cores that the lock holders need, and
+the scheduler lets them spin to the end of a time slice: an all-reduce that takes
+0.4 ms takes 3-4 ms in about one step in five. A group this module starts therefore runs
+its I/O thread at ``SCHED_IDLE`` (Linux; see :func:`idle_gloo_io_threads`): it still
+gets every core no other thread wants, but a woken collective thread preempts it at
+once. Measured with 2 ranks on 2 cores (a 158 kB all-reduce after 4 ms of compute, 340
+steps): 0.53 instead of 1.9-2.0 ms per all-reduce on average, 90th percentile 0.65
+instead of 4.0 ms. The price: on a machine that *other* processes keep busy, the idle
+I/O thread waits for them, and the all-reduce gets slower (2.3 times, 6.4 against
+2.8 ms, with two busy loops on the 2 cores). Set ``PYRO_GENMODELS_GLOO_IO=normal`` to
+keep gloo's scheduling on such a machine.
+
 **Shutdown.** A group this module starts is destroyed at interpreter exit (``atexit``)
 unless the program is leaving on an uncaught exception (then, as torchtitan does, it is
 left alone: tearing down a group while peers may still wait in a collective can hang).
@@ -56,6 +73,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 TIMEOUT_ENV = "PYRO_GENMODELS_DIST_TIMEOUT"
+GLOO_IO_ENV = "PYRO_GENMODELS_GLOO_IO"  # "idle" (the default) or "normal"
 
 
 class RankFailure(RuntimeError):
@@ -116,10 +134,15 @@ def setup(device: torch.device) -> Group:
                 "torch.distributed.init_process_group() before fit")
         backend = "nccl" if device.type == "cuda" else "gloo"
         seconds = float(os.environ.get(TIMEOUT_ENV, 300))
+        io = os.environ.get(GLOO_IO_ENV, "idle")
+        if io not in ("idle", "normal"):
+            raise ValueError(f"{GLOO_IO_ENV}={io!r}: expected 'idle' or 'normal'")
         _import_group_capturing_modules()
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
         _started.append(weakref.ref(dist.group.WORLD))  # weak: never keep it up
         atexit.register(_destroy_at_exit)
+        if backend == "gloo" and io == "idle":
+            idle_gloo_io_threads()
     group = current()
     assert group is not None  # initialized above (or by the user)
     if device.type == "cuda" and group.backend == "gloo":
@@ -129,6 +152,28 @@ def setup(device: torch.device) -> Group:
         raise ValueError("the process group uses nccl, which needs device='cuda'; use "
                          "backend='gloo' for CPU fits")
     return group
+
+
+def idle_gloo_io_threads() -> int:
+    """Run this process's gloo I/O threads (named ``gloo_tcp_loop``) at ``SCHED_IDLE``,
+    so that they never keep a collective's own threads off a core (the module docstring
+    says why and what it costs). Returns the number of threads changed: 0 where there is
+    no ``/proc/self/task`` or ``os.sched_setscheduler`` (not Linux), or no gloo group.
+    A group :func:`setup` starts gets this unless ``PYRO_GENMODELS_GLOO_IO=normal``; call
+    it after ``init_process_group`` for a gloo group of your own."""
+    if not hasattr(os, "sched_setscheduler") or not os.path.isdir("/proc/self/task"):
+        return 0
+    changed = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() != "gloo_tcp_loop":
+                    continue
+            os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+            changed += 1
+        except (OSError, ValueError):  # the thread ended meanwhile
+            continue
+    return changed
 
 
 _started: List[Any] = []  # weak references to the default groups setup() initialized

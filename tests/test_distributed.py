@@ -128,9 +128,10 @@ def assert_trace_close(got, want, what: str) -> None:
 
 
 # ---------------------------------------------------------------------- the oracle
-def test_two_processes_reach_the_one_process_fit(tmp_path):
+def test_two_processes_reach_the_one_process_fit(tmp_path, monkeypatch):
     """Point fits at an uneven and an even global batch, NUTS chains across ranks, and
     the seed the ranks agree on, in one launch."""
+    monkeypatch.delenv("PYRO_GENMODELS_GLOO_IO", raising=False)  # the default: idle
     ranks = run_ok("oracle", tmp_path)
     for name in ORACLE_RUNS:
         one = oracle_fit(name)  # one process, no group

@@ -45,7 +45,7 @@ the scheduler lets them spin to the end of a time slice: an all-reduce that take
 its I/O thread at ``SCHED_IDLE`` (Linux; see :func:`idle_gloo_io_threads`): it still
 gets every core no other thread wants, but a woken collective thread preempts it at
 once. Measured with 2 ranks on 2 cores (a 158 kB all-reduce after 4 ms of compute, 340
-steps): 0.53 instead of 1.9-2.0 ms per all-reduce on average, 90th percentile 0.65
+steps): 0.53 instead of 1.9-2.1 ms per all-reduce on average, 90th percentile 0.65
 instead of 4.0 ms. The price: on a machine that *other* processes keep busy, the idle
 I/O thread waits for them, and the all-reduce gets slower (2.3 times, 6.4 against
 2.8 ms, with two busy loops on the 2 cores). Set ``PYRO_GENMODELS_GLOO_IO=normal`` to

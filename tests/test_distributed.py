@@ -225,15 +225,23 @@ def test_distributed_outside_torchrun_says_how_to_start(method, monkeypatch):
         pgm.Gaussian(2).fit(x, method=method, distributed=True, progress=False)
 
 
-def test_a_wrong_gloo_io_setting_is_refused_before_a_group_starts(monkeypatch):
+@pytest.mark.parametrize("var, value, expected", [
+    ("PYRO_GENMODELS_GLOO_IO", "low", "PYRO_GENMODELS_GLOO_IO='low': expected 'idle' or "
+                                      "'normal'"),
+    ("PYRO_GENMODELS_DIST_TIMEOUT", "ten", "PYRO_GENMODELS_DIST_TIMEOUT='ten': expected a "
+                                           "number of seconds > 0"),
+    ("PYRO_GENMODELS_DIST_TIMEOUT", "-1", "PYRO_GENMODELS_DIST_TIMEOUT='-1': expected"),
+])
+def test_a_wrong_group_setting_is_refused_before_a_group_starts(var, value, expected,
+                                                                monkeypatch):
     import torch.distributed as dist
 
-    for var, value in {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": "1", "PYRO_GENMODELS_GLOO_IO": "low"}.items():
-        monkeypatch.setenv(var, value)
+    for name, v in {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": "1", "PYRO_GENMODELS_GLOO_IO": "",
+                    "PYRO_GENMODELS_DIST_TIMEOUT": "", var: value}.items():
+        monkeypatch.setenv(name, v)  # (an empty one means unset)
     x = pgm.datasets.correlated_gaussian(30, dim=2, seed=0)[0]
-    with pytest.raises(ValueError, match="PYRO_GENMODELS_GLOO_IO='low': expected 'idle' "
-                                         "or 'normal'"):
+    with pytest.raises(ValueError, match=re.escape(expected)):
         pgm.Gaussian(2).fit(x, method="map", distributed=True, progress=False)
     assert not dist.is_initialized()
 

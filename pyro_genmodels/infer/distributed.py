@@ -65,6 +65,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import datetime
+import math
 import os
 import sys
 import weakref
@@ -133,8 +134,15 @@ def setup(device: torch.device) -> Group:
                 "(e.g. torchrun --nproc_per_node=2 script.py) or call "
                 "torch.distributed.init_process_group() before fit")
         backend = "nccl" if device.type == "cuda" else "gloo"
-        seconds = float(os.environ.get(TIMEOUT_ENV, 300))
-        io = os.environ.get(GLOO_IO_ENV, "idle")
+        # (an empty variable means unset, as in the shell's VAR= cmd)
+        timeout = os.environ.get(TIMEOUT_ENV) or "300"
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"{TIMEOUT_ENV}={timeout!r}: expected a number of seconds > 0")
+        io = os.environ.get(GLOO_IO_ENV) or "idle"
         if io not in ("idle", "normal"):
             raise ValueError(f"{GLOO_IO_ENV}={io!r}: expected 'idle' or 'normal'")
         _import_group_capturing_modules()

@@ -197,12 +197,9 @@ SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resu
 
 def gloo_io_policies() -> List[int]:
     """The scheduling policy of each of this process's gloo I/O threads."""
-    got = []
-    for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/comm") as f:
-            if f.read().strip() == "gloo_tcp_loop":
-                got.append(os.sched_getscheduler(int(tid)))
-    return got
+    from pyro_genmodels.infer.distributed import gloo_io_threads
+
+    return [os.sched_getscheduler(tid) for tid in gloo_io_threads()]
 
 
 def exit_report(path: Path, group: list) -> None:

@@ -162,24 +162,37 @@ def setup(device: torch.device) -> Group:
     return group
 
 
-def idle_gloo_io_threads() -> int:
-    """Run this process's gloo I/O threads (named ``gloo_tcp_loop``) at ``SCHED_IDLE``,
-    so that they never keep a collective's own threads off a core (the module docstring
-    says why and what it costs). Returns the number of threads changed: 0 where there is
-    no ``/proc/self/task`` or ``os.sched_setscheduler`` (not Linux), or no gloo group.
-    A group :func:`setup` starts gets this unless ``PYRO_GENMODELS_GLOO_IO=normal``; call
-    it after ``init_process_group`` for a gloo group of your own."""
-    if not hasattr(os, "sched_setscheduler") or not os.path.isdir("/proc/self/task"):
-        return 0
-    changed = 0
+def gloo_io_threads() -> List[int]:
+    """The thread ids of this process's gloo I/O threads (named ``gloo_tcp_loop``); none
+    where there is no ``/proc/self/task`` (not Linux) or no gloo group."""
+    if not os.path.isdir("/proc/self/task"):
+        return []
+    found = []
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/comm") as f:
-                if f.read().strip() != "gloo_tcp_loop":
-                    continue
-            os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+                if f.read().strip() == "gloo_tcp_loop":
+                    found.append(int(tid))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def idle_gloo_io_threads() -> int:
+    """Run this process's gloo I/O threads (:func:`gloo_io_threads`) at ``SCHED_IDLE``,
+    so that they never keep a collective's own threads off a core (the module docstring
+    says why and what it costs). Returns the number of threads changed: 0 where
+    ``os.sched_setscheduler`` is missing (not Linux) or there is no gloo group. A group
+    :func:`setup` starts gets this unless ``PYRO_GENMODELS_GLOO_IO=normal``; call it
+    after ``init_process_group`` for a gloo group of your own."""
+    if not hasattr(os, "sched_setscheduler"):
+        return 0
+    changed = 0
+    for tid in gloo_io_threads():
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
             changed += 1
-        except (OSError, ValueError):  # the thread ended meanwhile
+        except OSError:  # the thread ended meanwhile
             continue
     return changed
 

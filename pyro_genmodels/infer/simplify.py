@@ -29,11 +29,13 @@ Each rewrite gives the same value bit for bit (``x * 1`` and ``x + 0`` are exact
 arithmetic, up to the sign of a zero), and :func:`simplify` keeps the original graph
 whenever the simplified one does not reproduce its outputs at the traced input, twice
 (a guard against a rewrite this module did not foresee). Measured on one thread, per call of the
-graph (medians of 5 interleaved runs of 2000 calls): ``Gaussian(3)``'s posterior on 500
-rows, 312 operations become 218 and 0.32 ms become 0.23 ms (one chain; 4 chains: 308 ->
-209, 0.38 -> 0.28 ms); ``GaussianMixture(3, 2)``, 382 -> 274, 0.44 -> 0.32 ms. In
+graph (medians of 5 interleaved runs of 2000 calls, two measurements):
+``Gaussian(3)``'s posterior on 500 rows, 312 operations become 218 and 0.32-0.34 ms
+become 0.23-0.24 ms (one chain; 4 chains: 308 -> 209, 0.38 -> 0.28-0.30 ms);
+``GaussianMixture(3, 2)``, 382 -> 274, 0.43-0.44 -> 0.32 ms. In
 ``benchmarks/bench_posterior.py`` that took the 4-chain ``chees`` on the Gaussian from
-1.05 to 1.35-1.49 times warm NumPyro's ESS per second (docs/guide.md).
+1.05 to 1.32-1.36 times warm NumPyro's ESS per second, and one chain of the fused NUTS
+from 2.0 to 2.8-2.9 times Pyro's NUTS (docs/guide.md).
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def _constants_for_shape_only_ops(gm: fx.GraphModule, keep: Set[fx.Node]) -> int
         make = _SHAPE_ONLY.get(node.target) if node.op == "call_function" else None
         like = _val(node.args[0]) if make is not None and node.args else None
         out = _val(node)
-        if like is None or out is None or node in keep or any(
+        if make is None or like is None or out is None or node in keep or any(
                 k not in ("dtype", "layout", "device", "pin_memory") for k in node.kwargs):
             continue
         try:
@@ -210,9 +212,9 @@ def count_ops(gm: fx.GraphModule) -> int:
 
 def _same(want: Any, got: Any) -> bool:
     a, b = torch.utils._pytree.tree_leaves(want), torch.utils._pytree.tree_leaves(got)
-    return len(a) == len(b) and all(
-        x.shape == y.shape and torch.allclose(x, y, rtol=1e-6, atol=0.0, equal_nan=True)
-        for x, y in zip(a, b))
+    return len(a) == len(b) and all(  # exactly: every rewrite keeps the bits
+        x.shape == y.shape and x.dtype == y.dtype
+        and bool(((x == y) | (torch.isnan(x) & torch.isnan(y))).all()) for x, y in zip(a, b))
 
 
 def simplify(gm: fx.GraphModule, example: torch.Tensor) -> fx.GraphModule:

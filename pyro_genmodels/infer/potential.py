@@ -279,9 +279,10 @@ class GradientGraph:
         self.key = (z0.shape, z0.dtype, z0.device)
         with torch.no_grad():
             graph = make_fx(torch.func.grad_and_value(summed, has_aux=True))(z0.detach())
+            #: how many operations the traced graph runs per call
             self.num_ops = count_ops(graph)
             graph = simplify(graph, z0.detach())
-            #: the operations per call after :func:`~.simplify.simplify` (before: ``num_ops``)
+            #: how many it runs after :func:`~pyro_genmodels.infer.simplify.simplify`
             self.num_ops_simplified = count_ops(graph)
             if kind == "torch.compile":
                 self.graph = torch.compile(graph, fullgraph=True, dynamic=False)

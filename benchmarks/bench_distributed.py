@@ -2,11 +2,16 @@
 
     python benchmarks/bench_distributed.py [--quick] [--repeats R] [--steps S]
                                            [--vae-batch B] [--flow-batch B]
+                                           [--bind-cores yes|no]
 
 The script launches ``torchrun`` itself (``python -m torch.distributed.run --standalone
 --nproc_per_node=N bench_distributed.py --worker ...``, ``OMP_NUM_THREADS=1`` and
 ``torch.set_num_threads(1)`` in every worker) for N = 1 and N = 2, alternating which arm
 runs first (ABBA over the repeats, so drift on a shared machine hits both arms alike).
+Every worker first binds itself to its share of the cores
+(``pyro_genmodels.infer.distributed.bind_to_cores()``, what ``fit --bind-cores`` does:
+rank r of N on the r-th of N blocks of CPUs; the 1-process arm on all of them is bound
+to nothing new); ``--bind-cores no`` measures unbound workers.
 Each worker fits, through the facade, with ``distributed=True`` and the same *global*
 batch in both arms (each of the 2 ranks takes half of it):
 
@@ -73,15 +78,27 @@ distributed``'s docstring). Measured on this 2-core machine with nothing else ru
     1797 (all rows) / 4096      1.46 (1.43 .. 1.66)        1.58 (1.56 .. 1.65)
     1797 (all rows) / 16384     1.56 (1.46 .. 1.63)        1.74 (1.72 .. 1.85)  (250 steps)
 
-The 1-process VAE itself varies by a third between repeats on this VM (5.4-7.3 ms per
-step at 1024), which is most of the VAE's spread. The goal of 1.6 is not reached at 1024,
-nor for this VAE at any batch its 1797 rows allow; the flow passes it at a global batch
-of 16384 (every repeat). At 1024 it cannot for the flow on this machine: with a fixed
-cost F = 5 ms, a splittable C = 7.4 ms and an all-reduce R = 1.2 ms per step, the
-ratio is about (F + C) / (F + C / 2 + R) = 1.25 (as measured), and would be 1.51 even
-with F = 0. 1024 is the default as a typical global batch for data-parallel training
-of models this size (the point of a second process is a larger batch per step; at the
-package's defaults, 128 and 256, a second process makes a step slower); pass
+    bound workers (bind_to_cores; docs/scale-out.md), two executions each, alternating
+    with unbound ones (first two rows), 3 repeats:
+    1024 / 1024, unbound        1.49, 1.49 (1.11 .. 2.01)  1.26, 1.04 (1.03 .. 1.27)
+    1024 / 1024, bound          1.93, 1.85 (1.44 .. 2.61)  1.33, 1.25 (1.22 .. 1.37)
+    1797 (all rows) / 4096      1.55 .. 2.01 (medians of 4 executions, 3-5 repeats)
+                                                           1.61 .. 1.71 (the same)
+    1797 (all rows) / 8192      1.75 (1.56 .. 1.78)        1.75 (1.69 .. 1.85)  (5 repeats)
+
+The 1-process VAE itself varies by a factor of up to 1.8 between repeats on this VM (4.1
+to 7.5 ms per step at 1024), which is most of the VAE's spread.
+
+So the goal of 1.6 holds for neither model at 1024 in every execution: the flow cannot
+reach it there on this machine, and the VAE's medians move with its noisy baseline. At
+1024, unbound: with a fixed cost F = 5 ms, a splittable C = 7.4 ms and an all-reduce
+R = 1.2 ms per step, the flow's ratio is about (F + C) / (F + C / 2 + R) = 1.25 (as
+measured), and would be 1.51 even with F = 0. Bound, R is about 0.5 ms and the flow's
+F + C about 3.4 + 5.7 ms: 1.35 (as measured); 1.6 would need F <= 0.6 ms. The flow
+passes at 8192 and 16384 in every repeat; the VAE on all 1797 rows, bound, gave medians
+of 1.55 to 2.01. 1024 is the default as a typical global batch for data-parallel
+training of models this size (the point of a second process is a larger batch per step;
+at the package's defaults, 128 and 256, a second process makes a step slower); pass
 ``--vae-batch`` / ``--flow-batch`` to measure others.
 """
 
@@ -200,6 +217,7 @@ def _timed_fit(model, x, *, steps: int, batch: int, reps: int) -> dict:
         "other_cores": others,
         "last_loss": fit.losses[-1],
         "threads": torch.get_num_threads(),
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
 
 
@@ -208,6 +226,10 @@ def worker(args) -> None:
 
     torch.set_num_threads(1)
     import pyro_genmodels as pgm
+    from pyro_genmodels.infer.distributed import bind_to_cores
+
+    if args.bind_cores == "yes":
+        bind_to_cores()  # before the fit starts the group: its threads start bound
     from pyro_genmodels._rng import seeded
 
     s = _sizes(args.quick, args.steps, args.vae_batch, args.flow_batch)
@@ -236,6 +258,7 @@ def launch(nproc: int, args, out: str) -> dict:
            "--out", out]
     if args.quick:
         cmd.append("--quick")
+    cmd += ["--bind-cores", args.bind_cores]
     for name in ("steps", "vae_batch", "flow_batch"):
         if getattr(args, name):
             cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
@@ -262,6 +285,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None, help="training steps per fit")
     p.add_argument("--vae-batch", type=int, default=None, help="the VAE's global batch")
     p.add_argument("--flow-batch", type=int, default=None, help="the flow's global batch")
+    p.add_argument("--bind-cores", choices=("yes", "no"), default="yes",
+                   help="bind each worker to its share of the cores (bind_to_cores)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -311,6 +336,9 @@ def main(argv=None):
     def others(r):
         return "n/a" if r["other_cores"] is None else f"{r['other_cores']:.2f}"
 
+    print(f"workers {'bound to their cores' if args.bind_cores == 'yes' else 'unbound'}: "
+          f"rank 0 ran on CPUs {runs[1][0]['vae']['cpus']} alone and on "
+          f"{runs[2][0]['vae']['cpus']} of 2 processes")
     for i, o in enumerate(order):
         parts = "; ".join(
             f"{m} {runs[1][i][m]['samples_per_second']:.0f} -> "
@@ -325,7 +353,8 @@ def main(argv=None):
     r = min(med.values())
     print(f"distributed_throughput_ratio={r:.3f} (the smaller of the vae and flow medians, "
           f"{med['vae']:.3f} and {med['flow']:.3f}, over {repeats} repeats; 2 processes x 1 "
-          f"thread / 1 process x 1 thread, samples/s at the same global batch; scaling "
+          f"thread / 1 process x 1 thread, samples/s at the same global batch; workers "
+          f"{'bound to cores' if args.bind_cores == 'yes' else 'unbound'}; scaling "
           f"efficiency {r / 2:.2f}; goal >= 1.6)")
     return r
 

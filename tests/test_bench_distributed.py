@@ -26,7 +26,8 @@ def test_benchmark_smoke_prints_consistent_figures():
     with redirect_stdout(buf):
         returned = mod.main(["--quick", "--repeats", "1"])
     lines = buf.getvalue().strip().splitlines()
-    assert len(lines) == 6  # 2 models, 1 repeat, 2 model ratios, the overall ratio
+    # 2 models, the workers' CPUs, 1 repeat, 2 model ratios, the overall ratio
+    assert len(lines) == 7
 
     per_step = {}
     for line, name, what in zip(lines[:2], ["vae", "flow"],
@@ -48,9 +49,16 @@ def test_benchmark_smoke_prints_consistent_figures():
         assert agrees(two_sps, quotient((64e3, 64e3), bounds(two_ms)))
         per_step[name] = (one_sps, two_sps)
 
+    # bound by default: rank 0 of 2 on its block of the CPUs (local_cpus), alone on all
+    if hasattr(os, "sched_getaffinity"):
+        from pyro_genmodels.infer.distributed import local_cpus
+
+        cpus = sorted(os.sched_getaffinity(0))
+        assert lines[2] == (f"workers bound to their cores: rank 0 ran on CPUs {cpus} alone "
+                            f"and on {local_cpus(0, 2, cpus)} of 2 processes"), lines[2]
     busy = r" \(other processes kept (?:{N}|n/a) and (?:{N}|n/a) cores busy\)"
     parts = grab(rf"^repeat 1 \(1 process first\): vae {{N}} -> {{N}} samples/s, ratio "
-                 rf"{{N}}{busy}; flow {{N}} -> {{N}} samples/s, ratio {{N}}{busy}$", lines[2])
+                 rf"{{N}}{busy}; flow {{N}} -> {{N}} samples/s, ratio {{N}}{busy}$", lines[3])
     for name, got in zip(["vae", "flow"], [parts[:5], parts[5:]]):
         for v in got[:3]:
             positive_finite(v)
@@ -62,7 +70,7 @@ def test_benchmark_smoke_prints_consistent_figures():
         assert agrees(q, quotient(bounds(b), bounds(a)))  # 2 processes / 1 process
         ratios[name] = q
 
-    for line, name in zip(lines[3:5], ["vae", "flow"]):
+    for line, name in zip(lines[4:6], ["vae", "flow"]):
         med, lo, hi = grab(rf"^{name}_throughput_ratio={{N}} \({{N}} \.\. {{N}} over 1 "
                            r"repeats; 2 processes / 1 process samples/s, global batch 64\)$",
                            line)
@@ -71,7 +79,8 @@ def test_benchmark_smoke_prints_consistent_figures():
     r, vae, flow, eff = grab(
         r"^distributed_throughput_ratio={N} \(the smaller of the vae and flow medians, {N} "
         r"and {N}, over 1 repeats; 2 processes x 1 thread / 1 process x 1 thread, "
-        r"samples/s at the same global batch; scaling efficiency {N}; goal >= 1\.6\)$",
+        r"samples/s at the same global batch; workers bound to cores; scaling efficiency {N}; "
+        r"goal >= 1\.6\)$",
         lines[-1])
     positive_finite(r)
     assert (vae, flow) == (ratios["vae"], ratios["flow"])

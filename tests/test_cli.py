@@ -1,5 +1,6 @@
 """The pyro-genmodels command, through main() and as a real console script."""
 
+import os
 import re
 import subprocess
 import sys
@@ -227,8 +228,10 @@ def test_distributed_fit_under_torchrun_saves_once_and_prints_once(tmp_path, cap
     np.savetxt(tmp_path / "x.csv", x, delimiter=",")
     args = ["fit", "gaussian", "--data", "x.csv", "--method", "map", "--option",
             "num_steps=50", "--option", "batch_size=40", "--quiet"]
+    # (--bind-cores: each worker bound to its core, the layout the guide recommends)
     proc = subprocess.run(_torchrun() + ["--standalone", "--nproc_per_node=2", "-m",
                                          "pyro_genmodels"] + args + ["--distributed",
+                                                                     "--bind-cores",
                                                                      "--out", "RUN"],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True,
                           timeout=300)
@@ -283,6 +286,14 @@ def test_distributed_outside_torchrun_is_a_clear_error(tmp_path, monkeypatch):
                                          r"start the script with torchrun"):
         cli.main(args)
     assert not (tmp_path / "r").exists()
+    # --bind-cores binds a distributed fit's workers: without --distributed, refused
+    # before anything is bound or read
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with pytest.raises(SystemExit, match=r"^error: --bind-cores binds the workers of a "
+                                         r"distributed fit: add --distributed"):
+        cli.main([a for a in args if a != "--distributed"] + ["--bind-cores"])
+    assert not (tmp_path / "r").exists()
+    assert before is None or os.sched_getaffinity(0) == before
     # a closed-form method says it cannot run distributed, whatever the launch
     with pytest.raises(SystemExit, match=r"'mle' \(EM\) cannot run distributed"):
         cli.main(["fit", "gaussian_mixture", "--data", str(data), "--method", "mle",

@@ -246,6 +246,71 @@ def test_a_wrong_group_setting_is_refused_before_a_group_starts(var, value, expe
     assert not dist.is_initialized()
 
 
+# ---------------------------------------------------------------------- binding to cores
+def test_local_cpus_split_the_cpus_evenly_into_blocks():
+    """Every split of 1..9 CPUs (not numbered from 0) among 1..6 local ranks, against
+    its definition: with no more ranks than CPUs, disjoint contiguous blocks in rank
+    order that cover the CPUs, sizes within one of each other, larger ones first; with
+    more, rank r alone on CPU r mod n."""
+    from pyro_genmodels.infer.distributed import local_cpus
+
+    for n in range(1, 10):
+        cpus = [3 * i + 1 for i in range(n)]
+        for w in range(1, 7):
+            shares = [local_cpus(r, w, list(reversed(cpus))) for r in range(w)]
+            if w <= n:
+                assert sum(shares, []) == cpus, (n, w, shares)
+                sizes = [len(s) for s in shares]
+                assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+            else:
+                assert shares == [[cpus[r % n]] for r in range(w)], (n, w, shares)
+    with pytest.raises(ValueError, match="local_rank=2, local_world_size=2"):
+        local_cpus(2, 2, [0, 1])
+
+
+BIND_SCRIPT = """
+import json, os, threading
+before = threading.Event(); stop = threading.Event()
+def idle(event):
+    event.set(); stop.wait()
+old = threading.Thread(target=idle, args=(before,)); old.start(); before.wait()
+from pyro_genmodels.infer.distributed import bind_to_cores, local_cpus
+allowed = sorted(os.sched_getaffinity(0))
+got = bind_to_cores()
+after = threading.Event()
+new = threading.Thread(target=idle, args=(after,)); new.start(); after.wait()
+masks = {t: sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}
+print(json.dumps({"allowed": allowed, "got": got, "again": bind_to_cores(),
+                  "want": local_cpus(1, 2, allowed), "masks": masks,
+                  "old": old.native_id, "new": new.native_id}))
+stop.set()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="os.sched_setaffinity "
+                    "is Linux-only: bind_to_cores binds nothing elsewhere")
+def test_bind_to_cores_binds_every_thread_to_the_local_ranks_share():
+    """In a fresh process (binding this one would pin the test run) as local rank 1 of 2:
+    the main thread, a thread started before and one started after all end bound to
+    local_cpus(1, 2, the CPUs allowed before); a second call binds the same CPUs."""
+    env = dict(os.environ, LOCAL_RANK="1", LOCAL_WORLD_SIZE="2")
+    proc = subprocess.run([sys.executable, "-c", BIND_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["got"] == got["again"] == got["want"] and got["got"], got
+    assert str(got["old"]) in got["masks"] and str(got["new"]) in got["masks"], got
+    assert all(mask == got["want"] for mask in got["masks"].values()), got
+    if len(got["allowed"]) >= 2:  # then local rank 1 of 2 has a strict subset
+        assert set(got["want"]) < set(got["allowed"]), got
+
+    bad = dict(os.environ, LOCAL_RANK="one")
+    proc = subprocess.run([sys.executable, "-c", "from pyro_genmodels.infer.distributed "
+                           "import bind_to_cores; bind_to_cores()"], env=bad,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "LOCAL_RANK='one'" in proc.stderr, proc.stderr
+
+
 # ---------------------------------------------------------------------- failure, recovery
 @pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores
 def test_a_rank_that_raises_stops_the_run_promptly(tmp_path):

@@ -51,6 +51,14 @@ I/O thread waits for them, and the all-reduce gets slower (2.3 times, 6.4 agains
 2.8 ms, with two busy loops on the 2 cores). Set ``PYRO_GENMODELS_GLOO_IO=normal`` to
 keep gloo's scheduling on such a machine.
 
+**Binding to cores.** One stall remains with the I/O thread idle: free to run on any
+core, it is often queued behind the *other* rank's compute when its data arrives, and
+its rank leaves the all-reduce 4-5 ms after its peer. :func:`bind_to_cores` (``fit
+--bind-cores`` on the command line) binds each worker to its share of the cores, so the
+I/O thread runs on its own rank's core as soon as that rank waits: the flow's all-reduce
+at a global batch of 1024 took 0.5-0.6 ms per step instead of 1.1-1.8 (docs/scale-out.md).
+It is opt-in, as ``torchrun --numa-binding`` is: it sets the whole process's affinity.
+
 **Shutdown.** A group this module starts is destroyed at interpreter exit (``atexit``)
 unless the program is leaving on an uncaught exception (then, as torchtitan does, it is
 left alone: tearing down a group while peers may still wait in a collective can hang).
@@ -195,6 +203,63 @@ def idle_gloo_io_threads() -> int:
         except OSError:  # the thread ended meanwhile
             continue
     return changed
+
+
+def local_cpus(local_rank: int, local_world_size: int, cpus: Sequence[int]) -> List[int]:
+    """The share of ``cpus`` (sorted) of local rank ``local_rank`` of
+    ``local_world_size``: an even split into contiguous blocks, the first ``len(cpus) %
+    local_world_size`` blocks one CPU larger; with more ranks than CPUs, CPU
+    ``local_rank mod len(cpus)`` (ranks then share CPUs round-robin)."""
+    cpus = sorted(cpus)
+    n, w = len(cpus), local_world_size
+    if not (0 <= local_rank < w) or n == 0:
+        raise ValueError(f"expected 0 <= local_rank < local_world_size and some CPUs, but "
+                         f"got local_rank={local_rank}, local_world_size={w}, cpus={cpus}")
+    if w > n:
+        return [cpus[local_rank % n]]
+    size, extra = divmod(n, w)
+    start = local_rank * size + min(local_rank, extra)
+    return cpus[start:start + size + (local_rank < extra)]
+
+
+_allowed: List[int] = []  # the CPUs this process could use before bind_to_cores()
+
+
+def bind_to_cores() -> List[int]:
+    """Bind every thread of this process to its local rank's share of the CPUs it may use
+    (:func:`local_cpus`, from torchrun's ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE``; 0 of 1
+    without them), as ``taskset`` would; threads started later (gloo's, torch's pool)
+    inherit it. Returns the CPUs, sorted; ``[]`` where ``os.sched_setaffinity`` is
+    missing (not Linux), and then binds nothing. Calling it again binds the same CPUs.
+
+    Why: with one rank per core, a rank's gloo I/O thread, free to run on any core, is
+    often queued behind the *other* rank's compute when its data arrives; at
+    ``SCHED_IDLE`` (the default here) it then waits for that core to idle or for the
+    scheduler to move it, and the all-reduce ends milliseconds after the data came. Bound
+    to its own rank's core, it runs as soon as its rank waits. ``torchrun --numa-binding``
+    does the same for GPU workers (by the GPUs' NUMA nodes); this is its CPU analogue.
+    Call it first thing in each worker (before ``fit``, so that the group's threads start
+    bound); ``python -m pyro_genmodels fit --bind-cores`` does. docs/scale-out.md has the
+    measurements."""
+    if not hasattr(os, "sched_setaffinity"):
+        return []
+    if not _allowed:
+        _allowed.extend(sorted(os.sched_getaffinity(0)))
+    try:
+        rank = int(os.environ.get("LOCAL_RANK") or 0)
+        world = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    except ValueError:
+        raise ValueError(f"LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}, LOCAL_WORLD_SIZE="
+                         f"{os.environ.get('LOCAL_WORLD_SIZE')!r}: expected integers (as "
+                         f"torchrun sets them)") from None
+    mine = local_cpus(rank, world, _allowed)
+    tids = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(int(tid), mine)
+        except OSError:  # the thread ended meanwhile
+            continue
+    return mine
 
 
 _started: List[Any] = []  # weak references to the default groups setup() initialized

@@ -143,7 +143,10 @@ def _cmd_fit(args) -> int:
     if not wanted:
         return _fit(args, rank=0)
     if args.bind_cores:
-        distributed.bind_to_cores()  # before the fit starts the group and its threads
+        try:
+            distributed.bind_to_cores()  # before the fit starts the group and its threads
+        except ValueError as e:  # LOCAL_RANK / LOCAL_WORLD_SIZE not torchrun's
+            raise SystemExit(f"error: --bind-cores: {e}") from None
     rank, ours = _launch_rank(), distributed.current() is None
     try:
         code = _fit(args, rank=rank)

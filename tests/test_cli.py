@@ -294,6 +294,17 @@ def test_distributed_outside_torchrun_is_a_clear_error(tmp_path, monkeypatch):
         cli.main([a for a in args if a != "--distributed"] + ["--bind-cores"])
     assert not (tmp_path / "r").exists()
     assert before is None or os.sched_getaffinity(0) == before
+    if before is not None:  # a launch environment that is not torchrun's: refused, unbound
+        for k, v in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                     "MASTER_PORT": "1", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"}.items():
+            monkeypatch.setenv(k, v)
+        with pytest.raises(SystemExit, match=r"^error: --bind-cores: expected 0 <= "
+                                             r"local_rank < local_world_size .* "
+                                             r"local_rank=2, local_world_size=2"):
+            cli.main(args + ["--bind-cores"])
+        assert os.sched_getaffinity(0) == before and not (tmp_path / "r").exists()
+        for k in LAUNCH_VARS + ("LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+            monkeypatch.delenv(k, raising=False)
     # a closed-form method says it cannot run distributed, whatever the launch
     with pytest.raises(SystemExit, match=r"'mle' \(EM\) cannot run distributed"):
         cli.main(["fit", "gaussian_mixture", "--data", str(data), "--method", "mle",

@@ -170,17 +170,23 @@ def setup(device: torch.device) -> Group:
     return group
 
 
+def _thread_ids() -> List[int]:
+    """This process's thread ids (``/proc/self/task``); none where it is missing (not
+    Linux)."""
+    if not os.path.isdir("/proc/self/task"):
+        return []
+    return [int(tid) for tid in os.listdir("/proc/self/task")]
+
+
 def gloo_io_threads() -> List[int]:
     """The thread ids of this process's gloo I/O threads (named ``gloo_tcp_loop``); none
     where there is no ``/proc/self/task`` (not Linux) or no gloo group."""
-    if not os.path.isdir("/proc/self/task"):
-        return []
     found = []
-    for tid in os.listdir("/proc/self/task"):
+    for tid in _thread_ids():
         try:
             with open(f"/proc/self/task/{tid}/comm") as f:
                 if f.read().strip() == "gloo_tcp_loop":
-                    found.append(int(tid))
+                    found.append(tid)
         except OSError:  # the thread ended meanwhile
             continue
     return found
@@ -253,10 +259,9 @@ def bind_to_cores() -> List[int]:
                          f"{os.environ.get('LOCAL_WORLD_SIZE')!r}: expected integers (as "
                          f"torchrun sets them)") from None
     mine = local_cpus(rank, world, _allowed)
-    tids = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]
-    for tid in tids:
+    for tid in _thread_ids() or [0]:  # (0: the calling thread)
         try:
-            os.sched_setaffinity(int(tid), mine)
+            os.sched_setaffinity(tid, mine)
         except OSError:  # the thread ended meanwhile
             continue
     return mine

@@ -31,3 +31,24 @@ def float64():
 
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist, on the controller: tell each worker the scheduling mode (a worker's
+    own ``--dist`` reads "no")."""
+    node.workerinput["pgm_dist"] = node.config.getoption("dist")
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected
+def pytest_collection_modifyitems(config, items):
+    """Under ``-n N --dist worksteal``, start the tests marked ``cost(seconds)`` first,
+    spread over the workers (tests/schedule.py says why and how)."""
+    from tests.schedule import balanced
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or workerinput.get("pgm_dist") != "worksteal":
+        return
+    costs = [float(m.args[0]) if (m := item.get_closest_marker("cost")) else 0.0
+             for item in items]
+    items[:] = balanced(items, costs, int(workerinput["workercount"]))

@@ -92,6 +92,7 @@ def test_sbc_refuses_what_it_cannot_calibrate():
         sbc(g, "nuts", num_replicates=2, num_samples=20, warmup_steps=10, num_chains=1)
 
 
+@pytest.mark.cost(145)
 @pytest.mark.slow  # 200 NUTS fits: about 3 minutes on 2 cores
 def test_nuts_on_the_gaussian_is_calibrated():
     """Talts et al. (2018): 200 replicates, ranks among 99 draws thinned from 120, 20
@@ -104,6 +105,7 @@ def test_nuts_on_the_gaussian_is_calibrated():
     assert res.passed, res.table
 
 
+@pytest.mark.cost(85)
 @pytest.mark.slow  # 200 fused NUTS fits: about 3 minutes on one core
 def test_fused_nuts_on_the_gaussian_is_calibrated():
     """As above, for NUTS on the fused potential (``sampler="fused"``, measured: p = 0.78
@@ -115,6 +117,7 @@ def test_fused_nuts_on_the_gaussian_is_calibrated():
     assert res.passed, res.table
 
 
+@pytest.mark.cost(175)
 @pytest.mark.slow  # 200 Pyro HMC fits: about 4 minutes on one core
 def test_hmc_on_the_gaussian_is_calibrated():
     """As above, for Pyro's HMC (``method="hmc"``: a fixed trajectory length of 1, the step
@@ -126,6 +129,7 @@ def test_hmc_on_the_gaussian_is_calibrated():
     assert res.passed, res.table
 
 
+@pytest.mark.cost(70)
 @pytest.mark.slow  # 200 ChEES fits of 4 chains: about 2 minutes on 2 cores
 def test_chees_on_the_gaussian_is_calibrated():
     """As above, for batched ChEES-HMC: 4 chains x 100 draws thinned to 99."""
@@ -148,6 +152,7 @@ def _sorted_components(draws):
     return {"loc_lower": lo, "loc_upper": hi, "scale_lower": scale, "weight_lower": weight}
 
 
+@pytest.mark.cost(185)
 @pytest.mark.slow  # 200 ChEES fits of 8 chains: about 7 minutes on 2 cores
 @pytest.mark.timeout(1500)
 def test_chees_on_the_mixture_is_calibrated():
@@ -165,6 +170,7 @@ def test_chees_on_the_mixture_is_calibrated():
     assert res.passed, res.table
 
 
+@pytest.mark.cost(930)
 @pytest.mark.slow  # 200 Pyro NUTS fits of the enumerated mixture: about 20 minutes on one core
 @pytest.mark.timeout(2400)
 def test_nuts_on_the_mixture_is_calibrated():
@@ -180,6 +186,7 @@ def test_nuts_on_the_mixture_is_calibrated():
     assert res.passed, res.table
 
 
+@pytest.mark.cost(270)
 @pytest.mark.slow  # 200 fused NUTS fits of the enumerated mixture: about 9 minutes on one core
 @pytest.mark.timeout(1500)
 def test_fused_nuts_on_the_mixture_is_calibrated():

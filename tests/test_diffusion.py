@@ -317,6 +317,7 @@ def test_bad_sampling_arguments():
 
 
 # ---------------------------------------------------------------------- quality (slow)
+@pytest.mark.cost(40)
 @pytest.mark.slow
 def test_eight_gaussians_quality_at_the_defaults():
     """The issue's targets on eight_gaussians at the default settings (4000 rows, one

@@ -270,6 +270,7 @@ def test_bad_options_and_sampling_arguments():
             fit.sample(3, **kwargs)
 
 
+@pytest.mark.cost(75)
 @pytest.mark.slow
 def test_eight_gaussians_quality_at_the_defaults():
     """The issue's targets at the default settings (4000 rows, one seed): annealed

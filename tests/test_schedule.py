@@ -64,11 +64,13 @@ def test_the_workers_start_with_the_costly_tests(tmp_path):
     (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\nmarkers =\n    cost(seconds): measured wall time\n")
-    cheap = "".join(f"def test_cheap_{i}():\n    assert True\n\n\n" for i in range(4))
+    # the probe tests are what gets scheduled: each only checks that a worker runs it
+    body = '    assert os.environ["PYTEST_XDIST_WORKER"].startswith("gw")\n\n\n'
+    cheap = "".join(f"def test_cheap_{i}():\n{body}" for i in range(4))
     (tmp_path / "test_probe.py").write_text(
-        "import pytest\n\n\n" + cheap
-        + "@pytest.mark.cost(2)\ndef test_costly_2():\n    assert True\n\n\n"
-        + "@pytest.mark.cost(1)\ndef test_costly_1():\n    assert True\n")
+        "import os\n\nimport pytest\n\n\n" + cheap
+        + f"@pytest.mark.cost(2)\ndef test_costly_2():\n{body}"
+        + f"@pytest.mark.cost(1)\ndef test_costly_1():\n{body}")
     env = {**os.environ, "PYTHONPATH": str(here.parent)}
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "--dist", "worksteal", "-v",

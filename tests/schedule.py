@@ -56,7 +56,7 @@ def balanced(items: Sequence[T], costs: Sequence[float], workers: int) -> list[T
     sizes = chunk_sizes(len(items), workers)
     if any(len(s) > size for s, size in zip(share, sizes)):
         return list(items)
-    rest = iter(i for i, c in enumerate(costs) if not c > 0)
+    rest = iter(sorted(set(range(len(items))) - set(costly)))
     order: list[int] = []
     for s, size in zip(share, sizes):
         order += s

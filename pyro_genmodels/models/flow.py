@@ -33,7 +33,8 @@ import torch
 import zuko
 from pyro.contrib.zuko import ZukoToPyro
 from zuko.distributions import NormalizingFlow
-from zuko.transforms import ComposedTransform
+from zuko.lazy import UnconditionalTransform
+from zuko.transforms import AdditiveTransform, ComposedTransform, MonotonicAffineTransform
 
 from .._validation import positive_float, positive_int
 from ..infer.engines import PointEngine
@@ -42,11 +43,35 @@ from ..base import (Capabilities, GenerativeModel, cached_parameters,
 from ..infer.objectives import prior_factor
 from ._checks import hidden_widths
 
+
+class NICE(zuko.flows.NICE):
+    r"""NICE (Dinh, Krueger & Bengio, 2014), from zuko's own pieces: ``transforms``
+    additive couplings, then a diagonal scaling.
+
+    zuko's ``NICE`` (and ``RealNVP``, the same class) defaults to affine couplings, i.e.
+    RealNVP; here its couplings get zuko's ``AdditiveTransform`` as the univariate map,
+    so each one is :math:`y_b = x_b + m(x_a; c)`, :math:`y_a = x_a`, volume preserving
+    (log |det J| = 0 exactly). The last transform (towards the base) is the scaling
+    :math:`z = \exp(s) \odot y`: zuko's ``MonotonicAffineTransform`` with its shift fixed
+    at 0 and one learnable scale per feature (not conditioned on ``c``), so
+    :math:`\log|\det J| = \sum_d s_d`. zuko soft-clips the log-scale,
+    :math:`s = a / (1 + |a| / \log 10^3)` for the parameter ``a`` (0 at the start: the
+    identity), so each scale stays within :math:`(10^{-3}, 10^3)`.
+    """
+
+    def __init__(self, features: int, context: int = 0, transforms: int = 3,
+                 **kwargs: Any) -> None:
+        super().__init__(features, context, transforms, univariate=AdditiveTransform,
+                         shapes=((),), **kwargs)
+        scaling = UnconditionalTransform(MonotonicAffineTransform, 0.0, torch.zeros(features))
+        self.transform.transforms.append(scaling)
+
+
 TRANSFORMS = {
     "nsf": zuko.flows.NSF,
     "maf": zuko.flows.MAF,
     "realnvp": zuko.flows.RealNVP,
-    "nice": zuko.flows.NICE,
+    "nice": NICE,
 }
 # NAF is left out on purpose: its inverse is a bisection, so sampling is neither one pass
 # nor exact.
@@ -58,8 +83,10 @@ class Flow(GenerativeModel):
 
     Args:
         dim: D, the number of columns of the data.
-        transform: ``"nsf"`` (neural spline flow, default), ``"maf"``, ``"realnvp"`` or
-            ``"nice"``: the zuko flow family (all with an exact one-pass inverse).
+        transform: ``"nsf"`` (neural spline flow, default), ``"maf"``, ``"realnvp"``
+            (affine couplings) or ``"nice"`` (additive, volume-preserving couplings and a
+            final diagonal scaling; see :class:`NICE`): the zuko flow family (all with an
+            exact one-pass inverse).
         num_transforms: how many transforms are composed.
         hidden: hidden layer sizes of each transform's network (a sequence of positive
             ints, or one int for a single layer).

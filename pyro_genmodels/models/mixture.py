@@ -151,7 +151,9 @@ def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
     # a singular covariance (a component on one point, reg_covar=0) is no crash: NaN
     # factors make the next log-likelihood non-finite, which EM reports as a FitError
     chol, info = torch.linalg.cholesky_ex(corr)
-    chol = torch.where((info > 0)[:, None, None], torch.nan, chol)
+    # LAPACK's factor is column-major: stored row-major, as a save writes it and a load
+    # reads it, so the fitted and the loaded fit hold the same tensors (layout included)
+    chol = torch.where((info > 0)[:, None, None], torch.nan, chol).contiguous()
     return {"weights": weights, "locs": locs, "scales": scales, "corr_cholesky": chol}
 
 
@@ -402,8 +404,8 @@ class GaussianMixture(GenerativeModel):
             locs, scales = locs[z], scales[z]
         if not self.full:
             return dist.Normal(locs, scales).to_event(1)
-        corr = params["corr_cholesky"] if z is None else params["corr_cholesky"][z]
-        return dist.MultivariateNormal(locs, scale_tril=scales.unsqueeze(-1) * corr)
+        tril = self.scale_tril(params)
+        return dist.MultivariateNormal(locs, scale_tril=tril if z is None else tril[z])
 
     # ------------------------------------------------------------------ densities
     def component_log_prob(self, params: Dict[str, torch.Tensor],
@@ -418,7 +420,7 @@ class GaussianMixture(GenerativeModel):
             maha = ((x * x) @ prec.transpose(-1, -2) - 2 * x @ (locs * prec).transpose(-1, -2)
                     + (locs * locs * prec).sum(-1).unsqueeze(-2))
             return const - scales.log().sum(-1).unsqueeze(-2) - 0.5 * maha.clamp_min(0)
-        tril = scales.unsqueeze(-1) * params["corr_cholesky"]  # (*batch, K, D, D)
+        tril = self.scale_tril(params)  # (*batch, K, D, D)
         diff = (x.unsqueeze(-3) - locs.unsqueeze(-2)).transpose(-1, -2)  # (*batch, K, D, N)
         maha = torch.linalg.solve_triangular(tril, diff, upper=False).pow(2).sum(-2)
         logdet = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (*batch, K)
@@ -444,9 +446,19 @@ class GaussianMixture(GenerativeModel):
         """``p(z_i = k | x_i, phi)``: ``(*batch, N, K)``."""
         return self._joint(params, x).softmax(-1)
 
+    def scale_tril(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The Cholesky factors ``diag(s_k) L_k`` of the full covariances, ``(*batch, K, D,
+        D)``: the one way the density, the sampler and ``covariances`` build them.
+
+        ``L_k`` is taken in row-major layout whatever its strides: matmuls and triangular
+        solves round differently on a column-major factor (LAPACK's, as EM's Cholesky
+        returns it) than on a row-major one (a loaded fit's), and a fit must give the same
+        bits fitted and loaded."""
+        return params["scales"].unsqueeze(-1) * params["corr_cholesky"].contiguous()
+
     def derived(self, params: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         if self.full:
-            tril = params["scales"].unsqueeze(-1) * params["corr_cholesky"]
+            tril = self.scale_tril(params)
             cov = tril @ tril.transpose(-1, -2)
         else:
             cov = torch.diag_embed(params["scales"] ** 2)

@@ -261,6 +261,17 @@ def check_method(method: Any, methods: Iterable[str], model_name: str) -> str:
     return method
 
 
+def column_units(x: torch.Tensor) -> torch.Tensor:
+    """``(D,)``: the scale of each column of ``x`` ``(N, D)``, the unit in which a
+    family's ``param_units`` measures a location: the column's sd; for a constant
+    column (no sd) its largest magnitude, and 1 for a column of zeros. Relative, so no
+    unit of the data counts as "too small"."""
+    sd = x.std(0, correction=0)
+    size = x.abs().amax(0)
+    fallback = torch.where(size > 0, size, torch.ones_like(size))
+    return torch.where(torch.isfinite(sd) & (sd > 0), sd, fallback)
+
+
 def column_moments(x: torch.Tensor):
     """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them: an sd that
     is not finite or below 1e-8 (a constant column, a single row) is replaced by 1."""

@@ -170,6 +170,14 @@ class GenerativeModel(PyroModule):
         """Data-dependent starting values (constrained) of the global sites."""
         raise NotImplementedError
 
+    def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The scale, in the data's units, of the global sites whose unconstrained value
+        is in those units (a location: the columns' sds), broadcastable to that value:
+        the autoguides of ``mle`` / ``map`` / ``vi`` work in these units
+        (:class:`~pyro_genmodels.infer.objectives.InUnits`), so a step means the same
+        whatever units the columns come in. None by default (unit-free sites)."""
+        return {}
+
     def distribution(self, params: Dict[str, torch.Tensor],
                      c: Optional[torch.Tensor] = None) -> torch.distributions.Distribution:
         """The density hook: p(x | phi[, c]) as a torch distribution with event shape

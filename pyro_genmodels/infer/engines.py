@@ -42,8 +42,8 @@ from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
 from .potential import sample_posterior_fused
 from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeModel,
-                         NegativeLogJoint, make_elbo, make_guide, traced_execution,
-                         use_jit)
+                         NegativeLogJoint, make_elbo, make_guide,
+                         traced_execution, use_jit)
 
 
 class Data(NamedTuple):
@@ -254,7 +254,7 @@ class PointEngine(Engine):
         if self.method == "mle":
             program = FlatPriors(model.prior_sites)(model.model)
         init = model.init_values(data.x) if model.global_sites else {}
-        guide, auto = make_guide(model, program, AutoDelta,
+        guide, auto = make_guide(model, program, AutoDelta, units=model.param_units(data.x),
                                  init_loc_fn=init_to_value(values=init))
         elbo = self.elbo(model, opts)
         loss = ELBOLoss(elbo, program, guide, data.x, data.c)
@@ -316,7 +316,7 @@ class VIEngine(Engine):
     def run(self, model: GenerativeModel, data: Data, opts: VIOptions, *, method: str,
             progress: bool) -> FitResult:
         train_guide, q = make_guide(model, model.model, GUIDES[opts.guide],
-                                    init_scale=opts.init_scale,
+                                    units=model.param_units(data.x), init_scale=opts.init_scale,
                                     init_loc_fn=init_to_value(values=model.init_values(data.x)))
         assert q is not None  # vi is offered only to families with global latent sites
         elbo = make_elbo(model.elbo, jit=use_jit(opts.jit, model),

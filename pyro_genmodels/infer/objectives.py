@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Protocol,
-                    Tuple, cast)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional,
+                    Protocol, Tuple, cast)
 
 import pyro.infer
 import pyro.poutine.runtime
 import torch
 from pyro import poutine
+from pyro.distributions import TorchDistribution
 from pyro.infer.autoguide import AutoGuide
+from torch.distributions import biject_to, constraints, transform_to
+from torch.distributions.transforms import AffineTransform, ComposeTransform, Transform
 from pyro.poutine.messenger import Messenger
 
 from .loop import Batch
@@ -118,10 +121,80 @@ def _no_latents(*args: Any, **kwargs: Any) -> None:
     """The guide of a model whose phi are all parameters (network weights)."""
 
 
+class _InUnits(constraints.Constraint):
+    """``base``'s support, with its unconstrained coordinates in units of ``unit``:
+    ``biject_to`` (and ``transform_to``) map ``u`` to ``biject_to(base)(unit * u)``."""
+
+    def __init__(self, base: constraints.Constraint, unit: torch.Tensor) -> None:
+        self.base, self.unit = base, unit
+        self.event_dim = base.event_dim
+        self.is_discrete = base.is_discrete
+        super().__init__()
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.check(value)
+
+
+@biject_to.register(_InUnits)
+@transform_to.register(_InUnits)
+def _in_units(constraint: _InUnits) -> Transform:
+    return ComposeTransform([AffineTransform(0.0, constraint.unit),
+                             biject_to(constraint.base)])
+
+
+class _Supported(TorchDistribution):
+    """``base`` with its support in units (:class:`_InUnits`); all else is ``base``'s."""
+
+    arg_constraints: Dict[str, constraints.Constraint] = {}
+
+    def __init__(self, base: TorchDistribution, support: _InUnits) -> None:
+        self.base, self._support = base, support
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @constraints.dependent_property
+    def support(self) -> constraints.Constraint:  # type: ignore[override]
+        return self._support
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> "_Supported":
+        return _Supported(self.base.expand(batch_shape), self._support)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.base.sample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(value)
+
+
+class InUnits(Messenger):
+    """The named sample sites seen with their unconstrained coordinates in units
+    (``{site: tensor}``, broadcastable to the site's unconstrained value): an autoguide
+    built on a program under this handler (AutoDelta's parameters, AutoNormal's and
+    AutoMultivariateNormal's locations and scales) works in those units. The program's
+    densities are untouched; only the guide's coordinates change.
+
+    Why: Adam moves every coordinate by about ``lr`` per step whatever its gradient's
+    size, and a guide's ``init_scale`` is one number for all; a location in the data's
+    units (a column whose sd is 1e-4, or 1e4) would take steps far too large or too
+    small. In units of the column sds, a step of ``lr`` is ``lr`` sds, as for
+    standardized data; the optimum and the posterior are the same."""
+
+    def __init__(self, units: Dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.units = dict(units)
+
+    def _process_message(self, msg: Message) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.units and not msg["is_observed"]:
+            fn = cast(TorchDistribution, msg["fn"])
+            unit = self.units[msg["name"]]
+            msg["fn"] = _Supported(fn, _InUnits(fn.support, unit))
+
+
 def make_guide(model: GenerativeModel, program: Callable[..., Any],
-               auto_cls: Optional[Callable[..., AutoGuide]] = None, **auto_kwargs: Any
+               auto_cls: Optional[Callable[..., AutoGuide]] = None, *,
+               units: Optional[Dict[str, torch.Tensor]] = None, **auto_kwargs: Any
                ) -> Tuple[Callable[..., Any], Optional[AutoGuide]]:
-    """The guide for ``program`` (the model, possibly with priors masked).
+    """The guide for ``program`` (the model, possibly with priors masked); with
+    ``units`` (the model's ``param_units``), the autoguide works in them (:class:`InUnits`).
 
     The global sites get ``auto_cls`` (an autoguide class, e.g. AutoDelta) built on the
     program with everything else hidden, so enumerated or amortized local latents never
@@ -133,8 +206,10 @@ def make_guide(model: GenerativeModel, program: Callable[..., Any],
     """
     auto: Optional[AutoGuide] = None
     if model.global_sites and auto_cls is not None:
-        auto = auto_cls(poutine.block(program, expose=list(model.global_sites)),
-                        **auto_kwargs)
+        hidden = poutine.block(program, expose=list(model.global_sites))
+        if units:
+            hidden = InUnits(units)(hidden)
+        auto = auto_cls(hidden, **auto_kwargs)
     local = model.local_guide
     if local is None:
         return (auto if auto is not None else _no_latents), auto

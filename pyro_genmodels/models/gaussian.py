@@ -32,7 +32,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import as_data, positive_float
+from .._validation import as_data, column_units, positive_float
 from ..base import Capabilities, GenerativeModel, register
 
 
@@ -140,10 +140,14 @@ class Gaussian(GenerativeModel):
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         init = {"loc": x.mean(0)}
         if not self.known_covariance:
-            init["scale"] = x.std(0, correction=0).clamp_min(1e-3)
+            init["scale"] = x.std(0, correction=0).clamp_min(torch.finfo(x.dtype).tiny)
             if self.dim > 1:
                 init["corr_cholesky"] = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         return init
+
+    def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``loc`` in column sds (the scale and correlation are unit-free already)."""
+        return {"loc": column_units(x)}
 
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
         """Refuse data for which the fit does not exist.

@@ -55,8 +55,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from .._validation import (check_choice, column_moments, nonnegative_float, positive_float,
-                           positive_int)
+from .._validation import (check_choice, column_moments, column_units, nonnegative_float,
+                           positive_float, positive_int)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
@@ -470,9 +470,22 @@ class GaussianMixture(GenerativeModel):
             raise ValueError(f"GaussianMixture with n_components={self.n_components} needs at "
                              f"least that many data rows, but got {x.shape[0]}")
 
+    def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Every component's location in column sds (``map``, ``vi``); the scales,
+        weights and correlations are unit-free."""
+        return {"locs": column_units(x)}
+
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The best of ``n_init`` short k-means + EM runs (the MLE region)."""
-        return best_em(self, x, num_steps=100, tol=1e-5, reg_covar=1e-6)[0]
+        """The best of ``n_init`` short k-means + EM runs (the MLE region), on the
+        columns in units of their sds and mapped back (``locs = m + s u``, ``scales = s
+        v``; weights and correlations are unit-free): EM's ``reg_covar`` (1e-6 added to
+        every variance) is then relative, so the start of ``map`` / ``vi`` / ``nuts``
+        does not depend on the units the columns come in."""
+        unit = column_units(x)
+        mean = x.mean(0)
+        params = best_em(self, (x - mean) / unit, num_steps=100, tol=1e-5, reg_covar=1e-6)[0]
+        return {**params, "locs": mean + unit * params["locs"],
+                "scales": unit * params["scales"]}
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "n_components": self.n_components,

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import (Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, TypeVar,
                     cast)
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -375,7 +376,9 @@ class GenerativeModel(PyroModule):
         if streamed:
             return self._fit_streamed(data, c, engine, opts, method=method, seed=seed,
                                       device=device, progress=progress)
+        given_c = c
         model, x, c = self.prepare_data(data, c, device=device, **data_kw)
+        x, c = _unshared(x, data), _unshared(c, given_c)  # the fit keeps x: its own copy
         model.check_data_for(method, x)
         if getattr(opts, "distributed", False):
             seed = distributed.agree_seed(seed, distributed.setup(device))
@@ -442,6 +445,25 @@ class GenerativeModel(PyroModule):
             work = self.working_copy(x, moments=stream.moments()
                                      if getattr(self, "standardize", False) else None)
             return self._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
+
+
+def _unshared(t: Optional[torch.Tensor], given: Any) -> Optional[torch.Tensor]:
+    """``t``, or a copy of it where it may share memory with ``given``, the caller's
+    object it was read from (``torch.from_numpy`` and a tensor's ``detach`` do not copy):
+    a fit keeps its training rows, and the caller changing their array afterwards must not
+    change the fit (its ``to_arviz`` data, a save, a LOO)."""
+    if t is None or given is None:
+        return t
+    if isinstance(given, torch.Tensor):
+        shared = t.untyped_storage().data_ptr() == given.untyped_storage().data_ptr()
+    elif t.device.type != "cpu" or not hasattr(given, "__array__"):
+        shared = False  # a copy onto the device; a list or other sequence read anew
+    else:
+        try:
+            shared = bool(np.may_share_memory(t.numpy(), np.asarray(given)))
+        except Exception:  # an object numpy cannot view (a list is copied already)
+            shared = False
+    return t.clone() if shared else t
 
 
 def gaussian_weight_log_prior(weights: List[torch.Tensor], scale: float) -> torch.Tensor:

@@ -261,9 +261,11 @@ class Fit:
 
     @property
     def params(self) -> Dict[str, torch.Tensor]:
-        """Point estimates (posterior means for ``vi``/MCMC) of phi and derived quantities."""
+        """Point estimates (posterior means for ``vi``/MCMC) of phi and derived quantities:
+        copies, so changing one in place leaves the fit as it is."""
         if self.point is not None:
-            return {**self.point, **self.model.derived(self.point)}
+            return {k: v.clone() for k, v in
+                    {**self.point, **self.model.derived(self.point)}.items()}
         draws = self.posterior_samples()
         out = {k: v.mean(0) for k, v in draws.items()}
         for k, v in self.model.derived(draws).items():

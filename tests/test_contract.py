@@ -5,6 +5,7 @@ Every test reads only the case's fields (how to build the model and its data, ho
 check and compare draws, which inputs to refuse); nothing here names a family.
 """
 
+import dataclasses
 import math
 import random
 
@@ -243,6 +244,54 @@ def test_fits_own_their_parameters(name, method):
     assert torch.equal(case.score(a, data), before)
     # the user's global params survive a fit untouched
     assert torch.equal(pyro.param("loc"), torch.full((3,), -100.0))
+
+
+def _array_inputs():
+    """(family, as_numpy) for every case whose data is a tensor (text cases read Python
+    strings, which nothing can alias); numpy too where the tensor is floating (token ids
+    must come as a tensor)."""
+    out = []
+    for name in sorted(CASES):
+        x = CASES[name].make_data(0).x
+        if isinstance(x, torch.Tensor):
+            out.append((name, False))
+            if x.is_floating_point():
+                out.append((name, True))
+    return out
+
+
+FIRST_METHOD = {name: next(m for n, m in PAIRS if n == name) for name in sorted(CASES)}
+
+
+@pytest.mark.parametrize("name,as_numpy", _array_inputs())
+def test_changing_the_callers_data_afterwards_changes_nothing(name, as_numpy):
+    """The fit keeps a copy of its training rows, not a view of the caller's array
+    (``torch.from_numpy`` and ``detach`` share memory): zeroing the array afterwards
+    leaves ``fit.data`` and the fit's scores as they were."""
+    case = CASES[name]
+    data = case.make_data(0)
+    user = data.x.clone()
+    if as_numpy:
+        user = user.numpy()
+    fit = fit_case(name, FIRST_METHOD[name], dataclasses.replace(data, x=user), seed=0)
+    kept, score = fit.data.clone(), case.score(fit, data)
+    user[:] = 0
+    assert torch.equal(fit.data, kept)
+    assert torch.equal(case.score(fit, data), score)
+
+
+@pytest.mark.parametrize("name,method", PAIRS)
+def test_changing_fit_params_in_place_changes_nothing(name, method):
+    """``fit.params`` hands out copies: adding to one in place leaves the fit's scores
+    and its next ``params`` as they were."""
+    case = CASES[name]
+    fit, data = fitted(name, method), case.make_data(1)
+    params, score = fit.params, case.score(fit, data)
+    before = {k: v.clone() for k, v in params.items()}
+    for v in params.values():
+        v.add_(1)
+    assert torch.equal(case.score(fit, data), score)
+    assert all(torch.equal(fit.params[k], before[k]) for k in before)
 
 
 @pytest.mark.parametrize("name,method", PAIRS)

@@ -101,8 +101,7 @@ def _check_values(t: torch.Tensor, given: torch.Tensor, name: str) -> None:
             if math.isfinite(value):  # a finite value given that overflows ``dtype``
                 raise ValueError(
                     f"{name} must be finite in {t.dtype}: {value:g} at row {row}, column "
-                    f"{col} overflows it; rescale the data, or pass float64 data (and a "
-                    f"float64 model)")
+                    f"{col} overflows it; {_remedy(t.dtype)}")
             raise ValueError(
                 f"{name} must be finite: found {value} at row {row}, column {col} "
                 f"({int((~torch.isfinite(given)).sum())} non-finite value(s) in all)")
@@ -110,8 +109,15 @@ def _check_values(t: torch.Tensor, given: torch.Tensor, name: str) -> None:
         raise ValueError(
             f"{name} has a value too large for {t.dtype}: {given[row + start, col].item():g} "
             f"at row {row + start}, column {col}; expected magnitudes below {limit:.3g} "
-            f"(its square overflows {t.dtype}); rescale the data, or pass float64 data "
-            f"(and a float64 model)")
+            f"(its square overflows {t.dtype}); {_remedy(t.dtype)}")
+
+
+def _remedy(dtype: torch.dtype) -> str:
+    """What to do about a value too large for ``dtype``: rescale; in float32 (or less),
+    float64 is the other way out."""
+    if dtype == torch.float64:
+        return "rescale the data"
+    return "rescale the data, or pass float64 data (and a float64 model)"
 
 
 _INT_DTYPES = {torch.bool, torch.uint8, torch.uint16, torch.uint32, torch.uint64, torch.int8,

@@ -336,7 +336,10 @@ class GenerativeModel(PyroModule):
             method: one of ``self.capabilities.methods``.
             c: ``(N, context_dim)`` conditioning values, for conditional models.
             seed: makes the fit reproducible; ``None`` draws a fresh one (kept in
-                ``Fit.seed``). The caller's global RNG state is left untouched.
+                ``Fit.seed``). The caller's global RNG state is left untouched. A
+                network built with the model (Flow, VAE, GAN, Diffusion, ScoreModel,
+                EnergyModel) starts every fit from the weights drawn when it was built:
+                seed torch before building it to reproduce those.
             progress: tqdm progress bar.
             **options: the engine's options record (``type(model).engine(method).Options``
                 lists them with their defaults). Optimization (``mle``, ``map``, ``vi``):

@@ -46,12 +46,21 @@ import numpy as np
 from . import _readers
 
 
+#: the shell's spellings of Python's True, False and None (``--arg standardize=false``)
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
 def _parse_pairs(pairs: List[str], what: str) -> Dict[str, Any]:
+    """``key=value`` pairs: each value a Python literal (``3``, ``1e-3``, ``[64, 64]``,
+    ``True``; also ``true``, ``false``, ``none``, ``null`` in any case), else the text."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise SystemExit(f"error: {what} must look like key=value, got {pair!r}")
+        if value.strip().lower() in _WORDS:
+            out[key] = _WORDS[value.strip().lower()]
+            continue
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError, RecursionError, MemoryError):
@@ -109,10 +118,13 @@ def _save_array(p: Path, x: np.ndarray) -> None:
 def _cmd_list(args) -> int:
     from .base import registry
 
-    for name, cls in sorted(registry().items()):
-        caps = cls.capabilities
-        print(f"{name:18s} {cls.__name__:22s} log_prob={caps.log_prob:13s} "
-              f"sampling={caps.sampling:10s} methods={','.join(caps.methods)}")
+    rows = [(name, cls.__name__, f"log_prob={cls.capabilities.log_prob}",
+             f"sampling={cls.capabilities.sampling}",
+             f"methods={','.join(cls.capabilities.methods)}")
+            for name, cls in sorted(registry().items())]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:  # columns as wide as their widest cell, two spaces apart
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
     return 0
 
 
@@ -171,6 +183,7 @@ def _cmd_fit(args) -> int:
 def _fit(args, rank: int) -> int:
     """``fit`` on one process; with ``rank`` > 0 (a distributed fit's other workers) it
     fits and waits for rank 0's save, printing nothing."""
+    from ._rng import seeded
     from .base import FitError, get_model_class
     from .infer.distributed import RankFailure
 
@@ -187,7 +200,8 @@ def _fit(args, rank: int) -> int:
     if args.distributed:
         options["distributed"] = True
     try:
-        model = cls(**kwargs)
+        with seeded(args.seed):  # a network's initial weights too come from --seed
+            model = cls(**kwargs)
         fit = model.fit(x, method=args.method, seed=args.seed,
                         progress=not args.quiet and rank == 0, **options)
     except (ValueError, TypeError, FitError, FileNotFoundError, RankFailure) as e:
@@ -263,8 +277,9 @@ def _cmd_sample(args) -> int:
     if not text and suffix not in (".csv", ".npy"):
         raise SystemExit(f"error: --out must end in .csv or .npy, got {args.out!r}")
     if not text and seq:
+        verb = "applies" if len(seq) == 1 else "apply"
         raise SystemExit(f"error: {', '.join('--' + k.replace('_', '-') for k in seq)} "
-                         f"apply to text models; {args.run!r} holds a "
+                         f"{verb} only to text models; {args.run!r} holds a "
                          f"{type(fit.model).__name__}")
     try:
         x = fit.sample(args.n, seed=args.seed, **seq)
@@ -348,9 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(N, D) data, .csv or .npy; text models: .txt, one string per line")
     f.add_argument("--method", required=True, help="mle, map, vi, nuts, ...")
     f.add_argument("--out", required=True, help="run directory to write")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0,
+                   help="seeds the whole run: the model's initial weights and the fit "
+                        "(default 0)")
     f.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="model constructor argument (repeatable), e.g. prior_scale=5")
+                   help="model constructor argument (repeatable), e.g. prior_scale=5; "
+                        "values are Python literals (true/false/none also)")
     f.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="fit option (repeatable), e.g. num_steps=500")
     f.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -123,8 +123,11 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         without a density (``log_prob_kind == "none"``, a GAN), the sample columns of
         sequence models.
     """
-    if not isinstance(fits, Mapping) or not fits:
-        raise TypeError("fits must be a non-empty dict {label: Fit}")
+    if not isinstance(fits, Mapping):
+        raise TypeError(f"fits must be a non-empty dict {{label: Fit}}, got "
+                        f"{type(fits).__name__}")
+    if not fits:
+        raise ValueError("fits must be a non-empty dict {label: Fit}, got an empty one")
     for label, fit in fits.items():
         if not isinstance(fit, Fit):
             raise TypeError(f"fits[{label!r}] must be a Fit, got {type(fit).__name__}")

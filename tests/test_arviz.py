@@ -4,6 +4,7 @@ import arviz as az
 import matplotlib
 import numpy as np
 import pytest
+import torch
 
 import pyro_genmodels as pgm
 
@@ -71,3 +72,17 @@ def test_point_fit_is_labeled_with_its_loss_trace(fits):
     assert idata.optimization["loss"].shape == (300,)
     np.testing.assert_allclose(idata.posterior["loc"].values[0, 0],
                                f["mle"].params["loc"].numpy())
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
+def test_pyro_chain_statistics_keep_a_float64_models_precision(method):
+    """The per-draw statistics of Pyro's NUTS / HMC (lp, step_size, energy, ...) are
+    stored in the model's dtype, like its draws: float64 lp of a float64 model."""
+    x = torch.randn(40, 1, dtype=torch.float64)
+    fit = pgm.Gaussian(1).to(torch.float64).fit(
+        x, method=method, num_samples=10, warmup_steps=10, num_chains=1, seed=0,
+        progress=False)
+    assert fit.posterior["loc"].dtype == torch.float64
+    for name in ("lp", "step_size", "acceptance_rate", "energy"):
+        assert fit.sample_stats[name].dtype == torch.float64, name
+    assert fit.to_arviz().sample_stats["lp"].dtype == np.float64

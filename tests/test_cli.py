@@ -38,6 +38,10 @@ def test_list(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "gaussian" in out and "methods=mle,map,vi,nuts,hmc" in out
+    lines = out.splitlines()
+    assert len(lines) == len(pgm.registry())
+    # a table: every row's methods column starts at the same place
+    assert len({line.index("methods=") for line in lines}) == 1
 
 
 @pytest.mark.parametrize("ext", ["csv", "npy"])
@@ -56,6 +60,25 @@ def test_fit_then_sample(tmp_path, ext, capsys):
     # sample mean within 4 standard errors of the data mean (plus the fit's own error)
     se = x.std(0) / np.sqrt(500) + x.std(0) / np.sqrt(100)
     assert (np.abs(s.mean(0) - x.mean(0)) < 4 * se).all()
+
+
+def test_the_seed_fixes_a_networks_initial_weights_too(tmp_path):
+    """``--seed`` makes a neural fit reproducible in one process, whatever torch's
+    global generator holds: the same seed gives the same saved tensors byte for byte, and
+    another seed other ones (a flow's initial weights are drawn when it is built)."""
+    import torch
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(200, 2)))
+    tensors = {}
+    for run, seed, torch_seed in (("a", "3", 1), ("b", "3", 2), ("c", "4", 1)):
+        torch.manual_seed(torch_seed)  # whatever the caller's generator holds
+        assert cli.main(["fit", "flow", "--data", str(data), "--method", "mle", "--out",
+                         str(tmp_path / run), "--seed", seed, "--quiet", "--arg",
+                         "hidden=[8]", "--option", "num_steps=5"]) == 0
+        tensors[run] = (tmp_path / run / "tensors.safetensors").read_bytes()
+    assert tensors["a"] == tensors["b"]
+    assert tensors["a"] != tensors["c"]
 
 
 def test_text_models_fit_and_sample_txt_files(tmp_path, capsys):
@@ -96,7 +119,7 @@ def test_text_models_fit_and_sample_txt_files(tmp_path, capsys):
                   "--out", str(run), "--arg", "order=2"])
     assert cli.main(["fit", "gaussian", "--data", str(numeric), "--method", "mle", "--out",
                      str(tmp_path / "g"), "--quiet"]) == 0
-    with pytest.raises(SystemExit, match="--prefix apply to text models"):
+    with pytest.raises(SystemExit, match="--prefix applies only to text models"):
         cli.main(["sample", str(tmp_path / "g"), "-n", "2", "--out", str(numeric),
                   "--prefix", "a"])
 
@@ -346,3 +369,17 @@ def test_a_large_npy_is_streamed_from_disk(tmp_path, capsys, monkeypatch):
     assert whole.losses == streamed.losses
     for k in whole.point:
         assert np.array_equal(whole.point[k].numpy(), streamed.point[k].numpy())
+
+
+def test_true_false_and_none_as_a_shell_user_spells_them(tmp_path):
+    """``--arg standardize=false`` and ``--option jit=TRUE`` mean the booleans (and
+    ``none`` / ``null`` None), as ``False`` and ``True`` do; other text stays text."""
+    assert cli._parse_pairs(["a=false", "b=TRUE", "c=None", "d=null", "e=True", "f=[1, 2]",
+                             "g=mvn"], "--arg") == {
+        "a": False, "b": True, "c": None, "d": None, "e": True, "f": [1, 2], "g": "mvn"}
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(50, 2)) * [1.0, 300.0])
+    assert cli.main(["fit", "flow", "--data", str(data), "--method", "mle", "--out",
+                     str(tmp_path / "run"), "--quiet", "--arg", "standardize=false",
+                     "--arg", "hidden=[8]", "--option", "num_steps=3"]) == 0
+    assert pgm.load(tmp_path / "run").model.standardize is False

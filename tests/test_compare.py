@@ -39,8 +39,10 @@ def test_compare_table():
 
 
 def test_compare_refuses_bad_input():
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="non-empty dict .* got an empty one"):
         pgm.compare({}, torch.zeros(3, 2))
+    with pytest.raises(TypeError, match="non-empty dict .* got list"):
+        pgm.compare([], torch.zeros(3, 2))
     with pytest.raises(TypeError, match="Fit"):
         pgm.compare({"a": object()}, torch.zeros(3, 2))
 

@@ -275,6 +275,19 @@ def test_a_constant_column_is_judged_against_its_own_magnitude():
             pgm.Gaussian(D).fit(flat, method=method, progress=False, num_steps=5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_value_whose_square_overflows_gets_advice_that_fits_its_dtype(dtype):
+    """1e160 squared overflows float64 (and 1e20 float32): the error says to rescale, and
+    offers float64 only to data that are not float64 already."""
+    x = torch.randn(50, 2, dtype=dtype)
+    fit = pgm.Gaussian(2).to(dtype).fit(x, method="mle", seed=0, num_steps=5, progress=False)
+    big = 1e160 if dtype == torch.float64 else 1e20
+    with pytest.raises(ValueError, match="too large for") as e:
+        fit.log_prob(torch.tensor([[big, 0.0]], dtype=dtype))
+    assert "rescale the data" in str(e.value)
+    assert ("float64" in str(e.value).split("rescale the data")[1]) == (dtype == torch.float32)
+
+
 @pytest.mark.parametrize("unit", [1e-6, 1e-3, 1.0, 1e3])
 def test_mle_reaches_the_closed_form_in_any_units(unit):
     """Raw wine (13 columns, sds 0.12 to 315) in units from 1e-6 to 1e3: the MLE is

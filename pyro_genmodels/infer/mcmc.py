@@ -167,7 +167,8 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
         try:
             done[chain] = _run_chain(
                 make_kernel(), num_samples=num_samples, warmup_steps=warmup_steps,
-                initial_params=inits[chain], progress=progress, args=(x,), kwargs={"c": c})
+                initial_params=inits[chain], progress=progress, args=(x,), kwargs={"c": c},
+                dtype=model._anchor.dtype)  # the statistics in the model's precision
         except KeyboardInterrupt:
             interrupted = True
             if chain == 0 or group is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from typing import Any, Iterable, Literal, Mapping, overload
 
 import numpy as np
@@ -43,7 +44,9 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         if isinstance(data, (str, bytes)) or data is None:
             raise TypeError(f"{name} must be a numeric (N, D) tensor or array, got {type(data).__name__}")
         try:
-            arr = np.asarray(data)
+            arr = _from_pandas(data, name) if _is_pandas(data) else np.asarray(data)
+        except TypeError:
+            raise
         except Exception as e:  # ragged lists and the like
             raise TypeError(f"{name} could not be read as a numeric array: {e}") from None
         if arr.dtype.kind not in "biuf":
@@ -53,7 +56,12 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
             arr = arr.astype(arr.dtype.newbyteorder("="))
         if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: no torch dtype
             arr = arr.astype(np.float64)
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        with warnings.catch_warnings():
+            # a read-only view (pandas' copy-on-write frames, a memmap opened "r"): torch
+            # warns that writing to it would be undefined; nothing here writes to data
+            # (a fit copies what it keeps), and a copy would double a large memmap
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.is_complex() or not (t.is_floating_point() or t.dtype in _INT_DTYPES):
         raise TypeError(f"{name} must have a real numeric dtype, got {t.dtype}")
     if dtype is None:
@@ -71,6 +79,36 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         raise ValueError(f"{name} has the wrong number of columns: expected {dim}, got {t.shape[1]}")
     _check_values(t, given, name)
     return t
+
+
+def _is_pandas(data: Any) -> bool:
+    """A pandas DataFrame or Series (pandas itself is not imported to ask)."""
+    module = type(data).__module__
+    return (module == "pandas" or module.startswith("pandas.")) and hasattr(data, "dtypes")
+
+
+def _from_pandas(data: Any, name: str) -> np.ndarray:
+    """A pandas DataFrame or Series as an array, column by column: numbers and bools in
+    any pandas dtype, the nullable ones (``Float64``, ``Int64``, ``boolean``: NumPy
+    reads those as ``object``) included, a missing value becoming NaN (refused next,
+    with its row and column); a categorical or text column is refused by name, since a
+    category is a label, not a quantity."""
+    import pandas as pd
+
+    dtypes = data.dtypes.items() if isinstance(data, pd.DataFrame) else [(data.name, data.dtype)]
+    kinds = []
+    for column, dtype in dtypes:
+        if isinstance(dtype, pd.CategoricalDtype):
+            raise TypeError(f"{name}: column {column!r} is categorical; expected numbers. "
+                            f"Encode it first (e.g. pd.get_dummies, or .cat.codes for an "
+                            f"ordered category)")
+        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+            raise TypeError(f"{name}: column {column!r} has dtype {dtype}; expected numbers "
+                            f"(bool, int or float)")
+        kinds.append(getattr(dtype, "numpy_dtype", dtype))
+    if bool(data.isna().to_numpy().any()):
+        return data.to_numpy(dtype=np.float64, na_value=np.nan)
+    return data.to_numpy(dtype=np.result_type(*kinds) if kinds else np.float64)
 
 
 #: rows checked at a time: the checks' temporaries stay small whatever N is

@@ -123,3 +123,31 @@ def test_map_and_vi_are_equivariant_under_a_change_of_units(name, method, unit, 
             assert ((other[key] / unit - one[key]).abs() / sd).max() < 1e-9, key
         elif key in ("weights", "corr_cholesky"):
             assert (other[key] - one[key]).abs().max() < 1e-9, key
+
+
+def test_pandas_frames_in_every_numeric_dtype_and_clear_refusals():
+    """pandas' nullable dtypes (Float64, Int64, boolean: NumPy reads them as object) fit
+    as their NumPy twins do; a missing value is a NaN refused with its row and column;
+    a categorical or text column is refused by name."""
+    import pandas as pd
+
+    raw = load_wine(as_frame=True).data.iloc[:, :3]
+    nullable = raw.astype("Float64")
+    a = pgm.Gaussian(3).fit(raw, method="mle", seed=0, num_steps=50, progress=False)
+    b = pgm.Gaussian(3).fit(nullable, method="mle", seed=0, num_steps=50, progress=False)
+    assert b.data.dtype == torch.float64 and torch.equal(a.data, b.data)
+    assert torch.equal(a.log_prob(raw), b.log_prob(nullable))
+    ints = pd.DataFrame({"n": pd.array([1, 2, 4, 3], dtype="Int64"),
+                         "flag": pd.array([True, False, True, True], dtype="boolean")})
+    assert torch.equal(pgm.Gaussian(2).validate_data(ints),
+                       torch.tensor([[1.0, 1.0], [2.0, 0.0], [4.0, 1.0], [3.0, 1.0]]))
+    holed = nullable.copy()
+    holed.iloc[5, 2] = pd.NA
+    with pytest.raises(ValueError, match=r"must be finite: found nan at row 5, column 2"):
+        pgm.Gaussian(3).fit(holed, method="mle", progress=False)
+    labelled = raw.assign(kind=pd.Categorical(["a", "b"] * 89)).iloc[:, 1:]
+    with pytest.raises(TypeError, match="column 'kind' is categorical; expected numbers"):
+        pgm.Gaussian(3).fit(labelled, method="mle", progress=False)
+    texts = raw.assign(name="x").iloc[:, 1:]
+    with pytest.raises(TypeError, match="column 'name' has dtype .*; expected numbers"):
+        pgm.Gaussian(3).fit(texts, method="mle", progress=False)

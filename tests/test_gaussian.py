@@ -311,3 +311,17 @@ def test_mle_reaches_the_closed_form_in_any_units(unit):
     assert ((got_sd - sd).abs() / sd).max() < 1e-3
     corr = cov / sd / sd.unsqueeze(-1)
     assert (got / got_sd / got_sd.unsqueeze(-1) - corr).abs().max() < 1e-3
+
+
+def test_a_column_of_tiny_numbers_is_not_called_constant():
+    """Wine times 1e-200 varies in every column, but its variances (about 1e-400)
+    underflow float64: the refusal says so (it said "constant" before); wine times
+    1e-100 is fitted."""
+    from sklearn.datasets import load_wine
+
+    x = torch.tensor(load_wine().data[:, :3])
+    with pytest.raises(ValueError, match=r"column\(s\) \[0, 1, 2\] vary, but by so little "
+                                         r"that their variance underflows torch.float64"):
+        pgm.Gaussian(3).fit(x * 1e-200, method="mle", progress=False)
+    fit = pgm.Gaussian(3).fit(x * 1e-100, method="mle", progress=False, seed=0)
+    assert torch.isfinite(fit.log_prob(x * 1e-100)).all()

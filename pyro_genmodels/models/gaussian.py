@@ -26,6 +26,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional, Tuple
 
 import pyro
@@ -163,10 +164,18 @@ class Gaussian(GenerativeModel):
             return
         n = x.shape[0]
         x64 = x.double()
-        sd = x64.std(0, correction=0)
+        size = x64.abs().amax(0)
         # each column against its own magnitude (not the widest column's: one huge
-        # column must not make the others look constant)
-        constant = sd <= x64.abs().amax(0) * torch.finfo(x.dtype).eps
+        # column must not make the others look constant), in units of that magnitude so
+        # that a column of tiny numbers is not taken for a constant one
+        rel = (x64 / torch.where(size > 0, size, torch.ones_like(size))).std(0, correction=0)
+        constant = rel <= torch.finfo(x.dtype).eps
+        tiny = ~constant & (x.std(0, correction=0) ** 2 < torch.finfo(x.dtype).tiny)
+        if tiny.any():
+            raise ValueError(
+                f"column(s) {tiny.nonzero().flatten().tolist()} vary, but by so little that "
+                f"their variance underflows {x.dtype} (sd below "
+                f"{math.sqrt(torch.finfo(x.dtype).tiny):.1e}): rescale the data")
         if constant.any():
             cols = constant.nonzero().flatten().tolist()
             what = ("a single row makes every column constant" if n == 1 else
@@ -183,7 +192,7 @@ class Gaussian(GenerativeModel):
                 f"The MLE covariance is singular with N={n} points in D={self.dim} dimensions "
                 f"(it needs N > D), so the likelihood has no maximum. Use method='map', whose "
                 f"prior keeps the covariance positive definite, or give a known covariance.")
-        u = (x64 - x64.mean(0)) / sd
+        u = (x64 - x64.mean(0)) / x64.std(0, correction=0)
         eig = torch.linalg.eigvalsh(u.T @ u / n)
         if eig[0] <= eig[-1] * torch.finfo(x.dtype).eps * self.dim:
             raise ValueError(

@@ -22,7 +22,7 @@ import csv
 import math
 import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -41,10 +41,17 @@ class DataFileError(ValueError):
 def read_array(path: str, stream_bytes: float = float("inf")) -> np.ndarray:
     """The ``(N, D)`` array in a ``.csv`` or ``.npy`` file; a ``.npy`` larger than
     ``stream_bytes`` is returned memory-mapped (read from disk as it is used)."""
+    return read_table(path, stream_bytes)[0]
+
+
+def read_table(path: str, stream_bytes: float = float("inf")
+               ) -> Tuple[np.ndarray, Optional[List[str]]]:
+    """:func:`read_array`, with the column names of a ``.csv`` header (``None``: no
+    header, or a ``.npy``)."""
     p = _existing(path)
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        return _read_npy(path, p, stream_bytes)
+        return _read_npy(path, p, stream_bytes), None
     if suffix == ".csv":
         return _read_csv(path, _text(path, p, columns=True))
     raise DataFileError(f"{path}: found a {p.suffix or 'suffix-less'} file, expected a .csv "
@@ -129,7 +136,7 @@ def _not_a_number(where: str, cell: str) -> str:
     return f"{where}: found {cell!r}, expected a number{hint}"
 
 
-def _read_csv(path: str, text: str) -> np.ndarray:
+def _read_csv(path: str, text: str) -> Tuple[np.ndarray, Optional[List[str]]]:
     reader = csv.reader(_LINE_BREAK.split(text), skipinitialspace=True)
     header: Optional[List[str]] = None
     first = None  # the line of the header or first row: every row has its length
@@ -174,7 +181,7 @@ def _read_csv(path: str, text: str) -> np.ndarray:
                                     f"{where}: found {row[j].strip()!r}, expected a finite "
                                     f"number")
     if rows:
-        return np.array(rows, dtype=np.float64)
+        return np.array(rows, dtype=np.float64), header
     if header:
         raise DataFileError(f"{path}: found a header (line {first}) and no rows of numbers, "
                             f"expected comma-separated numbers below it")

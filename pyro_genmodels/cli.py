@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -78,8 +79,13 @@ SUMMARY_ROWS = 10000
 
 def _read_data(path: str) -> np.ndarray:
     """The ``(N, D)`` array of a .csv or .npy file (``_readers`` says what each may hold)."""
+    return _read_table(path)[0]
+
+
+def _read_table(path: str) -> Tuple[np.ndarray, Optional[List[str]]]:
+    """:func:`_read_data`, with the column names of a .csv's header (or ``None``)."""
     try:
-        return _readers.read_array(path, stream_bytes=STREAM_BYTES)
+        return _readers.read_table(path, stream_bytes=STREAM_BYTES)
     except _readers.DataFileError as e:
         raise SystemExit(f"error: {e}") from None
 
@@ -107,12 +113,16 @@ def _write(path: str, write) -> None:
         raise SystemExit(f"error: cannot write {path} ({e.strerror})") from None
 
 
-def _save_array(p: Path, x: np.ndarray) -> None:
+def _save_array(p: Path, x: np.ndarray, columns: Optional[List[str]] = None) -> None:
+    """``x`` as .npy, or as .csv under the header ``columns`` (quoted where needed)."""
     if p.suffix.lower() == ".npy":
         with p.open("wb") as f:  # np.save(path) would add .npy to a name ending in .NPY
             np.save(f, x)
-    else:
-        np.savetxt(p, x, delimiter=",")
+        return
+    with p.open("w", newline="") as f:
+        if columns:
+            csv.writer(f, lineterminator="\n").writerow(columns)
+        np.savetxt(f, x, delimiter=",")
 
 
 def _cmd_list(args) -> int:
@@ -192,7 +202,9 @@ def _fit(args, rank: int) -> int:
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     text = _is_text_model(cls)
-    x: Union[List[str], np.ndarray] = _read_lines(args.data) if text else _read_data(args.data)
+    columns: Optional[List[str]] = None  # a .csv header's names, kept for `sample`
+    x: Union[List[str], np.ndarray]
+    x, columns = (_read_lines(args.data), None) if text else _read_table(args.data)
     kwargs = _parse_pairs(args.arg, "--arg")
     if isinstance(x, np.ndarray):  # numeric rows (not a text model's lines)
         kwargs.setdefault("dim", int(x.shape[1]))
@@ -211,6 +223,8 @@ def _fit(args, rank: int) -> int:
             raise
         raise SystemExit(f"error: the {args.model} model or its fit does not fit in memory "
                          f"({_first_line(e) or type(e).__name__})") from None
+    if columns:
+        fit.info["columns"] = columns
     try:
         fit.save(args.out)  # distributed: rank 0 writes, the others wait until it is there
     except (RankFailure, ValueError) as e:
@@ -297,7 +311,9 @@ def _cmd_sample(args) -> int:
                                                 encoding="utf-8"))
     else:
         rows = x.cpu().numpy()
-        _write(args.out, lambda p: _save_array(p, rows))
+        names = fit.info.get("columns")  # the training .csv's header, if it had one
+        names = names if isinstance(names, list) and len(names) == rows.shape[1] else None
+        _write(args.out, lambda p: _save_array(p, rows, names))
     print(f"{args.n} samples written to {args.out}")
     return 0
 

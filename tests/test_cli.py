@@ -383,3 +383,30 @@ def test_true_false_and_none_as_a_shell_user_spells_them(tmp_path):
                      str(tmp_path / "run"), "--quiet", "--arg", "standardize=false",
                      "--arg", "hidden=[8]", "--option", "num_steps=3"]) == 0
     assert pgm.load(tmp_path / "run").model.standardize is False
+
+
+def test_a_sample_csv_carries_the_training_files_header(tmp_path):
+    """``fit`` keeps the names of a .csv header (in ``fit.info["columns"]``) and
+    ``sample`` writes them as its .csv's header, quoted where a name needs it, so the
+    samples read back with the same columns; data without a header (a .npy) give
+    samples without one."""
+    import csv
+
+    names = ["alcohol", 'malic, acid "x"', "proline"]
+    x = np.random.default_rng(0).normal(size=(60, 3)) * [1.0, 2.0, 300.0]
+    data = tmp_path / "x.csv"
+    with data.open("w", newline="") as f:
+        csv.writer(f).writerows([names, *x.tolist()])
+    assert cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
+                     str(tmp_path / "run"), "--quiet", "--option", "num_steps=20"]) == 0
+    assert pgm.load(tmp_path / "run").info["columns"] == names
+    out = tmp_path / "s.csv"
+    assert cli.main(["sample", str(tmp_path / "run"), "-n", "4", "--out", str(out)]) == 0
+    rows, columns = cli._read_table(str(out))
+    assert columns == names and rows.shape == (4, 3)
+    np.save(tmp_path / "x.npy", x)
+    assert cli.main(["fit", "gaussian", "--data", str(tmp_path / "x.npy"), "--method", "map",
+                     "--out", str(tmp_path / "run2"), "--quiet", "--option",
+                     "num_steps=20"]) == 0
+    assert cli.main(["sample", str(tmp_path / "run2"), "-n", "4", "--out", str(out)]) == 0
+    assert cli._read_table(str(out))[1] is None

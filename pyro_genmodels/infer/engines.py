@@ -288,7 +288,8 @@ class VIOptions(PointOptions):
             mean field).
         num_particles: ELBO samples per step.
         num_posterior_samples: draws of phi stored in the fit (one chain).
-        init_scale: initial sd of q in the unconstrained space.
+        init_scale: initial sd of q in the unconstrained space (in column sds for the
+            sites a family names in ``param_units``, e.g. a Gaussian's ``loc``).
     """
 
     num_steps: int = 3000

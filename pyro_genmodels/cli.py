@@ -318,9 +318,26 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _output_dir(path: str) -> None:
+    """Check, before any work and without writing, that ``--out`` can be the directory a
+    command writes: not a file, under a directory that exists and is writable; otherwise
+    one ``error:`` line."""
+    p = Path(path).absolute()
+    if p.exists() and not p.is_dir():
+        raise SystemExit(f"error: --out {path} is a file; expected a directory to write in")
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    if not existing.is_dir():
+        raise SystemExit(f"error: cannot make the directory --out {path}: {existing} is a "
+                         f"file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"error: cannot write in --out {path} ({existing}: permission "
+                         f"denied)")
+
+
 def _cmd_demo(args) -> int:
     from .demo import run
 
+    _output_dir(args.out)
     try:
         index = run(args.out, quick=args.quick, progress=not args.quiet, jobs=args.jobs)
     except ValueError as e:  # refused before anything ran (a bad --jobs)
@@ -336,6 +353,7 @@ def _cmd_report(args) -> int:
     if args.heldout is not None:
         heldout = _read_lines(args.heldout) if args.heldout.endswith(".txt") \
             else _read_data(args.heldout)
+    _output_dir(args.out)
     try:
         index = from_runs(args.runs, args.out, heldout=heldout)
     except (FileNotFoundError, ValueError) as e:

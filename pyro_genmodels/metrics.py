@@ -83,6 +83,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from ._rng import check_seed
 from ._validation import as_data, positive_float, positive_int
 from .mc import MCEstimate
 
@@ -338,7 +339,7 @@ def c2st(x: Any, y: Any, *, classifier: Any = None, test_fraction: float = 0.5,
         standard error :math:`\sqrt{a(1 - a)/n_{test}}`, ``p_value``.
     """
     from scipy.stats import binomtest
-    from sklearn.base import clone
+    from sklearn.base import clone, is_classifier
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -347,7 +348,12 @@ def c2st(x: Any, y: Any, *, classifier: Any = None, test_fraction: float = 0.5,
     test_fraction = float(test_fraction)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"Expected 0 < test_fraction < 1, but got {test_fraction!r}")
-    rng = np.random.default_rng(seed)
+    if classifier is not None and not (hasattr(classifier, "get_params")
+                                       and is_classifier(classifier)):
+        raise TypeError(f"Expected classifier to be None or a scikit-learn classifier "
+                        f"instance (e.g. KNeighborsClassifier(), LogisticRegression()), but "
+                        f"got {classifier!r} ({type(classifier).__name__})")
+    rng = np.random.default_rng(check_seed(seed))
     n = min(x.shape[0], y.shape[0])
     n_test = round(n * test_fraction)
     if not 1 <= n_test <= n - 2:

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -410,3 +411,20 @@ def test_a_sample_csv_carries_the_training_files_header(tmp_path):
                      "num_steps=20"]) == 0
     assert cli.main(["sample", str(tmp_path / "run2"), "-n", "4", "--out", str(out)]) == 0
     assert cli._read_table(str(out))[1] is None
+
+
+def test_an_out_that_cannot_be_a_directory_stops_demo_and_report_before_any_work(tmp_path):
+    """``demo`` (minutes of fitting) and ``report`` check ``--out`` first: a file, or a
+    path under a file, is one ``error:`` line, and nothing is written."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for argv, match in ((["demo", "--quick", "--out", str(afile), "--quiet"],
+                         r"--out .*afile is a file; expected a directory"),
+                        (["report", str(tmp_path / "missing-run"), "--out",
+                          str(afile / "sub")], r"cannot make the directory --out .*: .*afile "
+                                               r"is a file")):
+        started = time.perf_counter()
+        with pytest.raises(SystemExit, match=match):
+            cli.main(argv)
+        assert time.perf_counter() - started < 5  # refused before any fitting
+    assert afile.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [afile]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import chi2, norm
+from sklearn.linear_model import LinearRegression
 
 from pyro_genmodels import datasets, metrics
 
@@ -271,6 +272,12 @@ def test_bad_samples_are_clear_errors(fn, x, y, err, match):
     (lambda: metrics.mmd(GOOD, GOOD, bandwidth="1"), TypeError, "bandwidth"),
     (lambda: metrics.c2st(GOOD, GOOD, test_fraction=1.0), ValueError, "0 < test_fraction < 1"),
     (lambda: metrics.c2st(GOOD, GOOD, test_fraction=0.05), ValueError, "leaves 0 test"),
+    (lambda: metrics.c2st(GOOD, GOOD, classifier="knn"), TypeError,
+     "classifier to be None or a scikit-learn classifier .* got 'knn' \\(str\\)"),
+    (lambda: metrics.c2st(GOOD, GOOD, classifier=LinearRegression()), TypeError,
+     "scikit-learn classifier .* got LinearRegression\\(\\)"),
+    (lambda: metrics.c2st(GOOD, GOOD, seed=-1), ValueError,
+     "Expected seed to be None or an integer"),
     (lambda: metrics.mode_coverage(GOOD, GOOD[:2], [1.0, 2.0, 3.0]), ValueError,
      "scale must have one value per mode: expected 2, got 3"),
     (lambda: metrics.mode_coverage(GOOD, GOOD[:2], -1.0), ValueError, "scale must be finite"),

@@ -336,7 +336,9 @@ class GenerativeModel(PyroModule):
             method: one of ``self.capabilities.methods``.
             c: ``(N, context_dim)`` conditioning values, for conditional models.
             seed: makes the fit reproducible; ``None`` draws a fresh one (kept in
-                ``Fit.seed``). The caller's global RNG state is left untouched. A
+                ``Fit.seed``); with ``resume=``, ``None`` takes the seed the checkpoint
+                was made with, and another seed is a ``ValueError``. The caller's global
+                RNG state is left untouched. A
                 network built with the model (Flow, VAE, GAN, Diffusion, ScoreModel,
                 EnergyModel) starts every fit from the weights drawn when it was built:
                 seed torch before building it to reproduce those.
@@ -374,6 +376,11 @@ class GenerativeModel(PyroModule):
         if streamed and "batch_size" not in options and streaming.loader_batch_size(data):
             options["batch_size"] = streaming.loader_batch_size(data)
         opts = engine.options(method, **options)
+        if getattr(opts, "resume", None) is not None:
+            # a resume runs under the checkpoint's seed: None takes it (so fit.seed is the
+            # seed the run was made with); another is refused here, before any work
+            from .infer.checkpoint import resume_seed
+            seed = resume_seed(opts.resume, seed)
         if getattr(opts, "distributed", False):
             device = distributed.local_device(device)
         if streamed:

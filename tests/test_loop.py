@@ -2,12 +2,14 @@
 stopping, and checkpoints that resume bit for bit (also after a SIGKILL)."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,6 +146,46 @@ def test_early_stopping_keeps_the_best_parameters():
     assert torch.equal(w.detach(), snapshots[2])  # the parameters at the best evaluation
 
 
+def test_ctrl_c_keeps_the_best_parameters_too():
+    """Interrupted after the fifth evaluation, the third being the best: the parameters
+    are those of the third, as fit.info says (as when the fit runs to its end)."""
+    w, player, _ = quadratic(torch.ones(1))
+    values = iter([5.0, 4.0, 1.0, 2.0, 3.0])
+    snapshots = []
+
+    def heldout():
+        snapshots.append(w.detach().clone())
+        return next(values)
+
+    def interrupt(step, loss):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    opts = LoopOptions(num_steps=100, lr=0.05, validation=0.1, validate_every=2,
+                       callback=interrupt)
+    out = optimize([player], torch.zeros(4, 1), None, opts, heldout=heldout, progress=False)
+    assert out.interrupted and out.info["stopped"] == "interrupted" and len(out.losses) == 10
+    assert out.info["best_step"] == 6 and out.info["best_heldout_loss"] == 1.0
+    assert torch.equal(w.detach(), snapshots[2]) and not torch.equal(w.detach(), snapshots[4])
+
+
+def test_an_interrupted_fit_has_the_held_out_loss_its_info_reports():
+    """Held-out rows off the training distribution: their loss turns up after a few steps,
+    before the Ctrl-C at step 9; the fit returned is the best one, not the last."""
+    x = pgm.datasets.correlated_gaussian(60, dim=2, seed=0)[0]
+    train, held = x[20:], x[:20] * 3 + 2
+
+    def interrupt(step, loss):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    fit = pgm.Gaussian(2).fit(train, method="map", seed=0, progress=False, num_steps=40,
+                              lr=0.3, validation=held, callback=interrupt)
+    assert fit.interrupted and len(fit.losses) == 10 and fit.info["best_step"] < 10
+    assert -fit.log_prob(held).mean().item() == pytest.approx(fit.info["best_heldout_loss"],
+                                                               rel=1e-6)
+
+
 def test_validation_options_are_checked_before_any_work():
     x = torch.randn(20, 2)
     model = pgm.Gaussian(2)
@@ -157,6 +199,22 @@ def test_validation_options_are_checked_before_any_work():
         model.fit(x, method="map", validation=torch.randn(5, 3))
     with pytest.raises(ValueError, match="Unknown option"):
         model.fit(x, method="nuts", validation=0.1)
+
+
+def test_a_validation_fraction_is_a_fraction_whatever_number_type_it_comes_in():
+    """0, 1, np.float32(0.2) and torch.tensor(0.2) were read as one row of held-out
+    data ("must be 2-D"); every real number is a fraction, checked as one."""
+    x = torch.randn(50, 2, dtype=torch.float64)
+    model = pgm.Gaussian(2)
+    for bad in (0, 1, np.int64(1), torch.tensor(1.5)):
+        with pytest.raises(ValueError, match=r"fraction in \(0, 1\) or held-out data, but "
+                                             r"got " + re.escape(repr(bad))):
+            model.fit(x, method="map", validation=bad)
+    want = model.fit(x, method="map", seed=3, progress=False, num_steps=5, validation=0.2)
+    for same in (np.float32(0.2), np.float64(0.2), torch.tensor(0.2)):
+        got = model.fit(x, method="map", seed=3, progress=False, num_steps=5,
+                        validation=same)
+        assert torch.equal(got.data, want.data) and got.losses == want.losses
 
 
 def test_a_validation_fraction_holds_rows_out_of_training():

@@ -3,31 +3,49 @@
 A checkpoint holds everything the loop needs to go on as if it had never stopped: every
 player's parameters, optimizer and schedule state, its objective's own state (e.g. a
 replay buffer), the minibatch generator, permutation and position, torch's and Python's
-RNG states (of every rank, for a distributed fit), the step, the loss trace and the
-held-out bookkeeping. In a distributed fit only rank 0 writes, and the others wait at a
-barrier; every rank reads the same file to resume (a shared directory across nodes). Tensors go into the file's tensor
-table; everything else is JSON in its metadata, so reading one never unpickles.
+RNG states (of every rank, for a distributed fit), the step, the loss trace, the
+held-out bookkeeping and the fit's seed. In a distributed fit only rank 0 writes, and
+the others wait at a barrier; every rank reads the same file to resume (a shared
+directory across nodes). Tensors go into the file's tensor table; everything else is
+JSON in its metadata, so reading one never unpickles.
 
 It is written to ``checkpoint.safetensors.tmp`` and then renamed over
 ``checkpoint.safetensors`` (``os.replace`` is atomic), so a process killed at any moment
-leaves either the previous checkpoint or the new one, never a torn file.
+leaves either the previous checkpoint or the new one, never a torn file. The directory
+is made and checked to take a file before the first step (:func:`prepare`).
+
+Reading one is as careful as :func:`pyro_genmodels.load`: the header is checked before
+any data is read (:func:`~pyro_genmodels._file_checks.check_header`), then the JSON
+state (keys, types, the tensors it names, one loss per step, the held-out record), a
+SHA-256 digest of tensors and state written with them, and finite parameters. Each
+failure is a ``ValueError`` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import math
 import os
 import random
+import re
+import secrets
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import pyro
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
+
+from .._file_checks import _found, check_header, parse_json
 
 FILE = "checkpoint.safetensors"
 FORMAT = "pyro-genmodels-checkpoint"
-VERSION = 2  # 2: the minibatch generator's state, per-rank RNG states
+VERSION = 3  # 2: the minibatch generator's state, per-rank RNG states; 3: seed, digest
+#: dtypes a player's parameters may have (the file's names, as its header spells them)
+FLOATS = ("F16", "BF16", "F32", "F64")
 
 
 def _flatten(obj: Any, key: str, tensors: Dict[str, torch.Tensor]) -> Any:
@@ -42,7 +60,8 @@ def _flatten(obj: Any, key: str, tensors: Dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def _unflatten(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
+def _unflatten(obj: Any, tensors: Dict[str, Any]) -> Any:
+    """The inverse of :func:`_flatten` (of a state that :func:`read` checked)."""
     if isinstance(obj, dict):
         if "__tensor__" in obj:
             return tensors[obj["__tensor__"]]
@@ -59,10 +78,59 @@ def _rng_state() -> Dict[str, Any]:
     return state
 
 
+def _digest(tensors: Dict[str, torch.Tensor], state_json: str) -> str:
+    """SHA-256 of the tensor table (names, dtypes, shapes and bytes, as safetensors
+    serializes them) and of the state's JSON text: the checkpoint, but for the digest."""
+    h = hashlib.sha256(save(tensors))
+    h.update(b"\0")
+    h.update(state_json.encode())
+    return h.hexdigest()
+
+
+def _where(directory: Any) -> str:
+    return repr(os.fspath(directory))
+
+
+def prepare(directory: Any) -> Path:
+    """Make ``directory`` ready to take checkpoints, before the first step: create it
+    (with its parents) and write and remove a probe file there. A ``ValueError`` naming
+    the path and the reason when it cannot be (it is a file, a parent is a file, no
+    permission), so the fit fails before its training, not at the first checkpoint."""
+    path = Path(directory)
+
+    def bad(reason: str) -> ValueError:
+        return ValueError(f"checkpoint={_where(directory)} cannot take checkpoints: {reason}"
+                          f" (checkpoint= names a directory; the fit writes {FILE} in it)")
+
+    for p in (path, *path.parents):  # a file on the way: mkdir's errors would not say so
+        if p.exists() and not p.is_dir():
+            raise bad("it is a file, not a directory" if p == path
+                      else f"{str(p)!r}, on its path, is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise bad(f"it could not be created ({type(e).__name__}: {e.strerror or e})") from None
+    target = path / FILE
+    if target.exists() and not target.is_file():
+        raise bad(f"{str(target)!r} exists and is not a file")
+    probe = path / f".{FILE}.{secrets.token_hex(8)}.probe"
+    try:
+        probe.write_bytes(b"probe")
+    except OSError as e:
+        raise bad(f"no file can be written there ({type(e).__name__}: {e.strerror or e})"
+                  ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return path
+
+
 def write(directory, players: Sequence, batches, best, step: int, losses: List[float],
-          stopped: Optional[str], fingerprint: Dict[str, Any], group=None) -> Optional[Path]:
+          stopped: Optional[str], fingerprint: Dict[str, Any], group=None,
+          seed: Optional[int] = None) -> Optional[Path]:
     """Write the loop's state after ``step`` completed steps to ``directory`` (with a
-    ``group``: rank 0 writes every rank's RNG state, the others wait)."""
+    ``group``: rank 0 writes every rank's RNG state, the others wait). ``seed``: the
+    fit's seed, which a resume must run under (``None``: torch's initial seed)."""
     from . import distributed
 
     # what differs between ranks: RNG states and objectives' own state (a replay buffer)
@@ -78,8 +146,9 @@ def write(directory, players: Sequence, batches, best, step: int, losses: List[f
     directory.mkdir(parents=True, exist_ok=True)
     tensors: Dict[str, torch.Tensor] = {}
     state: Dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "fingerprint": fingerprint, "step": step,
-        "losses": losses, "stopped": stopped,
+        "format": FORMAT, "version": VERSION,
+        "seed": int(torch.initial_seed() if seed is None else seed),
+        "fingerprint": fingerprint, "step": step, "losses": losses, "stopped": stopped,
         "rng": [_flatten(r["rng"], f"rng.{i}", tensors) for i, r in enumerate(ranks)],
         "batches": {"pos": batches.pos,
                     "generator": _flatten(batches.generator.get_state(), "batches.gen",
@@ -103,74 +172,360 @@ def write(directory, players: Sequence, batches, best, step: int, losses: List[f
         state["best"] = {"loss": best.loss, "step": best.step, "bad": best.bad,
                          "history": best.history,
                          "snapshot": _flatten(best.snapshot, "best", tensors)}
+    text = json.dumps(state)
     target = directory / FILE
     tmp = directory / (FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    save_file(tensors, str(tmp), metadata={"state": text, "sha256": _digest(tensors, text)})
     os.replace(tmp, target)
     if group is not None:
         distributed.barrier(group, "checkpoint barrier")
     return target
 
 
-def read(directory) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
-    """The state and tensors of the checkpoint in ``directory``, with clear errors."""
+# ---------------------------------------------------------------------- reading
+#: a tensor of the file as its header declares it (before any data is read)
+_Tensor = NamedTuple("_Tensor", [("name", str), ("dtype", str), ("shape", List[int])])
+
+
+class _Checker:
+    """Checks a checkpoint's JSON state against its tensor table, raising ``ValueError``
+    naming the file and what was expected and found."""
+
+    def __init__(self, path: Path, table: Dict[str, Tuple[str, List[int]]]) -> None:
+        self.path = path
+        self.table = {k: _Tensor(k, d, list(s)) for k, (d, s) in table.items()}
+        self.named: set = set()
+
+    def error(self, what: str) -> ValueError:
+        return ValueError(f"{self.path} is not a valid pyro-genmodels checkpoint: {what}")
+
+    def expect(self, ok: bool, where: str, expected: str, found: Any) -> None:
+        if not ok:
+            raise self.error(f"expected {where} to be {expected}, found {_found(found)}")
+
+    def keys(self, obj: Any, where: str, required: Sequence[str],
+             optional: Sequence[str] = ()) -> Any:
+        self.expect(isinstance(obj, dict), where, "an object", obj)
+        missing = [k for k in required if k not in obj]
+        if missing:
+            raise self.error(f"expected the key {missing[0]!r} in {where}, found it missing")
+        extra = sorted(set(obj) - set(required) - set(optional))
+        if extra:
+            raise self.error(f"unexpected key(s) {extra} in {where}")
+        return obj
+
+    def tree(self, obj: Any, where: str) -> Any:
+        """The :func:`_flatten` form ``obj`` checked and unflattened, with a
+        :class:`_Tensor` for each tensor it names."""
+        if isinstance(obj, dict):
+            if "__tensor__" in obj:
+                key = obj["__tensor__"]
+                self.expect(len(obj) == 1 and isinstance(key, str) and key in self.table,
+                            where, "a reference to one of the file's tensors", key)
+                self.named.add(key)
+                return self.table[key]
+            items = obj.get("__items__")
+            self.expect(len(obj) == 1 and isinstance(items, list), where,
+                        'a tensor {"__tensor__": NAME} or a mapping {"__items__": [...]}',
+                        obj)
+            out = {}
+            for item in items or ():  # a list (checked above)
+                self.expect(isinstance(item, list) and len(item) == 2
+                            and type(item[0]) in (str, int), f"an item of {where}",
+                            "a [key, value] pair with a string or integer key", item)
+                out[item[0]] = self.tree(item[1], f"{where}.{item[0]}")
+            return out
+        if isinstance(obj, list):
+            return [self.tree(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return obj
+
+    def tensor(self, t: Any, where: str, dtypes: Sequence[str],
+               shape: Optional[Sequence[int]] = None) -> _Tensor:
+        """``t`` (unflattened) is a tensor of one of ``dtypes`` (and of ``shape``)."""
+        self.expect(isinstance(t, _Tensor), where, "a tensor", t)
+        if t.dtype not in dtypes or (shape is not None and t.shape != list(shape)):
+            raise self.error(f"expected {where} (tensor {t.name!r}) to be {'/'.join(dtypes)}"
+                             f"{'' if shape is None else f' of shape {list(shape)}'}, found "
+                             f"{t.dtype} of shape {t.shape}")
+        return t
+
+    def state(self, state: Any) -> None:
+        self.keys(state, "the state", ("format", "version", "seed", "fingerprint", "step",
+                                       "losses", "stopped", "rng", "batches", "players"),
+                  ("best",))
+        seed, step, losses = state["seed"], state["step"], state["losses"]
+        self.expect(type(seed) is int and seed >= 0, "'seed'", "a non-negative integer", seed)
+        self.expect(isinstance(state["fingerprint"], dict), "'fingerprint'", "an object",
+                    state["fingerprint"])
+        self.expect(type(step) is int and step >= 0, "'step'", "a non-negative integer", step)
+        self.expect(isinstance(losses, list) and all(type(v) in (int, float) for v in losses),
+                    "'losses'", "an array of numbers", losses)
+        if len(losses) != step:
+            raise self.error(f"its step is {step}, but it holds {len(losses)} losses "
+                             f"(expected one per step)")
+        self.expect(state["stopped"] in (None, "early_stopping") and (
+            state["stopped"] is None or "best" in state), "'stopped'",
+            'null, or "early_stopping" with a held-out record', state["stopped"])
+        ranks = state["rng"]
+        self.expect(isinstance(ranks, list) and len(ranks) > 0, "'rng'",
+                    "a non-empty array (one entry per rank)", ranks)
+        for i, entry in enumerate(ranks):
+            rng = self.keys(self.tree(entry, f"rng[{i}]"), f"rng[{i}]", ("torch", "python"),
+                            ("cuda",))
+            self.tensor(rng["torch"], f"rng[{i}].torch", ("U8",),
+                        torch.get_rng_state().shape)
+            py = rng["python"]  # random.getstate(): (version, 625 integers, gauss)
+            self.expect(isinstance(py, list) and len(py) == 3 and type(py[0]) is int
+                        and isinstance(py[1], list) and all(type(v) is int for v in py[1])
+                        and (py[2] is None or type(py[2]) is float), f"rng[{i}].python",
+                        "Python's random state [version, [integers], gauss]", py)
+            for t in rng.get("cuda", []):
+                self.tensor(t, f"rng[{i}].cuda", ("U8",))
+        b = self.keys(state["batches"], "'batches'", ("pos", "generator", "perm"))
+        self.tensor(self.tree(b["generator"], "batches.generator"), "batches.generator",
+                    ("U8",), torch.Generator().get_state().shape)
+        perm = None if b["perm"] is None else self.tensor(
+            self.tree(b["perm"], "batches.perm"), "batches.perm", ("I32", "I64"))
+        n = 0 if perm is None else perm.shape[0]
+        self.expect(perm is None or len(perm.shape) == 1, "batches.perm", "one-dimensional",
+                    perm)
+        self.expect(type(b["pos"]) is int and 0 <= b["pos"] <= n, "batches.pos",
+                    f"an integer in [0, {n}] (the permutation's length)", b["pos"])
+        shapes = self.players(state["players"])
+        if "best" in state:
+            self.best(state["best"], step, shapes)
+        unnamed = sorted(set(self.table) - self.named)
+        if unnamed:
+            raise self.error(f"it holds tensors its state does not name: {unnamed[:5]}")
+
+    def players(self, players: Any) -> List[List[List[int]]]:
+        self.expect(isinstance(players, list) and len(players) > 0, "'players'",
+                    "a non-empty array", players)
+        names, all_shapes = [], []
+        for k, entry in enumerate(players):
+            at = f"players[{k}]"
+            self.keys(entry, at, ("name", "params", "shapes", "optim", "scheduler"),
+                      ("objective",))
+            name, params, shapes = entry["name"], entry["params"], entry["shapes"]
+            self.expect(isinstance(name, str) and name not in names, f"{at}.name",
+                        "a string, not another player's", name)
+            names.append(name)
+            self.expect(isinstance(shapes, list) and all(
+                isinstance(s, list) and all(type(d) is int and d >= 0 for d in s)
+                for s in shapes), f"{at}.shapes", "an array of shapes", shapes)
+            params = self.tree(params, f"{at}.params")
+            self.expect(isinstance(params, list) and len(params) == len(shapes),
+                        f"{at}.params", f"{len(shapes)} tensors (one per shape)", params)
+            for i, (p, s) in enumerate(zip(params, shapes)):
+                self.tensor(p, f"{at}.params[{i}]", FLOATS, s)
+            self.keys(self.tree(entry["optim"], f"{at}.optim"), f"{at}.optim",
+                      ("state", "param_groups"))
+            sched = self.tree(entry["scheduler"], f"{at}.scheduler")
+            self.expect(isinstance(sched, dict) and type(sched.get("last_epoch")) is int,
+                        f"{at}.scheduler", "a schedule's state (an integer last_epoch)", sched)
+            if "objective" in entry:
+                obj = self.tree(entry["objective"], f"{at}.objective")
+                self.expect(isinstance(obj, list) and len(obj) > 0, f"{at}.objective",
+                            "a non-empty array (one state per rank)", obj)
+            all_shapes.append(shapes)
+        return all_shapes
+
+    def best(self, b: Any, step: int, shapes: List[List[List[int]]]) -> None:
+        self.keys(b, "'best'", ("loss", "step", "bad", "history", "snapshot"))
+        history = b["history"]
+        self.expect(isinstance(history, list) and all(
+            isinstance(h, list) and len(h) == 2 and type(h[0]) is int
+            and type(h[1]) in (int, float) for h in history), "best.history",
+            "an array of [step, held-out loss] pairs", history)
+        steps = [h[0] for h in history]
+        if steps != sorted(set(steps)) or any(not 1 <= s <= step for s in steps):
+            raise self.error(f"expected the held-out evaluations' steps to increase within "
+                             f"[1, {step}] (the checkpoint's step), found {steps[:10]}")
+        # what _Best.record makes of the history: the first strictly smallest finite loss,
+        # and the number of evaluations since
+        at, low = None, math.inf
+        for i, (_, v) in enumerate(history):
+            if math.isfinite(v) and v < low:
+                at, low = i, v
+        want = [None, math.inf, len(history)] if at is None else [
+            history[at][0], low, len(history) - at - 1]
+        found = [b["step"], b["loss"], b["bad"]]
+        if found != want or [type(v) for v in found] != [type(v) for v in want]:
+            raise self.error(f"its held-out record is inconsistent: best step, loss and "
+                             f"evaluations since are {found}, where its history gives {want}")
+        snap = self.tree(b["snapshot"], "best.snapshot")
+        self.expect((snap is None) == (at is None) and (snap is None or (
+            isinstance(snap, list) and len(snap) == len(shapes) and all(
+                isinstance(s, list) and len(s) == len(sh) for s, sh in zip(snap, shapes)))),
+            "best.snapshot", "null before a finite evaluation, then one array of tensors "
+            "per player, as its parameters", b["snapshot"])
+        for k, (s, sh) in enumerate(zip(snap or [], shapes)):
+            for i, (t, ts) in enumerate(zip(s, sh)):
+                self.tensor(t, f"best.snapshot[{k}][{i}]", FLOATS, ts)
+
+
+def _open(directory) -> Tuple[Path, Dict[str, Any], Dict[str, str], _Checker]:
+    """The checkpoint file in ``directory``, its checked state, its metadata and the
+    checker (which knows the tensor table); reads the header alone."""
     path = Path(directory) / FILE
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {str(directory)!r}: expected {FILE} there "
-                                f"(written by fit(..., checkpoint=DIR))")
+        raise FileNotFoundError(f"No checkpoint at {_where(directory)}: expected {FILE} "
+                                f"there (written by fit(..., checkpoint=DIR))")
     try:
+        table = check_header(path, path.stat().st_size)
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        state = json.loads(meta["state"])
+        state = parse_json(meta["state"].encode())
     except (SafetensorError, OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable pyro-genmodels checkpoint: {e}") from None
-    if state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a readable pyro-genmodels checkpoint: "
+                         f"{type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pyro-genmodels checkpoint")
     if state.get("version") != VERSION:
         raise ValueError(f"{path} is a version {state.get('version')} checkpoint; this "
                          f"pyro-genmodels resumes version {VERSION} only")
+    checker = _Checker(path, table)
+    try:
+        checker.state(state)
+    except RecursionError:
+        raise checker.error("its state is nested too deeply") from None
+    return path, state, meta, checker
+
+
+def read(directory) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """The state and tensors of the checkpoint in ``directory``, checked (module
+    docstring); ``FileNotFoundError`` when there is none, else ``ValueError``."""
+    path, state, meta, checker = _open(directory)
+    digest = meta.get("sha256")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise checker.error(f"expected a SHA-256 digest (64 hex digits) in its metadata, "
+                            f"found {_found(digest)}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable pyro-genmodels checkpoint: {e}") from None
+    found = _digest(tensors, meta["state"])
+    if found != digest:
+        raise ValueError(f"{path} is damaged: its tensors and state do not match the SHA-256 "
+                         f"digest written with them (expected {digest}, found {found}); "
+                         f"resume from an intact copy, or start the fit afresh")
+    snapshot = (state.get("best") or {}).get("snapshot") or [[]] * len(state["players"])
+    for entry, snap in zip(state["players"], snapshot):
+        for what, refs in (("parameters", entry["params"]),
+                           ("parameters at the best held-out evaluation", snap)):
+            bad = [r["__tensor__"] for r in refs
+                   if not bool(torch.isfinite(tensors[r["__tensor__"]]).all())]
+            if bad:
+                raise ValueError(f"{path} cannot be resumed: player {entry['name']!r}'s "
+                                 f"{what} hold non-finite values (NaN or inf, in tensors "
+                                 f"{bad[:5]}); resume from an earlier checkpoint, or start "
+                                 f"the fit afresh")
     return state, tensors
 
 
+def check_seed(state: Dict[str, Any], seed: int, directory) -> None:
+    """A ``ValueError`` unless the fit runs under the seed the checkpoint was made with
+    (the held-out split, the fit's own draws and ``fit.seed`` all follow it)."""
+    if state["seed"] != seed:
+        raise ValueError(f"The checkpoint in {_where(directory)} was made with "
+                         f"seed={state['seed']}, but this fit runs under seed={seed}: resume "
+                         f"with seed={state['seed']}, the seed it was made with")
+
+
+def resume_seed(directory, seed: Optional[int]) -> int:
+    """The seed a fit resuming from ``directory`` runs under: the checkpoint's, also when
+    ``seed`` is ``None`` (so that ``fit.seed`` is right); a ``ValueError`` when ``seed``
+    is another. Reads the checkpoint's header and state only: call it before any work."""
+    _, state, _, _ = _open(directory)
+    if seed is not None:
+        check_seed(state, seed, directory)
+    return int(state["seed"])
+
+
+def check_fit(state: Dict[str, Any], directory, *, fingerprint: Dict[str, Any], seed: int,
+              num_steps: int, heldout: bool) -> None:
+    """What a resume checks before it builds anything: the seed, the fingerprint (model,
+    method, data, options), the step within ``num_steps``, held-out data or none."""
+    check_seed(state, seed, directory)
+    saved, now, where = state["fingerprint"], json.loads(json.dumps(fingerprint)), \
+        _where(directory)
+    if saved != now:
+        diff = {k: (saved.get(k), now.get(k)) for k in set(saved) | set(now)
+                if saved.get(k) != now.get(k)}
+        raise ValueError(f"The checkpoint in {where} is of another fit (saved vs now: "
+                         f"{diff}); resume with the same model, data, method and options")
+    if state["step"] > num_steps:
+        raise ValueError(f"The checkpoint in {where} is at step {state['step']}, beyond "
+                         f"this fit's num_steps={num_steps}")
+    if heldout != ("best" in state):
+        raise ValueError(f"The checkpoint in {where} was made {'without' if heldout else 'with'}"
+                         f" held-out data, and this fit has {'some' if heldout else 'none'}: "
+                         f"resume with the validation= of the fit that made it")
+
+
 def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, Any],
-            group=None) -> Tuple[int, List[float], Optional[str]]:
+            group=None, *, loaded: Optional[Tuple[Dict[str, Any], Dict[str, torch.Tensor]]]
+            = None, seed: Optional[int] = None, num_steps: Optional[int] = None
+            ) -> Tuple[int, List[float], Optional[str]]:
     """Load a checkpoint into the loop's live objects: returns (step, losses, stopped).
+    ``loaded``: what :func:`read` returned (else it is read here); ``seed``: the fit's
+    (``None``: torch's initial seed); ``num_steps``: the fit's (``None``: unchecked).
     Rank r takes rank r's RNG state; at another number of processes than the one that
     wrote it, the ranks without a saved state are reseeded (the run goes on correctly,
     but not bit for bit)."""
-    state, tensors = read(directory)
-    saved = state["fingerprint"]
-    if saved != json.loads(json.dumps(fingerprint)):
-        diff = {k: (saved.get(k), fingerprint.get(k)) for k in set(saved) | set(fingerprint)
-                if saved.get(k) != fingerprint.get(k)}
-        raise ValueError(f"The checkpoint in {str(directory)!r} is of another fit "
-                         f"(saved vs now: {diff}); resume with the same model, data, method "
-                         f"and options")
+    state, tensors = read(directory) if loaded is None else loaded
+    step, path = state["step"], Path(directory) / FILE
+    rank = 0 if group is None else group.rank
+    check_fit(state, directory, fingerprint=fingerprint,
+              seed=int(torch.initial_seed()) if seed is None else seed,
+              num_steps=step if num_steps is None else num_steps, heldout=best is not None)
     if [p["name"] for p in state["players"]] != [pl.name for pl in players]:
         raise ValueError(f"The checkpoint's players {[p['name'] for p in state['players']]} "
                          f"differ from this fit's {[pl.name for pl in players]}")
-    rank = 0 if group is None else group.rank
+
+    def inconsistent(what: str) -> ValueError:
+        return ValueError(f"{path} is not a consistent checkpoint of this fit: {what}")
+
     for pl, entry in zip(players, state["players"]):
-        params = pl.resolve()
-        shapes = [list(p.shape) for p in params]
+        shapes = [list(p.shape) for p in pl.resolve()]
         if shapes != entry["shapes"]:
             raise ValueError(f"The checkpoint's parameter shapes {entry['shapes']} differ "
                              f"from this fit's {shapes}")
-        with torch.no_grad():
-            for p, v in zip(params, _unflatten(entry["params"], tensors)):
-                p.copy_(v)
-        pl.optim.load_state_dict(_unflatten(entry["optim"], tensors))
-        pl.scheduler.load_state_dict(_unflatten(entry["scheduler"], tensors))
-        if "objective" in entry:  # this rank's, or rank 0's at a larger world size
-            saved = entry["objective"]
-            pl.loss.load_state_dict(_unflatten(saved[rank if rank < len(saved) else 0],
-                                               tensors))
+        if ("objective" in entry) != hasattr(pl.loss, "state_dict"):
+            raise inconsistent(f"player {pl.name!r}'s objective has "
+                               f"{'no ' if 'objective' in entry else ''}state here")
+        last = _unflatten(entry["scheduler"], tensors)["last_epoch"]
+        if last != step * pl.steps:
+            raise inconsistent(f"player {pl.name!r}'s schedule made {last} steps, expected "
+                               f"{step * pl.steps} ({step} rounds of {pl.steps})")
     b = state["batches"]
+    perm = None if b["perm"] is None else _unflatten(b["perm"], tensors)
+    if perm is not None and (perm.shape[0] != batches.n or not torch.equal(
+            perm.sort().values, torch.arange(batches.n, dtype=perm.dtype))):
+        raise inconsistent(f"its minibatch order is not a permutation of the "
+                           f"{batches.n} rows")
+    if batches.b is not None and b["pos"] % batches.b:
+        raise inconsistent(f"its minibatch position {b['pos']} is not a multiple of the "
+                           f"batch size {batches.b}")
+    try:
+        for pl, entry in zip(players, state["players"]):
+            with torch.no_grad():
+                for p, v in zip(pl.resolve(), _unflatten(entry["params"], tensors)):
+                    p.copy_(v)
+            pl.optim.load_state_dict(_unflatten(entry["optim"], tensors))
+            pl.scheduler.load_state_dict(_unflatten(entry["scheduler"], tensors))
+            if "objective" in entry:  # this rank's, or rank 0's at a larger world size
+                saved = entry["objective"]
+                pl.loss.load_state_dict(_unflatten(saved[rank if rank < len(saved) else 0],
+                                                   tensors))
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+        # an optimizer's or an objective's state that its own loader refuses
+        raise inconsistent(f"a state could not be loaded ({type(e).__name__}: {e})") from None
     batches.pos = b["pos"]
     batches.generator.set_state(_unflatten(b["generator"], tensors))
-    batches.perm = None if b["perm"] is None else _unflatten(b["perm"], tensors)
-    if best is not None and "best" in state:
+    batches.perm = perm
+    if best is not None:
         sb = state["best"]
         best.loss, best.step, best.bad = sb["loss"], sb["step"], sb["bad"]
         best.history = [tuple(h) for h in sb["history"]]
@@ -185,8 +540,6 @@ def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, 
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
     else:
-        import pyro
-
         from .distributed import rank_seed
         pyro.set_rng_seed(rank_seed(int(state["step"]) + len(state["rng"]), rank))
-    return state["step"], list(state["losses"]), state["stopped"]
+    return step, list(state["losses"]), state["stopped"]

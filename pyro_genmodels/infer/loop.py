@@ -28,17 +28,20 @@ What the loop owns, once for everyone:
   it starts from: an update that made one non-finite (seen when the next loss fails, or
   at the end) is undone, and a loss that raises after earlier steps worked (a Cholesky
   of an overflowed covariance) is a non-finite loss too.
-* **Ctrl-C** returns what was done so far (``interrupted=True``).
+* **Ctrl-C** returns what was done so far (``interrupted=True``); with validation, at
+  the parameters of the best held-out evaluation so far, as for a run that ends.
 * **Progress** (tqdm on stderr, showing the loss), ``callback(step, loss)`` (``True``
   stops), held-out **validation** with **early stopping** (``patience``) that keeps the
-  best parameters, and atomic **checkpoints** (:mod:`~pyro_genmodels.infer.checkpoint`)
-  from which ``resume`` continues bit for bit.
+  best parameters, and atomic **checkpoints** (:mod:`~pyro_genmodels.infer.checkpoint`;
+  the directory is created and checked before the first step) from which ``resume``
+  continues bit for bit, under the seed the checkpoint was made with.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -117,14 +120,18 @@ class LoopOptions:
             training data. The held-out loss is the family's negative log-likelihood per
             row (its bound or estimate where the density is not exact).
         patience: stop after this many held-out evaluations without improvement;
-            ``None`` runs all steps. Either way the best parameters are kept.
+            ``None`` runs all steps. Either way the best parameters are kept (also when
+            Ctrl-C ends the fit).
         validate_every: steps between held-out evaluations; ``None``: once per epoch.
         checkpoint: a directory to write the loop's whole state to, atomically, every
-            ``checkpoint_every`` steps and at the end.
+            ``checkpoint_every`` steps and at the end. It is created, and checked to take
+            a file, before the first step (a ``ValueError`` naming it otherwise).
         checkpoint_every: steps between checkpoints.
-        resume: a checkpoint directory to continue from (same model, data, method and
-            seed): the result is bit for bit that of an uninterrupted run on CPU (with
-            ``distributed=True``: at the same number of processes).
+        resume: a checkpoint directory to continue from (same model, data, method,
+            options and seed; another seed is a ``ValueError``): the result is bit for bit
+            that of an uninterrupted run on CPU (with ``distributed=True``: at the same
+            number of processes). The checkpoint is checked as ``pgm.load`` checks a saved
+            fit (its digest, its keys and types, finite parameters) before any step.
         distributed: train data-parallel in the ``torch.distributed`` process group
             (started by ``torchrun`` or by the user): ``batch_size`` is the global batch,
             each rank takes its share of it, gradients are summed across ranks, and every
@@ -176,9 +183,13 @@ class LoopOptions:
         if isinstance(v, bool):
             raise TypeError("Expected validation to be a fraction in (0, 1) or held-out data, "
                             "but got a bool")
-        if isinstance(v, float) and not 0 < v < 1:
-            raise ValueError(f"Expected validation to be a fraction in (0, 1) or held-out "
-                             f"data, but got {v!r}")
+        if isinstance(v, numbers.Real) or getattr(v, "ndim", None) == 0:
+            # a fraction however it comes (1, np.float32(0.2), torch.tensor(0.2)), never
+            # one-row held-out data: the engines take a float
+            if not 0 < float(v) < 1:
+                raise ValueError(f"Expected validation to be a fraction in (0, 1) or "
+                                 f"held-out data, but got {v!r}")
+            object.__setattr__(self, "validation", float(v))
         if self.patience is not None and v is None:
             raise ValueError("patience needs held-out data: pass validation=0.1 (a fraction "
                              "of the rows) or validation=<held-out data>")
@@ -187,6 +198,9 @@ class LoopOptions:
             if p is not None and not isinstance(p, (str, os.PathLike)):
                 raise TypeError(f"Expected {name} to be a directory path, but got "
                                 f"{type(p).__name__}")
+            if p is not None and os.fspath(p) in ("", b""):
+                raise ValueError(f"Expected {name} to be a directory path, but got an empty "
+                                 f"one (for the current directory, pass {name}='.')")
         if isinstance(opt, pyro.optim.PyroOptim) and (self.checkpoint or self.resume):
             raise ValueError("checkpoint=/resume= need a torch optimizer (a name or a "
                              "torch.optim.Optimizer subclass), not a pyro.optim.PyroOptim")
@@ -365,8 +379,9 @@ class _Best:
     def record(self, step: int, value: float, players: Sequence[Player]) -> None:
         self.history.append((step, value))
         if math.isfinite(value) and value < self.loss:
-            self.loss, self.step, self.bad = value, step, 0
-            self.snapshot = [[p.detach().clone() for p in pl.resolve()] for pl in players]
+            # the copy first: a Ctrl-C while it is made leaves the previous best whole
+            snapshot = [[p.detach().clone() for p in pl.resolve()] for pl in players]
+            self.loss, self.step, self.bad, self.snapshot = value, step, 0, snapshot
         else:
             self.bad += 1
 
@@ -408,10 +423,26 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
     if opts.distributed and group is None:
         raise ValueError("distributed=True needs an initialized process group (fit() "
                          "starts one under torchrun)")
+    # the fit's seed (fit() runs the engine under pyro.set_rng_seed(seed)): a checkpoint
+    # records it, and a resume must run under it
+    fit_seed = int(torch.initial_seed())
+    # a checkpoint directory that cannot be written fails now, not after the training it
+    # was to keep (the writer, rank 0, checks; its answer travels with the seed)
+    problem = None
+    if opts.checkpoint is not None and (group is None or group.main):
+        try:
+            ckpt.prepare(opts.checkpoint)
+        except ValueError as e:
+            if group is None:
+                raise
+            problem = str(e)
     # the minibatch generator's seed, drawn from the fit's stream (alike on every rank)
     seed = int(torch.randint(2 ** 62, ()))
     if group is not None:
-        seed = int(distributed.gather(seed, group, "minibatch seed agreement")[0])
+        seed, problem = distributed.gather((seed, problem), group,
+                                           "minibatch seed agreement")[0]
+        if problem is not None:
+            raise ValueError(problem)
         distributed.check_same_data((fingerprint or {}).get("data", ""), x.shape[0], group)
         if not group.main:  # independent local noise on the other ranks
             pyro.set_rng_seed(distributed.rank_seed(seed, group.rank))
@@ -421,11 +452,15 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
     losses: List[float] = []
     start, stopped = 0, None
     if opts.resume is not None:
+        loaded = ckpt.read(opts.resume)  # checked, and matched to this fit, before any work
+        ckpt.check_fit(loaded[0], opts.resume, fingerprint=fingerprint or {}, seed=fit_seed,
+                       num_steps=opts.num_steps, heldout=best is not None)
         for pl in players:  # create the parameters (values, RNG are then overwritten)
             pl.loss(batches.next())
             _build_optimizer(pl, opts)
         start, losses, stopped = ckpt.restore(opts.resume, players, batches, best,
-                                              fingerprint or {}, group=group)
+                                              fingerprint or {}, group=group, loaded=loaded,
+                                              seed=fit_seed, num_steps=opts.num_steps)
     elif group is not None:
         for pl in players:  # create Pyro's lazy parameters, then take rank 0's values
             if callable(pl.parameters):
@@ -477,10 +512,17 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
                     stopped = stopped or "callback"
             if opts.checkpoint is not None and (done % opts.checkpoint_every == 0
                                                 or stopped or done == opts.num_steps):
+                # an update that overflowed a parameter is undone and ends the fit here
+                # (as the next loss would), rather than saved in a checkpoint that
+                # cannot be resumed (every rank has the same parameters: the same branch)
+                error = next((e for e in (_undo_overflow(pl, done) for pl in players) if e),
+                             None)
+                if error is not None:
+                    break
                 # early stopping is an end; a callback's stop is not: resuming goes on
                 ckpt.write(opts.checkpoint, players, batches, best, done, losses,
                            "early_stopping" if stopped == "early_stopping" else None,
-                           fingerprint or {}, group=group)
+                           fingerprint or {}, group=group, seed=fit_seed)
             if stopped:
                 break
     except KeyboardInterrupt:
@@ -499,7 +541,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         torch.set_rng_state(distributed.gather(torch.get_rng_state(), group,
                                                "random state agreement")[0])
     if best is not None:
-        if error is None and not interrupted:
+        if error is None:  # also after Ctrl-C: the parameters are those info describes
             best.restore(players)
         info.update(heldout_losses=[[s, v] for s, v in best.history], best_step=best.step,
                     best_heldout_loss=best.loss if math.isfinite(best.loss) else None)

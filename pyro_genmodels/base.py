@@ -457,7 +457,10 @@ class GenerativeModel(PyroModule):
             return self._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
 
 
-def _unshared(t: Optional[torch.Tensor], given: Any) -> Optional[torch.Tensor]:
+_OptionalTensor = TypeVar("_OptionalTensor", bound=Optional[torch.Tensor])
+
+
+def _unshared(t: _OptionalTensor, given: Any) -> _OptionalTensor:
     """``t``, or a copy of it where it may share memory with ``given``, the caller's
     object it was read from (``torch.from_numpy`` and a tensor's ``detach`` do not copy):
     a fit keeps its training rows, and the caller changing their array afterwards must not
@@ -473,7 +476,7 @@ def _unshared(t: Optional[torch.Tensor], given: Any) -> Optional[torch.Tensor]:
             shared = bool(np.may_share_memory(t.numpy(), np.asarray(given)))
         except Exception:  # an object numpy cannot view (a list is copied already)
             shared = False
-    return t.clone() if shared else t
+    return cast(_OptionalTensor, t.clone()) if shared else t
 
 
 def gaussian_weight_log_prior(weights: List[torch.Tensor], scale: float) -> torch.Tensor:

@@ -54,7 +54,7 @@ _WORDS = {"true": True, "false": False, "none": None, "null": None}
 def _parse_pairs(pairs: List[str], what: str) -> Dict[str, Any]:
     """``key=value`` pairs: each value a Python literal (``3``, ``1e-3``, ``[64, 64]``,
     ``True``; also ``true``, ``false``, ``none``, ``null`` in any case), else the text."""
-    out = {}
+    out: Dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

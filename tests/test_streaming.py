@@ -1,7 +1,12 @@
 """Streamed data (a Dataset, a DataLoader, a memory-mapped .npy): the oracle is the same
 fit on the same rows as a tensor. The loop draws the same minibatch indices either way
 and a streamed block enters the same computation, so parameters and loss traces agree to
-rounding (the standardization's moments are summed in another order: ~1e-16)."""
+rounding (the standardization's moments are summed in another order: ~1e-16), as long as
+the numbers a fit takes from a 2,048-row sample when streamed (starting values, scales)
+are the tensor fit's: at most 2,048 training rows, or a family whose only numbers from
+the data are the moments of all rows."""
+
+import re
 
 import numpy as np
 import pytest
@@ -75,6 +80,17 @@ def test_a_dataset_fit_equals_the_tensor_fit(case):
     assert b.info["streamed_rows"] == 512 - held and b.data is None
 
 
+@pytest.mark.parametrize("case", ["flow-mle", "gan"])
+def test_beyond_the_sample_a_family_that_takes_only_moments_fits_the_same(case):
+    """3,000 rows (more than the 2,048-row sample): a family whose only numbers from the
+    data are the column moments, computed over all rows, still equals the tensor fit."""
+    make, method, kw = CASES[case]
+    x = _data(3000)
+    opts = dict(method=method, seed=1, num_steps=8, batch_size=64, progress=False, **kw)
+    model = make()
+    _same(model.fit(x, **opts), model.fit(Rows(x), **opts))
+
+
 def test_a_conditional_dataset_gives_x_c_pairs():
     x = _data()
     c = (x[:, :1] > 0).double()
@@ -134,18 +150,22 @@ def test_a_dataloader_gives_its_dataset_and_batch_size():
 
 def test_a_bad_row_is_named_by_its_row_in_the_data():
     """A NaN that the standardizing pass reads fails before training; one that only a
-    minibatch reads fails there, naming the data row, and leaves the model untouched."""
+    minibatch reads fails there, naming the data row, and leaves the model untouched.
+    The message numbers rows as the check of a tensor does (the data's, 0-based), and
+    claims no count of non-finite values: a Dataset's other rows were not read."""
     x = _data(5000)
     x[4321, 1] = float("nan")
-    with pytest.raises(ValueError, match=r"must be finite.*row 4321 of the data"):
+    with pytest.raises(ValueError) as flow_err:
         pgm.Flow(2, num_transforms=1, hidden=(16,)).fit(Rows(x), method="mle", seed=0,
                                                        num_steps=5, progress=False)
     model = pgm.Gaussian(2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError, match=r"must be finite.*row 4321 of the data"):
+    with pytest.raises(ValueError) as batch_err:
         model.fit(Rows(x), method="map", seed=0, num_steps=200, batch_size=500,
                   progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    for err in (flow_err, batch_err):
+        assert str(err.value) == "data must be finite: found nan at row 4321, column 1"
 
 
 def test_streamed_data_that_cannot_work_say_why():
@@ -167,3 +187,227 @@ def test_streamed_data_that_cannot_work_say_why():
         pgm.Flow(2).fit(Rows(x[:0]), method="mle", progress=False)
     with pytest.raises(ValueError, match="wrong number of columns"):
         pgm.Flow(3).fit(Rows(x), method="mle", progress=False)
+
+
+# ------------------------------------------------------- views of a memory-mapped file
+def _id_file(path, n=2000, d=4, order="C"):
+    """An (n, d) float64 .npy whose column 0 is the row's number (its id)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d))
+    x[:, 0] = np.arange(n)
+    np.save(path, np.asfortranarray(x) if order == "F" else x)
+    return x
+
+
+VIEWS = {  # name -> (order of the file, the view of it, the file's columns it shows)
+    "rows": ("C", lambda m: m[100:1100], [0, 1, 2, 3]),
+    "last-rows": ("C", lambda m: m[-700:], [0, 1, 2, 3]),
+    "every-other-row": ("C", lambda m: m[::2], [0, 1, 2, 3]),
+    "every-third-from-5": ("C", lambda m: m[5:1900:3], [0, 1, 2, 3]),
+    "columns": ("C", lambda m: m[:, :3], [0, 1, 2]),
+    "rows-and-columns": ("C", lambda m: m[300:1500, :2], [0, 1]),
+    "rows-of-every-other-column": ("C", lambda m: m[:, 0:4:2][250:1250], [0, 2]),
+    "view-of-a-view": ("C", lambda m: m[50:1950][100:][::3], [0, 1, 2, 3]),
+    "one-column": ("C", lambda m: m[:, 0], [0]),
+    "reversed": ("C", lambda m: m[::-1][:1500], [0, 1, 2, 3]),
+    "fortran": ("F", lambda m: m[200:1800], [0, 1, 2, 3]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VIEWS))
+def test_a_view_of_a_memmap_reads_the_rows_numpy_shows(name, tmp_path):
+    """Any view (row slices, negative starts, steps, column slices, Fortran order) reads
+    exactly the rows NumPy shows: the id column names each row read. A fit on the view
+    (held-out rows included) equals the fit on the same rows as a tensor."""
+    order, view, columns = VIEWS[name]
+    x = _id_file(tmp_path / "x.npy", order=order)
+    v = view(np.load(tmp_path / "x.npy", mmap_mode="r"))
+    assert isinstance(v, np.memmap)
+    want = np.asarray(v).reshape(len(v), -1)  # what NumPy shows
+    ids = want[:, 0].astype(int)
+    np.testing.assert_array_equal(want, x[ids][:, columns])  # (the view is what we think)
+    reader = streaming._ArrayRows(v)
+    rng = np.random.default_rng(1)
+    idx = np.concatenate([[0, len(v) - 1, -1, 3, 3], rng.integers(0, len(v), 300),
+                          np.arange(10, 60), np.sort(rng.choice(len(v), 200, replace=False))])
+    got = reader.__getitems__(idx).reshape(len(idx), -1)
+    np.testing.assert_array_equal(got[:, 0], ids[idx])  # row by row: the right rows
+    np.testing.assert_array_equal(got, want[idx])
+    np.testing.assert_array_equal(reader.__getitems__(np.arange(len(v))).reshape(want.shape),
+                                  want)
+    # read from the file by position (not through the mapping) where the layout allows
+    assert (reader.file is not None) == (name not in ("reversed", "fortran"))
+    # the same view of the file divided by 1000, fitted streamed and as a tensor
+    np.save(tmp_path / "s.npy", np.load(tmp_path / "x.npy") / 1000)
+    scaled = view(np.load(tmp_path / "s.npy", mmap_mode="r"))
+    opts = dict(method="map", seed=0, num_steps=6, batch_size=64, progress=False,
+                validation=0.25)
+    a = pgm.Gaussian(len(columns)).fit(torch.as_tensor(np.array(scaled)), **opts)
+    b = pgm.Gaussian(len(columns)).fit(scaled, **opts)
+    _same(a, b)
+    np.testing.assert_allclose(a.info["heldout_losses"], b.info["heldout_losses"],
+                               rtol=1e-12)
+
+
+def test_a_written_view_and_a_copy_on_write_map_read_what_numpy_shows(tmp_path):
+    """A copy-on-write map shows changes the file does not hold: it is read through NumPy;
+    a shared ("r+") map's writes are in the file's pages: read from the file."""
+    _id_file(tmp_path / "x.npy")
+    cow = np.load(tmp_path / "x.npy", mmap_mode="c")
+    cow[10, 0] = -1.0
+    reader = streaming._ArrayRows(cow[5:])
+    np.testing.assert_array_equal(reader.__getitems__([4, 5, 6])[:, 0], [9.0, -1.0, 11.0])
+    assert reader.file is None
+    shared = np.load(tmp_path / "x.npy", mmap_mode="r+")
+    shared[10, 0] = -2.0
+    reader = streaming._ArrayRows(shared[5:])
+    assert reader.file is not None
+    np.testing.assert_array_equal(reader.__getitems__([4, 5, 6])[:, 0], [9.0, -2.0, 11.0])
+
+
+# ---------------------------------------------------- a memory-mapped array is checked
+def _nan_file(path, n=20000, row=15003, col=1, d=3):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d))
+    x[row, col] = np.nan
+    np.save(path, x)
+    return np.load(path, mmap_mode="r")
+
+
+@pytest.mark.parametrize("validation", [None, 0.1])
+def test_a_nan_deep_in_a_memmap_fails_before_training(validation, tmp_path):
+    """One pass over every row before the first step: a NaN no minibatch would meet in a
+    few steps fails the fit before any step, naming its row and column in the data (with
+    validation= too, whichever share the row falls in), as the check of a tensor would."""
+    mm = _nan_file(tmp_path / "x.npy")
+    steps = []
+    model = pgm.Gaussian(3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError) as err:
+        model.fit(mm, method="map", seed=0, num_steps=3, batch_size=64, progress=False,
+                  validation=validation, callback=lambda step, loss: steps.append(step))
+    assert str(err.value) == "data must be finite: found nan at row 15003, column 1"
+    assert steps == []
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError) as tensor_err:  # the same message as for a tensor,
+        model.fit(np.array(mm), method="map", seed=0, progress=False)  # less the count
+    assert str(tensor_err.value).startswith(str(err.value) + " (1 non-finite")
+
+
+def test_the_first_bad_row_of_a_memmap_is_the_one_named(tmp_path):
+    """Two NaNs, the later one in the fit's 2,048-row sample: the error names the first,
+    as for a tensor (the sample's error gives way to the pass in order)."""
+    mm = _nan_file(tmp_path / "x.npy", n=5000, row=4000)
+    sample = np.sort(np.random.default_rng(0).choice(5000, 2048, replace=False))
+    first = int(np.setdiff1d(np.arange(10, 4000), sample)[0])
+    np.save(tmp_path / "y.npy", np.asarray(mm))
+    y = np.load(tmp_path / "y.npy", mmap_mode="r+")
+    y[first, 2] = np.inf
+    y[int(sample[-1]), 0] = np.nan
+    y.flush()
+    with pytest.raises(ValueError, match=rf"^data must be finite: found inf at row {first}, "
+                                         rf"column 2$"):
+        pgm.Gaussian(3).fit(np.load(tmp_path / "y.npy", mmap_mode="r"), method="map",
+                            seed=0, num_steps=3, batch_size=64, progress=False)
+
+
+def test_a_dataset_with_validation_names_the_data_row(tmp_path):
+    """A Dataset is checked per minibatch only; with validation= the batch's rows are
+    training rows, and the error still names the row of the data the user passed."""
+    x = _data(600)
+    x[433, 0] = float("inf")
+    perm = torch.randperm(600, generator=torch.Generator().manual_seed(0))
+    assert 433 in perm[60:].tolist()  # a training row (seed 0 draws the held-out share)
+    with pytest.raises(ValueError) as err:
+        pgm.Gaussian(2).fit(Rows(x), method="map", seed=0, num_steps=50, batch_size=500,
+                            validation=0.1, progress=False)
+    assert str(err.value) == "data must be finite: found inf at row 433, column 0"
+    x[433, 0] = 1e200  # finite, but its square overflows float64
+    with pytest.raises(ValueError) as err:
+        pgm.Gaussian(2).fit(Rows(x), method="map", seed=0, num_steps=50, batch_size=500,
+                            validation=0.1, progress=False)
+    assert re.findall(r"row (\d+)", str(err.value)) == ["433"]
+    assert "too large" in str(err.value) and "column 0" in str(err.value)
+
+
+def test_a_standardizing_family_reads_a_memmap_once_before_training(tmp_path, monkeypatch):
+    """The check of every row and the column moments of a Flow come from one pass; the
+    reads before training are that pass and the 2,048-row sample."""
+    x = np.random.default_rng(0).normal(size=(30000, 2)) * [3.0, 0.1] + [1.0, -2.0]
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    read, rows_read = streaming._ArrayRows.__getitems__, []
+
+    def counting(self, index):
+        rows_read.append(len(np.asarray(index).reshape(-1)))
+        return read(self, index)
+
+    monkeypatch.setattr(streaming._ArrayRows, "__getitems__", counting)
+    seen, working_copy = {}, pgm.Flow.working_copy
+
+    def spy(self, x, moments=None):  # the moments the fit standardizes with
+        seen["moments"] = moments
+        return working_copy(self, x, moments)
+
+    monkeypatch.setattr(pgm.Flow, "working_copy", spy)
+    steps, batch = 2, 100
+    pgm.Flow(2, num_transforms=1, hidden=(8,)).fit(mm, method="mle", seed=0, progress=False,
+                                                   num_steps=steps, batch_size=batch)
+    assert sum(rows_read) <= 30000 + 2048 + (steps + 1) * batch, sum(rows_read)
+    mean, sd = seen["moments"]
+    torch.testing.assert_close(mean, torch.as_tensor(x.mean(0)), rtol=1e-12, atol=0)
+    torch.testing.assert_close(sd, torch.as_tensor(x.std(0, ddof=1)), rtol=1e-12, atol=0)
+
+
+def test_the_pass_over_a_memmap_holds_a_chunk_at_a_time(tmp_path, monkeypatch):
+    """The pass reads blocks of at most ``fit.CHUNK_ELEMENTS`` numbers (the package's
+    chunk, which tests/test_memory.py bounds), whatever N."""
+    from pyro_genmodels import fit as fit_module
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5000, 3)))
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    monkeypatch.setattr(fit_module, "CHUNK_ELEMENTS", 3 * 700)
+    stream = streaming.Stream(mm, check=lambda a, c: (torch.as_tensor(a), c),
+                              conditional=False)
+    read, blocks = streaming._ArrayRows.__getitems__, []
+
+    def spying(self, index):
+        blocks.append(len(np.asarray(index).reshape(-1)))
+        return read(self, index)
+
+    monkeypatch.setattr(streaming._ArrayRows, "__getitems__", spying)
+    stream.scan()
+    assert blocks == [700] * 7 + [100]
+
+
+def test_the_cli_refuses_a_large_npy_with_a_nan_before_writing_anything(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The CLI streams a large .npy: a NaN deep in it is an error before training, and
+    no run directory is written."""
+    from pyro_genmodels import cli
+
+    _nan_file(tmp_path / "x.npy")
+    monkeypatch.setattr(cli, "STREAM_BYTES", 0)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as err:
+        cli.main(["fit", "gaussian", "--data", str(tmp_path / "x.npy"), "--method", "map",
+                  "--out", str(out), "--quiet", "--option", "num_steps=3",
+                  "--option", "batch_size=64"])
+    assert str(err.value.code) == "error: data must be finite: found nan at row 15003, column 1"
+    assert not out.exists()
+
+
+def test_a_dataset_is_not_read_ahead():
+    """A Dataset (arbitrary code, perhaps costly per item) is read only for the sample and
+    the minibatches: its rows are checked as the batches read them, not in a pass."""
+    reads = []
+
+    class Counted(Rows):
+        def __getitem__(self, i):
+            reads.append(i)
+            return super().__getitem__(i)
+
+    x = _data(5000)
+    pgm.Gaussian(2).fit(Counted(x), method="map", seed=0, num_steps=3, batch_size=64,
+                        progress=False)
+    assert len(reads) == 2048 + 3 * 64

@@ -158,7 +158,7 @@ class _Supported(TorchDistribution):
     def expand(self, batch_shape: Any, _instance: Any = None) -> "_Supported":
         return _Supported(self.base.expand(batch_shape), self._support)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
         return self.base.sample(sample_shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
@@ -185,8 +185,8 @@ class InUnits(Messenger):
     def _process_message(self, msg: Message) -> None:
         if msg["type"] == "sample" and msg["name"] in self.units and not msg["is_observed"]:
             fn = cast(TorchDistribution, msg["fn"])
-            unit = self.units[msg["name"]]
-            msg["fn"] = _Supported(fn, _InUnits(fn.support, unit))
+            support = cast(constraints.Constraint, fn.support)
+            msg["fn"] = _Supported(fn, _InUnits(support, self.units[msg["name"]]))
 
 
 def make_guide(model: GenerativeModel, program: Callable[..., Any],

@@ -5,14 +5,22 @@ r"""Training rows that stay where they are: fits on data larger than memory.
 (``np.load(path, mmap_mode="r")``). Such data become a :class:`Stream`: the training loop
 draws the same global minibatches as for a tensor (the indices come from its own
 generator), and fetches only those rows, validates them with the family's own checks (a
-bad row fails with the same message, naming its row in the data), converts them and moves
-them to the fit's device. Memory then holds one minibatch, not the data.
+bad row fails with the same message as for a tensor, naming its row and column in the
+data), converts them and moves them to the fit's device. Memory then holds one minibatch,
+not the data.
 
-What a fit needs from all rows is computed in one streamed pass of ``chunk_rows`` rows at
-a time (the column means and standard deviations of a family that standardizes). What it
-needs only roughly (data-dependent starting values, a score model's largest pairwise
-distance, the checkpoint fingerprint) comes from a fixed random sample of
-``sample_rows`` rows drawn under the fit's seed.
+A memory-mapped array is checked whole before training: one pass reads every row, a
+block of at most ``CHUNK_ROWS`` rows (and ``fit.CHUNK_ELEMENTS`` numbers) at a time,
+through the family's checks, so a NaN anywhere fails before the first step, naming its
+row, as for a tensor (:meth:`Stream.scan`). A family that standardizes its columns takes
+their means and standard deviations from the same pass, so the file is read once before
+training. A ``Dataset`` (arbitrary code, perhaps expensive per item) is not read ahead:
+its rows are checked as minibatches read them, so a bad row fails at the step that first
+draws it (or in the standardizing pass of a family that makes one).
+
+What a fit needs only roughly (data-dependent starting values, a score model's largest
+pairwise distance, the checkpoint fingerprint) comes from a fixed random sample of
+``SAMPLE_ROWS`` rows drawn under the fit's seed.
 
 A ``DataLoader`` gives its dataset and, when ``fit`` gets no ``batch_size``, its batch
 size; the loop's own sampler replaces the loader's, so that the seed decides the batches
@@ -26,13 +34,15 @@ or for a conditional model a pair ``(x, c)``.
 from __future__ import annotations
 
 import hashlib
-import os
-from typing import Any, Callable, Optional, Tuple, Union, cast
+import re
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-#: rows per read of the streamed pass over all rows
+from .mapped_rows import _ArrayRows
+
+#: rows per read of a streamed pass over all rows (fewer for wide rows: :func:`block_rows`)
 CHUNK_ROWS = 65536
 #: rows in the in-memory sample used for starting values and fingerprints
 SAMPLE_ROWS = 2048
@@ -46,45 +56,16 @@ def is_stream(data: Any) -> bool:
     return isinstance(data, (Dataset, DataLoader, np.memmap))
 
 
-class _ArrayRows:
-    """A memory-mapped ``(N, D)`` array as a dataset that reads many rows at once.
+def block_rows(width: Optional[int]) -> int:
+    """Rows per block of a pass over all rows of ``width`` numbers each:
+    :data:`CHUNK_ROWS`, or fewer so that a block holds at most ``fit.CHUNK_ELEMENTS``
+    numbers (the package's chunk; the pass's temporaries are a few blocks). ``None``
+    (a Dataset's rows, width unknown): :data:`CHUNK_ROWS`."""
+    from .. import fit as fit_module  # read at call time (tests set it smaller)
 
-    A C-ordered ``np.memmap`` backed by a file is read with positioned reads
-    (``os.pread``), not through the mapping: pages touched through a mapping count in the
-    process's resident memory until the kernel reclaims them, so an epoch over a 1 GB
-    file would show as 1 GB resident; read this way, the process holds one block."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-        self.file = getattr(array, "filename", None)
-        if not (array.ndim == 2 and array.flags.c_contiguous):
-            self.file = None
-        if self.file is not None:
-            # a C-ordered array with a file behind it: a memmap
-            self.offset = int(cast(np.memmap, array).offset)
-            self.row_bytes = array.strides[0]
-
-    def __len__(self) -> int:
-        return self.array.shape[0]
-
-    def __getitem__(self, i):
-        return self.__getitems__([i])[0]
-
-    def __getitems__(self, index):
-        index = np.asarray(index, dtype=np.int64)
-        if self.file is None:
-            return np.asarray(self.array[index])
-        out = np.empty((len(index),) + self.array.shape[1:], dtype=self.array.dtype)
-        view = memoryview(out).cast("B")
-        rb, off = self.row_bytes, self.offset
-        with open(self.file, "rb") as f:
-            fd = f.fileno()
-            if len(index) and np.all(np.diff(index) == 1):  # a contiguous run: one read
-                view[:] = os.pread(fd, rb * len(index), off + rb * int(index[0]))
-                return out
-            for k, i in enumerate(index.tolist()):
-                view[k * rb:(k + 1) * rb] = os.pread(fd, rb, off + rb * i)
-        return out
+    if not width:
+        return CHUNK_ROWS
+    return max(1, min(CHUNK_ROWS, fit_module.CHUNK_ELEMENTS // int(width)))
 
 
 def loader_batch_size(data: Any) -> Optional[int]:
@@ -92,6 +73,16 @@ def loader_batch_size(data: Any) -> Optional[int]:
     from torch.utils.data import DataLoader
 
     return data.batch_size if isinstance(data, DataLoader) else None
+
+
+class _Scan:
+    """Whether a memory-mapped array's rows were all checked (:meth:`Stream.scan`); one
+    record shared by a stream and its copies (:meth:`Stream.split`, :meth:`Stream.map`)."""
+
+    __slots__ = ("done", "running")
+
+    def __init__(self) -> None:
+        self.done = self.running = False
 
 
 class Stream:
@@ -105,7 +96,11 @@ class Stream:
         conditional: items are ``(x, c)`` pairs.
         transform: applied to each validated block of ``x`` (e.g. a family's
             standardization), see :meth:`map`.
-    """
+
+    The stream's rows are rows of the data: all of them in order, or after
+    :meth:`split` the training rows (``rows``, sorted, holds their rows in the data).
+    Every message names rows of the data. For a memory-mapped array, every row is
+    checked once before the first minibatch is read (:meth:`scan`)."""
 
     def __init__(self, data: Any, *, check: Callable, conditional: bool,
                  transform: Optional[Callable] = None):
@@ -122,6 +117,9 @@ class Stream:
         self.dataset, self.check, self.conditional = dataset, check, conditional
         self.transform = transform
         self.num_rows = len(dataset)
+        #: the rows of the data that are this stream's (``None``: all, in order)
+        self.rows: Optional[np.ndarray] = None
+        self._scan = _Scan() if isinstance(dataset, _ArrayRows) else None
 
     def __len__(self) -> int:
         return self.num_rows
@@ -136,12 +134,17 @@ class Stream:
         prev = self.transform
         return self._copy(transform=fn if prev is None else (lambda x: fn(prev(x))))
 
-    def _items(self, index: np.ndarray):
+    def _data_rows(self, idx: np.ndarray) -> np.ndarray:
+        """The rows of the data that are the stream's rows ``idx``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return idx if self.rows is None else self.rows[idx].astype(np.int64)
+
+    def _items(self, rows: np.ndarray):
+        """Rows ``rows`` of the data, as the dataset gives them."""
         getitems = getattr(self.dataset, "__getitems__", None)
         if getitems is not None:
-            return getitems(index.tolist() if not isinstance(self.dataset, _ArrayRows)
-                            else index)
-        return [self.dataset[int(i)] for i in index]
+            return getitems(rows if isinstance(self.dataset, _ArrayRows) else rows.tolist())
+        return [self.dataset[int(i)] for i in rows]
 
     def _collate(self, items) -> Tuple[Any, Any]:
         if isinstance(items, np.ndarray):
@@ -159,34 +162,78 @@ class Stream:
         return _stack(items, "x"), None
 
     def fetch(self, index: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Rows ``index`` ``(B,)`` of the data, validated and transformed: ``(x, c)``."""
+        """Rows ``index`` ``(B,)`` of the stream, validated and transformed: ``(x, c)``.
+        The first fetch from a memory-mapped array checks all of its rows first
+        (:meth:`scan`, unless :meth:`moments` did)."""
+        if self._scan is not None and not self._scan.done:
+            self.scan()
         x, c = self._read(index)
         return (x if self.transform is None else self.transform(x)), c
 
     def _read(self, index: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Rows ``index`` validated, untransformed; an error names the row of the data."""
-        idx = index.detach().cpu().numpy()
-        x, c = self._collate(self._items(idx))
+        """Rows ``index`` of the stream validated, untransformed."""
+        return self._read_data(self._data_rows(index.detach().cpu().numpy()))
+
+    def _read_data(self, rows: np.ndarray) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Rows ``rows`` of the data validated, untransformed; an error names the row of
+        the data. For a memory-mapped array not yet scanned, the error is the one of its
+        first bad row (what the check of the whole array as a tensor reports)."""
+        x, c = self._collate(self._items(rows))
         try:
             return self.check(x, c)
         except (ValueError, TypeError) as e:
-            raise type(e)(f"{e} {_where(x, idx)}") from None
+            error = e
+        if self._scan is not None and not (self._scan.done or self._scan.running):
+            self.scan()  # raises the first bad row's error
+        raise type(error)(_in_data_rows(str(error), rows)) from None
+
+    def scan(self, moments: bool = False
+             ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Check every row of a memory-mapped array with the family's checks, in order, a
+        block of :func:`block_rows` rows at a time: the first bad row fails, naming its row
+        and column in the data, before any training. With ``moments``, also the column
+        means and standard deviations of the stream's rows (the training rows, after
+        :meth:`split`), from the same reads. The held-out rows of a split are checked too:
+        the pass covers the data the fit was given."""
+        state = self._scan
+        assert state is not None, "scan() is for memory-mapped arrays"
+        total = len(self.dataset)
+        size = block_rows(self.dataset.width)
+        acc = _Moments() if moments else None
+        state.running = True
+        try:
+            for start in range(0, total, size):
+                stop = min(start + size, total)
+                x, _ = self._read_data(np.arange(start, stop))
+                if acc is not None:
+                    if self.rows is not None:  # this block's training rows
+                        lo, hi = np.searchsorted(self.rows, [start, stop])
+                        keep = torch.from_numpy(self.rows[lo:hi].astype(np.int64) - start)
+                        x = x.index_select(0, keep.to(x.device))
+                    acc.add(x)
+        finally:
+            state.running = False
+        state.done = True
+        return acc.result() if acc is not None else None
 
     def split(self, fraction: float, *, seed: int):
         """``validation=fraction`` for streamed rows: the held-out share, drawn by a
         permutation under ``seed`` as for a tensor, is read into memory; training streams
         the rest. Returns ``(training stream, (x_val, c_val))``."""
-        from torch.utils.data import Subset
-
         n = self.num_rows
         k = int(round(fraction * n))
         if k < 1 or k > n - 1:
             raise ValueError(f"validation={fraction} of {n} rows leaves {k} held-out and "
                              f"{n - k} training rows; expected at least one of each")
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+        # int32 draws the same permutation as int64 (torch's default), in half the memory
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)),
+                              dtype=torch.int32 if n < 2 ** 31 else torch.int64)
         held, train = perm[:k].sort().values, perm[k:].sort().values
         rows = self._read(held)
-        out = self._copy(dataset=Subset(self.dataset, train.tolist()), num_rows=n - k)
+        train_rows = self._data_rows(train.numpy())  # sorted, as the data's rows
+        small = len(self.dataset) < 2 ** 31  # 4 bytes a training row
+        out = self._copy(rows=train_rows.astype(np.int32 if small else np.int64),
+                         num_rows=n - k)
         return out, rows
 
     def _copy(self, **changes) -> "Stream":
@@ -195,8 +242,11 @@ class Stream:
         out.__dict__.update(changes)
         return out
 
-    def chunks(self, size: int = CHUNK_ROWS):
-        """Every row once, in order, ``size`` rows at a time (validated, untransformed)."""
+    def chunks(self, size: Optional[int] = None):
+        """Every row of the stream once, in order, ``size`` rows at a time (validated,
+        untransformed); by default :func:`block_rows` rows."""
+        if size is None:
+            size = block_rows(getattr(self.dataset, "width", None))
         for start in range(0, self.num_rows, size):
             yield self._read(torch.arange(start, min(start + size, self.num_rows)))
 
@@ -209,36 +259,61 @@ class Stream:
         return self._read(torch.from_numpy(np.sort(idx)))
 
     def moments(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Column means and standard deviations over all rows, in one streamed pass
-        (float64 sums, Chan et al.'s pairwise update of the mean and the sum of squares)."""
-        n = 0
-        mean: Optional[torch.Tensor] = None
-        m2: Optional[torch.Tensor] = None
+        """Column means and standard deviations over all of the stream's rows, in one
+        streamed pass (float64 sums, Chan et al.'s pairwise update of the mean and the sum
+        of squares). For a memory-mapped array not yet scanned this pass is :meth:`scan`:
+        the file is read once for both."""
+        if self._scan is not None and not self._scan.done:
+            out = self.scan(moments=True)
+            assert out is not None
+            return out
+        acc = _Moments()
         for x, _ in self.chunks():
-            xd = x.to(torch.float64)
-            k = xd.shape[0]
-            mu = xd.mean(0)
-            s2 = ((xd - mu) ** 2).sum(0)
-            if mean is None:
-                n, mean, m2 = k, mu, s2
-            else:
-                assert m2 is not None  # set with mean
-                delta = mu - mean
-                total = n + k
-                mean = mean + delta * (k / total)
-                m2 = m2 + s2 + delta ** 2 * (n * k / total)
-                n = total
-            dtype = x.dtype
-        assert mean is not None and m2 is not None  # a stream has rows (checked at start)
-        sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.ones_like(mean)
-        sd = torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))
-        return mean.to(dtype), sd.to(dtype)
+            acc.add(x)
+        return acc.result()
 
     def digest(self, sample: torch.Tensor) -> str:
         """A fingerprint of the data: its size and a fixed sample of its rows."""
         h = hashlib.sha256(str(self.num_rows).encode())
         h.update(sample.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+class _Moments:
+    """Column means and sums of squared deviations of blocks of rows, merged block after
+    block (float64; Chan et al.'s pairwise update)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: Optional[torch.Tensor] = None
+        self.m2: Optional[torch.Tensor] = None
+        self.dtype: Optional[torch.dtype] = None
+
+    def add(self, x: torch.Tensor) -> None:
+        k = x.shape[0]
+        if k == 0:
+            return
+        self.dtype = x.dtype
+        xd = x.to(torch.float64)
+        mu = xd.mean(0)
+        s2 = ((xd - mu) ** 2).sum(0)
+        if self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = k, mu, s2
+            return
+        delta = mu - self.mean
+        total = self.n + k
+        self.mean = self.mean + delta * (k / total)
+        self.m2 = self.m2 + s2 + delta ** 2 * (self.n * k / total)
+        self.n = total
+
+    def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, sd)`` in the rows' dtype; an sd that is not finite or below 1e-8 (a
+        constant column, a single row) is 1."""
+        mean, m2, n = self.mean, self.m2, self.n
+        assert mean is not None and m2 is not None and self.dtype is not None  # rows seen
+        sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.ones_like(mean)
+        sd = torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))
+        return mean.to(self.dtype), sd.to(self.dtype)
 
 
 def _stack(rows: Any, what: str) -> Union[torch.Tensor, np.ndarray]:
@@ -259,16 +334,31 @@ def _stack(rows: Any, what: str) -> Union[torch.Tensor, np.ndarray]:
     return out
 
 
-def _where(x, idx: np.ndarray) -> str:
-    """Which data row a streamed block's error is about (its row numbers are the
-    block's)."""
-    try:
-        bad = ~np.isfinite(np.asarray(x, dtype=np.float64))
-    except (TypeError, ValueError):
-        bad = None
-    if bad is not None and bad.ndim == 2 and bad.any():
-        r = int(np.argwhere(bad)[0][0])
-        return f"(in streamed rows: that is row {int(idx[r])} of the data)"
-    shown = ", ".join(str(int(i)) for i in idx[:8])
-    return (f"(in streamed rows; they are rows [{shown}"
-            f"{', ...' if len(idx) > 8 else ''}] of the data)")
+#: "row r" in a check's message (r numbers the rows of the block it was given)
+_ROW = re.compile(r"\brow (\d+)\b")
+#: the count of non-finite values a check gives for its block (not all the data's)
+_BLOCK_TOTAL = re.compile(r" ?\(\d+ non-finite value\(s\) in all\)")
+
+
+def _in_data_rows(message: str, rows: np.ndarray) -> str:
+    """A check's message about a block of streamed rows, in the data's numbering: each
+    ``row r`` (0-based, a row of the block) becomes the data row ``rows[r]``, as a check
+    of the whole data would have named it, and the block's count of non-finite values is
+    dropped (the other rows were not counted). A message that names no row gets the
+    data rows the block held."""
+    named = False
+
+    def data_row(m: "re.Match[str]") -> str:
+        nonlocal named
+        r = int(m.group(1))
+        if r >= len(rows):
+            return m.group(0)
+        named = True
+        return f"row {int(rows[r])}"
+
+    out = _BLOCK_TOTAL.sub("", _ROW.sub(data_row, message))
+    if named:
+        return out
+    shown = ", ".join(str(int(i)) for i in rows[:8])
+    return (f"{out} (in streamed rows; they are rows [{shown}"
+            f"{', ...' if len(rows) > 8 else ''}] of the data)")

@@ -15,7 +15,7 @@ leaves either the previous checkpoint or the new one, never a torn file. The dir
 is made and checked to take a file before the first step (:func:`prepare`).
 
 Reading one is as careful as :func:`pyro_genmodels.load`: the header is checked before
-any data is read (:func:`~pyro_genmodels._file_checks.check_header`), then the JSON
+any data is read (``_file_checks.check_header``), then the JSON
 state (keys, types, the tensors it names, one loss per step, the held-out record), a
 SHA-256 digest of tensors and state written with them, and finite parameters. Each
 failure is a ``ValueError`` naming the file and what is wrong.

@@ -42,7 +42,7 @@ import torch
 
 from .mapped_rows import _ArrayRows
 
-#: rows per read of a streamed pass over all rows (fewer for wide rows: :func:`block_rows`)
+#: rows per read of a streamed pass over all rows; fewer for wide rows (:func:`block_rows`)
 CHUNK_ROWS = 65536
 #: rows in the in-memory sample used for starting values and fingerprints
 SAMPLE_ROWS = 2048
@@ -117,7 +117,7 @@ class Stream:
         self.dataset, self.check, self.conditional = dataset, check, conditional
         self.transform = transform
         self.num_rows = len(dataset)
-        #: the rows of the data that are this stream's (``None``: all, in order)
+        #: the rows of the data that are this stream's; ``None`` for all, in order
         self.rows: Optional[np.ndarray] = None
         self._scan = _Scan() if isinstance(dataset, _ArrayRows) else None
 

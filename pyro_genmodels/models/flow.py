@@ -51,7 +51,7 @@ class NICE(zuko.flows.NICE):
     zuko's ``NICE`` (and ``RealNVP``, the same class) defaults to affine couplings, i.e.
     RealNVP; here its couplings get zuko's ``AdditiveTransform`` as the univariate map,
     so each one is :math:`y_b = x_b + m(x_a; c)`, :math:`y_a = x_a`, volume preserving
-    (log |det J| = 0 exactly). The last transform (towards the base) is the scaling
+    (:math:`\log|\det J| = 0` exactly). The last transform (towards the base) is the scaling
     :math:`z = \exp(s) \odot y`: zuko's ``MonotonicAffineTransform`` with its shift fixed
     at 0 and one learnable scale per feature (not conditioned on ``c``), so
     :math:`\log|\det J| = \sum_d s_d`. zuko soft-clips the log-scale,

@@ -151,3 +151,22 @@ def test_pandas_frames_in_every_numeric_dtype_and_clear_refusals():
     texts = raw.assign(name="x").iloc[:, 1:]
     with pytest.raises(TypeError, match="column 'name' has dtype .*; expected numbers"):
         pgm.Gaussian(3).fit(texts, method="mle", progress=False)
+
+
+@pytest.mark.parametrize("method,extra", [("nuts", {}), ("nuts", {"sampler": "fused"}),
+                                          ("chees", {})])
+def test_posterior_sampling_is_equivariant_under_a_change_of_units(method, extra, wine):
+    """The samplers take their coordinates from the program in ``param_units`` (column
+    sds), so wine's columns in units of 1e-4 (priors scaled alike) are the same chains:
+    draws a times the unit-1 draws, to 1e-6 sds (rounding only). Before, the chains
+    started 0.5 absolute units apart and adapted from a unit mass matrix: at 1e-4,
+    200 + 200 NUTS steps took 558 s (not 5.8) and ended with R-hat 2.8."""
+    train = wine[0][:, :3]
+    draws = []
+    for a in (1.0, 1e-4):
+        fit = pgm.Gaussian(3, prior_scale=1000.0 * a).double().fit(
+            train * a, method=method, num_samples=20, warmup_steps=20, num_chains=2,
+            seed=0, progress=False, **extra)
+        draws.append(fit.posterior["loc"] / a)
+    sd = train.std(0)
+    assert ((draws[1] - draws[0]).abs() / sd).max() < 1e-6

@@ -24,7 +24,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from . import distributed
 from .distributed import rank_seed
-from .objectives import GenerativeModel, traced_execution
+from .objectives import GenerativeModel, program_in_units, traced_execution
 from .samplers import ChainResult, LogDensity, _validate_common
 
 #: The per-draw statistics of every posterior path (``nuts``, ``hmc``, ``chees``), the
@@ -95,7 +95,7 @@ def _enumeration(model: GenerativeModel) -> Dict[str, Any]:
 
 def _initial_params(model: GenerativeModel, x: torch.Tensor, c, num_chains: int,
                     jitter: float) -> List[Dict[str, torch.Tensor]]:
-    _, _, transforms, _ = initialize_model(model.model, model_args=(x,),
+    _, _, transforms, _ = initialize_model(program_in_units(model, x), model_args=(x,),
                                            model_kwargs={"c": c})
     init = model.init_values(x)
     chains = []
@@ -249,10 +249,12 @@ def sample_posterior(model, x: torch.Tensor, c: Optional[torch.Tensor], *, kerne
                   jit_compile=_jit(opts.jit_compile, model), ignore_jit_warnings=True,
                   **_enumeration(model))
 
+    program = program_in_units(model, x)
+
     def make_kernel():
         if kernel == "nuts":
-            return RecordedNUTS(model.model, max_tree_depth=opts.max_tree_depth, **common)
-        return CappedHMC(model.model, trajectory_length=opts.trajectory_length, **common)
+            return RecordedNUTS(program, max_tree_depth=opts.max_tree_depth, **common)
+        return CappedHMC(program, trajectory_length=opts.trajectory_length, **common)
 
     group = distributed.current() if getattr(opts, "distributed", False) else None
     return _run(make_kernel, model, x, c=c, num_samples=opts.num_samples,

@@ -189,6 +189,17 @@ class InUnits(Messenger):
             msg["fn"] = _Supported(fn, _InUnits(support, self.units[msg["name"]]))
 
 
+def program_in_units(model: GenerativeModel, x: torch.Tensor) -> Callable[..., Any]:
+    """``model.model`` with its :meth:`param_units` sites seen in those units
+    (:class:`InUnits`), for the samplers that take their coordinates from the program
+    (Pyro's NUTS / HMC, the fused potential): the chains' unconstrained coordinates,
+    their start's jitter and the step size before the mass matrix adapts then do not
+    depend on the data's units. The density is the model's (up to the constant log-unit
+    Jacobian); the draws are the model's parameters."""
+    units = model.param_units(x)
+    return InUnits(units)(model.model) if units else model.model
+
+
 def make_guide(model: GenerativeModel, program: Callable[..., Any],
                auto_cls: Optional[Callable[..., AutoGuide]] = None, *,
                units: Optional[Dict[str, torch.Tensor]] = None, **auto_kwargs: Any

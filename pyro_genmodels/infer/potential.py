@@ -43,7 +43,7 @@ from pyro.infer.mcmc.util import initialize_model
 from .chees import chees
 from .mcmc import _enumeration, _jit
 from .nuts import nuts
-from .objectives import GenerativeModel, traced_execution
+from .objectives import GenerativeModel, program_in_units, traced_execution
 from .samplers import value_and_grad
 from .simplify import count_ops, simplify
 
@@ -68,8 +68,10 @@ class FusedPotential:
         self.model, self.x, self.c = model, x, c
         self._enum_kwargs = enum_kwargs
         self.sites: Tuple[str, ...] = tuple(model.global_sites)
+        # the coordinates: Pyro's bijections, in the sites' units (program_in_units)
         _, self._pyro_potential, inverse, _ = initialize_model(
-            model.model, model_args=(x,), model_kwargs={"c": c}, **enum_kwargs)
+            program_in_units(model, x), model_args=(x,), model_kwargs={"c": c},
+            **enum_kwargs)
         #: unconstrained -> constrained, per site
         self.transforms = {s: inverse[s].inv for s in self.sites}
         # the priors, built without argument validation: a diverging trajectory's

@@ -190,7 +190,7 @@ class InUnits(Messenger):
 
 
 def program_in_units(model: GenerativeModel, x: torch.Tensor) -> Callable[..., Any]:
-    """``model.model`` with its :meth:`param_units` sites seen in those units
+    """``model.model`` with its ``param_units`` sites seen in those units
     (:class:`InUnits`), for the samplers that take their coordinates from the program
     (Pyro's NUTS / HMC, the fused potential): the chains' unconstrained coordinates,
     their start's jitter and the step size before the mass matrix adapts then do not

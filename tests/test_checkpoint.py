@@ -91,6 +91,8 @@ def test_the_checkpoint_directory_is_made_and_tried_before_the_first_step(tmp_pa
     assert sorted(p.name for p in target.iterdir()) == [ckpt.FILE]
 
 
+# skipped as root (CI runs as root): root writes into a read-only directory, so the
+# probe succeeds; the monkeypatched test below covers the same refusal everywhere
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
                     reason="root writes into read-only directories")
 def test_a_read_only_checkpoint_directory_fails_before_the_first_step(tmp_path):

@@ -126,10 +126,14 @@ def _models():
             (pgm.Gaussian(3, covariance=torch.eye(3)).double(), x3),
             (pgm.GaussianMixture(2, 2).double(), clusters),
             (pgm.GaussianMixture(2, 3, covariance_type="diag").double(), clusters),
-            (tokens[0], tokens[1])]
+            (tokens[0], tokens[1]),
+            # the mixture of tests/test_diagnostics.py's SBC, whose Pyro-NUTS run this
+            # equality stands in for
+            (pgm.GaussianMixture(1, 2, covariance_type="diag", prior_scale=1.0,
+                                 prior_concentration=5.0).double(), clusters[:30, :1])]
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_the_fused_potential_is_pyros_value_and_gradient(case):
     model, x = _models()[case]
     pot = FusedPotential(model, x, None, **_enumeration(model))

@@ -170,29 +170,22 @@ def test_chees_on_the_mixture_is_calibrated():
     assert res.passed, res.table
 
 
-@pytest.mark.cost(930)
-@pytest.mark.slow  # 200 Pyro NUTS fits of the enumerated mixture: about 20 minutes on one core
-@pytest.mark.timeout(2400)
-def test_nuts_on_the_mixture_is_calibrated():
-    """As above, for Pyro's NUTS (``method="nuts"``, the reference path) on the same
-    mixture: one chain of 120 draws (warmup 100) per replicate, thinned to 39, 20 bins.
-    Measured: p = 0.84, 0.30, 0.32, 0.36; 1340 s on one core beside another job."""
-    model = pgm.GaussianMixture(1, 2, covariance_type="diag", prior_scale=1.0,
-                                prior_concentration=5.0)
-    res = sbc(model, "nuts", num_replicates=200, num_data=30, num_draws=39, num_bins=20,
-              statistics=_sorted_components, num_samples=120, warmup_steps=100,
-              num_chains=1)
-    assert set(res.ranks) == {"loc_lower", "loc_upper", "scale_lower", "weight_lower"}
-    assert res.passed, res.table
-
-
 @pytest.mark.cost(270)
 @pytest.mark.slow  # 200 fused NUTS fits of the enumerated mixture: about 9 minutes on one core
 @pytest.mark.timeout(1500)
 def test_fused_nuts_on_the_mixture_is_calibrated():
-    """As above, for NUTS on the fused potential (``sampler="fused"``: the value and
-    gradient as one traced graph). Measured: p = 0.94, 0.71, 0.78, 0.87; 504 s on one
-    core."""
+    """Talts et al. (2018) for NUTS on the same mixture, on the fused potential
+    (``sampler="fused"``: the value and gradient as one traced graph): one chain of 120
+    draws (warmup 100) per replicate, thinned to 39, 20 bins. Measured: p = 0.94, 0.71,
+    0.78, 0.87; 504 s on one core.
+
+    Pyro's NUTS (``method="nuts"``, the reference path) passed the same test (p = 0.84,
+    0.30, 0.32, 0.36) but took 930-1000 s of CI's 24-minute slow suite, and it added
+    nothing this test and two exact ones leave open: the target here is Pyro's own
+    potential (every fit checks the fused value against it, and
+    ``test_chees::test_the_fused_potential_is_pyros_value_and_gradient`` asserts, for
+    this model, the value to 1e-10 and the gradient to 1e-8), and Pyro's NUTS kernel, as the package drives
+    it, is calibrated on the Gaussian above. So it is no longer run."""
     model = pgm.GaussianMixture(1, 2, covariance_type="diag", prior_scale=1.0,
                                 prior_concentration=5.0)
     res = sbc(model, "nuts", num_replicates=200, num_data=30, num_draws=39, num_bins=20,

@@ -10,7 +10,7 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Iterable, Literal, Mapping, overload
+from typing import Any, Iterable, List, Literal, Mapping, Optional, overload
 
 import numpy as np
 import torch
@@ -85,6 +85,14 @@ def _is_pandas(data: Any) -> bool:
     """A pandas DataFrame or Series (pandas itself is not imported to ask)."""
     module = type(data).__module__
     return (module == "pandas" or module.startswith("pandas.")) and hasattr(data, "dtypes")
+
+
+def column_names(data: Any) -> Optional[List[str]]:
+    """The column names of a pandas DataFrame (as strings), else ``None``: a fit records
+    them (``fit.info["columns"]``) for ArviZ's coordinates and the CLI's CSV header."""
+    if not _is_pandas(data) or not hasattr(data, "columns"):
+        return None
+    return [str(c) for c in data.columns]
 
 
 def _from_pandas(data: Any, name: str) -> np.ndarray:

@@ -12,11 +12,20 @@ Groups:
 * ``sample_stats``: MCMC per-draw ``diverging``, ``step_size``, ``lp``.
 * ``observed_data``: the training data ``x``.
 * ``optimization``: the loss trace ``loss`` over ``step`` (optimized fits).
+
+Dimensions are named by the family (:meth:`~pyro_genmodels.GenerativeModel.arviz_dims`):
+``x`` is ``(row, column)`` (sequences: ``(row, position)``), its log-likelihood ``(row,)``,
+and the sites ``column``, ``component``, ``latent``, ... ``column`` is labelled with the
+data's column names where the fit knows them (a DataFrame's columns, a CSV header), the
+n-gram's ``token`` and ``context`` with its vocabulary. With one column, the
+log-likelihood is ``(row, column)`` too, so that ``az.loo_pit`` and ``az.plot_loo_pit``
+pair each observation with its own log-likelihood; with several, :func:`loo_log_weights`
+gives them the row's weights for every column.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +33,38 @@ import torch
 
 def _np(d: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in d.items()}
+
+
+def _coords(fit, dims: Dict[str, Tuple[str, ...]], shapes: Dict[str, Tuple[int, ...]]
+            ) -> Dict[str, Any]:
+    """Labels of the named dimensions: the family's, the column names the fit recorded
+    (if there are as many as columns), and positions for the rest."""
+    labels: Dict[str, Any] = dict(fit.model.arviz_coords())
+    columns = fit.info.get("columns")
+    sizes: Dict[str, int] = {}
+    for name, shape in shapes.items():
+        for dim, size in zip(dims.get(name, ()), shape):
+            sizes[dim] = size
+    for dim, size in sizes.items():
+        given = columns if dim in ("column", "column_bis") else labels.get(dim)
+        labels[dim] = list(given) if given is not None and len(given) == size else np.arange(size)
+    return labels
+
+
+def _dataset(data: Dict[str, np.ndarray], dims: Dict[str, Tuple[str, ...]], coords,
+             *, sampled: bool):
+    """One group: ``sampled`` variables lead with ``(chain, draw)``."""
+    import arviz as az
+
+    lead = 2 if sampled else 0
+    for name, value in data.items():
+        named = dims.get(name)
+        if named is not None and len(named) != value.ndim - lead:
+            raise ValueError(f"arviz_dims names {len(named)} dimensions for {name!r} "
+                             f"({named}), but its values have shape {value.shape[lead:]}")
+    used = {k: list(v) for k, v in dims.items() if k in data}
+    return az.dict_to_dataset(data, coords=coords, dims=used,
+                              default_dims=None if sampled else [])
 
 
 def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_size: int = 20_000_000):
@@ -49,32 +90,50 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
     }
     if fit.seed is not None:
         attrs["seed"] = int(fit.seed)
-    groups: Dict[str, Any] = {}
+    model, site = fit.model, fit.model.observed_site
+    dims = dict(model.arviz_dims())
+    data_dims = dims.get(site, ())
+    sampled: Dict[str, Dict[str, np.ndarray]] = {}
+    observed = fit.data
     if fit.point is not None:
-        point = {**fit.point, **fit.model.derived(fit.point)}
+        point = {**fit.point, **model.derived(fit.point)}
         if point:  # a network's weights are not posterior variables: they stay in the fit
-            groups["posterior"] = {k: v[None, None] for k, v in _np(point).items()}
+            sampled["posterior"] = {k: v[None, None] for k, v in _np(point).items()}
         attrs["point_estimate"] = fit.method
     else:
         chains, draws = next(iter(fit.posterior.values())).shape[:2]
         flat = fit.posterior_samples()
         derived = {k: v.reshape((chains, draws) + v.shape[1:])
-                   for k, v in fit.model.derived(flat).items()}
-        groups["posterior"] = _np({**fit.posterior, **derived})
+                   for k, v in model.derived(flat).items()}
+        sampled["posterior"] = _np({**fit.posterior, **derived})
         if fit.data is not None:
-            groups["log_likelihood"] = {fit.model.observed_site:
-                                        fit.pointwise_log_likelihood().cpu().numpy()}
+            ll = fit.pointwise_log_likelihood().cpu().numpy()
+            sampled["log_likelihood"] = {site: ll}
             size = chains * draws * fit.data.numel()
             if posterior_predictive and size <= max_predictive_size:
                 with torch.no_grad():
-                    rep = fit.model.replicate_given(flat, fit.data.shape[0])
-                groups["posterior_predictive"] = {fit.model.observed_site: rep.reshape(
+                    rep, observed = model.replicate_given(flat, fit.data)
+                sampled["posterior_predictive"] = {site: rep.reshape(
                     (chains, draws) + rep.shape[1:]).cpu().numpy()}
         if fit.sample_stats:
-            groups["sample_stats"] = _np(fit.sample_stats)
-    if fit.data is not None:
-        groups["observed_data"] = {fit.model.observed_site: fit.data.cpu().numpy()}
-    idata = az.from_dict(**groups, attrs=attrs)
+            sampled["sample_stats"] = _np(fit.sample_stats)
+    plain = {} if observed is None else {"observed_data": {site: observed.cpu().numpy()}}
+    shapes = {k: v.shape[2:] for g in sampled.values() for k, v in g.items()}
+    shapes.update({k: v.shape for g in plain.values() for k, v in g.items()})
+    coords = _coords(fit, dims, shapes)
+    groups = {name: _dataset(data, dims, coords, sampled=True)
+              for name, data in sampled.items() if name != "log_likelihood"}
+    groups.update({name: _dataset(data, dims, coords, sampled=False)
+                   for name, data in plain.items()})
+    if "log_likelihood" in sampled:
+        # one value per row; with one column also per column, as loo_pit pairs them
+        ll = sampled["log_likelihood"][site]
+        one = observed is not None and all(n == 1 for n in observed.shape[1:])
+        if one and observed is not None:
+            ll = ll.reshape(ll.shape + observed.shape[1:])
+        groups["log_likelihood"] = _dataset(
+            {site: ll}, {site: data_dims if one else data_dims[:1]}, coords, sampled=True)
+    idata = az.InferenceData(attrs=attrs, **groups)
     if fit.losses:
         idata.add_groups(
             {"optimization": xr.Dataset({"loss": ("step", np.asarray(fit.losses))},
@@ -82,3 +141,29 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
                                                "(negative log joint / negative ELBO)"})},
             warn_on_custom_groups=False)
     return idata
+
+
+def loo_log_weights(idata, var_name: str = "x"):
+    r"""PSIS-LOO log weights of every posterior draw for every observed value:
+    ``(row, ..., __sample__)``, for ``az.loo_pit(idata, y=var_name, log_weights=...)`` and
+    ``az.plot_loo_pit`` where a row has several values (columns, positions).
+
+    Leaving row :math:`i` out reweights the draws by :math:`1 / p(x_i \mid \phi_s)`,
+    smoothed by PSIS (``az.psislw``, with the relative efficiency ``az.loo`` uses); every
+    value of the row shares its row's weights, so the LOO-PIT of column :math:`j` is
+    :math:`P(\tilde x_{ij} \le x_{ij} \mid x_{-i})` under the LOO predictive of the
+    whole row.
+    """
+    import arviz as az
+
+    # as az.loo_pit computes the weights of a variable with one value per observation
+    ll = idata.log_likelihood[var_name].stack(__sample__=("chain", "draw"))
+    posterior = idata.posterior
+    n_samples = ll.sizes["__sample__"]
+    ess = az.ess(posterior, method="mean")
+    reff = (np.hstack([ess[v].values.flatten() for v in ess.data_vars]).mean() / n_samples
+            if posterior.sizes["chain"] > 1 else 1.0)
+    weights = az.psislw(-ll, reff=reff)[0]
+    observed = idata.observed_data[var_name]
+    extra = {d: observed.sizes[d] for d in observed.dims if d not in weights.dims}
+    return weights.expand_dims(extra).transpose(*observed.dims, "__sample__").values

@@ -37,7 +37,8 @@ from torch.distributions import biject_to
 from pyro.nn import PyroModule
 
 from ._rng import check_seed, seeded, serialized
-from ._validation import as_data, check_device, check_method, column_moments, positive_int
+from ._validation import (as_data, check_device, check_method, column_moments, column_names,
+                          positive_int)
 from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
 from .infer import distributed, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout
@@ -179,6 +180,19 @@ class GenerativeModel(PyroModule):
         whatever units the columns come in. None by default (unit-free sites)."""
         return {}
 
+    def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
+        """The names of the dimensions after ``(chain, draw)`` of the variables that
+        :meth:`Fit.to_arviz` writes: the data (``observed_site``, in ``observed_data`` and
+        ``posterior_predictive``; its ``log_likelihood`` keeps the first, the row), the
+        global sites and :meth:`derived`. ``column`` is labelled with the data's column
+        names where the fit knows them (a DataFrame's, a CSV header)."""
+        return {self.observed_site: ("row", "column")}
+
+    def arviz_coords(self) -> Dict[str, List[str]]:
+        """Labels of the dimensions in :meth:`arviz_dims` that are not plain positions
+        (a vocabulary's tokens); the others are numbered from 0."""
+        return {}
+
     def distribution(self, params: Dict[str, torch.Tensor],
                      c: Optional[torch.Tensor] = None) -> torch.distributions.Distribution:
         """The density hook: p(x | phi[, c]) as a torch distribution with event shape
@@ -213,11 +227,15 @@ class GenerativeModel(PyroModule):
         (no ``global_sites``): the program's ``weight_prior`` factor, which ``map`` adds."""
         raise NotImplementedError(f"{type(self).__name__} has no network weight prior")
 
-    def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
-        """One replicated data set per draw of phi (batch ``(S,)``): ``(S, num_data, dim)``."""
+    def replicate_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The posterior predictive: one replicate of the training data ``x`` ``(N, ...)``
+        per draw of phi (batch ``(S,)``), ``(S, N, ...)``, and ``x`` as it is compared
+        with them, of the same trailing shape (ArviZ's ``posterior_predictive`` and
+        ``observed_data``)."""
         num = next(iter(params.values())).shape[0]
-        return torch.stack([self.sample_given({k: v[s] for k, v in params.items()}, num_data)
-                            for s in range(num)])
+        return torch.stack([self.sample_given({k: v[s] for k, v in params.items()}, x.shape[0])
+                            for s in range(num)]), x
 
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
         """Refuse data that ``method`` cannot fit (e.g. a singular MLE), before any work."""
@@ -396,7 +414,11 @@ class GenerativeModel(PyroModule):
             fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
                                      seed=used_seed, device=device)
             work = model.working_copy(fit_data.x)
-            return model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
+            fit = model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
+        names = column_names(data)  # a DataFrame's: ArviZ's coordinates, the CLI's header
+        if names is not None and x.dim() == 2 and len(names) == x.shape[1]:
+            fit.info["columns"] = names
+        return fit
 
     def _fit_with(self, engine: Engine, work: "GenerativeModel", fit_data: Data, opts: Any,
                   method: str, seed: int, progress: bool) -> Fit:

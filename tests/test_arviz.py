@@ -86,3 +86,102 @@ def test_pyro_chain_statistics_keep_a_float64_models_precision(method):
     for name in ("lp", "step_size", "acceptance_rate", "energy"):
         assert fit.sample_stats[name].dtype == torch.float64, name
     assert fit.to_arviz().sample_stats["lp"].dtype == np.float64
+
+
+# ------------------------------------------------------- named dimensions and LOO-PIT
+def test_dimensions_are_named_and_a_dataframes_columns_label_them(tmp_path):
+    """``x`` is (row, column), its log-likelihood (row,); the sites say what they index;
+    a DataFrame's column names label ``column`` (also after save / load), so the summary
+    reads ``loc[alcohol]``."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame.iloc[:60, :3]
+    names = list(frame.columns)
+    fit = pgm.Gaussian(3).fit(frame, method="nuts", seed=0, progress=False,
+                              num_samples=20, warmup_steps=20, num_chains=2)
+    assert fit.info["columns"] == names
+    fit.save(tmp_path / "f")
+    for idata in (fit.to_arviz(), pgm.load(tmp_path / "f").to_arviz()):
+        post = idata.posterior
+        assert post["loc"].dims == ("chain", "draw", "column")
+        assert post["corr_cholesky"].dims == ("chain", "draw", "column", "column_bis")
+        assert list(post["loc"].coords["column"].values) == names
+        assert idata.observed_data["x"].dims == ("row", "column")
+        assert idata.posterior_predictive["x"].dims == ("chain", "draw", "row", "column")
+        assert idata.log_likelihood["x"].dims == ("chain", "draw", "row")
+        assert list(az.summary(idata, var_names=["loc"]).index) == \
+            [f"loc[{n}]" for n in names]
+    mix = pgm.GaussianMixture(2, 3).fit(torch.randn(40, 2), method="vi", seed=0,
+                                        progress=False, num_steps=20).to_arviz()
+    assert mix.posterior["locs"].dims == ("chain", "draw", "component", "column")
+    assert mix.posterior["weights"].sizes["component"] == 3
+    ppca = pgm.PPCA(3, 1).fit(torch.randn(40, 3), method="mle", seed=0, progress=False,
+                              num_steps=5).to_arviz()
+    assert ppca.posterior["W"].dims == ("chain", "draw", "column", "latent")
+    assert ppca.observed_data["x"].dims == ("row", "column")
+    # a tensor has no names: the columns are numbered
+    assert list(mix.posterior["locs"].coords["column"].values) == [0, 1]
+
+
+def test_one_columns_loo_pit_is_arvizs_own_and_several_take_the_rows_weights(fits):
+    """With one column ArviZ's ``loo_pit`` runs as it is (the log-likelihood is (row,
+    column)); ``loo_log_weights`` gives the same weights, and with several columns
+    broadcasts each row's weights over them: column j's LOO-PIT is then ArviZ's on a
+    one-column InferenceData of column j with the row's log-likelihood. A well-specified
+    model's LOO-PIT is close to uniform (Kolmogorov-Smirnov)."""
+    from scipy import stats
+
+    from pyro_genmodels.arviz import loo_log_weights
+
+    x = torch.randn(80, 1, generator=torch.Generator().manual_seed(1))
+    one = pgm.Gaussian(1).fit(x, method="nuts", seed=0, progress=False, num_samples=100,
+                              warmup_steps=100, num_chains=2).to_arviz()
+    assert one.log_likelihood["x"].dims == ("chain", "draw", "row", "column")
+    pit = np.asarray(az.loo_pit(one, y="x"))
+    assert pit.shape == (80, 1)
+    np.testing.assert_array_equal(pit, np.asarray(
+        az.loo_pit(one, y="x", log_weights=loo_log_weights(one))))
+    assert az.loo(one)["n_data_points"] == 80
+    _, f = fits
+    two = f["nuts"].to_arviz()
+    weights = loo_log_weights(two)
+    assert weights.shape == (150, 2, 300)
+    pit2 = np.asarray(az.loo_pit(two, y="x", log_weights=weights))
+    for j in range(2):
+        column = az.InferenceData(
+            posterior=two.posterior, observed_data=two.observed_data.isel(column=[j]),
+            posterior_predictive=two.posterior_predictive.isel(column=[j]),
+            log_likelihood=two.log_likelihood.expand_dims(column=[j], axis=-1))
+        np.testing.assert_allclose(pit2[:, j], np.asarray(az.loo_pit(column, y="x"))[:, 0])
+        assert stats.kstest(pit2[:, j], "uniform").pvalue > 1e-3
+    assert stats.kstest(pit[:, 0], "uniform").pvalue > 1e-3
+
+
+def test_sequence_replicates_and_observed_rows_have_one_width():
+    """The posterior predictive of a sequence model and its observed rows share (row,
+    position), the rows padded with the end id: what az.plot_ppc compares."""
+    from pyro_genmodels.models.sequence import NGram
+
+    model = NGram(2)
+    fit = model.fit(["abcab", "abba", "cabbac", "ab"], method="nuts", seed=0,
+                    progress=False, num_samples=10, warmup_steps=10, num_chains=2)
+    idata = fit.to_arviz()
+    observed, rep = idata.observed_data["x"], idata.posterior_predictive["x"]
+    assert observed.dims == ("row", "position") and rep.dims[2:] == observed.dims
+    assert rep.shape[2:] == observed.shape == (4, 64)
+    np.testing.assert_array_equal(observed.values[:, :7], fit.data.numpy())
+    assert (observed.values[:, 7:] == fit.model.end_id).all()
+    probs = idata.posterior["probs"]
+    assert probs.dims == ("chain", "draw", "context", "token")
+    assert list(probs.coords["token"].values) == ["a", "b", "c", "<end>"]
+    assert list(probs.coords["context"].values) == ["a", "b", "c", "<start>"]
+    ax = az.plot_ppc(idata, num_pp_samples=5)
+    assert ax is not None
+
+
+def test_dimensions_that_do_not_fit_the_values_are_a_clear_error(fits, monkeypatch):
+    _, f = fits
+    monkeypatch.setattr(pgm.Gaussian, "arviz_dims",
+                        lambda self: {"x": ("row", "column"), "loc": ("column", "extra")})
+    with pytest.raises(ValueError, match=r"arviz_dims names 2 dimensions for 'loc'"):
+        f["nuts"].to_arviz()

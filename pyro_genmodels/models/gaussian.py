@@ -201,14 +201,20 @@ class Gaussian(GenerativeModel):
                 f"the likelihood has no maximum. Use method='map' or drop the redundant "
                 f"columns.")
 
-    def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
-        return self.distribution(params).sample((num_data,)).transpose(0, 1)
+    def replicate_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """All draws at once: ``(S, N, dim)``, and ``x``."""
+        return self.distribution(params).sample((x.shape[0],)).transpose(0, 1), x
 
     def derived(self, params: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         loc = params["loc"]
         tril = self._scale_tril(params)
         cov = tril @ tril.transpose(-1, -2)
         return {"covariance_matrix": cov.expand(loc.shape[:-1] + cov.shape[-2:])}
+
+    def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
+        return {**super().arviz_dims(), "loc": ("column",), "scale": ("column",),
+                "corr_cholesky": ("column", "column_bis"), "covariance_matrix": ("column", "column_bis")}
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "covariance": self.covariance, "prior_scale": self.prior_scale}

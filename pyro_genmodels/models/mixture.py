@@ -464,6 +464,12 @@ class GaussianMixture(GenerativeModel):
             cov = torch.diag_embed(params["scales"] ** 2)
         return {"covariances": cov}
 
+    def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
+        matrix = ("component", "column", "column_bis")
+        return {**super().arviz_dims(), "weights": ("component",),
+                "locs": ("component", "column"), "scales": ("component", "column"),
+                "corr_cholesky": matrix, "covariances": matrix}
+
     # ------------------------------------------------------------------ engine hooks
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
         if x.shape[0] < self.n_components:

@@ -38,7 +38,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -209,6 +209,10 @@ class PPCA(GenerativeModel):
         if self.standardize:
             cov = self.x_scale[:, None] * cov * self.x_scale
         return {"covariance_matrix": cov}
+
+    def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
+        return {**super().arviz_dims(), "W": ("column", "latent"), "loc": ("column",),
+                "sigma": (), "covariance_matrix": ("column", "column_bis")}
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "latent_dim": self.latent_dim, "prior_scale": self.prior_scale,

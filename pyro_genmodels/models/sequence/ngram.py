@@ -16,7 +16,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -27,13 +27,17 @@ from ...base import Capabilities, register
 from ...infer.engines import ChEESEngine, Data, Engine, MCMCEngine, NoOptions, VIEngine
 from ...infer.loop import FitResult
 from .sampling import SequenceFit, generate
-from .tokens import SequenceModel
+from .tokens import END, SequenceModel
 
 __all__ = ["MAX_TABLE_ENTRIES", "NGram", "fit_ngram_closed_form"]
 
 #: the most entries an n-gram table may have, V**order (contexts x outcomes); 2**26, so
 #: that the counts (int64) and the probabilities (float64) take 512 MiB each
 MAX_TABLE_ENTRIES = 2 ** 26
+#: the most contexts ``to_arviz`` labels with their tokens (more are numbered)
+MAX_LABELLED_CONTEXTS = 100_000
+#: how the start of a sequence is shown in a context's label
+START = "<start>"
 #: the largest order whose table fits for the smallest vocabulary (one token, so V = 2)
 MAX_ORDER = MAX_TABLE_ENTRIES.bit_length() - 1
 
@@ -250,6 +254,25 @@ class NGram(SequenceModel):
 
     def num_params(self) -> int:
         return self.num_contexts * (self.num_outcomes - 1)
+
+    def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
+        return {**super().arviz_dims(), "probs": ("context", "token")}
+
+    def arviz_coords(self) -> Dict[str, List[str]]:
+        """``token``: the vocabulary and ``<end>``; ``context``: the previous ``order - 1``
+        tokens, oldest first, ``<start>`` before the sequence (numbered instead when
+        there are more than ``MAX_LABELLED_CONTEXTS``)."""
+        V = self.num_outcomes
+        names = ([str(i) for i in range(V - 1)] if self.token_mode
+                 else list(self.vocab or ""))
+        coords = {"token": names + [END]}
+        n = self.order - 1
+        if self.num_contexts <= MAX_LABELLED_CONTEXTS:
+            history = names + [START]
+            sep = " " if self.token_mode else ""
+            coords["context"] = [sep.join(history[(h // V ** (n - 1 - j)) % V]
+                                          for j in range(n)) for h in range(self.num_contexts)]
+        return coords
 
     def get_config(self) -> Dict[str, Any]:
         return {"order": self.order, "prior_concentration": self.prior_concentration,

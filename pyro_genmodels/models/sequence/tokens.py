@@ -376,11 +376,20 @@ class SequenceModel(GenerativeModel):
                      c: Optional[torch.Tensor] = None, **kwargs: Any) -> torch.Tensor:
         return generate(self, params, n, c, **kwargs)
 
-    def replicate_given(self, params: Dict[str, torch.Tensor], num_data: int) -> torch.Tensor:
-        num = next(iter(params.values())).shape[0]
-        return torch.stack([generate(self, {k: v[s].expand((num_data,) + v.shape[1:])
-                                            for k, v in params.items()}, num_data, None,
-                                     max_length=64) for s in range(num)])
+    def replicate_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Replicates of at least 64 tokens (as many as the longest training row if it is
+        longer), the training rows padded to that width with the end id: a replicate is
+        not cut at the longest training row's length."""
+        num, (n, length) = next(iter(params.values())).shape[0], x.shape
+        width = max(length, 64)
+        reps = torch.stack([generate(self, {k: v[s].expand((n,) + v.shape[1:])
+                                            for k, v in params.items()}, n, None,
+                                     max_length=width) for s in range(num)])
+        return reps, torch.cat([x, x.new_full((n, width - length), self.end_id)], 1)
+
+    def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
+        return {self.observed_site: ("row", "position")}
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: Any, *, method: str, c: Any = None, seed: Optional[int] = None,

@@ -324,6 +324,17 @@ def column_units(x: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(sd) & (sd > 0), sd, fallback)
 
 
+def constant_columns(x: torch.Tensor) -> torch.Tensor:
+    """``(D,)`` bool: the columns of ``x`` ``(N, D)`` that do not vary. Each column is
+    measured against its own magnitude (one huge column does not make the others look
+    constant) and in units of it (a column of tiny numbers is not a constant one), in
+    float64: constant to within ``x.dtype``'s epsilon. A single row is constant."""
+    x64 = x.double()
+    size = x64.abs().amax(0)
+    rel = (x64 / torch.where(size > 0, size, torch.ones_like(size))).std(0, correction=0)
+    return rel <= torch.finfo(x.dtype).eps
+
+
 def column_moments(x: torch.Tensor):
     """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them: an sd that
     is not finite or below 1e-8 (a constant column, a single row) is replaced by 1."""

@@ -36,7 +36,7 @@ from zuko.distributions import NormalizingFlow
 from zuko.lazy import UnconditionalTransform
 from zuko.transforms import AdditiveTransform, ComposedTransform, MonotonicAffineTransform
 
-from .._validation import positive_float, positive_int
+from .._validation import constant_columns, positive_float, positive_int
 from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
@@ -200,6 +200,24 @@ class Flow(GenerativeModel):
     # ------------------------------------------------------------------ engine hooks
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {}
+
+    def check_data_for(self, method: str, x: torch.Tensor) -> None:
+        """Refuse a constant column (every column, for a single row): a flow can
+        concentrate its density on that value without limit, so the likelihood has no
+        maximum and the fitted log p grows with the number of steps (a column at 2.5
+        beside two N(0, 1) ones: +4.9 nats per row after 300 steps, and climbing). The
+        weight prior of ``map`` does not bound it."""
+        constant = constant_columns(x)
+        if constant.any():
+            cols = constant.nonzero().flatten().tolist()
+            what = ("a single row makes every column constant" if x.shape[0] == 1 else
+                    f"column(s) {cols} are constant (first row: "
+                    f"{x[0, constant].tolist()})")
+            raise ValueError(
+                f"data cannot be fitted by a Flow: {what}, so the flow's density can "
+                f"concentrate on that value without limit (the likelihood has no maximum "
+                f"and log p would only measure how long it trained). Drop those columns, "
+                f"or model them apart.")
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "transform": self.transform,

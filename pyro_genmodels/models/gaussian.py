@@ -33,7 +33,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import as_data, column_units, positive_float
+from .._validation import as_data, column_units, constant_columns, positive_float
 from ..base import Capabilities, GenerativeModel, register
 
 
@@ -164,12 +164,7 @@ class Gaussian(GenerativeModel):
             return
         n = x.shape[0]
         x64 = x.double()
-        size = x64.abs().amax(0)
-        # each column against its own magnitude (not the widest column's: one huge
-        # column must not make the others look constant), in units of that magnitude so
-        # that a column of tiny numbers is not taken for a constant one
-        rel = (x64 / torch.where(size > 0, size, torch.ones_like(size))).std(0, correction=0)
-        constant = rel <= torch.finfo(x.dtype).eps
+        constant = constant_columns(x)
         tiny = ~constant & (x.std(0, correction=0) ** 2 < torch.finfo(x.dtype).tiny)
         if tiny.any():
             raise ValueError(

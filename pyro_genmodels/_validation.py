@@ -17,8 +17,8 @@ import torch
 
 
 def as_data(data: Any, *, dim: int | None = None, name: str = "data",
-            dtype: torch.dtype | None = None, device: torch.device | str | None = None
-            ) -> torch.Tensor:
+            dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+            one_row: bool = False) -> torch.Tensor:
     """Convert ``data`` to a finite floating tensor of shape ``(N, dim)``.
 
     Args:
@@ -31,6 +31,8 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
             and bfloat16, in which CPU linear algebra and training do not work) becomes
             ``torch.get_default_dtype()``.
         device: where the result lives.
+        one_row: also read a 1-D input of length ``dim`` as one row ``(1, dim)`` (a
+            condition ``c`` given once for every row).
 
     Raises:
         TypeError: non-numeric input (strings, objects, complex numbers).
@@ -70,8 +72,12 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
     t = _to(t, dtype, device, name)
     if t.dim() == 1 and dim == 1:
         t, given = t.unsqueeze(-1), given.unsqueeze(-1)
+    elif t.dim() == 1 and one_row and t.shape[0] == dim:
+        t, given = t.unsqueeze(0), given.unsqueeze(0)
     if t.dim() != 2:
         want = f"(N, {dim})" if dim is not None else "(N, D)"
+        if one_row and dim is not None:
+            want += f", or ({dim},) for one row"
         raise ValueError(f"{name} must be 2-D of shape {want}, got shape {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty: expected at least one row, got shape {tuple(t.shape)}")

@@ -265,7 +265,8 @@ class GenerativeModel(PyroModule):
                          device: torch.device | str | None = None,
                          dtype: torch.dtype | None = None) -> Optional[torch.Tensor]:
         """Check ``c`` against the model: ``None`` for unconditional models, else
-        ``(num_rows, context_dim)`` (one row is broadcast to all)."""
+        ``(num_rows, context_dim)``; one row, ``(1, context_dim)`` or ``(context_dim,)``,
+        is broadcast to all."""
         name = type(self).__name__
         if self.context_dim is None:
             if c is not None:
@@ -273,7 +274,8 @@ class GenerativeModel(PyroModule):
             return None
         if c is None:
             raise ValueError(f"{name} is conditional: pass c of shape (N, {self.context_dim})")
-        c = as_data(c, dim=self.context_dim, name="c", device=device, dtype=dtype)
+        c = as_data(c, dim=self.context_dim, name="c", device=device, dtype=dtype,
+                    one_row=True)
         if c.shape[0] == 1 and num_rows > 1:
             c = c.expand(num_rows, -1)
         if c.shape[0] != num_rows:
@@ -352,7 +354,8 @@ class GenerativeModel(PyroModule):
         Args:
             data: ``(N, dim)`` tensor or array-like.
             method: one of ``self.capabilities.methods``.
-            c: ``(N, context_dim)`` conditioning values, for conditional models.
+            c: ``(N, context_dim)`` conditioning values, for conditional models (one row,
+                ``(context_dim,)``, for every row).
             seed: makes the fit reproducible; ``None`` draws a fresh one (kept in
                 ``Fit.seed``); with ``resume=``, ``None`` takes the seed the checkpoint
                 was made with, and another seed is a ``ValueError``. The caller's global

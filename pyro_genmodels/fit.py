@@ -356,8 +356,9 @@ class Fit:
     def sample(self, n: int, *, c: Any = None, seed: Optional[int] = None) -> torch.Tensor:
         """``n`` draws of x, shape ``(n, dim)``; for posterior fits from the posterior
         predictive (each row uses a uniformly drawn posterior draw). Conditional models
-        take ``c`` of shape ``(n, context_dim)`` or ``(1, context_dim)``. Drawn in chunks
-        of rows, as ``log_prob`` evaluates, into the one ``(n, dim)`` output."""
+        take ``c`` of shape ``(n, context_dim)``, or one row for all: ``(1, context_dim)``
+        or ``(context_dim,)``. Drawn in chunks of rows, as ``log_prob`` evaluates, into
+        the one ``(n, dim)`` output."""
         n = positive_int(n, "n")
         c = self._as_context(c, n)
         with seeded(seed):

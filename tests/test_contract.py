@@ -326,3 +326,26 @@ def test_seed_none_is_recorded_and_reproducible(name):
     b = fit_case(name, method, data, seed=a.seed)
     assert a.losses == b.losses
     assert torch.equal(case.score(a, data), case.score(b, data))
+
+
+ONE_ROW_CONTEXT = [p for p in PAIRS if isinstance(CASES[p[0]].sample_c, torch.Tensor)
+                   and CASES[p[0]].sample_c.is_floating_point()]
+
+
+@pytest.mark.parametrize("name,method", ONE_ROW_CONTEXT)
+def test_one_condition_may_be_given_as_a_vector(name, method):
+    """``c`` of shape ``(context_dim,)`` is one row for every row, as ``(1, context_dim)``:
+    the same draws under the same seed, the same log p; a vector of another length is
+    refused with both shapes it could have had."""
+    case = CASES[name]
+    fit = fitted(name, method)
+    row = case.sample_c
+    assert torch.equal(fit.sample(6, seed=3, c=row[0]), fit.sample(6, seed=3, c=row))
+    if case.log_prob_kind in ("exact", "bound"):
+        x = case.make_data(1).x[:5]
+        np.testing.assert_array_equal(fit.log_prob(x, c=row[0]).numpy(),
+                                      fit.log_prob(x, c=row.expand(5, -1)).numpy())
+    k = row.shape[1]
+    with pytest.raises(ValueError, match=rf"\(N, {k}\), or \({k},\) for one row, got shape "
+                                         rf"\({k + 1},\)"):
+        fit.sample(2, c=torch.zeros(k + 1))

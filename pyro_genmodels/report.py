@@ -243,11 +243,17 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
                                              f"chains mix"))
     if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
         observed = next(iter(idata["observed_data"].data_vars.values()))
-        per_column = ({"flatten": [observed.dims[0]]}  # one panel per column, rows pooled
-                      if observed.ndim == 2 and 1 < observed.shape[1] <= 4 else {})
+        # one panel per column (the first four), rows pooled: columns in different units
+        # pooled into one density would compare nothing; a sequence's tokens are pooled
+        by_column = observed.ndim == 2 and observed.dims[1] == "column" and observed.shape[1] > 1
+        shown = observed.coords["column"].values[:4] if by_column else []
+        per_column = ({"flatten": [observed.dims[0]], "coords": {"column": list(shown)}}
+                      if by_column else {})
         ax = az.plot_ppc(idata, num_pp_samples=50, random_seed=0, **per_column)
+        which = (f" (column{'s' if len(shown) > 1 else ''} "
+                 f"{', '.join(map(str, shown))})" if by_column else "")
         parts.append(image(_figure_of(ax, width=10, row_height=2.6), f"posterior predictive check of {title} "
-                                           f"{fit.method}: replicated data against the data"))
+                                           f"{fit.method}{which}: replicated data against the data"))
     if "log_likelihood" in idata.groups():
         loo = az.loo(idata, pointwise=True)
         fig, ax = plt.subplots(figsize=(6, 2.6))

@@ -108,3 +108,16 @@ def test_a_table_too_wide_for_the_page_is_shown_transposed():
     # a long text cell wraps (it is not counted at full length)
     prose = pd.DataFrame({"note": ["word " * 200]}, index=["a"])
     assert report.table_width(prose) < 400
+
+
+def test_the_posterior_predictive_check_has_a_panel_per_named_column():
+    """Columns in different units pooled into one density compare nothing: the check
+    shows the first four columns, each in its panel, labelled with the data's names."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame.iloc[:80, :6]  # raw: magnesium near 100
+    fit = pgm.Gaussian(6).fit(frame, method="nuts", seed=0, progress=False,
+                              num_samples=30, warmup_steps=30, num_chains=2)
+    html = report.posterior_diagnostics(fit, "wine")
+    names = ", ".join(frame.columns[:4])
+    assert f"posterior predictive check of wine nuts (columns {names})" in html

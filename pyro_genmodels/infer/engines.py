@@ -254,7 +254,9 @@ class PointEngine(Engine):
         if self.method == "mle":
             program = FlatPriors(model.prior_sites)(model.model)
         init = model.init_values(data.x) if model.global_sites else {}
-        guide, auto = make_guide(model, program, AutoDelta, units=model.param_units(data.x),
+        in_units = not (self.method == "mle" and model.starts_at_mle)
+        guide, auto = make_guide(model, program, AutoDelta,
+                                 units=model.param_units(data.x) if in_units else None,
                                  init_loc_fn=init_to_value(values=init))
         elbo = self.elbo(model, opts)
         loss = ELBOLoss(elbo, program, guide, data.x, data.c)

@@ -101,6 +101,25 @@ def column_names(data: Any) -> Optional[List[str]]:
     return [str(c) for c in data.columns]
 
 
+def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x") -> None:
+    """Refuse a DataFrame whose column names are not ``expected`` (the training columns,
+    ``fit.info["columns"]``) in that order: a density reads columns by position, so a
+    reordered frame would be scored as other quantities (raw wine with two columns
+    swapped: -450,762 per row instead of -10.47, silently). Nothing to check without
+    names on either side."""
+    given = column_names(data)
+    if given is None or expected is None or given == list(expected):
+        return
+    missing = [c for c in expected if c not in given]
+    extra = [c for c in given if c not in expected]
+    if not missing and not extra:
+        raise ValueError(f"{name}'s columns are the training columns in another order: "
+                         f"expected {list(expected)}, got {given}. Select them in the "
+                         f"training order: {name}[fit.info['columns']]")
+    raise ValueError(f"{name}'s columns are not the training columns: missing {missing}, "
+                     f"unexpected {extra} (expected {list(expected)})")
+
+
 def _from_pandas(data: Any, name: str) -> np.ndarray:
     """A pandas DataFrame or Series as an array, column by column: numbers and bools in
     any pandas dtype, the nullable ones (``Float64``, ``Int64``, ``boolean``: NumPy

@@ -351,8 +351,13 @@ def _cmd_report(args) -> int:
 
     heldout = None
     if args.heldout is not None:
-        heldout = _read_lines(args.heldout) if args.heldout.endswith(".txt") \
-            else _read_data(args.heldout)
+        if args.heldout.endswith(".txt"):
+            heldout = _read_lines(args.heldout)
+        else:  # a header names the columns: each fit checks them against its own
+            import pandas as pd
+
+            rows, names = _read_table(args.heldout)
+            heldout = rows if names is None else pd.DataFrame(rows, columns=names)
     _output_dir(args.out)
     try:
         index = from_runs(args.runs, args.out, heldout=heldout)

@@ -21,7 +21,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
 from ._rng import seeded, serialized
-from ._validation import check_device, positive_float, positive_int
+from ._validation import check_column_names, check_device, positive_float, positive_int
 
 if TYPE_CHECKING:  # base imports this module, not the reverse
     import arviz
@@ -429,6 +429,7 @@ class Fit:
         return self.model._anchor.device
 
     def _as_input(self, x: Any) -> torch.Tensor:
+        check_column_names(x, self.info.get("columns"))
         return self.model.validate_data(x, name="x", device=self._device,
                                         dtype=self.model._anchor.dtype)
 

@@ -297,3 +297,16 @@ def test_bad_arguments_fail_clearly():
                              progress=False)
     with pytest.raises(ValueError, match="columns"):
         fit.encode(torch.randn(4, 2))
+
+
+def test_num_params_leaves_out_the_rotation_of_w():
+    """AIC / BIC count what the data can identify: W up to a rotation R (q (q - 1) / 2
+    angles), the mean and sigma; the generic count, one per unconstrained coordinate of
+    the sites, is that plus the angles."""
+    from pyro_genmodels.base import GenerativeModel
+
+    for d, q in [(4, 2), (6, 1), (13, 3)]:
+        model = pgm.PPCA(d, q)
+        assert model.num_params() == d * q - q * (q - 1) // 2 + d + 1
+        assert GenerativeModel.num_params(model) - model.num_params() == q * (q - 1) // 2
+    assert pgm.PPCA(4, 2).num_params() == 12

@@ -230,6 +230,13 @@ class PPCA(GenerativeModel):
         units = column_units(x)
         return {"loc": units, "W": units[:, None]}
 
+    def num_params(self) -> int:
+        """The identifiable free parameters (for AIC / BIC): ``W`` less its rotation,
+        ``D q - q (q - 1) / 2`` (Tipping & Bishop 1999, section 2.2), plus ``loc`` (D)
+        and ``sigma`` (1). Counting every entry of ``W`` overcounted by q (q - 1) / 2."""
+        d, q = self.dim, self.latent_dim
+        return d * q - q * (q - 1) // 2 + d + 1
+
     def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
         return {**super().arviz_dims(), "W": ("column", "latent"), "loc": ("column",),
                 "sigma": (), "covariance_matrix": ("column", "column_bis")}

@@ -104,7 +104,8 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         - ``num_params`` (free scalar parameters k) and, for point fits, ``aic`` =
           2k - 2 log L and ``bic`` = k log N - 2 log L on the training data;
         - for posterior fits ``elpd_loo`` (total, as ArviZ reports it), ``elpd_loo_se``,
-          ``p_loo``, ``pareto_k_max`` (above 0.7 LOO is not trustworthy), ``loo_log_prob``
+          ``p_loo``, ``pareto_k_max`` (above ArviZ's ``good_k`` =
+          min(1 - 1 / log10(S), 0.7) for S draws, LOO is not trustworthy), ``loo_log_prob``
           (``elpd_loo`` per training point, comparable with ``heldout_log_prob``),
           ``elpd_waic``, ``elpd_waic_se``, ``p_waic``;
         - with ``bin_width``: ``bits_per_dim`` (a bound or an estimate as

@@ -29,7 +29,8 @@ from .base import Fit, GenerativeModel
 RHAT_MAX = 1.01
 #: the ESS below which a posterior summary is marked (Vehtari et al. 2021, 100 per chain)
 ESS_MIN = 400
-#: Pareto k above this makes LOO untrustworthy for that point (Vehtari et al. 2017)
+#: the largest Pareto k at which LOO is trusted, with many draws; with S draws ArviZ's
+#: threshold is min(1 - 1 / log10(S), 0.7) (Vehtari et al. 2024), which the report uses
 PARETO_K_MAX = 0.7
 
 #: shorter headers for the widest ``pgm.compare`` columns (the page must fit a laptop)
@@ -238,7 +239,7 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
     parts = []
     if fit.posterior is not None and next(iter(fit.posterior.values())).shape[0] > 1:
         axes = az.plot_rank(idata, var_names=names[:2])
-        parts.append(image(_figure_of(axes, width=10, row_height=2.4), f"rank plots of {', '.join(names)} for "
+        parts.append(image(_figure_of(axes, width=10, row_height=2.4), f"rank plots of {', '.join(names[:2])} for "
                                              f"{title} {fit.method}: uniform when the "
                                              f"chains mix"))
     if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
@@ -258,9 +259,12 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
         loo = az.loo(idata, pointwise=True)
         fig, ax = plt.subplots(figsize=(6, 2.6))
         az.plot_khat(loo, ax=ax, show_bins=True)
-        ax.set_title(f"{title} {fit.method}: PSIS-LOO Pareto k (> {PARETO_K_MAX}: untrusted)")
+        # ArviZ's threshold for S draws, min(1 - 1 / log10(S), 0.7) (Vehtari et al. 2024)
+        good_k = float(getattr(loo, "good_k", PARETO_K_MAX))
+        ax.set_title(f"{title} {fit.method}: PSIS-LOO Pareto k (> {good_k:.2f}: untrusted)")
         fig.tight_layout()
-        parts.append(image(fig, f"Pareto k of each training point for {title} {fit.method}"))
+        parts.append(image(fig, f"Pareto k of each training point for {title} {fit.method} "
+                                f"(untrusted above {good_k:.2f})"))
     summary = az.summary(idata, var_names=names)
     marks = pd.DataFrame(False, index=summary.index, columns=summary.columns)
     if "r_hat" in summary:

@@ -80,6 +80,10 @@ def test_report_of_saved_fits_from_the_command_line(tmp_path, capsys):
     for needle in ("rank plots", "posterior predictive check", "Pareto k", "training loss",
                    "held-out log p (kind)", "(exact)", "The four requirements"):
         assert needle in text, needle
+    # ArviZ's threshold for S = 120 draws, min(1 - 1 / log10(S), 0.7), not a fixed 0.7;
+    # the rank plots name the variables they draw
+    assert "g-nuts nuts (untrusted above 0.52)" in text
+    assert "rank plots of loc, scale for" in text
 
 
 def test_report_refuses_what_it_cannot_read(tmp_path):

@@ -77,8 +77,11 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
     import arviz as az
     import xarray as xr
 
+    from ._validation import check_bool, positive_int
     from ._version import __version__
 
+    posterior_predictive = check_bool(posterior_predictive, "posterior_predictive")
+    max_predictive_size = positive_int(max_predictive_size, "max_predictive_size")
     attrs: Dict[str, Any] = {
         "inference_library": "pyro",
         "inference_library_version": __import__("pyro").__version__,
@@ -156,6 +159,17 @@ def loo_log_weights(idata, var_name: str = "x"):
     """
     import arviz as az
 
+    if not isinstance(idata, az.InferenceData):
+        raise TypeError(f"idata must be an arviz.InferenceData (fit.to_arviz()), got "
+                        f"{type(idata).__name__}")
+    for group in ("log_likelihood", "observed_data", "posterior"):
+        if group not in idata.groups():
+            raise ValueError(f"idata has no {group} group: LOO weights need a posterior fit's "
+                             f"InferenceData (nuts, hmc, chees or vi; a point fit has one "
+                             f"draw), got groups {idata.groups()}")
+    if var_name not in idata.log_likelihood or var_name not in idata.observed_data:
+        raise ValueError(f"var_name={var_name!r} is not an observed variable of idata "
+                         f"(log_likelihood has {list(idata.log_likelihood.data_vars)})")
     # as az.loo_pit computes the weights of a variable with one value per observation
     ll = idata.log_likelihood[var_name].stack(__sample__=("chain", "draw"))
     posterior = idata.posterior

@@ -13,7 +13,7 @@ import torch
 
 from . import metrics
 from ._rng import check_seed
-from ._validation import as_data, positive_float, with_context
+from ._validation import as_data, check_bool, positive_float, with_context
 from .base import Fit, GenerativeModel
 
 if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
@@ -135,6 +135,8 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     if heldout is None or isinstance(heldout, (str, bytes)):
         raise TypeError(f"heldout must be held-out data (rows, or sequences for sequence "
                         f"models), got {type(heldout).__name__}")
+    loo, samples, train = (check_bool(loo, "loo"), check_bool(samples, "samples"),
+                           check_bool(train, "train"))
     truth_rows = None if truth is None else _truth_rows(truth, heldout)
     if bin_width is not None:
         bin_width = positive_float(bin_width, "bin_width")

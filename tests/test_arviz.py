@@ -185,3 +185,23 @@ def test_dimensions_that_do_not_fit_the_values_are_a_clear_error(fits, monkeypat
                         lambda self: {"x": ("row", "column"), "loc": ("column", "extra")})
     with pytest.raises(ValueError, match=r"arviz_dims names 2 dimensions for 'loc'"):
         f["nuts"].to_arviz()
+
+
+def test_flags_and_loo_weights_inputs_are_checked(fits):
+    """``to_arviz`` and ``compare`` take True / False, not a truthy string; the LOO
+    weights ask for a posterior fit's InferenceData and name what came."""
+    from pyro_genmodels.arviz import loo_log_weights
+
+    _, f = fits
+    with pytest.raises(TypeError, match="posterior_predictive to be True or False"):
+        f["vi"].to_arviz(posterior_predictive="no")
+    with pytest.raises(ValueError, match="max_predictive_size to be a positive integer"):
+        f["vi"].to_arviz(max_predictive_size=-1)
+    with pytest.raises(TypeError, match="loo to be True or False, but got 'no'"):
+        pgm.compare({"vi": f["vi"]}, torch.randn(5, 2), loo="no")
+    with pytest.raises(TypeError, match="idata must be an arviz.InferenceData .* got Fit"):
+        loo_log_weights(f["vi"])
+    with pytest.raises(ValueError, match="idata has no log_likelihood group"):
+        loo_log_weights(f["mle"].to_arviz())
+    with pytest.raises(ValueError, match="var_name='y' is not an observed variable"):
+        loo_log_weights(f["vi"].to_arviz(), var_name="y")

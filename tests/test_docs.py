@@ -23,6 +23,21 @@ def test_guide_code_blocks_run(guide, capsys):
     assert "KL(p_data || p_mle)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # NUTS at its defaults: about 30 s
+def test_the_guides_loo_pit_block_runs():
+    """docs/guide.md's LOO-PIT example, as a user would paste it (the guide's other
+    blocks continue one another and are not run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    blocks = [b for b in BLOCK.findall((DOCS / "guide.md").read_text())
+              if "loo_log_weights" in b]
+    assert len(blocks) == 1
+    namespace = {}
+    exec(compile(blocks[0], "guide.md[loo_pit]", "exec"), namespace)
+    assert namespace["idata"].observed_data["x"].dims == ("row", "column")
+
+
 MODULES = ["pyro_genmodels", "pyro_genmodels.models.gaussian", "pyro_genmodels.models.flow",
            "pyro_genmodels.models.mixture", "pyro_genmodels.models.ppca",
            "pyro_genmodels.models.energy", "pyro_genmodels.infer.samplers",

@@ -378,15 +378,18 @@ class SequenceModel(GenerativeModel):
 
     def replicate_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Replicates of at least 64 tokens (as many as the longest training row if it is
-        longer), the training rows padded to that width with the end id: a replicate is
-        not cut at the longest training row's length."""
+        """Replicates drawn up to 64 tokens (or the longest training row's length if
+        longer: a replicate is not cut there), both sides then as wide as the longest
+        row of either with its end token, the shorter rows padded with the end id."""
         num, (n, length) = next(iter(params.values())).shape[0], x.shape
-        width = max(length, 64)
         reps = torch.stack([generate(self, {k: v[s].expand((n,) + v.shape[1:])
                                             for k, v in params.items()}, n, None,
-                                     max_length=width) for s in range(num)])
-        return reps, torch.cat([x, x.new_full((n, width - length), self.end_id)], 1)
+                                     max_length=max(length, 64)) for s in range(num)])
+        tokens = (reps != self.end_id).nonzero()
+        longest = int(tokens[:, -1].max()) + 2 if tokens.numel() else 1  # with its end
+        width = max(length, min(longest, reps.shape[-1]))
+        return (reps[..., :width].contiguous(),
+                torch.cat([x, x.new_full((n, width - length), self.end_id)], 1))
 
     def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
         return {self.observed_site: ("row", "position")}

@@ -214,3 +214,39 @@ def test_a_frame_is_scored_only_with_the_training_columns_in_their_order(wine, t
     assert cli.main(["report", str(tmp_path / "run"), "--heldout",
                      str(tmp_path / "held.csv"), "--out", str(tmp_path / "rep")]) == 0
     assert "held-out log p" in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_a_prior_that_moves_raw_columns_by_a_standard_error_is_said(wine):
+    """The default prior N(0, 10^2) on a location is strong for wine's magnesium (mean
+    100) and proline (mean 747): ``map`` and the posteriors are pulled by many standard
+    errors (proline's MAP: 129 for a mean of 747), so the fit warns, naming the columns
+    and a prior_scale of their size; not for ``mle``, standardized columns, or a prior
+    of the data's scale. Criterion: the conjugate shift of a column's location, |m| v /
+    (s0^2 + v) with v = s^2 / N, above its standard error sqrt(v) (or the scale's)."""
+    import warnings
+
+    train = wine[0]
+    standardized = (train - train.mean(0)) / train.std(0)
+    for model in (pgm.Gaussian(13), pgm.GaussianMixture(13, 2), pgm.PPCA(13, 2)):
+        with pytest.warns(UserWarning, match=r"moves the map fit of column\(s\) \[4, 12\] "
+                                             r"by more than a standard error .* reaches "
+                                             r"7\d\d\.\d.* prior_scale=10000") as record:
+            model.fit(train, method="map", num_steps=2, progress=False, seed=0)
+        assert record[0].filename == __file__  # said where the user called fit
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.fit(train, method="mle", num_steps=2, progress=False, seed=0)
+            model.fit(standardized, method="map", num_steps=2, progress=False, seed=0)
+            type(model)(*([13] if isinstance(model, pgm.Gaussian) else [13, 2]),
+                        prior_scale=1e4).fit(train, method="map", num_steps=2,
+                                             progress=False, seed=0)
+    # the threshold: a column whose conjugate shift is just above / below one se
+    n, s0 = 100, 10.0
+    x = torch.randn(n, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = (x - x.mean()) / x.std(correction=0) * 5.0  # sd 5: v = 0.25, se 0.5
+    for m, warns in ((199.0, False), (202.0, True)):  # shift m * 0.25 / 100.25 vs 0.5
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            pgm.Gaussian(1, prior_scale=s0).fit(x + m, method="map", num_steps=1,
+                                                progress=False)
+        assert any("prior_scale=10" in str(w.message) for w in seen) == warns, m

@@ -33,7 +33,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import as_data, column_units, constant_columns, positive_float
+from .._validation import (as_data, column_units, constant_columns, positive_float,
+                           warn_if_prior_is_strong)
 from ..base import Capabilities, GenerativeModel, register
 
 
@@ -160,6 +161,9 @@ class Gaussian(GenerativeModel):
         covariance is the biased sample covariance, singular when N <= D or the columns
         are collinear. Both checks are per column or on the correlation scale, so the
         columns' units do not matter (raw columns from 0.1 to 1,680 are not "almost singular")."""
+        if method != "mle":
+            warn_if_prior_is_strong(x, self.prior_scale, "Gaussian", method,
+                                    scales=not self.known_covariance)
         if self.known_covariance:
             return
         n = x.shape[0]

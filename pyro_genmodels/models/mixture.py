@@ -56,7 +56,7 @@ from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from .._validation import (check_choice, column_moments, column_units, nonnegative_float,
-                           positive_float, positive_int)
+                           positive_float, positive_int, warn_if_prior_is_strong)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
@@ -475,6 +475,8 @@ class GaussianMixture(GenerativeModel):
         if x.shape[0] < self.n_components:
             raise ValueError(f"GaussianMixture with n_components={self.n_components} needs at "
                              f"least that many data rows, but got {x.shape[0]}")
+        if method not in ("mle", "em"):
+            warn_if_prior_is_strong(x, self.prior_scale, "GaussianMixture", method)
 
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Every component's location in column sds (``map``, ``vi``); the scales,

@@ -44,7 +44,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import column_units, positive_float, positive_int
+from .._validation import (column_units, positive_float, positive_int,
+                           warn_if_prior_is_strong)
 from ..base import Capabilities, Fit, GenerativeModel, register
 
 
@@ -229,6 +230,10 @@ class PPCA(GenerativeModel):
             return {}
         units = column_units(x)
         return {"loc": units, "W": units[:, None]}
+
+    def check_data_for(self, method: str, x: torch.Tensor) -> None:
+        if method != "mle" and not self.standardize:  # standardized: priors in sds
+            warn_if_prior_is_strong(x, self.prior_scale, "PPCA", method)
 
     def num_params(self) -> int:
         """The identifiable free parameters (for AIC / BIC): ``W`` less its rotation,

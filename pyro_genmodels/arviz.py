@@ -167,17 +167,17 @@ def loo_log_weights(idata, var_name: str = "x"):
             raise ValueError(f"idata has no {group} group: LOO weights need a posterior fit's "
                              f"InferenceData (nuts, hmc, chees or vi; a point fit has one "
                              f"draw), got groups {idata.groups()}")
-    if var_name not in idata.log_likelihood or var_name not in idata.observed_data:
+    if var_name not in idata["log_likelihood"] or var_name not in idata["observed_data"]:
         raise ValueError(f"var_name={var_name!r} is not an observed variable of idata "
-                         f"(log_likelihood has {list(idata.log_likelihood.data_vars)})")
+                         f"(log_likelihood has {list(idata['log_likelihood'].data_vars)})")
     # as az.loo_pit computes the weights of a variable with one value per observation
-    ll = idata.log_likelihood[var_name].stack(__sample__=("chain", "draw"))
-    posterior = idata.posterior
+    ll = idata["log_likelihood"][var_name].stack(__sample__=("chain", "draw"))
+    posterior = idata["posterior"]
     n_samples = ll.sizes["__sample__"]
     ess = az.ess(posterior, method="mean")
     reff = (np.hstack([ess[v].values.flatten() for v in ess.data_vars]).mean() / n_samples
             if posterior.sizes["chain"] > 1 else 1.0)
     weights = az.psislw(-ll, reff=reff)[0]
-    observed = idata.observed_data[var_name]
+    observed = idata["observed_data"][var_name]
     extra = {d: observed.sizes[d] for d in observed.dims if d not in weights.dims}
     return weights.expand_dims(extra).transpose(*observed.dims, "__sample__").values

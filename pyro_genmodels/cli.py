@@ -349,7 +349,7 @@ def _cmd_demo(args) -> int:
 def _cmd_report(args) -> int:
     from .report import from_runs
 
-    heldout = None
+    heldout: Any = None
     if args.heldout is not None:
         if args.heldout.endswith(".txt"):
             heldout = _read_lines(args.heldout)

@@ -288,9 +288,10 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     config = model.get_config()
     if "prior_scale" not in config:
         raise TypeError(f"{type(model).__name__} has no prior_scale to sweep")
-    scales = [positive_float(s, "prior_scales[i]") for s in prior_scales]
+    scales = [positive_float(s, f"prior_scales[{i}]") for i, s in enumerate(prior_scales)]
     if not scales:
         raise ValueError("prior_scales is empty: expected at least one positive scale")
+    model.validate_data(heldout, name="heldout")  # before the first fit, not after it
     rows = []
     for method, scale in [("map", s) for s in sorted(scales)] + [("mle", math.inf)]:
         cfg = dict(config, prior_scale=config["prior_scale"] if method == "mle" else scale)

@@ -59,12 +59,21 @@ def test_sweep_reports_a_singular_mle_instead_of_failing():
     assert table.iloc[:2]["heldout_log_prob"].notna().all()
 
 
-def test_sweep_validation():
+def test_sweep_validation(monkeypatch):
     x, _ = pgm.datasets.correlated_gaussian(20, dim=2, seed=0)
     with pytest.raises(ValueError, match="prior_scales"):
         pgm.prior_sweep(pgm.Gaussian(2), x, prior_scales=[], heldout=x)
-    with pytest.raises(ValueError, match="prior_scales"):
-        pgm.prior_sweep(pgm.Gaussian(2), x, prior_scales=[-1.0], heldout=x)
+    with pytest.raises(ValueError, match=r"prior_scales\[1\]"):
+        pgm.prior_sweep(pgm.Gaussian(2), x, prior_scales=[1.0, -1.0], heldout=x)
+    # a held-out set the fits cannot score is refused before the first fit, by its name
+    calls = []
+    real_fit = pgm.Gaussian.fit
+    monkeypatch.setattr(pgm.Gaussian, "fit",
+                        lambda self, *a, **k: calls.append(1) or real_fit(self, *a, **k))
+    with pytest.raises(ValueError, match="heldout has the wrong number of columns: "
+                                         "expected 2, got 1"):
+        pgm.prior_sweep(pgm.Gaussian(2), x, prior_scales=[1.0], heldout=x[:, :1])
+    assert calls == []
 
 
 def test_compare_information_criteria_waic_and_true_kl():

@@ -138,7 +138,7 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
     Args:
         model: a family with a prior on its global parameters (``prior_sites``) and data
             that are numeric rows (Gaussian, GaussianMixture, PPCA, ...), unconditional.
-        method: a posterior method of the family: ``nuts``, ``hmc`` or ``vi``.
+        method: a posterior method of the family: ``nuts``, ``hmc``, ``chees`` or ``vi``.
         num_replicates: R, simulated data sets (at least 2).
         num_data: N, rows per simulated data set.
         num_draws: L, posterior draws each rank is taken among (each fit must give at
@@ -169,6 +169,7 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
     seed = check_seed(seed)
     seed = 0 if seed is None else seed
     _check_model(model, method)
+    _check_draws(method, num_draws, options)
     statistic = statistics or scalar_components
     truths, ranked = [], []
     for r in range(num_replicates):
@@ -213,6 +214,24 @@ def _check_model(model: Any, method: str) -> None:
         raise TypeError(f"sbc needs an unconditional family with a prior on its global "
                         f"parameters; {type(model).__name__} has global sites "
                         f"{model.global_sites}")
+    if type(model).prepare_data is not GenerativeModel.prepare_data:
+        raise TypeError(f"sbc simulates data sets of numeric rows from the program; "
+                        f"{type(model).__name__}'s data are encoded first (token "
+                        f"sequences), which sbc does not do")
+
+
+def _check_draws(method: str, num_draws: int, options: Dict[str, Any]) -> None:
+    """Each fit must give at least ``num_draws`` posterior draws: checked from the
+    options given, before the first fit (the defaults are checked by the first fit)."""
+    if method == "vi":
+        given = options.get("num_posterior_samples")
+    else:
+        samples, chains = options.get("num_samples"), options.get("num_chains", 1)
+        given = samples * chains if isinstance(samples, int) and isinstance(chains, int) \
+            else None
+    if isinstance(given, int) and given < num_draws:
+        raise ValueError(f"each fit must give at least num_draws={num_draws} posterior "
+                         f"draws, the {method!r} options give {given}")
 
 
 def _plot(ranks: Mapping[str, torch.Tensor], num_draws: int, num_bins: int) -> Any:

@@ -87,9 +87,16 @@ def test_sbc_refuses_what_it_cannot_calibrate():
         sbc(g, "nuts", num_draws=100)
     with pytest.raises(ValueError, match="level must be in"):
         sbc(g, "nuts", level=1.5)
+    # from the options, before any fit; with the defaults, from the first fit
     with pytest.raises(ValueError, match="each fit must give at least num_draws=99 "
-                                         "posterior draws, the 'nuts' fit gave 20"):
-        sbc(g, "nuts", num_replicates=2, num_samples=20, warmup_steps=10, num_chains=1)
+                                         "posterior draws, the 'nuts' options give 40"):
+        sbc(g, "nuts", num_replicates=2, num_samples=20, warmup_steps=10, num_chains=2)
+    with pytest.raises(ValueError, match="the 'vi' options give 50"):
+        sbc(g, "vi", num_replicates=2, num_posterior_samples=50)
+    from pyro_genmodels.models.sequence import NGram
+
+    with pytest.raises(TypeError, match="NGram's data are encoded first"):
+        sbc(NGram(2, vocab="ab"), "nuts", num_replicates=2)
 
 
 @pytest.mark.cost(145)

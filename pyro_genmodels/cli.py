@@ -39,6 +39,7 @@ import ast
 import csv
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -234,6 +235,8 @@ def _fit(args, rank: int) -> int:
     if rank != 0:
         return 0
     print(f"{fit!r} saved to {args.out}")
+    if fit.sample_stats and fit.posterior:
+        print(_chain_summary(fit))
     if text:
         total = fit.log_prob(x).sum().item()
         chars = sum(len(s) + 1 for s in x)  # the end token counts as a character
@@ -258,6 +261,35 @@ def _fit(args, rank: int) -> int:
         print(f"held-out loss {fit.info['best_heldout_loss']:.4f} per row at step "
               f"{fit.info['best_step']} (kept); stopped: {fit.info['stopped'] or 'num_steps'}")
     return 0
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Any = None) -> None:
+    """A warning as the command line says it: one ``warning:`` line on stderr, not the
+    source line of the library that raised it."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _chain_summary(fit: Any) -> str:
+    """One line on an MCMC fit's chains: the largest R-hat and smallest bulk ESS over
+    every scalar of the posterior (ArviZ's rank-normalized ones) and the divergences."""
+    import arviz as az
+
+    chains, draws = next(iter(fit.posterior.values())).shape[:2]
+    post = az.convert_to_dataset({k: v.detach().cpu().numpy() for k, v in fit.posterior.items()})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhat = az.rhat(post).to_array().values
+        ess = az.ess(post).to_array().values
+    rhat, ess = rhat[np.isfinite(rhat)], ess[np.isfinite(ess)]  # constant entries: NaN
+    divergent = fit.sample_stats.get("diverging")
+    parts = [f"{chains} chain{'s' if chains > 1 else ''} x {draws} draws"]
+    if chains > 1 and rhat.size:
+        parts.append(f"max R-hat {rhat.max():.3f}")
+    if ess.size:
+        parts.append(f"min bulk ESS {ess.min():.0f}")
+    if divergent is not None:
+        parts.append(f"{int(divergent.sum())} divergent transitions")
+    return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()) for all)"
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -448,7 +480,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except SystemExit as e:
         if isinstance(e.code, str):
             raise SystemExit(_one_line(e.code)) from None

@@ -428,3 +428,26 @@ def test_an_out_that_cannot_be_a_directory_stops_demo_and_report_before_any_work
             cli.main(argv)
         assert time.perf_counter() - started < 5  # refused before any fitting
     assert afile.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [afile]
+
+
+def test_an_mcmc_fit_says_how_its_chains_mixed_and_warnings_are_one_line(tmp_path, capsys):
+    """After ``fit --method nuts``: R-hat, bulk ESS and divergences in one line (what a
+    Bayesian reads first); a warning (here the prior on columns in the hundreds) is one
+    ``warning:`` line on stderr."""
+    import numpy as np
+
+    rows = np.random.default_rng(0).normal(size=(60, 2)) * [1.0, 50.0] + [0.0, 700.0]
+    np.savetxt(tmp_path / "d.csv", rows, delimiter=",", header="a,b", comments="")
+    assert cli.main(["fit", "gaussian", "--data", str(tmp_path / "d.csv"), "--method", "nuts",
+                     "--option", "num_samples=30", "--option", "warmup_steps=30",
+                     "--option", "num_chains=2", "--seed", "0", "--quiet",
+                     "--out", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    line = next(s for s in out.splitlines() if s.startswith("posterior:"))
+    assert re.match(r"posterior: 2 chains x 30 draws, max R-hat \d\.\d{3}, min bulk ESS "
+                    r"\d+, \d+ divergent transitions", line), line
+    fit = pgm.load(tmp_path / "run")
+    assert f"{int(fit.sample_stats['diverging'].sum())} divergent" in line
+    assert err.startswith("warning: Gaussian's prior (prior_scale=10, in the data's units) "
+                          "moves the nuts fit of column(s) [1]")
+    assert "cli.py" not in err

@@ -172,8 +172,8 @@ class GenerativeModel(PyroModule):
         """Data-dependent starting values (constrained) of the global sites."""
         raise NotImplementedError
 
-    #: ``init_values`` is the exact MLE (a closed form): ``mle`` then steps in the data's
-    #: own units, not :meth:`param_units` (see PPCA's)
+    #: whether ``init_values`` is the exact MLE (a closed form), so that ``mle`` steps in
+    #: the data's own units, not in :meth:`param_units` (see PPCA's)
     starts_at_mle: ClassVar[bool] = False
 
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -298,8 +299,11 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
         row = {"method": method, "prior_scale": scale, "heldout_log_prob": math.nan,
                "heldout_log_prob_se": math.nan, "train_log_prob": math.nan, "error": ""}
         try:
-            fit = type(model)(**cfg).fit(x, method=method, seed=seed, progress=progress,
-                                         **options)
+            with warnings.catch_warnings():  # a strong prior is what the sweep looks at
+                warnings.filterwarnings("ignore", message=r".*'s prior \(prior_scale=.* "
+                                        r"moves the map fit")
+                fit = type(model)(**cfg).fit(x, method=method, seed=seed,
+                                             progress=progress, **options)
         except ValueError as e:
             if method != "mle":
                 raise

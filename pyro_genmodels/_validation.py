@@ -94,11 +94,15 @@ def _is_pandas(data: Any) -> bool:
 
 
 def column_names(data: Any) -> Optional[List[str]]:
-    """The column names of a pandas DataFrame (as strings), else ``None``: a fit records
-    them (``fit.info["columns"]``) for ArviZ's coordinates and the CLI's CSV header."""
-    if not _is_pandas(data) or not hasattr(data, "columns"):
+    """The column names of a pandas DataFrame (as strings; a named Series: its name),
+    else ``None``: a fit records them (``fit.info["columns"]``) for ArviZ's coordinates
+    and the CLI's CSV header."""
+    if not _is_pandas(data):
         return None
-    return [str(c) for c in data.columns]
+    if hasattr(data, "columns"):
+        return [str(c) for c in data.columns]
+    name = getattr(data, "name", None)
+    return None if name is None else [str(name)]
 
 
 def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x") -> None:

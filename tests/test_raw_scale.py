@@ -214,6 +214,12 @@ def test_a_frame_is_scored_only_with_the_training_columns_in_their_order(wine, t
     assert cli.main(["report", str(tmp_path / "run"), "--heldout",
                      str(tmp_path / "held.csv"), "--out", str(tmp_path / "rep")]) == 0
     assert "held-out log p" in (tmp_path / "rep" / "index.html").read_text()
+    # a named Series is one named column
+    one = pgm.Gaussian(1).fit(frame["ash"], method="mle", seed=0, progress=False,
+                              num_steps=5)
+    assert one.info["columns"] == ["ash"] and one.log_prob(frame["ash"]).shape == (178,)
+    with pytest.raises(ValueError, match=r"missing \['ash'\], unexpected \['alcohol'\]"):
+        one.log_prob(frame["alcohol"])
 
 
 def test_a_prior_that_moves_raw_columns_by_a_standard_error_is_said(wine):

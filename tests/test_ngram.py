@@ -199,3 +199,21 @@ def test_refusals():
         fit.sample(2, c=[0, 1])
     with pytest.raises(ValueError, match="Unknown option"):
         NGram(2).fit(DATA, method="mle", num_steps=10)
+
+
+def test_a_pandas_series_or_numpy_array_of_strings_is_a_list_of_strings():
+    """Text read with pandas comes as a Series (a column of a CSV), or as a NumPy array of
+    str or object: the same strings, so the same fit and the same log densities."""
+    import numpy as np
+    import pandas as pd
+
+    reference = NGram(2).fit(DATA, method="mle")
+    expected = reference.log_prob(DATA)
+    for data in (pd.Series(DATA, name="word"), np.array(DATA), np.array(DATA, dtype=object)):
+        fit = NGram(2).fit(data, method="mle")
+        assert fit.vocab == reference.vocab
+        assert torch.equal(fit.log_prob(data), expected)
+    with pytest.raises(TypeError, match="item 1 is float"):
+        NGram(2).fit(pd.Series(["ab", None, "ba"]), method="mle")
+    with pytest.raises(TypeError, match="list of strings"):
+        NGram(2).fit(np.array([["ab", "ba"]]), method="mle")  # 2-D: not a list of strings

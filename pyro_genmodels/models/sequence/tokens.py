@@ -28,6 +28,7 @@ import numbers
 import reprlib
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, TypeVar, Union, cast
 
+import numpy as np
 import torch
 
 from ..._rng import seeded
@@ -49,6 +50,7 @@ def _is_int_tensor(t: torch.Tensor) -> bool:
 
 def build_vocab(data: Any) -> str:
     """The sorted characters of a list of strings (the text vocabulary, end token apart)."""
+    data = _as_strings(data)
     _check_strings(data)
     chars = sorted(set().union(*(set(s) for s in data)))
     if not chars:
@@ -57,12 +59,24 @@ def build_vocab(data: Any) -> str:
     return "".join(chars)
 
 
+def _as_strings(data: Any) -> Any:
+    """A pandas Series or a 1-D NumPy array of strings as a list (what the text models
+    take); anything else as given, for :func:`_check_strings` to judge."""
+    if type(data).__module__.startswith("pandas") and hasattr(data, "tolist") \
+            and getattr(data, "ndim", None) == 1:
+        return data.tolist()
+    if isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "UO":
+        return data.tolist()
+    return data
+
+
 def _check_strings(data: Any, name: str = "data") -> None:
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a list of strings, got a single {type(data).__name__}"
                         f" ({data[:20]!r}); wrap it in a list")
     if not isinstance(data, Sequence):
-        raise TypeError(f"{name} must be a list of strings, got {type(data).__name__}")
+        raise TypeError(f"{name} must be a list of strings (or a pandas Series or 1-D NumPy "
+                        f"array of them), got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError(f"{name} is empty: expected at least one string")
     for i, s in enumerate(data):
@@ -173,6 +187,7 @@ class SequenceModel(GenerativeModel):
             if lengths is not None:
                 raise ValueError("lengths is for token-id data (vocab_size=...); strings "
                                  "carry their own lengths")
+            data = _as_strings(data)
             _check_strings(data, name)
             index = self._index
             if index is None:  # a text model before its fit built the vocabulary

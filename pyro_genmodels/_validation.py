@@ -40,17 +40,19 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
             (also a finite value that overflows ``dtype``, e.g. 1e300 as float32), or a
             value whose square overflows ``dtype`` (:func:`largest_magnitude`).
     """
+    labels = None  # a pandas object, whose index and column names the messages quote
     if isinstance(data, torch.Tensor):
         t = data.detach()
     else:
         if isinstance(data, (str, bytes)) or data is None:
             raise TypeError(f"{name} must be a numeric (N, D) tensor or array, got {type(data).__name__}")
-        try:
-            arr = _from_pandas(data, name) if _is_pandas(data) else np.asarray(data)
-        except TypeError:
-            raise
-        except Exception as e:  # ragged lists and the like
-            raise TypeError(f"{name} could not be read as a numeric array: {e}") from None
+        if _is_pandas(data):  # its own clear errors: a text column, repeated names
+            arr, labels = _from_pandas(data, name), data
+        else:
+            try:
+                arr = np.asarray(data)
+            except Exception as e:  # ragged lists and the like
+                raise TypeError(f"{name} could not be read as a numeric array: {e}") from None
         if arr.dtype.kind not in "biuf":
             raise TypeError(
                 f"{name} must have a numeric dtype (bool, int or float), got dtype {arr.dtype}")
@@ -83,7 +85,7 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         raise ValueError(f"{name} is empty: expected at least one row, got shape {tuple(t.shape)}")
     if dim is not None and t.shape[1] != dim:
         raise ValueError(f"{name} has the wrong number of columns: expected {dim}, got {t.shape[1]}")
-    _check_values(t, given, name)
+    _check_values(t, given, name, labels)
     return t
 
 
@@ -132,6 +134,11 @@ def _from_pandas(data: Any, name: str) -> np.ndarray:
     category is a label, not a quantity."""
     import pandas as pd
 
+    if isinstance(data, pd.DataFrame) and not data.columns.is_unique:
+        repeated = list(dict.fromkeys(str(c) for c in data.columns[data.columns.duplicated()]))
+        raise ValueError(f"{name} has repeated column names {repeated}: a fit labels its "
+                         f"columns by name (ArviZ's coordinates, the column-order check), so "
+                         f"each needs its own; rename them (df.columns = [...])")
     dtypes = data.dtypes.items() if isinstance(data, pd.DataFrame) else [(data.name, data.dtype)]
     kinds = []
     for column, dtype in dtypes:
@@ -159,10 +166,25 @@ def largest_magnitude(dtype: torch.dtype) -> float:
     return math.sqrt(torch.finfo(dtype).max)
 
 
-def _check_values(t: torch.Tensor, given: torch.Tensor, name: str) -> None:
+def _where(row: int, col: int, labels: Any = None) -> str:
+    """``row 5, column 2``, and for a pandas object ``labels`` also its index label and
+    column name there (a filtered or sorted frame's index label is not its position)."""
+    where = f"row {row}, column {col}"
+    if labels is not None:
+        columns = labels.columns if hasattr(labels, "columns") else [labels.name]
+        if row < len(labels.index) and col < len(columns):
+            label = labels.index[row]
+            label = label.item() if hasattr(label, "item") else label  # np.int64(7) -> 7
+            where += f" (index label {label!r}, column {str(columns[col])!r})"
+    return where
+
+
+def _check_values(t: torch.Tensor, given: torch.Tensor, name: str,
+                  labels: Any = None) -> None:
     """Refuse NaN, inf, a finite value that overflowed when cast to ``t.dtype``, and a
-    value whose square overflows it (:func:`largest_magnitude`). Blockwise, so the
-    check's temporaries are ``_CHECK_ROWS`` rows whatever N is."""
+    value whose square overflows it (:func:`largest_magnitude`), naming where (with a
+    pandas object's ``labels``: its index and column names). Blockwise, so the check's
+    temporaries are ``_CHECK_ROWS`` rows whatever N is."""
     limit = largest_magnitude(t.dtype)
     for start in range(0, t.shape[0], _CHECK_ROWS):
         block = t[start:start + _CHECK_ROWS]
@@ -175,15 +197,15 @@ def _check_values(t: torch.Tensor, given: torch.Tensor, name: str) -> None:
             value = given[row, col].item()
             if math.isfinite(value):  # a finite value given that overflows ``dtype``
                 raise ValueError(
-                    f"{name} must be finite in {t.dtype}: {value:g} at row {row}, column "
-                    f"{col} overflows it; {_remedy(t.dtype)}")
+                    f"{name} must be finite in {t.dtype}: {value:g} at "
+                    f"{_where(row, col, labels)} overflows it; {_remedy(t.dtype)}")
             raise ValueError(
-                f"{name} must be finite: found {value} at row {row}, column {col} "
+                f"{name} must be finite: found {value} at {_where(row, col, labels)} "
                 f"({int((~torch.isfinite(given)).sum())} non-finite value(s) in all)")
         row, col = (int(i) for i in (block.abs() > limit).nonzero()[0])
         raise ValueError(
             f"{name} has a value too large for {t.dtype}: {given[row + start, col].item():g} "
-            f"at row {row + start}, column {col}; expected magnitudes below {limit:.3g} "
+            f"at {_where(row + start, col, labels)}; expected magnitudes below {limit:.3g} "
             f"(its square overflows {t.dtype}); {_remedy(t.dtype)}")
 
 

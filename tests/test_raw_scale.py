@@ -154,6 +154,18 @@ def test_pandas_frames_in_every_numeric_dtype_and_clear_refusals():
     holed.iloc[5, 2] = pd.NA
     with pytest.raises(ValueError, match=r"must be finite: found nan at row 5, column 2"):
         pgm.Gaussian(3).fit(holed, method="mle", progress=False)
+    # a sorted frame: its index label is not the position, and both are named
+    with pytest.raises(ValueError, match=r"found nan at row 0, column 2 \(index label 5, "
+                                         r"column 'ash'\)"):
+        pgm.Gaussian(3).fit(holed.sort_values("ash", na_position="first"), method="mle",
+                            progress=False)
+    with pytest.raises(ValueError, match=r"found nan at row 0, column 0 \(index label 5, "
+                                         r"column 'ash'\)"):
+        pgm.Gaussian(1).fit(holed["ash"].sort_values(na_position="first"), method="mle",
+                            progress=False)
+    with pytest.raises(ValueError, match=r"repeated column names \['alcohol'\]"):
+        pgm.Gaussian(3).fit(raw.set_axis(["alcohol", "malic_acid", "alcohol"], axis=1),
+                            method="mle", progress=False)
     labelled = raw.assign(kind=pd.Categorical(["a", "b"] * 89)).iloc[:, 1:]
     with pytest.raises(TypeError, match="column 'kind' is categorical; expected numbers"):
         pgm.Gaussian(3).fit(labelled, method="mle", progress=False)

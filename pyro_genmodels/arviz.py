@@ -147,8 +147,9 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
 
 
 def loo_log_weights(idata, var_name: str = "x"):
-    r"""PSIS-LOO log weights of every posterior draw for every observed value:
-    ``(row, ..., __sample__)``, for ``az.loo_pit(idata, y=var_name, log_weights=...)`` and
+    r"""PSIS-LOO log weights of every posterior draw for every observed value: an
+    ``xarray.DataArray`` ``(row, ..., __sample__)`` labelled as the observed values (so
+    the LOO-PIT keeps the column names), for ``az.loo_pit(idata, y=var_name, log_weights=...)`` and
     ``az.plot_loo_pit`` where a row has several values (columns, positions).
 
     Leaving row :math:`i` out reweights the draws by :math:`1 / p(x_i \mid \phi_s)`,
@@ -179,5 +180,7 @@ def loo_log_weights(idata, var_name: str = "x"):
             if posterior.sizes["chain"] > 1 else 1.0)
     weights = az.psislw(-ll, reff=reff)[0]
     observed = idata["observed_data"][var_name]
-    extra = {d: observed.sizes[d] for d in observed.dims if d not in weights.dims}
-    return weights.expand_dims(extra).transpose(*observed.dims, "__sample__").values
+    # every value of a row shares the row's weights, labelled as the observed values are
+    extra = {d: observed.coords[d].values if d in observed.coords else observed.sizes[d]
+             for d in observed.dims if d not in weights.dims}
+    return weights.expand_dims(extra).transpose(*observed.dims, "__sample__")

@@ -95,6 +95,8 @@ def test_dimensions_are_named_and_a_dataframes_columns_label_them(tmp_path):
     reads ``loc[alcohol]``."""
     from sklearn.datasets import load_wine
 
+    from pyro_genmodels.arviz import loo_log_weights
+
     frame = load_wine(as_frame=True).frame.iloc[:60, :3]
     names = list(frame.columns)
     fit = pgm.Gaussian(3).fit(frame, method="nuts", seed=0, progress=False,
@@ -111,6 +113,9 @@ def test_dimensions_are_named_and_a_dataframes_columns_label_them(tmp_path):
         assert idata.log_likelihood["x"].dims == ("chain", "draw", "row")
         assert list(az.summary(idata, var_names=["loc"]).index) == \
             [f"loc[{n}]" for n in names]
+        # the LOO-PIT of each column keeps its name (the weights are labelled like x)
+        pit = az.loo_pit(idata, y="x", log_weights=loo_log_weights(idata))
+        assert pit.dims == ("row", "column") and list(pit.coords["column"].values) == names
     mix = pgm.GaussianMixture(2, 3).fit(torch.randn(40, 2), method="vi", seed=0,
                                         progress=False, num_steps=20).to_arviz()
     assert mix.posterior["locs"].dims == ("chain", "draw", "component", "column")

@@ -174,7 +174,8 @@ FIELDS = {"format": (str,), "format_version": (int,), "model": (str,),
           "method": (str,), "losses": (list,), "seed": (int, type(None)),
           "options": (dict,), "interrupted": (bool,), "info": (dict,), "groups": (list,)}
 #: keys that older saves lack
-OPTIONAL = {"library_version": (str,), "code": (dict,), "tensors_sha256": (str,)}
+OPTIONAL = {"library_version": (str,), "code": (dict,), "tensors_sha256": (str,),
+            "order": (dict,)}
 
 
 def _found(v: Any) -> str:
@@ -251,6 +252,12 @@ def check_names(names: Iterable[str], meta: Dict[str, Any], file: Path) -> None:
             raise ValueError(f"{file}: unexpected tensor {key!r}: expected 'data', "
                              f"'context', 'state/NAME', 'config/NAME' or 'GROUP/NAME' for "
                              f"the groups {groups} (NAME without path separators or '..')")
+    for group, listed in meta.get("order", {}).items():  # each group's tensors, in order
+        found = sorted(k.split("/", 1)[1] for k in names if k.startswith(group + "/"))
+        if (group not in groups or not isinstance(listed, list)
+                or not all(type(n) is str for n in listed) or sorted(listed) != found):
+            raise ValueError(f"{file}: expected 'order.{group}' to list the tensors of a "
+                             f"group of {groups} ({found}), found {_found(listed)}")
     have = {k[7:] for k in names if k.startswith("config/")}
     if have != set(meta["config_tensors"]):
         raise ValueError(f"{file}: expected the config tensors "

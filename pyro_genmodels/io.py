@@ -125,6 +125,8 @@ def save(fit: Fit, path: Union[str, os.PathLike]) -> None:
         "interrupted": fit.interrupted,
         "info": fit.info,
         "groups": [g for g in _GROUPS if getattr(fit, g) is not None],
+        # the variables' order (safetensors stores them sorted by name): ArviZ's order
+        "order": {g: list(getattr(fit, g)) for g in _GROUPS if getattr(fit, g) is not None},
     }
     path.mkdir(parents=True, exist_ok=True)
     _write(path, tensors, meta)
@@ -317,6 +319,8 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
     # on the device before the checks: a family's density hook mixes them with its buffers
     groups = {g: {k.split("/", 1)[1]: v.to(device) for k, v in tensors.items()
                   if k.startswith(g + "/")} for g in meta["groups"]}
+    for g, listed in meta.get("order", {}).items():  # as saved (older saves: by name)
+        groups[g] = {k: groups[g][k] for k in listed}
     with seeded(0):  # a family may draw initial weights; never from the caller's RNG
         try:
             model = cls(**config).to(device=device, dtype=_DTYPES[meta["dtype"]])

@@ -188,6 +188,25 @@ def test_groups_with_neither_point_nor_posterior(run):
     _refused(run, "exactly one of 'point' and 'posterior'")
 
 
+def test_variables_come_back_in_their_order_and_a_wrong_order_is_refused(run, map_fit):
+    """safetensors stores tensors sorted by name; ``order`` in fit.json keeps the
+    variables' own order (ArviZ's), and must list exactly a saved group's tensors."""
+    assert list(map_fit.point) == ["loc", "scale", "corr_cholesky"]
+    assert list(pgm.load(run).point) == list(map_fit.point)
+    good = _meta(run)["order"]
+    _drop_meta(run, "order")  # a save from before the key: by name, as before
+    assert list(pgm.load(run).point) == sorted(map_fit.point)
+    for order, match in (({"point": ["loc", "scale"]}, r"'order.point' to list the tensors"),
+                         ({"point": ["loc", "scale", "../x"]}, "'order.point'"),
+                         ({"posterior": []}, "'order.posterior'"),
+                         ({"point": "loc"}, "'order.point'"),
+                         ([], "expected 'order' to be an object")):
+        _set_meta(run, order=order)
+        _refused(run, match)
+    _set_meta(run, order=good)
+    assert list(pgm.load(run).point) == list(map_fit.point)
+
+
 def test_seed_that_is_a_string(run):
     _set_meta(run, seed="0")
     _refused(run, "expected 'seed' to be an integer or null, found a string '0'")
@@ -326,6 +345,7 @@ def test_point_tensor_for_no_site(run):
     tensors = load_file(str(run / "tensors.safetensors"))
     tensors["point/weights"] = torch.zeros(2)
     _set_tensors(run, tensors)
+    _set_meta(run, order={"point": [*_meta(run)["order"]["point"], "weights"]})
     _refused(run, "unexpected tensor for the site 'weights': expected one of the Gaussian's "
                   "global sites")
 

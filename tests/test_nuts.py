@@ -93,8 +93,16 @@ def test_nuts_keeps_the_chains_done_before_ctrl_c():
     assert r.info["interrupted"] and 1 <= r.samples.shape[0] < 5
     assert r.samples.shape[1:] == (100, 2) and r.info["num_chains"] == r.samples.shape[0]
     calls["n"] = 0
-    with pytest.raises(KeyboardInterrupt):  # nothing finished: the interrupt propagates
+    with pytest.raises(KeyboardInterrupt):  # in the first warmup: the interrupt propagates
         nuts(target, torch.zeros(1, 2), num_samples=10, warmup_steps=10_000)
+    calls["n"] = 0  # while the first chain draws: its draws so far are kept
+    with seeded(0):
+        r = nuts(target, torch.zeros(3, 2), num_samples=10_000, warmup_steps=50)
+    n = r.samples.shape[1]
+    assert r.info["interrupted"] and r.samples.shape[0] == 1 and 1 <= n < 10_000
+    assert r.info["num_samples"] == n and r.info["num_chains"] == 1
+    assert all(v.shape == (1, n) for v in r.sample_stats.values())
+    assert torch.isfinite(r.samples).all() and r.samples.std() > 0.1  # draws, not zeros
 
 
 def test_nuts_checks_its_arguments():

@@ -50,6 +50,43 @@ def test_ctrl_c_returns_a_usable_partial_fit(method):
     assert fit.sample(3, seed=0).shape == (3, 2)
 
 
+@pytest.mark.parametrize("sampler", ["pyro", "fused"])
+def test_ctrl_c_while_the_first_chain_draws_keeps_its_draws(monkeypatch, sampler):
+    """Ctrl-C during the first chain's sampling phase: the fit keeps its draws so far
+    (one chain, fewer draws, ``interrupted``), usable like any posterior fit; in its
+    warmup the interrupt propagates (nothing to keep). Before, both propagated."""
+    from pyro_genmodels.infer import mcmc, nuts
+
+    x, _ = pgm.datasets.correlated_gaussian(60, dim=2, seed=0)
+    cls, name = (mcmc.RecordedNUTS, "sample") if sampler == "pyro" else \
+        (nuts._Chain, "transition")
+    original = getattr(cls, name)
+
+    def interrupt_at(k):
+        calls = {"n": 0}
+
+        def step(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > k:
+                raise KeyboardInterrupt
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(cls, name, step)
+
+    options = dict(method="nuts", seed=0, progress=False, num_samples=50, warmup_steps=30,
+                   num_chains=2, **({} if sampler == "pyro" else {"sampler": "fused"}))
+    interrupt_at(30 + 20)  # 20 draws of the first chain
+    fit = pgm.Gaussian(2).fit(x, **options)
+    assert fit.interrupted and fit.posterior["loc"].shape == (1, 20, 2)
+    assert fit.sample_stats["diverging"].shape == (1, 20)
+    assert torch.isfinite(fit.posterior["scale"]).all() and (fit.posterior["scale"] > 0).all()
+    idata = fit.to_arviz()
+    assert idata.posterior.sizes["draw"] == 20 and idata.sample_stats.sizes["draw"] == 20
+    assert fit.sample(3, seed=0).shape == (3, 2)
+    interrupt_at(10)  # in the warmup
+    with pytest.raises(KeyboardInterrupt):
+        pgm.Gaussian(2).fit(x, **options)
+
+
 def test_callback_can_stop_early():
     x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=0)
     fit = pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False, num_steps=100,

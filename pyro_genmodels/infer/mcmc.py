@@ -122,6 +122,7 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
     rec = {k: torch.zeros(num_samples, dtype=dtype) for k in names}
     diag: Dict[str, Any] = {}
     last = {"mean_accept": 0.0, "grad_calls": 0}
+    drawn: List[Dict[str, torch.Tensor]] = []  # the unconstrained draws, for a Ctrl-C
 
     def hook(kernel, params, stage, i):
         calls = kernel._grad_calls
@@ -138,20 +139,50 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
             rec["n_steps"][i] = calls - last["grad_calls"]
             if i == num_samples - 1:  # the kernel's own record, before its cleanup
                 diag.update(kernel.diagnostics())
+            drawn.append({k: v.detach().clone() for k, v in params.items()})  # the last
         last["grad_calls"] = calls
 
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
                 initial_params=initial_params, num_chains=1, hook_fn=hook,
                 disable_progbar=not progress)
-    with traced_execution():
-        mcmc.run(*args, **(kwargs or {}))
+    try:
+        with traced_execution():
+            mcmc.run(*args, **(kwargs or {}))
+    except KeyboardInterrupt:
+        if not drawn:  # in the warmup: nothing to keep
+            raise
+        # the draws so far, constrained as MCMC.run would have (its own list is lost)
+        n = len(drawn)
+        samples = {k: kernel.transforms[k].inv(torch.stack([d[k] for d in drawn]))
+                   if k in kernel.transforms else torch.stack([d[k] for d in drawn])
+                   for k in drawn[0]}
+        diag = kernel.diagnostics()
+        raise _PartialChain((samples, _stats(rec, diag, n), float(diag["acceptance rate"]))
+                            ) from None
     # (not ``mcmc.diagnostics()``: it also computes split R-hat, which needs >= 4 draws;
     # the library's own R-hat / ESS come from ArviZ over all chains)
     samples = {k: v.detach() for k, v in mcmc.get_samples().items()}
-    diverging = torch.zeros(num_samples, dtype=torch.bool)
-    diverging[torch.as_tensor(diag["divergences"], dtype=torch.long)] = True
-    stats = {"diverging": diverging, **rec}
-    return samples, stats, float(diag["acceptance rate"])
+    return samples, _stats(rec, diag, num_samples), float(diag["acceptance rate"])
+
+
+def _stats(rec: Dict[str, torch.Tensor], diag: Dict[str, Any], n: int
+           ) -> Dict[str, torch.Tensor]:
+    """The per-draw statistics of a chain's first ``n`` draws: ``diverging`` from the
+    kernel's ``diagnostics()`` and the recorded rest."""
+    diverging = torch.zeros(n, dtype=torch.bool)
+    diverging[torch.as_tensor([i for i in diag["divergences"] if i < n], dtype=torch.long)] \
+        = True
+    return {"diverging": diverging, **{k: v[:n] for k, v in rec.items()}}
+
+
+class _PartialChain(KeyboardInterrupt):
+    """Ctrl-C while a chain was drawing: ``chain``, what :func:`_run_chain` returns for
+    its draws so far."""
+
+    def __init__(self, chain: Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], float]
+                 ) -> None:
+        super().__init__()
+        self.chain = chain
 
 
 def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
@@ -169,10 +200,15 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
                 make_kernel(), num_samples=num_samples, warmup_steps=warmup_steps,
                 initial_params=inits[chain], progress=progress, args=(x,), kwargs={"c": c},
                 dtype=model._anchor.dtype)  # the statistics in the model's precision
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            # the chains done are kept; with none done, the draws of the one running (a
+            # chain's draws have one length, so a partial chain joins no finished one)
             interrupted = True
-            if chain == 0 or group is not None:
+            if group is not None or not (done or isinstance(e, _PartialChain)):
                 raise
+            if not done:
+                assert isinstance(e, _PartialChain)
+                done[chain] = e.chain
             break
     if group is not None:
         for part in distributed.gather(done, group, "gathering of the chains"):

@@ -215,7 +215,8 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         a :class:`~pyro_genmodels.infer.samplers.ChainResult` with the statistics of
         :data:`~pyro_genmodels.infer.mcmc.POSTERIOR_STATS`; ``info`` holds each chain's
         final ``step_size`` and ``inverse_mass_diag`` and whether the run was
-        ``interrupted`` (Ctrl-C after the first chain keeps the chains done).
+        ``interrupted`` (Ctrl-C keeps the chains done; before the first chain is done,
+        its draws so far; in its warmup, it propagates).
 
     Example:
         >>> import torch
@@ -237,13 +238,23 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
     inverse_mass: List[List[float]] = []
     warm_div, interrupted = 0, False
     bar = _bar(C * (warmup_steps + num_samples), progress, "nuts")
+    out = torch.empty(0, D)
+    rec: Dict[str, List[float]] = {k: [] for k in names}
+
+    def keep(chain: _Chain, n: int) -> None:
+        draws.append(out[:n])
+        stats.append({k: torch.tensor(v[:n], dtype=torch.bool if k == "diverging"
+                                      else x0.dtype, device=x0.device) for k, v in rec.items()})
+        step_sizes.append(chain.eps)
+        inverse_mass.append(chain.s2.tolist())
+
     try:
         for c in range(C):
             chain = _Chain(log_density, x0[c].detach().clone(), max_tree_depth)
             adapter = _adapter(chain, warmup_steps, target_accept)
             chain.eps = adapter.step_size
             out = torch.empty(num_samples, D, dtype=x0.dtype, device=x0.device)
-            rec: Dict[str, List[float]] = {k: [] for k in names}
+            rec = {k: [] for k in names}
             for it in range(warmup_steps + num_samples):
                 s = chain.transition()
                 if it < warmup_steps:
@@ -257,12 +268,13 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
                     for k in names:
                         rec[k].append(s[k])
                 bar.update()
-            draws.append(out)
-            stats.append({k: torch.tensor(v, dtype=torch.bool if k == "diverging" else x0.dtype,
-                                          device=x0.device) for k, v in rec.items()})
-            step_sizes.append(chain.eps)
-            inverse_mass.append(chain.s2.tolist())
+            keep(chain, num_samples)
     except KeyboardInterrupt:
+        # the chains done are kept; with none done, the draws of the one running (a
+        # chain's draws have one length, so a partial chain joins no finished one)
+        kept = min(len(v) for v in rec.values())
+        if not draws and kept:
+            keep(chain, kept)
         if not draws:
             raise
         interrupted = True
@@ -270,7 +282,7 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         bar.close()
     sample_stats = {k: torch.stack([s[k] for s in stats]) for k in names}
     info = {"sampler": "nuts", "warmup_steps": warmup_steps, "num_chains": len(draws),
-            "num_samples": num_samples, "target_accept": target_accept,
+            "num_samples": draws[0].shape[0], "target_accept": target_accept,
             "step_size": step_sizes, "inverse_mass_diag": inverse_mass,
             "warmup_divergences": warm_div, "interrupted": interrupted,
             "num_divergences": int(sample_stats["diverging"].sum())}

@@ -194,6 +194,47 @@ def test_the_fused_potential_refuses_when_it_is_not_pyros():
         pot.check(z)
 
 
+@pytest.mark.parametrize("options", [{"method": "nuts", "sampler": "fused", "num_chains": 2},
+                                     {"method": "chees", "num_chains": 4}])
+def test_a_kept_trace_serves_the_next_data_set_and_draws_what_a_fresh_one_draws(
+        options, monkeypatch):
+    """The fits of one model on data sets of one shape (an SBC run) trace the potential
+    once: a later fit binds its data and units into the kept trace (``trace_reused``)
+    and draws bit for bit what a fresh trace draws. Another shape is traced afresh, and
+    so is a kept trace that gives another value than the potential's own (here a key
+    made to leave out the configuration, so a prior scale of 10 meets a trace of 1)."""
+    from collections import OrderedDict
+
+    from pyro_genmodels.infer import potential as P
+
+    monkeypatch.setattr(P, "_KEPT", OrderedDict())
+    opts = dict(num_samples=20, warmup_steps=20, progress=False, **options)
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = torch.randn(30, 1, generator=g) * 3 + 1, torch.randn(30, 1, generator=g) - 2
+
+    def mixture(scale=1.0):
+        return pgm.GaussianMixture(1, 2, covariance_type="diag", prior_scale=scale,
+                                   prior_concentration=5.0)
+
+    def same_draws(a, b):
+        return a.posterior.keys() == b.posterior.keys() and all(
+            torch.equal(a.posterior[k], b.posterior[k]) for k in a.posterior)
+
+    assert not mixture().fit(x1, seed=1, **opts).info["trace_reused"]
+    second = mixture().fit(x2, seed=2, **opts)
+    assert second.info["trace_reused"]
+    P._KEPT.clear()
+    fresh = mixture().fit(x2, seed=2, **opts)
+    assert not fresh.info["trace_reused"] and same_draws(second, fresh)
+    assert not mixture().fit(x2[:20], seed=2, **opts).info["trace_reused"]
+    monkeypatch.setattr(P.FusedPotential, "trace_key", lambda self: ("one key",))
+    mixture(1.0).fit(x1, seed=1, **opts)
+    kept = mixture(10.0).fit(x2, seed=2, **opts)
+    P._KEPT.clear()
+    assert not kept.info["trace_reused"]
+    assert same_draws(kept, mixture(10.0).fit(x2, seed=2, **opts))
+
+
 # ---------------------------------------------------------------------- through the facade
 def test_facade_chees_options_are_checked_before_any_work():
     x, _ = pgm.datasets.correlated_gaussian(50, dim=2, seed=0)

@@ -219,6 +219,10 @@ def _fit(args, rank: int) -> int:
                         progress=not args.quiet and rank == 0, **options)
     except (ValueError, TypeError, FitError, FileNotFoundError, RankFailure) as e:
         raise SystemExit(f"error: {e}")
+    except KeyboardInterrupt:  # a fit keeps what it has; this one had nothing yet
+        print(f"interrupted before the fit had anything to keep (in an MCMC warmup, or "
+              f"before its first step): nothing saved to {args.out}", file=sys.stderr)
+        return 130
     except (MemoryError, RuntimeError) as e:  # e.g. --arg hidden=[100000,100000]
         if not _out_of_memory(e):
             raise

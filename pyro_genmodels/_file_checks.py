@@ -227,6 +227,11 @@ def check_meta(meta: Any, file: Path, *, fmt: str, max_version: int,
             or ("point" in names) == ("posterior" in names)):
         raise bad("groups", f"distinct names among {list(groups)}, with exactly one of "
                   f"'point' and 'posterior'", names)
+    for group, listed in meta.get("order", {}).items():  # the order of a group's names
+        if (group not in names or type(listed) is not list
+                or not all(type(n) is str for n in listed) or len(set(listed)) != len(listed)):
+            raise bad(f"order.{group}", f"distinct names, in the order of a saved group's "
+                      f"tensors (the groups {names})", listed)
     ct = meta["config_tensors"]
     if (not all(plain(k) for k in ct) or len(set(ct)) != len(ct)
             or set(ct) & set(meta["config"])):
@@ -252,12 +257,6 @@ def check_names(names: Iterable[str], meta: Dict[str, Any], file: Path) -> None:
             raise ValueError(f"{file}: unexpected tensor {key!r}: expected 'data', "
                              f"'context', 'state/NAME', 'config/NAME' or 'GROUP/NAME' for "
                              f"the groups {groups} (NAME without path separators or '..')")
-    for group, listed in meta.get("order", {}).items():  # each group's tensors, in order
-        found = sorted(k.split("/", 1)[1] for k in names if k.startswith(group + "/"))
-        if (group not in groups or not isinstance(listed, list)
-                or not all(type(n) is str for n in listed) or sorted(listed) != found):
-            raise ValueError(f"{file}: expected 'order.{group}' to list the tensors of a "
-                             f"group of {groups} ({found}), found {_found(listed)}")
     have = {k[7:] for k in names if k.startswith("config/")}
     if have != set(meta["config_tensors"]):
         raise ValueError(f"{file}: expected the config tensors "

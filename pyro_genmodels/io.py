@@ -320,7 +320,8 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
     groups = {g: {k.split("/", 1)[1]: v.to(device) for k, v in tensors.items()
                   if k.startswith(g + "/")} for g in meta["groups"]}
     for g, listed in meta.get("order", {}).items():  # as saved (older saves: by name)
-        groups[g] = {k: groups[g][k] for k in listed}
+        first = [k for k in listed if k in groups[g]]  # what is missing or extra: below
+        groups[g] = {k: groups[g][k] for k in first + sorted(set(groups[g]) - set(first))}
     with seeded(0):  # a family may draw initial weights; never from the caller's RNG
         try:
             model = cls(**config).to(device=device, dtype=_DTYPES[meta["dtype"]])

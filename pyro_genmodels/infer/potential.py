@@ -87,7 +87,8 @@ class FusedPotential:
         #: the sites' units (``param_units``, as :func:`program_in_units` applies them)
         self.units: Dict[str, torch.Tensor] = {
             s: u for s, u in model.param_units(x).items() if s in self.sites}
-        #: unconstrained -> constrained, per site: Pyro's bijections, in the units
+        #: each site's map from unconstrained to constrained values (Pyro's bijection,
+        #: in the site's units)
         self.transforms = self._transforms(self.units)
         # the shapes of the unconstrained sites, from the traced values
         self.shapes: Dict[str, torch.Size] = {
@@ -390,7 +391,7 @@ class GradientGraph:
     With the :class:`FusedPotential` ``potential`` whose log density this is, the trace is
     of :meth:`FusedPotential.log_density_given`, its :meth:`~FusedPotential.leaves` (the
     data, the units) inputs beside ``z``, and is kept under ``key`` (process-wide, the
-    last :data:`MAX_KEPT_TRACES` keys): a later graph with that key binds its own leaves
+    last ``MAX_KEPT_TRACES`` keys): a later graph with that key binds its own leaves
     into the kept trace as constants (:func:`_bind`) and simplifies and compiles that,
     without tracing (``reused``; ``fresh=True`` traces anyway and replaces what is kept).
     The trace is two thirds of the 0.1-0.2 s a graph takes to build, so the fits of an

@@ -76,6 +76,7 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         t, given = t.unsqueeze(-1), given.unsqueeze(-1)
     elif t.dim() == 1 and one_row and t.shape[0] == dim:
         t, given = t.unsqueeze(0), given.unsqueeze(0)
+        labels = None  # a Series' index holds the columns here: positions say it
     if t.dim() != 2:
         want = f"(N, {dim})" if dim is not None else "(N, D)"
         if one_row and dim is not None:

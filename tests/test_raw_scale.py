@@ -163,6 +163,10 @@ def test_pandas_frames_in_every_numeric_dtype_and_clear_refusals():
                                          r"column 'ash'\)"):
         pgm.Gaussian(1).fit(holed["ash"].sort_values(na_position="first"), method="mle",
                             progress=False)
+    # a Series read as one row (one condition for every row): its index names columns
+    from pyro_genmodels._validation import as_data
+    with pytest.raises(ValueError, match=r"found nan at row 0, column 1 \(1 non-finite"):
+        as_data(pd.Series([1.0, float("nan")], index=["a", "b"], name="c"), dim=2, one_row=True)
     with pytest.raises(ValueError, match=r"repeated column names \['alcohol'\]"):
         pgm.Gaussian(3).fit(raw.set_axis(["alcohol", "malic_acid", "alcohol"], axis=1),
                             method="mle", progress=False)

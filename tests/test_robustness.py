@@ -82,6 +82,11 @@ def test_ctrl_c_while_the_first_chain_draws_keeps_its_draws(monkeypatch, sampler
     idata = fit.to_arviz()
     assert idata.posterior.sizes["draw"] == 20 and idata.sample_stats.sizes["draw"] == 20
     assert fit.sample(3, seed=0).shape == (3, 2)
+    monkeypatch.setattr(cls, name, original)  # the first 20 draws of an uninterrupted run
+    whole = pgm.Gaussian(2).fit(x, **{**options, "num_samples": 20})
+    for site in fit.posterior:
+        assert torch.equal(fit.posterior[site][0], whole.posterior[site][0])
+    assert torch.equal(fit.sample_stats["lp"][0], whole.sample_stats["lp"][0])
     interrupt_at(10)  # in the warmup
     with pytest.raises(KeyboardInterrupt):
         pgm.Gaussian(2).fit(x, **options)

@@ -122,7 +122,6 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
     rec = {k: torch.zeros(num_samples, dtype=dtype) for k in names}
     diag: Dict[str, Any] = {}
     last = {"mean_accept": 0.0, "grad_calls": 0}
-    drawn: List[Dict[str, torch.Tensor]] = []  # the unconstrained draws, for a Ctrl-C
 
     def hook(kernel, params, stage, i):
         calls = kernel._grad_calls
@@ -139,25 +138,22 @@ def _run_chain(kernel, *, num_samples: int, warmup_steps: int,
             rec["n_steps"][i] = calls - last["grad_calls"]
             if i == num_samples - 1:  # the kernel's own record, before its cleanup
                 diag.update(kernel.diagnostics())
-            drawn.append({k: v.detach().clone() for k, v in params.items()})  # the last
         last["grad_calls"] = calls
 
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
                 initial_params=initial_params, num_chains=1, hook_fn=hook,
                 disable_progbar=not progress)
+    recording = mcmc.sampler = _Recording(mcmc.sampler)
     try:
         with traced_execution():
             mcmc.run(*args, **(kwargs or {}))
     except KeyboardInterrupt:
-        if not drawn:  # in the warmup: nothing to keep
+        draws = recording.draws(kernel)
+        if draws is None:  # in the warmup: nothing to keep
             raise
-        # the draws so far, constrained as MCMC.run would have (its own list is lost)
-        n = len(drawn)
-        samples = {k: kernel.transforms[k].inv(torch.stack([d[k] for d in drawn]))
-                   if k in kernel.transforms else torch.stack([d[k] for d in drawn])
-                   for k in drawn[0]}
+        n = next(iter(draws.values())).shape[0]
         diag = kernel.diagnostics()
-        raise _PartialChain((samples, _stats(rec, diag, n), float(diag["acceptance rate"]))
+        raise _PartialChain((draws, _stats(rec, diag, n), float(diag["acceptance rate"]))
                             ) from None
     # (not ``mcmc.diagnostics()``: it also computes split R-hat, which needs >= 4 draws;
     # the library's own R-hat / ESS come from ArviZ over all chains)
@@ -173,6 +169,40 @@ def _stats(rec: Dict[str, torch.Tensor], diag: Dict[str, Any], n: int
     diverging[torch.as_tensor([i for i in diag["divergences"] if i < n], dtype=torch.long)] \
         = True
     return {"diverging": diverging, **{k: v[:n] for k, v in rec.items()}}
+
+
+class _Recording:
+    """``MCMC``'s one-chain sampler, keeping references to what it yields (the draws'
+    structure, then each draw flattened: the very tensors ``MCMC.run`` collects, so no
+    copy) for :meth:`draws` after a Ctrl-C, which loses ``MCMC.run``'s own list."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler, self.yielded = sampler, []
+
+    def run(self, *args: Any, **kwargs: Any):
+        for item in self.sampler.run(*args, **kwargs):
+            self.yielded.append(item[0])
+            yield item
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sampler, name)
+
+    def draws(self, kernel: Any) -> Optional[Dict[str, torch.Tensor]]:
+        """The draws so far ``{site: (n, ...)}``, constrained by the kernel's transforms
+        as ``MCMC.run`` does it; ``None`` before the first draw."""
+        if not self.yielded or not isinstance(self.yielded[0], dict):
+            return None
+        structure = self.yielded[0]  # {site: shape}, in the order of the flat draws
+        flat = [t for t in self.yielded[1:] if isinstance(t, torch.Tensor)]
+        if not flat:
+            return None
+        stacked, out, pos = torch.stack(flat), {}, 0
+        for site, shape in structure.items():
+            size = math.prod(shape)
+            z = stacked[:, pos:pos + size].reshape((len(flat),) + tuple(shape))
+            out[site] = kernel.transforms[site].inv(z) if site in kernel.transforms else z
+            pos += size
+        return out
 
 
 class _PartialChain(KeyboardInterrupt):

@@ -74,6 +74,11 @@ def _check_strings(data: Any, name: str = "data") -> None:
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a list of strings, got a single {type(data).__name__}"
                         f" ({data[:20]!r}); wrap it in a list")
+    if isinstance(data, np.ndarray):
+        raise TypeError(f"{name} must be a list of strings (or a pandas Series or 1-D NumPy "
+                        f"array of str), got a NumPy array of dtype {data.dtype} and shape "
+                        f"{data.shape}" + ("; decode bytes first (np.char.decode)"
+                                           if data.dtype.kind == "S" else ""))
     if not isinstance(data, Sequence):
         raise TypeError(f"{name} must be a list of strings (or a pandas Series or 1-D NumPy "
                         f"array of them), got {type(data).__name__}")

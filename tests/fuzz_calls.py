@@ -65,7 +65,7 @@ def make_input(case_name: str, seed: int, recipe: Dict[str, Any]) -> Tuple[Any, 
 
 
 def num_rows(x: Any) -> Optional[int]:
-    if isinstance(x, (torch.Tensor, np.ndarray, pd.DataFrame, list, tuple)):
+    if isinstance(x, (torch.Tensor, np.ndarray, pd.DataFrame, pd.Series, list, tuple)):
         return len(x) if getattr(x, "ndim", 1) else None
     return None
 

@@ -177,7 +177,8 @@ class _Recording:
     copy) for :meth:`draws` after a Ctrl-C, which loses ``MCMC.run``'s own list."""
 
     def __init__(self, sampler: Any) -> None:
-        self.sampler, self.yielded = sampler, []
+        self.sampler = sampler
+        self.yielded: List[Any] = []
 
     def run(self, *args: Any, **kwargs: Any):
         for item in self.sampler.run(*args, **kwargs):

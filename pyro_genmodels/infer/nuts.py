@@ -47,7 +47,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import torch
 from pyro.infer.mcmc.adaptation import WarmupAdapter
@@ -232,21 +232,18 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
     max_tree_depth = positive_int(max_tree_depth, "max_tree_depth")
     C, D = x0.shape
     names = ("diverging", "acceptance_rate", "step_size", "lp", "energy", "n_steps")
-    draws: List[torch.Tensor] = []
-    stats: List[Dict[str, torch.Tensor]] = []
-    step_sizes: List[float] = []
-    inverse_mass: List[List[float]] = []
+    # per chain kept: (draws, statistics, step size, inverse mass), appended whole, so a
+    # Ctrl-C at any point leaves whole chains
+    kept: List[Tuple[torch.Tensor, Dict[str, torch.Tensor], float, List[float]]] = []
     warm_div, interrupted = 0, False
     bar = _bar(C * (warmup_steps + num_samples), progress, "nuts")
     out = torch.empty(0, D)
     rec: Dict[str, List[float]] = {k: [] for k in names}
 
     def keep(chain: _Chain, n: int) -> None:
-        draws.append(out[:n])
-        stats.append({k: torch.tensor(v[:n], dtype=torch.bool if k == "diverging"
-                                      else x0.dtype, device=x0.device) for k, v in rec.items()})
-        step_sizes.append(chain.eps)
-        inverse_mass.append(chain.s2.tolist())
+        stats = {k: torch.tensor(v[:n], dtype=torch.bool if k == "diverging" else x0.dtype,
+                                 device=x0.device) for k, v in rec.items()}
+        kept.append((out[:n], stats, chain.eps, chain.s2.tolist()))
 
     try:
         for c in range(C):
@@ -272,18 +269,19 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
     except KeyboardInterrupt:
         # the chains done are kept; with none done, the draws of the one running (a
         # chain's draws have one length, so a partial chain joins no finished one)
-        kept = min(len(v) for v in rec.values())
-        if not draws and kept:
-            keep(chain, kept)
-        if not draws:
+        drawn = min(len(v) for v in rec.values())
+        if not kept and drawn:
+            keep(chain, drawn)
+        if not kept:
             raise
         interrupted = True
     finally:
         bar.close()
+    draws, stats, step_sizes, inverse_mass = zip(*kept)
     sample_stats = {k: torch.stack([s[k] for s in stats]) for k in names}
     info = {"sampler": "nuts", "warmup_steps": warmup_steps, "num_chains": len(draws),
             "num_samples": draws[0].shape[0], "target_accept": target_accept,
-            "step_size": step_sizes, "inverse_mass_diag": inverse_mass,
+            "step_size": list(step_sizes), "inverse_mass_diag": list(inverse_mass),
             "warmup_divergences": warm_div, "interrupted": interrupted,
             "num_divergences": int(sample_stats["diverging"].sum())}
     return ChainResult(torch.stack(draws), sample_stats, info)

@@ -219,7 +219,7 @@ def _digest(t: torch.Tensor) -> Tuple[str, Tuple[int, ...], str]:
     """A tensor's dtype, shape and the SHA-256 of its bytes."""
     flat = t.detach().cpu().reshape(-1)
     data = torch.empty(flat.shape, dtype=flat.dtype).copy_(flat).view(torch.uint8).numpy()
-    return str(t.dtype), tuple(t.shape), hashlib.sha256(data).hexdigest()
+    return str(t.dtype), tuple(t.shape), hashlib.sha256(data.tobytes()).hexdigest()
 
 
 def _tensors(obj: Any, depth: int = 0):

@@ -392,8 +392,9 @@ def _bind(traced: fx.GraphModule, leaves: List[torch.Tensor]) -> fx.GraphModule:
     inputs = [n for n in traced.graph.nodes if n.op == "placeholder"]
     for node in traced.graph.nodes:
         if node.op == "placeholder" and node is not inputs[0]:
-            name = f"_leaf{inputs.index(node)}"
-            attrs[name] = leaves[inputs.index(node) - 1]
+            i = inputs.index(node)
+            name = f"_leaf{i}"
+            attrs[name] = leaves[i - 1]
             env[node] = graph.get_attr(name)
             env[node].meta = {**node.meta, "val": attrs[name]}
             continue

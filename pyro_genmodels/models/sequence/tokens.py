@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..._rng import seeded
-from ..._validation import positive_int
+from ..._validation import _is_pandas, positive_int
 from ...base import Capabilities, GenerativeModel
 from .sampling import SequenceFit, generate
 
@@ -62,8 +62,7 @@ def build_vocab(data: Any) -> str:
 def _as_strings(data: Any) -> Any:
     """A pandas Series or a 1-D NumPy array of strings as a list (what the text models
     take); anything else as given, for :func:`_check_strings` to judge."""
-    if type(data).__module__.startswith("pandas") and hasattr(data, "tolist") \
-            and getattr(data, "ndim", None) == 1:
+    if _is_pandas(data) and data.ndim == 1:  # a Series
         return data.tolist()
     if isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "UO":
         return data.tolist()

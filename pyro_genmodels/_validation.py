@@ -150,7 +150,9 @@ def _from_pandas(data: Any, name: str) -> np.ndarray:
         if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
             raise TypeError(f"{name}: column {column!r} has dtype {dtype}; expected numbers "
                             f"(bool, int or float)")
-        kinds.append(getattr(dtype, "numpy_dtype", dtype))
+        # a sparse column (pd.get_dummies(..., sparse=True)) is read as its dense values
+        kinds.append(dtype.subtype if isinstance(dtype, pd.SparseDtype)
+                     else getattr(dtype, "numpy_dtype", dtype))
     if bool(data.isna().to_numpy().any()):
         return data.to_numpy(dtype=np.float64, na_value=np.nan)
     return data.to_numpy(dtype=np.result_type(*kinds) if kinds else np.float64)

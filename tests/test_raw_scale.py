@@ -136,8 +136,9 @@ def test_map_and_vi_are_equivariant_under_a_change_of_units(name, method, unit, 
 
 def test_pandas_frames_in_every_numeric_dtype_and_clear_refusals():
     """pandas' nullable dtypes (Float64, Int64, boolean: NumPy reads them as object) fit
-    as their NumPy twins do; a missing value is a NaN refused with its row and column;
-    a categorical or text column is refused by name."""
+    as their NumPy twins do, and a sparse column as its dense values; a missing value is
+    a NaN refused with its row and column; a categorical or text column is refused by
+    name."""
     import pandas as pd
 
     raw = load_wine(as_frame=True).data.iloc[:, :3]
@@ -150,6 +151,15 @@ def test_pandas_frames_in_every_numeric_dtype_and_clear_refusals():
                          "flag": pd.array([True, False, True, True], dtype="boolean")})
     assert torch.equal(pgm.Gaussian(2).validate_data(ints),
                        torch.tensor([[1.0, 1.0], [2.0, 0.0], [4.0, 1.0], [3.0, 1.0]]))
+    # a sparse column (pd.get_dummies(..., sparse=True)) is read as its dense values
+    sparse = raw.assign(ash=pd.arrays.SparseArray(raw["ash"].round(0), fill_value=2.0))
+    dense = raw.assign(ash=raw["ash"].round(0))
+    assert isinstance(sparse.dtypes["ash"], pd.SparseDtype)
+    assert torch.equal(pgm.Gaussian(3).validate_data(sparse),
+                       pgm.Gaussian(3).validate_data(dense))
+    gaps = pd.DataFrame({"a": pd.arrays.SparseArray([1.0, float("nan")] * 3), "b": [0.0] * 6})
+    with pytest.raises(ValueError, match=r"must be finite: found nan at row 1, column 0"):
+        pgm.Gaussian(2).validate_data(gaps)
     holed = nullable.copy()
     holed.iloc[5, 2] = pd.NA
     with pytest.raises(ValueError, match=r"must be finite: found nan at row 5, column 2"):

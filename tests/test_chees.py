@@ -221,15 +221,19 @@ class _DataCentredGaussian(pgm.Gaussian):
 def test_a_kept_trace_serves_the_next_data_set_and_draws_what_a_fresh_one_draws(
         options, monkeypatch):
     """The fits of one model on data sets of one shape (an SBC run) trace the potential
-    once: a later fit binds its data and units into the kept trace (``trace_reused``)
-    and draws bit for bit what a fresh trace draws. Another shape is traced afresh, and
-    so is a kept trace that gives another value than the potential's own (here a key
-    made to leave out the configuration, so a prior scale of 10 meets a trace of 1)."""
+    once: a later fit runs the kept graph on its data and units (``trace_reused``),
+    without tracing or simplifying again, and draws bit for bit what a fresh graph
+    draws. Another shape is traced afresh, and so is a kept graph that gives another
+    value than the potential's own (here a key made to leave out the configuration, so a
+    prior scale of 10 meets a graph of 1)."""
     from collections import OrderedDict
 
     from pyro_genmodels.infer import potential as P
+    from pyro_genmodels.infer.simplify import simplify as simp
 
     monkeypatch.setattr(P, "_KEPT", OrderedDict())
+    simplified = []  # a kept graph is neither traced nor simplified again
+    monkeypatch.setattr(P, "simplify", lambda g, z: simplified.append(1) or simp(g, z))
     opts = dict(num_samples=20, warmup_steps=20, progress=False, **options)
     g = torch.Generator().manual_seed(0)
     x1, x2 = torch.randn(30, 1, generator=g) * 3 + 1, torch.randn(30, 1, generator=g) - 2
@@ -243,8 +247,9 @@ def test_a_kept_trace_serves_the_next_data_set_and_draws_what_a_fresh_one_draws(
             torch.equal(a.posterior[k], b.posterior[k]) for k in a.posterior)
 
     assert not mixture().fit(x1, seed=1, **opts).info["trace_reused"]
+    assert len(simplified) == 1
     second = mixture().fit(x2, seed=2, **opts)
-    assert second.info["trace_reused"]
+    assert second.info["trace_reused"] and len(simplified) == 1
     P._KEPT.clear()
     fresh = mixture().fit(x2, seed=2, **opts)
     assert not fresh.info["trace_reused"] and same_draws(second, fresh)

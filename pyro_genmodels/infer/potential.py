@@ -380,6 +380,7 @@ def traced_density(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any
 #: threads
 _KEPT: "OrderedDict[Any, Reusable]" = OrderedDict()
 _KEPT_LOCK = threading.Lock()
+_TRACE_LOCK = threading.Lock()
 MAX_KEPT_TRACES = 16
 
 
@@ -473,13 +474,14 @@ class GradientGraph:
             self.num_ops = kept.num_ops
             #: how many it runs after :func:`~pyro_genmodels.infer.simplify.simplify`
             self.num_ops_simplified = kept.num_ops_simplified
-            #: the inputs of the graph after ``z``: this fit's data, what was folded
-            #: from them, the trace's constants
+            #: the graph's inputs after ``z`` (this fit's data, what was folded from
+            #: them, the trace's constants)
             self.inputs = kept.inputs(leaves, z0.device)
             if kind == "torch.compile":
                 self.graph = torch.compile(kept.main, fullgraph=True, dynamic=False)
             else:
-                with warnings.catch_warnings():
+                # one trace at a time: torch.jit.trace keeps its module map in a global
+                with _TRACE_LOCK, warnings.catch_warnings():
                     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
                     self.graph = torch.jit.trace(kept.main, (z0.detach(), *self.inputs),
                                                  check_trace=False)

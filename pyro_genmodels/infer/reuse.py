@@ -40,12 +40,13 @@ LEAF = "_leaf{}"
 class Reusable(NamedTuple):
     """A simplified graph split into ``prepare`` (the data's part) and ``main``."""
 
-    #: ``(*inputs named by prepare_names) -> tensor or tuple``: the folded constants
+    #: the folded constants (a tensor or a tuple of them) of the inputs that
+    #: ``prepare_names`` names
     prepare: Optional[fx.GraphModule]
     prepare_names: Tuple[str, ...]
     #: the names under which ``main`` reads ``prepare``'s outputs, in their order
     folded_names: Tuple[str, ...]
-    #: ``(z, *inputs named by main_names) -> the graph's outputs``
+    #: the graph's outputs of ``z`` and the inputs that ``main_names`` names
     main: fx.GraphModule
     main_names: Tuple[str, ...]
     #: the trace's own constants by name (shared by every fit, read only)
@@ -115,8 +116,11 @@ def split(simplified: fx.GraphModule, traced: fx.GraphModule, num_leaves: int,
     ``num_leaves`` leaves bound as constants: a ``FoldedGraphModule`` whose folding has
     run, or the bound graph itself)."""
     leaf_names = {LEAF.format(i + 1) for i in range(num_leaves)}
-    written = frozenset(n.target for n in _written(simplified.graph) if n.op == "get_attr")
-    prepare, prepare_names, folded_names = None, (), ()
+    written = frozenset(str(n.target) for n in _written(simplified.graph)
+                        if n.op == "get_attr")
+    prepare: Optional[fx.GraphModule] = None
+    prepare_names: Tuple[str, ...] = ()
+    folded_names: Tuple[str, ...] = ()
     sub = getattr(simplified, "const_subgraph_module", None)
     prefix = getattr(simplified, "fx_const_folded_attrs_name", None)
     lists: Tuple[str, ...] = ()

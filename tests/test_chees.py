@@ -272,6 +272,30 @@ def test_a_kept_trace_serves_the_next_data_set_and_draws_what_a_fresh_one_draws(
     assert same_draws(kept, mixture(10.0).fit(x2, seed=2, **opts))
 
 
+def test_a_kept_graph_holds_no_data_and_a_large_one_is_not_kept(monkeypatch):
+    """What the cache keeps is the graph and the trace's own constants: no fit's data
+    (those are inputs), a few hundred bytes for a mixture on 20,000 rows; a graph whose
+    constants exceed ``MAX_KEPT_BYTES`` is used for its fit and not kept."""
+    from collections import OrderedDict
+
+    from pyro_genmodels.infer import potential as P
+
+    monkeypatch.setattr(P, "_KEPT", OrderedDict())
+    x = torch.randn(20000, 2, generator=torch.Generator().manual_seed(0))
+    opts = dict(method="chees", num_chains=2, num_samples=4, warmup_steps=4, seed=0,
+                progress=False)
+    pgm.GaussianMixture(2, 2).fit(x, **opts)
+    (kept,) = P._KEPT.values()
+    assert 0 < kept.nbytes < 2000 and not any(
+        t.shape[:1] == x.shape[:1] for t in kept.constants.values())
+    monkeypatch.setattr(P, "_KEPT", OrderedDict())
+    monkeypatch.setattr(P, "MAX_KEPT_BYTES", kept.nbytes - 1)
+    first = pgm.GaussianMixture(2, 2).fit(x, **opts)
+    again = pgm.GaussianMixture(2, 2).fit(x, **opts)
+    assert not P._KEPT and not again.info["trace_reused"]
+    assert all(torch.equal(first.posterior[k], again.posterior[k]) for k in first.posterior)
+
+
 # ---------------------------------------------------------------------- through the facade
 def test_facade_chees_options_are_checked_before_any_work():
     x, _ = pgm.datasets.correlated_gaussian(50, dim=2, seed=0)

@@ -382,6 +382,9 @@ _KEPT: "OrderedDict[Any, Reusable]" = OrderedDict()
 _KEPT_LOCK = threading.Lock()
 _TRACE_LOCK = threading.Lock()
 MAX_KEPT_TRACES = 16
+#: a graph whose own constants (a ``zeros_like`` of the data made a constant, say) exceed
+#: this is not kept: the cache never holds more than a few megabytes
+MAX_KEPT_BYTES = 1 << 20
 
 
 def _bind(traced: fx.GraphModule, leaves: List[torch.Tensor]) -> fx.GraphModule:
@@ -464,7 +467,7 @@ class GradientGraph:
                 simplified = simplify(bound, z0.detach())
                 kept = split(simplified, traced, len(leaves), count_ops(bound),
                              count_ops(simplified))
-                if key is not None:
+                if key is not None and kept.nbytes <= MAX_KEPT_BYTES:
                     with _KEPT_LOCK:
                         _KEPT[key] = kept
                         _KEPT.move_to_end(key)

@@ -56,6 +56,11 @@ class Reusable(NamedTuple):
     num_ops: int
     num_ops_simplified: int
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the constants it keeps (none of them is a fit's data)."""
+        return sum(t.numel() * t.element_size() for t in self.constants.values())
+
     def inputs(self, leaves: Sequence[torch.Tensor], device: torch.device) -> List[Any]:
         """``main``'s inputs after ``z`` for a fit whose leaves are ``leaves``."""
         values: Dict[str, Any] = dict(self.constants)

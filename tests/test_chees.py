@@ -288,6 +288,9 @@ def test_a_kept_graph_holds_no_data_and_a_large_one_is_not_kept(monkeypatch):
     (kept,) = P._KEPT.values()
     assert 0 < kept.nbytes < 2000 and not any(
         t.shape[:1] == x.shape[:1] for t in kept.constants.values())
+    records = [n.meta.get("val") for g in (kept.prepare, kept.main) if g is not None
+               for n in g.graph.nodes]  # the nodes' records: shapes, not the data
+    assert not [v for v in records if type(v) is torch.Tensor and v.device.type != "meta"]
     monkeypatch.setattr(P, "_KEPT", OrderedDict())
     monkeypatch.setattr(P, "MAX_KEPT_BYTES", kept.nbytes - 1)
     first = pgm.GaussianMixture(2, 2).fit(x, **opts)

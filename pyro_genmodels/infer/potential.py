@@ -463,7 +463,7 @@ class GradientGraph:
             if kept is None:
                 traced = make_fx(torch.func.grad_and_value(summed, has_aux=True))(
                     z0.detach(), *leaves)
-                bound = _bind(traced, leaves) if leaves else traced
+                bound = _bind(traced, leaves)  # the trace's constants stay as traced
                 simplified = simplify(bound, z0.detach())
                 kept = split(simplified, traced, len(leaves), count_ops(bound),
                              count_ops(simplified))

@@ -29,6 +29,7 @@ from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, T
 
 import torch
 from torch import fx
+from torch._subclasses.fake_tensor import FakeTensor
 
 from .simplify import _written
 
@@ -111,6 +112,11 @@ def _attrs_as_inputs(gm: fx.GraphModule, lists: Tuple[str, ...] = ()
     for node in gm.graph.nodes:
         if node not in env and not (node.op == "get_attr" and node.target in lists):
             env[node] = graph.node_copy(node, lambda n: env[n])
+    for node in graph.nodes:  # a bound leaf's record is the fit's data: keep its shape only
+        value = node.meta.get("val")
+        if isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor):
+            node.meta = {**node.meta, "val": torch.empty_strided(
+                value.shape, value.stride(), dtype=value.dtype, device="meta")}
     return fx.GraphModule(torch.nn.Module(), graph), tuple(attrs)
 
 

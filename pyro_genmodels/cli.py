@@ -72,6 +72,33 @@ def _parse_pairs(pairs: List[str], what: str) -> Dict[str, Any]:
     return out
 
 
+def _check_model_args(cls: type, model: str, kwargs: Dict[str, Any], *,
+                      given_dim: bool) -> None:
+    """``--arg`` names against ``cls``'s constructor, before the data are read: an
+    unknown name (with the closest known ones) or a missing required one (``dim``, when
+    ``given_dim``, comes from the data's columns) is said in the command's terms. A
+    constructor that takes ``**kwargs`` (a flow's, for zuko) checks its own extras."""
+    import difflib
+    import inspect
+
+    params = [p for p in inspect.signature(cls).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [p.name for p in params]
+    free = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
+    for key in sorted(set(kwargs) - set(names)) if not free else []:
+        close = difflib.get_close_matches(key, names, n=2)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise SystemExit(f"error: {model} has no argument {key!r} (--arg {key}=...).{hint} "
+                         f"Its arguments: {', '.join(names)}")
+    missing = [p.name for p in params if p.default is p.empty and p.name not in kwargs
+               and not (given_dim and p.name == "dim")]
+    if missing:
+        given = " ".join(f"--arg {m}=..." for m in missing)
+        others = ", ".join(n for n in names if n not in missing) or "none"
+        raise SystemExit(f"error: {model} needs {given} (required; its other arguments: "
+                         f"{others})")
+
+
 #: .npy files larger than this are fitted streamed (pyro_genmodels.infer.streaming)
 STREAM_BYTES = 256 * 2**20
 #: rows of the training data that the summary after a streamed fit scores
@@ -203,10 +230,11 @@ def _fit(args, rank: int) -> int:
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     text = _is_text_model(cls)
+    kwargs = _parse_pairs(args.arg, "--arg")
+    _check_model_args(cls, args.model, kwargs, given_dim=not text)
     columns: Optional[List[str]] = None  # a .csv header's names, kept for `sample`
     x: Union[List[str], np.ndarray]
     x, columns = (_read_lines(args.data), None) if text else _read_table(args.data)
-    kwargs = _parse_pairs(args.arg, "--arg")
     if isinstance(x, np.ndarray):  # numeric rows (not a text model's lines)
         kwargs.setdefault("dim", int(x.shape[1]))
     options = _parse_pairs(args.option, "--option")

@@ -141,6 +141,37 @@ def test_fit_errors_are_clear(tmp_path):
         cli.main(["sample", str(tmp_path / "none"), "-n", "3", "--out", str(tmp_path / "s.csv")])
 
 
+def test_constructor_arguments_are_checked_by_name_before_the_data_are_read(tmp_path):
+    """An unknown ``--arg`` is named with the closest known ones and the model's whole
+    list; a missing required one is asked for as an ``--arg``; both before the data file
+    is read (here it does not exist) and before anything is written."""
+    absent, out = str(tmp_path / "absent.csv"), tmp_path / "r"
+
+    def fit(model, *args):
+        cli.main(["fit", model, "--data", absent, "--method", "map", "--out", str(out),
+                  *args])
+
+    with pytest.raises(SystemExit, match=r"^error: gaussian_mixture has no argument "
+                                         r"'num_components' \(--arg num_components=\.\.\.\)\. "
+                                         r"Did you mean 'n_components'\? Its arguments: dim, "
+                                         r"n_components, covariance_type, prior_scale"):
+        fit("gaussian_mixture", "--arg", "num_components=2")
+    with pytest.raises(SystemExit, match=r"^error: gaussian has no argument 'blah' "
+                                         r"\(--arg blah=\.\.\.\)\. Its arguments: dim, "
+                                         r"covariance, prior_scale$"):
+        fit("gaussian", "--arg", "blah=1")
+    with pytest.raises(SystemExit, match=r"^error: gaussian_mixture needs --arg "
+                                         r"n_components=\.\.\. \(required; its other "
+                                         r"arguments: dim, covariance_type"):
+        fit("gaussian_mixture")
+    with pytest.raises(SystemExit, match=r"^error: ngram needs --arg order=\.\.\."):
+        fit("ngram")
+    assert not out.exists()
+    # a constructor with **kwargs (a flow's, for zuko) checks its own: after the names
+    with pytest.raises(SystemExit, match="absent.csv: no such data file"):
+        fit("flow", "--arg", "hiden=[8]")
+
+
 def test_ctrl_c_saves_what_the_fit_kept_and_says_when_it_kept_nothing(
         tmp_path, capsys, monkeypatch):
     """Ctrl-C while the chain draws: the run is saved with its draws so far, marked

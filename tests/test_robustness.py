@@ -92,6 +92,46 @@ def test_ctrl_c_while_the_first_chain_draws_keeps_its_draws(monkeypatch, sampler
         pgm.Gaussian(2).fit(x, **options)
 
 
+@pytest.mark.parametrize("kernel", ["nuts", "hmc"])
+def test_ctrl_c_in_pyros_sampler_on_a_log_density_keeps_the_draws(monkeypatch, kernel):
+    """``sample_chains`` with Pyro's kernels (``pyro_mcmc``, no model sites, so no
+    transforms): Ctrl-C while the second chain draws keeps the first chain; while the
+    first draws, its draws so far (bit for bit an uninterrupted run's first ones); in the
+    first warmup it propagates. Before, a Ctrl-C after the warmup gave a TypeError."""
+    from pyro_genmodels.infer import mcmc
+
+    cls = mcmc.RecordedNUTS if kernel == "nuts" else mcmc.CappedHMC
+    original = cls.sample
+    model = pgm.EnergyModel.from_log_density(lambda z: -0.5 * (z * z).sum(-1), 2)
+    options = dict(sampler=kernel, num_chains=2, warmup_steps=10, seed=0)
+
+    def interrupt_at(k):
+        calls = {"n": 0}
+
+        def sample(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > k:
+                raise KeyboardInterrupt
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "sample", sample)
+
+    interrupt_at(10 + 15 + 10 + 3)  # the first chain's 15 draws, 3 of the second's
+    kept = model.sample_chains(30, **options)
+    assert kept.info["interrupted"] and kept.samples.shape == (1, 15, 2)
+    assert kept.sample_stats["diverging"].shape == (1, 15)
+    interrupt_at(10 + 4)  # 4 draws of the first chain
+    partial = model.sample_chains(30, **options)
+    assert partial.info["interrupted"] and partial.samples.shape == (1, 4, 2)
+    monkeypatch.setattr(cls, "sample", original)
+    whole = model.sample_chains(30, **options)
+    assert not whole.info["interrupted"] and whole.samples.shape == (2, 15, 2)
+    assert torch.equal(partial.samples[0], whole.samples[0, :4])
+    assert torch.equal(kept.samples[0], whole.samples[0])
+    interrupt_at(5)  # in the first warmup: nothing to keep
+    with pytest.raises(KeyboardInterrupt):
+        model.sample_chains(30, **options)
+
+
 def test_callback_can_stop_early():
     x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=0)
     fit = pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False, num_steps=100,

@@ -15,7 +15,7 @@ unconstrained space, so R-hat compares chains that really started apart. Step si
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pyro
 import torch
@@ -201,7 +201,8 @@ class _Recording:
         for site, shape in structure.items():
             size = math.prod(shape)
             z = stacked[:, pos:pos + size].reshape((len(flat),) + tuple(shape))
-            out[site] = kernel.transforms[site].inv(z) if site in kernel.transforms else z
+            transforms = kernel.transforms or {}  # none for a potential_fn kernel
+            out[site] = transforms[site].inv(z) if site in transforms else z
             pos += size
         return out
 
@@ -216,31 +217,42 @@ class _PartialChain(KeyboardInterrupt):
         self.chain = chain
 
 
+def _chains(run_one, chains: Iterable[int], *, keep: bool = True
+            ) -> Tuple[Dict[int, tuple], bool]:
+    """``{chain: run_one(chain)}`` for each chain in turn, and whether a Ctrl-C stopped
+    them. With ``keep``, Ctrl-C keeps the chains done or, with none done, the draws so
+    far of the one running (a chain's draws have one length, so a partial chain joins no
+    finished one); with nothing to keep (the first warmup), or without ``keep``, the
+    interrupt propagates."""
+    done: Dict[int, tuple] = {}
+    for chain in chains:
+        try:
+            done[chain] = run_one(chain)
+        except KeyboardInterrupt as e:
+            if not keep or not (done or isinstance(e, _PartialChain)):
+                raise
+            if not done:
+                assert isinstance(e, _PartialChain)
+                done[chain] = e.chain
+            return done, True
+    return done, False
+
+
 def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
          num_samples: int, warmup_steps: int, num_chains: int, init_jitter: float,
          progress: bool, group=None) -> Dict[str, Any]:
     inits = _initial_params(model, x, c, num_chains, init_jitter)
     base = int(torch.randint(2 ** 62, ()))  # the chains' seeds, alike on every rank
     rank, world = (0, 1) if group is None else (group.rank, group.world_size)
-    done: Dict[int, tuple] = {}
-    interrupted = False
-    for chain in range(rank, num_chains, world):
+
+    def one(chain: int):
         pyro.set_rng_seed(rank_seed(base, chain + 1))
-        try:
-            done[chain] = _run_chain(
-                make_kernel(), num_samples=num_samples, warmup_steps=warmup_steps,
-                initial_params=inits[chain], progress=progress, args=(x,), kwargs={"c": c},
-                dtype=model._anchor.dtype)  # the statistics in the model's precision
-        except KeyboardInterrupt as e:
-            # the chains done are kept; with none done, the draws of the one running (a
-            # chain's draws have one length, so a partial chain joins no finished one)
-            interrupted = True
-            if group is not None or not (done or isinstance(e, _PartialChain)):
-                raise
-            if not done:
-                assert isinstance(e, _PartialChain)
-                done[chain] = e.chain
-            break
+        return _run_chain(make_kernel(), num_samples=num_samples, warmup_steps=warmup_steps,
+                          initial_params=inits[chain], progress=progress, args=(x,),
+                          kwargs={"c": c},
+                          dtype=model._anchor.dtype)  # the statistics in the model's precision
+
+    done, interrupted = _chains(one, range(rank, num_chains, world), keep=group is None)
     if group is not None:
         for part in distributed.gather(done, group, "gathering of the chains"):
             done.update({i: tuple(_to(v, x.device) for v in r) for i, r in part.items()})
@@ -276,6 +288,9 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
     ``sample_stats`` holds, per draw, the statistics of :data:`POSTERIOR_STATS`
     (``acceptance_rate`` is each transition's acceptance probability); the result is a
     :class:`~pyro_genmodels.infer.samplers.ChainResult`, as the batched samplers give.
+    Ctrl-C keeps the chains done or, before the first is done, its draws so far
+    (``info["interrupted"]``), as a fit's ``nuts`` does; in the first warmup the
+    interrupt propagates.
     """
     _validate_common(x0, num_samples, warmup_steps, None, target_accept)
     if kernel not in ("nuts", "hmc"):
@@ -285,24 +300,23 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
     def potential_fn(params):
         return -log_density(params["x"].unsqueeze(0)).squeeze(0)
 
-    C, D = x0.shape
-    draws: List[torch.Tensor] = []
-    stats: Dict[str, List[torch.Tensor]] = {k: [] for k in POSTERIOR_STATS}
-    for c in range(C):
+    def one(c: int):
         k = cls(potential_fn=potential_fn, target_accept_prob=target_accept,
                 adapt_step_size=True, adapt_mass_matrix=True, **kernel_options)
-        samples, chain_stats, _ = _run_chain(
-            k, num_samples=num_samples, warmup_steps=warmup_steps,
-            initial_params={"x": x0[c].detach().clone()}, progress=progress, dtype=x0.dtype)
-        draws.append(samples["x"])
-        for name in stats:
-            stats[name].append(chain_stats[name])
+        return _run_chain(k, num_samples=num_samples, warmup_steps=warmup_steps,
+                          initial_params={"x": x0[c].detach().clone()}, progress=progress,
+                          dtype=x0.dtype)
+
+    done, interrupted = _chains(one, range(x0.shape[0]))
+    chains = [done[i] for i in sorted(done)]
     dev = x0.device
-    out = torch.stack(draws).to(dev)
-    sample_stats = {k: torch.stack(v).to(dev) for k, v in stats.items()}
-    info = {"sampler": kernel, "warmup_steps": warmup_steps, "num_chains": C,
+    out = torch.stack([r[0]["x"] for r in chains]).to(dev)
+    sample_stats = {k: torch.stack([r[1][k] for r in chains]).to(dev)
+                    for k in POSTERIOR_STATS}
+    info = {"sampler": kernel, "warmup_steps": warmup_steps, "num_chains": len(chains),
             "num_samples": num_samples, "target_accept": target_accept,
-            "num_divergences": int(sample_stats["diverging"].sum())}
+            "num_divergences": int(sample_stats["diverging"].sum()),
+            "interrupted": interrupted}
     return ChainResult(out, sample_stats, info)
 
 

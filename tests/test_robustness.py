@@ -50,6 +50,21 @@ def test_ctrl_c_returns_a_usable_partial_fit(method):
     assert fit.sample(3, seed=0).shape == (3, 2)
 
 
+def _interrupt_after(monkeypatch, cls, name: str, k: int) -> None:
+    """``cls.name`` (a transition) raises KeyboardInterrupt from its ``k + 1``-th call,
+    as a Ctrl-C there would (in place of any earlier such wrapper, not around it)."""
+    original, calls = getattr(cls, name), {"n": 0}
+    original = getattr(original, "unwrapped", original)
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > k:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+    step.unwrapped = original  # type: ignore[attr-defined]
+    monkeypatch.setattr(cls, name, step)
+
+
 @pytest.mark.parametrize("sampler", ["pyro", "fused"])
 def test_ctrl_c_while_the_first_chain_draws_keeps_its_draws(monkeypatch, sampler):
     """Ctrl-C during the first chain's sampling phase: the fit keeps its draws so far
@@ -63,14 +78,7 @@ def test_ctrl_c_while_the_first_chain_draws_keeps_its_draws(monkeypatch, sampler
     original = getattr(cls, name)
 
     def interrupt_at(k):
-        calls = {"n": 0}
-
-        def step(self, *args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] > k:
-                raise KeyboardInterrupt
-            return original(self, *args, **kwargs)
-        monkeypatch.setattr(cls, name, step)
+        _interrupt_after(monkeypatch, cls, name, k)
 
     options = dict(method="nuts", seed=0, progress=False, num_samples=50, warmup_steps=30,
                    num_chains=2, **({} if sampler == "pyro" else {"sampler": "fused"}))
@@ -106,14 +114,7 @@ def test_ctrl_c_in_pyros_sampler_on_a_log_density_keeps_the_draws(monkeypatch, k
     options = dict(sampler=kernel, num_chains=2, warmup_steps=10, seed=0)
 
     def interrupt_at(k):
-        calls = {"n": 0}
-
-        def sample(self, *args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] > k:
-                raise KeyboardInterrupt
-            return original(self, *args, **kwargs)
-        monkeypatch.setattr(cls, "sample", sample)
+        _interrupt_after(monkeypatch, cls, "sample", k)
 
     interrupt_at(10 + 15 + 10 + 3)  # the first chain's 15 draws, 3 of the second's
     kept = model.sample_chains(30, **options)

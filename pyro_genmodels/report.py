@@ -227,8 +227,8 @@ def loss_curves(fits: Mapping[str, Fit], title: str) -> str:
 
 def posterior_diagnostics(fit: Fit, title: str) -> str:
     """For a posterior fit: rank plots, the posterior predictive check, the Pareto-k
-    diagnostic of PSIS-LOO and ``az.summary`` with R-hat and ESS out of range marked;
-    ``""`` for a point fit."""
+    diagnostic of PSIS-LOO and ``az.summary`` with R-hat and ESS out of range marked (for
+    ``vi``, whose draws are independent, its statistics alone); ``""`` for a point fit."""
     if not fit.is_posterior:
         return ""
     import arviz as az
@@ -265,6 +265,12 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
         fig.tight_layout()
         parts.append(image(fig, f"Pareto k of each training point for {title} {fit.method} "
                                 f"(untrusted above {good_k:.2f})"))
+    if "sample_stats" not in idata.groups():  # vi: independent draws of the guide
+        summary = az.summary(idata, var_names=names, kind="stats")
+        parts.append("<p class='note'>az.summary (kind='stats'): independent draws of the "
+                     "variational posterior, so R-hat and ESS, which diagnose a Markov "
+                     "chain, do not apply.</p>" + table(summary, digits=3))
+        return "".join(parts)
     summary = az.summary(idata, var_names=names)
     marks = pd.DataFrame(False, index=summary.index, columns=summary.columns)
     if "r_hat" in summary:

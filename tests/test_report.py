@@ -125,3 +125,22 @@ def test_the_posterior_predictive_check_has_a_panel_per_named_column():
     html = report.posterior_diagnostics(fit, "wine")
     names = ", ".join(frame.columns[:4])
     assert f"posterior predictive check of wine vi (columns {names})" in html
+
+
+def test_a_vi_posterior_is_summarized_without_chain_diagnostics(caplog):
+    """vi's draws are independent draws of the guide, one "chain": R-hat and ESS do not
+    apply, so the summary has the statistics alone, and ArviZ is not asked for an R-hat
+    of one chain (it logged "Shape validation failed" into the user's terminal)."""
+    import logging
+
+    x, _ = pgm.datasets.correlated_gaussian(60, dim=2, seed=0)
+    fit = pgm.Gaussian(2).fit(x, method="vi", seed=0, progress=False, num_steps=30,
+                              num_posterior_samples=50)
+    with caplog.at_level(logging.WARNING, logger="arviz"):
+        html = report.posterior_diagnostics(fit, "toy")
+    assert "R-hat and ESS, which diagnose a Markov chain, do not apply" in html
+    assert "r_hat" not in html and "ess_bulk" not in html and "mean" in html
+    assert not [r for r in caplog.records if r.name.startswith("arviz")], caplog.text
+    chains = pgm.Gaussian(2).fit(x, method="nuts", seed=0, progress=False, num_chains=2,
+                                 num_samples=30, warmup_steps=30)
+    assert "r_hat" in report.posterior_diagnostics(chains, "toy")

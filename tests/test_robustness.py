@@ -105,7 +105,8 @@ def test_ctrl_c_in_pyros_sampler_on_a_log_density_keeps_the_draws(monkeypatch, k
     """``sample_chains`` with Pyro's kernels (``pyro_mcmc``, no model sites, so no
     transforms): Ctrl-C while the second chain draws keeps the first chain; while the
     first draws, its draws so far (bit for bit an uninterrupted run's first ones); in the
-    first warmup it propagates. Before, a Ctrl-C after the warmup gave a TypeError."""
+    first warmup it propagates, and ``sample(n)``, which promises n rows, lets it
+    propagate. Before, a Ctrl-C after the warmup gave a TypeError."""
     from pyro_genmodels.infer import mcmc
 
     cls = mcmc.RecordedNUTS if kernel == "nuts" else mcmc.CappedHMC
@@ -120,9 +121,14 @@ def test_ctrl_c_in_pyros_sampler_on_a_log_density_keeps_the_draws(monkeypatch, k
     kept = model.sample_chains(30, **options)
     assert kept.info["interrupted"] and kept.samples.shape == (1, 15, 2)
     assert kept.sample_stats["diverging"].shape == (1, 15)
+    assert (kept.info["num_chains"], kept.info["num_samples"]) == (1, 15)
     interrupt_at(10 + 4)  # 4 draws of the first chain
     partial = model.sample_chains(30, **options)
     assert partial.info["interrupted"] and partial.samples.shape == (1, 4, 2)
+    assert partial.info["num_samples"] == 4
+    interrupt_at(10 + 4)  # sample(n) promises n rows: the interrupt propagates
+    with pytest.raises(KeyboardInterrupt):
+        model.sample(30, **options)
     monkeypatch.setattr(cls, "sample", original)
     whole = model.sample_chains(30, **options)
     assert not whole.info["interrupted"] and whole.samples.shape == (2, 15, 2)

@@ -314,7 +314,7 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
     sample_stats = {k: torch.stack([r[1][k] for r in chains]).to(dev)
                     for k in POSTERIOR_STATS}
     info = {"sampler": kernel, "warmup_steps": warmup_steps, "num_chains": len(chains),
-            "num_samples": num_samples, "target_accept": target_accept,
+            "num_samples": out.shape[1], "target_accept": target_accept,
             "num_divergences": int(sample_stats["diverging"].sum()),
             "interrupted": interrupted}
     return ChainResult(out, sample_stats, info)

@@ -191,6 +191,8 @@ class EnergySampling:
                                   step_size, adjusted, num_leapfrog, target_accept,
                                   progress, kernel_options)
         result.info.update(info, potential=kind)
+        if flat and result.info.get("interrupted"):  # sample(n) gives n rows or none: the
+            raise KeyboardInterrupt                  # draws Ctrl-C keeps are sample_chains's
         if flat and batched:  # the next segments (same shape) run the same graph
             with traced_execution() if kind != "eager" else contextlib.nullcontext():
                 return self._more(result, f_u, n, num_samples, sampler, num_leapfrog,

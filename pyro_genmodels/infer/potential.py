@@ -52,8 +52,8 @@ from .chees import chees
 from .mcmc import _enumeration, _jit
 from .nuts import nuts
 from .objectives import GenerativeModel, _InUnits, program_in_units, traced_execution
+from .reuse import LEAF, Reusable, split
 from .samplers import value_and_grad
-from .reuse import Reusable, split
 from .simplify import _written, count_ops, simplify
 
 #: relative agreement asked of the fused and Pyro's potential (both evaluated in float64)
@@ -399,7 +399,7 @@ def _bind(traced: fx.GraphModule, leaves: List[torch.Tensor]) -> fx.GraphModule:
     for node in traced.graph.nodes:
         if node.op == "placeholder" and node is not inputs[0]:
             i = inputs.index(node)
-            name = f"_leaf{i}"
+            name = LEAF.format(i)
             attrs[name] = leaves[i - 1]
             env[node] = graph.get_attr(name)
             env[node].meta = {**node.meta, "val": attrs[name]}

@@ -292,13 +292,14 @@ def compiled(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any], *,
     fused kernels). The seconds it took go to ``info["compile_seconds"]``; the first
     gradient is taken here, not in the sampler.
 
-    With the ``potential`` whose ``log_density`` this is, its trace is kept for the fits
-    that follow (:class:`GradientGraph`; ``info["trace_reused"]`` says whether this one
-    took a kept trace). The key (:meth:`FusedPotential.trace_key`) holds everything the
-    trace keeps as a constant, the priors' tensors included (a prior may depend on the
-    data); and a kept trace is used only where it gives ``log_density``'s own value and
-    gradient at ``z0`` and at shifted midpoints between the chains, up to rounding (else
-    it is traced afresh), against control flow that depends on the data's values.
+    With the ``potential`` whose ``log_density`` this is, its simplified graph is kept for
+    the fits that follow (:class:`GradientGraph`; ``info["trace_reused"]`` says whether
+    this one took a kept graph). The key (:meth:`FusedPotential.trace_key`) holds
+    everything the trace keeps as a constant, the priors' tensors included (a prior may
+    depend on the data); and a kept graph is used only where it gives ``log_density``'s
+    own value and gradient at ``z0`` and at shifted midpoints between the chains, up to
+    rounding (else it is traced afresh), against control flow that depends on the data's
+    values.
 
     Measured on 2 cores, ``Gaussian(3)`` on 500 rows, 4 chains, per value and gradient:
     autograd over the traced forward 1.26 ms, over the compiled forward 0.59 ms; the one
@@ -326,7 +327,7 @@ def compiled(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any], *,
     return graph
 
 
-#: how closely a kept trace, bound to another data set, must give the log density's own
+#: how closely a kept graph, given another data set, must give the log density's own
 #: value and gradient (the same operations on the same numbers: rounding only)
 _REUSE_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2,
                torch.bfloat16: 1e-2}

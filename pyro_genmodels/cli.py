@@ -85,10 +85,14 @@ def _check_model_args(cls: type, model: str, kwargs: Dict[str, Any], *,
               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     names = [p.name for p in params]
     free = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
-    for key in sorted(set(kwargs) - set(names)) if not free else []:
-        close = difflib.get_close_matches(key, names, n=2)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise SystemExit(f"error: {model} has no argument {key!r} (--arg {key}=...).{hint} "
+    unknown = [] if free else sorted(set(kwargs) - set(names))
+    if unknown:  # each named, with the known names closest to it
+        said = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, names, n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            said.append(f"no argument {key!r} (--arg {key}=...).{hint}")
+        raise SystemExit(f"error: {model} has {' It has '.join(said)} "
                          f"Its arguments: {', '.join(names)}")
     missing = [p.name for p in params if p.default is p.empty and p.name not in kwargs
                and not (given_dim and p.name == "dim")]

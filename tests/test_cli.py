@@ -160,6 +160,11 @@ def test_constructor_arguments_are_checked_by_name_before_the_data_are_read(tmp_
                                          r"\(--arg blah=\.\.\.\)\. Its arguments: dim, "
                                          r"covariance, prior_scale$"):
         fit("gaussian", "--arg", "blah=1")
+    with pytest.raises(SystemExit, match=r"^error: gaussian has no argument 'blah' "
+                                         r"\(--arg blah=\.\.\.\)\. It has no argument "
+                                         r"'prior_scal' \(--arg prior_scal=\.\.\.\)\. Did "
+                                         r"you mean 'prior_scale'\? Its arguments: dim"):
+        fit("gaussian", "--arg", "prior_scal=1", "--arg", "blah=1")  # every one named
     with pytest.raises(SystemExit, match=r"^error: gaussian_mixture needs --arg "
                                          r"n_components=\.\.\. \(required; its other "
                                          r"arguments: dim, covariance_type"):

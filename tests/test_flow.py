@@ -141,6 +141,15 @@ def test_constructor_validation():
         pgm.Flow(2, hidden=())
     with pytest.raises(TypeError, match="zuko"):
         pgm.Flow(2, bogus=3)
+    # a misspelt name gets the closest of Flow's own arguments and the zuko flow's
+    # options (zuko's own message names only MaskedMLP or Linear)
+    for kwargs, meant in [({"num_transform": 3}, "'num_transforms'"), ({"bin": 4}, "'bins'"),
+                          ({"transform": "realnvp", "randperm": True}, "'randmask'"),
+                          ({"transform": "maf", "pases": 2}, "'passes'")]:
+        with pytest.raises(TypeError, match=f"takes no option .*Did you mean {meant}"):
+            pgm.Flow(2, **kwargs)
+    with pytest.raises(TypeError, match="Flow sets zuko's 'transforms' itself .*num_transforms"):
+        pgm.Flow(2, transforms=3)
     # the options are saved with the fit as JSON: refused at once, not when saving
     # (the CLI fuzzer's --arg bogus=1j trained, then failed to save)
     for value in (1j, float("nan"), object()):

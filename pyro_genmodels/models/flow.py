@@ -26,6 +26,7 @@ References:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pyro
@@ -75,6 +76,35 @@ TRANSFORMS = {
 }
 # NAF is left out on purpose: its inverse is a bisection, so sampling is neither one pass
 # nor exact.
+
+
+def _bad_option(error: TypeError, transform: str) -> str:
+    """zuko's TypeError for an option it does not take, said in :class:`Flow`'s terms: an
+    unknown name comes with the closest of Flow's own arguments and the flow's named
+    options (zuko passes the rest on to its networks, whose message alone names
+    ``MaskedMLP`` or ``Linear``)."""
+    import difflib
+    import inspect
+
+    cls = TRANSFORMS[transform]
+    said = f"Bad option for zuko.flows.{cls.__name__} (transform={transform!r}): {error}"
+    twice = re.search(r"multiple values for keyword argument '(\w+)'", str(error))
+    if twice is not None:  # features, context, transforms, hidden_features
+        return (f"Flow sets zuko's {twice[1]!r} itself (from dim, context_dim, "
+                f"num_transforms and hidden): pass those instead (zuko said: {error})")
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    if unknown is None:
+        return said
+    set_by_flow = {"self", "features", "context", "transforms", "hidden_features", "kwargs"}
+    own = [n for n in inspect.signature(Flow).parameters if n != "flow_options"]
+    zuko_named = [n for n in inspect.signature(cls).parameters if n not in set_by_flow]
+    if transform in ("nsf", "maf"):  # autoregressive: MaskedAutoregressiveTransform, MaskedMLP
+        zuko_named += ["passes", "residual"]
+    close = difflib.get_close_matches(unknown[1], own + zuko_named, n=2)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return (f"Flow(transform={transform!r}) takes no option {unknown[1]!r}.{hint} Its "
+            f"arguments: {', '.join(own)}; options zuko.flows.{cls.__name__} names: "
+            f"{', '.join(zuko_named) or 'none'} (zuko said: {error})")
 
 
 @register
@@ -152,8 +182,7 @@ class Flow(GenerativeModel):
                 features=self.dim, context=self.context_dim or 0,
                 transforms=self.num_transforms, hidden_features=self.hidden, **flow_options)
         except TypeError as e:
-            raise TypeError(f"Bad option for zuko.flows.{TRANSFORMS[transform].__name__}: {e}") \
-                from None
+            raise TypeError(_bad_option(e, transform)) from None
 
     @property
     def prior_sites(self) -> Tuple[str, ...]:

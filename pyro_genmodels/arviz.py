@@ -13,6 +13,10 @@ Groups:
 * ``observed_data``: the training data ``x``.
 * ``optimization``: the loss trace ``loss`` over ``step`` (optimized fits).
 
+The InferenceData's own ``attrs`` name the library, method, model and seed; a fit
+stopped by Ctrl-C adds ``attrs["interrupted"] = 1`` (an int: NetCDF has no booleans), so
+fewer chains, draws or steps than asked are not taken for a finished run.
+
 Dimensions are named by the family (:meth:`~pyro_genmodels.GenerativeModel.arviz_dims`):
 ``x`` is ``(row, column)`` (sequences: ``(row, position)``), its log-likelihood ``(row,)``,
 and the sites ``column``, ``component``, ``latent``, ... ``column`` is labelled with the
@@ -93,6 +97,8 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
     }
     if fit.seed is not None:
         attrs["seed"] = int(fit.seed)
+    if fit.interrupted:
+        attrs["interrupted"] = 1
     model, site = fit.model, fit.model.observed_site
     dims = dict(model.arviz_dims())
     data_dims = dims.get(site, ())

@@ -385,7 +385,11 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
         if heldout is None:
             needs[family]["held-out log p"] = "not scored (no held-out data given)"
         posterior = "".join(posterior_diagnostics(fit, label) for label, fit in group.items())
-        body = (table(compact(comparison)) + loss_curves(group, family)
+        cut = [label for label, fit in group.items() if fit.interrupted]
+        body = (table(compact(comparison))
+                + (f"<p class='note'>Stopped by Ctrl-C before the end: {', '.join(cut)} "
+                   f"(fewer steps, chains or draws than asked).</p>" if cut else "")
+                + loss_curves(group, family)
                 + _samples_figure(group, family)
                 + (f"<h3>The posterior (ArviZ)</h3>{posterior}" if posterior else ""))
         sections.append(Section(slug(family), family, body))

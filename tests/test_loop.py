@@ -184,6 +184,11 @@ def test_an_interrupted_fit_has_the_held_out_loss_its_info_reports():
     assert fit.interrupted and len(fit.losses) == 10 and fit.info["best_step"] < 10
     assert -fit.log_prob(held).mean().item() == pytest.approx(fit.info["best_heldout_loss"],
                                                                rel=1e-6)
+    # the ArviZ record says so too, in a form NetCDF keeps (it has no booleans)
+    idata = fit.to_arviz()
+    assert idata.attrs["interrupted"] == 1
+    assert "interrupted" not in pgm.Gaussian(2).fit(train, method="map", seed=0, progress=False,
+                                                    num_steps=5).to_arviz().attrs
 
 
 def test_validation_options_are_checked_before_any_work():

@@ -86,6 +86,23 @@ def test_report_of_saved_fits_from_the_command_line(tmp_path, capsys):
     assert "rank plots of loc, scale for" in text
 
 
+def test_report_says_which_runs_ctrl_c_stopped(tmp_path):
+    """A fit stopped by Ctrl-C is saved like any other; the report names it, so its
+    shorter loss curve is not read as a converged fit."""
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+
+    def interrupt(step, loss):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    model = pgm.Gaussian(2)
+    model.fit(x, method="map", seed=0, progress=False, num_steps=50).save(tmp_path / "whole")
+    model.fit(x, method="map", seed=0, progress=False, num_steps=50,
+              callback=interrupt).save(tmp_path / "cut")
+    text = report.from_runs([tmp_path / "whole", tmp_path / "cut"], tmp_path / "r").read_text()
+    assert "Stopped by Ctrl-C before the end: cut (" in text
+
+
 def test_report_refuses_what_it_cannot_read(tmp_path):
     with pytest.raises(SystemExit, match="error: .*No saved fit"):
         cli.main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])

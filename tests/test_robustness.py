@@ -89,6 +89,7 @@ def test_ctrl_c_while_the_first_chain_draws_keeps_its_draws(monkeypatch, sampler
     assert torch.isfinite(fit.posterior["scale"]).all() and (fit.posterior["scale"] > 0).all()
     idata = fit.to_arviz()
     assert idata.posterior.sizes["draw"] == 20 and idata.sample_stats.sizes["draw"] == 20
+    assert idata.attrs["interrupted"] == 1  # one chain of 20 draws, not the 2 x 50 asked
     assert fit.sample(3, seed=0).shape == (3, 2)
     monkeypatch.setattr(cls, name, original)  # the first 20 draws of an uninterrupted run
     whole = pgm.Gaussian(2).fit(x, **{**options, "num_samples": 20})

@@ -160,6 +160,28 @@ def test_mle_on_raw_columns_reaches_the_closed_form(name, q):
     assert err < 1e-3, err
 
 
+@pytest.mark.parametrize("dtype,unit", [(torch.float64, 1e-4), (torch.float32, 1e-4),
+                                        (torch.float32, 1e-8)])
+def test_mle_in_tiny_units_keeps_its_closed_form_start(dtype, unit):
+    """Wine in units of 1e-4 / 1e-8, the maximized log-likelihood of Tipping & Bishop
+    (from the eigenvalues, in float64) as the oracle. At the maximum the gradient is rounding,
+    Adam's steps are about lr whatever its size, and in these units lr is thousands of
+    column sds: the loop ended 24 nats per row below in float64 at 1e-4, 32 in float32,
+    96 million at 1e-8. The fit keeps the closed-form start: its parameters, evaluated
+    in float64, give the maximum to 1e-6 nats per row (it is a stationary point, so the
+    float32 rounding of the parameters, 6e-8 relative, changes the log-likelihood in
+    second order only), and the fit says by how much the loop fell short."""
+    raw = torch.as_tensor(_raw("wine") * unit, dtype=dtype)
+    fit = pgm.PPCA(13, 2).fit(raw, method="mle", seed=0, progress=False)
+    oracle = _closed_form_mean_log_lik(raw.double(), 2).item()
+    point = {k: v.double() for k, v in fit.point.items()}
+    ours = fit.model.double().log_prob_given(point, raw.double()).mean().item()
+    assert abs(ours - oracle) < 1e-6, (ours, oracle)
+    assert fit.info["kept_start"] > 1.0
+    for site, value in closed_form(raw, 2).items():
+        assert torch.equal(fit.point[site], value)
+
+
 def test_map_is_the_maximum_of_the_log_joint_on_raw_columns():
     """On raw wine the default prior (s0 = 10, in the data's units) is strong for
     proline (mean 747, posterior sd of its mean 24): the MAP pulls ``loc`` to about 129.

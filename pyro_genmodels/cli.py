@@ -81,10 +81,10 @@ def _check_model_args(cls: type, model: str, kwargs: Dict[str, Any], *,
     import difflib
     import inspect
 
-    params = [p for p in inspect.signature(cls).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    signature = inspect.signature(cls).parameters.values()
+    params = [p for p in signature if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     names = [p.name for p in params]
-    free = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
+    free = any(p.kind is p.VAR_KEYWORD for p in signature)
     unknown = [] if free else sorted(set(kwargs) - set(names))
     if unknown:  # each named, with the known names closest to it
         said = []

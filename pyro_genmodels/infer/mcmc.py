@@ -198,10 +198,10 @@ class _Recording:
         if not flat:
             return None
         stacked, out, pos = torch.stack(flat), {}, 0
+        transforms = kernel.transforms or {}  # none for a potential_fn kernel
         for site, shape in structure.items():
             size = math.prod(shape)
             z = stacked[:, pos:pos + size].reshape((len(flat),) + tuple(shape))
-            transforms = kernel.transforms or {}  # none for a potential_fn kernel
             out[site] = transforms[site].inv(z) if site in transforms else z
             pos += size
         return out

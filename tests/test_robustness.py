@@ -123,6 +123,7 @@ def test_ctrl_c_in_pyros_sampler_on_a_log_density_keeps_the_draws(monkeypatch, k
     assert kept.info["interrupted"] and kept.samples.shape == (1, 15, 2)
     assert kept.sample_stats["diverging"].shape == (1, 15)
     assert (kept.info["num_chains"], kept.info["num_samples"]) == (1, 15)
+    assert kept.to_arviz().attrs["interrupted"] == 1
     interrupt_at(10 + 4)  # 4 draws of the first chain
     partial = model.sample_chains(30, **options)
     assert partial.info["interrupted"] and partial.samples.shape == (1, 4, 2)
@@ -133,6 +134,7 @@ def test_ctrl_c_in_pyros_sampler_on_a_log_density_keeps_the_draws(monkeypatch, k
     monkeypatch.setattr(cls, "sample", original)
     whole = model.sample_chains(30, **options)
     assert not whole.info["interrupted"] and whole.samples.shape == (2, 15, 2)
+    assert "interrupted" not in whole.to_arviz().attrs
     assert torch.equal(partial.samples[0], whole.samples[0, :4])
     assert torch.equal(kept.samples[0], whole.samples[0])
     interrupt_at(5)  # in the first warmup: nothing to keep

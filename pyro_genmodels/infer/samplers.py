@@ -157,7 +157,8 @@ class ChainResult:
     def to_arviz(self, var_name: str = "x") -> arviz.InferenceData:
         """An :class:`arviz.InferenceData` with the chains as the ``chain`` dimension
         (``posterior[var_name]``: ``(chain, draw, var_name_dim_0)``) and ``sample_stats``,
-        so ``az.summary`` reports R-hat and ESS and ``az.plot_trace`` works."""
+        so ``az.summary`` reports R-hat and ESS and ``az.plot_trace`` works; after a
+        Ctrl-C, ``attrs["interrupted"] = 1``."""
         import arviz as az
 
         import warnings
@@ -167,6 +168,8 @@ class ChainResult:
                  "num_warmup": int(self.info.get("warmup_steps", 0)),
                  "num_divergences": self.num_divergences,
                  "creation_library": "pyro_genmodels"}
+        if self.info.get("interrupted"):  # Ctrl-C: fewer chains or draws than asked
+            attrs["interrupted"] = 1  # an int: NetCDF has no booleans
         with warnings.catch_warnings():  # many short chains are intended here
             warnings.filterwarnings("ignore", message="More chains")
             return az.from_dict(posterior={var_name: self.samples.detach().cpu().numpy()},

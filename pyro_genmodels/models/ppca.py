@@ -38,6 +38,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Dict, Optional, Tuple
 
@@ -92,17 +93,20 @@ def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:
 
 class StartedAtMLE(PointEngine):
     """``mle`` of PPCA: the loop from the closed-form maximum (:func:`closed_form`, the
-    family's ``init_values``), in the data's own units, keeping that start where the loop
-    ended below it on the training rows.
+    family's ``init_values``), in the data's own units (standardized ones with
+    ``standardize=True``), keeping that start where the loop ended below it on the
+    training rows.
 
     At an exact maximum the gradient is rounding noise, which Adam divides by its own
     size: each step moves every parameter by about ``lr``. In the data's natural units
     that is rounding (raw wine and breast cancer in float64: 1e-11 relative); in tiny
-    ones it is not (wine times 1e-4: 24 to 32 nats per row below the maximum; times 1e-8
-    in float32: 96 million). So with the rows in memory and no held-out rows (which
-    choose the point themselves), the fit is whichever of the start and the loop's end
-    has the higher mean log-likelihood; where it is the start, ``info["kept_start"]``
-    is how many nats per row the end was below it (the loss trace is the loop's)."""
+    ones it is not (wine times 1e-4: 24 nats per row below the maximum in float64, 29 in
+    float32; times 1e-8 in float32: about 15,700). So with the rows in memory and no
+    held-out rows (which choose the point themselves), the fit is whichever of the start
+    and the loop's end has the higher mean log-likelihood, both scored in float64 (in
+    float32 a point far off the maximum can score millions of nats above it); where it
+    is the start, by more than 1e-9 relative, ``info["kept_start"]`` is how many nats per
+    row the end was below it (the loss trace is the loop's)."""
 
     def run(self, model: GenerativeModel, data: Data, opts: PointOptions, *, method: str,
             progress: bool) -> FitResult:
@@ -111,10 +115,14 @@ class StartedAtMLE(PointEngine):
                 or result.error is not None):
             return result
         start = model.init_values(data.x)
+        exact = torch.float64 if data.x.device.type != "mps" else data.x.dtype  # MPS: no float64
+        scorer = copy.deepcopy(model).to(exact)
+        x = data.x.to(exact)
         with torch.no_grad():
-            at_start = float(model.log_prob_given(start, data.x).mean())
-            at_end = float(model.log_prob_given(result.point, data.x).mean())
-        if not math.isfinite(at_start) or at_end >= at_start:
+            at_start, at_end = (
+                float(scorer.log_prob_given({k: v.to(exact) for k, v in p.items()}, x).mean())
+                for p in (start, result.point))
+        if not math.isfinite(at_start) or at_end >= at_start - 1e-9 * max(1.0, abs(at_start)):
             return result
         result.point = start
         result.info["kept_start"] = (at_start - at_end if math.isfinite(at_end)

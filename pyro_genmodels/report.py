@@ -387,7 +387,7 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
         posterior = "".join(posterior_diagnostics(fit, label) for label, fit in group.items())
         cut = [label for label, fit in group.items() if fit.interrupted]
         body = (table(compact(comparison))
-                + (f"<p class='note'>Stopped by Ctrl-C before the end: {', '.join(cut)} "
+                + (f"<p class='note'>Stopped by Ctrl-C before the end: {html.escape(', '.join(cut))} "
                    f"(fewer steps, chains or draws than asked).</p>" if cut else "")
                 + loss_curves(group, family)
                 + _samples_figure(group, family)

@@ -98,9 +98,9 @@ def test_report_says_which_runs_ctrl_c_stopped(tmp_path):
     model = pgm.Gaussian(2)
     model.fit(x, method="map", seed=0, progress=False, num_steps=50).save(tmp_path / "whole")
     model.fit(x, method="map", seed=0, progress=False, num_steps=50,
-              callback=interrupt).save(tmp_path / "cut")
-    text = report.from_runs([tmp_path / "whole", tmp_path / "cut"], tmp_path / "r").read_text()
-    assert "Stopped by Ctrl-C before the end: cut (" in text
+              callback=interrupt).save(tmp_path / "cut<&>")
+    text = report.from_runs([tmp_path / "whole", tmp_path / "cut<&>"], tmp_path / "r").read_text()
+    assert "Stopped by Ctrl-C before the end: cut&lt;&amp;&gt; (" in text  # escaped, as every label
 
 
 def test_report_refuses_what_it_cannot_read(tmp_path):

@@ -172,10 +172,6 @@ class GenerativeModel(PyroModule):
         """Data-dependent starting values (constrained) of the global sites."""
         raise NotImplementedError
 
-    #: whether ``init_values`` is the exact MLE (a closed form), so that ``mle`` steps in
-    #: the data's own units, not in :meth:`param_units` (see PPCA's)
-    starts_at_mle: ClassVar[bool] = False
-
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The scale, in the data's units, of the global sites whose unconstrained value
         is in those units (a location: the columns' sds), broadcastable to that value:

@@ -231,6 +231,11 @@ class PointEngine(Engine):
         """The held-out loss (a family's engine may use a cheaper bound)."""
         return heldout_nll(model, point, data)
 
+    def units(self, model: GenerativeModel, x: torch.Tensor) -> Optional[Dict[str, torch.Tensor]]:
+        """The units the autoguide steps in (:meth:`GenerativeModel.param_units`; a
+        family's engine may keep the data's own, None)."""
+        return model.param_units(x)
+
     @staticmethod
     def writes_out(model: GenerativeModel, opts: PointOptions) -> bool:
         """Whether the loss is :class:`~pyro_genmodels.infer.objectives.NegativeLogJoint`
@@ -254,9 +259,7 @@ class PointEngine(Engine):
         if self.method == "mle":
             program = FlatPriors(model.prior_sites)(model.model)
         init = model.init_values(data.x) if model.global_sites else {}
-        in_units = not (self.method == "mle" and model.starts_at_mle)
-        guide, auto = make_guide(model, program, AutoDelta,
-                                 units=model.param_units(data.x) if in_units else None,
+        guide, auto = make_guide(model, program, AutoDelta, units=self.units(model, data.x),
                                  init_loc_fn=init_to_value(values=init))
         elbo = self.elbo(model, opts)
         loss = ELBOLoss(elbo, program, guide, data.x, data.c)

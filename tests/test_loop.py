@@ -169,6 +169,66 @@ def test_ctrl_c_keeps_the_best_parameters_too():
     assert torch.equal(w.detach(), snapshots[2]) and not torch.equal(w.detach(), snapshots[4])
 
 
+def test_a_kept_weight_average_is_what_is_evaluated_and_kept():
+    """A player whose fit keeps the moving average of its weights: each held-out loss is
+    measured at the average, and early stopping keeps the best average (before, the
+    evaluation saw the last weights and the engine then put the last average back)."""
+    from pyro_genmodels.infer.averaging import WeightAverage
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    avg = WeightAverage(net, 0.9)
+    player = Player(lambda batch: (net.weight - 1.0).pow(2).sum(), net.parameters(),
+                    after_step=lambda: avg.update(net), average=avg)
+    values = iter([5.0, 4.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    seen, averages, raw = [], [], []
+
+    def heldout():
+        seen.append(net.weight.detach().clone())
+        averages.append(avg.average[0].clone())
+        return next(values)
+
+    def own(step, loss):  # the weights the optimizer steps, between evaluations
+        raw.append(net.weight.detach().clone())
+
+    opts = LoopOptions(num_steps=100, lr=0.05, validation=0.1, patience=3, validate_every=2,
+                       callback=own)
+    out = optimize([player], torch.zeros(4, 1), None, opts, heldout=heldout, progress=False)
+    assert out.info["stopped"] == "early_stopping" and out.info["best_step"] == 6
+    assert all(torch.equal(s, a) for s, a in zip(seen, averages)) and len(seen) == 6
+    assert not torch.equal(seen[2], raw[5])  # the average is not the last weights
+    assert torch.equal(net.weight.detach(), seen[2]) and torch.equal(avg.average[0], seen[2])
+
+
+@pytest.mark.parametrize("family", ["diffusion", "gan"])
+def test_early_stopping_with_ema_returns_the_fit_stopped_at_its_best_step(family):
+    """Diffusion (ema by default) and a GAN with ema: the fit that stopped early on held-out
+    rows is, weight for weight, the same seeded fit run to ``best_step`` (before, the
+    network was the average at the last step, whatever ``best_step`` said)."""
+    from sklearn.datasets import load_breast_cancer
+
+    x = torch.tensor(load_breast_cancer().data)
+    train, held = x[:400], x[400:]
+    if family == "diffusion":
+        kw = dict(method="mle", lr=0.3, grad_clip=1.0, ema=0.99)
+    else:
+        kw = dict(method="adversarial", lr=0.01, ema=0.9)
+
+    def run(num_steps, **more):
+        with seeded(0):  # the initial weights
+            model = (pgm.Diffusion(30, timesteps=20, hidden=(32,)) if family == "diffusion"
+                     else pgm.GAN(30, hidden=(32,)))
+        fit = model.fit(train, seed=0, progress=False, lr_decay=1.0, num_steps=num_steps,
+                        **kw, **more)
+        net = fit.model.network if family == "diffusion" else fit.model.generator
+        return fit, torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    fit, kept = run(40, validation=held, validate_every=5, patience=2)
+    k = fit.info["best_step"]
+    assert fit.info["stopped"] == "early_stopping" and 0 < k < 30, fit.info["heldout_losses"]
+    assert torch.equal(kept, run(k)[1])
+
+
 def test_an_interrupted_fit_has_the_held_out_loss_its_info_reports():
     """Held-out rows off the training distribution: their loss turns up after a few steps,
     before the Ctrl-C at step 9; the fit returned is the best one, not the last."""

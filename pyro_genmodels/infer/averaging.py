@@ -25,7 +25,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Dict
+import contextlib
+from typing import Dict, Iterator
 
 import torch
 from torch import nn
@@ -43,9 +44,14 @@ def check_decay(decay, name: str = "ema"):
 class WeightAverage:
     """The moving average of ``module``'s parameters with decay ``decay`` in (0, 1):
     :meth:`update` after each optimizer step, :meth:`copy_to` to put the average into the
-    module at the end, ``state_dict`` / ``load_state_dict`` for checkpoints."""
+    module at the end, ``state_dict`` / ``load_state_dict`` for checkpoints.
+
+    The average is the weights the fit keeps, so the loop measures held-out losses at
+    them and keeps them as the best ones (:meth:`in_module`, :meth:`adopt`; a
+    :class:`~pyro_genmodels.infer.loop.Player`'s ``average``)."""
 
     def __init__(self, module: nn.Module, decay: float):
+        self.module = module
         self.decay = float(decay)
         self.average = [p.detach().clone() for p in module.parameters()]
         self.num_updates = 0
@@ -69,6 +75,30 @@ class WeightAverage:
         if self.num_updates == 0:
             return
         torch._foreach_copy_([p.detach() for p in module.parameters()], self.average)
+
+    @contextlib.contextmanager
+    def in_module(self) -> Iterator[None]:
+        """The average in the module's parameters for the block, the module's own weights
+        back after it (also on an exception): a held-out evaluation of the weights the fit
+        keeps, or a copy of them. Nothing changes before the first update."""
+        if self.num_updates == 0:
+            yield
+            return
+        with torch.no_grad():
+            params = [p.detach() for p in self.module.parameters()]
+            own = [p.clone() for p in params]
+            torch._foreach_copy_(params, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(params, own)
+
+    @torch.no_grad()
+    def adopt(self) -> None:
+        """The average := the module's current weights (after early stopping put the best
+        average, copied in :meth:`in_module`, back into them)."""
+        torch._foreach_copy_(self.average, [p.detach() for p in self.module.parameters()])
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         """The average's tensors and its update count, for a checkpoint."""

@@ -39,12 +39,13 @@ What the loop owns, once for everyone:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyro
 import pyro.optim
@@ -223,6 +224,10 @@ class Player:
             ``betas``).
         after_step: called after each of this player's optimizer steps (e.g. to update
             an exponential moving average of its weights, kept in the loss's state).
+        average: the :class:`~pyro_genmodels.infer.averaging.WeightAverage` of these
+            parameters' module, where the fit keeps that average rather than the last
+            weights: held-out losses are measured at it, and early stopping keeps the
+            best one.
 
     A player's loss may depend on another player's parameters (a generator's loss runs
     through the critic): only the player's own parameters receive its gradient.
@@ -235,6 +240,7 @@ class Player:
     name: str = "main"
     optimizer_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
     after_step: Optional[Callable[[], None]] = None
+    average: Any = None
     optim: Any = dataclasses.field(default=None, repr=False)
     scheduler: Any = dataclasses.field(default=None, repr=False)
     params: Optional[List[torch.Tensor]] = dataclasses.field(default=None, repr=False)
@@ -366,6 +372,17 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     return value, None
 
 
+@contextlib.contextmanager
+def _kept_weights(players: Sequence[Player]) -> Iterator[None]:
+    """Every player's weights as the fit keeps them (its moving average, where it keeps
+    one) for the block, its own after."""
+    with contextlib.ExitStack() as stack:
+        for pl in players:
+            if pl.average is not None:
+                stack.enter_context(pl.average.in_module())
+        yield
+
+
 class _Best:
     """Held-out bookkeeping: the best loss, its step and a copy of every player's
     parameters then."""
@@ -495,13 +512,14 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
             done = step + 1
             if best is not None and heldout is not None and (
                     done % every == 0 or done == opts.num_steps):
-                if group is None:
-                    held = float(heldout())
-                else:  # rank 0 evaluates; every rank makes the same decision
-                    held = distributed.broadcast_float(
-                        float(heldout()) if group.main else None, group,
-                        "held-out evaluation", step)
-                best.record(done, held, players)
+                with _kept_weights(players):  # what the fit would keep, evaluated and copied
+                    if group is None:
+                        held = float(heldout())
+                    else:  # rank 0 evaluates; every rank makes the same decision
+                        held = distributed.broadcast_float(
+                            float(heldout()) if group.main else None, group,
+                            "held-out evaluation", step)
+                    best.record(done, held, players)
                 if opts.patience is not None and best.bad >= opts.patience:
                     stopped = "early_stopping"
             if opts.callback is not None:
@@ -541,8 +559,11 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         torch.set_rng_state(distributed.gather(torch.get_rng_state(), group,
                                                "random state agreement")[0])
     if best is not None:
-        if error is None:  # also after Ctrl-C: the parameters are those info describes
-            best.restore(players)
+        if error is None and best.snapshot is not None:  # also after Ctrl-C: the
+            best.restore(players)  # parameters are those info describes
+            for pl in players:  # the snapshot holds the average where one is kept
+                if pl.average is not None:
+                    pl.average.adopt()
         info.update(heldout_losses=[[s, v] for s, v in best.history], best_step=best.step,
                     best_heldout_loss=best.loss if math.isfinite(best.loss) else None)
     return FitResult(losses=losses, interrupted=interrupted, error=error, info=info)

@@ -214,7 +214,7 @@ class DiffusionEngine(Engine):
                     return float(loss.given(u_val, data.c_val, n, train=False)) / n
 
         player = Player(loss, params, after_step=None if loss.average is None
-                        else loss.update_average)
+                        else loss.update_average, average=loss.average)
         result = optimize([player], data.source(model.to_unit), data.c, opts, heldout=heldout,
                           progress=progress, desc=f"diffusion {method}",
                           fingerprint=fingerprint(model, method, data, opts))

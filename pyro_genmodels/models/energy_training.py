@@ -411,6 +411,7 @@ class EnergyEngine(Engine):
         shift_u = model.shift if model.standardize else torch.zeros_like(mean)
         heldout: Optional[Callable[[], float]] = None
         after_step: Optional[Callable[[], None]] = None
+        average: Optional[WeightAverage] = None  # the weights kept, with ema
         source = data.source()
         loss: Union[MultilevelLoss, ContrastiveLoss, ScoreMatchingLoss]
         x_val = data.x_val
@@ -418,7 +419,7 @@ class EnergyEngine(Engine):
             loss = multi = MultilevelLoss(model, self.method, opts)
             source = data.source(model.to_unit)
             if multi.average is not None:
-                after_step = multi.update_average
+                after_step, average = multi.update_average, multi.average
             if x_val is not None:
                 u_val = model.to_unit(x_val)
 
@@ -442,7 +443,8 @@ class EnergyEngine(Engine):
         params = [p for p in model.net.parameters() if p.requires_grad]
         try:
             with pyro.validation_enabled(False):
-                result = optimize([Player(loss, params, after_step=after_step)], source,
+                result = optimize([Player(loss, params, after_step=after_step,
+                                          average=average)], source,
                                   data.c, opts, heldout=heldout, progress=progress,
                                   desc=f"energy {method}",
                                   fingerprint=fingerprint(model, method, data, opts))

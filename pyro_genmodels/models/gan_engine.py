@@ -283,7 +283,8 @@ class AdversarialEngine(Engine):
             players.append(Player(generator, g_params, name="generator",
                                   optimizer_options=betas, after_step=_both(
                                       record, None if opts.ema is None
-                                      else generator.update_average)))
+                                      else generator.update_average),
+                                  average=generator.average))
         else:  # the critic alone: record after its last update of each round
             players[0].after_step = _every(critic_steps, record)
         pyro.module("generator", model.generator)  # in the fit's param store, like others

@@ -147,7 +147,7 @@ class ScoreEngine(Engine):
                     return float(loss.per_row(u_val, data.c_val).mean().detach())
 
         player = Player(loss, loss.weights, after_step=None if loss.average is None
-                        else loss.update_average)
+                        else loss.update_average, average=loss.average)
         result = optimize([player], data.source(model.to_unit), data.c, opts, heldout=heldout,
                           progress=progress, desc=f"score {method}",
                           fingerprint=fingerprint(model, method, data, opts))

@@ -175,7 +175,7 @@ FIELDS = {"format": (str,), "format_version": (int,), "model": (str,),
           "options": (dict,), "interrupted": (bool,), "info": (dict,), "groups": (list,)}
 #: keys that older saves lack
 OPTIONAL = {"library_version": (str,), "code": (dict,), "tensors_sha256": (str,),
-            "order": (dict,)}
+            "order": (dict,), "settings": (dict,)}
 
 
 def _found(v: Any) -> str:

@@ -36,12 +36,13 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union, cast
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ._file_checks import check_header, check_meta, check_names, parse_json, plain, sha256
+from ._file_checks import (_found, check_header, check_meta, check_names, parse_json, plain,
+                           sha256)
 from ._rng import serialized
 
 if TYPE_CHECKING:  # annotations only: Fit.save imports this module
@@ -73,6 +74,9 @@ class LoadError(ValueError):
 def save(fit: Fit, path: Union[str, os.PathLike]) -> None:
     """Write ``fit`` to the directory ``path`` (created if needed), atomically: an
     interruption at any point leaves the previous save there readable (see the module).
+    The attributes that the fit class's ``saved_settings`` names (what its ``using``
+    set: a diffusion fit's ``estimator``) go to ``fit.json``'s ``settings``, and
+    :func:`load` restores them through ``using``.
 
     Raises:
         ValueError: ``path`` is a file, or a non-empty directory that holds no
@@ -124,6 +128,8 @@ def save(fit: Fit, path: Union[str, os.PathLike]) -> None:
         "options": fit.options,
         "interrupted": fit.interrupted,
         "info": fit.info,
+        # what the fit class's ``using`` set (a diffusion fit's default estimator)
+        "settings": {k: getattr(fit, k) for k in getattr(fit, "saved_settings", ())},
         "groups": [g for g in _GROUPS if getattr(fit, g) is not None],
         # the variables' order (safetensors stores them sorted by name): ArviZ's order
         "order": {g: list(getattr(fit, g)) for g in _GROUPS if getattr(fit, g) is not None},
@@ -284,6 +290,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
     if cls is None:
         raise LoadError(f"{meta_file}: Unknown model {meta['model']!r}; expected one of "
                         f"{sorted(registry())}")
+    settings = _settings(meta, cls.fit_class, meta_file)
     tensor_file, size = _tensor_file(root, path, meta)
     try:
         names = check_header(tensor_file, size)
@@ -348,7 +355,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
         _check_groups(model, groups, tensors, tensor_file)
     data, context = tensors.get("data"), tensors.get("context")
     try:
-        return cls.fit_class.build(
+        fit = cls.fit_class.build(
             model, meta["method"], point=groups.get("point"), posterior=groups.get("posterior"),
             sample_stats=groups.get("sample_stats", {}), losses=meta["losses"],
             data=None if data is None else data.to(device),
@@ -356,6 +363,26 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
             options=meta["options"], interrupted=meta["interrupted"], info=meta["info"])
     except (TypeError, ValueError) as e:
         raise LoadError(f"{path} does not make a fit: {e}") from None
+    if not settings:
+        return fit
+    try:  # ``using`` checks each value (an unknown estimator)
+        return cast(Any, fit).using(**settings)  # the classes with saved_settings have it
+    except (TypeError, ValueError) as e:
+        raise LoadError(f"{meta_file}: its settings {settings} do not apply to a "
+                        f"{cls.fit_class.__name__}: {e}") from None
+
+
+def _settings(meta: Dict[str, Any], fit_class: type, file: Path) -> Dict[str, Any]:
+    """``fit.json``'s ``settings``: what the fit class's ``using`` sets and
+    ``saved_settings`` names (a diffusion fit's ``estimator``); ``{}`` in saves older
+    than the field, whose fits load with the class's defaults."""
+    settings = meta.get("settings", {})
+    allowed = tuple(getattr(fit_class, "saved_settings", ()))
+    if not set(settings) <= set(allowed):  # an object: check_meta
+        raise LoadError(f"{file}: expected 'settings' to be an object with keys among "
+                        f"{list(allowed)} (the {fit_class.__name__}'s), found "
+                        f"{_found(settings)}")
+    return settings
 
 
 def _check_finite(tensors: Dict[str, torch.Tensor], file: Path) -> None:

@@ -523,3 +523,25 @@ def test_an_mcmc_fit_says_how_its_chains_mixed_and_warnings_are_one_line(tmp_pat
     assert err.startswith("warning: Gaussian's prior (prior_scale=10, in the data's units) "
                           "moves the nuts fit of column(s) [1]")
     assert "cli.py" not in err
+
+
+def test_a_conditional_model_is_refused_before_anything_is_written(tmp_path):
+    """The command takes no c: ``fit`` with ``--arg context_dim=...`` stops before the
+    data are read (here they do not exist) or --out is made, and ``sample`` of a saved
+    conditional fit before it draws or writes; both say to use Python's c=."""
+    out = tmp_path / "r"
+    with pytest.raises(SystemExit, match=r"^error: --arg context_dim=3 makes gan "
+                                         r"conditional, .* takes no c .*model\.fit\(x, "
+                                         r"c=\.\.\.\)"):
+        cli.main(["fit", "gan", "--arg", "context_dim=3", "--data",
+                  str(tmp_path / "absent.csv"), "--method", "adversarial", "--out", str(out)])
+    assert not out.exists()
+    x, _ = pgm.datasets.correlated_gaussian(20, dim=2, seed=0)
+    fit = pgm.Diffusion(2, timesteps=3, hidden=(4,), context_dim=1).fit(
+        x, c=x[:, :1], method="mle", num_steps=1, seed=0, progress=False)
+    fit.save(tmp_path / "cond")
+    with pytest.raises(SystemExit, match=r"^error: '.*cond' holds a conditional Diffusion "
+                                         r"\(context_dim=1\), .* takes no c .*"
+                                         r"load\(run\)\.sample\(n, c=\.\.\.\)"):
+        cli.main(["sample", str(tmp_path / "cond"), "-n", "3", "--out", str(out / "s.csv")])
+    assert not out.exists()

@@ -310,6 +310,16 @@ def test_bad_sampling_arguments():
                           (dict(guidance=1.0), "unconditional")]:
         with pytest.raises(ValueError, match=match):
             fit.sample(3, **kwargs)
+    # another sampler's option is refused, not ignored (eta=0.5 would not change
+    # ancestral draws)
+    for kwargs, match in [(dict(eta=0.5), "eta applies to sampler='ddim' only, but "
+                                          "sampler='ancestral'"),
+                          (dict(sampler="ode", eta=0.0), "eta applies to sampler='ddim'"),
+                          (dict(sampler="ode", steps=5), "steps applies to sampler='ddim'"),
+                          (dict(rtol=1e-3), "rtol applies to sampler='ode' only"),
+                          (dict(sampler="ddim", atol=1e-3), "atol applies to sampler='ode'")]:
+        with pytest.raises(ValueError, match=match):
+            fit.sample(3, **kwargs)
     with pytest.raises(ValueError, match="estimator"):
         fit.log_prob(torch.zeros(2, 2, dtype=torch.float64), estimator="iwae")
     with pytest.raises(ValueError, match="estimator='ode'"):

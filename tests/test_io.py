@@ -131,3 +131,40 @@ def test_fit_on_cuda_loads_on_cpu(tmp_path):
     back = pgm.load(tmp_path / "r")
     assert back.params["loc"].device.type == "cpu"
     assert torch.allclose(back.log_prob(x), fit.log_prob(x.cuda()).cpu(), rtol=1e-5)
+
+
+def test_a_diffusion_fits_estimator_survives_save_and_load(tmp_path):
+    """``fit.using(estimator="ode")`` is saved in fit.json's ``settings`` and restored
+    (checked) on load; a save without the field (older) loads with the bound, and a bad
+    value or an unknown setting is a LoadError naming it."""
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    torch.manual_seed(0)
+    fit = pgm.Diffusion(2, timesteps=5, hidden=(8,)).fit(x, method="mle", num_steps=3,
+                                                         seed=0, progress=False)
+    ode = fit.using(estimator="ode")
+    ode.save(tmp_path / "run")
+    back = pgm.load(tmp_path / "run")
+    assert back.estimator == "ode" and back.log_prob_kind == "estimate"
+    assert torch.equal(back.log_prob(x[:4]), ode.log_prob(x[:4]))
+    fit.save(tmp_path / "bound")
+    assert pgm.load(tmp_path / "bound").estimator == "bound"
+    file = tmp_path / "run" / "fit.json"
+    meta = json.loads(file.read_text())
+    assert meta["settings"] == {"estimator": "ode"}
+    del meta["settings"]  # as saved before the field
+    file.write_text(json.dumps(meta))
+    assert pgm.load(tmp_path / "run").log_prob_kind == "bound"
+    for settings, match in [({"estimator": "exact"}, "Unknown estimator 'exact'"),
+                            ({"estimatr": "ode"}, r"keys among \['estimator'\]"),
+                            (["ode"], "expected 'settings' to be an object")]:
+        file.write_text(json.dumps({**meta, "settings": settings}))
+        with pytest.raises(pgm.LoadError, match=match):
+            pgm.load(tmp_path / "run")
+    g, _ = _fit("map")  # a family without settings refuses any
+    g.save(tmp_path / "g")
+    file = tmp_path / "g" / "fit.json"
+    meta = json.loads(file.read_text())
+    assert meta["settings"] == {}
+    file.write_text(json.dumps({**meta, "settings": {"estimator": "ode"}}))
+    with pytest.raises(pgm.LoadError, match=r"keys among \[\] "):
+        pgm.load(tmp_path / "g")

@@ -118,10 +118,13 @@ class DiffusionFit(Fit):
 
     ``fit.using(estimator="ode")`` is the same fit with the ODE as its default
     ``log_prob`` (and ``log_prob_kind == "estimate"``), so both likelihoods can sit in one
-    :func:`pyro_genmodels.compare` table."""
+    :func:`pyro_genmodels.compare` table; :meth:`save` keeps it."""
 
     #: what ``log_prob`` computes by default; ``"bound"`` or ``"ode"``
     estimator: str = "bound"
+    #: the settings of :meth:`using` that ``save`` writes and ``load`` restores (through
+    #: ``using``, which checks them)
+    saved_settings = ("estimator",)
 
     @property
     def log_prob_kind(self) -> str:
@@ -136,33 +139,43 @@ class DiffusionFit(Fit):
 
     @torch.no_grad()
     def sample(self, n: int, *, sampler: str = "ancestral", steps: Optional[int] = None,
-               eta: float = 0.0, guidance: Optional[float] = None, c: Any = None,
-               seed: Optional[int] = None, rtol: float = 1e-5, atol: float = 1e-5
-               ) -> torch.Tensor:
+               eta: Optional[float] = None, guidance: Optional[float] = None, c: Any = None,
+               seed: Optional[int] = None, rtol: Optional[float] = None,
+               atol: Optional[float] = None) -> torch.Tensor:
         """``n`` draws ``(n, D)`` on the data's scale.
 
         Args:
             sampler: ``"ancestral"`` (T steps), ``"ddim"`` (``steps`` steps, ``eta``) or
                 ``"ode"`` (the probability-flow ODE, adaptive steps, ``rtol`` / ``atol``).
             steps: DDIM's number of steps, 1..T (default 50, at most T).
-            eta: DDIM's noise, in [0, 1] (0: deterministic; 1 with ``steps=T``: ancestral).
+            eta: DDIM's noise, in [0, 1] (default 0: deterministic; 1 with ``steps=T``:
+                ancestral).
+            rtol, atol: the ODE solver's tolerances (default 1e-5).
             guidance: classifier-free guidance weight w >= 0 (conditional models only):
                 the noise prediction is (1 + w) eps(x, c) - w eps(x); ``None``: w = 0.
             c: ``(n, context_dim)`` or one row for all (conditional models).
+
+        An option of another sampler than ``sampler`` (``steps`` or ``eta`` without
+        ``"ddim"``, ``rtol`` or ``atol`` without ``"ode"``) is an error, not ignored.
         """
         model = self.model
         n = positive_int(n, "n")
         check_choice(sampler, SAMPLERS, "sampler")
-        if steps is not None:
-            if sampler != "ddim":
-                raise ValueError(f"steps applies to sampler='ddim' only, but sampler="
-                                 f"{sampler!r} (ancestral runs all T steps, ode adapts)")
-            if positive_int(steps, "steps") > model.timesteps:
-                raise ValueError(f"Expected steps <= timesteps ({model.timesteps}), but got "
-                                 f"{steps}")
-        eta = float(eta)
+        for name, value, owner in (("steps", steps, "ddim"), ("eta", eta, "ddim"),
+                                   ("rtol", rtol, "ode"), ("atol", atol, "ode")):
+            if value is not None and sampler != owner:
+                raise ValueError(f"{name} applies to sampler={owner!r} only, but sampler="
+                                 f"{sampler!r} (ancestral runs all T steps with the chain's "
+                                 f"noise, ddim takes steps and eta, ode adapts its steps to "
+                                 f"rtol and atol)")
+        if steps is not None and positive_int(steps, "steps") > model.timesteps:
+            raise ValueError(f"Expected steps <= timesteps ({model.timesteps}), but got "
+                             f"{steps}")
+        eta = 0.0 if eta is None else float(eta)
         if not 0 <= eta <= 1:
             raise ValueError(f"Expected eta in [0, 1], but got {eta}")
+        rtol = 1e-5 if rtol is None else rtol
+        atol = 1e-5 if atol is None else atol
         guidance = self._check_guidance(guidance)
         c = self._as_context(c, n)
 

@@ -390,3 +390,21 @@ def test_benchmark_smoke_prints_a_ratio():
     assert agrees(ratio, quotient(bounds(f_ms), bounds(h_ms)))
     # copies of the same networks, the same objective and the same random stream
     assert agrees(h_gen, bounds(f_gen)) and agrees(h_critic, bounds(f_critic))
+
+
+def test_the_wasserstein_bound_is_in_column_sds_whatever_the_units():
+    """With ``standardize`` (the default) the critic sees columns in their sds, so
+    ``divergence_bound`` is W1 under the distance ||(x - y) / s|| (docs/gan.md): the same
+    seeded fit of raw wine in other units gives the same number (to float32 rounding of
+    the standardization), where W1 in the data's units would scale with them."""
+    from sklearn.datasets import load_wine
+
+    x = torch.tensor(load_wine().data, dtype=torch.float32)
+    bounds = []
+    for k in (1.0, 1e-3):
+        with seeded(0):
+            model = pgm.GAN(13, hidden=(16,), divergence="wasserstein")
+        fit = model.fit(k * x, method="adversarial", num_steps=20, seed=0, progress=False)
+        bounds.append(fit.divergence_bound(k * x, seed=1))
+    assert bounds[0].estimate > 3 * bounds[0].stderr > 0
+    assert bounds[1].estimate == pytest.approx(bounds[0].estimate, rel=1e-4)

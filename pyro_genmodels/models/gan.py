@@ -101,8 +101,12 @@ class GANFit(Fit):
         expectation (on the training rows the critic may have overfitted). It is
         reported on the scale of :mod:`pyro_genmodels.divergences` (``js`` in
         [0, log 2], ``hellinger`` = H^2, ``gan`` as JS). For ``wasserstein`` it is the
-        critic's estimate of W1, a lower bound only as far as the critic is 1-Lipschitz
-        (the gradient penalty enforces it softly).
+        critic's estimate of W1 in the networks' units, a lower bound only as far as the
+        critic is 1-Lipschitz there (the gradient penalty enforces it softly). With
+        ``standardize`` (the default) that is W1 under the distance
+        :math:`\|(x - y) / s\|_2`, each column in its training sd ``s``: the same number
+        whatever units the columns come in, not W1 in the data's own units (the
+        f-divergences do not depend on the units at all).
         """
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])

@@ -373,7 +373,11 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
     for family, group in families.items():
         model = next(iter(group.values())).model
         if heldout is not None:
-            comparison = compare(group, heldout, samples=False)
+            # the sample-based columns (MMD, C2ST) for a family with no density, the
+            # only score it can have (its draws are direct); the others' log p says more
+            # and an energy model would sample by MCMC
+            comparison = compare(group, heldout,
+                                 samples=model.capabilities.log_prob == "none")
         else:
             comparison = pd.DataFrame({
                 label: {"method": fit.method, "log_prob_kind": fit.log_prob_kind,

@@ -86,6 +86,20 @@ def test_report_of_saved_fits_from_the_command_line(tmp_path, capsys):
     assert "rank plots of loc, scale for" in text
 
 
+def test_a_family_with_no_density_is_scored_by_its_draws(tmp_path):
+    """A GAN has no log p: its table gives the sample-based scores on the held-out rows
+    (MMD, C2ST), as the demo's page does, rather than no score at all."""
+    x, _ = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)
+    heldout, _ = pgm.datasets.correlated_gaussian(200, dim=2, seed=1)
+    pgm.GAN(2, hidden=(16,)).fit(x, method="adversarial", num_steps=20, seed=0,
+                                 progress=False).save(tmp_path / "gan")
+    text = report.from_runs([tmp_path / "gan"], tmp_path / "r", heldout=heldout).read_text()
+    page = check_page(text)
+    assert list(page.sections) == ["gan"]
+    for needle in ("<th>mmd</th>", "<th>c2st</th>", "no density"):
+        assert needle in text, needle
+
+
 def test_report_says_which_runs_ctrl_c_stopped(tmp_path):
     """A fit stopped by Ctrl-C is saved like any other; the report names it, so its
     shorter loss curve is not read as a converged fit."""

@@ -238,6 +238,11 @@ def _default_steps() -> int:
     return pgm.ScoreModel.engines["dsm"].Options.num_steps
 
 
+def _steps(options: dict, per_level: int) -> dict:
+    """``steps_per_level`` for the samplers that take it (the ODE adapts its own steps)."""
+    return {} if options.get("sampler") == "ode" else {"steps_per_level": per_level}
+
+
 def _budget(steps) -> dict:
     return {} if steps is None else {"num_steps": steps}
 
@@ -320,7 +325,7 @@ def toy(name: str, args):
     rows, draws = {}, {}
     for label, options in SAMPLERS:
         t0 = time.perf_counter()
-        s = fit.sample(n_held, seed=args.seed + 1, steps_per_level=per_level, **options)
+        s = fit.sample(n_held, seed=args.seed + 1, **_steps(options, per_level), **options)
         seconds = time.perf_counter() - t0
         rows[label] = {**_mmd(s, heldout, bandwidth), **coverage(name, truth, s),
                        "seconds_per_1000": seconds * 1000 / n_held}
@@ -399,7 +404,7 @@ def weights_demo(args):
     rows, draws = {}, {}
     heavy = torch.tensor(WEIGHTS) > 1 / 8
     for label, options in runs:
-        s = fit.sample(n_held, seed=args.seed + 1, steps_per_level=per_level, **options)
+        s = fit.sample(n_held, seed=args.seed + 1, **_steps(options, per_level), **options)
         cov = metrics.mode_coverage(s, truth.centers, truth.scale, weights=w)
         counts = torch.tensor(cov.counts, dtype=torch.float64)
         rows[label] = {"covered": cov.modes_covered, "high_quality": cov.high_quality,

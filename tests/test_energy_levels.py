@@ -207,6 +207,9 @@ def test_refusals_name_what_was_expected():
         EnergyModel(2, activation="tanh")
     with pytest.raises(ValueError, match="sigma_max > sigma_min"):
         EnergyModel(2, sigma_min=0.5, sigma_max=0.1)
+    with pytest.raises(ValueError, match="num_levels >= 2 for a noise-conditional"):
+        EnergyModel(2, num_levels=1)  # its one level was sigma_max, not sigma_min
+    assert EnergyModel(2, hidden=(8,), noise_conditional=False, num_levels=1).num_levels == 1
     with pytest.raises(ValueError, match="'auto'"):
         EnergyModel(2).log_normalizer(num_steps="many")
     with pytest.raises(ValueError, match="validation"):

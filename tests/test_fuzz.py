@@ -547,9 +547,10 @@ def test_e15_infer_jit_errors_of_a_diverged_fit():
 
 
 def test_e16_models_score_of_one_level_has_no_ode_range():
-    """``models/score_fit.py``: ``ScoreModel(num_levels=1)`` trains and samples, but its
+    """``models/score_fit.py``: ``ScoreModel(num_levels=1)`` trained and sampled, but its
     ``log_prob`` failed inside the ODE solver's own check ("Expected sigma_min <
-    sigma_max", naming no argument of the call): now a refusal naming num_levels."""
+    sigma_max", naming no argument of the call), and its one level was sigma_max: now
+    the constructor refuses it, naming num_levels (one level is ``sigmas=[s]``)."""
     run_constructor("score", {"key": "num_levels", "value": 1})
 
 

@@ -13,7 +13,8 @@ import torch
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.models.score_engine import ScoreLoss
-from pyro_genmodels.models.score_fit import ScoreFit, langevin_step_size
+from pyro_genmodels.models.score_fit import (SAMPLER_OPTIONS, ScoreFit,
+                                              langevin_step_size)
 
 M = torch.tensor([0.5, -0.3], dtype=torch.float64)
 S = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
@@ -67,7 +68,8 @@ def test_samplers_with_the_exact_score_draw_the_gaussian(sampler):
     """4000 draws, mean and covariance within 4 standard errors (the last level's blur,
     sigma_min^2 = 1e-4, is far below them)."""
     fit = oracle(GaussianScore(M, S), sigma_max=20.0, num_levels=10)
-    s = fit.sample(4000, sampler=sampler, steps_per_level=50, seed=3)
+    per_level = {"steps_per_level": 50} if sampler == "pc" else {}  # ode adapts its steps
+    s = fit.sample(4000, sampler=sampler, seed=3, **per_level)
     _moments_match(s, M, S, 4000)
 
 
@@ -102,6 +104,84 @@ def test_ode_likelihood_of_the_exact_score_is_the_true_density():
     assert torch.allclose(res.log_prob, blurred.log_prob(x), atol=2e-3)
     assert res.trace == "exact" and res.nfe > 0 and fit.log_prob_kind == "estimate"
     assert torch.allclose(fit.log_prob(x), res.log_prob)
+
+
+class TrainableGaussianScore(GaussianScore):
+    """GaussianScore with an output that depends on its (unused) weight, so that a fit of
+    one tiny step runs: the fit sets the model's buffers from the data."""
+
+    def forward(self, x, sigma, c=None):
+        return super().forward(x, sigma, c) + 0 * self.unused
+
+
+FAR = torch.tensor([100.0, -50.0], dtype=torch.float64)
+
+
+def far_fit(standardize, n=2000):
+    """A fit to N(FAR, I) data whose columns have exactly mean FAR and sd 1, with the
+    exact score of N(FAR, I) in the network's units plugged in, sigma_max = 20."""
+    eye = torch.eye(2, dtype=torch.float64)
+    with seeded(0):
+        z = torch.randn(n, 2, dtype=torch.float64)
+    x = FAR + (z - z.mean(0)) / z.std(0)
+    net = TrainableGaussianScore(torch.zeros(2, dtype=torch.float64) if standardize else FAR,
+                                 eye)
+    model = pgm.ScoreModel(2, network=net, standardize=standardize, sigma_max=20.0).double()
+    fit = model.fit(x, method="dsm", num_steps=1, lr=1e-12, ema=None, seed=0, progress=False)
+    return fit, x, model
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_ode_likelihood_and_sampler_of_data_far_from_the_origin(standardize, tmp_path):
+    """Data N(m, I), m = (100, -50), with the exact score: the ODE's prior at sigma_max is
+    N(m, (s^2 + sigma_max^2) I) with the training columns' m and s (here exactly m and 1),
+    which is the blurred data's density exactly, so the ODE log-likelihood equals log N(x;
+    m, (1 + sigma_min^2) I) up to the solver's error. Bound: dopri5 keeps each step's
+    local error below atol + rtol |state| ~ 1e-7 x 180 (|y| <= |m| + 4 x 20) ~ 2e-5, over
+    its ~30 steps at most ~6e-4 in y, which moves the prior's log-density by at most
+    |y - m| / (1 + sigma_max^2) <= 0.2 per unit: 1.2e-4 (the log-det's state, ~6, adds
+    ~rtol x 6 per step); so 2e-4 (measured 1e-5; the prior N(0, (1 + sigma_max^2) I) of
+    old was off by 15 nats without standardize). The ODE's draws have mean m and
+    covariance I within 4 standard errors, and a save keeps the moments: the loaded fit
+    gives the same log-likelihood."""
+    fit, x, model = far_fit(standardize)
+    eye = torch.eye(2, dtype=torch.float64)
+    assert torch.allclose(fit.model.unit_mean, torch.zeros(2, dtype=torch.float64)
+                          if standardize else FAR)
+    rows = x[:200]
+    truth = torch.distributions.MultivariateNormal(FAR, (1 + 1e-4) * eye).log_prob(rows)
+    got = fit.log_prob(rows, rtol=1e-7, atol=1e-7)
+    assert float((got - truth).abs().max()) < 2e-4
+    _moments_match(fit.sample(2000, sampler="ode", seed=1), FAR, eye, 2000)
+    fit.save(tmp_path / "far")
+    back = pgm.load(tmp_path / "far", model=model)
+    assert torch.equal(back.model.unit_mean, fit.model.unit_mean)
+    assert torch.equal(back.log_prob(rows[:20]), fit.log_prob(rows[:20]))
+
+
+@pytest.mark.parametrize("sampler", ["annealed_langevin", "langevin"])
+def test_langevin_starts_at_the_data_mean(sampler):
+    """Langevin's start is N(m, sigma_max^2 I), m the training columns' mean (here not
+    standardized, m = (100, -50)): with a step too small to move (alpha <= 1e-12 x
+    (20 / 0.01)^2 = 4e-6) and no denoising the 2000 draws are that start, their mean
+    within 4 standard errors (20 / sqrt(2000) = 0.45) of m, their sd within 4 standard
+    errors (20 / sqrt(4000) = 0.32) of 20."""
+    fit, _, _ = far_fit(False)
+    s = fit.sample(2000, sampler=sampler, steps_per_level=1, step_size=1e-12,
+                   denoise=False, seed=2)
+    assert ((s.mean(0) - FAR).abs() < 4 * 20 / math.sqrt(2000)).all(), s.mean(0)
+    assert ((s.std(0) - 20).abs() < 4 * 20 / math.sqrt(4000)).all(), s.std(0)
+
+
+def test_a_save_from_before_the_prior_moments_loads_with_the_old_prior():
+    """A state without ``unit_mean`` / ``unit_sd`` (saved before they existed) loads, with
+    the prior it was made with: mean 0, sd 1."""
+    fit, _, model = far_fit(False, n=50)
+    state = {k: v for k, v in fit.model.state_dict().items()
+             if k not in ("unit_mean", "unit_sd")}
+    model.load_state_dict(state)
+    assert torch.equal(model.unit_mean, torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(model.unit_sd, torch.ones(2, dtype=torch.float64))
 
 
 def test_annealing_gets_the_mixture_weights_right_and_plain_langevin_does_not():
@@ -249,7 +329,8 @@ def test_weight_prior_adds_the_l2_term():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(sigmas=[1.0, 2.0]), "decreasing"), (dict(sigmas=[1.0, -0.5]), "sigmas"),
     (dict(sigma_min=0.0), "sigma_min"), (dict(sigma_max=0.001), "sigma_max"),
-    (dict(num_levels=0), "num_levels"), (dict(hidden=()), "hidden"),
+    (dict(num_levels=0), "num_levels"), (dict(num_levels=1), "num_levels >= 2"),
+    (dict(hidden=()), "hidden"),
     (dict(network="mlp"), "network"),
 ])
 def test_bad_model_arguments(kwargs, match):
@@ -268,6 +349,33 @@ def test_bad_options_and_sampling_arguments():
                           (dict(step_size=-1.0), "step_size")]:
         with pytest.raises(ValueError, match=match):
             fit.sample(3, **kwargs)
+
+
+def test_one_level_is_given_as_sigmas_not_num_levels():
+    """num_levels=1 would be the level sigma_max alone (geometric_levels' top), ignoring
+    sigma_min: refused above; one chosen level is sigmas=[level], kept as given."""
+    assert pgm.ScoreModel(2, sigmas=[0.3], hidden=(4,)).sigmas.tolist() == [
+        pytest.approx(0.3)]
+    assert len(pgm.ScoreModel(2, num_levels=2, sigma_min=0.01, sigma_max=5.0,
+                              hidden=(4,)).sigmas) == 2
+
+
+@pytest.mark.parametrize("sampler,option", [
+    (s, o) for s, takes in SAMPLER_OPTIONS.items()
+    for o in ("steps_per_level", "step_size", "denoise", "rtol", "atol") if o not in takes])
+def test_an_option_of_another_sampler_is_an_error(sampler, option):
+    """Each sampler takes its own options (SAMPLER_OPTIONS); another one, which it would
+    ignore, is a ValueError naming the option, the sampler and what it takes."""
+    fit = oracle(GaussianScore(M, S), sigma_max=5.0, num_levels=3)
+    value = {"steps_per_level": 2, "step_size": 0.1, "denoise": False, "rtol": 1e-3,
+             "atol": 1e-3}[option]
+    with pytest.raises(ValueError, match=rf"{option} applies to .* but sampler="
+                                         rf"'{sampler}', which takes "
+                                         rf"{', '.join(SAMPLER_OPTIONS[sampler])}"):
+        fit.sample(2, sampler=sampler, seed=0, **{option: value})
+    own = {o: {"steps_per_level": 2, "step_size": 0.01, "denoise": False, "rtol": 1e-3,
+               "atol": 1e-3}[o] for o in SAMPLER_OPTIONS[sampler]}
+    assert fit.sample(2, sampler=sampler, seed=0, **own).shape == (2, 2)
 
 
 @pytest.mark.cost(75)

@@ -174,7 +174,8 @@ class EnergyModel(EnergySampling, GenerativeModel):
             (``"silu"``, ``"softplus"``, ``"tanh"``, ``"gelu"``, ``"elu"``).
         spectral_norm: spectral normalization of every linear layer of the plain MLP (a
             Lipschitz bound that stabilizes contrastive training).
-        num_levels, sigma_min, sigma_max: the noise levels, ``num_levels`` geometric ones
+        num_levels, sigma_min, sigma_max: the noise levels, ``num_levels`` (at least 2;
+            unused by a plain network) geometric ones
             from ``sigma_max`` (``None``: the largest pairwise distance between
             standardized training rows, set when the fit starts) down to ``sigma_min``
             (:mod:`~pyro_genmodels.models.noise_nets`, shared with the score family).
@@ -265,6 +266,10 @@ class EnergyModel(EnergySampling, GenerativeModel):
         self.envelope = nonnegative_float(envelope, "envelope")
         # the noise levels (standardized units when the model standardizes)
         self.num_levels = positive_int(num_levels, "num_levels")
+        if self.noise_conditional and self.num_levels < 2:  # one level would be sigma_max
+            raise ValueError(f"Expected num_levels >= 2 for a noise-conditional model (the "
+                             f"levels run from sigma_max down to sigma_min, where the "
+                             f"density is evaluated), but got num_levels={num_levels}")
         self.sigma_min = positive_float(sigma_min, "sigma_min")
         self.sigma_max = None if sigma_max is None else positive_float(sigma_max, "sigma_max")
         if self.sigma_max is not None and self.sigma_max <= self.sigma_min:

@@ -60,7 +60,10 @@ DISTANCE_ROWS = 5000
 
 
 def geometric_levels(top: float, bottom: float, num: int) -> torch.Tensor:
-    """``num`` levels from ``top`` down to ``bottom``, geometrically spaced ``(num,)``."""
+    """``num`` levels from ``top`` down to ``bottom``, geometrically spaced ``(num,)``;
+    ``num == 1``: ``[top]`` alone, ``bottom`` unused (the energy family's level search
+    asks for one where top == bottom); ``ScoreModel`` refuses ``num_levels=1`` rather
+    than drop its sigma_min."""
     if num == 1:
         return torch.tensor([float(top)])
     return torch.exp(torch.linspace(math.log(top), math.log(bottom), num))

@@ -66,7 +66,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .._validation import check_bool, positive_float, positive_int
+from .._validation import check_bool, column_moments, positive_float, positive_int
 from ..base import Capabilities, GenerativeModel, register
 from ._checks import check_network, hidden_widths
 from .noise_nets import (DISTANCE_ROWS, NoiseConditionalMLP, geometric_levels,
@@ -103,8 +103,9 @@ class ScoreModel(GenerativeModel):
         sigmas: the annealing levels, decreasing and positive (standardized units when
             ``standardize``); ``None``: ``num_levels`` geometric levels from
             ``sigma_max`` down to ``sigma_min``.
-        num_levels: L, the number of levels when ``sigmas`` is not given (one level
-            trains, but ``log_prob`` needs a range of levels: at least 2).
+        num_levels: L >= 2, the number of levels when ``sigmas`` is not given (the
+            range from ``sigma_max`` down to ``sigma_min``; one fixed level: ``sigmas=[s]``,
+            which trains and samples by Langevin but has no ODE range for ``log_prob``).
         sigma_min: the smallest level.
         sigma_max: the largest; ``None``: the largest pairwise distance between training
             rows (Song & Ermon 2020, technique 1; over at most 5000 rows), set when the
@@ -118,6 +119,11 @@ class ScoreModel(GenerativeModel):
         context_dim: width of the condition ``c`` (``None``: unconditional).
         standardize: the network sees standardized columns (fixed when the fit starts);
             scores and levels are in those units, densities on the data's scale.
+
+    Buffers set when the fit starts: ``shift``, ``x_scale`` (the standardization) and
+    ``unit_mean``, ``unit_sd`` ``(D,)``, the training columns' mean and sd in the
+    network's units (0 and 1 when ``standardize``), the moments of the samplers' start and
+    of the ODE's prior :math:`\mathcal N(m, \operatorname{diag}(s^2) + \sigma_\max^2 I)`.
 
     Sample sites of :meth:`model`: in the plate ``data`` the observed ``x`` under an
     improper flat factor (the model has no density to observe by; the Pyro program is
@@ -158,6 +164,12 @@ class ScoreModel(GenerativeModel):
             self.given_sigmas = None
         self.num_levels = (len(self.given_sigmas) if self.given_sigmas is not None
                            else positive_int(num_levels, "num_levels"))
+        if self.given_sigmas is None and self.num_levels < 2:
+            raise ValueError(
+                f"Expected num_levels >= 2 (geometric levels from sigma_max down to "
+                f"sigma_min, both of which the model needs: annealing starts at the one "
+                f"and sampling quality is set by the other), but got num_levels="
+                f"{num_levels}; for a single level pass it as sigmas=[level]")
         self.sigma_min = positive_float(sigma_min, "sigma_min")
         self.sigma_max = None if sigma_max is None else positive_float(sigma_max, "sigma_max")
         if self.sigma_max is not None and self.sigma_max <= self.sigma_min:
@@ -184,6 +196,15 @@ class ScoreModel(GenerativeModel):
         self._sync_range()
         self.register_buffer("shift", torch.zeros(self.dim))
         self.register_buffer("x_scale", torch.ones(self.dim))
+        self.register_buffer("unit_mean", torch.zeros(self.dim))
+        self.register_buffer("unit_sd", torch.ones(self.dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a fit saved before ``unit_mean`` / ``unit_sd`` existed had the prior N(0, (1 +
+        # sigma_max^2) I): it loads with those moments and gives what it gave before
+        for name in ("unit_mean", "unit_sd"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _levels(self, top: float) -> torch.Tensor:
         if self.given_sigmas is not None:
@@ -200,8 +221,15 @@ class ScoreModel(GenerativeModel):
     def working_copy(self, x: torch.Tensor,
                      moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
                      ) -> "ScoreModel":
-        """The fit's copy, standardized, with sigma_max from the data when not given."""
+        """The fit's copy, standardized, with sigma_max from the data when not given and,
+        without ``standardize``, ``unit_mean`` / ``unit_sd`` the training columns' moments
+        (with it they stay 0 and 1: the standardized columns')."""
         work = super().working_copy(x, moments=moments)
+        if not self.standardize:
+            with torch.no_grad():
+                mean, sd = column_moments(x) if moments is None else moments
+                work.unit_mean.copy_(mean)
+                work.unit_sd.copy_(sd)
         if self.given_sigmas is None and self.sigma_max is None:
             top = largest_distance(work.to_unit(x), floor=2 * self.sigma_min)
             with torch.no_grad():

@@ -19,8 +19,12 @@ at level i, started from the previous level's (ratio gamma^2), is
 :math:`w_* = 1 / (1 - e/4)`, :math:`e = \epsilon / \sigma_L^2`; :math:`\epsilon` is the
 value on a fine grid that brings :math:`w_T` closest to 1.
 
+Annealed Langevin starts from :math:`\mathcal N(m, \sigma_1^2 I)`, m the training columns'
+mean in the networks' units (0 when standardized; ``model.unit_mean``): a point mass at m
+blurred at the top level, the start that the step rule assumes.
+
 **Plain Langevin** (``sampler="langevin"``): the same chain at the smallest level only,
-for ``num_levels * steps_per_level`` steps, from N(0, sigma_max^2 I), with the step
+for ``num_levels * steps_per_level`` steps, from N(m, sigma_max^2 I), with the step
 annealing takes at its middle level (``step_size`` given: alpha = step_size). Between
 separated modes the score at small sigma carries no information about their weights,
 so its draws get the mixture weights wrong; annealing is what fixes that (the tests,
@@ -28,20 +32,31 @@ the example and the demo show both). With the annealing's own smallest step it w
 barely move from its start in that budget (measured: 7% of draws near a mode).
 
 **The probability-flow ODE** of the variance-exploding SDE, :math:`dx / d\sigma =
--\sigma s_\theta(x, \sigma)`, from :math:`x \sim \mathcal N(0, (1 + \sigma_\max^2) I)`
-(the blurred standardized data's moments) down to sigma_min, by
+-\sigma s_\theta(x, \sigma)`, from the prior below down to sigma_min, by
 :mod:`~pyro_genmodels.infer.probability_flow` (torchdiffeq, adaptive).
 
-**Predictor-corrector** (Song et al. 2021, Alg. 2, VE): ``num_levels * steps_per_level``
-geometric steps from sigma_max to sigma_min, each a reverse-diffusion predictor
-:math:`x + (\sigma^2 - \sigma'^2) s + \sqrt{\sigma^2 - \sigma'^2} z` and one Langevin
-corrector step with signal-to-noise ratio 0.16 (the step from the batch's mean norms of
-the noise and the score, as Song et al.'s code does: a per-row step blows up where a
-row's score is near zero).
+**Predictor-corrector** (Song et al. 2021, Alg. 2, VE): from the prior,
+``num_levels * steps_per_level`` geometric steps from sigma_max to sigma_min, each a
+reverse-diffusion predictor :math:`x + (\sigma^2 - \sigma'^2) s + \sqrt{\sigma^2 -
+\sigma'^2} z` and one Langevin corrector step with signal-to-noise ratio 0.16 (the step
+from the batch's mean norms of the noise and the score, as Song et al.'s code does: a
+per-row step blows up where a row's score is near zero).
+
+**The prior** at sigma_max is the Gaussian with the blurred training columns' moments,
+
+.. math::
+
+    p_{\sigma_\max}(y) \approx \prod_d \mathcal N(y_d;\, m_d,\, s_d^2 + \sigma_\max^2),
+
+m, s the columns' mean and sd in the networks' units (``unit_mean``, ``unit_sd``: 0 and 1
+when standardized, so N(0, (1 + sigma_max^2) I)); exact for Gaussian data with a diagonal
+covariance, and for any data as sigma_max grows past its spread.
 
 **The likelihood** is the ODE's, of the data blurred at sigma_min (``log_prob_kind ==
-"estimate"``), with the prior N(0, (1 + sigma_max^2) I) at sigma_max: exact as sigma_max
-grows past the data's spread.
+"estimate"``), with that prior at sigma_max.
+
+Each option of :meth:`ScoreFit.sample` belongs to the samplers in :data:`SAMPLER_OPTIONS`;
+one given to another sampler is an error, not ignored.
 """
 
 from __future__ import annotations
@@ -52,11 +67,16 @@ from typing import Any, List, Optional
 import torch
 
 from .._rng import seeded
-from .._validation import check_choice, positive_float, positive_int
+from .._validation import check_bool, check_choice, positive_float, positive_int
 from ..fit import Fit, _rows_of, chunk_seed, chunked
 from ..infer.probability_flow import FlowLogProb, flow_log_prob, flow_sample
 
 SAMPLERS = ("annealed_langevin", "langevin", "ode", "pc")
+#: the options of :meth:`ScoreFit.sample` that each sampler takes (besides n, c, seed)
+SAMPLER_OPTIONS = {"annealed_langevin": ("steps_per_level", "step_size", "denoise"),
+                   "langevin": ("steps_per_level", "step_size", "denoise"),
+                   "ode": ("rtol", "atol"),
+                   "pc": ("steps_per_level", "denoise")}
 #: the corrector's signal-to-noise ratio (Song et al. 2021's value for VE)
 SNR = 0.16
 
@@ -76,11 +96,15 @@ def annealed_langevin(model, n: int, c: Optional[torch.Tensor], *,
                       denoise: bool = True, anneal: bool = True,
                       sigmas: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``n`` draws in the networks' units ``(n, D)`` (module docstring); ``model`` has
-    ``dim``, ``sigmas`` (the levels, used unless ``sigmas`` is given) and
-    ``score_unit(u, sigma, c)``."""
+    ``dim``, ``sigmas`` (the levels, used unless ``sigmas`` is given),
+    ``score_unit(u, sigma, c)`` and optionally ``unit_mean`` ``(D,)``, the start's mean
+    (default 0)."""
     sigmas = model.sigmas if sigmas is None else sigmas
     eps = step_size or langevin_step_size(sigmas, steps_per_level)
     x = torch.randn(n, model.dim, **model._factory) * sigmas[0]
+    mean = getattr(model, "unit_mean", None)
+    if mean is not None:
+        x = mean + x
     levels = sigmas if anneal else sigmas[-1:].repeat(len(sigmas))
     last = sigmas[-1]
     if not anneal and step_size is None:  # the step annealing takes at its middle level
@@ -96,10 +120,12 @@ def annealed_langevin(model, n: int, c: Optional[torch.Tensor], *,
 
 def predictor_corrector(model, n: int, c: Optional[torch.Tensor], *, steps: int,
                         denoise: bool = True) -> torch.Tensor:
-    """``n`` draws by the VE predictor-corrector sampler over ``steps`` steps."""
+    """``n`` draws by the VE predictor-corrector sampler over ``steps`` steps, from the
+    prior (module docstring)."""
     hi, lo = model.sigmas[0], model.sigmas[-1]
     grid = torch.exp(torch.linspace(float(hi.log()), float(lo.log()), steps + 1)).to(hi)
-    x = torch.randn(n, model.dim, **model._factory) * torch.sqrt(1 + hi ** 2)
+    x = model.unit_mean + torch.randn(n, model.dim, **model._factory) * torch.sqrt(
+        model.unit_sd ** 2 + hi ** 2)
     for sigma, nxt in zip(grid[:-1], grid[1:]):
         var = sigma ** 2 - nxt ** 2
         x = x + var * model.score_unit(x, sigma, c) + var.sqrt() * torch.randn_like(x)
@@ -117,12 +143,29 @@ def _eps(model, c):
     return lambda y, sigma: -sigma * model.score_unit(y, sigma, c)
 
 
-def _prior(dim: int, sigma_max: float):
-    var = 1 + sigma_max ** 2
+def prior_sd(model, sigma_max: float) -> torch.Tensor:
+    """The prior's sd per column ``(D,)``, :math:`\sqrt{s^2 + \sigma_\max^2}` (its mean
+    is ``model.unit_mean``), computed in float64 as a Python float would be."""
+    return (model.unit_sd.double() ** 2 + sigma_max ** 2).sqrt().to(model.unit_sd)
 
-    def log_prob(y: torch.Tensor) -> torch.Tensor:
-        return -0.5 * (y.pow(2).sum(-1) / var + dim * math.log(2 * math.pi * var))
-    return log_prob
+
+def _prior(model, sigma_max: float):
+    """log N(y; m, diag(s^2) + sigma_max^2 I) of rows ``y`` ``(B, D)``, ``(B,)`` (module
+    docstring); m, s: ``model.unit_mean``, ``model.unit_sd``."""
+    mean = model.unit_mean
+    var = model.unit_sd.double() ** 2 + sigma_max ** 2  # (D,)
+    if not bool(mean.any()) and bool((var == var[0]).all()):
+        v = float(var[0])  # N(0, v I) (standardized): the arithmetic it always had
+
+        def log_prob(y: torch.Tensor) -> torch.Tensor:
+            return -0.5 * (y.pow(2).sum(-1) / v + model.dim * math.log(2 * math.pi * v))
+        return log_prob
+    norm = float((2 * math.pi * var).log().sum())
+    var = var.to(mean)
+
+    def log_prob_diag(y: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (((y - mean).pow(2) / var).sum(-1) + norm)
+    return log_prob_diag
 
 
 def ode_log_prob(model, x: torch.Tensor, c: Optional[torch.Tensor], *, trace: str = "auto",
@@ -131,7 +174,7 @@ def ode_log_prob(model, x: torch.Tensor, c: Optional[torch.Tensor], *, trace: st
     """The ODE log-likelihood of rows ``x`` on the data's scale."""
     lo, hi = float(model.sigmas[-1]), float(model.sigmas[0])
     res = flow_log_prob(_eps(model, c), model.to_unit(x), sigma_min=lo, sigma_max=hi,
-                        prior_log_prob=_prior(model.dim, hi), trace=trace,
+                        prior_log_prob=_prior(model, hi), trace=trace,
                         num_probes=num_probes, seed=seed, rtol=rtol, atol=atol)
     return FlowLogProb(res.log_prob - model.log_scale(), res.nfe, res.trace,
                        res.num_probes)
@@ -155,28 +198,49 @@ class ScoreFit(Fit):
 
     @torch.no_grad()
     def sample(self, n: int, *, sampler: str = "annealed_langevin",
-               steps_per_level: int = 100, step_size: Optional[float] = None,
-               denoise: bool = True, c: Any = None, seed: Optional[int] = None,
-               rtol: float = 1e-5, atol: float = 1e-5) -> torch.Tensor:
+               steps_per_level: Optional[int] = None, step_size: Optional[float] = None,
+               denoise: Optional[bool] = None, c: Any = None, seed: Optional[int] = None,
+               rtol: Optional[float] = None, atol: Optional[float] = None) -> torch.Tensor:
         """``n`` draws ``(n, D)`` on the data's scale (module docstring).
 
         Args:
             sampler: ``"annealed_langevin"``, ``"langevin"`` (the smallest level only: for
                 comparison), ``"ode"`` or ``"pc"``.
-            steps_per_level: Langevin steps per level (``pc``: predictor steps per level).
+            steps_per_level: Langevin steps per level (``pc``: predictor steps per level);
+                default 100.
             step_size: Langevin's epsilon; ``None``: Song & Ermon's (2020) rule.
-            denoise: the final Tweedie step (all but ``ode``, which ends at sigma_min).
+            denoise: the final Tweedie step (default True; all but ``ode``, which ends at
+                sigma_min).
+            rtol, atol: the ODE solver's tolerances (default 1e-5).
+            c: ``(n, context_dim)`` or one row for all (conditional models).
 
-        The draws are made in chunks of rows (:meth:`~pyro_genmodels.Fit.sample`'s memory
-        bound) from one random stream; ``pc`` takes its corrector step from each chunk's
-        mean norms.
+        An option of another sampler than ``sampler`` (:data:`SAMPLER_OPTIONS`: e.g.
+        ``steps_per_level`` with ``"ode"``, ``step_size`` with ``"pc"``) is an error, not
+        ignored. The draws are made in chunks of rows (:meth:`~pyro_genmodels.Fit.sample`'s
+        memory bound) from one random stream; ``pc`` takes its corrector step from each
+        chunk's mean norms.
         """
         model = self.model
         n = positive_int(n, "n")
         check_choice(sampler, SAMPLERS, "sampler")
-        steps_per_level = positive_int(steps_per_level, "steps_per_level")
+        takes = SAMPLER_OPTIONS[sampler]
+        given = {"steps_per_level": steps_per_level, "step_size": step_size,
+                 "denoise": denoise, "rtol": rtol, "atol": atol}
+        for name, value in given.items():
+            if value is not None and name not in takes:
+                users = [s for s in SAMPLERS if name in SAMPLER_OPTIONS[s]]
+                raise ValueError(
+                    f"{name} applies to sampler={' or '.join(map(repr, users))} only, but "
+                    f"sampler={sampler!r}, which takes {', '.join(takes)} (and n, c, seed)")
+        steps_per_level = positive_int(100 if steps_per_level is None else steps_per_level,
+                                       "steps_per_level")
         if step_size is not None:
             step_size = positive_float(step_size, "step_size")
+        denoise = True if denoise is None else check_bool(denoise, "denoise")
+        rtol = 1e-5 if rtol is None else positive_float(rtol, "rtol")
+        atol = 1e-5 if atol is None else positive_float(atol, "atol")
+        settings = {"steps_per_level": steps_per_level, "step_size": step_size,
+                    "denoise": denoise, "rtol": rtol, "atol": atol}
         if sampler == "ode":
             self._check_level_range("sample(sampler='ode')")
         c = self._as_context(c, n)
@@ -192,14 +256,16 @@ class ScoreFit(Fit):
                                         denoise=denoise)
             else:
                 hi = float(model.sigmas[0])
-                y = torch.randn(k, model.dim, **model._factory) * math.sqrt(1 + hi ** 2)
+                y = model.unit_mean + torch.randn(k, model.dim, **model._factory) * prior_sd(
+                    model, hi)
                 u = flow_sample(_eps(model, cb), y, sigma_min=float(model.sigmas[-1]),
                                 sigma_max=hi, rtol=rtol, atol=atol)
             if not bool(torch.isfinite(u).all()):  # Langevin has no accept/reject step
+                used = ", ".join(f"{k}={v!r}" for k, v in settings.items() if k in takes)
                 raise ValueError(
-                    f"The {sampler} sampler diverged (non-finite draws) with step_size="
-                    f"{step_size!r} and steps_per_level={steps_per_level}: use a smaller "
-                    f"step_size (None: Song & Ermon's rule)")
+                    f"The {sampler} sampler diverged (non-finite draws) with {used}: "
+                    + ("use a smaller step_size (None: Song & Ermon's rule)"
+                       if "step_size" in takes else "check the fit's scores"))
             return model.from_unit(u)
         with seeded(seed):  # chunk after chunk from one stream
             return chunked(n, self._rows(), part)
@@ -237,13 +303,14 @@ class ScoreFit(Fit):
 
     def _check_level_range(self, what: str) -> None:
         """The probability-flow ODE runs from the largest level down to the smallest: a
-        model of one level (``num_levels=1``) trains and samples by Langevin, but has no
+        model of one level (``sigmas=[s]``) trains and samples by Langevin, but has no
         range to integrate over."""
         if len(self.model.sigmas) < 2:
             raise ValueError(
                 f"{what} integrates the probability-flow ODE from the largest noise level "
-                f"down to the smallest, but this ScoreModel has num_levels=1 "
-                f"(sigmas={self.model.sigmas.tolist()}); fit one with num_levels >= 2")
+                f"down to the smallest, but this ScoreModel has a single level "
+                f"(sigmas={self.model.sigmas.tolist()}); fit one with at least two "
+                f"(num_levels >= 2, or two or more sigmas)")
 
     def _ode_factor(self) -> int:
         """How many more numbers per row the likelihood's ODE holds than a network pass:
@@ -251,5 +318,5 @@ class ScoreFit(Fit):
         return 2 * max(1, len(self.model.hidden or (256,)))
 
 
-__all__ = ["SAMPLERS", "ScoreFit", "annealed_langevin", "langevin_step_size",
-           "ode_log_prob", "predictor_corrector"]
+__all__ = ["SAMPLERS", "SAMPLER_OPTIONS", "ScoreFit", "annealed_langevin",
+           "langevin_step_size", "ode_log_prob", "predictor_corrector", "prior_sd"]

@@ -227,6 +227,7 @@ def _fit(args, rank: int) -> int:
     fits and waits for rank 0's save, printing nothing."""
     from ._rng import seeded
     from .base import FitError, get_model_class
+    from .fit import out_of_memory
     from .infer.distributed import RankFailure
 
     try:
@@ -261,7 +262,7 @@ def _fit(args, rank: int) -> int:
               f"before its first step): nothing saved to {args.out}", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as e:  # e.g. --arg hidden=[100000,100000]
-        if not _out_of_memory(e):
+        if not out_of_memory(e):
             raise
         raise SystemExit(f"error: the {args.model} model or its fit does not fit in memory "
                          f"({_first_line(e) or type(e).__name__})") from None
@@ -333,21 +334,13 @@ def _chain_summary(fit: Any) -> str:
     return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()) for all)"
 
 
-def _out_of_memory(e: BaseException) -> bool:
-    """A failed allocation: Python's MemoryError, or torch's RuntimeError for a tensor
-    whose size cannot be allocated or even computed (``-n`` or ``--max-length`` huge)."""
-    msg = str(e)
-    return isinstance(e, MemoryError) or any(
-        s in msg for s in ("can't allocate memory", "out of memory",
-                           "Storage size calculation overflowed"))
-
-
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0].strip() if lines else ""
 
 
 def _cmd_sample(args) -> int:
+    from .fit import out_of_memory
     from .io import load
 
     try:
@@ -378,7 +371,7 @@ def _cmd_sample(args) -> int:
     except (ValueError, TypeError) as e:
         raise SystemExit(f"error: {e}")
     except (MemoryError, RuntimeError) as e:
-        if not _out_of_memory(e):
+        if not out_of_memory(e):
             raise
         size = f" of up to {args.max_length} tokens" if args.max_length is not None else ""
         raise SystemExit(f"error: cannot draw -n {args.n} samples{size}: they do not fit in "

@@ -8,12 +8,13 @@ global param store and two fits in one process never disturb each other.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import math
 import os
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Type, TypeVar,
-                    Union)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Type,
+                    TypeVar, Union)
 
 import numpy as np
 import pyro.distributions as dist
@@ -107,6 +108,29 @@ def row_width(model: GenerativeModel) -> int:
     hidden = getattr(model, "hidden", None) or ()
     widths += [4 * int(h) for h in hidden if isinstance(h, int)]
     return max(widths)
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, or torch's error for a tensor whose size
+    cannot be allocated or even computed (an ``n`` or ``max_length`` far too large)."""
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or any(
+        s in str(e) for s in ("can't allocate memory", "out of memory",
+                              "Storage size calculation overflowed"))
+
+
+@contextlib.contextmanager
+def fits_in_memory(what: str) -> Iterator[None]:
+    """A failed allocation inside the block (:func:`out_of_memory`) as a ``ValueError``
+    that names ``what`` was asked (``"n = 10**12 draws"``): a request too large for the
+    machine is the caller's argument, not an error from inside torch. Other errors
+    pass."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:
+        if not out_of_memory(e):
+            raise
+        said = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{what} do not fit in memory ({said})") from None
 
 
 def chunked(n: int, rows: int, part: Callable[[int, int], torch.Tensor]) -> torch.Tensor:

@@ -1287,8 +1287,8 @@ def test_io_09_samples_that_do_not_fit_in_memory(runs, scratch, run, extra):
     out = "s.txt" if run == "ngram" else "s.csv"
     with _example_dir(scratch) as d:
         msg = _cli_error(["sample", str(runs(run)), *extra, "--out", out], d)
-    # (the numeric families' Fit.sample now refuses itself, naming n; text models reach
-    # the CLI's own handler)
+    # (every family's Fit.sample now refuses itself, naming n, a ValueError the CLI
+    # prints; its own handler stays for an allocation that fails elsewhere)
     assert msg.startswith(("error: cannot draw -n ", "error: n = ")), msg
     assert "do not fit in memory" in msg, msg
 

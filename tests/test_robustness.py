@@ -170,3 +170,22 @@ def test_progress_bar_can_be_on(capsys):
     assert frames[-1] == "" and frames[-2].strip() == ""  # the bar is cleared
     pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False, num_steps=10, callback=slow)
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_sample_too_large_for_memory_is_a_value_error_naming_it():
+    """``sample(10**12)`` of every kind of sampler is a ValueError naming what was asked,
+    as the Gaussian's (the output's allocation) was: a sequence model's and an energy
+    model's samplers allocate their own state and raised torch's allocator error."""
+    from pyro_genmodels.models.energy import EnergyModel
+    from pyro_genmodels.models.sequence import NGram
+
+    text = NGram(2, vocab="ab").fit(["ab", "ba", "a"], method="mle", progress=False)
+    energy = EnergyModel.from_log_density(lambda x: -0.5 * x.pow(2).sum(-1), dim=2)
+    gauss = pgm.Gaussian(2).fit(torch.randn(20, 2), method="mle", progress=False)
+    for call, named in [(lambda: gauss.sample(10**12), "n = 1000000000000 rows"),
+                        (lambda: text.sample(10**12), "n = 1000000000000 sequences"),
+                        (lambda: text.sample(2, max_length=10**13), "max_length=10000000000000"),
+                        (lambda: energy.sample(10**12), "n = 1000000000000 draws"),
+                        (lambda: energy.sample_chains(10**12), "n = 1000000000000 draws")]:
+        with pytest.raises(ValueError, match=f"{named}.* do not fit in memory"):
+            call()

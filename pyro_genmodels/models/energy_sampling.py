@@ -23,7 +23,7 @@ from ..infer.chees import chees
 from ..infer.mcmc import pyro_mcmc
 from ..infer.objectives import traced_execution
 from ..infer.potential import traced_density
-from ..fit import _chunk_rows
+from ..fit import _chunk_rows, fits_in_memory
 from ..infer.samplers import (ChainResult, check_log_density, hmc, hmc_transition, mala,
                               mala_transition, run_chains)
 from .noise_nets import geometric_levels
@@ -77,7 +77,7 @@ class EnergySampling:
         if return_inference_data:
             return self.sample_chains(n, seed=seed, **options).to_arviz()
         n = positive_int(n, "n")
-        with seeded(seed):
+        with seeded(seed), fits_in_memory(f"n = {n} draws of {self.dim} columns"):
             return cast(torch.Tensor, self._run(n, flat=True, **options))
 
     def sample_chains(self, n: int, *, seed: Optional[int] = None,
@@ -134,7 +134,7 @@ class EnergySampling:
                 ``trajectory_length``, ``full_mass``).
         """
         n = positive_int(n, "n")
-        with seeded(seed):
+        with seeded(seed), fits_in_memory(f"n = {n} draws of {self.dim} columns"):
             return cast(ChainResult, self._run(n, **options))  # not flat: the chains
 
     def _run(self, n: int, *, flat: bool = False, sampler: str = "langevin",

@@ -20,6 +20,7 @@ import torch
 from ..._rng import seeded
 from ..._validation import positive_float, positive_int
 from ...base import Fit
+from ...fit import fits_in_memory
 
 if TYPE_CHECKING:  # annotations only: tokens imports this module
     from .tokens import SequenceModel
@@ -196,8 +197,11 @@ class SequenceFit(Fit):
             else:
                 idx = torch.randint(self.num_draws, (n,), device=self._device)
                 params = {k: v[idx] for k, v in self.posterior_samples().items()}
-            tokens = generate(self.model, params, n, c, prefix=ids, temperature=temperature,
-                              top_k=top_k, max_length=max_length, use_cache=use_cache)
+            with fits_in_memory(f"n = {n} sequences of up to max_length={max_length} "
+                                f"tokens"):
+                tokens = generate(self.model, params, n, c, prefix=ids,
+                                  temperature=temperature, top_k=top_k,
+                                  max_length=max_length, use_cache=use_cache)
         return self.model.decode(tokens)
 
     def _as_context(self, c, num_rows):

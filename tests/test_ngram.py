@@ -57,6 +57,20 @@ def test_mle_and_map_equal_the_closed_forms(order, method, alpha, float64):
     assert torch.allclose(probs.sum(-1), torch.ones(V ** (order - 1), dtype=torch.float64))
 
 
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_num_params_counts_the_contexts_that_can_occur(order):
+    """AIC and BIC count V - 1 free probabilities per context that can occur: by brute
+    force, the contexts that the strings up to length ``order`` visit (every string's
+    contexts are those of its prefixes). The start symbol shares the end's id, so the
+    table's rows "a token, then <start>" never occur (a 3-gram on 'ab': 7 of 9)."""
+    strings = ["".join(s) for k in range(order + 1) for s in itertools.product("ab", repeat=k)]
+    model = NGram(order, vocab="ab")
+    fit = model.fit(strings, method="mle", progress=False)
+    visited = int((fit.model.counts(fit.data).sum(-1) > 0).sum())
+    assert model.num_params() == visited * (model.num_outcomes - 1)
+    assert visited < model.num_contexts or order < 3
+
+
 def test_add_one_smoothing_and_unseen_transitions():
     mle = NGram(2).fit(["ab", "ab"], method="mle")
     add1 = NGram(2, prior_concentration=2.0).fit(["ab", "ab"], method="map")

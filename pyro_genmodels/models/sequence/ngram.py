@@ -253,7 +253,12 @@ class NGram(SequenceModel):
         return self.counts(x) + self.prior_concentration
 
     def num_params(self) -> int:
-        return self.num_contexts * (self.num_outcomes - 1)
+        r"""The free parameters (AIC, BIC): V - 1 per context that can occur. The start
+        symbol shares the end's id, so a context is some ``<start>`` symbols followed by
+        ``j`` tokens, :math:`\sum_{j=0}^{n-1} K^j` of the :math:`V^{n-1}` rows; the
+        others ("a token, then ``<start>``") never occur, and their rows keep the prior."""
+        K, n = self.num_outcomes - 1, self.order - 1
+        return sum(K ** j for j in range(n + 1)) * (self.num_outcomes - 1)
 
     def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
         return {**super().arviz_dims(), "probs": ("context", "token")}

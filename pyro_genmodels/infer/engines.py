@@ -120,7 +120,6 @@ class Engine:
     """
 
     #: the options record class (a frozen dataclass); an engine may set it per instance
-    #: the engine's options record class (a frozen dataclass)
     Options: Type[Any] = LoopOptions
 
     def __init__(self, **defaults: Any) -> None:
@@ -232,9 +231,7 @@ class PointEngine(Engine):
         return heldout_nll(model, point, data)
 
     def units(self, model: GenerativeModel, x: torch.Tensor) -> Optional[Dict[str, torch.Tensor]]:
-        """The units the autoguide steps in (:meth:`GenerativeModel.param_units`; a
-        family's engine may keep the data's own, None)."""
-        return model.param_units(x)
+        return model.param_units(x)  # the autoguide's units (a family's engine: None, data's)
 
     @staticmethod
     def writes_out(model: GenerativeModel, opts: PointOptions) -> bool:

@@ -39,13 +39,12 @@ What the loop owns, once for everyone:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import numbers
 import os
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pyro
 import pyro.optim
@@ -56,6 +55,7 @@ from .._rng import cuda_devices
 from .._validation import check_bool, positive_float, positive_int
 from . import distributed
 from .batches import Batch, Minibatches
+from .heldout import Best
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -372,44 +372,6 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     return value, None
 
 
-@contextlib.contextmanager
-def _kept_weights(players: Sequence[Player]) -> Iterator[None]:
-    """Every player's weights as the fit keeps them (its moving average, where it keeps
-    one) for the block, its own after."""
-    with contextlib.ExitStack() as stack:
-        for pl in players:
-            if pl.average is not None:
-                stack.enter_context(pl.average.in_module())
-        yield
-
-
-class _Best:
-    """Held-out bookkeeping: the best loss, its step and a copy of every player's
-    parameters then."""
-
-    def __init__(self) -> None:
-        self.loss, self.bad = math.inf, 0
-        self.step: Optional[int] = None
-        self.history: List[Tuple[int, float]] = []
-        self.snapshot: Optional[List[List[torch.Tensor]]] = None
-
-    def record(self, step: int, value: float, players: Sequence[Player]) -> None:
-        self.history.append((step, value))
-        if math.isfinite(value) and value < self.loss:
-            # the copy first: a Ctrl-C while it is made leaves the previous best whole
-            snapshot = [[p.detach().clone() for p in pl.resolve()] for pl in players]
-            self.loss, self.step, self.bad, self.snapshot = value, step, 0, snapshot
-        else:
-            self.bad += 1
-
-    def restore(self, players: Sequence[Player]) -> None:
-        if self.snapshot is not None:
-            with torch.no_grad():
-                for pl, saved in zip(players, self.snapshot):
-                    for p, s in zip(pl.resolve(), saved):
-                        p.copy_(s)
-
-
 def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tensor],
              opts: LoopOptions, *, heldout: Optional[Callable[[], float]] = None,
              progress: bool = True, desc: str = "fit",
@@ -464,7 +426,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         if not group.main:  # independent local noise on the other ranks
             pyro.set_rng_seed(distributed.rank_seed(seed, group.rank))
     batches = Minibatches(x, c, opts.batch_size, seed=seed, group=group)
-    best = _Best() if heldout is not None else None
+    best = Best() if heldout is not None else None
     every = opts.validate_every or batches.steps_per_epoch
     losses: List[float] = []
     start, stopped = 0, None
@@ -512,7 +474,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
             done = step + 1
             if best is not None and heldout is not None and (
                     done % every == 0 or done == opts.num_steps):
-                with _kept_weights(players):  # what the fit would keep, evaluated and copied
+                with best.at_kept_weights(players):  # what the fit keeps: scored, copied
                     if group is None:
                         held = float(heldout())
                     else:  # rank 0 evaluates; every rank makes the same decision
@@ -559,11 +521,8 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         torch.set_rng_state(distributed.gather(torch.get_rng_state(), group,
                                                "random state agreement")[0])
     if best is not None:
-        if error is None and best.snapshot is not None:  # also after Ctrl-C: the
-            best.restore(players)  # parameters are those info describes
-            for pl in players:  # the snapshot holds the average where one is kept
-                if pl.average is not None:
-                    pl.average.adopt()
+        if error is None:  # also after Ctrl-C: the parameters are those info describes
+            best.restore(players)
         info.update(heldout_losses=[[s, v] for s, v in best.history], best_step=best.step,
                     best_heldout_loss=best.loss if math.isfinite(best.loss) else None)
     return FitResult(losses=losses, interrupted=interrupted, error=error, info=info)

@@ -144,7 +144,7 @@ def _eps(model, c):
 
 
 def prior_sd(model, sigma_max: float) -> torch.Tensor:
-    """The prior's sd per column ``(D,)``, :math:`\sqrt{s^2 + \sigma_\max^2}` (its mean
+    r"""The prior's sd per column ``(D,)``, :math:`\sqrt{s^2 + \sigma_\max^2}` (its mean
     is ``model.unit_mean``), computed in float64 as a Python float would be."""
     return (model.unit_sd.double() ** 2 + sigma_max ** 2).sqrt().to(model.unit_sd)
 

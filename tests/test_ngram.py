@@ -182,6 +182,25 @@ def test_samples_follow_the_fitted_probabilities():
         assert abs(freq - p) < 4 * math.sqrt(p * (1 - p) / 4000)
 
 
+def test_the_inverse_cdf_draw_follows_the_probabilities_and_never_draws_a_zero(monkeypatch):
+    """``categorical``, the sequence samplers' draw: each count within 4 binomial standard
+    errors of n p, a token of probability 0 never drawn, and a uniform that rounds up to
+    the row's total takes the last token of positive probability."""
+    from pyro_genmodels.models.sequence.sampling import categorical
+
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
+    n = 20000
+    torch.manual_seed(0)
+    draws = categorical(probs.repeat(n, 1)).reshape(n, 2)
+    for row in range(2):
+        counts = torch.bincount(draws[:, row], minlength=6).double()
+        p = probs[row].double()
+        assert torch.all(counts[p == 0] == 0)
+        assert torch.all((counts - n * p).abs() <= 4 * (n * p * (1 - p)).sqrt())
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(*a, **k))  # u = total
+    assert categorical(probs).tolist() == [4, 2]
+
+
 def test_cached_and_recomputed_sampling_draw_the_same_tokens():
     fit = NGram(3, prior_concentration=2.0).fit(DATA, method="map")
     a = fit.sample(50, seed=3, prefix="b", max_length=12)

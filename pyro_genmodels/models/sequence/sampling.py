@@ -32,17 +32,37 @@ _ROWS = 4096
 
 
 def _draw(logits: torch.Tensor, temperature: float, top_k: Optional[int]) -> torch.Tensor:
-    # shifted to max 0 and divided in float64, then clamped into the dtype: a
-    # temperature of 1e-300 (or 1e39 in float32) would otherwise make 0 / 0 or inf - inf;
-    # the draw is then greedy, or uniform
-    shifted = logits - logits.amax(-1, keepdim=True)
-    logits = (shifted.double() / temperature).clamp_min(
-        torch.finfo(logits.dtype).min).to(logits.dtype)
+    """One token per row of ``logits`` ``(n, V)``, by the inverse CDF (:func:`categorical`)."""
+    if temperature != 1.0:
+        # shifted to max 0 and divided in float64, then clamped into the dtype: a
+        # temperature of 1e-300 (or 1e39 in float32) would otherwise make 0 / 0 or
+        # inf - inf; the draw is then greedy, or uniform
+        shifted = logits - logits.amax(-1, keepdim=True)
+        logits = (shifted.double() / temperature).clamp_min(
+            torch.finfo(logits.dtype).min).to(logits.dtype)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, -1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
-    probs = logits.float().softmax(-1) if logits.dtype == torch.float16 else logits.softmax(-1)
-    return torch.multinomial(probs, 1).squeeze(-1)
+    return categorical(logits.float().softmax(-1) if logits.dtype == torch.float16
+                       else logits.softmax(-1))
+
+
+def categorical(probs: torch.Tensor) -> torch.Tensor:
+    """One draw per row of ``probs`` ``(n, V)``: the first index whose cumulative
+    probability (summed in float64; MPS has none) exceeds ``u ~ U[0, 1)`` times the row's total. A
+    token of probability 0 is never drawn (its cumulative value equals its
+    predecessor's; a ``u`` that rounds up to the total takes the last token of positive
+    probability). One uniform per row; on the CPU about 10 times faster than
+    ``torch.multinomial``, in which the posterior predictive replicates (one generation
+    per draw) spent most of their time."""
+    cdf = probs.to(torch.float64 if probs.device.type != "mps" else probs.dtype).cumsum(-1)
+    u = torch.rand(probs.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
+    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    over = idx == probs.shape[-1]
+    if bool(over.any()):
+        last = probs.shape[-1] - 1 - (probs[over].flip(-1) > 0).to(torch.uint8).argmax(-1)
+        idx[over] = last
+    return idx
 
 
 def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,

@@ -14,8 +14,10 @@ import torch
 
 from . import metrics
 from ._rng import check_seed
-from ._validation import as_data, check_bool, positive_float, with_context
+from ._validation import (as_data, check_bool, check_device, positive_float,
+                          with_context)
 from .base import Fit, GenerativeModel
+from .infer import streaming
 
 if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
     from matplotlib.axes import Axes
@@ -226,15 +228,25 @@ def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor],
     return row
 
 
+def _train_log_probs(fit: Fit) -> torch.Tensor:
+    """``log p(x_i)`` of each training point ``(N,)`` (a posterior fit: the posterior
+    predictive ``log (1/S) sum_s p(x_i | phi_s)``), the one way :func:`compare` and
+    :func:`prior_sweep` score the training data."""
+    assert fit.data is not None  # the callers check
+    if fit.data.is_floating_point():
+        return fit.log_prob(fit.data, c=fit.context)
+    # token sequences are kept encoded (end-padded ids, which fit.log_prob would read as
+    # the user's input): the family scores them as they are
+    n = fit.data.shape[0]
+    ll = fit.pointwise_log_likelihood()
+    return ll.reshape(-1, n).logsumexp(0) - math.log(ll[..., 0].numel())
+
+
 def _train_columns(fit: Fit, k: int, loo: bool) -> dict:
     """Training log-likelihood, and AIC/BIC (point fits) or LOO/WAIC (posterior fits)."""
     assert fit.data is not None  # the caller checks
     n = fit.data.shape[0]
-    if fit.data.is_floating_point():
-        total = fit.log_prob(fit.data, c=fit.context).sum().item()
-    else:  # token sequences are kept encoded: the family reads them back itself
-        ll = fit.pointwise_log_likelihood()
-        total = (ll.reshape(-1, n).logsumexp(0) - math.log(ll[..., 0].numel())).sum().item()
+    total = _train_log_probs(fit).sum().item()
     out = {"train_log_prob": total / n}
     if not fit.is_posterior:
         out.update(aic=2 * k - 2 * total, bic=k * math.log(n) - 2 * total)
@@ -267,11 +279,17 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     """Fit ``map`` for each prior scale, plus ``mle`` as the flat-prior limit.
 
     Args:
-        model: a model whose constructor takes ``prior_scale`` (e.g. :class:`Gaussian`);
-            its other settings are kept.
-        x: training data.
+        model: a model whose constructor takes ``prior_scale`` (e.g. :class:`Gaussian`,
+            or :class:`~pyro_genmodels.models.sequence.AutoregressiveModel`); its other
+            settings are kept.
+        x: training data, as ``model.fit`` takes it: rows, or for a sequence model a list
+            of strings or token ids (their ``lengths`` or ``mask`` go in ``options``).
         prior_scales: positive prior scales to try.
-        heldout: points to score every fit on.
+        heldout: data to score every fit on, of the kind of ``x`` (held-out token ids: a
+            list of sequences, or a LongTensor ``(M, L)`` read at full length). It is
+            checked before the first fit; a text model without ``vocab`` checks it
+            against the vocabulary its fits build from ``x``, so a held-out character
+            that ``x`` lacks is an error (pass ``vocab=...`` to score such characters).
         plot: draw held-out log-likelihood against prior scale (log axis) with the MLE
             as a horizontal line; the figure is in ``table.attrs["figure"]``.
         ax: matplotlib axes to draw on (default: a new figure).
@@ -281,10 +299,11 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
 
     Returns:
         A DataFrame with one row per prior scale and a last row for ``mle``
-        (``prior_scale = inf``): ``method``, ``prior_scale``, ``heldout_log_prob``,
-        ``heldout_log_prob_se``, ``train_log_prob``, ``error``. When the MLE does not
-        exist (e.g. a Gaussian with fewer points than dimensions) its row has NaN scores
-        and the reason in ``error``.
+        (``prior_scale = inf``): ``method``, ``prior_scale``, ``heldout_log_prob`` (mean
+        log p per held-out point) and ``heldout_log_prob_se``, ``train_log_prob`` (mean
+        log p per training point, as :func:`compare` computes it), ``error``. When the MLE
+        does not exist (e.g. a Gaussian with fewer points than dimensions) its row has
+        NaN scores and the reason in ``error``.
     """
     config = model.get_config()
     if "prior_scale" not in config:
@@ -292,7 +311,7 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     scales = [positive_float(s, f"prior_scales[{i}]") for i, s in enumerate(prior_scales)]
     if not scales:
         raise ValueError("prior_scales is empty: expected at least one positive scale")
-    model.validate_data(heldout, name="heldout")  # before the first fit, not after it
+    _check_heldout(model, x, heldout, options)  # before the first fit, not after it
     rows = []
     for method, scale in [("map", s) for s in sorted(scales)] + [("mle", math.inf)]:
         cfg = dict(config, prior_scale=config["prior_scale"] if method == "mle" else scale)
@@ -311,12 +330,35 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
         else:
             row.update(_heldout_columns(fit, heldout))
             row.pop("log_prob_kind")
-            row["train_log_prob"] = fit.log_prob(fit.data, c=fit.context).mean().item()
+            row["train_log_prob"] = _train_log_probs(fit).mean().item()
         rows.append(row)
     table = pd.DataFrame(rows)
     if plot:
         table.attrs["figure"] = _plot_sweep(table, ax)
     return table
+
+
+def _check_heldout(model: GenerativeModel, x: Any, heldout: Any,
+                   options: Mapping[str, Any]) -> None:
+    """Refuse a ``heldout`` that the fits of ``model`` on ``x`` could not score, before
+    any fit. A model that its fit completes from the data (a text model builds its
+    vocabulary from the training strings) is completed here the same way, by
+    ``prepare_data``, the fit's first step; streamed ``x`` is not read here."""
+    scorer = model
+    if not streaming.is_stream(x):
+        device = options.get("device")
+        device = model._anchor.device if device is None else check_device(device)
+        data_kw = {k: options[k] for k in model.data_options if k in options}
+        scorer = model.prepare_data(x, options.get("c"), device=device, **data_kw)[0]
+    try:
+        scorer.validate_data(heldout, name="heldout")
+    except ValueError as e:
+        if scorer is model:
+            raise
+        raise (with_context(e, f"{type(model).__name__} is completed from x by its fits "
+                               f"(a text model: its vocabulary is the characters of x; pass "
+                               f"vocab=... to score others), and heldout does not fit it")
+               or e) from None
 
 
 def _plot_sweep(table: pd.DataFrame, ax=None):

@@ -35,6 +35,14 @@ with no density at all (a GAN). Both sides must describe the same data: one dist
 each (batch shape ``()``), the same event shape (or sequences over the same tokens), and
 unconditional (a fit of p(x | c) is refused). Every argument is checked before any draw.
 
+A sequence fit (``NGram``, ``AutoregressiveModel``) is sampled until every draw has
+ended: a draw cut at ``max_length`` tokens is not a draw of the fit, and its log-density
+would score it as a finished string, so cut draws are never scored. By default the draws
+start at a cap of twice the longest training sequence (at least 16 tokens); while any is
+cut, the same draws (the same seed) are extended to a four times longer cap, up to
+:data:`MAX_LENGTH_LIMIT` tokens, beyond which a ValueError says how many draws were cut.
+``max_length=N`` sets the cap instead (one draw; a ValueError if any is cut at N).
+
 References:
     Ali & Silvey (1966); Csiszár (1967); Nowozin, Cseke & Tomioka (2016), *f-GAN*.
 """
@@ -47,11 +55,14 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 
-from ._rng import MAX_SEED, check_seed
+from ._rng import MAX_SEED, check_seed, fresh_seed
 from ._validation import as_data, positive_int, with_context
 from .mc import MCEstimate, draw
 
 LOG2 = math.log(2.0)
+
+#: the longest cap (tokens) to which draws of a sequence fit are extended by default
+MAX_LENGTH_LIMIT = 4096
 
 #: named f-divergences: the stable term from (log p, log q, log r)
 _TERMS = {
@@ -155,8 +166,44 @@ class _Side:
         with torch.no_grad():
             return self.obj.log_prob(x).double()
 
-    def sample(self, n: int, seed: Optional[int]) -> Any:
-        return draw(self.obj, n, seed=seed)
+    def sample(self, n: int, seed: Optional[int], max_length: Optional[int] = None) -> Any:
+        if self.event[0] != "sequences":
+            return draw(self.obj, n, seed=seed)
+        return _finished_sequences(self.obj, n, seed, max_length, self.name)
+
+
+def _finished_sequences(fit: Any, n: int, seed: Optional[int], max_length: Optional[int],
+                        name: str) -> Any:
+    """``n`` draws of the sequence fit ``fit``, every one ended by its end token.
+
+    A draw of ``cap`` tokens (``fit.sample`` decodes up to the first end token, so only a
+    cut draw has all ``cap``) has not ended. Without ``max_length`` the same seed is drawn
+    again with a four times longer cap (the sampler draws token by token, so a longer cap
+    extends the same draws) up to :data:`MAX_LENGTH_LIMIT`; a draw still cut raises."""
+    if seed is None:  # one seed for every cap (the caller's RNG is untouched)
+        seed = fresh_seed()
+    if max_length is not None:
+        caps = [max_length]
+    else:
+        data = getattr(fit, "data", None)
+        cap = max(16, 2 * (data.shape[1] - 1)) if data is not None else 64
+        caps = []
+        while cap < MAX_LENGTH_LIMIT:
+            caps.append(cap)
+            cap *= 4
+        caps.append(MAX_LENGTH_LIMIT if caps else cap)
+    for cap in caps:
+        xs = fit.sample(n, seed=seed, max_length=cap)
+        cut = sum(len(x) >= cap for x in xs)
+        if cut == 0:
+            return xs
+    tried = "" if max_length is not None else (
+        ", the longest cap tried by default (divergences.MAX_LENGTH_LIMIT)")
+    raise ValueError(
+        f"Expected every draw of {name} to end (draw its end token), but {cut} of {n} "
+        f"draws were cut at max_length={cap} tokens{tried}: a cut draw is not a draw of "
+        f"{name}, and log_prob would score it as a finished string; pass a larger "
+        f"max_length= (every draw must end within it)")
 
 
 def _same_data(a: _Side, b: _Side) -> None:
@@ -216,7 +263,8 @@ def _exact_kl(p: Any, q: Any) -> Optional[float]:
 # ---------------------------------------------------------------------- public API
 def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples: int = 10000,
                  proposal: str = "auto", seed: Optional[int] = None,
-                 allow_inexact: bool = False) -> MCEstimate:
+                 allow_inexact: bool = False, max_length: Optional[int] = None
+                 ) -> MCEstimate:
     """Monte Carlo estimate of ``D_f(p || q)`` with its standard error.
 
     Args:
@@ -230,6 +278,10 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
             when both sides can be sampled), ``"mixture"``, ``"p"`` or ``"q"``.
         seed: reproducible draws (the caller's RNG is untouched).
         allow_inexact: accept a Fit whose ``log_prob`` is a bound or an estimate.
+        max_length: sequence fits only: the most tokens a draw may have; a ValueError if
+            any draw has not ended within it. Default: twice the longest training
+            sequence (at least 16), extended (the same draws) while any draw is cut, up to
+            :data:`MAX_LENGTH_LIMIT` (see the module docstring).
 
     Returns:
         :class:`~pyro_genmodels.mc.MCEstimate`; ``exact`` is set for ``kl`` and
@@ -262,6 +314,11 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
                          f"or 'q'")
     P, Q = _Side(p, "p", allow_inexact), _Side(q, "q", allow_inexact)
     _same_data(P, Q)
+    if max_length is not None:
+        max_length = positive_int(max_length, "max_length")
+        if P.event[0] != "sequences":
+            raise ValueError(f"max_length caps the draws of sequence fits, but p and q have "
+                             f"{P.describe()}: leave max_length=None")
     if proposal == "mixture" and not (P.can_sample and Q.can_sample):
         side = "p" if not P.can_sample else "q"
         raise ValueError(f"proposal='mixture' draws from p and q, but {side} has no sample "
@@ -293,8 +350,8 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
     if proposal == "mixture":
         half = max(1, num_samples // 2)
         seeds = (None, None) if seed is None else (seed, (seed + 1) % (MAX_SEED + 1))
-        vp = values(P.sample(half, seeds[0]), True)
-        vq = values(Q.sample(half, seeds[1]), True)
+        vp = values(P.sample(half, seeds[0], max_length), True)
+        vq = values(Q.sample(half, seeds[1], max_length), True)
         a, b = MCEstimate.from_values(vp), MCEstimate.from_values(vq)
         est = 0.5 * (a.estimate + b.estimate)
         se = 0.5 * math.sqrt(a.stderr ** 2 + b.stderr ** 2)
@@ -303,7 +360,7 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
     if not sampled.can_sample:
         raise ValueError(f"proposal={proposal!r} needs samples of {proposal}, which has no "
                          f"sample method")
-    res = MCEstimate.from_values(values(sampled.sample(num_samples, seed), False))
+    res = MCEstimate.from_values(values(sampled.sample(num_samples, seed, max_length), False))
     return dataclasses.replace(res, exact=exact)
 
 
@@ -340,10 +397,11 @@ def _no_nan(v: torch.Tensor, lp: torch.Tensor, lq: torch.Tensor, what: str,
 
 
 def kl(p: Any, q: Any, *, num_samples: int = 10000, seed: Optional[int] = None,
-       allow_inexact: bool = False) -> MCEstimate:
-    """``KL(p || q) = E_p[log p(x) - log q(x)]`` from draws of p (see :func:`f_divergence`)."""
+       allow_inexact: bool = False, max_length: Optional[int] = None) -> MCEstimate:
+    """``KL(p || q) = E_p[log p(x) - log q(x)]`` from draws of p (see :func:`f_divergence`;
+    ``max_length`` caps the draws of a sequence fit, each of which must end within it)."""
     return f_divergence(p, q, f="kl", num_samples=num_samples, seed=seed,
-                        allow_inexact=allow_inexact)
+                        allow_inexact=allow_inexact, max_length=max_length)
 
 
 def cross_entropy(data: Any, q: Any, *, num_samples: int = 10000, seed: Optional[int] = None,

@@ -3,6 +3,7 @@
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -97,3 +98,97 @@ def test_compare_information_criteria_waic_and_true_kl():
     row = table.loc["mle"]
     assert row["true_kl"] > 4 * row["true_kl_se"]
     assert abs(row["true_kl"] - kl.estimate) < 4 * math.hypot(row["true_kl_se"], kl.stderr)
+
+
+# ---------------------------------------------------------------- sequence models
+AR = dict(hidden_size=8, embedding_dim=4)
+NAMES = pgm.datasets.load_names()
+TRAIN, HELDOUT = NAMES[::40][:40], NAMES[1::40][:15]
+
+
+def _recording_fits(monkeypatch):
+    """The fits prior_sweep makes, recorded as AutoregressiveModel.fit returns them."""
+    from pyro_genmodels.models.sequence import AutoregressiveModel
+
+    fits = []
+    real_fit = AutoregressiveModel.fit
+    monkeypatch.setattr(AutoregressiveModel, "fit",
+                        lambda self, *a, **k: fits.append(real_fit(self, *a, **k)) or fits[-1])
+    return AutoregressiveModel, fits
+
+
+def _check_sequence_table(table, fits, score_train, score_heldout):
+    assert list(table["method"]) == ["map", "map", "mle"] and len(fits) == 3
+    cols = ["heldout_log_prob", "heldout_log_prob_se", "train_log_prob"]
+    assert np.isfinite(table[cols].to_numpy()).all(), table
+    assert (table["error"] == "").all()
+    for (_, row), fit in zip(table.iterrows(), fits):
+        assert fit.method == row["method"]
+        # the oracle: the user's own sequences scored again by the fit
+        assert row["train_log_prob"] == pytest.approx(score_train(fit).mean().item(),
+                                                      rel=1e-5)
+        assert row["heldout_log_prob"] == pytest.approx(score_heldout(fit).mean().item(),
+                                                        rel=1e-5)
+
+
+@pytest.mark.parametrize("vocab", [None, "abcdefghijklmnopqrstuvwxyz"])
+def test_sweep_autoregressive_on_text(monkeypatch, vocab):
+    """Without vocab the fits build it from x (and heldout is checked against it before
+    any fit); with vocab the fits keep it. The train column is fit.log_prob of the
+    training strings, not of the fit's encoded, end-padded copy of them."""
+    ar, fits = _recording_fits(monkeypatch)
+    heldout = [s for s in HELDOUT if set(s) <= set("".join(TRAIN))]
+    assert len(heldout) >= 10
+    table = pgm.prior_sweep(ar(vocab=vocab, **AR), TRAIN, prior_scales=[1.0, 0.1],
+                            heldout=heldout, num_steps=5)
+    assert list(table["prior_scale"]) == [0.1, 1.0, math.inf]
+    _check_sequence_table(table, fits, lambda f: f.log_prob(TRAIN),
+                          lambda f: f.log_prob(heldout))
+    expected = vocab or "".join(sorted(set("".join(TRAIN))))
+    assert all(f.vocab == expected for f in fits)
+
+
+def test_sweep_autoregressive_on_token_ids(monkeypatch):
+    """Token ids, padded with lengths (a data option, passed to every fit) and held out
+    as a list of sequences of varying length."""
+    ar, fits = _recording_fits(monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 5, (30, 6), generator=g)
+    lengths = torch.randint(1, 7, (30,), generator=g)
+    heldout = [torch.randint(0, 5, (n,), generator=g).tolist() for n in range(1, 11)]
+    table = pgm.prior_sweep(ar(vocab_size=5, **AR), x, prior_scales=[0.1, 1.0],
+                            heldout=heldout, num_steps=5, lengths=lengths)
+    _check_sequence_table(table, fits, lambda f: f.log_prob(x, lengths=lengths),
+                          lambda f: f.log_prob(heldout))
+    # full-length token rows are held-out data too
+    table = pgm.prior_sweep(ar(vocab_size=5, **AR), x, prior_scales=[0.1], heldout=x,
+                            num_steps=5)
+    assert np.isfinite(table["heldout_log_prob"].to_numpy()).all()
+
+
+def test_sweep_autoregressive_refuses_unknown_heldout_tokens_before_any_fit(monkeypatch):
+    ar, fits = _recording_fits(monkeypatch)
+    train = ["anna", "bob", "hannah", "otto"]
+    # no vocab: the vocabulary is the training characters
+    with pytest.raises(ValueError, match=r"AutoregressiveModel is completed from x .*"
+                                         r"vocab=.*heldout\[1\] = 'nab!' has the character "
+                                         r"'!', which is not in the vocabulary 'abhnot'"):
+        pgm.prior_sweep(ar(**AR), train, prior_scales=[1.0], heldout=["bob", "nab!"],
+                        num_steps=5)
+    with pytest.raises(TypeError, match="heldout must be a list of strings"):
+        pgm.prior_sweep(ar(**AR), train, prior_scales=[1.0], heldout=torch.zeros(2, 3),
+                        num_steps=5)
+    # a given vocab, and token ids
+    with pytest.raises(ValueError, match=r"heldout\[0\] = 'anna' has the character 'n', "
+                                         r"which is not in the vocabulary 'abo'"):
+        pgm.prior_sweep(ar(vocab="abo", **AR), ["bob"], prior_scales=[1.0],
+                        heldout=["anna"], num_steps=5)
+    with pytest.raises(ValueError, match=r"heldout\[1\] has the token id 7, which is not "
+                                         r"in the vocabulary \[0, 5\)"):
+        pgm.prior_sweep(ar(vocab_size=5, **AR), [[0, 1], [2]], prior_scales=[1.0],
+                        heldout=[[1], [7]], num_steps=5)
+    # bad training data is refused by its own name, before any fit too
+    with pytest.raises(TypeError, match="data must be a list of strings"):
+        pgm.prior_sweep(ar(**AR), "anna", prior_scales=[1.0], heldout=["anna"],
+                        num_steps=5)
+    assert fits == []

@@ -104,8 +104,9 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         - ``method``, ``model``, ``log_prob_kind``;
         - ``heldout_log_prob`` (mean log p(x) per held-out point) and its standard error
           ``heldout_log_prob_se``; ``train_log_prob`` (mean per training point);
-        - ``num_params`` (free scalar parameters k) and, for point fits, ``aic`` =
-          2k - 2 log L and ``bic`` = k log N - 2 log L on the training data;
+        - ``num_params`` (free scalar parameters k) and, for point fits with an exact
+          log-likelihood, ``aic`` = 2k - 2 log L and ``bic`` = k log N - 2 log L on the
+          training data (NaN for a bound or an estimate of log L, which they are not);
         - for posterior fits ``elpd_loo`` (total, as ArviZ reports it), ``elpd_loo_se``,
           ``p_loo``, ``pareto_k_max`` (above ArviZ's ``good_k`` =
           min(1 - 1 / log10(S), 0.7) for S draws, LOO is not trustworthy), ``loo_log_prob``
@@ -249,7 +250,8 @@ def _train_columns(fit: Fit, k: int, loo: bool) -> dict:
     total = _train_log_probs(fit).sum().item()
     out = {"train_log_prob": total / n}
     if not fit.is_posterior:
-        out.update(aic=2 * k - 2 * total, bic=k * math.log(n) - 2 * total)
+        if fit.log_prob_kind == "exact":  # of a bound or an estimate they are not AIC/BIC
+            out.update(aic=2 * k - 2 * total, bic=k * math.log(n) - 2 * total)
     elif loo:
         import arviz as az
 

@@ -144,6 +144,9 @@ def test_bits_per_dim_column_and_a_condition_for_the_conditional_fits_only():
     assert table.loc["ode", "heldout_log_prob"] == pytest.approx(
         float(plain_fit.probability_flow(rows[100:]).log_prob.mean()), rel=1e-9)
     assert plain_fit.log_prob_kind == "bound"  # using() returned another view
+    # AIC and BIC are of an exact log-likelihood: not of a bound or an estimate
+    assert math.isfinite(table.loc["gaussian", "aic"])
+    assert table[["aic", "bic"]].loc[["cond", "bound", "ode"]].isna().all().all()
 
 
 class CountingFit(pgm.Fit):

@@ -421,8 +421,22 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
 
 
 def column_moments(x: torch.Tensor):
-    """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them: an sd that
-    is not finite or below 1e-8 (a constant column, a single row) is replaced by 1."""
-    mean = x.mean(0)
-    sd = x.std(0) if x.shape[0] > 1 else torch.ones_like(mean)
-    return mean, torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))
+    """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them, computed
+    in float64 (MPS: its dtype) and returned in ``x``'s: an sd of a column that does not
+    vary (:func:`unit_sd`: constant to ``x``'s precision, or a single row) is 1."""
+    work = torch.float64 if x.device.type != "mps" else x.dtype
+    x64 = x.detach().to(work)
+    mean = x64.mean(0)
+    sd = x64.std(0) if x.shape[0] > 1 else torch.zeros_like(mean)
+    sd = unit_sd(sd, x64.abs().amax(0), x.dtype)
+    return mean.to(x.dtype), sd.to(x.dtype)
+
+
+def unit_sd(sd: torch.Tensor, size: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``sd`` ``(D,)`` where a column varies, 1 where it does not: where ``sd`` is not
+    finite or is within rounding of the column's largest magnitude ``size`` (one
+    rounding in ``dtype``, or 16 in the float64 the moments are computed in). Relative,
+    so a column of tiny numbers (wine in units of 1e-9) is standardized like any other;
+    an absolute floor (1e-8 before) left it unscaled."""
+    tol = size * max(torch.finfo(dtype).eps, 16 * torch.finfo(torch.float64).eps)
+    return torch.where(torch.isfinite(sd) & (sd > tol), sd, torch.ones_like(sd))

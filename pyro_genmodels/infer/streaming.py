@@ -40,6 +40,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from .._validation import unit_sd
 from .mapped_rows import _ArrayRows
 
 #: rows per read of a streamed pass over all rows; fewer for wide rows (:func:`block_rows`)
@@ -280,13 +281,14 @@ class Stream:
 
 
 class _Moments:
-    """Column means and sums of squared deviations of blocks of rows, merged block after
-    block (float64; Chan et al.'s pairwise update)."""
+    """Column means, sums of squared deviations and largest magnitudes of blocks of rows,
+    merged block after block (float64; Chan et al.'s pairwise update)."""
 
     def __init__(self) -> None:
         self.n = 0
         self.mean: Optional[torch.Tensor] = None
         self.m2: Optional[torch.Tensor] = None
+        self.size: Optional[torch.Tensor] = None
         self.dtype: Optional[torch.dtype] = None
 
     def add(self, x: torch.Tensor) -> None:
@@ -297,6 +299,8 @@ class _Moments:
         xd = x.to(torch.float64)
         mu = xd.mean(0)
         s2 = ((xd - mu) ** 2).sum(0)
+        size = xd.abs().amax(0)
+        self.size = size if self.size is None else torch.maximum(self.size, size)
         if self.mean is None or self.m2 is None:
             self.n, self.mean, self.m2 = k, mu, s2
             return
@@ -307,12 +311,14 @@ class _Moments:
         self.n = total
 
     def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, sd)`` in the rows' dtype; an sd that is not finite or below 1e-8 (a
-        constant column, a single row) is 1."""
-        mean, m2, n = self.mean, self.m2, self.n
-        assert mean is not None and m2 is not None and self.dtype is not None  # rows seen
-        sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.ones_like(mean)
-        sd = torch.where(torch.isfinite(sd) & (sd > 1e-8), sd, torch.ones_like(sd))
+        """``(mean, sd)`` in the rows' dtype; the sd of a column that does not vary
+        (:func:`~pyro_genmodels._validation.unit_sd`, or a single row) is 1, as
+        :func:`~pyro_genmodels._validation.column_moments` makes it of rows in memory."""
+        mean, m2, n, size = self.mean, self.m2, self.n, self.size
+        assert mean is not None and m2 is not None and size is not None  # rows seen
+        assert self.dtype is not None
+        sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.zeros_like(mean)
+        sd = unit_sd(sd, size, self.dtype)
         return mean.to(self.dtype), sd.to(self.dtype)
 
 

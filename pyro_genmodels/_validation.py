@@ -422,21 +422,19 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
 
 def column_moments(x: torch.Tensor):
     """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them, computed
-    in float64 (MPS: its dtype) and returned in ``x``'s: an sd of a column that does not
-    vary (:func:`unit_sd`: constant to ``x``'s precision, or a single row) is 1."""
+    in float64 (MPS: its dtype) and returned in ``x``'s; a column whose values are all
+    equal (a single row) gets sd 1 (:func:`unit_sd`)."""
     work = torch.float64 if x.device.type != "mps" else x.dtype
     x64 = x.detach().to(work)
     mean = x64.mean(0)
     sd = x64.std(0) if x.shape[0] > 1 else torch.zeros_like(mean)
-    sd = unit_sd(sd, x64.abs().amax(0), x.dtype)
-    return mean.to(x.dtype), sd.to(x.dtype)
+    return mean.to(x.dtype), unit_sd(sd, x.amax(0) > x.amin(0)).to(x.dtype)
 
 
-def unit_sd(sd: torch.Tensor, size: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``sd`` ``(D,)`` where a column varies, 1 where it does not: where ``sd`` is not
-    finite or is within rounding of the column's largest magnitude ``size`` (one
-    rounding in ``dtype``, or 16 in the float64 the moments are computed in). Relative,
-    so a column of tiny numbers (wine in units of 1e-9) is standardized like any other;
-    an absolute floor (1e-8 before) left it unscaled."""
-    tol = size * max(torch.finfo(dtype).eps, 16 * torch.finfo(torch.float64).eps)
-    return torch.where(torch.isfinite(sd) & (sd > tol), sd, torch.ones_like(sd))
+def unit_sd(sd: torch.Tensor, varies: torch.Tensor) -> torch.Tensor:
+    """``sd`` ``(D,)`` where a column ``varies`` (its values are not all equal), 1 where it
+    does not or the sd is not finite. Exact, so no unit is too small or too large: an
+    absolute floor (sd 1e-8 before) left wine in units of 1e-9 unscaled, and one relative
+    to the column's size left float32 columns that vary by a few steps of their
+    precision unscaled."""
+    return torch.where(torch.isfinite(sd) & varies, sd, torch.ones_like(sd))

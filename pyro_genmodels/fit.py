@@ -113,7 +113,7 @@ def row_width(model: GenerativeModel) -> int:
 def out_of_memory(e: BaseException) -> bool:
     """A failed allocation: Python's MemoryError, or torch's error for a tensor whose size
     cannot be allocated or even computed (an ``n`` or ``max_length`` far too large)."""
-    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or any(
+    return isinstance(e, MemoryError) or any(  # torch's OutOfMemoryError says so too
         s in str(e) for s in ("can't allocate memory", "out of memory",
                               "Storage size calculation overflowed"))
 

@@ -199,6 +199,11 @@ def test_the_inverse_cdf_draw_follows_the_probabilities_and_never_draws_a_zero(m
         assert torch.all((counts - n * p).abs() <= 4 * (n * p * (1 - p)).sqrt())
     monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(*a, **k))  # u = total
     assert categorical(probs).tolist() == [4, 2]
+    # rows that are not a distribution are refused, as torch.multinomial refused them
+    for bad in (torch.zeros(1, 3), torch.tensor([[0.5, math.nan, 0.5]]),
+                torch.tensor([[0.5, math.inf, 0.0]])):
+        with pytest.raises(ValueError, match="finite and not all 0, but 1 of 1 rows"):
+            categorical(bad)
 
 
 def test_cached_and_recomputed_sampling_draw_the_same_tokens():

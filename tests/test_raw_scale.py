@@ -309,6 +309,9 @@ def test_standardizing_is_equivariant_in_units_of_any_size(unit):
         acc.add(block)
     for a, b in zip(acc.result(), column_moments(unit * x)):
         assert torch.allclose(a, b, rtol=1e-12, atol=0)
-    # a constant column, of any size, still gets sd 1 (u = x - mean)
+    # a constant column, of any size, still gets sd 1 (u = x - mean); a float32 column
+    # that varies by a few steps of its precision (1e8 + 8 k: steps of 8) gets its sd
     for c in (3e-12, 7.0, 5e20):
         assert column_moments(torch.full((10, 1), c))[1].item() == 1.0
+    steps = 1e8 + 8 * torch.arange(-2.0, 3.0)[:, None]
+    assert column_moments(steps)[1].item() == pytest.approx(8 * math.sqrt(2.5), rel=1e-6)

@@ -281,14 +281,15 @@ class Stream:
 
 
 class _Moments:
-    """Column means, sums of squared deviations and largest magnitudes of blocks of rows,
+    """Column means, sums of squared deviations, minima and maxima of blocks of rows,
     merged block after block (float64; Chan et al.'s pairwise update)."""
 
     def __init__(self) -> None:
         self.n = 0
         self.mean: Optional[torch.Tensor] = None
         self.m2: Optional[torch.Tensor] = None
-        self.size: Optional[torch.Tensor] = None
+        self.lo: Optional[torch.Tensor] = None
+        self.hi: Optional[torch.Tensor] = None
         self.dtype: Optional[torch.dtype] = None
 
     def add(self, x: torch.Tensor) -> None:
@@ -299,8 +300,9 @@ class _Moments:
         xd = x.to(torch.float64)
         mu = xd.mean(0)
         s2 = ((xd - mu) ** 2).sum(0)
-        size = xd.abs().amax(0)
-        self.size = size if self.size is None else torch.maximum(self.size, size)
+        lo, hi = xd.amin(0), xd.amax(0)
+        self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
+        self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
         if self.mean is None or self.m2 is None:
             self.n, self.mean, self.m2 = k, mu, s2
             return
@@ -314,11 +316,11 @@ class _Moments:
         """``(mean, sd)`` in the rows' dtype; the sd of a column that does not vary
         (:func:`~pyro_genmodels._validation.unit_sd`, or a single row) is 1, as
         :func:`~pyro_genmodels._validation.column_moments` makes it of rows in memory."""
-        mean, m2, n, size = self.mean, self.m2, self.n, self.size
-        assert mean is not None and m2 is not None and size is not None  # rows seen
-        assert self.dtype is not None
+        mean, m2, n, lo, hi = self.mean, self.m2, self.n, self.lo, self.hi
+        assert mean is not None and m2 is not None and lo is not None and hi is not None
+        assert self.dtype is not None  # rows seen
         sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.zeros_like(mean)
-        sd = unit_sd(sd, size, self.dtype)
+        sd = unit_sd(sd, hi > lo)
         return mean.to(self.dtype), sd.to(self.dtype)
 
 

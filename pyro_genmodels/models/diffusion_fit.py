@@ -48,7 +48,7 @@ from typing import Any, List, Optional
 import torch
 
 from .._rng import seeded
-from .._validation import check_choice, positive_int
+from .._validation import check_choice, positive_float, positive_int
 from ..fit import Fit, _rows_of, chunk_seed, chunked
 from ..infer.probability_flow import FlowLogProb, flow_log_prob, flow_sample
 
@@ -174,8 +174,8 @@ class DiffusionFit(Fit):
         eta = 0.0 if eta is None else float(eta)
         if not 0 <= eta <= 1:
             raise ValueError(f"Expected eta in [0, 1], but got {eta}")
-        rtol = 1e-5 if rtol is None else rtol
-        atol = 1e-5 if atol is None else atol
+        rtol = 1e-5 if rtol is None else positive_float(rtol, "rtol")
+        atol = 1e-5 if atol is None else positive_float(atol, "atol")
         guidance = self._check_guidance(guidance)
         c = self._as_context(c, n)
 

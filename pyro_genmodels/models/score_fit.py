@@ -124,8 +124,8 @@ def predictor_corrector(model, n: int, c: Optional[torch.Tensor], *, steps: int,
     prior (module docstring)."""
     hi, lo = model.sigmas[0], model.sigmas[-1]
     grid = torch.exp(torch.linspace(float(hi.log()), float(lo.log()), steps + 1)).to(hi)
-    x = model.unit_mean + torch.randn(n, model.dim, **model._factory) * torch.sqrt(
-        model.unit_sd ** 2 + hi ** 2)
+    x = model.unit_mean + torch.randn(n, model.dim, **model._factory) * prior_sd(
+        model, float(hi))
     for sigma, nxt in zip(grid[:-1], grid[1:]):
         var = sigma ** 2 - nxt ** 2
         x = x + var * model.score_unit(x, sigma, c) + var.sqrt() * torch.randn_like(x)

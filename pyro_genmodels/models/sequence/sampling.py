@@ -52,14 +52,21 @@ def categorical(probs: torch.Tensor) -> torch.Tensor:
     probability (summed in float64; MPS has none) exceeds ``u ~ U[0, 1)`` times the row's total. A
     token of probability 0 is never drawn (its cumulative value equals its
     predecessor's; a ``u`` that rounds up to the total takes the last token of positive
-    probability). One uniform per row; on the CPU about 10 times faster than
+    probability; rows that are not finite or all 0 are an error, as in
+    ``torch.multinomial``). One uniform per row; on the CPU about 10 times faster than
     ``torch.multinomial``, in which the posterior predictive replicates (one generation
     per draw) spent most of their time."""
     cdf = probs.to(torch.float64 if probs.device.type != "mps" else probs.dtype).cumsum(-1)
     u = torch.rand(probs.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
     idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)
-    over = idx == probs.shape[-1]
+    over = idx == probs.shape[-1]  # also every row whose total is 0, inf or NaN
     if bool(over.any()):
+        total = cdf[over][:, -1]
+        if not bool((torch.isfinite(total) & (total > 0)).all()):
+            raise ValueError(f"Expected next-token probabilities that are finite and not all "
+                             f"0, but {int((~(torch.isfinite(total) & (total > 0))).sum())} "
+                             f"of {probs.shape[0]} rows are not (the model's logits are NaN "
+                             f"or infinite)")
         last = probs.shape[-1] - 1 - (probs[over].flip(-1) > 0).to(torch.uint8).argmax(-1)
         idx[over] = last
     return idx

@@ -115,6 +115,13 @@ class GenerativeModel(PyroModule):
     jit_safe: ClassVar[bool] = False
     #: width of the conditioning variable ``c``, ``None`` for an unconditional model
     context_dim: Optional[int] = None
+
+    @property
+    def is_conditional(self) -> bool:
+        """Whether the model takes a condition ``c``: ``context_dim`` set, or a sequence
+        model's ``num_classes``."""
+        return self.context_dim is not None or getattr(self, "num_classes", None) is not None
+
     #: the ELBO the optimizing engines use; ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``
     #: for a model whose discrete local latents are enumerated (``config_enumerate``)
     elbo: ClassVar[str] = "Trace_ELBO"

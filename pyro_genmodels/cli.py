@@ -237,11 +237,12 @@ def _fit(args, rank: int) -> int:
     text = _is_text_model(cls)
     kwargs = _parse_pairs(args.arg, "--arg")
     _check_model_args(cls, args.model, kwargs, given_dim=not text)
-    if kwargs.get("context_dim") is not None:  # before the data are read or --out made
-        raise SystemExit(f"error: --arg context_dim={kwargs['context_dim']!r} makes "
-                         f"{args.model} conditional, but the command line takes no c (each "
-                         f"row's condition): fit conditional models from Python, "
-                         f"model.fit(x, c=...), or leave context_dim unset")
+    cond = [k for k in ("context_dim", "num_classes") if kwargs.get(k) is not None]
+    if cond:  # before the data are read or --out made
+        raise SystemExit(f"error: --arg {cond[0]}={kwargs[cond[0]]!r} makes {args.model} "
+                         f"conditional, but the command line takes no c (each row's "
+                         f"condition): fit conditional models from Python, "
+                         f"model.fit(x, c=...), or leave {cond[0]} unset")
     columns: Optional[List[str]] = None  # a .csv header's names, kept for `sample`
     x: Union[List[str], np.ndarray]
     x, columns = (_read_lines(args.data), None) if text else _read_table(args.data)
@@ -347,11 +348,10 @@ def _cmd_sample(args) -> int:
         fit = load(args.run)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}")
-    if fit.model.context_dim is not None:
-        raise SystemExit(f"error: {args.run!r} holds a conditional {type(fit.model).__name__} "
-                         f"(context_dim={fit.model.context_dim}), but the command line takes "
-                         f"no c (each draw's condition): sample it from Python, "
-                         f"pgm.load(run).sample(n, c=...)")
+    if fit.model.is_conditional:
+        raise SystemExit(f"error: {args.run!r} holds a conditional {type(fit.model).__name__}, "
+                         f"but the command line takes no c (each draw's condition): sample "
+                         f"it from Python, pgm.load(run).sample(n, c=...)")
     seq = {"prefix": args.prefix, "temperature": args.temperature, "top_k": args.top_k,
            "max_length": args.max_length}
     seq = {k: v for k, v in seq.items() if v is not None}

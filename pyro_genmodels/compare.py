@@ -69,8 +69,7 @@ def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int | None,
 
 
 def _conditional(fit: Fit) -> bool:
-    model = fit.model
-    return model.context_dim is not None or getattr(model, "num_classes", None) is not None
+    return fit.model.is_conditional
 
 
 def compare(fits: Mapping[str, Fit], heldout: Any, *,

@@ -130,8 +130,7 @@ class _Side:
                     f"{name}.log_prob is a {kind!r}, not an exact log-density, so the "
                     f"divergence would be biased; pass allow_inexact=True to accept that")
             model = obj.model
-            if getattr(model, "context_dim", None) is not None or \
-                    getattr(model, "num_classes", None) is not None:
+            if model.is_conditional:
                 raise ValueError(
                     f"{name} is a fit of a conditional model (p(x | c)): a divergence is "
                     f"between unconditional densities; pass an unconditional fit")

@@ -540,8 +540,14 @@ def test_a_conditional_model_is_refused_before_anything_is_written(tmp_path):
     fit = pgm.Diffusion(2, timesteps=3, hidden=(4,), context_dim=1).fit(
         x, c=x[:, :1], method="mle", num_steps=1, seed=0, progress=False)
     fit.save(tmp_path / "cond")
-    with pytest.raises(SystemExit, match=r"^error: '.*cond' holds a conditional Diffusion "
-                                         r"\(context_dim=1\), .* takes no c .*"
+    with pytest.raises(SystemExit, match=r"^error: '.*cond' holds a conditional Diffusion, "
+                                         r"but .* takes no c .*"
                                          r"load\(run\)\.sample\(n, c=\.\.\.\)"):
         cli.main(["sample", str(tmp_path / "cond"), "-n", "3", "--out", str(out / "s.csv")])
+    assert not out.exists()
+    # a sequence model is conditioned by its classes
+    with pytest.raises(SystemExit, match=r"^error: --arg num_classes=2 makes autoregressive "
+                                         r"conditional"):
+        cli.main(["fit", "autoregressive", "--arg", "num_classes=2", "--data",
+                  str(tmp_path / "absent.txt"), "--method", "mle", "--out", str(out)])
     assert not out.exists()

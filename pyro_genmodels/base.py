@@ -118,8 +118,8 @@ class GenerativeModel(PyroModule):
 
     @property
     def is_conditional(self) -> bool:
-        """Whether the model takes a condition ``c``: ``context_dim`` set, or a sequence
-        model's ``num_classes``."""
+        """True when the model takes a condition ``c`` (``context_dim`` set, or a sequence
+        model's ``num_classes``)."""
         return self.context_dim is not None or getattr(self, "num_classes", None) is not None
 
     #: the ELBO the optimizing engines use; ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``

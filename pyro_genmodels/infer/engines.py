@@ -42,8 +42,7 @@ from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
 from .potential import sample_posterior_fused
 from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeModel,
-                         NegativeLogJoint, make_elbo, make_guide,
-                         traced_execution, use_jit)
+                         NegativeLogJoint, make_elbo, make_guide, traced_execution, use_jit)
 
 
 class Data(NamedTuple):
@@ -231,7 +230,8 @@ class PointEngine(Engine):
         return heldout_nll(model, point, data)
 
     def units(self, model: GenerativeModel, x: torch.Tensor) -> Optional[Dict[str, torch.Tensor]]:
-        return model.param_units(x)  # the autoguide's units (a family's engine: None, data's)
+        """The units the autoguide steps in, ``param_units`` (or None, the data's own)."""
+        return model.param_units(x)
 
     @staticmethod
     def writes_out(model: GenerativeModel, opts: PointOptions) -> bool:

@@ -41,6 +41,8 @@ class Best:
             yield
 
     def record(self, step: int, value: float, players: Sequence[Any]) -> None:
+        """The held-out loss ``value`` after ``step`` steps; the players' parameters are
+        copied when it is the best finite one so far (the first of equals)."""
         self.history.append((step, value))
         if math.isfinite(value) and value < self.loss:
             # the copy first: a Ctrl-C while it is made leaves the previous best whole

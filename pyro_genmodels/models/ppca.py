@@ -134,6 +134,7 @@ class StartedAtMLE(PointEngine):
         return result
 
     def units(self, model: GenerativeModel, x: torch.Tensor) -> None:
+        """None: the data's own units (the class docstring says why)."""
         return None
 
 

@@ -122,6 +122,11 @@ class GenerativeModel(PyroModule):
         model's ``num_classes``)."""
         return self.context_dim is not None or getattr(self, "num_classes", None) is not None
 
+    #: whether the program runs under Pyro's vectorized particle plate (every tensor
+    #: broadcasts over a leading particle dim), so ``vi`` evaluates its ``num_particles``
+    #: ELBO samples in one batched trace (``vectorize_particles=True``) rather than one
+    #: trace each: the same estimator, about 6x faster per step at 8 particles
+    vectorized_particles: ClassVar[bool] = False
     #: the ELBO the optimizing engines use; ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``
     #: for a model whose discrete local latents are enumerated (``config_enumerate``)
     elbo: ClassVar[str] = "Trace_ELBO"
@@ -178,6 +183,12 @@ class GenerativeModel(PyroModule):
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Data-dependent starting values (constrained) of the global sites."""
         raise NotImplementedError
+
+    def mle_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The maximum-likelihood phi (constrained) in closed form, for a family that has
+        it: the start and candidate answer of ``mle``'s
+        :class:`~pyro_genmodels.infer.started.StartedAtMLE`."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form MLE")
 
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The scale, in the data's units, of the global sites whose unconstrained value

@@ -55,3 +55,116 @@ def test_the_point_engine_writes_the_loss_out_only_when_phi_are_all_weights():
     assert not PointEngine.writes_out(pgm.Flow(2), PointOptions(jit=True))
     assert not PointEngine.writes_out(pgm.Gaussian(2), opts)  # latent sites: AutoDelta
     assert not PointEngine.writes_out(pgm.VAE(4, 2, hidden=(3,)), opts)  # a local guide
+
+
+def _per_particle(trace, K, plates):
+    """Each particle's log density summed over the trace's sample sites: ``(K,)``. Under
+    the vectorized particle plate every site's log_prob is ``(K, *plate sizes)``."""
+    total = torch.zeros((), dtype=torch.float64)
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample":
+            lp = site["log_prob"]
+            assert lp.dim() == plates + 1 and lp.shape[0] == K, (name, lp.shape)
+            total = total + lp.reshape(K, -1).sum(-1)
+    return total
+
+
+def _wine(cols):
+    from sklearn.datasets import load_wine
+    return torch.as_tensor(load_wine().data[:, :cols])  # raw columns, float64
+
+
+VECTORIZED = {  # registry name -> (model, data): every family that declares the flag
+    "gaussian": [lambda: (pgm.Gaussian(4, prior_scale=2.0), _wine(4)),
+                 lambda: (pgm.Gaussian(1), _wine(1)),
+                 lambda: (pgm.Gaussian(3, covariance=torch.eye(3)), _wine(3))],
+    "ppca": [lambda: (pgm.PPCA(4, 2), _wine(4))],
+}
+
+
+def test_the_families_that_vectorize_particles_are_the_ones_checked_below():
+    from pyro_genmodels.registry import registry
+    flagged = {n for n, cls in registry().items() if cls.vectorized_particles}
+    assert flagged == set(VECTORIZED)
+
+
+@pytest.mark.parametrize("make", [m for ms in VECTORIZED.values() for m in ms],
+                         ids=["gaussian", "gaussian-1d", "gaussian-known-cov", "ppca"])
+def test_vectorized_particles_are_the_sequential_elbo_at_the_same_draws(make):
+    """A family's ``vectorized_particles`` claim, against Pyro's sequential trace: the
+    guide's K draws taken in one batched trace (``vectorize_particles=True``), then
+    each draw replayed alone through the guide and the program. Every particle's
+    log p(x, phi) - log q(phi) is the same number both ways, so the batched ELBO is the
+    mean of K sequential ones exactly (and a program that mixed the particle dim into
+    its data or parameters would differ or fail)."""
+    import pyro
+    import pyro.poutine as poutine
+    from pyro.infer.autoguide import AutoMultivariateNormal
+    from pyro.infer.autoguide.initialization import init_to_value
+
+    from pyro_genmodels.infer.objectives import make_guide
+
+    model, x = make()
+    model = model.double()
+    K, plates = 5, model.max_plate_nesting
+    guide, _ = make_guide(model, model.model, AutoMultivariateNormal,
+                          units=model.param_units(x), init_scale=0.3,
+                          init_loc_fn=init_to_value(values=model.init_values(x)))
+
+    def program(x):
+        return model.model(x, num_data=x.shape[0])
+
+    def q(x):
+        return guide(x, num_data=x.shape[0])
+
+    with pyro.get_param_store().scope(), seeded(0):
+        plain = poutine.trace(q).get_trace(x)  # creates the guide's parameters
+        elbo = Trace_ELBO(num_particles=K, vectorize_particles=True,
+                          max_plate_nesting=plates)
+        model_trace, guide_trace = elbo._get_vectorized_trace(program, q, (x,), {})
+        batched = (_per_particle(model_trace, K, plates)
+                   - _per_particle(guide_trace, K, plates)).detach()
+        sequential = []
+        for k in range(K):
+            drawn = poutine.Trace()
+            for name, site in guide_trace.nodes.items():
+                if site["type"] == "sample":
+                    shape = plain.nodes[name]["value"].shape  # one particle's
+                    value = site["value"].reshape(K, -1)[k].reshape(shape)
+                    drawn.add_node(name, type="sample", value=value, is_observed=False, infer={})
+            g = poutine.trace(poutine.replay(q, trace=drawn)).get_trace(x)
+            m = poutine.trace(poutine.replay(program, trace=g)).get_trace(x)
+            sequential.append(float(m.log_prob_sum() - g.log_prob_sum()))
+    sequential = torch.tensor(sequential, dtype=torch.float64)
+    assert len(set(sequential.tolist())) == K  # K different draws (a mix-up would show)
+    assert torch.allclose(batched, sequential, rtol=1e-12, atol=0)
+    # the loss Pyro optimizes is their mean
+    with pyro.get_param_store().scope(), seeded(0):
+        poutine.trace(q).get_trace(x)
+        with seeded(1):
+            loss = elbo.differentiable_loss(program, q, x)
+        with seeded(1):
+            mt, gt = elbo._get_vectorized_trace(program, q, (x,), {})
+    mean = (_per_particle(mt, K, plates) - _per_particle(gt, K, plates)).mean()
+    assert torch.allclose(loss, -mean, rtol=1e-12, atol=0)
+
+
+def test_vi_takes_its_particles_in_one_trace_where_the_family_allows(monkeypatch):
+    """The engine asks Pyro for the batched trace exactly where the family declares it,
+    and only with more than one particle (one particle: the same trace as before)."""
+    import pyro_genmodels.infer.engines as engines
+
+    asked = []
+    real = engines.make_elbo
+
+    def spy(*args, **kwargs):
+        asked.append((kwargs["num_particles"], kwargs["vectorize_particles"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engines, "make_elbo", spy)
+    x = _wine(2)
+    for model, k in [(pgm.Gaussian(2), 3), (pgm.Gaussian(2), 1),
+                     (pgm.GaussianMixture(2, 2), 3)]:
+        model.fit(x, method="vi", num_steps=3, num_particles=k, num_posterior_samples=5,
+                  progress=False, seed=0)
+    assert asked == [(3, True), (1, False), (3, False)]

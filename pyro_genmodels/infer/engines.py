@@ -48,7 +48,6 @@ from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeMod
 class Data(NamedTuple):
     """The data an engine fits: training rows ``x`` ``(N, ...)``, their ``c``, and the
     held-out rows (``None`` without validation).
-
     For streamed data (:mod:`~pyro_genmodels.infer.streaming`), ``stream`` reads the N
     training rows per minibatch and ``x`` / ``c`` hold a fixed random sample of them, for
     what needs rows in memory (starting values, fingerprints). An engine hands the loop
@@ -65,8 +64,7 @@ class Data(NamedTuple):
         """N, the number of training rows (streamed or in memory)."""
         return len(self.stream) if self.stream is not None else self.x.shape[0]
 
-    def source(self, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-               ) -> Any:
+    def source(self, transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Any:
         """The training rows for the loop: the tensor (``transform``-ed, e.g. a family's
         standardization), or the stream with ``transform`` applied to each block."""
         if self.stream is not None:
@@ -76,8 +74,8 @@ class Data(NamedTuple):
 
 def split_heldout(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Tensor],
                   validation: Any, *, seed: int, device: Optional[torch.device]) -> Data:
-    """The training and held-out rows of a fit (before any work, so bad held-out data
-    fail early).
+    """The training and held-out rows of a fit (before any work: bad held-out data fail
+    early).
 
     ``validation``: ``None``; a fraction in (0, 1) of the rows, drawn by a permutation
     under ``seed`` (its own generator: the fit's random stream is not consumed); or
@@ -150,8 +148,7 @@ class NoOptions:
 
 
 def heldout_nll(model: GenerativeModel, params: Callable[[], Dict[str, torch.Tensor]],
-                data: Data
-                ) -> Optional[Callable[[], float]]:
+                data: Data) -> Optional[Callable[[], float]]:
     """The held-out loss of a family with ``log_prob_given``: minus the mean
     log-likelihood per held-out row at the current phi (``None`` without held-out data)."""
     if data.x_val is None:
@@ -233,12 +230,15 @@ class PointEngine(Engine):
         """The units the autoguide steps in, ``param_units`` (or None, the data's own)."""
         return model.param_units(x)
 
+    def start(self, model: GenerativeModel, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The point the loop starts from (constrained): the family's ``init_values``."""
+        return model.init_values(x)
+
     @staticmethod
     def writes_out(model: GenerativeModel, opts: PointOptions) -> bool:
-        """Whether the loss is :class:`~pyro_genmodels.infer.objectives.NegativeLogJoint`
-        rather than Pyro's ELBO on the program: when phi are all network weights (no
-        latent sites, no local guide), unless ``jit=True`` (Pyro's compiled ELBO) or a
-        ``pyro.optim`` optimizer (which reads Pyro's param store) is asked for."""
+        """Whether the loss is :class:`~pyro_genmodels.infer.objectives.NegativeLogJoint`,
+        not Pyro's ELBO: when phi are all network weights (no latent sites or local guide),
+        unless ``jit=True`` (Pyro's compiled ELBO) or a ``pyro.optim`` optimizer is asked."""
         return (not model.global_sites and model.local_guide is None and opts.jit is not True
                 and not isinstance(opts.optimizer, pyro.optim.PyroOptim))
 
@@ -255,7 +255,7 @@ class PointEngine(Engine):
         program = model.model
         if self.method == "mle":
             program = FlatPriors(model.prior_sites)(model.model)
-        init = model.init_values(data.x) if model.global_sites else {}
+        init = self.start(model, data.x) if model.global_sites else {}
         guide, auto = make_guide(model, program, AutoDelta, units=self.units(model, data.x),
                                  init_loc_fn=init_to_value(values=init))
         elbo = self.elbo(model, opts)
@@ -286,9 +286,8 @@ class VIOptions(PointOptions):
 
     Attributes:
         guide: ``"mvn"`` (AutoMultivariateNormal, full covariance in the unconstrained
-            space, exact for conjugate Gaussian posteriors) or ``"normal"`` (AutoNormal,
-            mean field).
-        num_particles: ELBO samples per step.
+            space, exact for conjugate Gaussian posteriors) or ``"normal"`` (mean field).
+        num_particles: ELBO samples per step (``vectorized_particles``: in one trace).
         num_posterior_samples: draws of phi stored in the fit (one chain).
         init_scale: initial sd of q in the unconstrained space (in column sds for the
             sites a family names in ``param_units``, e.g. a Gaussian's ``loc``).
@@ -322,9 +321,10 @@ class VIEngine(Engine):
                                     units=model.param_units(data.x), init_scale=opts.init_scale,
                                     init_loc_fn=init_to_value(values=model.init_values(data.x)))
         assert q is not None  # vi is offered only to families with global latent sites
+        k = opts.num_particles  # in one batched trace where the family's program allows
         elbo = make_elbo(model.elbo, jit=use_jit(opts.jit, model),
-                         max_plate_nesting=model.max_plate_nesting,
-                         num_particles=opts.num_particles, vectorize_particles=False)
+                         max_plate_nesting=model.max_plate_nesting, num_particles=k,
+                         vectorize_particles=model.vectorized_particles and k > 1)
         loss = ELBOLoss(elbo, model.model, train_guide, data.x, data.c)
 
         def mean() -> Dict[str, torch.Tensor]:

@@ -38,8 +38,6 @@ References:
 
 from __future__ import annotations
 
-import copy
-import math
 from typing import Any, Dict, Optional, Tuple
 
 import pyro
@@ -49,8 +47,7 @@ import torch
 from .._validation import (column_units, positive_float, positive_int,
                            warn_if_prior_is_strong)
 from ..base import Capabilities, Fit, GenerativeModel, register
-from ..infer.engines import Data, PointEngine, PointOptions
-from ..infer.loop import FitResult
+from ..infer.started import StartedAtMLE
 
 
 def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:
@@ -89,53 +86,6 @@ def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:
     W = U * (lam[:q] - sigma2).clamp_min(0).sqrt()
     return {k: v.to(x.dtype).contiguous() for k, v in
             {"W": W, "loc": loc, "sigma": sigma2.sqrt()}.items()}
-
-
-class StartedAtMLE(PointEngine):
-    """``mle`` of PPCA: the loop from the closed-form maximum (:func:`closed_form`, the
-    family's ``init_values``), in the data's own units (standardized ones with
-    ``standardize=True``), keeping that start where the loop ended below it on the
-    training rows.
-
-    In the data's units because the start is the maximum: Adam's first steps move every
-    coordinate by about ``lr`` whatever the gradient, which in column sds
-    (:meth:`PPCA.param_units`) moved raw breast cancer 7e-4 nats per row off it.
-
-    At an exact maximum the gradient is rounding noise, which Adam divides by its own
-    size: each step moves every parameter by about ``lr``. In the data's natural units
-    that is rounding (raw wine and breast cancer in float64: 1e-11 relative); in tiny
-    ones it is not (wine times 1e-4: 24 nats per row below the maximum in float64, 29 in
-    float32; times 1e-8 in float32: about 15,700). So with the rows in memory and no
-    held-out rows (which choose the point themselves), the fit is whichever of the start
-    and the loop's end has the higher mean log-likelihood, both scored in float64 (in
-    float32 a point far off the maximum can score millions of nats above it); where it
-    is the start, by more than 1e-9 relative, ``info["kept_start"]`` is how many nats per
-    row the end was below it (the loss trace is the loop's)."""
-
-    def run(self, model: GenerativeModel, data: Data, opts: PointOptions, *, method: str,
-            progress: bool) -> FitResult:
-        result = super().run(model, data, opts, method=method, progress=progress)
-        if (data.stream is not None or data.x_val is not None or not result.point
-                or result.error is not None):
-            return result
-        start = model.init_values(data.x)
-        exact = torch.float64 if data.x.device.type != "mps" else data.x.dtype  # MPS: no float64
-        scorer = copy.deepcopy(model).to(exact)
-        x = data.x.to(exact)
-        with torch.no_grad():
-            at_start, at_end = (
-                float(scorer.log_prob_given({k: v.to(exact) for k, v in p.items()}, x).mean())
-                for p in (start, result.point))
-        if not math.isfinite(at_start) or at_end >= at_start - 1e-9 * max(1.0, abs(at_start)):
-            return result
-        result.point = start
-        result.info["kept_start"] = (at_start - at_end if math.isfinite(at_end)
-                                     else "the loop ended at a non-finite log-likelihood")
-        return result
-
-    def units(self, model: GenerativeModel, x: torch.Tensor) -> None:
-        """None: the data's own units (the class docstring says why)."""
-        return None
 
 
 class PPCAFit(Fit):
@@ -185,6 +135,7 @@ class PPCA(GenerativeModel):
                                 methods=("mle", "map", "vi"))
     global_sites = ("W", "loc", "sigma")
     jit_safe = True
+    vectorized_particles = True
     fit_class = PPCAFit
     engines = {"mle": StartedAtMLE("mle")}
 
@@ -263,6 +214,10 @@ class PPCA(GenerativeModel):
             cov = self.x_scale[:, None] * cov * self.x_scale
         return {"covariance_matrix": cov}
 
+    def mle_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The closed form (Tipping & Bishop), as :meth:`init_values`."""
+        return self.init_values(x)
+
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``loc`` and each row of ``W`` in their column's sd (none with ``standardize``:
         the sites are in sds already), for ``map`` and ``vi``: a step of Adam then
@@ -302,4 +257,4 @@ class PPCA(GenerativeModel):
                 "standardize": self.standardize}
 
 
-__all__ = ["PPCA", "PPCAFit", "StartedAtMLE", "closed_form"]
+__all__ = ["PPCA", "PPCAFit", "closed_form"]

@@ -195,7 +195,12 @@ def _set(*keys, value):
     (_set("batches", "pos", value=10 ** 6), r"expected batches.pos to be an integer in \[0, 60\]"),
     (lambda s: s["players"][0]["params"][0].update(__tensor__="nowhere"),
      "expected players\\[0\\].params\\[0\\] to be a reference to one of the file's tensors"),
-], ids=["key", "step", "step-type", "losses", "seed", "extra-key", "best", "pos", "ref"])
+    # version 3 kept the raw weights as the best held-out snapshot of a run with a
+    # weight average (ema), version 4 the average: resuming one as the other would mix them
+    (_set("version", value=3), "is a version 3 checkpoint; this pyro-genmodels resumes "
+                               "version 4 only"),
+], ids=["key", "step", "step-type", "losses", "seed", "extra-key", "best", "pos", "ref",
+        "version"])
 def test_a_checkpoint_whose_state_is_wrong_is_refused_by_name(stopped, edit, match):
     path = rewrite(stopped, state_edit=edit)
     steps, callback = counting()

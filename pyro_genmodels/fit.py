@@ -129,8 +129,14 @@ def fits_in_memory(what: str) -> Iterator[None]:
     except (RuntimeError, MemoryError) as e:
         if not out_of_memory(e):
             raise
-        said = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{what} do not fit in memory ({said})") from None
+        raise ValueError(f"{what} do not fit in memory ({first_line(e)})") from None
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an error's message (torch's run on for pages), or its type's
+    name when it has none: what a one-line error quotes of another."""
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else type(e).__name__
 
 
 def chunked(n: int, rows: int, part: Callable[[int, int], torch.Tensor]) -> torch.Tensor:

@@ -268,7 +268,8 @@ class ScoreModel(GenerativeModel):
             obs = x.index_select(0, idx) if (sub and x is not None) else x
             if obs is None:
                 with torch.no_grad():
-                    draws = self.from_unit(annealed_langevin(self, idx.shape[0], ctx))
+                    draws = self.from_unit(annealed_langevin(self, idx.shape[0], ctx,
+                                                                 mean=self.unit_mean))
             else:
                 draws = obs
             flat = dist.ImproperUniform(dist.constraints.real_vector, (idx.shape[0],),
@@ -279,7 +280,7 @@ class ScoreModel(GenerativeModel):
                      c: Optional[torch.Tensor] = None) -> torch.Tensor:
         from .score_fit import annealed_langevin
 
-        return self.from_unit(annealed_langevin(self, n, c))
+        return self.from_unit(annealed_langevin(self, n, c, mean=self.unit_mean))
 
     def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
                        c: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -94,15 +94,15 @@ def langevin_step_size(sigmas: torch.Tensor, steps_per_level: int) -> float:
 def annealed_langevin(model, n: int, c: Optional[torch.Tensor], *,
                       steps_per_level: int = 100, step_size: Optional[float] = None,
                       denoise: bool = True, anneal: bool = True,
-                      sigmas: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      sigmas: Optional[torch.Tensor] = None,
+                      mean: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``n`` draws in the networks' units ``(n, D)`` (module docstring); ``model`` has
-    ``dim``, ``sigmas`` (the levels, used unless ``sigmas`` is given),
-    ``score_unit(u, sigma, c)`` and optionally ``unit_mean`` ``(D,)``, the start's mean
-    (default 0)."""
+    ``dim``, ``sigmas`` (the levels, used unless ``sigmas`` is given) and
+    ``score_unit(u, sigma, c)``; ``mean`` ``(D,)`` is the start's mean (None: 0; a
+    ScoreModel's ``unit_mean``)."""
     sigmas = model.sigmas if sigmas is None else sigmas
     eps = step_size or langevin_step_size(sigmas, steps_per_level)
     x = torch.randn(n, model.dim, **model._factory) * sigmas[0]
-    mean = getattr(model, "unit_mean", None)
     if mean is not None:
         x = mean + x
     levels = sigmas if anneal else sigmas[-1:].repeat(len(sigmas))
@@ -250,7 +250,8 @@ class ScoreFit(Fit):
             if sampler in ("annealed_langevin", "langevin"):
                 u = annealed_langevin(model, k, cb, steps_per_level=steps_per_level,
                                       step_size=step_size, denoise=denoise,
-                                      anneal=sampler == "annealed_langevin")
+                                      anneal=sampler == "annealed_langevin",
+                                      mean=model.unit_mean)
             elif sampler == "pc":
                 u = predictor_corrector(model, k, cb, steps=steps_per_level * len(model.sigmas),
                                         denoise=denoise)

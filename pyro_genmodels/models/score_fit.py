@@ -154,12 +154,6 @@ def _prior(model, sigma_max: float):
     docstring); m, s: ``model.unit_mean``, ``model.unit_sd``."""
     mean = model.unit_mean
     var = model.unit_sd.double() ** 2 + sigma_max ** 2  # (D,)
-    if not bool(mean.any()) and bool((var == var[0]).all()):
-        v = float(var[0])  # N(0, v I) (standardized): the arithmetic it always had
-
-        def log_prob(y: torch.Tensor) -> torch.Tensor:
-            return -0.5 * (y.pow(2).sum(-1) / v + model.dim * math.log(2 * math.pi * v))
-        return log_prob
     norm = float((2 * math.pi * var).log().sum())
     var = var.to(mean)
 

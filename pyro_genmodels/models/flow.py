@@ -25,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -83,7 +84,6 @@ def _bad_option(error: TypeError, transform: str) -> str:
     unknown name comes with the closest of Flow's own arguments and the flow's named
     options (zuko passes the rest on to its networks, whose message alone names
     ``MaskedMLP`` or ``Linear``)."""
-    import difflib
     import inspect
 
     cls = TRANSFORMS[transform]
@@ -99,12 +99,40 @@ def _bad_option(error: TypeError, transform: str) -> str:
     own = [n for n in inspect.signature(Flow).parameters if n != "flow_options"]
     zuko_named = [n for n in inspect.signature(cls).parameters if n not in set_by_flow]
     if transform in ("nsf", "maf"):  # autoregressive: MaskedAutoregressiveTransform, MaskedMLP
-        zuko_named += ["passes", "residual"]
+        zuko_named += ["passes", "residual", "activation"]
+    else:  # couplings: zuko.nn.MLP
+        zuko_named += ["activation", "normalize"]
     close = difflib.get_close_matches(unknown[1], own + zuko_named, n=2)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     return (f"Flow(transform={transform!r}) takes no option {unknown[1]!r}.{hint} Its "
             f"arguments: {', '.join(own)}; options zuko.flows.{cls.__name__} names: "
             f"{', '.join(zuko_named) or 'none'} (zuko said: {error})")
+
+
+def _activation(name: Any) -> type:
+    """zuko's networks take an activation class, and a fit saves its options as JSON, so
+    ``activation`` is the class's name in ``torch.nn`` (``"ReLU"``, zuko's default;
+    ``"ELU"``, ``"SiLU"``, ``"Tanh"``, ...)."""
+    if not isinstance(name, str):
+        raise TypeError(f"Expected activation to be the name of an activation in torch.nn "
+                        f"(a string such as 'ELU'), but got {name!r} ({type(name).__name__})")
+    import inspect
+
+    def usable(c: Any) -> bool:  # zuko calls activation() with no arguments
+        return (isinstance(c, type) and issubclass(c, torch.nn.Module)
+                and c.__module__ == "torch.nn.modules.activation"
+                and all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                        for p in inspect.signature(c).parameters.values()))
+
+    cls = getattr(torch.nn, name, None)
+    if not usable(cls):
+        known = sorted(n for n, c in vars(torch.nn).items() if usable(c))
+        close = ([k for k in known if k.lower() == name.lower()]
+                 or difflib.get_close_matches(name, known, n=2, cutoff=0.7))
+        said = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Expected activation to be the name of an activation in torch.nn, "
+                         f"but got {name!r}.{said} Known: {', '.join(known)}")
+    return cls
 
 
 @register
@@ -128,7 +156,9 @@ class Flow(GenerativeModel):
             Spline and coupling networks see inputs of unit scale, so raw columns
             (wine's proline is in the hundreds, its hue near 1) fit as well as
             standardized ones; ``False`` fits the flow to ``x`` itself.
-        **flow_options: passed to the zuko constructor (e.g. ``bins=8`` for NSF).
+        **flow_options: passed to the zuko constructor (e.g. ``bins=8`` for NSF), and
+            ``activation``: the networks' activation by its name in ``torch.nn``
+            (``"ELU"``; zuko's default is ``"ReLU"``).
 
     Sample sites: the factor ``weight_prior`` (log N(w; 0, prior_scale^2), masked by
     ``mle``) and the observed ``x`` ``(N, D)`` in the plate ``data``.
@@ -177,10 +207,13 @@ class Flow(GenerativeModel):
                 raise TypeError(f"Flow options are saved with the fit as JSON: expected "
                                 f"{key} to be a finite number, a string, a bool, None or a list of "
                                 f"them, but got {value!r} ({type(value).__name__})") from None
+        zuko_options = dict(flow_options)
+        if "activation" in zuko_options:
+            zuko_options["activation"] = _activation(zuko_options["activation"])
         try:
             self.flow = TRANSFORMS[transform](
                 features=self.dim, context=self.context_dim or 0,
-                transforms=self.num_transforms, hidden_features=self.hidden, **flow_options)
+                transforms=self.num_transforms, hidden_features=self.hidden, **zuko_options)
         except TypeError as e:
             raise TypeError(_bad_option(e, transform)) from None
 

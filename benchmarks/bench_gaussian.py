@@ -5,8 +5,11 @@
     python benchmarks/bench_gaussian.py        # both
 
 ``mle``: the same number of Adam steps with the same parameterization (loc, log-scales,
-an unconstrained vector mapped by CorrCholeskyTransform) and the same exponential
-learning-rate decay; ratio = facade seconds / hand-written seconds (goal <= 1.2).
+an unconstrained vector mapped by CorrCholeskyTransform), from the same start (the
+closed-form maximum, where the facade's ``mle`` starts: ``StartedAtMLE``) and with the
+same exponential learning-rate decay; ratio = facade seconds / hand-written seconds
+(goal <= 1.2). The facade's time includes its end: scoring its start and its end in
+float64 to keep the better.
 
 ``nuts``: the same model (``Gaussian.model``), data, warmup and draws, one chain each;
 ratio = facade (min over parameters of ESS) per second / stock ESS per second (goal >= 0.9).
@@ -30,11 +33,13 @@ from pyro_genmodels.infer.objectives import traced_execution
 
 
 def _hand_written_mle(x: torch.Tensor, num_steps: int, lr: float, lr_decay: float) -> float:
-    d = x.shape[1]
+    # the facade's start: the closed-form maximum (the Gaussian's mle_values)
     loc = x.mean(0).clone().requires_grad_()
-    log_scale = x.std(0, correction=0).log().clone().requires_grad_()
-    raw_corr = torch.zeros(d * (d - 1) // 2, requires_grad=True)
+    sd = x.std(0, correction=0)
+    log_scale = sd.log().clone().requires_grad_()
     to_corr = torch.distributions.transforms.CorrCholeskyTransform()
+    corr = torch.cov(x.T, correction=0) / (sd[:, None] * sd)
+    raw_corr = to_corr.inv(torch.linalg.cholesky(corr)).detach().requires_grad_()
     opt = torch.optim.Adam([loc, log_scale, raw_corr], lr=lr)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay ** (1 / num_steps))
     for _ in range(num_steps):

@@ -54,8 +54,12 @@ def test_benchmarks_run_and_print_their_ratios():
         r"^mle N=2000 D=5 steps=50: facade {N}s \({N} ms/step, final loss {N}\), "
         r"hand-written {N}s \({N} ms/step, final loss {N}\)$", lines[0])
     assert agrees(mle, quotient(bounds(f), bounds(h)))
-    # the same Adam steps in the same parameterization from the same start: the same loss
-    assert agrees(h_loss, bounds(f_loss))
+    # the same Adam steps in the same parameterization from the same start, the maximum
+    # (StartedAtMLE): there each loop's steps follow its own rounding noise (about lr per
+    # coordinate, whatever the dtype), so the final losses agree to second order in those
+    # steps, not digit for digit: measured 0.02 nats of 14642 (1.4e-6 relative); from the
+    # old identity-correlation start the baseline ended 47 nats (3e-3) away
+    assert abs(float(f_loss) - float(h_loss)) <= 1e-5 * abs(float(h_loss))
     assert agrees(f_ms, scaled(bounds(f), 1000 / 50))
     assert agrees(h_ms, scaled(bounds(h), 1000 / 50))
     rates = []  # ESS/s of stock NUTS with jit, without, and of the facade

@@ -132,6 +132,7 @@ def _activation(name: Any) -> type:
         said = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"Expected activation to be the name of an activation in torch.nn, "
                          f"but got {name!r}.{said} Known: {', '.join(known)}")
+    assert isinstance(cls, type)  # usable
     return cls
 
 

@@ -10,7 +10,7 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Iterable, List, Literal, Mapping, Optional, overload
+from typing import Any, Iterable, List, Literal, Mapping, Optional, Tuple, overload
 
 import numpy as np
 import torch
@@ -420,15 +420,66 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
         UserWarning, stacklevel=5)  # the caller of fit (through serialized)
 
 
+#: rows per block of :func:`column_moments`: a float64 copy of one block at a time
+MOMENT_BLOCK_ROWS = 1 << 16
+
+
 def column_moments(x: torch.Tensor):
     """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them, computed
     in float64 (MPS: its dtype) and returned in ``x``'s; a column whose values are all
-    equal (a single row) gets sd 1 (:func:`unit_sd`)."""
-    work = torch.float64 if x.device.type != "mps" else x.dtype
-    x64 = x.detach().to(work)
-    mean = x64.mean(0)
-    sd = x64.std(0) if x.shape[0] > 1 else torch.zeros_like(mean)
-    return mean.to(x.dtype), unit_sd(sd, x.amax(0) > x.amin(0)).to(x.dtype)
+    equal (a single row) gets sd 1 (:func:`unit_sd`). The rows go through
+    :class:`ColumnMoments` block by block, as streamed rows do, so a float32 ``x`` is
+    never copied whole to float64 (which doubled the memory of the data)."""
+    acc = ColumnMoments()
+    x = x.detach()
+    for start in range(0, x.shape[0], MOMENT_BLOCK_ROWS):
+        acc.add(x[start:start + MOMENT_BLOCK_ROWS])
+    return acc.result()
+
+
+class ColumnMoments:
+    """Column means, sums of squared deviations, minima and maxima of blocks of rows,
+    merged block after block (float64, MPS: the rows' dtype; Chan et al.'s pairwise
+    update): :func:`column_moments` of rows in memory and the moments of streamed rows
+    (:mod:`~pyro_genmodels.infer.streaming`) are the same computation."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: Optional[torch.Tensor] = None
+        self.m2: Optional[torch.Tensor] = None
+        self.lo: Optional[torch.Tensor] = None
+        self.hi: Optional[torch.Tensor] = None
+        self.dtype: Optional[torch.dtype] = None
+
+    def add(self, x: torch.Tensor) -> None:
+        """Fold the rows ``x`` ``(k, D)`` in."""
+        k = x.shape[0]
+        if k == 0:
+            return
+        self.dtype = x.dtype
+        xd = x.to(torch.float64 if x.device.type != "mps" else x.dtype)
+        mu = xd.mean(0)
+        s2 = ((xd - mu) ** 2).sum(0)
+        lo, hi = xd.amin(0), xd.amax(0)
+        self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
+        self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
+        if self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = k, mu, s2
+            return
+        delta = mu - self.mean
+        total = self.n + k
+        self.mean = self.mean + delta * (k / total)
+        self.m2 = self.m2 + s2 + delta ** 2 * (self.n * k / total)
+        self.n = total
+
+    def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, sd)`` in the rows' dtype; the sd of a column that does not vary
+        (:func:`unit_sd`, or a single row) is 1."""
+        mean, m2, n, lo, hi = self.mean, self.m2, self.n, self.lo, self.hi
+        if mean is None or m2 is None or lo is None or hi is None or self.dtype is None:
+            raise ValueError("column moments of no rows")
+        sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.zeros_like(mean)
+        return mean.to(self.dtype), unit_sd(sd, hi > lo).to(self.dtype)
 
 
 def unit_sd(sd: torch.Tensor, varies: torch.Tensor) -> torch.Tensor:

@@ -293,8 +293,7 @@ def test_standardizing_is_equivariant_in_units_of_any_size(unit):
     rounding. Before, a column sd below an absolute 1e-8 counted as constant and was left
     unscaled (wine x 1e-9: columns of about 1e-8 under a unit-variance base). Rows
     streamed from a Dataset get the same moments as rows in memory."""
-    from pyro_genmodels._validation import column_moments
-    from pyro_genmodels.infer.streaming import _Moments
+    from pyro_genmodels._validation import ColumnMoments, column_moments
 
     x = torch.tensor(load_wine().data, dtype=torch.float64)[:, :4]
     scores = []
@@ -304,7 +303,7 @@ def test_standardizing_is_equivariant_in_units_of_any_size(unit):
         fit = model.fit(k * x, method="mle", num_steps=30, seed=0, progress=False)
         scores.append(fit.log_prob(k * x) + 4 * math.log(k))
     assert torch.allclose(scores[1], scores[0], rtol=0, atol=1e-9)
-    acc = _Moments()
+    acc = ColumnMoments()
     for block in (unit * x).split(50):
         acc.add(block)
     for a, b in zip(acc.result(), column_moments(unit * x)):
@@ -315,3 +314,17 @@ def test_standardizing_is_equivariant_in_units_of_any_size(unit):
         assert column_moments(torch.full((10, 1), c))[1].item() == 1.0
     steps = 1e8 + 8 * torch.arange(-2.0, 3.0)[:, None]
     assert column_moments(steps)[1].item() == pytest.approx(8 * math.sqrt(2.5), rel=1e-6)
+
+
+def test_column_moments_of_rows_in_memory_go_block_by_block(monkeypatch):
+    """Rows in memory are folded in blocks (a float32 array is never copied whole to
+    float64): over many blocks, wine's moments are the two-pass ones to 1e-12, and float32
+    rows get float32 moments."""
+    import pyro_genmodels._validation as v
+
+    x = torch.tensor(load_wine().data, dtype=torch.float64)
+    monkeypatch.setattr(v, "MOMENT_BLOCK_ROWS", 7)  # 26 blocks of wine's 178 rows
+    mean, sd = v.column_moments(x)
+    assert torch.allclose(mean, x.mean(0), rtol=1e-12, atol=0)
+    assert torch.allclose(sd, x.std(0), rtol=1e-12, atol=0)
+    assert all(m.dtype == torch.float32 for m in v.column_moments(x.float()))

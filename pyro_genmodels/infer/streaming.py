@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .._validation import unit_sd
+from .._validation import ColumnMoments
 from .mapped_rows import _ArrayRows
 
 #: rows per read of a streamed pass over all rows; fewer for wide rows (:func:`block_rows`)
@@ -200,7 +200,7 @@ class Stream:
         assert state is not None, "scan() is for memory-mapped arrays"
         total = len(self.dataset)
         size = block_rows(self.dataset.width)
-        acc = _Moments() if moments else None
+        acc = ColumnMoments() if moments else None
         state.running = True
         try:
             for start in range(0, total, size):
@@ -268,7 +268,7 @@ class Stream:
             out = self.scan(moments=True)
             assert out is not None
             return out
-        acc = _Moments()
+        acc = ColumnMoments()
         for x, _ in self.chunks():
             acc.add(x)
         return acc.result()
@@ -278,50 +278,6 @@ class Stream:
         h = hashlib.sha256(str(self.num_rows).encode())
         h.update(sample.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
-
-
-class _Moments:
-    """Column means, sums of squared deviations, minima and maxima of blocks of rows,
-    merged block after block (float64; Chan et al.'s pairwise update)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.mean: Optional[torch.Tensor] = None
-        self.m2: Optional[torch.Tensor] = None
-        self.lo: Optional[torch.Tensor] = None
-        self.hi: Optional[torch.Tensor] = None
-        self.dtype: Optional[torch.dtype] = None
-
-    def add(self, x: torch.Tensor) -> None:
-        k = x.shape[0]
-        if k == 0:
-            return
-        self.dtype = x.dtype
-        xd = x.to(torch.float64)
-        mu = xd.mean(0)
-        s2 = ((xd - mu) ** 2).sum(0)
-        lo, hi = xd.amin(0), xd.amax(0)
-        self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
-        self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
-        if self.mean is None or self.m2 is None:
-            self.n, self.mean, self.m2 = k, mu, s2
-            return
-        delta = mu - self.mean
-        total = self.n + k
-        self.mean = self.mean + delta * (k / total)
-        self.m2 = self.m2 + s2 + delta ** 2 * (self.n * k / total)
-        self.n = total
-
-    def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, sd)`` in the rows' dtype; the sd of a column that does not vary
-        (:func:`~pyro_genmodels._validation.unit_sd`, or a single row) is 1, as
-        :func:`~pyro_genmodels._validation.column_moments` makes it of rows in memory."""
-        mean, m2, n, lo, hi = self.mean, self.m2, self.n, self.lo, self.hi
-        assert mean is not None and m2 is not None and lo is not None and hi is not None
-        assert self.dtype is not None  # rows seen
-        sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.zeros_like(mean)
-        sd = unit_sd(sd, hi > lo)
-        return mean.to(self.dtype), sd.to(self.dtype)
 
 
 def _stack(rows: Any, what: str) -> Union[torch.Tensor, np.ndarray]:

@@ -7,7 +7,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import pandas as pd
 import torch
@@ -287,10 +287,12 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
             of strings or token ids (their ``lengths`` or ``mask`` go in ``options``).
         prior_scales: positive prior scales to try.
         heldout: data to score every fit on, of the kind of ``x`` (held-out token ids: a
-            list of sequences, or a LongTensor ``(M, L)`` read at full length). It is
-            checked before the first fit; a text model without ``vocab`` checks it
-            against the vocabulary its fits build from ``x``, so a held-out character
-            that ``x`` lacks is an error (pass ``vocab=...`` to score such characters).
+            list of sequences, or a LongTensor ``(M, L)`` read at full length); for a
+            conditional model (``c=`` in ``options``) the pair ``(x_val, c_val)``, as
+            ``validation=`` takes it. It is checked before the first fit; a text model
+            without ``vocab`` checks it against the vocabulary its fits build from ``x``,
+            so a held-out character that ``x`` lacks is an error (pass ``vocab=...`` to
+            score such characters).
         plot: draw held-out log-likelihood against prior scale (log axis) with the MLE
             as a horizontal line; the figure is in ``table.attrs["figure"]``.
         ax: matplotlib axes to draw on (default: a new figure).
@@ -312,7 +314,8 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     scales = [positive_float(s, f"prior_scales[{i}]") for i, s in enumerate(prior_scales)]
     if not scales:
         raise ValueError("prior_scales is empty: expected at least one positive scale")
-    _check_heldout(model, x, heldout, options)  # before the first fit, not after it
+    heldout, heldout_c = _heldout_pair(model, heldout)
+    _check_heldout(model, x, heldout, options, heldout_c)  # before the first fit
     rows = []
     for method, scale in [("map", s) for s in sorted(scales)] + [("mle", math.inf)]:
         cfg = dict(config, prior_scale=config["prior_scale"] if method == "mle" else scale)
@@ -329,7 +332,7 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
                 raise
             row["error"] = str(e)
         else:
-            row.update(_heldout_columns(fit, heldout))
+            row.update(_heldout_columns(fit, heldout, c=heldout_c))
             row.pop("log_prob_kind")
             row["train_log_prob"] = _train_log_probs(fit).mean().item()
         rows.append(row)
@@ -339,8 +342,20 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     return table
 
 
+def _heldout_pair(model: GenerativeModel, heldout: Any) -> Tuple[Any, Any]:
+    """``(rows, conditions)`` of ``heldout``: a conditional model's is the pair
+    ``(x_val, c_val)``, an unconditional model's has no conditions."""
+    if not model.is_conditional:
+        return heldout, None
+    if not (isinstance(heldout, tuple) and len(heldout) == 2):
+        raise ValueError(f"{type(model).__name__} is conditional: expected heldout to be "
+                         f"the pair (x_val, c_val) of held-out rows and their conditions, "
+                         f"but got {type(heldout).__name__}")
+    return heldout
+
+
 def _check_heldout(model: GenerativeModel, x: Any, heldout: Any,
-                   options: Mapping[str, Any]) -> None:
+                   options: Mapping[str, Any], heldout_c: Any = None) -> None:
     """Refuse a ``heldout`` that the fits of ``model`` on ``x`` could not score, before
     any fit. A model that its fit completes from the data (a text model builds its
     vocabulary from the training strings) is completed here the same way, by
@@ -352,7 +367,7 @@ def _check_heldout(model: GenerativeModel, x: Any, heldout: Any,
         data_kw = {k: options[k] for k in model.data_options if k in options}
         scorer = model.prepare_data(x, options.get("c"), device=device, **data_kw)[0]
     try:
-        scorer.validate_data(heldout, name="heldout")
+        rows = scorer.validate_data(heldout, name="heldout")
     except ValueError as e:
         if scorer is model:
             raise
@@ -360,6 +375,11 @@ def _check_heldout(model: GenerativeModel, x: Any, heldout: Any,
                                f"(a text model: its vocabulary is the characters of x; pass "
                                f"vocab=... to score others), and heldout does not fit it")
                or e) from None
+    if model.is_conditional:  # the conditions of the held-out rows
+        try:
+            scorer.validate_context(heldout_c, rows.shape[0])
+        except ValueError as e:
+            raise (with_context(e, "heldout=(x_val, c_val): c_val") or e) from None
 
 
 def _plot_sweep(table: pd.DataFrame, ax=None):

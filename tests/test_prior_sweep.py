@@ -192,3 +192,27 @@ def test_sweep_autoregressive_refuses_unknown_heldout_tokens_before_any_fit(monk
         pgm.prior_sweep(ar(**AR), "anna", prior_scales=[1.0], heldout=["anna"],
                         num_steps=5)
     assert fits == []
+
+
+def test_sweep_a_conditional_model_on_held_out_pairs(monkeypatch):
+    """A conditional model is swept with c= (passed to every fit) and held-out rows as the
+    pair (x_val, c_val), as validation= takes them; the oracle is each fit's own
+    log_prob of the held-out names given their labels. The pair and its conditions are
+    checked before the first fit."""
+    ar, fits = _recording_fits(monkeypatch)
+    labels = [len(s) % 2 for s in TRAIN]  # odd or even length
+    heldout = [s for s in HELDOUT if set(s) <= set("".join(TRAIN))]
+    held_labels = [len(s) % 2 for s in heldout]
+    table = pgm.prior_sweep(ar(num_classes=2, **AR), TRAIN, c=labels, prior_scales=[1.0, 0.1],
+                            heldout=(heldout, held_labels), num_steps=5)
+    _check_sequence_table(table, fits, lambda f: f.log_prob(TRAIN, c=labels),
+                          lambda f: f.log_prob(heldout, c=held_labels))
+    fits.clear()
+    with pytest.raises(ValueError, match=r"AutoregressiveModel is conditional: expected "
+                                         r"heldout to be the pair \(x_val, c_val\)"):
+        pgm.prior_sweep(ar(num_classes=2, **AR), TRAIN, c=labels, prior_scales=[1.0],
+                        heldout=heldout, num_steps=5)
+    with pytest.raises(ValueError, match=r"heldout=\(x_val, c_val\): c_val: "):
+        pgm.prior_sweep(ar(num_classes=2, **AR), TRAIN, c=labels, prior_scales=[1.0],
+                        heldout=(heldout, held_labels[:2]), num_steps=5)
+    assert fits == []  # refused before any fit

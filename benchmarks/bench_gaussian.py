@@ -33,13 +33,16 @@ from pyro_genmodels.infer.objectives import traced_execution
 
 
 def _hand_written_mle(x: torch.Tensor, num_steps: int, lr: float, lr_decay: float) -> float:
-    # the facade's start: the closed-form maximum (the Gaussian's mle_values)
-    loc = x.mean(0).clone().requires_grad_()
-    sd = x.std(0, correction=0)
-    log_scale = sd.log().clone().requires_grad_()
+    # the facade's start: the closed-form maximum, formed in float64 (mle_values)
+    x64 = x.double()
+    sd = x64.std(0, correction=0)
+    corr = torch.cov(x64.T, correction=0) / (sd[:, None] * sd)
+    tril = torch.linalg.cholesky(corr).to(x.dtype)
+    tril = tril / tril.norm(dim=-1, keepdim=True)
     to_corr = torch.distributions.transforms.CorrCholeskyTransform()
-    corr = torch.cov(x.T, correction=0) / (sd[:, None] * sd)
-    raw_corr = to_corr.inv(torch.linalg.cholesky(corr)).detach().requires_grad_()
+    loc = x64.mean(0).to(x.dtype).requires_grad_()
+    log_scale = sd.log().to(x.dtype).requires_grad_()
+    raw_corr = to_corr.inv(tril).detach().requires_grad_()
     opt = torch.optim.Adam([loc, log_scale, raw_corr], lr=lr)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay ** (1 / num_steps))
     for _ in range(num_steps):

@@ -258,6 +258,13 @@ def _to(t: torch.Tensor, dtype: torch.dtype, device: Any, name: str) -> torch.Te
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an error's message (torch's run on for pages), ``""`` when it
+    has none: what a one-line error quotes of another."""
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
 def with_context(err: BaseException, context: str) -> BaseException | None:
     """``err`` (a check of this package that failed, e.g. on ``x`` inside
     ``Fit.log_prob``) again, its message prefixed with ``context`` (which names the

@@ -227,7 +227,8 @@ def _fit(args, rank: int) -> int:
     fits and waits for rank 0's save, printing nothing."""
     from ._rng import seeded
     from .base import FitError, get_model_class
-    from .fit import first_line, out_of_memory
+    from ._validation import first_line
+    from .fit import out_of_memory
     from .infer.distributed import RankFailure
 
     try:
@@ -266,7 +267,7 @@ def _fit(args, rank: int) -> int:
         if not out_of_memory(e):
             raise
         raise SystemExit(f"error: the {args.model} model or its fit does not fit in memory "
-                         f"({first_line(e)})") from None
+                         f"({first_line(e) or type(e).__name__})") from None
     if columns:
         fit.info["columns"] = columns
     try:
@@ -336,7 +337,8 @@ def _chain_summary(fit: Any) -> str:
 
 
 def _cmd_sample(args) -> int:
-    from .fit import first_line, out_of_memory
+    from ._validation import first_line
+    from .fit import out_of_memory
     from .io import load
 
     try:
@@ -370,7 +372,7 @@ def _cmd_sample(args) -> int:
             raise
         size = f" of up to {args.max_length} tokens" if args.max_length is not None else ""
         raise SystemExit(f"error: cannot draw -n {args.n} samples{size}: they do not fit in "
-                         f"memory ({first_line(e)})") from None
+                         f"memory ({first_line(e) or type(e).__name__})") from None
     if text:
         lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in x]
         _write(args.out, lambda p: p.write_text("".join(line + "\n" for line in lines),

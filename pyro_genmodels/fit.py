@@ -22,7 +22,8 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
 from ._rng import seeded, serialized
-from ._validation import check_column_names, check_device, positive_float, positive_int
+from ._validation import (check_column_names, check_device, first_line, positive_float,
+                          positive_int)
 
 if TYPE_CHECKING:  # base imports this module, not the reverse
     import arviz
@@ -129,14 +130,8 @@ def fits_in_memory(what: str) -> Iterator[None]:
     except (RuntimeError, MemoryError) as e:
         if not out_of_memory(e):
             raise
-        raise ValueError(f"{what} do not fit in memory ({first_line(e)})") from None
-
-
-def first_line(e: BaseException) -> str:
-    """The first line of an error's message (torch's run on for pages), or its type's
-    name when it has none: what a one-line error quotes of another."""
-    lines = str(e).strip().splitlines()
-    return lines[0].strip() if lines else type(e).__name__
+        raise ValueError(f"{what} do not fit in memory "
+                         f"({first_line(e) or type(e).__name__})") from None
 
 
 def chunked(n: int, rows: int, part: Callable[[int, int], torch.Tensor]) -> torch.Tensor:

@@ -384,7 +384,8 @@ def _open(directory) -> Tuple[Path, Dict[str, Any], Dict[str, str], _Checker]:
         raise ValueError(f"{path} is not a pyro-genmodels checkpoint")
     if state.get("version") != VERSION:
         raise ValueError(f"{path} is a version {state.get('version')} checkpoint; this "
-                         f"pyro-genmodels resumes version {VERSION} only")
+                         f"pyro-genmodels resumes version {VERSION} only (what a checkpoint "
+                         f"holds changed; start the fit again without resume=)")
     checker = _Checker(path, table)
     try:
         checker.state(state)

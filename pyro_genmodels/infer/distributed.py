@@ -81,6 +81,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .._validation import first_line
+
 TIMEOUT_ENV = "PYRO_GENMODELS_DIST_TIMEOUT"
 GLOO_IO_ENV = "PYRO_GENMODELS_GLOO_IO"  # "idle" (the default) or "normal"
 
@@ -313,7 +315,7 @@ def _collective(what: str, step: Optional[int], fn):
         at = "" if step is None else f" at step {step}"
         raise RankFailure(
             f"The {what}{at} failed: another process of the group stopped, raised or timed "
-            f"out ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Fix the "
+            f"out ({type(e).__name__}: {first_line(e)}). Fix the "
             f"cause and resume from the last checkpoint (fit(..., checkpoint=DIR) writes "
             f"one; resume=DIR continues it)") from e
 

@@ -48,6 +48,7 @@ from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeMod
 class Data(NamedTuple):
     """The data an engine fits: training rows ``x`` ``(N, ...)``, their ``c``, and the
     held-out rows (``None`` without validation).
+
     For streamed data (:mod:`~pyro_genmodels.infer.streaming`), ``stream`` reads the N
     training rows per minibatch and ``x`` / ``c`` hold a fixed random sample of them, for
     what needs rows in memory (starting values, fingerprints). An engine hands the loop
@@ -187,8 +188,7 @@ class PointOptions(LoopOptions):
     """The loop's options (:class:`~pyro_genmodels.infer.loop.LoopOptions`), plus
 
     Attributes:
-        jit: compile the ELBO (``JitTrace_ELBO``); ``None``: when the model says it is
-            safe (``jit_safe``).
+        jit: compile the ELBO (``JitTrace_ELBO``); ``None``: when the model is ``jit_safe``.
     """
 
     jit: Optional[bool] = None

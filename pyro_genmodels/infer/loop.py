@@ -52,7 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._rng import cuda_devices
-from .._validation import check_bool, positive_float, positive_int
+from .._validation import check_bool, first_line, positive_float, positive_int
 from . import distributed
 from .batches import Batch, Minibatches
 from .heldout import Best
@@ -307,7 +307,7 @@ def _loss(player: Player, batch: Batch, step: int, group
     try:
         return player.loss(batch), None
     except (RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        reason = first_line(e)[:300]
         return None, NonFiniteLossError(
             step, math.nan, "loss",
             hint=f"The loss raised {type(e).__name__} ({reason}) at parameter values that "

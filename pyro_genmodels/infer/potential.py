@@ -48,6 +48,7 @@ from torch import fx
 from torch.distributions import biject_to
 from torch.distributions.transforms import Transform
 
+from .._validation import first_line
 from .chees import chees
 from .mcmc import _enumeration, _jit
 from .nuts import nuts
@@ -363,7 +364,7 @@ def traced_density(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any
         graph = compiled(log_density, z0, kind, info)
     except Exception as e:  # make_fx / torch.compile refuse it: say so in the user's terms
         raise ValueError(f"jit_compile / compile: the log density could not be traced "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         f"({type(e).__name__}: {first_line(e)}); "
                          f"sample without jit_compile / compile") from e
     where = _disagreement(graph, log_density, z0, 1e-4)
     if where is not None:

@@ -47,7 +47,7 @@ import torch
 from .._validation import (column_units, positive_float, positive_int,
                            warn_if_prior_is_strong)
 from ..base import Capabilities, Fit, GenerativeModel, register
-from ..infer.started import StartedAtMLE
+from ..infer.started import StartedAtMLEInDataUnits
 
 
 def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:
@@ -137,7 +137,7 @@ class PPCA(GenerativeModel):
     jit_safe = True
     vectorized_particles = True
     fit_class = PPCAFit
-    engines = {"mle": StartedAtMLE("mle")}
+    engines = {"mle": StartedAtMLEInDataUnits("mle")}
 
     def __init__(self, dim: int, latent_dim: int, *, prior_scale: float = 10.0,
                  standardize: bool = False) -> None:
@@ -226,12 +226,13 @@ class PPCA(GenerativeModel):
         closed form and ``vi`` at -870 against 90.5; on raw wine ``map`` did not leave
         the MLE (proline's ``loc`` has to move 2 sds to the prior's MAP).
 
-        ``mle`` keeps the data's units (:class:`StartedAtMLE`): it starts at its maximum,
-        and Adam's first steps move every coordinate by about lr whatever the gradient,
-        which in column sds moved raw breast cancer 7e-4 nats per row off it, and in
-        the data's natural units moves it by rounding only. In tiny units it drifts far
-        off (wine times 1e-4: 24 nats per row below), so :class:`StartedAtMLE` keeps
-        the start where the loop ended below it."""
+        ``mle`` keeps the data's units
+        (:class:`~pyro_genmodels.infer.started.StartedAtMLEInDataUnits`): it starts at its
+        maximum, and Adam's first steps move every coordinate by about lr whatever the
+        gradient, which in column sds moved raw breast cancer 7e-4 nats per row off it,
+        and in the data's natural units moves it by rounding only. In tiny units it
+        drifts far off (wine times 1e-4: 24 nats per row below), so the engine keeps the
+        start where the loop ended below it."""
         if self.standardize:
             return {}
         units = column_units(x)

@@ -109,9 +109,9 @@ def _bad_option(error: TypeError, transform: str) -> str:
             f"{', '.join(zuko_named) or 'none'} (zuko said: {error})")
 
 
-#: the activations ``Flow(activation=...)`` takes, by their names in ``torch.nn``: the
+#: The activations ``Flow(activation=...)`` takes, by their names in ``torch.nn``; the
 #: elementwise, deterministic, shape-keeping ones (GLU halves its input, the softmaxes
-#: are not elementwise, RReLU is random in training)
+#: are not elementwise, RReLU is random in training).
 ACTIVATIONS = ("CELU", "ELU", "GELU", "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh",
                "LeakyReLU", "LogSigmoid", "Mish", "PReLU", "ReLU", "ReLU6", "SELU", "SiLU",
                "Sigmoid", "Softplus", "Softshrink", "Softsign", "Tanh", "Tanhshrink")

@@ -157,6 +157,16 @@ class GenerativeModel(PyroModule):
         global latent sites; a neural family adds its weight-prior factor."""
         return self.global_sites
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that rewrites :meth:`model` states its program's properties itself:
+        unless its own class body sets them, ``jit_safe`` and ``vectorized_particles``
+        are False (a parent's claim was about the parent's program)."""
+        super().__init_subclass__(**kwargs)
+        if "model" in vars(cls):
+            for flag in ("jit_safe", "vectorized_particles"):
+                if flag not in vars(cls):
+                    setattr(cls, flag, False)
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = positive_int(dim, "dim")

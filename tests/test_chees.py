@@ -195,7 +195,10 @@ def test_the_fused_potential_refuses_when_it_is_not_pyros():
 
 
 class _DataCentredGaussian(pgm.Gaussian):
-    """A user's family whose prior depends on the data: loc ~ N(mean(x), 1)."""
+    """A user's family whose prior depends on the data: loc ~ N(mean(x), 1). Its program
+    has static control flow, which it states (a rewritten model() does not inherit it)."""
+
+    jit_safe = True
 
     def model(self, x=None, *, c=None, num_data=None, subsample_size=None, subsample=None):
         m = x.mean(0) if x is not None else torch.zeros(self.dim)

@@ -168,3 +168,23 @@ def test_vi_takes_its_particles_in_one_trace_where_the_family_allows(monkeypatch
         model.fit(x, method="vi", num_steps=3, num_particles=k, num_posterior_samples=5,
                   progress=False, seed=0)
     assert asked == [(3, True), (1, False), (3, False)]
+
+
+def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state():
+    """jit_safe and vectorized_particles are claims about a program: a subclass that
+    rewrites model() gets False unless its own body sets them; one that keeps the
+    program keeps them."""
+    class Rewritten(pgm.Gaussian):
+        def model(self, *args, **kwargs):
+            return super().model(*args, **kwargs)
+
+    class Restated(Rewritten):
+        jit_safe = True
+
+    class Kept(pgm.Gaussian):
+        pass
+
+    assert (Rewritten.jit_safe, Rewritten.vectorized_particles) == (False, False)
+    assert (Restated.jit_safe, Restated.vectorized_particles) == (True, False)
+    assert (Kept.jit_safe, Kept.vectorized_particles) == (True, True)
+    assert (pgm.Gaussian.jit_safe, pgm.Gaussian.vectorized_particles) == (True, True)

@@ -1,7 +1,7 @@
 """``mle`` from the closed-form maximum: for the families that know their
 maximum-likelihood estimate (``mle_values``: the Gaussian's sample moments, PPCA's
-Tipping & Bishop solution), the loop starts there and the fit keeps whichever of the start and the
-loop's end scores higher.
+Tipping & Bishop solution), the loop starts there and the fit keeps whichever of the
+start and the loop's end scores higher.
 
 Why the loop runs at all: the fit is then the same kind of object as every other
 ``mle`` fit (a loss trace, held-out rows and early stopping, checkpoints, minibatches
@@ -28,14 +28,15 @@ class StartedAtMLE(PointEngine):
 
     At an exact maximum the gradient is rounding noise, which Adam divides by its own
     size: each step moves every coordinate by about ``lr`` whatever the gradient (in
-    column sds, the Gaussian on raw breast cancer ended 2.5 nats per row below its
-    start at the defaults, the loss trace climbing first). So with the rows in memory
-    and no held-out rows (which choose the point themselves), the fit is whichever of
-    the start and the loop's end has the higher mean log-likelihood, both scored in
-    float64 (in float32 a point far off the maximum can score millions of nats above
-    it); where it is the start, by more than 1e-9 relative, ``info["kept_start"]`` is
-    how many nats per row the end was below it (the loss trace is the loop's). With
-    held-out rows or streamed data the loop's point stands, as for any ``mle`` fit."""
+    column sds, the Gaussian on raw breast cancer ended 0.37 nats per row below its
+    start after 300 steps and 1e-5 after 1500, the loss trace climbing first). So with
+    the rows in memory and no held-out rows (which choose the point themselves), the
+    fit is whichever of the start and the loop's end has the higher mean
+    log-likelihood, both scored in float64 (in float32 a point far off the maximum can
+    score millions of nats above it); where it is the start, by more than 1e-9
+    relative, ``info["kept_start"]`` is how many nats per row the end was below it (the
+    loss trace is the loop's). With held-out rows or streamed data the loop's point
+    stands, as for any ``mle`` fit."""
 
     def run(self, model: GenerativeModel, data: Data, opts: PointOptions, *, method: str,
             progress: bool) -> FitResult:
@@ -62,7 +63,6 @@ class StartedAtMLE(PointEngine):
         """The closed-form maximum, the family's ``mle_values`` (the other methods start
         from ``init_values``, which need not be it)."""
         return model.mle_values(x)
-
 
 
 class StartedAtMLEInDataUnits(StartedAtMLE):

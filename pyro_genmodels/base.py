@@ -122,10 +122,9 @@ class GenerativeModel(PyroModule):
         model's ``num_classes``)."""
         return self.context_dim is not None or getattr(self, "num_classes", None) is not None
 
-    #: whether the program runs under Pyro's vectorized particle plate (every tensor
-    #: broadcasts over a leading particle dim), so ``vi`` evaluates its ``num_particles``
-    #: ELBO samples in one batched trace (``vectorize_particles=True``) rather than one
-    #: trace each: the same estimator, about 6x faster per step at 8 particles
+    #: whether the program runs under Pyro's vectorized particle plate, so ``vi`` takes
+    #: its ``num_particles`` ELBO samples in one batched trace (``vectorize_particles``),
+    #: not one trace each: the same estimator, about 6x faster per step at 8 particles
     vectorized_particles: ClassVar[bool] = False
     #: the ELBO the optimizing engines use; ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``
     #: for a model whose discrete local latents are enumerated (``config_enumerate``)
@@ -158,9 +157,8 @@ class GenerativeModel(PyroModule):
         return self.global_sites
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass that rewrites :meth:`model` states its program's properties itself:
-        unless its own class body sets them, ``jit_safe`` and ``vectorized_particles``
-        are False (a parent's claim was about the parent's program)."""
+        """A subclass that rewrites :meth:`model` gets ``jit_safe`` and
+        ``vectorized_particles`` False unless its own body sets them (claims of a program)."""
         super().__init_subclass__(**kwargs)
         if "model" in vars(cls):
             for flag in ("jit_safe", "vectorized_particles"):
@@ -195,9 +193,8 @@ class GenerativeModel(PyroModule):
         raise NotImplementedError
 
     def mle_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The maximum-likelihood phi (constrained) in closed form, for a family that has
-        it: the start and candidate answer of ``mle``'s
-        :class:`~pyro_genmodels.infer.started.StartedAtMLE`."""
+        """The closed-form maximum-likelihood phi (constrained), for a family that has it:
+        ``mle``'s start and answer (:class:`~pyro_genmodels.infer.started.StartedAtMLE`)."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form MLE")
 
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -181,7 +181,7 @@ def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state()
     class Restated(Rewritten):
         jit_safe = True
 
-    class Kept(pgm.Gaussian):
+    class Kept(pgm.Gaussian):  # the parent's program, unchanged: an empty class body
         pass
 
     assert (Rewritten.jit_safe, Rewritten.vectorized_particles) == (False, False)

@@ -67,7 +67,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torchdiffeq import odeint
 
 from .._rng import check_seed, seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
@@ -101,6 +100,15 @@ def _check_sigmas(sigma_min: Any, sigma_max: Any) -> tuple[float, float]:
         raise ValueError(f"Expected sigma_min < sigma_max, but got sigma_min={sigma_min!r}, "
                          f"sigma_max={sigma_max!r}")
     return lo, hi
+
+
+def _odeint() -> Callable[..., Any]:
+    """:func:`torchdiffeq.odeint`, imported where it is used: torchdiffeq imports
+    ``scipy.integrate``, half a second of every ``import pyro_genmodels`` (and of every
+    command-line call) that most sessions never use."""
+    from torchdiffeq import odeint
+
+    return odeint
 
 
 def _check_solver(eps: Any, rtol: Any, atol: Any, method: Any, options: Any) -> dict:
@@ -215,6 +223,7 @@ def flow_log_prob(eps: Eps, y0: Any, *, sigma_min: float, sigma_max: float,
         return sigma * e.detach(), sigma * div.detach()
 
     t = torch.tensor([math.log(lo), math.log(hi)], dtype=y0.dtype, device=y0.device)
+    odeint = _odeint()
     with torch.no_grad():
         ys, acc = odeint(func, (y0, y0.new_zeros(n)), t, rtol=rtol, atol=atol,
                          method=method, options=opts)
@@ -236,6 +245,7 @@ def _integrate(eps: Eps, y: torch.Tensor, sigma_from: float, sigma_to: float, *,
         return sigma * _call_eps(eps, y, sigma)
 
     t = torch.tensor([math.log(sigma_from), math.log(sigma_to)], dtype=y.dtype, device=y.device)
+    odeint = _odeint()
     with torch.no_grad():
         return odeint(func, y, t, rtol=rtol, atol=atol, method=method, options=options)[-1]
 

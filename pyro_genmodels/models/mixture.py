@@ -52,7 +52,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import pyro
 import pyro.distributions as dist
 import torch
-from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from .._validation import (check_choice, column_moments, column_units, nonnegative_float,
@@ -291,6 +290,8 @@ def relabel(model: GaussianMixture, posterior: Dict[str, torch.Tensor],
     and this is repeated. Densities are invariant to the permutation; only per-component
     summaries (``fit.params["locs"]``, ArviZ tables) change.
     """
+    from scipy.optimize import linear_sum_assignment  # here: scipy costs every import
+
     shape = posterior["locs"].shape[:2]  # (chains, draws)
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in posterior.items()}
     locs = flat["locs"]

@@ -283,6 +283,19 @@ def with_context(err: BaseException, context: str) -> BaseException | None:
         return None
 
 
+def heldout_pair(value: Any, *, conditional: bool, owner: str, name: str) -> Tuple[Any, Any]:
+    """``(rows, conditions)`` of held-out data named ``name``: a conditional model's
+    (``owner`` names it) is the pair ``(x_val, c_val)``; an unconditional model's is the
+    rows alone, with no conditions."""
+    if not conditional:
+        return value, None
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise ValueError(f"{owner} is conditional: expected {name} to be the pair "
+                         f"(x_val, c_val) of held-out rows and their conditions, but got "
+                         f"{type(value).__name__}")
+    return value
+
+
 def positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"Expected {name} to be a positive integer, but got {value!r}")

@@ -7,15 +7,15 @@ import contextlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import pandas as pd
 import torch
 
 from . import metrics
 from ._rng import check_seed
-from ._validation import (as_data, check_bool, check_device, positive_float,
-                          with_context)
+from ._validation import (as_data, check_bool, check_device, heldout_pair,
+                          positive_float, with_context)
 from .base import Fit, GenerativeModel
 from .infer import streaming
 
@@ -314,7 +314,8 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     scales = [positive_float(s, f"prior_scales[{i}]") for i, s in enumerate(prior_scales)]
     if not scales:
         raise ValueError("prior_scales is empty: expected at least one positive scale")
-    heldout, heldout_c = _heldout_pair(model, heldout)
+    heldout, heldout_c = heldout_pair(heldout, conditional=model.is_conditional,
+                                      owner=type(model).__name__, name="heldout")
     _check_heldout(model, x, heldout, options, heldout_c)  # before the first fit
     rows = []
     for method, scale in [("map", s) for s in sorted(scales)] + [("mle", math.inf)]:
@@ -340,18 +341,6 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     if plot:
         table.attrs["figure"] = _plot_sweep(table, ax)
     return table
-
-
-def _heldout_pair(model: GenerativeModel, heldout: Any) -> Tuple[Any, Any]:
-    """``(rows, conditions)`` of ``heldout``: a conditional model's is the pair
-    ``(x_val, c_val)``, an unconditional model's has no conditions."""
-    if not model.is_conditional:
-        return heldout, None
-    if not (isinstance(heldout, tuple) and len(heldout) == 2):
-        raise ValueError(f"{type(model).__name__} is conditional: expected heldout to be "
-                         f"the pair (x_val, c_val) of held-out rows and their conditions, "
-                         f"but got {type(heldout).__name__}")
-    return heldout
 
 
 def _check_heldout(model: GenerativeModel, x: Any, heldout: Any,

@@ -266,6 +266,20 @@ def test_validation_options_are_checked_before_any_work():
         model.fit(x, method="nuts", validation=0.1)
 
 
+def test_a_conditional_models_validation_rows_need_their_conditions():
+    """A conditional model's held-out data are the pair (x_val, c_val), as ``prior_sweep``
+    and ``compare`` take them (one helper says so for all three); rows alone were refused
+    only at their missing c, in words about c=."""
+    x, c = torch.randn(30, 2), torch.randn(30, 1)
+    model = pgm.Flow(2, context_dim=1, num_transforms=1, hidden=(4,))
+    with pytest.raises(ValueError, match=r"Flow is conditional: expected validation to "
+                                         r"be the pair \(x_val, c_val\).*got Tensor"):
+        model.fit(x, c=c, method="mle", validation=torch.randn(5, 2))
+    fit = model.fit(x, c=c, method="mle", num_steps=4, progress=False,
+                    validation=(torch.randn(5, 2), torch.randn(5, 1)))
+    assert len(fit.losses) == 4
+
+
 def test_a_validation_fraction_is_a_fraction_whatever_number_type_it_comes_in():
     """0, 1, np.float32(0.2) and torch.tensor(0.2) were read as one row of held-out
     data ("must be 2-D"); every real number is a fraction, checked as one."""

@@ -387,6 +387,13 @@ def check_method(method: Any, methods: Iterable[str], model_name: str) -> str:
     return method
 
 
+def exact_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64, the dtype that sums and factorizations which must not lose digits are
+    formed in (moments, closed forms, a sampler's cumulative sums); on MPS, which has no
+    float64, ``t``'s own dtype."""
+    return t.dtype if t.device.type == "mps" else torch.float64
+
+
 def column_units(x: torch.Tensor) -> torch.Tensor:
     """``(D,)``: the scale of each column of ``x`` ``(N, D)``, the unit in which a
     family's ``param_units`` measures a location: the column's sd; for a constant
@@ -477,7 +484,7 @@ class ColumnMoments:
         if k == 0:
             return
         self.dtype = x.dtype
-        xd = x.to(torch.float64 if x.device.type != "mps" else x.dtype)
+        xd = x.to(exact_dtype(x))
         mu = xd.mean(0)
         s2 = ((xd - mu) ** 2).sum(0)
         lo, hi = xd.amin(0), xd.amax(0)

@@ -17,6 +17,7 @@ from typing import Dict
 
 import torch
 
+from .._validation import exact_dtype
 from .engines import Data, GenerativeModel, PointEngine, PointOptions
 from .loop import FitResult
 
@@ -45,7 +46,7 @@ class StartedAtMLE(PointEngine):
                 or result.error is not None):
             return result
         start = self.start(model, data.x)
-        exact = torch.float64 if data.x.device.type != "mps" else data.x.dtype  # MPS: no float64
+        exact = exact_dtype(data.x)
         scorer = copy.deepcopy(model).to(exact)
         x = data.x.to(exact)
         with torch.no_grad():

@@ -33,7 +33,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import (as_data, column_units, constant_columns, positive_float,
+from .._validation import (as_data, column_units, constant_columns, exact_dtype, positive_float,
                            warn_if_prior_is_strong)
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
@@ -168,7 +168,7 @@ class Gaussian(GenerativeModel):
         6e11; from identity correlations the loop ended 8e-4 nats per row below this at
         its default 1500 steps). Where the correlation is singular at the data's
         precision (the data ``mle`` refuses; or not finite) its start is the identity."""
-        work = torch.float64 if x.device.type != "mps" else x.dtype  # MPS: no float64
+        work = exact_dtype(x)
         xw = x.detach().to(work)
         loc = xw.mean(0)
         init = {"loc": loc}

@@ -44,7 +44,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import (column_units, positive_float, positive_int,
+from .._validation import (column_units, exact_dtype, positive_float, positive_int,
                            warn_if_prior_is_strong)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.started import StartedAtMLEInDataUnits
@@ -71,7 +71,7 @@ def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:
     n, d = x.shape
     if q >= d:
         raise ValueError(f"Expected latent_dim < D = {d}, but got latent_dim={q}")
-    work = torch.float64 if x.device.type != "mps" else x.dtype  # MPS has no float64
+    work = exact_dtype(x)
     xc = x.detach().to(work, copy=True)
     loc = xc.mean(0)
     xc -= loc

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ..._rng import seeded
-from ..._validation import positive_float, positive_int
+from ..._validation import exact_dtype, positive_float, positive_int
 from ...base import Fit
 from ...fit import fits_in_memory
 
@@ -56,7 +56,7 @@ def categorical(probs: torch.Tensor) -> torch.Tensor:
     ``torch.multinomial``). One uniform per row; on the CPU about 10 times faster than
     ``torch.multinomial``, in which the posterior predictive replicates (one generation
     per draw) spent most of their time."""
-    cdf = probs.to(torch.float64 if probs.device.type != "mps" else probs.dtype).cumsum(-1)
+    cdf = probs.to(exact_dtype(probs)).cumsum(-1)
     u = torch.rand(probs.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
     idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)
     over = idx == probs.shape[-1]  # also every row whose total is 0, inf or NaN

@@ -447,20 +447,25 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
         UserWarning, stacklevel=5)  # the caller of fit (through serialized)
 
 
-#: rows per block of :func:`column_moments`: a float64 copy of one block at a time
+#: rows per block of :func:`column_moments` at most: a float64 copy of one block at a time
 MOMENT_BLOCK_ROWS = 1 << 16
+#: numbers per block of :func:`column_moments` at most (2**22: 32 MiB in float64), so a
+#: wide row's block has fewer rows
+MOMENT_BLOCK_ELEMENTS = 1 << 22
 
 
 def column_moments(x: torch.Tensor):
     """``(mean, sd)`` of the columns of ``x`` ``(N, D)`` for standardizing them, computed
     in float64 (MPS: its dtype) and returned in ``x``'s; a column whose values are all
     equal (a single row) gets sd 1 (:func:`unit_sd`). The rows go through
-    :class:`ColumnMoments` block by block, as streamed rows do, so a float32 ``x`` is
-    never copied whole to float64 (which doubled the memory of the data)."""
+    :class:`ColumnMoments` block by block, as streamed rows do, a block at most
+    :data:`MOMENT_BLOCK_ROWS` rows and :data:`MOMENT_BLOCK_ELEMENTS` numbers, so ``x`` is
+    never copied whole to float64 (which doubled the memory of float32 data)."""
     acc = ColumnMoments()
     x = x.detach()
-    for start in range(0, x.shape[0], MOMENT_BLOCK_ROWS):
-        acc.add(x[start:start + MOMENT_BLOCK_ROWS])
+    rows = max(1, min(MOMENT_BLOCK_ROWS, MOMENT_BLOCK_ELEMENTS // max(1, x.shape[-1])))
+    for start in range(0, x.shape[0], rows):
+        acc.add(x[start:start + rows])
     return acc.result()
 
 
@@ -485,8 +490,8 @@ class ColumnMoments:
             return
         self.dtype = x.dtype
         xd = x.to(exact_dtype(x))
-        mu = xd.mean(0)
-        s2 = ((xd - mu) ** 2).sum(0)
+        s2, mu = torch.var_mean(xd, 0, correction=0)  # one pass, no block-sized temporary
+        s2 = s2 * k
         lo, hi = xd.amin(0), xd.amax(0)
         self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
         self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)

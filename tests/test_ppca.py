@@ -186,6 +186,24 @@ def test_mle_in_tiny_units_keeps_its_closed_form_start(dtype, unit, options):
         assert torch.equal(fit.point[site], value)
 
 
+def test_mle_whose_loop_overflows_is_its_closed_form_start():
+    """Wine in units of 1e-10 in float32 (review): the first step off the exact maximum
+    overflows (loss 1.5e20, a non-finite gradient), which raised FitError although the
+    closed-form start is the maximum. The fit is now that start, with the maximized
+    log-likelihood of Tipping & Bishop as the oracle (to 1e-6 nats per row, as above), and
+    ``kept_start`` and a warning say where the loop stopped."""
+    raw = torch.as_tensor(_raw("wine") * 1e-10, dtype=torch.float32)
+    with pytest.warns(UserWarning, match=r"PPCA's mle loop stopped at a non-finite step "
+                                         r"\(Non-finite .*\); the fit is its closed-form"):
+        fit = pgm.PPCA(13, 2).fit(raw, method="mle", seed=0, num_steps=100, progress=False)
+    assert fit.info["kept_start"].startswith("the loop stopped: Non-finite")
+    for site, value in closed_form(raw, 2).items():
+        assert torch.equal(fit.point[site], value)
+    point = {k: v.double() for k, v in fit.point.items()}
+    ours = fit.model.double().log_prob_given(point, raw.double()).mean().item()
+    assert abs(ours - _closed_form_mean_log_lik(raw.double(), 2).item()) < 1e-6
+
+
 def test_map_is_the_maximum_of_the_log_joint_on_raw_columns():
     """On raw wine the default prior (s0 = 10, in the data's units) is strong for
     proline (mean 747, posterior sd of its mean 24): the MAP pulls ``loc`` to about 129.

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Dict
 
 import torch
 
-from .._validation import exact_dtype
+from .._validation import exact_dtype, first_line
 from .engines import Data, GenerativeModel, PointEngine, PointOptions
 from .loop import FitResult
 
@@ -36,14 +37,16 @@ class StartedAtMLE(PointEngine):
     log-likelihood, both scored in float64 (in float32 a point far off the maximum can
     score millions of nats above it); where it is the start, by more than 1e-9
     relative, ``info["kept_start"]`` is how many nats per row the end was below it (the
-    loss trace is the loop's). With held-out rows or streamed data the loop's point
-    stands, as for any ``mle`` fit."""
+    loss trace is the loop's). A loop that stepped off the maximum into a non-finite loss
+    (PPCA on wine times 1e-10 in float32) ended infinitely below it: the fit is the start,
+    not a ``FitError`` (a warning says so), and ``info["kept_start"]`` says where the
+    loop stopped. With held-out rows or streamed data the loop's point stands, as for
+    any ``mle`` fit."""
 
     def run(self, model: GenerativeModel, data: Data, opts: PointOptions, *, method: str,
             progress: bool) -> FitResult:
         result = super().run(model, data, opts, method=method, progress=progress)
-        if (data.stream is not None or data.x_val is not None or not result.point
-                or result.error is not None):
+        if data.stream is not None or data.x_val is not None or not result.point:
             return result
         start = self.start(model, data.x)
         exact = exact_dtype(data.x)
@@ -53,11 +56,20 @@ class StartedAtMLE(PointEngine):
             at_start, at_end = (
                 float(scorer.log_prob_given({k: v.to(exact) for k, v in p.items()}, x).mean())
                 for p in (start, result.point))
+        if result.error is not None:  # stepped off the maximum into overflow: far below it
+            at_end = -math.inf
         if not math.isfinite(at_start) or at_end >= at_start - 1e-9 * max(1.0, abs(at_start)):
             return result
         result.point = start
-        result.info["kept_start"] = (at_start - at_end if math.isfinite(at_end)
-                                     else "the loop ended at a non-finite log-likelihood")
+        result.info["kept_start"] = (
+            at_start - at_end if math.isfinite(at_end)
+            else f"the loop stopped: {first_line(result.error)}" if result.error is not None
+            else "the loop ended at a non-finite log-likelihood")
+        if result.error is not None:
+            warnings.warn(f"{type(model).__name__}'s mle loop stopped at a non-finite step "
+                          f"({first_line(result.error)}); the fit is its closed-form "
+                          f"maximum, where the loop started", UserWarning, stacklevel=2)
+            result.error = None
         return result
 
     def start(self, model: GenerativeModel, x: torch.Tensor) -> Dict[str, torch.Tensor]:

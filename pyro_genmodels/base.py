@@ -122,25 +122,22 @@ class GenerativeModel(PyroModule):
         model's ``num_classes``)."""
         return self.context_dim is not None or getattr(self, "num_classes", None) is not None
 
-    #: whether the program runs under Pyro's vectorized particle plate, so ``vi`` takes
-    #: its ``num_particles`` ELBO samples in one batched trace (``vectorize_particles``),
-    #: not one trace each: the same estimator, about 6x faster per step at 8 particles
+    #: whether ``vi`` may take its ``num_particles`` ELBO samples in one batched trace
+    #: (Pyro's ``vectorize_particles``): the same estimator, 6x faster at 8 particles
     vectorized_particles: ClassVar[bool] = False
     #: the ELBO the optimizing engines use; ``"Trace_ELBO"``, or ``"TraceEnum_ELBO"``
     #: for a model whose discrete local latents are enumerated (``config_enumerate``)
     elbo: ClassVar[str] = "Trace_ELBO"
     #: plates nested around the observed site (needed by enumeration, ELBO and NUTS)
     max_plate_nesting: ClassVar[int] = 1
-    #: an amortized guide of the *local* latents (e.g. a VAE encoder), with the signature
-    #: of :meth:`model`; global sites stay with the method's guide. ``None``: no local
-    #: latents, or only enumerated / integrated ones.
+    #: an amortized guide of the *local* latents (a VAE encoder), with :meth:`model`'s
+    #: signature; ``None``: no local latents, or only enumerated / integrated ones
     local_guide: ClassVar[Optional[Callable]] = None
     #: the family's engines for some methods, declared in its class body; new defaults
     #: of a shared engine (``PointEngine("mle", lr=1e-3)``) or its own (closed-form EM,
     #: contrastive divergence); other methods use :data:`~pyro_genmodels.infer.engines.ENGINES`
     engines: ClassVar[Dict[str, Engine]] = {}
-    #: the :class:`Fit` subclass that carries the family's extra methods
-    #: (``predict``, ``encode``, ...)
+    #: the :class:`Fit` subclass with the family's extra methods (``predict``, ...)
     fit_class: ClassVar[type[Fit]] = Fit
     #: options of :meth:`fit` that describe the data rather than the engine, handed to
     #: :meth:`prepare_data` (the sequence families' ``lengths``)
@@ -157,13 +154,18 @@ class GenerativeModel(PyroModule):
         return self.global_sites
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass that rewrites :meth:`model` gets ``jit_safe`` and
-        ``vectorized_particles`` False unless its own body sets them (claims of a program)."""
+        """``jit_safe``, ``vectorized_particles``: claims about the stating class's program;
+        a class below it in the MRO that defines a method (``model`` or a hook it calls,
+        such as ``distribution``; a mixin's too) makes them False."""
         super().__init_subclass__(**kwargs)
-        if "model" in vars(cls):
-            for flag in ("jit_safe", "vectorized_particles"):
-                if flag not in vars(cls):
+        for flag in ("jit_safe", "vectorized_particles"):
+            for klass in cls.__mro__:
+                if flag in vars(klass):
+                    break
+                if any(callable(v) or isinstance(v, (classmethod, property))
+                       for v in vars(klass).values()):
                     setattr(cls, flag, False)
+                    break
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -198,11 +200,10 @@ class GenerativeModel(PyroModule):
         raise NotImplementedError(f"{type(self).__name__} has no closed-form MLE")
 
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The scale, in the data's units, of the global sites whose unconstrained value
-        is in those units (a location: the columns' sds), broadcastable to that value:
-        the autoguides of ``mle`` / ``map`` / ``vi`` work in these units
-        (:class:`~pyro_genmodels.infer.objectives.InUnits`), so a step means the same
-        whatever units the columns come in. None by default (unit-free sites)."""
+        """The scale in the data's units (a location's: the columns' sds), broadcastable,
+        of the global sites whose unconstrained value is in those units: ``mle``, ``map``
+        and ``vi`` step in them (:class:`~pyro_genmodels.infer.objectives.InUnits`)
+        whatever the columns' units. None by default (unit-free sites)."""
         return {}
 
     def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
@@ -214,8 +215,7 @@ class GenerativeModel(PyroModule):
         return {self.observed_site: ("row", "column")}
 
     def arviz_coords(self) -> Dict[str, List[str]]:
-        """Labels of the dimensions in :meth:`arviz_dims` that are not plain positions
-        (a vocabulary's tokens); the others are numbered from 0."""
+        """Labels of :meth:`arviz_dims`' non-positional dimensions (a vocabulary's tokens)."""
         return {}
 
     def distribution(self, params: Dict[str, torch.Tensor],

@@ -172,8 +172,10 @@ def test_vi_takes_its_particles_in_one_trace_where_the_family_allows(monkeypatch
 
 def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state():
     """jit_safe and vectorized_particles are claims about a program: a subclass that
-    rewrites model() gets False unless its own body sets them; one that keeps the
-    program keeps them."""
+    defines a method (model(), or a hook the program calls, such as PPCA's distribution;
+    or that mixes one in) gets False unless its own body sets them; one that adds no
+    method keeps them. Review: a PPCA whose distribution() was its own kept
+    vectorized_particles, and vi with 4 particles failed with Pyro's shape error."""
     class Rewritten(pgm.Gaussian):
         def model(self, *args, **kwargs):
             return super().model(*args, **kwargs)
@@ -181,10 +183,29 @@ def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state()
     class Restated(Rewritten):
         jit_safe = True
 
-    class Kept(pgm.Gaussian):  # the parent's program, unchanged: an empty class body
+    class Kept(pgm.Gaussian):  # the parent's program, unchanged: no method of its own
+        registry_name = "kept_gaussian_for_a_test"
+
+    class Hooked(pgm.PPCA):
+        def distribution(self, params, c=None):
+            w, loc, s = params["W"], params["loc"], params["sigma"]
+            cov = w @ w.transpose(-1, -2) + s[..., None, None] ** 2 * torch.eye(self.dim)
+            return torch.distributions.MultivariateNormal(loc, covariance_matrix=cov)
+
+    class Mixin:
+        def model(self, *args, **kwargs):
+            return pgm.Gaussian.model(self, *args, **kwargs)
+
+    class Mixed(Mixin, pgm.Gaussian):
         pass
 
     assert (Rewritten.jit_safe, Rewritten.vectorized_particles) == (False, False)
     assert (Restated.jit_safe, Restated.vectorized_particles) == (True, False)
     assert (Kept.jit_safe, Kept.vectorized_particles) == (True, True)
+    assert (Hooked.jit_safe, Hooked.vectorized_particles) == (False, False)
+    assert (Mixed.jit_safe, Mixed.vectorized_particles) == (False, False)
     assert (pgm.Gaussian.jit_safe, pgm.Gaussian.vectorized_particles) == (True, True)
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    fit = Hooked(3, 1).fit(x, method="vi", num_steps=3, num_particles=4, progress=False,
+                           num_posterior_samples=5)
+    assert torch.isfinite(torch.as_tensor(fit.losses)).all()

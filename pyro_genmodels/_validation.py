@@ -296,6 +296,17 @@ def heldout_pair(value: Any, *, conditional: bool, owner: str, name: str) -> Tup
     return value
 
 
+def heldout_conditions(model: Any, c_val: Any, num_rows: int, *, name: str,
+                       **kwargs: Any) -> Any:
+    """``model.validate_context(c_val, num_rows, **kwargs)`` for held-out rows given as
+    the pair ``name=(x_val, c_val)``: an error names ``c_val`` of that pair, not a
+    ``c`` the caller passed right."""
+    try:
+        return model.validate_context(c_val, num_rows, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise (with_context(e, f"{name}=(x_val, c_val): c_val") or e) from None
+
+
 def positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"Expected {name} to be a positive integer, but got {value!r}")

@@ -14,8 +14,8 @@ import torch
 
 from . import metrics
 from ._rng import check_seed
-from ._validation import (as_data, check_bool, check_device, heldout_pair,
-                          positive_float, with_context)
+from ._validation import (as_data, check_bool, check_device, heldout_conditions,
+                          heldout_pair, positive_float, with_context)
 from .base import Fit, GenerativeModel
 from .infer import streaming
 
@@ -365,10 +365,7 @@ def _check_heldout(model: GenerativeModel, x: Any, heldout: Any,
                                f"vocab=... to score others), and heldout does not fit it")
                or e) from None
     if model.is_conditional:  # the conditions of the held-out rows
-        try:
-            scorer.validate_context(heldout_c, rows.shape[0])
-        except ValueError as e:
-            raise (with_context(e, "heldout=(x_val, c_val): c_val") or e) from None
+        heldout_conditions(scorer, heldout_c, rows.shape[0], name="heldout")
 
 
 def _plot_sweep(table: pd.DataFrame, ax=None):

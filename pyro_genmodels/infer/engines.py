@@ -36,8 +36,9 @@ import torch
 from torch.distributions import biject_to
 from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
 
-from .._validation import (check_bool, check_choice, check_options, heldout_pair,
-                           nonnegative_float, positive_float, positive_int, probability)
+from .._validation import (check_bool, check_choice, check_options, heldout_conditions,
+                           heldout_pair, nonnegative_float, positive_float, positive_int,
+                           probability)
 from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
 from .potential import sample_posterior_fused
@@ -102,8 +103,8 @@ def split_heldout(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Ten
     x_val, c_val = heldout_pair(validation, conditional=model.is_conditional,
                                 owner=type(model).__name__, name="validation")
     x_val = model.validate_data(x_val, name="validation", device=device, dtype=x.dtype)
-    c_val = model.validate_context(c_val, x_val.shape[0], device=device,
-                                   dtype=None if c is None else c.dtype)
+    c_val = heldout_conditions(model, c_val, x_val.shape[0], name="validation", device=device,
+                               dtype=None if c is None else c.dtype)
     return Data(x, c, x_val, c_val)
 
 

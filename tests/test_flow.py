@@ -202,6 +202,10 @@ def test_every_listed_activation_gives_a_deterministic_density_and_others_are_re
             pgm.Flow(2, activation=name)
     with pytest.raises(TypeError, match=r"a string such as 'ELU'\), but got 3 \(int\)"):
         pgm.Flow(2, activation=3)
+    # the class itself, zuko's own form, is the likeliest slip (review: the JSON check
+    # answered first, about numbers and strings)
+    with pytest.raises(TypeError, match=r"but got the class ELU: pass its name, 'ELU'"):
+        pgm.Flow(2, activation=torch.nn.ELU)
 
 
 def test_true_kl_of_a_flow_on_known_density_data():

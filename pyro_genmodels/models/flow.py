@@ -122,8 +122,10 @@ def _activation(name: Any) -> type:
     ``activation`` is the class's name in ``torch.nn``, one of :data:`ACTIVATIONS`
     (``"ReLU"`` is zuko's default; ``"ELU"``, ``"SiLU"``, ``"Tanh"``, ...)."""
     if not isinstance(name, str):
+        given = (f"the class {name.__name__}: pass its name, {name.__name__!r}"
+                 if isinstance(name, type) else f"{name!r} ({type(name).__name__})")
         raise TypeError(f"Expected activation to be the name of an activation in torch.nn "
-                        f"(a string such as 'ELU'), but got {name!r} ({type(name).__name__})")
+                        f"(a string such as 'ELU'), but got {given}")
     if name not in ACTIVATIONS:
         close = ([k for k in ACTIVATIONS if k.lower() == name.lower()]
                  or difflib.get_close_matches(name, ACTIVATIONS, n=2, cutoff=0.7))
@@ -198,6 +200,9 @@ class Flow(GenerativeModel):
                                                                           "context_dim")
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         self.flow_options = dict(flow_options)
+        zuko_options = dict(flow_options)
+        if zuko_options.get("activation") is not None:  # None: zuko's default, ReLU
+            zuko_options["activation"] = _activation(zuko_options["activation"])
         for key, value in self.flow_options.items():  # saved with the fit, as JSON
             try:
                 json.dumps(value, allow_nan=False)
@@ -205,9 +210,6 @@ class Flow(GenerativeModel):
                 raise TypeError(f"Flow options are saved with the fit as JSON: expected "
                                 f"{key} to be a finite number, a string, a bool, None or a list of "
                                 f"them, but got {value!r} ({type(value).__name__})") from None
-        zuko_options = dict(flow_options)
-        if zuko_options.get("activation") is not None:  # None: zuko's default, ReLU
-            zuko_options["activation"] = _activation(zuko_options["activation"])
         try:
             self.flow = TRANSFORMS[transform](
                 features=self.dim, context=self.context_dim or 0,

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from . import metrics
-from ._rng import check_seed
+from ._rng import check_seed, fresh_seed, seeded
 from ._validation import (as_data, check_bool, check_device, heldout_conditions,
                           heldout_pair, positive_float, with_context)
 from .base import Fit, GenerativeModel
@@ -297,7 +297,10 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
             as a horizontal line; the figure is in ``table.attrs["figure"]``.
         ax: matplotlib axes to draw on (default: a new figure).
         seed, progress: passed to every
-            :meth:`~pyro_genmodels.base.GenerativeModel.fit`.
+            :meth:`~pyro_genmodels.base.GenerativeModel.fit`. Every model of the sweep
+            is built under ``seed`` too (one fresh seed for all when ``None``), so a
+            network family's fits all start from the same initial weights, as the
+            command line's ``--seed`` does: the sweep differs in the prior alone.
         **options: the method's options, passed to every fit.
 
     Returns:
@@ -314,6 +317,7 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     scales = [positive_float(s, f"prior_scales[{i}]") for i, s in enumerate(prior_scales)]
     if not scales:
         raise ValueError("prior_scales is empty: expected at least one positive scale")
+    build_seed = fresh_seed() if check_seed(seed) is None else seed
     heldout, heldout_c = heldout_pair(heldout, conditional=model.is_conditional,
                                       owner=type(model).__name__, name="heldout")
     _check_heldout(model, x, heldout, options, heldout_c)  # before the first fit
@@ -326,8 +330,9 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
             with warnings.catch_warnings():  # a strong prior is what the sweep looks at
                 warnings.filterwarnings("ignore", message=r".*'s prior \(prior_scale=.* "
                                         r"moves the map fit")
-                fit = type(model)(**cfg).fit(x, method=method, seed=seed,
-                                             progress=progress, **options)
+                with seeded(build_seed):  # the same initial weights for every fit
+                    member = type(model)(**cfg)
+                fit = member.fit(x, method=method, seed=seed, progress=progress, **options)
         except ValueError as e:
             if method != "mle":
                 raise

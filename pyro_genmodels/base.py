@@ -155,15 +155,15 @@ class GenerativeModel(PyroModule):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """``jit_safe``, ``vectorized_particles``: claims about the stating class's program;
-        a class below it in the MRO that defines a method (``model`` or a hook it calls,
-        such as ``distribution``; a mixin's too) makes them False."""
+        a class below it in the MRO defining a method or property (``model``, a hook it
+        calls such as ``distribution``, a mixin's; not ``__init__``) makes them False."""
         super().__init_subclass__(**kwargs)
         for flag in ("jit_safe", "vectorized_particles"):
             for klass in cls.__mro__:
                 if flag in vars(klass):
                     break
-                if any(callable(v) or isinstance(v, (classmethod, property))
-                       for v in vars(klass).values()):
+                if any(hasattr(v, "__get__") and not name.startswith("__")  # descriptors
+                       for name, v in vars(klass).items()):
                     setattr(cls, flag, False)
                     break
 

@@ -204,8 +204,12 @@ def test_every_listed_activation_gives_a_deterministic_density_and_others_are_re
         pgm.Flow(2, activation=3)
     # the class itself, zuko's own form, is the likeliest slip (review: the JSON check
     # answered first, about numbers and strings)
-    with pytest.raises(TypeError, match=r"but got the class ELU: pass its name, 'ELU'"):
-        pgm.Flow(2, activation=torch.nn.ELU)
+    for given in (torch.nn.ELU, torch.nn.ELU()):
+        with pytest.raises(TypeError, match=r"but got .*ELU.*: pass its name, 'ELU'$"):
+            pgm.Flow(2, activation=given)
+    with pytest.raises(TypeError, match=r"but got <class 'torch.nn.modules.linear.Linear'> "
+                                        r"\(type\)$"):  # no advice to pass a refused name
+        pgm.Flow(2, activation=torch.nn.Linear)
 
 
 def test_true_kl_of_a_flow_on_known_density_data():

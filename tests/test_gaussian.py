@@ -333,6 +333,22 @@ def test_mle_on_raw_breast_cancer_is_the_closed_form():
     assert len(fit.losses) == 300  # the loop ran: its trace is the fit's
 
 
+def test_mle_whose_loop_overflows_is_the_closed_form():
+    """Review: with lr=100 the first step overflows the Cholesky factor (inf and NaN
+    entries); scoring that point to compare it with the start raised Pyro's constraint
+    error instead of FitError or the start. A loop that stopped at a non-finite step is
+    not scored: the fit is the closed form, with a warning. float32 rows, so every row's
+    log density to 2e-6 relative (16 float32 epsilons; measured 2.8e-7)."""
+    x, _ = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)
+    with pytest.warns(UserWarning, match=r"^Gaussian's mle loop stopped: Non-finite"):
+        fit = pgm.Gaussian(2).fit(x, method="mle", seed=0, progress=False, num_steps=200,
+                                  lr=100.0)
+    mean, cov = closed_form_mle(x.double())
+    exact = torch.distributions.MultivariateNormal(mean, cov).log_prob(x.double())
+    assert ((fit.log_prob(x).double() - exact).abs() <= 2e-6 * exact.abs()).all()
+    assert fit.info["kept_start"].startswith("the loop stopped: Non-finite")
+
+
 def test_mle_with_held_out_rows_stays_at_the_maximum_in_tiny_units():
     """With held-out rows the loop's point stands (no kept start), so mle must step in
     column sds from its closed-form start: wine in units of 1e-4 (column sds down to

@@ -267,19 +267,23 @@ def test_validation_options_are_checked_before_any_work():
 
 
 def test_a_conditional_models_validation_rows_need_their_conditions():
-    """A conditional model's held-out data are the pair (x_val, c_val), as ``prior_sweep``
-    and ``compare`` take them (one helper says so for all three); rows alone were refused
-    only at their missing c, and bad conditions of the pair, in words about c= (review)."""
+    """A conditional model's held-out data are the pair (x_val, c_val), as ``prior_sweep``'s
+    ``heldout=`` takes them (one helper says so for both); rows alone were refused only
+    at their missing c, and missing or bad conditions of the pair, in words about c= (two
+    reviews)."""
     x, c = torch.randn(30, 2), torch.randn(30, 1)
     model = pgm.Flow(2, context_dim=1, num_transforms=1, hidden=(4,))
     with pytest.raises(ValueError, match=r"Flow is conditional: expected validation to "
                                          r"be the pair \(x_val, c_val\).*got Tensor"):
         model.fit(x, c=c, method="mle", validation=torch.randn(5, 2))
     # the pair's conditions are named as its c_val, not as the c= the caller passed right
-    for c_val, why in [(None, r"Flow is conditional: pass c"),
-                       (c[:3], r"c has 3 rows but there are 5 data rows")]:
-        with pytest.raises(ValueError, match=r"^validation=\(x_val, c_val\): c_val: " + why):
-            model.fit(x, c=c, method="mle", validation=(x[:5], c_val))
+    with pytest.raises(ValueError, match=r"^Flow is conditional: expected validation=\(x_val, "
+                                         r"c_val\) with c_val the conditions of the held-out "
+                                         r"rows, but c_val is None$"):
+        model.fit(x, c=c, method="mle", validation=(x[:5], None))
+    with pytest.raises(ValueError, match=r"^validation=\(x_val, c_val\): c_val: c has 3 rows "
+                                         r"but there are 5 data rows"):
+        model.fit(x, c=c, method="mle", validation=(x[:5], c[:3]))
     fit = model.fit(x, c=c, method="mle", num_steps=4, progress=False,
                     validation=(torch.randn(5, 2), torch.randn(5, 1)))
     assert len(fit.losses) == 4

@@ -1,6 +1,8 @@
 """Loop objectives written out are the Pyro ELBO of the family's own program: the same
 value and the same gradient, for every family whose phi are all network weights."""
 
+import functools
+
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
@@ -172,9 +174,9 @@ def test_vi_takes_its_particles_in_one_trace_where_the_family_allows(monkeypatch
 
 def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state():
     """jit_safe and vectorized_particles are claims about a program: a subclass that
-    defines a method (model(), or a hook the program calls, such as PPCA's distribution;
-    or that mixes one in) gets False unless its own body sets them; one that adds no
-    method keeps them. Review: a PPCA whose distribution() was its own kept
+    defines a method or property (model(), or a hook the program calls, such as PPCA's
+    distribution; or that mixes one in) gets False unless its own body sets them; one
+    that adds only attributes, classes or an __init__ keeps them. Review: a PPCA whose distribution() was its own kept
     vectorized_particles, and vi with 4 particles failed with Pyro's shape error."""
     class Rewritten(pgm.Gaussian):
         def model(self, *args, **kwargs):
@@ -183,8 +185,20 @@ def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state()
     class Restated(Rewritten):
         jit_safe = True
 
-    class Kept(pgm.Gaussian):  # the parent's program, unchanged: no method of its own
+    class Kept(pgm.Gaussian):  # the parent's program: new defaults, attributes, classes
         registry_name = "kept_gaussian_for_a_test"
+        fit_class = pgm.Fit
+
+        class Notes:
+            pass
+
+        def __init__(self, dim, prior_scale=5.0):
+            super().__init__(dim, prior_scale=prior_scale)
+
+    class Cached(pgm.PPCA):  # a hook as a cached property is a method too
+        @functools.cached_property
+        def distribution(self):
+            return super().distribution
 
     class Hooked(pgm.PPCA):
         def distribution(self, params, c=None):
@@ -203,6 +217,7 @@ def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state()
     assert (Restated.jit_safe, Restated.vectorized_particles) == (True, False)
     assert (Kept.jit_safe, Kept.vectorized_particles) == (True, True)
     assert (Hooked.jit_safe, Hooked.vectorized_particles) == (False, False)
+    assert (Cached.jit_safe, Cached.vectorized_particles) == (False, False)
     assert (Mixed.jit_safe, Mixed.vectorized_particles) == (False, False)
     assert (pgm.Gaussian.jit_safe, pgm.Gaussian.vectorized_particles) == (True, True)
     x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))

@@ -193,10 +193,13 @@ def test_mle_whose_loop_overflows_is_its_closed_form_start():
     log-likelihood of Tipping & Bishop as the oracle (to 1e-6 nats per row, as above), and
     ``kept_start`` and a warning say where the loop stopped."""
     raw = torch.as_tensor(_raw("wine") * 1e-10, dtype=torch.float32)
-    with pytest.warns(UserWarning, match=r"PPCA's mle loop stopped at a non-finite step "
-                                         r"\(Non-finite .*\); the fit is its closed-form"):
+    with pytest.warns(UserWarning, match=r"^PPCA's mle loop stopped: Non-finite gradient at "
+                                         r"step 1 \(loss = .*\)\. The fit is the closed-form "
+                                         r"maximum the loop started from$") as seen:
         fit = pgm.PPCA(13, 2).fit(raw, method="mle", seed=0, num_steps=100, progress=False)
-    assert fit.info["kept_start"].startswith("the loop stopped: Non-finite")
+    assert [w.filename for w in seen] == [__file__]  # the caller's line, once
+    assert fit.info["kept_start"] == "the loop stopped: " + str(seen[0].message).split(
+        "stopped: ")[1].split(". The fit")[0]
     for site, value in closed_form(raw, 2).items():
         assert torch.equal(fit.point[site], value)
     point = {k: v.double() for k, v in fit.point.items()}

@@ -333,7 +333,7 @@ def test_column_moments_of_rows_in_memory_go_block_by_block(monkeypatch):
 def test_column_moments_of_wide_rows_take_fewer_rows_per_block(monkeypatch):
     """A block holds at most MOMENT_BLOCK_ELEMENTS numbers, whatever the rows' width: a
     cap on rows alone copied 60,000 x 784 float32 rows whole to float64 (peak +1079 MiB
-    in a fresh process; +37 MiB with the cap on numbers). Wine's 13 columns at 130
+    in a fresh process; +7 MiB with blocks of 2**18 numbers). Wine's 13 columns at 130
     numbers per block: blocks of 10 rows, the moments still the two-pass ones."""
     import pyro_genmodels._validation as v
 

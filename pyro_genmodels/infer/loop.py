@@ -73,8 +73,9 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, step: int, loss: Optional[float], where: str,
                  hint: Optional[str] = None) -> None:
         hint = hint or "Try a smaller lr, or check the data scale."
-        super().__init__(f"Non-finite {where} at step {step} (loss = {loss}); the parameters "
-                         f"were left at their values after step {step - 1}. {hint}")
+        self.summary = f"Non-finite {where} at step {step} (loss = {loss})"  # what it met
+        super().__init__(f"{self.summary}; the parameters were left at their values after "
+                         f"step {step - 1}. {hint}")
         self.step = step
 
 

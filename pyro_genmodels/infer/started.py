@@ -18,7 +18,7 @@ from typing import Dict
 
 import torch
 
-from .._validation import exact_dtype, first_line
+from .._validation import exact_dtype
 from .engines import Data, GenerativeModel, PointEngine, PointOptions
 from .loop import FitResult
 
@@ -52,23 +52,26 @@ class StartedAtMLE(PointEngine):
         exact = exact_dtype(data.x)
         scorer = copy.deepcopy(model).to(exact)
         x = data.x.to(exact)
-        with torch.no_grad():
-            at_start, at_end = (
-                float(scorer.log_prob_given({k: v.to(exact) for k, v in p.items()}, x).mean())
-                for p in (start, result.point))
-        if result.error is not None:  # stepped off the maximum into overflow: far below it
-            at_end = -math.inf
+        def score(point: Dict[str, torch.Tensor]) -> float:
+            with torch.no_grad():
+                return float(scorer.log_prob_given({k: v.to(exact) for k, v in point.items()},
+                                                   x).mean())
+
+        at_start = score(start)
+        # a loop that stepped off the maximum into overflow ended far below it (its last
+        # point need not even be a valid parameter: an inf Cholesky factor)
+        at_end = -math.inf if result.error is not None else score(result.point)
         if not math.isfinite(at_start) or at_end >= at_start - 1e-9 * max(1.0, abs(at_start)):
             return result
         result.point = start
         result.info["kept_start"] = (
             at_start - at_end if math.isfinite(at_end)
-            else f"the loop stopped: {first_line(result.error)}" if result.error is not None
+            else f"the loop stopped: {result.error.summary}" if result.error is not None
             else "the loop ended at a non-finite log-likelihood")
         if result.error is not None:
-            warnings.warn(f"{type(model).__name__}'s mle loop stopped at a non-finite step "
-                          f"({first_line(result.error)}); the fit is its closed-form "
-                          f"maximum, where the loop started", UserWarning, stacklevel=2)
+            warnings.warn(f"{type(model).__name__}'s mle loop stopped: {result.error.summary}. "
+                          f"The fit is the closed-form maximum the loop started from",
+                          UserWarning, stacklevel=5)  # run, _fit_with, fit, locked: the caller
             result.error = None
         return result
 

@@ -122,8 +122,10 @@ def _activation(name: Any) -> type:
     ``activation`` is the class's name in ``torch.nn``, one of :data:`ACTIVATIONS`
     (``"ReLU"`` is zuko's default; ``"ELU"``, ``"SiLU"``, ``"Tanh"``, ...)."""
     if not isinstance(name, str):
-        given = (f"the class {name.__name__}: pass its name, {name.__name__!r}"
-                 if isinstance(name, type) else f"{name!r} ({type(name).__name__})")
+        kind = name if isinstance(name, type) else type(name)  # zuko's class, or one made
+        given = (f"{name!r}: pass its name, {kind.__name__!r}" if kind.__name__ in ACTIVATIONS
+                 and getattr(torch.nn, kind.__name__) is kind
+                 else f"{name!r} ({type(name).__name__})")
         raise TypeError(f"Expected activation to be the name of an activation in torch.nn "
                         f"(a string such as 'ELU'), but got {given}")
     if name not in ACTIVATIONS:

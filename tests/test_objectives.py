@@ -190,7 +190,7 @@ def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state()
         fit_class = pgm.Fit
 
         class Notes:
-            pass
+            """A nested class: not a method of the program."""
 
         def __init__(self, dim, prior_scale=5.0):
             super().__init__(dim, prior_scale=prior_scale)
@@ -211,7 +211,7 @@ def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state()
             return pgm.Gaussian.model(self, *args, **kwargs)
 
     class Mixed(Mixin, pgm.Gaussian):
-        pass
+        """Its model() is the mixin's: no method in its own body."""
 
     assert (Rewritten.jit_safe, Rewritten.vectorized_particles) == (False, False)
     assert (Restated.jit_safe, Restated.vectorized_particles) == (True, False)

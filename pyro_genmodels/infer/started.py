@@ -52,6 +52,7 @@ class StartedAtMLE(PointEngine):
         exact = exact_dtype(data.x)
         scorer = copy.deepcopy(model).to(exact)
         x = data.x.to(exact)
+
         def score(point: Dict[str, torch.Tensor]) -> float:
             with torch.no_grad():
                 return float(scorer.log_prob_given({k: v.to(exact) for k, v in point.items()},

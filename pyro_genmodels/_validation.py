@@ -286,8 +286,13 @@ def with_context(err: BaseException, context: str) -> BaseException | None:
 def heldout_pair(value: Any, *, conditional: bool, owner: str, name: str) -> Tuple[Any, Any]:
     """``(rows, conditions)`` of held-out data named ``name``: a conditional model's
     (``owner`` names it) is the pair ``(x_val, c_val)``; an unconditional model's is the
-    rows alone, with no conditions."""
+    rows alone, with no conditions: a pair of arrays (the first one 2-D or more) is refused
+    there, since it would be read as rows."""
     if not conditional:
+        if isinstance(value, tuple) and len(value) == 2 and getattr(value[0], "ndim", 0) >= 2:
+            raise ValueError(f"{owner} is unconditional: expected {name} to be the held-out "
+                             f"rows alone, but got a pair (x_val, c_val); pass x_val (an "
+                             f"unconditional model takes no conditions)")
         return value, None
     if not (isinstance(value, tuple) and len(value) == 2):
         raise ValueError(f"{owner} is conditional: expected {name} to be the pair "

@@ -289,6 +289,22 @@ def test_a_conditional_models_validation_rows_need_their_conditions():
     assert len(fit.losses) == 4
 
 
+def test_an_unconditional_models_validation_is_rows_not_a_pair():
+    """A pair (x_val, c_val) given to an unconditional model was read as rows: "could not
+    be read as a numeric array ... inhomogeneous shape". It is refused in words, by
+    ``fit`` and ``prior_sweep`` alike, before any fit."""
+    x = torch.randn(30, 2)
+    pair = (x[:5], torch.zeros(5, 1))
+    want = (r"^Gaussian is unconditional: expected {} to be the held-out rows alone, but "
+            r"got a pair \(x_val, c_val\)")
+    with pytest.raises(ValueError, match=want.format("validation")):
+        pgm.Gaussian(2).fit(x, method="map", validation=pair)
+    with pytest.raises(ValueError, match=want.format("heldout")):
+        pgm.prior_sweep(pgm.Gaussian(2), x, prior_scales=[1.0], heldout=pair)
+    fit = pgm.Gaussian(2).fit(x, method="map", num_steps=3, progress=False, validation=x[:5])
+    assert len(fit.losses) == 3
+
+
 def test_a_validation_fraction_is_a_fraction_whatever_number_type_it_comes_in():
     """0, 1, np.float32(0.2) and torch.tensor(0.2) were read as one row of held-out
     data ("must be 2-D"); every real number is a fraction, checked as one."""

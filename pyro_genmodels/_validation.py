@@ -385,6 +385,9 @@ def check_options(options: Mapping[str, Any], allowed: Iterable[str], *, method:
     """Reject option names that ``method`` does not take, listing the ones it does."""
     allowed = sorted(allowed)
     unknown = sorted(set(options) - set(allowed))
+    if unknown and not allowed:
+        raise ValueError(f"Unknown option(s) {unknown} for method {method!r}: it takes no "
+                         f"options")
     if unknown:
         raise ValueError(
             f"Unknown option(s) {unknown} for method {method!r}; "

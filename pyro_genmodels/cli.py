@@ -13,7 +13,8 @@
 Numeric models read and write ``(N, D)`` arrays (.csv or .npy). Text models (``ngram``,
 ``autoregressive``) read and write .txt files, one string per line (UTF-8; a blank line
 is the empty string); ``--prefix``, ``--temperature``, ``--top-k`` and ``--max-length``
-are their sampling options. What a data file may hold is in ``_readers``; a file that
+are their sampling options (a token-id model's prefix: its ids separated by spaces, as
+it writes them). What a data file may hold is in ``_readers``; a file that
 cannot be read is one line on stderr, ``error: FILE, line L, column C (NAME): found ...,
 expected ...``, status 1, and nothing is written.
 
@@ -352,6 +353,14 @@ def _cmd_sample(args) -> int:
     seq = {"prefix": args.prefix, "temperature": args.temperature, "top_k": args.top_k,
            "max_length": args.max_length}
     seq = {k: v for k, v in seq.items() if v is not None}
+    if args.prefix is not None and getattr(fit.model, "token_mode", False):
+        # token ids on the command line as sample writes them: separated by spaces
+        try:
+            seq["prefix"] = [int(v) for v in args.prefix.split()]
+        except ValueError:
+            raise SystemExit(f"error: --prefix of a token-id model is its ids separated by "
+                             f"spaces, as sample writes them (e.g. --prefix '3 1 4'), but got "
+                             f"{args.prefix!r}") from None
     text, suffix = _is_text_model(type(fit.model)), Path(args.out).suffix.lower()
     if text and suffix != ".txt":
         raise SystemExit(f"error: a text model writes a .txt file (one string per "
@@ -429,7 +438,7 @@ def _cmd_report(args) -> int:
     _output_dir(args.out)
     try:
         index = from_runs(args.runs, args.out, heldout=heldout)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, TypeError, ValueError) as e:
         raise SystemExit(f"error: {e}")
     print(f"report written to {index}")
     return 0
@@ -494,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True,
                    help="output file, .csv or .npy; text models: .txt")
     s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--prefix", default=None, help="text models: a prompt every sample continues")
+    s.add_argument("--prefix", default=None,
+                   help="text models: a prompt every sample continues (token-id models: "
+                        "ids separated by spaces)")
     s.add_argument("--temperature", type=float, default=None, help="text models: logits / T")
     s.add_argument("--top-k", type=int, default=None, help="text models: top-k sampling")
     s.add_argument("--max-length", type=int, default=None,

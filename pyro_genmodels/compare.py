@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import pandas as pd
@@ -143,6 +143,12 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     truth_rows = None if truth is None else _truth_rows(truth, heldout)
     if bin_width is not None:
         bin_width = positive_float(bin_width, "bin_width")
+        for label, fit in fits.items():
+            try:
+                fit._check_grid()
+            except TypeError as e:
+                raise TypeError(f"bin_width does not apply to fits[{label!r}] "
+                                f"({type(fit.model).__name__}, {fit.method!r}): {e}") from None
     seed = check_seed(seed)
     y = _numeric_rows(heldout) if samples else None
     bandwidth = metrics.median_bandwidth(y) if y is not None and y.shape[0] >= 4 else None
@@ -314,6 +320,12 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     config = model.get_config()
     if "prior_scale" not in config:
         raise TypeError(f"{type(model).__name__} has no prior_scale to sweep")
+    if isinstance(prior_scales, (str, bytes)) or not isinstance(prior_scales, Iterable):
+        raise TypeError(f"Expected prior_scales to be a list of positive numbers, but got "
+                        f"{prior_scales!r} ({type(prior_scales).__name__})")
+    if "method" in options:
+        raise TypeError(f"prior_sweep chooses the method itself ('map' at each prior scale, "
+                        f"then 'mle'), but got method={options['method']!r}")
     scales = [positive_float(s, f"prior_scales[{i}]") for i, s in enumerate(prior_scales)]
     if not scales:
         raise ValueError("prior_scales is empty: expected at least one positive scale")

@@ -346,6 +346,7 @@ class Fit:
         already dequantized. ``log_prob_options`` go to :meth:`log_prob` (e.g.
         ``num_particles``, or a diffusion fit's ``estimator``)."""
         self._check_density()
+        self._check_grid()
         x = self._as_input(x)
         width = positive_float(bin_width, "bin_width")
         if dequantize:
@@ -435,6 +436,10 @@ class Fit:
         if self.log_prob_kind == "none":
             raise NotImplementedError(getattr(self.model, "no_density", None) or (
                 f"{type(self.model).__name__} has no density (log_prob_kind 'none')"))
+
+    def _check_grid(self) -> None:
+        """Bits per dimension are of numeric rows on a grid; a family whose data are not
+        (sequences) refuses them here."""
 
     def _row_width(self) -> int:
         """Numbers per row that ``log_prob`` / ``sample`` hold at once, for one draw of

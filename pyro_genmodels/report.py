@@ -410,11 +410,13 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
 
 
 def _train_log_prob(fit: Fit) -> float:
-    """Mean log p of the fit's training rows (NaN without a density or numeric rows)."""
-    if fit.log_prob_kind == "none" or not isinstance(fit.data, torch.Tensor) \
-            or not fit.data.is_floating_point():
+    """Mean log p of the fit's training rows or sequences, as :func:`~pyro_genmodels.compare`
+    scores them (NaN without a density or kept training data)."""
+    from .compare import _train_log_probs
+
+    if fit.log_prob_kind == "none" or not isinstance(fit.data, torch.Tensor):
         return math.nan
-    return float(fit.log_prob(fit.data, c=fit.context).mean())
+    return float(_train_log_probs(fit).mean())
 
 
 __all__ = ["CSS", "ESS_MIN", "MAX_TABLE_PX", "PARETO_K_MAX", "Part", "RHAT_MAX", "SHORT_NAMES", "Section", "compact",

@@ -105,9 +105,19 @@ def test_text_models_fit_and_sample_txt_files(tmp_path, capsys):
         cli.main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.csv")])
     tokens = pgm.models.autoregressive.NGram(2, vocab_size=3).fit([[0, 1], [2]], method="mle")
     tokens.save(tmp_path / "tokens")
-    with pytest.raises(SystemExit, match="integer token ids"):
+    # a token-id prompt is its ids separated by spaces, as sample writes them (it was
+    # refused: "takes integer token ids", which the command line could not give)
+    assert cli.main(["sample", str(tmp_path / "tokens"), "-n", "4", "--out", str(out),
+                     "--seed", "2", "--prefix", " 1 0"]) == 0
+    assert out.read_text().splitlines() == [
+        " ".join(map(str, s.tolist())) for s in tokens.sample(4, seed=2, prefix=[1, 0])]
+    assert all(line.startswith("1 0") for line in out.read_text().splitlines())
+    with pytest.raises(SystemExit, match=r"ids separated by spaces.*but got '1,0'"):
         cli.main(["sample", str(tmp_path / "tokens"), "-n", "2", "--out", str(out),
-                  "--prefix", "1"])
+                  "--prefix", "1,0"])
+    with pytest.raises(SystemExit, match="token id 7, which is not in the vocabulary"):
+        cli.main(["sample", str(tmp_path / "tokens"), "-n", "2", "--out", str(out),
+                  "--prefix", "7"])
     assert cli.main(["sample", str(tmp_path / "tokens"), "-n", "3", "--out", str(out)]) == 0
     assert all(set(line.split()) <= {"0", "1", "2"}
                for line in out.read_text().splitlines())

@@ -237,6 +237,38 @@ def test_refusals():
         fit.sample(2, c=[0, 1])
     with pytest.raises(ValueError, match="Unknown option"):
         NGram(2).fit(DATA, method="mle", num_steps=10)
+    # a closed form takes no options: it says so (it listed "expected some of []")
+    with pytest.raises(ValueError, match=r"^Unknown option\(s\) \['num_steps'\] for method "
+                                         r"'map': it takes no options$"):
+        NGram(2).fit(DATA, method="map", num_steps=3)
+    # a prompt is one string: a list was blamed on "item 0", a wrapper the caller never wrote
+    for bad in (["a", "b"], 3, b"ab"):
+        with pytest.raises(TypeError, match=r"^prefix must be one prompt that every sample "
+                                            r"continues, a string, but got "
+                                            + type(bad).__name__):
+            fit.sample(2, prefix=bad)
+
+
+def test_what_a_sequence_fit_has_no_number_for_is_refused_in_words():
+    """Bits per dimension (of rows on a grid) and a distribution of event shape (dim,)
+    do not exist for sequences: bits_per_dim crashed in torch ("check_uniform_bounds"
+    not implemented for 'Long'), compare(bin_width=) printed a number, and distribution()
+    said "no tractable density (log_prob: exact)"."""
+    import pyro_genmodels as pgm
+
+    fit = NGram(2, prior_concentration=2.0).fit(DATA, method="map")
+    with pytest.raises(TypeError, match=r"^bits per dimension are for numeric rows "
+                                        r"dequantized on a grid of bin_width, but NGram "
+                                        r"scores sequences"):
+        fit.bits_per_dim(DATA)
+    with pytest.raises(TypeError, match=r"^bin_width does not apply to fits\['ng'\] "
+                                        r"\(NGram, 'map'\): bits per dimension"):
+        pgm.compare({"ng": fit}, DATA, bin_width=0.5)
+    assert math.isfinite(pgm.compare({"ng": fit}, DATA)["heldout_log_prob"].item())
+    with pytest.raises(NotImplementedError, match=r"^NGram has no distribution\(\): its "
+                                                  r"exact log_prob is of sequences of "
+                                                  r"varying length"):
+        fit.distribution()
 
 
 def test_a_pandas_series_or_numpy_array_of_strings_is_a_list_of_strings():

@@ -192,6 +192,21 @@ def test_sweep_autoregressive_on_token_ids(monkeypatch):
     assert np.isfinite(table["heldout_log_prob"].to_numpy()).all()
 
 
+def test_sweep_arguments_are_checked_in_words_before_any_fit(monkeypatch):
+    """A number for the list of scales ("'float' object is not iterable"), a string (read
+    as its characters) and a method (given twice to fit) were errors of Python's."""
+    ar, fits = _recording_fits(monkeypatch)
+    for bad in (1.0, "1"):
+        with pytest.raises(TypeError, match=r"^Expected prior_scales to be a list of "
+                                            r"positive numbers, but got " + repr(bad)):
+            pgm.prior_sweep(ar(**AR), ["ab"], prior_scales=bad, heldout=["ba"], num_steps=5)
+    with pytest.raises(TypeError, match=r"^prior_sweep chooses the method itself \('map' "
+                                        r"at each prior scale, then 'mle'\), but got "
+                                        r"method='mle'$"):
+        pgm.prior_sweep(ar(**AR), ["ab"], prior_scales=[1.0], heldout=["ba"], method="mle")
+    assert fits == []
+
+
 def test_sweep_autoregressive_refuses_unknown_heldout_tokens_before_any_fit(monkeypatch):
     ar, fits = _recording_fits(monkeypatch)
     train = ["anna", "bob", "hannah", "otto"]

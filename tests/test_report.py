@@ -117,12 +117,38 @@ def test_report_says_which_runs_ctrl_c_stopped(tmp_path):
     assert "Stopped by Ctrl-C before the end: cut&lt;&amp;&gt; (" in text  # escaped, as every label
 
 
+def test_text_fits_get_their_training_log_likelihood_without_heldout(tmp_path):
+    """Sequence fits keep their training data encoded (integer ids): the report's
+    training column was NaN for them, and trimmed; it is ``compare``'s number."""
+    from pyro_genmodels.compare import _train_log_probs
+    from pyro_genmodels.models.sequence import NGram
+
+    fit = NGram(2, vocab="ab", prior_concentration=2.0).fit(["ab", "ba", "aab"], method="map")
+    fit.save(tmp_path / "ng")
+    text = report.from_runs([tmp_path / "ng"], tmp_path / "r").read_text()
+    want = float(_train_log_probs(fit).mean())
+    assert math.isfinite(want) and "<th>train log p</th>" in text
+    assert f"<td>{want:.4g}</td>" in text
+
+
 def test_report_refuses_what_it_cannot_read(tmp_path):
+
     with pytest.raises(SystemExit, match="error: .*No saved fit"):
         cli.main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
     with pytest.raises(ValueError, match="at least one run directory"):
         report.from_runs([], tmp_path / "r")
     assert not (tmp_path / "r").exists()
+    # a held-out file one of the runs cannot read (the README once showed one for numeric
+    # and text runs together): one error line, not a TypeError's traceback
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False,
+                        num_steps=5).save(tmp_path / "g")
+    (tmp_path / "names.txt").write_text("ab\nba\n")
+    with pytest.raises(SystemExit, match=r"^error: fits\['g'\] \(Gaussian, 'map'\) cannot "
+                                         r"score heldout"):
+        cli.main(["report", str(tmp_path / "g"), "--heldout", str(tmp_path / "names.txt"),
+                  "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r" / "index.html").exists()
 
 
 def test_a_table_too_wide_for_the_page_is_shown_transposed():

@@ -132,6 +132,12 @@ class SequenceFit(Fit):
     def _params(self) -> Dict[str, torch.Tensor]:
         return self.point if self.point is not None else self.posterior_samples()
 
+    def _check_grid(self) -> None:
+        raise TypeError(f"bits per dimension are for numeric rows dequantized on a grid of "
+                        f"bin_width, but {type(self.model).__name__} scores sequences: its "
+                        f"log_prob is already a discrete log-probability (bits per token: "
+                        f"-log_prob / (tokens * log 2))")
+
     def _encode(self, x, c, lengths, mask=None):
         x = self.model.encode(x, lengths=lengths, mask=mask, device=self._device)
         return x, self.model.validate_context(c, x.shape[0], device=self._device)
@@ -211,6 +217,11 @@ class SequenceFit(Fit):
         max_length = positive_int(max_length, "max_length")
         ids: List[int] = []
         if prefix is not None:
+            one = "a 1-D tensor or a list of token ids" if self.model.token_mode else "a string"
+            if (not self.model.token_mode and not isinstance(prefix, str)) or isinstance(
+                    prefix, bytes) or not isinstance(prefix, (str, Sequence, torch.Tensor)):
+                raise TypeError(f"prefix must be one prompt that every sample continues, "
+                                f"{one}, but got {type(prefix).__name__} ({prefix!r})")
             ids = self.model._to_id_lists([prefix], None, "prefix")[0]
             if len(ids) > max_length:
                 raise ValueError(f"The prefix has {len(ids)} tokens, more than max_length="

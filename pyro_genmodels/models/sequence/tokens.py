@@ -379,6 +379,16 @@ class SequenceModel(GenerativeModel):
                        c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.token_log_probs(params, x, c).sum(-1)
 
+    def distribution(self, params: Dict[str, torch.Tensor],
+                     c: Optional[torch.Tensor] = None) -> torch.distributions.Distribution:
+        """None: its exact probabilities are of sequences of varying length, which no
+        distribution of event shape ``(dim,)`` holds (``fit.log_prob`` and ``fit.sample``
+        take and give them)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no distribution(): its exact log_prob is of "
+            f"sequences of varying length, which a distribution of event shape (dim,) cannot "
+            f"hold; use fit.log_prob and fit.sample")
+
     # ------------------------------------------------------------------ cached sampling
     def start(self, params: Dict[str, torch.Tensor], n: int, c: Optional[torch.Tensor],
               capacity: int) -> Tuple[torch.Tensor, Any]:

@@ -146,10 +146,16 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
     if fit.losses:
         idata.add_groups(
             {"optimization": xr.Dataset({"loss": ("step", np.asarray(fit.losses))},
-                                        attrs={"meaning": "loss minimized at each step "
-                                               "(negative log joint / negative ELBO)"})},
+                                        attrs={"meaning": _LOSS_MEANING, "method": fit.method})},
             warn_on_custom_groups=False)
     return idata
+
+
+#: what ``fit.losses`` holds, whatever the family: its method's objective
+_LOSS_MEANING = ("the objective the fit minimized, one value per step: the negative log joint "
+                 "or negative ELBO of mle/map/vi, the generator's loss of adversarial (the "
+                 "critic's: fit.info['critic_losses']), the denoising loss of a diffusion "
+                 "or score model (the family's documentation says which)")
 
 
 def loo_log_weights(idata, var_name: str = "x"):

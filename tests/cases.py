@@ -514,4 +514,6 @@ def check_inference_data(fit, method):
         if fit.model.global_sites:
             assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
         assert list(idata.optimization["loss"].values) == fit.losses
+        # which objective: the method's (a GAN's loss is no negative log joint)
+        assert idata.optimization.attrs["method"] == method
     assert "observed_data" in idata.groups()

@@ -6,6 +6,7 @@ sampling, the engine's mechanics and bad input. Quality on eight_gaussians is a 
 from __future__ import annotations
 
 import math
+import re
 
 import pyro
 import pytest
@@ -266,6 +267,11 @@ def test_guidance_mixes_conditional_and_unconditional_predictions():
     assert torch.equal(fit.sample(4, c=cc[:1], guidance=0.0, seed=1),
                        fit.sample(4, c=cc[:1], seed=1))
     assert fit.info["condition_dropout"] == 0.1
+    # a number, not what float() reads: "2" and True were taken, [1] was float()'s error
+    for bad in ("2", True, [1]):
+        with pytest.raises(TypeError, match=r"^Expected guidance to be a number >= 0, but "
+                                            r"got " + re.escape(repr(bad))):
+            fit.sample(4, c=cc[:1], guidance=bad)
 
 
 def test_bits_per_dim_is_the_dequantized_log_likelihood():
@@ -320,6 +326,10 @@ def test_bad_sampling_arguments():
                           (dict(sampler="ddim", atol=1e-3), "atol applies to sampler='ode'")]:
         with pytest.raises(ValueError, match=match):
             fit.sample(3, **kwargs)
+    for bad in ("0.5", True, [0.5]):
+        with pytest.raises(TypeError, match=r"^Expected eta to be a number >= 0, but got "
+                                            + re.escape(repr(bad))):
+            fit.sample(3, sampler="ddim", eta=bad)
     with pytest.raises(ValueError, match="estimator"):
         fit.log_prob(torch.zeros(2, 2, dtype=torch.float64), estimator="iwae")
     with pytest.raises(ValueError, match="estimator='ode'"):

@@ -301,6 +301,19 @@ def test_validation_keeps_the_generator_with_the_best_heldout_mmd():
     assert fit.info["best_heldout_loss"] == min(v for _, v in history)
 
 
+def test_a_validation_fraction_of_any_number_type_holds_out_that_fraction():
+    """np.float32(0.2) and torch.tensor(0.2) are fractions (as for every loop); with a
+    per-divergence option left to its default the check ran on a copy and the fit read
+    them as one row of held-out data ("must be 2-D ... got shape (1,)")."""
+    import numpy as np
+
+    x = _eight(100)
+    for v in (np.float32(0.2), torch.tensor(0.2)):
+        fit = make(hidden=(8,)).fit(x, method="adversarial", num_steps=2, validation=v,
+                                    seed=0, progress=False)
+        assert fit.data.shape[0] == 80 and fit.options["validation"] == pytest.approx(0.2)
+
+
 def test_divergences_listed_in_the_error():
     with pytest.raises(ValueError) as err:
         pgm.GAN(2, divergence="chi2")

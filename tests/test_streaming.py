@@ -98,6 +98,10 @@ def test_a_conditional_dataset_gives_x_c_pairs():
     model = pgm.Flow(2, num_transforms=1, hidden=(16,), context_dim=1)
     a, b = model.fit(x, c=c, **opts), model.fit(Rows(x, c), **opts)
     _same(a, b)
+    # an item of rows alone says what it is ("an item is a tuple" did not: a pair is one)
+    with pytest.raises(ValueError, match=r"must give \(x, c\) pairs, but an item is a "
+                                         r"tuple of length 1$"):
+        model.fit(TensorDataset(x), **opts)
 
 
 def test_a_memory_mapped_npy_with_a_validation_fraction(tmp_path):

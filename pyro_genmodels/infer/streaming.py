@@ -151,9 +151,13 @@ class Stream:
         if isinstance(items, np.ndarray):
             return items, None
         if self.conditional:
-            if not all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items):
+            bad = next((it for it in items
+                        if not (isinstance(it, (tuple, list)) and len(it) == 2)), None)
+            if bad is not None:
+                what = (f"a {type(bad).__name__} of length {len(bad)}"
+                        if isinstance(bad, (tuple, list)) else f"a {type(bad).__name__}")
                 raise ValueError(f"a conditional model's dataset must give (x, c) pairs, "
-                                 f"but an item is a {type(items[0]).__name__}")
+                                 f"but an item is {what}")
             xs, cs = zip(*items)
             return _stack(xs, "x"), _stack(cs, "c")
         if items and isinstance(items[0], (tuple, list)) and len(items[0]) == 2 \

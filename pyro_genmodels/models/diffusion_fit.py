@@ -48,7 +48,7 @@ from typing import Any, List, Optional
 import torch
 
 from .._rng import seeded
-from .._validation import check_choice, positive_float, positive_int
+from .._validation import check_choice, nonnegative_float, positive_float, positive_int
 from ..fit import Fit, _rows_of, chunk_seed, chunked
 from ..infer.probability_flow import FlowLogProb, flow_log_prob, flow_sample
 
@@ -171,8 +171,8 @@ class DiffusionFit(Fit):
         if steps is not None and positive_int(steps, "steps") > model.timesteps:
             raise ValueError(f"Expected steps <= timesteps ({model.timesteps}), but got "
                              f"{steps}")
-        eta = 0.0 if eta is None else float(eta)
-        if not 0 <= eta <= 1:
+        eta = 0.0 if eta is None else nonnegative_float(eta, "eta")
+        if not eta <= 1:
             raise ValueError(f"Expected eta in [0, 1], but got {eta}")
         rtol = 1e-5 if rtol is None else positive_float(rtol, "rtol")
         atol = 1e-5 if atol is None else positive_float(atol, "atol")
@@ -215,10 +215,7 @@ class DiffusionFit(Fit):
         if self.model.context_dim is None:
             raise ValueError("guidance needs a conditional model (context_dim set); this "
                              "Diffusion is unconditional")
-        g = float(guidance)
-        if not (g >= 0 and math.isfinite(g)):
-            raise ValueError(f"Expected guidance >= 0 and finite, but got {guidance!r}")
-        return g
+        return nonnegative_float(guidance, "guidance")
 
     @torch.no_grad()
     def log_prob(self, x: Any, *, c: Any = None, estimator: Optional[str] = None,

@@ -136,8 +136,12 @@ class AdversarialOptions(LoopOptions):
 
     def __post_init__(self):
         unset = {k: OTHER_DEFAULTS[k] for k in PER_DIVERGENCE if getattr(self, k) is None}
-        if unset:  # check what was given, with placeholders where the divergence decides
-            dataclasses.replace(self, **unset)
+        if unset:  # check what was given, with placeholders where the divergence decides,
+            # and keep what the check made of it (validation=np.float32(0.2) a float)
+            checked = dataclasses.replace(self, **unset)
+            for f in dataclasses.fields(self):
+                if f.name not in unset:
+                    object.__setattr__(self, f.name, getattr(checked, f.name))
             return
         super().__post_init__()
         if self.critic_lr is not None:

@@ -229,6 +229,7 @@ def _fit(args, rank: int) -> int:
     from ._rng import seeded
     from .base import FitError, get_model_class
     from ._validation import first_line
+    from .io import _check_target
     from .fit import out_of_memory
     from .infer.distributed import RankFailure
 
@@ -245,6 +246,11 @@ def _fit(args, rank: int) -> int:
                          f"conditional, but the command line takes no c (each row's "
                          f"condition): fit conditional models from Python, "
                          f"model.fit(x, c=...), or leave {cond[0]} unset")
+    _output_dir(args.out)  # and what save would refuse, before a long fit is lost to it
+    try:
+        _check_target(Path(args.out))
+    except ValueError as e:
+        raise SystemExit(f"error: --out: {e}") from None
     columns: Optional[List[str]] = None  # a .csv header's names, kept for `sample`
     x: Union[List[str], np.ndarray]
     x, columns = (_read_lines(args.data), None) if text else _read_table(args.data)

@@ -366,6 +366,12 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
         while label in fits:
             label += "'"
         fits[label] = load(d)
+    conditional = [label for label, fit in fits.items() if fit.model.is_conditional]
+    if heldout is not None and conditional:
+        raise ValueError(f"{', '.join(conditional)} hold(s) a conditional model, whose "
+                         f"held-out rows need their conditions, which the report takes none "
+                         f"of: leave out the held-out rows, or score it with "
+                         f"pgm.compare(fits, heldout, c=...)")
     families: Dict[str, Dict[str, Fit]] = {}
     for label, fit in fits.items():
         families.setdefault(type(fit.model).__name__, {})[label] = fit

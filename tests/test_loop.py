@@ -63,9 +63,29 @@ def test_a_non_finite_loss_keeps_the_last_finite_parameters():
     opts = LoopOptions(num_steps=20, lr=0.1, lr_decay=1.0, optimizer="sgd")
     out = optimize([Player(loss, [w])], torch.zeros(4, 1), None, opts, progress=False)
     assert out.error is not None and out.error.step == 5 and len(out.losses) == 5
-    # the parameters are those after step 4: one SGD step past the last recorded value
-    assert torch.equal(w.detach(), seen[-1] - 0.1 * 2 * (seen[-1] - 1))
+    # the parameters are put back to those of step 4, the last finite loss (they were
+    # left one SGD step past it, where the loss was not finite)
+    assert torch.equal(w.detach(), seen[-1])
+    assert f"put back to those of step 4, whose loss was finite ({out.losses[-1]:.6g})" \
+        in str(out.error)
     assert out.info["stopped"] == "non_finite"
+
+
+def test_a_parameter_infinite_only_as_the_model_reads_it_is_put_back(tmp_path):
+    """PPCA by SGD at lr 0.01 on correlated_gaussian: log sigma stays finite while sigma =
+    exp(log sigma) overflows, so the next loss is not finite; FitError's fit had sigma =
+    inf (its log_prob -inf, its samples inf, its save unloadable). It is now the fit of
+    the last finite loss, and it saves and loads."""
+    x, _ = pgm.datasets.correlated_gaussian(200, dim=3, seed=0)
+    with pytest.raises(pgm.FitError) as err:
+        pgm.PPCA(3, 1).fit(x, method="map", seed=0, num_steps=200, optimizer="sgd",
+                           lr=0.01, lr_decay=1.0, progress=False)
+    fit = err.value.fit
+    assert fit is not None and "whose loss was finite" in str(err.value)
+    assert all(torch.isfinite(v).all() for v in fit.params.values()), fit.params
+    assert torch.isfinite(fit.log_prob(x)).all() and torch.isfinite(fit.sample(5)).all()
+    fit.save(tmp_path / "ppca")
+    assert torch.equal(pgm.load(tmp_path / "ppca").log_prob(x), fit.log_prob(x))
 
 
 @pytest.mark.parametrize("num_steps", [3, 1])

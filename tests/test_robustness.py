@@ -102,6 +102,55 @@ def test_ctrl_c_while_the_first_chain_draws_keeps_its_draws(monkeypatch, sampler
         pgm.Gaussian(2).fit(x, **options)
 
 
+@torch.jit.ignore
+def _ctrl_c(x: torch.Tensor) -> torch.Tensor:
+    raise KeyboardInterrupt
+
+
+@torch.jit.script
+def _traced_ctrl_c(x: torch.Tensor) -> torch.Tensor:
+    """A graph that calls back into Python where a Ctrl-C lands (as Pyro's traced
+    potentials do, through its ``safe_log``): TorchScript raises a RuntimeError."""
+    return _ctrl_c(x) + 1
+
+
+def test_ctrl_c_inside_a_traced_graph_is_a_ctrl_c(monkeypatch):
+    """A Ctrl-C in a traced potential or ELBO came out as TorchScript's RuntimeError
+    ("... KeyboardInterrupt: <EMPTY MESSAGE>"): NUTS on a GaussianMixture lost every
+    draw, and a traced ELBO's fit would end as a numerical failure. Both keep what they
+    have, as at any Ctrl-C."""
+    from pyro_genmodels.infer import mcmc
+    from pyro_genmodels.infer.loop import LoopOptions, Player, optimize
+
+    with pytest.raises(RuntimeError, match="KeyboardInterrupt"):
+        _traced_ctrl_c(torch.ones(1))
+    x, _ = pgm.datasets.correlated_gaussian(60, dim=2, seed=0)
+    original, calls = mcmc.RecordedNUTS.sample, {"n": 0}
+
+    def sample(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 30 + 20 + 5:  # in the second chain's warmup
+            _traced_ctrl_c(torch.ones(1))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(mcmc.RecordedNUTS, "sample", sample)
+    fit = pgm.Gaussian(2).fit(x, method="nuts", seed=0, progress=False, num_samples=20,
+                              warmup_steps=30, num_chains=2)
+    assert fit.interrupted and fit.posterior["loc"].shape == (1, 20, 2)
+    w = torch.zeros(1, requires_grad=True)
+
+    def loss(batch):
+        if calls["n"] == 5:
+            _traced_ctrl_c(w)
+        calls["n"] += 1
+        return (w - 1).pow(2).sum()
+
+    calls["n"] = 0
+    out = optimize([Player(loss, [w])], torch.zeros(4, 1), None,
+                   LoopOptions(num_steps=20, lr=0.1), progress=False)
+    assert out.interrupted and out.error is None and len(out.losses) == 5
+
+
 @pytest.mark.parametrize("kernel", ["nuts", "hmc"])
 def test_ctrl_c_in_pyros_sampler_on_a_log_density_keeps_the_draws(monkeypatch, kernel):
     """``sample_chains`` with Pyro's kernels (``pyro_mcmc``, no model sites, so no

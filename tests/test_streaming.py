@@ -102,6 +102,10 @@ def test_a_conditional_dataset_gives_x_c_pairs():
     with pytest.raises(ValueError, match=r"must give \(x, c\) pairs, but an item is a "
                                          r"tuple of length 1$"):
         model.fit(TensorDataset(x), **opts)
+    # triples were read as rows: "must be 2-D of shape (N, 2), got shape (32, 3, 2)"
+    with pytest.raises(ValueError, match=r"^the dataset's items are tuples of length 3: "
+                                         r"expected rows x"):
+        pgm.Flow(2, num_transforms=1, hidden=(16,)).fit(TensorDataset(x, x, x), **opts)
 
 
 def test_a_memory_mapped_npy_with_a_validation_fraction(tmp_path):

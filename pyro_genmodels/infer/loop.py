@@ -67,15 +67,18 @@ OPTIMIZERS = {
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A step met a non-finite loss or gradient; the parameters are those after the
-    previous step."""
+    """A step met a non-finite loss or gradient. After a non-finite loss (or one that
+    raised) the parameters are put back to the previous step's, whose loss ``put_back``
+    was finite; after a non-finite gradient they stay where the loss was finite."""
 
     def __init__(self, step: int, loss: Optional[float], where: str,
-                 hint: Optional[str] = None) -> None:
+                 hint: Optional[str] = None, put_back: Optional[float] = None) -> None:
         hint = hint or "Try a smaller lr, or check the data scale."
         self.summary = f"Non-finite {where} at step {step} (loss = {loss})"  # what it met
-        super().__init__(f"{self.summary}; the parameters were left at their values after "
-                         f"step {step - 1}. {hint}")
+        kept = (f"the parameters were left at their values after step {step - 1}"
+                if put_back is None else f"the parameters were put back to those of step "
+                f"{step - 1}, whose loss was finite ({put_back:.6g})")
+        super().__init__(f"{self.summary}; {kept}. {hint}")
         self.step = step
 
 
@@ -296,23 +299,43 @@ def _undo_overflow(player: Player, step: int) -> Optional[NonFiniteLossError]:
     return NonFiniteLossError(step - 1, player.last_loss, "parameter update")
 
 
+def _put_back(player: Player, step: int, value: float, where: str,
+              hint: Optional[str] = None) -> NonFiniteLossError:
+    """The error of step ``step``, whose loss is not finite (or raised): the parameters it
+    ran at came from the last update, so they are put back as they were before it,
+    where the loss was last finite (a parameter finite in its unconstrained space can be
+    infinite as the model reads it: PPCA's ``sigma = exp(800)``). On the first step,
+    the initial values stay."""
+    error = _undo_overflow(player, step)
+    if error is not None:
+        return error
+    if player.saved is None or player.last_loss is None:
+        return NonFiniteLossError(step, value, where, hint)
+    with torch.no_grad():
+        torch._foreach_copy_(player.resolve(), player.saved)
+    return NonFiniteLossError(step, value, where, hint, put_back=player.last_loss)
+
+
 def _loss(player: Player, batch: Batch, step: int, group
-          ) -> Tuple[Optional[torch.Tensor], Optional[NonFiniteLossError]]:
-    """``player.loss(batch)``, or the error of a loss that raised after earlier updates
-    had worked: then only the parameter values changed, so it is a numerical failure (a
+          ) -> Tuple[Optional[torch.Tensor], Optional[str]]:
+    """``(player.loss(batch), None)``, or ``(None, why)`` for a loss that raised after
+    earlier updates had worked: then only the parameter values changed, so it is a numerical failure (a
     Cholesky of an overflowed covariance, a distribution of non-finite parameters), and
     the fit ends as at a non-finite loss. On the first update (or in a process group,
     where every rank must take the same branch) the error propagates: it is a bug."""
-    if player.last_loss is None or group is not None:
-        return player.loss(batch), None
     try:
         return player.loss(batch), None
     except (RuntimeError, ValueError) as e:
+        from .objectives import script_interrupt  # (objectives imports this module)
+
+        if script_interrupt(e):  # a Ctrl-C in a traced ELBO: the fit keeps what it has
+            raise KeyboardInterrupt from None
+        if player.last_loss is None or group is not None:
+            raise
         reason = first_line(e)[:300]
-        return None, NonFiniteLossError(
-            step, math.nan, "loss",
-            hint=f"The loss raised {type(e).__name__} ({reason}) at parameter values that "
-                 f"earlier steps produced. Try a smaller lr, or check the data scale.")
+        return None, (f"The loss raised {type(e).__name__} ({reason}) at parameter values "
+                      f"that earlier steps produced. Try a smaller lr, or check the data "
+                      f"scale.")
 
 
 def _release(params: Sequence[torch.Tensor]) -> None:
@@ -324,22 +347,20 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
             ) -> Tuple[float, Optional[NonFiniteLossError]]:
     """One guarded optimizer step of ``player`` on ``batch``: (loss, error). With a
     ``group``, the loss and gradient are the ranks' weighted sum (every rank the same)."""
-    loss, error = _loss(player, batch, step, group)
-    if error is not None:
-        return math.nan, _undo_overflow(player, step) or error
-    assert loss is not None  # _loss returns a loss or an error
+    loss, failed = _loss(player, batch, step, group)
+    if loss is None:
+        return math.nan, _put_back(player, step, math.nan, "loss", failed)
     value = float(loss.detach())
     params = player.resolve()
     if group is None and not math.isfinite(value):
-        return value, _undo_overflow(player, step) or NonFiniteLossError(step, value, "loss")
+        return value, _put_back(player, step, value, "loss")
     # the gradient of this player's parameters only (not .backward(), which would leave
     # gradients on every other player's parameters the loss runs through)
     got: Sequence[Optional[torch.Tensor]] = torch.autograd.grad(loss, params, allow_unused=True)
     if group is not None:  # every rank takes the same branch of the guard below
         value, got = distributed.reduce_step(loss, got, params, batch.weight, group, step)
         if not math.isfinite(value):
-            return value, _undo_overflow(player, step) or NonFiniteLossError(step, value,
-                                                                             "loss")
+            return value, _put_back(player, step, value, "loss")
     for p, g in zip(params, got):
         p.grad = g
     grads = [g for g in got if g is not None]

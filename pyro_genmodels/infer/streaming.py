@@ -164,6 +164,11 @@ class Stream:
                 and not np.isscalar(items[0][0]):
             raise ValueError("the dataset gives pairs, but the model is unconditional "
                              "(context_dim=None): its items must be rows x")
+        if items and isinstance(items[0], (tuple, list)) and len(items[0]) > 2 \
+                and not np.isscalar(items[0][0]):
+            raise ValueError(f"the dataset's items are {type(items[0]).__name__}s of length "
+                             f"{len(items[0])}: expected rows x (or (x,), as TensorDataset "
+                             f"gives them), or (x, c) pairs for a conditional model")
         return _stack(items, "x"), None
 
     def fetch(self, index: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:

@@ -56,6 +56,7 @@ from .._validation import check_bool, first_line, positive_float, positive_int
 from . import distributed
 from .batches import Batch, Minibatches
 from .heldout import Best
+from .interrupts import script_interrupt
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -326,8 +327,6 @@ def _loss(player: Player, batch: Batch, step: int, group
     try:
         return player.loss(batch), None
     except (RuntimeError, ValueError) as e:
-        from .objectives import script_interrupt  # (objectives imports this module)
-
         if script_interrupt(e):  # a Ctrl-C in a traced ELBO: the fit keeps what it has
             raise KeyboardInterrupt from None
         if player.last_loss is None or group is not None:

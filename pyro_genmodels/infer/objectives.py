@@ -11,7 +11,6 @@ are positional arguments, so a compiled (``Jit*``) ELBO sees a new minibatch eac
 from __future__ import annotations
 
 import contextlib
-import re
 import warnings
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional,
                     Protocol, Tuple, cast)
@@ -26,6 +25,7 @@ from pyro.poutine.messenger import Messenger
 from torch.distributions import biject_to, constraints, transform_to
 from torch.distributions.transforms import AffineTransform, ComposeTransform, Transform
 
+from .interrupts import script_interrupt
 from .loop import Batch
 
 if TYPE_CHECKING:
@@ -121,15 +121,6 @@ def traced_execution() -> Iterator[None]:
             if script_interrupt(e):  # a Ctrl-C, which callers keep what they have for
                 raise KeyboardInterrupt from None
             raise
-
-
-def script_interrupt(error: BaseException) -> bool:
-    """Whether ``error`` is a Ctrl-C that TorchScript's interpreter wrapped: a traced
-    graph that calls back into Python (Pyro's ``safe_log`` is an autograd Function) turns
-    the ``KeyboardInterrupt`` raised there into a ``RuntimeError`` whose message has the
-    line ``RuntimeError: KeyboardInterrupt: ...``."""
-    return isinstance(error, RuntimeError) and re.search(
-        r"^RuntimeError: KeyboardInterrupt\b", str(error), re.MULTILINE) is not None
 
 
 def _no_latents(*args: Any, **kwargs: Any) -> None:

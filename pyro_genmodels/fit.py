@@ -13,8 +13,8 @@ import copy
 import gc
 import math
 import os
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Type,
-                    TypeVar, Union)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional,
+                    Type, TypeVar, Union)
 
 import numpy as np
 import pyro.distributions as dist
@@ -237,12 +237,15 @@ class Fit:
         fields = {"point": result.point, "posterior": result.posterior,
                   "sample_stats": result.sample_stats, "losses": result.losses,
                   "interrupted": result.interrupted, "info": result.info, **fields}
+        def non_finite(params: Dict[str, Any]) -> List[str]:
+            return sorted(k for k, v in params.items()
+                          if isinstance(v, torch.Tensor) and v.is_floating_point()
+                          and not bool(torch.isfinite(v).all()))
+
         if result.error is None:
             fit = cls(model, method, **fields)
             params = fit.params
-            bad = sorted(k for k, v in params.items()
-                         if isinstance(v, torch.Tensor) and v.is_floating_point()
-                         and not bool(torch.isfinite(v).all()))
+            bad = non_finite(params)
             if bad:
                 raise FitError(
                     f"The fit's {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not "
@@ -253,7 +256,13 @@ class Fit:
             return fit
         if fields["point"] is None and fields["posterior"] is None:
             fields["point"] = {}
-        raise FitError(str(result.error), fit=cls(model, method, **fields),
+        partial = cls(model, method, **fields)
+        # (a run resumed at the failing step has no earlier parameters to put back)
+        bad, note = non_finite(partial.params), ""
+        if bad:
+            note = (f" The parameters there are not finite ({', '.join(bad)}): there is no "
+                    f"finite state to keep (err.fit is None).")
+        raise FitError(str(result.error) + note, fit=None if bad else partial,
                        step=result.error.step) from result.error
 
     # ------------------------------------------------------------------ summaries

@@ -66,8 +66,8 @@ def test_a_non_finite_loss_keeps_the_last_finite_parameters():
     # the parameters are put back to those of step 4, the last finite loss (they were
     # left one SGD step past it, where the loss was not finite)
     assert torch.equal(w.detach(), seen[-1])
-    assert f"put back to those of step 4, whose loss was finite ({out.losses[-1]:.6g})" \
-        in str(out.error)
+    assert (f"put back to their values before the last update, where the loss was finite "
+            f"({out.losses[-1]:.6g})") in str(out.error)
     assert out.info["stopped"] == "non_finite"
 
 
@@ -81,11 +81,23 @@ def test_a_parameter_infinite_only_as_the_model_reads_it_is_put_back(tmp_path):
         pgm.PPCA(3, 1).fit(x, method="map", seed=0, num_steps=200, optimizer="sgd",
                            lr=0.01, lr_decay=1.0, progress=False)
     fit = err.value.fit
-    assert fit is not None and "whose loss was finite" in str(err.value)
+    assert fit is not None and "where the loss was finite" in str(err.value)
     assert all(torch.isfinite(v).all() for v in fit.params.values()), fit.params
     assert torch.isfinite(fit.log_prob(x)).all() and torch.isfinite(fit.sample(5)).all()
     fit.save(tmp_path / "ppca")
     assert torch.equal(pgm.load(tmp_path / "ppca").log_prob(x), fit.log_prob(x))
+    # resumed at the failing step (its checkpoint after step 7), the run has no earlier
+    # parameters to put back: err.fit is None rather than a fit of infinite sigma
+    kw = dict(method="map", seed=0, num_steps=200, optimizer="sgd", lr=0.01, lr_decay=1.0,
+              progress=False, checkpoint=tmp_path / "ck", checkpoint_every=8)
+    with pytest.raises(pgm.FitError, match="step 8") as first:
+        pgm.PPCA(3, 1).fit(x, **kw)
+    assert first.value.fit is not None
+    with pytest.raises(pgm.FitError, match=r"The parameters there are not finite \(.*sigma"
+                                           r".*\): there is no finite state to keep \(err.fit "
+                                           r"is None\)") as resumed:
+        pgm.PPCA(3, 1).fit(x, **kw, resume=tmp_path / "ck")
+    assert resumed.value.fit is None
 
 
 @pytest.mark.parametrize("num_steps", [3, 1])

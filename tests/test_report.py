@@ -100,6 +100,21 @@ def test_a_family_with_no_density_is_scored_by_its_draws(tmp_path):
         assert needle in text, needle
 
 
+def test_held_out_rows_for_a_conditional_run_are_refused_before_any_scoring(tmp_path):
+    """The report takes no conditions, so it cannot score a conditional fit's held-out
+    rows; the error was the fit's own "pass c", which neither report nor its command
+    line can."""
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    c = (x[:, :1] > 0).float()
+    pgm.Flow(2, context_dim=1, num_transforms=1, hidden=(4,)).fit(
+        x, c=c, method="mle", num_steps=3, seed=0, progress=False).save(tmp_path / "cf")
+    with pytest.raises(ValueError, match=r"^cf hold\(s\) a conditional model, whose "
+                                         r"held-out rows need their conditions"):
+        report.from_runs([tmp_path / "cf"], tmp_path / "r", heldout=x[:5])
+    assert not (tmp_path / "r").exists()
+    assert "<h2>Flow</h2>" in report.from_runs([tmp_path / "cf"], tmp_path / "r").read_text()
+
+
 def test_report_says_which_runs_ctrl_c_stopped(tmp_path):
     """A fit stopped by Ctrl-C is saved like any other; the report names it, so its
     shorter loss curve is not read as a converged fit."""

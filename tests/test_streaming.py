@@ -106,6 +106,18 @@ def test_a_conditional_dataset_gives_x_c_pairs():
     with pytest.raises(ValueError, match=r"^the dataset's items are tuples of length 3: "
                                          r"expected rows x"):
         pgm.Flow(2, num_transforms=1, hidden=(16,)).fit(TensorDataset(x, x, x), **opts)
+    # a row given as a list of its numbers (0-d tensors) is a row, not a triple or a pair
+    x3 = torch.cat([x, x[:, :1]], 1)
+
+    class Listed(Dataset):
+        def __len__(self):
+            return len(x3)
+
+        def __getitem__(self, i):
+            return list(x3[i])
+
+    flow = pgm.Flow(3, num_transforms=1, hidden=(16,))
+    assert len(flow.fit(Listed(), **{**opts, "num_steps": 2}).losses) == 2
 
 
 def test_a_memory_mapped_npy_with_a_validation_fraction(tmp_path):

@@ -69,16 +69,16 @@ OPTIMIZERS = {
 
 class NonFiniteLossError(FloatingPointError):
     """A step met a non-finite loss or gradient. After a non-finite loss (or one that
-    raised) the parameters are put back to the previous step's, whose loss ``put_back``
-    was finite; after a non-finite gradient they stay where the loss was finite."""
+    raised) the failing player's parameters are put back to their values before its last
+    update, whose loss ``put_back`` was finite; after a non-finite gradient they stay."""
 
     def __init__(self, step: int, loss: Optional[float], where: str,
                  hint: Optional[str] = None, put_back: Optional[float] = None) -> None:
         hint = hint or "Try a smaller lr, or check the data scale."
         self.summary = f"Non-finite {where} at step {step} (loss = {loss})"  # what it met
         kept = (f"the parameters were left at their values after step {step - 1}"
-                if put_back is None else f"the parameters were put back to those of step "
-                f"{step - 1}, whose loss was finite ({put_back:.6g})")
+                if put_back is None else f"the parameters were put back to their values "
+                f"before the last update, where the loss was finite ({put_back:.6g})")
         super().__init__(f"{self.summary}; {kept}. {hint}")
         self.step = step
 

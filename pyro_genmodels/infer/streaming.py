@@ -161,11 +161,11 @@ class Stream:
             xs, cs = zip(*items)
             return _stack(xs, "x"), _stack(cs, "c")
         if items and isinstance(items[0], (tuple, list)) and len(items[0]) == 2 \
-                and not np.isscalar(items[0][0]):
+                and np.ndim(items[0][0]) > 0:
             raise ValueError("the dataset gives pairs, but the model is unconditional "
                              "(context_dim=None): its items must be rows x")
         if items and isinstance(items[0], (tuple, list)) and len(items[0]) > 2 \
-                and not np.isscalar(items[0][0]):
+                and np.ndim(items[0][0]) > 0:
             raise ValueError(f"the dataset's items are {type(items[0]).__name__}s of length "
                              f"{len(items[0])}: expected rows x (or (x,), as TensorDataset "
                              f"gives them), or (x, c) pairs for a conditional model")

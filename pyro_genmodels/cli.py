@@ -229,7 +229,7 @@ def _fit(args, rank: int) -> int:
     from ._rng import seeded
     from .base import FitError, get_model_class
     from ._validation import first_line
-    from .io import _check_target
+    from .io import _check_target, _is_fit_dir
     from .fit import out_of_memory
     from .infer.distributed import RankFailure
 
@@ -259,6 +259,11 @@ def _fit(args, rank: int) -> int:
     options = _parse_pairs(args.option, "--option")
     if args.distributed:
         options["distributed"] = True
+    ck, out = options.get("checkpoint"), Path(args.out).absolute()
+    if isinstance(ck, str) and Path(ck).absolute().is_relative_to(out) and not _is_fit_dir(out):
+        raise SystemExit(f"error: --option checkpoint={ck} is inside --out {args.out}, "
+                         f"which the fit is saved to and must hold nothing else then: put the "
+                         f"checkpoint beside it (e.g. checkpoint={args.out}-checkpoint)")
     try:
         with seeded(args.seed):  # a network's initial weights too come from --seed
             model = cls(**kwargs)

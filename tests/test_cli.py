@@ -171,11 +171,18 @@ def test_an_out_that_save_would_refuse_stops_fit_before_the_fit(tmp_path, monkey
         cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
                   str(occupied)])
     assert [p.name for p in occupied.iterdir()] == ["notes.txt"]
-    monkeypatch.undo()  # a run directory is overwritten, as before
-    run = tmp_path / "run"
-    for _ in range(2):
-        assert cli.main(["fit", "gaussian", "--data", str(data), "--method", "mle", "--out",
-                         str(run), "--quiet", "--option", "num_steps=3"]) == 0
+    # a checkpoint inside a new --out would be found there by the save, after the fit
+    with pytest.raises(SystemExit, match=r"^error: --option checkpoint=.*ck is inside --out "
+                                         r".*new, which the fit is saved to"):
+        cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
+                  str(tmp_path / "new"), "--option", f"checkpoint={tmp_path / 'new' / 'ck'}"])
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()  # a run directory is overwritten, as before, and may hold its own
+    run = tmp_path / "run"  # checkpoint once it is one
+    for opt in ("num_steps=3", f"checkpoint={run / 'ck'}"):
+        assert cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
+                         str(run), "--quiet", "--option", "num_steps=3", "--option",
+                         opt]) == 0
 
 
 def test_constructor_arguments_are_checked_by_name_before_the_data_are_read(tmp_path):

@@ -4,6 +4,7 @@ normalization over every sequence up to a length, the conjugate Dirichlet poster
 
 import itertools
 import math
+import re
 from collections import Counter
 
 import pytest
@@ -247,6 +248,16 @@ def test_refusals():
                                             r"continues, a string, but got "
                                             + type(bad).__name__):
             fit.sample(2, prefix=bad)
+    ids = NGram(2, vocab_size=3).fit([[0, 1], [2]], method="mle")
+    assert [s.tolist()[:2] for s in ids.sample(3, prefix=torch.tensor([0, 1]), seed=0)] \
+        == [[0, 1]] * 3
+    for bad, got in ((torch.tensor(1), "a tensor of shape ()"),
+                     (torch.zeros(2, 2, dtype=torch.long), "a tensor of shape (2, 2)"),
+                     ("ab", "str ('ab')"), ([[0]], "list ([[0]])"), (3, "int (3)")):
+        with pytest.raises(TypeError, match=r"^prefix must be one prompt that every sample "
+                                            r"continues, a 1-D tensor or a list of token "
+                                            r"ids, but got " + re.escape(got)):
+            ids.sample(2, prefix=bad)
 
 
 def test_what_a_sequence_fit_has_no_number_for_is_refused_in_words():

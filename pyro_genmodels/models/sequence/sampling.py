@@ -13,6 +13,7 @@ This module is the bottom of the subpackage: it imports nothing from it at run t
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -217,11 +218,20 @@ class SequenceFit(Fit):
         max_length = positive_int(max_length, "max_length")
         ids: List[int] = []
         if prefix is not None:
-            one = "a 1-D tensor or a list of token ids" if self.model.token_mode else "a string"
-            if (not self.model.token_mode and not isinstance(prefix, str)) or isinstance(
-                    prefix, bytes) or not isinstance(prefix, (str, Sequence, torch.Tensor)):
+            if self.model.token_mode:  # one prompt: a 1-D tensor or one list of ids
+                one = "a 1-D tensor or a list of token ids"
+                ok = (isinstance(prefix, torch.Tensor) and prefix.dim() == 1) or (
+                    isinstance(prefix, Sequence) and not isinstance(prefix, (str, bytes))
+                    and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                            for v in prefix))
+            else:
+                one, ok = "a string", isinstance(prefix, str)
+            if not ok:
+                got = (f"a tensor of shape {tuple(prefix.shape)}"
+                       if isinstance(prefix, torch.Tensor)
+                       else f"{type(prefix).__name__} ({prefix!r})")
                 raise TypeError(f"prefix must be one prompt that every sample continues, "
-                                f"{one}, but got {type(prefix).__name__} ({prefix!r})")
+                                f"{one}, but got {got}")
             ids = self.model._to_id_lists([prefix], None, "prefix")[0]
             if len(ids) > max_length:
                 raise ValueError(f"The prefix has {len(ids)} tokens, more than max_length="

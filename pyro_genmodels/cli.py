@@ -261,9 +261,8 @@ def _fit(args, rank: int) -> int:
         options["distributed"] = True
     ck, out = options.get("checkpoint"), Path(args.out).absolute()
     if isinstance(ck, str) and Path(ck).absolute().is_relative_to(out) and not _is_fit_dir(out):
-        raise SystemExit(f"error: --option checkpoint={ck} is inside --out {args.out}, "
-                         f"which the fit is saved to and must hold nothing else then: put the "
-                         f"checkpoint beside it (e.g. checkpoint={args.out}-checkpoint)")
+        raise SystemExit(f"error: --option checkpoint={ck} is inside --out {args.out}, which "
+                         f"must then hold the fit alone: put it beside (e.g. {args.out}-ck)")
     try:
         with seeded(args.seed):  # a network's initial weights too come from --seed
             model = cls(**kwargs)

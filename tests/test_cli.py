@@ -173,7 +173,7 @@ def test_an_out_that_save_would_refuse_stops_fit_before_the_fit(tmp_path, monkey
     assert [p.name for p in occupied.iterdir()] == ["notes.txt"]
     # a checkpoint inside a new --out would be found there by the save, after the fit
     with pytest.raises(SystemExit, match=r"^error: --option checkpoint=.*ck is inside --out "
-                                         r".*new, which the fit is saved to"):
+                                         r".*new, which must then hold the fit alone"):
         cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
                   str(tmp_path / "new"), "--option", f"checkpoint={tmp_path / 'new' / 'ck'}"])
     assert not (tmp_path / "new").exists()

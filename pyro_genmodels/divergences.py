@@ -162,6 +162,12 @@ class _Side:
                 else f"token sequences over {size} ids")
 
     def log_prob(self, x: Any) -> torch.Tensor:
+        """``(n,)`` log-densities of ``n`` draws; a scalar distribution reads a one-column
+        fit's draws ``(n, 1)`` as ``(n,)`` (its ``log_prob`` would broadcast them to
+        ``(n, n)``)."""
+        if self.event == ("rows", ()) and isinstance(x, torch.Tensor) and x.dim() == 2 \
+                and x.shape[1] == 1:
+            x = x[:, 0]
         with torch.no_grad():
             return self.obj.log_prob(x).double()
 
@@ -304,6 +310,15 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         user_f = f
 
         def term(lp, lq, wp, wq):
+            lost = (wq == 0) & (wp > 0)
+            if lost.any():  # q f(p/q) there is a limit that f(t) cannot give
+                i = int(lost.nonzero()[0])
+                raise ValueError(
+                    f"q has no mass where p has at {int(lost.sum())} of {lost.numel()} draws "
+                    f"(e.g. log p = {lp[i].item():.6g}, log q = {lq[i].item():.6g}): there "
+                    f"the term q f(p/q) is p times the limit of f(t)/t as t -> inf, which a "
+                    f"callable f cannot give; pass a named f (one of {list(_TERMS)}), "
+                    f"which takes it, or a q that covers p")
             t = torch.exp(lp - lq)
             return _times(wq, _user_values(user_f(t), t))
     else:

@@ -18,6 +18,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List
 
 import numpy as np
 import pyro.distributions as dist
+from pyro.contrib.zuko import ZukoToPyro
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
@@ -355,7 +356,7 @@ class Fit:
         already dequantized. ``log_prob_options`` go to :meth:`log_prob` (e.g.
         ``num_particles``, or a diffusion fit's ``estimator``)."""
         self._check_density()
-        self._check_grid()
+        self._check_grid(dequantize)
         x = self._as_input(x)
         width = positive_float(bin_width, "bin_width")
         if dequantize:
@@ -427,8 +428,8 @@ class Fit:
         unnormalized density, or sequences of varying length).
         """
         self._check_density()
-        if c is not None:
-            c = self._as_context(c, len(c) if hasattr(c, "__len__") else 1)
+        if c is not None:  # rows (N, context_dim), or one row (context_dim,): batch (1,)
+            c = self._as_context(c, len(c) if np.ndim(c) >= 2 else 1)
         if self.point is not None:
             d = self.model.distribution(self.point, c)
         else:
@@ -446,9 +447,10 @@ class Fit:
             raise NotImplementedError(getattr(self.model, "no_density", None) or (
                 f"{type(self.model).__name__} has no density (log_prob_kind 'none')"))
 
-    def _check_grid(self) -> None:
-        """Bits per dimension are of numeric rows on a grid; a family whose data are not
-        (sequences) refuses them here."""
+    def _check_grid(self, dequantize: bool = False) -> None:
+        """Bits per dimension are of numeric rows on a grid (``dequantize``: with uniform
+        noise added); a family whose data are not (sequences), or whose likelihood the
+        noise would leave (a Bernoulli VAE's), refuses them here."""
 
     def _row_width(self) -> int:
         """Numbers per row that ``log_prob`` / ``sample`` hold at once, for one draw of
@@ -516,8 +518,19 @@ class Fit:
 _serialize_public_methods(Fit)
 
 
+class _AsPyro(ZukoToPyro):
+    """Pyro's wrapper of a torch (or zuko) distribution, with the ``sample`` and
+    ``rsample`` it leaves out (it draws only when called, as ``pyro.sample`` does)."""
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.dist.rsample(sample_shape)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.dist.rsample(sample_shape) if self.has_rsample \
+                else self.dist.sample(sample_shape)
+
+
 def _to_pyro(d: torch.distributions.Distribution) -> dist.TorchDistribution:
     """A torch (or zuko) distribution as a Pyro one."""
-    from pyro.contrib.zuko import ZukoToPyro
-
-    return ZukoToPyro(d)
+    return _AsPyro(d)

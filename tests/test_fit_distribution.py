@@ -55,6 +55,21 @@ def test_a_fitted_conditional_flow_has_one_distribution_per_context():
     assert d.batch_shape == (5,) and d.event_shape == (2,)
     assert torch.allclose(d.log_prob(x[:5] + c[:5]), fit.log_prob(x[:5] + c[:5], c=c[:5]),
                           atol=1e-5)
+    # one context row, as fit.sample and fit.log_prob read it (len(c) took a row of 3
+    # numbers for 3 rows: batch (3,), and log_prob of two rows did not broadcast)
+    wide = pgm.Flow(2, hidden=(8,), num_transforms=1, context_dim=3).fit(
+        x, c=torch.randn(128, 3), method="mle", seed=0, progress=False, num_steps=2)
+    row = torch.randn(3)
+    one = wide.distribution(row)
+    assert one.batch_shape == (1,)
+    assert torch.allclose(one.log_prob(x[:4]), wide.log_prob(x[:4], c=row), atol=1e-5)
+    # sample and rsample, as the docs say (Pyro's wrapper drew only when called)
+    assert one.sample().shape == (1, 2) and one.sample((6,)).shape == (6, 1, 2)
+    assert one.rsample((2,)).requires_grad and d.sample((4,)).shape == (4, 5, 2)
+    with seeded(1):
+        a = d.sample((3,))
+    with seeded(1):
+        assert torch.equal(a, d.sample((3,)))
 
 
 def test_a_fitted_flow_is_a_prior_in_a_pyro_program():

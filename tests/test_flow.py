@@ -315,6 +315,16 @@ def test_a_nice_fit_saves_and_loads_bit_for_bit(tmp_path):
     assert torch.equal(back.sample(10, seed=3), fit.sample(10, seed=3))
 
 
+def test_a_numpy_number_option_is_the_number_it_holds():
+    """bins=np.int64(4) was refused as "not a finite number" (it is one, but not JSON's):
+    it is kept as 4, saved and loaded as the same flow."""
+    import numpy as np
+
+    flow = pgm.Flow(2, bins=np.int64(4), hidden=(8,), num_transforms=1)
+    assert flow.flow_options == {"bins": 4} and type(flow.flow_options["bins"]) is int
+    assert flow.get_config()["bins"] == 4
+
+
 def test_a_constant_column_is_refused_before_any_work():
     """A constant column makes the likelihood unbounded (the flow concentrates on the
     value: before the check, +4.9 nats per row after 300 steps and climbing), so the fit

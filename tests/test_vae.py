@@ -174,6 +174,18 @@ def test_iwae_with_one_particle_is_the_elbo_and_more_particles_tighten_it(digits
     assert not torch.equal(fit.log_prob(x, seed=1), fit.log_prob(x))
 
 
+def test_bits_per_dim_of_a_bernoulli_vae_scores_the_grid_values(digits_fit):
+    """Dequantizing binary digits put them outside the Bernoulli's support, and the error
+    named a value (0.496...) the caller never passed; it is refused in words, and
+    dequantize=False is -log2 p(x) / D."""
+    fit, x = digits_fit
+    with pytest.raises(ValueError, match=r"^VAE\(likelihood='bernoulli'\) scores the grid "
+                                         r"values themselves: .*pass dequantize=False"):
+        fit.bits_per_dim(x[:20])
+    assert fit.bits_per_dim(x[:20], dequantize=False) == pytest.approx(
+        -fit.log_prob(x[:20]).mean().item() / (64 * math.log(2)), rel=1e-6)  # float32
+
+
 def test_encode_decode_reconstruct_and_sample(digits_fit):
     fit, x = digits_fit
     z = fit.encode(x)
@@ -267,6 +279,17 @@ def test_every_likelihood_fits_and_samples_in_its_support(likelihood):
         assert ((fit.decode(torch.zeros(2, 3)) >= 0) & (fit.decode(torch.zeros(2, 3)) <= 16)).all()
     else:
         assert fit.model.scale.item() < 1.0  # learned from the unit start
+
+
+def test_hidden_is_checked_as_the_flow_checks_it():
+    """One check of layer widths for both families: "16" was read as its characters
+    ("hidden[i] ... '1'") and 16.0 met Python's "'float' object is not iterable"."""
+    for bad in ("16", 16.0):
+        with pytest.raises(TypeError, match=r"^Expected hidden to be a sequence of positive "
+                                            r"ints \(layer widths\) or one positive int, "
+                                            r"but got " + re.escape(repr(bad))):
+            VAE(2, 1, hidden=bad)
+    assert VAE(2, 1, hidden=16).hidden == (16,) and VAE(2, 1, hidden=()).hidden == ()
 
 
 def test_bad_data_is_refused_before_fitting():

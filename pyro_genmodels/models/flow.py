@@ -30,6 +30,7 @@ import json
 import re
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import pyro
 import torch
 import zuko
@@ -201,8 +202,10 @@ class Flow(GenerativeModel):
         self.context_dim = None if context_dim is None else positive_int(context_dim,
                                                                           "context_dim")
         self.prior_scale = positive_float(prior_scale, "prior_scale")
-        self.flow_options = dict(flow_options)
-        zuko_options = dict(flow_options)
+        # a numpy scalar (bins=np.int64(4)) is the Python number it holds: saved as JSON
+        self.flow_options = {k: v.item() if isinstance(v, np.generic) else v
+                             for k, v in flow_options.items()}
+        zuko_options = dict(self.flow_options)
         if zuko_options.get("activation") is not None:  # None: zuko's default, ReLU
             zuko_options["activation"] = _activation(zuko_options["activation"])
         for key, value in self.flow_options.items():  # saved with the fit, as JSON

@@ -45,7 +45,6 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import pyro
@@ -61,7 +60,7 @@ from ..base import (Capabilities, GenerativeModel, cached_parameters,
 from ..infer.objectives import prior_factor
 from ..fit import Fit, _chunk_rows, _rows_of, chunked
 from .vae_engine import VAEEngine
-from ._checks import check_network
+from ._checks import check_network, hidden_widths
 from .vae_parts import StandardNormal, _Generative, _labels, mlp
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "categorical")
@@ -86,6 +85,13 @@ class VAEFit(Fit):
         x = self._as_input(x)
         return self.model.iwae(x, self._as_context(c, x.shape[0]),
                                num_particles=num_particles, seed=seed)
+
+    def _check_grid(self, dequantize: bool = False) -> None:
+        if dequantize and self.model.likelihood != "gaussian":
+            raise ValueError(f"VAE(likelihood={self.model.likelihood!r}) scores the grid "
+                             f"values themselves: uniform noise added to them leaves its "
+                             f"support; pass dequantize=False (bits per dimension "
+                             f"-log2 p(x) / D with bin_width=1)")
 
     @torch.no_grad()
     def elbo(self, x: Any, *, c: Any = None, num_particles: int = 1,
@@ -213,8 +219,7 @@ class VAE(GenerativeModel):
         super().__init__(dim)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
         self.likelihood = check_choice(likelihood, LIKELIHOODS, "likelihood")
-        sizes = (hidden,) if isinstance(hidden, (int, numbers.Integral)) else hidden
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in sizes)
+        self.hidden = hidden_widths(hidden)
         self.num_classes = None if num_classes is None else positive_int(num_classes,
                                                                           "num_classes")
         self.context_dim = self.num_classes

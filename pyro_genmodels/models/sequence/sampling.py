@@ -133,7 +133,7 @@ class SequenceFit(Fit):
     def _params(self) -> Dict[str, torch.Tensor]:
         return self.point if self.point is not None else self.posterior_samples()
 
-    def _check_grid(self) -> None:
+    def _check_grid(self, dequantize: bool = False) -> None:
         raise TypeError(f"bits per dimension are for numeric rows dequantized on a grid of "
                         f"bin_width, but {type(self.model).__name__} scores sequences: its "
                         f"log_prob is already a discrete log-probability (bits per token: "

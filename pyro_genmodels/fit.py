@@ -522,10 +522,10 @@ class _AsPyro(ZukoToPyro):
     """Pyro's wrapper of a torch (or zuko) distribution, with the ``sample`` and
     ``rsample`` it leaves out (it draws only when called, as ``pyro.sample`` does)."""
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
         return self.dist.rsample(sample_shape)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
             return self.dist.rsample(sample_shape) if self.has_rsample \
                 else self.dist.sample(sample_shape)

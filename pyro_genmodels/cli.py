@@ -215,8 +215,7 @@ def _cmd_fit(args) -> int:
             raise SystemExit(1) from None
         raise SystemExit(e.code.replace("error: ", f"error: [rank {rank}] ", 1)) from None
     if ours and distributed.current() is not None:
-        # the group fit() started for this command: down once the fit is saved (so that
-        # no backend warns at exit about a group left up)
+        # the group fit() started for this command: down once saved (no warning at exit)
         import torch.distributed as dist
 
         dist.destroy_process_group()
@@ -244,8 +243,8 @@ def _fit(args, rank: int) -> int:
     if cond:  # before the data are read or --out made
         raise SystemExit(f"error: --arg {cond[0]}={kwargs[cond[0]]!r} makes {args.model} "
                          f"conditional, but the command line takes no c (each row's "
-                         f"condition): fit conditional models from Python, "
-                         f"model.fit(x, c=...), or leave {cond[0]} unset")
+                         f"condition): fit conditional models from Python, model.fit(x, "
+                         f"c=...), or leave {cond[0]} unset")
     _output_dir(args.out)  # and what save would refuse, before a long fit is lost to it
     try:
         _check_target(Path(args.out))
@@ -259,8 +258,9 @@ def _fit(args, rank: int) -> int:
     options = _parse_pairs(args.option, "--option")
     if args.distributed:
         options["distributed"] = True
-    ck, out = options.get("checkpoint"), Path(args.out).absolute()
-    if isinstance(ck, str) and Path(ck).absolute().is_relative_to(out) and not _is_fit_dir(out):
+    ck, out = options.get("checkpoint"), Path(os.path.abspath(args.out))  # ".." resolved
+    inside = isinstance(ck, str) and Path(os.path.abspath(ck)).is_relative_to(out)
+    if inside and not _is_fit_dir(out):
         raise SystemExit(f"error: --option checkpoint={ck} is inside --out {args.out}, which "
                          f"must then hold the fit alone: put it beside (e.g. {args.out}-ck)")
     try:

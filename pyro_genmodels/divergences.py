@@ -310,17 +310,23 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         user_f = f
 
         def term(lp, lq, wp, wq):
-            lost = (wq == 0) & (wp > 0)
-            if lost.any():  # q f(p/q) there is a limit that f(t) cannot give
+            t = torch.exp(lp - lq)
+            out = _times(wq, _user_values(user_f(t), t))
+            # p/q overflowed (q has no mass there in float64): q f(p/q) = p f'(inf)
+            lost = torch.isinf(t) & (wp > 0) & torch.isfinite(wp)
+            if not lost.any():
+                return out
+            slope = _slope_at_infinity(user_f)
+            if slope is None:
                 i = int(lost.nonzero()[0])
                 raise ValueError(
                     f"q has no mass where p has at {int(lost.sum())} of {lost.numel()} draws "
                     f"(e.g. log p = {lp[i].item():.6g}, log q = {lq[i].item():.6g}): there "
-                    f"the term q f(p/q) is p times the limit of f(t)/t as t -> inf, which a "
-                    f"callable f cannot give; pass a named f (one of {list(_TERMS)}), "
-                    f"which takes it, or a q that covers p")
-            t = torch.exp(lp - lq)
-            return _times(wq, _user_values(user_f(t), t))
+                    f"the term q f(p/q) is p times the limit of f(t)/t as t -> inf, which "
+                    f"does not settle for this f (f(t)/t at t = 1e150 and 1e300 differ: the "
+                    f"divergence may be infinite); pass a named f (one of {list(_TERMS)}) "
+                    f"or a q that covers p")
+            return torch.where(lost, wp * slope, out)
     else:
         raise TypeError(f"f must be a name or a callable, got {type(f).__name__}")
     if not isinstance(proposal, str) or proposal not in ("auto", "mixture", "p", "q"):
@@ -376,6 +382,18 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
                          f"sample method")
     res = MCEstimate.from_values(values(sampled.sample(num_samples, seed, max_length), False))
     return dataclasses.replace(res, exact=exact)
+
+
+def _slope_at_infinity(f: Callable) -> Optional[float]:
+    """``lim f(t) / t`` as ``t -> inf`` (f'(inf) of a convex f), read at t = 1e150 and
+    1e300: their value where the two agree to 1e-9 (0 for an f that grows slower than t,
+    1/2 for TV's), else ``None`` (a limit that is infinite or that these two points do
+    not show)."""
+    t = torch.tensor([1e150, 1e300], dtype=torch.float64)
+    a, b = (_user_values(f(t), t) / t).tolist()
+    if math.isfinite(a) and math.isfinite(b) and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b)):
+        return b
+    return None
 
 
 def _user_values(v: Any, t: torch.Tensor) -> torch.Tensor:

@@ -429,7 +429,8 @@ class Fit:
         """
         self._check_density()
         if c is not None:  # rows (N, context_dim), or one row (context_dim,): batch (1,)
-            c = self._as_context(c, len(c) if np.ndim(c) >= 2 else 1)
+            wide = (getattr(self.model, "context_dim", None) or 1) > 1  # (N,) is N rows of 1
+            c = self._as_context(c, 1 if np.ndim(c) == 1 and wide else len(c))
         if self.point is not None:
             d = self.model.distribution(self.point, c)
         else:
@@ -529,6 +530,9 @@ class _AsPyro(ZukoToPyro):
         with torch.no_grad():
             return self.dist.rsample(sample_shape) if self.has_rsample \
                 else self.dist.sample(sample_shape)
+
+    def expand(self, *args: Any, **kwargs: Any) -> "_AsPyro":
+        return _AsPyro(self.dist.expand(*args, **kwargs))
 
 
 def _to_pyro(d: torch.distributions.Distribution) -> dist.TorchDistribution:

@@ -179,6 +179,10 @@ def test_an_out_that_save_would_refuse_stops_fit_before_the_fit(tmp_path, monkey
     assert not (tmp_path / "new").exists()
     monkeypatch.undo()  # a run directory is overwritten, as before, and may hold its own
     run = tmp_path / "run"  # checkpoint once it is one
+    beside = f"{tmp_path / 'new' / '..' / 'new-ck'}"  # beside --out, written with ".."
+    assert cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
+                     str(tmp_path / "new"), "--quiet", "--option", "num_steps=3", "--option",
+                     f"checkpoint={beside}"]) == 0
     for opt in ("num_steps=3", f"checkpoint={run / 'ck'}"):
         assert cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
                          str(run), "--quiet", "--option", "num_steps=3", "--option",

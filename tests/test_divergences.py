@@ -149,16 +149,27 @@ def test_a_one_column_fit_against_a_scalar_distribution_scores_each_draw_once():
     assert 0.6 < spread / reported < 1.5
 
 
-def test_a_callable_f_where_q_has_no_mass_is_refused():
-    """q f(p/q) where q underflows to 0 is p times lim f(t)/t, which a callable cannot
-    give: the term was set to 0, so TV of two far-apart normals came out 0.5 +- 0 (the
-    named f gives 1) and a KL-type f came out negative."""
+def test_a_callable_f_where_q_has_no_mass_takes_its_limit_or_is_refused():
+    """Where p/q overflows (q has no mass there in float64), q f(p/q) is p lim f(t)/t: the
+    term was set to 0, so TV of two far-apart normals came out 0.5 +- 0 (the named f
+    gives 1) and a KL-type f came out negative. The limit is read from f (0 for an f
+    growing slower than t, as reverse KL's -log t; 1/2 for TV's); one that does not settle
+    (t log t: an infinite KL) is refused."""
     far = Normal(50.0, 1.0)
-    assert dv.f_divergence(Normal(0.0, 1.0), far, f="tv", num_samples=2000,
-                           seed=0).estimate == pytest.approx(1.0)
+    for f in ("tv", lambda t: 0.5 * (t - 1).abs()):
+        assert dv.f_divergence(Normal(0.0, 1.0), far, f=f, num_samples=2000,
+                               seed=0).estimate == pytest.approx(1.0)
+    narrow = Normal(0.0, 0.05)
+    exact = torch.distributions.kl_divergence(narrow, Normal(0.0, 1.0)).item()
+    named = dv.f_divergence(Normal(0.0, 1.0), narrow, f="reverse_kl", proposal="mixture",
+                            num_samples=4000, seed=0)
+    custom = dv.f_divergence(Normal(0.0, 1.0), narrow, f=lambda t: -torch.log(t),
+                             proposal="mixture", num_samples=4000, seed=0)
+    assert custom.estimate == pytest.approx(named.estimate, rel=1e-9) and within(custom, exact)
+    box = torch.distributions.Uniform(-1.0, 1.0, validate_args=False)
     with pytest.raises(ValueError, match=r"^q has no mass where p has at \d+ of \d+ "
-                                         r"draws .* pass a named f"):
-        dv.f_divergence(Normal(0.0, 1.0), far, f=lambda t: 0.5 * (t - 1).abs(),
+                                         r"draws .*does not settle for this f"):
+        dv.f_divergence(Normal(0.0, 1.0), box, f=lambda t: torch.special.xlogy(t, t),
                         num_samples=2000, seed=0)
 
 

@@ -66,6 +66,9 @@ def test_a_fitted_conditional_flow_has_one_distribution_per_context():
     # sample and rsample, as the docs say (Pyro's wrapper drew only when called)
     assert one.sample().shape == (1, 2) and one.sample((6,)).shape == (6, 1, 2)
     assert one.rsample((2,)).requires_grad and d.sample((4,)).shape == (4, 5, 2)
+    assert one.expand([4]).sample().shape == (4, 2)  # expand keeps sample
+    # with one context column, (N,) is N rows, as fit.log_prob reads it
+    assert fit.distribution(c[:5, 0]).batch_shape == (5,)
     with seeded(1):
         a = d.sample((3,))
     with seeded(1):

@@ -184,6 +184,12 @@ def test_bits_per_dim_of_a_bernoulli_vae_scores_the_grid_values(digits_fit):
         fit.bits_per_dim(x[:20])
     assert fit.bits_per_dim(x[:20], dequantize=False) == pytest.approx(
         -fit.log_prob(x[:20]).mean().item() / (64 * math.log(2)), rel=1e-6)  # float32
+    # the continuous Bernoulli is a density on [0, 1]: grey levels k/17 dequantized by
+    # U[0, 1/17) stay in it, so bits per dimension are computed as for any density
+    grey = torch.randint(0, 17, (40, 64)).float() / 17
+    cb = VAE(64, 2, likelihood="continuous_bernoulli", hidden=(8,)).fit(
+        grey, method="mle", num_steps=2, seed=0, progress=False)
+    assert math.isfinite(cb.bits_per_dim(grey, bin_width=1 / 17))
 
 
 def test_encode_decode_reconstruct_and_sample(digits_fit):

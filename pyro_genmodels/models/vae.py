@@ -87,7 +87,7 @@ class VAEFit(Fit):
                                num_particles=num_particles, seed=seed)
 
     def _check_grid(self, dequantize: bool = False) -> None:
-        if dequantize and self.model.likelihood != "gaussian":
+        if dequantize and self.model.likelihood in ("bernoulli", "categorical"):
             raise ValueError(f"VAE(likelihood={self.model.likelihood!r}) scores the grid "
                              f"values themselves: uniform noise added to them leaves its "
                              f"support; pass dequantize=False (bits per dimension "

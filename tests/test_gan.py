@@ -187,6 +187,39 @@ def test_bad_options_are_refused_before_any_work(options, match):
     assert not list(pyro.get_param_store().keys())
 
 
+@pytest.mark.parametrize("divergence,options,match", [
+    ("js", dict(gradient_penalty=10.0), "gradient_penalty=10.0 does nothing with divergence='js'"),
+    ("kl", dict(gradient_penalty=1), "gradient_penalty=1 does nothing"),
+    ("wasserstein", dict(r1_penalty=0.1), "r1_penalty=0.1 does nothing"),
+    ("wasserstein", dict(non_saturating=True), "non_saturating=True does nothing"),
+    ("js", dict(betas=(0.5, 0.9), optimizer="sgd"), "optimizer='sgd' takes none"),
+])
+def test_an_option_that_would_do_nothing_is_refused_before_any_work(divergence, options, match):
+    """An option the divergence or the optimizer does not use is refused, not ignored."""
+    pyro.clear_param_store()
+    with pytest.raises(ValueError, match=match):
+        pgm.GAN(2, divergence=divergence).fit(_eight(), method="adversarial", progress=False,
+                                              **options)
+    assert not list(pyro.get_param_store().keys())
+
+
+def test_the_off_values_of_the_other_kinds_penalties_and_adams_class_are_accepted():
+    """0 (the penalty off) is what the divergence does anyway; Adam given as a class takes
+    the divergence's betas as the name "adam" does (the same first update)."""
+    x = _eight()
+    fits = []
+    for d, o in [("js", dict(gradient_penalty=0.0)),
+                 ("wasserstein", dict(r1_penalty=0, non_saturating=False)),
+                 ("js", dict(optimizer=torch.optim.Adam)), ("js", {})]:
+        torch.manual_seed(0)  # the networks' initial weights
+        fits.append(make(divergence=d, hidden=(8,)).fit(
+            x, method="adversarial", num_steps=2, batch_size=64, seed=0, progress=False, **o))
+    assert all(len(f.losses) == 2 for f in fits)
+    adam_class, adam_name = fits[2:]
+    assert adam_class.losses == adam_name.losses
+    assert torch.equal(adam_class.sample(50, seed=1), adam_name.sample(50, seed=1))
+
+
 @pytest.mark.parametrize("divergence", ["js", "gan", "wasserstein", "kl", "tv"])
 def test_defaults_depend_on_the_divergence_and_the_fit_records_them(divergence):
     from pyro_genmodels.models.gan_engine import DIVERGENCE_DEFAULTS, OTHER_DEFAULTS

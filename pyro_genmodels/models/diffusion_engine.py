@@ -56,7 +56,8 @@ class DiffusionOptions(LoopOptions):
         ema: decay of the moving average of the weights that the fit keeps (``None``:
             the last iterate).
         condition_dropout: probability of dropping a row's condition in training
-            (conditional models; 0 turns classifier-free guidance's training off).
+            (conditional models; 0 turns classifier-free guidance's training off;
+            ``None``: 0.1; refused for an unconditional model, where it does nothing).
     """
 
     num_steps: int = 8000
@@ -65,14 +66,15 @@ class DiffusionOptions(LoopOptions):
     batch_size: Optional[int] = 256
     objective: str = "simple"
     ema: Optional[float] = 0.999
-    condition_dropout: float = 0.1
+    condition_dropout: Optional[float] = None
 
     def __post_init__(self):
         super().__post_init__()
         check_choice(self.objective, OBJECTIVES, "objective")
         check_decay(self.ema)
         p = self.condition_dropout
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float))
+                              or not 0 <= p < 1):
             raise ValueError(f"Expected condition_dropout in [0, 1), but got {p!r}")
 
 
@@ -145,7 +147,7 @@ class DiffusionLoss:
         model, opts = self.model, self.opts
         b = u0.shape[0]
         keep = None
-        if c is not None and train and opts.condition_dropout > 0:
+        if c is not None and train and opts.condition_dropout:
             keep = (torch.rand(b, device=u0.device) >= opts.condition_dropout).to(u0.dtype)
         cond = model.condition(c, keep)
         noise = torch.randn_like(u0)
@@ -198,6 +200,12 @@ class DiffusionEngine(Engine):
 
     def run(self, model, data: Data, opts: DiffusionOptions, *, method: str,
             progress: bool) -> FitResult:
+        if model.context_dim is None and opts.condition_dropout:
+            raise ValueError(f"condition_dropout={opts.condition_dropout!r} drops the "
+                             f"conditions of a conditional model's rows; this model has "
+                             f"none (context_dim=None)")
+        opts = dataclasses.replace(opts, condition_dropout=0.1 if opts.condition_dropout
+                                   is None else opts.condition_dropout)
         loss = DiffusionLoss(model, opts, with_prior=self.method == "map")
         params = [p for p in model.network.parameters() if p.requires_grad]
         if not params:

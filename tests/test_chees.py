@@ -376,13 +376,20 @@ def test_pyro_paths_record_energy_steps_and_acceptance_per_draw(method):
         assert ((st["n_steps"] >= 1) & (st["n_steps"] <= 2 ** 10 - 1)).all()
         full = torch.log2(st["n_steps"] + 1)
         assert (full == full.round()).float().mean() > 0.5
-    # the fraction of accepted transitions (Pyro's diagnostics, fit.info) is a sum of
-    # Bernoulli(a_i) over the draws: within 4 of its standard errors of the mean a_i
+    # HMC: the fraction of accepted transitions (Pyro's diagnostics, fit.info) is a sum
+    # of Bernoulli(a_i) over the draws (Metropolis accepts with probability a_i): within
+    # 4 of its standard errors of the mean a_i. Not NUTS: there a_i is the tree's mean
+    # acceptance statistic (what the step size adapts to) and the fraction the draws
+    # that moved, which a multinomial choice from the tree makes more frequent (seed 0,
+    # chain 2: 0.92 moved, mean a_i 0.60).
     a = st["acceptance_rate"].double().clamp(0, 1)
     n = a.shape[1]
     frac = torch.tensor(fit.info["acceptance_rate"], dtype=torch.float64)
-    se = (a * (1 - a)).sum(1).sqrt() / n
-    assert ((frac - a.mean(1)).abs() <= 4 * se + 1 / n).all(), (frac, a.mean(1))
+    if method == "hmc":
+        se = (a * (1 - a)).sum(1).sqrt() / n
+        assert ((frac - a.mean(1)).abs() <= 4 * se + 1 / n).all(), (frac, a.mean(1))
+    else:
+        assert ((frac >= 0) & (frac <= 1)).all(), frac
 
 
 @pytest.mark.slow  # torch.compile of the potential: 10-20 s on 2 cores

@@ -348,3 +348,32 @@ def test_a_constant_column_is_refused_before_any_work():
     for data in (varying, x * 1e-6):
         fit = model.fit(data, method="mle", num_steps=2, progress=False, seed=0)
         assert torch.isfinite(fit.log_prob(data)).all()
+
+
+_CHECKS_SCRIPT = r"""
+import sys, torch, pyro
+flag = lambda: torch.distributions.Distribution._validate_args
+if sys.argv[1] == "off":
+    pyro.enable_validation(False)
+before = flag()
+import pyro_genmodels as pgm
+after_import = flag()
+x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+pgm.Gaussian(2).fit(x, method="nuts", seed=0, progress=False, num_samples=5, warmup_steps=5)
+pgm.Flow(2).fit(x, method="mle", seed=0, progress=False, num_steps=2)
+print(before, after_import, flag())
+"""
+
+
+@pytest.mark.parametrize("state", ["on", "off"])
+def test_importing_and_fitting_leave_torchs_argument_checks_as_they_were(state):
+    """zuko turns torch's argument checks off process-wide when imported; the package puts
+    them back, so its import and its fits leave the user's torch as it was (they used to
+    be off after the import and back on after the first fit)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _CHECKS_SCRIPT, state], capture_output=True,
+                         text=True, timeout=300, check=True).stdout.split()
+    expected = "True" if state == "on" else "False"
+    assert out == [expected] * 3, out

@@ -379,3 +379,22 @@ def test_a_column_of_tiny_numbers_is_not_called_constant():
         pgm.Gaussian(3).fit(x * 1e-200, method="mle", progress=False)
     fit = pgm.Gaussian(3).fit(x * 1e-100, method="mle", progress=False, seed=0)
     assert torch.isfinite(fit.log_prob(x * 1e-100)).all()
+
+
+def test_mcmc_on_thirty_raw_columns_starts_and_repeats_with_torchs_checks_on():
+    """Pyro's default start (uniform in (-2, 2) on the unconstrained coordinates) made
+    the correlations of 30 raw breast-cancer columns into a Cholesky factor torch's
+    argument check refuses, a ValueError that Pyro's search for a valid start does not
+    catch: with the checks on (as after any earlier fit), the same call failed. The
+    potential is now first taken where the chains start (``init_values``; ``hmc`` shares
+    the start with ``nuts``)."""
+    from sklearn.datasets import load_breast_cancer
+
+    x = torch.tensor(load_breast_cancer().data)  # float64, raw columns
+    model = pgm.Gaussian(30, prior_scale=1e4)
+    kw = dict(seed=0, progress=False, num_samples=3, warmup_steps=3, num_chains=1)
+    with pyro.validation_enabled(True):
+        first = model.fit(x, method="nuts", **kw)
+        second = model.fit(x, method="nuts", **kw)
+    for k, v in first.posterior.items():
+        assert torch.equal(v, second.posterior[k]), k

@@ -20,11 +20,11 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
-from pyro.infer.mcmc.util import initialize_model
 
 from . import distributed
 from .distributed import rank_seed
-from .objectives import GenerativeModel, program_in_units, traced_execution
+from .objectives import (GenerativeModel, initialized_in_units, program_in_units,
+                         traced_execution)
 from .samplers import ChainResult, LogDensity, _validate_common
 
 #: The per-draw statistics of every posterior path (``nuts``, ``hmc``, ``chees``), the
@@ -95,8 +95,7 @@ def _enumeration(model: GenerativeModel) -> Dict[str, Any]:
 
 def _initial_params(model: GenerativeModel, x: torch.Tensor, c, num_chains: int,
                     jitter: float) -> List[Dict[str, torch.Tensor]]:
-    _, _, transforms, _ = initialize_model(program_in_units(model, x), model_args=(x,),
-                                           model_kwargs={"c": c})
+    _, _, transforms, _ = initialized_in_units(model, x, c)
     init = model.init_values(x)
     chains = []
     for _ in range(num_chains):

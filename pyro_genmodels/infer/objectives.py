@@ -20,7 +20,8 @@ import pyro.poutine.runtime
 import torch
 from pyro import poutine
 from pyro.distributions import TorchDistribution
-from pyro.infer.autoguide import AutoGuide
+from pyro.infer.autoguide import AutoGuide, init_to_value
+from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.messenger import Messenger
 from torch.distributions import biject_to, constraints, transform_to
 from torch.distributions.transforms import AffineTransform, ComposeTransform, Transform
@@ -204,6 +205,21 @@ def program_in_units(model: GenerativeModel, x: torch.Tensor) -> Callable[..., A
     Jacobian); the draws are the model's parameters."""
     units = model.param_units(x)
     return InUnits(units)(model.model) if units else model.model
+
+
+def initialized_in_units(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Tensor],
+                         **kwargs: Any) -> Tuple[Any, Callable[..., Any], Dict[str, Any], Any]:
+    """Pyro's ``initialize_model`` on :func:`program_in_units` (``kwargs`` go to it):
+    ``(initial_params, potential_fn, transforms, trace)``, the prototype trace taken at
+    the model's ``init_values``, where the chains start. (Pyro's default start, uniform
+    in (-2, 2) on the unconstrained coordinates, made the correlations of a 30-column
+    Gaussian into a Cholesky factor that torch's argument check refuses: a ValueError
+    that Pyro's search for a valid start does not catch, raised or not as other code
+    had left torch's checks.)"""
+    return initialize_model(program_in_units(model, x), model_args=(x,),
+                            model_kwargs={"c": c},
+                            init_strategy=init_to_value(values=model.init_values(x)),
+                            **kwargs)
 
 
 def make_guide(model: GenerativeModel, program: Callable[..., Any],

@@ -43,7 +43,6 @@ from typing import Any, Dict, List, Optional, Tuple
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer.mcmc.util import initialize_model
 from torch import fx
 from torch.distributions import biject_to
 from torch.distributions.transforms import Transform
@@ -52,7 +51,8 @@ from .._validation import first_line
 from .chees import chees
 from .mcmc import _enumeration, _jit
 from .nuts import nuts
-from .objectives import GenerativeModel, _InUnits, program_in_units, traced_execution
+from .objectives import (GenerativeModel, _InUnits, initialized_in_units,
+                         traced_execution)
 from .reuse import LEAF, Reusable, split
 from .samplers import value_and_grad
 from .simplify import _written, count_ops, simplify
@@ -78,9 +78,7 @@ class FusedPotential:
         self.model, self.x, self.c = model, x, c
         self._enum_kwargs = enum_kwargs
         self.sites: Tuple[str, ...] = tuple(model.global_sites)
-        _, self._pyro_potential, inverse, _ = initialize_model(
-            program_in_units(model, x), model_args=(x,), model_kwargs={"c": c},
-            **enum_kwargs)
+        _, self._pyro_potential, inverse, _ = initialized_in_units(model, x, c, **enum_kwargs)
         # the priors, built without argument validation: a diverging trajectory's
         # non-finite point must be refused by the sampler, not raise in log_prob
         with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):

@@ -33,11 +33,21 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import pyro
 import torch
-import zuko
-from pyro.contrib.zuko import ZukoToPyro
-from zuko.distributions import NormalizingFlow
-from zuko.lazy import UnconditionalTransform
-from zuko.transforms import AdditiveTransform, ComposedTransform, MonotonicAffineTransform
+
+# zuko turns torch's argument checks off for the whole process when it is imported
+# (``Distribution._validate_args = False`` in zuko.distributions). A library must not
+# change its user's torch, and Pyro, whose flag still said on, turned them back on at the
+# end of the first ``pyro.validation_enabled(False)`` block: a fit that ran before
+# another changed what the other checked. So the flag is put back as it was.
+_TORCH_CHECKS = torch.distributions.Distribution._validate_args
+import zuko  # noqa: E402
+from pyro.contrib.zuko import ZukoToPyro  # noqa: E402
+from zuko.distributions import NormalizingFlow  # noqa: E402
+from zuko.lazy import UnconditionalTransform  # noqa: E402
+from zuko.transforms import (AdditiveTransform, ComposedTransform,  # noqa: E402
+                             MonotonicAffineTransform)
+
+torch.distributions.Distribution._validate_args = _TORCH_CHECKS
 
 from .._validation import constant_columns, positive_float, positive_int
 from ..infer.engines import PointEngine

@@ -29,7 +29,7 @@ gives them the row's weights for every column.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -71,21 +71,29 @@ def _dataset(data: Dict[str, np.ndarray], dims: Dict[str, Tuple[str, ...]], coor
                               default_dims=None if sampled else [])
 
 
-def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_size: int = 20_000_000):
+def to_inference_data(fit, *, posterior_predictive: bool = True,
+                      max_predictive_size: int = 20_000_000, seed: Optional[int] = None):
     """Build the InferenceData of ``fit`` (see the module docstring for the groups).
 
     Args:
         posterior_predictive: include one replicated data set per posterior draw, unless
             it would hold more than ``max_predictive_size`` numbers.
+        seed: the seed of the replicated data sets; ``None``: the fit's own (0 for a fit
+            without one), so the same fit gives the same InferenceData, also after
+            ``save`` and ``load``. The caller's random state is left as it was.
     """
     import arviz as az
     import xarray as xr
 
+    from ._rng import check_seed, seeded
     from ._validation import check_bool, positive_int
     from ._version import __version__
 
     posterior_predictive = check_bool(posterior_predictive, "posterior_predictive")
     max_predictive_size = positive_int(max_predictive_size, "max_predictive_size")
+    seed = check_seed(seed)
+    if seed is None:
+        seed = 0 if fit.seed is None else int(fit.seed)
     attrs: Dict[str, Any] = {
         "inference_library": "pyro",
         "inference_library_version": __import__("pyro").__version__,
@@ -120,7 +128,7 @@ def to_inference_data(fit, *, posterior_predictive: bool = True, max_predictive_
             sampled["log_likelihood"] = {site: ll}
             size = chains * draws * fit.data.numel()
             if posterior_predictive and size <= max_predictive_size:
-                with torch.no_grad():
+                with torch.no_grad(), seeded(seed):
                     rep, observed = model.replicate_given(flat, fit.data)
                 sampled["posterior_predictive"] = {site: rep.reshape(
                     (chains, draws) + rep.shape[1:]).cpu().numpy()}

@@ -330,6 +330,17 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
     if not scales:
         raise ValueError("prior_scales is empty: expected at least one positive scale")
     build_seed = fresh_seed() if check_seed(seed) is None else seed
+    plot = check_bool(plot, "plot")
+    if ax is not None and not hasattr(ax, "plot"):
+        raise TypeError(f"Expected ax to be matplotlib axes, but got {ax!r}")
+    given = {k: v for k, v in options.items()
+             if k not in model.data_options and k not in ("c", "device")}
+    for method in ("map", "mle"):  # an option one of them refuses: before any fit
+        try:
+            model.engine(method).options(method, **given)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"prior_sweep passes its options to every fit, map and mle: "
+                          f"{e}") from None
     heldout, heldout_c = heldout_pair(heldout, conditional=model.is_conditional,
                                       owner=type(model).__name__, name="heldout")
     _check_heldout(model, x, heldout, options, heldout_c)  # before the first fit

@@ -207,6 +207,31 @@ def test_sweep_arguments_are_checked_in_words_before_any_fit(monkeypatch):
     assert fits == []
 
 
+def test_an_option_map_or_mle_refuses_and_bad_plot_arguments_fail_before_any_fit(
+        monkeypatch):
+    """A GaussianMixture's mle is EM (no ``lr``) and its map is gradient-based (no
+    ``tol``): the option used to surface after every map fit, as the mle row's "error",
+    which is for an MLE that does not exist. ``plot="no"`` was taken as True and
+    ``ax="foo"`` failed after the fits."""
+    fits = []
+    real_fit = pgm.GaussianMixture.fit
+    monkeypatch.setattr(pgm.GaussianMixture, "fit",
+                        lambda self, *a, **k: fits.append(k) or real_fit(self, *a, **k))
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    sweep = lambda **kw: pgm.prior_sweep(pgm.GaussianMixture(2, 2), x,  # noqa: E731
+                                         prior_scales=[1.0], heldout=x, **kw)
+    for option, method in (("lr", "mle"), ("tol", "map")):
+        with pytest.raises(ValueError, match=rf"^prior_sweep passes its options to every "
+                                             rf"fit, map and mle: Unknown option\(s\) "
+                                             rf"\['{option}'\] for method '{method}'"):
+            sweep(num_steps=5, **{option: 0.01})
+    with pytest.raises(TypeError, match="Expected plot to be True or False, but got 'no'"):
+        sweep(plot="no")
+    with pytest.raises(TypeError, match="Expected ax to be matplotlib axes, but got 'foo'"):
+        sweep(plot=True, ax="foo")
+    assert fits == []
+
+
 def test_sweep_autoregressive_refuses_unknown_heldout_tokens_before_any_fit(monkeypatch):
     ar, fits = _recording_fits(monkeypatch)
     train = ["anna", "bob", "hannah", "otto"]

@@ -32,7 +32,7 @@ import pandas as pd
 import pyro
 import torch
 
-from ._rng import check_seed, seeded
+from ._rng import MAX_SEED, check_seed, seeded
 from ._validation import positive_int
 
 #: A statistic function, ``{site: (n, *shape)}`` draws to ``{name: (n,)}`` scalars.
@@ -103,13 +103,25 @@ def rank_test(ranks: Mapping[str, torch.Tensor], num_draws: int, num_bins: int
     num_bins`` ranks each: columns ``chi2``, ``dof`` (``num_bins - 1``), ``p_value``."""
     from scipy import stats
 
+    num_draws = positive_int(num_draws, "num_draws")
+    num_bins = positive_int(num_bins, "num_bins")
     _check_bins(num_draws, num_bins)
+    if not ranks:
+        raise ValueError("ranks is empty: expected {statistic: (R,) ranks} for at least "
+                         "one statistic")
     width = (num_draws + 1) // num_bins
     rows = {}
     for name, r in ranks.items():
-        r = torch.as_tensor(r).long().reshape(-1)
-        if r.numel() == 0 or int(r.min()) < 0 or int(r.max()) > num_draws:
-            raise ValueError(f"ranks[{name!r}] must be non-empty ints in 0..{num_draws}")
+        r = torch.as_tensor(r)
+        if r.dim() != 1 or r.dtype == torch.bool or r.is_floating_point() \
+                or r.is_complex() or r.numel() == 0 or int(r.min()) < 0 \
+                or int(r.max()) > num_draws:
+            raise ValueError(f"ranks[{name!r}] must be a non-empty 1-D tensor of integers "
+                             f"in 0..{num_draws}, but got {r.dtype} of shape "
+                             f"{tuple(r.shape)}" + (f" in {int(r.min())}..{int(r.max())}"
+                                                    if r.numel() and r.dtype != torch.bool
+                                                    and not r.is_complex() else ""))
+        r = r.long()
         counts = torch.bincount(r // width, minlength=num_bins).double().numpy()
         chi2, p = stats.chisquare(counts)
         rows[name] = {"chi2": float(chi2), "dof": num_bins - 1, "p_value": float(p)}
@@ -164,19 +176,34 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
     num_draws = positive_int(num_draws, "num_draws")
     num_bins = positive_int(num_bins, "num_bins")
     _check_bins(num_draws, num_bins)
-    if not 0 < float(level) < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) \
+            or not 0 < level < 1:
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     seed = check_seed(seed)
     seed = 0 if seed is None else seed
+    if seed + 2 * num_replicates - 1 > MAX_SEED:  # replicate r fits under seed + 2r + 1
+        raise ValueError(f"sbc runs replicate r under seeds seed + 2r and seed + 2r + 1, "
+                         f"up to {seed + 2 * num_replicates - 1} here, past the largest "
+                         f"seed 2**32 - 1: expected seed <= "
+                         f"{MAX_SEED - 2 * num_replicates + 1}, but got {seed}")
     _check_model(model, method)
     _check_draws(method, num_draws, options)
     statistic = statistics or scalar_components
-    truths, ranked = [], []
-    for r in range(num_replicates):
+    simulated, truths = [], []
+    for r in range(num_replicates):  # every data set first: cheap, and checked before fits
         with seeded(seed + 2 * r):
             trace = pyro.poutine.trace(model.model).get_trace(None, num_data=num_data)
         phi = {k: trace.nodes[k]["value"].detach() for k in model.global_sites}
-        x = trace.nodes["_RETURN"]["value"].detach()
+        simulated.append(trace.nodes["_RETURN"]["value"].detach())
+        truth = statistic({k: v.unsqueeze(0) for k, v in phi.items()})
+        truths.append({k: v.reshape(()) for k, v in truth.items()})
+    names = [k for k in truths[0] if len({float(t[k]) for t in truths}) > 1]
+    if not names:
+        raise ValueError(f"every statistic ({', '.join(truths[0]) or 'none'}) took one "
+                         f"value in all {num_replicates} simulated parameters: their ranks "
+                         f"test nothing; expected statistics that vary with the parameter")
+    ranked = []
+    for r, x in enumerate(simulated):
         fit = model.fit(x, method=method, seed=seed + 2 * r + 1, progress=False, **options)
         draws = fit.posterior_samples()
         total = next(iter(draws.values())).shape[0]
@@ -185,13 +212,10 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
                              f"draws, the {method!r} fit gave {total}: raise num_samples "
                              f"(or num_chains)")
         keep = torch.linspace(0, total - 1, num_draws).round().long()
-        truth = statistic({k: v.unsqueeze(0) for k, v in phi.items()})
         thinned = statistic({k: draws[k][keep] for k in model.global_sites})
-        truths.append({k: v.reshape(()) for k, v in truth.items()})
-        ranked.append(ranks_of(truth, thinned))
+        ranked.append(ranks_of(truths[r], thinned))
         if progress:
             print(f"[sbc] replicate {r + 1}/{num_replicates}", flush=True)
-    names = [k for k in truths[0] if len({float(t[k]) for t in truths}) > 1]
     ranks = {k: torch.tensor([rk[k] for rk in ranked], dtype=torch.long) for k in names}
     table = rank_test(ranks, num_draws, num_bins)
     passed = bool((table["p_value"] > level / max(len(names), 1)).all())

@@ -49,7 +49,9 @@ def test_rank_test_is_pearsons_chi_square_over_equal_bins():
     assert rank_test({"b": skew}, 7, 4).loc["b", "chi2"] == pytest.approx(chi2)
     with pytest.raises(ValueError, match="num_draws \\+ 1 must be a multiple of num_bins"):
         rank_test({"a": ranks}, 8, 4)
-    with pytest.raises(ValueError, match=r"ranks\['a'\] must be non-empty ints in 0..7"):
+    with pytest.raises(ValueError, match=r"ranks\['a'\] must be a non-empty 1-D tensor of "
+                                         r"integers in 0..7, but got torch.int64 of shape "
+                                         r"\(2,\) in 0..8"):
         rank_test({"a": torch.tensor([0, 8])}, 7, 4)
 
 
@@ -85,7 +87,7 @@ def test_sbc_refuses_what_it_cannot_calibrate():
         sbc(g, "nuts", num_replicates=1)
     with pytest.raises(ValueError, match="num_draws \\+ 1 must be a multiple"):
         sbc(g, "nuts", num_draws=100)
-    with pytest.raises(ValueError, match="level must be in"):
+    with pytest.raises(ValueError, match="level must be a number in"):
         sbc(g, "nuts", level=1.5)
     # from the options, before any fit; with the defaults, from the first fit
     with pytest.raises(ValueError, match="each fit must give at least num_draws=99 "
@@ -97,6 +99,38 @@ def test_sbc_refuses_what_it_cannot_calibrate():
 
     with pytest.raises(TypeError, match="NGram's data are encoded first"):
         sbc(NGram(2, vocab="ab"), "nuts", num_replicates=2)
+
+
+def test_sbc_and_rank_test_refuse_bad_arguments_in_words_before_any_fit(monkeypatch):
+    """These were errors of Python's or torch's, some after every fit: a constant
+    statistic (KeyError 'p_value'), a seed whose replicates pass 2**32 - 1, a level that
+    is not a number; num_bins 0 (ZeroDivisionError), float num_draws, float, 2-D or bool
+    ranks (truncated or flattened in silence)."""
+    fits = []
+    monkeypatch.setattr(pgm.Gaussian, "fit", lambda *a, **k: fits.append(k))
+    g = pgm.Gaussian(1)
+    kw = dict(num_replicates=3, num_data=10, num_draws=9, num_bins=5, plot=False,
+              num_posterior_samples=20)
+    constant = lambda d: {"c": torch.zeros(d["loc"].shape[0])}  # noqa: E731
+    with pytest.raises(ValueError, match=r"every statistic \(c\) took one value in all 3"):
+        sbc(g, "vi", statistics=constant, **kw)
+    with pytest.raises(ValueError, match=r"up to 4294967296 here, past the largest seed "
+                                         r"2\*\*32 - 1: expected seed <= 4294967290"):
+        sbc(g, "vi", seed=2**32 - 5, **kw)
+    for level in ("x", True):
+        with pytest.raises(ValueError, match="level must be a number in"):
+            sbc(g, "vi", level=level, **kw)
+    assert fits == []
+    ok = {"a": torch.tensor([1, 2])}
+    for args, match in [((ok, 9, 0), "num_bins"), ((ok, 9, -5), "num_bins"),
+                        ((ok, 9.0, 5), "num_draws"), ((ok, 9, True), "num_bins"),
+                        (({"a": torch.tensor([1.7, 2.9])}, 9, 5), "torch.float32 of shape"),
+                        (({"a": torch.tensor([[1, 2]])}, 9, 5), r"shape \(1, 2\)"),
+                        (({"a": torch.tensor([True])}, 9, 5), "torch.bool"),
+                        (({"a": torch.tensor([3, 10])}, 9, 5), r"0..9, but got .* in 3..10"),
+                        (({}, 9, 5), "ranks is empty")]:
+        with pytest.raises(ValueError, match=match):
+            rank_test(*args)
 
 
 @pytest.mark.cost(145)

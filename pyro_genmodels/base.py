@@ -39,7 +39,7 @@ from pyro.nn import PyroModule
 from ._rng import check_seed, seeded, serialized
 from ._validation import (as_data, check_device, check_method, column_moments, column_names,
                           positive_int)
-from .fit import CHUNK_ELEMENTS, Fit, FitError, _jsonable
+from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
 from .infer import distributed, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout
 from .infer.loop import LoopOptions
@@ -460,7 +460,7 @@ class GenerativeModel(PyroModule):
         return work.fit_class.build(work, method, result=result,
                                     data=None if streamed else fit_data.x,
                                     context=None if streamed else fit_data.c, seed=seed,
-                                    options={k: v for k, v in recorded.items() if _jsonable(v)})
+                                    options=json_options(recorded))
 
     def _fit_streamed(self, data: Any, c: Any, engine: Engine, opts: Any, *, method: str,
                       seed: Optional[int], device: torch.device, progress: bool) -> Fit:

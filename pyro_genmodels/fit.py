@@ -80,6 +80,16 @@ def _jsonable(v: Any) -> bool:
         isinstance(v, (list, tuple)) and all(_jsonable(u) for u in v))
 
 
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else (
+        type(v)(_plain(u) for u in v) if isinstance(v, (list, tuple)) else v)
+
+
+def json_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The options a fit records and saves: those JSON holds, NumPy numbers as numbers."""
+    return {k: _plain(v) for k, v in options.items() if _jsonable(_plain(v))}
+
+
 def _chunk_rows(batch: int) -> int:
     """Rows per chunk when each row holds ``batch`` numbers at once."""
     return max(1, CHUNK_ELEMENTS // max(1, batch))

@@ -168,3 +168,17 @@ def test_a_diffusion_fits_estimator_survives_save_and_load(tmp_path):
     file.write_text(json.dumps({**meta, "settings": {"estimator": "ode"}}))
     with pytest.raises(pgm.LoadError, match=r"keys among \[\] "):
         pgm.load(tmp_path / "g")
+
+
+def test_numpy_number_options_are_recorded_and_saved_as_the_numbers_they_are(tmp_path):
+    """``lr=np.float32(0.01)`` ran but was left out of ``fit.options`` (and the save), which
+    kept only Python numbers."""
+    import numpy as np
+
+    x, _ = pgm.datasets.correlated_gaussian(60, dim=3, seed=0)
+    fit = pgm.Gaussian(3).fit(x, method="map", seed=0, progress=False,
+                              num_steps=np.int64(10), lr=np.float32(0.01))
+    assert fit.options["lr"] == float(np.float32(0.01)) and type(fit.options["lr"]) is float
+    assert fit.options["num_steps"] == 10 and type(fit.options["num_steps"]) is int
+    fit.save(tmp_path / "fit")
+    assert pgm.load(tmp_path / "fit").options == fit.options

@@ -461,10 +461,12 @@ def _check_groups(model, groups: Dict[str, Dict[str, torch.Tensor]],
     draws = None
     for key, v in groups.get("posterior", {}).items():
         draws = draws or tuple(v.shape[:2])
-        if v.dim() < 2 or tuple(v.shape[:2]) != draws or tuple(v.shape[2:]) != sites[key][0]:
+        if v.dim() < 2 or tuple(v.shape[:2]) != draws or tuple(v.shape[2:]) != sites[key][0] \
+                or 0 in v.shape[:2]:
             raise LoadError(f"{file}: tensor 'posterior/{key}' has shape {tuple(v.shape)}, "
                             f"expected (chains, draws, *{sites[key][0]}) with (chains, "
-                            f"draws) = {draws} for the {name} that fit.json configures")
+                            f"draws) = {draws}, at least one of each, for the {name} that "
+                            f"fit.json configures")
     for key, v in groups.get(estimate, {}).items():
         shape, dtype, support = sites[key]
         if v.dtype != dtype:
@@ -475,6 +477,9 @@ def _check_groups(model, groups: Dict[str, Dict[str, torch.Tensor]],
             ok = support.check(v)
         except NotImplementedError:  # a dependent support: nothing to check it against
             continue
+        except RuntimeError as e:  # torch's own complaint about the values' layout
+            raise LoadError(f"{file}: tensor '{estimate}/{key}' cannot be checked against "
+                            f"the support of the site {key!r} ({support}): {e}") from None
         if not bool(torch.as_tensor(ok).all()):
             bad = int((~torch.as_tensor(ok)).sum())
             raise LoadError(f"{file}: tensor '{estimate}/{key}' holds values outside the "
@@ -486,10 +491,13 @@ def _check_groups(model, groups: Dict[str, Dict[str, torch.Tensor]],
             raise LoadError(f"{file}: tensor 'sample_stats/{key}' has shape "
                             f"{tuple(v.shape)}, expected (chains, draws) = {draws} first")
     data, context = tensors.get("data"), tensors.get("context")
-    if data is not None and data.is_floating_point() and (
-            data.dim() != 2 or data.shape[1] != model.dim):
-        raise LoadError(f"{file}: tensor 'data' has shape {tuple(data.shape)}, expected "
-                        f"(N, {model.dim}) for the {name}")
+    # rows of numbers, unless the family encodes its data (token ids) in its own way
+    numeric = type(model).prepare_data.__qualname__ == "GenerativeModel.prepare_data"
+    if data is not None and (data.is_floating_point() or numeric) and (
+            data.dim() != 2 or data.shape[1] != model.dim or not data.is_floating_point()):
+        raise LoadError(f"{file}: tensor 'data' is {data.dtype} of shape "
+                        f"{tuple(data.shape)}, expected floating-point (N, {model.dim}) for "
+                        f"the {name}")
     if context is not None and (data is None or context.shape[:1] != data.shape[:1]):
         raise LoadError(f"{file}: tensor 'context' has shape {tuple(context.shape)}, "
                         f"expected one row per data row (data: "

@@ -374,7 +374,7 @@ def test_data_of_the_wrong_width(run):
     tensors = load_file(str(run / "tensors.safetensors"))
     tensors["data"] = torch.zeros(5, 3)
     _set_tensors(run, tensors)
-    _refused(run, r"tensor 'data' has shape \(5, 3\), expected \(N, 2\)")
+    _refused(run, r"tensor 'data' is torch.float32 of shape \(5, 3\), expected floating-point \(N, 2\)")
 
 
 def test_context_without_matching_rows(run):
@@ -632,3 +632,25 @@ def test_save_into_an_empty_directory_or_over_a_fit(tmp_path, map_fit):
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [
         "fit.json", "tensors.safetensors"]
     assert pgm.load(tmp_path / "empty").losses == new.losses
+
+
+def test_a_posterior_of_no_draws_and_integer_data_are_load_errors(tmp_path):
+    """A posterior of zero chains or draws was a RuntimeError of torch's (reshaping 0
+    elements) and integer data of any shape loaded, to fail in ``to_arviz``."""
+    fit = _fit("vi")
+    cases = {
+        "no draws": lambda t: {k: v[:, :0].contiguous() if k.startswith("posterior/") else v
+                               for k, v in t.items()},
+        "no chains": lambda t: {k: v[:0].contiguous() if k.startswith("posterior/") else v
+                                for k, v in t.items()},
+        "long data": lambda t: {**t, "data": torch.zeros(5, 4, dtype=torch.long)},
+        "long rows": lambda t: {**t, "data": torch.zeros(5, 2, dtype=torch.long)},
+    }
+    for name, change in cases.items():
+        run = tmp_path / name.replace(" ", "_")
+        fit.save(run)
+        _set_tensors(run, change(load_file(str(run / "tensors.safetensors"))))
+        match = "at least one of each" if name.startswith("no") else \
+            r"tensor 'data' is torch.int64 of shape \(5, \d\), expected floating-point \(N, 2\)"
+        with pytest.raises(io.LoadError, match=match):
+            pgm.load(run)

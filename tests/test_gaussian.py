@@ -398,3 +398,11 @@ def test_mcmc_on_thirty_raw_columns_starts_and_repeats_with_torchs_checks_on():
         second = model.fit(x, method="nuts", **kw)
     for k, v in first.posterior.items():
         assert torch.equal(v, second.posterior[k]), k
+
+
+def test_a_known_covariance_of_the_wrong_shape_names_the_square_shape():
+    """A 1-D covariance was refused as "must be 2-D of shape (N, 2)", the data's shape."""
+    for bad, got in ((torch.ones(2), r"\(2,\)"), ([[1.0, 0.0]] * 3, r"\(3, 2\)")):
+        with pytest.raises(ValueError, match=rf"^covariance must have shape \(2, 2\), "
+                                             rf"got {got}$"):
+            pgm.Gaussian(2, covariance=bad)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -82,10 +83,15 @@ class Gaussian(GenerativeModel):
             self.register_buffer("covariance", None)
             self.register_buffer("_cov_tril", None)
         else:
-            cov = as_data(covariance, dim=self.dim, name="covariance")
-            if cov.shape != (self.dim, self.dim):
+            try:  # before as_data, which would ask for (N, dim)
+                shape = tuple(covariance.shape) if torch.is_tensor(covariance) \
+                    else np.shape(covariance)
+            except ValueError:  # ragged rows: as_data says so
+                shape = (self.dim, self.dim)
+            if shape != (self.dim, self.dim):
                 raise ValueError(f"covariance must have shape {(self.dim, self.dim)}, "
-                                 f"got {tuple(cov.shape)}")
+                                 f"got {shape}")
+            cov = as_data(covariance, dim=self.dim, name="covariance")
             if not torch.allclose(cov, cov.T, rtol=1e-5, atol=1e-8):
                 raise ValueError("covariance must be symmetric")
             tril, info = torch.linalg.cholesky_ex(cov)

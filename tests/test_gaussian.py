@@ -406,3 +406,18 @@ def test_a_known_covariance_of_the_wrong_shape_names_the_square_shape():
         with pytest.raises(ValueError, match=rf"^covariance must have shape \(2, 2\), "
                                              rf"got {got}$"):
             pgm.Gaussian(2, covariance=bad)
+
+
+@pytest.mark.parametrize("unit", [1e50, 1e-50, 1e150])
+def test_a_short_mle_chooses_between_start_and_end_alike_in_any_units(unit):
+    """mle keeps the closed-form start over the loop's end when the end is below it by
+    more than 1e-9 relative; relative to the log-likelihood in the data's units, the
+    tolerance grew with -sum(log unit) and at 1e50 the end was kept 5.5e-5 sds off the
+    sample mean, where in the columns' own units the start (the sample mean) is kept."""
+    x = data(200, seed=5)
+    choices = []
+    for xs in (x, x * unit):
+        fit = pgm.Gaussian(D).fit(xs, method="mle", seed=0, progress=False, num_steps=100)
+        off = ((fit.params["loc"] - xs.mean(0)) / xs.std(0)).abs().max().item()
+        choices.append(("kept_start" in fit.info, off < 1e-12))
+    assert choices[0] == choices[1] == (True, True), choices

@@ -18,7 +18,7 @@ from typing import Dict
 
 import torch
 
-from .._validation import exact_dtype
+from .._validation import column_units, exact_dtype
 from .engines import Data, GenerativeModel, PointEngine, PointOptions
 from .loop import FitResult
 
@@ -62,7 +62,11 @@ class StartedAtMLE(PointEngine):
         # a loop that stepped off the maximum into overflow ended far below it (its last
         # point need not even be a valid parameter: an inf Cholesky factor)
         at_end = -math.inf if result.error is not None else score(result.point)
-        if not math.isfinite(at_start) or at_end >= at_start - 1e-9 * max(1.0, abs(at_start)):
+        # relative to the log-likelihood in the columns' own units: a change of units
+        # shifts it by -sum(log unit), which widened the tolerance (x 1e50: the end kept
+        # 5e-5 sds off the maximum, where in the data's units the start was kept)
+        standard = at_start + float(torch.log(column_units(x)).sum())
+        if not math.isfinite(at_start) or at_end >= at_start - 1e-9 * max(1.0, abs(standard)):
             return result
         result.point = start
         result.info["kept_start"] = (

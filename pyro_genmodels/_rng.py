@@ -19,7 +19,7 @@ import os
 import random
 import secrets
 import threading
-from typing import Any, Callable, Iterator, List, Optional, TypeVar, cast
+from typing import Any, Callable, Iterator, List, Optional, Tuple, TypeVar, cast
 
 import numpy as np
 import pyro
@@ -74,6 +74,13 @@ def check_seed(seed: Any, name: str = "seed") -> Optional[int]:
         raise ValueError(f"Expected {name} to be None or an integer in [0, 2**32 - 1], "
                          f"but got {seed!r}")
     return int(seed)
+
+
+def child_seeds(seed: int, n: int) -> Tuple[int, ...]:
+    """``n`` seeds derived from ``seed`` by NumPy's ``SeedSequence.spawn``: independent
+    streams, which ``seed + 1, ..., seed + n - 1`` are not (the second stream of seed s
+    would be the first of seed s + 1)."""
+    return tuple(int(c.generate_state(1)[0]) for c in np.random.SeedSequence(seed).spawn(n))
 
 
 def fresh_seed() -> int:

@@ -55,7 +55,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 
-from ._rng import MAX_SEED, check_seed, fresh_seed
+from ._rng import check_seed, child_seeds, fresh_seed
 from ._validation import as_data, positive_int, with_context
 from .mc import MCEstimate, draw
 
@@ -369,7 +369,7 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
 
     if proposal == "mixture":
         half = max(1, num_samples // 2)
-        seeds = (None, None) if seed is None else (seed, (seed + 1) % (MAX_SEED + 1))
+        seeds = (None, None) if seed is None else child_seeds(seed, 2)
         vp = values(P.sample(half, seeds[0], max_length), True)
         vq = values(Q.sample(half, seeds[1], max_length), True)
         a, b = MCEstimate.from_values(vp), MCEstimate.from_values(vq)

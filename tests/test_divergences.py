@@ -291,3 +291,21 @@ def test_sequence_draws_cut_at_max_length_are_refused(monkeypatch):
         dv.kl(P, Q, num_samples=10, max_length=10)
     with pytest.raises(ValueError, match="max_length"):
         dv.kl(p, q, num_samples=10, max_length=0)
+
+
+def test_the_mixture_proposals_two_halves_of_seeds_s_and_s_plus_1_share_no_stream(monkeypatch):
+    """The halves were drawn under seeds s and s + 1, so q's half of seed 0 was p's half of
+    seed 1 (the same noise, so the same draws where p and q are one distribution): estimates at consecutive
+    seeds were not independent. The halves' seeds are now spawned from s."""
+    from pyro_genmodels import mc
+
+    used = []
+    real = mc.draw
+    monkeypatch.setattr(dv, "draw", lambda obj, n, seed=None: used.append(seed) or
+                        real(obj, n, seed=seed))
+    p, q = Normal(0.0, 1.0), Normal(0.5, 1.0)
+    a, b = (dv.f_divergence(p, q, f="tv", proposal="mixture", num_samples=200, seed=s)
+            for s in (0, 1))
+    assert len(used) == 4 and len(set(used)) == 4, used
+    again = dv.f_divergence(p, q, f="tv", proposal="mixture", num_samples=200, seed=0)
+    assert again.estimate == a.estimate and a.estimate != b.estimate

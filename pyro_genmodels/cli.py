@@ -258,8 +258,8 @@ def _fit(args, rank: int) -> int:
     options = _parse_pairs(args.option, "--option")
     if args.distributed:
         options["distributed"] = True
-    ck, out = options.get("checkpoint"), Path(os.path.abspath(args.out))  # ".." resolved
-    inside = isinstance(ck, str) and Path(os.path.abspath(ck)).is_relative_to(out)
+    ck, out = options.get("checkpoint"), Path(os.path.realpath(args.out))  # links, ".." resolved
+    inside = isinstance(ck, str) and Path(os.path.realpath(ck)).is_relative_to(out)
     if inside and not _is_fit_dir(out):
         raise SystemExit(f"error: --option checkpoint={ck} is inside --out {args.out}, which "
                          f"must then hold the fit alone: put it beside (e.g. {args.out}-ck)")

@@ -177,6 +177,12 @@ def test_an_out_that_save_would_refuse_stops_fit_before_the_fit(tmp_path, monkey
         cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
                   str(tmp_path / "new"), "--option", f"checkpoint={tmp_path / 'new' / 'ck'}"])
     assert not (tmp_path / "new").exists()
+    (tmp_path / "link").symlink_to(tmp_path / "new")  # the same, reached through a link
+    with pytest.raises(SystemExit, match=r"^error: --option checkpoint=.*link/ck is inside"):
+        cli.main(["fit", "gaussian", "--data", str(data), "--method", "map", "--out",
+                  str(tmp_path / "new"), "--option", f"checkpoint={tmp_path / 'link' / 'ck'}"])
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "link").unlink()
     monkeypatch.undo()  # a run directory is overwritten, as before, and may hold its own
     run = tmp_path / "run"  # checkpoint once it is one
     beside = f"{tmp_path / 'new' / '..' / 'new-ck'}"  # beside --out, written with ".."

@@ -80,8 +80,8 @@ def _jsonable(v: Any) -> bool:
         isinstance(v, (list, tuple)) and all(_jsonable(u) for u in v))
 
 
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else (
+def _plain(v: Any) -> Any:  # a NumPy number (or 0-d array) as the Python number it holds
+    return v.item() if isinstance(v, (np.generic, np.ndarray)) and not np.ndim(v) else (
         type(v)(_plain(u) for u in v) if isinstance(v, (list, tuple)) else v)
 
 

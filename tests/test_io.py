@@ -177,7 +177,9 @@ def test_numpy_number_options_are_recorded_and_saved_as_the_numbers_they_are(tmp
 
     x, _ = pgm.datasets.correlated_gaussian(60, dim=3, seed=0)
     fit = pgm.Gaussian(3).fit(x, method="map", seed=0, progress=False,
-                              num_steps=np.int64(10), lr=np.float32(0.01))
+                              num_steps=np.int64(10), lr=np.float32(0.01),
+                              lr_decay=np.array(0.5))  # a 0-d array: the number too
+    assert fit.options["lr_decay"] == 0.5 and type(fit.options["lr_decay"]) is float
     assert fit.options["lr"] == float(np.float32(0.01)) and type(fit.options["lr"]) is float
     assert fit.options["num_steps"] == 10 and type(fit.options["num_steps"]) is int
     fit.save(tmp_path / "fit")

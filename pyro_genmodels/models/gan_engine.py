@@ -35,6 +35,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -45,7 +46,7 @@ from .._rng import seeded
 from .._validation import positive_float, positive_int
 from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
-from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
+from ..infer.loop import OPTIMIZERS, Batch, FitResult, LoopOptions, Player, optimize
 from .fgan import TABLE, gradient_penalty
 
 if TYPE_CHECKING:  # gan.py imports this module (for its engine), not the reverse
@@ -86,16 +87,18 @@ class AdversarialOptions(LoopOptions):
             ``wasserstein`` (Gulrajani et al.), 1 for the f-divergences.
         betas: Adam's (beta1, beta2); beta1 = 0.5 as in DCGAN and WGAN-GP.
         non_saturating: the generator's non-saturating loss; ``None``: on for ``"gan"``
-            and ``"js"``, off otherwise (ignored by ``wasserstein``).
-        gradient_penalty: lambda of WGAN-GP's penalty (``wasserstein`` only; ``None``:
-            1, and refused with another divergence, where it would do nothing). 1: with
+            and ``"js"``, off otherwise (``True`` is refused with ``wasserstein``).
+        gradient_penalty: lambda of WGAN-GP's penalty (``wasserstein``'s; ``None``: 1; a
+            value other than 0 is refused with another divergence, where it would do
+            nothing). 1: with
             12000 steps at lr 1e-3 it covered all 25 ``grid25`` modes on seeds 0-2 with
             84, 74, 71% high-quality draws against 73, 50, 77% at 0.1 (the value of the
             WGAN-GP authors' toy code; their image experiments use 10, which gave 43% on
             the ring at the old settings).
         r1_penalty: gamma of the R1 penalty on the f-GAN critic at the data,
             gamma / 2 E ||grad_x V(x)||^2 (Mescheder, Geiger & Nowozin 2018; in the
-            networks' standardized units; ignored by ``wasserstein``).
+            networks' standardized units; a value other than 0 is refused with
+            ``wasserstein``).
         ema: decay of the exponential moving average of the generator's weights that
             the fit keeps; ``None``: off (the last iterate).
         validation: held-out rows; the held-out loss is the unbiased MMD^2 between them
@@ -106,7 +109,7 @@ class AdversarialOptions(LoopOptions):
     divergence          num_steps  lr      betas         r1_penalty
     ==================  =========  ======  ============  ====================
     ``gan``, ``js``     20000      1e-3    (0.5, 0.9)    0.01
-    ``wasserstein``     12000      1e-3    (0.5, 0.9)    (unused; lambda = 1)
+    ``wasserstein``     12000      1e-3    (0.5, 0.9)    (none; its lambda = 1)
     the others          6000       2e-4    (0.5, 0.999)  0
     ==================  =========  ======  ============  ====================
 
@@ -181,19 +184,21 @@ class AdversarialOptions(LoopOptions):
                 f"divergence={name!r}: gradient_penalty is WGAN-GP's ('wasserstein'), "
                 f"r1_penalty and non_saturating are the f-GANs' (every other divergence)")
         if self.betas is not None and not _takes_betas(self.optimizer):
-            raise ValueError(f"betas={self.betas!r} are Adam's; optimizer="
-                             f"{self.optimizer!r} takes none (drop betas, or use "
-                             f"optimizer='adam' or 'adamw')")
+            raise ValueError(f"betas={self.betas!r} are the Adam family's; optimizer="
+                             f"{self.optimizer!r} takes none from the fit (drop betas; a "
+                             f"pyro.optim optimizer takes them in its own arguments)")
         table = DIVERGENCE_DEFAULTS.get(name, OTHER_DEFAULTS)
-        gp = self.gradient_penalty if self.gradient_penalty is not None else float(wgan)
+        # None: 1, also where it is unused (a checkpoint's fingerprint records it)
+        gp = 1.0 if self.gradient_penalty is None else self.gradient_penalty
         return dataclasses.replace(self, gradient_penalty=gp, **{
             k: table[k] for k in PER_DIVERGENCE if getattr(self, k) is None})
 
 
 def _takes_betas(optimizer: Any) -> bool:
-    """Whether the loop's ``optimizer`` is Adam's kind (by name or class)."""
-    return optimizer in ("adam", "adamw") or (isinstance(optimizer, type) and issubclass(
-        optimizer, (torch.optim.Adam, torch.optim.AdamW)))
+    """Whether the loop's ``optimizer`` (a name of the loop's table or a torch optimizer
+    class; not a ``pyro.optim`` one, which takes its own arguments) takes ``betas``."""
+    cls = OPTIMIZERS.get(optimizer) if isinstance(optimizer, str) else optimizer
+    return isinstance(cls, type) and "betas" in inspect.signature(cls).parameters
 
 
 def _fake(model: "GAN", n: int, c: Optional[torch.Tensor]) -> torch.Tensor:
@@ -332,7 +337,10 @@ class AdversarialEngine(Engine):
         per_round = torch.stack(critic.history).tolist() if critic.history else []
         result.point = {}
         result.info.update(divergence=name, critic_steps=critic_steps, critic_lr=critic_lr,
-                           num_steps=opts.num_steps, lr=opts.lr, betas=list(opts.betas),
+                           num_steps=opts.num_steps, lr=opts.lr,
+                           betas=list(opts.betas) if betas else None,
+                           gradient_penalty=opts.gradient_penalty if name == "wasserstein"
+                           else None,
                            r1_penalty=opts.r1_penalty if name != "wasserstein" else None,
                            non_saturating=non_saturating if name != "wasserstein" else None,
                            ema=opts.ema if g_params else None,

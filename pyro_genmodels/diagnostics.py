@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import pandas as pd
 import pyro
 import torch
 
-from ._rng import MAX_SEED, check_seed, seeded
+from ._rng import check_seed, child_seeds, seeded
 from ._validation import positive_int
 
 #: A statistic function, ``{site: (n, *shape)}`` draws to ``{name: (n,)}`` scalars.
@@ -116,11 +117,12 @@ def rank_test(ranks: Mapping[str, torch.Tensor], num_draws: int, num_bins: int
         if r.dim() != 1 or r.dtype == torch.bool or r.is_floating_point() \
                 or r.is_complex() or r.numel() == 0 or int(r.min()) < 0 \
                 or int(r.max()) > num_draws:
+            whole = r.numel() and r.dtype != torch.bool and not (r.is_floating_point()
+                                                                  or r.is_complex())
             raise ValueError(f"ranks[{name!r}] must be a non-empty 1-D tensor of integers "
                              f"in 0..{num_draws}, but got {r.dtype} of shape "
                              f"{tuple(r.shape)}" + (f" in {int(r.min())}..{int(r.max())}"
-                                                    if r.numel() and r.dtype != torch.bool
-                                                    and not r.is_complex() else ""))
+                                                    if whole else ""))
         r = r.long()
         counts = torch.bincount(r // width, minlength=num_bins).double().numpy()
         chi2, p = stats.chisquare(counts)
@@ -141,9 +143,9 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
     """Simulation-based calibration of ``model.fit(x, method=method, **options)``.
 
     For replicate r: draw phi from the model's prior and ``num_data`` rows x from
-    p(x | phi) by running its Pyro program with no data (seed ``seed + 2r``); fit x by
-    ``method`` (seed ``seed + 2r + 1``, so the sampler's random numbers are not the
-    simulation's); thin the posterior draws evenly to ``num_draws``; record the rank
+    p(x | phi) by running its Pyro program with no data (under seed s_2r); fit x by
+    ``method`` (seed s_2r+1, so the sampler's random numbers are not the simulation's);
+    thin the posterior draws evenly to ``num_draws``; record the rank
     of each statistic of phi among those of the draws. Then test each statistic's ranks
     for uniformity (:func:`rank_test`; Bonferroni over the statistics).
 
@@ -160,7 +162,8 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
             to rank (default: :func:`scalar_components`); components that are constant
             across the replicates (the unit diagonal of a correlation Cholesky factor)
             are left out.
-        seed: replicate r simulates under ``seed + 2r`` and fits under ``seed + 2r + 1``.
+        seed: the seeds s_0, ..., s_2R-1 of the replicates are spawned from it
+            (by NumPy's ``SeedSequence.spawn``: independent streams; ``None``: 0).
         level: the family-wise level of the uniformity tests.
         plot: draw the rank histograms.
         progress: a line per replicate.
@@ -176,22 +179,18 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
     num_draws = positive_int(num_draws, "num_draws")
     num_bins = positive_int(num_bins, "num_bins")
     _check_bins(num_draws, num_bins)
-    if isinstance(level, bool) or not isinstance(level, (int, float)) \
-            or not 0 < level < 1:
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     seed = check_seed(seed)
-    seed = 0 if seed is None else seed
-    if seed + 2 * num_replicates - 1 > MAX_SEED:  # replicate r fits under seed + 2r + 1
-        raise ValueError(f"sbc runs replicate r under seeds seed + 2r and seed + 2r + 1, "
-                         f"up to {seed + 2 * num_replicates - 1} here, past the largest "
-                         f"seed 2**32 - 1: expected seed <= "
-                         f"{MAX_SEED - 2 * num_replicates + 1}, but got {seed}")
+    # two independent streams per replicate, spawned from the seed (seed + 2r and
+    # seed + 2r + 1 made the data sets of seed 2 those of seed 0, one replicate on)
+    seeds = child_seeds(0 if seed is None else seed, 2 * num_replicates)
     _check_model(model, method)
     _check_draws(method, num_draws, options)
     statistic = statistics or scalar_components
     simulated, truths = [], []
     for r in range(num_replicates):  # every data set first: cheap, and checked before fits
-        with seeded(seed + 2 * r):
+        with seeded(seeds[2 * r]):
             trace = pyro.poutine.trace(model.model).get_trace(None, num_data=num_data)
         phi = {k: trace.nodes[k]["value"].detach() for k in model.global_sites}
         simulated.append(trace.nodes["_RETURN"]["value"].detach())
@@ -204,7 +203,7 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
                          f"test nothing; expected statistics that vary with the parameter")
     ranked = []
     for r, x in enumerate(simulated):
-        fit = model.fit(x, method=method, seed=seed + 2 * r + 1, progress=False, **options)
+        fit = model.fit(x, method=method, seed=seeds[2 * r + 1], progress=False, **options)
         draws = fit.posterior_samples()
         total = next(iter(draws.values())).shape[0]
         if total < num_draws:

@@ -103,9 +103,9 @@ def test_sbc_refuses_what_it_cannot_calibrate():
 
 def test_sbc_and_rank_test_refuse_bad_arguments_in_words_before_any_fit(monkeypatch):
     """These were errors of Python's or torch's, some after every fit: a constant
-    statistic (KeyError 'p_value'), a seed whose replicates pass 2**32 - 1, a level that
-    is not a number; num_bins 0 (ZeroDivisionError), float num_draws, float, 2-D or bool
-    ranks (truncated or flattened in silence)."""
+    statistic (KeyError 'p_value'), a level that is not a number; num_bins 0
+    (ZeroDivisionError), float num_draws, float, 2-D or bool ranks (truncated or
+    flattened in silence)."""
     fits = []
     monkeypatch.setattr(pgm.Gaussian, "fit", lambda *a, **k: fits.append(k))
     g = pgm.Gaussian(1)
@@ -114,9 +114,6 @@ def test_sbc_and_rank_test_refuse_bad_arguments_in_words_before_any_fit(monkeypa
     constant = lambda d: {"c": torch.zeros(d["loc"].shape[0])}  # noqa: E731
     with pytest.raises(ValueError, match=r"every statistic \(c\) took one value in all 3"):
         sbc(g, "vi", statistics=constant, **kw)
-    with pytest.raises(ValueError, match=r"up to 4294967296 here, past the largest seed "
-                                         r"2\*\*32 - 1: expected seed <= 4294967290"):
-        sbc(g, "vi", seed=2**32 - 5, **kw)
     for level in ("x", True):
         with pytest.raises(ValueError, match="level must be a number in"):
             sbc(g, "vi", level=level, **kw)
@@ -125,12 +122,34 @@ def test_sbc_and_rank_test_refuse_bad_arguments_in_words_before_any_fit(monkeypa
     for args, match in [((ok, 9, 0), "num_bins"), ((ok, 9, -5), "num_bins"),
                         ((ok, 9.0, 5), "num_draws"), ((ok, 9, True), "num_bins"),
                         (({"a": torch.tensor([1.7, 2.9])}, 9, 5), "torch.float32 of shape"),
+                        (({"a": torch.tensor([1.0, math.inf])}, 9, 5), r"float32 of shape \(2,\)$"),
                         (({"a": torch.tensor([[1, 2]])}, 9, 5), r"shape \(1, 2\)"),
                         (({"a": torch.tensor([True])}, 9, 5), "torch.bool"),
                         (({"a": torch.tensor([3, 10])}, 9, 5), r"0..9, but got .* in 3..10"),
                         (({}, 9, 5), "ranks is empty")]:
         with pytest.raises(ValueError, match=match):
             rank_test(*args)
+
+
+def test_sbc_replicates_of_nearby_seeds_share_no_stream_and_numpy_levels_are_numbers(
+        monkeypatch):
+    """Replicate r simulated under seed + 2r and fitted under seed + 2r + 1, so sbc(seed=2)
+    ran sbc(seed=0)'s data sets one replicate on; the seeds are now spawned from the seed.
+    A level of np.float32(0.05) is a number (the checks refused it for a moment)."""
+    import numpy as np
+
+    seeds = []
+    real = pgm.Gaussian.fit
+    monkeypatch.setattr(pgm.Gaussian, "fit",
+                        lambda self, x, **k: seeds.append(k["seed"]) or real(self, x, **k))
+    kw = dict(num_replicates=3, num_data=10, num_draws=9, num_bins=5, plot=False,
+              num_steps=20, num_posterior_samples=20)
+    runs = [sbc(pgm.Gaussian(1), "vi", seed=s, **kw) for s in (0, 2)]
+    assert len(set(seeds)) == 6, seeds
+    assert not torch.equal(runs[0].ranks["loc[0]"][1:], runs[1].ranks["loc[0]"][:-1]) or \
+        not torch.equal(runs[0].ranks["scale[0]"][1:], runs[1].ranks["scale[0]"][:-1])
+    again = sbc(pgm.Gaussian(1), "vi", seed=0, level=np.float32(0.05), **kw)
+    assert all(torch.equal(again.ranks[k], v) for k, v in runs[0].ranks.items())
 
 
 @pytest.mark.cost(145)

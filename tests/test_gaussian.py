@@ -245,7 +245,7 @@ def test_constructor_validation():
         pgm.Gaussian(0)
     with pytest.raises(ValueError, match="prior_scale"):
         pgm.Gaussian(2, prior_scale=-1.0)
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match=r"covariance must have shape \(2, 2\), got \(3, 3\)"):
         pgm.Gaussian(2, covariance=torch.eye(3))
     with pytest.raises(ValueError, match="symmetric"):
         pgm.Gaussian(2, covariance=torch.tensor([[1.0, 0.5], [0.0, 1.0]]))

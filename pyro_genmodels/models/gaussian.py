@@ -83,12 +83,14 @@ class Gaussian(GenerativeModel):
             self.register_buffer("covariance", None)
             self.register_buffer("_cov_tril", None)
         else:
-            try:  # before as_data, which would ask for (N, dim)
+            try:  # before as_data, which would ask for (N, dim); one number for dim 1
                 shape = tuple(covariance.shape) if torch.is_tensor(covariance) \
-                    else np.shape(covariance)
+                    else np.shape(covariance) if isinstance(covariance, (list, tuple,
+                                                                          np.ndarray)) \
+                    else (self.dim, self.dim)  # anything else: as_data says what it is
             except ValueError:  # ragged rows: as_data says so
                 shape = (self.dim, self.dim)
-            if shape != (self.dim, self.dim):
+            if shape != (self.dim, self.dim) and not (self.dim == 1 and len(shape) < 2):
                 raise ValueError(f"covariance must have shape {(self.dim, self.dim)}, "
                                  f"got {shape}")
             cov = as_data(covariance, dim=self.dim, name="covariance")

@@ -49,6 +49,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Any, Callable, Optional, Tuple, Union
@@ -102,6 +103,25 @@ class CrossEntropy(MCEstimate):
 
 def _is_sequence_model(model: Any) -> bool:
     return hasattr(model, "vocab") and hasattr(model, "encode") and hasattr(model, "decode")
+
+
+def _outside_is_minus_inf(d: torch.distributions.Distribution, x: torch.Tensor
+                          ) -> torch.Tensor:
+    """``d.log_prob(x)`` in float64, -inf at the draws outside ``d``'s support (the other
+    side's draws need not lie in it: N(0, 1) against Exponential(1)), where torch's
+    argument check would raise and an unchecked ``log_prob`` would be a finite number."""
+    try:
+        support = d.support
+        assert support is not None
+        inside = torch.as_tensor(support.check(x))
+    except (NotImplementedError, RuntimeError, AssertionError):  # d checks itself
+        return d.log_prob(x).double()
+    if bool(inside.all()):
+        return d.log_prob(x).double()
+    unchecked = copy.copy(d)
+    unchecked._validate_args = False
+    lp = unchecked.log_prob(x).double()
+    return lp.masked_fill(~inside.expand_as(lp), -math.inf)
 
 
 class _Side:
@@ -169,7 +189,10 @@ class _Side:
                 and x.shape[1] == 1:
             x = x[:, 0]
         with torch.no_grad():
-            return self.obj.log_prob(x).double()
+            if self.is_fit:
+                return self.obj.log_prob(x).double()
+            return _outside_is_minus_inf(self.obj, x)
+
 
     def sample(self, n: int, seed: Optional[int], max_length: Optional[int] = None) -> Any:
         if self.event[0] != "sequences":

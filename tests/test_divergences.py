@@ -309,3 +309,23 @@ def test_the_mixture_proposals_two_halves_of_seeds_s_and_s_plus_1_share_no_strea
     assert len(used) == 4 and len(set(used)) == 4, used
     again = dv.f_divergence(p, q, f="tv", proposal="mixture", num_samples=200, seed=0)
     assert again.estimate == a.estimate and a.estimate != b.estimate
+
+
+def test_draws_outside_the_other_sides_support_have_density_zero_there():
+    """U(0, 1) against U(0, 2): the mixture's draws in (1, 2) lie outside p's support.
+    torch's argument check raised there (when on) and an unchecked log_prob is log 1, a
+    lie; they now score -inf. Closed forms: KL(p || q) = log 2, KL(q || p) = inf, TV =
+    1/2, JS = (log(4/3) + (log(2/3) + log 2) / 2) / 2, each within 4 standard errors."""
+    from torch.distributions import Exponential, Uniform
+
+    p, q = Uniform(0.0, 1.0), Uniform(0.0, 2.0)
+    est = {f: dv.f_divergence(p, q, f=f, num_samples=4000, seed=0)
+           for f in ("kl", "reverse_kl", "tv", "js")}
+    assert est["kl"].estimate == pytest.approx(math.log(2), rel=1e-6)  # float32 densities
+    assert est["reverse_kl"].estimate == math.inf
+    truth = {"tv": 0.5, "js": (math.log(4 / 3) + (math.log(2 / 3) + math.log(2)) / 2) / 2}
+    for f, t in truth.items():
+        assert abs(est[f].estimate - t) <= 4 * est[f].stderr, (f, est[f], t)
+    # N(0, 1) against Exponential(1): half of p's draws are negative, outside q's support
+    assert dv.f_divergence(Normal(0.0, 1.0), Exponential(1.0), f="kl", num_samples=200,
+                           seed=0).estimate == math.inf

@@ -95,8 +95,8 @@ def _enumeration(model: GenerativeModel) -> Dict[str, Any]:
 
 def _initial_params(model: GenerativeModel, x: torch.Tensor, c, num_chains: int,
                     jitter: float) -> List[Dict[str, torch.Tensor]]:
-    _, _, transforms, _ = initialized_in_units(model, x, c)
     init = model.init_values(x)
+    _, _, transforms, _ = initialized_in_units(model, x, c, init)
     chains = []
     for _ in range(num_chains):
         z = {}

@@ -78,7 +78,9 @@ class FusedPotential:
         self.model, self.x, self.c = model, x, c
         self._enum_kwargs = enum_kwargs
         self.sites: Tuple[str, ...] = tuple(model.global_sites)
-        _, self._pyro_potential, inverse, _ = initialized_in_units(model, x, c, **enum_kwargs)
+        self._init = (x, model.init_values(x))  # (a mixture's are n_init EM runs)
+        _, self._pyro_potential, inverse, _ = initialized_in_units(model, x, c, self._init[1],
+                                                                   **enum_kwargs)
         # the priors, built without argument validation: a diverging trajectory's
         # non-finite point must be refused by the sampler, not raise in log_prob
         with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
@@ -209,7 +211,9 @@ class FusedPotential:
         """``(num_chains, D)`` starts: the model's data-dependent ``init_values`` in the
         unconstrained space, each chain jittered by ``N(0, jitter^2)`` so the chains start
         apart (R-hat compares them)."""
-        init = self.model.init_values(self.x)
+        x, init = self._init
+        if x is not self.x:  # another data set since (a kept potential serves several)
+            init = self.model.init_values(self.x)
         u = {s: self.transforms[s].inv(init[s]).detach() for s in self.sites}
         z0 = self.flatten(u)
         return z0 + jitter * torch.randn(num_chains, self.dim, dtype=z0.dtype, device=z0.device)

@@ -158,6 +158,8 @@ class GenerativeModel(PyroModule):
         a class below it in the MRO defining a method or property (``model``, a hook it
         calls such as ``distribution``, a mixin's; not ``__init__``) makes them False."""
         super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):  # under the lock: initial weights come from torch's
+            setattr(cls, "__init__", serialized(vars(cls)["__init__"]))  # a running fit seeded
         for flag in ("jit_safe", "vectorized_particles"):
             for klass in cls.__mro__:
                 if flag in vars(klass):
@@ -230,8 +232,7 @@ class GenerativeModel(PyroModule):
 
     def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
                        c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``log p(x_i | phi[, c_i])`` for every row: shape ``(*batch, N)``. By default
-        from :meth:`distribution`."""
+        """``log p(x_i | phi[, c_i])`` per row, ``(*batch, N)``; from :meth:`distribution`."""
         d = self.distribution(params, c)
         batch = d.batch_shape if c is None else d.batch_shape[:-1]
         if not batch:
@@ -241,9 +242,8 @@ class GenerativeModel(PyroModule):
 
     def sample_given(self, params: Dict[str, torch.Tensor], n: int,
                      c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``n`` draws of x given phi (and ``c``, ``(n, context_dim)``); when phi is
-        batched its batch must be ``(n,)`` and row i is drawn from phi_i. By default
-        from :meth:`distribution`."""
+        """``n`` draws of x given phi (and ``c``, ``(n, context_dim)``); a batch of phi must
+        be ``(n,)``, row i drawn from phi_i. By default from :meth:`distribution`."""
         d = self.distribution(params, c)
         return d.sample((n,)) if not d.batch_shape else d.sample()
 

@@ -486,3 +486,20 @@ def test_docs_code_blocks_and_docstring_example_run():
         exec(compile(code, f"vae.md[block {i}]", "exec"), {})
     result = doctest.testmod(vae_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_label_past_int64_is_named_as_it_came_and_unsigned_labels_are_read():
+    """A whole float label of 1e20 passed the finite-and-whole check and was cast to
+    int64 before the range check: the message said it found -9223372036854775808.
+    Unsigned 16-64-bit labels, which torch does not compare, are read too."""
+    import numpy as np
+
+    from pyro_genmodels.models.vae_parts import _labels
+
+    with pytest.raises(ValueError, match=r"in 0..2 \(num_classes=3\); found 1e\+20 at "
+                                         r"position 1"):
+        _labels(np.array([0.0, 1e20]), 3)
+    for dtype in (np.uint16, np.uint32, np.uint64):
+        assert _labels(np.array([0, 2], dtype=dtype), 3).tolist() == [0, 2]
+    with pytest.raises(ValueError, match=r"found 3 at position 0"):
+        _labels(np.array([3], dtype=np.uint64), 3)

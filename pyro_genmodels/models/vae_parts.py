@@ -123,10 +123,12 @@ def _labels(c: Any, k: int) -> torch.Tensor:
                 i = int(bad.nonzero()[0])
                 raise ValueError(f"c must be finite integer class labels; found "
                                  f"{t[i].item()} at position {i}")
-        t = t.long()
-    out = (t < 0) | (t >= k)
+    if t.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch compares none of these
+        t = t.double()
+    out = (t < 0) | (t >= k)  # before the cast: 1e20 would come out as -2**63
     if out.any():
         i = int(out.nonzero()[0])
+        v = t[i].item()
         raise ValueError(f"c must be class labels in 0..{k - 1} (num_classes={k}); found "
-                         f"{int(t[i])} at position {i}")
-    return t
+                         f"{int(v) if abs(v) < 2**53 else v} at position {i}")
+    return t.long()

@@ -18,10 +18,10 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List
 
 import numpy as np
 import pyro.distributions as dist
-from pyro.contrib.zuko import ZukoToPyro
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
+from ._as_pyro import to_pyro
 from ._rng import seeded, serialized
 from ._validation import (check_column_names, check_device, first_line, positive_float,
                           positive_int)
@@ -87,7 +87,8 @@ def _plain(v: Any) -> Any:  # a NumPy number (or 0-d array) as the Python number
 
 def json_options(options: Dict[str, Any]) -> Dict[str, Any]:
     """The options a fit records and saves: those JSON holds, NumPy numbers as numbers."""
-    return {k: _plain(v) for k, v in options.items() if _jsonable(_plain(v))}
+    plain = {k: _plain(v) for k, v in options.items()}
+    return {k: v for k, v in plain.items() if _jsonable(v)}
 
 
 def _chunk_rows(batch: int) -> int:
@@ -449,8 +450,8 @@ class Fit:
             d = self.model.distribution(self.posterior_samples(), None)
             mix = dist.Categorical(logits=torch.zeros(self.num_draws, **self._factory))
             d = dist.MixtureSameFamily(mix, d if isinstance(d, TorchDistributionMixin)
-                                       else _to_pyro(d))
-        return d if isinstance(d, TorchDistributionMixin) else _to_pyro(d)
+                                       else to_pyro(d))
+        return d if isinstance(d, TorchDistributionMixin) else to_pyro(d)
 
     def _check_density(self) -> None:
         """A family without a density (``log_prob_kind == "none"``) says so and why."""
@@ -527,24 +528,3 @@ class Fit:
 
 
 _serialize_public_methods(Fit)
-
-
-class _AsPyro(ZukoToPyro):
-    """Pyro's wrapper of a torch (or zuko) distribution, with the ``sample`` and
-    ``rsample`` it leaves out (it draws only when called, as ``pyro.sample`` does)."""
-
-    def rsample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
-        return self.dist.rsample(sample_shape)
-
-    def sample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
-        with torch.no_grad():
-            return self.dist.rsample(sample_shape) if self.has_rsample \
-                else self.dist.sample(sample_shape)
-
-    def expand(self, *args: Any, **kwargs: Any) -> "_AsPyro":
-        return _AsPyro(self.dist.expand(*args, **kwargs))
-
-
-def _to_pyro(d: torch.distributions.Distribution) -> dist.TorchDistribution:
-    """A torch (or zuko) distribution as a Pyro one."""
-    return _AsPyro(d)

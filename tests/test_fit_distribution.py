@@ -6,6 +6,8 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
+from pyro.infer import MCMC, NUTS
+from pyro.infer.mcmc.util import initialize_model
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
 import pyro_genmodels as pgm
@@ -99,6 +101,22 @@ def test_a_fitted_flow_is_a_prior_in_a_pyro_program():
     lp = prior.log_prob(theta) + dist.Normal(theta.sum(-1), 1.0).log_prob(torch.tensor(0.5))
     (g,) = torch.autograd.grad(lp, theta)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+    # and Pyro's MCMC samples it: the flow's support is R^2, so Pyro's potential on the
+    # unconstrained space is minus the log joint itself (a zuko flow defines no support,
+    # and NUTS raised NotImplementedError)
+    assert prior.support.event_dim == 1 and prior.support.is_discrete is False
+    y = torch.tensor(0.5)
+    with seeded(4):
+        _, potential, transforms, _ = initialize_model(program, model_args=(y,))
+    t = torch.tensor([0.3, -1.2])
+    joint = fit.log_prob(t[None])[0] + dist.Normal(t.sum(), 1.0).log_prob(y)
+    assert torch.allclose(potential({"theta": t}), -joint, atol=1e-5)
+    assert torch.equal(transforms["theta"](t), t)
+    mcmc = MCMC(NUTS(program), num_samples=10, warmup_steps=10, disable_progbar=True)
+    with seeded(5):
+        mcmc.run(y)
+    draws = mcmc.get_samples()["theta"]
+    assert draws.shape == (10, 2) and torch.isfinite(draws).all()
 
 
 def test_families_without_a_tractable_density_say_so():

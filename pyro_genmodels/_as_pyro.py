@@ -1,0 +1,42 @@
+"""A torch (or zuko) distribution as a Pyro one, for :meth:`Fit.distribution
+<pyro_genmodels.fit.Fit.distribution>`: Pyro's :class:`~pyro.contrib.zuko.ZukoToPyro` with
+the ``sample``, ``rsample`` and ``support`` it leaves out, so that a fitted flow can be a
+prior in a Pyro program that Pyro's MCMC samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyro.distributions as dist
+from pyro.contrib.zuko import ZukoToPyro
+from pyro.distributions import constraints
+import torch
+
+
+class _AsPyro(ZukoToPyro):
+    """Pyro's wrapper of a torch (or zuko) distribution, with the ``sample`` and
+    ``rsample`` it leaves out (it draws only when called, as ``pyro.sample`` does)."""
+
+    def rsample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
+        return self.dist.rsample(sample_shape)
+
+    def sample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.dist.rsample(sample_shape) if self.has_rsample \
+                else self.dist.sample(sample_shape)
+
+    def expand(self, *args: Any, **kwargs: Any) -> "_AsPyro":
+        return _AsPyro(self.dist.expand(*args, **kwargs))
+
+    @property
+    def support(self) -> Any:
+        """The wrapped distribution's support; a zuko flow defines none, and is on R^d."""
+        try:
+            return self.dist.support
+        except NotImplementedError:
+            return constraints.independent(constraints.real, len(self.event_shape))
+
+
+def to_pyro(d: torch.distributions.Distribution) -> dist.TorchDistribution:
+    """A torch (or zuko) distribution as a Pyro one."""
+    return _AsPyro(d)

@@ -208,20 +208,19 @@ def program_in_units(model: GenerativeModel, x: torch.Tensor) -> Callable[..., A
 
 
 def initialized_in_units(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Tensor],
-                         init: Optional[Dict[str, torch.Tensor]] = None, **kwargs: Any
+                         init: Dict[str, torch.Tensor], **kwargs: Any
                          ) -> Tuple[Any, Callable[..., Any], Dict[str, Any], Any]:
     """Pyro's ``initialize_model`` on :func:`program_in_units` (``kwargs`` go to it):
     ``(initial_params, potential_fn, transforms, trace)``, the prototype trace taken at
-    the model's ``init_values`` (or ``init``, if the caller has them), where the chains
-    start. (Pyro's default start, uniform
+    ``init``, the model's ``init_values(x)``, where the chains start (the caller computes
+    them once: a mixture's are EM runs). (Pyro's default start, uniform
     in (-2, 2) on the unconstrained coordinates, made the correlations of a 30-column
     Gaussian into a Cholesky factor that torch's argument check refuses: a ValueError
     that Pyro's search for a valid start does not catch, raised or not as other code
     had left torch's checks.)"""
     return initialize_model(program_in_units(model, x), model_args=(x,),
                             model_kwargs={"c": c},
-                            init_strategy=init_to_value(
-                                values=model.init_values(x) if init is None else init),
+                            init_strategy=init_to_value(values=init),
                             **kwargs)
 
 

@@ -78,8 +78,8 @@ class FusedPotential:
         self.model, self.x, self.c = model, x, c
         self._enum_kwargs = enum_kwargs
         self.sites: Tuple[str, ...] = tuple(model.global_sites)
-        self._init = (x, model.init_values(x))  # (a mixture's are n_init EM runs)
-        _, self._pyro_potential, inverse, _ = initialized_in_units(model, x, c, self._init[1],
+        self._init = model.init_values(x)  # once (a mixture's are n_init EM runs)
+        _, self._pyro_potential, inverse, _ = initialized_in_units(model, x, c, self._init,
                                                                    **enum_kwargs)
         # the priors, built without argument validation: a diverging trajectory's
         # non-finite point must be refused by the sampler, not raise in log_prob
@@ -211,10 +211,7 @@ class FusedPotential:
         """``(num_chains, D)`` starts: the model's data-dependent ``init_values`` in the
         unconstrained space, each chain jittered by ``N(0, jitter^2)`` so the chains start
         apart (R-hat compares them)."""
-        x, init = self._init
-        if x is not self.x:  # another data set since (a kept potential serves several)
-            init = self.model.init_values(self.x)
-        u = {s: self.transforms[s].inv(init[s]).detach() for s in self.sites}
+        u = {s: self.transforms[s].inv(self._init[s]).detach() for s in self.sites}
         z0 = self.flatten(u)
         return z0 + jitter * torch.randn(num_chains, self.dim, dtype=z0.dtype, device=z0.device)
 

@@ -439,6 +439,10 @@ def constant_columns(x: torch.Tensor) -> torch.Tensor:
     return rel <= torch.finfo(x.dtype).eps
 
 
+#: the message of :func:`warn_if_prior_is_strong`, to ignore where the prior is the point
+STRONG_PRIOR = r".*'s prior \(prior_scale=.*, in the data's units\) moves the "
+
+
 def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, method: str,
                             *, scales: bool = True) -> None:
     r"""Warn when a family's default-style priors, a location ~ N(0, s0^2) and a scale ~

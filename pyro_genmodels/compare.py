@@ -14,8 +14,8 @@ import torch
 
 from . import metrics
 from ._rng import check_seed, fresh_seed, seeded
-from ._validation import (as_data, check_bool, check_device, heldout_conditions,
-                          heldout_pair, positive_float, with_context)
+from ._validation import (STRONG_PRIOR, as_data, check_bool, check_device,
+                          heldout_conditions, heldout_pair, positive_float, with_context)
 from .base import Fit, GenerativeModel
 from .infer import streaming
 
@@ -351,8 +351,7 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
                "heldout_log_prob_se": math.nan, "train_log_prob": math.nan, "error": ""}
         try:
             with warnings.catch_warnings():  # a strong prior is what the sweep looks at
-                warnings.filterwarnings("ignore", message=r".*'s prior \(prior_scale=.* "
-                                        r"moves the map fit")
+                warnings.filterwarnings("ignore", message=STRONG_PRIOR)
                 with seeded(build_seed):  # the same initial weights for every fit
                     member = type(model)(**cfg)
                 fit = member.fit(x, method=method, seed=seed, progress=progress, **options)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import pandas as pd
@@ -34,7 +35,7 @@ import pyro
 import torch
 
 from ._rng import check_seed, child_seeds, seeded
-from ._validation import positive_int
+from ._validation import STRONG_PRIOR, positive_int
 
 #: A statistic function, ``{site: (n, *shape)}`` draws to ``{name: (n,)}`` scalars.
 Statistics = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
@@ -203,7 +204,9 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
                          f"test nothing; expected statistics that vary with the parameter")
     ranked = []
     for r, x in enumerate(simulated):
-        fit = model.fit(x, method=method, seed=seeds[2 * r + 1], progress=False, **options)
+        with warnings.catch_warnings():  # the prior made the data: it is meant to be strong
+            warnings.filterwarnings("ignore", message=STRONG_PRIOR)
+            fit = model.fit(x, method=method, seed=seeds[2 * r + 1], progress=False, **options)
         draws = fit.posterior_samples()
         total = next(iter(draws.values())).shape[0]
         if total < num_draws:

@@ -60,6 +60,33 @@ def serialized(fn: F) -> F:
     return cast(F, locked)
 
 
+def apart(fn: F) -> F:
+    """``fn`` (a fit) runs :func:`serialized`, with gradients on and apart from the
+    caller's Pyro effect handlers: called under ``torch.no_grad()`` or
+    ``torch.inference_mode()`` its loop had no gradients, and inside the caller's
+    ``poutine.trace`` or ``pyro.plate`` its program's sites went into the caller's trace
+    ("Multiple sample sites named 'loc'") or its data plate took the next free dimension
+    (the loss of another model). Pyro keeps both in module globals, the handler stack and
+    the plates' dimensions, which the fit sets aside and puts back when it returns."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with process_lock():
+            kept: List[List[Any]] = [pyro.poutine.runtime._PYRO_STACK,
+                                     pyro.poutine.runtime._DIM_ALLOCATOR._stack]
+            callers = [list(k) for k in kept]
+            for k in kept:
+                del k[:]
+            try:
+                with torch.inference_mode(False), torch.enable_grad():
+                    return fn(*args, **kwargs)
+            finally:
+                for k, c in zip(kept, callers):
+                    k[:] = c
+
+    setattr(run, "__serialized__", True)
+    return cast(F, run)
+
+
 #: the largest seed; NumPy's global generator takes seeds in [0, 2**32 - 1]
 MAX_SEED = 2**32 - 1
 

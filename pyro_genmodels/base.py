@@ -36,7 +36,7 @@ from pyro import poutine
 from torch.distributions import biject_to
 from pyro.nn import PyroModule
 
-from ._rng import check_seed, seeded, serialized
+from ._rng import apart, check_seed, seeded, serialized
 from ._validation import (as_data, check_device, check_method, column_moments, column_names,
                           positive_int)
 from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
@@ -371,7 +371,7 @@ class GenerativeModel(PyroModule):
         check_method(method, cls.capabilities.methods, cls.__name__)
         return cls.engines.get(method) or ENGINES[method]
 
-    @serialized  # Pyro's handler stack, param store and RNGs: one fit at a time
+    @apart  # Pyro's handler stack, param store and RNGs: one fit at a time, its own
     def fit(self, data: Any, *, method: str, c: Any = None, seed: Optional[int] = None,
             progress: bool = True, **options: Any) -> Fit:
         """Fit the global parameters to ``data`` by ``method``.

@@ -1,7 +1,13 @@
-"""A torch (or zuko) distribution as a Pyro one, for :meth:`Fit.distribution
-<pyro_genmodels.fit.Fit.distribution>`: Pyro's :class:`~pyro.contrib.zuko.ZukoToPyro` with
-the ``sample``, ``rsample`` and ``support`` it leaves out, so that a fitted flow can be a
-prior in a Pyro program that Pyro's MCMC samples."""
+"""Fitted densities as Pyro distributions that Pyro's MCMC and autoguides can take as a
+prior, for :meth:`Fit.distribution <pyro_genmodels.fit.Fit.distribution>`: they need a
+``support`` that ``biject_to`` knows.
+
+- :func:`to_pyro`: a torch (or zuko) distribution through Pyro's
+  :class:`~pyro.contrib.zuko.ZukoToPyro`, with the ``sample``, ``rsample`` and ``support``
+  it leaves out (a zuko flow defines no support).
+- :class:`Mixture`: Pyro's ``MixtureSameFamily`` on the support of its components (its
+  own, ``MixtureSameFamilyConstraint``, has no ``biject_to``): a posterior predictive or
+  a Gaussian mixture as a prior."""
 
 from __future__ import annotations
 
@@ -40,3 +46,12 @@ class _AsPyro(ZukoToPyro):
 def to_pyro(d: torch.distributions.Distribution) -> dist.TorchDistribution:
     """A torch (or zuko) distribution as a Pyro one."""
     return _AsPyro(d)
+
+
+class Mixture(dist.MixtureSameFamily):
+    """``MixtureSameFamily`` whose support is its components': the components of a fitted
+    mixture share one support (R^d), on which the mixture's density is positive."""
+
+    @property
+    def support(self) -> Any:
+        return self.component_distribution.support

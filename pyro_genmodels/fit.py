@@ -21,7 +21,7 @@ import pyro.distributions as dist
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
-from ._as_pyro import to_pyro
+from ._as_pyro import Mixture, to_pyro
 from ._rng import seeded, serialized
 from ._validation import (check_column_names, check_device, first_line, positive_float,
                           positive_int)
@@ -449,8 +449,7 @@ class Fit:
                 raise ValueError("A posterior fit's distribution is unconditional")
             d = self.model.distribution(self.posterior_samples(), None)
             mix = dist.Categorical(logits=torch.zeros(self.num_draws, **self._factory))
-            d = dist.MixtureSameFamily(mix, d if isinstance(d, TorchDistributionMixin)
-                                       else to_pyro(d))
+            d = Mixture(mix, d if isinstance(d, TorchDistributionMixin) else to_pyro(d))
         return d if isinstance(d, TorchDistributionMixin) else to_pyro(d)
 
     def _check_density(self) -> None:

@@ -101,22 +101,47 @@ def test_a_fitted_flow_is_a_prior_in_a_pyro_program():
     lp = prior.log_prob(theta) + dist.Normal(theta.sum(-1), 1.0).log_prob(torch.tensor(0.5))
     (g,) = torch.autograd.grad(lp, theta)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
-    # and Pyro's MCMC samples it: the flow's support is R^2, so Pyro's potential on the
-    # unconstrained space is minus the log joint itself (a zuko flow defines no support,
-    # and NUTS raised NotImplementedError)
+    # and Pyro's MCMC samples it (a zuko flow defines no support: NotImplementedError)
+    _pyros_mcmc_takes_it_as_a_prior(fit, atol=1e-5)
+
+
+def _pyros_mcmc_takes_it_as_a_prior(fit, atol):
+    """``fit.distribution()`` as the prior of theta in y ~ N(sum(theta), 1): its support
+    is R^d, so Pyro's potential on the unconstrained space is minus the log joint itself,
+    with ``fit.log_prob`` as the prior's term, and NUTS draws from it."""
+    prior = fit.distribution()
     assert prior.support.event_dim == 1 and prior.support.is_discrete is False
-    y = torch.tensor(0.5)
+
+    def program(y):
+        theta = pyro.sample("theta", prior)
+        pyro.sample("y", dist.Normal(theta.sum(-1), 1.0), obs=y)
+
+    y = torch.tensor(0.5, dtype=fit.data.dtype)
     with seeded(4):
         _, potential, transforms, _ = initialize_model(program, model_args=(y,))
-    t = torch.tensor([0.3, -1.2])
+    t = torch.tensor([0.3, -1.2], dtype=fit.data.dtype)
     joint = fit.log_prob(t[None])[0] + dist.Normal(t.sum(), 1.0).log_prob(y)
-    assert torch.allclose(potential({"theta": t}), -joint, atol=1e-5)
+    assert torch.allclose(potential({"theta": t}), -joint, atol=atol)
     assert torch.equal(transforms["theta"](t), t)
     mcmc = MCMC(NUTS(program), num_samples=10, warmup_steps=10, disable_progbar=True)
     with seeded(5):
         mcmc.run(y)
     draws = mcmc.get_samples()["theta"]
     assert draws.shape == (10, 2) and torch.isfinite(draws).all()
+
+
+@pytest.mark.parametrize("family,method", [("gaussian", "vi"), ("gaussian_mixture", "mle")])
+def test_a_mixture_density_is_a_prior_for_pyros_mcmc(family, method):
+    """A posterior predictive and a Gaussian mixture are MixtureSameFamily, whose own
+    support has no bijection in torch: NUTS and every autoguide raised
+    NotImplementedError. Theirs is their components', R^d."""
+    x = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)[0].double()
+    model = pgm.Gaussian(2) if family == "gaussian" else pgm.GaussianMixture(2, 2)
+    options = {"num_steps": 100, "num_posterior_samples": 20} if method == "vi" else {}
+    fit = model.double().fit(x, method=method, seed=0, progress=False, **options)
+    _pyros_mcmc_takes_it_as_a_prior(fit, atol=1e-10)
+    prior = fit.distribution()
+    assert prior.expand([3]).batch_shape == (3,) and prior.expand([3]).support.event_dim == 1
 
 
 def test_families_without_a_tractable_density_say_so():

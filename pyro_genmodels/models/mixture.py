@@ -54,6 +54,7 @@ import pyro.distributions as dist
 import torch
 from tqdm.auto import tqdm
 
+from .._as_pyro import Mixture
 from .._validation import (check_choice, column_moments, column_units, nonnegative_float,
                            positive_float, positive_int, warn_if_prior_is_strong)
 from ..base import Capabilities, Fit, GenerativeModel, register
@@ -434,8 +435,7 @@ class GaussianMixture(GenerativeModel):
     def distribution(self, params: Dict[str, torch.Tensor],
                      c: Optional[torch.Tensor] = None) -> dist.MixtureSameFamily:
         """``sum_k w_k N(mu_k, Sigma_k)`` with z summed out; sampled ancestrally."""
-        return dist.MixtureSameFamily(dist.Categorical(params["weights"]),
-                                      self._component(params))
+        return Mixture(dist.Categorical(params["weights"]), self._component(params))
 
     def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
                        c: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -436,18 +436,23 @@ class Fit:
         conditional models, ``(N, context_dim)`` gives batch shape ``(N,)``. Families
         whose model implements the density hook have one (Gaussian, GaussianMixture,
         PPCA, Flow); the others raise ``NotImplementedError`` (an estimate, an
-        unnormalized density, or sequences of varying length).
+        unnormalized density, or sequences of varying length). The density is fixed: a
+        network's weights are a copy that no gradient of your program reaches.
         """
         self._check_density()
-        if c is not None:  # rows (N, context_dim), or one row (context_dim,): batch (1,)
-            wide = (getattr(self.model, "context_dim", None) or 1) > 1  # (N,) is N rows of 1
-            c = self._as_context(c, 1 if np.ndim(c) == 1 and wide else len(c))
+        # c: rows (N, context_dim), or one row (context_dim,) or a number: batch (1,);
+        # checked as log_prob checks it (a conditional model without c is refused)
+        wide = (getattr(self.model, "context_dim", None) or 1) > 1  # (N,) is N rows of 1
+        c = self._as_context(c, 1 if np.ndim(c) == 0 or (np.ndim(c) == 1 and wide) else len(c))
+        model = self.model  # a network's weights: a copy, fixed (a user's SVI gave the
+        if any(p.requires_grad for p in model.parameters()):  # fit's own weights grads)
+            model = copy.deepcopy(model).requires_grad_(False)
         if self.point is not None:
-            d = self.model.distribution(self.point, c)
+            d = model.distribution(self.point, c)
         else:
             if c is not None:
                 raise ValueError("A posterior fit's distribution is unconditional")
-            d = self.model.distribution(self.posterior_samples(), None)
+            d = model.distribution(self.posterior_samples(), None)
             mix = dist.Categorical(logits=torch.zeros(self.num_draws, **self._factory))
             d = Mixture(mix, d if isinstance(d, TorchDistributionMixin) else to_pyro(d))
         return d if isinstance(d, TorchDistributionMixin) else to_pyro(d)

@@ -1,12 +1,15 @@
 """The density hook: ``model.distribution(params, c)`` and ``fit.distribution(c)``, a Pyro
 distribution of the fitted density that a user can put in a Pyro program of their own."""
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import MCMC, NUTS
+from pyro.infer import MCMC, NUTS, SVI, JitTrace_ELBO
+from pyro.infer.autoguide import AutoNormal
 from pyro.infer.mcmc.util import initialize_model
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
@@ -67,7 +70,8 @@ def test_a_fitted_conditional_flow_has_one_distribution_per_context():
     assert torch.allclose(one.log_prob(x[:4]), wide.log_prob(x[:4], c=row), atol=1e-5)
     # sample and rsample, as the docs say (Pyro's wrapper drew only when called)
     assert one.sample().shape == (1, 2) and one.sample((6,)).shape == (6, 1, 2)
-    assert one.rsample((2,)).requires_grad and d.sample((4,)).shape == (4, 5, 2)
+    assert one.has_rsample and one.rsample((2,)).shape == (2, 1, 2)
+    assert d.sample((4,)).shape == (4, 5, 2)
     assert one.expand([4]).sample().shape == (4, 2)  # expand keeps sample
     # with one context column, (N,) is N rows, as fit.log_prob reads it
     assert fit.distribution(c[:5, 0]).batch_shape == (5,)
@@ -142,6 +146,52 @@ def test_a_mixture_density_is_a_prior_for_pyros_mcmc(family, method):
     _pyros_mcmc_takes_it_as_a_prior(fit, atol=1e-10)
     prior = fit.distribution()
     assert prior.expand([3]).batch_shape == (3,) and prior.expand([3]).support.event_dim == 1
+
+
+def test_a_conditional_flows_distribution_checks_c_as_log_prob_does():
+    """Without c it was accepted and failed inside torch at log_prob; a number (which
+    fit.sample takes as one row of one column) was len()'s TypeError."""
+    with seeded(0):
+        x, c = torch.randn(64, 2), torch.randn(64, 1)
+        model = pgm.Flow(2, hidden=(8,), num_transforms=1, context_dim=1)
+    fit = model.fit(x, c=c, method="mle", seed=0, progress=False, num_steps=3)
+    with pytest.raises(ValueError, match=r"Flow is conditional: pass c of shape \(N, 1\)"):
+        fit.distribution()
+    one = fit.distribution(0.5)
+    assert one.batch_shape == (1,)
+    assert torch.allclose(one.log_prob(x[:3]), fit.log_prob(x[:3], c=0.5), atol=1e-6)
+
+
+def test_a_flows_distribution_is_fixed_and_pyros_jit_takes_it():
+    """The distribution carried the fit's own weights, trainable: Pyro's compiled NUTS and
+    JitTrace_ELBO refused them ("Cannot insert a Tensor that requires grad as a
+    constant"), and a user's SVI left gradients on the fit's weights."""
+    with seeded(0):
+        x = torch.randn(128, 2)
+        model = pgm.Flow(2, hidden=(8,), num_transforms=1)
+    fit = model.fit(x, method="mle", seed=0, progress=False, num_steps=5)
+    before = {k: v.clone() for k, v in fit.model.state_dict().items()}
+    prior = fit.distribution()
+    y = torch.tensor([-1.0, 1.0])
+
+    def program(y):
+        theta = pyro.sample("theta", prior)
+        pyro.sample("y", dist.Normal(theta, 0.5).to_event(1), obs=y)
+
+    guide = AutoNormal(program)
+    svi = SVI(program, guide, pyro.optim.Adam({"lr": 0.05}),
+              JitTrace_ELBO(ignore_jit_warnings=True))
+    with seeded(1), pyro.get_param_store().scope():
+        losses = [svi.step(y) for _ in range(3)]
+    assert all(math.isfinite(v) for v in losses)
+    mcmc = MCMC(NUTS(program, jit_compile=True, ignore_jit_warnings=True), num_samples=5,
+                warmup_steps=5, disable_progbar=True)
+    with seeded(2):
+        mcmc.run(y)
+    assert torch.isfinite(mcmc.get_samples()["theta"]).all()
+    assert all(p.grad is None for p in fit.model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in fit.model.state_dict().items())
+    assert any(p.requires_grad for p in fit.model.parameters())  # the fit's own: as it was
 
 
 def test_families_without_a_tractable_density_say_so():

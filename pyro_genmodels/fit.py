@@ -405,7 +405,9 @@ class Fit:
         predictive (each row uses a uniformly drawn posterior draw). Conditional models
         take ``c`` of shape ``(n, context_dim)``, or one row for all: ``(1, context_dim)``
         or ``(context_dim,)``. Drawn in chunks of rows, as ``log_prob`` evaluates, into
-        the one ``(n, dim)`` output."""
+        the one ``(n, dim)`` output. ``seed``: the same seed, the same draws; ``None``
+        draws under a fresh seed from the OS, not from torch's or Pyro's global generator
+        (``pyro.set_rng_seed`` does not reach it), which the call leaves as it was."""
         n = positive_int(n, "n")
         c = self._as_context(c, n)
         with seeded(seed):

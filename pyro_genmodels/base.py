@@ -183,9 +183,9 @@ class GenerativeModel(PyroModule):
         ``num_data`` points from the prior predictive; ``c``: ``(N, context_dim)``
         conditioning values for conditional models; ``subsample`` (indices ``(B,)``, as
         the training loop passes them) or ``subsample_size`` turns the data plate into
-        a minibatch plate (unbiased, scaled by ``N / B``). Given with ``x``,
-        ``num_data`` is the plate's size N when ``x`` holds only some rows (a streamed
-        block that ``subsample`` numbers)."""
+        a minibatch plate (unbiased, scaled by ``N / B``). ``model(x_batch, num_data=N)``
+        takes ``x``'s B rows as a uniform minibatch of N, as Pyro's convention is
+        (:func:`~pyro_genmodels.infer.objectives.data_plate`, every family's plate)."""
         raise NotImplementedError
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:

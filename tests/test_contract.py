@@ -349,3 +349,37 @@ def test_one_condition_may_be_given_as_a_vector(name, method):
     with pytest.raises(ValueError, match=rf"\(N, {k}\), or \({k},\) for one row, got shape "
                                          rf"\({k + 1},\)"):
         fit.sample(2, c=torch.zeros(k + 1))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_program_takes_a_minibatch_with_num_data(name):
+    """``model.model(x_batch, num_data=N)``, Pyro's convention for a minibatch of a data
+    set of N rows, is the program on all N rows with those rows as ``subsample``: the same
+    log-likelihood, scaled by N / B. (Only the VAE took it; the others failed inside Pyro,
+    and with ``subsample_size`` inside torch.)"""
+    case = CASES[name]
+    d = case.make_data(0)
+    options = {k: v for k, v in d.options.items() if k in ("lengths", "mask")}
+    model, x, c = case.make_model().prepare_data(d.x, d.c, device=torch.device("cpu"),
+                                                 **options)
+    n, b = x.shape[0], 4
+    rows = torch.arange(b)
+
+    def trace(*args, **kwargs):
+        with pyro.get_param_store().scope(), pgm._rng.seeded(0):
+            tr = pyro.poutine.trace(model.model).get_trace(*args, **kwargs)
+        tr.compute_log_prob()
+        return tr
+
+    batch = trace(x[:b], c=None if c is None else c[:b], num_data=n)
+    whole = trace(x, c=c, num_data=n, subsample=rows)
+    for tr in (batch, whole):
+        assert tr.nodes["x"]["scale"] == pytest.approx(n / b)
+        assert tr.nodes["data"]["value"].tolist() == rows.tolist()  # the plate's indices
+    assert torch.equal(batch.nodes["x"]["value"], whole.nodes["x"]["value"])
+    assert torch.equal(batch.nodes["x"]["log_prob"], whole.nodes["x"]["log_prob"])
+    with pytest.raises(ValueError, match=rf"subsample_size=2 draws rows from all "
+                                         rf"num_data={n} rows, but {b} were given"):
+        model.model(x[:b], c=None if c is None else c[:b], num_data=n, subsample_size=2)
+    with pytest.raises(ValueError, match=rf"num_data=2 is smaller than the {n} rows"):
+        model.model(x, c=c, num_data=2)

@@ -68,7 +68,7 @@ from .._validation import check_choice, positive_float, positive_int
 from .. import fit as _fit
 from ..base import (Capabilities, GenerativeModel, cached_parameters, gaussian_weight_log_prior,
                     register)
-from ..infer.objectives import prior_factor
+from ..infer.objectives import data_plate, prior_factor
 from ._checks import check_network, hidden_widths
 from .diffusion_engine import DiffusionEngine
 from .diffusion_fit import DiffusionFit
@@ -273,8 +273,7 @@ class Diffusion(GenerativeModel):
         num_data = num_data or (x.shape[0] if x is not None else (
             c.shape[0] if c is not None else 1))
         sched, T = self.schedule, self.timesteps
-        with pyro.plate("data", num_data, subsample_size=subsample_size,
-                        subsample=subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
             assert idx is not None  # a vectorized plate yields its indices
             sub = idx.shape[0] != num_data
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
@@ -298,8 +297,7 @@ class Diffusion(GenerativeModel):
         """The fixed forward process q(x_{1:T} | x_0): ``x_1 ~ N(sqrt(alpha_1) x_0,
         beta_1 I)``, ``x_t ~ N(sqrt(alpha_t) x_{t-1}, beta_t I)``. No parameters."""
         sched = self.schedule
-        with pyro.plate("data", x.shape[0], subsample_size=subsample_size,
-                        subsample=subsample) as idx:
+        with data_plate(x, None, num_data, subsample_size, subsample) as idx:
             assert idx is not None  # a vectorized plate yields its indices
             u = self.to_unit(x.index_select(0, idx) if idx.shape[0] != x.shape[0] else x)
             for t in pyro.markov(range(1, self.timesteps + 1)):

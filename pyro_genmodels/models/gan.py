@@ -48,6 +48,7 @@ from torch import nn
 from .._rng import seeded
 from .._validation import check_choice, positive_int
 from ..base import Capabilities, GenerativeModel, register
+from ..infer.objectives import data_plate
 from ..fit import Fit
 from ..mc import MCEstimate
 from ._checks import check_network, hidden_widths
@@ -251,8 +252,7 @@ class GAN(GenerativeModel):
         pyro.module("generator", self.generator)
         num_data = num_data or (x.shape[0] if x is not None else (
             c.shape[0] if c is not None else 1))
-        with pyro.plate("data", num_data, subsample_size=subsample_size,
-                        subsample=subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
             assert idx is not None  # a vectorized plate yields its indices
             ctx = c.index_select(0, idx) if (c is not None and idx.shape[0] != num_data) else c
             zeros = torch.zeros(idx.shape[0], self.latent_dim, **self._factory)

@@ -38,6 +38,7 @@ from .._validation import (as_data, column_units, constant_columns, exact_dtype,
                            warn_if_prior_is_strong)
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
+from ..infer.objectives import data_plate
 
 
 def _singular(eig: torch.Tensor, dtype: torch.dtype, dim: int) -> bool:
@@ -135,8 +136,7 @@ class Gaussian(GenerativeModel):
                 params["corr_cholesky"] = pyro.sample(
                     "corr_cholesky", dist.LKJCholesky(self.dim, torch.ones((), **f)))
             scale_tril = self._scale_tril(params)
-        with pyro.plate("data", num_data, subsample_size=subsample_size,
-                        subsample=subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
             assert idx is not None  # a vectorized plate yields its indices
             obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
             return pyro.sample("x", dist.MultivariateNormal(loc, scale_tril=scale_tril), obs=obs)

@@ -60,6 +60,7 @@ from .._validation import (check_choice, column_moments, column_units, nonnegati
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
+from ..infer.objectives import data_plate
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -391,8 +392,7 @@ class GaussianMixture(GenerativeModel):
                 params["corr_cholesky"] = pyro.sample("corr_cholesky", dist.LKJCholesky(
                     D, torch.tensor(self.lkj_concentration, **f)))
         num_data = num_data or (x.shape[0] if x is not None else 1)
-        with pyro.plate("data", num_data, subsample_size=subsample_size,
-                        subsample=subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
             assert idx is not None  # a vectorized plate yields its indices
             obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
             z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})

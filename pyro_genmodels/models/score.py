@@ -68,6 +68,7 @@ from torch import nn
 
 from .._validation import check_bool, column_moments, positive_float, positive_int
 from ..base import Capabilities, GenerativeModel, register
+from ..infer.objectives import data_plate
 from ._checks import check_network, hidden_widths
 from .noise_nets import (DISTANCE_ROWS, NoiseConditionalMLP, geometric_levels,
                          largest_distance, level_fraction)
@@ -260,8 +261,7 @@ class ScoreModel(GenerativeModel):
         pyro.module("network", self.network)
         num_data = num_data or (x.shape[0] if x is not None else (
             c.shape[0] if c is not None else 1))
-        with pyro.plate("data", num_data, subsample_size=subsample_size,
-                        subsample=subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
             assert idx is not None  # a vectorized plate yields its indices
             sub = idx.shape[0] != num_data
             ctx = c.index_select(0, idx) if (sub and c is not None) else c

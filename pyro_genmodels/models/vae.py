@@ -57,7 +57,7 @@ from .._rng import seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
-from ..infer.objectives import prior_factor
+from ..infer.objectives import data_plate, prior_factor
 from ..fit import Fit, _chunk_rows, _rows_of, chunked
 from .vae_engine import VAEEngine
 from ._checks import check_network, hidden_widths
@@ -363,24 +363,6 @@ class VAE(GenerativeModel):
         return gaussian_weight_log_prior(self._weights(), self.prior_scale)
 
     # ------------------------------------------------------------------ the Pyro program
-    def _plate(self, x, c, num_data, subsample_size, subsample):
-        rows = x.shape[0] if x is not None else (c.shape[0] if c is not None else None)
-        if rows is None:
-            rows = num_data or 1
-            return pyro.plate("data", rows)
-        size = rows if num_data is None else num_data
-        if size < rows:
-            raise ValueError(f"num_data={num_data} is smaller than the {rows} rows given")
-        if size > rows and subsample_size is None and subsample is None:
-            # x is a minibatch of `size` rows: the plate scales by size / rows
-            return pyro.plate("data", size, subsample=torch.arange(rows, device=self._device(
-                x, c)))
-        return pyro.plate("data", size, subsample_size=subsample_size, subsample=subsample)
-
-    @staticmethod
-    def _device(x, c):
-        return (x if x is not None else c).device
-
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
               num_data: Optional[int] = None, subsample_size: Optional[int] = None,
               subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -397,7 +379,8 @@ class VAE(GenerativeModel):
         """
         pyro.module("decoder", self.generative)
         prior_factor("weight_prior", self.weight_log_prior)
-        with self._plate(x, c, num_data, subsample_size, subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             sub = subsample_size is not None or subsample is not None
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if (sub and x is not None) else x
@@ -414,7 +397,8 @@ class VAE(GenerativeModel):
         if x is None:
             raise ValueError("The VAE guide needs data x to encode")
         pyro.module("encoder", self.encoder)
-        with self._plate(x, c, num_data, subsample_size, subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+            assert idx is not None  # a vectorized plate yields its indices
             sub = subsample_size is not None or subsample is not None
             ctx = c.index_select(0, idx) if (sub and c is not None) else c
             obs = x.index_select(0, idx) if sub else x

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..._validation import check_choice, positive_float, positive_int
 from ...base import Capabilities, cached_parameters, gaussian_weight_log_prior, register
-from ...infer.objectives import prior_factor
+from ...infer.objectives import data_plate, prior_factor
 from ...infer.engines import PointEngine
 from .sampling import SequenceFit, generate
 from .tokens import SequenceModel
@@ -328,8 +328,7 @@ class AutoregressiveModel(SequenceModel):
                 tokens = generate(self, {}, n, c)
             with pyro.plate("data", n):
                 return pyro.deterministic("x", tokens, event_dim=1)
-        with pyro.plate("data", num_data or x.shape[0], subsample_size=subsample_size,
-                        subsample=subsample) as idx:
+        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
             assert idx is not None  # a vectorized plate yields its indices
             sub = idx.shape[0] != x.shape[0]
             obs = x.index_select(0, idx) if sub else x

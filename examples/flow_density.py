@@ -33,7 +33,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None,
                    help="PNG of the learned density and samples (toy data only)")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.n_train < 1:  # (digits sliced perm[:-5]: held-out rows in the training set)
+        p.error(f"--n-train must be a positive number of rows, got {args.n_train}")
+    return args
 
 
 def toy(args):

@@ -61,27 +61,35 @@ def serialized(fn: F) -> F:
 
 
 def apart(fn: F) -> F:
-    """``fn`` (a fit) runs :func:`serialized`, with gradients on and apart from the
-    caller's Pyro effect handlers: called under ``torch.no_grad()`` or
-    ``torch.inference_mode()`` its loop had no gradients, and inside the caller's
-    ``poutine.trace`` or ``pyro.plate`` its program's sites went into the caller's trace
-    ("Multiple sample sites named 'loc'") or its data plate took the next free dimension
-    (the loss of another model). Pyro keeps both in module globals, the handler stack and
-    the plates' dimensions, which the fit sets aside and puts back when it returns."""
+    """``fn`` (a fit) runs :func:`serialized`, with gradients on, without autocast, and
+    apart from the caller's Pyro effect handlers: called under ``torch.no_grad()`` or
+    ``torch.inference_mode()`` its loop had no gradients, under ``torch.autocast`` it
+    trained in lower precision, and inside the caller's ``poutine.trace`` or
+    ``pyro.plate`` its program's sites went into the caller's trace ("Multiple sample
+    sites named 'loc'") or its data plate took the next free dimension (the loss of
+    another model). Pyro keeps these in module globals, the handler stack, the plates'
+    dimensions and the enumeration's, which the fit sets aside (or saves) and puts back
+    when it returns."""
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         with process_lock():
-            kept: List[List[Any]] = [pyro.poutine.runtime._PYRO_STACK,
-                                     pyro.poutine.runtime._DIM_ALLOCATOR._stack]
+            runtime = pyro.poutine.runtime
+            kept: List[List[Any]] = [runtime._PYRO_STACK, runtime._DIM_ALLOCATOR._stack]
             callers = [list(k) for k in kept]
+            enum = vars(runtime._ENUM_ALLOCATOR)  # an enumerating ELBO resets it
+            enum_state = {k: dict(v) if isinstance(v, dict) else v for k, v in enum.items()}
             for k in kept:
                 del k[:]
             try:
-                with torch.inference_mode(False), torch.enable_grad():
+                with torch.inference_mode(False), torch.enable_grad(), \
+                        torch.autocast("cpu", enabled=False), \
+                        torch.autocast("cuda", enabled=False):
                     return fn(*args, **kwargs)
             finally:
                 for k, c in zip(kept, callers):
                     k[:] = c
+                enum.clear()
+                enum.update(enum_state)
 
     setattr(run, "__serialized__", True)
     return cast(F, run)

@@ -446,9 +446,7 @@ class Fit:
         # checked as log_prob checks it (a conditional model without c is refused)
         wide = (getattr(self.model, "context_dim", None) or 1) > 1  # (N,) is N rows of 1
         c = self._as_context(c, 1 if np.ndim(c) == 0 or (np.ndim(c) == 1 and wide) else len(c))
-        model = self.model  # a network's weights: a copy, fixed (a user's SVI gave the
-        if any(p.requires_grad for p in model.parameters()):  # fit's own weights grads)
-            model = copy.deepcopy(model).requires_grad_(False)
+        model = self._fixed_model()
         if self.point is not None:
             d = model.distribution(self.point, c)
         else:
@@ -458,6 +456,18 @@ class Fit:
             mix = dist.Categorical(logits=torch.zeros(self.num_draws, **self._factory))
             d = Mixture(mix, d if isinstance(d, TorchDistributionMixin) else to_pyro(d))
         return d if isinstance(d, TorchDistributionMixin) else to_pyro(d)
+
+    def _fixed_model(self) -> GenerativeModel:
+        """The model with its network weights fixed, for :meth:`distribution`: a copy
+        made once per model (``to`` makes another) that no gradient reaches (the fit's
+        own weights left a user's SVI their gradients, and Pyro's jit refused them)."""
+        cached = self.__dict__.get("_fixed")
+        if cached is None or cached[0] is not self.model:
+            fixed = self.model
+            if any(p.requires_grad for p in fixed.parameters()):
+                fixed = copy.deepcopy(fixed).requires_grad_(False)
+            cached = self.__dict__["_fixed"] = (self.model, fixed)
+        return cached[1]
 
     def _check_density(self) -> None:
         """A family without a density (``log_prob_kind == "none"``) says so and why."""

@@ -78,6 +78,9 @@ def _flow_density(tmp_path, capsys):
                                    "--n-train", "300"]))
     assert math.isfinite(bpd) and bpd > 0  # a dequantized density bounds the discrete NLL
     assert f"digits (300 training rows): held-out {bpd:.3f} ± " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        mod.parse_args(["--dataset", "digits", "--n-train", "-5"])
+    assert "--n-train must be a positive number of rows, got -5" in capsys.readouterr().err
 
 
 def _mixture_clusters(tmp_path, capsys):

@@ -377,3 +377,13 @@ def test_importing_and_fitting_leave_torchs_argument_checks_as_they_were(state):
                          text=True, timeout=300, check=True).stdout.split()
     expected = "True" if state == "on" else "False"
     assert out == [expected] * 3, out
+
+
+def test_the_prior_predictive_draws_num_data_rows_for_one_context_row():
+    """``model(None, c=<one row>, num_data=5)`` draws 5 rows, unscaled: the rows of c are
+    not a minibatch (only x's are; a first version of the shared data plate drew 1 row
+    scaled by 5)."""
+    with seeded(0):
+        model = pgm.Flow(2, hidden=(8,), num_transforms=1, context_dim=1)
+    tr = poutine.trace(model.model).get_trace(None, c=torch.zeros(1, 1), num_data=5)
+    assert tr.nodes["x"]["value"].shape == (5, 2) and tr.nodes["x"]["scale"] == 1.0

@@ -85,25 +85,24 @@ def prior_factor(name: str, log_density: Callable[[], torch.Tensor]) -> None:
 
 def data_plate(x: Optional[torch.Tensor], c: Optional[torch.Tensor], num_data: Optional[int],
                subsample_size: Optional[int], subsample: Optional[torch.Tensor]) -> pyro.plate:
-    """The data plate of every family's program, ``pyro.plate("data", N, ...)``, over the
-    rows of ``x`` (of ``c`` without ``x``); N is ``num_data``, else their number (1
-    without either). Called as ``model(x_batch, num_data=N)``, Pyro's convention for a
-    minibatch, the B rows are a uniform draw of the N: the plate numbers them
-    ``0..B-1`` and scales their log-likelihood by N / B. ``subsample_size`` draws indices
-    into all N rows, which ``x`` must then hold."""
-    given = x if x is not None else c
-    rows = None if given is None else given.shape[0]
-    size = num_data or rows or 1
-    if rows is not None and rows != size and subsample is None:
-        if rows > size:
+    """The data plate of every family's program, ``pyro.plate("data", N, ...)``. N is
+    ``num_data``, else the rows of ``x`` (of ``c`` without ``x``; 1 without either).
+    Called as ``model(x_batch, num_data=N)``, Pyro's convention for a minibatch, the B
+    rows of ``x`` are a uniform draw of the N: the plate numbers them ``0..B-1`` and
+    scales their log-likelihood by N / B. ``subsample_size`` draws indices into all N
+    rows, which ``x`` must then hold. Without ``x`` (the prior predictive) the plate
+    draws N rows."""
+    rows = None if x is None else x.shape[0]
+    size = num_data or rows or (1 if c is None else c.shape[0])
+    if x is not None and rows != size and subsample is None:
+        if x.shape[0] > size:
             raise ValueError(f"num_data={num_data} is smaller than the {rows} rows given")
         if subsample_size is not None:
             raise ValueError(f"subsample_size={subsample_size} draws rows from all "
                              f"num_data={num_data} rows, but {rows} were given: pass them "
                              f"all, or the minibatch alone with num_data (it is scaled by "
                              f"num_data / its rows)")
-        assert given is not None
-        subsample = torch.arange(rows, device=given.device)
+        subsample = torch.arange(x.shape[0], device=x.device)
     return pyro.plate("data", size, subsample_size=subsample_size, subsample=subsample)
 
 

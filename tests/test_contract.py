@@ -383,3 +383,32 @@ def test_the_program_takes_a_minibatch_with_num_data(name):
         model.model(x[:b], c=None if c is None else c[:b], num_data=n, subsample_size=2)
     with pytest.raises(ValueError, match=rf"num_data=2 is smaller than the {n} rows"):
         model.model(x, c=c, num_data=2)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, case in CASES.items() if case.sample_c is not None))
+def test_the_program_takes_one_context_row_for_all_rows(name):
+    """One context row stands for every row of the data plate, as in ``fit.sample(n,
+    c=...)``: the prior predictive ``model(None, c=<one row>, num_data=5)`` draws 5 rows
+    under that context, and observed rows score as under the row repeated. A context of
+    other rows than 1 or the plate's is a ValueError that says so. (The GAN, diffusion,
+    score, VAE and sequence programs failed inside torch or drew one row.)"""
+    case = CASES[name]
+    d = case.make_data(0)
+    options = {k: v for k, v in d.options.items() if k in ("lengths", "mask")}
+    model, x, c = case.make_model().prepare_data(d.x, d.c, device=torch.device("cpu"),
+                                                 **options)
+
+    def trace(*args, **kwargs):
+        with pyro.get_param_store().scope(), pgm._rng.seeded(0):
+            tr = pyro.poutine.trace(model.model).get_trace(*args, **kwargs)
+        tr.compute_log_prob()
+        return tr
+
+    drawn = trace(None, c=c[:1], num_data=5)
+    assert drawn.nodes["x"]["value"].shape[0] == 5
+    b = 3
+    one, repeated = trace(x[:b], c=c[:1]), trace(x[:b], c=c[:1].expand(b, *c.shape[1:]))
+    assert torch.equal(one.nodes["x"]["log_prob"], repeated.nodes["x"]["log_prob"])
+    with pytest.raises(ValueError, match=r"c has 2 rows, expected one, or one per row of "
+                                         r"the data plate \(5 rows\)"):
+        model.model(None, c=c[:2], num_data=5)

@@ -503,3 +503,21 @@ def test_a_label_past_int64_is_named_as_it_came_and_unsigned_labels_are_read():
         assert _labels(np.array([0, 2], dtype=dtype), 3).tolist() == [0, 2]
     with pytest.raises(ValueError, match=r"found 3 at position 0"):
         _labels(np.array([3], dtype=np.uint64), 3)
+
+
+def test_one_label_draws_num_data_rows_under_that_label():
+    """``model(None, c=<one row>, num_data=5)``, the conditional prior predictive, draws 5
+    rows decoded under that one label, and the guide encodes 3 rows under one label as
+    under it repeated (both failed inside torch: the one row was not broadcast)."""
+    model = VAE(4, 2, hidden=(8,), num_classes=3, likelihood="gaussian")
+    one = torch.nn.functional.one_hot(torch.tensor([2]), 3).float()
+    with seeded(0):
+        tr = poutine.trace(model.model).get_trace(None, c=one, num_data=5)
+    assert tr.nodes["x"]["value"].shape == (5, 4)
+    z = tr.nodes["z"]["value"]
+    loc = model.observation(model.decoder_output(z, one.expand(5, 3))).mean
+    assert torch.equal(tr.nodes["x"]["fn"].mean, loc)
+    x = torch.randn(3, 4)
+    assert torch.equal(model.posterior(x, one.expand(3, 3))[0],
+                       poutine.trace(model.local_guide).get_trace(x, c=one)
+                       .nodes["z"]["fn"].base_dist.loc)

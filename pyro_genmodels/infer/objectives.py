@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional,
-                    Protocol, Tuple, cast)
+                    Protocol, Tuple, cast, overload)
 
 import pyro.infer
 import pyro.poutine.runtime
@@ -104,6 +104,35 @@ def data_plate(x: Optional[torch.Tensor], c: Optional[torch.Tensor], num_data: O
                              f"num_data / its rows)")
         subsample = torch.arange(x.shape[0], device=x.device)
     return pyro.plate("data", size, subsample_size=subsample_size, subsample=subsample)
+
+
+@overload
+def plate_rows(t: torch.Tensor, idx: torch.Tensor, size: int, name: str = ...) -> torch.Tensor:
+    ...
+
+
+@overload
+def plate_rows(t: Optional[torch.Tensor], idx: torch.Tensor, size: int,
+               name: str = ...) -> Optional[torch.Tensor]:
+    ...
+
+
+def plate_rows(t: Optional[torch.Tensor], idx: torch.Tensor, size: int,
+               name: str = "c") -> Optional[torch.Tensor]:
+    """The rows of ``t`` (data ``x`` or context ``c``) for the indices ``idx`` that the
+    data plate of ``size`` rows yields: ``t`` as it is when it has one row per index
+    (the whole data, or ``model(x_batch, num_data=N)``'s minibatch), its rows ``idx``
+    when it holds all ``size`` rows of a subsampled plate, and its one row repeated for
+    every index (one context for all rows, as ``fit.sample(n, c=...)`` takes it).
+    Anything else is a ``ValueError``, raised before torch's own shape error."""
+    if t is None or t.shape[0] == idx.shape[0]:
+        return t
+    if t.shape[0] == 1:
+        return t.expand(idx.shape[0], *t.shape[1:])
+    if t.shape[0] == size:
+        return t.index_select(0, idx)
+    raise ValueError(f"{name} has {t.shape[0]} rows, expected one, or one per row of the "
+                     f"data plate ({size} rows)")
 
 
 def make_elbo(cls_name: str, *, jit: bool, max_plate_nesting: Optional[int] = None,

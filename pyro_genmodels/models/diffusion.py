@@ -68,7 +68,7 @@ from .._validation import check_choice, positive_float, positive_int
 from .. import fit as _fit
 from ..base import (Capabilities, GenerativeModel, cached_parameters, gaussian_weight_log_prior,
                     register)
-from ..infer.objectives import data_plate, prior_factor
+from ..infer.objectives import data_plate, plate_rows, prior_factor
 from ._checks import check_network, hidden_widths
 from .diffusion_engine import DiffusionEngine
 from .diffusion_fit import DiffusionFit
@@ -270,14 +270,12 @@ class Diffusion(GenerativeModel):
         passes: the tests run it at small T; training uses the time plate."""
         pyro.module("network", self.network)
         prior_factor("weight_prior", self.weight_log_prior)
-        num_data = num_data or (x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else 1))
         sched, T = self.schedule, self.timesteps
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            sub = idx.shape[0] != num_data
-            ctx = c.index_select(0, idx) if (sub and c is not None) else c
-            obs = x.index_select(0, idx) if (sub and x is not None) else x
+            ctx = plate_rows(c, idx, plate.size)
+            obs = plate_rows(x, idx, plate.size, "x")
             cond = self.condition(ctx)
             zeros = torch.zeros(idx.shape[0], self.dim, **self._factory)
             u = pyro.sample(f"x_{T}", dist.Normal(zeros, 1.0).to_event(1))

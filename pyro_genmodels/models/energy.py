@@ -57,7 +57,7 @@ from torch import nn
 from .._validation import (as_data, check_bool, check_choice, nonnegative_float, positive_float,
                            positive_int)
 from ..base import Capabilities, GenerativeModel, gaussian_weight_log_prior, register
-from ..infer.objectives import data_plate, prior_factor
+from ..infer.objectives import data_plate, plate_rows, prior_factor
 from ..infer.samplers import ChainResult, value_and_grad
 from ._checks import check_network, hidden_widths
 from .energy_fit import EnergyFit
@@ -413,9 +413,10 @@ class EnergyModel(EnergySampling, GenerativeModel):
             draws = self.sample_given({}, num_data or 1)
             with pyro.plate("data", draws.shape[0]):
                 return pyro.sample("x", pyro.distributions.Delta(draws, event_dim=1))
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            obs = x.index_select(0, idx) if idx.shape[0] != x.shape[0] else x
+            obs = plate_rows(x, idx, plate.size, "x")
             # unnormalized: the log joint omits -N log Z(phi)
             pyro.factor("x", self._f(obs))
             return obs

@@ -53,7 +53,7 @@ from .._validation import constant_columns, positive_float, positive_int
 from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
-from ..infer.objectives import data_plate, prior_factor
+from ..infer.objectives import data_plate, plate_rows, prior_factor
 from ._checks import hidden_widths
 
 
@@ -261,13 +261,11 @@ class Flow(GenerativeModel):
               subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         pyro.module("flow", self.flow)
         prior_factor("weight_prior", self.weight_log_prior)
-        num_data = num_data or (x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else 1))
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            sub = idx.shape[0] != num_data
-            ctx = c.index_select(0, idx) if (sub and c is not None) else c
-            obs = x.index_select(0, idx) if (sub and x is not None) else x
+            ctx = plate_rows(c, idx, plate.size)
+            obs = plate_rows(x, idx, plate.size, "x")
             d = self.distribution({}, ctx)
             if ctx is None:
                 d = d.expand(torch.Size([idx.shape[0]]))

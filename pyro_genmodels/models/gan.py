@@ -48,7 +48,7 @@ from torch import nn
 from .._rng import seeded
 from .._validation import check_choice, positive_int
 from ..base import Capabilities, GenerativeModel, register
-from ..infer.objectives import data_plate
+from ..infer.objectives import data_plate, plate_rows
 from ..fit import Fit
 from ..mc import MCEstimate
 from ._checks import check_network, hidden_widths
@@ -250,11 +250,10 @@ class GAN(GenerativeModel):
         """``z ~ N(0, I)`` and ``x = G(z[, c])`` (deterministic) for each row; ``x`` only
         sets the number of rows (a GAN has no likelihood to observe it by)."""
         pyro.module("generator", self.generator)
-        num_data = num_data or (x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else 1))
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            ctx = c.index_select(0, idx) if (c is not None and idx.shape[0] != num_data) else c
+            ctx = plate_rows(c, idx, plate.size)
             zeros = torch.zeros(idx.shape[0], self.latent_dim, **self._factory)
             z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
             return pyro.deterministic("x", self.from_unit(self.generate_unit(z, ctx)),

@@ -38,7 +38,7 @@ from .._validation import (as_data, column_units, constant_columns, exact_dtype,
                            warn_if_prior_is_strong)
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
-from ..infer.objectives import data_plate
+from ..infer.objectives import data_plate, plate_rows
 
 
 def _singular(eig: torch.Tensor, dtype: torch.dtype, dim: int) -> bool:
@@ -122,7 +122,6 @@ class Gaussian(GenerativeModel):
         if c is not None:
             raise ValueError("Gaussian is unconditional: c must be None")
         f = self._factory
-        num_data = num_data or (x.shape[0] if x is not None else 1)
         zeros = torch.zeros(self.dim, **f)
         loc = pyro.sample("loc", dist.Normal(zeros, self.prior_scale).to_event(1))
         if self.known_covariance:
@@ -136,9 +135,10 @@ class Gaussian(GenerativeModel):
                 params["corr_cholesky"] = pyro.sample(
                     "corr_cholesky", dist.LKJCholesky(self.dim, torch.ones((), **f)))
             scale_tril = self._scale_tril(params)
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
+            obs = plate_rows(x, idx, plate.size, "x")
             return pyro.sample("x", dist.MultivariateNormal(loc, scale_tril=scale_tril), obs=obs)
 
     def _scale_tril(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:

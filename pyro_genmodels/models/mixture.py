@@ -60,7 +60,7 @@ from .._validation import (check_choice, column_moments, column_units, nonnegati
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
-from ..infer.objectives import data_plate
+from ..infer.objectives import data_plate, plate_rows
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -391,10 +391,10 @@ class GaussianMixture(GenerativeModel):
             if self.full:
                 params["corr_cholesky"] = pyro.sample("corr_cholesky", dist.LKJCholesky(
                     D, torch.tensor(self.lkj_concentration, **f)))
-        num_data = num_data or (x.shape[0] if x is not None else 1)
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
+            obs = plate_rows(x, idx, plate.size, "x")
             z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
             return pyro.sample("x", self._component(params, z), obs=obs)
 

@@ -48,7 +48,7 @@ from .._validation import (column_units, exact_dtype, positive_float, positive_i
                            warn_if_prior_is_strong)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.started import StartedAtMLEInDataUnits
-from ..infer.objectives import data_plate
+from ..infer.objectives import data_plate, plate_rows
 
 
 def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:
@@ -167,10 +167,10 @@ class PPCA(GenerativeModel):
         W = pyro.sample("W", dist.Normal(torch.zeros(D, q, **f), s0).to_event(2))
         loc = pyro.sample("loc", dist.Normal(torch.zeros(D, **f), s0).to_event(1))
         sigma = pyro.sample("sigma", dist.HalfNormal(torch.tensor(s0, **f)))
-        num_data = num_data or (x.shape[0] if x is not None else 1)
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            obs = x if x is None or idx.shape[0] == num_data else x.index_select(0, idx)
+            obs = plate_rows(x, idx, plate.size, "x")
             return pyro.sample("x", self.distribution({"W": W, "loc": loc, "sigma": sigma}),
                                obs=obs)
 

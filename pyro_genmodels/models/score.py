@@ -68,7 +68,7 @@ from torch import nn
 
 from .._validation import check_bool, column_moments, positive_float, positive_int
 from ..base import Capabilities, GenerativeModel, register
-from ..infer.objectives import data_plate
+from ..infer.objectives import data_plate, plate_rows
 from ._checks import check_network, hidden_widths
 from .noise_nets import (DISTANCE_ROWS, NoiseConditionalMLP, geometric_levels,
                          largest_distance, level_fraction)
@@ -259,13 +259,11 @@ class ScoreModel(GenerativeModel):
         from .score_fit import annealed_langevin
 
         pyro.module("network", self.network)
-        num_data = num_data or (x.shape[0] if x is not None else (
-            c.shape[0] if c is not None else 1))
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            sub = idx.shape[0] != num_data
-            ctx = c.index_select(0, idx) if (sub and c is not None) else c
-            obs = x.index_select(0, idx) if (sub and x is not None) else x
+            ctx = plate_rows(c, idx, plate.size)
+            obs = plate_rows(x, idx, plate.size, "x")
             if obs is None:
                 with torch.no_grad():
                     draws = self.from_unit(annealed_langevin(self, idx.shape[0], ctx,

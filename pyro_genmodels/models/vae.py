@@ -57,7 +57,7 @@ from .._rng import seeded
 from .._validation import as_data, check_choice, positive_float, positive_int
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
-from ..infer.objectives import data_plate, prior_factor
+from ..infer.objectives import data_plate, plate_rows, prior_factor
 from ..fit import Fit, _chunk_rows, _rows_of, chunked
 from .vae_engine import VAEEngine
 from ._checks import check_network, hidden_widths
@@ -379,11 +379,11 @@ class VAE(GenerativeModel):
         """
         pyro.module("decoder", self.generative)
         prior_factor("weight_prior", self.weight_log_prior)
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            sub = subsample_size is not None or subsample is not None
-            ctx = c.index_select(0, idx) if (sub and c is not None) else c
-            obs = x.index_select(0, idx) if (sub and x is not None) else x
+            ctx = plate_rows(c, idx, plate.size)
+            obs = plate_rows(x, idx, plate.size, "x")
             like = self._anchor if obs is None else obs
             z = pyro.sample("z", StandardNormal(self.latent_dim, idx.shape[:1],
                                                 dtype=like.dtype, device=like.device))
@@ -397,11 +397,11 @@ class VAE(GenerativeModel):
         if x is None:
             raise ValueError("The VAE guide needs data x to encode")
         pyro.module("encoder", self.encoder)
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            sub = subsample_size is not None or subsample is not None
-            ctx = c.index_select(0, idx) if (sub and c is not None) else c
-            obs = x.index_select(0, idx) if sub else x
+            ctx = plate_rows(c, idx, plate.size)
+            obs = plate_rows(x, idx, plate.size, "x")
             loc, scale = self.posterior(obs, ctx)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..._validation import check_choice, positive_float, positive_int
 from ...base import Capabilities, cached_parameters, gaussian_weight_log_prior, register
-from ...infer.objectives import data_plate, prior_factor
+from ...infer.objectives import data_plate, plate_rows, prior_factor
 from ...infer.engines import PointEngine
 from .sampling import SequenceFit, generate
 from .tokens import SequenceModel
@@ -323,16 +323,16 @@ class AutoregressiveModel(SequenceModel):
         pyro.module("net", net)
         prior_factor("weight_prior", self.weight_log_prior)
         if x is None:
-            n = c.shape[0] if c is not None else (num_data or 1)
+            n = num_data or (c.shape[0] if c is not None else 1)
             with torch.no_grad():
-                tokens = generate(self, {}, n, c)
+                tokens = generate(self, {}, n, plate_rows(c, torch.arange(n), n))
             with pyro.plate("data", n):
                 return pyro.deterministic("x", tokens, event_dim=1)
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            sub = idx.shape[0] != x.shape[0]
-            obs = x.index_select(0, idx) if sub else x
-            ctx = c.index_select(0, idx) if (sub and c is not None) else c
+            obs = plate_rows(x, idx, plate.size, "x")
+            ctx = plate_rows(c, idx, plate.size)
             logits = net(self._inputs(obs), ctx)
             d = dist.Categorical(logits=logits).mask(self.mask(obs, self.end_id))
             return pyro.sample("x", d.to_event(1), obs=obs)

@@ -26,7 +26,7 @@ from ..._validation import positive_float, positive_int
 from ...base import Capabilities, register
 from ...infer.engines import ChEESEngine, Data, Engine, MCMCEngine, NoOptions, VIEngine
 from ...infer.loop import FitResult
-from ...infer.objectives import data_plate
+from ...infer.objectives import data_plate, plate_rows
 from .sampling import SequenceFit, generate
 from .tokens import END, SequenceModel
 
@@ -199,9 +199,10 @@ class NGram(SequenceModel):
             tokens = generate(self, {"probs": probs}, num_data or 1, None)
             with pyro.plate("data", tokens.shape[0]):
                 return pyro.deterministic("x", tokens, event_dim=1)
-        with data_plate(x, c, num_data, subsample_size, subsample) as idx:
+        plate = data_plate(x, c, num_data, subsample_size, subsample)
+        with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices
-            obs = x if idx.shape[0] == x.shape[0] else x.index_select(0, idx)
+            obs = plate_rows(x, idx, plate.size, "x")
             d = dist.Categorical(probs[self.context_ids(obs)])
             return pyro.sample("x", d.mask(self.mask(obs, self.end_id)).to_event(1), obs=obs)
 

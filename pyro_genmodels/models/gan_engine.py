@@ -306,6 +306,10 @@ class AdversarialEngine(Engine):
         if not c_params:
             raise ValueError("The critic has no trainable parameters (requires_grad=False "
                              "everywhere): an adversarial fit needs a critic to train")
+        if not g_params and opts.ema is not None:
+            raise ValueError(f"ema={opts.ema} averages the generator's weights, but they are "
+                             f"all frozen (requires_grad=False): the critic trains alone; "
+                             f"leave ema=None")
         critic_lr = opts.critic_lr or (4 * opts.lr if name in ("gan", "js") else opts.lr)
         players = [Player(critic, c_params, steps=critic_steps, lr=critic_lr,
                           name="critic", optimizer_options=betas)]

@@ -212,6 +212,8 @@ def test_every_listed_activation_gives_a_deterministic_density_and_others_are_re
         pgm.Flow(2, activation=torch.nn.Linear)
 
 
+@pytest.mark.cost(9)
+@pytest.mark.slow  # 600 steps on 2000 rows, then a Monte Carlo KL: 9 s
 def test_true_kl_of_a_flow_on_known_density_data():
     truth = pgm.datasets.toy("banana")
     torch.manual_seed(0)

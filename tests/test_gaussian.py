@@ -129,6 +129,8 @@ def test_map_objective_is_the_mle_objective_plus_l2():
     assert torch.allclose(fit.params["loc"], penalized, atol=1e-4)
 
 
+@pytest.mark.cost(10)
+@pytest.mark.slow  # 8 particles x 1500 steps: about 10 s
 def test_vi_recovers_the_conjugate_posterior():
     x = data(200, seed=1)
     s0 = 2.0
@@ -153,7 +155,12 @@ def test_vi_recovers_the_conjugate_posterior():
 
 
 @pytest.mark.parametrize("method, extra", [
-    ("nuts", {}), ("nuts", {"sampler": "fused"}), ("hmc", {}), ("chees", {}),
+    # Pyro's NUTS and HMC run 3000 transitions in 10-15 s each: slow (the fused sampler
+    # and ChEES stay in the default suite; test_diagnostics calibrates all four)
+    pytest.param("nuts", {}, marks=[pytest.mark.slow, pytest.mark.cost(12)], id="nuts-pyro"),
+    ("nuts", {"sampler": "fused"}),
+    pytest.param("hmc", {}, marks=[pytest.mark.slow, pytest.mark.cost(10)], id="hmc-pyro"),
+    ("chees", {}),
     pytest.param("nuts", {"sampler": "fused", "compile": True},
                  marks=pytest.mark.slow, id="nuts-fused-compiled"),  # about 12 s to compile
 ])

@@ -464,6 +464,8 @@ def _paired_gap(a: torch.Tensor, b: torch.Tensor):
     return d.mean().item(), (d.std() / len(d) ** 0.5).item()
 
 
+@pytest.mark.cost(11)
+@pytest.mark.slow  # three fits and held-out standard errors: 11 s
 def test_early_stopping_on_raw_wine_beats_a_fixed_step_count(raw_wine):
     train, test = raw_wine
     gauss = pgm.Gaussian(13).fit(train, method="mle", seed=0, progress=False)

@@ -13,6 +13,8 @@ from pyro_genmodels.infer.nuts import nuts
 from tests.test_chees import SCALES, CORR, _gaussian_target
 
 
+@pytest.mark.cost(16)
+@pytest.mark.slow  # Pyro's NUTS at deep trees: about 16 s
 def test_nuts_draws_a_badly_scaled_correlated_gaussian():
     """Means, scales and the correlation within 4 Monte Carlo standard errors (from
     ArviZ's bulk ESS); the adapted inverse mass is the posterior variance."""
@@ -52,6 +54,8 @@ def test_nuts_records_trees_energies_and_acceptance():
         assert (st["step_size"][c] == r.info["step_size"][c]).all()
 
 
+@pytest.mark.cost(11)
+@pytest.mark.slow  # 2 chains of the fused NUTS, long enough for 4-se moments: 11 s
 def test_nuts_on_a_standard_normal_gets_its_energy_distribution():
     """For a D-dimensional standard normal the Hamiltonian after the refresh is
     U + K with U = |q|^2 / 2 and K independent chi^2_D / 2: E[H] = D, Var[H] = D.

@@ -24,6 +24,8 @@ def stein_data(n, seed):
     return mu + torch.randn(n, D, generator=g, dtype=torch.float64)
 
 
+@pytest.mark.cost(16)
+@pytest.mark.slow  # two sweeps of 5 fits of 800 steps, 5000 held-out rows: 16 s
 def test_little_data_map_beats_mle_and_map_approaches_mle():
     model = pgm.Gaussian(D, covariance=torch.eye(D, dtype=torch.float64))
     heldout = stein_data(5000, seed=99)

@@ -28,7 +28,7 @@ TEXT_FAMILIES = {"ngram", "autoregressive"}
 
 #: family -> (build, method, fit options); small networks and budgets
 FAMILIES = {
-    "gaussian": (lambda: pgm.Gaussian(13), "mle", {}),
+    "gaussian": (lambda: pgm.Gaussian(13), "mle", {"num_steps": 300}),
     "gaussian_mixture": (lambda: pgm.GaussianMixture(13, 3, n_init=2), "mle",
                          {"reg_covar": 1e-12}),
     "ppca": (lambda: pgm.PPCA(13, 4, standardize=True), "mle", {"num_steps": 300}),

@@ -76,8 +76,11 @@ def to_inference_data(fit, *, posterior_predictive: bool = True,
     """Build the InferenceData of ``fit`` (see the module docstring for the groups).
 
     Args:
+        fit: a :class:`~pyro_genmodels.Fit`, of a point estimate or of posterior draws.
         posterior_predictive: include one replicated data set per posterior draw, unless
             it would hold more than ``max_predictive_size`` numbers.
+        max_predictive_size: the most numbers (chains x draws x entries of the training
+            data) the ``posterior_predictive`` group may hold; a bigger one is left out.
         seed: the seed of the replicated data sets; ``None``: the fit's own (0 for a fit
             without one), so the same fit gives the same InferenceData, also after
             ``save`` and ``load``. The caller's random state is left as it was.

@@ -89,6 +89,7 @@ def load_digits(*, binarize: bool = False, threshold: float = 8.0,
         binarize: return ``pixel > threshold`` as 0/1 (for Bernoulli likelihoods);
             otherwise the grey levels 0..16.
         threshold: the binarization threshold on the 0..16 scale.
+        dtype: the dtype of ``x``.
 
     Returns:
         ``x`` ``(1797, 64)`` of ``dtype`` and the labels ``y`` ``(1797,)`` (long, 0..9).

@@ -181,9 +181,11 @@ def chees(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         log_density: ``(C, D) -> (C,)``, differentiable, known up to a constant.
         x0: initial points ``(C, D)``; start them dispersed, so R-hat means something.
             Two or more chains are needed (the adaptation averages across them).
-        num_samples: draws kept per chain; warmup_steps: transitions of adaptation.
+        num_samples: draws kept per chain.
+        warmup_steps: transitions of adaptation per chain, discarded.
         target_accept: the harmonic-mean acceptance the step size aims at.
         max_leapfrog: the most leapfrog steps of one transition.
+        progress: a tqdm progress bar (on stderr).
 
     Returns:
         a :class:`~pyro_genmodels.infer.samplers.ChainResult`; ``info`` holds the final

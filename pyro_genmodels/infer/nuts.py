@@ -207,9 +207,11 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         log_density: ``(C, D) -> (C,)``, differentiable, known up to a constant; called
             with one row at a time.
         x0: initial points ``(C, D)``; start them dispersed, so R-hat means something.
-        num_samples: draws kept per chain; warmup_steps: transitions of adaptation.
+        num_samples: draws kept per chain.
+        warmup_steps: transitions of adaptation per chain, discarded.
         target_accept: the mean acceptance the step size aims at.
         max_tree_depth: the most doublings of a trajectory (``2**depth`` leapfrog steps).
+        progress: a tqdm progress bar (on stderr).
 
     Returns:
         a :class:`~pyro_genmodels.infer.samplers.ChainResult` with the statistics of

@@ -68,8 +68,9 @@ class FusedPotential:
 
     Args:
         model: a family with ``global_sites``, ``log_prob_given`` and a Pyro program.
-        x: ``(N, dim)`` data; c: ``(N, context_dim)`` or ``None``.
-        enum_kwargs: kernel arguments for a program with enumerated latents
+        x: ``(N, dim)`` data.
+        c: ``(N, context_dim)`` or ``None``.
+        **enum_kwargs: kernel arguments for a program with enumerated latents
             (``max_plate_nesting``), as Pyro's NUTS gets them.
     """
 

@@ -356,6 +356,7 @@ def mala(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
             accepted (biased by :math:`O(\epsilon^2)`, never adapted).
         target_accept: acceptance probability the warmup adaptation aims at.
         adapt: tune each chain's step size during warmup (dual averaging).
+        progress: a tqdm progress bar (on stderr).
 
     Returns:
         a :class:`ChainResult` with ``samples`` ``(C, num_samples, D)``.

@@ -145,6 +145,7 @@ class DiffusionFit(Fit):
         """``n`` draws ``(n, D)`` on the data's scale.
 
         Args:
+            n: the number of draws.
             sampler: ``"ancestral"`` (T steps), ``"ddim"`` (``steps`` steps, ``eta``) or
                 ``"ode"`` (the probability-flow ODE, adaptive steps, ``rtol`` / ``atol``).
             steps: DDIM's number of steps, 1..T (default 50, at most T).
@@ -154,6 +155,8 @@ class DiffusionFit(Fit):
             guidance: classifier-free guidance weight w >= 0 (conditional models only):
                 the noise prediction is (1 + w) eps(x, c) - w eps(x); ``None``: w = 0.
             c: ``(n, context_dim)`` or one row for all (conditional models).
+            seed: the same seed, the same draws; ``None``: a fresh seed. The caller's
+                RNG is left untouched.
 
         An option of another sampler than ``sampler`` (``steps`` or ``eta`` without
         ``"ddim"``, ``rtol`` or ``atol`` without ``"ode"``) is an error, not ignored.

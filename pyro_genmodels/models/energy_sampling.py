@@ -93,6 +93,11 @@ class EnergySampling:
             n: number of draws wanted (each chain runs ``ceil(n / num_chains)``
                 post-warmup transitions).
             seed: makes the draws reproducible; the caller's RNG is untouched.
+            **options: the keyword arguments below; any other goes to Pyro's kernel
+                (``"nuts"`` / ``"hmc"``: ``max_tree_depth``, ``trajectory_length``,
+                ``full_mass``) and is an error for the other samplers.
+
+        Keyword Args:
             sampler: ``"langevin"`` (default; MALA, batched over chains;
                 ``adjusted=False`` for ULA), ``"hmc_vectorized"`` (fixed-length HMC,
                 batched), ``"nuts"`` or ``"hmc"`` (``pyro.infer.MCMC`` with ``NUTS`` /
@@ -130,8 +135,6 @@ class EnergySampling:
             compile: the same graph compiled by ``torch.compile`` (batched samplers;
                 the first call compiles for seconds).
             progress: a progress bar.
-            **kernel_options: to Pyro's kernel (``max_tree_depth``,
-                ``trajectory_length``, ``full_mass``).
         """
         n = positive_int(n, "n")
         with seeded(seed), fits_in_memory(f"n = {n} draws of {self.dim} columns"):

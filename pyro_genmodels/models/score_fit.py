@@ -198,6 +198,7 @@ class ScoreFit(Fit):
         """``n`` draws ``(n, D)`` on the data's scale (module docstring).
 
         Args:
+            n: the number of draws.
             sampler: ``"annealed_langevin"``, ``"langevin"`` (the smallest level only: for
                 comparison), ``"ode"`` or ``"pc"``.
             steps_per_level: Langevin steps per level (``pc``: predictor steps per level);
@@ -207,6 +208,8 @@ class ScoreFit(Fit):
                 sigma_min).
             rtol, atol: the ODE solver's tolerances (default 1e-5).
             c: ``(n, context_dim)`` or one row for all (conditional models).
+            seed: the same seed, the same draws; ``None``: a fresh seed. The caller's
+                RNG is left untouched.
 
         An option of another sampler than ``sampler`` (:data:`SAMPLER_OPTIONS`: e.g.
         ``steps_per_level`` with ``"ode"``, ``step_size`` with ``"pc"``) is an error, not

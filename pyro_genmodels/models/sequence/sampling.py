@@ -198,6 +198,7 @@ class SequenceFit(Fit):
         LongTensors on the fit's device (token models).
 
         Args:
+            n: the number of sequences.
             c: class labels ``(n,)`` or one label for all (conditional models).
             seed: reproducibility; the caller's RNG is left untouched.
             prefix: a prompt (a string, or token ids) that every sample continues; the

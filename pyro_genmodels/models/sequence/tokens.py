@@ -433,8 +433,10 @@ class SequenceModel(GenerativeModel):
             data: a list of strings (text models), or token ids (``vocab_size=K``): a
                 LongTensor ``(N, L)`` with ``lengths`` ``(N,)``, or a list of sequences.
                 A text model without a vocabulary builds it from ``data``.
+            method: one of ``self.capabilities.methods``.
             c: class labels ``(N,)`` in ``[0, num_classes)`` (conditional models).
             seed: reproducibility; the network's initial weights are drawn under it too.
+            progress: tqdm progress bar.
             lengths: lengths ``(N,)`` of the rows of a padded token tensor.
             mask: or its padding mask ``(N, L)`` bool (True at tokens, then False).
             **options: engine options (``num_steps``, ``lr``, ``batch_size``, ...; none for

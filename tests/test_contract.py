@@ -385,7 +385,7 @@ def test_the_program_takes_a_minibatch_with_num_data(name):
         model.model(x, c=c, num_data=2)
 
 
-@pytest.mark.parametrize("name", sorted(n for n, case in CASES.items() if case.sample_c is not None))
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.sample_c is not None))
 def test_the_program_takes_one_context_row_for_all_rows(name):
     """One context row stands for every row of the data plate, as in ``fit.sample(n,
     c=...)``: the prior predictive ``model(None, c=<one row>, num_data=5)`` draws 5 rows
@@ -406,6 +406,8 @@ def test_the_program_takes_one_context_row_for_all_rows(name):
 
     drawn = trace(None, c=c[:1], num_data=5)
     assert drawn.nodes["x"]["value"].shape[0] == 5
+    repeated_draws = trace(None, c=c[:1].expand(5, *c.shape[1:]), num_data=5)
+    assert case.same_samples(drawn.nodes["x"]["value"], repeated_draws.nodes["x"]["value"])
     b = 3
     one, repeated = trace(x[:b], c=c[:1]), trace(x[:b], c=c[:1].expand(b, *c.shape[1:]))
     assert torch.equal(one.nodes["x"]["log_prob"], repeated.nodes["x"]["log_prob"])

@@ -122,12 +122,13 @@ def plate_rows(t: Optional[torch.Tensor], idx: torch.Tensor, size: int,
     """The rows of ``t`` (data ``x`` or context ``c``) for the indices ``idx`` that the
     data plate of ``size`` rows yields: ``t`` as it is when it has one row per index
     (the whole data, or ``model(x_batch, num_data=N)``'s minibatch), its rows ``idx``
-    when it holds all ``size`` rows of a subsampled plate, and its one row repeated for
-    every index (one context for all rows, as ``fit.sample(n, c=...)`` takes it).
-    Anything else is a ``ValueError``, raised before torch's own shape error."""
+    when it holds all ``size`` rows of a subsampled plate, and for a context its one row
+    repeated for every index (one context for all rows, as ``fit.sample(n, c=...)``
+    takes it; one row of data is one row). Anything else is a ``ValueError``, raised
+    before torch's own shape error."""
     if t is None or t.shape[0] == idx.shape[0]:
         return t
-    if t.shape[0] == 1:
+    if t.shape[0] == 1 and name == "c":
         return t.expand(idx.shape[0], *t.shape[1:])
     if t.shape[0] == size:
         return t.index_select(0, idx)

@@ -1,8 +1,7 @@
 """Input validation at the library boundary.
 
 Every public entry point converts its data once, here, and fails with a message that
-says what was expected and what came, before any state changes.
-"""
+says what was expected and what came, before any state changes."""
 
 from __future__ import annotations
 
@@ -70,6 +69,7 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         raise TypeError(f"{name} must have a real numeric dtype, got {t.dtype}")
     if dtype is None:
         dtype = t.dtype if t.dtype in _FULL_FLOATS else torch.get_default_dtype()
+    t = t.reshape(1) if t.dim() == 0 else t  # a 0-d tensor: one value, as NumPy's 0-d arrays
     given = t  # as passed, for the message about a non-finite value
     t = _to(t, dtype, device, name)
     if t.dim() == 1 and dim == 1:

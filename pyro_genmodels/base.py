@@ -17,8 +17,7 @@ method    phi                                        machinery
 
 A :class:`Fit` owns everything it needs (a private copy of the model, the point estimate
 or posterior draws, the loss trace, the training data), so it never depends on Pyro's
-global param store and two fits in one process never disturb each other.
-"""
+global param store and two fits in one process never disturb each other."""
 
 from __future__ import annotations
 
@@ -395,13 +394,11 @@ class GenerativeModel(PyroModule):
                 ``grad_clip``, ``callback``, ``validation``, ``patience``,
                 ``validate_every``, ``checkpoint``, ``checkpoint_every``, ``resume``;
                 ``vi`` adds ``guide``, ``num_particles``, ``num_posterior_samples``,
-                ``init_scale``. MCMC (``nuts``, ``hmc``):
-                ``num_samples``, ``warmup_steps``, ``num_chains`` and kernel settings.
-                All: ``device``.
+                ``init_scale``. MCMC (``nuts``, ``hmc``): ``num_samples``, ``warmup_steps``,
+                ``num_chains`` and kernel settings. All: ``device``.
 
         Returns:
-            a :class:`Fit`. Ctrl-C during an optimization returns the partial fit
-            (``fit.interrupted`` is True).
+            a :class:`Fit`. Ctrl-C mid-optimization returns the partial fit (``fit.interrupted``).
 
         Raises:
             ValueError: bad data, method or options (before any work); a
@@ -435,12 +432,15 @@ class GenerativeModel(PyroModule):
         given_c = c
         model, x, c = self.prepare_data(data, c, device=device, **data_kw)
         x, c = _unshared(x, data), _unshared(c, given_c)  # the fit keeps x: its own copy
-        model.check_data_for(method, x)
+        if not isinstance(getattr(opts, "validation", None), float):  # else after the split
+            model.check_data_for(method, x)
         if getattr(opts, "distributed", False):
             seed = distributed.agree_seed(seed, distributed.setup(device))
         with seeded(seed) as used_seed:
             fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
                                      seed=used_seed, device=device)
+            if fit_data.x is not x:  # validation= took rows off: check those that train
+                model.check_data_for(method, fit_data.x)
             work = model.working_copy(fit_data.x)
             fit = model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
         names = column_names(data)  # a DataFrame's: ArviZ's coordinates, the CLI's header

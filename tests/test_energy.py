@@ -510,3 +510,16 @@ def test_eight_gaussians_quality_with_default_settings():
     counts = torch.bincount(k[near < 3 * truth.scale], minlength=8)
     assert (near < 3 * truth.scale).float().mean() >= 0.9
     assert (counts >= 2000 / 8 * 0.5).all(), counts
+
+
+def test_too_few_rows_for_the_default_held_out_share_say_how_to_train_on_all():
+    """The energy model holds out 0.1 of the rows by default: on 5 rows that is none,
+    and the refusal says what to pass to train on every row, which then fits."""
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"validation=0.1 of 5 rows leaves 0 held-out and 5 "
+                                         r"training rows; expected at least one of each \(or "
+                                         r"validation=None: no held-out rows\)"):
+        pgm.EnergyModel(2, hidden=(8,)).fit(x, method="mle", num_steps=2, progress=False)
+    fit = pgm.EnergyModel(2, hidden=(8,)).fit(x, method="mle", num_steps=2, progress=False,
+                                              validation=None, seed=0)
+    assert torch.isfinite(fit.log_prob(x)).all() and fit.info["eval_sigma"] > 0

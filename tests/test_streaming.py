@@ -107,7 +107,7 @@ def test_a_conditional_dataset_gives_x_c_pairs():
                                          r"expected rows x"):
         pgm.Flow(2, num_transforms=1, hidden=(16,)).fit(TensorDataset(x, x, x), **opts)
     # a row given as a list of its numbers (0-d tensors) is a row, not a triple or a pair
-    x3 = torch.cat([x, x[:, :1]], 1)
+    x3 = torch.cat([x, x[:, :1] * x[:, 1:]], 1)  # a third column, not a linear one
 
     class Listed(Dataset):
         def __len__(self):

@@ -91,7 +91,8 @@ def split_heldout(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Ten
         k = int(round(validation * n))
         if k < 1 or k > n - 1:
             raise ValueError(f"validation={validation} of {n} rows leaves {k} held-out and "
-                             f"{n - k} training rows; expected at least one of each")
+                             f"{n - k} training rows; expected at least one of each (or "
+                             f"validation=None: no held-out rows)")
         gen = torch.Generator().manual_seed(int(seed))
         perm = torch.randperm(n, generator=gen).to(x.device)
         val, train = perm[:k].sort().values, perm[k:].sort().values

@@ -39,12 +39,7 @@ from .._validation import (as_data, column_units, constant_columns, exact_dtype,
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
 from ..infer.objectives import data_plate, plate_rows
-
-
-def _singular(eig: torch.Tensor, dtype: torch.dtype, dim: int) -> bool:
-    """Whether a correlation matrix with the ascending eigenvalues ``eig`` is singular
-    at the precision of ``dtype``: the MLE's covariance does not exist."""
-    return bool(eig[0] <= eig[-1] * torch.finfo(dtype).eps * dim)
+from ._checks import dependent_columns, rank_of
 
 
 @register
@@ -189,7 +184,7 @@ class Gaussian(GenerativeModel):
                 corr = cov / (sd[:, None] * sd)
                 tril = torch.eye(self.dim, dtype=work, device=x.device)
                 if xw.shape[0] > self.dim and bool(torch.isfinite(corr).all()) and not \
-                        _singular(torch.linalg.eigvalsh(corr), x.dtype, self.dim):
+                        rank_of(x) < self.dim:
                     tril = torch.linalg.cholesky(corr)
                 tril = tril.to(x.dtype)  # rows of unit length in x's dtype too
                 init["corr_cholesky"] = tril / tril.norm(dim=-1, keepdim=True)
@@ -205,17 +200,19 @@ class Gaussian(GenerativeModel):
         A constant column (every column, for a single row) makes the likelihood grow
         without bound as that column's scale goes to 0, and the HalfNormal prior, finite
         at 0, does not stop it: no method has an answer (no maximum, an improper
-        posterior; MCMC's step size would collapse). For ``mle`` also: the MLE
-        covariance is the biased sample covariance, singular when N <= D or the columns
-        are collinear. Both checks are per column or on the correlation scale, so the
-        columns' units do not matter (raw columns from 0.1 to 1,680 are not "almost singular")."""
+        posterior; MCMC's step size would collapse). For ``mle`` and ``map`` also: the
+        MLE covariance is the biased sample covariance, singular when N <= D or the
+        columns are collinear, and the prior does not bound map's log joint there (the
+        covariance collapses onto the rows' hyperplane as map trains longer). Both checks
+        are per column or on the correlation scale, so the columns' units do not matter
+        (raw columns from 0.1 to 1,680 are not "almost singular"), and the collinearity is
+        judged against the data's own rounding (:func:`~._checks.correlation_spectrum`)."""
         if method != "mle":
             warn_if_prior_is_strong(x, self.prior_scale, "Gaussian", method,
                                     scales=not self.known_covariance)
         if self.known_covariance:
             return
         n = x.shape[0]
-        x64 = x.double()
         constant = constant_columns(x)
         tiny = ~constant & (x.std(0, correction=0) ** 2 < torch.finfo(x.dtype).tiny)
         if tiny.any():
@@ -232,21 +229,27 @@ class Gaussian(GenerativeModel):
                 f"the likelihood grows without bound as their scale goes to 0 (no maximum, "
                 f"and an improper posterior under the scale's HalfNormal prior). Drop those "
                 f"columns, or give a known covariance.")
-        if method != "mle":
+        if method not in ("mle", "map"):
             return
+        # the covariance can collapse onto the rows' hyperplane: the likelihood grows
+        # without bound, and the prior does not stop it (the scales' HalfNormal is
+        # largest at 0 and LKJ(1) is flat: the map's smallest eigenvalue fell from 3e-7
+        # to below 0 between 300 and 6000 steps on 4 rows in 6 dimensions)
+        no_max = "so the likelihood has no maximum" + ("" if method == "mle" else (
+            ", nor has map's log joint: its prior does not keep the covariance positive "
+            "definite"))
         if n <= self.dim:
             raise ValueError(
-                f"The MLE covariance is singular with N={n} points in D={self.dim} dimensions "
-                f"(it needs N > D), so the likelihood has no maximum. Use method='map', whose "
-                f"prior keeps the covariance positive definite, or give a known covariance.")
-        u = (x64 - x64.mean(0)) / x64.std(0, correction=0)
-        eig = torch.linalg.eigvalsh(u.T @ u / n)
-        if _singular(eig, x.dtype, self.dim):
+                f"The {method} covariance is singular with N={n} points in D={self.dim} "
+                f"dimensions (it needs N > D), {no_max}. Give a known covariance, or fit "
+                f"a low-rank covariance: PPCA({self.dim}, latent_dim) with latent_dim < "
+                f"N - 1.")
+        smallest = dependent_columns(x)
+        if smallest is not None:
             raise ValueError(
-                f"The MLE covariance is singular: the data's columns are linearly dependent "
-                f"(smallest eigenvalue of their correlation matrix {eig[0].item():.2g}), so "
-                f"the likelihood has no maximum. Use method='map' or drop the redundant "
-                f"columns.")
+                f"The {method} covariance is singular: the data's columns are linearly "
+                f"dependent (smallest eigenvalue of their correlation matrix "
+                f"{smallest:.2g}), {no_max}. Drop the redundant columns.")
 
     def replicate_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor
                         ) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -450,3 +450,26 @@ def test_a_scalar_is_one_value_whatever_its_type():
     expected = fit.log_prob(torch.tensor([[0.5]], dtype=x.dtype))
     for scalar in (0.5, np.array(0.5), torch.tensor(0.5, dtype=x.dtype)):
         assert torch.equal(fit.log_prob(scalar), expected), type(scalar)
+
+
+def test_collinearity_is_judged_against_the_datas_own_rounding():
+    """Exactly dependent columns stored in float32 or float64 (a sum, a combination with
+    offsets and scales 1e-3 to 100, a copy) leave only rounding in the smallest
+    eigenvalue and are caught; raw breast-cancer rows, correlated but not dependent, are
+    not. A level of eps * D (not squared) on the eigenvalues refused 100-row float32
+    subsets of them (condition numbers past about 500)."""
+    from sklearn.datasets import load_breast_cancer
+
+    from pyro_genmodels.models._checks import dependent_columns
+
+    bc = torch.tensor(load_breast_cancer().data)
+    for seed in range(10):
+        rows = torch.randperm(569, generator=torch.Generator().manual_seed(seed))[:100]
+        for dtype in (torch.float32, torch.float64):
+            assert dependent_columns(bc[rows].to(dtype)) is None, (seed, dtype)
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        a = torch.randn(1000, 3, generator=g, dtype=dtype) * torch.tensor(
+            [1.0, 100.0, 1e-3], dtype=dtype) + 50
+        for col in (a[:, :1] + a[:, 1:2], 3 * a[:, :1] - 0.5 * a[:, 2:3], a[:, :1]):
+            assert dependent_columns(torch.cat([a, col], 1)) is not None, dtype

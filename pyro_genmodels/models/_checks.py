@@ -83,11 +83,13 @@ def correlation_spectrum(x: torch.Tensor, block: int = 65536) -> Tuple[torch.Ten
 
     Columns that are exactly dependent but stored in ``x``'s dtype leave eigenvalues of
     their rounding errors: a standardized column j is off by up to
-    ``delta_j = eps * max|x_j| / sd_j``, so the level is
-    ``lambda_max * (100 D max_j delta_j^2 + eps_64 D sqrt(N))`` (the second term: float64
-    accumulation over N rows). Real columns that are merely correlated stay far above it
-    (raw breast cancer in float32, 100 rows: 3e-6 of lambda_max against a level of about
-    7e-8). Accumulated over blocks of rows, so that a large ``x`` is never copied whole.
+    ``delta_j = eps * max|x_j| / sd_j``, so along a dependence a (unit length) the
+    variance is at most ``(sum_j |a_j| delta_j)^2 <= D max_j delta_j^2``. The level is
+    four times that bound, plus float64's accumulation over N rows:
+    ``lambda_max * (4 D max_j delta_j^2 + eps_64 D sqrt(N))``. Real columns that are
+    merely correlated stay far above it (raw breast cancer in float32, all rows: 1e-5 of
+    lambda_max against a level of 3e-10). Accumulated over blocks of rows, so that a
+    large ``x`` is never copied whole.
     """
     x = x.detach()
     n, d = x.shape
@@ -106,7 +108,7 @@ def correlation_spectrum(x: torch.Tensor, block: int = 65536) -> Tuple[torch.Ten
     sd = torch.where(varies, sd, torch.ones_like(sd))
     eig = torch.linalg.eigvalsh(gram / n / sd / sd.unsqueeze(-1))
     delta = float((peak / sd)[varies].max()) * torch.finfo(x.dtype).eps if varies.any() else 0.0
-    level = float(eig[-1]) * (100 * d * delta**2 + torch.finfo(torch.float64).eps * d * n**0.5)
+    level = float(eig[-1]) * (4 * d * delta**2 + torch.finfo(torch.float64).eps * d * n**0.5)
     return eig, level
 
 

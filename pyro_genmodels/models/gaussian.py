@@ -206,7 +206,7 @@ class Gaussian(GenerativeModel):
         covariance collapses onto the rows' hyperplane as map trains longer). Both checks
         are per column or on the correlation scale, so the columns' units do not matter
         (raw columns from 0.1 to 1,680 are not "almost singular"), and the collinearity is
-        judged against the data's own rounding (:func:`~._checks.correlation_spectrum`)."""
+        judged against the data's own rounding (``correlation_spectrum`` in ``_checks.py``)."""
         if method != "mle":
             warn_if_prior_is_strong(x, self.prior_scale, "Gaussian", method,
                                     scales=not self.known_covariance)

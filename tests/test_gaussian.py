@@ -295,6 +295,44 @@ def test_a_constant_column_is_judged_against_its_own_magnitude():
             pgm.Gaussian(D).fit(flat, method=method, progress=False, num_steps=5)
 
 
+def test_one_row_has_no_maximum_but_a_proper_posterior():
+    """One row: mle and map are refused (the scales go to 0), with a message that says the
+    posterior is proper, and a posterior method samples it, from the prior's scale (the
+    row's sd is 0). The refusal used to call the posterior improper, but with ``loc``
+    integrated out ``x ~ N(0, prior_scale^2 + scale^2)`` is bounded in the scale."""
+    row = torch.tensor([[1.3, -0.2, 4.0]])
+    for method in ("mle", "map"):
+        with pytest.raises(ValueError, match="a single row .*no maximum.*for one row it is "
+                                             "proper"):
+            pgm.Gaussian(3).fit(row, method=method, progress=False)
+    fit = pgm.Gaussian(3).fit(row, method="nuts", seed=0, progress=False, num_samples=4,
+                              warmup_steps=3, num_chains=1)
+    assert fit.posterior_samples()["scale"].shape == (4, 3)
+    two = torch.tensor([[1.3, -0.2], [1.3, 0.5]])
+    with pytest.raises(ValueError, match=r"column\(s\) \[0\] are constant.*improper"):
+        pgm.Gaussian(2).fit(two, method="nuts", progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.cost(8)
+def test_the_one_row_posterior_matches_quadrature():
+    """One row x = 1.3, prior_scale 1: loc integrates out in closed form, so
+    p(s | x) ∝ HalfNormal(s; 1) N(x; 0, 1 + s^2) and E[loc | s, x] = x / (1 + s^2), and
+    both posterior means are 1-D integrals (E[scale] = 0.7765, E[loc] = 0.8604). NUTS's
+    means agree within 4 Monte Carlo standard errors (ArviZ's, from the chains' ESS)."""
+    x = torch.tensor([[1.3]], dtype=torch.float64)
+    fit = pgm.Gaussian(1, prior_scale=1.0).fit(x, method="nuts", seed=0, progress=False,
+                                               num_samples=1000, warmup_steps=300,
+                                               num_chains=2, sampler="fused")
+    s = np.linspace(1e-9, 10.0, 400001)
+    w = np.exp(-s ** 2 / 2 - 1.3 ** 2 / (2 * (1 + s ** 2))) / np.sqrt(1 + s ** 2)
+    exact = {"scale": (s * w).sum() / w.sum(), "loc": (1.3 / (1 + s ** 2) * w).sum() / w.sum()}
+    summary = az.summary(fit.to_arviz(), var_names=["scale", "loc"], round_to="none")
+    for name, value in exact.items():
+        row = summary.loc[f"{name}[0]"]
+        assert abs(row["mean"] - value) < 4 * row["mcse_mean"], (name, value, row)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_value_whose_square_overflows_gets_advice_that_fits_its_dtype(dtype):
     """1e160 squared overflows float64 (and 1e20 float32): the error says to rescale, and

@@ -152,13 +152,14 @@ class Gaussian(GenerativeModel):
 
     # ------------------------------------------------------------------ engine hooks
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Every method's start but ``mle``'s: the column means and sds, and identity
-        correlations (an optimizer started at the exact maximum of the scales and
+        """Every method's start but ``mle``'s: the column means and sds (one row: the
+        prior's scale), and identity correlations (an optimizer started at the exact maximum of the scales and
         correlations moves by Adam's step on rounding noise, so ``map`` and ``vi`` would
         no longer be equivariant under a change of units to float64 rounding)."""
         init = {"loc": x.mean(0)}
         if not self.known_covariance:
-            init["scale"] = x.std(0, correction=0).clamp_min(torch.finfo(x.dtype).tiny)
+            init["scale"] = (x.std(0, correction=0).clamp_min(torch.finfo(x.dtype).tiny)
+                             if x.shape[0] > 1 else torch.full_like(x[0], self.prior_scale))
             if self.dim > 1:
                 init["corr_cholesky"] = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         return init
@@ -197,11 +198,14 @@ class Gaussian(GenerativeModel):
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
         """Refuse data for which the fit does not exist.
 
-        A constant column (every column, for a single row) makes the likelihood grow
-        without bound as that column's scale goes to 0, and the HalfNormal prior, finite
-        at 0, does not stop it: no method has an answer (no maximum, an improper
-        posterior; MCMC's step size would collapse). For ``mle`` and ``map`` also: the
-        MLE covariance is the biased sample covariance, singular when N <= D or the
+        A constant column among two or more rows makes the likelihood grow without bound
+        as that column's scale goes to 0, and the HalfNormal prior, finite at 0, does not
+        stop it: no method has an answer (no maximum; an improper posterior, since with
+        ``loc`` integrated out the likelihood still grows as ``scale**-(N - 1)``, and
+        MCMC's step size would collapse). A single row has no maximum either, but its
+        posterior is proper (``loc`` integrated out, ``x ~ N(0, prior_scale**2 I +
+        Sigma)`` is bounded), so the posterior methods sample it. For ``mle`` and ``map``
+        also: the MLE covariance is the biased sample covariance, singular when N <= D or the
         columns are collinear, and the prior does not bound map's log joint there (the
         covariance collapses onto the rows' hyperplane as map trains longer). Both checks
         are per column or on the correlation scale, so the columns' units do not matter
@@ -220,16 +224,20 @@ class Gaussian(GenerativeModel):
                 f"column(s) {tiny.nonzero().flatten().tolist()} vary, but by so little that "
                 f"their variance underflows {x.dtype} (sd below "
                 f"{math.sqrt(torch.finfo(x.dtype).tiny):.1e}): rescale the data")
-        if constant.any():
-            cols = constant.nonzero().flatten().tolist()
-            what = ("a single row makes every column constant" if n == 1 else
-                    f"column(s) {cols} are constant")
+        if n == 1 and method in ("mle", "map"):
             raise ValueError(
-                f"data cannot be fitted by a Gaussian with an unknown covariance: {what}, so "
-                f"the likelihood grows without bound as their scale goes to 0 (no maximum, "
-                f"and an improper posterior under the scale's HalfNormal prior). Drop those "
+                f"data cannot be fitted by {method} with an unknown covariance: a single row "
+                f"makes every column constant, so the likelihood grows without bound as the "
+                f"scales go to 0 (no maximum). Give a known covariance, or sample the "
+                f"posterior (method='nuts' or 'vi'): for one row it is proper.")
+        if constant.any() and n > 1:
+            raise ValueError(
+                f"data cannot be fitted by a Gaussian with an unknown covariance: column(s) "
+                f"{constant.nonzero().flatten().tolist()} are constant, so the likelihood "
+                f"grows without bound as their scale goes to 0 (no maximum, and an "
+                f"improper posterior under the scale's HalfNormal prior). Drop those "
                 f"columns, or give a known covariance.")
-        if method not in ("mle", "map"):
+        if method not in ("mle", "map") or n == 1:
             return
         # the covariance can collapse onto the rows' hyperplane: the likelihood grows
         # without bound, and the prior does not stop it (the scales' HalfNormal is

@@ -316,10 +316,39 @@ def heldout_conditions(model: Any, c_val: Any, num_rows: int, *, name: str,
         raise (with_context(e, f"{name}=(x_val, c_val): c_val") or e) from None
 
 
+def as_integer(value: Any) -> Any:
+    """A 0-d integer tensor as an ``int`` (``torch.tensor(3)``, as ``np.int64(3)`` is one);
+    anything else as it came."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool \
+            and not (value.is_floating_point() or value.is_complex()):
+        return int(value)
+    return value
+
+
 def positive_int(value: Any, name: str) -> int:
+    """``value`` as an ``int`` if it is an integer >= 1: a Python or NumPy integer, or a
+    0-d integer tensor."""
+    value = as_integer(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"Expected {name} to be a positive integer, but got {value!r}")
     return int(value)
+
+
+def nonnegative_int(value: Any, name: str) -> int:
+    """``value`` as an ``int`` if it is an integer >= 0 (as :func:`positive_int` reads)."""
+    value = as_integer(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"Expected {name} to be a non-negative integer, but got {value!r}")
+    return int(value)
+
+
+def store_counts(options: Any, *names: str, minimum: int = 1) -> None:
+    """Check the fields ``names`` of a (frozen) options dataclass as integers >= ``minimum``
+    (0 or 1) and store them as ``int``: a NumPy integer or a 0-d tensor kept its type into
+    the arithmetic (``lr_decay ** (1 / num_steps)`` a tensor, which Adam refuses as lr)."""
+    check = positive_int if minimum == 1 else nonnegative_int
+    for name in names:
+        object.__setattr__(options, name, check(getattr(options, name), name))
 
 
 def _number(value: Any, name: str, want: str) -> float:
@@ -437,41 +466,6 @@ def constant_columns(x: torch.Tensor) -> torch.Tensor:
     size = x64.abs().amax(0)
     rel = (x64 / torch.where(size > 0, size, torch.ones_like(size))).std(0, correction=0)
     return rel <= torch.finfo(x.dtype).eps
-
-
-#: the message of :func:`warn_if_prior_is_strong`, to ignore where the prior is the point
-STRONG_PRIOR = r".*'s prior \(prior_scale=.*, in the data's units\) moves the "
-
-
-def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, method: str,
-                            *, scales: bool = True) -> None:
-    r"""Warn when a family's default-style priors, a location ~ N(0, s0^2) and a scale ~
-    HalfNormal(s0) per column in the data's units, move a ``map`` / posterior estimate by
-    more than one standard error: on raw columns (wine's proline, mean 747) a prior that
-    is weak for standardized data is strong, and nothing else would say so.
-
-    Per column j, with mean m, variance s^2 and v = s^2 / N, the conjugate shift of the
-    location is :math:`|m| v / (s_0^2 + v)` against its standard error :math:`\sqrt v`;
-    the scale's MAP moves by about :math:`s^3 / (2 N s_0^2)` against its standard error
-    :math:`s / \sqrt{2N}`, i.e. more than one when :math:`s^2 > s_0^2 \sqrt{2N}`."""
-    n = x.shape[0]
-    x64 = x.detach().double()
-    mean, var = x64.mean(0), x64.var(0, correction=0)
-    v, s2 = var / n, float(prior_scale) ** 2
-    strong = mean.abs() * v / (s2 + v) > v.sqrt()
-    if scales:
-        strong |= var > s2 * math.sqrt(2 * n)
-    if not bool(strong.any()):
-        return
-    size = float(torch.maximum(mean.abs(), var.sqrt())[strong].max())
-    suggest = 10.0 ** math.ceil(math.log10(10 * size))
-    warnings.warn(
-        f"{family}'s prior (prior_scale={prior_scale:g}, in the data's units) moves the "
-        f"{method} fit of column(s) {strong.nonzero().flatten().tolist()} by more than "
-        f"a standard error (their |mean| or sd reaches {size:.4g}): for columns of that "
-        f"size the prior is informative. If that is not intended, give a prior_scale of "
-        f"the data's scale (e.g. prior_scale={suggest:g}) or fit standardized columns.",
-        UserWarning, stacklevel=5)  # the caller of fit (through serialized)
 
 
 #: rows per block of :func:`column_moments` at most: a float64 copy of one block at a time

@@ -14,10 +14,11 @@ import torch
 
 from . import metrics
 from ._rng import check_seed, fresh_seed, seeded
-from ._validation import (STRONG_PRIOR, as_data, check_bool, check_device,
-                          heldout_conditions, heldout_pair, positive_float, with_context)
+from ._validation import (as_data, check_bool, check_device, heldout_conditions, heldout_pair,
+                          positive_float, with_context)
 from .base import Fit, GenerativeModel
 from .infer import streaming
+from .models._checks import STRONG_PRIOR
 
 if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
     from matplotlib.axes import Axes

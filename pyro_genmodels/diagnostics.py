@@ -35,7 +35,8 @@ import pyro
 import torch
 
 from ._rng import check_seed, child_seeds, seeded
-from ._validation import STRONG_PRIOR, positive_int
+from ._validation import positive_int
+from .models._checks import STRONG_PRIOR
 
 #: A statistic function, ``{site: (n, *shape)}`` draws to ``{name: (n,)}`` scalars.
 Statistics = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]

@@ -511,3 +511,21 @@ def test_collinearity_is_judged_against_the_datas_own_rounding():
             [1.0, 100.0, 1e-3], dtype=dtype) + 50
         for col in (a[:, :1] + a[:, 1:2], 3 * a[:, :1] - 0.5 * a[:, 2:3], a[:, :1]):
             assert dependent_columns(torch.cat([a, col], 1)) is not None, dtype
+
+
+def test_a_zero_dimensional_integer_tensor_is_a_count():
+    """``torch.tensor(3)`` is a count wherever a positive integer is (``n``, ``num_steps``),
+    as ``np.int64(3)`` was: it was refused ("positive integer, but got tensor(3)"). A 0-d
+    float, bool or a 1-element 1-d tensor is not."""
+    x = data(50)
+    fit = pgm.Gaussian(D).fit(x, method="map", seed=0, progress=False,
+                              num_steps=torch.tensor(5, dtype=torch.int32))
+    assert len(fit.losses) == 5  # lr_decay ** (1 / num_steps) was a tensor: Adam refused it
+    chain = pgm.Gaussian(D).fit(x, method="nuts", seed=0, progress=False,
+                                num_samples=torch.tensor(4), warmup_steps=np.int64(3),
+                                num_chains=torch.tensor(1))  # np.int64 warmup was refused
+    assert chain.posterior_samples()["loc"].shape == (4, D)
+    assert torch.equal(fit.sample(torch.tensor(3), seed=1), fit.sample(3, seed=1))
+    for bad in (torch.tensor(3.0), torch.tensor(True), torch.tensor([3]), torch.tensor(0)):
+        with pytest.raises(ValueError, match="Expected n to be a positive integer"):
+            fit.sample(bad)

@@ -202,7 +202,8 @@ def chees(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         >>> r.samples.shape, ((r.samples.std((0, 1)) / scales - 1).abs() < 0.1).all().item()
         (torch.Size([8, 500, 2]), True)
     """
-    _validate_common(x0, num_samples, warmup_steps, None, target_accept)
+    num_samples, warmup_steps = _validate_common(x0, num_samples, warmup_steps, None,
+                                                 target_accept)
     max_leapfrog = positive_int(max_leapfrog, "max_leapfrog")
     C, D = x0.shape
     if C < 2:

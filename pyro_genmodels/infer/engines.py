@@ -36,9 +36,9 @@ import torch
 from torch.distributions import biject_to
 from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
 
-from .._validation import (check_bool, check_choice, check_options, heldout_conditions,
-                           heldout_pair, nonnegative_float, positive_float, positive_int,
-                           probability)
+from .._validation import (as_integer, check_bool, check_choice, check_options,
+                           heldout_conditions, heldout_pair, nonnegative_float, positive_float,
+                           probability, store_counts)
 from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
 from .potential import sample_posterior_fused
@@ -303,8 +303,7 @@ class VIOptions(PointOptions):
     def __post_init__(self):
         super().__post_init__()
         check_choice(self.guide, sorted(GUIDES), "guide")
-        positive_int(self.num_particles, "num_particles")
-        positive_int(self.num_posterior_samples, "num_posterior_samples")
+        store_counts(self, "num_particles", "num_posterior_samples")
         positive_float(self.init_scale, "init_scale")
 
 
@@ -374,12 +373,6 @@ def _draw_posterior(model: GenerativeModel, q: Any, loss_args: tuple, num: int
 
 
 # ---------------------------------------------------------------------- nuts / hmc
-def _nonnegative_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"Expected {name} to be a non-negative integer, but got {value!r}")
-    return value
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MCMCOptions:
     """Options of Pyro's MCMC on phi.
@@ -405,9 +398,8 @@ class MCMCOptions:
     distributed: bool = False
 
     def __post_init__(self):
-        positive_int(self.num_samples, "num_samples")
-        _nonnegative_int(self.warmup_steps, "warmup_steps")
-        positive_int(self.num_chains, "num_chains")
+        store_counts(self, "num_samples", "num_chains")
+        store_counts(self, "warmup_steps", minimum=0)
         probability(self.target_accept_prob, "target_accept_prob")
         check_bool(self.full_mass, "full_mass")
         check_bool(self.jit_compile, "jit_compile", optional=True)
@@ -441,7 +433,7 @@ class NUTSOptions(MCMCOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        positive_int(self.max_tree_depth, "max_tree_depth")
+        store_counts(self, "max_tree_depth")
         check_choice(self.sampler, ("pyro", "fused"), "sampler")
         check_bool(self.compile, "compile")
         if self.compile and self.sampler != "fused":
@@ -518,15 +510,15 @@ class ChEESOptions:
     compile: bool = False
 
     def __post_init__(self):
-        positive_int(self.num_samples, "num_samples")
-        _nonnegative_int(self.warmup_steps, "warmup_steps")
+        store_counts(self, "num_samples", "max_leapfrog_steps")
+        store_counts(self, "warmup_steps", minimum=0)
+        object.__setattr__(self, "num_chains", as_integer(self.num_chains))
         if isinstance(self.num_chains, bool) or not isinstance(self.num_chains, int) \
                 or self.num_chains < 2:
             raise ValueError(f"Expected num_chains to be an integer >= 2 (ChEES-HMC adapts "
                              f"across chains), but got {self.num_chains!r}")
         probability(self.target_accept_prob, "target_accept_prob")
         nonnegative_float(self.init_jitter, "init_jitter")
-        positive_int(self.max_leapfrog_steps, "max_leapfrog_steps")
         check_bool(self.jit_compile, "jit_compile", optional=True)
         check_bool(self.compile, "compile")
 

@@ -52,7 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._rng import cuda_devices
-from .._validation import check_bool, first_line, positive_float, positive_int
+from .._validation import check_bool, first_line, positive_float, store_counts
 from . import distributed
 from .batches import Batch, Minibatches
 from .heldout import Best
@@ -160,15 +160,14 @@ class LoopOptions:
     distributed: bool = False
 
     def __post_init__(self):
-        positive_int(self.num_steps, "num_steps")
+        store_counts(self, "num_steps", "checkpoint_every")
         positive_float(self.lr, "lr")
         if positive_float(self.lr_decay, "lr_decay") > 1:
             raise ValueError(f"Expected 0 < lr_decay <= 1 (final lr / initial lr), but got "
                              f"{self.lr_decay}")
         for name in ("batch_size", "patience", "validate_every"):
             if getattr(self, name) is not None:
-                positive_int(getattr(self, name), name)
-        positive_int(self.checkpoint_every, "checkpoint_every")
+                store_counts(self, name)
         check_bool(self.distributed, "distributed")
         if self.grad_clip is not None:
             positive_float(self.grad_clip, "grad_clip")

@@ -291,7 +291,8 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
     (``info["interrupted"]``), as a fit's ``nuts`` does; in the first warmup the
     interrupt propagates.
     """
-    _validate_common(x0, num_samples, warmup_steps, None, target_accept)
+    num_samples, warmup_steps = _validate_common(x0, num_samples, warmup_steps, None,
+                                                 target_accept)
     if kernel not in ("nuts", "hmc"):
         raise ValueError(f"Expected kernel 'nuts' or 'hmc', but got {kernel!r}")
     cls = RecordedNUTS if kernel == "nuts" else CappedHMC

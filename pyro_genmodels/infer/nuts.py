@@ -230,7 +230,8 @@ def nuts(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         >>> r.samples.shape, ((r.samples.std((0, 1)) / scales - 1).abs() < 0.15).all().item()
         (torch.Size([2, 500, 2]), True)
     """
-    _validate_common(x0, num_samples, warmup_steps, None, target_accept)
+    num_samples, warmup_steps = _validate_common(x0, num_samples, warmup_steps, None,
+                                                 target_accept)
     max_tree_depth = positive_int(max_tree_depth, "max_tree_depth")
     C, D = x0.shape
     names = ("diverging", "acceptance_rate", "step_size", "lp", "energy", "n_steps")

@@ -68,7 +68,7 @@ import torch
 from pyro.ops.dual_averaging import DualAveraging
 from tqdm.auto import tqdm
 
-from .._validation import positive_float, positive_int
+from .._validation import nonnegative_int, positive_float, positive_int
 
 if TYPE_CHECKING:  # imported when used: arviz is slow to import
     import arviz
@@ -181,18 +181,19 @@ def _bar(total: int, progress: bool, desc: str):
                 dynamic_ncols=True, leave=False)
 
 
-def _validate_common(x0, num_samples, warmup_steps, step_size, target_accept):
+def _validate_common(x0, num_samples, warmup_steps, step_size, target_accept
+                     ) -> Tuple[int, int]:
+    """Check the samplers' common arguments; ``(num_samples, warmup_steps)`` as ints."""
     if not isinstance(x0, torch.Tensor) or x0.dim() != 2:
         raise ValueError(f"Expected initial points of shape (chains, D), but got "
                          f"{tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0)}")
-    positive_int(num_samples, "num_samples")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"Expected warmup_steps to be a non-negative integer, but got "
-                         f"{warmup_steps!r}")
+    counts = positive_int(num_samples, "num_samples"), nonnegative_int(warmup_steps,
+                                                                        "warmup_steps")
     if step_size is not None:
         positive_float(step_size, "step_size")
     if not 0 < float(target_accept) < 1:
         raise ValueError(f"Expected 0 < target_accept < 1, but got {target_accept!r}")
+    return counts
 
 
 # ---------------------------------------------------------------------- pieces of a step
@@ -370,7 +371,8 @@ def mala(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         >>> r.samples.shape, abs(r.samples.mean().item()) < 0.1
         (torch.Size([100, 200, 2]), True)
     """
-    _validate_common(x0, num_samples, warmup_steps, step_size, target_accept)
+    num_samples, warmup_steps = _validate_common(x0, num_samples, warmup_steps, step_size,
+                                                 target_accept)
     return run_chains(mala_transition(log_density), log_density, x0,
                       num_samples=num_samples, warmup_steps=warmup_steps, step_size=step_size,
                       adjusted=adjusted, adapt=adapt and adjusted,
@@ -403,7 +405,8 @@ def hmc(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         >>> r.samples.shape, r.num_divergences
         (torch.Size([50, 100, 2]), 0)
     """
-    _validate_common(x0, num_samples, warmup_steps, step_size, target_accept)
+    num_samples, warmup_steps = _validate_common(x0, num_samples, warmup_steps, step_size,
+                                                 target_accept)
     num_leapfrog = positive_int(num_leapfrog, "num_leapfrog")
     return run_chains(hmc_transition(log_density, num_leapfrog, jitter), log_density, x0,
                       num_samples=num_samples, warmup_steps=warmup_steps, step_size=step_size,

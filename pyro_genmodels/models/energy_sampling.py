@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union, cast
 import torch
 
 from .._rng import seeded
-from .._validation import as_data, check_bool, check_choice, positive_int
+from .._validation import as_data, check_bool, check_choice, nonnegative_int, positive_int
 from ..infer.ais import AISEstimate, anneal
 from ..infer.chees import chees
 from ..infer.mcmc import pyro_mcmc
@@ -166,9 +166,7 @@ class EnergySampling:
         num_chains = positive_int(num_chains, "num_chains")
         if warmup_steps is None:
             warmup_steps = 300 if sampler in ("nuts", "hmc") else 500
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"Expected warmup_steps to be a non-negative integer, but got "
-                             f"{warmup_steps!r}")
+        warmup_steps = nonnegative_int(warmup_steps, "warmup_steps")
         if target_accept is None:
             target_accept = {"langevin": 0.574, "chees": 0.651}.get(sampler, 0.8)
         num_samples = -(-n // num_chains)

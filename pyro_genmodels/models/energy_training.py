@@ -68,7 +68,7 @@ from pyro import poutine
 
 from .._rng import seeded
 from .._validation import (check_choice, column_moments, nonnegative_float, positive_float,
-                           positive_int)
+                           store_counts)
 from ..base import gaussian_weight_log_prior
 from ..infer import distributed
 from ..infer.ais import AISEstimate
@@ -152,8 +152,7 @@ class EnergyOptions(LoopOptions):
                 object.__setattr__(self, name, defaults[name])
         super().__post_init__()
         check_decay(self.ema)
-        positive_int(self.buffer_size, "buffer_size")
-        positive_int(self.mcmc_steps, "mcmc_steps")
+        store_counts(self, "buffer_size", "mcmc_steps")
         positive_float(self.mcmc_step_size, "mcmc_step_size")
         positive_float(self.noise_scale, "noise_scale")
         if not positive_float(self.target_accept, "target_accept") < 1:

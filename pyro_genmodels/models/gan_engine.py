@@ -43,7 +43,7 @@ import pyro
 import torch
 
 from .._rng import seeded
-from .._validation import positive_float, positive_int
+from .._validation import positive_float, store_counts
 from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
 from ..infer.loop import OPTIMIZERS, Batch, FitResult, LoopOptions, Player, optimize
@@ -151,7 +151,7 @@ class AdversarialOptions(LoopOptions):
         if self.critic_lr is not None:
             positive_float(self.critic_lr, "critic_lr")
         if self.critic_steps is not None:
-            positive_int(self.critic_steps, "critic_steps")
+            store_counts(self, "critic_steps")
         b = self.betas
         if not (isinstance(b, (tuple, list)) and len(b) == 2
                 and all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b)):

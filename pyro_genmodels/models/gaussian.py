@@ -34,12 +34,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import (as_data, column_units, constant_columns, exact_dtype, positive_float,
-                           warn_if_prior_is_strong)
+from .._validation import as_data, column_units, constant_columns, exact_dtype, positive_float
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
 from ..infer.objectives import data_plate, plate_rows
-from ._checks import dependent_columns, rank_of
+from ._checks import dependent_columns, rank_of, warn_if_prior_is_strong
 
 
 @register

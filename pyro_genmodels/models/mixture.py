@@ -56,11 +56,12 @@ from tqdm.auto import tqdm
 
 from .._as_pyro import Mixture
 from .._validation import (check_choice, column_moments, column_units, nonnegative_float,
-                           positive_float, positive_int, warn_if_prior_is_strong)
+                           positive_float, positive_int, store_counts)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
 from ..infer.objectives import data_plate, plate_rows
+from ._checks import warn_if_prior_is_strong
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -236,7 +237,7 @@ class EMOptions:
     callback: Optional[Callable] = None
 
     def __post_init__(self):
-        positive_int(self.num_steps, "num_steps")
+        store_counts(self, "num_steps")
         positive_float(self.tol, "tol")
         nonnegative_float(self.reg_covar, "reg_covar")
         if self.callback is not None and not callable(self.callback):

@@ -44,12 +44,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import (column_units, exact_dtype, positive_float, positive_int,
-                           warn_if_prior_is_strong)
+from .._validation import column_units, exact_dtype, positive_float, positive_int
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.started import StartedAtMLEInDataUnits
 from ..infer.objectives import data_plate, plate_rows
-from ._checks import rank_of
+from ._checks import rank_of, warn_if_prior_is_strong
 
 
 def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:

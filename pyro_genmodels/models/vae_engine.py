@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, cast
 import pyro
 import torch
 
-from .._validation import positive_int
+from .._validation import store_counts
 from ..infer.engines import Data, PointEngine, PointOptions, fingerprint
 from ..infer.loop import Batch, FitResult, Player, optimize
 from ..infer.objectives import DifferentiableELBO, make_elbo
@@ -56,7 +56,7 @@ class VAEOptions(PointOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        positive_int(self.num_particles, "num_particles")
+        store_counts(self, "num_particles")
 
 
 class VAEEngine(PointEngine):

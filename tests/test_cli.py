@@ -82,6 +82,16 @@ def test_the_seed_fixes_a_networks_initial_weights_too(tmp_path):
     assert tensors["a"] != tensors["c"]
 
 
+def test_a_text_fit_of_certainty_prints_zero_not_minus_zero(tmp_path, capsys):
+    """One string repeated: the mle bigram gives it probability 1, log p = 0, and the
+    summary printed "-0.0000 nats per character"."""
+    data = tmp_path / "same.txt"
+    data.write_text("abc\n" * 20, encoding="utf-8")
+    assert cli.main(["fit", "ngram", "--data", str(data), "--method", "mle", "--out",
+                     str(tmp_path / "run"), "--arg", "order=2"]) == 0
+    assert "mean log p(x) 0.0000, 0.0000 nats per character" in capsys.readouterr().out
+
+
 def test_text_models_fit_and_sample_txt_files(tmp_path, capsys):
     """ngram from a .txt of names; its samples equal the Python API's for the same seed."""
     import pyro_genmodels as pgm

@@ -347,7 +347,7 @@ class AdversarialEngine(Engine):
                            else None,
                            r1_penalty=opts.r1_penalty if name != "wasserstein" else None,
                            non_saturating=non_saturating if name != "wasserstein" else None,
-                           ema=opts.ema if g_params else None,
+                           ema=opts.ema,  # None for a frozen generator (refused with ema)
                            critic_losses=[float(v) for v in per_round])
         if not g_params:  # the critic alone: its loss is the trace
             result.losses = [float(v) for v in per_round]

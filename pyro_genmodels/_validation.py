@@ -81,6 +81,8 @@ def as_data(data: Any, *, dim: int | None = None, name: str = "data",
         want = f"(N, {dim})" if dim is not None else "(N, D)"
         if one_row and dim is not None:
             want += f", or ({dim},) for one row"
+        elif t.dim() == 1 and t.shape[0] == dim:  # one row, given 1-D
+            want += f" (one row as (1, {dim}): x.reshape(1, -1))"
         raise ValueError(f"{name} must be 2-D of shape {want}, got shape {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty: expected at least one row, got shape {tuple(t.shape)}")
@@ -117,6 +119,9 @@ def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x"
     given = column_names(data)
     if given is None or expected is None or given == list(expected):
         return
+    if not hasattr(data, "columns") and [str(i) for i in data.index] == list(expected):
+        raise ValueError(f"{name} is a Series indexed by the training columns: one row, as "
+                         f"df.iloc[i] gives. Pass rows as a DataFrame: df.iloc[[i]]")
     missing = [c for c in expected if c not in given]
     extra = [c for c in given if c not in expected]
     if not missing and not extra:

@@ -248,6 +248,14 @@ def test_a_frame_is_scored_only_with_the_training_columns_in_their_order(wine, t
     assert one.info["columns"] == ["ash"] and one.log_prob(frame["ash"]).shape == (178,)
     with pytest.raises(ValueError, match=r"missing \['ash'\], unexpected \['alcohol'\]"):
         one.log_prob(frame["alcohol"])
+    # a row as df.iloc[0] gives it (a Series indexed by the columns) was called a column
+    # named 0 ("missing ['alcohol', 'malic_acid', 'ash'], unexpected ['0']")
+    with pytest.raises(ValueError, match=r"a Series indexed by the training columns: one "
+                                         r"row, as df.iloc\[i\] gives.*df.iloc\[\[i\]\]"):
+        fit.log_prob(frame.iloc[0])
+    with pytest.raises(ValueError, match=r"got shape \(3,\)$"):
+        fit.log_prob(frame.iloc[0].to_numpy())
+    assert fit.log_prob(frame.iloc[[0]]).shape == (1,)
 
 
 def test_a_prior_that_moves_raw_columns_by_a_standard_error_is_said(wine):

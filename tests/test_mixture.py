@@ -63,6 +63,34 @@ def test_log_prob_equals_sklearn_score_samples(covariance_type, float64):
                                rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_densities_and_em_of_data_far_from_the_origin(covariance_type, float64):
+    """Rows at 1e6 with sds of 0.01: log p equals torch's per-component Normal to
+    float64 rounding of the centred rows (1e-6), and EM on the rows shifted by 1e6 is EM
+    on the rows (locs shifted, scales to 1e-6 relative). The diag density expanded the
+    square, x^2/s^2 - 2 x mu/s^2 + mu^2/s^2, each term 1e16 here, and EM's diag variance
+    was E[x^2] - mu^2: both cancelled to noise (on wine + 1e6, log p moved by up to 0.66
+    nats per row in float64)."""
+    model = pgm.GaussianMixture(3, 2, covariance_type=covariance_type).double()
+    params = _random_params(model)
+    params["locs"] = 1e6 + params["locs"]
+    params["scales"] = 0.01 * params["scales"]
+    g = torch.Generator().manual_seed(1)
+    z = torch.randint(2, (300,), generator=g)
+    x = params["locs"][z] + params["scales"][z] * torch.randn(300, 3, generator=g,
+                                                               dtype=torch.float64)
+    fit = MixtureFit(model, "mle", point=params)
+    expected = fit.distribution().log_prob(x)
+    if covariance_type == "diag":  # the oracle: torch's Normal works on x - mu itself
+        comp = dist.Normal(params["locs"], params["scales"]).log_prob(x[:, None]).sum(-1)
+        expected = torch.logsumexp(comp + params["weights"].log(), -1)
+    assert torch.allclose(fit.log_prob(x), expected, rtol=0, atol=1e-6)
+    near = model.fit(x - 1e6, method="mle", seed=0, progress=False).params
+    far = model.fit(x, method="mle", seed=0, progress=False).params
+    assert torch.allclose(far["locs"] - 1e6, near["locs"], rtol=0, atol=1e-7)
+    assert torch.allclose(far["scales"], near["scales"], rtol=1e-6)
+
+
 def _enumerated_nll(model, params, x, *, prior: bool):
     """The TraceEnum_ELBO loss of the Pyro program with phi fixed (no guide latents)."""
     program = poutine.condition(model.model, data=params)

@@ -140,12 +140,12 @@ def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
     nk = resp.sum(0) + eps
     weights = nk / nk.sum()
     locs = (resp.T @ x) / nk[:, None]
+    diff = x - locs.unsqueeze(-2)  # (K, N, D), centred per component: E[x^2] - mu^2
+    # cancels catastrophically where |x| >> sd (float32 wine + 1e4: -4.7e5 nats per row)
     if not model.full:
-        var = (resp.T @ (x * x)) / nk[:, None] - locs**2
-        return {"weights": weights, "locs": locs,
-                "scales": (var.clamp_min(0) + reg_covar).sqrt()}
+        var = (resp.T.unsqueeze(-1) * diff * diff).sum(-2) / nk[:, None]
+        return {"weights": weights, "locs": locs, "scales": (var + reg_covar).sqrt()}
     eye = torch.eye(model.dim, dtype=x.dtype, device=x.device)
-    diff = x - locs.unsqueeze(-2)  # (K, N, D), centred per component
     cov = ((diff * resp.T.unsqueeze(-1)).transpose(-1, -2) @ diff / nk[:, None, None]
            + reg_covar * eye)
     scales = cov.diagonal(dim1=-2, dim2=-1).sqrt()
@@ -414,15 +414,16 @@ class GaussianMixture(GenerativeModel):
     def component_log_prob(self, params: Dict[str, torch.Tensor],
                            x: torch.Tensor) -> torch.Tensor:
         """``log N(x_i; mu_k, Sigma_k)``: ``(*batch, N, K)``, without materializing a
-        covariance per row (diag: three matmuls as in scikit-learn; full: one triangular
-        solve per component)."""
+        covariance per row (diag: ``sum_d ((x_d - mu_kd) / s_kd)^2``; full: one triangular
+        solve per component). Both work on ``x - mu_k``: scikit-learn's diag expansion
+        ``x^2 / s^2 - 2 x mu / s^2 + mu^2 / s^2`` cancels where |x| >> s (wine + 1e6 in
+        float64 moved log p by up to 0.66 nats per row; float32 wine + 1e4 by 1530)."""
         locs, scales = params["locs"], params["scales"]
         const = -0.5 * self.dim * math.log(2 * math.pi)
         if not self.full:
-            prec = scales.pow(-2)
-            maha = ((x * x) @ prec.transpose(-1, -2) - 2 * x @ (locs * prec).transpose(-1, -2)
-                    + (locs * locs * prec).sum(-1).unsqueeze(-2))
-            return const - scales.log().sum(-1).unsqueeze(-2) - 0.5 * maha.clamp_min(0)
+            z = (x.unsqueeze(-3) - locs.unsqueeze(-2)) / scales.unsqueeze(-2)  # (*b, K, N, D)
+            maha = z.pow(2).sum(-1).transpose(-1, -2)
+            return const - scales.log().sum(-1).unsqueeze(-2) - 0.5 * maha
         tril = self.scale_tril(params)  # (*batch, K, D, D)
         diff = (x.unsqueeze(-3) - locs.unsqueeze(-2)).transpose(-1, -2)  # (*batch, K, D, N)
         maha = torch.linalg.solve_triangular(tril, diff, upper=False).pow(2).sum(-2)

@@ -126,7 +126,8 @@ class Diffusion(GenerativeModel):
             :class:`Preconditioned`.
         context_dim: width of the condition ``c`` (``None``: unconditional).
         prior_scale: s, sd of the Gaussian prior on every network weight (``map``: L2).
-        standardize: the network sees standardized columns (fixed when the fit starts).
+        standardize: the network sees standardized columns, and a context standardized by
+            its own training moments (both fixed when the fit starts).
 
     Sample sites of :meth:`model`: the factor ``weight_prior``, and in the plate ``data``
     the latents ``x_T``, ..., ``x_1`` (named ``"x_{t}"``) and the observed ``x``.
@@ -177,6 +178,7 @@ class Diffusion(GenerativeModel):
             NoiseConditionalMLP(self.dim, self.hidden, context_dim=width), self.schedule)
         self.register_buffer("shift", torch.zeros(self.dim))
         self.register_buffer("x_scale", torch.ones(self.dim))
+        self.standardize_context()
 
     @property
     def prior_sites(self) -> Tuple[str, ...]:
@@ -193,7 +195,7 @@ class Diffusion(GenerativeModel):
         if keep is None:
             keep = torch.ones(c.shape[0], dtype=c.dtype, device=c.device)
         keep = keep.to(c.dtype).unsqueeze(-1)
-        return torch.cat([c * keep, keep], -1)
+        return torch.cat([self.context_unit(c) * keep, keep], -1)
 
     def eps(self, u_t: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None
             ) -> torch.Tensor:

@@ -157,7 +157,8 @@ class GAN(GenerativeModel):
             The default networks take ``[z, c]`` and ``[x, c]`` (Mirza & Osindero 2014).
         standardize: the networks work on standardized columns ``u = (x - m) / s`` (m, s
             of the training rows, fixed when the fit starts), so raw columns train as
-            well as standardized ones; ``False`` uses ``x`` itself.
+            well as standardized ones, and a context ``c`` is standardized by its own
+            training moments; ``False`` uses ``x`` and ``c`` themselves.
 
     Sample sites: ``z`` ``(N, L)`` and the deterministic ``x`` ``(N, D)`` in the plate
     ``data``; there is no observed site (no likelihood).
@@ -217,6 +218,7 @@ class GAN(GenerativeModel):
             [self.dim + k, *self.hidden, 1], _LeakyReLU)
         self.register_buffer("shift", torch.zeros(self.dim))
         self.register_buffer("x_scale", torch.ones(self.dim))
+        self.standardize_context()
 
     # ------------------------------------------------------------------ the networks
     def draw_codes(self, n: int) -> torch.Tensor:
@@ -224,7 +226,9 @@ class GAN(GenerativeModel):
         return torch.randn(n, self.latent_dim, **self._factory)
 
     def generate_unit(self, z: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The generator's output in the networks' (standardized) units: ``(B, D)``."""
+        """The generator's output in the networks' (standardized) units: ``(B, D)``; ``c``
+        in the data's units."""
+        c = self.context_unit(c)
         if c is None:
             return self.generator(z)
         if self.custom["generator"]:
@@ -232,7 +236,9 @@ class GAN(GenerativeModel):
         return self.generator(torch.cat([z, c], -1))
 
     def critic_raw(self, u: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The critic's raw output V ``(B,)`` at points ``u`` in the networks' units."""
+        """The critic's raw output V ``(B,)`` at points ``u`` in the networks' units (``c``
+        in the data's)."""
+        c = self.context_unit(c)
         if c is None:
             out = self.critic(u)
         elif self.custom["critic"]:

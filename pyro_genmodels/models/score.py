@@ -118,8 +118,9 @@ class ScoreModel(GenerativeModel):
         hidden: hidden widths of the default network (a sequence of positive ints, or
             one int for a single layer).
         context_dim: width of the condition ``c`` (``None``: unconditional).
-        standardize: the network sees standardized columns (fixed when the fit starts);
-            scores and levels are in those units, densities on the data's scale.
+        standardize: the network sees standardized columns, and a context standardized by
+            its own training moments (both fixed when the fit starts); scores and levels
+            are in those units, densities on the data's scale.
 
     Buffers set when the fit starts: ``shift``, ``x_scale`` (the standardization) and
     ``unit_mean``, ``unit_sd`` ``(D,)``, the training columns' mean and sd in the
@@ -199,6 +200,7 @@ class ScoreModel(GenerativeModel):
         self.register_buffer("x_scale", torch.ones(self.dim))
         self.register_buffer("unit_mean", torch.zeros(self.dim))
         self.register_buffer("unit_sd", torch.ones(self.dim))
+        self.standardize_context()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a fit saved before ``unit_mean`` / ``unit_sd`` existed had the prior N(0, (1 +
@@ -220,12 +222,12 @@ class ScoreModel(GenerativeModel):
                                     .log().to(net.log_range))
 
     def working_copy(self, x: torch.Tensor,
-                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-                     ) -> "ScoreModel":
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, *,
+                     c: Optional[torch.Tensor] = None) -> "ScoreModel":
         """The fit's copy, standardized, with sigma_max from the data when not given and,
         without ``standardize``, ``unit_mean`` / ``unit_sd`` the training columns' moments
         (with it they stay 0 and 1: the standardized columns')."""
-        work = super().working_copy(x, moments=moments)
+        work = super().working_copy(x, moments=moments, c=c)
         if not self.standardize:
             with torch.no_grad():
                 mean, sd = column_moments(x) if moments is None else moments
@@ -245,7 +247,8 @@ class ScoreModel(GenerativeModel):
         scalar."""
         sigma = sigma.to(u.dtype)
         sigma = sigma.expand(u.shape[0]) if sigma.dim() == 0 else sigma
-        return self.network(u, sigma) if c is None else self.network(u, sigma, c)
+        return self.network(u, sigma) if c is None else self.network(u, sigma,
+                                                                     self.context_unit(c))
 
 
 

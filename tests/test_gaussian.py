@@ -529,3 +529,19 @@ def test_a_zero_dimensional_integer_tensor_is_a_count():
     for bad in (torch.tensor(3.0), torch.tensor(True), torch.tensor([3]), torch.tensor(0)):
         with pytest.raises(ValueError, match="Expected n to be a positive integer"):
             fit.sample(bad)
+
+
+def test_columns_that_vary_below_the_dtypes_rounding_are_said_to():
+    """Float32 wine in units of 1e-3 plus 1e4: nine columns keep 2-6 distinct values, and
+    the refusal called them constant and said to drop them. It now says they vary only
+    within float32's rounding and to remove the offset or pass float64 (which fits)."""
+    from sklearn.datasets import load_wine
+
+    x = torch.tensor(load_wine().data) * 1e-3 + 1e4
+    for model in (pgm.Gaussian(13), pgm.Flow(13, hidden=(8,), num_transforms=1)):
+        with pytest.raises(ValueError, match=r"column\(s\) \[0, 1, 2, 5, 6, 7, 8, 10, 11\] "
+                                             r"vary only within torch.float32's rounding.*"
+                                             r"Subtract their offset, or pass float64"):
+            model.fit(x.float(), method="mle", seed=0, progress=False, num_steps=2)
+    fit = pgm.Gaussian(13).fit(x, method="mle", seed=0, progress=False)
+    assert torch.isfinite(fit.log_prob(x)).all()

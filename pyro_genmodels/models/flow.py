@@ -54,7 +54,7 @@ from ..infer.engines import PointEngine
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import data_plate, plate_rows, prior_factor
-from ._checks import dependent_columns, hidden_widths
+from ._checks import constant_said, dependent_columns, hidden_widths
 
 
 class NICE(zuko.flows.NICE):
@@ -168,7 +168,8 @@ class Flow(GenerativeModel):
             the fit starts), with the Jacobian: ``log p(x) = log p_flow(u) - sum log s``.
             Spline and coupling networks see inputs of unit scale, so raw columns
             (wine's proline is in the hundreds, its hue near 1) fit as well as
-            standardized ones; ``False`` fits the flow to ``x`` itself.
+            standardized ones; a context ``c`` is standardized by its own training
+            moments (no Jacobian: it conditions). ``False`` fits the flow to ``x`` itself.
         **flow_options: passed to the zuko constructor (e.g. ``bins=8`` for NSF), and
             ``activation``: the networks' activation by its name in ``torch.nn``
             (``"ELU"``; zuko's default is ``"ReLU"``).
@@ -211,6 +212,7 @@ class Flow(GenerativeModel):
             raise ValueError("Expected at least one hidden layer, but got hidden=()")
         self.context_dim = None if context_dim is None else positive_int(context_dim,
                                                                           "context_dim")
+        self.standardize_context()
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         # a numpy scalar (bins=np.int64(4)) is the Python number it holds: saved as JSON
         self.flow_options = {k: v.item() if isinstance(v, np.generic) else v
@@ -242,7 +244,7 @@ class Flow(GenerativeModel):
         """The flow as a torch distribution (zuko's ``NormalizingFlow``, with the
         standardization as its first transform); batch ``(N,)`` when ``c`` is
         ``(N, context_dim)``. phi is the flow's weights, so ``params`` is empty."""
-        d = self.flow(c)
+        d = self.flow(self.context_unit(c))
         if not self.standardize:
             return d
         to_unit = torch.distributions.AffineTransform(-self.shift / self.x_scale,
@@ -286,15 +288,13 @@ class Flow(GenerativeModel):
         after 3000, where a density exists on neither)."""
         constant = constant_columns(x)
         if constant.any():
-            cols = constant.nonzero().flatten().tolist()
-            what = ("a single row makes every column constant" if x.shape[0] == 1 else
-                    f"column(s) {cols} are constant (first row: "
-                    f"{x[0, constant].tolist()})")
+            what, remedy = (("a single row makes every column constant", "Drop those "
+                             "columns") if x.shape[0] == 1 else constant_said(x, constant))
             raise ValueError(
                 f"data cannot be fitted by a Flow: {what}, so the flow's density can "
-                f"concentrate on that value without limit (the likelihood has no maximum "
-                f"and log p would only measure how long it trained). Drop those columns, "
-                f"or model them apart.")
+                f"concentrate on those values without limit (the likelihood has no maximum "
+                f"and log p would only measure how long it trained). {remedy}, or model "
+                f"them apart.")
         smallest = dependent_columns(x)
         if smallest is not None:  # the same in a direction that is not a column's
             raise ValueError(

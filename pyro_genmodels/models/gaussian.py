@@ -38,7 +38,7 @@ from .._validation import as_data, column_units, constant_columns, exact_dtype, 
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
 from ..infer.objectives import data_plate, plate_rows
-from ._checks import dependent_columns, rank_of, warn_if_prior_is_strong
+from ._checks import constant_said, dependent_columns, rank_of, warn_if_prior_is_strong
 
 
 @register
@@ -230,12 +230,12 @@ class Gaussian(GenerativeModel):
                 f"scales go to 0 (no maximum). Give a known covariance, or sample the "
                 f"posterior (method='nuts' or 'vi'): for one row it is proper.")
         if constant.any() and n > 1:
+            what, remedy = constant_said(x, constant)
             raise ValueError(
-                f"data cannot be fitted by a Gaussian with an unknown covariance: column(s) "
-                f"{constant.nonzero().flatten().tolist()} are constant, so the likelihood "
-                f"grows without bound as their scale goes to 0 (no maximum, and an "
-                f"improper posterior under the scale's HalfNormal prior). Drop those "
-                f"columns, or give a known covariance.")
+                f"data cannot be fitted by a Gaussian with an unknown covariance: {what}, "
+                f"so the likelihood grows without bound as their scale goes to 0 (no "
+                f"maximum, and an improper posterior under the scale's HalfNormal prior). "
+                f"{remedy}, or give a known covariance.")
         if method not in ("mle", "map") or n == 1:
             return
         # the covariance can collapse onto the rows' hyperplane: the likelihood grows

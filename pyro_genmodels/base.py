@@ -461,9 +461,7 @@ class GenerativeModel(PyroModule):
             seed = distributed.agree_seed(seed, distributed.setup(device))
         with seeded(seed) as used_seed:
             fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
-                                     seed=used_seed, device=device)
-            if fit_data.x is not x:  # validation= took rows off: check those that train
-                model.check_data_for(method, fit_data.x)
+                                     seed=used_seed, device=device, method=method)
             work = model.working_copy(fit_data.x, c=fit_data.c)
             fit = model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
         names = column_names(data)  # a DataFrame's: ArviZ's coordinates, the CLI's header

@@ -333,7 +333,8 @@ def test_rows_on_a_hyperplane_are_refused_and_the_training_rows_are_checked():
     column beside two N(0, 1) ones: -2.23 nats per row after 100 steps, +3.61 after 3000,
     where neither has a density). And the checks read the rows that train: a column
     that varies only in the rows validation= holds out is constant for the fit (it was
-    accepted and trained on)."""
+    accepted and trained on), and the refusal names the split (it spoke of the column
+    alone, which varies in the data the user gave)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(100, 2, generator=g, dtype=torch.float64)
     copied = torch.cat([x, x[:, :1]], 1)
@@ -354,7 +355,8 @@ def test_rows_on_a_hyperplane_are_refused_and_the_training_rows_are_checked():
     i = min((set(range(100)) - trains(0)) & trains(1))  # held out under seed 0, not 1
     held = torch.cat([x, torch.zeros(100, 1, dtype=torch.float64)], 1)
     held[i, 2] = 1.0
-    with pytest.raises(ValueError, match=r"column\(s\) \[2\] are constant"):
+    with pytest.raises(ValueError, match=r"^the 75 rows that train after validation=0.25: "
+                                         r".*column\(s\) \[2\] are constant"):
         model.fit(held, method="mle", num_steps=2, progress=False, validation=0.25, seed=0)
     fit = model.fit(held, method="mle", num_steps=2, progress=False, validation=0.25, seed=1)
     assert torch.isfinite(fit.log_prob(held)).all()

@@ -38,7 +38,7 @@ from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, 
 
 from .._validation import (as_integer, check_bool, check_choice, check_options,
                            heldout_conditions, heldout_pair, nonnegative_float, positive_float,
-                           probability, store_counts)
+                           probability, store_counts, with_context)
 from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .mcmc import sample_posterior
 from .potential import sample_posterior_fused
@@ -75,9 +75,10 @@ class Data(NamedTuple):
 
 
 def split_heldout(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Tensor],
-                  validation: Any, *, seed: int, device: Optional[torch.device]) -> Data:
+                  validation: Any, *, seed: int, device: Optional[torch.device],
+                  method: Optional[str] = None) -> Data:
     """The training and held-out rows of a fit (before any work: bad held-out data fail
-    early).
+    early); with ``method``, a fraction's training rows pass ``model.check_data_for``.
 
     ``validation``: ``None``; a fraction in (0, 1) of the rows, drawn by a permutation
     under ``seed`` (its own generator: the fit's random stream is not consumed); or
@@ -99,8 +100,15 @@ def split_heldout(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Ten
         def pick(t: Optional[torch.Tensor], i: torch.Tensor) -> Optional[torch.Tensor]:
             return None if t is None else t.index_select(0, i)
 
-        return Data(x.index_select(0, train), pick(c, train), x.index_select(0, val),
+        data = Data(x.index_select(0, train), pick(c, train), x.index_select(0, val),
                     pick(c, val))
+        try:  # a column constant on the training rows only, N <= D left, ...
+            if method is not None:
+                model.check_data_for(method, data.x)
+        except ValueError as e:
+            raise (with_context(e, f"the {n - k} rows that train after validation="
+                                   f"{validation}") or e) from None
+        return data
     x_val, c_val = heldout_pair(validation, conditional=model.is_conditional,
                                 owner=type(model).__name__, name="validation")
     x_val = model.validate_data(x_val, name="validation", device=device, dtype=x.dtype)

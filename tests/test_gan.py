@@ -415,7 +415,8 @@ def test_eight_gaussians_defaults_cover_every_mode():
 def test_conditional_digits_are_the_digits_asked_for():
     """A conditional GAN on the 8x8 digits with one-hot labels, default settings: a
     logistic regression trained on the real digits labels its draws as the digit asked
-    for most of the time (measured 94% at seed 0; 500 draws give a binomial se near
+    for most of the time (measured 97.4% at seed 0, 94% before the labels were
+    standardized as the context; 500 draws give a binomial se near
     0.01, so 0.8 leaves room for the seed-to-seed spread of a GAN, not for chance)."""
     from sklearn.linear_model import LogisticRegression
 

@@ -34,6 +34,7 @@ from pyro import poutine
 from torch.distributions import biject_to
 from pyro.nn import PyroModule
 
+from ._context import set_context_moments
 from ._rng import apart, check_seed, seeded, serialized
 from ._validation import (as_data, check_device, check_method, column_moments, column_names,
                           positive_int)
@@ -334,42 +335,20 @@ class GenerativeModel(PyroModule):
         return self, x, self.validate_context(c, x.shape[0], device=device, dtype=x.dtype)
 
     def working_copy(self: _G, x: torch.Tensor,
-                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, *,
-                     c: Optional[torch.Tensor] = None) -> _G:
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> _G:
         """The fit's private copy of the model, on ``x``'s device and dtype. It is made
         under the fit's seed, so a family that draws fresh weights draws them
         reproducibly. A family that works on standardized columns (``standardize=True``
         with buffers ``shift`` and ``x_scale``: Flow, GAN, EnergyModel) gets them set from
         the training rows ``x`` here, once for all of them (or from ``moments``, the
-        ``(mean, sd)`` of streamed rows of which ``x`` is a sample), and a conditional
-        one's ``c_shift`` / ``c_scale`` (:meth:`standardize_context`) from their ``c``."""
+        ``(mean, sd)`` of streamed rows of which ``x`` is a sample)."""
         work = copy.deepcopy(self).to(device=x.device, dtype=x.dtype)
         if getattr(work, "standardize", False):
             with torch.no_grad():
                 mean, sd = column_moments(x) if moments is None else moments
                 work.shift.copy_(mean)
                 work.x_scale.copy_(sd)
-                if c is not None and hasattr(work, "c_shift"):
-                    for buffer, value in zip((work.c_shift, work.c_scale), column_moments(c)):
-                        buffer.copy_(value)
         return work
-
-    def standardize_context(self) -> None:
-        """Give a conditional family buffers ``c_shift`` and ``c_scale`` (saved with
-        ``standardize``): with ``standardize`` its networks read ``(c - m_c) / s_c``
-        (:meth:`context_unit`), m_c and s_c the training rows' (:meth:`working_copy`),
-        as they read x: raw contexts (wine's proline, about 750) cost a ScoreModel 16
-        nats per held-out row. ``c`` conditions, so the density needs no Jacobian."""
-        if self.context_dim is not None:
-            for name, fill in (("c_shift", 0.0), ("c_scale", 1.0)):
-                self.register_buffer(name, torch.full((self.context_dim,), fill),
-                                     persistent=bool(getattr(self, "standardize", False)))
-
-    def context_unit(self, c: _OptionalTensor) -> _OptionalTensor:
-        """``(c - m_c) / s_c`` where the family standardizes its context, else ``c``."""
-        if c is None or not getattr(self, "standardize", False) or not hasattr(self, "c_shift"):
-            return c
-        return cast(_OptionalTensor, (c - self.c_shift) / self.c_scale)
 
     # the standardized columns of a family with ``standardize`` and buffers ``shift``,
     # ``x_scale`` (set by :meth:`working_copy`): the networks' units
@@ -462,7 +441,8 @@ class GenerativeModel(PyroModule):
         with seeded(seed) as used_seed:
             fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
                                      seed=used_seed, device=device, method=method)
-            work = model.working_copy(fit_data.x, c=fit_data.c)
+            work = model.working_copy(fit_data.x)
+            set_context_moments(work, fit_data.c)
             fit = model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
         names = column_names(data)  # a DataFrame's: ArviZ's coordinates, the CLI's header
         if names is not None and x.dim() == 2 and len(names) == x.shape[1]:
@@ -523,8 +503,10 @@ class GenerativeModel(PyroModule):
             else:
                 fit_data = split_heldout(self, x, c, validation, seed=used_seed,
                                          device=device)._replace(stream=stream)
-            work = self.working_copy(x, moments=stream.moments()
-                                     if getattr(self, "standardize", False) else None, c=c)
+            moments, c_moments = stream.all_moments() if getattr(self, "standardize",
+                                                                 False) else (None, None)
+            work = self.working_copy(x, moments=moments)
+            set_context_moments(work, c, c_moments)
             return self._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
 
 

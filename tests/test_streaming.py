@@ -365,9 +365,9 @@ def test_a_standardizing_family_reads_a_memmap_once_before_training(tmp_path, mo
     monkeypatch.setattr(streaming._ArrayRows, "__getitems__", counting)
     seen, working_copy = {}, pgm.Flow.working_copy
 
-    def spy(self, x, moments=None, *, c=None):  # the moments the fit standardizes with
+    def spy(self, x, moments=None):  # the moments the fit standardizes with
         seen["moments"] = moments
-        return working_copy(self, x, moments, c=c)
+        return working_copy(self, x, moments)
 
     monkeypatch.setattr(pgm.Flow, "working_copy", spy)
     steps, batch = 2, 100

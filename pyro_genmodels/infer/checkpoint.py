@@ -43,8 +43,9 @@ from .._file_checks import _found, check_header, parse_json
 
 FILE = "checkpoint.safetensors"
 FORMAT = "pyro-genmodels-checkpoint"
-VERSION = 4  # 2: the minibatch generator's state, per-rank RNG states; 3: seed, digest;
-#   4: with a weight average, the held-out snapshot is the average (3: the raw weights)
+VERSION = 5  # 2: the minibatch generator's state, per-rank RNG states; 3: seed, digest;
+#   4: with a weight average, the held-out snapshot is the average (3: the raw weights);
+#   5: a conditional network's context is standardized (4's weights read c raw)
 #: dtypes a player's parameters may have (the file's names, as its header spells them)
 FLOATS = ("F16", "BF16", "F32", "F64")
 

@@ -273,14 +273,21 @@ class Stream:
         streamed pass (float64 sums, Chan et al.'s pairwise update of the mean and the sum
         of squares). For a memory-mapped array not yet scanned this pass is :meth:`scan`:
         the file is read once for both."""
+        return self.all_moments()[0]
+
+    def all_moments(self) -> Tuple[Tuple[torch.Tensor, torch.Tensor],
+                                   Optional[Tuple[torch.Tensor, torch.Tensor]]]:
+        """:meth:`moments` of x and, for a conditional stream, of c, in the same pass."""
         if self._scan is not None and not self._scan.done:
-            out = self.scan(moments=True)
+            out = self.scan(moments=True)  # a memory-mapped array: no c
             assert out is not None
-            return out
-        acc = ColumnMoments()
-        for x, _ in self.chunks():
+            return out, None
+        acc, context = ColumnMoments(), ColumnMoments() if self.conditional else None
+        for x, c in self.chunks():
             acc.add(x)
-        return acc.result()
+            if context is not None:
+                context.add(c)
+        return acc.result(), None if context is None else context.result()
 
     def digest(self, sample: torch.Tensor) -> str:
         """A fingerprint of the data: its size and a fixed sample of its rows."""

@@ -66,6 +66,7 @@ from torch import nn
 
 from .._validation import check_choice, positive_float, positive_int
 from .. import fit as _fit
+from .._context import StandardizedContext
 from ..base import (Capabilities, GenerativeModel, cached_parameters, gaussian_weight_log_prior,
                     register)
 from ..infer.objectives import data_plate, plate_rows, prior_factor
@@ -106,7 +107,7 @@ class Preconditioned(nn.Module):
 
 
 @register
-class Diffusion(GenerativeModel):
+class Diffusion(StandardizedContext, GenerativeModel):
     r"""A denoising diffusion model p(x) or, with ``context_dim``, p(x | c).
 
     Args:
@@ -117,7 +118,7 @@ class Diffusion(GenerativeModel):
             a conditional model, ``network(x_t, t, c)``: ``x_t`` ``(B, D)`` (standardized
             units when ``standardize``), ``t`` ``(B,)`` the step as a float in [0, T]
             (fractional for the ODE), ``c`` ``(B, context_dim + 1)``: the condition
-            times a keep flag, then the flag (0 where classifier-free guidance drops
+            (standardized when ``standardize``) times a keep flag, then the flag (0 where classifier-free guidance drops
             the condition). Returns ``(B, D)``. It is called once on a small batch
             here, so that a wrong signature or output shape fails at construction.
         hidden: hidden widths of the default network (a sequence of positive ints, or

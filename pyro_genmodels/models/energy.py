@@ -300,11 +300,11 @@ class EnergyModel(EnergySampling, GenerativeModel):
                                          .log().to(self.net.log_range))
 
     def working_copy(self, x: torch.Tensor,
-                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, *,
-                     c: Optional[torch.Tensor] = None) -> "EnergyModel":
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                     ) -> "EnergyModel":
         """The fit's copy, standardized, with sigma_max the largest pairwise distance
         between training rows (standardized) when not given."""
-        work = super().working_copy(x, moments=moments, c=c)
+        work = super().working_copy(x, moments=moments)
         if work.noise_conditional and self.sigma_max is None:
             top = largest_distance(work.to_unit(x), floor=2 * self.sigma_min)
             with torch.no_grad():

@@ -51,6 +51,7 @@ torch.distributions.Distribution._validate_args = _TORCH_CHECKS
 
 from .._validation import constant_columns, positive_float, positive_int
 from ..infer.engines import PointEngine
+from .._context import StandardizedContext
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import data_plate, plate_rows, prior_factor
@@ -149,7 +150,7 @@ def _activation(name: Any) -> type:
 
 
 @register
-class Flow(GenerativeModel):
+class Flow(StandardizedContext, GenerativeModel):
     """A normalizing flow ``p(x)`` or, with ``context_dim``, ``p(x | c)``.
 
     Args:

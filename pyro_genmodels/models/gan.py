@@ -47,6 +47,7 @@ from torch import nn
 
 from .._rng import seeded
 from .._validation import check_choice, positive_int
+from .._context import StandardizedContext
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.objectives import data_plate, plate_rows
 from ..fit import Fit
@@ -132,7 +133,7 @@ class GANFit(Fit):
 
 
 @register
-class GAN(GenerativeModel):
+class GAN(StandardizedContext, GenerativeModel):
     r"""A generator :math:`x = G(z)`, :math:`z \sim N(0, I)` (or :math:`G(z, c)`),
     fitted by an f-divergence's variational bound (f-GAN) or by WGAN-GP.
 
@@ -147,8 +148,8 @@ class GAN(GenerativeModel):
             penalty is per sample): a sequence of positive ints, or one int for a single
             layer.
         generator: your own ``nn.Module``, ``generator(z) -> (B, D)`` or, conditional,
-            ``generator(z, c)`` (``c`` ``(B, context_dim)``); in standardized units when
-            ``standardize``.
+            ``generator(z, c)`` (``c`` ``(B, context_dim)``); its output, and the ``c``
+            it reads, in standardized units when ``standardize``.
         critic: your own ``nn.Module``, ``critic(x) -> (B,)`` or ``(B, 1)`` (raw output
             V, before g_f), or ``critic(x, c)``. Custom networks are called once on a
             small batch here, so that a wrong signature or output shape fails at

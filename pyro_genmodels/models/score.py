@@ -67,6 +67,7 @@ import torch
 from torch import nn
 
 from .._validation import check_bool, column_moments, positive_float, positive_int
+from .._context import StandardizedContext
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.objectives import data_plate, plate_rows
 from ._checks import check_network, hidden_widths
@@ -96,7 +97,7 @@ class ScaledScore(nn.Module):
 
 
 @register
-class ScoreModel(GenerativeModel):
+class ScoreModel(StandardizedContext, GenerativeModel):
     r"""A noise-conditional score network s(x, sigma) (or s(x, sigma, c)).
 
     Args:
@@ -113,8 +114,9 @@ class ScoreModel(GenerativeModel):
             fit starts.
         network: your own ``nn.Module`` returning the score ``(B, D)``,
             ``network(x, sigma)`` or ``network(x, sigma, c)``, ``x`` ``(B, D)``, ``sigma``
-            ``(B,)``, ``c`` ``(B, context_dim)``; called once on a small batch here, so
-            that a wrong signature or output shape fails at construction.
+            ``(B,)``, ``c`` ``(B, context_dim)`` (x and c standardized when
+            ``standardize``); called once on a small batch here, so that a wrong
+            signature or output shape fails at construction.
         hidden: hidden widths of the default network (a sequence of positive ints, or
             one int for a single layer).
         context_dim: width of the condition ``c`` (``None``: unconditional).
@@ -222,12 +224,12 @@ class ScoreModel(GenerativeModel):
                                     .log().to(net.log_range))
 
     def working_copy(self, x: torch.Tensor,
-                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, *,
-                     c: Optional[torch.Tensor] = None) -> "ScoreModel":
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                     ) -> "ScoreModel":
         """The fit's copy, standardized, with sigma_max from the data when not given and,
         without ``standardize``, ``unit_mean`` / ``unit_sd`` the training columns' moments
         (with it they stay 0 and 1: the standardized columns')."""
-        work = super().working_copy(x, moments=moments, c=c)
+        work = super().working_copy(x, moments=moments)
         if not self.standardize:
             with torch.no_grad():
                 mean, sd = column_moments(x) if moments is None else moments

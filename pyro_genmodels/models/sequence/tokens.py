@@ -455,9 +455,8 @@ class SequenceModel(GenerativeModel):
         return model, x, model.validate_context(c, x.shape[0], device=device)
 
     def working_copy(self: _S, x: torch.Tensor,
-                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, *,
-                     c: Optional[torch.Tensor] = None) -> _S:
+                     moments: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> _S:
         """A fresh model of the same config: the network's initial weights are drawn
         under the fit's seed. Token ids are integers: the weights keep the model's
-        dtype (and are not standardized: ``moments`` is not used, nor ``c``, labels)."""
+        dtype (and are not standardized: ``moments`` is not used)."""
         return type(self)(**self.get_config()).to(device=x.device, dtype=self._anchor.dtype)

@@ -321,7 +321,7 @@ def heldout_conditions(model: Any, c_val: Any, num_rows: int, *, name: str,
         raise (with_context(e, f"{name}=(x_val, c_val): c_val") or e) from None
 
 
-def as_integer(value: Any) -> Any:
+def _integer(value: Any) -> Any:
     """A 0-d integer tensor as an ``int`` (``torch.tensor(3)``, as ``np.int64(3)`` is one);
     anything else as it came."""
     if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool \
@@ -333,7 +333,7 @@ def as_integer(value: Any) -> Any:
 def positive_int(value: Any, name: str) -> int:
     """``value`` as an ``int`` if it is an integer >= 1: a Python or NumPy integer, or a
     0-d integer tensor."""
-    value = as_integer(value)
+    value = _integer(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"Expected {name} to be a positive integer, but got {value!r}")
     return int(value)
@@ -341,7 +341,7 @@ def positive_int(value: Any, name: str) -> int:
 
 def nonnegative_int(value: Any, name: str) -> int:
     """``value`` as an ``int`` if it is an integer >= 0 (as :func:`positive_int` reads)."""
-    value = as_integer(value)
+    value = _integer(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"Expected {name} to be a non-negative integer, but got {value!r}")
     return int(value)

@@ -295,8 +295,8 @@ def _fit(args, rank: int) -> int:
     if text:
         total = fit.log_prob(x).sum().item()
         chars = sum(len(s) + 1 for s in x)  # the end token counts as a character
-        print(f"training data: mean log p(x) {total / len(x) + 0.0:.4f}, "
-              f"{0.0 - total / chars:.4f} nats per character (end token included)")
+        print(f"training data: mean log p(x) {round(total / len(x), 4) + 0.0:.4f}, "
+              f"{round(-total / chars, 4) + 0.0:.4f} nats per character (end token included)")
         return 0
     import torch
 

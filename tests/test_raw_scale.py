@@ -253,7 +253,8 @@ def test_a_frame_is_scored_only_with_the_training_columns_in_their_order(wine, t
     with pytest.raises(ValueError, match=r"a Series indexed by the training columns: one "
                                          r"row, as df.iloc\[i\] gives.*df.iloc\[\[i\]\]"):
         fit.log_prob(frame.iloc[0])
-    with pytest.raises(ValueError, match=r"got shape \(3,\)$"):
+    with pytest.raises(ValueError, match=r"one row as \(1, 3\): x.reshape\(1, -1\)\), got "
+                                         r"shape \(3,\)$"):
         fit.log_prob(frame.iloc[0].to_numpy())
     assert fit.log_prob(frame.iloc[[0]]).shape == (1,)
 

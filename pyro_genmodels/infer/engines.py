@@ -36,7 +36,7 @@ import torch
 from torch.distributions import biject_to
 from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
 
-from .._validation import (as_integer, check_bool, check_choice, check_options,
+from .._validation import (check_bool, check_choice, check_options,
                            heldout_conditions, heldout_pair, nonnegative_float, positive_float,
                            probability, store_counts, with_context)
 from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
@@ -520,9 +520,8 @@ class ChEESOptions:
     def __post_init__(self):
         store_counts(self, "num_samples", "max_leapfrog_steps")
         store_counts(self, "warmup_steps", minimum=0)
-        object.__setattr__(self, "num_chains", as_integer(self.num_chains))
-        if isinstance(self.num_chains, bool) or not isinstance(self.num_chains, int) \
-                or self.num_chains < 2:
+        store_counts(self, "num_chains")
+        if self.num_chains < 2:
             raise ValueError(f"Expected num_chains to be an integer >= 2 (ChEES-HMC adapts "
                              f"across chains), but got {self.num_chains!r}")
         probability(self.target_accept_prob, "target_accept_prob")

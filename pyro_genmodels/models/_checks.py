@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import os
+import sys
 import warnings
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
@@ -164,7 +166,22 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
         f"a standard error (their |mean| or sd reaches {size:.4g}): for columns of that "
         f"size the prior is informative. If that is not intended, give a prior_scale of "
         f"the data's scale (e.g. prior_scale={suggest:g}) or fit standardized columns.",
-        UserWarning, stacklevel=5)  # the caller of fit (through serialized)
+        UserWarning, stacklevel=_outside_level())
+
+
+#: the package's directory: frames under it are the library's own
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _outside_level() -> int:
+    """The ``stacklevel`` (counted from its caller) of the first frame outside the package:
+    a warning there names the user's line, however deep the package's calls go (a split
+    by ``validation=`` checks the rows one call deeper)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename
+                                                       ).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def constant_said(x: torch.Tensor, constant: torch.Tensor) -> Tuple[str, str]:
@@ -173,11 +190,19 @@ def constant_said(x: torch.Tensor, constant: torch.Tensor) -> Tuple[str, str]:
     of their size, which is the data's precision, not the quantity (float32 wine in
     units of 1e-3 plus 1e4 keeps 2-6 distinct values in 9 of its columns)."""
     cols = constant.nonzero().flatten().tolist()
-    distinct = [int(torch.unique(x[:, j]).numel()) for j in cols]
-    if max(distinct) == 1:
-        return (f"column(s) {cols} are constant (at {x[0, constant].tolist()})",
-                "Drop those columns")
-    size = float(x[:, constant].abs().amax())
-    return (f"column(s) {cols} vary only within {x.dtype}'s rounding of their size "
-            f"({distinct} distinct values, |x| up to {size:.4g})",
-            "Subtract their offset, or pass float64 data, so their spread is resolved")
+    distinct = {j: int(torch.unique(x[:, j]).numel()) for j in cols}
+    flat = [j for j in cols if distinct[j] == 1]
+    rounded = [j for j in cols if distinct[j] > 1]
+    said, remedies = [], []
+    if flat:
+        said.append(f"column(s) {flat} are constant (at {x[0, flat].tolist()})")
+        remedies.append("Drop the constant columns")
+    if rounded:
+        size = float(x[:, rounded].abs().amax())
+        said.append(f"column(s) {rounded} vary only within {x.dtype}'s rounding of their "
+                    f"size ({[distinct[j] for j in rounded]} distinct values, |x| up to "
+                    f"{size:.4g})")
+        remedies.append("subtract the offset of those that vary, or pass float64 data, so "
+                        "their spread is resolved" if flat else "Subtract their offset, or "
+                        "pass float64 data, so their spread is resolved")
+    return "; ".join(said), "; ".join(remedies)

@@ -152,9 +152,10 @@ class Gaussian(GenerativeModel):
     # ------------------------------------------------------------------ engine hooks
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Every method's start but ``mle``'s: the column means and sds (one row: the
-        prior's scale), and identity correlations (an optimizer started at the exact maximum of the scales and
-        correlations moves by Adam's step on rounding noise, so ``map`` and ``vi`` would
-        no longer be equivariant under a change of units to float64 rounding)."""
+        prior's scale), and identity correlations (an optimizer started at the exact
+        maximum of the scales and correlations moves by Adam's step on rounding noise, so
+        ``map`` and ``vi`` would no longer be equivariant under a change of units to
+        float64 rounding)."""
         init = {"loc": x.mean(0)}
         if not self.known_covariance:
             init["scale"] = (x.std(0, correction=0).clamp_min(torch.finfo(x.dtype).tiny)

@@ -140,11 +140,13 @@ def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
     nk = resp.sum(0) + eps
     weights = nk / nk.sum()
     locs = (resp.T @ x) / nk[:, None]
-    diff = x - locs.unsqueeze(-2)  # (K, N, D), centred per component: E[x^2] - mu^2
-    # cancels catastrophically where |x| >> sd (float32 wine + 1e4: -4.7e5 nats per row)
+    # centred per component: E[x^2] - mu^2 cancels where |x| >> sd (float32 wine + 1e4:
+    # -4.7e5 nats per row); diag a component at a time, (N, D) and not (K, N, D)
     if not model.full:
-        var = (resp.T.unsqueeze(-1) * diff * diff).sum(-2) / nk[:, None]
-        return {"weights": weights, "locs": locs, "scales": (var + reg_covar).sqrt()}
+        var = torch.stack([resp[:, k] @ (x - locs[k]).pow(2) for k in range(len(locs))])
+        return {"weights": weights, "locs": locs, "scales": (var / nk[:, None] + reg_covar)
+                .sqrt()}
+    diff = x - locs.unsqueeze(-2)  # (K, N, D)
     eye = torch.eye(model.dim, dtype=x.dtype, device=x.device)
     cov = ((diff * resp.T.unsqueeze(-1)).transpose(-1, -2) @ diff / nk[:, None, None]
            + reg_covar * eye)
@@ -420,9 +422,9 @@ class GaussianMixture(GenerativeModel):
         float64 moved log p by up to 0.66 nats per row; float32 wine + 1e4 by 1530)."""
         locs, scales = params["locs"], params["scales"]
         const = -0.5 * self.dim * math.log(2 * math.pi)
-        if not self.full:
-            z = (x.unsqueeze(-3) - locs.unsqueeze(-2)) / scales.unsqueeze(-2)  # (*b, K, N, D)
-            maha = z.pow(2).sum(-1).transpose(-1, -2)
+        if not self.full:  # a component at a time: (*batch, N, D), not K of them
+            maha = torch.stack([((x - locs[..., k, None, :]) / scales[..., k, None, :])
+                                .pow(2).sum(-1) for k in range(locs.shape[-2])], -1)
             return const - scales.log().sum(-1).unsqueeze(-2) - 0.5 * maha
         tril = self.scale_tril(params)  # (*batch, K, D, D)
         diff = (x.unsqueeze(-3) - locs.unsqueeze(-2)).transpose(-1, -2)  # (*batch, K, D, N)

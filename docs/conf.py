@@ -73,8 +73,9 @@ nitpick_ignore_regex = [
                   r"Mapping|Iterable|Iterator|Tuple|Dict|List|ClassVar|Literal|"
                   r"array-like|optional|Tensor|ndarray|DataFrame|InferenceData|"
                   r"Distribution|PathLike|Figure|Axes|Module|Parameter|Generator|device|dtype)"),
-    # private names (a TypeVar, a private class in an annotation) are not documented
-    (r"py:.*", r"(.*\.)?_[A-Za-z]\w*"),
+    # private names (a TypeVar, a private class in an annotation, a mixin base from a
+    # private module such as _context) are not documented
+    (r"py:.*", r"(.*\.)?_[A-Za-z]\w*(\.\w+)?"),
 ]
 
 html_theme = "furo"

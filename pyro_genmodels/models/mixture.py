@@ -418,7 +418,7 @@ class GaussianMixture(GenerativeModel):
         """``log N(x_i; mu_k, Sigma_k)``: ``(*batch, N, K)``, without materializing a
         covariance per row (diag: ``sum_d ((x_d - mu_kd) / s_kd)^2``; full: one triangular
         solve per component). Both work on ``x - mu_k``: scikit-learn's diag expansion
-        ``x^2 / s^2 - 2 x mu / s^2 + mu^2 / s^2`` cancels where |x| >> s (wine + 1e6 in
+        ``x^2 / s^2 - 2 x mu / s^2 + mu^2 / s^2`` cancels where ``|x| >> s`` (wine + 1e6 in
         float64 moved log p by up to 0.66 nats per row; float32 wine + 1e4 by 1530)."""
         locs, scales = params["locs"], params["scales"]
         const = -0.5 * self.dim * math.log(2 * math.pi)

@@ -494,7 +494,8 @@ class GenerativeModel(PyroModule):
             stream = streaming.Stream(
                 data, conditional=conditional,
                 check=lambda xr, cr: check(xr, cr, dtype=x.dtype))
-            self.check_data_for(method, x)
+            streaming.check_on_sample(lambda rows: self.check_data_for(method, rows), stream,
+                                      used_seed, self.dim, x)
             validation = opts.validation
             if isinstance(validation, float):
                 stream, (x_val, c_val) = stream.split(validation, seed=used_seed)

@@ -207,6 +207,30 @@ def test_streamed_data_that_cannot_work_say_why():
         pgm.Flow(2).fit(Rows(x[:0]), method="mle", progress=False)
     with pytest.raises(ValueError, match="wrong number of columns"):
         pgm.Flow(3).fit(Rows(x), method="mle", progress=False)
+    copied = _data(3000)[:, [0, 0]]  # a refusal read from a sample says it was a sample
+    with pytest.raises(ValueError, match="^a random sample of 2,048 of the 3,000 streamed "
+                                        "rows: data cannot be fitted by a Flow: the 2048 rows"):
+        pgm.Flow(2).fit(Rows(copied), method="mle", progress=False)
+
+
+@pytest.mark.slow  # two eigendecompositions of 2,050 x 2,050: 8 s
+def test_wide_streamed_rows_are_checked_on_a_sample_wider_than_the_columns(tmp_path):
+    """A Flow refuses rows on a hyperplane (N <= D). The check read the 2,048-row sample,
+    so every streamed fit with D >= 2,048 was refused, however many rows the data had;
+    it now reads 2 D rows. The same check still refuses a file whose rows do lie on one
+    (a copied column)."""
+    d = 2050
+    x = np.random.default_rng(0).normal(size=(2 * d + 50, d)).astype(np.float32)
+    np.save(tmp_path / "wide.npy", x)
+    flow = pgm.Flow(d, transform="maf", num_transforms=1, hidden=(4,))
+    kw = dict(method="mle", seed=0, num_steps=1, batch_size=32, progress=False)
+    fit = flow.fit(np.load(tmp_path / "wide.npy", mmap_mode="r"), **kw)
+    assert fit.info["streamed_rows"] == 2 * d + 50
+    x[:, 1] = x[:, 0]
+    np.save(tmp_path / "copied.npy", x)
+    with pytest.raises(ValueError, match=f"^a random sample of 4,100 of the 4,150 streamed "
+                                         f"rows: .* the {2 * d} rows lie on a hyperplane"):
+        flow.fit(np.load(tmp_path / "copied.npy", mmap_mode="r"), **kw)
 
 
 # ------------------------------------------------------- views of a memory-mapped file

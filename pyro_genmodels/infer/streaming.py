@@ -40,13 +40,47 @@ from typing import Any, Callable, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .._validation import ColumnMoments
+from .._validation import ColumnMoments, with_context
 from .mapped_rows import _ArrayRows
 
 #: rows per read of a streamed pass over all rows; fewer for wide rows (:func:`block_rows`)
 CHUNK_ROWS = 65536
 #: rows in the in-memory sample used for starting values and fingerprints
 SAMPLE_ROWS = 2048
+
+
+#: the most bytes (at 8 per number) of the sample that a family's data checks read
+CHECK_BYTES = 2 ** 29
+
+
+def check_rows(width: int, num_rows: int) -> int:
+    """Rows of the sample that ``check_data_for`` reads: :data:`SAMPLE_ROWS`, or ``2 D``
+    for ``D = width`` columns above 1,024, within :data:`CHECK_BYTES` (at most
+    ``num_rows``). A check such as a Flow's "the rows lie on a hyperplane" is a statement
+    about N <= D: on a sample of D rows or fewer it holds whatever the data, so a sample
+    of 2,048 rows refused every streamed fit with D >= 2,048. On ``2 D`` rows of data in
+    general position the sample correlation's smallest eigenvalue stays near
+    ``(1 - 1 / sqrt 2)^2 = 0.09`` (Marchenko & Pastur, 1967), far from a hyperplane's 0.
+    Beyond the byte budget (D above about 8,000) the sample is as large as it allows."""
+    rows = max(SAMPLE_ROWS, min(2 * int(width), CHECK_BYTES // (8 * max(1, int(width)))))
+    return min(rows, int(num_rows))
+
+
+def check_on_sample(check: Callable[[torch.Tensor], None], stream: "Stream", seed: int,
+                    width: int, sample: torch.Tensor) -> None:
+    """Run a family's data check (``check_data_for``) on ``sample``, the stream's
+    :meth:`Stream.sample` under ``seed``, or on a larger one of :func:`check_rows` rows.
+    A refusal from a sample of fewer than all rows says so: the data as a whole may not
+    have what the sample had (a column constant in 2,048 of a million rows)."""
+    rows = check_rows(width, stream.num_rows)
+    x = sample if rows <= sample.shape[0] else stream.sample(seed, rows)[0]
+    try:
+        check(x)
+    except ValueError as e:
+        if x.shape[0] == stream.num_rows:
+            raise
+        raise (with_context(e, f"a random sample of {x.shape[0]:,} of the "
+                               f"{stream.num_rows:,} streamed rows") or e) from None
 
 
 def is_stream(data: Any) -> bool:

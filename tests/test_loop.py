@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import numpy as np
+import pyro.optim
 import pytest
 import torch
 
@@ -484,3 +485,24 @@ def test_early_stopping_on_raw_wine_beats_a_fixed_step_count(raw_wine):
     assert gap > 3 * se  # ...and early stopping is better on held-out rows, beyond noise
     gap, se = _paired_gap(stopped.log_prob(test), gauss.log_prob(test))
     assert gap > -3 * se  # and no worse than the Gaussian, within noise
+
+
+def test_a_pyro_optimizer_trains_at_its_own_rate_and_options_it_would_not_read_are_refused():
+    """A ``pyro.optim`` optimizer is used as given: ``pyro.optim.Adam({"lr": 0.01})``
+    takes the steps of ``optimizer="adam", lr=0.01, lr_decay=1`` (the oracle). ``lr=0.1`` beside
+    it was recorded and did nothing; the options only a torch optimizer the loop builds
+    reads are now refused by name, before any work."""
+    x = pgm.datasets.correlated_gaussian(200, dim=2, seed=0)[0]
+    kw = dict(method="map", seed=0, num_steps=20, progress=False)
+    model = pgm.Gaussian(2)
+    ours = model.fit(x, optimizer="adam", lr=0.01, lr_decay=1.0, **kw)
+    pyros = model.fit(x, optimizer=pyro.optim.Adam({"lr": 0.01}), **kw)
+    np.testing.assert_allclose(pyros.losses, ours.losses, rtol=1e-6)
+    for unread in (dict(lr=0.1), dict(lr_decay=0.5), dict(lr=0.1, lr_decay=0.5)):
+        names = ", ".join(f"{k}=" for k in unread)
+        with pytest.raises(ValueError, match=f"^{names}: options of the optimizer the loop "
+                                             f"builds, but optimizer=pyro.optim.SGD"):
+            model.fit(x, optimizer=pyro.optim.SGD({"lr": 1e-4}), **kw, **unread)
+    with pytest.raises(ValueError, match=r"^critic_lr=, betas=: .* optimizer=pyro.optim.Adam\("):
+        pgm.GAN(2, hidden=(8,)).fit(x, method="adversarial", critic_lr=0.1,
+                                    betas=(0.5, 0.9), optimizer=pyro.optim.Adam({"lr": 1e-3}))

@@ -40,6 +40,7 @@ from .._validation import (check_bool, check_choice, check_options,
                            heldout_conditions, heldout_pair, nonnegative_float, positive_float,
                            probability, store_counts, with_context)
 from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
+from .optimizers import refuse_unread
 from .mcmc import sample_posterior
 from .potential import sample_posterior_fused
 from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeModel,
@@ -140,7 +141,7 @@ class Engine:
     def options(self, method: str, **given: Any) -> Any:
         """The options record of this fit: the family's defaults, then ``given``."""
         check_options(given, self.option_names(), method=method)
-        return self.Options(**{**self.defaults, **given})
+        return refuse_unread(self.Options(**{**self.defaults, **given}), given)
 
     def run(self, model: GenerativeModel, data: Data, opts: Any, *, method: str,
             progress: bool) -> FitResult:

@@ -57,14 +57,7 @@ from . import distributed
 from .batches import Batch, Minibatches
 from .heldout import Best
 from .interrupts import script_interrupt
-
-OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-}
+from .optimizers import build_optimizer, check_optimizer
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -118,7 +111,9 @@ class LoopOptions:
         lr_decay: final / initial learning rate (exponential decay in between), in (0, 1].
         batch_size: rows per step; ``None`` (or >= N) uses all rows every step.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ``"adagrad"``, a
-            ``torch.optim.Optimizer`` subclass, or a ``pyro.optim.PyroOptim`` instance.
+            ``torch.optim.Optimizer`` subclass, or a ``pyro.optim.PyroOptim`` instance
+            (with its own learning rate and schedule: ``lr`` and ``lr_decay`` given beside
+            it are refused, :func:`~pyro_genmodels.infer.optimizers.refuse_unread`).
         grad_clip: clip the global gradient L2 norm to this value; ``None``: off.
         callback: ``callback(step, loss)`` after each step; returning ``True`` stops.
         validation: held-out data for early stopping: a fraction in (0, 1) of the rows
@@ -171,16 +166,7 @@ class LoopOptions:
         check_bool(self.distributed, "distributed")
         if self.grad_clip is not None:
             positive_float(self.grad_clip, "grad_clip")
-        opt = self.optimizer
-        if isinstance(opt, str):
-            if opt not in OPTIMIZERS:
-                raise ValueError(
-                    f"Unknown optimizer {opt!r}; expected one of {sorted(OPTIMIZERS)}, "
-                    f"a torch.optim.Optimizer subclass or a pyro.optim.PyroOptim instance")
-        elif not (isinstance(opt, pyro.optim.PyroOptim) or (
-                isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer))):
-            raise TypeError(f"Expected optimizer to be a name, a torch.optim.Optimizer "
-                            f"subclass or a pyro.optim.PyroOptim instance, but got {opt!r}")
+        check_optimizer(self.optimizer)
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"Expected callback to be callable, but got "
                             f"{type(self.callback).__name__}")
@@ -206,7 +192,7 @@ class LoopOptions:
             if p is not None and os.fspath(p) in ("", b""):
                 raise ValueError(f"Expected {name} to be a directory path, but got an empty "
                                  f"one (for the current directory, pass {name}='.')")
-        if isinstance(opt, pyro.optim.PyroOptim) and (self.checkpoint or self.resume):
+        if isinstance(self.optimizer, pyro.optim.PyroOptim) and (self.checkpoint or self.resume):
             raise ValueError("checkpoint=/resume= need a torch optimizer (a name or a "
                              "torch.optim.Optimizer subclass), not a pyro.optim.PyroOptim")
 
@@ -262,21 +248,6 @@ class Player:
         return self.params
 
 
-def _build_optimizer(player: Player, opts: LoopOptions) -> None:
-    opt = opts.optimizer
-    if isinstance(opt, pyro.optim.PyroOptim):
-        player.optim = opt
-        return
-    cls = OPTIMIZERS[opt] if isinstance(opt, str) else opt
-    # the built-in optimizers update all tensors in one multi-tensor (foreach) call; same
-    # arithmetic as the per-tensor loop torch picks by default on CPU, fewer kernel calls
-    extra = {"foreach": True} if isinstance(opt, str) else {}
-    player.optim = cls(player.resolve(), lr=player.lr or opts.lr, **extra,
-                       **player.optimizer_options)
-    gamma = opts.lr_decay ** (1.0 / opts.num_steps)
-    player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
-
-
 def _max_abs(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The largest ``|entry|`` of all tensors, in one fused call: finite iff every entry
     is (an L2 norm would overflow on finite entries of 1e20 in float32)."""
@@ -319,9 +290,9 @@ def _put_back(player: Player, step: int, value: float, where: str,
 def _loss(player: Player, batch: Batch, step: int, group
           ) -> Tuple[Optional[torch.Tensor], Optional[str]]:
     """``(player.loss(batch), None)``, or ``(None, why)`` for a loss that raised after
-    earlier updates had worked: then only the parameter values changed, so it is a numerical failure (a
-    Cholesky of an overflowed covariance, a distribution of non-finite parameters), and
-    the fit ends as at a non-finite loss. On the first update (or in a process group,
+    earlier updates had worked: then only the parameter values changed, so it is a
+    numerical failure (a Cholesky of an overflowed covariance, a distribution of
+    non-finite parameters), and the fit ends as at a non-finite loss. On the first update (or in a process group,
     where every rank must take the same branch) the error propagates: it is a bug."""
     try:
         return player.loss(batch), None
@@ -372,7 +343,7 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
             return value, _undo_overflow(player, step) or NonFiniteLossError(step, value,
                                                                              "gradient")
     if player.optim is None:
-        _build_optimizer(player, opts)
+        build_optimizer(player, opts)
     with torch.no_grad():
         if player.saved is None:
             player.saved = [p.detach().clone() for p in params]
@@ -456,7 +427,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
                        num_steps=opts.num_steps, heldout=best is not None)
         for pl in players:  # create the parameters (values, RNG are then overwritten)
             pl.loss(batches.next())
-            _build_optimizer(pl, opts)
+            build_optimizer(pl, opts)
         start, losses, stopped = ckpt.restore(opts.resume, players, batches, best,
                                               fingerprint or {}, group=group, loaded=loaded,
                                               seed=fit_seed, num_steps=opts.num_steps)

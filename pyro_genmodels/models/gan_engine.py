@@ -46,7 +46,8 @@ from .._rng import seeded
 from .._validation import positive_float, store_counts
 from ..infer.averaging import WeightAverage, check_decay
 from ..infer.engines import Data, Engine, fingerprint
-from ..infer.loop import OPTIMIZERS, Batch, FitResult, LoopOptions, Player, optimize
+from ..infer.loop import Batch, FitResult, LoopOptions, Player, optimize
+from ..infer.optimizers import OPTIMIZERS
 from .fgan import TABLE, gradient_penalty
 
 if TYPE_CHECKING:  # gan.py imports this module (for its engine), not the reverse

@@ -1,0 +1,76 @@
+"""The optimizer of a loop's player and its learning-rate schedule.
+
+A named optimizer (:data:`OPTIMIZERS`) or a ``torch.optim.Optimizer`` subclass is built
+per player at ``lr`` (the player's own, or the loop's), with its learning rate decaying
+exponentially to ``lr * lr_decay`` over ``num_steps`` (``ExponentialLR``). A
+``pyro.optim.PyroOptim`` instance is used as given: it brings its own learning rate and
+schedule, so the options that would set them are refused beside it rather than recorded
+and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pyro.optim
+import torch
+
+#: the optimizers ``optimizer=`` names, built per player at its learning rate
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+}
+
+#: options that only a torch optimizer the loop builds reads (a PyroOptim has its own)
+TORCH_OPTIMIZER_OPTIONS = ("lr", "lr_decay", "critic_lr", "betas")
+
+
+def check_optimizer(opt: Any) -> None:
+    """Refuse an ``optimizer=`` that is not a name of :data:`OPTIMIZERS`, a
+    ``torch.optim.Optimizer`` subclass or a ``pyro.optim.PyroOptim`` instance."""
+    if isinstance(opt, str):
+        if opt not in OPTIMIZERS:
+            raise ValueError(
+                f"Unknown optimizer {opt!r}; expected one of {sorted(OPTIMIZERS)}, "
+                f"a torch.optim.Optimizer subclass or a pyro.optim.PyroOptim instance")
+    elif not (isinstance(opt, pyro.optim.PyroOptim) or (
+            isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer))):
+        raise TypeError(f"Expected optimizer to be a name, a torch.optim.Optimizer "
+                        f"subclass or a pyro.optim.PyroOptim instance, but got {opt!r}")
+
+
+def refuse_unread(opts: Any, given: Mapping[str, Any]) -> Any:
+    """``opts``, an engine's options record, after refusing the options among ``given``
+    (the user's) that its ``optimizer`` would not read: ``lr=0.01`` beside
+    ``optimizer=pyro.optim.Adam({"lr": 1e-3})`` trained at 1e-3 and recorded 0.01."""
+    unread = [k for k in TORCH_OPTIMIZER_OPTIONS if k in given]
+    opt = getattr(opts, "optimizer", None)
+    if unread and isinstance(opt, pyro.optim.PyroOptim):
+        name = getattr(opt, "pt_optim_constructor", type(opt)).__name__
+        raise ValueError(
+            f"{', '.join(f'{k}=' for k in unread)}: options of the optimizer the loop "
+            f"builds, but optimizer=pyro.optim.{name}(...) is used as given, with its own "
+            f"learning rate and schedule. Pass the learning rate in its arguments "
+            f"(pyro.optim.{name}({{'lr': 0.01}})) and a schedule as a pyro.optim "
+            f"scheduler (pyro.optim.ExponentialLR), or pass optimizer='adam' with lr=")
+    return opts
+
+
+def build_optimizer(player: Any, opts: Any) -> None:
+    """Set ``player.optim`` (and ``player.scheduler`` for a torch optimizer) from the
+    loop's options ``opts``."""
+    opt = opts.optimizer
+    if isinstance(opt, pyro.optim.PyroOptim):
+        player.optim = opt
+        return
+    cls = OPTIMIZERS[opt] if isinstance(opt, str) else opt
+    # the built-in optimizers update all tensors in one multi-tensor (foreach) call; same
+    # arithmetic as the per-tensor loop torch picks by default on CPU, fewer kernel calls
+    extra = {"foreach": True} if isinstance(opt, str) else {}
+    player.optim = cls(player.resolve(), lr=player.lr or opts.lr, **extra,
+                       **player.optimizer_options)
+    gamma = opts.lr_decay ** (1.0 / opts.num_steps)
+    player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)

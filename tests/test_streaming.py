@@ -172,20 +172,43 @@ def test_a_bad_row_is_named_by_its_row_in_the_data():
     """A NaN that the standardizing pass reads fails before training; one that only a
     minibatch reads fails there, naming the data row, and leaves the model untouched.
     The message numbers rows as the check of a tensor does (the data's, 0-based), and
-    claims no count of non-finite values: a Dataset's other rows were not read."""
+    claims no count of non-finite values: a Dataset's other rows were not read.
+
+    The steps before that minibatch are kept, as at a non-finite loss: the fit ends
+    with a ``FitError`` whose ``err.fit`` is the fit after the last good step, equal to
+    the same seeded fit run to that step (they were lost with a bare ``ValueError``)."""
     x = _data(5000)
-    x[4321, 1] = float("nan")
+    x[4302, 1] = float("nan")  # not in the 2,048-row sample of seed 0
     with pytest.raises(ValueError) as flow_err:
         pgm.Flow(2, num_transforms=1, hidden=(16,)).fit(Rows(x), method="mle", seed=0,
                                                        num_steps=5, progress=False)
+    assert str(flow_err.value) == "data must be finite: found nan at row 4302, column 1"
     model = pgm.Gaussian(2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError) as batch_err:
-        model.fit(Rows(x), method="map", seed=0, num_steps=200, batch_size=500,
-                  progress=False)
+    kw = dict(method="map", seed=0, batch_size=500, progress=False)
+    with pytest.raises(pgm.FitError) as batch_err:
+        model.fit(Rows(x), num_steps=200, **kw)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    for err in (flow_err, batch_err):
-        assert str(err.value) == "data must be finite: found nan at row 4321, column 1"
+    step = batch_err.value.step
+    assert 0 < step < 10  # one epoch is 10 batches of 500: row 4302 is in one of them
+    assert str(batch_err.value) == (
+        f"data must be finite: found nan at row 4302, column 1 (in the minibatch of step "
+        f"{step}: the fit stops there; err.fit holds it after step {step - 1})")
+    kept = batch_err.value.fit
+    assert kept.info["stopped"] == "bad_row" and len(kept.losses) == step
+    # the oracle: the same fit of the same rows with the NaN row's minibatch never drawn
+    # (lr_decay=1, so the schedule does not depend on num_steps)
+    kw["lr_decay"] = 1.0
+    with pytest.raises(pgm.FitError) as again:
+        model.fit(Rows(x), num_steps=200, **kw)
+    upto = model.fit(Rows(x), num_steps=step, **kw)
+    assert again.value.fit.losses == upto.losses
+    for k, v in upto.point.items():
+        assert torch.equal(again.value.fit.point[k], v), k
+    kw["batch_size"] = None  # every row at the first step: nothing to keep, a ValueError
+    with pytest.raises(ValueError, match="^data must be finite: found nan at row 4302, "
+                                        "column 1$"):
+        model.fit(Rows(x), num_steps=5, **kw)
 
 
 def test_streamed_data_that_cannot_work_say_why():

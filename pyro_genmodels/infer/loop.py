@@ -44,7 +44,7 @@ import math
 import numbers
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pyro
 import pyro.optim
@@ -76,6 +76,18 @@ class NonFiniteLossError(FloatingPointError):
         self.step = step
 
 
+class BadRowError(ValueError):
+    """A streamed minibatch met a row that the data check refuses (``cause``) at step
+    ``step``, after earlier steps had trained: the fit ends there, as at a non-finite
+    loss, and the facade's ``FitError`` keeps what those steps did (``err.fit``)."""
+
+    def __init__(self, step: int, cause: ValueError) -> None:
+        self.summary = f"a bad row in the minibatch of step {step} ({cause})"
+        super().__init__(f"{cause} (in the minibatch of step {step}: the fit stops there; "
+                         f"err.fit holds it after step {step - 1})")
+        self.step = step
+
+
 @dataclasses.dataclass
 class FitResult:
     """What an engine hands the facade (after NumPyro's ``SVIRunResult``); the facade
@@ -86,7 +98,7 @@ class FitResult:
         point / posterior / sample_stats: phi as a point, or draws ``(chains, draws, ...)``.
         losses: one float per step (per round, for several players).
         interrupted: Ctrl-C stopped it.
-        error: the non-finite step, if any.
+        error: the non-finite step, or the step whose streamed minibatch met a bad row.
         info: engine facts for the user (``stopped``, ``best_step``, ``heldout_losses``,
             ``jit``, ...); JSON types only.
     """
@@ -96,7 +108,7 @@ class FitResult:
     sample_stats: Optional[Dict[str, torch.Tensor]] = None
     losses: List[float] = dataclasses.field(default_factory=list)
     interrupted: bool = False
-    error: Optional[NonFiniteLossError] = None
+    error: Optional[Union[NonFiniteLossError, BadRowError]] = None
     info: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -363,6 +375,21 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     return value, None
 
 
+def _next(batches: Minibatches, step: int, start: int, group: Any
+          ) -> Tuple[Optional[Batch], Optional[BadRowError]]:
+    """``(the next minibatch, None)``, or ``(None, error)`` where a streamed row that its
+    check refuses ends the fit at ``step`` (a :class:`BadRowError`), when earlier steps
+    of this run trained. On the run's first step, where there is nothing to keep, and in
+    a process group (where every rank must take the same branch), the check's
+    ``ValueError`` propagates as it is."""
+    try:
+        return batches.next(), None
+    except ValueError as e:
+        if step == start or group is not None:
+            raise
+        return None, BadRowError(step, e)
+
+
 def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tensor],
              opts: LoopOptions, *, heldout: Optional[Callable[[], float]] = None,
              progress: bool = True, desc: str = "fit",
@@ -443,7 +470,8 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
                                    f"order or shape; a distributed fit needs the same "
                                    f"model on every rank")
             distributed.broadcast_(pl.resolve(), group)
-    interrupted, error = False, None
+    interrupted = False
+    error: Optional[Union[NonFiniteLossError, BadRowError]] = None
     bar = tqdm(total=opts.num_steps, initial=start, desc=desc, disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=False)
     step = start
@@ -451,7 +479,9 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         for step in range(start, opts.num_steps if stopped is None else start):
             for pl in players:
                 for _ in range(pl.steps):
-                    value, error = _update(pl, batches.next(), opts, step, group)
+                    batch, error = _next(batches, step, start, group)
+                    if batch is not None:
+                        value, error = _update(pl, batch, opts, step, group)
                     if error is not None:
                         break
                 if error is not None:
@@ -500,10 +530,12 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         interrupted = True
     finally:
         bar.close()
-    if error is None and not interrupted and losses:  # the last update, checked once
-        error = next((e for e in (_undo_overflow(pl, step + 1) for pl in players) if e),
-                     None)
+    if (error is None or isinstance(error, BadRowError)) and not interrupted and losses:
+        # the last update, checked once (before a bad row too: err.fit keeps it)
+        at = step if error is not None else step + 1
+        error = next((e for e in (_undo_overflow(pl, at) for pl in players) if e), error)
     info: Dict[str, Any] = {"stopped": "interrupted" if interrupted else (
+        "bad_row" if isinstance(error, BadRowError) else
         "non_finite" if error is not None else stopped)}
     if group is not None:
         info["distributed"] = group.info()

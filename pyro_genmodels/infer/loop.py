@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from .._rng import cuda_devices
 from .._validation import check_bool, first_line, positive_float, store_counts
 from . import distributed
-from .batches import Batch, Minibatches
+from .batches import Batch, BadRowError, Minibatches, next_batch
 from .heldout import Best
 from .interrupts import script_interrupt
 from .optimizers import build_optimizer, check_optimizer
@@ -73,18 +73,6 @@ class NonFiniteLossError(FloatingPointError):
                 if put_back is None else f"the parameters were put back to their values "
                 f"before the last update, where the loss was finite ({put_back:.6g})")
         super().__init__(f"{self.summary}; {kept}. {hint}")
-        self.step = step
-
-
-class BadRowError(ValueError):
-    """A streamed minibatch met a row that the data check refuses (``cause``) at step
-    ``step``, after earlier steps had trained: the fit ends there, as at a non-finite
-    loss, and the facade's ``FitError`` keeps what those steps did (``err.fit``)."""
-
-    def __init__(self, step: int, cause: ValueError) -> None:
-        self.summary = f"a bad row in the minibatch of step {step} ({cause})"
-        super().__init__(f"{cause} (in the minibatch of step {step}: the fit stops there; "
-                         f"err.fit holds it after step {step - 1})")
         self.step = step
 
 
@@ -304,8 +292,9 @@ def _loss(player: Player, batch: Batch, step: int, group
     """``(player.loss(batch), None)``, or ``(None, why)`` for a loss that raised after
     earlier updates had worked: then only the parameter values changed, so it is a
     numerical failure (a Cholesky of an overflowed covariance, a distribution of
-    non-finite parameters), and the fit ends as at a non-finite loss. On the first update (or in a process group,
-    where every rank must take the same branch) the error propagates: it is a bug."""
+    non-finite parameters), and the fit ends as at a non-finite loss. On the first
+    update (or in a process group, where every rank must take the same branch) the error
+    propagates: it is a bug."""
     try:
         return player.loss(batch), None
     except (RuntimeError, ValueError) as e:
@@ -373,21 +362,6 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     if player.after_step is not None:
         player.after_step()
     return value, None
-
-
-def _next(batches: Minibatches, step: int, start: int, group: Any
-          ) -> Tuple[Optional[Batch], Optional[BadRowError]]:
-    """``(the next minibatch, None)``, or ``(None, error)`` where a streamed row that its
-    check refuses ends the fit at ``step`` (a :class:`BadRowError`), when earlier steps
-    of this run trained. On the run's first step, where there is nothing to keep, and in
-    a process group (where every rank must take the same branch), the check's
-    ``ValueError`` propagates as it is."""
-    try:
-        return batches.next(), None
-    except ValueError as e:
-        if step == start or group is not None:
-            raise
-        return None, BadRowError(step, e)
 
 
 def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tensor],
@@ -479,7 +453,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         for step in range(start, opts.num_steps if stopped is None else start):
             for pl in players:
                 for _ in range(pl.steps):
-                    batch, error = _next(batches, step, start, group)
+                    batch, error = next_batch(batches, step, start, group)
                     if batch is not None:
                         value, error = _update(pl, batch, opts, step, group)
                     if error is not None:

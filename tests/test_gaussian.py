@@ -1,6 +1,7 @@
 """Oracle tests of the Gaussian: closed-form MLE, conjugate posterior, MAP = MLE + L2."""
 
 import math
+import warnings
 
 import arviz as az
 import numpy as np
@@ -308,6 +309,18 @@ def test_one_row_has_no_maximum_but_a_proper_posterior():
     fit = pgm.Gaussian(3).fit(row, method="nuts", seed=0, progress=False, num_samples=4,
                               warmup_steps=3, num_chains=1)
     assert fit.posterior_samples()["scale"].shape == (4, 3)
+    # the strong-prior warning had v = s^2 / N = 0 for one row, so it never fired; now a
+    # value beyond the prior's sd is named (and a row inside it is not)
+    with pytest.warns(UserWarning, match=r"prior_scale=10, .* moves the vi fit of column\(s\) "
+                                         r"\[1\] more than the row does \(its \|value\| "
+                                         r"there reaches 1300, beyond the prior's sd\)"):
+        pgm.Gaussian(3, prior_scale=10.0).fit(torch.tensor([[1.3, -1300.0, 4.0]]),
+                                              method="vi", seed=0, progress=False,
+                                              num_steps=5, num_posterior_samples=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pgm.Gaussian(3, prior_scale=10.0).fit(row, method="vi", seed=0, progress=False,
+                                              num_steps=5, num_posterior_samples=5)
     two = torch.tensor([[1.3, -0.2], [1.3, 0.5]])
     with pytest.raises(ValueError, match=r"column\(s\) \[0\] are constant.*improper"):
         pgm.Gaussian(2).fit(two, method="nuts", progress=False)

@@ -148,25 +148,35 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
     Per column j, with mean m, variance s^2 and v = s^2 / N, the conjugate shift of the
     location is :math:`|m| v / (s_0^2 + v)` against its standard error :math:`\sqrt v`;
     the scale's MAP moves by about :math:`s^3 / (2 N s_0^2)` against its standard error
-    :math:`s / \sqrt{2N}`, i.e. more than one when :math:`s^2 > s_0^2 \sqrt{2N}`."""
+    :math:`s / \sqrt{2N}`, i.e. more than one when :math:`s^2 > s_0^2 \sqrt{2N}`.
+
+    A single row has no standard error (s = 0 gave v = 0, and no warning for a row of
+    1,300 under ``prior_scale=10``): there the warning is for columns whose value lies
+    beyond the prior's sd, :math:`|x_j| > s_0`, where the prior, not the row, sets the
+    posterior's location and scale."""
     n = x.shape[0]
     x64 = x.detach().double()
     mean, var = x64.mean(0), x64.var(0, correction=0)
     v, s2 = var / n, float(prior_scale) ** 2
-    strong = mean.abs() * v / (s2 + v) > v.sqrt()
-    if scales:
-        strong |= var > s2 * math.sqrt(2 * n)
+    if n == 1:
+        strong = mean.abs() > float(prior_scale)
+    else:
+        strong = mean.abs() * v / (s2 + v) > v.sqrt()
+        if scales:
+            strong |= var > s2 * math.sqrt(2 * n)
     if not bool(strong.any()):
         return
     size = float(torch.maximum(mean.abs(), var.sqrt())[strong].max())
     suggest = 10.0 ** math.ceil(math.log10(10 * size))
+    how = (f"by more than a standard error (their |mean| or sd reaches {size:.4g})" if n > 1
+           else f"more than the row does (its |value| there reaches {size:.4g}, beyond "
+                f"the prior's sd)")
     warnings.warn(
         f"{family}'s prior (prior_scale={prior_scale:g}, in the data's units) moves the "
-        f"{method} fit of column(s) {strong.nonzero().flatten().tolist()} by more than "
-        f"a standard error (their |mean| or sd reaches {size:.4g}): for columns of that "
-        f"size the prior is informative. If that is not intended, give a prior_scale of "
-        f"the data's scale (e.g. prior_scale={suggest:g}) or fit standardized columns.",
-        UserWarning, stacklevel=_outside_level())
+        f"{method} fit of column(s) {strong.nonzero().flatten().tolist()} {how}: for "
+        f"columns of that size the prior is informative. If that is not intended, give a "
+        f"prior_scale of the data's scale (e.g. prior_scale={suggest:g}) or fit "
+        f"standardized columns.", UserWarning, stacklevel=_outside_level())
 
 
 #: the package's directory: frames under it are the library's own

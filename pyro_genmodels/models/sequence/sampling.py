@@ -202,7 +202,8 @@ class SequenceFit(Fit):
             c: class labels ``(n,)`` or one label for all (conditional models).
             seed: reproducibility; the caller's RNG is left untouched.
             prefix: a prompt (a string, or token ids) that every sample continues; the
-                returned sequences start with it.
+                returned sequences start with it. A posterior fit weighs its draws by the
+                prompt's probability under each, as its predictive ``log_prob`` does.
             temperature: the logits are divided by it (< 1 sharper, > 1 flatter).
             top_k: draw only among the k most probable next tokens.
             max_length: the most tokens in a sequence, prefix included; a sequence cut
@@ -244,14 +245,33 @@ class SequenceFit(Fit):
             if self.point is not None:
                 params = self.point
             else:
-                idx = torch.randint(self.num_draws, (n,), device=self._device)
-                params = {k: v[idx] for k, v in self.posterior_samples().items()}
+                draws = self.posterior_samples()
+                params = {k: v[self._draws_for(draws, ids, c, n)] for k, v in draws.items()}
             with fits_in_memory(f"n = {n} sequences of up to max_length={max_length} "
                                 f"tokens"):
                 tokens = generate(self.model, params, n, c, prefix=ids,
                                   temperature=temperature, top_k=top_k,
                                   max_length=max_length, use_cache=use_cache)
         return self.model.decode(tokens)
+
+    def _draws_for(self, draws: Dict[str, torch.Tensor], ids: Sequence[int],
+                   c: Optional[torch.Tensor], n: int) -> torch.Tensor:
+        """The posterior draw each of ``n`` samples continues from: uniform without a
+        prefix; with one, draw s in proportion to :math:`p(\text{prefix} \mid \phi_s)`,
+        so that the continuations follow the posterior predictive's own conditional
+        :math:`\sum_s p(\text{prefix}, \cdot \mid \phi_s) / \sum_s p(\text{prefix}
+        \mid \phi_s)`, the one ``fit.log_prob`` gives. Drawn uniformly, a prompt of
+        ``"aaaa"`` after one row ``"ab"`` continued with ``a`` a third of the time, where
+        the predictive (Polya's urn) says 0.6."""
+        if not ids:
+            return torch.randint(self.num_draws, (n,), device=self._device)
+        x = torch.tensor([list(ids)], device=self._device)
+        if c is not None:  # each row's prefix probability under its own condition
+            x = x.expand(n, -1)
+        lp = self.model.token_log_probs(draws, x, c, include_end=False).sum(-1)  # (S, 1|n)
+        if c is None:
+            return torch.distributions.Categorical(logits=lp[:, 0]).sample((n,))
+        return torch.distributions.Categorical(logits=lp.T).sample()
 
     def _as_context(self, c, num_rows):
         return self.model.validate_context(c, num_rows, device=self._device)

@@ -24,8 +24,8 @@ from ..infer.mcmc import pyro_mcmc
 from ..infer.objectives import traced_execution
 from ..infer.potential import traced_density
 from ..fit import _chunk_rows, fits_in_memory
-from ..infer.samplers import (ChainResult, check_log_density, hmc, hmc_transition, mala,
-                              mala_transition, run_chains)
+from ..infer.samplers import (HMC_TARGET_ACCEPT, ChainResult, check_log_density, hmc,
+                              hmc_transition, mala, mala_transition, run_chains)
 from .noise_nets import geometric_levels
 
 if TYPE_CHECKING:
@@ -119,7 +119,8 @@ class EnergySampling:
                 the network's units (standardized columns when the model standardizes).
             adjusted: Metropolis correction of ``"langevin"`` (default True).
             num_leapfrog: leapfrog steps per ``"hmc_vectorized"`` transition (10).
-            target_accept: adaptation target (0.574 MALA, 0.8 HMC/NUTS, 0.651 ChEES).
+            target_accept: adaptation target (0.574 MALA, 0.9 batched HMC, 0.8 Pyro's
+                HMC/NUTS, 0.651 ChEES).
             anneal_steps: of ``init="anneal"``: the SMC run's temperatures, or for a
                 noise-conditional energy the Langevin steps per noise level (100).
             jit_compile: trace the value and gradient of the log density as one graph
@@ -168,7 +169,8 @@ class EnergySampling:
             warmup_steps = 300 if sampler in ("nuts", "hmc") else 500
         warmup_steps = nonnegative_int(warmup_steps, "warmup_steps")
         if target_accept is None:
-            target_accept = {"langevin": 0.574, "chees": 0.651}.get(sampler, 0.8)
+            target_accept = {"langevin": 0.574, "chees": 0.651,
+                             "hmc_vectorized": HMC_TARGET_ACCEPT}.get(sampler, 0.8)
         num_samples = -(-n // num_chains)
         first = num_samples
         if flat and batched:  # a segment holds per row: x thrice (the chains', flat, in the

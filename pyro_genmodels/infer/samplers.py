@@ -295,7 +295,7 @@ def run_chains(transition: Transition, log_density: LogDensity, x0: torch.Tensor
                adjusted: bool, adapt: bool, target_accept: float, progress: bool,
                sampler: str, info: Optional[Dict[str, Any]] = None) -> ChainResult:
     """Run one chain per row of ``x0`` with ``transition``: ``warmup_steps`` discarded
-    transitions (each chain's step size adapting by dual averaging when ``adapt``), then
+    transitions (the chains' one step size adapting by dual averaging when ``adapt``), then
     ``num_samples`` recorded ones. ``adjusted``: the Metropolis test on the proposal's
     ratio; ``False`` accepts every finite proposal (ULA). ``sampler`` names the run
     (``info["sampler"]``, the progress bar); ``info`` adds settings to the result's."""
@@ -370,7 +370,7 @@ def mala(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
         adjusted: Metropolis correction (MALA). ``False`` is ULA: every proposal is
             accepted (biased by :math:`O(\epsilon^2)`, never adapted).
         target_accept: acceptance probability the warmup adaptation aims at.
-        adapt: tune each chain's step size during warmup (dual averaging).
+        adapt: tune the chains' step size during warmup (dual averaging).
         progress: a tqdm progress bar (on stderr).
 
     Returns:
@@ -402,7 +402,7 @@ def hmc(log_density: LogDensity, x0: torch.Tensor, *, num_samples: int,
     steps per transition), one chain per row of ``x0``, batched: one call of
     ``log_density`` (and its gradient) per leapfrog step for all chains.
 
-    The step size of each chain adapts during warmup (dual averaging toward
+    The chains' one step size adapts during warmup (dual averaging toward
     ``target_accept``); with ``jitter`` (default) each transition uses
     ``step_size * U(0.5, 1.5)``, so the trajectory length ``num_leapfrog * step_size``
     varies and cannot lock onto a period of the dynamics (with a fixed length, a

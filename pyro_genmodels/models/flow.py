@@ -248,8 +248,10 @@ class Flow(StandardizedContext, GenerativeModel):
         d = self.flow(self.context_unit(c))
         if not self.standardize:
             return d
-        to_unit = torch.distributions.AffineTransform(-self.shift / self.x_scale,
-                                                      1 / self.x_scale, event_dim=1)
+        # (x - shift) / x_scale: as the inverse of x_scale u + shift, with no 1 / x_scale,
+        # which overflowed float32 for sds below 2.9e-39 (wine x 1e-38: a nan density)
+        to_unit = torch.distributions.AffineTransform(self.shift, self.x_scale,
+                                                      event_dim=1).inv
         return NormalizingFlow(ComposedTransform(to_unit, d.transform), d.base)
 
     def weight_log_prior(self) -> torch.Tensor:

@@ -506,3 +506,17 @@ def test_a_pyro_optimizer_trains_at_its_own_rate_and_options_it_would_not_read_a
     with pytest.raises(ValueError, match=r"^critic_lr=, betas=: .* optimizer=pyro.optim.Adam\("):
         pgm.GAN(2, hidden=(8,)).fit(x, method="adversarial", critic_lr=0.1,
                                     betas=(0.5, 0.9), optimizer=pyro.optim.Adam({"lr": 1e-3}))
+
+
+def test_a_non_finite_gradient_at_the_first_step_says_the_start_is_kept():
+    """sqrt(w) at w = 0: a finite loss, an infinite gradient at step 0. The message said
+    the parameters were left "at their values after step -1"."""
+    w = torch.zeros(3, requires_grad=True)
+    opts = LoopOptions(num_steps=5, lr=0.1, lr_decay=1.0, optimizer="sgd")
+    out = optimize([Player(lambda batch: w.sqrt().sum(), [w])], torch.zeros(4, 1), None,
+                   opts, progress=False)
+    assert out.error is not None and out.error.step == 0
+    assert str(out.error) == ("Non-finite gradient at step 0 (loss = 0.0); the parameters "
+                              "were left at their starting values. Try a smaller lr, or "
+                              "check the data scale.")
+    assert torch.equal(w.detach(), torch.zeros(3))

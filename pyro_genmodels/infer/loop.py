@@ -69,7 +69,8 @@ class NonFiniteLossError(FloatingPointError):
                  hint: Optional[str] = None, put_back: Optional[float] = None) -> None:
         hint = hint or "Try a smaller lr, or check the data scale."
         self.summary = f"Non-finite {where} at step {step} (loss = {loss})"  # what it met
-        kept = (f"the parameters were left at their values after step {step - 1}"
+        kept = (("the parameters were left at their starting values" if step == 0 else
+                 f"the parameters were left at their values after step {step - 1}")
                 if put_back is None else f"the parameters were put back to their values "
                 f"before the last update, where the loss was finite ({put_back:.6g})")
         super().__init__(f"{self.summary}; {kept}. {hint}")

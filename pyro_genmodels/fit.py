@@ -452,9 +452,12 @@ class Fit:
         else:
             if c is not None:
                 raise ValueError("A posterior fit's distribution is unconditional")
-            d = model.distribution(self.posterior_samples(), None)
+            draws = self.posterior_samples()
+            d = model.distribution(draws, None)
             mix = dist.Categorical(logits=torch.zeros(self.num_draws, **self._factory))
-            d = Mixture(mix, d if isinstance(d, TorchDistributionMixin) else to_pyro(d))
+            d = Mixture.of_draws(mix, d if isinstance(d, TorchDistributionMixin) else
+                                 to_pyro(d), lambda k: model.distribution(
+                                     {n: v[k] for n, v in draws.items()}, None))
         return d if isinstance(d, TorchDistributionMixin) else to_pyro(d)
 
     def _fixed_model(self) -> GenerativeModel:

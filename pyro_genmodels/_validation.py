@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import warnings
 from typing import Any, Iterable, List, Literal, Mapping, Optional, Tuple, overload
 
 import numpy as np
 import torch
+
+from ._frames import in_package
 
 
 def as_data(data: Any, *, dim: int | None = None, name: str = "data",
@@ -260,9 +261,6 @@ def _to(t: torch.Tensor, dtype: torch.dtype, device: Any, name: str) -> torch.Te
     return t.to(dtype=dtype, device=device)
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
 def first_line(e: BaseException) -> str:
     """The first line of an error's message (torch's run on for pages), ``""`` when it
     has none: what a one-line error quotes of another."""
@@ -278,8 +276,7 @@ def with_context(err: BaseException, context: str) -> BaseException | None:
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    inside = tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(
-        _PACKAGE_DIR + os.sep)
+    inside = tb is not None and in_package(tb.tb_frame.f_code.co_filename)
     if not inside:
         return None
     try:

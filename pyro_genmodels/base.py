@@ -405,7 +405,8 @@ class GenerativeModel(PyroModule):
         Raises:
             ValueError: bad data, method or options (before any work); a
                 ``TypeError`` where a value has the wrong type.
-            FitError: a non-finite loss; ``err.fit`` keeps the last finite parameters.
+            FitError: a non-finite loss, or a bad row in a streamed minibatch after the
+                first step; ``err.fit`` keeps the last finite parameters.
         """
         engine = self.engine(method)
         seed = check_seed(seed)

@@ -192,8 +192,8 @@ def test_a_bad_row_is_named_by_its_row_in_the_data():
     step = batch_err.value.step
     assert 0 < step < 10  # one epoch is 10 batches of 500: row 4302 is in one of them
     assert str(batch_err.value) == (
-        f"data must be finite: found nan at row 4302, column 1 (in the minibatch of step "
-        f"{step}: the fit stops there; err.fit holds it after step {step - 1})")
+        f"data must be finite: found nan at row 4302, column 1 (in a minibatch of step "
+        f"{step}: the fit stops there, and err.fit keeps what the steps before it trained)")
     kept = batch_err.value.fit
     assert kept.info["stopped"] == "bad_row" and len(kept.losses) == step
     # the oracle: the same fit of the same rows with the NaN row's minibatch never drawn
@@ -209,6 +209,25 @@ def test_a_bad_row_is_named_by_its_row_in_the_data():
     with pytest.raises(ValueError, match="^data must be finite: found nan at row 4302, "
                                         "column 1$"):
         model.fit(Rows(x), num_steps=5, **kw)
+
+
+def test_a_bad_row_keeps_every_player_as_it_was_after_the_last_step():
+    """A GAN's players update in turn: the critic had made its update of step s when the
+    generator's minibatch met the bad row, so err.fit was neither step s - 1's fit nor
+    step s's (critic weights 1e-3 to 5e-3 off). The round's minibatches are now read
+    before any update: err.fit is the same seeded fit run to step s - 1, bit for bit."""
+    x = _data(20000)
+    x[19000, 1] = float("nan")
+    model = pgm.GAN(2, hidden=(8,), latent_dim=2, standardize=False,
+                    divergence="wasserstein").double()
+    kw = dict(method="adversarial", seed=0, batch_size=100, progress=False, lr_decay=1.0)
+    with pytest.raises(pgm.FitError) as err:
+        model.fit(Rows(x), num_steps=60, **kw)
+    step = err.value.step
+    upto = model.fit(Rows(x), num_steps=step, **kw)
+    assert step > 0 and err.value.fit.losses == upto.losses
+    got, want = err.value.fit.model.state_dict(), upto.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items())
 
 
 def test_streamed_data_that_cannot_work_say_why():
@@ -254,6 +273,24 @@ def test_wide_streamed_rows_are_checked_on_a_sample_wider_than_the_columns(tmp_p
     with pytest.raises(ValueError, match=f"^a random sample of 4,100 of the 4,150 streamed "
                                          f"rows: .* the {2 * d} rows lie on a hyperplane"):
         flow.fit(np.load(tmp_path / "copied.npy", mmap_mode="r"), **kw)
+
+
+def test_checks_that_no_sample_within_the_budget_can_decide_are_skipped_and_said(monkeypatch):
+    """From D = 8,192 the 512 MiB budget allows no more than D rows, and on any sample of D
+    rows or fewer a Flow's "rows on a hyperplane" holds: every such fit was refused, the
+    message blaming the sample. The checks are now skipped, with a warning. Here the
+    budget is shrunk to D^2 numbers for D = 40 (and the sample to 16 rows)."""
+    monkeypatch.setattr(streaming, "SAMPLE_ROWS", 16)
+    monkeypatch.setattr(streaming, "CHECK_BYTES", 8 * 40 * 40)
+    x = torch.randn(300, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    flow = pgm.Flow(40, transform="maf", num_transforms=1, hidden=(4,)).double()
+    with pytest.warns(UserWarning, match=r"need a sample of more than D = 40 rows, more "
+                                         r"than 0 MiB in memory: they were skipped for these "
+                                         r"300 streamed rows") as seen:
+        fit = flow.fit(Rows(x), method="mle", seed=0, num_steps=2, batch_size=32,
+                       progress=False)
+    assert fit.info["streamed_rows"] == 300
+    assert seen[0].filename == __file__  # the user's line
 
 
 # ------------------------------------------------------- views of a memory-mapped file

@@ -3,7 +3,7 @@ sees (in one process, on the ranks of a distributed fit, and from streamed data)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union, cast
 
 import torch
 
@@ -134,25 +134,27 @@ class Minibatches:
 class BadRowError(ValueError):
     """A streamed minibatch met a row that the data check refuses (``cause``) at step
     ``step``, after earlier steps had trained: the fit ends there, as at a non-finite
-    loss, and the facade's ``FitError`` keeps what those steps did (``err.fit``)."""
+    loss, and the facade's ``FitError`` keeps what those steps did (``err.fit``: the
+    parameters after step ``step - 1``, or with held-out data those of the best
+    evaluation, as after Ctrl-C)."""
 
     def __init__(self, step: int, cause: ValueError) -> None:
-        self.summary = f"a bad row in the minibatch of step {step} ({cause})"
-        super().__init__(f"{cause} (in the minibatch of step {step}: the fit stops there; "
-                         f"err.fit holds it after step {step - 1})")
+        self.summary = f"a bad row in a minibatch of step {step} ({cause})"
+        super().__init__(f"{cause} (in a minibatch of step {step}: the fit stops there, "
+                         f"and err.fit keeps what the steps before it trained)")
         self.step = step
 
 
-def next_batch(batches: Minibatches, step: int, start: int, group: Any
-               ) -> Tuple[Optional[Batch], Optional[BadRowError]]:
-    """``(the next minibatch, None)``, or ``(None, error)`` where a streamed row that its
-    check refuses ends the fit at ``step`` (a :class:`BadRowError`), when earlier steps
-    of this run trained. On the run's first step, where there is nothing to keep, and in
-    a process group (where every rank must take the same branch), the check's
-    ``ValueError`` propagates as it is."""
+def next_batches(batches: Minibatches, count: int, step: int, start: int, group: Any
+                 ) -> Tuple[List[Batch], Optional[BadRowError]]:
+    """``(the next count minibatches, None)``, or ``([], error)`` where a streamed row
+    that its check refuses ends the fit at ``step`` (a :class:`BadRowError`), when
+    earlier steps of this run trained. On the run's first step, where there is nothing
+    to keep, and in a process group (where every rank must take the same branch), the
+    check's ``ValueError`` propagates as it is."""
     try:
-        return batches.next(), None
+        return [batches.next() for _ in range(count)], None
     except ValueError as e:
         if step == start or group is not None:
             raise
-        return None, BadRowError(step, e)
+        return [], BadRowError(step, e)

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from .._rng import cuda_devices
 from .._validation import check_bool, first_line, positive_float, store_counts
 from . import distributed
-from .batches import Batch, BadRowError, Minibatches, next_batch
+from .batches import Batch, BadRowError, Minibatches, next_batches
 from .heldout import Best
 from .interrupts import script_interrupt
 from .optimizers import build_optimizer, check_optimizer
@@ -452,11 +452,14 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
     step = start
     try:
         for step in range(start, opts.num_steps if stopped is None else start):
+            # the round's batches are read before any update, so a bad streamed row ends
+            # the fit with every player as it was after the last step
+            read, error = next_batches(batches, sum(pl.steps for pl in players), step,
+                                       start, group)
+            queue = iter(read)
             for pl in players:
-                for _ in range(pl.steps):
-                    batch, error = next_batch(batches, step, start, group)
-                    if batch is not None:
-                        value, error = _update(pl, batch, opts, step, group)
+                for _ in range(pl.steps if error is None else 0):
+                    value, error = _update(pl, next(queue), opts, step, group)
                     if error is not None:
                         break
                 if error is not None:
@@ -519,7 +522,8 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         torch.set_rng_state(distributed.gather(torch.get_rng_state(), group,
                                                "random state agreement")[0])
     if best is not None:
-        if error is None:  # also after Ctrl-C: the parameters are those info describes
+        # also after Ctrl-C and a bad row (finite parameters): those info describes
+        if error is None or isinstance(error, BadRowError):
             best.restore(players)
         info.update(heldout_losses=[[s, v] for s, v in best.history], best_step=best.step,
                     best_heldout_loss=best.loss if math.isfinite(best.loss) else None)

@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
+from .._frames import outside_level
 from .._validation import ColumnMoments, with_context
 from .mapped_rows import _ArrayRows
 
@@ -61,7 +63,8 @@ def check_rows(width: int, num_rows: int) -> int:
     of 2,048 rows refused every streamed fit with D >= 2,048. On ``2 D`` rows of data in
     general position the sample correlation's smallest eigenvalue stays near
     ``(1 - 1 / sqrt 2)^2 = 0.09`` (Marchenko & Pastur, 1967), far from a hyperplane's 0.
-    Beyond the byte budget (D above about 8,000) the sample is as large as it allows."""
+    Beyond the byte budget (D above 5,792) the sample is as large as it allows, and from
+    D = 8,192 no larger than D (:func:`check_on_sample` then skips the checks)."""
     rows = max(SAMPLE_ROWS, min(2 * int(width), CHECK_BYTES // (8 * max(1, int(width)))))
     return min(rows, int(num_rows))
 
@@ -73,6 +76,12 @@ def check_on_sample(check: Callable[[torch.Tensor], None], stream: "Stream", see
     A refusal from a sample of fewer than all rows says so: the data as a whole may not
     have what the sample had (a column constant in 2,048 of a million rows)."""
     rows = check_rows(width, stream.num_rows)
+    if rows <= width < stream.num_rows:  # any sample of D rows or fewer is "on a hyperplane"
+        warnings.warn(f"The data checks (constant columns, rows on a hyperplane) need a "
+                      f"sample of more than D = {width:,} rows, more than "
+                      f"{CHECK_BYTES // 2 ** 20} MiB in memory: they were skipped for these "
+                      f"{stream.num_rows:,} streamed rows", UserWarning, stacklevel=outside_level())
+        return
     x = sample if rows <= sample.shape[0] else stream.sample(seed, rows)[0]
     try:
         check(x)

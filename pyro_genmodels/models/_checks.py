@@ -10,14 +10,13 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-import os
-import sys
 import warnings
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from .._frames import outside_level
 from .._rng import seeded
 from .._validation import positive_int
 
@@ -176,22 +175,7 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
         f"{method} fit of column(s) {strong.nonzero().flatten().tolist()} {how}: for "
         f"columns of that size the prior is informative. If that is not intended, give a "
         f"prior_scale of the data's scale (e.g. prior_scale={suggest:g}) or fit "
-        f"standardized columns.", UserWarning, stacklevel=_outside_level())
-
-
-#: the package's directory: frames under it are the library's own
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-def _outside_level() -> int:
-    """The ``stacklevel`` (counted from its caller) of the first frame outside the package:
-    a warning there names the user's line, however deep the package's calls go (a split
-    by ``validation=`` checks the rows one call deeper)."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename
-                                                       ).startswith(_PACKAGE):
-        frame, level = frame.f_back, level + 1
-    return level
+        f"standardized columns.", UserWarning, stacklevel=outside_level())
 
 
 def constant_said(x: torch.Tensor, constant: torch.Tensor) -> Tuple[str, str]:

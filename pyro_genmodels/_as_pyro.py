@@ -11,7 +11,7 @@ prior, for :meth:`Fit.distribution <pyro_genmodels.fit.Fit.distribution>`: they 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import pyro.distributions as dist
 from pyro.contrib.zuko import ZukoToPyro
@@ -52,11 +52,12 @@ class Mixture(dist.MixtureSameFamily):
     """``MixtureSameFamily`` whose support is its components': the components of a fitted
     mixture share one support (R^d), on which the mixture's density is positive.
 
-    ``select(k)``, given (:meth:`of_draws`), builds the components at indices ``k`` ``(n,)`` as one
-    distribution of batch ``(n,)``: :meth:`sample` then draws the component of each
-    sample first and samples only those. Torch's ``MixtureSameFamily.sample`` draws from
-    every component for every sample, ``n x S x D`` numbers: a posterior predictive of
-    S = 1,000 draws took 2.6 GB for 20,000 samples, and 200,000 were killed at 23 GB."""
+    ``select(k)``, given (:meth:`of_draws`), builds the components at indices ``k``
+    ``(n,)`` as one distribution of batch ``(n,)``: :meth:`sample` then draws the
+    component of each sample first and samples only those, a block of samples at a
+    time. Torch's ``MixtureSameFamily.sample`` draws from every component for every
+    sample, ``n x S x D`` numbers: a posterior predictive of S = 1,000 draws took 2.6 GB
+    for 20,000 samples, and 200,000 were killed at 23 GB."""
 
     _select: Optional[Callable[[torch.Tensor], Any]] = None
 
@@ -76,8 +77,26 @@ class Mixture(dist.MixtureSameFamily):
         shape = torch.Size(sample_shape)
         with torch.no_grad():
             k = self.mixture_distribution.sample(shape).reshape(-1)
-            return select(k).sample().reshape(shape + self.event_shape)
+            # a block of samples at a time: their components hold ~ rows x D^2 numbers
+            rows = max(1, SELECT_ELEMENTS // max(1, self.event_shape.numel()) ** 2)
+            out = [select(k[i:i + rows]).sample() for i in range(0, k.numel(), rows)]
+            return torch.cat(out).reshape(shape + self.event_shape)
 
     @property
     def support(self) -> Any:
         return self.component_distribution.support
+
+
+#: about the most numbers the components built for one block of samples hold
+SELECT_ELEMENTS = 2 ** 22
+
+
+class DrawsOf:
+    """``k -> model.distribution(draws[k])``: the components of a posterior predictive at
+    the stored draws ``k`` (a class, not a closure, so that the distribution pickles)."""
+
+    def __init__(self, model: Any, draws: Dict[str, torch.Tensor]) -> None:
+        self.model, self.draws = model, draws
+
+    def __call__(self, k: torch.Tensor) -> Any:
+        return self.model.distribution({n: v[k] for n, v in self.draws.items()}, None)

@@ -21,7 +21,7 @@ import pyro.distributions as dist
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
-from ._as_pyro import Mixture, to_pyro
+from ._as_pyro import DrawsOf, Mixture, to_pyro
 from ._rng import seeded, serialized
 from ._validation import (check_column_names, check_device, first_line, positive_float,
                           positive_int)
@@ -456,8 +456,7 @@ class Fit:
             d = model.distribution(draws, None)
             mix = dist.Categorical(logits=torch.zeros(self.num_draws, **self._factory))
             d = Mixture.of_draws(mix, d if isinstance(d, TorchDistributionMixin) else
-                                 to_pyro(d), lambda k: model.distribution(
-                                     {n: v[k] for n, v in draws.items()}, None))
+                                 to_pyro(d), DrawsOf(model, draws))
         return d if isinstance(d, TorchDistributionMixin) else to_pyro(d)
 
     def _fixed_model(self) -> GenerativeModel:

@@ -2,6 +2,7 @@
 distribution of the fitted density that a user can put in a Pyro program of their own."""
 
 import math
+import pickle
 
 import pyro
 import pyro.distributions as dist
@@ -74,6 +75,9 @@ def test_a_posterior_predictive_samples_only_the_draws_it_picks(gaussian_data, f
     ref = fit.sample(n, seed=2)
     se = (got.var(0) / n + ref.var(0) / n).sqrt()
     assert ((got.mean(0) - ref.mean(0)).abs() < 4 * se).all()
+    again = pickle.loads(pickle.dumps(d))  # it pickled before (the review: a closure did not)
+    with seeded(1):
+        assert torch.equal(again.sample((n,)), got) and again.sample((2, 5)).shape == (2, 5, 3)
 
 
 def test_mixture_and_ppca_densities_agree_with_their_fast_paths():

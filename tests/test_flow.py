@@ -431,8 +431,11 @@ def test_subnormal_units_give_the_fit_in_other_units():
     was x * (1 / sd) - shift / sd, and 1 / sd overflowed float32 for sds below 2.9e-39,
     so the density was nan (Pyro's "Expected value argument ... nan" leaked). As
     (x - shift) / sd, the fit is the unit fit moved by the log-Jacobian, -13 log u, to
-    within float32 rounding (log p near 1,200, whose ulp is 1.2e-4; measured 1.2e-4 and
-    4.9e-4 after 20 steps of training on data with 19 significant bits)."""
+    within float32 rounding. The bound, 100 ulps of log p (near 1,200, whose ulp is
+    1.2e-4), is set by the data, not measured: at 1e-40 a value has about 19 significant
+    bits (float32 subnormals), so the standardized rows differ by up to 2^-19 = 2e-6
+    relative, and a log p of 13 columns moves by up to about 13 x 4 x 2e-6 = 1e-4 per
+    unit of its gradient (4 sds of standardized data); measured 1.2e-4 and 4.9e-4."""
     from sklearn.datasets import load_wine
 
     x = torch.tensor(load_wine().data, dtype=torch.float32)

@@ -177,8 +177,9 @@ def test_a_posterior_fit_continues_a_prefix_as_its_predictive_does():
     """A prompt is data about phi: a posterior fit's continuation of ``"aaaa"`` follows
     the predictive's own conditional, ``sum_s p(prefix, t | phi_s) / sum_s p(prefix |
     phi_s)``, which ``fit.log_prob`` gives (for the exact posterior, Polya's urn after
-    ``"ab"``: a 0.6, b 0.2, end 0.2; chees gave 0.615). The draws were picked uniformly, ignoring the prefix: a came a third of the
-    time (z = -80 against the fit's own conditional)."""
+    ``"ab"``: a 0.6, b 0.2, end 0.2; chees gave 0.615). The draws were picked uniformly,
+    ignoring the prefix: a came a third of the time (z = -80 against the fit's own
+    conditional)."""
     fit = NGram(1, prior_concentration=1.0).fit(["ab"], method="chees", seed=0,
                                                 progress=False)  # vi's draws take this path too
     prefix, n = "aaaa", 20000

@@ -53,9 +53,9 @@ def refuse_unread(opts: Any, given: Mapping[str, Any]) -> Any:
         raise ValueError(
             f"{', '.join(f'{k}=' for k in unread)}: options of the optimizer the loop "
             f"builds, but optimizer=pyro.optim.{name}(...) is used as given, with its own "
-            f"learning rate and schedule. Pass the learning rate in its arguments "
-            f"(pyro.optim.{name}({{'lr': 0.01}})) and a schedule as a pyro.optim "
-            f"scheduler (pyro.optim.ExponentialLR), or pass optimizer='adam' with lr=")
+            f"learning rate and schedule. Pass the learning rate in its arguments (e.g. "
+            f"pyro.optim.Adam({{'lr': 0.01}})) and a schedule as a pyro.optim scheduler "
+            f"(pyro.optim.ExponentialLR), or pass optimizer='adam' with lr=")
     return opts
 
 

@@ -83,9 +83,10 @@ def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,
 
     ``use_cache=True`` carries the family's state (n-gram context, GRU hidden state,
     Transformer key/value cache), so a step costs the same at every position;
-    ``use_cache=False`` recomputes the whole prefix with :meth:`~.SequenceModel.logits_given` at every
-    step (quadratic; the reference the cache is tested and benchmarked against). Both
-    consume the same random draws, so they return the same tokens.
+    ``use_cache=False`` recomputes the whole prefix with
+    :meth:`~.SequenceModel.logits_given` at every step (quadratic; the reference the cache
+    is tested and benchmarked against). Both consume the same random draws, so they
+    return the same tokens.
     """
     dev = model._anchor.device
     end = model.end_id
@@ -256,7 +257,7 @@ class SequenceFit(Fit):
 
     def _draws_for(self, draws: Dict[str, torch.Tensor], ids: Sequence[int],
                    c: Optional[torch.Tensor], n: int) -> torch.Tensor:
-        """The posterior draw each of ``n`` samples continues from: uniform without a
+        r"""The posterior draw each of ``n`` samples continues from: uniform without a
         prefix; with one, draw s in proportion to :math:`p(\text{prefix} \mid \phi_s)`,
         so that the continuations follow the posterior predictive's own conditional
         :math:`\sum_s p(\text{prefix}, \cdot \mid \phi_s) / \sum_s p(\text{prefix}

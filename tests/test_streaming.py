@@ -205,6 +205,15 @@ def test_a_bad_row_is_named_by_its_row_in_the_data():
     assert again.value.fit.losses == upto.losses
     for k, v in upto.point.items():
         assert torch.equal(again.value.fit.point[k], v), k
+    # with held-out data err.fit is the best evaluation's fit, as after Ctrl-C (at lr 0.3
+    # the held-out loss turns up after 3 steps of the 5 before the bad row)
+    held = dict(kw, lr=0.3, validation=0.1, validate_every=1)
+    with pytest.raises(pgm.FitError) as err:
+        model.fit(Rows(x), num_steps=200, **held)
+    best = err.value.fit.info["best_step"]
+    assert best < err.value.step - 1 and err.value.fit.info["stopped"] == "bad_row"
+    upto = model.fit(Rows(x), num_steps=best, **held)
+    assert all(torch.equal(err.value.fit.point[k], v) for k, v in upto.point.items())
     kw["batch_size"] = None  # every row at the first step: nothing to keep, a ValueError
     with pytest.raises(ValueError, match="^data must be finite: found nan at row 4302, "
                                         "column 1$"):

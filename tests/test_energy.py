@@ -487,7 +487,7 @@ def test_bench_langevin_smoke():
 
 
 # ---------------------------------------------------------------------- quality (slow)
-@pytest.mark.cost(155)
+@pytest.mark.cost(230)
 @pytest.mark.slow
 def test_eight_gaussians_quality_with_default_settings():
     """4000 points of eight_gaussians, default settings (the noise-conditional energy,

@@ -393,7 +393,7 @@ def test_compare_puts_a_gan_next_to_a_flow():
         assert table[col].notna().all()
 
 
-@pytest.mark.cost(75)
+@pytest.mark.cost(100)
 @pytest.mark.slow
 def test_eight_gaussians_defaults_cover_every_mode():
     """Default settings, divergence "gan" (non-saturating): all 8 modes (PacGAN's
@@ -410,7 +410,7 @@ def test_eight_gaussians_defaults_cover_every_mode():
     assert cover.high_quality > 0.5
 
 
-@pytest.mark.cost(75)
+@pytest.mark.cost(135)
 @pytest.mark.slow
 def test_conditional_digits_are_the_digits_asked_for():
     """A conditional GAN on the 8x8 digits with one-hot labels, default settings: a

@@ -358,7 +358,7 @@ PEAKS = [
 ]
 
 
-@pytest.mark.cost(85)
+@pytest.mark.cost(115)
 @pytest.mark.slow
 def test_peak_memory_is_output_plus_a_fixed_working_set():
     """A fresh process per family, its high-water mark reset before each call

@@ -378,7 +378,7 @@ def test_an_option_of_another_sampler_is_an_error(sampler, option):
     assert fit.sample(2, sampler=sampler, seed=0, **own).shape == (2, 2)
 
 
-@pytest.mark.cost(75)
+@pytest.mark.cost(125)
 @pytest.mark.slow
 def test_eight_gaussians_quality_at_the_defaults():
     """The issue's targets at the default settings (4000 rows, one seed): annealed

@@ -175,3 +175,43 @@ def test_the_samplers_draw_the_same_chains_bit_for_bit_with_and_without_it(monke
     monkeypatch.setattr(potential_module, "simplify", lambda graph, example: graph)
     for want, got in zip(draws(), simplified):
         assert torch.equal(want, got)
+
+
+@pytest.mark.slow  # three compiles: 10-30 s
+def test_inductor_compiles_once_keeps_the_output_structure_and_lets_a_mask_through():
+    """:func:`~pyro_genmodels.infer.reuse.inductor`: Inductor without TorchDynamo, once
+    per graph and input layout; the nested outputs come back nested; the compiled
+    function does not keep its graph alive; a graph that indexes with a boolean mask
+    input (the output's shape depends on its values) goes through ``torch.compile``."""
+    import gc
+
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from pyro_genmodels.infer.reuse import _COMPILED, inductor
+
+    def f(z, w):
+        lp = -(z * w).pow(2).sum(-1)
+        return 2 * z, (lp.sum(), lp)
+
+    z, w = torch.randn(3, 2), torch.rand(2)
+    graph = make_fx(f)(z, w)
+    fn = inductor(graph, (z, w))
+    assert inductor(graph, (z, w)) is fn
+    z2 = torch.randn(3, 2)
+    (a, (b, c)), (a0, (b0, c0)) = fn(z2, w), f(z2, w)
+    for got, want in ((a, a0), (b, b0), (c, c0)):
+        assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-6)
+    assert inductor(graph, (torch.randn(4, 2), w)) is not fn  # another layout
+    before = len(_COMPILED)
+    del graph
+    gc.collect()
+    assert len(_COMPILED) == before - 1
+
+    def masked(z, mask):
+        return (z[:, mask] ** 2).sum(-1)
+
+    mask = torch.tensor([True, False])
+    graph = make_fx(masked)(z, mask)
+    fn = inductor(graph, (z, mask))
+    assert list(_COMPILED[graph].values()) == [None]
+    assert torch.allclose(fn(z2, mask), masked(z2, mask))

@@ -430,9 +430,9 @@ class NUTSOptions(MCMCOptions):
             (:mod:`~pyro_genmodels.infer.nuts`; diagonal mass matrix, one process).
             Its potential is traced where ``jit_compile`` (``None``: the family is
             ``jit_safe``).
-        compile: with ``sampler="fused"``, compile the potential with ``torch.compile``
-            (about 10 s for the first fit in a process, about 1 s for a later one of the
-            same shape, ``fit.info["compile_seconds"]``; then each gradient about half
+        compile: with ``sampler="fused"``, compile the potential with Inductor (6-19 s
+            for the first fit in a process, none for a later one of the same shape:
+            ``fit.info["compile_seconds"]``; then each gradient a fifth to a half of
             the traced cost: see the guide).
     """
 
@@ -504,9 +504,9 @@ class ChEESOptions:
             (:class:`~pyro_genmodels.infer.potential.GradientGraph`, a fraction of a
             second; each gradient then about 3x cheaper than eager, see the guide);
             ``None``: when the model is ``jit_safe``.
-        compile: compile that graph with ``torch.compile`` instead (seconds, reported as
-            ``fit.info["compile_seconds"]``; then each gradient about 6x cheaper than
-            eager).
+        compile: compile that graph with Inductor instead (seconds, reported as
+            ``fit.info["compile_seconds"]``; then each gradient 2-5x cheaper than
+            traced).
     """
 
     num_samples: int = 1000

@@ -53,7 +53,7 @@ from .mcmc import _enumeration, _jit
 from .nuts import nuts
 from .objectives import (GenerativeModel, _InUnits, initialized_in_units,
                          traced_execution)
-from .reuse import LEAF, Reusable, split
+from .reuse import LEAF, Reusable, inductor, split
 from .samplers import value_and_grad
 from .simplify import _written, count_ops, simplify
 
@@ -252,7 +252,7 @@ def sample_posterior_fused(model: GenerativeModel, x: torch.Tensor, c: Optional[
     at a time (:func:`~pyro_genmodels.infer.nuts.nuts`; ``opts`` a
     :class:`~pyro_genmodels.infer.engines.NUTSOptions`). The potential is traced by
     ``torch.jit.trace`` where ``opts.jit_compile`` (``None``: the model is ``jit_safe``),
-    or compiled by ``torch.compile`` with ``opts.compile``; the seconds either took are
+    or compiled by Inductor with ``opts.compile``; the seconds either took are
     ``info["compile_seconds"]``."""
     potential = FusedPotential(model, x, c, **_enumeration(model))
     z0 = potential.initial_points(opts.num_chains, opts.init_jitter)
@@ -289,8 +289,8 @@ def compiled(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any], *,
              potential: Optional[FusedPotential] = None):
     """``log_density`` for batches shaped like ``z0`` ``(C, D)``, by ``kind``: ``"eager"``
     (as is), or a :class:`GradientGraph` whose value-and-gradient graph is traced by
-    ``torch.jit.trace`` (``"jit"``) or compiled by ``torch.compile`` (``"torch.compile"``,
-    fused kernels). The seconds it took go to ``info["compile_seconds"]``; the first
+    ``torch.jit.trace`` (``"jit"``) or compiled by Inductor (``"torch.compile"``, fused
+    kernels: :func:`~pyro_genmodels.infer.reuse.inductor`). The seconds it took go to ``info["compile_seconds"]``; the first
     gradient is taken here, not in the sampler.
 
     With the ``potential`` whose ``log_density`` this is, its simplified graph is kept for
@@ -362,7 +362,7 @@ def traced_density(log_density, z0: torch.Tensor, kind: str, info: Dict[str, Any
     Python-side state depends on the values) before any draw."""
     try:
         graph = compiled(log_density, z0, kind, info)
-    except Exception as e:  # make_fx / torch.compile refuse it: say so in the user's terms
+    except Exception as e:  # make_fx / Inductor refuse it: say so in the user's terms
         raise ValueError(f"jit_compile / compile: the log density could not be traced "
                          f"({type(e).__name__}: {first_line(e)}); "
                          f"sample without jit_compile / compile") from e
@@ -420,8 +420,9 @@ class GradientGraph:
     ``make_fx`` (about 0.2 s), stripped of the operations that do nothing at the traced
     shapes or depend on no input (:func:`~pyro_genmodels.infer.simplify.simplify`: a
     third fewer for ``Gaussian(3)``, a quarter less time per call), then replayed by
-    ``torch.jit.trace`` (``kind="jit"``) or compiled by ``torch.compile``
-    (``kind="torch.compile"``). Like any trace it holds for
+    ``torch.jit.trace`` (``kind="jit"``) or compiled by Inductor, torch.compile's
+    compiler (``kind="torch.compile"``; :func:`~pyro_genmodels.infer.reuse.inductor`).
+    Like any trace it holds for
     one control flow, so only for a model that is ``jit_safe``. Calling it evaluates
     ``log_density`` as is; :meth:`value_and_grad` (what
     :func:`~pyro_genmodels.infer.samplers.value_and_grad` asks first) runs the graph, and
@@ -483,7 +484,7 @@ class GradientGraph:
             #: them, the trace's constants)
             self.inputs = kept.inputs(leaves, z0.device)
             if kind == "torch.compile":
-                self.graph = torch.compile(kept.main, fullgraph=True, dynamic=False)
+                self.graph = inductor(kept.main, (z0.detach(), *self.inputs))
             else:
                 # one trace at a time: torch.jit.trace keeps its module map in a global
                 with _TRACE_LOCK, warnings.catch_warnings():

@@ -26,11 +26,14 @@ sees another's writes.
 from __future__ import annotations
 
 import operator
-from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
+import threading
+import weakref
+from typing import Any, Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import fx
-from torch._subclasses.fake_tensor import FakeTensor
+from torch.utils import _pytree as pytree
+from torch._subclasses.fake_tensor import DynamicOutputShapeException, FakeTensor
 
 from .simplify import _written
 
@@ -157,3 +160,58 @@ def split(simplified: fx.GraphModule, traced: fx.GraphModule, num_leaves: int,
             constants[name] = value
     return Reusable(prepare, prepare_names, folded_names, main, main_names, constants,
                     written, num_ops, num_ops_simplified)
+
+
+#: :func:`inductor`'s compiled functions, per graph (kept while the graph is) and per
+#: layout of its inputs (``None``: a graph that Inductor alone does not compile)
+_COMPILED: "weakref.WeakKeyDictionary[fx.GraphModule, Dict[Any, Optional[Callable]]]" = \
+    weakref.WeakKeyDictionary()
+_COMPILE_LOCK = threading.Lock()
+
+
+def inductor(graph: fx.GraphModule, example: Sequence[torch.Tensor]) -> Callable[..., Any]:
+    """``graph`` (ATen operations, as ``make_fx`` leaves them) compiled by Inductor for
+    inputs laid out as ``example`` (shapes, strides, dtypes, devices), giving what
+    ``graph`` gives; compiled once per graph and layout in the process.
+
+    ``torch._inductor.compile`` compiles an FX graph without TorchDynamo, so a call runs
+    Inductor's generated code and nothing else: ``torch.compile`` of the same graph put
+    TorchDynamo's frame evaluation, its guards and a configuration switch before every
+    call, 73 against 34 microseconds per value and gradient of the SBC mixture of
+    ``tests/test_diagnostics.py`` (one thread; its kernels take 2 of them), the same
+    kernels. With no guards, a call must come with inputs laid out as ``example``:
+    :class:`~pyro_genmodels.infer.potential.GradientGraph` checks the shape, dtype and
+    device of ``z`` first, and the generated code asserts every input's size and stride.
+    Inductor takes one flat tuple of outputs, so the graph is compiled with its outputs
+    flattened and the result is put back into their structure.
+
+    A graph that indexes with a boolean mask among its inputs (the correlation factor of
+    a full covariance: ``Gaussian(D)``, ``GaussianMixture(D, K)``, D >= 2) has an output
+    shape that depends on the mask's values, which Inductor alone does not compile; that
+    graph goes through ``torch.compile``, whose TorchDynamo front end does. The first
+    compile in a process takes about as long either way (6-8 s for that mixture, with
+    Inductor's cache of earlier processes; 15-19 s without)."""
+    layout = tuple((t.shape, t.stride(), t.dtype, t.device) for t in example)
+    with _COMPILE_LOCK:
+        per_layout = _COMPILED.setdefault(graph, {})
+        if layout not in per_layout:
+            import torch._inductor  # noqa: F401  (heavy: only where asked for)
+
+            flat = fx.Graph()
+            out = flat.graph_copy(graph.graph, {})
+            leaves, spec = pytree.tree_flatten(out)
+            flat.output(tuple(leaves))
+            try:
+                run = torch._inductor.compile(fx.GraphModule(graph, flat), list(example))
+            except DynamicOutputShapeException:  # a boolean mask among the inputs
+                per_layout[layout] = None
+            else:
+                def fn(*inputs: torch.Tensor, run=run, spec=spec) -> Any:
+                    return pytree.tree_unflatten(list(run(*inputs)), spec)
+
+                per_layout[layout] = fn
+        compiled = per_layout[layout]
+    # not kept: the compiled module holds the graph, which would then never be released
+    # (TorchDynamo keeps its compiled code with the graph's code, for the next fit)
+    return compiled if compiled is not None else \
+        torch.compile(graph, fullgraph=True, dynamic=False)

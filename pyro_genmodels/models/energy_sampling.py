@@ -133,8 +133,8 @@ class EnergySampling:
                 logistic regression on 1000 rows, 4 chains, 2 threads: 0.17 ms per value
                 and gradient traced against 0.20 ms eager; a function of many small
                 operations gains more, one of a few large ones less.)
-            compile: the same graph compiled by ``torch.compile`` (batched samplers;
-                the first call compiles for seconds).
+            compile: the same graph compiled by Inductor, torch.compile's compiler (batched
+                samplers; the first call compiles for seconds).
             progress: a progress bar.
         """
         n = positive_int(n, "n")

@@ -521,3 +521,18 @@ def test_one_label_draws_num_data_rows_under_that_label():
     assert torch.equal(model.posterior(x, one.expand(3, 3))[0],
                        poutine.trace(model.local_guide).get_trace(x, c=one)
                        .nodes["z"]["fn"].base_dist.loc)
+
+
+def test_a_one_class_vae_reads_back_the_context_its_fit_stores():
+    """VAE(num_classes=1) stored its labels one-hot, (N, 1), which its own checks read as
+    one-hot only for two classes or more: compare() and the report, which score a fit's
+    stored context, failed on every such fit."""
+    x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    fit = pgm.VAE(2, 1, likelihood="gaussian", hidden=(8,), num_classes=1).fit(
+        x, c=0, method="mle", num_steps=10, seed=0, progress=False)
+    assert fit.context.shape == (100, 1)
+    assert torch.equal(fit.log_prob(fit.data, c=fit.context), fit.log_prob(x, c=0))
+    table = pgm.compare({"v": fit}, x[:20], c=0)
+    assert math.isfinite(table.loc["v", "heldout_log_prob"])
+    with pytest.raises(ValueError, match=r"c of shape \(5, 1\) must be one-hot rows"):
+        fit.log_prob(x[:5], c=torch.zeros(5, 1))

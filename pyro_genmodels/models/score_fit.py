@@ -50,7 +50,10 @@ per-row step blows up where a row's score is near zero).
 
 m, s the columns' mean and sd in the networks' units (``unit_mean``, ``unit_sd``: 0 and 1
 when standardized, so N(0, (1 + sigma_max^2) I)); exact for Gaussian data with a diagonal
-covariance, and for any data as sigma_max grows past its spread.
+covariance, and for any data as sigma_max grows past its spread. It is one prior for
+every context: for a conditional model, whose ODE starts from p(y | c), the ODE's draws
+and likelihood are biased where E[x | c] is far from the overall mean relative to
+sigma_max (docs/score.md, "a known limitation of conditional models").
 
 **The likelihood** is the ODE's, of the data blurred at sigma_min (``log_prob_kind ==
 "estimate"``), with that prior at sigma_max.

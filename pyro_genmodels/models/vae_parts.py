@@ -104,7 +104,7 @@ def _labels(c: Any, k: int) -> torch.Tensor:
             t = torch.from_numpy(np.ascontiguousarray(arr))
         if t.dtype == torch.bool or t.is_complex():
             raise TypeError(f"c must be integer class labels, got dtype {t.dtype}")
-        if t.dim() == 2 and t.shape[1] == k and k > 1:
+        if t.dim() == 2 and t.shape[1] == k:  # one-hot (k = 1 included: a fit stores it so)
             onehot = (t == 0) | (t == 1)
             if not (onehot.all() and (t.sum(1) == 1).all()):
                 raise ValueError(f"c of shape {tuple(t.shape)} must be one-hot rows (or pass "

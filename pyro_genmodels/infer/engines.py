@@ -431,7 +431,7 @@ class NUTSOptions(MCMCOptions):
             Its potential is traced where ``jit_compile`` (``None``: the family is
             ``jit_safe``).
         compile: with ``sampler="fused"``, compile the potential with Inductor (6-19 s
-            for the first fit in a process, none for a later one of the same shape:
+            for the first fit in a process, none for a later one of a kept shape:
             ``fit.info["compile_seconds"]``; then each gradient a fifth to a half of
             the traced cost: see the guide).
     """

@@ -454,6 +454,7 @@ class GradientGraph:
 
         self.log_density = log_density
         self.key = (z0.shape, z0.dtype, z0.device)
+        self.stride = z0.stride()
         kept = None
         if key is not None and not fresh:
             with _KEPT_LOCK:
@@ -499,6 +500,10 @@ class GradientGraph:
         """``(log density (C,), gradient (C, D))`` of ``z`` shaped like ``z0``, else ``None``."""
         if (z.shape, z.dtype, z.device) != self.key:
             return None
+        if z.stride() != self.stride:  # a compiled graph asserts the traced layout
+            z = z.contiguous()
+            if z.stride() != self.stride:
+                return None
         with torch.no_grad():
             grad, (_, lp) = self.graph(z.detach(), *self.inputs)
         return lp, grad

@@ -25,6 +25,7 @@ sees another's writes.
 
 from __future__ import annotations
 
+import importlib
 import operator
 import threading
 import weakref
@@ -180,8 +181,9 @@ def inductor(graph: fx.GraphModule, example: Sequence[torch.Tensor]) -> Callable
     call, 73 against 34 microseconds per value and gradient of the SBC mixture of
     ``tests/test_diagnostics.py`` (one thread; its kernels take 2 of them), the same
     kernels. With no guards, a call must come with inputs laid out as ``example``:
-    :class:`~pyro_genmodels.infer.potential.GradientGraph` checks the shape, dtype and
-    device of ``z`` first, and the generated code asserts every input's size and stride.
+    the generated code asserts every input's size and stride but not its dtype or device,
+    so :class:`~pyro_genmodels.infer.potential.GradientGraph` checks the shape, stride,
+    dtype and device of ``z`` first (its other inputs are the fit's own).
     Inductor takes one flat tuple of outputs, so the graph is compiled with its outputs
     flattened and the result is put back into their structure.
 
@@ -195,14 +197,13 @@ def inductor(graph: fx.GraphModule, example: Sequence[torch.Tensor]) -> Callable
     with _COMPILE_LOCK:
         per_layout = _COMPILED.setdefault(graph, {})
         if layout not in per_layout:
-            import torch._inductor  # noqa: F401  (heavy: only where asked for)
-
+            compiler = importlib.import_module("torch._inductor")  # heavy: only when asked
             flat = fx.Graph()
             out = flat.graph_copy(graph.graph, {})
             leaves, spec = pytree.tree_flatten(out)
             flat.output(tuple(leaves))
             try:
-                run = torch._inductor.compile(fx.GraphModule(graph, flat), list(example))
+                run = compiler.compile(fx.GraphModule(graph, flat), list(example))
             except DynamicOutputShapeException:  # a boolean mask among the inputs
                 per_layout[layout] = None
             else:

@@ -67,7 +67,7 @@ import torch
 from torch import nn
 
 from .._validation import check_bool, column_moments, positive_float, positive_int
-from .._context import StandardizedContext
+from .._context import StandardizedContext, linear_prediction
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.objectives import data_plate, plate_rows
 from ._checks import check_network, hidden_widths
@@ -127,7 +127,11 @@ class ScoreModel(StandardizedContext, GenerativeModel):
     Buffers set when the fit starts: ``shift``, ``x_scale`` (the standardization) and
     ``unit_mean``, ``unit_sd`` ``(D,)``, the training columns' mean and sd in the
     network's units (0 and 1 when ``standardize``), the moments of the samplers' start and
-    of the ODE's prior :math:`\mathcal N(m, \operatorname{diag}(s^2) + \sigma_\max^2 I)`.
+    of the ODE's prior :math:`\mathcal N(m, \operatorname{diag}(s^2) + \sigma_\max^2 I)`;
+    a conditional model's prior is that of x given c instead, its mean and sd the least-
+    squares prediction of the rows from c (``context_center`` ``(context_dim,)``,
+    ``context_slope`` ``(context_dim, D)``, ``residual_sd`` ``(D,)``:
+    :meth:`set_context_prior`).
 
     Sample sites of :meth:`model`: in the plate ``data`` the observed ``x`` under an
     improper flat factor (the model has no density to observe by; the Pyro program is
@@ -203,12 +207,22 @@ class ScoreModel(StandardizedContext, GenerativeModel):
         self.register_buffer("unit_mean", torch.zeros(self.dim))
         self.register_buffer("unit_sd", torch.ones(self.dim))
         self.standardize_context()
+        if self.context_dim is not None:  # the conditional prior (set_context_prior)
+            self.register_buffer("context_center", torch.zeros(self.context_dim))
+            self.register_buffer("context_slope", torch.zeros(self.context_dim, self.dim))
+            self.register_buffer("residual_sd", torch.ones(self.dim))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a fit saved before ``unit_mean`` / ``unit_sd`` existed had the prior N(0, (1 +
         # sigma_max^2) I): it loads with those moments and gives what it gave before
         for name in ("unit_mean", "unit_sd"):
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        if self.context_dim is not None:
+            # and a conditional fit saved before its prior depended on c had the one
+            # prior N(unit_mean, unit_sd^2 + sigma_max^2) for every c: slope 0
+            for name in ("context_center", "context_slope"):
+                state_dict.setdefault(prefix + name, torch.zeros_like(getattr(self, name)))
+            state_dict.setdefault(prefix + "residual_sd", state_dict[prefix + "unit_sd"].clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _levels(self, top: float) -> torch.Tensor:
@@ -242,6 +256,23 @@ class ScoreModel(StandardizedContext, GenerativeModel):
             work._sync_range()
         return work
 
+    def set_context_prior(self, x: torch.Tensor, c: Optional[torch.Tensor]) -> None:
+        """A conditional model's prior at sigma_max from training rows ``x`` ``(N, D)`` and
+        their ``c`` ``(N, context_dim)`` (the fit's rows; a stream's sample): the least-
+        squares prediction of the rows in the networks' units from the context as the
+        networks read it (:func:`~pyro_genmodels._context.linear_prediction`), buffers
+        ``context_center``, ``context_slope`` and ``residual_sd``
+        (:mod:`~pyro_genmodels.models.score_fit`, "The prior"). A no-op when
+        unconditional."""
+        if self.context_dim is None or c is None:
+            return
+        center, slope, sd = linear_prediction(self.to_unit(x.detach()),
+                                              self.context_unit(c.detach()))
+        with torch.no_grad():
+            self.context_center.copy_(center)
+            self.context_slope.copy_(slope)
+            self.residual_sd.copy_(sd)
+
     # ------------------------------------------------------------------ the score
     def score_unit(self, u: torch.Tensor, sigma: torch.Tensor,
                    c: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -261,7 +292,7 @@ class ScoreModel(StandardizedContext, GenerativeModel):
               subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Draws by annealed Langevin (default settings) as the site ``x``, observed
         when ``x`` is given; its log-density is an improper 0 (there is none to give)."""
-        from .score_fit import annealed_langevin
+        from .score_fit import annealed_langevin, prior_mean
 
         pyro.module("network", self.network)
         plate = data_plate(x, c, num_data, subsample_size, subsample)
@@ -272,7 +303,7 @@ class ScoreModel(StandardizedContext, GenerativeModel):
             if obs is None:
                 with torch.no_grad():
                     draws = self.from_unit(annealed_langevin(self, idx.shape[0], ctx,
-                                                                 mean=self.unit_mean))
+                                                             mean=prior_mean(self, ctx)))
             else:
                 draws = obs
             flat = dist.ImproperUniform(dist.constraints.real_vector, (idx.shape[0],),
@@ -281,9 +312,9 @@ class ScoreModel(StandardizedContext, GenerativeModel):
 
     def sample_given(self, params: Dict[str, torch.Tensor], n: int,
                      c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        from .score_fit import annealed_langevin
+        from .score_fit import annealed_langevin, prior_mean
 
-        return self.from_unit(annealed_langevin(self, n, c, mean=self.unit_mean))
+        return self.from_unit(annealed_langevin(self, n, c, mean=prior_mean(self, c)))
 
     def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
                        c: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -138,6 +138,7 @@ class ScoreEngine(Engine):
             raise ValueError("The network has no trainable parameters (requires_grad=False "
                              "everywhere)")
         pyro.module("network", model.network)
+        model.set_context_prior(data.x, data.c)  # the training rows (a stream's sample)
         heldout = None
         if data.x_val is not None:
             u_val = model.to_unit(data.x_val)

@@ -52,13 +52,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import warnings
 from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 
 from ._rng import check_seed, child_seeds, fresh_seed
 from ._validation import as_data, positive_int, with_context
-from .mc import MCEstimate, draw
+from .mc import TAIL_K, MCEstimate, draw, tail_shape
 
 LOG2 = math.log(2.0)
 
@@ -313,7 +314,10 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
 
     Returns:
         :class:`~pyro_genmodels.mc.MCEstimate`; ``exact`` is set for ``kl`` and
-        ``reverse_kl`` where ``torch.distributions.kl_divergence`` knows the pair.
+        ``reverse_kl`` where ``torch.distributions.kl_divergence`` knows the pair;
+        ``pareto_k`` is the Pareto shape of the terms' right tail (``None`` for bounded
+        terms): above :data:`~pyro_genmodels.mc.TAIL_K` a warning says the estimate is
+        unreliable and the divergence may be infinite.
 
     Example:
         >>> import torch
@@ -398,13 +402,35 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
         a, b = MCEstimate.from_values(vp), MCEstimate.from_values(vq)
         est = 0.5 * (a.estimate + b.estimate)
         se = 0.5 * math.sqrt(a.stderr ** 2 + b.stderr ** 2)
-        return MCEstimate(est, se, 2 * half, exact)
+        return _tail_checked(MCEstimate(est, se, 2 * half, exact), torch.cat([vp, vq]), f)
     sampled = P if proposal == "p" else Q
     if not sampled.can_sample:
         raise ValueError(f"proposal={proposal!r} needs samples of {proposal}, which has no "
                          f"sample method")
-    res = MCEstimate.from_values(values(sampled.sample(num_samples, seed, max_length), False))
-    return dataclasses.replace(res, exact=exact)
+    v = values(sampled.sample(num_samples, seed, max_length), False)
+    return _tail_checked(MCEstimate.from_values(v, exact=exact), v, f)
+
+
+def _tail_checked(res: MCEstimate, terms: torch.Tensor, f: Any) -> MCEstimate:
+    """``res`` with the Pareto shape of its terms' right tail (all draws of the proposal:
+    the mixture's two halves together, a sample of r; either half alone can show a
+    bounded term's rare largest values as a heavy tail), and a warning above
+    :data:`~pyro_genmodels.mc.TAIL_K`: the terms q f(p/q) / r have so heavy a tail that
+    the average is unreliable, and the divergence may be infinite (chi^2 of N(0, 2^2)
+    against N(0, 1), for one: its terms' tail has k = 3)."""
+    k = tail_shape(terms)
+    if k is None:
+        return res
+    if k > TAIL_K and res.exact is None:
+        name = f"f={f!r}" if isinstance(f, str) else "this f"
+        warnings.warn(
+            f"The {name} estimate {res.estimate:.6g} ± {res.stderr:.2g} is unreliable: its "
+            f"terms have a heavy right tail (Pareto k = {k:.2f} > {TAIL_K}; the variance "
+            f"is infinite from k = 0.5, the mean from k = 1), so the divergence may be "
+            f"infinite (one side has far too little mass where the other has it). Check it "
+            f"with more draws, or use a bounded f (tv, js, hellinger)", UserWarning,
+            stacklevel=3)
+    return dataclasses.replace(res, pareto_k=k)
 
 
 def _slope_at_infinity(f: Callable) -> Optional[float]:

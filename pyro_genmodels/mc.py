@@ -8,6 +8,14 @@ r"""Monte Carlo expectations with standard errors.
 with :math:`\hat\sigma_f` the sample standard deviation of the :math:`f(x_i)`. By the
 central limit theorem :math:`\hat\mu \pm 4\,\mathrm{se}` covers the truth except with
 probability about 6e-5, which is how the tests set their tolerances.
+
+That needs a finite variance of :math:`f(x)`, and the mean itself a finite mean. Where
+the values have a power-law right tail, :func:`tail_shape` estimates its Pareto shape
+:math:`\hat k` (Vehtari et al. 2024, *Pareto smoothed importance sampling*, by ArviZ's
+``psislw``): the variance is infinite for :math:`k \ge 1/2` (the standard error then
+understates the error), the mean for :math:`k \ge 1`, and above :data:`TAIL_K` the
+estimate is not to be trusted (a divergence that is infinite gives a finite average of
+finitely many draws, with a small standard error).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from ._rng import seeded
@@ -31,20 +40,25 @@ class MCEstimate:
         stderr: its Monte Carlo standard error (0 when exact, ``nan`` when unknown).
         num_samples: how many draws it used.
         exact: the closed form, where one is known (else ``None``).
+        pareto_k: the Pareto shape of the values' right tail (:func:`tail_shape`), where
+            it was estimated (else ``None``): above :data:`TAIL_K` the estimate is
+            unreliable and the expectation may be infinite.
     """
 
     estimate: float
     stderr: float
     num_samples: int
     exact: float | None = None  # (PEP 604: subclasses in other modules resolve it)
+    pareto_k: float | None = None
 
     def __float__(self) -> float:
         return float(self.estimate)
 
     def __repr__(self) -> str:
         exact = "" if self.exact is None else f", exact {self.exact:.6g}"
+        k = "" if self.pareto_k is None else f", pareto_k {self.pareto_k:.2f}"
         return (f"{type(self).__name__}({self.estimate:.6g} ± {self.stderr:.2g}, "
-                f"n={self.num_samples}{exact})")
+                f"n={self.num_samples}{exact}{k})")
 
     @classmethod
     def from_values(cls, values: torch.Tensor, **extra: Any) -> "MCEstimate":
@@ -60,6 +74,30 @@ class MCEstimate:
             return cls(mean, math.nan, n, **extra)
         se = values.std().item() / math.sqrt(n) if n > 1 else math.nan
         return cls(mean, se, n, **extra)
+
+
+#: the largest Pareto shape of the values' tail at which an estimate is trusted (Vehtari
+#: et al. 2024: min(1 - 1 / log10(n), 0.7), which is 0.7 from n = 2155 draws)
+TAIL_K = 0.7
+
+
+def tail_shape(values: torch.Tensor) -> Optional[float]:
+    """The Pareto shape k of the right tail of per-draw values ``(n,)``: ArviZ's PSIS fit
+    (``az.psislw``, its tail of the largest min(n / 5, 3 sqrt n) values) to the values
+    less their minimum, as log weights (k does not change under a shift or a scale of
+    the values). ``None`` where there is no tail to fit: fewer than 5 values above the
+    tail's cutoff (a bounded or constant value, e.g. a divergence of a distribution with
+    itself)."""
+    import arviz as az
+
+    v = values.detach().double().reshape(-1).cpu().numpy()
+    v = v[np.isfinite(v)]
+    if v.size < 10 or not v.max() > v.min():
+        return None
+    with np.errstate(all="ignore"):  # the minimum's log weight is -inf; an extreme
+        log_w = np.log(v - v.min())  # tail overflows in the fit's intermediate steps
+        k = float(np.asarray(az.psislw(log_w)[1]))
+    return k if math.isfinite(k) else None
 
 
 def draw(sampler: Any, n: int, *, seed: Optional[int] = None) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 import math
 import random
+import warnings
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from torch.distributions import MultivariateNormal, Normal
 import pyro_genmodels as pgm
 from pyro_genmodels import divergences as dv
 from pyro_genmodels import mc
+from pyro_genmodels._rng import seeded
 from pyro_genmodels.base import Capabilities
 
 P = MultivariateNormal(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
@@ -329,3 +331,40 @@ def test_draws_outside_the_other_sides_support_have_density_zero_there():
     # N(0, 1) against Exponential(1): half of p's draws are negative, outside q's support
     assert dv.f_divergence(Normal(0.0, 1.0), Exponential(1.0), f="kl", num_samples=200,
                            seed=0).estimate == math.inf
+
+
+@pytest.mark.parametrize("k", [0.25, 0.5, 1.0])
+def test_tail_shape_recovers_a_pareto_tail(k):
+    """Pareto(1, 1/k) draws have tail shape k exactly; the GPD fit to the top
+    M = 3 sqrt(n) = 425 of n = 20000 draws has sd about (1 + k) / sqrt(M) (the maximum
+    likelihood estimate's asymptotic sd), so k within 4 of them. A constant, a bounded
+    two-valued sample or fewer than 10 values have no tail to fit (None)."""
+    with seeded(0):
+        x = torch.distributions.Pareto(1.0, 1.0 / k).sample((20000,)).double()
+    m = math.ceil(3 * math.sqrt(20000))
+    got = mc.tail_shape(x)
+    assert got is not None and abs(got - k) < 4 * (1 + k) / math.sqrt(m), got
+    assert mc.tail_shape(torch.ones(100)) is None
+    assert mc.tail_shape((torch.arange(100) % 2).double()) is None
+    assert mc.tail_shape(x[:9]) is None
+
+
+def test_an_infinite_divergence_is_flagged_not_reported_as_a_number():
+    """chi^2(N(0, 2^2) || N(0, 1)) is infinite (it is finite only where 2 s_q^2 > s_p^2):
+    the terms' tail has k = 3 (t = p/q = 2 exp(3 x^2 / 8) under p), and the warning says
+    the finite average of 10000 of them is unreliable; so is KL(Cauchy || N(0, 1)), whose
+    log-ratio ~ x^2 / 2 under the Cauchy has k = 2. The finite chi^2 of the closed-form
+    test above and KL between Gaussians have light tails (k < 0.5) and no warning."""
+    with pytest.warns(UserWarning, match="Pareto k"):
+        res = dv.f_divergence(Normal(0.0, 2.0), Normal(0.0, 1.0), f="pearson", seed=0)
+    assert res.pareto_k is not None and res.pareto_k > 1
+    with pytest.warns(UserWarning, match="Pareto k"):
+        res = dv.kl(torch.distributions.Cauchy(0.0, 1.0), Normal(0.0, 1.0), seed=0)
+    assert res.pareto_k is not None and res.pareto_k > 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finite = dv.f_divergence(Normal(0.0, 1.0), Normal(0.5, 1.5), f="pearson", seed=0)
+        gaussian = dv.kl(P, Q, seed=0)
+    assert finite.pareto_k is not None and finite.pareto_k < 0.5
+    assert gaussian.pareto_k is not None and gaussian.pareto_k < 0.5
+    assert dv.f_divergence(P, P, f="tv", num_samples=1000, seed=0).pareto_k is None

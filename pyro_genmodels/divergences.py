@@ -411,7 +411,8 @@ def f_divergence(p: Any, q: Any, *, f: Union[str, Callable] = "kl", num_samples:
     return _tail_checked(MCEstimate.from_values(v, exact=exact), v, f)
 
 
-def _tail_checked(res: MCEstimate, terms: torch.Tensor, f: Any) -> MCEstimate:
+def _tail_checked(res: MCEstimate, terms: torch.Tensor, f: Any,
+                  name: Optional[str] = None) -> MCEstimate:
     """``res`` with the Pareto shape of its terms' right tail (all draws of the proposal:
     the mixture's two halves together, a sample of r; either half alone can show a
     bounded term's rare largest values as a heavy tail), and a warning above
@@ -422,7 +423,7 @@ def _tail_checked(res: MCEstimate, terms: torch.Tensor, f: Any) -> MCEstimate:
     if k is None:
         return res
     if k > TAIL_K and res.exact is None:
-        name = f"f={f!r}" if isinstance(f, str) else "this f"
+        name = name or (f"f={f!r}" if isinstance(f, str) else "this f")
         warnings.warn(
             f"The {name} estimate {res.estimate:.6g} ± {res.stderr:.2g} is unreliable: its "
             f"terms have a heavy right tail (Pareto k = {k:.2f} > {TAIL_K}; the variance "
@@ -502,9 +503,10 @@ def cross_entropy(data: Any, q: Any, *, num_samples: int = 10000, seed: Optional
         x = P.sample(positive_int(num_samples, "num_samples"), check_seed(seed))
         lp, lq = P.log_prob(x), Q.log_prob(x)
         ce = MCEstimate.from_values(_no_nan(-lq, lp, lq, "cross-entropy", "data"))
-        return CrossEntropy(ce.estimate, ce.stderr, ce.num_samples,
-                            kl=MCEstimate.from_values(_no_nan(lp - lq, lp, lq, "kl", "data"),
-                                                      exact=_exact_kl(data, q)),
+        terms = _no_nan(lp - lq, lp, lq, "kl", "data")
+        kl_est = _tail_checked(MCEstimate.from_values(terms, exact=_exact_kl(data, q)),
+                               terms, "kl", name="cross-entropy's KL")
+        return CrossEntropy(ce.estimate, ce.stderr, ce.num_samples, kl=kl_est,
                             entropy=MCEstimate.from_values(-lp))
     x = _data_rows(data, Q)
     try:

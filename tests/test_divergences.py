@@ -361,6 +361,9 @@ def test_an_infinite_divergence_is_flagged_not_reported_as_a_number():
     with pytest.warns(UserWarning, match="Pareto k"):
         res = dv.kl(torch.distributions.Cauchy(0.0, 1.0), Normal(0.0, 1.0), seed=0)
     assert res.pareto_k is not None and res.pareto_k > 1
+    with pytest.warns(UserWarning, match="cross-entropy's KL estimate"):
+        ce = dv.cross_entropy(torch.distributions.Cauchy(0.0, 1.0), Normal(0.0, 1.0), seed=0)
+    assert ce.kl is not None and ce.kl.pareto_k == res.pareto_k
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         finite = dv.f_divergence(Normal(0.0, 1.0), Normal(0.5, 1.5), f="pearson", seed=0)

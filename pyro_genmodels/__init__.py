@@ -6,6 +6,7 @@
 """
 
 from . import datasets, diagnostics, divergences, mc, metrics
+from ._rng import seeded
 from ._version import __version__
 from .base import Capabilities, Fit, FitError, GenerativeModel, registry
 from .compare import compare, prior_sweep
@@ -18,4 +19,4 @@ __all__ = ["GAN", "PPCA", "VAE", "AutoregressiveModel", "Capabilities", "Diffusi
            "FitError", "Flow", "Gaussian", "GaussianMixture", "GenerativeModel", "LoadError",
            "NGram",
            "__version__", "compare", "datasets", "diagnostics", "divergences", "load", "mc", "metrics",
-           "prior_sweep", "registry", "ScoreModel"]
+           "prior_sweep", "registry", "ScoreModel", "seeded"]

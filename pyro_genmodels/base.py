@@ -388,7 +388,7 @@ class GenerativeModel(PyroModule):
                 RNG state is left untouched. A
                 network built with the model (Flow, VAE, GAN, Diffusion, ScoreModel,
                 EnergyModel) starts every fit from the weights drawn when it was built:
-                seed torch before building it to reproduce those.
+                build it under ``pgm.seeded(s)`` to reproduce those.
             progress: tqdm progress bar.
             **options: the engine's options record (``type(model).engine(method).Options``
                 lists them with their defaults). Optimization (``mle``, ``map``, ``vi``):

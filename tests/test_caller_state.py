@@ -107,3 +107,25 @@ def test_an_enumerating_fit_leaves_the_callers_enumeration_as_it_was(data):
         return b["value"].shape, b["infer"]["_enumerate_dim"], b["infer"]["_dim_to_id"]
 
     assert site_b(True) == site_b(False) == ((3, 1), -2, {-2: 1, -1: 0})
+
+
+def test_pgm_seeded_builds_the_same_network_and_gives_the_generators_back():
+    """``pgm.seeded(s)`` (public): two Flows built under the same seed have the same
+    initial weights, under another seed other weights; the caller's torch, NumPy and
+    Python generators are as they were after the block (the next draws are the same as
+    without it)."""
+    import random
+
+    import numpy as np
+
+    def build(seed):
+        with pgm.seeded(seed):
+            return [p.detach().clone() for p in pgm.Flow(2, hidden=(8,)).parameters()]
+
+    state = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    a, b, other = build(5), build(5), build(6)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, other))
+    assert torch.equal(torch.get_rng_state(), state[0])
+    assert np.random.get_state()[1].tolist() == state[1][1].tolist()
+    assert random.getstate() == state[2]

@@ -422,7 +422,7 @@ def _tail_checked(res: MCEstimate, terms: torch.Tensor, f: Any,
     k = tail_shape(terms)
     if k is None:
         return res
-    if k > TAIL_K and res.exact is None:
+    if k > TAIL_K and res.exact is None and math.isfinite(res.estimate):
         name = name or (f"f={f!r}" if isinstance(f, str) else "this f")
         warnings.warn(
             f"The {name} estimate {res.estimate:.6g} ± {res.stderr:.2g} is unreliable: its "

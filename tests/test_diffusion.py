@@ -352,12 +352,18 @@ def test_bad_sampling_arguments():
     # ancestral draws)
     for kwargs, match in [(dict(eta=0.5), "eta applies to sampler='ddim' only, but "
                                           "sampler='ancestral'"),
-                          (dict(sampler="ode", eta=0.0), "eta applies to sampler='ddim'"),
+                          (dict(sampler="ode", eta=0.3), "eta applies to sampler='ddim'"),
                           (dict(sampler="ode", steps=5), "steps applies to sampler='ddim'"),
                           (dict(rtol=1e-3), "rtol applies to sampler='ode' only"),
                           (dict(sampler="ddim", atol=1e-3), "atol applies to sampler='ode'")]:
         with pytest.raises(ValueError, match=match):
             fit.sample(3, **kwargs)
+    # at its documented default (issue #14's signature: eta=0.0) an option changes
+    # nothing, so it is accepted by every sampler: the same draws as without it
+    for sampler, kwargs in (("ancestral", dict(eta=0.0)), ("ode", dict(eta=0.0)),
+                            ("ddim", dict(rtol=1e-5, atol=1e-5))):
+        assert torch.equal(fit.sample(3, sampler=sampler, seed=0, **kwargs),
+                           fit.sample(3, sampler=sampler, seed=0))
     for bad in ("0.5", True, [0.5]):
         with pytest.raises(TypeError, match=r"^Expected eta to be a number >= 0, but got "
                                             + re.escape(repr(bad))):

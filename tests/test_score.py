@@ -13,7 +13,7 @@ import torch
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
 from pyro_genmodels.models.score_engine import ScoreLoss
-from pyro_genmodels.models.score_fit import (SAMPLER_OPTIONS, ScoreFit,
+from pyro_genmodels.models.score_fit import (OPTION_DEFAULTS, SAMPLER_OPTIONS, ScoreFit,
                                               langevin_step_size)
 
 M = torch.tensor([0.5, -0.3], dtype=torch.float64)
@@ -376,6 +376,11 @@ def test_an_option_of_another_sampler_is_an_error(sampler, option):
     own = {o: {"steps_per_level": 2, "step_size": 0.01, "denoise": False, "rtol": 1e-3,
                "atol": 1e-3}[o] for o in SAMPLER_OPTIONS[sampler]}
     assert fit.sample(2, sampler=sampler, seed=0, **own).shape == (2, 2)
+    # at its documented default (issue #15's signature: steps_per_level=100,
+    # denoise=True) an option changes nothing: accepted, the same draws as without it
+    default = {option: OPTION_DEFAULTS[option]} if OPTION_DEFAULTS[option] is not None else {}
+    assert torch.equal(fit.sample(2, sampler=sampler, seed=0, **default),
+                       fit.sample(2, sampler=sampler, seed=0))
 
 
 @pytest.mark.cost(125)

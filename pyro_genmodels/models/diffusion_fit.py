@@ -159,14 +159,20 @@ class DiffusionFit(Fit):
                 RNG is left untouched.
 
         An option of another sampler than ``sampler`` (``steps`` or ``eta`` without
-        ``"ddim"``, ``rtol`` or ``atol`` without ``"ode"``) is an error, not ignored.
+        ``"ddim"``, ``rtol`` or ``atol`` without ``"ode"``) is an error, not ignored,
+        unless it is at its documented default (``eta=0.0``, ``rtol=atol=1e-5``).
         """
         model = self.model
         n = positive_int(n, "n")
         check_choice(sampler, SAMPLERS, "sampler")
-        for name, value, owner in (("steps", steps, "ddim"), ("eta", eta, "ddim"),
-                                   ("rtol", rtol, "ode"), ("atol", atol, "ode")):
-            if value is not None and sampler != owner:
+        for name, value, owner, default in (("steps", steps, "ddim", None),
+                                            ("eta", eta, "ddim", 0.0),
+                                            ("rtol", rtol, "ode", 1e-5),
+                                            ("atol", atol, "ode", 1e-5)):
+            # at its documented default an option changes nothing: sample(n) is
+            # sample(n, eta=0.0) whatever the sampler
+            at_default = isinstance(value, (int, float)) and value == default
+            if value is not None and sampler != owner and not at_default:
                 raise ValueError(f"{name} applies to sampler={owner!r} only, but sampler="
                                  f"{sampler!r} (ancestral runs all T steps with the chain's "
                                  f"noise, ddim takes steps and eta, ode adapts its steps to "

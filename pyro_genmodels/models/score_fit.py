@@ -92,6 +92,10 @@ SAMPLER_OPTIONS = {"annealed_langevin": ("steps_per_level", "step_size", "denois
                    "langevin": ("steps_per_level", "step_size", "denoise"),
                    "ode": ("rtol", "atol"),
                    "pc": ("steps_per_level", "denoise")}
+#: the documented defaults of those options (``step_size``'s is Song & Ermon's rule): a
+#: sampler that does not take an option accepts it at its default
+OPTION_DEFAULTS = {"steps_per_level": 100, "step_size": None, "denoise": True,
+                   "rtol": 1e-5, "atol": 1e-5}
 #: the corrector's signal-to-noise ratio (Song et al. 2021's value for VE). The corrector
 #: is unadjusted Langevin with step 2 SNR^2 v at a level of variance v: its stationary
 #: variance is v / (1 - SNR^2), so the draws' variance is 2.6% high (docs/score.md)
@@ -246,7 +250,7 @@ class ScoreFit(Fit):
 
         An option of another sampler than ``sampler`` (:data:`SAMPLER_OPTIONS`: e.g.
         ``steps_per_level`` with ``"ode"``, ``step_size`` with ``"pc"``) is an error, not
-        ignored. The draws are made in chunks of rows (:meth:`~pyro_genmodels.Fit.sample`'s
+        ignored, unless it is at its documented default (:data:`OPTION_DEFAULTS`). The draws are made in chunks of rows (:meth:`~pyro_genmodels.Fit.sample`'s
         memory bound) from one random stream; ``pc`` takes its corrector step from each
         chunk's mean norms.
         """
@@ -257,7 +261,10 @@ class ScoreFit(Fit):
         given = {"steps_per_level": steps_per_level, "step_size": step_size,
                  "denoise": denoise, "rtol": rtol, "atol": atol}
         for name, value in given.items():
-            if value is not None and name not in takes:
+            # an option at its documented default changes nothing: sample(n) is
+            # sample(n, steps_per_level=100, denoise=True) whatever the sampler
+            at_default = isinstance(value, (int, float)) and value == OPTION_DEFAULTS[name]
+            if value is not None and name not in takes and not at_default:
                 users = [s for s in SAMPLERS if name in SAMPLER_OPTIONS[s]]
                 raise ValueError(
                     f"{name} applies to sampler={' or '.join(map(repr, users))} only, but "
@@ -349,6 +356,6 @@ class ScoreFit(Fit):
         return 2 * max(1, len(self.model.hidden or (256,)))
 
 
-__all__ = ["SAMPLERS", "SAMPLER_OPTIONS", "ScoreFit", "annealed_langevin",
+__all__ = ["OPTION_DEFAULTS", "SAMPLERS", "SAMPLER_OPTIONS", "ScoreFit", "annealed_langevin",
            "langevin_step_size", "ode_log_prob", "predictor_corrector", "prior_mean",
            "prior_sd"]

@@ -529,12 +529,22 @@ class ColumnMoments:
 
     def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(mean, sd)`` in the rows' dtype; the sd of a column that does not vary
-        (:func:`unit_sd`, or a single row) is 1."""
+        (:func:`unit_sd`, or a single row) is 1. A column that varies by so little that
+        its variance underflows the sums' dtype (float64: values within 1.5e-154 of each
+        other) is a ``ValueError``: it has no unit to standardize by (a sd of 0 made
+        every standardizing family's first loss NaN)."""
         mean, m2, n, lo, hi = self.mean, self.m2, self.n, self.lo, self.hi
         if mean is None or m2 is None or lo is None or hi is None or self.dtype is None:
             raise ValueError("column moments of no rows")
-        sd = (m2 / (n - 1)).sqrt() if n > 1 else torch.zeros_like(mean)
-        return mean.to(self.dtype), unit_sd(sd, hi > lo).to(self.dtype)
+        var = m2 / (n - 1) if n > 1 else torch.zeros_like(mean)
+        tiny = (hi > lo) & (var < torch.finfo(var.dtype).tiny)
+        if bool(tiny.any()):  # below it a variance is subnormal or 0: no unit to divide by
+            raise ValueError(
+                f"column(s) {tiny.nonzero().flatten().tolist()} vary, but by so little "
+                f"that their variance underflows {var.dtype} (sd below "
+                f"{math.sqrt(torch.finfo(var.dtype).tiny):.1e}, here "
+                f"{float(var[tiny].max().sqrt()):.1e}): rescale the data")
+        return mean.to(self.dtype), unit_sd(var.sqrt(), hi > lo).to(self.dtype)
 
 
 def unit_sd(sd: torch.Tensor, varies: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from sklearn.datasets import load_wine
 
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
+from pyro_genmodels._validation import column_moments
 
 #: the families whose data are not real-valued columns (token sequences): not applicable
 TEXT_FAMILIES = {"ngram", "autoregressive"}
@@ -360,3 +361,28 @@ def test_column_moments_of_wide_rows_take_fewer_rows_per_block(monkeypatch):
     assert blocks[:-1] == [(10, 13)] * 17 and blocks[-1] == (8, 13)
     assert torch.allclose(mean, x.mean(0), rtol=1e-12, atol=0)
     assert torch.allclose(sd, x.std(0), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_columns_whose_variance_underflows_are_refused_clearly(name, wine):
+    """Wine in units of 1e-170 (float64): each column varies, but its variance (about
+    1e-336 and below) underflows float64, so there is no unit to standardize by. Every
+    family refuses it with one message before any step: a sd of 0 made the standardizing
+    families' first loss NaN ("Non-finite loss at step 0, try a smaller lr"), the VAE
+    raised torch's "Expected parameter loc ... found invalid values", and the flow and
+    PPCA called the rows a hyperplane. The streamed moments pass refuses it the same
+    way. In units of 1e-150 (variances near 1e-296, normal numbers) the moments are
+    taken."""
+    build, method, options = FAMILIES[name]
+    train = wine[0] * 1e-170
+    refused = r"vary, but by so little that their variance underflows torch.float64"
+    with pytest.raises(ValueError, match=refused + r".*rescale the data"):
+        build().fit(train, method=method, seed=0, progress=False, **options)
+    if name == "flow":
+        from torch.utils.data import TensorDataset
+
+        with pytest.raises(ValueError, match=refused):
+            build().fit(TensorDataset(train), method=method, seed=0, progress=False,
+                        **options)
+        mean, sd = column_moments(wine[0] * 1e-150)
+        assert torch.allclose(sd, column_moments(wine[0])[1] * 1e-150, rtol=1e-12)

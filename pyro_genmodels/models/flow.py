@@ -49,7 +49,7 @@ from zuko.transforms import (AdditiveTransform, ComposedTransform,  # noqa: E402
 
 torch.distributions.Distribution._validate_args = _TORCH_CHECKS
 
-from .._validation import constant_columns, positive_float, positive_int
+from .._validation import column_moments, constant_columns, positive_float, positive_int
 from ..infer.engines import PointEngine
 from .._context import StandardizedContext
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
@@ -288,7 +288,10 @@ class Flow(StandardizedContext, GenerativeModel):
         weight prior of ``map`` does not bound it. The same holds for rows on any
         hyperplane (N <= D, a column that is a linear combination of others: a copied
         column beside two N(0, 1) ones gave -2.23 nats per row after 100 steps, +3.61
-        after 3000, where a density exists on neither)."""
+        after 3000, where a density exists on neither). A column whose variance
+        underflows is refused first (:class:`~pyro_genmodels._validation.ColumnMoments`),
+        not called a hyperplane."""
+        column_moments(x)  # raises for a column whose variance underflows
         constant = constant_columns(x)
         if constant.any():
             what, remedy = (("a single row makes every column constant", "Drop those "

@@ -44,7 +44,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import column_units, exact_dtype, positive_float, positive_int
+from .._validation import (column_moments, column_units, exact_dtype, positive_float,
+                           positive_int)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.started import StartedAtMLEInDataUnits
 from ..infer.objectives import data_plate, plate_rows
@@ -250,6 +251,7 @@ class PPCA(GenerativeModel):
             warn_if_prior_is_strong(x, self.prior_scale, "PPCA", method)
         if method not in ("mle", "map"):
             return
+        column_moments(x)  # raises for a column whose variance underflows (not "rank 0")
         rank = rank_of(x)
         if rank <= self.latent_dim:
             raise ValueError(

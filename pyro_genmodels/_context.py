@@ -12,11 +12,12 @@ The VAE's and the sequence models' ``c`` are class labels, not standardized.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Tuple, TypeVar, cast
 
 import torch
 
-from ._validation import column_moments
+from ._validation import MOMENT_BLOCK_ELEMENTS, MOMENT_BLOCK_ROWS, column_moments
 
 _OptionalTensor = TypeVar("_OptionalTensor", bound=Optional[torch.Tensor])
 
@@ -69,36 +70,35 @@ def set_context_moments(model: Any, c: Optional[torch.Tensor],
 def linear_prediction(y: torch.Tensor, z: torch.Tensor, *, rtol: float = 1e-10
                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""The least-squares prediction of rows ``y`` ``(N, D)`` from contexts ``z``
-    ``(N, K)``: ``(center, slope, residual_sd)``, shapes ``(K,)``, ``(K, D)``, ``(D,)``,
+    ``(N, K)``: ``(intercept, slope, residual_sd)``, shapes ``(D,)``, ``(K, D)``, ``(D,)``,
 
     .. math::
 
-        \hat y(z) = \bar y + (z - \bar z) B, \qquad B = S_{zz}^{+} S_{zy},
+        \hat y(z) = a + z B, \qquad B = S_{zz}^{+} S_{zy}, \qquad a = \bar y - \bar z B,
 
-    :math:`S` the centered cross products and :math:`^{+}` the pseudo-inverse (eigenvalues
-    below ``rtol`` times the largest, or times the sum of all z^2, dropped: a constant
-    column of z predicts nothing), so a one-hot ``z``, whose centered columns
-    sum to 0, predicts each class's mean. ``residual_sd`` is each column's residual sum of
-    squares over N - 1 - rank(S_zz) degrees of freedom (at least 1): the pooled
-    within-class sd for one-hot ``z``; with K = 0 columns of ``z``, the columns' sd as
-    :func:`~pyro_genmodels._validation.column_moments` takes it. Float64 (MPS: y's dtype) sums over blocks of
-    rows (means first, then cross products: no float64 copy of all rows); returned in
-    ``y``'s dtype. Exact for y linear in z with Gaussian noise of one variance per
-    column."""
-    from ._validation import MOMENT_BLOCK_ELEMENTS, MOMENT_BLOCK_ROWS
-
+    :math:`S` the centered cross products. The pseudo-inverse is taken on the correlation
+    scale, so the columns' units do not matter: a column of z that varies by less than
+    100 rounding steps of its largest value is constant (slope 0), and of the correlation
+    matrix of the others the eigenvalues below ``rtol`` times the largest are dropped, so
+    a one-hot ``z``, whose centered columns sum to 0, predicts each class's mean.
+    ``residual_sd`` is each column's residual sum of squares over N - 1 - rank
+    degrees of freedom (at least 1): the pooled within-class sd for one-hot ``z``, the
+    columns' sd for K = 0 (0 for a single row or a constant column of y). Float64 (MPS:
+    y's dtype) sums over blocks of rows, means first, then cross products: no float64
+    copy of all rows. Returned in ``y``'s dtype. Exact for y linear in z with noise of
+    one variance per column."""
     n, width = y.shape[0], y.shape[1] + z.shape[1]
     step = max(1, min(MOMENT_BLOCK_ROWS, MOMENT_BLOCK_ELEMENTS // max(1, width)))
-
     wide = y.dtype if y.device.type == "mps" else torch.float64  # MPS has no float64
 
     def each():
         for a in range(0, n, step):
             yield y[a:a + step].to(wide), z[a:a + step].to(wide)
     y_bar, z_bar = y.new_zeros(y.shape[1], dtype=wide), y.new_zeros(z.shape[1], dtype=wide)
-    size = y.new_zeros((), dtype=wide)  # sum of z^2: the scale the rank is judged by
+    z_max = torch.zeros_like(z_bar)  # the largest |z| of each column: its rounding level
     for yb, zb in each():
-        y_bar, z_bar, size = y_bar + yb.sum(0), z_bar + zb.sum(0), size + zb.pow(2).sum()
+        y_bar, z_bar = y_bar + yb.sum(0), z_bar + zb.sum(0)
+        z_max = torch.maximum(z_max, zb.abs().amax(0))
     y_bar, z_bar = y_bar / n, z_bar / n
     szz = y_bar.new_zeros(z.shape[1], z.shape[1])
     szy = y_bar.new_zeros(z.shape[1], y.shape[1])
@@ -108,14 +108,20 @@ def linear_prediction(y: torch.Tensor, z: torch.Tensor, *, rtol: float = 1e-10
         szz += zc.T @ zc
         szy += zc.T @ yc
         syy += yc.pow(2).sum(0)
-    if z.shape[1]:
-        vals, vecs = torch.linalg.eigh(szz)
-        keep = vals > rtol * torch.maximum(vals.max(), size)  # a constant z: none
-        inv = (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
+    var = szz.diagonal()
+    varies = var.sqrt() > 100 * torch.finfo(wide).eps * z_max * math.sqrt(n)
+    inv = torch.zeros_like(szz)
+    rank = 0
+    if bool(varies.any()):
+        scale = var[varies].rsqrt()
+        corr = szz[varies][:, varies] * scale[:, None] * scale[None, :]
+        vals, vecs = torch.linalg.eigh(corr)
+        keep = vals > rtol * vals.max()
         rank = int(keep.sum())
-    else:
-        inv, rank = szz, 0
+        pinv = (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
+        idx = varies.nonzero().flatten()
+        inv[idx[:, None], idx[None, :]] = pinv * scale[:, None] * scale[None, :]
     slope = inv @ szy
     rss = (syy - (szy * slope).sum(0)).clamp_min(0)
     sd = (rss / max(1, n - 1 - rank)).sqrt()
-    return z_bar.to(y.dtype), slope.to(y.dtype), sd.to(y.dtype)
+    return (y_bar - z_bar @ slope).to(y.dtype), slope.to(y.dtype), sd.to(y.dtype)

@@ -472,8 +472,7 @@ def constant_columns(x: torch.Tensor) -> torch.Tensor:
 
 #: rows per block of :func:`column_moments` at most: a float64 copy of one block at a time
 MOMENT_BLOCK_ROWS = 1 << 16
-#: numbers per block of :func:`column_moments` at most (2**18: 2 MiB in float64), so a
-#: wide row's block has fewer rows
+#: numbers per block of :func:`column_moments` at most (2 MiB in float64: wide rows, fewer)
 MOMENT_BLOCK_ELEMENTS = 1 << 18
 
 
@@ -529,28 +528,23 @@ class ColumnMoments:
 
     def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(mean, sd)`` in the rows' dtype; the sd of a column that does not vary
-        (:func:`unit_sd`, or a single row) is 1. A column that varies by so little that
-        its variance underflows the sums' dtype (float64: values within 1.5e-154 of each
-        other) is a ``ValueError``: it has no unit to standardize by (a sd of 0 made
-        every standardizing family's first loss NaN)."""
+        (:func:`unit_sd`, or a single row) is 1; one whose variance underflows the sums'
+        dtype (float64: values within 1.5e-154) is a ``ValueError``: no unit."""
         mean, m2, n, lo, hi = self.mean, self.m2, self.n, self.lo, self.hi
         if mean is None or m2 is None or lo is None or hi is None or self.dtype is None:
             raise ValueError("column moments of no rows")
         var = m2 / (n - 1) if n > 1 else torch.zeros_like(mean)
         tiny = (hi > lo) & (var < torch.finfo(var.dtype).tiny)
-        if bool(tiny.any()):  # below it a variance is subnormal or 0: no unit to divide by
-            raise ValueError(
-                f"column(s) {tiny.nonzero().flatten().tolist()} vary, but by so little "
-                f"that their variance underflows {var.dtype} (sd below "
-                f"{math.sqrt(torch.finfo(var.dtype).tiny):.1e}, here "
-                f"{float(var[tiny].max().sqrt()):.1e}): rescale the data")
+        if bool(tiny.any()):  # a subnormal or 0 variance: a sd of 0 made the loss NaN
+            raise ValueError(f"column(s) {tiny.nonzero().flatten().tolist()} vary, but by so "
+                             f"little that their variance underflows {var.dtype} (sd below "
+                             f"{math.sqrt(torch.finfo(var.dtype).tiny):.1e}): rescale the data")
         return mean.to(self.dtype), unit_sd(var.sqrt(), hi > lo).to(self.dtype)
 
 
 def unit_sd(sd: torch.Tensor, varies: torch.Tensor) -> torch.Tensor:
-    """``sd`` ``(D,)`` where a column ``varies`` (its values are not all equal), 1 where it
-    does not or the sd is not finite. Exact, so no unit is too small or too large: an
-    absolute floor (sd 1e-8 before) left wine in units of 1e-9 unscaled, and one relative
-    to the column's size left float32 columns that vary by a few steps of their
-    precision unscaled."""
+    """``sd`` ``(D,)`` where a column ``varies`` (not all equal), else 1 (also where not
+    finite). Exact, so no unit is too small or too large: an absolute floor (sd 1e-8) left
+    wine in units of 1e-9 unscaled, one relative to the column's size float32 columns
+    that vary by a few steps of their precision."""
     return torch.where(torch.isfinite(sd) & varies, sd, torch.ones_like(sd))

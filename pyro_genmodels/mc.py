@@ -13,8 +13,8 @@ That needs a finite variance of :math:`f(x)`, and the mean itself a finite mean.
 the values have a power-law right tail, :func:`tail_shape` estimates its Pareto shape
 :math:`\hat k` (Vehtari et al. 2024, *Pareto smoothed importance sampling*, by ArviZ's
 ``psislw``): the variance is infinite for :math:`k \ge 1/2` (the standard error then
-understates the error), the mean for :math:`k \ge 1`, and above :data:`TAIL_K` the
-estimate is not to be trusted (a divergence that is infinite gives a finite average of
+understates the error), the mean for :math:`k \ge 1`, and above :func:`tail_threshold`
+(0.7 for 2155 draws or more) the estimate is not to be trusted (a divergence that is infinite gives a finite average of
 finitely many draws, with a small standard error).
 """
 
@@ -41,7 +41,7 @@ class MCEstimate:
         num_samples: how many draws it used.
         exact: the closed form, where one is known (else ``None``).
         pareto_k: the Pareto shape of the values' right tail (:func:`tail_shape`), where
-            it was estimated (else ``None``): above :data:`TAIL_K` the estimate is
+            it was estimated (else ``None``): above :func:`tail_threshold` the estimate is
             unreliable and the expectation may be infinite.
     """
 
@@ -76,18 +76,27 @@ class MCEstimate:
         return cls(mean, se, n, **extra)
 
 
-#: the largest Pareto shape of the values' tail at which an estimate is trusted (Vehtari
-#: et al. 2024: min(1 - 1 / log10(n), 0.7), which is 0.7 from n = 2155 draws)
+#: the largest Pareto shape of the values' tail at which an estimate of many draws is
+#: trusted (Vehtari et al. 2024); with fewer draws, :func:`tail_threshold`
 TAIL_K = 0.7
+
+
+def tail_threshold(n: int) -> float:
+    """The largest Pareto shape at which an estimate from ``n`` draws is trusted:
+    min(1 - 1 / log10(n), :data:`TAIL_K`) (Vehtari et al. 2024), 0.7 from n = 2155."""
+    return min(1 - 1 / math.log10(n), TAIL_K) if n > 10 else 0.0
 
 
 def tail_shape(values: torch.Tensor) -> Optional[float]:
     """The Pareto shape k of the right tail of per-draw values ``(n,)``: ArviZ's PSIS fit
     (``az.psislw``, its tail of the largest min(n / 5, 3 sqrt n) values) to the values
     less their minimum, as log weights (k does not change under a shift or a scale of
-    the values). ``None`` where there is no tail to fit: fewer than 5 values above the
-    tail's cutoff (a bounded or constant value, e.g. a divergence of a distribution with
-    itself)."""
+    the values). Bounded values give k <= 0. ``None`` where there is no tail to fit:
+    fewer than 10 values, all of them equal, or fewer than 5 distinct values above the
+    tail's cutoff (e.g. a divergence of a distribution with itself, or a TV between
+    disjoint ones). Where the tail's mass is a rare event that the draws do not contain
+    (a category of probability 1e-3 under p and 1e-7 under q, among 10000 draws), no
+    shape can show it."""
     import arviz as az
 
     v = values.detach().double().reshape(-1).cpu().numpy()

@@ -127,5 +127,7 @@ def test_pgm_seeded_builds_the_same_network_and_gives_the_generators_back():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, y) for x, y in zip(a, other))
     assert torch.equal(torch.get_rng_state(), state[0])
-    assert np.random.get_state()[1].tolist() == state[1][1].tolist()
+    now = np.random.get_state()  # (name, keys, position, has_gauss, cached_gaussian)
+    assert now[0] == state[1][0] and now[1].tolist() == state[1][1].tolist()
+    assert now[2:] == state[1][2:]
     assert random.getstate() == state[2]

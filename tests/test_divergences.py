@@ -351,16 +351,18 @@ def test_tail_shape_recovers_a_pareto_tail(k):
 
 def test_an_infinite_divergence_is_flagged_not_reported_as_a_number():
     """chi^2(N(0, 2^2) || N(0, 1)) is infinite (it is finite only where 2 s_q^2 > s_p^2):
-    the terms' tail has k = 3 (t = p/q = 2 exp(3 x^2 / 8) under p), and the warning says
+    the terms' tail has k = 3 (t = p/q = exp(3 x^2 / 8) / 2 under p), and the warning says
     the finite average of 10000 of them is unreliable; so is KL(Cauchy || N(0, 1)), whose
     log-ratio ~ x^2 / 2 under the Cauchy has k = 2. The finite chi^2 of the closed-form
-    test above and KL between Gaussians have light tails (k < 0.5) and no warning."""
+    test above and KL between Gaussians have light tails (k < 0.5) and no warning. With
+    fewer draws the threshold is lower: min(1 - 1 / log10(n), 0.7)."""
     with pytest.warns(UserWarning, match="Pareto k"):
         res = dv.f_divergence(Normal(0.0, 2.0), Normal(0.0, 1.0), f="pearson", seed=0)
     assert res.pareto_k is not None and res.pareto_k > 1
-    with pytest.warns(UserWarning, match="Pareto k"):
+    with pytest.warns(UserWarning, match="Pareto k") as seen:
         res = dv.kl(torch.distributions.Cauchy(0.0, 1.0), Normal(0.0, 1.0), seed=0)
     assert res.pareto_k is not None and res.pareto_k > 1
+    assert seen[0].filename == __file__  # the warning points at the caller's line
     with pytest.warns(UserWarning, match="cross-entropy's KL estimate"):
         ce = dv.cross_entropy(torch.distributions.Cauchy(0.0, 1.0), Normal(0.0, 1.0), seed=0)
     assert ce.kl is not None and ce.kl.pareto_k == res.pareto_k
@@ -374,3 +376,6 @@ def test_an_infinite_divergence_is_flagged_not_reported_as_a_number():
     assert finite.pareto_k is not None and finite.pareto_k < 0.5
     assert gaussian.pareto_k is not None and gaussian.pareto_k < 0.5
     assert dv.f_divergence(P, P, f="tv", num_samples=1000, seed=0).pareto_k is None
+    assert mc.tail_threshold(100) == pytest.approx(0.5)
+    assert mc.tail_threshold(1000) == pytest.approx(2 / 3)
+    assert mc.tail_threshold(10 ** 6) == 0.7

@@ -1,9 +1,9 @@
 """A conditional ScoreModel's prior at sigma_max is that of x given c: with the exact
 conditional score plugged in, the ODE's draws and likelihood are those of p(x | c), and
 Langevin starts at the mean predicted for c. The prior's slope and residual sd are a
-least-squares fit, checked against ``torch.linalg.lstsq`` and per-class means; a fit saved
-before the prior depended on c loads with the prior it was made with; a streamed fit gets
-the prior of an in-memory one."""
+least-squares fit, checked against ``torch.linalg.lstsq`` and per-class means, in any
+units; a fit saved before the prior depended on c loads with the prior it was made with; a
+streamed fit gets the prior of its sample of rows."""
 
 from __future__ import annotations
 
@@ -98,42 +98,97 @@ def test_langevin_and_predictor_corrector_start_at_the_mean_given_c():
 
 
 def test_the_prior_is_the_least_squares_prediction():
-    """``linear_prediction`` against ``torch.linalg.lstsq`` with an intercept (slope and
-    residual sd over N - 1 - K degrees of freedom), and for one-hot contexts (whose
+    """``linear_prediction`` against ``torch.linalg.lstsq`` with an intercept (intercept,
+    slope and residual sd over N - 1 - K degrees of freedom), also with context columns
+    in very different units (1e6 +- 3e5 beside 0 +- 1, and 5e3 +- 1e-3: a rank cut on the
+    raw cross products called the small ones constant); for one-hot contexts (whose
     centered columns are collinear) each class's mean and the pooled within-class sd; a
     context that does not vary predicts nothing (slope 0, the columns' sd)."""
     with seeded(3):
         z = torch.randn(300, 3, dtype=torch.float64)
-        y = 5 + z @ torch.randn(3, 2, dtype=torch.float64) + 0.3 * torch.randn(300, 2,
-                                                                              dtype=z.dtype)
+        noise = 0.3 * torch.randn(300, 2, dtype=z.dtype)
         labels = torch.randint(0, 4, (300,))
-    design = torch.cat([torch.ones(300, 1, dtype=z.dtype), z], 1)
-    solution = torch.linalg.lstsq(design, y).solution
-    residual = y - design @ solution
-    center, slope, sd = linear_prediction(y, z)
-    assert torch.allclose(center, z.mean(0)) and torch.allclose(slope, solution[1:])
-    assert torch.allclose(sd, (residual.pow(2).sum(0) / (300 - 4)).sqrt())
+    for units in (torch.ones(3, dtype=z.dtype), torch.tensor([3e5, 1.0, 1e-3], dtype=z.dtype)):
+        zu = z * units + torch.tensor([1e6, 0.0, 5e3], dtype=z.dtype) * (units != 1)
+        y = 5 + z @ torch.tensor([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.2]], dtype=z.dtype) + noise
+        design = torch.cat([torch.ones(300, 1, dtype=z.dtype), zu], 1)
+        solution = torch.linalg.lstsq(design, y, driver="gelsd").solution
+        residual = y - design @ solution
+        intercept, slope, sd = linear_prediction(y, zu)
+        # a + z B adds terms near 5e6 (z ~ 1e6) to give values near 5: rounding of
+        # ~eps 5e6 = 1e-9 each, a few hundred ulps in all within 1e-6
+        assert torch.allclose(intercept + zu @ slope, design @ solution, rtol=0, atol=1e-6)
+        assert torch.allclose(slope * units[:, None], solution[1:] * units[:, None],
+                              rtol=1e-7)
+        assert torch.allclose(sd, (residual.pow(2).sum(0) / (300 - 4)).sqrt(), rtol=1e-9)
     onehot = torch.nn.functional.one_hot(labels, 4).double()
     onehot = (onehot - onehot.mean(0)) / onehot.std(0)  # as a standardized context reads
-    center, slope, sd = linear_prediction(y, onehot)
-    predicted = y.mean(0) + (onehot - center) @ slope
+    intercept, slope, sd = linear_prediction(y, onehot)
+    predicted = intercept + onehot @ slope
     pooled = torch.cat([y[labels == k] - y[labels == k].mean(0) for k in range(4)])
     for k in range(4):
         assert torch.allclose(predicted[labels == k], y[labels == k].mean(0).expand(
             int((labels == k).sum()), 2))
     assert torch.allclose(sd, (pooled.pow(2).sum(0) / (300 - 4)).sqrt())
-    _, slope, sd = linear_prediction(y, torch.full((300, 1), 0.1, dtype=z.dtype))
+    intercept, slope, sd = linear_prediction(y, torch.full((300, 1), 0.1, dtype=z.dtype))
     assert torch.equal(slope, torch.zeros(1, 2, dtype=z.dtype))
-    assert torch.allclose(sd, y.std(0))
+    assert torch.allclose(intercept, y.mean(0)) and torch.allclose(sd, y.std(0))
+
+
+def test_every_sampler_and_the_pyro_program_start_from_the_prior_given_c(monkeypatch):
+    """The predictor-corrector, the ODE, both Langevin samplers, ``sample_given`` and the
+    Pyro program's prior predictive all take their start's mean from ``prior_mean`` with
+    the rows' contexts (with the exact score their draws do not show the start, so the
+    calls are recorded)."""
+    from pyro import poutine
+
+    import pyro_genmodels.models.score_fit as score_fit
+
+    fit, _, _, model = exact_fit(False)
+    seen = []
+    real = score_fit.prior_mean
+
+    def spy(m, c):
+        seen.append(None if c is None else c.shape)
+        return real(m, c)
+    monkeypatch.setattr(score_fit, "prior_mean", spy)
+    at = torch.tensor([2.0], dtype=torch.float64)
+    for sampler in ("pc", "ode", "annealed_langevin", "langevin"):
+        options = {} if sampler == "ode" else {"steps_per_level": 1}
+        fit.sample(3, sampler=sampler, c=at, seed=0, **options)
+        assert seen.pop() == (3, 1), sampler
+    fit.model.sample_given({}, 3, at.expand(3, 1))
+    assert seen.pop() == (3, 1)
+    poutine.trace(fit.model.model).get_trace(None, c=at.expand(4, 1), num_data=4)
+    assert seen.pop() == (4, 1)
+
+
+def test_a_streamed_fit_takes_the_prior_from_its_sample_of_rows():
+    """20000 rows of x = 3 c + 10 + 0.1 e, standardized: a stream's prior comes from its
+    fixed sample of 2048 rows, intercept included (the full data's mean with the sample's
+    slope was three residual sds off at c = 5). Its mean at c = 5, on the data's scale,
+    is the truth, 25, within 4 standard errors of a least-squares prediction from 2048
+    rows, 0.1 sqrt(1 / 2048 + 5^2 / 2048) = 0.011; in memory within 4 of those from 20000
+    rows (0.0036)."""
+    with seeded(4):
+        c = torch.randn(20000, 1, dtype=torch.float64)
+        x = 3 * c + 10 + 0.1 * torch.randn(20000, 1, dtype=torch.float64)
+    at = torch.tensor([[5.0]], dtype=torch.float64)
+    for data, cc, se in ((x, c, 0.1 * math.sqrt(26 / 20000)),
+                         (TensorDataset(x, c), None, 0.1 * math.sqrt(26 / 2048))):
+        fit = pgm.ScoreModel(1, context_dim=1, hidden=(8,), sigma_max=SIGMA_MAX).double().fit(
+            data, c=cc, method="dsm", num_steps=1, batch_size=100, seed=0, progress=False)
+        mean = fit.model.from_unit(prior_mean(fit.model, at))
+        assert abs(float(mean) - 25.0) < 4 * se, float(mean)
 
 
 def test_a_save_from_before_the_conditional_prior_loads_with_the_old_prior(tmp_path):
-    """A state without ``context_center`` / ``context_slope`` / ``residual_sd`` (saved
+    """A state without ``context_intercept`` / ``context_slope`` / ``residual_sd`` (saved
     before the prior depended on c) loads with the prior it was made with, N(unit_mean,
     unit_sd^2 + sigma_max^2) for every c; a save made now keeps them (bit for bit)."""
     fit, x, c, model = exact_fit(False)
     state = {k: v for k, v in fit.model.state_dict().items()
-             if k not in ("context_center", "context_slope", "residual_sd")}
+             if k not in ("context_intercept", "context_slope", "residual_sd")}
     model.load_state_dict(state)
     assert torch.equal(model.context_slope, torch.zeros(1, 1, dtype=torch.float64))
     assert torch.equal(model.residual_sd, fit.model.unit_sd)
@@ -142,7 +197,7 @@ def test_a_save_from_before_the_conditional_prior_loads_with_the_old_prior(tmp_p
     back = pgm.load(tmp_path / "cond", model=pgm.ScoreModel(
         1, context_dim=1, network=ConditionalGaussianScore(False), standardize=False,
         sigma_max=SIGMA_MAX).double())
-    for name in ("context_center", "context_slope", "residual_sd"):
+    for name in ("context_intercept", "context_slope", "residual_sd"):
         assert torch.equal(getattr(back.model, name), getattr(fit.model, name))
     assert float(back.model.context_slope) == pytest.approx(SLOPE, rel=1e-12)
 
@@ -155,7 +210,7 @@ def test_a_streamed_fit_gets_the_prior_of_an_in_memory_fit():
     fits = [pgm.ScoreModel(1, **kw).double().fit(data, c=cc, method="dsm", num_steps=2,
                                                  batch_size=100, seed=0, progress=False)
             for data, cc in ((x, c), (TensorDataset(x, c), None))]
-    for name in ("context_center", "context_slope", "residual_sd"):
+    for name in ("context_intercept", "context_slope", "residual_sd"):
         assert torch.allclose(getattr(fits[0].model, name), getattr(fits[1].model, name),
                               rtol=1e-12, atol=1e-14), name
     assert float(fits[0].model.residual_sd) > 0

@@ -129,7 +129,7 @@ class ScoreModel(StandardizedContext, GenerativeModel):
     network's units (0 and 1 when ``standardize``), the moments of the samplers' start and
     of the ODE's prior :math:`\mathcal N(m, \operatorname{diag}(s^2) + \sigma_\max^2 I)`;
     a conditional model's prior is that of x given c instead, its mean and sd the least-
-    squares prediction of the rows from c (``context_center`` ``(context_dim,)``,
+    squares prediction of the rows from c (``context_intercept`` ``(D,)``,
     ``context_slope`` ``(context_dim, D)``, ``residual_sd`` ``(D,)``:
     :meth:`set_context_prior`).
 
@@ -208,7 +208,7 @@ class ScoreModel(StandardizedContext, GenerativeModel):
         self.register_buffer("unit_sd", torch.ones(self.dim))
         self.standardize_context()
         if self.context_dim is not None:  # the conditional prior (set_context_prior)
-            self.register_buffer("context_center", torch.zeros(self.context_dim))
+            self.register_buffer("context_intercept", torch.zeros(self.dim))
             self.register_buffer("context_slope", torch.zeros(self.context_dim, self.dim))
             self.register_buffer("residual_sd", torch.ones(self.dim))
 
@@ -220,8 +220,9 @@ class ScoreModel(StandardizedContext, GenerativeModel):
         if self.context_dim is not None:
             # and a conditional fit saved before its prior depended on c had the one
             # prior N(unit_mean, unit_sd^2 + sigma_max^2) for every c: slope 0
-            for name in ("context_center", "context_slope"):
-                state_dict.setdefault(prefix + name, torch.zeros_like(getattr(self, name)))
+            state_dict.setdefault(prefix + "context_intercept",
+                                  state_dict[prefix + "unit_mean"].clone())
+            state_dict.setdefault(prefix + "context_slope", torch.zeros_like(self.context_slope))
             state_dict.setdefault(prefix + "residual_sd", state_dict[prefix + "unit_sd"].clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -261,15 +262,15 @@ class ScoreModel(StandardizedContext, GenerativeModel):
         their ``c`` ``(N, context_dim)`` (the fit's rows; a stream's sample): the least-
         squares prediction of the rows in the networks' units from the context as the
         networks read it (:func:`~pyro_genmodels._context.linear_prediction`), buffers
-        ``context_center``, ``context_slope`` and ``residual_sd``
+        ``context_intercept``, ``context_slope`` and ``residual_sd``
         (:mod:`~pyro_genmodels.models.score_fit`, "The prior"). A no-op when
         unconditional."""
         if self.context_dim is None or c is None:
             return
-        center, slope, sd = linear_prediction(self.to_unit(x.detach()),
-                                              self.context_unit(c.detach()))
+        intercept, slope, sd = linear_prediction(self.to_unit(x.detach()),
+                                                 self.context_unit(c.detach()))
         with torch.no_grad():
-            self.context_center.copy_(center)
+            self.context_intercept.copy_(intercept)
             self.context_slope.copy_(slope)
             self.residual_sd.copy_(sd)
 

@@ -57,12 +57,13 @@ ODE runs from :math:`p_{\sigma_\max}(y \mid c)`, so its prior is that of x given
 .. math::
 
     p_{\sigma_\max}(y \mid c) \approx \prod_d \mathcal N\big(y_d;\,
-    m_d + [(z - \bar z) B]_d,\, r_d^2 + \sigma_\max^2\big),
+    a_d + [z B]_d,\, r_d^2 + \sigma_\max^2\big),
 
-z the context as the networks read it, B and r the least-squares slope and residual sd of
-the training rows on z (``context_slope``, ``residual_sd``;
-:func:`~pyro_genmodels._context.linear_prediction`): each class's mean for one-hot
-contexts; exact for x linear in c with Gaussian noise. The prior comes from the data, not
+z the context as the networks read it, a, B and r the least-squares intercept, slope and
+residual sd of the training rows on z (``context_intercept``, ``context_slope``,
+``residual_sd``; :func:`~pyro_genmodels._context.linear_prediction`; a stream's from its
+sample of rows): each class's mean for one-hot contexts; exact for x linear in c with
+independent Gaussian noise per column. The prior comes from the data, not
 from the network: reading it off the learned score at sigma_max multiplies the score's
 error by sigma_max^2 (measured: 3.353 against 3.313 bits per dimension on the
 conditional digits example).
@@ -92,8 +93,8 @@ SAMPLER_OPTIONS = {"annealed_langevin": ("steps_per_level", "step_size", "denois
                    "langevin": ("steps_per_level", "step_size", "denoise"),
                    "ode": ("rtol", "atol"),
                    "pc": ("steps_per_level", "denoise")}
-#: the documented defaults of those options (``step_size``'s is Song & Ermon's rule): a
-#: sampler that does not take an option accepts it at its default
+#: the documented defaults of those options, which a sampler that does not take an option
+#: accepts (``step_size`` None is Song & Ermon's rule)
 OPTION_DEFAULTS = {"steps_per_level": 100, "step_size": None, "denoise": True,
                    "rtol": 1e-5, "atol": 1e-5}
 #: the corrector's signal-to-noise ratio (Song et al. 2021's value for VE). The corrector
@@ -119,8 +120,8 @@ def annealed_langevin(model, n: int, c: Optional[torch.Tensor], *,
                       mean: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``n`` draws in the networks' units ``(n, D)`` (module docstring); ``model`` has
     ``dim``, ``sigmas`` (the levels, used unless ``sigmas`` is given) and
-    ``score_unit(u, sigma, c)``; ``mean`` ``(D,)`` is the start's mean (None: 0; a
-    ScoreModel's ``unit_mean``)."""
+    ``score_unit(u, sigma, c)``; ``mean`` ``(D,)`` or ``(n, D)`` is the start's mean
+    (None: 0; a ScoreModel's :func:`prior_mean`)."""
     sigmas = model.sigmas if sigmas is None else sigmas
     eps = step_size or langevin_step_size(sigmas, steps_per_level)
     x = torch.randn(n, model.dim, **model._factory) * sigmas[0]
@@ -170,7 +171,7 @@ def prior_mean(model, c: Optional[torch.Tensor]) -> torch.Tensor:
     if c is None or getattr(model, "context_dim", None) is None:
         return model.unit_mean
     z = model.context_unit(c).to(model.unit_mean)
-    return model.unit_mean + (z - model.context_center) @ model.context_slope
+    return model.context_intercept + z @ model.context_slope
 
 
 def prior_sd(model, sigma_max: float) -> torch.Tensor:

@@ -243,9 +243,9 @@ class Gaussian(GenerativeModel):
         # without bound, and the prior does not stop it (the scales' HalfNormal is
         # largest at 0 and LKJ(1) is flat: the map's smallest eigenvalue fell from 3e-7
         # to below 0 between 300 and 6000 steps on 4 rows in 6 dimensions)
-        no_max = "so the likelihood has no maximum" + ("" if method == "mle" else (
+        no_max = "so the likelihood has no maximum" + (
             ", nor has map's log joint: its prior does not keep the covariance positive "
-            "definite"))
+            "definite" + (" (map is no way out)" if method == "mle" else ""))
         if n <= self.dim:
             raise ValueError(
                 f"The {method} covariance is singular with N={n} points in D={self.dim} "

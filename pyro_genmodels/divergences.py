@@ -419,9 +419,10 @@ def _tail_checked(res: MCEstimate, terms: torch.Tensor, f: Any,
     """``res`` with the Pareto shape of its terms' right tail (all draws of the proposal:
     the mixture's two halves together, a sample of r; either half alone can show a
     bounded term's rare largest values as a heavy tail), and a warning above
-    :func:`~pyro_genmodels.mc.tail_threshold`, pointing at the caller: the terms q f(p/q) / r have so heavy a tail that
-    the average is unreliable, and the divergence may be infinite (chi^2 of N(0, 2^2)
-    against N(0, 1), for one: its terms' tail has k = 3)."""
+    :func:`~pyro_genmodels.mc.tail_threshold`, pointing at the caller: the terms
+    q f(p/q) / r have so heavy a tail that the average is unreliable, and the divergence
+    may be infinite (chi^2 of N(0, 2^2) against N(0, 1), for one: its terms' tail has
+    k = 3)."""
     k = tail_shape(terms)
     if k is None:
         return res

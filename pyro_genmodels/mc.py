@@ -14,8 +14,8 @@ the values have a power-law right tail, :func:`tail_shape` estimates its Pareto 
 :math:`\hat k` (Vehtari et al. 2024, *Pareto smoothed importance sampling*, by ArviZ's
 ``psislw``): the variance is infinite for :math:`k \ge 1/2` (the standard error then
 understates the error), the mean for :math:`k \ge 1`, and above :func:`tail_threshold`
-(0.7 for 2155 draws or more) the estimate is not to be trusted (a divergence that is infinite gives a finite average of
-finitely many draws, with a small standard error).
+(0.7 for 2155 draws or more) the estimate is not to be trusted (a divergence that is
+infinite gives a finite average of finitely many draws, with a small standard error).
 """
 
 from __future__ import annotations

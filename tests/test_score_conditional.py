@@ -63,12 +63,14 @@ def exact_fit(standardize: bool):
 
 @pytest.mark.parametrize("standardize", [False, True])
 def test_ode_draws_and_likelihood_are_those_of_x_given_c(standardize):
-    """At c = 2 (two sds from the mean of x) the truth blurred at sigma_min = 0.01 (times
-    the data's sd, 2.0025, when standardized) is N(4, 0.1^2 + sigma_min^2): 2000 ODE draws have that mean within 4 standard errors (0.0089)
-    and that sd within 4 (0.0063); the prior of old, one for every c, put the mean 0.019
-    low (-8.4 standard errors; measured now +0.55). The ODE likelihood of 200 training rows, each at its
-    own c, is log N(x; 2 c, 0.1^2 + sigma_min^2) to 2e-4 (the solver's bound of the far-data test
-    in test_score; measured 3e-6 and 6e-6; the old prior's was off by up to 0.29 nats)."""
+    """At c = 2 (two sds from the mean of x) the truth blurred at sigma_min = 0.01 (times the
+    data's sd, 2.0025, when standardized) is N(4, 0.1^2 + sigma_min^2): 2000 ODE draws
+    have that mean within 4 standard errors (0.0089) and that sd within 4 (0.0063); the
+    prior of old, one for every c, put the mean 0.019 low (-8.4 standard errors;
+    measured now +0.55). The ODE likelihood of 200 training rows, each at its own c, is
+    log N(x; 2 c, 0.1^2 + sigma_min^2) to 2e-4 (the solver's bound of the far-data test
+    in test_score; measured 3e-6 and 6e-6; the old prior's was off by up to 0.29
+    nats)."""
     fit, x, c, _ = exact_fit(standardize)
     blur = fit.model.sigmas[-1].item() * float(fit.model.x_scale)  # on the data's scale
     blurred_sd = math.sqrt(NOISE ** 2 + blur ** 2)

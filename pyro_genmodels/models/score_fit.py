@@ -250,8 +250,9 @@ class ScoreFit(Fit):
                 RNG is left untouched.
 
         An option of another sampler than ``sampler`` (:data:`SAMPLER_OPTIONS`: e.g.
-        ``steps_per_level`` with ``"ode"``, ``step_size`` with ``"pc"``) is an error, not
-        ignored, unless it is at its documented default (:data:`OPTION_DEFAULTS`). The draws are made in chunks of rows (:meth:`~pyro_genmodels.Fit.sample`'s
+        ``steps_per_level`` with ``"ode"``, ``step_size`` with ``"pc"``) is an error,
+        not ignored, unless it is at its documented default (:data:`OPTION_DEFAULTS`).
+        The draws are made in chunks of rows (:meth:`~pyro_genmodels.Fit.sample`'s
         memory bound) from one random stream; ``pc`` takes its corrector step from each
         chunk's mean norms.
         """

@@ -143,6 +143,29 @@ def test_mle_matches_sklearn_best_of_five_and_em_never_decreases_the_likelihood(
     assert adjusted_rand_score(z.numpy(), fit.predict(x).numpy()) > 0.8
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_em_does_not_depend_on_the_units_of_the_columns(covariance_type, float64):
+    """EM's updates are affine-equivariant; its reg_covar (1e-6) is added in units of each
+    column's variance, so the columns in units of 1e-4, 1 and 1e3 give the fit of the
+    columns as they are: log p moves by the Jacobian -sum log s to 1e-9 nats per row, locs
+    and scales scale. Added in the data's units (scikit-learn's convention), 1e-6 swamped
+    the first column's variance of 1e-8 (and cost 0.64 nats per row on raw breast-cancer
+    columns). The losses and the callback's losses are those of the data as given."""
+    x = pgm.datasets.clusters(400, k=3, dim=3, seed=1, dtype=torch.float64)[0]
+    s = torch.tensor([1e-4, 1.0, 1e3], dtype=torch.float64)
+    seen = []
+    model = pgm.GaussianMixture(3, 3, covariance_type=covariance_type, n_init=2)
+    one = model.fit(x, method="mle", seed=0, progress=False)
+    scaled = model.fit(x * s, method="mle", seed=0, progress=False,
+                       callback=lambda step, loss: seen.append(loss))
+    gap = scaled.log_prob(x * s) + s.log().sum() - one.log_prob(x)
+    assert gap.abs().max() < 1e-9, gap.abs().max()
+    assert torch.allclose(scaled.params["locs"], one.params["locs"] * s, rtol=1e-7)
+    assert torch.allclose(scaled.params["scales"], one.params["scales"] * s, rtol=1e-7)
+    assert seen[-1] == pytest.approx(scaled.losses[-1], rel=1e-12)
+    assert scaled.losses[-1] == pytest.approx(-scaled.log_prob(x * s).sum().item(), rel=1e-9)
+
+
 def test_more_restarts_never_do_worse(float64):
     x = pgm.datasets.clusters(600, k=5, dim=2, seed=3, dtype=torch.float64)[0]
     one = pgm.GaussianMixture(2, 5, n_init=1).fit(x, method="mle", seed=4, progress=False)
@@ -319,13 +342,15 @@ def test_benchmark_smoke_run_prints_a_finite_ratio():
     sk_s, target, _, ours_s, ours_ll, iterations = grab(
         r"^  run 0: scikit-learn {N}s \(log-lik {N}, {N} iterations\); facade {N}s "
         r"\(log-lik {N}, {N} iterations, reached target - 0\.5%\)$", lines[0])
-    ours_min, sk_min, ratio = grab(r"^N=2000 D=4 K=3 diag: facade {N}s, scikit-learn {N}s, "
-                                   r"ratio {N}$", lines[1])
+    ours_med, ours_lo, ours_hi, sk_med, sk_lo, sk_hi, ratio = grab(
+        r"^N=2000 D=4 K=3 diag: facade {N}s \({N}-{N}\), scikit-learn {N}s \({N}-{N}\), "
+        r"ratio of medians {N}$", lines[1])
     last = grab(r"^ratio \(facade / scikit-learn time to scikit-learn's log-likelihood, "
                 r"worst case; goal <= 1\.5\): {N}$", lines[2])
     positive_finite(last)
     assert last == ratio  # one configuration: the worst is its ratio
-    assert (ours_min, sk_min) == (ours_s, sk_s)  # one repeat: the minimum is that run
+    # one repeat: the median and both ends of the range are that run
+    assert {ours_med, ours_lo, ours_hi} == {ours_s} and {sk_med, sk_lo, sk_hi} == {sk_s}
     assert agrees(ratio, quotient(bounds(ours_s), bounds(sk_s)))
     assert 1 <= int(iterations) <= 1000
     # reached: log-lik >= target - 0.5% |target|, for some values that print as these

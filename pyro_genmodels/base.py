@@ -39,7 +39,7 @@ from ._rng import apart, check_seed, seeded, serialized
 from ._validation import (as_data, check_device, check_method, column_moments, column_names,
                           positive_int)
 from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
-from .infer import distributed, streaming
+from .infer import distributed, optimizers, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout
 from .infer.loop import LoopOptions
 from ._weights import cached_parameters, gaussian_weight_log_prior
@@ -455,7 +455,8 @@ class GenerativeModel(PyroModule):
         """Run ``engine`` on the working copy and build the fit (under the fit's seed)."""
         with pyro.get_param_store().scope():
             result = engine.run(work, fit_data, opts, method=method, progress=progress)
-        recorded = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
+        recorded = optimizers.recorded({f.name: getattr(opts, f.name)
+                                        for f in dataclasses.fields(opts)})
         streamed = fit_data.stream is not None
         if streamed:
             result.info["streamed_rows"] = fit_data.num_rows

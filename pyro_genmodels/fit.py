@@ -77,12 +77,14 @@ def _serialize_public_methods(cls: type) -> None:
 
 def _jsonable(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str)) or (
-        isinstance(v, (list, tuple)) and all(_jsonable(u) for u in v))
+        isinstance(v, (list, tuple)) and all(_jsonable(u) for u in v)) or (
+        isinstance(v, dict) and all(isinstance(k, str) and _jsonable(u) for k, u in v.items()))
 
 
 def _plain(v: Any) -> Any:  # a NumPy number (or 0-d array) as the Python number it holds
     return v.item() if isinstance(v, (np.generic, np.ndarray)) and not np.ndim(v) else (
-        type(v)(_plain(u) for u in v) if isinstance(v, (list, tuple)) else v)
+        type(v)(_plain(u) for u in v) if isinstance(v, (list, tuple)) else
+        {k: _plain(u) for k, u in v.items()} if isinstance(v, dict) else v)
 
 
 def json_options(options: Dict[str, Any]) -> Dict[str, Any]:

@@ -487,7 +487,8 @@ def test_early_stopping_on_raw_wine_beats_a_fixed_step_count(raw_wine):
     assert gap > -3 * se  # and no worse than the Gaussian, within noise
 
 
-def test_a_pyro_optimizer_trains_at_its_own_rate_and_options_it_would_not_read_are_refused():
+def test_a_pyro_optimizer_trains_at_its_own_rate_and_options_it_would_not_read_are_refused(
+        tmp_path):
     """A ``pyro.optim`` optimizer is used as given: ``pyro.optim.Adam({"lr": 0.01})``
     takes the steps of ``optimizer="adam", lr=0.01, lr_decay=1`` (the oracle). ``lr=0.1`` beside
     it was recorded and did nothing; the options only a torch optimizer the loop builds
@@ -498,6 +499,17 @@ def test_a_pyro_optimizer_trains_at_its_own_rate_and_options_it_would_not_read_a
     ours = model.fit(x, optimizer="adam", lr=0.01, lr_decay=1.0, **kw)
     pyros = model.fit(x, optimizer=pyro.optim.Adam({"lr": 0.01}), **kw)
     np.testing.assert_allclose(pyros.losses, ours.losses, rtol=1e-6)
+    # the record names the optimizer that ran and holds no options it did not read (it
+    # recorded lr=0.05 and lr_decay=0.05, the defaults, beside pyro.optim.Adam at 0.01),
+    # through a save and a load too; a torch optimizer class is recorded by its name
+    assert ours.options["optimizer"] == "adam" and ours.options["lr"] == 0.01
+    expected = {"optimizer": "pyro.optim.Adam", "optimizer_args": {"lr": 0.01}}
+    pyros.save(tmp_path / "pyros")
+    for record in (pyros.options, pgm.load(tmp_path / "pyros").options):
+        assert {k: record.get(k) for k in expected} == expected
+        assert not {"lr", "lr_decay", "betas", "critic_lr"} & set(record), record
+    sgd = model.fit(x, optimizer=torch.optim.SGD, lr=1e-3, **kw).options
+    assert sgd["optimizer"] == "torch.optim.sgd.SGD" and sgd["lr"] == 1e-3
     for unread in (dict(lr=0.1), dict(lr_decay=0.5), dict(lr=0.1, lr_decay=0.5)):
         names = ", ".join(f"{k}=" for k in unread)
         with pytest.raises(ValueError, match=f"^{names}: options of the optimizer the loop "

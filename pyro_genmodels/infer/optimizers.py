@@ -10,7 +10,7 @@ and ignored.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping
 
 import pyro.optim
 import torch
@@ -74,3 +74,21 @@ def build_optimizer(player: Any, opts: Any) -> None:
                        **player.optimizer_options)
     gamma = opts.lr_decay ** (1.0 / opts.num_steps)
     player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
+
+
+def recorded(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The options a fit records, with its optimizer as a name: a ``pyro.optim.PyroOptim``
+    as ``"pyro.optim.<Name>"`` and its arguments (``optimizer_args``, when a dict), without
+    the options of the optimizer the loop builds (``lr``, ``lr_decay``, ...), which it
+    did not read (they recorded the defaults, 0.05 and 0.05, for a fit at 1e-3); a
+    ``torch.optim.Optimizer`` subclass as its module and name."""
+    opt = options.get("optimizer")
+    if isinstance(opt, pyro.optim.PyroOptim):
+        options = {k: v for k, v in options.items() if k not in TORCH_OPTIMIZER_OPTIONS}
+        name = getattr(opt.pt_optim_constructor, "__name__", type(opt).__name__)
+        options["optimizer"] = f"pyro.optim.{name}"
+        if isinstance(opt.pt_optim_args, dict):
+            options["optimizer_args"] = dict(opt.pt_optim_args)
+    elif isinstance(opt, type):
+        options = {**options, "optimizer": f"{opt.__module__}.{opt.__qualname__}"}
+    return options

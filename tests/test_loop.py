@@ -510,6 +510,12 @@ def test_a_pyro_optimizer_trains_at_its_own_rate_and_options_it_would_not_read_a
         assert not {"lr", "lr_decay", "betas", "critic_lr"} & set(record), record
     sgd = model.fit(x, optimizer=torch.optim.SGD, lr=1e-3, **kw).options
     assert sgd["optimizer"] == "torch.optim.sgd.SGD" and sgd["lr"] == 1e-3
+    # a pyro.optim scheduler by its own name (it was recorded as the Adam inside it)
+    decayed = model.fit(x, optimizer=pyro.optim.ExponentialLR(
+        {"optimizer": torch.optim.Adam, "optim_args": {"lr": 0.01}, "gamma": 0.9}), **kw)
+    assert {k: decayed.options.get(k) for k in expected} == {
+        "optimizer": "pyro.optim.ExponentialLR", "optimizer_args": {
+            "optimizer": "torch.optim.adam.Adam", "optim_args": {"lr": 0.01}, "gamma": 0.9}}
     for unread in (dict(lr=0.1), dict(lr_decay=0.5), dict(lr=0.1, lr_decay=0.5)):
         names = ", ".join(f"{k}=" for k in unread)
         with pytest.raises(ValueError, match=f"^{names}: options of the optimizer the loop "

@@ -164,6 +164,16 @@ def test_em_does_not_depend_on_the_units_of_the_columns(covariance_type, float64
     assert torch.allclose(scaled.params["scales"], one.params["scales"] * s, rtol=1e-7)
     assert seen[-1] == pytest.approx(scaled.losses[-1], rel=1e-12)
     assert scaled.losses[-1] == pytest.approx(-scaled.log_prob(x * s).sum().item(), rel=1e-9)
+    # a constant column has no variance to be relative to: its reg_covar stays in the
+    # data's units wherever the constant lies (in units of its value, a constant at 1e6
+    # came back with scale 1000 and 2,800 nats less than at 0)
+    fits = []
+    for at in (0.0, 5.0, 1e6):
+        y = x.clone()
+        y[:, 1] = at
+        fits.append(model.fit(y, method="mle", seed=0, progress=False))
+        assert torch.allclose(fits[-1].params["scales"][:, 1], torch.tensor(1e-3).double())
+        assert fits[-1].losses[-1] == pytest.approx(fits[0].losses[-1], rel=1e-9)
 
 
 def test_more_restarts_never_do_worse(float64):

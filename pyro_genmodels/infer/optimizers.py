@@ -76,19 +76,31 @@ def build_optimizer(player: Any, opts: Any) -> None:
     player.scheduler = torch.optim.lr_scheduler.ExponentialLR(player.optim, gamma)
 
 
+def _name(cls: Any) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else repr(cls)
+
+
 def recorded(options: Dict[str, Any]) -> Dict[str, Any]:
     """The options a fit records, with its optimizer as a name: a ``pyro.optim.PyroOptim``
-    as ``"pyro.optim.<Name>"`` and its arguments (``optimizer_args``, when a dict), without
-    the options of the optimizer the loop builds (``lr``, ``lr_decay``, ...), which it
-    did not read (they recorded the defaults, 0.05 and 0.05, for a fit at 1e-3); a
-    ``torch.optim.Optimizer`` subclass as its module and name."""
+    as ``"pyro.optim.<Name>"`` and its arguments (``optimizer_args``, when a dict; a
+    ``pyro.optim`` scheduler's name, with its torch optimizer, that optimizer's arguments
+    and its own), without the options of the optimizer the loop builds (``lr``,
+    ``lr_decay``, ...), which it did not read (they recorded the defaults, 0.05 and 0.05,
+    for a fit at 1e-3); a ``torch.optim.Optimizer`` subclass as its module and name."""
     opt = options.get("optimizer")
     if isinstance(opt, pyro.optim.PyroOptim):
         options = {k: v for k, v in options.items() if k not in TORCH_OPTIMIZER_OPTIONS}
-        name = getattr(opt.pt_optim_constructor, "__name__", type(opt).__name__)
-        options["optimizer"] = f"pyro.optim.{name}"
-        if isinstance(opt.pt_optim_args, dict):
-            options["optimizer_args"] = dict(opt.pt_optim_args)
+        args = dict(opt.pt_optim_args) if isinstance(opt.pt_optim_args, dict) else None
+        scheduler = getattr(opt, "pt_scheduler_constructor", None)  # a PyroLRScheduler
+        if scheduler is not None:
+            options["optimizer"] = f"pyro.optim.{scheduler.__name__}"
+            args = {"optimizer": _name(opt.pt_optim_constructor), "optim_args": args,
+                    **getattr(opt, "kwargs", {})}
+        else:
+            name = getattr(opt.pt_optim_constructor, "__name__", type(opt).__name__)
+            options["optimizer"] = f"pyro.optim.{name}"
+        if args is not None:
+            options["optimizer_args"] = args
     elif isinstance(opt, type):
-        options = {**options, "optimizer": f"{opt.__module__}.{opt.__qualname__}"}
+        options = {**options, "optimizer": _name(opt)}
     return options

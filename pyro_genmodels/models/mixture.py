@@ -58,14 +58,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .._as_pyro import Mixture
-from .._validation import (check_choice, column_moments, column_units, nonnegative_float,
-                           positive_float, positive_int, store_counts)
+from .._validation import (check_choice, column_moments, column_units, exact_dtype,
+                           nonnegative_float, positive_float, positive_int, store_counts)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
 from ..infer.objectives import data_plate, plate_rows
 from ._checks import warn_if_prior_is_strong
-from .kmeans import KMEANS_SEEDINGS, kmeans, kmeans_pp
+from .kmeans import KMEANS_SEEDINGS, kmeans
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -123,9 +123,9 @@ def _m_step(model: GaussianMixture, x: torch.Tensor, resp: torch.Tensor,
 def _em_run(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: float,
             reg_covar: float, num_seedings: int, callback=None, bar=None):
     """One EM run from a k-means start (of ``num_seedings`` seedings) on the rows ``x`` in
-    column units (:func:`best_em`). Returns (params, losses, stop, error): ``stop`` is ``"interrupted"`` (Ctrl-C),
-    ``"callback"`` (the callback returned True) or ``None``; ``params`` is always the last
-    state with a finite log-likelihood."""
+    column units (:func:`best_em`). Returns (params, losses, stop, error): ``stop`` is
+    ``"interrupted"`` (Ctrl-C), ``"callback"`` (the callback returned True) or ``None``;
+    ``params`` is always the last state with a finite log-likelihood."""
     hard = (kmeans(x, model.n_components, num_seedings=num_seedings)[:, None]
             == torch.arange(model.n_components, device=x.device)).to(x.dtype)
     params = _m_step(model, x, hard, reg_covar)
@@ -158,15 +158,18 @@ def best_em(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
             reg_covar: float, callback=None, progress: bool = False):
     r"""``model.n_init`` EM runs; the one with the highest final log-likelihood wins.
 
-    The runs work on the columns in their units, :math:`u = (x - m) / s` (``s`` from
-    :func:`~pyro_genmodels._validation.column_units`: each column's sd), and the winner
-    is mapped back (:math:`\mu = m + s \mu_u`, scales :math:`s\,\sigma_u`; weights and
-    correlations are unit-free). So ``reg_covar`` is added to every variance in units of
-    its column's variance, and the fit does not depend on the units the columns come in
-    (EM's updates are affine-equivariant; an absolute ``reg_covar``, scikit-learn's, is
-    not: 1e-6 swamps a column whose variance is near it). ``losses`` and the callback's
-    loss are the negative log-likelihoods of ``x`` itself,
-    :math:`-\log p(u) + N \sum_d \log s_d`.
+    The runs work on the columns in their units, :math:`u = (x - m) / s` (``m``, ``s``
+    from :func:`~pyro_genmodels._validation.column_moments`: each column's mean and sd,
+    sd 1 for a constant column), and the winner is mapped back (:math:`\mu = m + s
+    \mu_u`, scales :math:`s\,\sigma_u`; weights and correlations are unit-free). So
+    ``reg_covar`` is added to every variance in units of its column's variance (a
+    constant column's, which has none, in the data's units), and the fit does not depend
+    on the units or the origin the columns come in (EM's updates are affine-equivariant;
+    an absolute ``reg_covar``, scikit-learn's, is not: 1e-6 swamps a column whose variance
+    is near it). ``losses`` and the callback's loss are the negative log-likelihoods of
+    ``x`` itself, :math:`-\log p(u) + N \sum_d \log s_d`, to the rounding of the
+    mapped-back parameters in ``x``'s dtype (float32 rows near 1e6 hold locations to
+    0.06: there ``-log p(x)`` moved 0.1 nats per row from the last loss).
 
     A start that hits a non-finite log-likelihood is dropped when another start
     succeeds; Ctrl-C (or the callback returning True) stops the restarts and returns the
@@ -177,10 +180,10 @@ def best_em(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
     4 overlapping clusters a worse optimum by 125 nats, where single seedings found the
     better one in 2 of 5 starts).
     Returns ``(params, losses, interrupted, error)``."""
-    mean, _ = column_moments(x)  # float64 sums; refuses a column whose variance underflows
-    unit = column_units(x)
+    # float64 sums; refuses a column whose variance underflows; a constant column gets sd 1
+    mean, unit = column_moments(x)
     x = (x - mean) / unit
-    shift = x.shape[0] * float(unit.double().log().sum())
+    shift = x.shape[0] * float(unit.to(exact_dtype(unit)).log().sum())
     if callback is not None:
         user_callback = callback
         callback = lambda step, loss: user_callback(step, loss + shift)  # noqa: E731
@@ -213,7 +216,8 @@ class EMOptions:
         num_steps: maximum EM iterations per start.
         tol: stop when the mean log-likelihood per point improves by less than ``tol``.
         reg_covar: added to each covariance's diagonal, in units of its column's
-            variance (scikit-learn adds it in the data's units).
+            variance (a constant column's: the data's; scikit-learn adds it in the
+            data's units).
         callback: ``callback(step, loss)`` after each iteration; ``True`` stops.
     """
 

@@ -42,8 +42,11 @@ def kmeans_pp(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 #: rows k-means sees at most (a random subset of larger data; a start needs only the
-#: centres, and every row then goes to its nearest one)
+#: centres, and every row then goes to its nearest one), unless the clusters ask for more
 KMEANS_ROWS = 1 << 12
+#: rows per cluster k-means sees at least (so ``k`` above ``KMEANS_ROWS / 16`` widens the
+#: subset: with fewer rows than clusters some clusters would be left empty)
+KMEANS_ROWS_PER_CLUSTER = 16
 #: k-means++ seedings per start, the one with the lowest potential kept
 KMEANS_SEEDINGS = 5
 
@@ -59,12 +62,12 @@ def _nearest(x: torch.Tensor, centers: torch.Tensor) -> Tuple[torch.Tensor, torc
 def kmeans(x: torch.Tensor, k: int, *, max_iter: int = 300, tol: float = 1e-4,
            num_seedings: int = KMEANS_SEEDINGS, max_rows: int = KMEANS_ROWS) -> torch.Tensor:
     """The start of every EM run, as in scikit-learn: k-means (Lloyd, 1982) from a greedy
-    k-means++ seeding, on at most ``max_rows`` rows of ``x`` (a random subset). Of
-    ``num_seedings`` seedings the one with the lowest potential (the rows' summed squared
-    distance to their nearest seed) is kept; Lloyd's iterations then run until the
-    centres move by at most ``tol`` times the mean column variance (the sum of squared
-    moves, scikit-learn's rule) or ``max_iter`` times, and every row of ``x`` goes to its
-    nearest centre. An emptied cluster keeps its centre.
+    k-means++ seeding, on a random subset of ``max(max_rows, 16 k)`` rows of ``x`` (all of
+    them when there are no more). Of ``num_seedings`` seedings the one with the lowest
+    potential (the rows' summed squared distance to their nearest seed) is kept; Lloyd's
+    iterations then run until the centres move by at most ``tol`` times the mean column
+    variance (the sum of squared moves, scikit-learn's rule) or ``max_iter`` times, and
+    every row of ``x`` goes to its nearest centre. An emptied cluster keeps its centre.
 
     One seeding often puts two seeds in one cluster and none in another, a local optimum
     that Lloyd and EM keep: on ``bench_mixture.py``'s 100,000 rows of 16 clusters in 32
@@ -78,14 +81,15 @@ def kmeans(x: torch.Tensor, k: int, *, max_iter: int = 300, tol: float = 1e-4,
         max_iter: Lloyd's iterations at most.
         tol: the stopping move, relative to the mean column variance.
         num_seedings: k-means++ seedings, the least potential kept.
-        max_rows: rows k-means runs on at most (a random subset of more).
+        max_rows: rows k-means runs on at most, unless ``16 k`` is more (a random subset
+            of more).
 
     Returns:
         ``(N,)``: the cluster index of every row.
     """
     max_iter = positive_int(max_iter, "max_iter")  # at least one assignment
-    n = x.shape[0]
-    sub = x if n <= max_rows else x[torch.randperm(n, device=x.device)[:max_rows]]
+    n, rows = x.shape[0], max(max_rows, KMEANS_ROWS_PER_CLUSTER * k)
+    sub = x if n <= rows else x[torch.randperm(n, device=x.device)[:rows]]
     seedings = [kmeans_pp(sub, k) for _ in range(positive_int(num_seedings, "num_seedings"))]
     centers = min(seedings, key=lambda c: float(_nearest(sub, c)[1].sum()))
     threshold = tol * sub.var(0, correction=0).mean()
@@ -102,4 +106,4 @@ def kmeans(x: torch.Tensor, k: int, *, max_iter: int = 300, tol: float = 1e-4,
     return _nearest(x, centers)[0]
 
 
-__all__ = ["KMEANS_ROWS", "KMEANS_SEEDINGS", "kmeans", "kmeans_pp"]
+__all__ = ["KMEANS_ROWS", "KMEANS_ROWS_PER_CLUSTER", "KMEANS_SEEDINGS", "kmeans", "kmeans_pp"]

@@ -207,3 +207,26 @@ def loo_log_weights(idata, var_name: str = "x"):
     extra = {d: observed.coords[d].values if d in observed.coords else observed.sizes[d]
              for d in observed.dims if d not in weights.dims}
     return weights.expand_dims(extra).transpose(*observed.dims, "__sample__")
+
+
+def chain_summary(fit: Any) -> str:
+    """One line on an MCMC fit's chains, as ``pyro-genmodels fit`` prints it: the largest
+    R-hat and smallest bulk ESS over every scalar of the posterior (ArviZ's
+    rank-normalized ones; a constant scalar's NaN left out) and the divergences."""
+    import arviz as az
+
+    chains, draws = next(iter(fit.posterior.values())).shape[:2]
+    post = az.convert_to_dataset(_np(fit.posterior))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhat = az.rhat(post).to_array().values
+        ess = az.ess(post).to_array().values
+    rhat, ess = rhat[np.isfinite(rhat)], ess[np.isfinite(ess)]  # constant entries: NaN
+    divergent = fit.sample_stats.get("diverging")
+    parts = [f"{chains} chain{'s' if chains > 1 else ''} x {draws} draws"]
+    if chains > 1 and rhat.size:
+        parts.append(f"max R-hat {rhat.max():.3f}")
+    if ess.size:
+        parts.append(f"min bulk ESS {ess.min():.0f}")
+    if divergent is not None:
+        parts.append(f"{int(divergent.sum())} divergent transitions")
+    return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()) for all)"

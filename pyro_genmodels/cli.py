@@ -14,9 +14,10 @@ Numeric models read and write ``(N, D)`` arrays (.csv or .npy). Text models (``n
 ``autoregressive``) read and write .txt files, one string per line (UTF-8; a blank line
 is the empty string); ``--prefix``, ``--temperature``, ``--top-k`` and ``--max-length``
 are their sampling options (a token-id model's prefix: its ids separated by spaces, as
-it writes them). What a data file may hold is in ``_readers``; a file that
-cannot be read is one line on stderr, ``error: FILE, line L, column C (NAME): found ...,
-expected ...``, status 1, and nothing is written.
+it writes them). What a data file may hold is in ``_readers``; a file that cannot be read
+is one line on stderr, ``error: FILE, line L, column C (NAME): found ..., expected ...``,
+status 1, and nothing is written. Warnings are ``warning: ...`` lines on stderr, but for
+torch's own deprecations inside its compiler (``compile=True``), which no user can act on.
 
 ``fit --distributed`` trains data-parallel (``distributed=True``) on the workers that
 ``torchrun`` starts::
@@ -291,7 +292,9 @@ def _fit(args, rank: int) -> int:
         return 0
     print(f"{fit!r} saved to {args.out}")
     if fit.sample_stats and fit.posterior:
-        print(_chain_summary(fit))
+        from .arviz import chain_summary
+
+        print(chain_summary(fit))
     if text:
         total = fit.log_prob(x).sum().item()
         chars = sum(len(s) + 1 for s in x)  # the end token counts as a character
@@ -318,33 +321,15 @@ def _fit(args, rank: int) -> int:
     return 0
 
 
+#: torch's deprecation of a function its own compiler calls (Inductor, ``compile=True``)
+_TORCH_OWN = r"`torch\._prims_common\.check` is deprecated"
+
+
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
                   line: Any = None) -> None:
     """A warning as the command line says it: one ``warning:`` line on stderr, not the
     source line of the library that raised it."""
     print(f"warning: {message}", file=sys.stderr)
-
-
-def _chain_summary(fit: Any) -> str:
-    """One line on an MCMC fit's chains: the largest R-hat and smallest bulk ESS over
-    every scalar of the posterior (ArviZ's rank-normalized ones) and the divergences."""
-    import arviz as az
-
-    chains, draws = next(iter(fit.posterior.values())).shape[:2]
-    post = az.convert_to_dataset({k: v.detach().cpu().numpy() for k, v in fit.posterior.items()})
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rhat = az.rhat(post).to_array().values
-        ess = az.ess(post).to_array().values
-    rhat, ess = rhat[np.isfinite(rhat)], ess[np.isfinite(ess)]  # constant entries: NaN
-    divergent = fit.sample_stats.get("diverging")
-    parts = [f"{chains} chain{'s' if chains > 1 else ''} x {draws} draws"]
-    if chains > 1 and rhat.size:
-        parts.append(f"max R-hat {rhat.max():.3f}")
-    if ess.size:
-        parts.append(f"min bulk ESS {ess.min():.0f}")
-    if divergent is not None:
-        parts.append(f"{int(divergent.sum())} divergent transitions")
-    return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()) for all)"
 
 
 def _cmd_sample(args) -> int:
@@ -539,6 +524,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            warnings.filterwarnings("ignore", _TORCH_OWN, FutureWarning)
             return args.func(args)
     except SystemExit as e:
         if isinstance(e.code, str):

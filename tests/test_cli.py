@@ -615,3 +615,19 @@ def test_a_conditional_model_is_refused_before_anything_is_written(tmp_path):
         cli.main(["fit", "autoregressive", "--arg", "num_classes=2", "--data",
                   str(tmp_path / "absent.txt"), "--method", "mle", "--out", str(out)])
     assert not out.exists()
+
+
+def test_torch_own_deprecation_inside_its_compiler_is_not_a_warning_line(monkeypatch, capsys):
+    """``compile=True`` makes Inductor call a function torch itself deprecates; the command
+    line says nothing of it (no user can act on it) and says every other warning."""
+    import warnings
+
+    def noisy(args):
+        warnings.warn("`torch._prims_common.check` is deprecated and will be removed in the "
+                      "future. Please use `torch._check*` functions instead.", FutureWarning)
+        warnings.warn("the prior is informative", UserWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_list", noisy)
+    assert cli.main(["list"]) == 0
+    assert capsys.readouterr().err == "warning: the prior is informative\n"

@@ -80,20 +80,33 @@ def check_network(net: nn.Module, name: str, args: Sequence[Tuple[str, Optional[
                          f"B = {rows} it returned {got}")
 
 
-def correlation_spectrum(x: torch.Tensor, block: int = 65536) -> Tuple[torch.Tensor, float]:
+def correlation_spectrum(x: torch.Tensor,
+                         block: int = 65536) -> Tuple[torch.Tensor, torch.Tensor]:
     """The ascending eigenvalues of the correlation matrix of ``x``'s columns ``(N, D)``
-    (a constant column counts as a zero column), in float64, and the level at or below
-    which an eigenvalue is the data's own rounding, not a direction the rows vary in.
+    (a constant column counts as a zero column), in float64, and for each the level at
+    or below which it is the data's own rounding, not a direction the rows vary in.
 
     Columns that are exactly dependent but stored in ``x``'s dtype leave eigenvalues of
-    their rounding errors: a standardized column j is off by up to
-    ``delta_j = eps * max|x_j| / sd_j``, so along a dependence a (unit length) the
-    variance is at most ``(sum_j |a_j| delta_j)^2 <= D max_j delta_j^2``. The level is
-    four times that bound, plus float64's accumulation over N rows:
-    ``lambda_max * (4 D max_j delta_j^2 + eps_64 D sqrt(N))``. Real columns that are
-    merely correlated stay far above it (raw breast cancer in float32, all rows: 1e-5 of
-    lambda_max against a level of 3e-10). Accumulated over blocks of rows, so that a
-    large ``x`` is never copied whole.
+    their rounding errors. A value v is off by at most half an ulp, ``eps |v| / 2``, so
+    standardized column j by at most ``delta_j / 2``, ``delta_j = eps * max|x_j| / sd_j``
+    (centring only lowers the errors' variance): along a unit direction a the rounding
+    adds at most ``b(a) / 4`` of variance, ``b(a) = (sum_j |a_j| delta_j)^2``.
+    Eigenvalue k's level is that bound along its eigenvector a_k, ``max(4 lambda_max,
+    D / 4) * b(a_k)``, plus float64's accumulation over N rows, ``lambda_max eps_64 D
+    sqrt(N)``. A dependence that is an eigenvector is caught with errors of up to
+    ``4 sqrt(lambda_max)`` roundings (room for a column computed in ``x``'s dtype by a
+    few operations, ``3 a - 0.5 b``). One spread over many eigenvectors, ``a = sum_k
+    c_k a_k``, is caught too: were every lambda_k above ``K b(a_k)``, ``sqrt b(a) <=
+    sum_k |c_k| sqrt b(a_k) < sqrt(D sum_k c_k^2 lambda_k / K) <= sqrt(D b(a) / (4 K))``,
+    false for ``K >= D / 4`` (hence that floor).
+
+    Per eigenvector, not ``4 lambda_max D max_j delta_j^2`` for all (Cauchy-Schwarz):
+    one float32 column with a large offset has a large delta_j, which put every level
+    at 0.46 and refused breast cancer with column 9 shifted by 1000 (smallest eigenvalue
+    1.3e-4, |a_9| 0.005 along it: level 3.6e-7 now). Real columns that are merely
+    correlated stay far above it (raw breast cancer in float32, all rows: 1e-5 of
+    lambda_max against a level of 1.2e-11 of it). Accumulated over blocks of rows, so
+    that a large ``x`` is never copied whole.
     """
     x = x.detach()
     n, d = x.shape
@@ -110,15 +123,17 @@ def correlation_spectrum(x: torch.Tensor, block: int = 65536) -> Tuple[torch.Ten
     sd = (gram.diagonal() / n).sqrt()
     varies = sd > 0
     sd = torch.where(varies, sd, torch.ones_like(sd))
-    eig = torch.linalg.eigvalsh(gram / n / sd / sd.unsqueeze(-1))
-    delta = float((peak / sd)[varies].max()) * torch.finfo(x.dtype).eps if varies.any() else 0.0
-    level = float(eig[-1]) * (4 * d * delta**2 + torch.finfo(torch.float64).eps * d * n**0.5)
+    eig, vec = torch.linalg.eigh(gram / n / sd / sd.unsqueeze(-1))
+    delta = torch.where(varies, peak / sd, torch.zeros_like(sd)) * torch.finfo(x.dtype).eps
+    along = vec.abs().T @ delta  # sum_j |a_kj| delta_j, one per eigenvector a_k
+    level = (torch.clamp(4 * eig[-1], min=d / 4) * along**2
+             + eig[-1] * torch.finfo(torch.float64).eps * d * n**0.5)
     return eig, level
 
 
 def rank_of(x: torch.Tensor) -> int:
     """The dimension the rows of ``x`` ``(N, D)`` span around their mean: the eigenvalues
-    of :func:`correlation_spectrum` above its rounding level."""
+    of :func:`correlation_spectrum` above their rounding levels."""
     eig, level = correlation_spectrum(x)
     return int((eig > level).sum())
 

@@ -1,0 +1,104 @@
+"""The rank check of ``_checks.correlation_spectrum``: each eigenvalue is judged against
+the rounding its own eigenvector can carry, so one float32 column with a large offset
+no longer refuses valid data, while exactly dependent float32 columns still are."""
+
+import numpy as np
+import pytest
+import torch
+
+import pyro_genmodels as pgm
+from pyro_genmodels.models._checks import correlation_spectrum, dependent_columns, rank_of
+
+
+def _breast_cancer() -> np.ndarray:
+    from sklearn.datasets import load_breast_cancer
+    return load_breast_cancer().data
+
+
+def test_one_offset_float32_column_does_not_refuse_full_rank_data():
+    """Breast cancer in float32 with column 9 (sd 0.007) shifted by 1000: its rounding is
+    0.017 sd, which the single worst-column level spread over every direction (level
+    0.46, rank 8), refusing Flow and Gaussian fits that pass in float64. The smallest
+    eigenvector weighs column 9 by 0.005: its level is 3.6e-7 against 1.3e-4."""
+    b = _breast_cancer().astype(np.float32)
+    b[:, 9] += 1000
+    x = torch.tensor(b)
+    assert rank_of(x) == 30
+    assert dependent_columns(x) is None
+    eig, level = correlation_spectrum(x)
+    assert level.shape == eig.shape == (30,)  # one level per eigenvalue
+    assert bool((eig > level).all())
+    pgm.Gaussian(30).check_data_for("mle", x)  # raised "covariance singular"
+    pgm.Flow(30).check_data_for("mle", x)  # raised "rows lie on a hyperplane"
+
+
+def test_offset_everywhere_float32_leaves_ppca_enough_rank():
+    """Every column + 1000 in float32: the old level counted 2 dimensions and PPCA(30, 5)
+    refused; per eigenvector the worst case still doubts a few directions (columns with
+    sd 0.003 carry 1% of an sd of rounding), but far more than 5 remain."""
+    x = torch.tensor((_breast_cancer() + 1e3).astype(np.float32))
+    assert 5 < rank_of(x) <= 30
+    pgm.PPCA(30, 5).check_data_for("mle", x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exact_dependence_is_refused_beside_an_offset_column(dtype):
+    """A column that is an exact combination of others, stored in ``dtype``, is refused
+    whether or not an unrelated column (or one in the combination) carries an offset of
+    1000: the offset column's rounding must not hide it."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(1000, 4, generator=g, dtype=torch.float64) * torch.tensor(
+        [1.0, 100.0, 1e-3, 0.01], dtype=torch.float64)
+    a[:, 3] += 1000
+    a = a.to(dtype)
+    for col in (a[:, 0] + a[:, 1],  # computed in dtype: one rounding
+                (a[:, 0].double() - 3 * a[:, 2].double()).to(dtype),  # rounded once
+                3 * a[:, 0] - 0.5 * a[:, 1],  # two roundings, one larger than the result
+                a[:, 3] + a[:, 2],  # through the offset column itself
+                a[:, 3].clone()):  # a copy of it
+        x = torch.cat([a, col[:, None]], 1)
+        assert rank_of(x) == 4, dtype
+        assert dependent_columns(x) is not None, dtype
+        with pytest.raises(ValueError, match="linearly dependent"):
+            pgm.Gaussian(5).check_data_for("mle", x)
+
+
+def test_a_dependent_column_added_to_offset_breast_cancer_is_refused():
+    """The data of the first test, accepted with 30 columns, is refused once a 31st is the
+    float32 sum of two of them: the smallest level follows the dependence's own columns,
+    not column 9's."""
+    b = _breast_cancer().astype(np.float32)
+    b[:, 9] += 1000
+    x = torch.tensor(b)
+    for col in (x[:, 0] + x[:, 1], x[:, 9] - x[:, 2], x[:, 5] * 2 - x[:, 7]):
+        y = torch.cat([x, col[:, None]], 1)
+        assert rank_of(y) == 30
+        assert dependent_columns(y) is not None
+
+
+def test_several_and_spread_dependences_are_counted():
+    """Two dependences lower the rank by two; a column that is the (once rounded) sum of
+    40 weakly correlated float32 columns, a dependence spread over all of them where the
+    largest eigenvalue is small, is caught too."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(2000, 5, generator=g, dtype=torch.float64).float()
+    a[:, 4] += 1000
+    x = torch.cat([a, (a[:, 0] + a[:, 1])[:, None], (a[:, 2] - a[:, 4])[:, None]], 1)
+    assert rank_of(x) == 5
+    many = torch.randn(3000, 40, generator=g, dtype=torch.float64).float()
+    total = many.double().sum(1, keepdim=True).float()
+    y = torch.cat([many, total], 1)
+    assert rank_of(y) == 40
+    assert rank_of(many) == 40
+
+
+def test_constant_columns_and_too_few_rows_keep_their_rank():
+    """A constant column is a zero column (rank D - 1), N <= D rows span at most N - 1
+    dimensions, and all-constant data has rank 0."""
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(50, 4, generator=g)
+    a[:, 2] = 7.0
+    assert rank_of(a) == 3
+    assert rank_of(torch.randn(4, 6, generator=g)) == 3
+    assert rank_of(torch.full((10, 3), 2.0)) == 0
+    assert dependent_columns(torch.randn(4, 6, generator=g)) is not None

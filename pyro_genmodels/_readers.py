@@ -13,6 +13,11 @@ otherwise. Every cell must be a finite number and every row as long as the first
 A ``.npy`` must hold a numeric array of shape ``(N, D)``; a 1-D array is one column. Numbers
 that torch does not take as they are (big-endian, float128, uint16 and wider unsigned
 integers) are read as float64.
+
+A ``.txt`` holds one string a line (:func:`read_lines`; a blank line is the empty
+string), or, for a token-id model (``vocab_size=K``), one sequence of integer ids a line,
+separated by spaces, as ``sample`` writes them (:func:`read_ids`; a blank line is the
+empty sequence).
 """
 
 from __future__ import annotations
@@ -69,6 +74,28 @@ def read_lines(path: str) -> List[str]:
         raise DataFileError(f"{path}: the file is empty, expected one string per line")
     lines = _LINE_BREAK.split(text)
     return lines[:-1] if lines[-1] == "" else lines  # the last line's break ends no string
+
+
+def read_ids(path: str, vocab_size: Optional[int] = None) -> List[List[int]]:
+    """The token-id sequences of a ``.txt`` file, as ``sample`` writes them: one a line,
+    integer ids separated by whitespace (a blank line is the empty sequence). With
+    ``vocab_size`` K, every id must lie in ``[0, K)``."""
+    seqs: List[List[int]] = []
+    for n, line in enumerate(read_lines(path), 1):
+        seq = []
+        for j, item in enumerate(line.split(), 1):
+            try:
+                seq.append(int(item))
+            except ValueError:
+                raise DataFileError(f"{path}, line {n}, id {j}: found {item!r}, expected an "
+                                    f"integer token id (ids separated by spaces, one "
+                                    f"sequence a line, as sample writes them)") from None
+            if vocab_size is not None and not 0 <= seq[-1] < vocab_size:
+                raise DataFileError(f"{path}, line {n}, id {j}: found the token id {item}, "
+                                    f"expected one in [0, {vocab_size}) (vocab_size="
+                                    f"{vocab_size})")
+        seqs.append(seq)
+    return seqs
 
 
 # ------------------------------------------------------------------------------ files

@@ -12,9 +12,11 @@
 
 Numeric models read and write ``(N, D)`` arrays (.csv or .npy). Text models (``ngram``,
 ``autoregressive``) read and write .txt files, one string per line (UTF-8; a blank line
-is the empty string); ``--prefix``, ``--temperature``, ``--top-k`` and ``--max-length``
-are their sampling options (a token-id model's prefix: its ids separated by spaces, as
-it writes them). What a data file may hold is in ``_readers``; a file that cannot be read
+is the empty string); a token-id model (``--arg vocab_size=K``) one sequence per line,
+its integer ids separated by spaces (a blank line is the empty sequence), and the summary
+after its fit is in nats per token. ``--prefix``, ``--temperature``, ``--top-k`` and
+``--max-length`` are their sampling options (a token-id model's prefix: its ids separated
+by spaces). What a data file may hold is in ``_readers``; a file that cannot be read
 is one line on stderr, ``error: FILE, line L, column C (NAME): found ..., expected ...``,
 status 1, and nothing is written. Warnings are ``warning: ...`` lines on stderr, but for
 torch's own deprecations inside its compiler (``compile=True``), which no user can act on.
@@ -124,9 +126,12 @@ def _read_table(path: str) -> Tuple[np.ndarray, Optional[List[str]]]:
         raise SystemExit(f"error: {e}") from None
 
 
-def _read_lines(path: str) -> List[str]:
+def _read_lines(path: str, ids: bool = False, vocab_size: Any = None) -> List[Any]:
+    """The strings of a .txt file; with ``ids``, a token-id model's sequences of integer
+    ids, each in [0, vocab_size) where that is a positive int (else the model says)."""
+    K = vocab_size if type(vocab_size) is int and vocab_size > 0 else None
     try:
-        return _readers.read_lines(path)
+        return _readers.read_ids(path, K) if ids else _readers.read_lines(path)
     except _readers.DataFileError as e:
         raise SystemExit(f"error: {e}") from None
 
@@ -252,8 +257,11 @@ def _fit(args, rank: int) -> int:
     except ValueError as e:
         raise SystemExit(f"error: --out: {e}") from None
     columns: Optional[List[str]] = None  # a .csv header's names, kept for `sample`
-    x: Union[List[str], np.ndarray]
-    x, columns = (_read_lines(args.data), None) if text else _read_table(args.data)
+    # a token-id model (vocab_size=K, no vocab) reads ids, as sample writes them
+    ids = text and kwargs.get("vocab_size") is not None and kwargs.get("vocab") is None
+    x: Union[List[Any], np.ndarray]
+    x, columns = ((_read_lines(args.data, ids, kwargs.get("vocab_size")), None) if text
+                  else _read_table(args.data))
     if isinstance(x, np.ndarray):  # numeric rows (not a text model's lines)
         kwargs.setdefault("dim", int(x.shape[1]))
     options = _parse_pairs(args.option, "--option")
@@ -297,9 +305,10 @@ def _fit(args, rank: int) -> int:
         print(chain_summary(fit))
     if text:
         total = fit.log_prob(x).sum().item()
-        chars = sum(len(s) + 1 for s in x)  # the end token counts as a character
+        chars = sum(len(s) + 1 for s in x)  # the end token counts as a character (token)
         print(f"training data: mean log p(x) {round(total / len(x), 4) + 0.0:.4f}, "
-              f"{round(-total / chars, 4) + 0.0:.4f} nats per character (end token included)")
+              f"{round(-total / chars, 4) + 0.0:.4f} nats per "
+              f"{'token' if ids else 'character'} (end token included)")
         return 0
     import torch
 
@@ -307,7 +316,10 @@ def _fit(args, rank: int) -> int:
     rows = fit.data if fit.data is not None else torch.as_tensor(
         np.array(x[:SUMMARY_ROWS]), dtype=fit.model._anchor.dtype)
     which = "the training data" if fit.data is not None else f"the first {len(rows)} rows"
-    if fit.log_prob_kind == "none":  # no density: score the draws against the data
+    if fit.log_prob_kind == "none" and len(rows) < 4:  # saved: say so, no traceback
+        print(f"no density (log_prob: none); {which} ({len(rows)} rows) are too few to "
+              f"score draws against (MMD needs at least 4)")
+    elif fit.log_prob_kind == "none":  # no density: score the draws against the data
         from .metrics import mmd
 
         score = mmd(rows, fit.sample(min(len(rows), 5000), seed=0))
@@ -471,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a model to a .csv/.npy/.txt file and save the run")
     f.add_argument("model", help="registered model name (see `list`)")
     f.add_argument("--data", required=True,
-                   help="(N, D) data, .csv or .npy; text models: .txt, one string per line")
+                   help="(N, D) data, .csv or .npy; text models: .txt, one string per line "
+                        "(token-id models: integer ids separated by spaces)")
     f.add_argument("--method", required=True, help="mle, map, vi, nuts, ...")
     f.add_argument("--out", required=True, help="run directory to write")
     f.add_argument("--seed", type=int, default=0,

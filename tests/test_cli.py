@@ -82,6 +82,70 @@ def test_the_seed_fixes_a_networks_initial_weights_too(tmp_path):
     assert tensors["a"] != tensors["c"]
 
 
+@pytest.mark.parametrize("model, args", [
+    ("autoregressive", ["--arg", "hidden_size=4", "--option", "num_steps=3"]),
+    ("ngram", ["--arg", "order=2"])])
+def test_a_token_id_model_fits_the_ids_it_samples(tmp_path, capsys, model, args):
+    """A token-id model (vocab_size=K) fits a .txt of ids, one sequence a line, as sample
+    writes them (a blank line is the empty sequence); it was refused: "takes integer
+    token ids ..., not strings". The summary is per token, not per character."""
+    data = tmp_path / "ids.txt"
+    data.write_text("1 2 3\n4 0\n\n 2\t2  2 1 \n", encoding="utf-8")
+    seqs = [[1, 2, 3], [4, 0], [], [2, 2, 2, 1]]
+    fit_args = ["--method", "mle", "--arg", "vocab_size=5", "--quiet", *args]
+    run = tmp_path / "run"
+    assert cli.main(["fit", model, "--data", str(data), "--out", str(run), *fit_args]) == 0
+    fit = pgm.load(run)
+    assert fit.model.token_mode and fit.model.vocab_size == 5
+    nats = -fit.log_prob(seqs).sum().item() / sum(len(s) + 1 for s in seqs)
+    printed = capsys.readouterr().out
+    assert f"{nats:.4f} nats per token (end token included)" in printed
+    assert "per character" not in printed
+    # the encoded data: each line's ids, then the end id (5) as padding
+    assert fit.data.tolist() == [s + [5] * (5 - len(s)) for s in seqs]
+    out = tmp_path / "s.txt"
+    assert cli.main(["sample", str(run), "-n", "40", "--out", str(out), "--seed", "1"]) == 0
+    sampled = [[int(v) for v in line.split()] for line in out.read_text().splitlines()]
+    assert len(sampled) == 40 and [] in sampled  # blank lines, read back as empty sequences
+    again = tmp_path / "again"
+    assert cli.main(["fit", model, "--data", str(out), "--out", str(again), *fit_args]) == 0
+    rows = pgm.load(again).data.tolist()
+    assert [row[:len(s) + 1] for row, s in zip(rows, sampled)] == [s + [5] for s in sampled]
+    assert len(rows) == 40
+
+
+def test_a_token_id_file_that_is_not_ids_is_refused_before_anything_is_written(tmp_path):
+    """A line that holds anything but integer ids, or an id out of [0, K): one
+    error line with the file, line and id, and no run directory."""
+    data, out = tmp_path / "ids.txt", tmp_path / "run"
+    base = ["fit", "autoregressive", "--data", str(data), "--method", "mle", "--out",
+            str(out), "--arg", "vocab_size=5", "--option", "num_steps=1"]
+    for text, found in [("1 2\n\n3 a 4\n", "line 3, id 2: found 'a', expected an integer"),
+                        ("1 2\n3 2.0\n", "line 2, id 2: found '2.0', expected an integer"),
+                        ("0,1\n", "line 1, id 1: found '0,1', expected an integer"),
+                        ("ab\n", "line 1, id 1: found 'ab', expected an integer"),
+                        ("1\n2 7\n", r"line 2, id 2: found the token id 7, expected one in "
+                                       r"\[0, 5\) \(vocab_size=5\)"),
+                        ("1\n-1\n", "line 2, id 1: found the token id -1, expected one in")]:
+        data.write_text(text, encoding="utf-8")
+        with pytest.raises(SystemExit, match=f"^error: {re.escape(str(data))}, {found}"):
+            cli.main(base)
+        assert not out.exists()
+    data.write_text("", encoding="utf-8")
+    with pytest.raises(SystemExit, match="the file is empty"):
+        cli.main(base)
+    assert not out.exists()
+    # a vocab_size that the model refuses is the model's error, not a reader's
+    data.write_text("1 2\n3 9\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="^error: Expected vocab_size to be a positive"):
+        cli.main(base + ["--arg", "vocab_size=0"])
+    assert not out.exists()
+    # a text model (no vocab_size) still reads strings: digits are characters there
+    assert cli.main(["fit", "ngram", "--data", str(data), "--method", "mle", "--out",
+                     str(out), "--arg", "order=2", "--quiet"]) == 0
+    assert pgm.load(out).model.vocab == " 1239"
+
+
 def test_a_text_fit_of_certainty_prints_zero_not_minus_zero(tmp_path, capsys):
     """One string repeated: the mle bigram gives it probability 1, log p = 0, and the
     summary printed "-0.0000 nats per character"."""
@@ -631,3 +695,18 @@ def test_torch_own_deprecation_inside_its_compiler_is_not_a_warning_line(monkeyp
     monkeypatch.setattr(cli, "_cmd_list", noisy)
     assert cli.main(["list"]) == 0
     assert capsys.readouterr().err == "warning: the prior is informative\n"
+
+
+def test_a_gan_fit_on_fewer_rows_than_mmd_needs_is_saved_and_said(tmp_path, capsys):
+    """A GAN has no density, so the summary scores draws by MMD, which needs 4 rows: on 3
+    the fit is saved and the summary says why there is no score (it was a traceback
+    after the save, status 1)."""
+    data = tmp_path / "three.csv"
+    data.write_text("1,2\n3,4\n5,7\n")
+    run = tmp_path / "run"
+    assert cli.main(["fit", "gan", "--data", str(data), "--method", "adversarial", "--out",
+                     str(run), "--quiet", "--arg", "hidden=[4]", "--option",
+                     "num_steps=2"]) == 0
+    out = capsys.readouterr().out
+    assert "the training data (3 rows) are too few to score draws against" in out
+    assert pgm.load(run).sample(2, seed=0).shape == (2, 2)

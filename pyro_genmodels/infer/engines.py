@@ -30,21 +30,21 @@ import hashlib
 import math
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Type
 
-import pyro
-import pyro.optim
+import pyro.optim  # and pyro
 import torch
 from torch.distributions import biject_to
-from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
+from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_value
 
-from .._validation import (check_bool, check_choice, check_options,
-                           heldout_conditions, heldout_pair, nonnegative_float, positive_float,
-                           probability, store_counts, with_context)
+from .._validation import (check_bool, check_choice, check_options, heldout_conditions,
+                           heldout_pair, nonnegative_float, positive_float, probability,
+                           store_counts, with_context)
 from .loop import FitResult, LoopOptions, NonFiniteLossError, Player, optimize
 from .optimizers import refuse_unread
 from .mcmc import sample_posterior
 from .potential import sample_posterior_fused
 from .objectives import (DifferentiableELBO, ELBOLoss, FlatPriors, GenerativeModel,
-                         NegativeLogJoint, make_elbo, make_guide, traced_execution, use_jit)
+                         MultivariateNormalGuide, NegativeLogJoint, make_elbo, make_guide,
+                         traced_execution, use_jit)
 
 
 class Data(NamedTuple):
@@ -101,8 +101,7 @@ def split_heldout(model: GenerativeModel, x: torch.Tensor, c: Optional[torch.Ten
         def pick(t: Optional[torch.Tensor], i: torch.Tensor) -> Optional[torch.Tensor]:
             return None if t is None else t.index_select(0, i)
 
-        data = Data(x.index_select(0, train), pick(c, train), x.index_select(0, val),
-                    pick(c, val))
+        data = Data(x.index_select(0, train), pick(c, train), x.index_select(0, val), pick(c, val))
         try:  # a column constant on the training rows only, N <= D left, ...
             if method is not None:
                 model.check_data_for(method, data.x)
@@ -286,7 +285,7 @@ class PointEngine(Engine):
 
 
 # ---------------------------------------------------------------------- vi
-GUIDES = {"mvn": AutoMultivariateNormal, "normal": AutoNormal}
+GUIDES = {"mvn": MultivariateNormalGuide, "normal": AutoNormal}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -294,8 +293,9 @@ class VIOptions(PointOptions):
     """:class:`PointOptions` with ``vi``'s defaults, plus
 
     Attributes:
-        guide: ``"mvn"`` (AutoMultivariateNormal, full covariance in the unconstrained
-            space, exact for conjugate Gaussian posteriors) or ``"normal"`` (mean field).
+        guide: ``"mvn"`` (:class:`~pyro_genmodels.infer.objectives.MultivariateNormalGuide`:
+            AutoMultivariateNormal, full covariance in the unconstrained space, exact for
+            conjugate Gaussian posteriors) or ``"normal"`` (AutoNormal, mean field).
         num_particles: ELBO samples per step (``vectorized_particles``: in one trace).
         num_posterior_samples: draws of phi stored in the fit (one chain).
         init_scale: initial sd of q in the unconstrained space (in column sds for the

@@ -107,7 +107,8 @@ class NGram(SequenceModel):
     ``mle``   :math:`n_{hv} / n_h` (closed form; unseen transitions get 0, log_prob -inf)
     ``map``   :math:`(n_{hv} + \alpha - 1) / (n_h + V(\alpha - 1))` (closed form;
               alpha = 2 is add-one smoothing; needs alpha >= 1)
-    ``vi``    AutoMultivariateNormal / AutoNormal on ``probs`` (posterior approximation)
+    ``vi``    AutoNormal (default) / AutoMultivariateNormal on ``probs`` (posterior
+              approximation; mean field by default, see below)
     ``nuts``  posterior draws; the exact posterior is Dirichlet(alpha + n_h)
     ========  =====================================================================
 
@@ -118,6 +119,13 @@ class NGram(SequenceModel):
         prior_concentration: alpha > 0 of the symmetric Dirichlet prior.
         vocab: the characters (text data; default: built by ``fit`` from the strings).
         vocab_size: K, for integer token ids ``0..K-1`` instead of text.
+
+    ``vi``'s guide is mean field (``guide="normal"``) by default, because the exact
+    posterior is: in the stick-breaking coordinates of the simplex, where the guide
+    lives, the fractions of a Dirichlet are independent Betas (and the contexts are
+    independent), so a full covariance adds (C (V - 1))^2 / 2 parameters that only learn
+    noise. On 300 of the names (C (V - 1) = 702) the default ends 35 nats above the exact
+    -log p(x) (4621); ``guide="mvn"`` 550 nats above, in twice the time.
 
     Sample sites: ``probs`` ``(C, V)`` in the plate ``contexts`` (C = V^(order-1)), and
     the observed ``x`` ``(N, T)`` in the plate ``data`` (one masked Categorical per
@@ -140,7 +148,7 @@ class NGram(SequenceModel):
                                 methods=("mle", "map", "vi", "nuts", "chees"))
     global_sites = ("probs",)
     engines = {"mle": ClosedForm("mle"), "map": ClosedForm("map"),
-               "vi": VIEngine(num_steps=1000, num_posterior_samples=500),
+               "vi": VIEngine(num_steps=1000, num_posterior_samples=500, guide="normal"),
                "nuts": MCMCEngine("nuts", num_samples=300, warmup_steps=300),
                "chees": ChEESEngine(num_samples=300, warmup_steps=300)}
     fit_class = SequenceFit

@@ -305,3 +305,20 @@ def test_metrics_page_code_blocks_run(capsys):
     for i, code in enumerate(blocks):
         exec(compile(code, f"metrics.md[block {i}]", "exec"), namespace)  # noqa: S102
     assert "modes covered" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spread", [3.0, 100.0])
+def test_c2st_default_is_blind_to_a_wide_spread_in_many_columns_as_documented(spread):
+    """c2st's docstring and docs/metrics.md: in 64 columns k-NN calls every row of a too
+    spread sample the other's (accuracy 0.5 within 3 binomial standard errors), which a
+    random forest separates fully and MMD sees."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(500, 64, generator=g)
+    x = torch.randn(500, 64, generator=g) * spread
+    default = metrics.c2st(x, y)
+    assert abs(default.estimate - 0.5) <= 3 * 0.5 / 250 ** 0.5, default
+    assert metrics.c2st(x, y, classifier=RandomForestClassifier()).estimate == 1.0
+    score = metrics.mmd(x, y)
+    assert score.estimate > 5 * score.stderr, score

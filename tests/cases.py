@@ -156,7 +156,7 @@ def _numeric_refusals(d: Data) -> List[Refusal]:
             Refusal(_replace(d, x="data.csv"), TypeError, None)]
     if d.c is not None:
         out.append(Refusal(_replace(d, c=d.c[:-1]), ValueError,
-                           rf"c has {n - 1} rows but there are {n} data rows"))
+                           rf"c has {n - 1} rows, expected {n} \(one per data row"))
     return out
 
 

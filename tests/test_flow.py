@@ -445,3 +445,16 @@ def test_subnormal_units_give_the_fit_in_other_units():
     for u in (1e-38, 1e-40):
         moved = model.fit(x * u, **kw).log_prob(x * u) + 13 * math.log(u)
         assert (moved - unit).abs().max() < 100 * 1.2e-4, u
+
+
+def test_a_conditional_sample_with_the_wrong_number_of_conditions_says_what_it_takes():
+    """c for n draws is one row per draw or one row for all; the refusal said "data rows",
+    which a sample has none of."""
+    x, c = torch.randn(40, 2), torch.randn(40, 1)
+    with seeded(0):
+        fit = pgm.Flow(2, context_dim=1, hidden=(4,)).fit(x, c=c, method="mle", num_steps=2,
+                                                          progress=False)
+    with pytest.raises(ValueError, match=r"^c has 7 rows, expected 100 \(one per data row, "
+                                         r"or per draw in sample\) or 1 \(shared by all\)$"):
+        fit.sample(100, c=c[:7])
+    assert fit.sample(3, c=c[:1]).shape == (3, 2)

@@ -314,8 +314,8 @@ def test_a_conditional_models_validation_rows_need_their_conditions():
                                          r"c_val\) with c_val the conditions of the held-out "
                                          r"rows, but c_val is None$"):
         model.fit(x, c=c, method="mle", validation=(x[:5], None))
-    with pytest.raises(ValueError, match=r"^validation=\(x_val, c_val\): c_val: c has 3 rows "
-                                         r"but there are 5 data rows"):
+    with pytest.raises(ValueError, match=r"^validation=\(x_val, c_val\): c_val: c has 3 rows, "
+                                         r"expected 5 \(one per data row"):
         model.fit(x, c=c, method="mle", validation=(x[:5], c[:3]))
     fit = model.fit(x, c=c, method="mle", num_steps=4, progress=False,
                     validation=(torch.randn(5, 2), torch.randn(5, 1)))

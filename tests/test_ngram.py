@@ -346,3 +346,17 @@ def test_vi_on_the_names_is_a_bound_on_the_exact_evidence(guide, num_steps):
     assert last.mean() >= bound - 4 * last.std() / 10, (last.mean(), bound)
     if guide is None:
         assert last.mean() <= bound + 0.2 * len(names), (last.mean(), bound)
+
+
+def test_a_switch_given_a_string_is_refused_not_read_as_true():
+    """``use_cache="no"`` used the cache and ``include_end="no"`` included the end token
+    (any non-empty string is truthy); both are refused, True and False work."""
+    fit = NGram(2).fit(["ab", "ba", "abb"], method="map", progress=False)
+    with pytest.raises(TypeError, match=r"^Expected include_end to be True or False, but "
+                                        r"got 'no'$"):
+        fit.log_prob(["ab"], include_end="no")
+    with pytest.raises(TypeError, match=r"^Expected use_cache to be True or False, but got "
+                                        r"'no'$"):
+        fit.sample(2, seed=0, use_cache="no")
+    assert fit.sample(5, seed=0, use_cache=False) == fit.sample(5, seed=0)
+    assert (fit.log_prob(["ab"], include_end=False) > fit.log_prob(["ab"])).all()

@@ -536,3 +536,12 @@ def test_a_one_class_vae_reads_back_the_context_its_fit_stores():
     assert math.isfinite(table.loc["v", "heldout_log_prob"])
     with pytest.raises(ValueError, match=r"c of shape \(5, 1\) must be one-hot rows"):
         fit.log_prob(x[:5], c=torch.zeros(5, 1))
+
+
+def test_mean_given_a_string_is_refused_not_read_as_true():
+    x, _ = _digits(20)
+    with seeded(0):
+        fit = VAE(64, 2, hidden=(8,)).fit(x, method="mle", num_steps=2, progress=False)
+    with pytest.raises(TypeError, match=r"^Expected mean to be True or False, but got 'yes'$"):
+        fit.sample(2, mean="yes")
+    assert fit.sample(2, seed=0, mean=True).shape == (2, 64)

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._rng import seeded
-from .._validation import as_data, check_choice, positive_float, positive_int
+from .._validation import as_data, check_bool, check_choice, positive_float, positive_int
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import data_plate, plate_rows, prior_factor
@@ -131,7 +131,7 @@ class VAEFit(Fit):
         ``mean=True`` returns the decoded means E[x | z] instead of draws of x. ``c``:
         one ``int`` label for all rows, or ``(n,)`` labels. Drawn chunk after chunk of
         rows from one stream under ``seed``, as ``Fit.sample`` draws."""
-        n = positive_int(n, "n")
+        n, mean = positive_int(n, "n"), check_bool(mean, "mean")
         ctx = self._as_context(c, n)
         with seeded(seed):
             return chunked(n, self._rows(), lambda a, b: self.model.sample_given(

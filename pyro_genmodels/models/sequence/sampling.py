@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ..._rng import seeded
-from ..._validation import exact_dtype, positive_float, positive_int
+from ..._validation import check_bool, exact_dtype, positive_float, positive_int
 from ...base import Fit
 from ...fit import fits_in_memory
 
@@ -152,6 +152,7 @@ class SequenceFit(Fit):
         gives ``-inf``. ``include_end=False`` gives ``log p(x_i is a prefix)``, the
         product of the factors without the end token's. Posterior fits: the posterior
         predictive ``log (1/S) sum_s p(x_i | phi_s)``."""
+        include_end = check_bool(include_end, "include_end")
         x, c = self._encode(x, c, lengths, mask)
         out = []
         for i in range(0, x.shape[0], _ROWS):
@@ -239,7 +240,7 @@ class SequenceFit(Fit):
             if len(ids) > max_length:
                 raise ValueError(f"The prefix has {len(ids)} tokens, more than max_length="
                                  f"{max_length}")
-        c = self._as_context(c, n)
+        c, use_cache = self._as_context(c, n), check_bool(use_cache, "use_cache")
         if self.point is None and not use_cache:
             raise ValueError("use_cache=False is for point fits (mle, map)")
         with seeded(seed):

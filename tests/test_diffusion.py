@@ -399,3 +399,20 @@ def test_eight_gaussians_quality_at_the_defaults():
     ode = fit.probability_flow(rows).log_prob
     assert abs(float(ode.mean()) - float(p.log_prob(rows.double()).mean())) < 0.15
     assert float(ode.mean()) > float(fit.log_prob(rows).mean())
+
+
+def test_guidance_is_refused_where_the_unconditional_prediction_was_never_trained():
+    """condition_dropout=0 trains eps(x, c) alone: guidance would mix in an eps(x) that
+    no step trained, so it is refused (guidance=0 or None is the conditional alone)."""
+    x = _eight(64)
+    c = torch.nn.functional.one_hot((x[:, 0] > 0).long(), 2).float()
+    with seeded(0):
+        model = pgm.Diffusion(2, timesteps=10, hidden=(8,), context_dim=2)
+    fit = model.fit(x, c=c, method="mle", num_steps=2, seed=0, progress=False,
+                    condition_dropout=0.0)
+    with pytest.raises(ValueError, match=r"^guidance=2.0 mixes in the unconditional "
+                                         r"prediction, which this fit never trained "
+                                         r"\(condition_dropout=0\)"):
+        fit.sample(4, c=c[:1], guidance=2.0)
+    assert torch.equal(fit.sample(4, c=c[:1], guidance=0.0, seed=1),
+                       fit.sample(4, c=c[:1], seed=1))

@@ -406,3 +406,16 @@ def test_eight_gaussians_quality_at_the_defaults():
     rows = held[:400]
     ode = float(fit.log_prob(rows).mean())
     assert abs(ode - float(p.log_prob(rows.double()).mean())) < 0.2
+
+
+def test_levels_given_refuse_the_arguments_they_replace():
+    """sigmas gives the levels, so num_levels, sigma_min and sigma_max would do nothing
+    (they were kept, and saved, contradicting the levels); at their defaults, or
+    num_levels equal to the number of levels (as a saved config has it), they pass."""
+    with pytest.raises(ValueError, match=r"^sigmas=\[5.0, 1.0\] gives the levels; "
+                                         r"num_levels=4, sigma_min=0.5, sigma_max=3.0 would "
+                                         r"do nothing beside it"):
+        pgm.ScoreModel(2, sigmas=[5.0, 1.0], sigma_min=0.5, sigma_max=3.0, num_levels=4)
+    model = pgm.ScoreModel(2, sigmas=[5.0, 1.0], num_levels=2, hidden=(8,))
+    again = pgm.ScoreModel(**{k: v for k, v in model.get_config().items() if k != "network"})
+    assert again.given_sigmas == [5.0, 1.0]

@@ -224,7 +224,13 @@ class DiffusionFit(Fit):
         if self.model.context_dim is None:
             raise ValueError("guidance needs a conditional model (context_dim set); this "
                              "Diffusion is unconditional")
-        return nonnegative_float(guidance, "guidance")
+        guidance = nonnegative_float(guidance, "guidance")
+        if guidance and self.info.get("condition_dropout") == 0:  # eps(x) never trained
+            raise ValueError(f"guidance={guidance} mixes in the unconditional prediction, "
+                             f"which this fit never trained (condition_dropout=0): fit with "
+                             f"condition_dropout > 0 (default 0.1), or sample with "
+                             f"guidance=None")
+        return guidance
 
     @torch.no_grad()
     def log_prob(self, x: Any, *, c: Any = None, estimator: Optional[str] = None,

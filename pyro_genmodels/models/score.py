@@ -103,7 +103,8 @@ class ScoreModel(StandardizedContext, GenerativeModel):
     Args:
         dim: D, the number of columns of the data.
         sigmas: the annealing levels, decreasing and positive (standardized units when
-            ``standardize``); ``None``: ``num_levels`` geometric levels from
+            ``standardize``; ``num_levels``, ``sigma_min`` and ``sigma_max``, which they
+            replace, are then refused); ``None``: ``num_levels`` geometric levels from
             ``sigma_max`` down to ``sigma_min``.
         num_levels: L >= 2, the number of levels when ``sigmas`` is not given (the
             range from ``sigma_max`` down to ``sigma_min``; one fixed level: ``sigmas=[s]``,
@@ -168,6 +169,13 @@ class ScoreModel(StandardizedContext, GenerativeModel):
                 raise ValueError(f"Expected sigmas to be strictly decreasing and non-empty, "
                                  f"but got {list(sigmas)!r}")
             self.given_sigmas: Optional[List[float]] = levels
+            unused = [f"{k}={v!r}" for k, v, default in (
+                ("num_levels", num_levels, (10, len(levels))), ("sigma_min", sigma_min, (0.01,)),
+                ("sigma_max", sigma_max, (None,))) if v not in default]
+            if unused:  # what sigmas replaces would do nothing
+                raise ValueError(f"sigmas={levels} gives the levels; {', '.join(unused)} "
+                                 f"would do nothing beside it: pass sigmas, or num_levels, "
+                                 f"sigma_min and sigma_max")
         else:
             self.given_sigmas = None
         self.num_levels = (len(self.given_sigmas) if self.given_sigmas is not None

@@ -561,3 +561,22 @@ def test_columns_that_vary_below_the_dtypes_rounding_are_said_to():
             model.fit(x.float(), method="mle", seed=0, progress=False, num_steps=2)
     fit = pgm.Gaussian(13).fit(x, method="mle", seed=0, progress=False)
     assert torch.isfinite(fit.log_prob(x)).all()
+
+
+def test_full_covariance_vi_in_many_dimensions_does_as_well_as_mean_field():
+    """The mvn family contains mean field, and both start at the same diagonal q: on raw
+    breast cancer (30 columns, d = 495 unconstrained coordinates), 300 steps, the mvn
+    guide's last 50 losses are no worse than mean field's within 4 standard errors of
+    the difference. Pyro's step on the whole correlation factor (f = 1,
+    MultivariateNormalGuide) gave a mean of +8,273 (sd 5,148) against mean field's -8,382."""
+    from sklearn.datasets import load_breast_cancer
+
+    x = load_breast_cancer().data
+    last = {}
+    for guide in ("mvn", "normal"):
+        fit = pgm.Gaussian(30).fit(x, method="vi", guide=guide, num_steps=300, seed=0,
+                                   progress=False)
+        last[guide] = torch.tensor(fit.losses[-50:], dtype=torch.float64)
+    se = ((last["mvn"].var() + last["normal"].var()) / 50).sqrt()
+    assert last["mvn"].mean() <= last["normal"].mean() + 4 * se, (last["mvn"].mean(),
+                                                                   last["normal"].mean(), se)

@@ -335,8 +335,8 @@ def test_vi_on_the_names_is_a_bound_on_the_exact_evidence(guide, num_steps):
     """The negative ELBO is at least -log p(x) (exact, above). With 702 unconstrained
     coordinates the full-covariance guide's log q(u) used to be computed by a triangular
     solve whose error grows like (1 + lr)^d: the losses ran to -1e26 and the fit failed
-    with a NaN. The default (mean field) ends near -log p(x): measured 35 nats above it
-    (0.12 per name); bounded here at 0.2 per name."""
+    with a NaN (MultivariateNormalGuide). The default (mean field) ends near -log p(x):
+    measured 35 nats above it (0.12 per name); bounded here at 0.2 per name."""
     names = load_names()[:300]
     opts = {k: v for k, v in (("guide", guide), ("num_steps", num_steps)) if v is not None}
     fit = NGram(2).fit(names, method="vi", seed=0, progress=False, **opts)

@@ -280,33 +280,51 @@ def initialized_in_units(model: GenerativeModel, x: torch.Tensor, c: Optional[to
 
 class MultivariateNormalGuide(AutoMultivariateNormal):
     r"""Pyro's ``AutoMultivariateNormal`` (the ``vi`` guide ``"mvn"``; the same parameters
-    and site names), whose density of its own draws is computed from the standard normal
-    draw they were made of, not by solving the triangular system.
+    and site names), stable in many dimensions: the density of its own draws comes from
+    the standard normal draw they were made of, and the correlation factor moves at most
+    ``10 / d`` of what Pyro's does per step.
 
     A draw is :math:`u = m + L z`, :math:`z \sim N(0, I_d)`, with :math:`L =
-    \mathrm{diag}(s) T` and :math:`T` unit lower triangular, so exactly
-    :math:`\log q(u) = \log N(z; 0, I) - \sum_i \log s_i`. Pyro's ``MultivariateNormal``
-    recovers :math:`z = L^{-1}(u - m)` instead, whose rounding error grows with the
-    condition number of :math:`T`, and that grows exponentially in d: Adam's first step
-    moves every entry of :math:`T` by about the learning rate with the signs of a rank-one
-    gradient, :math:`T = I - \eta\,\mathrm{tril}(s t^\top)`, whose inverse grows like
-    :math:`(1 + \eta)^d` (1e6 for :math:`\eta = 0.02`, d = 700). In float32 the computed
-    :math:`\log q` then reached -1e25, the optimizer chased that false entropy and the
-    losses ran to -1e26 (an ``NGram(2)`` on 300 names, d = 702; ``PPCA(64, 10)`` on the
-    digits, d = 705), although :math:`\det T = 1` leaves the entropy unchanged. Here the
-    draw goes through ``LowerCholeskyAffine`` with a cache of one, so
-    ``TransformedDistribution.log_prob`` of that draw takes its :math:`z` back (any other
-    value is solved for as before)."""
+    \mathrm{diag}(s) T` and :math:`T` unit lower triangular. Adam's first step moves every
+    entry of :math:`T` by about the learning rate :math:`\eta`, with the signs of a rank-one
+    gradient: :math:`T = I - \eta\,\mathrm{tril}(a b^\top)`, whose inverse grows like
+    :math:`(1 + \eta)^d`, 1e6 for :math:`\eta = 0.02`, d = 700.
+
+    * **The density.** Exactly :math:`\log q(u) = \log N(z; 0, I) - \sum_i \log s_i`
+      (:math:`\det T = 1`). Pyro's ``MultivariateNormal`` solves :math:`z = L^{-1}(u - m)`
+      instead, which loses every digit once :math:`T^{-1}` is that large: in float32 the
+      computed log q reached -1e25 and the losses -1e26 (``NGram(2)`` on 300 names, d =
+      702; ``PPCA(64, 10)`` on the digits, d = 705). Here a draw goes through
+      ``LowerCholeskyAffine`` with a cache of one, so ``TransformedDistribution.log_prob``
+      of that draw takes its z back (any other value is solved for).
+    * **The steps.** :math:`T = I + f\,\mathrm{tril}(R, -1)`, R the parameter,
+      :math:`f = \min(1, 10 / d)`: a step moves T by at most :math:`f \eta` an entry, so the
+      first step's growth is at most :math:`(1 + 10\eta / d)^d < e^{10\eta}` (1.22 at
+      0.02) whatever d; up to d = 10, Pyro's guide. With f = 1, ``Gaussian(30)`` on raw
+      breast cancer (d = 495) ended its 3000 steps with losses of mean 62,000 and sd
+      90,000 (the MLE's -log-likelihood is -18,500; mean field: -13,503); with this f,
+      -13,530 (sd 32).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pyro_name = AutoMultivariateNormal.__name__  # Pyro's names: params, latent
 
+    def _tril(self) -> torch.Tensor:
+        """:math:`L = \mathrm{diag}(s) (I + f (T_R - I))` ``(d, d)``, T_R the parameter's."""
+        d = self.latent_dim
+        eye = torch.eye(d, dtype=self.loc.dtype, device=self.loc.device)
+        return self.scale[..., None] * (eye + min(1.0, 10.0 / d) * (self.scale_tril - eye))
+
+    def get_transform(self, *args: Any, **kwargs: Any) -> Any:
+        return dist.transforms.LowerCholeskyAffine(self.loc, self._tril(), cache_size=1)
+
     def get_posterior(self, *args: Any, **kwargs: Any) -> Any:
         base = dist.Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
-        scale_tril = self.scale[..., None] * self.scale_tril
-        return dist.TransformedDistribution(
-            base, [dist.transforms.LowerCholeskyAffine(self.loc, scale_tril, cache_size=1)])
+        return dist.TransformedDistribution(base, [self.get_transform()])
+
+    def _loc_scale(self, *args: Any, **kwargs: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.loc, self._tril().pow(2).sum(-1).sqrt()
 
 
 def make_guide(model: GenerativeModel, program: Callable[..., Any],

@@ -3,6 +3,7 @@ couplings, goodness of fit, MAP = MLE + L2, conditional density estimation, savi
 clear errors."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -458,3 +459,16 @@ def test_a_conditional_sample_with_the_wrong_number_of_conditions_says_what_it_t
                                          r"or per draw in sample\) or 1 \(shared by all\)$"):
         fit.sample(100, c=c[:7])
     assert fit.sample(3, c=c[:1]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("kw,error,said", [
+    ({"bins": "16"}, ValueError, "Expected bins to be a positive integer, but got '16'"),
+    ({"slope": "x"}, TypeError, "Expected slope to be a positive number, but got 'x'"),
+    ({"transform": "maf", "randperm": "no"}, TypeError,
+     "Expected randperm to be True or False, but got 'no'"),
+])
+def test_a_zuko_option_of_the_wrong_type_is_said_in_its_own_name(kw, error, said):
+    """zuko failed on bins="16" with "unsupported operand type(s) for -: 'str' and
+    'int'"; the option's own check names it."""
+    with pytest.raises(error, match="^" + re.escape(said)):
+        pgm.Flow(3, **kw)

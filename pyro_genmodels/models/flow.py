@@ -49,7 +49,8 @@ from zuko.transforms import (AdditiveTransform, ComposedTransform,  # noqa: E402
 
 torch.distributions.Distribution._validate_args = _TORCH_CHECKS
 
-from .._validation import column_moments, constant_columns, positive_float, positive_int
+from .._validation import (check_bool, column_moments, constant_columns, positive_float,
+                           positive_int)
 from ..infer.engines import PointEngine
 from .._context import StandardizedContext
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
@@ -119,6 +120,13 @@ def _bad_option(error: TypeError, transform: str) -> str:
     return (f"Flow(transform={transform!r}) takes no option {unknown[1]!r}.{hint} Its "
             f"arguments: {', '.join(own)}; options zuko.flows.{cls.__name__} names: "
             f"{', '.join(zuko_named) or 'none'} (zuko said: {error})")
+
+
+#: zuko's options that take a count, a number or a switch, checked here: zuko fails on a
+#: string with an error about its own arithmetic ("unsupported operand type(s) for -")
+ZUKO_CHECKS = {"bins": positive_int, "passes": positive_int, "slope": positive_float,
+               "randperm": check_bool, "randmask": check_bool, "residual": check_bool,
+               "normalize": check_bool}
 
 
 #: The activations ``Flow(activation=...)`` takes, by their names in ``torch.nn``; the
@@ -218,6 +226,8 @@ class Flow(StandardizedContext, GenerativeModel):
         # a numpy scalar (bins=np.int64(4)) is the Python number it holds: saved as JSON
         self.flow_options = {k: v.item() if isinstance(v, np.generic) else v
                              for k, v in flow_options.items()}
+        for key in ZUKO_CHECKS.keys() & self.flow_options.keys():
+            ZUKO_CHECKS[key](self.flow_options[key], key)
         zuko_options = dict(self.flow_options)
         if zuko_options.get("activation") is not None:  # None: zuko's default, ReLU
             zuko_options["activation"] = _activation(zuko_options["activation"])

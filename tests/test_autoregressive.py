@@ -345,3 +345,17 @@ def test_guide_code_blocks_run(capsys):
         exec(compile(code, f"autoregressive.md[block {i}]", "exec"), namespace)
     out = capsys.readouterr().out
     assert "tensor([0., -inf])" in out  # the MLE's unseen transition, as the guide says
+
+
+def test_a_numpy_array_of_ids_is_taken_as_the_tensor_with_lengths_or_a_mask():
+    """A padded (N, L) NumPy array of ids with lengths (or a mask) was refused as "a list
+    of sequences"; it gives what the tensor gives."""
+    ids = torch.randint(0, 5, (20, 6), generator=torch.Generator().manual_seed(0))
+    lengths = torch.randint(0, 7, (20,), generator=torch.Generator().manual_seed(1))
+    with seeded(0):
+        model = AutoregressiveModel(vocab_size=5, hidden_size=4)
+    fit = model.fit(ids, lengths=lengths, method="mle", num_steps=2, progress=False)
+    want = fit.log_prob(ids, lengths=lengths)
+    assert torch.equal(fit.log_prob(ids.numpy(), lengths=lengths.numpy()), want)
+    mask = (torch.arange(6) < lengths[:, None]).numpy()
+    assert torch.equal(fit.log_prob(ids.numpy(), mask=mask), want)

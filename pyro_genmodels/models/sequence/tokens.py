@@ -171,8 +171,10 @@ class SequenceModel(GenerativeModel):
         Text models take a list of strings; token models (``vocab_size=K``) take a
         LongTensor ``(N, L)`` of ids in ``[0, K)`` with optional ``lengths`` ``(N,)``
         (default: all L) or ``mask``, a padding mask ``(N, L)`` bool (True at tokens,
-        then False), or a list of integer sequences.
+        then False), or a list of integer sequences; a NumPy array is taken as a tensor.
         """
+        if self.token_mode and isinstance(data, np.ndarray) and data.ndim == 2:
+            data = torch.from_numpy(data)  # its dtype is then checked as a tensor's
         if mask is not None:
             if not self.token_mode:
                 raise ValueError("mask is for token-id data (vocab_size=...); strings carry "

@@ -102,3 +102,22 @@ def test_constant_columns_and_too_few_rows_keep_their_rank():
     assert rank_of(torch.randn(4, 6, generator=g)) == 3
     assert rank_of(torch.full((10, 3), 2.0)) == 0
     assert dependent_columns(torch.randn(4, 6, generator=g)) is not None
+
+
+def test_a_refusal_within_float32s_rounding_says_so_and_an_exact_one_does_not():
+    """Every breast-cancer column shifted by 1e3 in float32 leaves some directions within
+    the rounding (rank 27 of 30): Gaussian's refusal says it is float32's and what to do;
+    an exact dependence (a column the sum of two others) gets no such sentence."""
+    from pyro_genmodels.models._checks import precision_said
+
+    x = torch.as_tensor(_breast_cancer() + 1e3, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"Drop the redundant columns\. The dependence is "
+                                         r"within float32's rounding"):
+        pgm.Gaussian(30).fit(x, method="mle")
+    assert precision_said(x.double()) == ""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(100, 3, generator=g)
+    y = torch.cat([y, y[:, :1] + y[:, 1:2]], 1)
+    assert precision_said(y) == ""
+    with pytest.raises(ValueError, match=r"Drop the redundant columns\.$"):
+        pgm.Gaussian(4).fit(y, method="mle")

@@ -80,8 +80,8 @@ def check_network(net: nn.Module, name: str, args: Sequence[Tuple[str, Optional[
                          f"B = {rows} it returned {got}")
 
 
-def correlation_spectrum(x: torch.Tensor,
-                         block: int = 65536) -> Tuple[torch.Tensor, torch.Tensor]:
+def correlation_spectrum(x: torch.Tensor, block: int = 65536,
+                         eps: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """The ascending eigenvalues of the correlation matrix of ``x``'s columns ``(N, D)``
     (a constant column counts as a zero column), in float64, and for each the level at
     or below which it is the data's own rounding, not a direction the rows vary in.
@@ -106,7 +106,8 @@ def correlation_spectrum(x: torch.Tensor,
     1.3e-4, |a_9| 0.005 along it: level 3.6e-7 now). Real columns that are merely
     correlated stay far above it (raw breast cancer in float32, all rows: 1e-5 of
     lambda_max against a level of 1.2e-11 of it). Accumulated over blocks of rows, so
-    that a large ``x`` is never copied whole.
+    that a large ``x`` is never copied whole. ``eps``: the rounding assumed (default
+    ``x``'s dtype's).
     """
     x = x.detach()
     n, d = x.shape
@@ -124,7 +125,7 @@ def correlation_spectrum(x: torch.Tensor,
     varies = sd > 0
     sd = torch.where(varies, sd, torch.ones_like(sd))
     eig, vec = torch.linalg.eigh(gram / n / sd / sd.unsqueeze(-1))
-    delta = torch.where(varies, peak / sd, torch.zeros_like(sd)) * torch.finfo(x.dtype).eps
+    delta = torch.where(varies, peak / sd, torch.zeros_like(sd)) * (eps or torch.finfo(x.dtype).eps)
     along = vec.abs().T @ delta  # sum_j |a_kj| delta_j, one per eigenvector a_k
     level = (torch.clamp(4 * eig[-1], min=d / 4) * along**2
              + eig[-1] * torch.finfo(torch.float64).eps * d * n**0.5)
@@ -136,6 +137,20 @@ def rank_of(x: torch.Tensor) -> int:
     of :func:`correlation_spectrum` above their rounding levels."""
     eig, level = correlation_spectrum(x)
     return int((eig > level).sum())
+
+
+def precision_said(x: torch.Tensor) -> str:
+    """For a refusal by :func:`rank_of` or :func:`dependent_columns`: a sentence when the
+    columns would pass at float64's rounding, so that the dependence is within ``x``'s
+    own (values large against their spread keep few digits of it), else ``""``."""
+    if x.dtype == torch.float64 or not x.dtype.is_floating_point:
+        return ""
+    eig, level = correlation_spectrum(x, eps=torch.finfo(torch.float64).eps)
+    if not bool((eig > level).all()):
+        return ""
+    return (f" The dependence is within {str(x.dtype).replace('torch.', '')}'s rounding: "
+            f"a column large against its spread keeps few digits of it. Fit float64 data, "
+            f"or subtract each column's offset before it is rounded.")
 
 
 def dependent_columns(x: torch.Tensor) -> Optional[float]:

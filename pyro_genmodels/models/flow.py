@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pyro
@@ -56,7 +56,7 @@ from .._context import StandardizedContext
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import data_plate, plate_rows, prior_factor
-from ._checks import constant_said, dependent_columns, hidden_widths
+from ._checks import constant_said, dependent_columns, hidden_widths, precision_said
 
 
 class NICE(zuko.flows.NICE):
@@ -124,9 +124,10 @@ def _bad_option(error: TypeError, transform: str) -> str:
 
 #: zuko's options that take a count, a number or a switch, checked here: zuko fails on a
 #: string with an error about its own arithmetic ("unsupported operand type(s) for -")
-ZUKO_CHECKS = {"bins": positive_int, "passes": positive_int, "slope": positive_float,
-               "randperm": check_bool, "randmask": check_bool, "residual": check_bool,
-               "normalize": check_bool}
+ZUKO_CHECKS: Dict[str, Callable[[Any, str], Any]] = {
+    "bins": positive_int, "passes": positive_int, "slope": positive_float,
+    "randperm": check_bool, "randmask": check_bool, "residual": check_bool,
+    "normalize": check_bool}
 
 
 #: The activations ``Flow(activation=...)`` takes, by their names in ``torch.nn``; the
@@ -318,7 +319,8 @@ class Flow(StandardizedContext, GenerativeModel):
                 f"hyperplane of the {self.dim} columns (N <= D, or linearly dependent "
                 f"columns: the smallest eigenvalue of their correlation matrix is "
                 f"{smallest:.2g}), so the flow's density can concentrate on it without "
-                f"limit (the likelihood has no maximum). Drop the redundant columns.")
+                f"limit (the likelihood has no maximum). Drop the redundant columns."
+                + precision_said(x))
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "transform": self.transform,

@@ -38,7 +38,8 @@ from .._validation import as_data, column_units, constant_columns, exact_dtype, 
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
 from ..infer.objectives import data_plate, plate_rows
-from ._checks import constant_said, dependent_columns, rank_of, warn_if_prior_is_strong
+from ._checks import (constant_said, dependent_columns, precision_said, rank_of,
+                      warn_if_prior_is_strong)
 
 
 @register
@@ -257,7 +258,7 @@ class Gaussian(GenerativeModel):
             raise ValueError(
                 f"The {method} covariance is singular: the data's columns are linearly "
                 f"dependent (smallest eigenvalue of their correlation matrix "
-                f"{smallest:.2g}), {no_max}. Drop the redundant columns.")
+                f"{smallest:.2g}), {no_max}. Drop the redundant columns.{precision_said(x)}")
 
     def replicate_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor
                         ) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -49,7 +49,7 @@ from .._validation import (column_moments, column_units, exact_dtype, positive_f
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.started import StartedAtMLEInDataUnits
 from ..infer.objectives import data_plate, plate_rows
-from ._checks import rank_of, warn_if_prior_is_strong
+from ._checks import precision_said, rank_of, warn_if_prior_is_strong
 
 
 def closed_form(x: torch.Tensor, latent_dim: int) -> Dict[str, torch.Tensor]:
@@ -260,7 +260,7 @@ class PPCA(GenerativeModel):
                 f"latent_dim={self.latent_dim}, so the noise sd sigma goes to 0 and the "
                 f"likelihood has no maximum{' (nor has the log joint)' * (method == 'map')}. "
                 + (f"Give a latent_dim below {rank}, or more rows." if rank > 1 else
-                   "It needs more distinct rows."))
+                   "It needs more distinct rows.") + precision_said(x))
 
     def num_params(self) -> int:
         """The identifiable free parameters (for AIC / BIC): ``W`` less its rotation,

@@ -122,8 +122,8 @@ def _bad_option(error: TypeError, transform: str) -> str:
             f"{', '.join(zuko_named) or 'none'} (zuko said: {error})")
 
 
-#: zuko's options that take a count, a number or a switch, checked here: zuko fails on a
-#: string with an error about its own arithmetic ("unsupported operand type(s) for -")
+#: The checks of zuko's options that take a count, a number or a switch, made here (zuko
+#: fails on a string with an error about its own arithmetic, "unsupported operand type").
 ZUKO_CHECKS: Dict[str, Callable[[Any, str], Any]] = {
     "bins": positive_int, "passes": positive_int, "slope": positive_float,
     "randperm": check_bool, "randmask": check_bool, "residual": check_bool,

@@ -197,9 +197,10 @@ def _set(*keys, value):
      "expected players\\[0\\].params\\[0\\] to be a reference to one of the file's tensors"),
     # version 3 kept the raw weights as the best held-out snapshot of a run with a
     # weight average (ema), version 4 the average: resuming one as the other would mix
-    # them; version 4's conditional networks read c raw, version 5's standardized
-    (_set("version", value=4), "is a version 4 checkpoint; this pyro-genmodels resumes "
-                               "version 5 only"),
+    # them; version 4's conditional networks read c raw, version 5's standardized;
+    # version 5's mvn guide read its correlation factor whole, version 6's at 100 / d
+    (_set("version", value=5), "is a version 5 checkpoint; this pyro-genmodels resumes "
+                               "version 6 only"),
 ], ids=["key", "step", "step-type", "losses", "seed", "extra-key", "best", "pos", "ref",
         "version"])
 def test_a_checkpoint_whose_state_is_wrong_is_refused_by_name(stopped, edit, match):

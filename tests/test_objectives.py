@@ -224,3 +224,41 @@ def test_a_subclass_that_rewrites_the_program_claims_nothing_it_does_not_state()
     fit = Hooked(3, 1).fit(x, method="vi", num_steps=3, num_particles=4, progress=False,
                            num_posterior_samples=5)
     assert torch.isfinite(torch.as_tensor(fit.losses)).all()
+
+
+@pytest.mark.parametrize("d", [3, 100, 400])
+def test_the_mvn_guide_is_pyros_up_to_100_dimensions_and_its_log_q_is_exact(d):
+    """MultivariateNormalGuide: with the same parameters its distribution is Pyro's
+    AutoMultivariateNormal's up to d = 100 (above, the correlation factor's entries are
+    taken at 100 / d); the log density of its own draw equals the float64 Gaussian's with
+    its covariance, also where the factor is far from the identity."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer.autoguide import AutoMultivariateNormal
+
+    from pyro_genmodels.infer.objectives import MultivariateNormalGuide
+
+    def model():
+        pyro.sample("u", dist.Normal(torch.zeros(d), 1.0).to_event(1))
+
+    g = torch.Generator().manual_seed(0)
+    ours, pyros = MultivariateNormalGuide(model), AutoMultivariateNormal(model)
+    ours(), pyros()
+    with torch.no_grad():
+        for q in (ours, pyros):
+            q.loc.copy_(torch.randn(d, generator=g))
+            q.scale_unconstrained.copy_(0.3 * torch.randn(d, generator=g))
+            q.scale_tril_unconstrained.copy_(0.3 * torch.randn(d, d, generator=g).tril(-1))
+            g.manual_seed(0)
+        f = min(1.0, 100 / d)
+        eye = torch.eye(d)
+        want = pyros.scale[:, None] * (eye + f * (pyros.scale_tril - eye))
+        assert torch.allclose(ours._tril(), want, atol=1e-6)
+        if d <= 100:
+            assert torch.allclose(ours._tril(), pyros.get_posterior().scale_tril, atol=1e-6)
+        q = ours.get_posterior()
+        u = q.rsample((5,))
+        exact = torch.distributions.MultivariateNormal(
+            ours.loc.double(), scale_tril=ours._tril().double()).log_prob(u.double())
+        assert torch.allclose(q.log_prob(u).double(), exact, rtol=1e-5, atol=1e-3), (
+            q.log_prob(u), exact)

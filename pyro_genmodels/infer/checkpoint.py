@@ -43,9 +43,10 @@ from .._file_checks import _found, check_header, parse_json
 
 FILE = "checkpoint.safetensors"
 FORMAT = "pyro-genmodels-checkpoint"
-VERSION = 5  # 2: the minibatch generator's state, per-rank RNG states; 3: seed, digest;
+VERSION = 6  # 2: the minibatch generator's state, per-rank RNG states; 3: seed, digest;
 #   4: with a weight average, the held-out snapshot is the average (3: the raw weights);
-#   5: a conditional network's context is standardized (4's weights read c raw)
+#   5: a conditional network's context is standardized (4's weights read c raw); 6: vi's
+#   mvn guide reads its correlation factor at 100 / d above d = 100 (5's at 1)
 #: dtypes a player's parameters may have (the file's names, as its header spells them)
 FLOATS = ("F16", "BF16", "F32", "F64")
 

@@ -84,8 +84,8 @@ def read_ids(path: str, vocab_size: Optional[int] = None) -> List[List[int]]:
     for n, line in enumerate(read_lines(path), 1):
         seq = []
         for j, item in enumerate(line.split(), 1):
-            try:
-                seq.append(int(item))
+            try:  # ASCII digits: int() would also take "+2", "1_0" and other scripts' digits
+                seq.append(int(item) if re.fullmatch(r"-?[0-9]+", item) else int("x"))
             except ValueError:
                 raise DataFileError(f"{path}, line {n}, id {j}: found {item!r}, expected an "
                                     f"integer token id (ids separated by spaces, one "

@@ -317,8 +317,8 @@ def _fit(args, rank: int) -> int:
         np.array(x[:SUMMARY_ROWS]), dtype=fit.model._anchor.dtype)
     which = "the training data" if fit.data is not None else f"the first {len(rows)} rows"
     if fit.log_prob_kind == "none" and len(rows) < 4:  # saved: say so, no traceback
-        print(f"no density (log_prob: none); {which} ({len(rows)} rows) are too few to "
-              f"score draws against (MMD needs at least 4)")
+        print(f"no density (log_prob: none); {which} ({len(rows)} row"
+              f"{'s' * (len(rows) != 1)}) are too few to score draws against (MMD needs 4)")
     elif fit.log_prob_kind == "none":  # no density: score the draws against the data
         from .metrics import mmd
 

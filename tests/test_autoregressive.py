@@ -359,3 +359,8 @@ def test_a_numpy_array_of_ids_is_taken_as_the_tensor_with_lengths_or_a_mask():
     assert torch.equal(fit.log_prob(ids.numpy(), lengths=lengths.numpy()), want)
     mask = (torch.arange(6) < lengths[:, None]).numpy()
     assert torch.equal(fit.log_prob(ids.numpy(), mask=mask), want)
+    # as .npy files give them: big-endian, read-only (a memory map), narrower integers
+    read_only = ids.numpy().copy()
+    read_only.setflags(write=False)
+    for a in (ids.numpy().astype(">i8"), read_only, ids.numpy().astype("uint8")):
+        assert torch.equal(fit.log_prob(a, lengths=lengths.numpy()), want)

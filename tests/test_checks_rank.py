@@ -106,13 +106,14 @@ def test_constant_columns_and_too_few_rows_keep_their_rank():
 
 def test_a_refusal_within_float32s_rounding_says_so_and_an_exact_one_does_not():
     """Every breast-cancer column shifted by 1e3 in float32 leaves some directions within
-    the rounding (rank 27 of 30): Gaussian's refusal says it is float32's and what to do;
-    an exact dependence (a column the sum of two others) gets no such sentence."""
+    the rounding (rank 27 of 30): Gaussian's refusal says it may be float32's and what to
+    do; a dependence without offsets (a column the sum of two others) gets no such
+    sentence."""
     from pyro_genmodels.models._checks import precision_said
 
     x = torch.as_tensor(_breast_cancer() + 1e3, dtype=torch.float32)
-    with pytest.raises(ValueError, match=r"Drop the redundant columns\. The dependence is "
-                                         r"within float32's rounding"):
+    with pytest.raises(ValueError, match=r"Drop the redundant columns\. It is within "
+                                         r"float32's rounding, though"):
         pgm.Gaussian(30).fit(x, method="mle")
     assert precision_said(x.double()) == ""
     g = torch.Generator().manual_seed(0)

@@ -708,5 +708,5 @@ def test_a_gan_fit_on_fewer_rows_than_mmd_needs_is_saved_and_said(tmp_path, caps
                      str(run), "--quiet", "--arg", "hidden=[4]", "--option",
                      "num_steps=2"]) == 0
     out = capsys.readouterr().out
-    assert "the training data (3 rows) are too few to score draws against" in out
+    assert "the training data (3 rows) are too few to score draws against (MMD needs 4)" in out
     assert pgm.load(run).sample(2, seed=0).shape == (2, 2)

@@ -247,3 +247,20 @@ def test_a_text_cell_in_the_wine_data_is_one_line_on_stderr(tmp_path):
     assert proc.stderr == ("error: wine.csv, line 58, column 4 (alcalinity_of_ash): found "
                            "'n/a', expected a number\n")
     assert not (tmp_path / "runs").exists()
+
+
+def test_token_ids_are_ascii_digits_only():
+    """int() also takes "+2", "1_0" and other scripts' digits; a token-id file holds ids
+    as sample writes them, so those are refused by line and position (a negative id is
+    an integer, refused against the vocabulary)."""
+    from pyro_genmodels import _readers
+
+    for bad in ("1_0", "+2", "\u0663"):
+        path = _file("ids.txt", f"1 2\n3 {bad}\n")
+        with pytest.raises(_readers.DataFileError, match=r"line 2, id 2: found '.+', expected "
+                                                         r"an integer token id"):
+            _readers.read_ids(path)
+    assert _readers.read_ids(_file("ids.txt", "1 2\n\n-3\n")) == [[1, 2], [], [-3]]
+    with pytest.raises(_readers.DataFileError, match=r"line 3, id 1: found the token id -3, "
+                                                     r"expected one in \[0, 5\)"):
+        _readers.read_ids(_file("ids.txt", "1 2\n\n-3\n"), vocab_size=5)

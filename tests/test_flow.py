@@ -472,3 +472,8 @@ def test_a_zuko_option_of_the_wrong_type_is_said_in_its_own_name(kw, error, said
     'int'"; the option's own check names it."""
     with pytest.raises(error, match="^" + re.escape(said)):
         pgm.Flow(3, **kw)
+
+
+def test_passes_none_is_zukos_default_and_is_taken():
+    """zuko's passes=None (fully autoregressive) passes the options' checks."""
+    assert pgm.Flow(3, transform="maf", passes=None).flow_options == {"passes": None}

@@ -141,16 +141,19 @@ def rank_of(x: torch.Tensor) -> int:
 
 def precision_said(x: torch.Tensor) -> str:
     """For a refusal by :func:`rank_of` or :func:`dependent_columns`: a sentence when the
-    columns would pass at float64's rounding, so that the dependence is within ``x``'s
-    own (values large against their spread keep few digits of it), else ``""``."""
+    columns would pass at float64's rounding, so that the dependence may be ``x``'s own
+    rounding (values large against their spread keep few digits of it) or real (a column
+    computed from others in ``x``'s dtype is rounded too: the two look alike), else
+    ``""``."""
     if x.dtype == torch.float64 or not x.dtype.is_floating_point:
         return ""
     eig, level = correlation_spectrum(x, eps=torch.finfo(torch.float64).eps)
     if not bool((eig > level).all()):
         return ""
-    return (f" The dependence is within {str(x.dtype).replace('torch.', '')}'s rounding: "
-            f"a column large against its spread keeps few digits of it. Fit float64 data, "
-            f"or subtract each column's offset before it is rounded.")
+    return (f" It is within {str(x.dtype).replace('torch.', '')}'s rounding, though: a "
+            f"column large against its spread keeps few digits of it. If the columns are "
+            f"not dependent, make the data float64 from its source (casting these values "
+            f"cannot restore the digits) or subtract each column's offset before rounding.")
 
 
 def dependent_columns(x: torch.Tensor) -> Optional[float]:

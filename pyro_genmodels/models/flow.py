@@ -125,7 +125,8 @@ def _bad_option(error: TypeError, transform: str) -> str:
 #: The checks of zuko's options that take a count, a number or a switch, made here (zuko
 #: fails on a string with an error about its own arithmetic, "unsupported operand type").
 ZUKO_CHECKS: Dict[str, Callable[[Any, str], Any]] = {
-    "bins": positive_int, "passes": positive_int, "slope": positive_float,
+    "bins": positive_int, "slope": positive_float,
+    "passes": lambda v, name: None if v is None else positive_int(v, name),  # None: zuko's
     "randperm": check_bool, "randmask": check_bool, "residual": check_bool,
     "normalize": check_bool}
 

@@ -173,8 +173,9 @@ class SequenceModel(GenerativeModel):
         (default: all L) or ``mask``, a padding mask ``(N, L)`` bool (True at tokens,
         then False), or a list of integer sequences; a NumPy array is taken as a tensor.
         """
-        if self.token_mode and isinstance(data, np.ndarray) and data.ndim == 2:
-            data = torch.from_numpy(data)  # its dtype is then checked as a tensor's
+        if self.token_mode and isinstance(data, np.ndarray) and data.ndim == 2 and \
+                data.dtype.kind in "iubf":  # a copy: any byte order, read-only or not
+            data = torch.from_numpy(np.array(data, dtype=data.dtype.newbyteorder("=")))
         if mask is not None:
             if not self.token_mode:
                 raise ValueError("mask is for token-id data (vocab_size=...); strings carry "

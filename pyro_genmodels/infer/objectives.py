@@ -313,7 +313,7 @@ class MultivariateNormalGuide(AutoMultivariateNormal):
         self._pyro_name = AutoMultivariateNormal.__name__  # Pyro's names: params, latent
 
     def _tril(self) -> torch.Tensor:
-        """:math:`L = \mathrm{diag}(s) (I + f (T_R - I))` ``(d, d)``, T_R the parameter's."""
+        r""":math:`L = \mathrm{diag}(s) (I + f (T_R - I))` ``(d, d)``, T_R the parameter's."""
         d = self.latent_dim
         eye = torch.eye(d, dtype=self.loc.dtype, device=self.loc.device)
         return self.scale[..., None] * (eye + min(1.0, 100.0 / d) * (self.scale_tril - eye))

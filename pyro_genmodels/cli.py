@@ -40,16 +40,15 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
-from . import _readers
+from . import _cli_files as files
 
 
 #: the shell's spellings of Python's True, False and None (``--arg standardize=false``)
@@ -107,61 +106,14 @@ def _check_model_args(cls: type, model: str, kwargs: Dict[str, Any], *,
                          f"{others})")
 
 
-#: .npy files larger than this are fitted streamed (pyro_genmodels.infer.streaming)
-STREAM_BYTES = 256 * 2**20
 #: rows of the training data that the summary after a streamed fit scores
 SUMMARY_ROWS = 10000
-
-
-def _read_data(path: str) -> np.ndarray:
-    """The ``(N, D)`` array of a .csv or .npy file (``_readers`` says what each may hold)."""
-    return _read_table(path)[0]
-
-
-def _read_table(path: str) -> Tuple[np.ndarray, Optional[List[str]]]:
-    """:func:`_read_data`, with the column names of a .csv's header (or ``None``)."""
-    try:
-        return _readers.read_table(path, stream_bytes=STREAM_BYTES)
-    except _readers.DataFileError as e:
-        raise SystemExit(f"error: {e}") from None
-
-
-def _read_lines(path: str, ids: bool = False, vocab_size: Any = None) -> List[Any]:
-    """The strings of a .txt file; with ``ids``, a token-id model's sequences of integer
-    ids, each in [0, vocab_size) where that is a positive int (else the model says)."""
-    K = vocab_size if type(vocab_size) is int and vocab_size > 0 else None
-    try:
-        return _readers.read_ids(path, K) if ids else _readers.read_lines(path)
-    except _readers.DataFileError as e:
-        raise SystemExit(f"error: {e}") from None
 
 
 def _is_text_model(cls) -> bool:
     from .models.autoregressive import SequenceModel
 
     return issubclass(cls, SequenceModel)
-
-
-def _write(path: str, write) -> None:
-    """``write(Path(path))`` in a directory made for it; a failure is an ``error:`` line."""
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        write(p)
-    except OSError as e:
-        raise SystemExit(f"error: cannot write {path} ({e.strerror})") from None
-
-
-def _save_array(p: Path, x: np.ndarray, columns: Optional[List[str]] = None) -> None:
-    """``x`` as .npy, or as .csv under the header ``columns`` (quoted where needed)."""
-    if p.suffix.lower() == ".npy":
-        with p.open("wb") as f:  # np.save(path) would add .npy to a name ending in .NPY
-            np.save(f, x)
-        return
-    with p.open("w", newline="") as f:
-        if columns:
-            csv.writer(f, lineterminator="\n").writerow(columns)
-        np.savetxt(f, x, delimiter=",")
 
 
 def _cmd_list(args) -> int:
@@ -251,17 +203,16 @@ def _fit(args, rank: int) -> int:
                          f"conditional, but the command line takes no c (each row's "
                          f"condition): fit conditional models from Python, model.fit(x, "
                          f"c=...), or leave {cond[0]} unset")
-    _output_dir(args.out)  # and what save would refuse, before a long fit is lost to it
+    files.output_dir(args.out)  # and what save would refuse, before a long fit is lost to it
     try:
         _check_target(Path(args.out))
     except ValueError as e:
         raise SystemExit(f"error: --out: {e}") from None
     columns: Optional[List[str]] = None  # a .csv header's names, kept for `sample`
-    # a token-id model (vocab_size=K, no vocab) reads ids, as sample writes them
-    ids = text and kwargs.get("vocab_size") is not None and kwargs.get("vocab") is None
+    ids = text and files.token_ids(kwargs)  # ids, as sample writes them
     x: Union[List[Any], np.ndarray]
-    x, columns = ((_read_lines(args.data, ids, kwargs.get("vocab_size")), None) if text
-                  else _read_table(args.data))
+    x, columns = ((files.read_lines(args.data, ids, kwargs.get("vocab_size")), None) if text
+                  else files.read_table(args.data))
     if isinstance(x, np.ndarray):  # numeric rows (not a text model's lines)
         kwargs.setdefault("dim", int(x.shape[1]))
     options = _parse_pairs(args.option, "--option")
@@ -316,13 +267,14 @@ def _fit(args, rank: int) -> int:
     rows = fit.data if fit.data is not None else torch.as_tensor(
         np.array(x[:SUMMARY_ROWS]), dtype=fit.model._anchor.dtype)
     which = "the training data" if fit.data is not None else f"the first {len(rows)} rows"
-    if fit.log_prob_kind == "none" and len(rows) < 4:  # saved: say so, no traceback
-        print(f"no density (log_prob: none); {which} ({len(rows)} row"
-              f"{'s' * (len(rows) != 1)}) are too few to score draws against (MMD needs 4)")
-    elif fit.log_prob_kind == "none":  # no density: score the draws against the data
-        from .metrics import mmd
+    from . import metrics
 
-        score = mmd(rows, fit.sample(min(len(rows), 5000), seed=0))
+    if fit.log_prob_kind == "none" and len(rows) < metrics.MIN_ROWS:  # saved: no traceback
+        print(f"no density (log_prob: none); {which} ({len(rows)} row"
+              f"{'s' * (len(rows) != 1)}) are too few to score draws against (MMD needs "
+              f"{metrics.MIN_ROWS})")
+    elif fit.log_prob_kind == "none":  # no density: score the draws against the data
+        score = metrics.mmd(rows, fit.sample(min(len(rows), 5000), seed=0))
         print(f"no density (log_prob: none); MMD^2 of draws to {which}: "
               f"{score.estimate:.4g} +- {score.stderr:.2g}")
     else:
@@ -391,37 +343,21 @@ def _cmd_sample(args) -> int:
                          f"memory ({first_line(e) or type(e).__name__})") from None
     if text:
         lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in x]
-        _write(args.out, lambda p: p.write_text("".join(line + "\n" for line in lines),
+        files.write(args.out, lambda p: p.write_text("".join(line + "\n" for line in lines),
                                                 encoding="utf-8"))
     else:
         rows = x.cpu().numpy()
         names = fit.info.get("columns")  # the training .csv's header, if it had one
         names = names if isinstance(names, list) and len(names) == rows.shape[1] else None
-        _write(args.out, lambda p: _save_array(p, rows, names))
+        files.write(args.out, lambda p: files.save_array(p, rows, names))
     print(f"{args.n} samples written to {args.out}")
     return 0
-
-
-def _output_dir(path: str) -> None:
-    """Check, before any work and without writing, that ``--out`` can be the directory a
-    command writes: not a file, under a directory that exists and is writable; otherwise
-    one ``error:`` line."""
-    p = Path(path).absolute()
-    if p.exists() and not p.is_dir():
-        raise SystemExit(f"error: --out {path} is a file; expected a directory to write in")
-    existing = next(a for a in (p, *p.parents) if a.exists())
-    if not existing.is_dir():
-        raise SystemExit(f"error: cannot make the directory --out {path}: {existing} is a "
-                         f"file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SystemExit(f"error: cannot write in --out {path} ({existing}: permission "
-                         f"denied)")
 
 
 def _cmd_demo(args) -> int:
     from .demo import run
 
-    _output_dir(args.out)
+    files.output_dir(args.out)
     try:
         index = run(args.out, quick=args.quick, progress=not args.quiet, jobs=args.jobs)
     except ValueError as e:  # refused before anything ran (a bad --jobs)
@@ -435,14 +371,19 @@ def _cmd_report(args) -> int:
 
     heldout: Any = None
     if args.heldout is not None:
-        if args.heldout.endswith(".txt"):
-            heldout = _read_lines(args.heldout)
+        if args.heldout.endswith(".txt"):  # ids for token-id models, as fit reads them
+            ids = {files.token_ids(files.run_config(run)) for run in args.runs}
+            if len(ids) > 1:
+                raise SystemExit(f"error: --heldout {args.heldout}: the runs hold token-id "
+                                 f"models (ids) and text models (strings); expected one "
+                                 f"kind, as a .txt file is read one way: report them apart")
+            heldout = files.read_lines(args.heldout, ids == {True})
         else:  # a header names the columns: each fit checks them against its own
             import pandas as pd
 
-            rows, names = _read_table(args.heldout)
+            rows, names = files.read_table(args.heldout)
             heldout = rows if names is None else pd.DataFrame(rows, columns=names)
-    _output_dir(args.out)
+    files.output_dir(args.out)
     try:
         index = from_runs(args.runs, args.out, heldout=heldout)
     except (FileNotFoundError, TypeError, ValueError) as e:

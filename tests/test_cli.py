@@ -1,5 +1,6 @@
 """The pyro-genmodels command, through main() and as a real console script."""
 
+import math
 import os
 import re
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import pyro_genmodels as pgm
-from pyro_genmodels import cli
+from pyro_genmodels import _cli_files, cli
 
 from .report_checks import check_page, demo_report
 
@@ -112,6 +113,28 @@ def test_a_token_id_model_fits_the_ids_it_samples(tmp_path, capsys, model, args)
     rows = pgm.load(again).data.tolist()
     assert [row[:len(s) + 1] for row, s in zip(rows, sampled)] == [s + [5] for s in sampled]
     assert len(rows) == 40
+    # the report scores held-out ids as fit reads them (it read the lines as strings,
+    # which a token-id model refuses)
+    rep = tmp_path / "rep"
+    assert cli.main(["report", str(run), "--heldout", str(data), "--out", str(rep)]) == 0
+    held = pgm.compare({"run": fit}, seqs).loc["run", "heldout_log_prob"]
+    assert math.isclose(held, fit.log_prob(seqs).mean().item(), rel_tol=1e-6)
+    assert f"<td>{held:.4g}</td>" in (rep / "index.html").read_text()
+
+
+def test_report_refuses_a_txt_file_for_token_id_and_text_runs_together(tmp_path):
+    """A .txt file is token ids for one run and strings for another: one error line
+    that says so, and no report."""
+    ngram = pgm.models.autoregressive.NGram
+    ngram(2, vocab_size=3).fit([[0, 1], [2]], method="mle").save(tmp_path / "ids")
+    ngram(2, vocab="ab").fit(["ab", "b"], method="mle").save(tmp_path / "text")
+    (tmp_path / "held.txt").write_text("0 1\n2\n")
+    with pytest.raises(SystemExit, match=r"^error: --heldout .*held.txt: the runs hold "
+                                         r"token-id models \(ids\) and text models "
+                                         r"\(strings\); expected one kind"):
+        cli.main(["report", str(tmp_path / "ids"), str(tmp_path / "text"), "--heldout",
+                  str(tmp_path / "held.txt"), "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_token_id_file_that_is_not_ids_is_refused_before_anything_is_written(tmp_path):
@@ -562,7 +585,7 @@ def test_a_large_npy_is_streamed_from_disk(tmp_path, capsys, monkeypatch):
             "--option", "num_steps=40", "--option", "batch_size=50", "--quiet"]
     assert cli.main(args + ["--out", str(tmp_path / "whole")]) == 0
     assert "on the training data" in capsys.readouterr().out
-    monkeypatch.setattr(cli, "STREAM_BYTES", 0)
+    monkeypatch.setattr(_cli_files, "STREAM_BYTES", 0)
     assert cli.main(args + ["--out", str(tmp_path / "streamed")]) == 0
     assert "on the first 300 rows" in capsys.readouterr().out
     whole, streamed = load(tmp_path / "whole"), load(tmp_path / "streamed")
@@ -603,14 +626,14 @@ def test_a_sample_csv_carries_the_training_files_header(tmp_path):
     assert pgm.load(tmp_path / "run").info["columns"] == names
     out = tmp_path / "s.csv"
     assert cli.main(["sample", str(tmp_path / "run"), "-n", "4", "--out", str(out)]) == 0
-    rows, columns = cli._read_table(str(out))
+    rows, columns = _cli_files.read_table(str(out))
     assert columns == names and rows.shape == (4, 3)
     np.save(tmp_path / "x.npy", x)
     assert cli.main(["fit", "gaussian", "--data", str(tmp_path / "x.npy"), "--method", "map",
                      "--out", str(tmp_path / "run2"), "--quiet", "--option",
                      "num_steps=20"]) == 0
     assert cli.main(["sample", str(tmp_path / "run2"), "-n", "4", "--out", str(out)]) == 0
-    assert cli._read_table(str(out))[1] is None
+    assert _cli_files.read_table(str(out))[1] is None
 
 
 def test_an_out_that_cannot_be_a_directory_stops_demo_and_report_before_any_work(tmp_path):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from pyro_genmodels import cli
+from pyro_genmodels import _cli_files, cli
 
 
 @pytest.fixture(autouse=True)
@@ -122,8 +122,8 @@ def test_what_a_csv_may_look_like():
              "comments.csv": "# written by hand\n1.5,2\n\n3,4\n   \n-0.005,6\n",
              "spaced.csv": "  a , b\n1.5,   2\n3   ,4\n-0.005,6\n"}
     for name, content in files.items():
-        assert np.array_equal(cli._read_data(_file(name, content)), want), name
-    one = cli._read_data(_file("one.csv", "value\n1\n2\n3\n"))
+        assert np.array_equal(_cli_files.read_table(_file(name, content))[0], want), name
+    one = _cli_files.read_table(_file("one.csv", "value\n1\n2\n3\n"))[0]
     assert one.shape == (3, 1) and one[:, 0].tolist() == [1, 2, 3]
 
 
@@ -180,7 +180,7 @@ def test_npy_shapes_one_dimension_is_one_column():
     assert _fit_error("empty.npy") == ("error: empty.npy: found an array of shape (0, 3), "
                                        "expected at least one row and one column")
     np.save("line.npy", np.arange(5.0))
-    x = cli._read_data("line.npy")
+    x = _cli_files.read_table("line.npy")[0]
     assert x.shape == (5, 1) and x.flags.writeable
 
 
@@ -205,7 +205,7 @@ def test_text_model_files():
     assert _fit_error("x.csv", "1,2\n", model="ngram") == (
         "error: x.csv: text models read a .txt file (one string per line), got a .csv file")
     _file("ok.txt", "\ufeffanna\r\nbob\r\n\r\neve")  # a mark, Windows ends, a blank line
-    assert cli._read_lines("ok.txt") == ["anna", "bob", "", "eve"]
+    assert _cli_files.read_lines("ok.txt") == ["anna", "bob", "", "eve"]
 
 
 # ----------------------------------------------------------------------------- sample

@@ -61,7 +61,7 @@ from hypothesis.errors import InvalidArgument
 from safetensors.torch import load_file, save_file
 
 import pyro_genmodels as pgm
-from pyro_genmodels import cli
+from pyro_genmodels import _cli_files, cli
 from pyro_genmodels._file_checks import sha256
 from tests.fuzz_support import FuzzFailure, judge
 
@@ -1333,7 +1333,7 @@ def test_io_11_npy_numbers_that_torch_does_not_take(scratch, dtype):
     with _example_dir(scratch) as d:
         np.save(d / "x.npy", x)
         with _chdir(d):
-            read = cli._read_data("x.npy")
+            read = _cli_files.read_table("x.npy")[0]
         assert read.dtype == np.float64 and np.array_equal(read, x.astype(np.float64))
         code, _ = check_cli(["fit", "gaussian", "--data", "x.npy", "--method", "mle",
                              "--out", "run", "--option", "num_steps=2", "--quiet"], d,

@@ -497,10 +497,10 @@ def test_the_cli_refuses_a_large_npy_with_a_nan_before_writing_anything(tmp_path
                                                                         monkeypatch):
     """The CLI streams a large .npy: a NaN deep in it is an error before training, and
     no run directory is written."""
-    from pyro_genmodels import cli
+    from pyro_genmodels import _cli_files, cli
 
     _nan_file(tmp_path / "x.npy")
-    monkeypatch.setattr(cli, "STREAM_BYTES", 0)
+    monkeypatch.setattr(_cli_files, "STREAM_BYTES", 0)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as err:
         cli.main(["fit", "gaussian", "--data", str(tmp_path / "x.npy"), "--method", "map",

@@ -1,0 +1,100 @@
+"""What the ``pyro-genmodels`` command reads and writes, each failure one ``error:`` line
+(a ``SystemExit`` with the message): data files (through :mod:`._readers`, which says
+what each kind may hold), the model configuration of a saved run, output files and the
+check that ``--out`` can be written before any work starts."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import _readers
+
+#: .npy files larger than this are fitted streamed (pyro_genmodels.infer.streaming)
+STREAM_BYTES = 256 * 2**20
+
+
+def read_table(path: str) -> Tuple[np.ndarray, Optional[List[str]]]:
+    """The ``(N, D)`` array of a .csv or .npy file, with the column names of a .csv's
+    header (or ``None``); a .npy file above :data:`STREAM_BYTES` is memory-mapped."""
+    try:
+        return _readers.read_table(path, stream_bytes=STREAM_BYTES)
+    except _readers.DataFileError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def read_lines(path: str, ids: bool = False, vocab_size: Any = None) -> List[Any]:
+    """The strings of a .txt file; with ``ids``, a token-id model's sequences of integer
+    ids, each in [0, vocab_size) where that is a positive int (else the model says)."""
+    K = vocab_size if type(vocab_size) is int and vocab_size > 0 else None
+    try:
+        return _readers.read_ids(path, K) if ids else _readers.read_lines(path)
+    except _readers.DataFileError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def token_ids(config: Dict[str, Any]) -> bool:
+    """Whether a sequence model built with ``config`` (vocab_size=K, no vocab) reads and
+    writes token ids (one sequence a line, ids separated by spaces) rather than strings."""
+    return config.get("vocab_size") is not None and config.get("vocab") is None
+
+
+def run_config(run: str) -> Dict[str, Any]:
+    """The model configuration of the fit saved in ``run`` (its fit.json's ``config``),
+    read as JSON without loading the fit; ``{}`` where there is none to read (a missing or
+    damaged run: :func:`pyro_genmodels.load` says what is wrong with it)."""
+    from ._file_checks import parse_json
+    from .io import MAX_META_BYTES, META
+
+    file = Path(run) / META
+    try:
+        if not file.is_file() or file.stat().st_size > MAX_META_BYTES:
+            return {}
+        meta = parse_json(file.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    config = meta.get("config") if isinstance(meta, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def write(path: str, writer: Callable[[Path], None]) -> None:
+    """``writer(Path(path))`` in a directory made for it; a failure is an ``error:``
+    line."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        writer(p)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {path} ({e.strerror})") from None
+
+
+def save_array(p: Path, x: np.ndarray, columns: Optional[List[str]] = None) -> None:
+    """``x`` as .npy, or as .csv under the header ``columns`` (quoted where needed)."""
+    if p.suffix.lower() == ".npy":
+        with p.open("wb") as f:  # np.save(path) would add .npy to a name ending in .NPY
+            np.save(f, x)
+        return
+    with p.open("w", newline="") as f:
+        if columns:
+            csv.writer(f, lineterminator="\n").writerow(columns)
+        np.savetxt(f, x, delimiter=",")
+
+
+def output_dir(path: str) -> None:
+    """Check, before any work and without writing, that ``--out`` can be the directory a
+    command writes: not a file, under a directory that exists and is writable; otherwise
+    one ``error:`` line."""
+    p = Path(path).absolute()
+    if p.exists() and not p.is_dir():
+        raise SystemExit(f"error: --out {path} is a file; expected a directory to write in")
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    if not existing.is_dir():
+        raise SystemExit(f"error: cannot make the directory --out {path}: {existing} is a "
+                         f"file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"error: cannot write in --out {path} ({existing}: permission "
+                         f"denied)")

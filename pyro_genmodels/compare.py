@@ -59,7 +59,7 @@ def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int | None,
     """MMD (Gaussian kernel, the held-out data's median bandwidth) and C2ST accuracy of
     ``len(y)`` draws of ``fit`` against the held-out rows ``y``."""
     out = dict.fromkeys(SAMPLE_COLUMNS, math.nan)
-    if y is None or y.shape[0] < 4:
+    if y is None or y.shape[0] < metrics.MIN_ROWS:  # compare warned
         return out
     draws = fit.sample(y.shape[0], c=c, seed=seed)
     if not isinstance(draws, torch.Tensor) or tuple(draws.shape) != tuple(y.shape):
@@ -67,6 +67,13 @@ def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int | None,
     m = metrics.mmd(draws, y, bandwidth=bandwidth)
     t = metrics.c2st(draws, y, seed=seed)
     return {"mmd": m.estimate, "mmd_se": m.stderr, "c2st": t.estimate, "c2st_se": t.stderr}
+
+
+def _sequences(fit: Fit) -> bool:
+    """Whether ``fit`` is of a sequence model (no rows to score draws against)."""
+    from .models.autoregressive import SequenceModel
+
+    return isinstance(fit.model, SequenceModel)
 
 
 def _conditional(fit: Fit) -> bool:
@@ -126,7 +133,8 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
 
         Columns that do not apply to a fit are NaN: every likelihood column of a fit
         without a density (``log_prob_kind == "none"``, a GAN), the sample columns of
-        sequence models.
+        sequence models, and every fit's sample columns when ``heldout`` has fewer than
+        :data:`~pyro_genmodels.metrics.MIN_ROWS` rows (with a warning).
     """
     if not isinstance(fits, Mapping):
         raise TypeError(f"fits must be a non-empty dict {{label: Fit}}, got "
@@ -152,7 +160,12 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
                                 f"({type(fit.model).__name__}, {fit.method!r}): {e}") from None
     seed = check_seed(seed)
     y = _numeric_rows(heldout) if samples else None
-    bandwidth = metrics.median_bandwidth(y) if y is not None and y.shape[0] >= 4 else None
+    few = y is not None and y.shape[0] < metrics.MIN_ROWS
+    if few and not all(_sequences(fit) for fit in fits.values()):
+        warnings.warn(f"the sample-based columns ({', '.join(SAMPLE_COLUMNS)}) need at least "
+                      f"{metrics.MIN_ROWS} held-out rows, got {y.shape[0]}: they are NaN",
+                      stacklevel=2)
+    bandwidth = metrics.median_bandwidth(y) if y is not None and not few else None
     rows: Dict[Any, Dict[str, Any]] = {}
     for label, fit in fits.items():
         with _naming(label, fit, c):

@@ -92,6 +92,9 @@ __all__ = ["C2STEstimate", "KernelEstimate", "ModeCoverage", "c2st", "energy_dis
 
 #: Most kernel-matrix entries held at once (rows are processed in chunks of this size).
 CHUNK_ELEMENTS = 2**22
+#: The fewest rows of each sample that :func:`mmd`, :func:`energy_distance` and
+#: :func:`c2st` take (the U-statistics' variance has a term over four distinct rows).
+MIN_ROWS = 4
 
 
 # ---------------------------------------------------------------------- results
@@ -282,7 +285,7 @@ def mmd(x: Any, y: Any, *, bandwidth: None | float | Sequence[float] = None
     Returns:
         :class:`KernelEstimate`; ``float(result)`` is the estimate.
     """
-    x, y = _pair(x, y, 4)
+    x, y = _pair(x, y, MIN_ROWS)
     bandwidths: tuple[float, ...]
     if bandwidth is None:
         bandwidths = (median_bandwidth(torch.cat([x, y])),)
@@ -303,7 +306,7 @@ def energy_distance(x: Any, y: Any) -> KernelEstimate:
     same U-statistic and with the same standard error (module docstring). No bandwidth;
     it scales like the data (multiply the data by c and it is multiplied by c).
     """
-    x, y = _pair(x, y, 4)
+    x, y = _pair(x, y, MIN_ROWS)
     return _two_sample(x, y, _distance_kernel, 0.0)
 
 
@@ -349,7 +352,7 @@ def c2st(x: Any, y: Any, *, classifier: Any = None, test_fraction: float = 0.5,
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x, y = _pair(x, y, 4)
+    x, y = _pair(x, y, MIN_ROWS)
     test_fraction = float(test_fraction)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"Expected 0 < test_fraction < 1, but got {test_fraction!r}")

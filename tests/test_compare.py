@@ -117,6 +117,26 @@ def test_sequence_fits_get_nan_sample_columns():
     assert row["train_log_prob"] == pytest.approx(fit.log_prob(names[::2]).mean().item())
 
 
+def test_fewer_held_out_rows_than_the_sample_columns_take_is_said(recwarn):
+    """Below metrics.MIN_ROWS held-out rows the sample columns are NaN, with a warning
+    that says why (they were NaN in silence); the likelihood columns are still scored.
+    Sequence fits, which have no sample columns, get no such warning."""
+    x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=0)
+    fit = pgm.Gaussian(2).fit(x, method="mle", seed=0, progress=False, num_steps=50)
+    with pytest.warns(UserWarning, match=r"the sample-based columns \(mmd, mmd_se, c2st, "
+                                         r"c2st_se\) need at least 4 held-out rows, got 3: "
+                                         r"they are NaN"):
+        row = pgm.compare({"g": fit}, x[:3]).loc["g"]
+    assert row[SAMPLE_COLUMNS].isna().all()
+    assert row["heldout_log_prob"] == pytest.approx(fit.log_prob(x[:3]).mean().item())
+    recwarn.clear()
+    assert pgm.compare({"g": fit}, x[:4]).loc["g", SAMPLE_COLUMNS].notna().all()
+    tokens = pgm.NGram(2, vocab_size=3).fit([[0, 1], [2]], method="mle")
+    assert pgm.compare({"t": tokens}, torch.tensor([[0, 1], [2, 2]])).loc[
+        "t", SAMPLE_COLUMNS].isna().all()
+    assert not [w for w in recwarn if "sample-based" in str(w.message)]
+
+
 def test_bits_per_dim_column_and_a_condition_for_the_conditional_fits_only():
     """``bin_width`` adds bits/dim computed as Fit.bits_per_dim computes it on the
     already dequantized held-out rows; ``c`` reaches the conditional fit only, so p(x | c)

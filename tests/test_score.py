@@ -416,6 +416,11 @@ def test_levels_given_refuse_the_arguments_they_replace():
                                          r"num_levels=4, sigma_min=0.5, sigma_max=3.0 would "
                                          r"do nothing beside it"):
         pgm.ScoreModel(2, sigmas=[5.0, 1.0], sigma_min=0.5, sigma_max=3.0, num_levels=4)
+    # an explicit num_levels=10, the number the levels take without sigmas, is refused
+    # too (it was taken for the default and passed)
+    with pytest.raises(ValueError, match=r"num_levels=10 would do nothing beside it"):
+        pgm.ScoreModel(2, sigmas=[5.0, 1.0], num_levels=10)
     model = pgm.ScoreModel(2, sigmas=[5.0, 1.0], num_levels=2, hidden=(8,))
     again = pgm.ScoreModel(**{k: v for k, v in model.get_config().items() if k != "network"})
     assert again.given_sigmas == [5.0, 1.0]
+    assert pgm.ScoreModel(2, hidden=(8,)).num_levels == 10

@@ -106,9 +106,10 @@ class ScoreModel(StandardizedContext, GenerativeModel):
             ``standardize``; ``num_levels``, ``sigma_min`` and ``sigma_max``, which they
             replace, are then refused); ``None``: ``num_levels`` geometric levels from
             ``sigma_max`` down to ``sigma_min``.
-        num_levels: L >= 2, the number of levels when ``sigmas`` is not given (the
-            range from ``sigma_max`` down to ``sigma_min``; one fixed level: ``sigmas=[s]``,
-            which trains and samples by Langevin but has no ODE range for ``log_prob``).
+        num_levels: L >= 2, the number of levels when ``sigmas`` is not given (``None``:
+            10), from ``sigma_max`` down to ``sigma_min``. One fixed level is
+            ``sigmas=[s]``, which trains and samples by Langevin but has no ODE range for
+            ``log_prob``.
         sigma_min: the smallest level.
         sigma_max: the largest; ``None``: the largest pairwise distance between training
             rows (Song & Ermon 2020, technique 1; over at most 5000 rows), set when the
@@ -155,7 +156,7 @@ class ScoreModel(StandardizedContext, GenerativeModel):
     engines = {m: ScoreEngine(m) for m in ("dsm", "ssm")}
 
     def __init__(self, dim: int, *, sigmas: Optional[Sequence[float]] = None,
-                 num_levels: int = 10, sigma_min: float = 0.01,
+                 num_levels: Optional[int] = None, sigma_min: float = 0.01,
                  sigma_max: Optional[float] = None, network: Optional[nn.Module] = None,
                  hidden: Sequence[int] = (256, 256, 256), context_dim: Optional[int] = None,
                  standardize: bool = True) -> None:
@@ -170,7 +171,7 @@ class ScoreModel(StandardizedContext, GenerativeModel):
                                  f"but got {list(sigmas)!r}")
             self.given_sigmas: Optional[List[float]] = levels
             unused = [f"{k}={v!r}" for k, v, default in (
-                ("num_levels", num_levels, (10, len(levels))), ("sigma_min", sigma_min, (0.01,)),
+                ("num_levels", num_levels, (None, len(levels))), ("sigma_min", sigma_min, (0.01,)),
                 ("sigma_max", sigma_max, (None,))) if v not in default]
             if unused:  # what sigmas replaces would do nothing
                 raise ValueError(f"sigmas={levels} gives the levels; {', '.join(unused)} "
@@ -179,6 +180,7 @@ class ScoreModel(StandardizedContext, GenerativeModel):
         else:
             self.given_sigmas = None
         self.num_levels = (len(self.given_sigmas) if self.given_sigmas is not None
+                           else 10 if num_levels is None
                            else positive_int(num_levels, "num_levels"))
         if self.given_sigmas is None and self.num_levels < 2:
             raise ValueError(

@@ -390,6 +390,11 @@ def test_a_stopped_fit_resumes_bit_for_bit(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="another fit"):
         _flow_fit(x[:100], resume=tmp_path)
+    # what differs is named leaf by leaf (it printed both whole options dicts)
+    with pytest.raises(ValueError, match=r"another fit \(saved vs now: options\.grad_clip "
+                                         r"None vs 1\.0\); resume with the same") as err:
+        _flow_fit(x, resume=tmp_path, grad_clip=1.0)
+    assert "batch_size" not in str(err.value)
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         _flow_fit(x, resume=tmp_path / "nowhere")
 

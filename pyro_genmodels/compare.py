@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Dict, Optional
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
 
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
+#: the most held-out rows the sample-based columns use (MMD and C2ST cost M^2: 5,000
+#: rows take about 2 s a fit, 40,000 a minute); above it, a random subset of this many
+SAMPLE_ROWS = 5000
 
 def _heldout_columns(fit: Fit, heldout: Any, c: Any = None,
                      lp: Optional[torch.Tensor] = None) -> dict:
@@ -55,12 +59,15 @@ def _numeric_rows(heldout: Any) -> torch.Tensor | None:
 
 
 def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int | None,
-                    bandwidth: float | None) -> Dict[str, float]:
+                    bandwidth: float | None, keep: torch.Tensor | None) -> Dict[str, float]:
     """MMD (Gaussian kernel, the held-out data's median bandwidth) and C2ST accuracy of
-    ``len(y)`` draws of ``fit`` against the held-out rows ``y``."""
+    ``len(y)`` draws of ``fit`` against the held-out rows ``y`` (the rows of the held-out
+    data that the mask ``keep`` keeps, whose conditions ``c`` are subset alike)."""
     out = dict.fromkeys(SAMPLE_COLUMNS, math.nan)
     if y is None or y.shape[0] < metrics.MIN_ROWS:  # compare warned
         return out
+    if keep is not None and c is not None:
+        c = fit.model.validate_context(c, len(keep))[keep]
     draws = fit.sample(y.shape[0], c=c, seed=seed)
     if not isinstance(draws, torch.Tensor) or tuple(draws.shape) != tuple(y.shape):
         return out  # sequences (lists of strings or token tensors) are not rows
@@ -122,11 +129,17 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         - with ``bin_width``: ``bits_per_dim`` (a bound or an estimate as
           ``log_prob_kind`` says);
         - with ``truth``: ``true_kl`` = mean over held-out points of
-          log p_data(x) - log p_fit(x), an unbiased estimate of KL(p_data || p_fit), and
-          its standard error ``true_kl_se``;
+          log p_data(x) - log p_fit(x) and its standard error ``true_kl_se``: an unbiased
+          estimate of KL(p_data || p_fit) where ``log_prob_kind`` is ``"exact"``; for a
+          ``"bound"`` (a lower bound on log p) it estimates an upper bound on the KL, and
+          for an ``"estimate"`` it carries that estimator's bias (the family's docs say
+          which way; :func:`~pyro_genmodels.divergences.kl` refuses both unless
+          ``allow_inexact=True``);
         - sample-based, for every family whose data are numeric rows (a GAN too): M =
           ``len(heldout)`` draws ``fit.sample(M, c=c, seed=seed)`` against the held-out
-          rows, ``mmd`` (unbiased MMD^2, Gaussian kernel with the median-heuristic
+          rows (above :data:`SAMPLE_ROWS` rows, M = :data:`SAMPLE_ROWS` of them drawn at
+          random with ``seed``: the scores cost M^2), ``mmd`` (unbiased MMD^2, Gaussian
+          kernel with the median-heuristic
           bandwidth of the held-out rows, the same for every fit) with ``mmd_se``, and
           ``c2st`` (held-out accuracy of a k-nearest-neighbour classifier, 0.5 =
           indistinguishable) with ``c2st_se`` (see :mod:`pyro_genmodels.metrics`).
@@ -165,14 +178,37 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
         warnings.warn(f"the sample-based columns ({', '.join(SAMPLE_COLUMNS)}) need at least "
                       f"{metrics.MIN_ROWS} held-out rows, got {y.shape[0]}: they are NaN",
                       stacklevel=2)
+    keep = None
+    if y is not None and y.shape[0] > SAMPLE_ROWS:
+        g = torch.Generator()
+        g.manual_seed(seed) if seed is not None else g.seed()
+        keep = torch.zeros(y.shape[0], dtype=torch.bool)  # a mask: c is subset alike
+        keep[torch.randperm(y.shape[0], generator=g)[:SAMPLE_ROWS]] = True
+        y = y[keep]
     bandwidth = metrics.median_bandwidth(y) if y is not None and not few else None
     rows: Dict[Any, Dict[str, Any]] = {}
     for label, fit in fits.items():
-        with _naming(label, fit, c):
+        with _naming(label, fit, c), _arviz_said(label):
             rows[label] = _row(fit, heldout, truth, truth_rows,
                                c if _conditional(fit) else None, loo, y, seed, bandwidth,
-                               bin_width, train)
+                               bin_width, train, keep)
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@contextlib.contextmanager
+def _arviz_said(label: Any):
+    """ArviZ's warnings (LOO's Pareto k, WAIC's variance) as their first sentence, naming
+    the fit they are about (ArviZ's name none and run to four sentences; the table's
+    ``pareto_k_max`` and ``p_waic`` hold the figures); other warnings pass as they came."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if f"{os.sep}arviz{os.sep}" in w.filename:
+            first = str(w.message).split(". ", 1)[0].strip().rstrip(".")
+            warnings.warn(f"fits[{label!r}]: {first} (ArviZ)", w.category, stacklevel=4)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @contextlib.contextmanager
@@ -212,7 +248,7 @@ def _truth_rows(truth: Any, heldout: Any) -> torch.Tensor:
 def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor], cf: Any,
          loo: bool, y: Optional[torch.Tensor], seed: Optional[int],
          bandwidth: Optional[float], bin_width: Optional[float],
-         train: bool = True) -> Dict[str, Any]:
+         train: bool = True, keep: Optional[torch.Tensor] = None) -> Dict[str, Any]:
     """The table's row of one fit (the held-out log p is evaluated once, for the held-out
     columns and ``true_kl`` both: an estimate such as a VAE's is then the same number in
     both)."""
@@ -240,7 +276,7 @@ def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor],
             row["true_kl"] = d.mean().item()
             row["true_kl_se"] = d.std().item() / math.sqrt(d.numel()) \
                 if d.numel() > 1 else nan
-    row.update(_sample_columns(fit, y, cf, seed, bandwidth))
+    row.update(_sample_columns(fit, y, cf, seed, bandwidth, keep))
     if bin_width is not None:
         dim = fit.model.dim
         row["bits_per_dim"] = -(row["heldout_log_prob"] + dim * math.log(bin_width)) / (
@@ -327,9 +363,11 @@ def prior_sweep(model: GenerativeModel, x: Any, *, prior_scales: Sequence[float]
         A DataFrame with one row per prior scale and a last row for ``mle``
         (``prior_scale = inf``): ``method``, ``prior_scale``, ``heldout_log_prob`` (mean
         log p per held-out point) and ``heldout_log_prob_se``, ``train_log_prob`` (mean
-        log p per training point, as :func:`compare` computes it), ``error``. When the MLE
-        does not exist (e.g. a Gaussian with fewer points than dimensions) its row has
-        NaN scores and the reason in ``error``.
+        log p per training point, as :func:`compare` computes it), ``error``. A refused
+        map fit raises (a Gaussian with N <= D, say: no prior scale makes its map
+        covariance exist, nor its MLE); a refused mle fit, whose likelihood may lack a
+        maximum that the log joint has, leaves its row's scores NaN and the reason in
+        ``error``.
     """
     config = model.get_config()
     if "prior_scale" not in config:

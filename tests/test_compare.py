@@ -1,4 +1,5 @@
 import copy
+import importlib
 import math
 
 import pandas as pd
@@ -135,6 +136,50 @@ def test_fewer_held_out_rows_than_the_sample_columns_take_is_said(recwarn):
     assert pgm.compare({"t": tokens}, torch.tensor([[0, 1], [2, 2]])).loc[
         "t", SAMPLE_COLUMNS].isna().all()
     assert not [w for w in recwarn if "sample-based" in str(w.message)]
+
+
+def test_sample_columns_of_many_held_out_rows_use_a_seeded_subset(monkeypatch):
+    """Above compare.SAMPLE_ROWS held-out rows (MMD and C2ST cost M^2: 40,000 rows took a
+    minute a fit, 8.6 million would take weeks) the sample columns score that many rows
+    drawn with the seed, exactly as compare on those rows alone scores them; a
+    conditional fit's conditions are subset alike. The likelihood columns use every row."""
+    compare_module = importlib.import_module("pyro_genmodels.compare")  # not pgm.compare
+    x, _ = pgm.datasets.correlated_gaussian(160, dim=2, seed=0)
+    c = (x[:, :1] > 0).double()
+    fit = pgm.Gaussian(2).fit(x[:60], method="mle", seed=0, progress=False)
+    with pgm._rng.seeded(0):
+        cond = pgm.Flow(2, context_dim=1, hidden=(8,), num_transforms=1).double()
+    cond_fit = cond.fit(x[:60], c=c[:60], method="mle", num_steps=3, seed=0, progress=False)
+    fits, held, held_c = {"g": fit, "cond": cond_fit}, x[60:], c[60:]
+    whole = pgm.compare(fits, held, c=held_c, loo=False, train=False, seed=3)
+    monkeypatch.setattr(compare_module, "SAMPLE_ROWS", 40)
+    part = pgm.compare(fits, held, c=held_c, loo=False, train=False, seed=3)
+    keep = torch.randperm(100, generator=torch.Generator().manual_seed(3))[:40].sort().values
+    assert len(keep) == 40
+    subset = pgm.compare(fits, held[keep], c=held_c[keep], loo=False, train=False, seed=3)
+    for label in fits:
+        assert part.loc[label, SAMPLE_COLUMNS].tolist() == pytest.approx(
+            subset.loc[label, SAMPLE_COLUMNS].tolist(), rel=1e-12)
+        assert part.loc[label, SAMPLE_COLUMNS].tolist() != pytest.approx(
+            whole.loc[label, SAMPLE_COLUMNS].tolist(), rel=1e-6)
+        assert part.loc[label, "heldout_log_prob"] == whole.loc[label, "heldout_log_prob"]
+
+
+def test_arviz_warnings_name_the_fit_in_one_sentence():
+    """ArviZ's LOO/WAIC warnings name no fit and run to four sentences; compare says
+    which fit each is about, in the first sentence."""
+    x, _ = pgm.datasets.correlated_gaussian(8, dim=3, seed=0)
+    post = pgm.Gaussian(3).fit(x, method="nuts", num_samples=100, warmup_steps=100,
+                               num_chains=1, seed=0, progress=False)
+    with pytest.warns(UserWarning) as caught:
+        table = pgm.compare({"nuts": post}, x)
+    said = [str(w.message) for w in caught]
+    assert "fits['nuts']: Estimated shape parameter of Pareto distribution is greater " \
+           "than 0.50 for one or more samples (ArviZ)" in said
+    assert table.loc["nuts", "pareto_k_max"] > 0.5
+    assert not [m for m in said if "You should consider" in m]
+    # said where the user called compare
+    assert all(w.filename == __file__ for w in caught if str(w.message).startswith("fits["))
 
 
 def test_bits_per_dim_column_and_a_condition_for_the_conditional_fits_only():

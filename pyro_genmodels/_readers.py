@@ -182,6 +182,12 @@ def _read_csv(path: str, text: str) -> Tuple[np.ndarray, Optional[List[str]]]:
             numbers = [_number(c) for c in row]
             if all(v is None for v in numbers):
                 header = [c.strip() for c in row]
+                repeated = sorted({h for h in header if header.count(h) > 1})
+                if repeated:  # a fit's columns are known by name: each must say one
+                    at = "; ".join(f"{r!r} in columns " + ", ".join(
+                        str(j + 1) for j, h in enumerate(header) if h == r) for r in repeated)
+                    raise DataFileError(f"{path}, line {line}: the header repeats a column "
+                                        f"name ({at}); expected distinct names: rename them")
                 continue
             if None in numbers:  # the header is decided by this line alone
                 j = numbers.index(None)

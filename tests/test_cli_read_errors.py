@@ -54,6 +54,14 @@ def test_a_first_line_with_numbers_and_text_is_an_error_not_a_header():
         "error: y.csv, line 1, column 2: found an empty cell, expected a number (line 1")
 
 
+def test_a_header_that_repeats_a_name_is_refused_as_python_refuses_it():
+    """The columns are known by name (a held-out file is matched to them): a repeated
+    name was saved and then refused when the fit scored a file like its own."""
+    assert _fit_error("x.csv", "a,b,a,b,c\n1,2,3,4,5\n") == (
+        "error: x.csv, line 1: the header repeats a column name ('a' in columns 1, 3; 'b' "
+        "in columns 2, 4); expected distinct names: rename them")
+
+
 def test_a_text_cell_after_a_header_names_the_column_by_number_and_name():
     assert _fit_error("x.csv", "a,b,c\n1,2,3\n4,5,six\n") == \
         "error: x.csv, line 3, column 3 (c): found 'six', expected a number"

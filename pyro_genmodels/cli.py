@@ -20,6 +20,8 @@ by spaces). What a data file may hold is in ``_readers``; a file that cannot be 
 is one line on stderr, ``error: FILE, line L, column C (NAME): found ..., expected ...``,
 status 1, and nothing is written. Warnings are ``warning: ...`` lines on stderr, but for
 torch's own deprecations inside its compiler (``compile=True``), which no user can act on.
+Ctrl-C during ``fit`` saves what the fit has, marked interrupted, and the status is 130
+(the shell's for SIGINT), as it is when the fit had nothing yet to keep.
 
 ``fit --distributed`` trains data-parallel (``distributed=True``) on the workers that
 ``torchrun`` starts::
@@ -247,8 +249,10 @@ def _fit(args, rank: int) -> int:
         raise SystemExit(f"error: {e}")
     except OSError as e:
         raise SystemExit(f"error: cannot write the run directory {args.out} ({e.strerror})")
+    # Ctrl-C: what the fit had is saved, and the status says it is not the fit asked for
+    status = 130 if fit.interrupted else 0
     if rank != 0:
-        return 0
+        return status
     print(f"{fit!r} saved to {args.out}")
     if fit.sample_stats and fit.posterior:
         from .arviz import chain_summary
@@ -260,7 +264,7 @@ def _fit(args, rank: int) -> int:
         print(f"training data: mean log p(x) {round(total / len(x), 4) + 0.0:.4f}, "
               f"{round(-total / chars, 4) + 0.0:.4f} nats per "
               f"{'token' if ids else 'character'} (end token included)")
-        return 0
+        return status
     import torch
 
     # a streamed fit keeps no rows: score the first SUMMARY_ROWS of the file
@@ -282,7 +286,7 @@ def _fit(args, rank: int) -> int:
     if fit.info.get("best_step") is not None:
         print(f"held-out loss {fit.info['best_heldout_loss']:.4f} per row at step "
               f"{fit.info['best_step']} (kept); stopped: {fit.info['stopped'] or 'num_steps'}")
-    return 0
+    return status
 
 
 #: torch's deprecation of a function its own compiler calls (Inductor, ``compile=True``)
@@ -403,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="fit the registered models on built-in data, write HTML")
-    d.add_argument("--quick", action="store_true", help="small budgets (about a minute on 2 cores)")
+    d.add_argument("--quick", action="store_true", help="small budgets (about 1.5 minutes on 2 cores)")
     d.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
     d.add_argument("--quiet", action="store_true", help="no progress lines or bars")
     d.add_argument("--jobs", type=int, default=None,
@@ -451,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, required=True, help="number of samples")
     s.add_argument("--out", required=True,
                    help="output file, .csv or .npy; text models: .txt")
-    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--seed", type=int, default=None,
+                   help="seeds the draws (default: a fresh seed each run)")
     s.add_argument("--prefix", default=None,
                    help="text models: a prompt every sample continues (token-id models: "
                         "ids separated by spaces)")

@@ -331,8 +331,9 @@ def test_constructor_arguments_are_checked_by_name_before_the_data_are_read(tmp_
 def test_ctrl_c_saves_what_the_fit_kept_and_says_when_it_kept_nothing(
         tmp_path, capsys, monkeypatch):
     """Ctrl-C while the chain draws: the run is saved with its draws so far, marked
-    interrupted. In the warmup, nothing is kept: one line says so, nothing is written,
-    and the status is 130 (the shell's for SIGINT), not a traceback."""
+    interrupted, and the status is 130 (the shell's for SIGINT: a script can tell it from
+    a finished run, which it could not at 0). In the warmup, nothing is kept: one line
+    says so, nothing is written, and the status is 130 too, not a traceback."""
     from pyro_genmodels.infer import mcmc
 
     data = tmp_path / "x.csv"
@@ -353,7 +354,7 @@ def test_ctrl_c_saves_what_the_fit_kept_and_says_when_it_kept_nothing(
                "--option", "num_samples=100", "--option", "warmup_steps=20",
                "--option", "num_chains=1", "--out"]
     interrupt_after(20 + 30)
-    assert cli.main(command + [str(tmp_path / "kept")]) == 0
+    assert cli.main(command + [str(tmp_path / "kept")]) == 130
     assert "interrupted" in capsys.readouterr().out
     fit = pgm.load(tmp_path / "kept")
     assert fit.interrupted and fit.posterior["loc"].shape == (1, 30, 2)

@@ -267,6 +267,100 @@ def test_bad_arguments_fail_clearly():
         fit.predict(torch.randn(4, 3))
 
 
+#: the methods that are not EM, with options that keep a (wrongly) accepted fit short
+_NOT_EM = {"map": {"num_steps": 3}, "vi": {"num_steps": 3, "num_posterior_samples": 4},
+           "nuts": {"num_samples": 3, "warmup_steps": 3, "max_tree_depth": 2},
+           "chees": {"num_samples": 3, "warmup_steps": 3, "num_chains": 2}}
+
+
+def _with_a_constant_column(n=60):
+    x = pgm.datasets.clusters(n, k=2, seed=0)[0].double()
+    return np.c_[x[:, 0].numpy(), np.ones(n)]  # column 1 is constant
+
+
+def test_every_method_but_em_is_checked():
+    methods = pgm.GaussianMixture.capabilities.methods
+    assert sorted(m for m in methods if m != "mle") == sorted(_NOT_EM)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("method", sorted(_NOT_EM))
+def test_a_constant_column_is_refused_by_every_method_but_em(method, covariance_type):
+    """A component that takes rows constant in a column has a likelihood growing without
+    bound as its scale there goes to 0 (HalfNormal is finite at 0): map has no maximum and
+    the posterior is improper. Before, they fitted silently: map's scale depended on
+    num_steps (1.8e-3 after 300 steps, 1.2e-3 after 3,000, its loss jumping from -801 to
+    2.5e5 at step 1) and chees drew scales of 2.4e-6. Refused before any work now, as
+    Gaussian refuses it; the data, the model, the param store and the RNG are untouched."""
+    import pyro
+
+    model = pgm.GaussianMixture(2, 2, covariance_type=covariance_type)
+    x = _with_a_constant_column()
+    before = x.copy()
+    config = model.get_config()
+    pyro.param("user_param", torch.tensor(1.0))
+    store = set(pyro.get_param_store().keys())
+    rng = torch.get_rng_state()
+    with pytest.raises(ValueError, match=rf"^data cannot be fitted by {method} with "
+                       r"GaussianMixture: column\(s\) \[1\] are constant \(at \[1\.0\]\), so "
+                       r"the likelihood grows without bound as a component's scale in them "
+                       r"goes to 0 .*improper posterior.* Drop the constant columns, or use "
+                       r"method='mle', whose EM regularizes the covariances with reg_covar"):
+        model.fit(x, method=method, seed=0, progress=False, **_NOT_EM[method])
+    assert np.array_equal(x, before)
+    assert model.get_config() == config
+    assert set(pyro.get_param_store().keys()) == store
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_constant_column_is_judged_as_gaussian_judges_it():
+    """The check is Gaussian's (``constant_columns``): a column that varies only within
+    its dtype's rounding counts as constant (float32 1e4 plus one ulp), one that varies by
+    1e-12 of 1 does not (float64 resolves it); a single row is constant everywhere, and
+    map is refused there as by Gaussian, while its proper posterior is sampled."""
+    g = torch.Generator().manual_seed(0)
+    first = torch.randn(60, generator=g, dtype=torch.float64)
+    ulp = torch.randint(0, 2, (60,), generator=g) * 1e-3  # float32's spacing at 1e4
+    rounded = torch.stack([first, 1e4 + ulp], 1).float()
+    resolved = torch.stack([first, 1 + 1e-12 * torch.randn(60, generator=g,
+                                                           dtype=torch.float64)], 1)
+
+    def refusal(model, method, x):
+        try:
+            model.check_data_for(method, x)
+        except ValueError as e:
+            return str(e)
+        return None
+
+    mixture, gaussian = pgm.GaussianMixture(2, 2), pgm.Gaussian(2)
+    assert refusal(gaussian, "map", rounded) is not None
+    said = refusal(mixture, "map", rounded)
+    assert said is not None and "vary only within torch.float32's rounding" in said
+    assert "Subtract their offset, or pass float64 data" in said and "method='mle'" in said
+    assert refusal(gaussian, "map", resolved) is None
+    assert refusal(mixture, "map", resolved) is None
+    one = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^data cannot be fitted by map with "
+                       r"GaussianMixture: a single row makes every column constant.*"
+                       r"method='mle'"):
+        pgm.GaussianMixture(2, 1).fit(one, method="map", num_steps=3, seed=0, progress=False)
+    fit = pgm.GaussianMixture(2, 1).fit(one, method="vi", seed=0, progress=False,
+                                        **_NOT_EM["vi"])
+    assert torch.isfinite(fit.log_prob(one)).all()
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_em_still_fits_a_constant_column_through_reg_covar(covariance_type):
+    """mle is EM, whose reg_covar (in the data's units for a constant column) bounds the
+    likelihood: the column's scale is sqrt(reg_covar) and the fit is finite."""
+    x = _with_a_constant_column()
+    fit = pgm.GaussianMixture(2, 2, covariance_type=covariance_type).fit(
+        x, method="mle", seed=0, progress=False)
+    assert torch.allclose(fit.params["scales"][:, 1], torch.tensor(1e-3, dtype=torch.float64),
+                          rtol=1e-6)
+    assert all(math.isfinite(v) for v in fit.losses)
+    assert torch.isfinite(fit.log_prob(torch.as_tensor(x))).all()
+
 def test_a_nan_mid_em_keeps_the_last_finite_parameters(monkeypatch):
     from pyro_genmodels.models import mixture
 

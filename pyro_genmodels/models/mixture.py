@@ -35,6 +35,9 @@ How each method treats phi = (w, mu, s, L):
   the Hungarian algorithm on the component means), which changes no density, only the
   per-component summaries.
 
+A constant column is refused by every method but ``mle`` (EM's ``reg_covar`` bounds its
+likelihood; the others have none): :meth:`GaussianMixture.check_data_for`.
+
 References:
     Dempster, Laird & Rubin (1977), *Maximum likelihood from incomplete data via the EM
     algorithm*, JRSS B 39(1). Bishop (2006), *Pattern Recognition and Machine Learning*,
@@ -58,13 +61,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .._as_pyro import Mixture
-from .._validation import (check_choice, column_moments, column_units, exact_dtype,
-                           nonnegative_float, positive_float, positive_int, store_counts)
+from .._validation import (check_choice, column_moments, column_units, constant_columns,
+                           exact_dtype, nonnegative_float, positive_float, positive_int,
+                           store_counts)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
 from ..infer.loop import FitResult, NonFiniteLossError
 from ..infer.objectives import data_plate, plate_rows
-from ._checks import warn_if_prior_is_strong
+from ._checks import constant_said, warn_if_prior_is_strong
 from .kmeans import KMEANS_SEEDINGS, kmeans
 
 COVARIANCE_TYPES = ("full", "diag")
@@ -465,11 +469,44 @@ class GaussianMixture(GenerativeModel):
 
     # ------------------------------------------------------------------ engine hooks
     def check_data_for(self, method: str, x: torch.Tensor) -> None:
+        """Refuse data for which ``method``'s fit does not exist, before any work.
+
+        Fewer rows than components. And, for every method but EM's ``mle`` (``map``,
+        ``vi``, ``nuts``, ``chees``), a constant column among two or more rows (or one
+        that varies only within the data's rounding: Gaussian's check,
+        :func:`~pyro_genmodels._validation.constant_columns`): a component that takes
+        those rows has a likelihood growing without bound as its scale in that column
+        goes to 0, and the scales' HalfNormal prior, finite at 0, does not stop it. So
+        ``map``'s log joint has no maximum (its scale shrank with ``num_steps``) and the
+        posterior is improper (with the location integrated out the likelihood still
+        grows as ``scale**-(N_k - 1)``; chees drew scales of 2.4e-6 there). A
+        single row (K = 1) is constant in every column: ``map`` is refused there too, as
+        by Gaussian; its posterior is proper. EM's ``mle`` adds ``reg_covar`` to every
+        variance (a constant column's in the data's units), which bounds the
+        likelihood: it fits such data."""
         if x.shape[0] < self.n_components:
             raise ValueError(f"GaussianMixture with n_components={self.n_components} needs at "
                              f"least that many data rows, but got {x.shape[0]}")
-        if method not in ("mle", "em"):
-            warn_if_prior_is_strong(x, self.prior_scale, "GaussianMixture", method)
+        if isinstance(self.engine(method), EM):
+            return
+        n = x.shape[0]
+        if n == 1 and method == "map":
+            raise ValueError(
+                "data cannot be fitted by map with GaussianMixture: a single row makes every "
+                "column constant, so the log joint grows without bound as the scales go to 0 "
+                "(no maximum). Use method='mle' (EM, which regularizes the covariances with "
+                "reg_covar), or sample the posterior (method='nuts' or 'vi'): for one row it "
+                "is proper.")
+        constant = constant_columns(x)
+        if constant.any() and n > 1:
+            what, remedy = constant_said(x, constant)
+            raise ValueError(
+                f"data cannot be fitted by {method} with GaussianMixture: {what}, so the "
+                f"likelihood grows without bound as a component's scale in them goes to 0 "
+                f"(no maximum, and an improper posterior under the scales' HalfNormal "
+                f"prior). {remedy}, or use method='mle', whose EM regularizes the "
+                f"covariances with reg_covar.")
+        warn_if_prior_is_strong(x, self.prior_scale, "GaussianMixture", method)
 
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Every component's location in column sds (``map``, ``vi``); the scales,

@@ -61,7 +61,7 @@ def run_config(run: str) -> Dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def write(path: str, writer: Callable[[Path], None]) -> None:
+def write(path: str, writer: Callable[[Path], Any]) -> None:
     """``writer(Path(path))`` in a directory made for it; a failure is an ``error:``
     line."""
     p = Path(path)

@@ -67,7 +67,8 @@ def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int | None,
     if y is None or y.shape[0] < metrics.MIN_ROWS:  # compare warned
         return out
     if keep is not None and c is not None:
-        c = fit.model.validate_context(c, len(keep))[keep]
+        rows = fit.model.validate_context(c, len(keep))  # a conditional fit's: a tensor
+        c = None if rows is None else rows[keep]
     draws = fit.sample(y.shape[0], c=c, seed=seed)
     if not isinstance(draws, torch.Tensor) or tuple(draws.shape) != tuple(y.shape):
         return out  # sequences (lists of strings or token tensors) are not rows
@@ -173,10 +174,11 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
                                 f"({type(fit.model).__name__}, {fit.method!r}): {e}") from None
     seed = check_seed(seed)
     y = _numeric_rows(heldout) if samples else None
-    few = y is not None and y.shape[0] < metrics.MIN_ROWS
+    num_rows = None if y is None else y.shape[0]
+    few = num_rows is not None and num_rows < metrics.MIN_ROWS
     if few and not all(_sequences(fit) for fit in fits.values()):
         warnings.warn(f"the sample-based columns ({', '.join(SAMPLE_COLUMNS)}) need at least "
-                      f"{metrics.MIN_ROWS} held-out rows, got {y.shape[0]}: they are NaN",
+                      f"{metrics.MIN_ROWS} held-out rows, got {num_rows}: they are NaN",
                       stacklevel=2)
     keep = None
     if y is not None and y.shape[0] > SAMPLE_ROWS:

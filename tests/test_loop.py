@@ -399,6 +399,29 @@ def test_a_stopped_fit_resumes_bit_for_bit(tmp_path):
         _flow_fit(x, resume=tmp_path / "nowhere")
 
 
+def test_a_refused_resume_says_why_of_validation_and_num_steps(tmp_path):
+    """Another validation= is said as such (it was reported as other data, whose digest
+    the split changes), and a larger num_steps says that a fit resumes to the steps it
+    started with; the same call resumes."""
+    x, _ = pgm.datasets.correlated_gaussian(100, dim=2, seed=0)
+
+    def fit(**kw):
+        return pgm.Gaussian(2).fit(x, method="map", progress=False, seed=0, **kw)
+
+    fit(num_steps=20, validation=0.15, checkpoint=tmp_path)
+    with pytest.raises(ValueError, match=r"was made with held-out data, and this fit has "
+                                         r"none: resume with the validation= of the fit"):
+        fit(num_steps=20, resume=tmp_path)
+    with pytest.raises(ValueError, match=r"saved vs now: data '[0-9a-f]+' vs '[0-9a-f]+' "
+                                         r"\(the training and held-out rows: another "
+                                         r"validation= split differs too\)\)"):
+        fit(num_steps=20, validation=0.2, resume=tmp_path)
+    with pytest.raises(ValueError, match=r"saved vs now: options\.num_steps 20 vs 40 \(a fit "
+                                         r"resumes to the num_steps it started with"):
+        fit(num_steps=40, validation=0.15, resume=tmp_path)
+    assert len(fit(num_steps=20, validation=0.15, resume=tmp_path).losses) == 20
+
+
 def test_a_killed_fit_loses_at_most_k_steps_and_resumes_exactly(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, torch
@@ -543,3 +566,30 @@ def test_a_non_finite_gradient_at_the_first_step_says_the_start_is_kept():
                               "were left at their starting values. Try a smaller lr, or "
                               "check the data scale.")
     assert torch.equal(w.detach(), torch.zeros(3))
+
+
+def test_an_optimizer_whose_step_needs_a_closure_is_refused_before_any_step():
+    """Any torch.optim.Optimizer subclass was accepted, and LBFGS failed inside torch at
+    the first step ("LBFGS.step() missing 1 required positional argument: 'closure'"):
+    the loop calls step() with no closure. Such an optimizer is refused when the options
+    are checked, saying what is supported; one whose closure is optional trains."""
+    x = pgm.datasets.correlated_gaussian(60, dim=3, seed=0)[0]
+    model = pgm.Gaussian(3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = (r"^optimizer=LBFGS: its step\(\) requires a closure .* closure-based "
+                r"optimizers are not supported\. Expected one of \['adagrad', 'adam', "
+                r"'adamw', 'rmsprop', 'sgd'\], or a torch.optim.Optimizer subclass .* whose "
+                r"step\(\) takes no required closure$")
+    for opt in (torch.optim.LBFGS, pyro.optim.PyroOptim(torch.optim.LBFGS, {"lr": 1.0})):
+        with pytest.raises(ValueError, match=expected):
+            model.fit(x, method="map", optimizer=opt, num_steps=20, progress=False)
+        with pytest.raises(ValueError, match=expected):
+            LoopOptions(optimizer=opt)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    class Stepper(torch.optim.Adam):  # a closure it may take, as every built-in one
+        def step(self, closure=None):
+            return super().step(closure)
+
+    fit = model.fit(x, method="map", optimizer=Stepper, num_steps=3, progress=False)
+    assert len(fit.losses) == 3

@@ -280,17 +280,22 @@ def check_fit(state: Dict[str, Any], directory, *, fingerprint: Dict[str, Any], 
     check_seed(state, seed, directory)
     saved, now, where = state["fingerprint"], json.loads(json.dumps(fingerprint)), \
         _where(directory)
+    if heldout != ("best" in state):  # before the data's digest, which the split changes
+        raise ValueError(f"The checkpoint in {where} was made {'without' if heldout else 'with'}"
+                         f" held-out data, and this fit has {'some' if heldout else 'none'}: "
+                         f"resume with the validation= of the fit that made it")
     if saved != now:
-        said = "; ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in _differences(saved, now))
+        why = {"data": " (the training and held-out rows: another validation= split "
+                       "differs too)",
+               "options.num_steps": " (a fit resumes to the num_steps it started with: "
+                                    "its learning-rate schedule spans them)"}
+        said = "; ".join(f"{k} {a!r} vs {b!r}{why.get(k, '')}"
+                         for k, (a, b) in _differences(saved, now))
         raise ValueError(f"The checkpoint in {where} is of another fit (saved vs now: "
                          f"{said}); resume with the same model, data, method and options")
     if state["step"] > num_steps:
         raise ValueError(f"The checkpoint in {where} is at step {state['step']}, beyond "
                          f"this fit's num_steps={num_steps}")
-    if heldout != ("best" in state):
-        raise ValueError(f"The checkpoint in {where} was made {'without' if heldout else 'with'}"
-                         f" held-out data, and this fit has {'some' if heldout else 'none'}: "
-                         f"resume with the validation= of the fit that made it")
 
 
 def restore(directory, players: Sequence, batches, best, fingerprint: Dict[str, Any],

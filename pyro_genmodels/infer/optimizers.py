@@ -5,11 +5,13 @@ per player at ``lr`` (the player's own, or the loop's), with its learning rate d
 exponentially to ``lr * lr_decay`` over ``num_steps`` (``ExponentialLR``). A
 ``pyro.optim.PyroOptim`` instance is used as given: it brings its own learning rate and
 schedule, so the options that would set them are refused beside it rather than recorded
-and ignored.
+and ignored. The loop calls ``step()`` with no arguments after each backward pass, so an
+optimizer whose ``step`` requires a closure (``torch.optim.LBFGS``) is refused up front.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Dict, Mapping
 
 import pyro.optim
@@ -30,16 +32,37 @@ TORCH_OPTIMIZER_OPTIONS = ("lr", "lr_decay", "critic_lr", "betas")
 
 def check_optimizer(opt: Any) -> None:
     """Refuse an ``optimizer=`` that is not a name of :data:`OPTIMIZERS`, a
-    ``torch.optim.Optimizer`` subclass or a ``pyro.optim.PyroOptim`` instance."""
+    ``torch.optim.Optimizer`` subclass or a ``pyro.optim.PyroOptim`` instance, and one
+    whose torch optimizer's ``step`` requires a closure (:func:`needs_closure`)."""
     if isinstance(opt, str):
         if opt not in OPTIMIZERS:
             raise ValueError(
                 f"Unknown optimizer {opt!r}; expected one of {sorted(OPTIMIZERS)}, "
                 f"a torch.optim.Optimizer subclass or a pyro.optim.PyroOptim instance")
-    elif not (isinstance(opt, pyro.optim.PyroOptim) or (
+        return
+    if not (isinstance(opt, pyro.optim.PyroOptim) or (
             isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer))):
         raise TypeError(f"Expected optimizer to be a name, a torch.optim.Optimizer "
                         f"subclass or a pyro.optim.PyroOptim instance, but got {opt!r}")
+    cls = getattr(opt, "pt_optim_constructor", opt)  # a PyroOptim's torch optimizer
+    if needs_closure(cls):
+        name = getattr(cls, "__qualname__", repr(cls))
+        raise ValueError(
+            f"optimizer={name}: its step() requires a closure (it re-evaluates the loss "
+            f"itself, as LBFGS does), and the training loop calls step() without one: "
+            f"closure-based optimizers are not supported. Expected one of "
+            f"{sorted(OPTIMIZERS)}, or a torch.optim.Optimizer subclass (or a "
+            f"pyro.optim.PyroOptim of one) whose step() takes no required closure")
+
+
+def needs_closure(cls: Any) -> bool:
+    """Whether ``cls.step`` has a ``closure`` parameter without a default (LBFGS's)."""
+    try:
+        params = inspect.signature(cls.step).parameters
+    except (AttributeError, TypeError, ValueError):  # no step, or no signature to read
+        return False
+    closure = params.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty
 
 
 def refuse_unread(opts: Any, given: Mapping[str, Any]) -> Any:

@@ -264,6 +264,39 @@ def test_streamed_data_that_cannot_work_say_why():
         pgm.Flow(2).fit(Rows(copied), method="mle", progress=False)
 
 
+def test_rows_of_differing_shapes_name_their_row_in_the_data_and_the_shape_expected():
+    """Items of differing widths gave torch's stack message, which counts positions in
+    the batch ("got [2] at entry 0 and [3] at entry 6") and expects no width. The message
+    names the odd row of the data, its shape and the shape expected: that of the rows
+    read before, or else of most rows read with it."""
+    rows = [torch.randn(3, dtype=torch.float64) for _ in range(10)]
+    rows[6] = torch.randn(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=re.escape(
+            "the dataset's x rows differ in shape: row 6 of the data has shape (2,), "
+            "expected (3,) (that of 9 of the 10 rows read with it, e.g. row 0)")):
+        pgm.Gaussian(3).fit(Rows(rows), method="map", seed=0, num_steps=3, progress=False)
+    # a block of two: the shape of the rows read before decides which one is odd
+    stream = streaming.Stream(Rows(rows), check=lambda x, c: (torch.as_tensor(x), c),
+                              conditional=False)
+    assert stream.fetch(torch.tensor([0, 1]))[0].shape == (2, 3)
+    with pytest.raises(ValueError, match=re.escape(
+            "row 6 of the data has shape (2,), expected (3,) (that of the rows read "
+            "before)")):
+        stream.fetch(torch.tensor([6, 7]))
+    # and of a conditional model's c
+    x = _data(40)
+    c = [np.zeros(1) for _ in range(40)]
+    c[33] = np.zeros(2)
+    model = pgm.Flow(2, num_transforms=1, hidden=(8,), context_dim=1)
+    with pytest.raises(ValueError, match=r"^the dataset's c rows differ in shape: row 33 of "
+                                         r"the data has shape \(2,\), expected \(1,\)"):
+        model.fit(Rows(x, c), method="mle", seed=0, num_steps=3, progress=False)
+    ragged = [[1.0, 2.0, 3.0]] * 4 + [[[1.0], [2.0, 3.0]]]
+    with pytest.raises(ValueError, match=r"^the dataset's x of row 4 of the data is not an "
+                                         r"array of one shape"):
+        pgm.Gaussian(3).fit(Rows(ragged), method="map", seed=0, num_steps=3, progress=False)
+
+
 @pytest.mark.slow  # two eigendecompositions of 2,050 x 2,050: 8 s
 def test_wide_streamed_rows_are_checked_on_a_sample_wider_than_the_columns(tmp_path):
     """A Flow refuses rows on a hyperplane (N <= D). The check read the 2,048-row sample,

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -164,6 +164,10 @@ class Stream:
         #: the rows of the data that are this stream's; ``None`` for all, in order
         self.rows: Optional[np.ndarray] = None
         self._scan = _Scan() if isinstance(dataset, _ArrayRows) else None
+        #: the shapes of an item's x and c in the first block the family's check took,
+        #: shared by copies: what a later block's odd row is told it should have had
+        self._shapes: Dict[str, Tuple[int, ...]] = {}
+        self._pending: Dict[str, Tuple[int, ...]] = {}  # the shapes of the block in hand
 
     def __len__(self) -> int:
         return self.num_rows
@@ -190,7 +194,8 @@ class Stream:
             return getitems(rows if isinstance(self.dataset, _ArrayRows) else rows.tolist())
         return [self.dataset[int(i)] for i in rows]
 
-    def _collate(self, items) -> Tuple[Any, Any]:
+    def _collate(self, items, rows: np.ndarray) -> Tuple[Any, Any]:
+        """The items of the data rows ``rows`` stacked into an ``(x, c)`` block."""
         if isinstance(items, np.ndarray):
             return items, None
         if self.conditional:
@@ -202,7 +207,7 @@ class Stream:
                 raise ValueError(f"a conditional model's dataset must give (x, c) pairs, "
                                  f"but an item is {what}")
             xs, cs = zip(*items)
-            return _stack(xs, "x"), _stack(cs, "c")
+            return self._stack(xs, "x", rows), self._stack(cs, "c", rows)
         if items and isinstance(items[0], (tuple, list)) and len(items[0]) == 2 \
                 and np.ndim(items[0][0]) > 0:
             raise ValueError("the dataset gives pairs, but the model is unconditional "
@@ -212,7 +217,34 @@ class Stream:
             raise ValueError(f"the dataset's items are {type(items[0]).__name__}s of length "
                              f"{len(items[0])}: expected rows x (or (x,), as TensorDataset "
                              f"gives them), or (x, c) pairs for a conditional model")
-        return _stack(items, "x"), None
+        return self._stack(items, "x", rows), None
+
+    def _stack(self, items: Any, what: str, rows: np.ndarray
+               ) -> Union[torch.Tensor, np.ndarray]:
+        """The ``what`` parts (x or c) of the items of the data rows ``rows`` as one
+        block. Items of differing shapes fail naming the first odd row of the data, its
+        shape and the shape expected: that of the items of the first block the family's
+        check took, or else the one most of these items have (the first row's at a tie)."""
+        try:
+            out = _stack(items)
+        except (RuntimeError, ValueError) as e:
+            shapes = [_shape(it, what, int(r)) for it, r in zip(items, rows)]
+            known = self._shapes.get(what)
+            expected = known if known is not None else max(shapes, key=shapes.count)
+            odd = next((i for i, shape in enumerate(shapes) if shape != expected), None)
+            if odd is None:  # one shape, yet no block (tensors on different devices)
+                raise ValueError(f"the dataset's {what} rows (rows {_shown(rows)} of the "
+                                 f"data) cannot be stacked: {e}") from None
+            basis = ("that of the rows read before" if known is not None else
+                     f"that of {shapes.count(expected)} of the {len(shapes)} rows read "
+                     f"with it, e.g. row {int(rows[shapes.index(expected)])}")
+            raise ValueError(f"the dataset's {what} rows differ in shape: row "
+                             f"{int(rows[odd])} of the data has shape {shapes[odd]}, "
+                             f"expected {expected} ({basis})") from None
+        self._pending[what] = tuple(out.shape[1:])
+        if out.ndim == 3 and out.shape[1] == 1:  # items of shape (1, dim)
+            out = out[:, 0]
+        return out
 
     def fetch(self, index: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Rows ``index`` ``(B,)`` of the stream, validated and transformed: ``(x, c)``.
@@ -231,11 +263,16 @@ class Stream:
         """Rows ``rows`` of the data validated, untransformed; an error names the row of
         the data. For a memory-mapped array not yet scanned, the error is the one of its
         first bad row (what the check of the whole array as a tensor reports)."""
-        x, c = self._collate(self._items(rows))
+        self._pending = {}
+        x, c = self._collate(self._items(rows), rows)
         try:
-            return self.check(x, c)
+            out = self.check(x, c)
         except (ValueError, TypeError) as e:
             error = e
+        else:
+            for what, shape in self._pending.items():  # shapes the family's check took
+                self._shapes.setdefault(what, shape)
+            return out
         if self._scan is not None and not (self._scan.done or self._scan.running):
             self.scan()  # raises the first bad row's error
         raise type(error)(_in_data_rows(str(error), rows)) from None
@@ -339,22 +376,27 @@ class Stream:
         return h.hexdigest()[:16]
 
 
-def _stack(rows: Any, what: str) -> Union[torch.Tensor, np.ndarray]:
-    first = rows[0] if len(rows) else None
-    out: Union[torch.Tensor, np.ndarray]
-    if isinstance(first, torch.Tensor):
-        try:
-            out = torch.stack([torch.as_tensor(r) for r in rows])
-        except RuntimeError as e:
-            raise ValueError(f"the dataset's {what} rows differ in shape: {e}") from None
-    else:
-        try:
-            out = np.stack([np.asarray(r) for r in rows])
-        except ValueError as e:
-            raise ValueError(f"the dataset's {what} rows differ in shape: {e}") from None
-    if out.ndim == 3 and out.shape[1] == 1:  # items of shape (1, dim)
-        out = out[:, 0]
-    return out
+def _stack(rows: Any) -> Union[torch.Tensor, np.ndarray]:
+    """Items of one shape stacked: a tensor for tensors, else an array."""
+    if len(rows) and isinstance(rows[0], torch.Tensor):
+        return torch.stack([torch.as_tensor(r) for r in rows])
+    return np.stack([np.asarray(r) for r in rows])
+
+
+def _shape(item: Any, what: str, row: int) -> Tuple[int, ...]:
+    """The shape of an item's x or c (``what``), read from row ``row`` of the data."""
+    if isinstance(item, torch.Tensor):
+        return tuple(item.shape)
+    try:
+        return tuple(np.shape(item))
+    except (ValueError, TypeError) as e:  # a ragged nested list, a tensor numpy cannot read
+        raise ValueError(f"the dataset's {what} of row {row} of the data is not an array "
+                         f"of one shape: {e}") from None
+
+
+def _shown(rows: np.ndarray) -> str:
+    """The first rows of the data in a block, as a message quotes them."""
+    return f"[{', '.join(str(int(i)) for i in rows[:8])}{', ...' if len(rows) > 8 else ''}]"
 
 
 #: "row r" in a check's message (r numbers the rows of the block it was given)
@@ -382,6 +424,4 @@ def _in_data_rows(message: str, rows: np.ndarray) -> str:
     out = _BLOCK_TOTAL.sub("", _ROW.sub(data_row, message))
     if named:
         return out
-    shown = ", ".join(str(int(i)) for i in rows[:8])
-    return (f"{out} (in streamed rows; they are rows [{shown}"
-            f"{', ...' if len(rows) > 8 else ''}] of the data)")
+    return f"{out} (in streamed rows; they are rows {_shown(rows)} of the data)"

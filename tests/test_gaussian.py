@@ -276,6 +276,21 @@ def test_constructor_validation():
         pgm.Gaussian(2, covariance=torch.tensor([[1.0, 2.0], [2.0, 1.0]]))
 
 
+@pytest.mark.parametrize("cov", [2.0, 2, np.float64(2.0), np.array(2.0), torch.tensor(2.0)],
+                         ids=["float", "int", "numpy-number", "0-d-array", "0-d-tensor"])
+def test_a_single_number_as_covariance_is_told_the_square_shape_it_needs(cov):
+    """A Python or NumPy number reached ``as_data``, which asked for data rows: "covariance
+    must be 2-D of shape (N, 2), got shape (1,)". Every number now gets the (D, D) shape;
+    for D = 1 a number is the covariance."""
+    with pytest.raises(ValueError, match=r"^covariance must have shape \(2, 2\), got a "
+                                         r"single number$"):
+        pgm.Gaussian(2, covariance=cov)
+    with pytest.raises(TypeError, match=r"^covariance must be a numeric \(2, 2\) tensor or "
+                                        r"array, got str$"):
+        pgm.Gaussian(2, covariance="2.0")
+    assert pgm.Gaussian(1, covariance=cov).covariance.reshape(()) == 2.0
+
+
 def test_one_dimensional_gaussian():
     x = data(300)[:, :1]
     fit = pgm.Gaussian(1).fit(x, method="mle", seed=0, progress=False)

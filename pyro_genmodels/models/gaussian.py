@@ -79,16 +79,20 @@ class Gaussian(GenerativeModel):
             self.register_buffer("covariance", None)
             self.register_buffer("_cov_tril", None)
         else:
+            square = (self.dim, self.dim)
+            if isinstance(covariance, (str, bytes)):  # as_data would ask for (N, dim)
+                raise TypeError(f"covariance must be a numeric {square} tensor or array, "
+                                f"got {type(covariance).__name__}")
             try:  # before as_data, which would ask for (N, dim); one number for dim 1
                 shape = tuple(covariance.shape) if torch.is_tensor(covariance) \
-                    else np.shape(covariance) if isinstance(covariance, (list, tuple,
-                                                                          np.ndarray)) \
-                    else (self.dim, self.dim)  # anything else: as_data says what it is
+                    else np.shape(covariance) if isinstance(covariance, (
+                        list, tuple, np.ndarray, np.generic, int, float)) \
+                    else square  # anything else: as_data says what it is
             except ValueError:  # ragged rows: as_data says so
-                shape = (self.dim, self.dim)
-            if shape != (self.dim, self.dim) and not (self.dim == 1 and len(shape) < 2):
-                raise ValueError(f"covariance must have shape {(self.dim, self.dim)}, "
-                                 f"got {shape}")
+                shape = square
+            if shape != square and not (self.dim == 1 and len(shape) < 2):
+                got = "a single number" if shape == () else shape
+                raise ValueError(f"covariance must have shape {square}, got {got}")
             cov = as_data(covariance, dim=self.dim, name="covariance")
             if not torch.allclose(cov, cov.T, rtol=1e-5, atol=1e-8):
                 raise ValueError("covariance must be symmetric")
@@ -273,7 +277,8 @@ class Gaussian(GenerativeModel):
 
     def arviz_dims(self) -> Dict[str, Tuple[str, ...]]:
         return {**super().arviz_dims(), "loc": ("column",), "scale": ("column",),
-                "corr_cholesky": ("column", "column_bis"), "covariance_matrix": ("column", "column_bis")}
+                "corr_cholesky": ("column", "column_bis"),
+                "covariance_matrix": ("column", "column_bis")}
 
     def get_config(self) -> Dict[str, Any]:
         return {"dim": self.dim, "covariance": self.covariance, "prior_scale": self.prior_scale}

@@ -262,3 +262,22 @@ def check_names(names: Iterable[str], meta: Dict[str, Any], file: Path) -> None:
         raise ValueError(f"{file}: expected the config tensors "
                          f"{sorted(meta['config_tensors'])} that fit.json names, found "
                          f"{sorted(have)}")
+
+
+def check_method_groups(meta: Dict[str, Any], file: Path, *, methods: Iterable[str],
+                        draws: Iterable[str], model: str) -> None:
+    """``fit.json``'s method is one of the family's ``methods`` (``model`` names the
+    family), and the groups it lists (which :func:`check_names` holds the tensors to)
+    are what that method makes: posterior draws for one of ``draws`` (``vi``, ``nuts``,
+    ...), a point estimate for any other (``mle``, ``map``)."""
+    method, methods = meta["method"], list(methods)
+    if method not in methods:
+        raise ValueError(f"{file}: expected 'method' to be one of the {model}'s methods "
+                         f"{methods}, found {_found(method)}")
+    wanted = "posterior" if method in set(draws) else "point"
+    if wanted not in meta["groups"]:
+        what = {"posterior": "posterior draws", "point": "a point estimate"}
+        held = "point" if wanted == "posterior" else "posterior"
+        raise ValueError(f"{file}: its method {method!r} makes {what[wanted]} (the group "
+                         f"{wanted!r}), but the saved tensors hold {what[held]} (the group "
+                         f"{held!r}): fit.json's 'method' does not match the saved fit")

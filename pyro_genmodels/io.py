@@ -24,7 +24,8 @@ path separators or ``..``; links that lead outside the directory are refused; th
 tensors file's header is checked against its real size
 (:mod:`~pyro_genmodels._file_checks`) and its digest against ``fit.json``; every
 tensor's name is expected, its values finite, and its shape fits the model that the
-configuration builds.
+configuration builds; the method is the family's, and makes what the tensors hold (draws
+for ``vi``, ``nuts``, ``hmc``, ``chees``; a point for the others).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Union, cast
 import torch
 from safetensors.torch import load_file, save_file
 
-from ._file_checks import (_found, check_header, check_meta, check_names, parse_json, plain,
-                           sha256)
+from ._file_checks import (_found, check_header, check_meta, check_method_groups, check_names,
+                           parse_json, plain, sha256)
 from ._rng import serialized
 
 if TYPE_CHECKING:  # annotations only: Fit.save imports this module
@@ -267,6 +268,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
         ValueError: the fit needs ``model=``, or ``model`` does not match it.
     """
     from ._rng import seeded
+    from .infer.engines import ENGINES, PointEngine  # methods without a PointEngine: draws
     from .registry import registry
 
     path = Path(path)
@@ -295,6 +297,8 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
     try:
         names = check_header(tensor_file, size)
         check_names(names, meta, tensor_file)
+        check_method_groups(meta, meta_file, methods=cls.capabilities.methods, model=cls.__name__,
+                            draws=[m for m, e in ENGINES.items() if not isinstance(e, PointEngine)])
     except ValueError as e:
         raise LoadError(str(e)) from None
     digest = meta.get("tensors_sha256")

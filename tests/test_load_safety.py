@@ -188,6 +188,33 @@ def test_groups_with_neither_point_nor_posterior(run):
     _refused(run, "exactly one of 'point' and 'posterior'")
 
 
+@pytest.mark.parametrize("saved, edited", [("mle", "nuts"), ("map", "chees"),
+                                            ("vi", "map"), ("vi", "mle")])
+def test_a_method_that_contradicts_the_saved_tensors(tmp_path, saved, edited):
+    """fit.json's "method" edited by hand (the digest covers the tensors only): a point
+    estimate loaded as a 'nuts' fit, a point that claimed to be posterior draws. The
+    method must make what the tensors hold: draws for vi, nuts, hmc, chees, a point for
+    mle and map. Unedited, each loads."""
+    run = tmp_path / "run"
+    _fit(saved).save(run)
+    assert pgm.load(run).method == saved
+    _set_meta(run, method=edited)
+    draws = saved == "vi"
+    held = "posterior draws (the group 'posterior')" if draws else \
+        "a point estimate (the group 'point')"
+    msg = _refused(run, rf"fit.json: its method '{edited}' makes ")
+    assert msg == (f"{run.resolve() / 'fit.json'}: its method {edited!r} makes "
+                   f"{'a point estimate' if draws else 'posterior draws'} (the group "
+                   f"{'point' if draws else 'posterior'!r}), but the saved tensors hold "
+                   f"{held}: fit.json's 'method' does not match the saved fit")
+
+
+def test_a_method_the_family_does_not_have(run):
+    _set_meta(run, method="dsm")
+    _refused(run, r"fit.json: expected 'method' to be one of the Gaussian's methods "
+                  r"\['mle', 'map', 'vi', 'nuts', 'hmc', 'chees'\], found a string 'dsm'")
+
+
 def test_variables_come_back_in_their_order_and_a_wrong_order_is_refused(run, map_fit):
     """safetensors stores tensors sorted by name; ``order`` in fit.json keeps the
     variables' own order (ArviZ's), and must list exactly a saved group's tensors."""

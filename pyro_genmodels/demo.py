@@ -8,7 +8,8 @@ comparison table, loss curves, density heat maps and samples against the data, a
 ArviZ pictures of its posterior fits; for images, a VAE on digits; for text, n-grams next
 to a GRU on first names; GANs (:mod:`pyro_genmodels.demo_gan`), diffusion
 (:mod:`pyro_genmodels.demo_diffusion`) and score models (:mod:`pyro_genmodels.demo_score`).
-The saved fits go under ``DIR/fits/``.
+The saved fits go under ``DIR/fits/``. ``DIR`` is new, empty, or one the demo or a report
+wrote (:func:`pyro_genmodels.report.check_out`); any other is refused before any work.
 
 The pieces of work (:data:`TASKS`) are independent but for the ranking, which reads the
 saved ring fits: ``jobs`` worker processes take them longest first, each with
@@ -440,7 +441,10 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
     """Run the demo and return the path of ``index.html``.
 
     Args:
-        out: the report's directory (created; the fits go under ``out/fits``).
+        out: the report's directory (created; the fits go under ``out/fits``): new,
+            empty, or one the demo or a report wrote, even a run stopped before its page
+            (:func:`pyro_genmodels.report.check_out`: any other is refused before any
+            work).
         quick: small budgets (about a minute on 2 cores) instead of the full ones.
         progress: a line per piece of work on stderr (and progress bars when ``jobs=1``).
         jobs: worker processes; ``None`` is one per CPU core, ``1`` runs every piece in
@@ -455,8 +459,9 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
         raise ValueError(f"jobs must be a positive int (worker processes), got {jobs!r}")
     jobs = min(jobs, len(TASKS))
     started = time.perf_counter()
-    out = Path(out)
-    (out / "fits").mkdir(parents=True, exist_ok=True)
+    out = report.check_out(out, "the demo")
+    report.mark_out(out, "pyro-genmodels demo")  # first: a rerun of a stopped demo is ours
+    (out / "fits").mkdir(exist_ok=True)
     parts = _run_tasks(out, quick, progress, jobs)
     order = [*PAGE_ORDER, *(n for n in TASKS if n not in PAGE_ORDER)]
     needs: Dict[str, Dict[str, str]] = {}

@@ -8,7 +8,12 @@ family (how it normalizes, samples and trains, and how well it did here), genera
 in it is left out. Tables drop columns that are NaN in every row and show each
 log-likelihood next to its kind (``exact``, ``bound``, ``estimate``); posterior fits get
 the ArviZ pictures an analyst expects: rank plots, the posterior predictive check, the
-LOO Pareto-k diagnostic, and ``az.summary`` with R-hat and ESS out of range marked.
+LOO Pareto-k diagnostic, and ``az.summary`` with R-hat and ESS out of range marked (a
+symmetric matrix, a covariance, by its lower triangle).
+
+The page is written only into a new or empty directory, or one a report or the demo wrote
+before: they leave the marker file :data:`MARKER` there, and refuse any other directory
+before any work (:func:`check_out`), so that a folder of the user's is never overwritten.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import html
 import math
 import platform
 import re
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
 
 import pandas as pd
@@ -54,6 +60,58 @@ td.bad{background:#fdd;font-weight:bold}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .note{color:#555;font-size:.9em}
 """
+
+
+#: the file by which ``from_runs`` and ``demo.run`` know a directory they wrote, which they
+#: may write again; any other directory that is not empty they refuse (see :func:`check_out`)
+MARKER = ".pyro-genmodels-report"
+#: how :data:`MARKER` begins (what is read of it to recognize it)
+MARKER_TEXT = "pyro-genmodels report directory"
+
+
+def check_out(out: Any, what: str) -> Path:
+    """``out`` as a path, if the page may be written there: a directory that does not
+    exist yet or is empty, or one ``from_runs`` or ``demo.run`` wrote (it holds the
+    :data:`MARKER` file, whose text begins with :data:`MARKER_TEXT`); otherwise a
+    ``ValueError`` that says what was found, before any work, so that a folder of the
+    user's (its own ``index.html`` above all) is never overwritten. ``what`` names the
+    writer in the message (``"the report"``)."""
+    path = Path(out)
+    if not path.exists():
+        return path
+    if not path.is_dir():
+        raise ValueError(f"Cannot write {what} to {str(path)!r}: it exists and is not a "
+                         f"directory; expected a new, empty or pyro-genmodels report "
+                         f"directory")
+    try:
+        names = sorted(p.name for p in path.iterdir())
+        ours = not names
+        if MARKER in names and (path / MARKER).is_file():
+            with open(path / MARKER, "rb") as f:
+                ours = f.read(len(MARKER_TEXT)) == MARKER_TEXT.encode()
+    except OSError as e:
+        raise ValueError(f"Cannot write {what} to {str(path)!r}: cannot read the "
+                         f"directory ({e})") from None
+    if not ours:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
+                                        else "")
+        raise ValueError(f"Refusing to write {what} to {str(path)!r}: the directory is not "
+                         f"empty ({shown}) and is not one pyro-genmodels wrote a report or "
+                         f"demo to (expected an empty directory, or one holding the marker "
+                         f"file {MARKER}), and {what} would overwrite its files. Choose "
+                         f"another output directory (--out), or empty this one")
+    return path
+
+
+def mark_out(path: Path, command: str) -> None:
+    """Make the directory ``path`` (checked by :func:`check_out`) and write its
+    :data:`MARKER`, which says which ``command`` wrote it."""
+    from ._version import __version__
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).write_text(f"{MARKER_TEXT}: written by {command} {__version__}. "
+                               f"pyro-genmodels writes its report here again when asked to; "
+                               f"without this file it refuses to write here.\n")
 
 
 class Section(NamedTuple):
@@ -239,9 +297,9 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
     parts = []
     if fit.posterior is not None and next(iter(fit.posterior.values())).shape[0] > 1:
         axes = az.plot_rank(idata, var_names=names[:2])
-        parts.append(image(_figure_of(axes, width=10, row_height=2.4), f"rank plots of {', '.join(names[:2])} for "
-                                             f"{title} {fit.method}: uniform when the "
-                                             f"chains mix"))
+        parts.append(image(_figure_of(axes, width=10, row_height=2.4),
+                           f"rank plots of {', '.join(names[:2])} for {title} {fit.method}: "
+                           f"uniform when the chains mix"))
     if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
         observed = next(iter(idata["observed_data"].data_vars.values()))
         # one panel per column (the first four), rows pooled: columns in different units
@@ -250,11 +308,14 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
         shown = observed.coords["column"].values[:4] if by_column else []
         per_column = ({"flatten": [observed.dims[0]], "coords": {"column": list(shown)}}
                       if by_column else {})
-        ax = az.plot_ppc(idata, num_pp_samples=50, random_seed=0, **per_column)
+        replicas = idata["posterior_predictive"].sizes
+        ax = az.plot_ppc(idata, num_pp_samples=min(50, replicas["chain"] * replicas["draw"]),
+                         random_seed=0, **per_column)  # fewer draws than 50: all of them
         which = (f" (column{'s' if len(shown) > 1 else ''} "
                  f"{', '.join(map(str, shown))})" if by_column else "")
-        parts.append(image(_figure_of(ax, width=10, row_height=2.6), f"posterior predictive check of {title} "
-                                           f"{fit.method}{which}: replicated data against the data"))
+        parts.append(image(_figure_of(ax, width=10, row_height=2.6),
+                           f"posterior predictive check of {title} {fit.method}{which}: "
+                           f"replicated data against the data"))
     if "log_likelihood" in idata.groups():
         loo = az.loo(idata, pointwise=True)
         fig, ax = plt.subplots(figsize=(6, 2.6))
@@ -265,13 +326,19 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
         fig.tight_layout()
         parts.append(image(fig, f"Pareto k of each training point for {title} {fit.method} "
                                 f"(untrusted above {good_k:.2f})"))
+    # a symmetric matrix's distinct entries only: both halves of a 13 x 13 covariance
+    # were 169 rows
+    summarized = lower_triangles(idata["posterior"][names])
+    halved = [n for n in names if summarized[n].dims != idata["posterior"][n].dims]
+    triangle = (f" Symmetric matrices ({', '.join(halved)}): the lower triangle "
+                f"(i &ge; j) only." if halved else "")
     if "sample_stats" not in idata.groups():  # vi: independent draws of the guide
-        summary = az.summary(idata, var_names=names, kind="stats")
+        summary = az.summary(summarized, kind="stats")
         parts.append("<p class='note'>az.summary (kind='stats'): independent draws of the "
                      "variational posterior, so R-hat and ESS, which diagnose a Markov "
-                     "chain, do not apply.</p>" + table(summary, digits=3))
+                     f"chain, do not apply.{triangle}</p>" + table(summary, digits=3))
         return "".join(parts)
-    summary = az.summary(idata, var_names=names)
+    summary = az.summary(summarized)
     marks = pd.DataFrame(False, index=summary.index, columns=summary.columns)
     if "r_hat" in summary:
         marks["r_hat"] = summary["r_hat"] > RHAT_MAX
@@ -279,8 +346,39 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
         if col in summary:
             marks[col] = summary[col] < ESS_MIN
     parts.append(f"<p class='note'>az.summary: R-hat above {RHAT_MAX} and ESS below "
-                 f"{ESS_MIN} are marked.</p>" + table(summary, marks=marks, digits=3))
+                 f"{ESS_MIN} are marked.{triangle}</p>" + table(summary, marks=marks, digits=3))
     return "".join(parts)
+
+
+def lower_triangles(posterior: Any) -> Any:
+    """The ``posterior`` dataset (ArviZ's group) with each variable whose draws are
+    symmetric matrices (its last two dimensions of one length n >= 2, equal to its
+    transpose in every draw) cut to its lower triangle (i >= j): one dimension of
+    n (n + 1) / 2 entries, labelled ``"a, b"`` by the two dimensions' coordinates, so
+    that ``az.summary`` names each row as it names the matrix's entry (``cov[2, 0]``) and
+    shows the distinct entries only. Other variables are kept as they are."""
+    import numpy as np
+    import xarray as xr
+
+    kept = {}
+    for name, var in posterior.data_vars.items():
+        kept[name] = var
+        values = var.values
+        if var.ndim < 4 or values.shape[-1] < 2 or values.shape[-1] != values.shape[-2]:
+            continue  # (chain, draw, ..., n, n) only
+        scale = float(np.abs(values).max()) if values.size else 0.0
+        if not np.allclose(values, np.swapaxes(values, -1, -2), rtol=1e-5,
+                           atol=1e-6 * scale):
+            continue  # a matrix, not symmetric (or with NaN draws): every entry
+        rows, cols = var.dims[-2:]
+        i, j = np.tril_indices(values.shape[-1])
+        first, second = var[rows].values, var[cols].values
+        entry = f"{rows}, {cols}"
+        kept[name] = xr.DataArray(
+            values[..., i, j], dims=(*var.dims[:-2], entry),
+            coords={**{d: var[d].values for d in var.dims[:-2]},
+                    entry: [f"{first[a]}, {second[b]}" for a, b in zip(i, j)]})
+    return xr.Dataset(kept)
 
 
 def _figure_of(axes: Any, width: float, row_height: float) -> Any:
@@ -347,11 +445,11 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
 
     Args:
         paths: run directories; each is loaded with ``pgm.load`` (never unpickled).
-        out: the report's directory (created).
+        out: the report's directory: new, empty, or one a report or the demo wrote
+            (:func:`check_out`: any other is refused before a fit is loaded).
         heldout: held-out rows every fit is scored on (the fits' data form), or ``None``.
     """
     import time
-    from pathlib import Path
 
     from .compare import compare
     from .io import load
@@ -360,6 +458,7 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
     dirs = [Path(p) for p in paths]
     if not dirs:
         raise ValueError("Expected at least one run directory (written by fit.save), got none")
+    out = check_out(out, "the report")
     fits: Dict[str, Fit] = {}
     for d in dirs:
         label = d.name or str(d)
@@ -397,8 +496,9 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
         posterior = "".join(posterior_diagnostics(fit, label) for label, fit in group.items())
         cut = [label for label, fit in group.items() if fit.interrupted]
         body = (table(compact(comparison))
-                + (f"<p class='note'>Stopped by Ctrl-C before the end: {html.escape(', '.join(cut))} "
-                   f"(fewer steps, chains or draws than asked).</p>" if cut else "")
+                + (f"<p class='note'>Stopped by Ctrl-C before the end: "
+                   f"{html.escape(', '.join(cut))} (fewer steps, chains or draws than "
+                   f"asked).</p>" if cut else "")
                 + loss_curves(group, family)
                 + _samples_figure(group, family)
                 + (f"<h3>The posterior (ArviZ)</h3>{posterior}" if posterior else ""))
@@ -409,8 +509,8 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
                        ("wall time", f"{time.perf_counter() - started:.0f} s")])
     top += ("<h2 id='requirements'>The four requirements, per family</h2>"
             + table(pd.DataFrame(needs).T.sort_index()))
-    index = Path(out) / "index.html"
-    index.parent.mkdir(parents=True, exist_ok=True)
+    mark_out(out, "pyro-genmodels report")
+    index = out / "index.html"
     index.write_text(page("pyro-genmodels report", top, sections))
     return index
 
@@ -425,6 +525,8 @@ def _train_log_prob(fit: Fit) -> float:
     return float(_train_log_probs(fit).mean())
 
 
-__all__ = ["CSS", "ESS_MIN", "MAX_TABLE_PX", "PARETO_K_MAX", "Part", "RHAT_MAX", "SHORT_NAMES", "Section", "compact",
-           "family_part", "header", "from_runs", "image", "loss_curves", "page", "posterior_diagnostics", "requirements", "slug",
-           "table", "table_width", "versions"]
+__all__ = ["CSS", "ESS_MIN", "MARKER", "MARKER_TEXT", "MAX_TABLE_PX", "PARETO_K_MAX", "Part",
+           "RHAT_MAX", "SHORT_NAMES", "Section", "check_out", "compact", "family_part",
+           "from_runs", "header", "image", "loss_curves", "lower_triangles", "mark_out",
+           "page", "posterior_diagnostics", "requirements", "slug", "table", "table_width",
+           "versions"]

@@ -126,3 +126,32 @@ def test_a_bad_jobs_from_the_command_line_is_one_line_of_error(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: jobs must be a positive int .*got 0$"):
         cli.main(["demo", "--jobs", "0", "--out", str(tmp_path / "d")])
     assert not (tmp_path / "d").exists()
+
+
+def test_the_demo_refuses_a_folder_it_did_not_write_and_rewrites_its_own(stub_tasks,
+                                                                           monkeypatch,
+                                                                           tmp_path):
+    """``demo --out DIR`` wrote its index.html and fits over a folder of the user's: a
+    non-empty ``out`` with no report's marker is refused before any piece runs (the stub
+    ``a`` would leave a.done), in one ``error:`` line from the command. The demo's own
+    directory is written again, even one whose run stopped before its page."""
+    from pyro_genmodels import cli
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<html>my precious page</html>")
+    with pytest.raises(ValueError, match=r"^Refusing to write the demo to .*mine'?: the "
+                                         r"directory is not empty \(index\.html\)"):
+        demo.run(mine, progress=False, jobs=1)
+    with pytest.raises(SystemExit, match=r"^error: Refusing to write the demo to .*mine"):
+        cli.main(["demo", "--quick", "--out", str(mine), "--quiet", "--jobs", "1"])
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"]
+    assert (mine / "index.html").read_text() == "<html>my precious page</html>"
+    out = tmp_path / "demo-out"
+    monkeypatch.setattr(demo, "TASKS", {"a": slow_a, "b": after_a, "c": broken})
+    with pytest.raises(ValueError, match="the stub task failed on purpose"):
+        demo.run(out, progress=False, jobs=1)
+    assert not (out / "index.html").exists() and (out / report.MARKER).is_file()
+    monkeypatch.setattr(demo, "TASKS", {"a": slow_a, "b": after_a, "c": quick_c})
+    for _ in range(2):  # after the stopped run, and over its own page
+        assert "section c" in demo.run(out, progress=False, jobs=1).read_text()

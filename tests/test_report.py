@@ -2,6 +2,7 @@
 saved fits (the demo's page is checked in tests/test_cli.py)."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -216,3 +217,91 @@ def test_a_vi_posterior_is_summarized_without_chain_diagnostics(caplog):
     chains = pgm.Gaussian(2).fit(x, method="nuts", seed=0, progress=False, num_chains=2,
                                  num_samples=30, warmup_steps=30)
     assert "r_hat" in report.posterior_diagnostics(chains, "toy")
+
+
+def test_report_refuses_a_folder_it_did_not_write_and_rewrites_its_own(tmp_path):
+    """``report RUN --out DIR`` wrote its index.html over the user's own page: an ``--out``
+    that is not empty and holds no report's marker is refused before any fit is loaded
+    (the missing run below would be the error otherwise), in one ``error:`` line from the
+    command; a report's own directory is written again."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<html>my precious page</html>")
+    (mine / "figure.png").write_bytes(b"\x89PNG")
+    refused = (r"^Refusing to write the report to .*mine'?: the directory is not empty "
+               r"\(figure\.png, index\.html\) and is not one pyro-genmodels wrote a report "
+               r"or demo to \(expected an empty directory, or one holding the marker file "
+               r"\.pyro-genmodels-report\), and the report would overwrite its files\. "
+               r"Choose another output directory \(--out\), or empty this one$")
+    with pytest.raises(ValueError, match=refused):
+        report.from_runs([tmp_path / "missing-run"], mine)
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    pgm.Gaussian(2).fit(x, method="map", num_steps=20, progress=False).save(tmp_path / "run")
+    with pytest.raises(SystemExit, match=r"^error: Refusing to write the report to .*mine"):
+        cli.main(["report", str(tmp_path / "run"), "--out", str(mine)])
+    assert (mine / "index.html").read_text() == "<html>my precious page</html>"
+    assert sorted(p.name for p in mine.iterdir()) == ["figure.png", "index.html"]
+    # a file of the marker's name that pyro-genmodels did not write is no marker
+    (mine / report.MARKER).write_text("not ours")
+    with pytest.raises(ValueError, match="Refusing to write the report"):
+        report.from_runs([tmp_path / "run"], mine)
+    with pytest.raises(ValueError, match=r"^Cannot write the report to .*index\.html'?: it "
+                                         r"exists and is not a directory"):
+        report.from_runs([tmp_path / "run"], mine / "index.html")
+    assert (mine / "index.html").read_text() == "<html>my precious page</html>"
+    # the report's own directory, written again (with a note the user added kept)
+    out = tmp_path / "rep"
+    report.from_runs([tmp_path / "run"], out)
+    (out / "notes.txt").write_text("mine")
+    assert "<h2>Gaussian</h2>" in report.from_runs([tmp_path / "run"], out).read_text()
+    assert sorted(p.name for p in out.iterdir()) == [report.MARKER, "index.html", "notes.txt"]
+    assert (out / report.MARKER).read_text().startswith(report.MARKER_TEXT)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert report.from_runs([tmp_path / "run"], empty) == empty / "index.html"
+
+
+def test_the_summary_of_a_symmetric_matrix_is_its_lower_triangle():
+    """A Gaussian(13)'s covariance matrix was summarized in 169 rows, both halves of a
+    symmetric matrix: the tables show its 91 distinct entries (i >= j), named as ArviZ
+    names them, for ``vi`` as for NUTS; a matrix that is not symmetric keeps every
+    entry."""
+    import numpy as np
+    import xarray as xr
+
+    x, _ = pgm.datasets.correlated_gaussian(60, dim=13, seed=0)
+    fit = pgm.Gaussian(13).fit(x, method="vi", seed=0, progress=False, num_steps=20,
+                               num_posterior_samples=60)
+    html = report.posterior_diagnostics(fit, "g13")
+    rows = re.findall(r"<th class='text'>covariance_matrix\[(\d+), (\d+)\]</th>", html)
+    assert len(rows) == 13 * 14 // 2 and all(int(i) >= int(j) for i, j in rows), len(rows)
+    assert "covariance_matrix[12, 0]" in html and "covariance_matrix[0, 12]" not in html
+    assert "Symmetric matrices (covariance_matrix): the lower triangle" in html
+    small, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    chains = pgm.Gaussian(2).fit(small, method="nuts", seed=0, progress=False,
+                                 num_chains=2, num_samples=30, warmup_steps=30)
+    html = report.posterior_diagnostics(chains, "toy")
+    assert "r_hat" in html and "covariance_matrix[1, 0]" in html
+    assert "covariance_matrix[0, 1]" not in html
+    # the rule itself: symmetric draws (with named coordinates and a leading dimension)
+    # lose their upper half, labelled by the coordinates; others are kept whole
+    draws = np.random.default_rng(0).normal(size=(1, 5, 2, 3, 3))
+    sym = draws + np.swapaxes(draws, -1, -2)
+    coords = {"k": [0, 1], "row": list("abc"), "col": list("abc")}
+    post = xr.Dataset({"cov": (("chain", "draw", "k", "row", "col"), sym),
+                       "w": (("chain", "draw", "k", "row", "col"), draws)}, coords=coords)
+    cut = report.lower_triangles(post)
+    assert cut["cov"].shape == (1, 5, 2, 6) and cut["w"].shape == (1, 5, 2, 3, 3)
+    assert list(cut["cov"]["row, col"].values) == ["a, a", "b, a", "b, b", "c, a", "c, b",
+                                                   "c, c"]
+    assert float(cut["cov"].sel(k=1)[0, 2, 3]) == sym[0, 2, 1, 2, 0]  # "c, a"
+
+
+def test_a_posterior_of_fewer_than_50_draws_gets_its_predictive_check():
+    """The posterior predictive check drew 50 replicas whatever the fit held: a ``vi``
+    fit of 20 draws was a TypeError from ArviZ (and ``report`` an ``error:`` line); it
+    draws them all."""
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    fit = pgm.Gaussian(2).fit(x, method="vi", seed=0, progress=False, num_steps=20,
+                              num_posterior_samples=20)
+    assert "posterior predictive check of few vi" in report.posterior_diagnostics(fit, "few")

@@ -158,10 +158,15 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
         num_replicates: R, simulated data sets (at least 2).
         num_data: N, rows per simulated data set.
         num_draws: L, posterior draws each rank is taken among (each fit must give at
-            least L; the draws are thinned evenly to L).
+            least L, ``num_samples x num_chains`` or ``num_posterior_samples`` with the
+            method's defaults for those not given, checked before any fit; the draws are
+            thinned evenly to L).
         num_bins: bins of the rank histogram; ``num_draws + 1`` must be a multiple of it.
         statistics: ``{site: (n, *shape)} -> {name: (n,)}``, the scalar functions of phi
-            to rank (default: :func:`scalar_components`); components that are constant
+            to rank, each value a real tensor of shape ``(n,)`` (not a Python float; a
+            ``ValueError`` otherwise, raised on the simulated parameters, n = 1, before
+            any fit) with the same names on every call
+            (default: :func:`scalar_components`); components that are constant
             across the replicates (the unit diagonal of a correlation Cholesky factor)
             are left out.
         seed: the seeds s_0, ..., s_2R-1 of the replicates are spawned from it
@@ -188,7 +193,10 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
     # seed + 2r + 1 made the data sets of seed 2 those of seed 0, one replicate on)
     seeds = child_seeds(0 if seed is None else seed, 2 * num_replicates)
     _check_model(model, method)
-    _check_draws(method, num_draws, options)
+    _check_draws(model, method, num_draws, options)
+    if statistics is not None and not callable(statistics):
+        raise TypeError(f"statistics must be a function {{site: (n, *shape) draws}} -> "
+                        f"{{name: tensor of shape (n,)}}, but got {type(statistics).__name__}")
     statistic = statistics or scalar_components
     simulated, truths = [], []
     for r in range(num_replicates):  # every data set first: cheap, and checked before fits
@@ -196,7 +204,8 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
             trace = pyro.poutine.trace(model.model).get_trace(None, num_data=num_data)
         phi = {k: trace.nodes[k]["value"].detach() for k in model.global_sites}
         simulated.append(trace.nodes["_RETURN"]["value"].detach())
-        truth = statistic({k: v.unsqueeze(0) for k, v in phi.items()})
+        truth = _checked(statistic({k: v.unsqueeze(0) for k, v in phi.items()}), 1,
+                         list(truths[0]) if truths else None)
         truths.append({k: v.reshape(()) for k, v in truth.items()})
     names = [k for k in truths[0] if len({float(t[k]) for t in truths}) > 1]
     if not names:
@@ -215,7 +224,8 @@ def sbc(model: Any, method: str = "nuts", *, num_replicates: int = 200, num_data
                              f"draws, the {method!r} fit gave {total}: raise num_samples "
                              f"(or num_chains)")
         keep = torch.linspace(0, total - 1, num_draws).round().long()
-        thinned = statistic({k: draws[k][keep] for k in model.global_sites})
+        thinned = _checked(statistic({k: draws[k][keep] for k in model.global_sites}),
+                           num_draws, list(truths[r]))
         ranked.append(ranks_of(truths[r], thinned))
         if progress:
             print(f"[sbc] replicate {r + 1}/{num_replicates}", flush=True)
@@ -247,18 +257,58 @@ def _check_model(model: Any, method: str) -> None:
                         f"sequences), which sbc does not do")
 
 
-def _check_draws(method: str, num_draws: int, options: Dict[str, Any]) -> None:
-    """Each fit must give at least ``num_draws`` posterior draws: checked from the
-    options given, before the first fit (the defaults are checked by the first fit)."""
+def _checked(values: Any, n: int, names: Optional[list]) -> Dict[str, torch.Tensor]:
+    """``values``, what the statistics function returned for ``n`` draws of phi, if it is
+    ``{name: tensor of shape (n,)}`` (real), with the ``names`` of the first call when
+    given; else a ``ValueError`` that says what came (a float, a wrong shape, a name
+    missing)."""
+    def got(v: Any) -> str:
+        if isinstance(v, torch.Tensor):
+            return f"a {v.dtype} tensor of shape {tuple(v.shape)}"
+        return f"{type(v).__name__} {v!r}"[:80]
+
+    expected = f"statistics must return {{name: tensor of shape (n,)}}, here n = {n}"
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{expected}, but got {got(values)}")
+    for k, v in values.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor) \
+                or tuple(v.shape) != (n,) or v.is_complex():
+            raise ValueError(f"{expected}, but got {k!r}: {got(v)}")
+    if names is not None and set(values) != set(names):
+        raise ValueError(f"{expected}, the same names on every call: the first gave "
+                         f"{names}, this one {list(values)}")
+    return dict(values)
+
+
+def _option(model: Any, method: str, name: str, options: Dict[str, Any]) -> Any:
+    """The value of option ``name`` that ``model.fit(x, method=method, **options)`` runs
+    with: the one given, else the family's engine default, else the default of the
+    engine's options record (``None`` where it has no such option)."""
+    if name in options:
+        return options[name]
+    engine = model.engine(method)
+    if name in engine.defaults:
+        return engine.defaults[name]
+    default = {f.name: f.default for f in dataclasses.fields(engine.Options)}.get(name)
+    return None if default is dataclasses.MISSING else default
+
+
+def _check_draws(model: Any, method: str, num_draws: int, options: Dict[str, Any]) -> None:
+    """Each fit must give at least ``num_draws`` posterior draws: ``num_posterior_samples``
+    (``vi``) or ``num_samples * num_chains``, as the fit resolves them (the options given,
+    else the method's defaults, e.g. 4 chains for ``chees``), checked before the first
+    fit."""
     if method == "vi":
-        given = options.get("num_posterior_samples")
+        given = _option(model, method, "num_posterior_samples", options)
     else:
-        samples, chains = options.get("num_samples"), options.get("num_chains", 1)
+        samples = _option(model, method, "num_samples", options)
+        chains = _option(model, method, "num_chains", options)
         given = samples * chains if isinstance(samples, int) and isinstance(chains, int) \
             else None
     if isinstance(given, int) and given < num_draws:
+        how = "" if method == "vi" else f" (num_samples={samples} x num_chains={chains})"
         raise ValueError(f"each fit must give at least num_draws={num_draws} posterior "
-                         f"draws, the {method!r} options give {given}")
+                         f"draws, the {method!r} options give {given}{how}")
 
 
 def _plot(ranks: Mapping[str, torch.Tensor], num_draws: int, num_bins: int) -> Any:

@@ -143,6 +143,82 @@ def test_sbc_and_rank_test_refuse_bad_arguments_in_words_before_any_fit(monkeypa
             rank_test(*args)
 
 
+class _Fitted(Exception):
+    """Raised by a stand-in fit: sbc's checks let the first fit start."""
+
+
+def test_sbc_counts_the_draws_of_the_methods_default_chains(monkeypatch):
+    """A fit gives num_samples x num_chains draws, num_chains the method's default where
+    not given (ChEESOptions: 4, MCMCOptions for nuts / hmc: 2, or a family engine's own);
+    the check took 1 chain, and refused sbc(..., "chees", num_samples=60, num_draws=99)
+    although each fit gives 240 draws. Read from the options records, as fit does."""
+    from pyro_genmodels.infer import ChEESOptions, MCMCEngine, MCMCOptions
+
+    fits = []
+
+    def fit(self, x, **k):
+        fits.append(k)
+        raise _Fitted
+
+    monkeypatch.setattr(pgm.Gaussian, "fit", fit)
+    kw = dict(num_replicates=2, num_data=10, num_draws=99, warmup_steps=20, plot=False)
+    chains = {"chees": ChEESOptions().num_chains, "nuts": MCMCOptions().num_chains,
+              "hmc": MCMCOptions().num_chains}
+    assert chains == {"chees": 4, "nuts": 2, "hmc": 2}
+    for method, c in chains.items():
+        enough = -(-99 // c)  # the fewest num_samples with c chains: ceil(99 / c)
+        with pytest.raises(_Fitted):
+            sbc(pgm.Gaussian(1), method, num_samples=enough, **kw)
+        assert fits.pop()["num_samples"] == enough
+        with pytest.raises(ValueError, match=rf"the {method!r} options give "
+                                             rf"{(enough - 1) * c} \(num_samples="
+                                             rf"{enough - 1} x num_chains={c}\)"):
+            sbc(pgm.Gaussian(1), method, num_samples=enough - 1, **kw)
+    with pytest.raises(_Fitted):  # the issue's call
+        sbc(pgm.Gaussian(1), "chees", num_replicates=2, num_data=10, num_draws=99,
+            num_samples=60, warmup_steps=20, plot=False)
+    with pytest.raises(ValueError, match=r"give 60 \(num_samples=60 x num_chains=1\)"):
+        sbc(pgm.Gaussian(1), "nuts", num_samples=60, num_chains=1, **kw)
+
+    class ThreeChains(pgm.Gaussian):  # a family's engine default is the fit's default
+        engines = {**pgm.Gaussian.engines, "nuts": MCMCEngine("nuts", num_chains=3)}
+
+    monkeypatch.setattr(ThreeChains, "fit", fit)
+    with pytest.raises(ValueError, match=r"give 96 \(num_samples=32 x num_chains=3\)"):
+        sbc(ThreeChains(1), "nuts", num_samples=32, **kw)
+    with pytest.raises(_Fitted):
+        sbc(ThreeChains(1), "nuts", num_samples=33, **kw)
+    with pytest.raises(ValueError, match="the 'vi' options give 50$"):
+        sbc(pgm.Gaussian(1), "vi", num_posterior_samples=50, **kw)
+
+
+def test_sbc_refuses_statistics_that_are_not_tensors_of_shape_n_before_any_fit(
+        monkeypatch):
+    """statistics returning Python floats ({"x": 1.0}) failed inside sbc with
+    "'float' object has no attribute 'reshape'"; now every wrong return is named, on the
+    simulated parameters (n = 1), before any fit."""
+    fits = []
+    monkeypatch.setattr(pgm.Gaussian, "fit", lambda *a, **k: fits.append(k))
+    kw = dict(num_replicates=3, num_data=10, num_draws=9, num_bins=5, plot=False,
+              num_posterior_samples=20)
+    flip = iter(range(100))
+    expected = r"statistics must return \{name: tensor of shape \(n,\)\}, here n = 1, "
+    for statistics, got in [
+            (lambda d: {"x": 1.0}, "but got 'x': float 1.0$"),
+            (lambda d: {"x": d["loc"]}, r"but got 'x': a torch.float32 tensor of shape "
+                                        r"\(1, 1\)$"),
+            (lambda d: {"x": d["loc"][:, 0].numpy()}, "but got 'x': ndarray"),
+            (lambda d: d["loc"][:, 0], r"but got a torch.float32 tensor of shape \(1,\)$"),
+            (lambda d: {0: d["loc"][:, 0]}, "but got 0: a torch.float32 tensor"),
+            (lambda d: {f"x{next(flip) % 2}": d["loc"][:, 0]},
+             r"the same names on every call: the first gave \['x0'\], this one \['x1'\]")]:
+        with pytest.raises(ValueError, match=expected + got):
+            sbc(pgm.Gaussian(1), "vi", statistics=statistics, **kw)
+    with pytest.raises(TypeError, match="statistics must be a function .* but got dict"):
+        sbc(pgm.Gaussian(1), "vi", statistics={"x": 1.0}, **kw)
+    assert fits == []
+
+
 def test_sbc_replicates_of_nearby_seeds_share_no_stream_and_numpy_levels_are_numbers(
         monkeypatch):
     """Replicate r simulated under seed + 2r and fitted under seed + 2r + 1, so sbc(seed=2)

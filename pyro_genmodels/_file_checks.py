@@ -265,17 +265,19 @@ def check_names(names: Iterable[str], meta: Dict[str, Any], file: Path) -> None:
 
 
 def check_method_groups(meta: Dict[str, Any], file: Path, *, methods: Iterable[str],
-                        draws: Iterable[str], model: str) -> None:
+                        draws: Iterable[str], points: Iterable[str], model: str) -> None:
     """``fit.json``'s method is one of the family's ``methods`` (``model`` names the
     family), and the groups it lists (which :func:`check_names` holds the tensors to)
     are what that method makes: posterior draws for one of ``draws`` (``vi``, ``nuts``,
-    ...), a point estimate for any other (``mle``, ``map``)."""
+    ...), a point estimate for one of ``points`` (``mle``, ``map``); a method in
+    neither (an engine of the family's own, ``dsm``, EM) is not checked."""
     method, methods = meta["method"], list(methods)
     if method not in methods:
         raise ValueError(f"{file}: expected 'method' to be one of the {model}'s methods "
                          f"{methods}, found {_found(method)}")
-    wanted = "posterior" if method in set(draws) else "point"
-    if wanted not in meta["groups"]:
+    wanted = "posterior" if method in set(draws) else "point" if method in set(points) \
+        else None
+    if wanted is not None and wanted not in meta["groups"]:
         what = {"posterior": "posterior draws", "point": "a point estimate"}
         held = "point" if wanted == "posterior" else "posterior"
         raise ValueError(f"{file}: its method {method!r} makes {what[wanted]} (the group "

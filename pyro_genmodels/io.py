@@ -268,9 +268,10 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
         ValueError: the fit needs ``model=``, or ``model`` does not match it.
     """
     from ._rng import seeded
-    from .infer.engines import ENGINES, PointEngine  # methods without a PointEngine: draws
+    from .infer.engines import ChEESEngine, MCMCEngine, PointEngine, VIEngine
     from .registry import registry
 
+    draws = (VIEngine, MCMCEngine, ChEESEngine)  # other engines (EM, dsm, ...): unchecked
     path = Path(path)
     if not ((path / META).exists() or (path / META).is_symlink()):
         raise FileNotFoundError(f"No saved fit at {str(path)!r}: expected {META} and "
@@ -297,8 +298,11 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
     try:
         names = check_header(tensor_file, size)
         check_names(names, meta, tensor_file)
-        check_method_groups(meta, meta_file, methods=cls.capabilities.methods, model=cls.__name__,
-                            draws=[m for m, e in ENGINES.items() if not isinstance(e, PointEngine)])
+        engines = {m: cls.engine(m) for m in cls.capabilities.methods}
+        check_method_groups(meta, meta_file, methods=cls.capabilities.methods,
+                            model=cls.__name__, points=[m for m, e in engines.items()
+                                                        if isinstance(e, PointEngine)],
+                            draws=[m for m, e in engines.items() if isinstance(e, draws)])
     except ValueError as e:
         raise LoadError(str(e)) from None
     digest = meta.get("tensors_sha256")

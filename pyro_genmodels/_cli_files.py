@@ -43,22 +43,35 @@ def token_ids(config: Dict[str, Any]) -> bool:
     return config.get("vocab_size") is not None and config.get("vocab") is None
 
 
-def run_config(run: str) -> Dict[str, Any]:
-    """The model configuration of the fit saved in ``run`` (its fit.json's ``config``),
-    read as JSON without loading the fit; ``{}`` where there is none to read (a missing or
-    damaged run: :func:`pyro_genmodels.load` says what is wrong with it)."""
+def is_text_model(cls: type) -> bool:
+    """Whether the family ``cls`` reads and writes sequences (.txt files), not rows."""
+    from .models.autoregressive import SequenceModel
+
+    return issubclass(cls, SequenceModel)
+
+
+def run_token_ids(run: str) -> Optional[bool]:
+    """Whether the fit saved in ``run`` is of a token-id model (True) or of a text model
+    of strings (False), read from its fit.json without loading the fit; ``None`` for
+    any other model, or a run with no fit.json to read (a missing or damaged run:
+    :func:`pyro_genmodels.load` says what is wrong with it)."""
     from ._file_checks import parse_json
     from .io import MAX_META_BYTES, META
+    from .registry import registry
 
     file = Path(run) / META
     try:
         if not file.is_file() or file.stat().st_size > MAX_META_BYTES:
-            return {}
+            return None
         meta = parse_json(file.read_bytes())
     except (OSError, ValueError):
-        return {}
-    config = meta.get("config") if isinstance(meta, dict) else None
-    return config if isinstance(config, dict) else {}
+        return None
+    name = meta.get("model") if isinstance(meta, dict) else None
+    cls = registry().get(name) if isinstance(name, str) else None
+    config = meta.get("config") if cls is not None else None
+    if cls is None or not is_text_model(cls) or not isinstance(config, dict):
+        return None
+    return token_ids(config)
 
 
 def write(path: str, writer: Callable[[Path], Any]) -> None:

@@ -112,12 +112,6 @@ def _check_model_args(cls: type, model: str, kwargs: Dict[str, Any], *,
 SUMMARY_ROWS = 10000
 
 
-def _is_text_model(cls) -> bool:
-    from .models.autoregressive import SequenceModel
-
-    return issubclass(cls, SequenceModel)
-
-
 def _cmd_list(args) -> int:
     from .base import registry
 
@@ -196,7 +190,7 @@ def _fit(args, rank: int) -> int:
         cls = get_model_class(args.model)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
-    text = _is_text_model(cls)
+    text = files.is_text_model(cls)
     kwargs = _parse_pairs(args.arg, "--arg")
     _check_model_args(cls, args.model, kwargs, given_dim=not text)
     cond = [k for k in ("context_dim", "num_classes") if kwargs.get(k) is not None]
@@ -324,7 +318,7 @@ def _cmd_sample(args) -> int:
             raise SystemExit(f"error: --prefix of a token-id model is its ids separated by "
                              f"spaces, as sample writes them (e.g. --prefix '3 1 4'), but got "
                              f"{args.prefix!r}") from None
-    text, suffix = _is_text_model(type(fit.model)), Path(args.out).suffix.lower()
+    text, suffix = files.is_text_model(type(fit.model)), Path(args.out).suffix.lower()
     if text and suffix != ".txt":
         raise SystemExit(f"error: a text model writes a .txt file (one string per "
                          f"line), got --out {args.out!r}")
@@ -376,7 +370,7 @@ def _cmd_report(args) -> int:
     heldout: Any = None
     if args.heldout is not None:
         if args.heldout.endswith(".txt"):  # ids for token-id models, as fit reads them
-            ids = {files.token_ids(files.run_config(run)) for run in args.runs}
+            ids = {files.run_token_ids(run) for run in args.runs} - {None}
             if len(ids) > 1:
                 raise SystemExit(f"error: --heldout {args.heldout}: the runs hold token-id "
                                  f"models (ids) and text models (strings); expected one "
@@ -407,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="fit the registered models on built-in data, write HTML")
-    d.add_argument("--quick", action="store_true", help="small budgets (about 1.5 minutes on 2 cores)")
+    d.add_argument("--quick", action="store_true",
+                   help="small budgets (about 1.5 minutes on 2 cores)")
     d.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
     d.add_argument("--quiet", action="store_true", help="no progress lines or bars")
     d.add_argument("--jobs", type=int, default=None,

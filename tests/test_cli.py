@@ -135,6 +135,16 @@ def test_report_refuses_a_txt_file_for_token_id_and_text_runs_together(tmp_path)
         cli.main(["report", str(tmp_path / "ids"), str(tmp_path / "text"), "--heldout",
                   str(tmp_path / "held.txt"), "--out", str(tmp_path / "r")])
     assert not (tmp_path / "r").exists()
+    # a missing run, or a numeric one, is not a text model: load says what is wrong
+    with pytest.raises(SystemExit, match=r"^error: .*No saved fit at"):
+        cli.main(["report", str(tmp_path / "ids"), str(tmp_path / "missing"), "--heldout",
+                  str(tmp_path / "held.txt"), "--out", str(tmp_path / "r")])
+    x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
+    pgm.Gaussian(2).fit(x, method="mle", progress=False).save(tmp_path / "g")
+    with pytest.raises(SystemExit, match=r"^error: fits\['g'\] \(Gaussian, 'mle'\) cannot "
+                                         r"score heldout"):
+        cli.main(["report", str(tmp_path / "ids"), str(tmp_path / "g"), "--heldout",
+                  str(tmp_path / "held.txt"), "--out", str(tmp_path / "r")])
 
 
 def test_a_token_id_file_that_is_not_ids_is_refused_before_anything_is_written(tmp_path):

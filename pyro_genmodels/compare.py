@@ -8,12 +8,13 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar
 
 import pandas as pd
 import torch
 
 from . import metrics
+from ._frames import outside_level
 from ._rng import check_seed, fresh_seed, seeded
 from ._validation import (as_data, check_bool, check_device, heldout_conditions, heldout_pair,
                           positive_float, with_context)
@@ -23,6 +24,8 @@ from .models._checks import STRONG_PRIOR
 
 if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
     from matplotlib.axes import Axes
+
+T = TypeVar("T")
 
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
@@ -190,27 +193,28 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     bandwidth = metrics.median_bandwidth(y) if y is not None and not few else None
     rows: Dict[Any, Dict[str, Any]] = {}
     for label, fit in fits.items():
-        with _naming(label, fit, c), _arviz_said(label):
+        with _naming(label, fit, c):
             rows[label] = _row(fit, heldout, truth, truth_rows,
                                c if _conditional(fit) else None, loo, y, seed, bandwidth,
-                               bin_width, train, keep)
+                               bin_width, train, keep, label)
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-@contextlib.contextmanager
-def _arviz_said(label: Any):
-    """ArviZ's warnings (LOO's Pareto k, WAIC's variance) as their first sentence, naming
-    the fit they are about (ArviZ's name none and run to four sentences; the table's
-    ``pareto_k_max`` and ``p_waic`` hold the figures); other warnings pass as they came."""
+def _arviz_said(label: Any, run: Callable[[], T]) -> T:
+    """``run()`` (ArviZ's LOO and WAIC), its warnings (Pareto k, WAIC's variance) said as
+    their first sentence, naming the fit they are about (ArviZ's name none and run to four
+    sentences; the table's ``pareto_k_max`` and ``p_waic`` hold the figures)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        yield
+        out = run()
     for w in caught:
         if f"{os.sep}arviz{os.sep}" in w.filename:
             first = str(w.message).split(". ", 1)[0].strip().rstrip(".")
-            warnings.warn(f"fits[{label!r}]: {first} (ArviZ)", w.category, stacklevel=4)
+            warnings.warn(f"fits[{label!r}]: {first} (ArviZ)", w.category,
+                          stacklevel=outside_level())
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 @contextlib.contextmanager
@@ -250,7 +254,8 @@ def _truth_rows(truth: Any, heldout: Any) -> torch.Tensor:
 def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor], cf: Any,
          loo: bool, y: Optional[torch.Tensor], seed: Optional[int],
          bandwidth: Optional[float], bin_width: Optional[float],
-         train: bool = True, keep: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+         train: bool = True, keep: Optional[torch.Tensor] = None,
+         label: Any = None) -> Dict[str, Any]:
     """The table's row of one fit (the held-out log p is evaluated once, for the held-out
     columns and ``true_kl`` both: an estimate such as a VAE's is then the same number in
     both)."""
@@ -269,7 +274,7 @@ def _row(fit: Fit, heldout: Any, truth: Any, truth_rows: Optional[torch.Tensor],
                elpd_loo_se=nan, p_loo=nan, pareto_k_max=nan, loo_log_prob=nan,
                elpd_waic=nan, elpd_waic_se=nan, p_waic=nan)
     if fit.data is not None and density and train:
-        row.update(_train_columns(fit, k, loo))
+        row.update(_train_columns(fit, k, loo, label))
     if truth is not None:
         row.update(true_kl=nan, true_kl_se=nan)
         if density:
@@ -300,8 +305,9 @@ def _train_log_probs(fit: Fit) -> torch.Tensor:
     return ll.reshape(-1, n).logsumexp(0) - math.log(ll[..., 0].numel())
 
 
-def _train_columns(fit: Fit, k: int, loo: bool) -> dict:
-    """Training log-likelihood, and AIC/BIC (point fits) or LOO/WAIC (posterior fits)."""
+def _train_columns(fit: Fit, k: int, loo: bool, label: Any = None) -> dict:
+    """Training log-likelihood, and AIC/BIC (point fits) or LOO/WAIC (posterior fits;
+    ArviZ's warnings name the fit ``label``)."""
     assert fit.data is not None  # the caller checks
     n = fit.data.shape[0]
     total = _train_log_probs(fit).sum().item()
@@ -313,11 +319,10 @@ def _train_columns(fit: Fit, k: int, loo: bool) -> dict:
         import arviz as az
 
         idata = fit.to_arviz(posterior_predictive=False)
-        res = az.loo(idata, pointwise=True)
+        res, w = _arviz_said(label, lambda: (az.loo(idata, pointwise=True), az.waic(idata)))
         out.update(elpd_loo=float(res["elpd_loo"]), elpd_loo_se=float(res["se"]),
                    p_loo=float(res["p_loo"]), pareto_k_max=float(res["pareto_k"].max()),
                    loo_log_prob=float(res["elpd_loo"]) / n)
-        w = az.waic(idata)
         out.update(elpd_waic=float(w["elpd_waic"]), elpd_waic_se=float(w["se"]),
                    p_waic=float(w["p_waic"]))
     return out

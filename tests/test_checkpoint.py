@@ -243,3 +243,14 @@ def test_an_intact_checkpoint_still_resumes_bit_for_bit(stopped):
     whole = fit()
     assert resumed.losses == whole.losses and resumed.info == whole.info
     assert all(torch.equal(resumed.point[k], whole.point[k]) for k in whole.point)
+
+
+def test_a_fingerprint_key_one_side_lacks_is_named_as_missing():
+    """An option one fingerprint has and the other lacks (one a later version added,
+    defaulting to None) is said, not an empty difference ("saved vs now: ")."""
+    from pyro_genmodels.infer.checkpoint import check_fit
+
+    state = {"seed": 0, "fingerprint": {"options": {"a": 1, "new": None}}, "step": 1}
+    with pytest.raises(ValueError, match=r"saved vs now: options\.new None vs <missing>\)"):
+        check_fit(state, "ck", fingerprint={"options": {"a": 1}}, seed=0, num_steps=5,
+                  heldout=False)

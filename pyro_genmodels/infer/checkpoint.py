@@ -264,12 +264,20 @@ def resume_seed(directory, seed: Optional[int]) -> int:
     return int(state["seed"])
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
 def _differences(saved: Any, now: Any, at: str = "") -> List[Tuple[str, Tuple[Any, Any]]]:
     """The leaves in which two fingerprints differ, named by their dotted paths (so a
-    changed option is ``options.lr``, not the whole options); a key one lacks is None."""
+    changed option is ``options.lr``, not the whole options); a key one lacks is
+    ``<missing>`` there (an option a later version added, say)."""
     if isinstance(saved, dict) and isinstance(now, dict):
+        missing = _Missing()
         return [d for k in sorted(set(saved) | set(now), key=str)
-                for d in _differences(saved.get(k), now.get(k), f"{at}{k}.")]
+                for d in _differences(saved.get(k, missing), now.get(k, missing),
+                                      f"{at}{k}.")]
     return [] if saved == now else [(at[:-1], (saved, now))]
 
 

@@ -174,8 +174,8 @@ class Checker:
         if steps != sorted(set(steps)) or any(not 1 <= s <= step for s in steps):
             raise self.error(f"expected the held-out evaluations' steps to increase within "
                              f"[1, {step}] (the checkpoint's step), found {steps[:10]}")
-        # what Best.record (infer/heldout.py) makes of the history: the first strictly smallest finite loss,
-        # and the number of evaluations since
+        # what Best.record (infer/heldout.py) makes of the history: the first strictly
+        # smallest finite loss, and the number of evaluations since
         at, low = None, math.inf
         for i, (_, v) in enumerate(history):
             if math.isfinite(v) and v < low:

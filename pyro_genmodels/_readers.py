@@ -184,10 +184,13 @@ def _read_csv(path: str, text: str) -> Tuple[np.ndarray, Optional[List[str]]]:
                 header = [c.strip() for c in row]
                 repeated = sorted({h for h in header if header.count(h) > 1})
                 if repeated:  # a fit's columns are known by name: each must say one
-                    at = "; ".join(f"{r!r} in columns " + ", ".join(
-                        str(j + 1) for j, h in enumerate(header) if h == r) for r in repeated)
+                    at = ["columns " + ", ".join(str(j + 1) for j, h in enumerate(header)
+                                                 if h == r) for r in repeated]
+                    said = "; ".join(f"{r!r} in {a}" if r else f"{a} have no name"
+                                     for r, a in zip(repeated, at))
                     raise DataFileError(f"{path}, line {line}: the header repeats a column "
-                                        f"name ({at}); expected distinct names: rename them")
+                                        f"name ({said}); expected distinct names: rename "
+                                        f"them")
                 continue
             if None in numbers:  # the header is decided by this line alone
                 j = numbers.index(None)

@@ -445,7 +445,7 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
             empty, or one the demo or a report wrote, even a run stopped before its page
             (:func:`pyro_genmodels.report.check_out`: any other is refused before any
             work).
-        quick: small budgets (about a minute on 2 cores) instead of the full ones.
+        quick: small budgets (about 1.5 minutes on 2 cores) instead of the full ones.
         progress: a line per piece of work on stderr (and progress bars when ``jobs=1``).
         jobs: worker processes; ``None`` is one per CPU core, ``1`` runs every piece in
             this process, one after another.

@@ -98,8 +98,9 @@ def check_out(out: Any, what: str) -> Path:
         raise ValueError(f"Refusing to write {what} to {str(path)!r}: the directory is not "
                          f"empty ({shown}) and is not one pyro-genmodels wrote a report or "
                          f"demo to (expected an empty directory, or one holding the marker "
-                         f"file {MARKER}), and {what} would overwrite its files. Choose "
-                         f"another output directory (--out), or empty this one")
+                         f"file {MARKER}, which versions before 2026-12 did not write), "
+                         f"and {what} would overwrite its files. Choose another output "
+                         f"directory (--out), or empty this one")
     return path
 
 

@@ -60,6 +60,9 @@ def test_a_header_that_repeats_a_name_is_refused_as_python_refuses_it():
     assert _fit_error("x.csv", "a,b,a,b,c\n1,2,3,4,5\n") == (
         "error: x.csv, line 1: the header repeats a column name ('a' in columns 1, 3; 'b' "
         "in columns 2, 4); expected distinct names: rename them")
+    assert _fit_error("y.csv", "a,,\n1,2,3\n") == (
+        "error: y.csv, line 1: the header repeats a column name (columns 2, 3 have no name); "
+        "expected distinct names: rename them")
 
 
 def test_a_text_cell_after_a_header_names_the_column_by_number_and_name():

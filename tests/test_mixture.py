@@ -381,6 +381,7 @@ def test_em_still_fits_a_constant_column_through_reg_covar(covariance_type):
     assert all(math.isfinite(v) for v in fit.losses)
     assert torch.isfinite(fit.log_prob(torch.as_tensor(x))).all()
 
+
 def test_a_nan_mid_em_keeps_the_last_finite_parameters(monkeypatch):
     from pyro_genmodels.models import mixture
 

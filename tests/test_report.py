@@ -231,7 +231,8 @@ def test_report_refuses_a_folder_it_did_not_write_and_rewrites_its_own(tmp_path)
     refused = (r"^Refusing to write the report to .*mine'?: the directory is not empty "
                r"\(figure\.png, index\.html\) and is not one pyro-genmodels wrote a report "
                r"or demo to \(expected an empty directory, or one holding the marker file "
-               r"\.pyro-genmodels-report\), and the report would overwrite its files\. "
+               r"\.pyro-genmodels-report, which versions before 2026-12 did not write\), "
+               r"and the report would overwrite its files\. "
                r"Choose another output directory \(--out\), or empty this one$")
     with pytest.raises(ValueError, match=refused):
         report.from_runs([tmp_path / "missing-run"], mine)

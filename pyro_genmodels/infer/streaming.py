@@ -33,6 +33,7 @@ or for a conditional model a pair ``(x, c)``.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import re
 import warnings
@@ -230,7 +231,8 @@ class Stream:
         except (RuntimeError, ValueError) as e:
             shapes = [_shape(it, what, int(r)) for it, r in zip(items, rows)]
             known = self._shapes.get(what)
-            expected = known if known is not None else max(shapes, key=shapes.count)
+            expected = known if known is not None else \
+                collections.Counter(shapes).most_common(1)[0][0]  # the first on a tie
             odd = next((i for i, shape in enumerate(shapes) if shape != expected), None)
             if odd is None:  # one shape, yet no block (tensors on different devices)
                 raise ValueError(f"the dataset's {what} rows (rows {_shown(rows)} of the "

@@ -13,6 +13,7 @@ from typing import Any, Iterable, List, Literal, Mapping, Optional, Tuple, overl
 import numpy as np
 import torch
 
+from ._columns import said
 from ._frames import in_package
 
 
@@ -527,16 +528,15 @@ class ColumnMoments:
         self.n = total
 
     def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, sd)`` in the rows' dtype; the sd of a column that does not vary
-        (:func:`unit_sd`, or a single row) is 1; one whose variance underflows the sums'
-        dtype (float64: values within 1.5e-154) is a ``ValueError``: no unit."""
+        """``(mean, sd)`` in the rows' dtype, sd 1 where a column does not vary (:func:`unit_sd`);
+        a variance that underflows the sums' dtype (float64: within 1.5e-154) is a ValueError."""
         mean, m2, n, lo, hi = self.mean, self.m2, self.n, self.lo, self.hi
         if mean is None or m2 is None or lo is None or hi is None or self.dtype is None:
             raise ValueError("column moments of no rows")
         var = m2 / (n - 1) if n > 1 else torch.zeros_like(mean)
         tiny = (hi > lo) & (var < torch.finfo(var.dtype).tiny)
         if bool(tiny.any()):  # a subnormal or 0 variance: a sd of 0 made the loss NaN
-            raise ValueError(f"column(s) {tiny.nonzero().flatten().tolist()} vary, but by so "
+            raise ValueError(f"column(s) {said(tiny)} vary, but by so "
                              f"little that their variance underflows {var.dtype} (sd below "
                              f"{math.sqrt(torch.finfo(var.dtype).tiny):.1e}): rescale the data")
         return mean.to(self.dtype), unit_sd(var.sqrt(), hi > lo).to(self.dtype)

@@ -36,6 +36,7 @@ from pyro.nn import PyroModule
 
 from ._context import set_context_moments
 from ._rng import apart, check_seed, seeded, serialized
+from . import _columns
 from ._validation import (as_data, check_device, check_method, column_moments, column_names,
                           positive_int)
 from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
@@ -436,17 +437,19 @@ class GenerativeModel(PyroModule):
         given_c = c
         model, x, c = self.prepare_data(data, c, device=device, **data_kw)
         x, c = _unshared(x, data), _unshared(c, given_c)  # the fit keeps x: its own copy
-        if not isinstance(getattr(opts, "validation", None), float):  # else after the split
-            model.check_data_for(method, x)
-        if getattr(opts, "distributed", False):
-            seed = distributed.agree_seed(seed, distributed.setup(device))
-        with seeded(seed) as used_seed:
-            fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
-                                     seed=used_seed, device=device, method=method)
-            work = model.working_copy(fit_data.x)
-            set_context_moments(work, fit_data.c)
-            fit = model._fit_with(engine, work, fit_data, opts, method, used_seed, progress)
         names = column_names(data)  # a DataFrame's: ArviZ's coordinates, the CLI's header
+        with _columns.named(names):  # the checks' messages name the columns
+            if not isinstance(getattr(opts, "validation", None), float):  # else after split
+                model.check_data_for(method, x)
+            if getattr(opts, "distributed", False):
+                seed = distributed.agree_seed(seed, distributed.setup(device))
+            with seeded(seed) as used_seed:
+                fit_data = split_heldout(model, x, c, getattr(opts, "validation", None),
+                                         seed=used_seed, device=device, method=method)
+                work = model.working_copy(fit_data.x)
+                set_context_moments(work, fit_data.c)
+                fit = model._fit_with(engine, work, fit_data, opts, method, used_seed,
+                                      progress)
         if names is not None and x.dim() == 2 and len(names) == x.shape[1]:
             fit.info["columns"] = names
         return fit

@@ -222,7 +222,13 @@ def _fit(args, rank: int) -> int:
     try:
         with seeded(args.seed):  # a network's initial weights too come from --seed
             model = cls(**kwargs)
-        fit = model.fit(x, method=args.method, seed=args.seed,
+        if columns:  # a DataFrame: the fit keeps the names, and its messages say them
+            import pandas as pd
+
+            data: Any = pd.DataFrame(x, columns=columns)
+        else:
+            data = x
+        fit = model.fit(data, method=args.method, seed=args.seed,
                         progress=not args.quiet and rank == 0, **options)
     except (ValueError, TypeError, FitError, FileNotFoundError, RankFailure) as e:
         raise SystemExit(f"error: {e}")
@@ -235,8 +241,6 @@ def _fit(args, rank: int) -> int:
             raise
         raise SystemExit(f"error: the {args.model} model or its fit does not fit in memory "
                          f"({first_line(e) or type(e).__name__})") from None
-    if columns:
-        fit.info["columns"] = columns
     try:
         fit.save(args.out)  # distributed: rank 0 writes, the others wait until it is there
     except (RankFailure, ValueError) as e:

@@ -260,6 +260,31 @@ def test_a_frame_is_scored_only_with_the_training_columns_in_their_order(wine, t
     assert fit.log_prob(frame.iloc[[0]]).shape == (1,)
 
 
+def test_messages_name_the_columns_of_a_dataframe_and_a_csv_header(tmp_path, capsys):
+    """A fit of a DataFrame (or, at the command line, a .csv with a header) says the
+    columns by index and name: the prior's warning, a constant column's refusal (they
+    said indices alone, though the names were known)."""
+    import pandas as pd
+
+    from pyro_genmodels import cli
+
+    data = load_wine(as_frame=True).data
+    with pytest.warns(UserWarning, match=r"moves the map fit of column\(s\) \[4, 12\] "
+                                         r"\(magnesium, proline\) by more than"):
+        pgm.Gaussian(13).fit(data, method="map", num_steps=2, progress=False, seed=0)
+    flat = pd.DataFrame({"a": [1.0, 2.0, 4.0], "level": [3.0, 3.0, 3.0]})
+    with pytest.raises(ValueError, match=r"column\(s\) \[1\] \(level\) are constant"):
+        pgm.Gaussian(2).fit(flat, method="map", progress=False)
+    with pytest.raises(ValueError, match=r"column\(s\) \[1\] are constant"):
+        pgm.Gaussian(2).fit(flat.to_numpy(), method="map", progress=False)
+    data.to_csv(tmp_path / "wine.csv", index=False)
+    assert cli.main(["fit", "gaussian", "--data", str(tmp_path / "wine.csv"), "--method",
+                     "map", "--out", str(tmp_path / "run"), "--quiet", "--option",
+                     "num_steps=2"]) == 0
+    assert "column(s) [4, 12] (magnesium, proline)" in capsys.readouterr().err
+    assert pgm.load(tmp_path / "run").info["columns"] == list(data.columns)
+
+
 def test_a_prior_that_moves_raw_columns_by_a_standard_error_is_said(wine):
     """The default prior N(0, 10^2) on a location is strong for wine's magnesium (mean
     100) and proline (mean 747): ``map`` and the posteriors are pulled by many standard

@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .._columns import said
 from .._frames import outside_level
 from .._rng import seeded
 from .._validation import positive_int
@@ -205,7 +206,7 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
                 f"the prior's sd)")
     warnings.warn(
         f"{family}'s prior (prior_scale={prior_scale:g}, in the data's units) moves the "
-        f"{method} fit of column(s) {strong.nonzero().flatten().tolist()} {how}: for "
+        f"{method} fit of column(s) {said(strong)} {how}: for "
         f"columns of that size the prior is informative. If that is not intended, give a "
         f"prior_scale of the data's scale (e.g. prior_scale={suggest:g}) or fit "
         f"standardized columns.", UserWarning, stacklevel=outside_level())
@@ -220,16 +221,16 @@ def constant_said(x: torch.Tensor, constant: torch.Tensor) -> Tuple[str, str]:
     distinct = {j: int(torch.unique(x[:, j]).numel()) for j in cols}
     flat = [j for j in cols if distinct[j] == 1]
     rounded = [j for j in cols if distinct[j] > 1]
-    said, remedies = [], []
+    parts, remedies = [], []
     if flat:
-        said.append(f"column(s) {flat} are constant (at {x[0, flat].tolist()})")
+        parts.append(f"column(s) {said(flat)} are constant (at {x[0, flat].tolist()})")
         remedies.append("Drop the constant columns")
     if rounded:
         size = float(x[:, rounded].abs().amax())
-        said.append(f"column(s) {rounded} vary only within {x.dtype}'s rounding of their "
-                    f"size ({[distinct[j] for j in rounded]} distinct values, |x| up to "
+        parts.append(f"column(s) {said(rounded)} vary only within {x.dtype}'s rounding of "
+                     f"their size ({[distinct[j] for j in rounded]} distinct values, |x| up to "
                     f"{size:.4g})")
         remedies.append("subtract the offset of those that vary, or pass float64 data, so "
                         "their spread is resolved" if flat else "Subtract their offset, or "
                         "pass float64 data, so their spread is resolved")
-    return "; ".join(said), "; ".join(remedies)
+    return "; ".join(parts), "; ".join(remedies)

@@ -34,6 +34,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from .._columns import said
 from .._validation import as_data, column_units, constant_columns, exact_dtype, positive_float
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
@@ -226,7 +227,7 @@ class Gaussian(GenerativeModel):
         tiny = ~constant & (x.std(0, correction=0) ** 2 < torch.finfo(x.dtype).tiny)
         if tiny.any():
             raise ValueError(
-                f"column(s) {tiny.nonzero().flatten().tolist()} vary, but by so little that "
+                f"column(s) {said(tiny)} vary, but by so little that "
                 f"their variance underflows {x.dtype} (sd below "
                 f"{math.sqrt(torch.finfo(x.dtype).tiny):.1e}): rescale the data")
         if n == 1 and method in ("mle", "map"):

@@ -29,8 +29,9 @@ T = TypeVar("T")
 
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
-#: the most held-out rows the sample-based columns use (MMD and C2ST cost M^2: 5,000
-#: rows take about 2 s a fit, 40,000 a minute); above it, a random subset of this many
+#: The most held-out rows the sample-based columns use, since MMD and C2ST cost M^2
+#: (5,000 rows take about 2 s a fit, 40,000 a minute); above it, a random subset of this
+#: many.
 SAMPLE_ROWS = 5000
 
 def _heldout_columns(fit: Fit, heldout: Any, c: Any = None,

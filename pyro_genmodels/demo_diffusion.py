@@ -84,7 +84,7 @@ def _ring(out: Path, quick: bool, progress: bool) -> Tuple[str, str]:
     fig.tight_layout()
     steps = budget.get("num_steps", Diffusion.engines["mle"].Options.num_steps)
     score = (f"{bound:.4g} (bound, eight_gaussians); {float(flow.log_prob.mean()):.4g} "
-             f"(estimate, probability-flow ODE)")
+             f"(estimate, probability-flow ODE); on {k} held-out rows")
     return (f"<p><code>Diffusion(2)</code> (T = 1000, cosine "
             f"schedule, the preconditioned (256, 256, 256) noise predictor) fitted by "
             f"<code>mle</code> on {x.shape[0]} points of eight_gaussians, {steps} steps "

@@ -96,7 +96,8 @@ def _body(out: Path, quick: bool, progress: bool) -> Tuple[str, str]:
         ax.set_ylim(-3.2, 3.2)
     fig.tight_layout()
     steps = budget.get("num_steps", ScoreModel.engines["dsm"].Options.num_steps)
-    score = f"{float(flow.log_prob.mean()):.4g} (estimate, probability-flow ODE)"
+    score = (f"{float(flow.log_prob.mean()):.4g} (estimate, probability-flow ODE, on {k} "
+             f"held-out rows)")
     return (f"<p><code>ScoreModel(2)</code>: a "
             f"noise-conditional score network over 10 levels from the largest pairwise "
             f"distance ({fit.info['sigmas'][0]:.2f} standardized units) down to 0.01, "

@@ -26,6 +26,7 @@ import html
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
@@ -374,10 +375,18 @@ def _work(name: str, task: Task, out: str, quick: bool, progress: bool, bars: bo
         torch.set_num_threads(threads)
     _say(progress, f"{name} ...")
     t0 = time.perf_counter()
-    with seeded(0):
+    with seeded(0), warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_warning_of, name)
         part = task(Path(out), quick, bars)
     _say(progress, f"{name} done in {time.perf_counter() - t0:.0f} s")
     return name, part
+
+
+def _warning_of(piece: str, message: Any, category: Any, filename: str, lineno: int,
+                file: Any = None, line: Any = None) -> None:
+    """A warning met in a piece of work, as one line on stderr that names the piece (a
+    worker process would print its own source line under it, and no piece)."""
+    print(f"warning: {piece}: {message}", file=sys.stderr)
 
 
 def _threads(jobs: int) -> int:

@@ -32,6 +32,13 @@ def quick_c(out: Path, quick: bool, progress: bool) -> report.Part:
     return _part("c", f"quick={quick}, pid {os.getpid()}")
 
 
+def warns(out: Path, quick: bool, progress: bool) -> report.Part:
+    import warnings
+
+    warnings.warn("a long warning. Its second sentence", UserWarning)
+    return _part("c", "warned")
+
+
 def broken(out: Path, quick: bool, progress: bool) -> report.Part:
     raise ValueError("the stub task failed on purpose")
 
@@ -66,6 +73,18 @@ def test_pieces_run_after_what_they_read_and_the_page_keeps_its_order(stub_tasks
         assert family in page
     assert "a ran; b ran" not in page and "c ran; b ran; a ran" in page  # page order
     assert ("worker processes</th><td class='text'>none" in page) == (jobs == 1)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_warning_of_a_piece_is_one_line_naming_the_piece(stub_tasks, monkeypatch, tmp_path,
+                                                         capfd, jobs):
+    """A worker printed a warning with its own source line under it
+    (``r = call_item.fn(...)``) and no word of which piece met it."""
+    monkeypatch.setattr(demo, "TASKS", {"a": slow_a, "b": after_a, "c": warns})
+    demo.run(tmp_path, quick=True, progress=False, jobs=jobs)
+    err = capfd.readouterr().err
+    assert "warning: c: a long warning. Its second sentence\n" in err
+    assert "call_item" not in err and "UserWarning" not in err
 
 
 def test_a_failing_piece_stops_the_run_with_its_error(stub_tasks, monkeypatch, tmp_path):

@@ -29,10 +29,16 @@ gives them the row's weights for every column.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+import os
+import warnings
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
+
+from ._frames import outside_level
+
+T = TypeVar("T")
 
 
 def _np(d: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
@@ -230,3 +236,19 @@ def chain_summary(fit: Any) -> str:
     if divergent is not None:
         parts.append(f"{int(divergent.sum())} divergent transitions")
     return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()) for all)"
+
+
+def arviz_warnings(who: str, run: Callable[[], T]) -> T:
+    """``run()`` (ArviZ's LOO or WAIC), its warnings (Pareto k, WAIC's variance) said as
+    their first sentence after ``who``, the fit they are about (ArviZ's name none and run
+    to four sentences; ``pareto_k_max`` and ``p_waic`` hold the figures)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = run()
+    for w in caught:
+        if f"{os.sep}arviz{os.sep}" in w.filename:
+            first = str(w.message).split(". ", 1)[0].strip().rstrip(".")
+            warnings.warn(f"{who}: {first} (ArviZ)", w.category, stacklevel=outside_level())
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import pandas as pd
 import torch
 
 from . import metrics
-from ._frames import outside_level
+from .arviz import arviz_warnings
 from ._rng import check_seed, fresh_seed, seeded
 from ._validation import (as_data, check_bool, check_device, heldout_conditions, heldout_pair,
                           positive_float, with_context)
@@ -24,8 +23,6 @@ from .models._checks import STRONG_PRIOR
 
 if TYPE_CHECKING:  # imported when used: matplotlib is slow to import
     from matplotlib.axes import Axes
-
-T = TypeVar("T")
 
 #: the sample-based columns (NaN where they do not apply)
 SAMPLE_COLUMNS = ("mmd", "mmd_se", "c2st", "c2st_se")
@@ -201,23 +198,6 @@ def compare(fits: Mapping[str, Fit], heldout: Any, *,
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _arviz_said(label: Any, run: Callable[[], T]) -> T:
-    """``run()`` (ArviZ's LOO and WAIC), its warnings (Pareto k, WAIC's variance) said as
-    their first sentence, naming the fit they are about (ArviZ's name none and run to four
-    sentences; the table's ``pareto_k_max`` and ``p_waic`` hold the figures)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = run()
-    for w in caught:
-        if f"{os.sep}arviz{os.sep}" in w.filename:
-            first = str(w.message).split(". ", 1)[0].strip().rstrip(".")
-            warnings.warn(f"fits[{label!r}]: {first} (ArviZ)", w.category,
-                          stacklevel=outside_level())
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out
-
-
 @contextlib.contextmanager
 def _naming(label: Any, fit: Fit, c: Any):
     """Say which fit refused ``heldout`` (or ``c``): the fits' own checks call the
@@ -320,7 +300,8 @@ def _train_columns(fit: Fit, k: int, loo: bool, label: Any = None) -> dict:
         import arviz as az
 
         idata = fit.to_arviz(posterior_predictive=False)
-        res, w = _arviz_said(label, lambda: (az.loo(idata, pointwise=True), az.waic(idata)))
+        res, w = arviz_warnings(f"fits[{label!r}]",
+                                lambda: (az.loo(idata, pointwise=True), az.waic(idata)))
         out.update(elpd_loo=float(res["elpd_loo"]), elpd_loo_se=float(res["se"]),
                    p_loo=float(res["p_loo"]), pareto_k_max=float(res["pareto_k"].max()),
                    loo_log_prob=float(res["elpd_loo"]) / n)

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from ._figures import png
+from .arviz import arviz_warnings
 from .base import Fit, GenerativeModel
 
 #: R-hat above this, or bulk / tail ESS below ``ESS_MIN``, is marked in ``az.summary``
@@ -318,7 +319,7 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
                            f"posterior predictive check of {title} {fit.method}{which}: "
                            f"replicated data against the data"))
     if "log_likelihood" in idata.groups():
-        loo = az.loo(idata, pointwise=True)
+        loo = arviz_warnings(f"{title} {fit.method}", lambda: az.loo(idata, pointwise=True))
         fig, ax = plt.subplots(figsize=(6, 2.6))
         az.plot_khat(loo, ax=ax, show_bins=True)
         # ArviZ's threshold for S draws, min(1 - 1 / log10(S), 0.7) (Vehtari et al. 2024)

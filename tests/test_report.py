@@ -306,3 +306,17 @@ def test_a_posterior_of_fewer_than_50_draws_gets_its_predictive_check():
     fit = pgm.Gaussian(2).fit(x, method="vi", seed=0, progress=False, num_steps=20,
                               num_posterior_samples=20)
     assert "posterior predictive check of few vi" in report.posterior_diagnostics(fit, "few")
+
+
+def test_the_pareto_k_warning_names_the_fit_in_one_sentence():
+    """ArviZ's LOO warning names no fit and runs to four sentences; the report's says
+    which section and method it is about, at the caller's line."""
+    x, _ = pgm.datasets.correlated_gaussian(8, dim=3, seed=0)
+    post = pgm.Gaussian(3).fit(x, method="nuts", num_samples=100, warmup_steps=100,
+                               num_chains=1, seed=0, progress=False)
+    with pytest.warns(UserWarning) as caught:
+        report.posterior_diagnostics(post, "tiny")
+    said = [str(w.message) for w in caught if "(ArviZ)" in str(w.message)]
+    assert said == ["tiny nuts: Estimated shape parameter of Pareto distribution is greater "
+                    "than 0.50 for one or more samples (ArviZ)"]
+    assert not [w for w in caught if "You should consider" in str(w.message)]

@@ -112,9 +112,10 @@ class LoopOptions:
         lr_decay: final / initial learning rate (exponential decay in between), in (0, 1].
         batch_size: rows per step; ``None`` (or >= N) uses all rows every step.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ``"adagrad"``, a
-            ``torch.optim.Optimizer`` subclass, or a ``pyro.optim.PyroOptim`` instance
-            (with its own learning rate and schedule: ``lr`` and ``lr_decay`` given beside
-            it are refused, :func:`~pyro_genmodels.infer.optimizers.refuse_unread`).
+            ``torch.optim.Optimizer`` subclass whose ``step()`` takes no required closure
+            (LBFGS's does, and is refused), or a ``pyro.optim.PyroOptim`` instance (with its
+            own learning rate and schedule: ``lr`` and ``lr_decay`` given beside it are
+            refused, :func:`~pyro_genmodels.infer.optimizers.refuse_unread`).
         grad_clip: clip the global gradient L2 norm to this value; ``None``: off.
         callback: ``callback(step, loss)`` after each step; returning ``True`` stops.
         validation: held-out data for early stopping: a fraction in (0, 1) of the rows

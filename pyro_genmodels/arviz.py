@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ._frames import outside_level
-
-T = TypeVar("T")
 
 
 def _np(d: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
@@ -238,7 +236,7 @@ def chain_summary(fit: Any) -> str:
     return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()) for all)"
 
 
-def arviz_warnings(who: str, run: Callable[[], T]) -> T:
+def arviz_warnings(who: str, run: Callable[[], Any]) -> Any:
     """``run()`` (ArviZ's LOO or WAIC), its warnings (Pareto k, WAIC's variance) said as
     their first sentence after ``who``, the fit they are about (ArviZ's name none and run
     to four sentences; ``pareto_k_max`` and ``p_waic`` hold the figures)."""

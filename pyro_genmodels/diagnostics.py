@@ -280,17 +280,13 @@ def _checked(values: Any, n: int, names: Optional[list]) -> Dict[str, torch.Tens
     return dict(values)
 
 
-def _option(model: Any, method: str, name: str, options: Dict[str, Any]) -> Any:
-    """The value of option ``name`` that ``model.fit(x, method=method, **options)`` runs
-    with: the one given, else the family's engine default, else the default of the
-    engine's options record (``None`` where it has no such option)."""
-    if name in options:
-        return options[name]
-    engine = model.engine(method)
-    if name in engine.defaults:
-        return engine.defaults[name]
-    default = {f.name: f.default for f in dataclasses.fields(engine.Options)}.get(name)
-    return None if default is dataclasses.MISSING else default
+def _resolved(model: Any, method: str, options: Dict[str, Any]) -> Any:
+    """The options record that ``model.fit(x, method=method, **options)`` runs with: the
+    engine's own resolution (the given options, else the family's defaults, else the
+    record's), which refuses an unknown option before the first fit."""
+    given = {k: v for k, v in options.items()
+             if k != "device" and k not in model.data_options}  # what fit takes apart
+    return model.engine(method).options(method, **given)
 
 
 def _check_draws(model: Any, method: str, num_draws: int, options: Dict[str, Any]) -> None:
@@ -298,11 +294,12 @@ def _check_draws(model: Any, method: str, num_draws: int, options: Dict[str, Any
     (``vi``) or ``num_samples * num_chains``, as the fit resolves them (the options given,
     else the method's defaults, e.g. 4 chains for ``chees``), checked before the first
     fit."""
+    opts = _resolved(model, method, options)
     if method == "vi":
-        given = _option(model, method, "num_posterior_samples", options)
+        given = getattr(opts, "num_posterior_samples", None)
     else:
-        samples = _option(model, method, "num_samples", options)
-        chains = _option(model, method, "num_chains", options)
+        samples = getattr(opts, "num_samples", None)
+        chains = getattr(opts, "num_chains", None)
         given = samples * chains if isinstance(samples, int) and isinstance(chains, int) \
             else None
     if isinstance(given, int) and given < num_draws:

@@ -188,8 +188,16 @@ def test_sbc_counts_the_draws_of_the_methods_default_chains(monkeypatch):
         sbc(ThreeChains(1), "nuts", num_samples=32, **kw)
     with pytest.raises(_Fitted):
         sbc(ThreeChains(1), "nuts", num_samples=33, **kw)
+    vi_kw = {k: v for k, v in kw.items() if k != "warmup_steps"}  # no vi option
     with pytest.raises(ValueError, match="the 'vi' options give 50$"):
-        sbc(pgm.Gaussian(1), "vi", num_posterior_samples=50, **kw)
+        sbc(pgm.Gaussian(1), "vi", num_posterior_samples=50, **vi_kw)
+    # the options are resolved as fit resolves them: one it does not take is refused
+    # before the first fit, as that fit would refuse it
+    fits.clear()
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['warmup_steps'\] for "
+                                         r"method 'vi'"):
+        sbc(pgm.Gaussian(1), "vi", num_posterior_samples=200, **kw)
+    assert not fits
 
 
 def test_sbc_refuses_statistics_that_are_not_tensors_of_shape_n_before_any_fit(

@@ -17,7 +17,7 @@ from typing import Any, Optional, Tuple, TypeVar, cast
 
 import torch
 
-from ._validation import MOMENT_BLOCK_ELEMENTS, MOMENT_BLOCK_ROWS, column_moments
+from ._moments import MOMENT_BLOCK_ELEMENTS, MOMENT_BLOCK_ROWS, column_moments
 
 _OptionalTensor = TypeVar("_OptionalTensor", bound=Optional[torch.Tensor])
 

@@ -37,8 +37,8 @@ from pyro.nn import PyroModule
 from ._context import set_context_moments
 from ._rng import apart, check_seed, seeded, serialized
 from . import _columns
-from ._validation import (as_data, check_device, check_method, column_moments, column_names,
-                          positive_int)
+from ._moments import column_moments
+from ._validation import as_data, check_device, check_method, column_names, positive_int
 from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
 from .infer import distributed, optimizers, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout

@@ -22,7 +22,7 @@ from sklearn.datasets import load_wine
 
 import pyro_genmodels as pgm
 from pyro_genmodels._rng import seeded
-from pyro_genmodels._validation import column_moments
+from pyro_genmodels._moments import column_moments
 
 #: the families whose data are not real-valued columns (token sequences): not applicable
 TEXT_FAMILIES = {"ngram", "autoregressive"}
@@ -328,7 +328,7 @@ def test_standardizing_is_equivariant_in_units_of_any_size(unit):
     rounding. Before, a column sd below an absolute 1e-8 counted as constant and was left
     unscaled (wine x 1e-9: columns of about 1e-8 under a unit-variance base). Rows
     streamed from a Dataset get the same moments as rows in memory."""
-    from pyro_genmodels._validation import ColumnMoments, column_moments
+    from pyro_genmodels._moments import ColumnMoments, column_moments
 
     x = torch.tensor(load_wine().data, dtype=torch.float64)[:, :4]
     scores = []
@@ -355,7 +355,7 @@ def test_column_moments_of_rows_in_memory_go_block_by_block(monkeypatch):
     """Rows in memory are folded in blocks (a float32 array is never copied whole to
     float64): over many blocks, wine's moments are the two-pass ones to 1e-12, and float32
     rows get float32 moments."""
-    import pyro_genmodels._validation as v
+    import pyro_genmodels._moments as v
 
     x = torch.tensor(load_wine().data, dtype=torch.float64)
     monkeypatch.setattr(v, "MOMENT_BLOCK_ROWS", 7)  # 26 blocks of wine's 178 rows
@@ -370,7 +370,7 @@ def test_column_moments_of_wide_rows_take_fewer_rows_per_block(monkeypatch):
     cap on rows alone copied 60,000 x 784 float32 rows whole to float64 (peak +1079 MiB
     in a fresh process; +7 MiB with blocks of 2**18 numbers). Wine's 13 columns at 130
     numbers per block: blocks of 10 rows, the moments still the two-pass ones."""
-    import pyro_genmodels._validation as v
+    import pyro_genmodels._moments as v
 
     x = torch.tensor(load_wine().data, dtype=torch.float64)
     monkeypatch.setattr(v, "MOMENT_BLOCK_ELEMENTS", 13 * 10)

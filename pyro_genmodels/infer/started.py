@@ -18,7 +18,7 @@ from typing import Dict
 
 import torch
 
-from .._validation import column_units, exact_dtype
+from .._moments import column_units, exact_dtype
 from .engines import Data, GenerativeModel, PointEngine, PointOptions
 from .loop import FitResult
 

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from .._frames import outside_level
-from .._validation import ColumnMoments, with_context
+from .._moments import ColumnMoments
+from .._validation import with_context
 from .mapped_rows import _ArrayRows
 
 #: rows per read of a streamed pass over all rows; fewer for wide rows (:func:`block_rows`)

@@ -67,8 +67,8 @@ import torch
 from pyro import poutine
 
 from .._rng import seeded
-from .._validation import (check_choice, column_moments, nonnegative_float, positive_float,
-                           store_counts)
+from .._moments import column_moments
+from .._validation import check_choice, nonnegative_float, positive_float, store_counts
 from ..base import gaussian_weight_log_prior
 from ..infer import distributed
 from ..infer.ais import AISEstimate

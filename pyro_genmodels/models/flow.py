@@ -49,8 +49,8 @@ from zuko.transforms import (AdditiveTransform, ComposedTransform,  # noqa: E402
 
 torch.distributions.Distribution._validate_args = _TORCH_CHECKS
 
-from .._validation import (check_bool, column_moments, constant_columns, positive_float,
-                           positive_int)
+from .._moments import column_moments, constant_columns
+from .._validation import check_bool, positive_float, positive_int
 from ..infer.engines import PointEngine
 from .._context import StandardizedContext
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
@@ -301,7 +301,7 @@ class Flow(StandardizedContext, GenerativeModel):
         hyperplane (N <= D, a column that is a linear combination of others: a copied
         column beside two N(0, 1) ones gave -2.23 nats per row after 100 steps, +3.61
         after 3000, where a density exists on neither). A column whose variance
-        underflows is refused first (:class:`~pyro_genmodels._validation.ColumnMoments`),
+        underflows is refused first (:class:`~pyro_genmodels._moments.ColumnMoments`),
         not called a hyperplane."""
         column_moments(x)  # raises for a column whose variance underflows
         constant = constant_columns(x)

@@ -35,7 +35,8 @@ import pyro.distributions as dist
 import torch
 
 from .._columns import said
-from .._validation import as_data, column_units, constant_columns, exact_dtype, positive_float
+from .._moments import column_units, constant_columns, exact_dtype
+from .._validation import as_data, positive_float
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
 from ..infer.objectives import data_plate, plate_rows

@@ -61,8 +61,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .._as_pyro import Mixture
-from .._validation import (check_choice, column_moments, column_units, constant_columns,
-                           exact_dtype, nonnegative_float, positive_float, positive_int,
+from .._moments import column_moments, column_units, constant_columns, exact_dtype
+from .._validation import (check_choice, nonnegative_float, positive_float, positive_int,
                            store_counts)
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.engines import ENGINES, Engine
@@ -164,7 +164,7 @@ def best_em(model: GaussianMixture, x: torch.Tensor, *, num_steps: int, tol: flo
     r"""``model.n_init`` EM runs; the one with the highest final log-likelihood wins.
 
     The runs work on the columns in their units, :math:`u = (x - m) / s` (``m``, ``s``
-    from :func:`~pyro_genmodels._validation.column_moments`: each column's mean and sd,
+    from :func:`~pyro_genmodels._moments.column_moments`: each column's mean and sd,
     sd 1 for a constant column), and the winner is mapped back (:math:`\mu = m + s
     \mu_u`, scales :math:`s\,\sigma_u`; weights and correlations are unit-free). So
     ``reg_covar`` is added to every variance in units of its column's variance (a
@@ -475,7 +475,7 @@ class GaussianMixture(GenerativeModel):
         Fewer rows than components. And, for every method but EM's ``mle`` (``map``,
         ``vi``, ``nuts``, ``chees``), a constant column among two or more rows (or one
         that varies only within the data's rounding: Gaussian's check,
-        :func:`~pyro_genmodels._validation.constant_columns`): a component that takes
+        :func:`~pyro_genmodels._moments.constant_columns`): a component that takes
         those rows has a likelihood growing without bound as its scale in that column
         goes to 0, and the scales' HalfNormal prior, finite at 0, does not stop it. So
         ``map``'s log joint has no maximum (its scale shrank with ``num_steps``) and the

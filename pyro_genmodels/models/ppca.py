@@ -44,8 +44,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .._validation import (column_moments, column_units, exact_dtype, positive_float,
-                           positive_int)
+from .._moments import column_moments, column_units, exact_dtype
+from .._validation import positive_float, positive_int
 from ..base import Capabilities, Fit, GenerativeModel, register
 from ..infer.started import StartedAtMLEInDataUnits
 from ..infer.objectives import data_plate, plate_rows

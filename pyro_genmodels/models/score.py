@@ -66,7 +66,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .._validation import check_bool, column_moments, positive_float, positive_int
+from .._moments import column_moments
+from .._validation import check_bool, positive_float, positive_int
 from .._context import StandardizedContext, linear_prediction
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.objectives import data_plate, plate_rows

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ..._rng import seeded
-from ..._validation import check_bool, exact_dtype, positive_float, positive_int
+from ..._moments import exact_dtype
+from ..._validation import check_bool, positive_float, positive_int
 from ...base import Fit
 from ...fit import fits_in_memory
 

@@ -97,7 +97,8 @@ Gaussian VAE (``likelihood="gaussian"``, one learned scale for every pixel) meas
 
 All numbers are from one seed (0) on a busy 2-core machine; the seconds depend on the
 load. ``--quick`` (T = 50, hidden (32, 32), a few dozen steps) only checks that every
-path runs: its numbers mean nothing.
+path runs: its numbers mean nothing. Size flags given with it (``--digits-steps``,
+``--flow-steps``, ``--num-steps``, ``--n-train``, ``--n-heldout``) win over its sizes.
 """
 
 from __future__ import annotations
@@ -128,14 +129,19 @@ def parse_args(argv=None):
                    help="toy diffusion fit's steps (default: the library's 8000)")
     p.add_argument("--digits", action="store_true",
                    help="the digits part instead of the toy")
-    p.add_argument("--digits-steps", type=int, default=4000,
-                   help="steps of each digits diffusion fit (the library's default: 8000)")
-    p.add_argument("--flow-steps", type=int, default=1000,
-                   help="steps of the digits flow (the library's default: 3000)")
-    p.add_argument("--n-train", type=int, default=4000)
-    p.add_argument("--n-heldout", type=int, default=1000)
+    p.add_argument("--digits-steps", type=int, default=None,
+                   help="steps of each digits diffusion fit (default 4000, --quick 40; the "
+                        "library's default: 8000)")
+    p.add_argument("--flow-steps", type=int, default=None,
+                   help="steps of the digits flow (default 1000, --quick 10; the library's "
+                        "default: 3000)")
+    p.add_argument("--n-train", type=int, default=None,
+                   help="toy training rows (default 4000, --quick 400)")
+    p.add_argument("--n-heldout", type=int, default=None,
+                   help="toy held-out rows (default 1000, --quick 200)")
     p.add_argument("--quick", action="store_true",
-                   help="tiny sizes (T = 50, hidden (32, 32), few steps) for a smoke run")
+                   help="tiny sizes (T = 50, hidden (32, 32), few steps) for a smoke run; "
+                        "the size flags given win over its defaults")
     p.add_argument("--plot", default=None,
                    help="PNG of draws per sampler (digits: a grid per guidance weight)")
     p.add_argument("--seed", type=int, default=0)
@@ -146,12 +152,21 @@ def _arch(args) -> dict:
     return {"timesteps": 50, "hidden": (32, 32)} if args.quick else {}
 
 
+#: the sizes of a flag left out (None: the library's default), and under --quick
+SIZES = {"n_train": 4000, "n_heldout": 1000, "num_steps": None, "digits_steps": 4000,
+         "vae_steps": 5000, "flow_steps": 1000}
+QUICK_SIZES = {"n_train": 400, "n_heldout": 200, "num_steps": 100, "digits_steps": 40,
+               "vae_steps": 40, "flow_steps": 10}
+
+
 def _sizes(args):
-    """(toy n_train, toy n_heldout, toy fit steps, digits diffusion / VAE / flow steps)."""
-    if args.quick:
-        return 400, 200, args.num_steps or 100, (40, 40, 10)
-    return args.n_train, args.n_heldout, args.num_steps, (args.digits_steps, 5000,
-                                                          args.flow_steps)
+    """(toy n_train, toy n_heldout, toy fit steps, digits diffusion / VAE / flow steps):
+    each size flag as given, else its default (:data:`QUICK_SIZES` under --quick)."""
+    default = QUICK_SIZES if args.quick else SIZES
+    size = {k: default[k] if getattr(args, k, None) is None else getattr(args, k)
+            for k in default}
+    return (size["n_train"], size["n_heldout"], size["num_steps"],
+            (size["digits_steps"], size["vae_steps"], size["flow_steps"]))
 
 
 def _default_steps() -> int:

@@ -374,6 +374,78 @@ def test_bad_sampling_arguments():
         fit.log_prob(torch.zeros(2, 2, dtype=torch.float64), rtol=1e-3)
 
 
+ODE_TAKES = r"expected the probability-flow ODE's trace, num_probes, rtol, atol"
+
+
+def test_an_unknown_ode_option_is_refused_before_any_work(monkeypatch):
+    """A misspelt ODE option (``tol``) is a ValueError naming it and the options taken,
+    from log_prob whatever the estimator and from probability_flow, before the rows are
+    read; an ODE option with the bound says it is the ODE's."""
+    fit, x = oracle_fit(10), torch.zeros(2, 2, dtype=torch.float64)
+    with monkeypatch.context() as m:
+        m.setattr(DiffusionFit, "_as_input", lambda *a, **k: pytest.fail("work started"))
+        for call in (lambda: fit.log_prob(x, tol=1e-3),
+                     lambda: fit.log_prob(x, estimator="ode", tol=1e-3),
+                     lambda: fit.using(estimator="ode").log_prob(x, tol=1e-3),
+                     lambda: fit.log_prob(x, estimator="bound", tol=1e-3)):
+            with pytest.raises(ValueError, match=r"^Unknown option\(s\) \['tol'\] for "
+                                                 r"DiffusionFit.log_prob; " + ODE_TAKES
+                                                 + ", or c, estimator, seed$"):
+                call()
+        with pytest.raises(ValueError, match=r"^Unknown option\(s\) \['estimator', 'tol'\] "
+                                             r"for DiffusionFit.probability_flow; "
+                                             + ODE_TAKES + ", or c, seed$"):
+            fit.probability_flow(x, tol=1e-3, estimator="ode")
+        with pytest.raises(ValueError, match=r"^Options \['trace'\] apply to "
+                                             r"estimator='ode' only, but estimator='bound'"):
+            fit.log_prob(x, trace="exact")
+
+
+def test_num_probes_with_the_exact_trace_is_refused_not_ignored(monkeypatch):
+    """The exact trace takes no probes: num_probes=5 with trace="exact" did nothing
+    (num_probes 0 reported) and is refused before any work; its default, and probes for
+    Hutchinson's estimator, work."""
+    fit, x = oracle_fit(10), TRUE.sample((3,))
+    with monkeypatch.context() as m:
+        m.setattr(DiffusionFit, "_as_input", lambda *a, **k: pytest.fail("work started"))
+        for call in (lambda: fit.probability_flow(x, trace="exact", num_probes=5),
+                     lambda: fit.log_prob(x, estimator="ode", trace="exact", num_probes=5)):
+            with pytest.raises(ValueError, match=r"^num_probes is for the Hutchinson trace "
+                                                 r"estimator, but trace='exact'.*"
+                                                 r"got num_probes=5"):
+                call()
+    exact = fit.probability_flow(x, trace="exact")
+    assert (exact.trace, exact.num_probes) == ("exact", 0)
+    assert torch.equal(fit.probability_flow(x, trace="exact", num_probes=1).log_prob,
+                       exact.log_prob)  # at its default: nothing asked that is not done
+    hutch = fit.probability_flow(x, trace="hutchinson", num_probes=3)
+    assert (hutch.trace, hutch.num_probes) == ("hutchinson", 3)
+
+
+def _example(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_examples_size_flags_win_over_quick():
+    """``--quick`` fills in the sizes not given; it overrode explicit ones (``--digits
+    --quick --digits-steps 100 --flow-steps 50`` ran 40 and 10 steps)."""
+    mod = _example("diffusion_toy")
+    sizes = mod._sizes(mod.parse_args(["--digits", "--quick", "--digits-steps", "100",
+                                       "--flow-steps", "50", "--n-train", "123",
+                                       "--n-heldout", "45", "--num-steps", "7"]))
+    assert sizes == (123, 45, 7, (100, 40, 50))
+    assert mod._sizes(mod.parse_args(["--quick"])) == (400, 200, 100, (40, 40, 10))
+    assert mod._sizes(mod.parse_args([])) == (4000, 1000, None, (4000, 5000, 1000))
+    assert mod._sizes(mod.parse_args(["--flow-steps", "20"]))[3] == (4000, 5000, 20)
+
+
 # ---------------------------------------------------------------------- quality (slow)
 @pytest.mark.cost(40)
 @pytest.mark.slow

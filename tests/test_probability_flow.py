@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from pyro_genmodels.infer.probability_flow import (FlowLogProb, _integrate, flow_log_prob,
+from pyro_genmodels.infer.probability_flow import (ODE_OPTIONS, FlowLogProb, _integrate,
+                                                   check_ode_options, flow_log_prob,
                                                    flow_sample)
 
 F64 = torch.float64
@@ -213,6 +214,8 @@ def _bad(**kw):
     ({"trace": "trace"}, ValueError, "Unknown trace 'trace'"),
     ({"num_probes": 0}, ValueError, "num_probes"),
     ({"num_probes": 1.5}, ValueError, "num_probes"),
+    ({"trace": "exact", "num_probes": 4}, ValueError,
+     r"^num_probes is for the Hutchinson trace estimator, but trace='exact'"),
     ({"exact_max_dim": 0}, ValueError, "exact_max_dim"),
     ({"seed": -1}, ValueError, "seed"),
     ({"rtol": 0.0}, ValueError, "rtol"),
@@ -236,3 +239,24 @@ def test_flow_sample_validates():
         flow_sample(g.eps, torch.zeros(2), sigma_min=0.1, sigma_max=1.0)
     with pytest.raises(ValueError, match="sigma_min < sigma_max"):
         flow_sample(g.eps, torch.zeros(1, 2), sigma_min=1.0, sigma_max=1.0)
+
+
+def test_check_ode_options_is_the_one_list_of_the_fits_ode_options():
+    """What a fit's log_prob and probability_flow pass on is checked against ODE_OPTIONS
+    alone: an unknown name lists the options taken; bad values and probes with the exact
+    trace are refused; good ones come back as given."""
+    assert ODE_OPTIONS == ("trace", "num_probes", "rtol", "atol")
+    with pytest.raises(ValueError, match=r"^Unknown option\(s\) \['method', 'tol'\] for "
+                                         r"f; expected the probability-flow ODE's trace, "
+                                         r"num_probes, rtol, atol, or c, seed$"):
+        check_ode_options({"tol": 1.0, "method": "rk4", "rtol": 1e-3}, caller="f",
+                          takes=("c", "seed"))
+    with pytest.raises(ValueError, match=r"^num_probes is for the Hutchinson"):
+        check_ode_options({"trace": "exact", "num_probes": 2}, caller="f")
+    with pytest.raises(ValueError, match="Unknown trace"):
+        check_ode_options({"trace": "approx"}, caller="f")
+    with pytest.raises(ValueError, match="rtol"):
+        check_ode_options({"rtol": -1.0}, caller="f")
+    ok = {"trace": "exact", "num_probes": 1, "atol": 1e-4}
+    assert check_ode_options(ok, caller="f") == ok
+    assert check_ode_options({"num_probes": 3}, caller="f") == {"num_probes": 3}  # auto

@@ -383,6 +383,58 @@ def test_an_option_of_another_sampler_is_an_error(sampler, option):
                        fit.sample(2, sampler=sampler, seed=0))
 
 
+def test_log_prob_takes_the_ode_estimator_and_refuses_others(monkeypatch):
+    """estimator="ode" is a score model's one likelihood: taken by log_prob and
+    bits_per_dim (a leaked TypeError before) with the same numbers as without it; any
+    other estimator, and an unknown ODE option (``tol``), a ValueError naming it, before
+    any work."""
+    fit = oracle(GaussianScore(M, S), sigma_max=5.0, num_levels=3)
+    with seeded(1):
+        x = TRUE.sample((4,))
+    assert torch.equal(fit.log_prob(x, estimator="ode"), fit.log_prob(x))
+    assert fit.bits_per_dim(x, estimator="ode") == fit.bits_per_dim(x)
+    takes = r"expected the probability-flow ODE's trace, num_probes, rtol, atol"
+    with monkeypatch.context() as m:
+        m.setattr(ScoreFit, "_as_input", lambda *a, **k: pytest.fail("work started"))
+        for bad in ("bound", "iwae", 3):
+            with pytest.raises(ValueError, match=rf"^Unknown estimator {bad!r} for a "
+                                                 rf"ScoreModel: its log_prob is always the "
+                                                 rf"probability-flow ODE estimate"):
+                fit.log_prob(x, estimator=bad)
+        with pytest.raises(ValueError, match=r"^Unknown option\(s\) \['tol'\] for "
+                                             r"ScoreFit.log_prob; " + takes
+                                             + ", or c, estimator, seed$"):
+            fit.log_prob(x, tol=1e-3)
+        with pytest.raises(ValueError, match=r"^Unknown option\(s\) \['tol'\] for "
+                                             r"ScoreFit.probability_flow; " + takes
+                                             + ", or c, seed$"):
+            fit.probability_flow(x, tol=1e-3)
+        for call in (lambda: fit.probability_flow(x, trace="exact", num_probes=5),
+                     lambda: fit.log_prob(x, trace="exact", num_probes=5)):
+            with pytest.raises(ValueError, match=r"^num_probes is for the Hutchinson trace "
+                                                 r"estimator, but trace='exact'"):
+                call()
+    assert fit.probability_flow(x, trace="exact").num_probes == 0
+    assert fit.probability_flow(x, trace="hutchinson", num_probes=2).num_probes == 2
+
+
+def test_the_examples_size_flags_win_over_quick():
+    """``--quick`` fills in the sizes not given; it overrode explicit ones."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "score_toy.py"
+    spec = importlib.util.spec_from_file_location("score_toy", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sizes = mod._sizes(mod.parse_args(["--digits", "--quick", "--digits-steps", "100",
+                                       "--flow-steps", "50", "--n-train", "123",
+                                       "--n-heldout", "45", "--num-steps", "7"]))
+    assert sizes == (123, 45, 7, 5, (100, 40, 50))
+    assert mod._sizes(mod.parse_args(["--quick"])) == (400, 200, 100, 5, (40, 40, 10))
+    assert mod._sizes(mod.parse_args([])) == (4000, 1000, None, 100, (4000, 5000, 1000))
+
+
 @pytest.mark.cost(125)
 @pytest.mark.slow
 def test_eight_gaussians_quality_at_the_defaults():

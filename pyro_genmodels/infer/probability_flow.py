@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -73,6 +73,10 @@ from .._validation import as_data, check_choice, positive_float, positive_int
 
 Eps = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TRACES = ("auto", "exact", "hutchinson")
+#: the options of :func:`flow_log_prob` that a fit's ``log_prob`` and
+#: ``probability_flow`` pass on (diffusion and score models alike, checked by
+#: :func:`check_ode_options`); the solver's ``method`` / ``options`` stay this module's
+ODE_OPTIONS = ("trace", "num_probes", "rtol", "atol")
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
@@ -100,6 +104,46 @@ def _check_sigmas(sigma_min: Any, sigma_max: Any) -> tuple[float, float]:
         raise ValueError(f"Expected sigma_min < sigma_max, but got sigma_min={sigma_min!r}, "
                          f"sigma_max={sigma_max!r}")
     return lo, hi
+
+
+def _check_probes(trace: str, num_probes: int) -> None:
+    """Refuse probes that would do nothing: ``num_probes`` other than its default (1)
+    with ``trace="exact"`` (``"auto"`` takes them where it picks Hutchinson's)."""
+    if trace == "exact" and num_probes != 1:
+        raise ValueError(f"num_probes is for the Hutchinson trace estimator, but "
+                         f"trace='exact' takes the exact Jacobian trace, with no probes; "
+                         f"got num_probes={num_probes}: leave num_probes out, or use "
+                         f"trace='hutchinson' (or 'auto')")
+
+
+def check_ode_options(options: Mapping[str, Any], *, caller: str,
+                      takes: Sequence[str] = ()) -> dict:
+    """``options`` checked before any work against :data:`ODE_OPTIONS`, the one list of
+    the ODE likelihood's options: an unknown name is a ``ValueError`` naming it and the
+    options taken (``takes``: the caller's own, for the message), and so is a bad value
+    or ``num_probes`` with ``trace="exact"``. Returns the options as given (values
+    normalized), for :func:`flow_log_prob`.
+
+    Args:
+        options: the keyword options given to ``caller``.
+        caller: who takes them, for the message (``"ScoreFit.log_prob"``).
+        takes: ``caller``'s other keyword arguments, for the message.
+    """
+    unknown = sorted(set(options) - set(ODE_OPTIONS))
+    if unknown:
+        own = f", or {', '.join(takes)}" if takes else ""
+        raise ValueError(f"Unknown option(s) {unknown} for {caller}; expected the "
+                         f"probability-flow ODE's {', '.join(ODE_OPTIONS)}{own}")
+    out = dict(options)
+    if "trace" in out:
+        out["trace"] = check_choice(out["trace"], TRACES, "trace")
+    if "num_probes" in out:
+        out["num_probes"] = positive_int(out["num_probes"], "num_probes")
+    for name in ("rtol", "atol"):
+        if name in out:
+            out[name] = positive_float(out[name], name)
+    _check_probes(out.get("trace", "auto"), out.get("num_probes", 1))
+    return out
 
 
 def _odeint() -> Callable[..., Any]:
@@ -179,7 +223,8 @@ def flow_log_prob(eps: Eps, y0: Any, *, sigma_min: float, sigma_max: float,
         trace: ``"exact"``, ``"hutchinson"``, or ``"auto"`` (exact when
             ``D <= exact_max_dim``).
         exact_max_dim: the largest D for which ``"auto"`` takes the exact trace.
-        num_probes: Rademacher probes per row for Hutchinson, averaged.
+        num_probes: Rademacher probes per row for Hutchinson, averaged; with
+            ``trace="exact"`` only its default 1 (probes would do nothing there).
         seed: seeds the probes (drawn once, fixed along the trajectory); the caller's
             random state is left untouched.
         rtol, atol, method, options: passed to :func:`torchdiffeq.odeint`.
@@ -197,6 +242,7 @@ def flow_log_prob(eps: Eps, y0: Any, *, sigma_min: float, sigma_max: float,
     trace = check_choice(trace, TRACES, "trace")
     exact_max_dim = positive_int(exact_max_dim, "exact_max_dim")
     num_probes = positive_int(num_probes, "num_probes")
+    _check_probes(trace, num_probes)
     seed = check_seed(seed)
     opts = _check_solver(eps, rtol, atol, method, options)
     n, d = y0.shape
@@ -271,4 +317,5 @@ def flow_sample(eps: Eps, y_end: Any, *, sigma_min: float, sigma_max: float,
     return _integrate(eps, y_end, hi, lo, rtol=rtol, atol=atol, method=method, options=opts)
 
 
-__all__ = ["FlowLogProb", "flow_log_prob", "flow_sample"]
+__all__ = ["FlowLogProb", "ODE_OPTIONS", "check_ode_options", "flow_log_prob",
+           "flow_sample"]

@@ -50,7 +50,8 @@ import torch
 from .._rng import seeded
 from .._validation import check_choice, nonnegative_float, positive_float, positive_int
 from ..fit import Fit, _rows_of, chunk_seed, chunked
-from ..infer.probability_flow import FlowLogProb, flow_log_prob, flow_sample
+from ..infer.probability_flow import (FlowLogProb, check_ode_options, flow_log_prob,
+                                      flow_sample)
 
 SAMPLERS = ("ancestral", "ddim", "ode")
 ESTIMATORS = ("bound", "ode")
@@ -240,14 +241,19 @@ class DiffusionFit(Fit):
         ``estimator="bound"``: the variational bound -L summed over all T steps (one noise
         draw per step; ``log_prob_kind == "bound"``). ``"ode"``: the probability-flow
         ODE's log-likelihood (an estimate; see :meth:`probability_flow`, whose options
-        ``ode_options`` are passed on). ``None``: the fit's default (:meth:`using`).
+        ``ode_options``, :data:`~pyro_genmodels.infer.probability_flow.ODE_OPTIONS`, are
+        passed on). ``None``: the fit's default (:meth:`using`). Any other option, or an
+        ODE option with the bound, is refused before any work.
         """
+        ode_options = check_ode_options(ode_options, caller="DiffusionFit.log_prob",
+                                        takes=("c", "estimator", "seed"))
         estimator = check_choice(self.estimator if estimator is None else estimator,
                                  ESTIMATORS, "estimator")
         if estimator == "ode":
             return self.probability_flow(x, c=c, seed=seed, **ode_options).log_prob
         if ode_options:
-            raise ValueError(f"Options {sorted(ode_options)} apply to estimator='ode' only")
+            raise ValueError(f"Options {sorted(ode_options)} apply to estimator='ode' only, "
+                             f"but estimator='bound' (the bound takes c and seed)")
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
         with seeded(seed):
@@ -256,14 +262,18 @@ class DiffusionFit(Fit):
     @torch.no_grad()
     def probability_flow(self, x: Any, *, c: Any = None, trace: str = "auto",
                          num_probes: int = 1, seed: Optional[int] = 0, rtol: float = 1e-5,
-                         atol: float = 1e-5) -> FlowLogProb:
+                         atol: float = 1e-5, **unknown: Any) -> FlowLogProb:
         """The probability-flow ODE log-likelihood of each row on the data's scale, with
         the solver's function evaluations (``nfe``) and how the divergence was taken
         (``trace``: ``"exact"`` up to 8 columns, Hutchinson's estimator with
-        ``num_probes`` Rademacher probes above, or as asked). ``FlowLogProb.log_prob``
+        ``num_probes`` Rademacher probes above, or as asked; ``num_probes`` with
+        ``trace="exact"`` is refused, as is any other keyword). ``FlowLogProb.log_prob``
         is ``(N,)``. The rows are solved in chunks (:meth:`~pyro_genmodels.Fit.log_prob`'s
         memory bound), each with its own adaptive steps and probes
         (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the largest chunk's."""
+        opts = check_ode_options({"trace": trace, "num_probes": num_probes, "rtol": rtol,
+                                  "atol": atol, **unknown},
+                                 caller="DiffusionFit.probability_flow", takes=("c", "seed"))
         model = self.model
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
@@ -281,8 +291,7 @@ class DiffusionFit(Fit):
             y0 = model.to_unit(x[a:b]) * math.sqrt(1 + SIGMA_MIN ** 2)
             res = flow_log_prob(_ode_eps(model, _rows_of(c, a, b), None), y0,
                                 sigma_min=SIGMA_MIN, sigma_max=s_max, prior_log_prob=prior,
-                                trace=trace, num_probes=num_probes,
-                                seed=chunk_seed(seed, len(runs)), rtol=rtol, atol=atol)
+                                seed=chunk_seed(seed, len(runs)), **opts)
             runs.append(res)
             return res.log_prob + shift
         out = chunked(x.shape[0], self._rows(self._ode_factor()), part)

@@ -85,9 +85,13 @@ import torch
 from .._rng import seeded
 from .._validation import check_bool, check_choice, positive_float, positive_int
 from ..fit import Fit, _rows_of, chunk_seed, chunked
-from ..infer.probability_flow import FlowLogProb, flow_log_prob, flow_sample
+from ..infer.probability_flow import (FlowLogProb, check_ode_options, flow_log_prob,
+                                      flow_sample)
 
 SAMPLERS = ("annealed_langevin", "langevin", "ode", "pc")
+#: the estimators of :meth:`ScoreFit.log_prob`: the probability-flow ODE's only (a
+#: diffusion fit's ``log_prob`` takes ``"bound"`` too)
+ESTIMATORS = ("ode",)
 #: the options of :meth:`ScoreFit.sample` that each sampler takes (besides n, c, seed)
 SAMPLER_OPTIONS = {"annealed_langevin": ("steps_per_level", "step_size", "denoise"),
                    "langevin": ("steps_per_level", "step_size", "denoise"),
@@ -311,31 +315,46 @@ class ScoreFit(Fit):
             return chunked(n, self._rows(), part)
 
     @torch.no_grad()
-    def log_prob(self, x: Any, *, c: Any = None, seed: Optional[int] = 0,
-                 **ode_options: Any) -> torch.Tensor:
+    def log_prob(self, x: Any, *, c: Any = None, estimator: Optional[str] = None,
+                 seed: Optional[int] = 0, **ode_options: Any) -> torch.Tensor:
         """The probability-flow ODE's log-likelihood of each row ``(N,)``, of the data
         blurred at sigma_min (an estimate: ``log_prob_kind == "estimate"``); see
-        :meth:`probability_flow` for ``ode_options``."""
+        :meth:`probability_flow` for ``ode_options``
+        (:data:`~pyro_genmodels.infer.probability_flow.ODE_OPTIONS`). ``estimator`` is
+        ``"ode"`` or ``None`` (the same: the ODE is a score model's only likelihood;
+        taken so that code written for a diffusion fit's ``estimator`` runs here too).
+        Any other estimator or option is refused before any work."""
+        ode_options = check_ode_options(ode_options, caller="ScoreFit.log_prob",
+                                        takes=("c", "estimator", "seed"))
+        if estimator is not None and (not isinstance(estimator, str)
+                                      or estimator not in ESTIMATORS):
+            raise ValueError(f"Unknown estimator {estimator!r} for a ScoreModel: its "
+                             f"log_prob is always the probability-flow ODE estimate; "
+                             f"expected estimator='ode' or None")
         return self.probability_flow(x, c=c, seed=seed, **ode_options).log_prob
 
     @torch.no_grad()
     def probability_flow(self, x: Any, *, c: Any = None, trace: str = "auto",
                          num_probes: int = 1, seed: Optional[int] = 0, rtol: float = 1e-5,
-                         atol: float = 1e-5) -> FlowLogProb:
+                         atol: float = 1e-5, **unknown: Any) -> FlowLogProb:
         """The ODE log-likelihood with the solver's ``nfe`` and how the divergence was
-        taken (exact up to 8 columns, Hutchinson's estimator above). The rows are solved
-        in chunks (:meth:`~pyro_genmodels.Fit.log_prob`'s memory bound), each with its own
-        adaptive steps and probes (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the
-        largest chunk's."""
+        taken (exact up to 8 columns, Hutchinson's estimator with ``num_probes`` probes
+        above, or as ``trace`` asks; ``num_probes`` with ``trace="exact"`` is refused, as
+        is any other keyword). The rows are solved in chunks
+        (:meth:`~pyro_genmodels.Fit.log_prob`'s memory bound), each with its own adaptive
+        steps and probes (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the largest
+        chunk's."""
+        opts = check_ode_options({"trace": trace, "num_probes": num_probes, "rtol": rtol,
+                                  "atol": atol, **unknown},
+                                 caller="ScoreFit.probability_flow", takes=("c", "seed"))
         self._check_level_range("log_prob")
         x = self._as_input(x)
         c = self._as_context(c, x.shape[0])
         runs: List[FlowLogProb] = []
 
         def part(a: int, b: int) -> torch.Tensor:
-            res = ode_log_prob(self.model, x[a:b], _rows_of(c, a, b), trace=trace,
-                               num_probes=num_probes, seed=chunk_seed(seed, len(runs)),
-                               rtol=rtol, atol=atol)
+            res = ode_log_prob(self.model, x[a:b], _rows_of(c, a, b),
+                               seed=chunk_seed(seed, len(runs)), **opts)
             runs.append(res)
             return res.log_prob
         out = chunked(x.shape[0], self._rows(self._ode_factor()), part)
@@ -358,6 +377,6 @@ class ScoreFit(Fit):
         return 2 * max(1, len(self.model.hidden or (256,)))
 
 
-__all__ = ["OPTION_DEFAULTS", "SAMPLERS", "SAMPLER_OPTIONS", "ScoreFit", "annealed_langevin",
-           "langevin_step_size", "ode_log_prob", "predictor_corrector", "prior_mean",
-           "prior_sd"]
+__all__ = ["ESTIMATORS", "OPTION_DEFAULTS", "SAMPLERS", "SAMPLER_OPTIONS", "ScoreFit",
+           "annealed_langevin", "langevin_step_size", "ode_log_prob", "predictor_corrector",
+           "prior_mean", "prior_sd"]

@@ -111,12 +111,14 @@ def column_names(data: Any) -> Optional[List[str]]:
     return None if name is None else [str(name)]
 
 
-def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x") -> None:
+def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x",
+                       key: str = "columns") -> None:
     """Refuse a DataFrame whose column names are not ``expected`` (the training columns,
-    ``fit.info["columns"]``) in that order: a density reads columns by position, so a
-    reordered frame would be scored as other quantities (raw wine with two columns
-    swapped: -450,762 per row instead of -10.47, silently). Nothing to check without
-    names on either side."""
+    ``fit.info[key]``: ``"columns"`` for the data ``x``, ``"context_columns"`` for the
+    conditions ``c``) in that order: a density reads columns by position, so a reordered
+    frame would be scored as other quantities (raw wine with two columns swapped:
+    -450,762 per row instead of -10.47, silently). Nothing to check without names on
+    either side."""
     given = column_names(data)
     if given is None or expected is None or given == list(expected):
         return
@@ -128,7 +130,7 @@ def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x"
     if not missing and not extra:
         raise ValueError(f"{name}'s columns are the training columns in another order: "
                          f"expected {list(expected)}, got {given}. Select them in the "
-                         f"training order: {name}[fit.info['columns']]")
+                         f"training order: {name}[fit.info[{key!r}]]")
     raise ValueError(f"{name}'s columns are not the training columns: missing {missing}, "
                      f"unexpected {extra} (expected {list(expected)})")
 

@@ -452,6 +452,10 @@ class GenerativeModel(PyroModule):
                                       progress)
         if names is not None and x.dim() == 2 and len(names) == x.shape[1]:
             fit.info["columns"] = names
+        c_names = column_names(given_c)  # checked by log_prob, sample, ... as x's are
+        if c_names is not None and c is not None and c.dim() == 2 and \
+                len(c_names) == c.shape[1]:
+            fit.info["context_columns"] = c_names
         return fit
 
     def _fit_with(self, engine: Engine, work: "GenerativeModel", fit_data: Data, opts: Any,

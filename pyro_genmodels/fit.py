@@ -54,8 +54,6 @@ class FitError(RuntimeError):
         self.step = step
 
 
-
-
 _F = TypeVar("_F", bound="Fit")
 
 
@@ -507,6 +505,7 @@ class Fit:
                                         dtype=self.model._anchor.dtype)
 
     def _as_context(self, c: Any, num_rows: int) -> Optional[torch.Tensor]:
+        check_column_names(c, self.info.get("context_columns"), "c", "context_columns")
         return self.model.validate_context(c, num_rows, device=self._device,
                                            dtype=self.model._anchor.dtype)
 

@@ -3,6 +3,7 @@ critic's bound against the divergence between two Gaussians (closed form or Mont
 Carlo), the optimal critic against f'(p/q) on a grid, and the training mechanics."""
 
 import math
+import warnings
 
 import pyro
 import pytest
@@ -172,6 +173,27 @@ def test_ema_of_a_frozen_generator_is_refused_before_the_critic_trains():
         model.fit(_eight(), method="adversarial", num_steps=2, ema=0.999, progress=False)
     fit = model.fit(_eight(), method="adversarial", num_steps=2, progress=False, seed=0)
     assert len(fit.info["critic_losses"]) == 2
+
+
+def test_a_generator_of_frozen_weights_fits_without_a_warning_per_weight():
+    """The critic alone against a generator of frozen weights (docs/gan.md) printed Pyro's
+    "0.weight was not registered in the param store because requires_grad=False" for
+    each weight: they are not registered, as Pyro says, because there is nothing to
+    train. A partly frozen generator still registers (and trains) the rest."""
+    frozen = nn.Linear(2, 2).requires_grad_(False)
+    before = frozen.weight.clone()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fit = pgm.GAN(2, latent_dim=2, generator=frozen).fit(
+            _eight(), method="adversarial", num_steps=2, progress=False, seed=0)
+    assert [str(w.message) for w in seen if "param store" in str(w.message)] == []
+    assert torch.equal(fit.model.generator.weight, before)
+    partly = nn.Linear(2, 2)
+    partly.bias.requires_grad_(False)
+    weight = partly.weight.clone()
+    fit = pgm.GAN(2, latent_dim=2, generator=partly).fit(
+        _eight(), method="adversarial", num_steps=2, progress=False, seed=0)
+    assert not torch.equal(fit.model.generator.weight, weight)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -248,15 +248,16 @@ class GAN(StandardizedContext, GenerativeModel):
             out = self.critic(torch.cat([u, c], -1))
         return out.squeeze(-1) if out.dim() == 2 and out.shape[-1] == 1 else out
 
-
-
     # ------------------------------------------------------------------ the Pyro program
     def model(self, x: Optional[torch.Tensor] = None, *, c: Optional[torch.Tensor] = None,
               num_data: Optional[int] = None, subsample_size: Optional[int] = None,
               subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``z ~ N(0, I)`` and ``x = G(z[, c])`` (deterministic) for each row; ``x`` only
         sets the number of rows (a GAN has no likelihood to observe it by)."""
-        pyro.module("generator", self.generator)
+        if any(p.requires_grad for p in self.generator.parameters()):
+            # a frozen generator (the critic alone: docs/gan.md) has nothing to register,
+            # and Pyro would warn of each of its weights in every fit
+            pyro.module("generator", self.generator)
         plate = data_plate(x, c, num_data, subsample_size, subsample)
         with plate as idx:
             assert idx is not None  # a vectorized plate yields its indices

@@ -326,7 +326,8 @@ class AdversarialEngine(Engine):
                                   average=generator.average))
         else:  # the critic alone: record after its last update of each round
             players[0].after_step = _every(critic_steps, record)
-        pyro.module("generator", model.generator)  # in the fit's param store, like others
+        if g_params:  # in the fit's param store, like others (frozen: nothing to register)
+            pyro.module("generator", model.generator)
         heldout = _heldout_mmd(model, data)
         model.train()
         try:

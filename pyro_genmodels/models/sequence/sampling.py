@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
-from ..._rng import seeded
 from ..._moments import exact_dtype
-from ..._validation import check_bool, positive_float, positive_int
+from ..._rng import seeded
+from ..._validation import check_bool, check_column_names, positive_float, positive_int
 from ...base import Fit
 from ...fit import fits_in_memory
 
@@ -143,7 +143,7 @@ class SequenceFit(Fit):
 
     def _encode(self, x, c, lengths, mask=None):
         x = self.model.encode(x, lengths=lengths, mask=mask, device=self._device)
-        return x, self.model.validate_context(c, x.shape[0], device=self._device)
+        return x, self._as_context(c, x.shape[0])
 
     @torch.no_grad()
     def log_prob(self, x: Any, *, c: Any = None, lengths: Any = None, mask: Any = None,
@@ -277,6 +277,7 @@ class SequenceFit(Fit):
         return torch.distributions.Categorical(logits=lp.T).sample()
 
     def _as_context(self, c, num_rows):
+        check_column_names(c, self.info.get("context_columns"), "c", "context_columns")
         return self.model.validate_context(c, num_rows, device=self._device)
 
     def _as_input(self, x):

@@ -54,19 +54,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._rng import seeded
-from .._validation import as_data, check_bool, check_choice, positive_float, positive_int
+from .._validation import (as_data, check_bool, check_choice, check_column_names,
+                           positive_float, positive_int)
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import data_plate, plate_rows, prior_factor
 from ..fit import Fit, _chunk_rows, _rows_of, chunked
 from .vae_engine import VAEEngine
 from ._checks import check_network, hidden_widths
-from .vae_parts import StandardNormal, _Generative, _labels, mlp
+from .vae_parts import (StandardNormal, _Generative, check_dequantizable, check_support, mlp,
+                         one_hot_labels)
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "categorical")
 
 #: default number of importance samples of :meth:`VAEFit.log_prob`
 NUM_PARTICLES = 100
+
+#: hidden widths of the default encoder and decoder (``hidden=None``)
+HIDDEN = (256,)
 
 
 class VAEFit(Fit):
@@ -94,6 +99,21 @@ class VAEFit(Fit):
                              f"-log2 p(x) / D with bin_width=1)")
 
     @torch.no_grad()
+    def bits_per_dim(self, x: Any, *, c: Any = None, bin_width: float = 1.0,
+                     dequantize: bool = True, seed: Optional[int] = 0,
+                     **log_prob_options: Any) -> float:
+        """:meth:`Fit.bits_per_dim`. Dequantizing adds U[0, ``bin_width``) to each value:
+        rows it would push out of a bounded support (the continuous Bernoulli's [0, 1]:
+        the largest value plus ``bin_width`` must stay at most 1) are refused first."""
+        if dequantize:
+            self._check_grid(dequantize)
+            x = self._as_input(x)  # Fit.bits_per_dim takes the checked tensor as it is
+            check_dequantizable(self.model.likelihood, x, positive_float(bin_width,
+                                                                         "bin_width"))
+        return super().bits_per_dim(x, c=c, bin_width=bin_width, dequantize=dequantize,
+                                    seed=seed, **log_prob_options)
+
+    @torch.no_grad()
     def elbo(self, x: Any, *, c: Any = None, num_particles: int = 1,
              seed: Optional[int] = 0) -> torch.Tensor:
         """The ELBO per row ``(N,)``, averaged over ``num_particles`` draws of z."""
@@ -113,7 +133,7 @@ class VAEFit(Fit):
         ``(N, D)`` (Bernoulli: probabilities; categorical: the expected category)."""
         z = as_data(z, dim=self.model.latent_dim, name="z", device=self._device,
                     dtype=self.model._anchor.dtype)
-        ctx = self._as_context(c, z.shape[0])
+        ctx = self._as_context(c, z.shape[0], rows="codes (rows of z)")
         return self.model.observation_mean(self.model.decoder_output(z, ctx))
 
     @torch.no_grad()
@@ -132,10 +152,17 @@ class VAEFit(Fit):
         one ``int`` label for all rows, or ``(n,)`` labels. Drawn chunk after chunk of
         rows from one stream under ``seed``, as ``Fit.sample`` draws."""
         n, mean = positive_int(n, "n"), check_bool(mean, "mean")
-        ctx = self._as_context(c, n)
+        ctx = self._as_context(c, n, rows="draws")
         with seeded(seed):
             return chunked(n, self._rows(), lambda a, b: self.model.sample_given(
                 {}, b - a, _rows_of(ctx, a, b), mean=mean))
+
+    def _as_context(self, c: Any, num_rows: int, rows: str = "data rows"
+                    ) -> Optional[torch.Tensor]:
+        """:meth:`Fit._as_context`; a wrong number of labels is said against ``rows``."""
+        check_column_names(c, self.info.get("context_columns"), "c", "context_columns")
+        return self.model.validate_context(c, num_rows, device=self._device,
+                                           dtype=self.model._anchor.dtype, rows=rows)
 
 
 @register
@@ -149,15 +176,18 @@ class VAE(GenerativeModel):
             the D columns whose parameters the decoder outputs:
 
             * ``"bernoulli"`` (default): data in {0, 1}; the decoder outputs D logits.
-            * ``"continuous_bernoulli"``: data in [0, 1] (e.g. grey levels / 16); D
+            * ``"continuous_bernoulli"``: data in [0, 1] (e.g. grey levels / 17); D
               logits of the continuous Bernoulli, a normalized density on [0, 1].
             * ``"gaussian"``: real data; the decoder outputs the D means, and the scale is
               one learned scalar s (or ``obs_scale`` fixed): ``N(x; mean, s^2 I)``.
             * ``"categorical"``: each column an integer category in 0..K-1 (e.g. digits'
               grey levels 0..16 with ``num_categories=17``); the decoder outputs D * K
               logits, read as ``(D, K)``. The encoder sees ``x / (K - 1)``.
-        hidden: hidden widths of the default encoder and decoder MLPs (ReLU); ``()``
-            makes both linear (with ``"gaussian"``: PPCA).
+        hidden: hidden widths of the default encoder and decoder MLPs (ReLU); ``None``
+            (default) is ``(256,)``, ``()`` makes both linear (with ``"gaussian"``:
+            PPCA). It shapes only the default networks: another than the default, given
+            with a custom encoder *and* decoder, is refused (with one of them custom, it
+            shapes the other).
         encoder: a custom ``nn.Module`` mapping ``(N, D + C)`` to ``(N, 2 L)``; the input
             is the data (categorical: divided by K - 1) concatenated with the one-hot
             label (C = ``num_classes``, 0 when unconditional); the output's first L
@@ -212,14 +242,21 @@ class VAE(GenerativeModel):
     fit_class = VAEFit
 
     def __init__(self, dim: int, latent_dim: int, *, likelihood: str = "bernoulli",
-                 hidden: Union[int, Sequence[int]] = (256,), encoder: Optional[nn.Module] = None,
+                 hidden: Union[int, Sequence[int], None] = None,
+                 encoder: Optional[nn.Module] = None,
                  decoder: Optional[nn.Module] = None, num_classes: Optional[int] = None,
                  num_categories: Optional[int] = None, obs_scale: Optional[float] = None,
                  prior_scale: float = 1.0, standardize: Optional[bool] = None) -> None:
         super().__init__(dim)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
         self.likelihood = check_choice(likelihood, LIKELIHOODS, "likelihood")
-        self.hidden = hidden_widths(hidden)
+        self.hidden = hidden_widths(HIDDEN if hidden is None else hidden)
+        if self.hidden != HIDDEN and encoder is not None and decoder is not None:
+            # the default is taken: every such fit saved records it, and loads
+            raise ValueError(f"hidden shapes the default encoder and decoder only, and both are "
+                             f"custom here: expected no hidden (or the default {HIDDEN}) with "
+                             f"encoder= and decoder=, but got hidden={hidden!r}. Drop it, or "
+                             f"leave out encoder or decoder to build that one from hidden")
         self.num_classes = None if num_classes is None else positive_int(num_classes,
                                                                           "num_classes")
         self.context_dim = self.num_classes
@@ -451,29 +488,16 @@ class VAE(GenerativeModel):
         suit the likelihood (0/1 for ``bernoulli``, [0, 1] for ``continuous_bernoulli``,
         categories for ``categorical``)."""
         x = as_data(data, dim=self.dim, name=name, device=device, dtype=dtype)
-        lik = self.likelihood
-        if lik in ("bernoulli", "continuous_bernoulli", "categorical"):
-            if lik == "bernoulli":
-                bad, want = (x != 0) & (x != 1), "values in {0, 1} (binarize first, or use " \
-                    "likelihood='continuous_bernoulli' for values in [0, 1])"
-            elif lik == "continuous_bernoulli":
-                bad, want = (x < 0) | (x > 1), "values in [0, 1] (rescale first)"
-            else:
-                k = self.num_categories
-                assert k is not None  # set with likelihood="categorical"
-                bad = (x < 0) | (x > k - 1) | (x != x.round())
-                want = f"integer categories 0..{k - 1} (num_categories={k})"
-            if bad.any():
-                row, col = (int(i) for i in bad.nonzero()[0])
-                raise ValueError(f"likelihood={lik!r} expects {want}; {name} has "
-                                 f"{x[row, col].item()} at row {row}, column {col}")
+        check_support(self.likelihood, x, name, self.num_categories)
         return x
 
     def validate_context(self, c: Any, num_rows: int, *,
                          device: torch.device | str | None = None,
-                         dtype: torch.dtype | None = None) -> Optional[torch.Tensor]:
+                         dtype: torch.dtype | None = None,
+                         rows: str = "data rows") -> Optional[torch.Tensor]:
         """Integer labels ``c`` (``(N,)``, or one ``int`` / one label for all rows; a
-        one-hot ``(N, C)`` array is accepted too) -> one-hot ``(N, C)`` of ``dtype``."""
+        one-hot ``(N, C)`` array is accepted too) -> one-hot ``(N, C)`` of ``dtype``.
+        ``rows``: what the ``num_rows`` rows are, for the message of a wrong count."""
         k = self.num_classes
         if k is None:
             if c is not None:
@@ -483,14 +507,7 @@ class VAE(GenerativeModel):
         if c is None:
             raise ValueError(f"This VAE is conditional (num_classes={k}): pass c, integer "
                              f"class labels in 0..{k - 1} of shape (N,) or one int")
-        labels = _labels(c, k)
-        if labels.numel() == 1 and num_rows > 1:
-            labels = labels.expand(num_rows)
-        if labels.shape[0] != num_rows:
-            raise ValueError(f"c has {labels.shape[0]} labels but there are {num_rows} data "
-                             f"rows: expected one label per row (or a single int)")
-        dtype = dtype or torch.get_default_dtype()
-        return F.one_hot(labels, k).to(device=device, dtype=dtype)
+        return one_hot_labels(c, k, num_rows, rows=rows, device=device, dtype=dtype)
 
     def init_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {}
@@ -510,7 +527,8 @@ class VAE(GenerativeModel):
         """Constructor arguments; a custom encoder or decoder is the module itself, which
         ``Fit.save`` stores as weights only (``load(path, model=...)`` reads it back)."""
         config = {"dim": self.dim, "latent_dim": self.latent_dim,
-                  "likelihood": self.likelihood, "hidden": list(self.hidden),
+                  "likelihood": self.likelihood,
+                  "hidden": list(self.hidden),
                   "num_classes": self.num_classes, "num_categories": self.num_categories,
                   "obs_scale": self.obs_scale, "prior_scale": self.prior_scale,
                   "standardize": self.standardize}

@@ -1,15 +1,17 @@
 """The VAE's building blocks: the default MLPs, the N(0, I) code prior with its analytic
-KL to a Gaussian encoder, and class-label encoding for conditional VAEs."""
+KL to a Gaussian encoder, the likelihoods' supports (data checked against them, and the
+uniform noise of dequantization), and class-label encoding for conditional VAEs."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -85,6 +87,57 @@ class _Generative(nn.Module):
             self.log_scale = None
 
 
+#: the bounded supports ``(low, high)`` of the continuous likelihoods (the Gaussian's is the
+#: real line; the Bernoulli's and the categorical's are discrete)
+BOUNDED: Dict[str, Tuple[float, float]] = {"continuous_bernoulli": (0.0, 1.0)}
+
+
+def check_support(likelihood: str, x: torch.Tensor, name: str,
+                  num_categories: Optional[int]) -> None:
+    """Refuse values of ``x`` ``(N, D)`` outside the support of ``likelihood``, naming the
+    first one (its value, row and column) and what the likelihood expects."""
+    if likelihood == "bernoulli":
+        bad, want = (x != 0) & (x != 1), "values in {0, 1} (binarize first, or use " \
+            "likelihood='continuous_bernoulli' for values in [0, 1])"
+    elif likelihood in BOUNDED:
+        low, high = BOUNDED[likelihood]
+        bad, want = (x < low) | (x > high), f"values in [{low:g}, {high:g}] (rescale first)"
+    elif likelihood == "categorical":
+        k = num_categories
+        assert k is not None  # set with likelihood="categorical"
+        bad = (x < 0) | (x > k - 1) | (x != x.round())
+        want = f"integer categories 0..{k - 1} (num_categories={k})"
+    else:  # real-valued
+        return
+    if bad.any():
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"likelihood={likelihood!r} expects {want}; {name} has "
+                         f"{x[row, col].item()} at row {row}, column {col}")
+
+
+def check_dequantizable(likelihood: str, x: torch.Tensor, bin_width: float) -> None:
+    """Refuse rows ``x`` (already in the likelihood's support) that uniform dequantization,
+    ``x + bin_width * u`` with ``u ~ U[0, 1)`` as ``Fit.bits_per_dim`` draws it, could
+    push past the upper end of a bounded support. The largest such value is computed as
+    the noise is added: in ``x``'s dtype, with ``u`` the largest float below 1 (so a grid
+    ``k / 17`` with ``bin_width=1/17`` passes in float32 as in float64)."""
+    if likelihood not in BOUNDED or x.numel() == 0:
+        return
+    low, high = BOUNDED[likelihood]
+    top = x.max()
+    below_one = torch.tensor(1 - torch.finfo(x.dtype).eps / 2, dtype=x.dtype, device=x.device)
+    if top + bin_width * below_one > high:
+        row, col = divmod(int(x.argmax()), x.shape[1])
+        raise ValueError(
+            f"bits_per_dim dequantizes: it adds uniform noise U[0, bin_width) to each value, "
+            f"and likelihood={likelihood!r} has support [{low:g}, {high:g}]; x's largest "
+            f"value is {top.item():g} (row {row}, column {col}) and bin_width={bin_width:g}, "
+            f"so values would reach {top.item() + bin_width:g}. Put the grid inside "
+            f"[{low:g}, {high:g}) with room for one bin (largest value + bin_width <= "
+            f"{high:g}), e.g. grey levels 0..16 as x / 17 with bin_width=1/17; or pass "
+            f"dequantize=False for rows that are already dequantized")
+
+
 def _labels(c: Any, k: int) -> torch.Tensor:
     """Class labels as a 1-D long tensor in 0..k-1 (from ints, arrays or one-hot rows)."""
     if isinstance(c, bool) or isinstance(c, (str, bytes)):
@@ -101,7 +154,8 @@ def _labels(c: Any, k: int) -> torch.Tensor:
                 raise TypeError(f"c could not be read as class labels: {e}") from None
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"c must be integer class labels, got dtype {arr.dtype}")
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            # a copy only where needed: torch warns about a read-only array (pandas')
+            t = torch.from_numpy(np.require(arr, requirements=("C", "W")))
         if t.dtype == torch.bool or t.is_complex():
             raise TypeError(f"c must be integer class labels, got dtype {t.dtype}")
         if t.dim() == 2 and t.shape[1] == k:  # one-hot (k = 1 included: a fit stores it so)
@@ -132,3 +186,18 @@ def _labels(c: Any, k: int) -> torch.Tensor:
         raise ValueError(f"c must be class labels in 0..{k - 1} (num_classes={k}); found "
                          f"{int(v) if abs(v) < 2**53 else v} at position {i}")
     return t.long()
+
+
+def one_hot_labels(c: Any, k: int, num_rows: int, *, rows: str = "data rows",
+                   device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Labels ``c`` (read by :func:`_labels`; one label is shared by all rows) as one-hot
+    rows ``(num_rows, k)`` of ``dtype``. ``rows`` says what the ``num_rows`` rows are
+    (data rows, draws) in the message of a wrong count."""
+    labels = _labels(c, k)
+    if labels.numel() == 1 and num_rows > 1:
+        labels = labels.expand(num_rows)
+    if labels.shape[0] != num_rows:
+        raise ValueError(f"c has {labels.shape[0]} labels but there are {num_rows} {rows}: "
+                         f"expected one label per row (or a single int)")
+    return F.one_hot(labels, k).to(device=device, dtype=dtype or torch.get_default_dtype())

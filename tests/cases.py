@@ -380,6 +380,7 @@ _MIXTURE_FAST = {"mle": {"num_steps": 30}, "map": {"num_steps": 30},
                           "max_tree_depth": 3},
                  "chees": {"num_samples": 10, "warmup_steps": 10, "num_chains": 2}}
 _NET = dict(embedding_dim=8, hidden_size=16, num_heads=2)
+_GRU = dict(embedding_dim=8, hidden_size=16)  # no heads: a GRU has no attention
 _NET_FAST = {m: {"num_steps": 15, "batch_size": 16} for m in ("mle", "map")}
 _GAUSSIAN = ("loc", "scale", "corr_cholesky", "covariance_matrix")
 _MIXTURE = ("weights", "locs", "scales", "covariances")
@@ -470,8 +471,8 @@ CASES: Dict[str, Case] = {
     "ngram-tokens-lengths": token_case(lambda: NGram(2, vocab_size=3),
                                        _token_tensor_with_lengths, {"mle": {}, "map": {}},
                                        params=("probs",), finite_on_heldout=False),
-    "gru": text_case(lambda: AutoregressiveModel(**_NET), _NET_FAST),
-    "gru-conditional": text_case(lambda: AutoregressiveModel(num_classes=2, **_NET),
+    "gru": text_case(lambda: AutoregressiveModel(**_GRU), _NET_FAST),
+    "gru-conditional": text_case(lambda: AutoregressiveModel(num_classes=2, **_GRU),
                                  _NET_FAST, conditional=True),
     "transformer": text_case(lambda: AutoregressiveModel(network="transformer",
                                                          num_layers=2, **_NET), _NET_FAST),

@@ -25,15 +25,16 @@ WORDS = ["ab", "abc", "ba", "cab", "", "bca", "aacb", "c"] * 4
 
 
 def _kw(network):
+    """The network's options (2 heads for the Transformer: a GRU has none)."""
     if network == "transformer-w3":
-        return {"network": "transformer", "attention_window": 3}
-    return {"network": network}
+        return {"network": "transformer", "num_heads": 2, "attention_window": 3}
+    return {"network": network, **({"num_heads": 2} if network == "transformer" else {})}
 
 
 def _net(network, dtype=torch.float64, **kw):
     with seeded(0):
-        m = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_layers=2, num_heads=2,
-                                vocab="abc", **_kw(network), **kw)
+        m = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_layers=2, vocab="abc",
+                                **_kw(network), **kw)
     return m.to(dtype)
 
 
@@ -61,7 +62,7 @@ def _total_probability(fit, chars, max_len, c=None):
 
 @pytest.mark.parametrize("network", NETWORKS)
 def test_normalization_over_all_sequences(network):
-    model = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2, num_classes=2,
+    model = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_classes=2,
                                 **_kw(network)).double()
     fit = model.fit(["ab", "ba", "aab"], c=[0, 1, 1], method="mle", num_steps=5, seed=0,
                     progress=False)
@@ -114,7 +115,7 @@ def test_map_is_mle_plus_l2_term_by_term(network):
         model.log_prob_given({}, x).sum().item(), rel=1e-10)
     # MAP shrinks the weights relative to MLE (same seed, same steps)
     kw = dict(num_steps=60, seed=0, progress=False, batch_size=16)
-    small = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2, prior_scale=0.05,
+    small = AutoregressiveModel(embedding_dim=8, hidden_size=16, prior_scale=0.05,
                                 **_kw(network))
     norm = lambda f: sum((p ** 2).sum() for p in f.model.net.parameters()).item()  # noqa
     assert norm(small.fit(WORDS, method="map", **kw)) < norm(small.fit(WORDS, method="mle",
@@ -154,7 +155,7 @@ def test_attention_window():
 
 
 def test_vocabulary_is_built_from_the_training_strings_and_kept():
-    model = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2)
+    model = AutoregressiveModel(embedding_dim=8, hidden_size=16)
     assert not model.known
     with seeded(0):
         fit = model.fit(["hello", "world"], method="mle", num_steps=2, progress=False)
@@ -181,15 +182,68 @@ def test_conditional_generation_and_label_errors():
         fit.log_prob(["a", "b", "ab"], c=[0, 1])
     with pytest.raises(ValueError, match=r"c\[1\] = 2 is not a class label"):
         fit.sample(2, c=[0, 2])
-    with pytest.raises(TypeError, match="integer"):
+    with pytest.raises(ValueError, match="integer"):
         model.fit(data, c=[0.5] * 64, method="mle", progress=False)
     with pytest.raises(ValueError, match="unconditional"):
         AutoregressiveModel().fit(data, c=c, method="mle", progress=False)
 
 
+def test_whole_number_float_labels_are_labels():
+    """``c=np.array([0., 1., 1.])`` is taken by the VAE; the sequence models refused it
+    ("c must hold integer class labels, got dtype torch.float64"). Whole numbers are
+    labels now, with the same fit; a fractional or non-finite one is refused by its
+    value and position, as the VAE refuses it."""
+    import numpy as np
+
+    data = ["aab", "aba", "bba", "bab"] * 4
+    labels = [0, 0, 1, 1] * 4
+    model = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_classes=2)
+    ints = model.fit(data, c=labels, method="mle", num_steps=5, seed=0, progress=False)
+    for c in (np.array(labels, dtype=float), torch.tensor(labels, dtype=torch.float32),
+              [float(v) for v in labels]):
+        fit = model.fit(data, c=c, method="mle", num_steps=5, seed=0, progress=False)
+        assert fit.losses == ints.losses and torch.equal(fit.context, ints.context)
+    assert torch.equal(ints.log_prob(["ab", "ba"], c=np.array([0.0, 1.0])),
+                       ints.log_prob(["ab", "ba"], c=[0, 1]))
+    assert ints.sample(4, c=1.0, seed=0) == ints.sample(4, c=1, seed=0)
+    for c, found in (([0.0, 0.5], "0.5 at position 1"), ([1.0, math.nan], "nan at position 1"),
+                     (np.array([1.25, 0.0]), "1.25 at position 0")):
+        with pytest.raises(ValueError, match=rf"^c must be finite integer class labels; "
+                                             rf"found {found}$"):
+            ints.log_prob(["ab", "ba"], c=c)
+    with pytest.raises(ValueError, match=r"c\[1\] = 2 is not a class label"):
+        ints.log_prob(["ab", "ba"], c=[0.0, 2.0])
+    with pytest.raises(TypeError, match="integer class labels, got dtype torch.bool"):
+        ints.log_prob(["ab", "ba"], c=[True, False])
+
+
+def test_transformer_only_options_are_refused_with_a_gru():
+    """``num_heads=3`` with the GRU was taken silently (``attention_window`` was refused);
+    both are refused when given, and the defaults work for both networks. A GRU still
+    takes ``num_heads=4``, which every GRU fit saved before records."""
+    with pytest.raises(ValueError, match=r"^num_heads applies to network='transformer', got "
+                                         r"network='gru' with num_heads=3: leave num_heads "
+                                         r"out for a GRU$"):
+        AutoregressiveModel(network="gru", num_heads=3)
+    with pytest.raises(ValueError, match=r"^attention_window applies to "
+                                         r"network='transformer', got network='gru' with "
+                                         r"attention_window=4"):
+        AutoregressiveModel(attention_window=4)
+    with pytest.raises(ValueError, match="num_heads to be a positive integer"):
+        AutoregressiveModel(network="gru", num_heads=0)
+    gru, tf = AutoregressiveModel(), AutoregressiveModel(network="transformer")
+    assert gru.num_heads == tf.num_heads == 4 and tf.get_config()["num_heads"] == 4
+    for m in (gru, tf, AutoregressiveModel(network="transformer", num_heads=2,
+                                           hidden_size=16, attention_window=3)):
+        assert type(m)(**m.get_config()).get_config() == m.get_config()  # save, load
+    with pytest.raises(ValueError, match="Expected num_heads to divide hidden_size, but got "
+                                         "hidden_size=6, num_heads=4"):
+        AutoregressiveModel(network="transformer", hidden_size=6)
+
+
 @pytest.mark.parametrize("network", NETWORKS)
 def test_prefix_temperature_top_k_max_length(network):
-    fit = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2,
+    fit = AutoregressiveModel(embedding_dim=8, hidden_size=16,
                               **_kw(network)).fit(WORDS, method="mle", num_steps=40, seed=0,
                                                   progress=False)
     s = fit.sample(30, prefix="ca", seed=0, max_length=6)
@@ -203,7 +257,8 @@ def test_prefix_temperature_top_k_max_length(network):
         fit.sample(2, temperature=0)
     with pytest.raises(ValueError, match="top_k"):
         fit.sample(2, top_k=0)
-    with pytest.raises(ValueError, match="more than max_length"):
+    with pytest.raises(ValueError, match="max_length=3 was given, but the prefix already "
+                                         "has 5 tokens"):
         fit.sample(2, prefix="abcab", max_length=3)
     with pytest.raises(ValueError, match="'d'"):
         fit.sample(2, prefix="ad")
@@ -248,7 +303,7 @@ def test_token_ids_in_and_out():
                     reason="the device= path needs CUDA; CI has no GPU")
 @pytest.mark.parametrize("network", NETWORKS)
 def test_cuda(network):
-    fit = AutoregressiveModel(embedding_dim=8, hidden_size=16, num_heads=2,
+    fit = AutoregressiveModel(embedding_dim=8, hidden_size=16,
                               **_kw(network)).fit(WORDS, method="mle", num_steps=20, seed=0,
                                                   progress=False, device="cuda")
     assert fit.data.is_cuda and fit.log_prob(["ab"]).is_cuda

@@ -360,3 +360,81 @@ def test_a_switch_given_a_string_is_refused_not_read_as_true():
         fit.sample(2, seed=0, use_cache="no")
     assert fit.sample(5, seed=0, use_cache=False) == fit.sample(5, seed=0)
     assert (fit.log_prob(["ab"], include_end=False) > fit.log_prob(["ab"])).all()
+
+
+def test_the_default_max_length_leaves_room_to_continue_a_prompt(tmp_path):
+    """The default max_length was twice the longest training sequence, prefix included:
+    a prompt that long came back as it was (cut, not continued) and a longer one was
+    refused naming a max_length=4 the caller never passed, also from the command line.
+    Now it is the prefix's length plus that (draws without a prefix are unchanged); a
+    given max_length that leaves no room says it was given and what to pass."""
+    from pyro_genmodels import cli
+
+    fit = NGram(2, prior_concentration=2.0).fit(["ab", "ba", "a"], method="map")
+    assert fit.sample(20, seed=0) == fit.sample(20, seed=0, max_length=4)  # as it was
+    for prefix in ("abab", "ababa", "a" * 30):
+        s = fit.sample(200, prefix=prefix, seed=0)
+        assert s == fit.sample(200, prefix=prefix, seed=0, max_length=len(prefix) + 4)
+        assert all(w.startswith(prefix) for w in s)
+        assert any(len(w) > len(prefix) for w in s)  # continued, not returned as it was
+    for prefix, given in (("abab", 4), ("ababa", 3), ("ab", 1)):
+        with pytest.raises(ValueError, match=rf"^max_length={given} was given, but the "
+                                             rf"prefix already has {len(prefix)} tokens .*"
+                                             rf"pass max_length > {len(prefix)} to continue "
+                                             rf"it, or leave max_length=None"):
+            fit.sample(2, prefix=prefix, max_length=given)
+    assert all(w.startswith("abab") for w in fit.sample(5, prefix="abab", max_length=5))
+    # the command line's sample --prefix without --max-length
+    fit.save(tmp_path / "run")
+    out = tmp_path / "s.txt"
+    assert cli.main(["sample", str(tmp_path / "run"), "-n", "20", "--out", str(out),
+                     "--seed", "1", "--prefix", "ababab"]) == 0
+    assert out.read_text(encoding="utf-8").splitlines() == fit.sample(20, seed=1,
+                                                                      prefix="ababab")
+    with pytest.raises(SystemExit, match="max_length=6 was given, but the prefix already "
+                                         "has 6 tokens"):
+        cli.main(["sample", str(tmp_path / "run"), "-n", "2", "--out", str(out),
+                  "--prefix", "ababab", "--max-length", "6"])
+
+
+def test_a_bad_token_id_is_named_with_its_row_and_position():
+    """``sample(prefix=[2, 9])`` said "prefix[0] has the token id 9" (the id is at
+    position 1 of the one prompt), and rows of x were named without the position."""
+    fit = NGram(2, vocab_size=5).fit([[1, 2], [3]], method="mle")
+    with pytest.raises(ValueError, match=r"^prefix position 1 has the token id 9, which is "
+                                         r"not in the vocabulary \[0, 5\)$"):
+        fit.sample(2, prefix=[2, 9])
+    with pytest.raises(ValueError, match=r"^prefix position 0 has the token id -1, "):
+        fit.sample(2, prefix=torch.tensor([-1, 2]))
+    rows = [[1, 2], [3], [1, 1], [0, 0, 0, 0, 0, 0, 0, 7]]
+    expected = (r"^x\[3\] has the token id 7, which is not in the vocabulary \[0, 5\) "
+                r"\(at position 7 of x\[3\], counting from 0\)$")
+    with pytest.raises(ValueError, match=expected):
+        fit.log_prob(rows)
+    padded = torch.tensor([r + [0] * (8 - len(r)) for r in rows])
+    with pytest.raises(ValueError, match=expected):
+        fit.log_prob(padded, lengths=torch.tensor([len(r) for r in rows]))
+    text = NGram(2).fit(["ab", "ba"], method="mle")
+    with pytest.raises(ValueError, match=r"^prefix 'abz' has the character 'z', which is "
+                                         r"not in the vocabulary 'ab' \(at position 2, "
+                                         r"counting from 0\)$"):
+        text.sample(2, prefix="abz")
+    with pytest.raises(ValueError, match=r"^x\[1\] = 'bz' has the character 'z', which is "
+                                         r"not in the vocabulary 'ab'$"):
+        text.log_prob(["ab", "bz"])
+
+
+def test_a_unigrams_one_context_has_a_readable_label():
+    """NGram(1)'s one context (no previous token) was labelled '', so az.summary and the
+    report showed ``probs[, a]``."""
+    import arviz as az
+
+    fit = NGram(1).fit(["ab", "a"], method="vi", num_steps=20, num_posterior_samples=20,
+                       seed=0, progress=False)
+    assert fit.model.arviz_coords()["context"] == ["()"]
+    idata = fit.to_arviz(posterior_predictive=False)
+    assert list(idata.posterior["probs"].coords["context"].values) == ["()"]
+    assert az.summary(idata, var_names=["probs"], kind="stats").index.tolist() == [
+        "probs[(), a]", "probs[(), b]", "probs[(), <end>]"]
+    assert NGram(2).fit(["ab"], method="mle").model.arviz_coords()["context"] == [
+        "a", "b", "<start>"]

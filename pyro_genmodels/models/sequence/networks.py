@@ -200,6 +200,8 @@ class TransformerNet(nn.Module):
 
 
 NETWORKS = ("gru", "transformer")
+#: the Transformer's attention heads when ``num_heads`` is not given
+_HEADS = 4
 
 
 @register
@@ -230,7 +232,8 @@ class AutoregressiveModel(SequenceModel):
         embedding_dim: E, token (and class) embedding width.
         hidden_size: H, GRU state / Transformer width.
         num_layers: stacked GRU layers / Transformer blocks.
-        num_heads: attention heads (Transformer; must divide ``hidden_size``).
+        num_heads: attention heads, Transformer only (must divide ``hidden_size``).
+            ``None`` (default): 4.
         attention_window: w, Transformer only: each position attends to itself and the
             w - 1 before it (sliding-window attention), so a cached sampling step costs
             the same at every position; ``L`` layers see ``L (w - 1) + 1`` tokens back.
@@ -262,8 +265,8 @@ class AutoregressiveModel(SequenceModel):
                for m in ("mle", "map")}
 
     def __init__(self, *, network: str = "gru", embedding_dim: int = 32,
-                 hidden_size: int = 128, num_layers: int = 1, num_heads: int = 4,
-                 attention_window: Optional[int] = None,
+                 hidden_size: int = 128, num_layers: int = 1,
+                 num_heads: Optional[int] = None, attention_window: Optional[int] = None,
                  num_classes: Optional[int] = None, prior_scale: float = 1.0,
                  vocab: Optional[str] = None, vocab_size: Optional[int] = None) -> None:
         super().__init__(vocab=vocab, vocab_size=vocab_size, num_classes=num_classes)
@@ -271,15 +274,20 @@ class AutoregressiveModel(SequenceModel):
         self.embedding_dim = positive_int(embedding_dim, "embedding_dim")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
-        self.num_heads = positive_int(num_heads, "num_heads")
-        if network == "transformer" and hidden_size % self.num_heads:
-            raise ValueError(f"Expected num_heads to divide hidden_size, but got "
-                             f"hidden_size={hidden_size}, num_heads={num_heads}")
+        heads = None if num_heads is None else positive_int(num_heads, "num_heads")
         if attention_window is not None:
-            if network != "transformer":
-                raise ValueError(f"attention_window applies to network='transformer', "
-                                 f"got network={network!r}")
             attention_window = positive_int(attention_window, "attention_window")
+        # the Transformer's own options would do nothing with a GRU. A GRU still takes
+        # num_heads=4, the old default: every GRU fit saved before this check records it
+        for key, value, unused in (("num_heads", heads, (None, _HEADS)),
+                                   ("attention_window", attention_window, (None,))):
+            if self.network != "transformer" and value not in unused:
+                raise ValueError(f"{key} applies to network='transformer', got network="
+                                 f"{network!r} with {key}={value}: leave {key} out for a GRU")
+        self.num_heads = _HEADS if heads is None else heads
+        if self.network == "transformer" and self.hidden_size % self.num_heads:
+            raise ValueError(f"Expected num_heads to divide hidden_size, but got "
+                             f"hidden_size={hidden_size}, num_heads={self.num_heads}")
         self.attention_window = attention_window
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         self.net: Optional[Union[GRUNet, TransformerNet]] = (self._build() if self.known

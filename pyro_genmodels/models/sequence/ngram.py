@@ -39,6 +39,8 @@ MAX_TABLE_ENTRIES = 2 ** 26
 MAX_LABELLED_CONTEXTS = 100_000
 #: how the start of a sequence is shown in a context's label
 START = "<start>"
+#: the label of a unigram's one context (no previous token): ``probs[(), a]``
+NO_CONTEXT = "()"
 #: the largest order whose table fits for the smallest vocabulary (one token, so V = 2)
 MAX_ORDER = MAX_TABLE_ENTRIES.bit_length() - 1
 
@@ -275,7 +277,8 @@ class NGram(SequenceModel):
     def arviz_coords(self) -> Dict[str, List[str]]:
         """``token``: the vocabulary and ``<end>``; ``context``: the previous ``order - 1``
         tokens, oldest first, ``<start>`` before the sequence (numbered instead when
-        there are more than ``MAX_LABELLED_CONTEXTS``)."""
+        there are more than ``MAX_LABELLED_CONTEXTS``); a unigram's one context, no
+        token, is :data:`NO_CONTEXT` (``"()"``)."""
         V = self.num_outcomes
         names = ([str(i) for i in range(V - 1)] if self.token_mode
                  else list(self.vocab or ""))
@@ -285,7 +288,8 @@ class NGram(SequenceModel):
             history = names + [START]
             sep = " " if self.token_mode else ""
             coords["context"] = [sep.join(history[(h // V ** (n - 1 - j)) % V]
-                                          for j in range(n)) for h in range(self.num_contexts)]
+                                          for j in range(n)) or NO_CONTEXT
+                                 for h in range(self.num_contexts)]
         return coords
 
     def get_config(self) -> Dict[str, Any]:

@@ -210,7 +210,10 @@ class SequenceFit(Fit):
             temperature: the logits are divided by it (< 1 sharper, > 1 flatter).
             top_k: draw only among the k most probable next tokens.
             max_length: the most tokens in a sequence, prefix included; a sequence cut
-                there has not ended. Default: twice the longest training sequence.
+                there has not ended. Default (``None``): the prefix's length plus twice
+                the longest training sequence (64 for a fit without its training data),
+                so a prompt always has room to go on; a given one must exceed the
+                prefix's length.
             use_cache: carry the network state (True) or recompute the prefix at every
                 step (False; slower, same draws).
         """
@@ -218,9 +221,8 @@ class SequenceFit(Fit):
         temperature = positive_float(temperature, "temperature")
         if top_k is not None:
             top_k = positive_int(top_k, "top_k")
-        if max_length is None:
-            max_length = 2 * max(1, self.data.shape[1] - 1) if self.data is not None else 64
-        max_length = positive_int(max_length, "max_length")
+        if max_length is not None:
+            max_length = positive_int(max_length, "max_length")
         ids: List[int] = []
         if prefix is not None:
             if self.model.token_mode:  # one prompt: a 1-D tensor or one list of ids
@@ -237,10 +239,16 @@ class SequenceFit(Fit):
                        else f"{type(prefix).__name__} ({prefix!r})")
                 raise TypeError(f"prefix must be one prompt that every sample continues, "
                                 f"{one}, but got {got}")
-            ids = self.model._to_id_lists([prefix], None, "prefix")[0]
-            if len(ids) > max_length:
-                raise ValueError(f"The prefix has {len(ids)} tokens, more than max_length="
-                                 f"{max_length}")
+            ids = self.model._to_id_lists([prefix], None, "prefix", single=True)[0]
+        if max_length is None:  # room for the prompt and a sample as long as unprompted
+            room = 2 * max(1, self.data.shape[1] - 1) if self.data is not None else 64
+            max_length = len(ids) + room
+        elif max_length <= len(ids):  # given: it would cut the prompt, or return it as is
+            raise ValueError(f"max_length={max_length} was given, but the prefix already "
+                             f"has {len(ids)} tokens and max_length counts them: pass "
+                             f"max_length > {len(ids)} to continue it, or leave max_length="
+                             f"None (the default: the prefix's length plus twice the longest "
+                             f"training sequence)")
         c, use_cache = self._as_context(c, n), check_bool(use_cache, "use_cache")
         if self.point is None and not use_cache:
             raise ValueError("use_cache=False is for point fits (mle, map)")

@@ -189,7 +189,10 @@ class SequenceModel(GenerativeModel):
                 out[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
         return out.to(device) if device is not None else out
 
-    def _to_id_lists(self, data: Any, lengths: Any, name: str) -> List[List[int]]:
+    def _to_id_lists(self, data: Any, lengths: Any, name: str, *,
+                     single: bool = False) -> List[List[int]]:
+        """``data`` as lists of token ids, each id checked against the vocabulary.
+        ``single``: ``data`` wraps one sequence (a prompt), so messages name no row."""
         if not self.token_mode:
             if lengths is not None:
                 raise ValueError("lengths is for token-id data (vocab_size=...); strings "
@@ -204,10 +207,12 @@ class SequenceModel(GenerativeModel):
                 try:
                     out.append([index[ch] for ch in s])
                 except KeyError:
-                    bad = next(ch for ch in s if ch not in index)
-                    raise ValueError(
-                        f"{name}[{i}] = {s!r} has the character {bad!r}, which is not in "
-                        f"the vocabulary {self.vocab!r}") from None
+                    j, bad = next((j, ch) for j, ch in enumerate(s) if ch not in index)
+                    outside = f"has the character {bad!r}, which is not in the vocabulary"
+                    if single:  # one prompt: no row to name
+                        raise ValueError(f"{name} {s!r} {outside} {self.vocab!r} (at "
+                                         f"position {j}, counting from 0)") from None
+                    raise ValueError(f"{name}[{i}] = {s!r} {outside} {self.vocab!r}") from None
             return out
         K = self.vocab_size
         if isinstance(data, (str, bytes)) or (isinstance(data, Sequence) and data
@@ -256,10 +261,13 @@ class SequenceModel(GenerativeModel):
                                     f"got {s!r}")
                 seqs.append([int(v) for v in s])
         for i, s in enumerate(seqs):
-            for v in s:
+            for j, v in enumerate(s):
                 if not 0 <= v < K:
-                    raise ValueError(f"{name}[{i}] has the token id {v}, which is not in the "
-                                     f"vocabulary [0, {K})")
+                    outside = f"which is not in the vocabulary [0, {K})"
+                    if single:
+                        raise ValueError(f"{name} position {j} has the token id {v}, {outside}")
+                    raise ValueError(f"{name}[{i}] has the token id {v}, {outside} (at "
+                                     f"position {j} of {name}[{i}], counting from 0)")
         return seqs
 
     @staticmethod
@@ -312,7 +320,8 @@ class SequenceModel(GenerativeModel):
                          device: torch.device | str | None = None,
                          dtype: torch.dtype | None = None) -> Optional[torch.Tensor]:
         """Class labels: ``None`` for unconditional models, else integers in
-        ``[0, num_classes)`` of shape ``(num_rows,)`` (one label is broadcast)."""
+        ``[0, num_classes)`` of shape ``(num_rows,)`` (one label is broadcast); floats
+        that are whole numbers (``0.``, ``1.``) are labels too, as for the VAE."""
         name = type(self).__name__
         if self.num_classes is None:
             if c is not None:
@@ -333,13 +342,19 @@ class SequenceModel(GenerativeModel):
                 t = None
             if t is None:
                 raise TypeError(f"c must be {expected}, got {reprlib.repr(c)}")
-        if not _is_int_tensor(t):
+        if not (_is_int_tensor(t) or t.is_floating_point()):
             raise TypeError(f"c must hold integer class labels, got dtype {t.dtype}")
         if t.dim() == 0:
             t = t.reshape(1)
         if t.dim() != 1:
             raise ValueError(f"c must be 1-D class labels of shape ({num_rows},), got shape "
                              f"{tuple(t.shape)}")
+        if t.is_floating_point():  # whole numbers are labels (0., 1.), as for the VAE
+            bad = ~torch.isfinite(t) | (t != t.round())
+            if bad.any():
+                i = int(bad.nonzero()[0])
+                raise ValueError(f"c must be finite integer class labels; found {t[i].item()} "
+                                 f"at position {i}")
         if t.shape[0] == 1 and num_rows > 1:
             t = t.expand(num_rows)
         if t.shape[0] != num_rows:

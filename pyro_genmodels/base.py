@@ -117,6 +117,9 @@ class GenerativeModel(PyroModule):
     jit_safe: ClassVar[bool] = False
     #: width of the conditioning variable ``c``, ``None`` for an unconditional model
     context_dim: Optional[int] = None
+    #: why :meth:`distribution` is not offered, where a family has more to say than its
+    #: ``log_prob`` kind (a sequence model's exact density is of varying lengths)
+    no_distribution: ClassVar[Optional[str]] = None
 
     @property
     def is_conditional(self) -> bool:
@@ -227,10 +230,13 @@ class GenerativeModel(PyroModule):
         """The density hook: p(x | phi[, c]) as a torch distribution with event shape
         ``(dim,)`` (as zuko's ``flow(c)``). Batch shape: that of phi (one per posterior
         draw), or ``(N,)`` for ``c`` of shape ``(N, context_dim)``. Families with only
-        an estimate or an unnormalized density do not have one."""
+        an estimate or an unnormalized density do not have one (nor a family that says
+        why not in :attr:`no_distribution`)."""
+        name = type(self).__name__
         raise NotImplementedError(
-            f"{type(self).__name__} has no tractable density as a distribution "
-            f"(log_prob: {self.capabilities.log_prob})")
+            f"{name} has no distribution(): {self.no_distribution}" if self.no_distribution
+            else f"{name} has no tractable density as a distribution (log_prob: "
+                 f"{self.capabilities.log_prob})")
 
     def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
                        c: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -105,15 +105,21 @@ class _Generated(SphinxDirective):
         return node.children
 
 
+def has_distribution(cls: type) -> bool:
+    """Whether ``cls``'s fits have ``fit.distribution()``: its model implements the density
+    hook (a family that says why it has none sets ``no_distribution`` instead)."""
+    from pyro_genmodels.base import GenerativeModel
+    return cls.distribution is not GenerativeModel.distribution
+
+
 class CapabilitiesTable(_Generated):
     """The capability table of every registered family."""
 
     def lines(self) -> List[str]:
-        from pyro_genmodels.base import GenerativeModel
         rows = []
         for cls in _families():
             caps = cls.capabilities
-            density = cls.distribution is not GenerativeModel.distribution
+            density = has_distribution(cls)
             rows.append([f":class:`~{_qualified(cls)}` (``{cls.registry_name}``)",
                          f"``{caps.log_prob}``", caps.sampling,
                          ", ".join(f"``{m}``" for m in caps.methods),

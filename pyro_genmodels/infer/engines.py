@@ -388,7 +388,7 @@ class MCMCOptions:
 
     Attributes:
         num_samples, warmup_steps: draws kept and discarded per chain.
-        num_chains: chains, run one after another (reproducible on any machine).
+        num_chains: chains, one after another (reproducible anywhere; distributed: on the ranks).
         target_accept_prob: the step-size adaptation target.
         full_mass: a dense (not diagonal) mass matrix.
         jit_compile: compile the potential; ``None``: when the model is ``jit_safe``.

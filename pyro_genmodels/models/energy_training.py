@@ -109,10 +109,14 @@ class EnergyOptions(LoopOptions):
         objective: ``"multilevel_score_matching"`` (noise-conditional energies only; the
             default for them), ``"contrastive"`` (persistent contrastive divergence) or
             ``"score_matching"`` (denoising score matching at one level).
-        num_steps, lr, validation, ema: ``None`` takes the objective's default
-            (:data:`OBJECTIVE_DEFAULTS`); ``validation`` defaults to 0.1 of the rows for
-            the multilevel objective (they choose sigma_0), ``ema`` (decay of the weights'
-            moving average that the fit keeps) to 0.999 there, off otherwise.
+        num_steps, lr: ``None`` (the default) takes the objective's
+            (:data:`OBJECTIVE_DEFAULTS`): 16000 steps at 1e-3 for the multilevel
+            objective, 4000 at 3e-3 for contrastive divergence, 2000 at 3e-3 for score
+            matching.
+        validation, ema: ``"auto"`` (the default) takes the objective's: for the
+            multilevel objective 0.1 of the rows held out (they choose sigma_0) and an
+            ``ema`` (decay of the weights' moving average that the fit keeps) of 0.999;
+            for the others neither. ``None`` turns either off.
         buffer_size: points in the persistent replay buffer (contrastive).
         reinit_fraction: share of the buffer points drawn afresh from noise each step.
         mcmc_steps, mcmc_step_size: MALA transitions per training step and their initial

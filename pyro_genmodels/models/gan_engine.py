@@ -74,7 +74,7 @@ class AdversarialOptions(LoopOptions):
 
     Attributes:
         num_steps: generator updates; ``None`` (the default) takes the divergence's
-            value from :data:`DIVERGENCE_DEFAULTS` (see the table below), as do
+            value from :data:`DIVERGENCE_DEFAULTS` (tabled in docs/gan.md), as do
             ``lr``, ``betas`` and ``r1_penalty``; ``fit.info`` records the values used.
         lr: the generator's learning rate (and the critic's, unless ``critic_lr``);
             ``None``: the divergence's.

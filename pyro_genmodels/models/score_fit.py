@@ -89,8 +89,8 @@ from ..infer.probability_flow import (FlowLogProb, check_ode_options, flow_log_p
                                       flow_sample)
 
 SAMPLERS = ("annealed_langevin", "langevin", "ode", "pc")
-#: the estimators of :meth:`ScoreFit.log_prob`: the probability-flow ODE's only (a
-#: diffusion fit's ``log_prob`` takes ``"bound"`` too)
+#: the estimators that :meth:`ScoreFit.log_prob` takes, the probability-flow ODE's only
+#: (a diffusion fit's ``log_prob`` takes ``"bound"`` too)
 ESTIMATORS = ("ode",)
 #: the options of :meth:`ScoreFit.sample` that each sampler takes (besides n, c, seed)
 SAMPLER_OPTIONS = {"annealed_langevin": ("steps_per_level", "step_size", "denoise"),

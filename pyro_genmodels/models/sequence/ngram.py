@@ -39,7 +39,7 @@ MAX_TABLE_ENTRIES = 2 ** 26
 MAX_LABELLED_CONTEXTS = 100_000
 #: how the start of a sequence is shown in a context's label
 START = "<start>"
-#: the label of a unigram's one context (no previous token): ``probs[(), a]``
+#: how a unigram's one context (no previous token) is labelled, as in ``probs[(), a]``
 NO_CONTEXT = "()"
 #: the largest order whose table fits for the smallest vocabulary (one token, so V = 2)
 MAX_ORDER = MAX_TABLE_ENTRIES.bit_length() - 1

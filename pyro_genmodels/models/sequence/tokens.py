@@ -101,6 +101,9 @@ class SequenceModel(GenerativeModel):
     capabilities: ClassVar[Capabilities]
     max_plate_nesting = 1
     data_options = ("lengths", "mask")
+    no_distribution = ("its exact log_prob is of sequences of varying length, which a "
+                       "distribution of event shape (dim,) cannot hold; use fit.log_prob and "
+                       "fit.sample")
 
     def __init__(self, *, vocab: Optional[str] = None, vocab_size: Optional[int] = None,
                  num_classes: Optional[int] = None):
@@ -396,16 +399,6 @@ class SequenceModel(GenerativeModel):
     def log_prob_given(self, params: Dict[str, torch.Tensor], x: torch.Tensor,
                        c: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.token_log_probs(params, x, c).sum(-1)
-
-    def distribution(self, params: Dict[str, torch.Tensor],
-                     c: Optional[torch.Tensor] = None) -> torch.distributions.Distribution:
-        """None: its exact probabilities are of sequences of varying length, which no
-        distribution of event shape ``(dim,)`` holds (``fit.log_prob`` and ``fit.sample``
-        take and give them)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} has no distribution(): its exact log_prob is of "
-            f"sequences of varying length, which a distribution of event shape (dim,) cannot "
-            f"hold; use fit.log_prob and fit.sample")
 
     # ------------------------------------------------------------------ cached sampling
     def start(self, params: Dict[str, torch.Tensor], n: int, c: Optional[torch.Tensor],

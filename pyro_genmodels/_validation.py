@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Iterable, List, Literal, Mapping, Optional, Tuple, overload
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Tuple, overload
 
 import numpy as np
 import torch
@@ -109,6 +109,18 @@ def column_names(data: Any) -> Optional[List[str]]:
         return [str(c) for c in data.columns]
     name = getattr(data, "name", None)
     return None if name is None else [str(name)]
+
+
+def condition_names(model: Any, given: Any, c: Optional[torch.Tensor]) -> Dict[str, List[str]]:
+    """``{"context_columns": names}`` when the conditions ``given`` to a fit are a DataFrame
+    of the columns of ``c`` ``(N, context_dim)``, which ``log_prob``, ``sample`` and the
+    rest then check as they check ``x``'s (:func:`check_column_names`); ``{}`` for class
+    labels (not columns), one row (a Series) or an array."""
+    names = column_names(given) if hasattr(given, "columns") else None
+    if not names or c is None or len(names) != c.shape[-1] or getattr(model, "num_classes",
+                                                                       None) is not None:
+        return {}
+    return {"context_columns": names}
 
 
 def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x",

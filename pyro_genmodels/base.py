@@ -38,7 +38,8 @@ from ._context import set_context_moments
 from ._rng import apart, check_seed, seeded, serialized
 from . import _columns
 from ._moments import column_moments
-from ._validation import as_data, check_device, check_method, column_names, positive_int
+from ._validation import (as_data, check_device, check_method, column_names, condition_names,
+                          positive_int)
 from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
 from .infer import distributed, optimizers, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout
@@ -282,6 +283,11 @@ class GenerativeModel(PyroModule):
         ``nn.Module`` networks (which :meth:`Fit.save` stores as weights only)."""
         raise NotImplementedError
 
+    @classmethod
+    def saved_config(cls, config: Dict[str, Any], modules: Any) -> Dict[str, Any]:
+        """A saved :meth:`get_config` (``modules``: its user networks) as this version takes it."""
+        return config
+
     # ------------------------------------------------------------------ helpers
     @property
     def _factory(self) -> Dict[str, Any]:
@@ -458,10 +464,7 @@ class GenerativeModel(PyroModule):
                                       progress)
         if names is not None and x.dim() == 2 and len(names) == x.shape[1]:
             fit.info["columns"] = names
-        c_names = column_names(given_c)  # checked by log_prob, sample, ... as x's are
-        if c_names is not None and c is not None and c.dim() == 2 and \
-                len(c_names) == c.shape[1]:
-            fit.info["context_columns"] = c_names
+        fit.info.update(condition_names(self, given_c, c))
         return fit
 
     def _fit_with(self, engine: Engine, work: "GenerativeModel", fit_data: Data, opts: Any,

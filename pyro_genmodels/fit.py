@@ -505,7 +505,8 @@ class Fit:
                                         dtype=self.model._anchor.dtype)
 
     def _as_context(self, c: Any, num_rows: int) -> Optional[torch.Tensor]:
-        check_column_names(c, self.info.get("context_columns"), "c", "context_columns")
+        if hasattr(c, "columns"):  # a frame of conditions (a Series is one row, or labels)
+            check_column_names(c, self.info.get("context_columns"), "c", "context_columns")
         return self.model.validate_context(c, num_rows, device=self._device,
                                            dtype=self.model._anchor.dtype)
 

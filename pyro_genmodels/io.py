@@ -315,7 +315,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
     except Exception as e:  # a foreign parser on checked but untrusted bytes
         raise LoadError(f"{tensor_file} is not a valid safetensors file: {e}") from None
     _check_finite(tensors, tensor_file)
-    config = dict(meta["config"])
+    config = cls.saved_config(dict(meta["config"]), set(meta.get("code", {})))
     for key in meta["config_tensors"]:
         config[key] = tensors[f"config/{key}"]
     code = meta.get("code", {})

@@ -219,8 +219,8 @@ def test_whole_number_float_labels_are_labels():
 
 def test_transformer_only_options_are_refused_with_a_gru():
     """``num_heads=3`` with the GRU was taken silently (``attention_window`` was refused);
-    both are refused when given, and the defaults work for both networks. A GRU still
-    takes ``num_heads=4``, which every GRU fit saved before records."""
+    both are refused when given, and the defaults work for both networks. A GRU takes
+    ``num_heads=4``, the default its config records."""
     with pytest.raises(ValueError, match=r"^num_heads applies to network='transformer', got "
                                          r"network='gru' with num_heads=3: leave num_heads "
                                          r"out for a GRU$"):
@@ -239,6 +239,23 @@ def test_transformer_only_options_are_refused_with_a_gru():
     with pytest.raises(ValueError, match="Expected num_heads to divide hidden_size, but got "
                                          "hidden_size=6, num_heads=4"):
         AutoregressiveModel(network="transformer", hidden_size=6)
+
+
+def test_a_gru_fit_saved_with_an_unused_num_heads_still_loads(tmp_path):
+    """Before ``num_heads`` with a GRU was refused, a GRU fit saved it as given (the
+    contract cases used ``num_heads=2``): such a save loads, and draws what it drew."""
+    import json
+
+    fit = AutoregressiveModel(embedding_dim=8, hidden_size=16).fit(
+        WORDS, method="mle", num_steps=5, seed=0, progress=False)
+    fit.save(tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "fit.json").read_text())
+    assert meta["config"]["num_heads"] == 4
+    meta["config"]["num_heads"] = 2  # as the older version saved num_heads=2
+    (tmp_path / "run" / "fit.json").write_text(json.dumps(meta))
+    again = pgm.load(tmp_path / "run")
+    assert again.model.num_heads == 4
+    assert again.sample(5, seed=0) == fit.sample(5, seed=0)
 
 
 @pytest.mark.parametrize("network", NETWORKS)

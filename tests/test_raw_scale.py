@@ -16,6 +16,7 @@ same affine image.
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_wine
@@ -442,6 +443,17 @@ def test_a_conditions_frame_is_read_only_with_the_training_columns_in_their_orde
         assert again.sample(3, c=c.iloc[:3], seed=0).shape == (3, 2)
         assert torch.equal(again.sample(3, c=swapped.to_numpy()[:3], seed=0),
                            again.sample(3, c=swapped.to_numpy()[:3], seed=0))
+        # one row (a Series, as df.iloc[i] gives) is the condition of every draw
+        assert torch.equal(again.sample(3, c=c.iloc[0], seed=0),
+                           again.sample(3, c=c.iloc[[0, 0, 0]], seed=0))
+    # class labels are not columns: a VAE fitted on one-hot frames takes a labels Series
+    labels = pd.Series(load_wine().target, name="cultivar")
+    vae = pgm.VAE(2, 1, hidden=(4,), likelihood="gaussian", num_classes=3).fit(
+        x, c=pd.get_dummies(labels, dtype=float), method="mle", seed=0, progress=False,
+        num_steps=3)
+    assert "context_columns" not in vae.info
+    assert torch.equal(vae.log_prob(x, c=labels, seed=0),
+                       vae.log_prob(x, c=labels.to_numpy(), seed=0))
 
 
 def _saved(fit, path):

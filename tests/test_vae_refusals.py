@@ -118,6 +118,26 @@ def test_hidden_beside_a_custom_encoder_and_decoder_is_refused():
     assert half.get_config()["hidden"] == [8]
 
 
+def test_a_fit_saved_with_custom_networks_and_an_unused_hidden_still_loads(tmp_path):
+    """Before ``hidden`` beside a custom encoder and decoder was refused, such a fit saved
+    it as given (unused): it loads into the model built as now, with the same weights."""
+    import json
+
+    def nets():
+        with seeded(1):
+            return {"encoder": nn.Linear(4, 4), "decoder": nn.Linear(2, 4)}
+
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    fit = VAE(4, 2, likelihood="gaussian", **nets()).fit(x, method="mle", num_steps=3,
+                                                         seed=0, progress=False)
+    fit.save(tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "fit.json").read_text())
+    meta["config"]["hidden"] = [16]  # as the older version saved hidden=(16,)
+    (tmp_path / "run" / "fit.json").write_text(json.dumps(meta))
+    again = pgm.load(tmp_path / "run", model=VAE(4, 2, likelihood="gaussian", **nets()))
+    assert torch.equal(again.log_prob(x, seed=0), fit.log_prob(x, seed=0))
+
+
 def test_the_default_hidden_is_still_256_and_builds_the_same_networks():
     with seeded(0):
         default = VAE(5, 2)

@@ -523,6 +523,11 @@ class VAE(GenerativeModel):
         out = self.decoder_output(z, c)
         return self.observation_mean(out) if mean else self.observation(out).sample()
 
+    @classmethod
+    def saved_config(cls, config: Dict[str, Any], modules: Any) -> Dict[str, Any]:
+        both = {"encoder", "decoder"} <= set(modules)  # hidden, unused, was saved as given
+        return {**config, "hidden": list(HIDDEN)} if both else config
+
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments; a custom encoder or decoder is the module itself, which
         ``Fit.save`` stores as weights only (``load(path, model=...)`` reads it back)."""

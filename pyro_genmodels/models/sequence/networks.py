@@ -278,7 +278,7 @@ class AutoregressiveModel(SequenceModel):
         if attention_window is not None:
             attention_window = positive_int(attention_window, "attention_window")
         # the Transformer's own options would do nothing with a GRU. A GRU still takes
-        # num_heads=4, the old default: every GRU fit saved before this check records it
+        # num_heads=4, the default that its get_config records (older saves: saved_config)
         for key, value, unused in (("num_heads", heads, (None, _HEADS)),
                                    ("attention_window", attention_window, (None,))):
             if self.network != "transformer" and value not in unused:
@@ -365,6 +365,11 @@ class AutoregressiveModel(SequenceModel):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self._weights())
+
+    @classmethod
+    def saved_config(cls, config: Dict[str, Any], modules: Any) -> Dict[str, Any]:
+        gru = config.get("network", "gru") == "gru"  # saved its unused num_heads as given
+        return {**config, "num_heads": _HEADS} if gru else config
 
     def get_config(self) -> Dict[str, Any]:
         return {"network": self.network, "embedding_dim": self.embedding_dim,

@@ -20,7 +20,7 @@ import torch
 
 from ..._moments import exact_dtype
 from ..._rng import seeded
-from ..._validation import check_bool, check_column_names, positive_float, positive_int
+from ..._validation import check_bool, positive_float, positive_int
 from ...base import Fit
 from ...fit import fits_in_memory
 
@@ -285,7 +285,6 @@ class SequenceFit(Fit):
         return torch.distributions.Categorical(logits=lp.T).sample()
 
     def _as_context(self, c, num_rows):
-        check_column_names(c, self.info.get("context_columns"), "c", "context_columns")
         return self.model.validate_context(c, num_rows, device=self._device)
 
     def _as_input(self, x):

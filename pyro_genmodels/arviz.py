@@ -5,12 +5,14 @@ Groups:
 
 * ``posterior``: the global sites and derived quantities, dims ``(chain, draw, ...)``.
   Point fits (``mle``/``map``) have one chain of one draw, and ``attrs["point_estimate"]``
-  names the method, so nobody mistakes it for a posterior.
+  names the method, so nobody mistakes it for a posterior; the network families have
+  no global sites (their weights stay in the fit), so no ``posterior``.
 * ``log_likelihood``: ``x`` = ``log p(x_i | phi_s)`` per training point (posterior fits),
   which is what ``az.loo`` / ``az.waic`` / ``az.compare`` read.
 * ``posterior_predictive``: one replicate of the training set per draw (posterior fits).
-* ``sample_stats``: MCMC per-draw ``diverging``, ``step_size``, ``lp``.
-* ``observed_data``: the training data ``x``.
+* ``sample_stats``: MCMC per-draw ``diverging`` (bool), ``acceptance_rate``,
+  ``step_size``, ``lp``, ``energy`` and ``n_steps`` (leapfrog steps, an integer).
+* ``observed_data``: the training data ``x`` (every fit that keeps it).
 * ``optimization``: the loss trace ``loss`` over ``step`` (optimized fits).
 
 The InferenceData's own ``attrs`` name the library, method, model and seed; a fit
@@ -136,11 +138,14 @@ def to_inference_data(fit, *, posterior_predictive: bool = True,
             size = chains * draws * fit.data.numel()
             if posterior_predictive and size <= max_predictive_size:
                 with torch.no_grad(), seeded(seed):
-                    rep, observed = model.replicate_given(flat, fit.data)
-                sampled["posterior_predictive"] = {site: rep.reshape(
-                    (chains, draws) + rep.shape[1:]).cpu().numpy()}
-        if fit.sample_stats:
-            sampled["sample_stats"] = _np(fit.sample_stats)
+                    rep, wide = model.replicate_given(flat, fit.data)
+                if rep.numel() <= max_predictive_size:  # a sequence's replicates: wider
+                    observed = wide
+                    sampled["posterior_predictive"] = {site: rep.reshape(
+                        (chains, draws) + rep.shape[1:]).cpu().numpy()}
+        if fit.sample_stats:  # a count of leapfrog steps is an integer, as ArviZ's are
+            sampled["sample_stats"] = _np({k: v.long() if k == "n_steps" else v
+                                           for k, v in fit.sample_stats.items()})
     plain = {} if observed is None else {"observed_data": {site: observed.cpu().numpy()}}
     shapes = {k: v.shape[2:] for g in sampled.values() for k, v in g.items()}
     shapes.update({k: v.shape for g in plain.values() for k, v in g.items()})
@@ -215,8 +220,9 @@ def loo_log_weights(idata, var_name: str = "x"):
 
 def chain_summary(fit: Any) -> str:
     """One line on an MCMC fit's chains, as ``pyro-genmodels fit`` prints it: the largest
-    R-hat and smallest bulk ESS over every scalar of the posterior (ArviZ's
-    rank-normalized ones; a constant scalar's NaN left out) and the divergences."""
+    R-hat and smallest bulk ESS over every scalar of the posterior's sites (ArviZ's
+    rank-normalized ones; a constant scalar's NaN left out; derived quantities, which
+    ``az.summary`` shows too, left out) and the divergences."""
     import arviz as az
 
     chains, draws = next(iter(fit.posterior.values())).shape[:2]
@@ -233,7 +239,7 @@ def chain_summary(fit: Any) -> str:
         parts.append(f"min bulk ESS {ess.min():.0f}")
     if divergent is not None:
         parts.append(f"{int(divergent.sum())} divergent transitions")
-    return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()) for all)"
+    return "posterior: " + ", ".join(parts) + " (az.summary(pgm.load(run).to_arviz()): each, derived ones too)"
 
 
 def arviz_warnings(who: str, run: Callable[[], Any]) -> Any:

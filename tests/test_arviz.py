@@ -188,6 +188,25 @@ def test_sequence_replicates_and_observed_rows_have_one_width():
     assert list(probs.coords["context"].values) == ["a", "b", "c", "<start>"]
     ax = az.plot_ppc(idata, num_pp_samples=5)
     assert ax is not None
+    # max_predictive_size bounds what the group holds: the replicates, wider than the
+    # data, held 4.7 times it (a bound checked on the training rows only)
+    held = rep.size
+    assert held > fit.num_draws * fit.data.numel()
+    small = fit.to_arviz(max_predictive_size=held - 1)
+    assert "posterior_predictive" not in small.groups()
+    np.testing.assert_array_equal(small.observed_data["x"].values, fit.data.numpy())
+    assert fit.to_arviz(max_predictive_size=held).posterior_predictive["x"].size == held
+
+
+def test_leapfrog_counts_are_integers_as_arvizs_own(fits):
+    """``n_steps`` counts leapfrog steps: ArviZ's converters store it as an integer; it was
+    float32 for every sampler."""
+    x, f = fits
+    stats = f["nuts"].to_arviz().sample_stats
+    assert np.issubdtype(stats["n_steps"].dtype, np.integer)
+    np.testing.assert_array_equal(stats["n_steps"].values,
+                                  f["nuts"].sample_stats["n_steps"].numpy())
+    assert (stats["n_steps"].values >= 1).all()
 
 
 def test_dimensions_that_do_not_fit_the_values_are_a_clear_error(fits, monkeypatch):

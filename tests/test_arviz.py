@@ -207,6 +207,8 @@ def test_leapfrog_counts_are_integers_as_arvizs_own(fits):
     np.testing.assert_array_equal(stats["n_steps"].values,
                                   f["nuts"].sample_stats["n_steps"].numpy())
     assert (stats["n_steps"].values >= 1).all()
+    # the fit says its divergences, as the fused samplers' fits do (Pyro's did not)
+    assert f["nuts"].info["num_divergences"] == int(stats["diverging"].values.sum())
 
 
 def test_dimensions_that_do_not_fit_the_values_are_a_clear_error(fits, monkeypatch):

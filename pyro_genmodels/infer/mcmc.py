@@ -258,7 +258,8 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
     chains = [done[i] for i in sorted(done)]
     posterior = {k: torch.stack([r[0][k] for r in chains]) for k in model.global_sites}
     sample_stats = {k: torch.stack([r[1][k] for r in chains]) for k in POSTERIOR_STATS}
-    info = {"acceptance_rate": [r[2] for r in chains], "num_warmup": warmup_steps}
+    info = {"acceptance_rate": [r[2] for r in chains], "num_warmup": warmup_steps,
+            "num_divergences": int(sample_stats["diverging"].sum())}  # as the fused samplers'
     if group is not None:
         info["distributed"] = group.info()
     return {"posterior": posterior, "sample_stats": sample_stats, "interrupted": interrupted,

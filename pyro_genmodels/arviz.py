@@ -13,6 +13,9 @@ Groups:
 * ``sample_stats``: MCMC per-draw ``diverging`` (bool), ``acceptance_rate``,
   ``step_size``, ``lp``, ``energy`` and ``n_steps`` (leapfrog steps, an integer).
 * ``observed_data``: the training data ``x`` (every fit that keeps it).
+* ``constant_data``: a conditional fit's conditions ``c`` as the fit keeps them,
+  ``(row, condition)`` labelled with a DataFrame's column names (a sequence model's class
+  labels: ``(row,)``), ArviZ's group for covariates.
 * ``optimization``: the loss trace ``loss`` over ``step`` (optimized fits).
 
 The InferenceData's own ``attrs`` name the library, method, model and seed; a fit
@@ -48,7 +51,8 @@ def _np(d: Dict[str, torch.Tensor]) -> Dict[str, np.ndarray]:
 def _coords(fit, dims: Dict[str, Tuple[str, ...]], shapes: Dict[str, Tuple[int, ...]]
             ) -> Dict[str, Any]:
     """Labels of the named dimensions: the family's, the column names the fit recorded
-    (if there are as many as columns), and positions for the rest."""
+    (if there are as many as columns), the conditions' column names (``condition``), and
+    positions for the rest."""
     labels: Dict[str, Any] = dict(fit.model.arviz_coords())
     columns = fit.info.get("columns")
     sizes: Dict[str, int] = {}
@@ -56,7 +60,8 @@ def _coords(fit, dims: Dict[str, Tuple[str, ...]], shapes: Dict[str, Tuple[int, 
         for dim, size in zip(dims.get(name, ()), shape):
             sizes[dim] = size
     for dim, size in sizes.items():
-        given = columns if dim in ("column", "column_bis") else labels.get(dim)
+        given = (columns if dim in ("column", "column_bis") else
+                 fit.info.get("context_columns") if dim == "condition" else labels.get(dim))
         labels[dim] = list(given) if given is not None and len(given) == size else np.arange(size)
     return labels
 
@@ -147,6 +152,10 @@ def to_inference_data(fit, *, posterior_predictive: bool = True,
             sampled["sample_stats"] = _np({k: v.long() if k == "n_steps" else v
                                            for k, v in fit.sample_stats.items()})
     plain = {} if observed is None else {"observed_data": {site: observed.cpu().numpy()}}
+    if observed is not None and fit.context is not None:  # covariates, as ArviZ keeps them
+        plain["constant_data"] = {"c": fit.context.cpu().numpy()}
+        if fit.context.dim() <= 2:
+            dims["c"] = ("row", "condition")[:fit.context.dim()]
     shapes = {k: v.shape[2:] for g in sampled.values() for k, v in g.items()}
     shapes.update({k: v.shape for g in plain.values() for k, v in g.items()})
     coords = _coords(fit, dims, shapes)

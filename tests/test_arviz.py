@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import pyro_genmodels as pgm
+from tests.cases import CASES
 
 matplotlib.use("Agg")
 
@@ -258,3 +259,37 @@ def test_the_posterior_predictive_is_reproducible_and_leaves_the_callers_rng(tmp
     assert not other.equals(first) and other["x"].shape == first["x"].shape
     with pytest.raises(ValueError, match="seed"):
         fit.to_arviz(seed=-1)
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.make_data(0).c is not None])
+def test_a_conditional_fits_conditions_are_its_constant_data(name, tmp_path):
+    """A conditional fit's ``c`` is ArviZ's ``constant_data`` (its group for covariates),
+    row for row beside ``observed_data``, also after save and load: the InferenceData alone
+    held the rows without what they were conditioned on."""
+    case = CASES[name]
+    d = case.make_data(0)
+    method = next(iter(case.fast_options))
+    fit = case.make_model().fit(d.x, method=method, seed=0, progress=False, **d.kw,
+                                **case.fast_options[method])
+    fit.save(tmp_path / "fit")
+    for idata in (fit.to_arviz(), pgm.load(tmp_path / "fit").to_arviz()):
+        c = idata.constant_data["c"]
+        # (row, condition), or (row,) for the class labels of a sequence model
+        assert c.dims == ("row", "condition")[:fit.context.dim()]
+        assert np.array_equal(c.values, fit.context.numpy())
+        assert c.sizes["row"] == idata.observed_data["x"].sizes["row"] == len(fit.data)
+
+
+def test_a_dataframes_condition_names_label_the_constant_data_and_plain_fits_have_none():
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    x, c = frame[["alcohol", "malic_acid"]], frame[["ash", "magnesium", "proline"]]
+    fit = pgm.Flow(2, context_dim=3, hidden=(8,)).fit(x, c=c, method="mle", seed=0,
+                                                      progress=False, num_steps=3)
+    idata = fit.to_arviz()
+    assert list(idata.constant_data["c"].coords["condition"].values) == list(c.columns)
+    assert np.allclose(idata.constant_data["c"].values, c.to_numpy(), rtol=1e-6)
+    plain = pgm.Flow(2, hidden=(8,)).fit(x, method="mle", seed=0, progress=False,
+                                         num_steps=3).to_arviz()
+    assert "constant_data" not in plain.groups()

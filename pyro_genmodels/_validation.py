@@ -123,14 +123,38 @@ def condition_names(model: Any, given: Any, c: Optional[torch.Tensor]) -> Dict[s
     return {"context_columns": names}
 
 
+def recorded_names(model: Any, names: Optional[List[str]], x: torch.Tensor, given_c: Any,
+                   c: Optional[torch.Tensor]) -> Dict[str, List[str]]:
+    """The names a fit records in ``fit.info``: ``columns``, those of the data (``names``,
+    a DataFrame's) where they are ``x``'s columns, and ``context_columns``
+    (:func:`condition_names`)."""
+    known = {"columns": names} if names and x.dim() == 2 and len(names) == x.shape[1] else {}
+    return {**known, **condition_names(model, given_c, c)}
+
+
+def check_heldout_names(validation: Any, known: Dict[str, List[str]], conditional: bool
+                        ) -> None:
+    """Refuse held-out DataFrames, ``validation=x_val`` or ``(x_val, c_val)``, whose columns
+    are not the training ones (``known``: :func:`recorded_names`) in their order, as
+    ``log_prob`` refuses them (:func:`check_column_names`): the held-out loss, and the
+    early stopping on it, would read other quantities."""
+    if validation is None or isinstance(validation, float):
+        return
+    pair = conditional and isinstance(validation, tuple) and len(validation) == 2
+    x_val, c_val = validation if pair else (validation, None)
+    check_column_names(x_val, known.get("columns"), "x_val" if pair else "validation",
+                       training="x.columns")
+    check_column_names(c_val, known.get("context_columns"), "c_val", training="c.columns")
+
+
 def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x",
-                       key: str = "columns") -> None:
+                       key: str = "columns", training: Optional[str] = None) -> None:
     """Refuse a DataFrame whose column names are not ``expected`` (the training columns,
     ``fit.info[key]``: ``"columns"`` for the data ``x``, ``"context_columns"`` for the
-    conditions ``c``) in that order: a density reads columns by position, so a reordered
-    frame would be scored as other quantities (raw wine with two columns swapped:
-    -450,762 per row instead of -10.47, silently). Nothing to check without names on
-    either side."""
+    conditions ``c``; ``training`` says where else to find them) in that order: a density
+    reads columns by position, so a reordered frame would be scored as other quantities
+    (raw wine with two columns swapped: -450,762 per row instead of -10.47, silently).
+    Nothing to check without names on either side."""
     given = column_names(data)
     if given is None or expected is None or given == list(expected):
         return
@@ -142,7 +166,7 @@ def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x"
     if not missing and not extra:
         raise ValueError(f"{name}'s columns are the training columns in another order: "
                          f"expected {list(expected)}, got {given}. Select them in the "
-                         f"training order: {name}[fit.info[{key!r}]]")
+                         f"training order: {name}[{training or f'fit.info[{key!r}]'}]")
     raise ValueError(f"{name}'s columns are not the training columns: missing {missing}, "
                      f"unexpected {extra} (expected {list(expected)})")
 

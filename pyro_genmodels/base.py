@@ -38,8 +38,8 @@ from ._context import set_context_moments
 from ._rng import apart, check_seed, seeded, serialized
 from . import _columns
 from ._moments import column_moments
-from ._validation import (as_data, check_device, check_method, column_names, condition_names,
-                          positive_int)
+from ._validation import (as_data, check_device, check_heldout_names, check_method,
+                          column_names, positive_int, recorded_names)
 from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
 from .infer import distributed, optimizers, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout
@@ -450,6 +450,8 @@ class GenerativeModel(PyroModule):
         model, x, c = self.prepare_data(data, c, device=device, **data_kw)
         x, c = _unshared(x, data), _unshared(c, given_c)  # the fit keeps x: its own copy
         names = column_names(data)  # a DataFrame's: ArviZ's coordinates, the CLI's header
+        known = recorded_names(self, names, x, given_c, c)  # held-out frames must match
+        check_heldout_names(getattr(opts, "validation", None), known, self.is_conditional)
         with _columns.named(names):  # the checks' messages name the columns
             if not isinstance(getattr(opts, "validation", None), float):  # else after split
                 model.check_data_for(method, x)
@@ -462,9 +464,7 @@ class GenerativeModel(PyroModule):
                 set_context_moments(work, fit_data.c)
                 fit = model._fit_with(engine, work, fit_data, opts, method, used_seed,
                                       progress)
-        if names is not None and x.dim() == 2 and len(names) == x.shape[1]:
-            fit.info["columns"] = names
-        fit.info.update(condition_names(self, given_c, c))
+        fit.info.update(known)
         return fit
 
     def _fit_with(self, engine: Engine, work: "GenerativeModel", fit_data: Data, opts: Any,

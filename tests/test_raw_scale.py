@@ -459,3 +459,42 @@ def test_a_conditions_frame_is_read_only_with_the_training_columns_in_their_orde
 def _saved(fit, path):
     fit.save(path)
     return path
+
+
+def test_held_out_frames_are_read_only_with_the_training_columns_in_their_order():
+    """``validation=`` frames are columns read by position too: held-out rows, or their
+    conditions, in another order were taken silently (a Flow's held-out loss on swapped
+    wine columns: 163.7 per row, and early stopping chose by it). They are refused as
+    ``log_prob`` refuses them, before any step; arrays and matching frames are taken."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    x, c = frame[["alcohol", "malic_acid", "ash"]], frame[["proline", "magnesium"]]
+    flow = pgm.Flow(3, num_transforms=1, hidden=(8,))
+    kw = dict(method="mle", seed=0, progress=False, num_steps=2)
+    steps = []
+    with pytest.raises(ValueError, match=r"^validation's columns are the training columns in "
+                                         r"another order: expected \['alcohol', 'malic_acid', "
+                                         r"'ash'\], got \['ash', 'alcohol', 'malic_acid'\]\. "
+                                         r"Select them in the training order: "
+                                         r"validation\[x\.columns\]$"):
+        flow.fit(x[:140], validation=x[140:][["ash", "alcohol", "malic_acid"]],
+                 callback=lambda *a: steps.append(a), **kw)
+    with pytest.raises(ValueError, match=r"^validation's columns are not the training "
+                                         r"columns: missing \['ash'\], unexpected \['hue'\]"):
+        flow.fit(x[:140], validation=frame[["alcohol", "malic_acid", "hue"]][140:], **kw)
+    assert steps == []
+    for held in (x[140:], x[140:].to_numpy()):
+        assert flow.fit(x[:140], validation=held, **kw).info["heldout_losses"]
+    cflow = pgm.Flow(3, context_dim=2, num_transforms=1, hidden=(8,))
+    with pytest.raises(ValueError, match=r"^c_val's columns are the training columns in "
+                                         r"another order: .* Select them in the training "
+                                         r"order: c_val\[c\.columns\]$"):
+        cflow.fit(x[:140], c=c[:140], validation=(x[140:], c[140:][["magnesium", "proline"]]),
+                  **kw)
+    with pytest.raises(ValueError, match=r"^x_val's columns are the training columns in "
+                                         r"another order"):
+        cflow.fit(x[:140], c=c[:140], validation=(x[140:][["ash", "alcohol", "malic_acid"]],
+                                                  c[140:]), **kw)
+    assert cflow.fit(x[:140], c=c[:140], validation=(x[140:], c[140:]),
+                     **kw).info["heldout_losses"]

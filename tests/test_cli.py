@@ -683,7 +683,7 @@ def test_an_mcmc_fit_says_how_its_chains_mixed_and_warnings_are_one_line(tmp_pat
     fit = pgm.load(tmp_path / "run")
     assert f"{int(fit.sample_stats['diverging'].sum())} divergent" in line
     assert err.startswith("warning: Gaussian's prior (prior_scale=10, in the data's units) "
-                          "moves the nuts fit of column(s) [1]")
+                          "moves the nuts fit of column(s) [0, 1] (a, b)")
     assert "cli.py" not in err
 
 

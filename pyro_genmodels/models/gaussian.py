@@ -220,7 +220,7 @@ class Gaussian(GenerativeModel):
         judged against the data's own rounding (``correlation_spectrum`` in ``_checks.py``)."""
         if method != "mle":
             warn_if_prior_is_strong(x, self.prior_scale, "Gaussian", method,
-                                    scales=not self.known_covariance)
+                                    scales=not self.known_covariance, covariance=self.covariance)
         if self.known_covariance:
             return
         n = x.shape[0]

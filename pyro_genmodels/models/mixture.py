@@ -522,7 +522,8 @@ class GaussianMixture(GenerativeModel):
                 f"collapse onto it and the log joint has no maximum. Drop the redundant "
                 f"columns, use covariance_type='diag', or use method='mle', whose EM "
                 f"regularizes the covariances with reg_covar.{precision_said(x)}")
-        warn_if_prior_is_strong(x, self.prior_scale, "GaussianMixture", method)
+        warn_if_prior_is_strong(x, self.prior_scale, "GaussianMixture", method,
+                                coupled=self.covariance_type == "full")
 
     def param_units(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Every component's location in column sds (``map``, ``vi``); the scales,

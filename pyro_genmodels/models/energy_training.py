@@ -93,12 +93,26 @@ NUM_EVAL_CANDIDATES, EVAL_TOP = 8, 0.5
 SELECTION_MAX_STEPS = 800
 #: per objective, the defaults of the options left at ``None`` (measured on
 #: ``eight_gaussians``; see docs/energy.md)
-OBJECTIVE_DEFAULTS = {
+OBJECTIVE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "multilevel_score_matching": {"num_steps": 16000, "lr": 1e-3, "validation": 0.1,
                                   "ema": 0.999},
     "contrastive": {"num_steps": 4000, "lr": 3e-3, "validation": None, "ema": None},
     "score_matching": {"num_steps": 2000, "lr": 3e-3, "validation": None, "ema": None},
 }
+#: per objective, the options of :class:`EnergyOptions` beyond the loop's that it reads;
+#: each of :data:`OBJECTIVE_OPTIONS` that it does not read must be left at its default
+#: (``None`` for ``validation`` and ``ema``), or the fit is refused before any work
+OBJECTIVE_READS = {
+    "multilevel_score_matching": ("validation", "ema"),
+    "contrastive": ("buffer_size", "reinit_fraction", "mcmc_steps", "mcmc_step_size",
+                    "target_accept", "energy_reg"),
+    "score_matching": ("validation", "noise_scale"),
+}
+#: the options that only some objectives read
+OBJECTIVE_OPTIONS = tuple(dict.fromkeys(n for names in OBJECTIVE_READS.values() for n in names))
+#: why an objective cannot read an option, where there is more to say than that it does not
+_WHY_UNREAD = {("contrastive", "validation"): "validation= needs a held-out loss, and "
+               "contrastive divergence has none (its log Z moves every step)"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -117,14 +131,20 @@ class EnergyOptions(LoopOptions):
             multilevel objective 0.1 of the rows held out (they choose sigma_0) and an
             ``ema`` (decay of the weights' moving average that the fit keeps) of 0.999;
             for the others neither. ``None`` turns either off.
-        buffer_size: points in the persistent replay buffer (contrastive).
+        buffer_size: points in the persistent replay buffer.
         reinit_fraction: share of the buffer points drawn afresh from noise each step.
         mcmc_steps, mcmc_step_size: MALA transitions per training step and their initial
-            step size, in standardized units (contrastive).
-        target_accept: the acceptance the chains' step size adapts to (contrastive).
-        energy_reg: alpha of the energy-magnitude penalty (contrastive).
-        noise_scale: sd of the denoising noise, standardized units (score matching).
+            step size, in standardized units.
+        target_accept: the acceptance the chains' step size adapts to.
+        energy_reg: alpha of the energy-magnitude penalty.
+        noise_scale: sd of the denoising noise, standardized units.
 
+    Which objective reads which (:data:`OBJECTIVE_READS`): ``validation`` and ``ema`` the
+    multilevel objective; ``buffer_size``, ``reinit_fraction``, ``mcmc_steps``,
+    ``mcmc_step_size``, ``target_accept`` and ``energy_reg`` contrastive divergence;
+    ``validation`` and ``noise_scale`` score matching. An option that the objective does
+    not read, set to anything but its default (``None`` for ``validation`` and ``ema``),
+    is a ``ValueError``: the fit would ignore it and still record it in ``fit.options``.
     ``validation`` needs a held-out loss: the DSM loss for the score-matching
     objectives; contrastive divergence has none (log Z moves every step).
     """
@@ -165,10 +185,40 @@ class EnergyOptions(LoopOptions):
             raise ValueError(f"Expected 0 <= reinit_fraction <= 1, but got "
                              f"{self.reinit_fraction!r}")
         nonnegative_float(self.energy_reg, "energy_reg")
-        if self.validation is not None and self.objective == "contrastive":
-            raise ValueError("validation= needs a held-out loss, and contrastive divergence "
-                             "has none (its log Z moves every step): use a score-matching "
-                             "objective, whose held-out DSM loss is one")
+        self._refuse_unread()
+
+    def _refuse_unread(self) -> None:
+        """Refuse the options of :data:`OBJECTIVE_OPTIONS` that this objective does not
+        read and that are not at their defaults: the objective's (``validation`` and
+        ``ema``, resolved from ``"auto"``: ``None`` where it reads neither), else the
+        field's. A default is indistinguishable from an option left out (and is what a
+        fit without it records), so passing one explicitly is accepted."""
+        reads, defaults = OBJECTIVE_READS[self.objective], OBJECTIVE_DEFAULTS[self.objective]
+        fields = {f.name: f.default for f in dataclasses.fields(self)}
+        unread = []
+        for name in OBJECTIVE_OPTIONS:
+            value, default = getattr(self, name), defaults.get(name, fields[name])
+            if name not in reads and (value is not None if default is None
+                                      else float(value) != float(default)):
+                unread.append(name)
+        if not unread:
+            return
+        groups: Dict[str, List[str]] = {}  # reader objectives -> the options they read
+        for n in unread:
+            v = getattr(self, n)
+            by = " or ".join(repr(o) for o, names in OBJECTIVE_READS.items() if n in names)
+            groups.setdefault(by, []).append(f"{n}=<held-out data>" if n == "validation"
+                                             and not isinstance(v, float) else f"{n}={v!r}")
+        got = " and ".join(f"{', '.join(g)} (read by objective={by})"
+                           for by, g in groups.items())
+        why = "".join(f"; {_WHY_UNREAD[self.objective, n]}" for n in unread
+                      if (self.objective, n) in _WHY_UNREAD)
+        them = "it" if len(unread) == 1 else "them"
+        raise ValueError(
+            f"objective={self.objective!r} reads, beside the loop's options, only "
+            f"{', '.join(reads)}, but got {got}: the fit would ignore {them} and still "
+            f"record {them} in fit.options{why}. Leave {them} out (or at the default), or "
+            f"fit with an objective that reads {them}")
 
 
 def _mala_chains(model: EnergyModel, u: torch.Tensor, steps: int, eps: float,
@@ -472,4 +522,5 @@ class EnergyEngine(Engine):
 
 
 __all__ = ["ContrastiveLoss", "EnergyEngine", "EnergyOptions", "MultilevelLoss", "OBJECTIVES",
-           "OBJECTIVE_DEFAULTS", "ScoreMatchingLoss", "choose_eval_level"]
+           "OBJECTIVE_DEFAULTS", "OBJECTIVE_OPTIONS", "OBJECTIVE_READS", "ScoreMatchingLoss",
+           "choose_eval_level"]

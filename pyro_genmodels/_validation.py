@@ -477,3 +477,21 @@ def check_method(method: Any, methods: Iterable[str], model_name: str) -> str:
         raise ValueError(
             f"Unknown method {method!r} for {model_name}; expected one of {list(methods)}")
     return method
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+def differences(saved: Any, now: Any, at: str = "") -> List[Tuple[str, Tuple[Any, Any]]]:
+    """The leaves in which two nested dicts (a checkpoint's fingerprint and a fit's, or
+    two ranks') differ, named by their dotted paths (so a
+    changed option is ``options.lr``, not the whole options); a key one lacks is
+    ``<missing>`` there (an option a later version added, say)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        missing = _Missing()
+        return [d for k in sorted(set(saved) | set(now), key=str)
+                for d in differences(saved.get(k, missing), now.get(k, missing),
+                                      f"{at}{k}.")]
+    return [] if saved == now else [(at[:-1], (saved, now))]

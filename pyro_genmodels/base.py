@@ -429,9 +429,10 @@ class GenerativeModel(PyroModule):
         device = self._anchor.device if device is None else check_device(device)
         if options.get("distributed") and "distributed" not in engine.option_names():
             raise ValueError(
-                f"{type(self).__name__}'s method {method!r} ({type(engine).__name__}) "
-                f"cannot run distributed: it is not a gradient or MCMC engine. Fit it "
-                f"without distributed=True (every rank would compute the same result)")
+                f"{type(self).__name__}'s method {method!r} cannot run distributed: only the "
+                f"methods that train on minibatches, and nuts and hmc (their chains spread "
+                f"over the ranks), do; closed forms, EM and chees (its chains one batched "
+                f"computation) run in one process. Fit it without distributed=True")
         streamed = streaming.is_stream(data)
         if streamed and "batch_size" not in options and streaming.loader_batch_size(data):
             options["batch_size"] = streaming.loader_batch_size(data)

@@ -151,6 +151,21 @@ def oracle(out: Results, outdir: Path, rank: int) -> None:
         out.facts["seed_mismatch"] = str(e)
     else:
         out.facts["seed_mismatch"] = None
+    # and so are other options (lr: the ranks would mix two objectives)
+    try:
+        oracle_fit("gaussian-64", distributed=True, num_steps=2, lr=[0.01, 0.1][rank])
+    except ValueError as e:
+        out.facts["options_mismatch"] = str(e)
+
+
+def uneven(out: Results, outdir: Path, rank: int) -> None:
+    """3 NUTS chains on 2 ranks: rank 1's one chain ends a chain's time before rank 0's
+    two, longer than the group's timeout the test sets."""
+    x = pgm.datasets.correlated_gaussian(60, dim=2, seed=1)[0].double()
+    fit = pgm.Gaussian(2).fit(x, method="nuts", seed=5, progress=False, num_samples=400,
+                              warmup_steps=400, num_chains=3, distributed=True)
+    out.add_fit("nuts", fit)
+    out.facts["chains"] = int(fit.posterior["loc"].shape[0])
 
 
 def families(out: Results, outdir: Path, rank: int) -> None:
@@ -192,7 +207,8 @@ def cuda(out: Results, outdir: Path, rank: int) -> None:
     out.add_fit("nuts", mcmc_fit(distributed=True, device="cuda"))
 
 
-SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume, cuda)}
+SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume, cuda,
+                                     uneven)}
 
 
 def gloo_io_policies() -> List[int]:

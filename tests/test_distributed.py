@@ -160,6 +160,10 @@ def test_two_processes_reach_the_one_process_fit(tmp_path, monkeypatch):
     assert ranks[0][0]["seed_none"] == ranks[1][0]["seed_none"]
     for facts, _ in ranks:
         assert "needs the same seed on every rank" in str(facts["seed_mismatch"])
+        # another lr on rank 1 was taken, and the ranks ended with different fits
+        assert facts["options_mismatch"] == (
+            "distributed=True needs the same model, method, options and training data on "
+            "every rank; rank 1 differs from rank 0 in options.lr 0.01 vs 0.1")
 
     # the group the fits started is destroyed and freed at exit, also after
     # torch._dynamo was imported: left up, its gloo threads race the interpreter's
@@ -204,16 +208,23 @@ def test_every_gradient_family_ends_alike_on_every_rank(tmp_path):
 def test_engines_that_are_not_a_loop_or_mcmc_refuse_distributed():
     """Closed forms and EM would compute the same result on every rank: refused, before
     any group is needed (this process has none)."""
-    refused = 0
+    refused, said = 0, []
     for case in CASES.values():
         model, data = case.make_model(), case.make_data(0)
         for method in case.fast_options:
             if "distributed" in type(model).engine(method).option_names():
                 continue
-            with pytest.raises(ValueError, match="cannot run distributed"):
+            with pytest.raises(ValueError, match="cannot run distributed") as e:
                 model.fit(data.x, method=method, distributed=True, progress=False, **data.kw)
             refused += 1
+            said.append(str(e.value))
     assert refused >= 2  # GaussianMixture's EM and the n-gram's closed form at least
+    # chees is MCMC too: the message said "not a gradient or MCMC engine" and named
+    # internal classes (ChEESEngine, Relabeled)
+    assert not [m for m in said if "Engine" in m or "Relabeled" in m or "MCMC engine" in m]
+    chees = [m for m in said if "'chees'" in m]
+    assert chees and all("chees (its chains one batched computation) run in one process"
+                         in m for m in chees)
 
 
 @pytest.mark.parametrize("method", ["map", "nuts"])
@@ -331,6 +342,23 @@ def test_a_rank_that_raises_stops_the_run_promptly(tmp_path):
         assert "resume" in error["message"]
     else:
         assert re.search(r"rank\s*: 0 .*\n\s*exitcode\s*: -15", done.output), done.output[-6000:]
+
+
+@pytest.mark.slow  # a torchrun launch of 2 processes with 3 NUTS chains: about 20 s
+def test_a_rank_done_with_its_chains_first_waits_for_the_others(tmp_path):
+    """Rank 1 finishes its one chain a chain's time before rank 0 its two: with a group
+    timeout of 2 s the gathering of the chains failed there, and every draw was lost
+    (at the default 300 s, any chains that long); it now waits while rank 0 draws."""
+    one = time.monotonic()
+    x = pgm.datasets.correlated_gaussian(60, dim=2, seed=1)[0].double()
+    pgm.Gaussian(2).fit(x, method="nuts", seed=5, progress=False, num_samples=400,
+                        warmup_steps=400, num_chains=1)
+    chain = time.monotonic() - one
+    assert chain > 3, chain  # so rank 1 waits past the timeout below
+    results = run_ok("uneven", tmp_path, PYRO_GENMODELS_DIST_TIMEOUT="2")
+    for facts, tensors in results:
+        assert facts["chains"] == 3
+    assert_same(of_run(results[1][1], "nuts"), of_run(results[0][1], "nuts"), "rank 1")
 
 
 @pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores

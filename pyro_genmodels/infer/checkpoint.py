@@ -39,6 +39,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 
 from .._file_checks import _found, check_header, parse_json
+from .._validation import differences
 from .checkpoint_checks import Checker
 
 FILE = "checkpoint.safetensors"
@@ -264,23 +265,6 @@ def resume_seed(directory, seed: Optional[int]) -> int:
     return int(state["seed"])
 
 
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-def _differences(saved: Any, now: Any, at: str = "") -> List[Tuple[str, Tuple[Any, Any]]]:
-    """The leaves in which two fingerprints differ, named by their dotted paths (so a
-    changed option is ``options.lr``, not the whole options); a key one lacks is
-    ``<missing>`` there (an option a later version added, say)."""
-    if isinstance(saved, dict) and isinstance(now, dict):
-        missing = _Missing()
-        return [d for k in sorted(set(saved) | set(now), key=str)
-                for d in _differences(saved.get(k, missing), now.get(k, missing),
-                                      f"{at}{k}.")]
-    return [] if saved == now else [(at[:-1], (saved, now))]
-
-
 def check_fit(state: Dict[str, Any], directory, *, fingerprint: Dict[str, Any], seed: int,
               num_steps: int, heldout: bool) -> None:
     """What a resume checks before it builds anything: the seed, the fingerprint (model,
@@ -298,7 +282,7 @@ def check_fit(state: Dict[str, Any], directory, *, fingerprint: Dict[str, Any], 
                "options.num_steps": " (a fit resumes to the num_steps it started with: "
                                     "its learning-rate schedule spans them)"}
         said = "; ".join(f"{k} {a!r} vs {b!r}{why.get(k, '')}"
-                         for k, (a, b) in _differences(saved, now))
+                         for k, (a, b) in differences(saved, now))
         raise ValueError(f"The checkpoint in {where} is of another fit (saved vs now: "
                          f"{said}); resume with the same model, data, method and options")
     if state["step"] > num_steps:

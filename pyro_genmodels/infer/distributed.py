@@ -71,17 +71,21 @@ initialized is the user's to destroy.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import datetime
+import itertools
 import math
 import os
 import sys
+import threading
+import time
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .._validation import first_line
+from .._validation import differences, first_line
 
 TIMEOUT_ENV = "PYRO_GENMODELS_DIST_TIMEOUT"
 GLOO_IO_ENV = "PYRO_GENMODELS_GLOO_IO"  # "idle" (the default) or "normal"
@@ -133,6 +137,19 @@ def current() -> Optional[Group]:
     return Group(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
 
 
+def timeout_seconds() -> float:
+    """How long a rank waits for the others: ``PYRO_GENMODELS_DIST_TIMEOUT`` seconds
+    (default 300; an empty variable means unset, as in the shell's ``VAR= cmd``)."""
+    timeout = os.environ.get(TIMEOUT_ENV) or "300"
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{TIMEOUT_ENV}={timeout!r}: expected a number of seconds > 0")
+    return seconds
+
+
 def setup(device: torch.device) -> Group:
     """The process group of a ``distributed=True`` fit: the user's, or one started here
     from ``torchrun``'s environment (``gloo`` for CPU tensors, ``nccl`` for CUDA)."""
@@ -144,14 +161,7 @@ def setup(device: torch.device) -> Group:
                 "(e.g. torchrun --nproc_per_node=2 script.py) or call "
                 "torch.distributed.init_process_group() before fit")
         backend = "nccl" if device.type == "cuda" else "gloo"
-        # (an empty variable means unset, as in the shell's VAR= cmd)
-        timeout = os.environ.get(TIMEOUT_ENV) or "300"
-        try:
-            seconds = float(timeout)
-        except ValueError:
-            seconds = math.nan
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise ValueError(f"{TIMEOUT_ENV}={timeout!r}: expected a number of seconds > 0")
+        seconds = timeout_seconds()
         io = os.environ.get(GLOO_IO_ENV) or "idle"
         if io not in ("idle", "normal"):
             raise ValueError(f"{GLOO_IO_ENV}={io!r}: expected 'idle' or 'normal'")
@@ -308,16 +318,112 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def _collective(what: str, step: Optional[int], fn):
+#: what a RankFailure tells to do: an optimization resumes, an MCMC run starts again
+_RESUME = ("resume from the last checkpoint (fit(..., checkpoint=DIR) writes one; "
+           "resume=DIR continues it)")
+_AGAIN = "run the fit again (MCMC keeps no checkpoints)"
+
+
+def _collective(what: str, step: Optional[int], fn, then: str = _RESUME):
     try:
         return fn()
+    except RankFailure:  # said already
+        raise
     except RuntimeError as e:  # DistBackendError and gloo's errors are RuntimeErrors
         at = "" if step is None else f" at step {step}"
         raise RankFailure(
             f"The {what}{at} failed: another process of the group stopped, raised or timed "
-            f"out ({type(e).__name__}: {first_line(e)}). Fix the "
-            f"cause and resume from the last checkpoint (fit(..., checkpoint=DIR) writes "
-            f"one; resume=DIR continues it)") from e
+            f"out ({type(e).__name__}: {first_line(e)}). Fix the cause and {then}") from e
+
+
+class UnevenWork:
+    """``with UnevenWork(group, what):`` around work of unequal length on the ranks (MCMC
+    chains) before a collective: on leaving, a rank waits for the others by their
+    progress, not the group's timeout (300 s), which failed a rank done first while the
+    others still drew, losing every draw. Inside, each rank ticks a counter in the
+    group's key-value store once a second (a thread); leaving, it says it is done (or
+    what it raised: the others raise at once) and waits until every rank is done. A rank
+    silent for the timeout (it died) fails the others. Without a store, as before."""
+
+    _runs = itertools.count()  # every rank makes the same sequence of these
+
+    def __init__(self, group: Group, what: str, *, seconds: Optional[float] = None,
+                 every: float = 1.0, store: Any = None) -> None:
+        self.group, self.what, self.every = group, what, every
+        self.seconds = timeout_seconds() if seconds is None else seconds
+        self.prefix = f"pyro_genmodels/{what}/{next(UnevenWork._runs)}"
+        self.store = _default_store() if store is None else store
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def _key(self, kind: str, rank: int) -> str:
+        return f"{self.prefix}/{kind}/{rank}"
+
+    def _tick(self) -> None:
+        key = self._key("ticks", self.group.rank)
+        while not self._stop.is_set():
+            try:
+                self.store.add(key, 1)
+            except Exception:  # the store went away: the waiting side reports it
+                return
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "UnevenWork":
+        if self.store is not None and self.group.world_size > 1:
+            self._thread = threading.Thread(target=self._tick, daemon=True,
+                                            name="pyro_genmodels-progress")
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        rank = self.group.rank
+        if error is not None:  # the others stop at once, saying why
+            with contextlib.suppress(Exception):
+                self.store.set(self._key("failed", rank),
+                               f"{type(error).__name__}: {first_line(error)}")
+            return
+        _collective(f"{self.what} (waiting for the other ranks)", None,
+                    lambda: self._wait(rank), then=_AGAIN)
+
+    def _wait(self, rank: int) -> None:
+        store = self.store
+        store.set(self._key("done", rank), "1")
+        seen = {r: (-1, time.monotonic()) for r in range(self.group.world_size) if r != rank}
+        while seen:
+            now = time.monotonic()
+            for r in list(seen):
+                if store.check([self._key("failed", r)]):
+                    said = store.get(self._key("failed", r)).decode(errors="replace")
+                    raise RankFailure(f"The {self.what} failed: rank {r} raised ({said}). "
+                                      f"Fix the cause and {_AGAIN}")
+                if store.check([self._key("done", r)]):
+                    del seen[r]
+                    continue
+                ticks = store.add(self._key("ticks", r), 0)
+                if ticks != seen[r][0]:
+                    seen[r] = (ticks, now)
+                elif now - seen[r][1] > self.seconds:
+                    raise RankFailure(
+                        f"The {self.what} failed: rank {r} is not done and gave no sign of "
+                        f"life for {self.seconds:g} s ({TIMEOUT_ENV}): it stopped. Fix the "
+                        f"cause and {_AGAIN}")
+            if seen:
+                time.sleep(min(0.1, self.every))
+
+
+def _default_store() -> Any:
+    """The default group's key-value store (torchrun's, or the one ``init_process_group``
+    made), or ``None`` where torch does not give it."""
+    try:
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        return _get_default_store()
+    except Exception:
+        return None
 
 
 def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -391,12 +497,13 @@ def mean_floats(values: Sequence[float], group: Group, what: str,
     return (t / group.world_size).tolist()
 
 
-def gather(obj: Any, group: Group, what: str, step: Optional[int] = None) -> List[Any]:
+def gather(obj: Any, group: Group, what: str, step: Optional[int] = None,
+           then: str = _RESUME) -> List[Any]:
     """Every rank's ``obj``, in rank order, on every rank (``all_gather_object``: the
     objects travel between this run's own processes; nothing is read from a file)."""
     dist = _dist()
     out: List[Any] = [None] * group.world_size
-    _collective(what, step, lambda: dist.all_gather_object(out, obj))
+    _collective(what, step, lambda: dist.all_gather_object(out, obj), then=then)
     return out
 
 
@@ -427,10 +534,14 @@ def agree_seed(seed: Optional[int], group: Group) -> int:
     return int(chosen)
 
 
-def check_same_data(digest: str, num_rows: int, group: Group) -> None:
-    """Every rank must hold the same training rows (each takes its slice of every global
-    batch by index)."""
-    got = gather((digest, int(num_rows)), group, "data check")
-    if any(g != got[0] for g in got):
-        raise ValueError(f"distributed=True needs the same training data on every rank; "
-                         f"(digest, rows) per rank: {got}")
+def check_same_fit(fingerprint: Dict[str, Any], num_rows: int, group: Group) -> None:
+    """Every rank must fit the same model, method, options and rows (the checkpoint's
+    fingerprint): each takes its slice of every global batch by index, and another
+    ``lr`` or ``prior_scale`` would mix two objectives (another ``num_steps`` hung)."""
+    got = gather({**fingerprint, "rows": int(num_rows)}, group, "fit check")
+    for r, theirs in enumerate(got):
+        if theirs != got[0]:
+            said = "; ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in differences(got[0], theirs))
+            raise ValueError(f"distributed=True needs the same model, method, options and "
+                             f"training data on every rank; rank {r} differs from rank 0 in "
+                             f"{said}")

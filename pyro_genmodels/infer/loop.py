@@ -416,7 +416,7 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
                                            "minibatch seed agreement")[0]
         if problem is not None:
             raise ValueError(problem)
-        distributed.check_same_data((fingerprint or {}).get("data", ""), x.shape[0], group)
+        distributed.check_same_fit(fingerprint or {}, x.shape[0], group)
         if not group.main:  # independent local noise on the other ranks
             pyro.set_rng_seed(distributed.rank_seed(seed, group.rank))
     batches = Minibatches(x, c, opts.batch_size, seed=seed, group=group)

@@ -251,9 +251,13 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
                           kwargs={"c": c},
                           dtype=model._anchor.dtype)  # the statistics in the model's precision
 
-    done, interrupted = _chains(one, range(rank, num_chains, world), keep=group is None)
-    if group is not None:
-        for part in distributed.gather(done, group, "gathering of the chains"):
+    if group is None:
+        done, interrupted = _chains(one, range(num_chains))
+    else:  # a rank done first waits for the others by their progress (UnevenWork)
+        with distributed.UnevenWork(group, "chains"):
+            done, interrupted = _chains(one, range(rank, num_chains, world), keep=False)
+        for part in distributed.gather(done, group, "gathering of the chains",
+                                       then="run the fit again (MCMC keeps no checkpoints)"):
             done.update({i: tuple(_to(v, x.device) for v in r) for i, r in part.items()})
     chains = [done[i] for i in sorted(done)]
     posterior = {k: torch.stack([r[0][k] for r in chains]) for k in model.global_sites}

@@ -38,8 +38,8 @@ from ._context import set_context_moments
 from ._rng import apart, check_seed, seeded, serialized
 from . import _columns
 from ._moments import column_moments
-from ._validation import (as_data, check_device, check_heldout_names, check_method,
-                          column_names, positive_int, recorded_names)
+from ._validation import (as_data, check_bool, check_device, check_heldout_names,
+                          check_method, column_names, positive_int, recorded_names)
 from .fit import CHUNK_ELEMENTS, Fit, FitError, json_options
 from .infer import distributed, optimizers, streaming
 from .infer.engines import ENGINES, Data, Engine, split_heldout
@@ -423,7 +423,7 @@ class GenerativeModel(PyroModule):
                 first step; ``err.fit`` keeps the last finite parameters.
         """
         engine = self.engine(method)
-        seed = check_seed(seed)
+        seed, progress = check_seed(seed), check_bool(progress, "progress")  # "no" is truthy
         data_kw = {k: options.pop(k) for k in self.data_options if k in options}
         device = options.pop("device", None)
         device = self._anchor.device if device is None else check_device(device)

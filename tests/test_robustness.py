@@ -220,6 +220,12 @@ def test_progress_bar_can_be_on(capsys):
     assert frames[-1] == "" and frames[-2].strip() == ""  # the bar is cleared
     pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False, num_steps=10, callback=slow)
     assert capsys.readouterr() == ("", "")
+    # a flag is a bool: "no" is truthy, and drew the bar (n-gram's fit too); refused now
+    for model, data in ((pgm.Gaussian(2), x), (pgm.NGram(order=2), ["ab", "ba"])):
+        with pytest.raises(TypeError, match="^Expected progress to be True or False, but "
+                                            "got 'no'$"):
+            model.fit(data, method="map", seed=0, progress="no", num_steps=10)
+    assert capsys.readouterr() == ("", "")
 
 
 def test_a_sample_too_large_for_memory_is_a_value_error_naming_it():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -75,12 +76,22 @@ def run_token_ids(run: str) -> Optional[bool]:
 
 
 def write(path: str, writer: Callable[[Path], Any]) -> None:
-    """``writer(Path(path))`` in a directory made for it; a failure is an ``error:``
-    line."""
+    """``writer`` on a temporary file beside ``path`` (of its suffix), in a directory made
+    for it, then renamed to ``path``: an error or a Ctrl-C leaves no half-written file. A
+    failure is an ``error:`` line."""
     p = Path(path)
+    tmp = p.with_name(f".tmp-{secrets.token_hex(8)}-{p.name}")
     try:
+        existing = next(a for a in p.parents if a.exists())
+        if not existing.is_dir():
+            raise SystemExit(f"error: cannot write {path} ({existing} is a file; expected a "
+                             f"directory)")
         p.parent.mkdir(parents=True, exist_ok=True)
-        writer(p)
+        try:
+            writer(tmp)
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as e:
         raise SystemExit(f"error: cannot write {path} ({e.strerror})") from None
 

@@ -200,7 +200,8 @@ def _read_csv(path: str, text: str) -> Tuple[np.ndarray, Optional[List[str]]]:
                       f"a header)")
         if len(row) != width:
             raise DataFileError(
-                f"{path}, line {line}: found {len(row)} values, expected {width} (as many as "
+                f"{path}, line {line}: found {len(row)} value{'s' * (len(row) != 1)}, expected "
+                f"{width} (as many as "
                 f"{'the header' if header else 'the first row'}, line {first})")
         try:
             values = list(map(float, row))

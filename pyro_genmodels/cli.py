@@ -21,7 +21,9 @@ is one line on stderr, ``error: FILE, line L, column C (NAME): found ..., expect
 status 1, and nothing is written. Warnings are ``warning: ...`` lines on stderr, but for
 torch's own deprecations inside its compiler (``compile=True``), which no user can act on.
 Ctrl-C during ``fit`` saves what the fit has, marked interrupted, and the status is 130
-(the shell's for SIGINT), as it is when the fit had nothing yet to keep.
+(the shell's for SIGINT), as it is when the fit had nothing yet to keep. Ctrl-C in any
+other command is one line on stderr, ``interrupted``, and status 130 too (the file
+``sample`` writes appears whole or not at all).
 
 ``fit --distributed`` trains data-parallel (``distributed=True``) on the workers that
 ``torchrun`` starts::
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 import os
 import sys
 import warnings
@@ -106,6 +109,23 @@ def _check_model_args(cls: type, model: str, kwargs: Dict[str, Any], *,
         others = ", ".join(n for n in names if n not in missing) or "none"
         raise SystemExit(f"error: {model} needs {given} (required; its other arguments: "
                          f"{others})")
+
+
+def _check_flags(args, counts: Dict[str, str]) -> None:
+    """The command's numeric flags, each refused by the name the user typed (the Python
+    API's messages name its parameters): ``counts`` maps the ``args`` attributes that
+    must be positive when given to their flags; ``--seed`` and ``--temperature`` are
+    checked where the command has them."""
+    for name, flag in counts.items():
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"error: {flag} must be a positive integer, got {value}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**32:
+        raise SystemExit(f"error: --seed must be an integer in [0, 2**32 - 1], got {seed}")
+    t = getattr(args, "temperature", None)
+    if t is not None and not (math.isfinite(t) and t > 0):
+        raise SystemExit(f"error: --temperature must be > 0 and finite, got {t}")
 
 
 #: rows of the training data that the summary after a streamed fit scores
@@ -186,6 +206,7 @@ def _fit(args, rank: int) -> int:
     from .fit import out_of_memory
     from .infer.distributed import RankFailure
 
+    _check_flags(args, {})
     try:
         cls = get_model_class(args.model)
     except ValueError as e:
@@ -303,9 +324,10 @@ def _cmd_sample(args) -> int:
     from .fit import out_of_memory
     from .io import load
 
+    _check_flags(args, {"n": "-n", "top_k": "--top-k", "max_length": "--max-length"})
     try:
         fit = load(args.run)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # OSError: e.g. a directory others may not read
         raise SystemExit(f"error: {e}")
     if fit.model.is_conditional:
         raise SystemExit(f"error: {args.run!r} holds a conditional {type(fit.model).__name__}, "
@@ -359,10 +381,11 @@ def _cmd_sample(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run
 
+    _check_flags(args, {"jobs": "--jobs"})
     files.output_dir(args.out)
     try:
         index = run(args.out, quick=args.quick, progress=not args.quiet, jobs=args.jobs)
-    except ValueError as e:  # refused before anything ran (a bad --jobs)
+    except ValueError as e:  # refused before anything ran
         raise SystemExit(f"error: {e}") from None
     print(f"report written to {index}")
     return 0
@@ -388,7 +411,7 @@ def _cmd_report(args) -> int:
     files.output_dir(args.out)
     try:
         index = from_runs(args.runs, args.out, heldout=heldout)
-    except (FileNotFoundError, TypeError, ValueError) as e:
+    except (OSError, TypeError, ValueError) as e:  # OSError: e.g. a run others may not read
         raise SystemExit(f"error: {e}")
     print(f"report written to {index}")
     return 0
@@ -396,7 +419,7 @@ def _cmd_report(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``pyro-genmodels`` argument parser: one subcommand per command (``demo``,
-    ``list``, ``fit``, ``sample``, ``score``, ...)."""
+    ``report``, ``list``, ``fit``, ``sample``)."""
     from ._version import __version__
 
     p = argparse.ArgumentParser(prog="pyro-genmodels",
@@ -484,6 +507,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             warnings.showwarning = _show_warning
             warnings.filterwarnings("ignore", _TORCH_OWN, FutureWarning)
             return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C outside a fit (which keeps what it has): no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
     except SystemExit as e:
         if isinstance(e.code, str):
             raise SystemExit(_one_line(e.code)) from None

@@ -105,10 +105,9 @@ def save(fit: Fit, path: Union[str, os.PathLike]) -> None:
     for group in _GROUPS:
         for key, value in (getattr(fit, group) or {}).items():
             tensors[f"{group}/{key}"] = value
-    if fit.data is not None:
-        tensors["data"] = fit.data
-    if fit.context is not None:
-        tensors["context"] = fit.context
+    for key in ("data", "context"):
+        if getattr(fit, key) is not None:
+            tensors[key] = getattr(fit, key)
     for key in tensors:
         if key not in ("data", "context") and not plain(key.split("/", 1)[1]):
             raise ValueError(f"Cannot save tensor {key!r}: names must not contain path "
@@ -181,15 +180,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write(path: Path, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
-    """The atomic protocol of the module docstring."""
+    """The atomic protocol of the module docstring; both files get open()'s mode."""
     tmp = path / f".tensors-{secrets.token_hex(8)}.tmp"
     try:
         save_file(tensors, str(tmp))
-        fd = os.open(tmp, os.O_RDWR)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         meta["tensors_sha256"] = digest = sha256(tmp)
         pending = path / f"tensors-{digest}.safetensors"
         os.replace(tmp, pending)
@@ -202,6 +198,7 @@ def _write(path: Path, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -
             f.write(json.dumps(meta, indent=1).encode())
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(pending, stat.S_IMODE(os.stat(tmp).st_mode))  # not save_file's 0600
         os.replace(tmp, path / META)  # the commit: from here on, the new fit is read
     finally:
         tmp.unlink(missing_ok=True)
@@ -282,6 +279,8 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
         raise LoadError(f"{meta_file} has {size} bytes, expected at most {MAX_META_BYTES}")
     try:
         meta = parse_json(meta_file.read_bytes())
+    except OSError as e:  # e.g. another user's file, not readable by others
+        raise LoadError(f"{meta_file} cannot be read: {e.strerror}") from None
     except ValueError as e:
         raise LoadError(f"{meta_file} is not valid JSON: {e}") from None
     try:
@@ -303,6 +302,8 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
                             model=cls.__name__, points=[m for m, e in engines.items()
                                                         if isinstance(e, PointEngine)],
                             draws=[m for m, e in engines.items() if isinstance(e, draws)])
+    except OSError as e:  # e.g. another user's file, not readable by others
+        raise LoadError(f"{tensor_file} cannot be read: {e.strerror}") from None
     except ValueError as e:
         raise LoadError(str(e)) from None
     digest = meta.get("tensors_sha256")

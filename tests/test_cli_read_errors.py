@@ -94,6 +94,8 @@ def test_a_ragged_row_names_its_line_and_the_expected_count():
         "error: x.csv, line 3: found 2 values, expected 3 (as many as the header, line 1)"
     assert _fit_error("y.csv", "\n1,2,3\n4,5,6,7\n") == \
         "error: y.csv, line 3: found 4 values, expected 3 (as many as the first row, line 2)"
+    assert _fit_error("z.csv", "a,b\n1,2\n3\n") == \
+        "error: z.csv, line 3: found 1 value, expected 2 (as many as the header, line 1)"
 
 
 def test_an_empty_file_and_a_header_only_file():
@@ -227,7 +229,7 @@ def test_sample_errors_write_nothing():
     import os
 
     for args, msg in [(["-n", "0", "--out", "s.csv"],
-                       "error: Expected n to be a positive integer, but got 0"),
+                       "error: -n must be a positive integer, got 0"),
                       (["-n", "3", "--out", "new/s.txt"],
                        "error: --out must end in .csv or .npy, got 'new/s.txt'")]:
         with pytest.raises(SystemExit) as e:

@@ -142,7 +142,7 @@ def test_a_piece_gives_the_same_numbers_in_a_worker_as_in_this_process(monkeypat
 def test_a_bad_jobs_from_the_command_line_is_one_line_of_error(tmp_path):
     from pyro_genmodels import cli
 
-    with pytest.raises(SystemExit, match=r"^error: jobs must be a positive int .*got 0$"):
+    with pytest.raises(SystemExit, match=r"^error: --jobs must be a positive integer, got 0$"):
         cli.main(["demo", "--jobs", "0", "--out", str(tmp_path / "d")])
     assert not (tmp_path / "d").exists()
 

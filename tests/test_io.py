@@ -184,3 +184,44 @@ def test_numpy_number_options_are_recorded_and_saved_as_the_numbers_they_are(tmp
     assert fit.options["num_steps"] == 10 and type(fit.options["num_steps"]) is int
     fit.save(tmp_path / "fit")
     assert pgm.load(tmp_path / "fit").options == fit.options
+
+
+def test_both_saved_files_get_the_mode_open_gives_under_the_umask(tmp_path):
+    """safetensors' ``save_file`` makes its files 0600: in a shared runs/ directory the
+    others could read fit.json (0644 under umask 022) but not the tensors, and ``load``
+    died with a raw PermissionError. Both files get what a plain ``open`` gives."""
+    fit, _ = _fit("map")
+    for mask in (0o022, 0o027, 0o002):
+        old = os.umask(mask)
+        try:
+            fit.save(tmp_path / str(mask))
+        finally:
+            os.umask(old)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / str(mask)).iterdir()}
+        assert modes == {"fit.json": 0o666 & ~mask, "tensors.safetensors": 0o666 & ~mask}
+
+
+@pytest.mark.parametrize("name", ["fit.json", "tensors.safetensors"])
+def test_an_unreadable_file_is_a_load_error_naming_it_and_the_reason(tmp_path, monkeypatch,
+                                                                       name):
+    """Another user's file that this one may not read (root reads anything, so the
+    refusal is the operating system's, made here by ``open``): a LoadError that names
+    the file and the reason, which the command line prints as one ``error:`` line."""
+    import builtins
+    import io
+
+    fit, _ = _fit("map")
+    fit.save(tmp_path / "run")
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if os.path.basename(os.fspath(file)) == name:
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.setattr(io, "open", refusing_open)
+    with pytest.raises(pgm.LoadError) as e:
+        pgm.load(tmp_path / "run")
+    file = (tmp_path / "run" / name).resolve()
+    assert str(e.value) == f"{file} cannot be read: Permission denied"

@@ -178,7 +178,10 @@ def _cmd_fit(args) -> int:
             raise SystemExit(f"error: --bind-cores: {e}") from None
     rank, ours = _launch_rank(), distributed.current() is None
     try:
-        code = _fit(args, rank=rank)
+        with warnings.catch_warnings():
+            if rank != 0:  # rank 0 says them: every rank fits the same data alike
+                warnings.simplefilter("ignore")
+            code = _fit(args, rank=rank)
     except SystemExit as e:
         # rank 0 prints the error; so does the first worker of every other node (its
         # workers may have met an error of their own, e.g. a data file missing there),

@@ -475,14 +475,16 @@ def test_python_m_pyro_genmodels_runs_the_command(tmp_path):
 
 
 def test_distributed_fit_under_torchrun_saves_once_and_prints_once(tmp_path, capsys):
-    """Two workers on one machine: rank 0 writes the one run directory and prints; the
-    fit equals the one-process fit of the same global minibatches (no per-row noise in a
-    Gaussian's MAP objective), to rounding."""
+    """Two workers on one machine: rank 0 writes the one run directory and prints, and
+    says the warnings (each rank said them); the fit equals the one-process fit of the
+    same global minibatches (no per-row noise in a Gaussian's MAP objective), to
+    rounding."""
     import torch
 
     import pyro_genmodels as pgm
 
-    x = np.random.default_rng(0).normal(size=(200, 2)) * [1.0, 2.0] + [3.0, -1.0]
+    # (a column of mean 700, sd 50: the prior N(0, 10^2) moves its MAP: the fit warns)
+    x = np.random.default_rng(0).normal(size=(200, 2)) * [50.0, 2.0] + [700.0, -1.0]
     np.savetxt(tmp_path / "x.csv", x, delimiter=",")
     args = ["fit", "gaussian", "--data", "x.csv", "--method", "map", "--option",
             "num_steps=50", "--option", "batch_size=40", "--quiet"]
@@ -500,7 +502,8 @@ def test_distributed_fit_under_torchrun_saves_once_and_prints_once(tmp_path, cap
     lines = proc.stdout.splitlines()
     assert sum("saved to RUN" in line for line in lines) == 1, proc.stdout
     assert sum(line.startswith("mean log p(x)") for line in lines) == 1, proc.stdout
-    assert len(lines) == 2 and "error" not in proc.stderr, proc.stdout + proc.stderr
+    assert len(lines) == 2 and "error:" not in proc.stderr, proc.stdout + proc.stderr
+    assert proc.stderr.count("warning: Gaussian's prior (prior_scale=10") == 1, proc.stderr
     fit = pgm.load(tmp_path / "RUN")
     assert fit.info["distributed"]["world_size"] == 2 and fit.method == "map"
 

@@ -156,6 +156,13 @@ def oracle(out: Results, outdir: Path, rank: int) -> None:
         oracle_fit("gaussian-64", distributed=True, num_steps=2, lr=[0.01, 0.1][rank])
     except ValueError as e:
         out.facts["options_mismatch"] = str(e)
+    try:  # MCMC too: chains of two posteriors were mixed, 3 where 2 were asked for
+        x = pgm.datasets.correlated_gaussian(60, dim=2, seed=1)[0].double()
+        pgm.Gaussian(2, prior_scale=[10.0, 1.0][rank]).fit(
+            x, method="nuts", seed=5, progress=False, num_samples=10, warmup_steps=10,
+            num_chains=[2, 4][rank], distributed=True)
+    except ValueError as e:
+        out.facts["mcmc_mismatch"] = str(e)
 
 
 def uneven(out: Results, outdir: Path, rank: int) -> None:

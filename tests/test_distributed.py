@@ -164,6 +164,9 @@ def test_two_processes_reach_the_one_process_fit(tmp_path, monkeypatch):
         assert facts["options_mismatch"] == (
             "distributed=True needs the same model, method, options and training data on "
             "every rank; rank 1 differs from rank 0 in options.lr 0.01 vs 0.1")
+        assert facts["mcmc_mismatch"].endswith(
+            "rank 1 differs from rank 0 in config.prior_scale 10.0 vs 1.0; "
+            "options.num_chains 2 vs 4")
 
     # the group the fits started is destroyed and freed at exit, also after
     # torch._dynamo was imported: left up, its gloo threads race the interpreter's

@@ -530,3 +530,26 @@ def test_the_prior_warning_names_the_columns_whose_map_the_prior_moves():
     assert (moved[:4] > 4).all() and moved[4] < 0.5, moved
     said = [str(w.message) for w in seen if "prior_scale=10" in str(w.message)]
     assert len(said) == 1 and "column(s) [0, 1, 2, 3] by more than" in said[0], said
+
+
+def test_the_prior_warning_also_judges_each_column_where_the_covariance_is_fitted():
+    """Two columns of mean 3e5, sd 1 and correlation -0.999: judged jointly with their
+    sample covariance the prior moves them by less than a standard error, but the map
+    fits the covariance too, and moved them by 451 se after 2000 steps (the per-column
+    shift flags them). The suggested prior_scale, of the largest column's size, silences
+    the warning (it was taken from the named columns only, and could be smaller than the
+    prior given)."""
+    import warnings
+
+    z = torch.randn(200, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pair = -0.999 * z[:, 1] + (1 - 0.999 ** 2) ** 0.5 * z[:, 2]
+    x = torch.stack([0.05 * z[:, 0], 3e5 + z[:, 1], 3e5 + pair], 1)
+    with pytest.warns(UserWarning, match=r"column\(s\) \[1, 2\] by more than a standard error "
+                                         r"\(the columns' \|mean\| or sd reaches 3e\+05\).* "
+                                         r"prior_scale=1e\+07\)") as record:
+        pgm.Gaussian(3).fit(x, method="map", num_steps=2, progress=False, seed=0)
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pgm.Gaussian(3, prior_scale=1e7).fit(x, method="map", num_steps=2, progress=False,
+                                             seed=0)

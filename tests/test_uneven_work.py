@@ -18,9 +18,8 @@ def ranks(store, work, seconds=1.0):
     out, start = {}, time.monotonic()
 
     def rank(r):
-        w = UnevenWork(Group(r, len(work), "gloo"), "chains", seconds=seconds, every=0.1,
-                       store=store)
-        w.prefix = "test"  # both threads' records (processes count their runs alike)
+        w = UnevenWork(Group(r, len(work), "gloo"), "chains", "test", seconds=seconds,
+                       every=0.1, store=store)  # one key: the fit's, alike on every rank
         try:
             with w:
                 work[r](r)
@@ -65,8 +64,8 @@ def test_a_rank_that_raises_stops_the_others_at_once_saying_why(store):
 def test_a_rank_that_stops_without_a_word_fails_the_others_after_the_timeout(store):
     """A rank that died ticks no more: the others fail once it has been silent for the
     timeout (here rank 1 never starts, as a process killed before its chains)."""
-    w = UnevenWork(Group(0, 2, "gloo"), "chains", seconds=1.0, every=0.1, store=store)
-    w.prefix = "silent"
+    w = UnevenWork(Group(0, 2, "gloo"), "chains", "silent", seconds=1.0, every=0.1,
+                   store=store)
     start = time.monotonic()
     with pytest.raises(RankFailure, match=r"^The chains failed: rank 1 is not done and gave "
                                           r"no sign of life for 1 s \(PYRO_GENMODELS_DIST_"

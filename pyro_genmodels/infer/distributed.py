@@ -74,12 +74,12 @@ import atexit
 import contextlib
 import dataclasses
 import datetime
-import itertools
 import math
 import os
 import sys
 import threading
 import time
+import uuid
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -345,13 +345,11 @@ class UnevenWork:
     what it raised: the others raise at once) and waits until every rank is done. A rank
     silent for the timeout (it died) fails the others. Without a store, as before."""
 
-    _runs = itertools.count()  # every rank makes the same sequence of these
-
-    def __init__(self, group: Group, what: str, *, seconds: Optional[float] = None,
+    def __init__(self, group: Group, what: str, key: str, *, seconds: Optional[float] = None,
                  every: float = 1.0, store: Any = None) -> None:
         self.group, self.what, self.every = group, what, every
         self.seconds = timeout_seconds() if seconds is None else seconds
-        self.prefix = f"pyro_genmodels/{what}/{next(UnevenWork._runs)}"
+        self.prefix = f"pyro_genmodels/{what}/{key}"  # key: the fit's, alike on every rank
         self.store = _default_store() if store is None else store
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -534,14 +532,18 @@ def agree_seed(seed: Optional[int], group: Group) -> int:
     return int(chosen)
 
 
-def check_same_fit(fingerprint: Dict[str, Any], num_rows: int, group: Group) -> None:
+def check_same_fit(fingerprint: Dict[str, Any], num_rows: int, group: Group) -> str:
     """Every rank must fit the same model, method, options and rows (the checkpoint's
-    fingerprint): each takes its slice of every global batch by index, and another
-    ``lr`` or ``prior_scale`` would mix two objectives (another ``num_steps`` hung)."""
-    got = gather({**fingerprint, "rows": int(num_rows)}, group, "fit check")
+    fingerprint): each takes its slice of every global batch (or its chains) by index,
+    and another ``lr`` or ``prior_scale`` would mix two objectives (another
+    ``num_steps`` hung). Returns rank 0's name for this fit, the same on every rank."""
+    both = gather(({**fingerprint, "rows": int(num_rows)}, uuid.uuid4().hex), group,
+                  "fit check")
+    got, name = [g for g, _ in both], both[0][1]
     for r, theirs in enumerate(got):
         if theirs != got[0]:
             said = "; ".join(f"{k} {a!r} vs {b!r}" for k, (a, b) in differences(got[0], theirs))
             raise ValueError(f"distributed=True needs the same model, method, options and "
                              f"training data on every rank; rank {r} differs from rank 0 in "
                              f"{said}")
+    return name

@@ -182,8 +182,7 @@ def fingerprint(model: GenerativeModel, method: str, data: Data, opts: Any) -> D
     for t in (data.x, data.c, data.x_val, data.c_val):
         if t is not None:
             digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    skip = {"callback", "checkpoint", "checkpoint_every", "resume", "validation",
-            "distributed"}
+    skip = {"callback", "checkpoint", "checkpoint_every", "resume", "validation", "distributed"}
     options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
                if f.name not in skip}
     return {"model": model.registry_name, "config": plain(model.get_config()),
@@ -484,8 +483,9 @@ class MCMCEngine(Engine):
         if getattr(opts, "sampler", "pyro") == "fused":
             return FitResult(**sample_posterior_fused(model, data.x, data.c, sampler="nuts",
                                                       opts=opts, progress=progress))
-        return FitResult(**sample_posterior(model, data.x, data.c, kernel=self.kernel,
-                                            opts=opts, progress=progress))
+        return FitResult(**sample_posterior(model, data.x, data.c, kernel=self.kernel, opts=opts,
+                                            progress=progress, fingerprint=fingerprint(
+                                                model, method, data, opts)))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -239,7 +239,8 @@ def _chains(run_one, chains: Iterable[int], *, keep: bool = True
 
 def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
          num_samples: int, warmup_steps: int, num_chains: int, init_jitter: float,
-         progress: bool, group=None) -> Dict[str, Any]:
+         progress: bool, group=None, fingerprint: Optional[Dict[str, Any]] = None
+         ) -> Dict[str, Any]:
     inits = _initial_params(model, x, c, num_chains, init_jitter)
     base = int(torch.randint(2 ** 62, ()))  # the chains' seeds, alike on every rank
     rank, world = (0, 1) if group is None else (group.rank, group.world_size)
@@ -254,7 +255,8 @@ def _run(make_kernel, model: GenerativeModel, x: torch.Tensor, *, c,
     if group is None:
         done, interrupted = _chains(one, range(num_chains))
     else:  # a rank done first waits for the others by their progress (UnevenWork)
-        with distributed.UnevenWork(group, "chains"):
+        name = distributed.check_same_fit(fingerprint or {}, x.shape[0], group)
+        with distributed.UnevenWork(group, "chains", name):
             done, interrupted = _chains(one, range(rank, num_chains, world), keep=False)
         for part in distributed.gather(done, group, "gathering of the chains",
                                        then="run the fit again (MCMC keeps no checkpoints)"):
@@ -326,11 +328,13 @@ def pyro_mcmc(log_density: LogDensity, x0: torch.Tensor, *, kernel: str = "nuts"
 
 
 def sample_posterior(model, x: torch.Tensor, c: Optional[torch.Tensor], *, kernel: str,
-                     opts, progress: bool) -> Dict[str, Any]:
+                     opts, progress: bool, fingerprint: Optional[Dict[str, Any]] = None
+                     ) -> Dict[str, Any]:
     """Posterior draws of ``model``'s phi by ``pyro.infer.MCMC`` with ``NUTS`` (Hoffman &
     Gelman, 2014) or ``HMC`` with a fixed trajectory length (Neal, 2011); ``opts`` is the
     engine's options record (:class:`~pyro_genmodels.infer.engines.NUTSOptions` /
-    :class:`~pyro_genmodels.infer.engines.HMCOptions`)."""
+    :class:`~pyro_genmodels.infer.engines.HMCOptions`); ``fingerprint``: what every rank
+    of a distributed fit must share (``engines.fingerprint``)."""
     common = dict(target_accept_prob=opts.target_accept_prob, full_mass=opts.full_mass,
                   jit_compile=_jit(opts.jit_compile, model), ignore_jit_warnings=True,
                   **_enumeration(model))
@@ -345,4 +349,5 @@ def sample_posterior(model, x: torch.Tensor, c: Optional[torch.Tensor], *, kerne
     group = distributed.current() if getattr(opts, "distributed", False) else None
     return _run(make_kernel, model, x, c=c, num_samples=opts.num_samples,
                 warmup_steps=opts.warmup_steps, num_chains=opts.num_chains,
-                init_jitter=opts.init_jitter, progress=progress, group=group)
+                init_jitter=opts.init_jitter, progress=progress, group=group,
+                fingerprint=fingerprint or {})

@@ -318,7 +318,7 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-#: what a RankFailure tells to do: an optimization resumes, an MCMC run starts again
+#: what a RankFailure advises (an optimization resumes, an MCMC run starts again)
 _RESUME = ("resume from the last checkpoint (fit(..., checkpoint=DIR) writes one; "
            "resume=DIR continues it)")
 _AGAIN = "run the fit again (MCMC keeps no checkpoints)"

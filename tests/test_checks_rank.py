@@ -122,3 +122,36 @@ def test_a_refusal_within_float32s_rounding_says_so_and_an_exact_one_does_not():
     assert precision_said(y) == ""
     with pytest.raises(ValueError, match=r"Drop the redundant columns\.$"):
         pgm.Gaussian(4).fit(y, method="mle")
+
+
+def test_columns_near_float64s_limit_keep_their_spectrum_and_prior_warning():
+    """Values up to 1.3e154 pass the data check (their squares fit in float64), but 50
+    squares summed did not: the correlation came out nan (a mixture's refusal said
+    "smallest eigenvalue nan") and the prior warning raised OverflowError. Both are
+    invariant under a change of units, so they now compute in units of a power of two near
+    the data's peak: exactly the values of the same data 2^-500 times as large."""
+    import warnings
+
+    from pyro_genmodels.models._checks import warn_if_prior_is_strong
+
+    gen = torch.Generator().manual_seed(0)
+    small = torch.rand(50, 3, generator=gen, dtype=torch.float64) * 2 - 1
+    small[:, 2] = small[:, 0] - 0.5 * small[:, 1]  # dependent: refused at any scale
+    big = small * 2.0 ** 511  # about 6.7e153
+    for a, b in zip(correlation_spectrum(small), correlation_spectrum(big)):
+        assert torch.isfinite(b).all() and torch.equal(a, b)
+    assert dependent_columns(big) is not None and rank_of(big[:, :2]) == 2
+
+    def flagged(x, prior_scale):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            warn_if_prior_is_strong(x, prior_scale, "Gaussian", "map")
+        return [str(w.message) for w in seen]
+
+    def columns(said):
+        return [m.split("column(s) ")[1].split("]")[0] + "]" for m in said]
+
+    x = small[:, :2] + torch.tensor([5.0, 0.0], dtype=torch.float64)
+    said = flagged(x * 2.0 ** 511, 0.4 * 2.0 ** 511)  # raised OverflowError
+    assert len(said) == 1 and "prior_scale=1e+156" in said[0], said  # a finite suggestion
+    assert columns(said) == columns(flagged(x, 0.4)) == ["[0]"]

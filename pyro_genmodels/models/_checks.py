@@ -118,15 +118,19 @@ def correlation_spectrum(x: torch.Tensor, block: int = 65536,
         total += rows.sum(0, dtype=torch.float64)
         peak = torch.maximum(peak, rows.abs().amax(0).double())
     mean = total / n
+    # each column in units of a power of two near its peak (exact): the correlation is
+    # the same, and N squares of values up to float64's limit no longer overflow
+    unit = torch.where(peak > 0, torch.exp2(torch.floor(torch.log2(peak))), torch.ones_like(peak))
     gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
     for rows in x.split(block):
-        centred = rows.double() - mean
+        centred = (rows.double() - mean) / unit
         gram += centred.T @ centred
-    sd = (gram.diagonal() / n).sqrt()
+    sd = (gram.diagonal() / n).sqrt()  # in those units
     varies = sd > 0
     sd = torch.where(varies, sd, torch.ones_like(sd))
     eig, vec = torch.linalg.eigh(gram / n / sd / sd.unsqueeze(-1))
-    delta = torch.where(varies, peak / sd, torch.zeros_like(sd)) * (eps or torch.finfo(x.dtype).eps)
+    delta = (torch.where(varies, peak / unit / sd, torch.zeros_like(sd))
+             * (eps or torch.finfo(x.dtype).eps))
     along = vec.abs().T @ delta  # sum_j |a_kj| delta_j, one per eigenvector a_k
     level = (torch.clamp(4 * eig[-1], min=d / 4) * along**2
              + eig[-1] * torch.finfo(torch.float64).eps * d * n**0.5)
@@ -199,15 +203,21 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
     beyond the prior's sd, :math:`|x_j| > s_0`, where the prior, not the row, sets the
     posterior's location and scale."""
     n = x.shape[0]
-    x64 = x.detach().double()
+    # every criterion compares quantities of the data's units: computed in units of a
+    # power of two near the largest |x| (exact), where no square or product overflows
+    peak = float(x.detach().abs().max()) if x.numel() else 0.0
+    unit = 2.0 ** math.floor(math.log2(peak)) if 0 < peak < math.inf else 1.0
+    x64 = x.detach().double() / unit
     mean, var = x64.mean(0), x64.var(0, correction=0)
-    v, s2 = var / n, float(prior_scale) ** 2
-    strong = mean.abs() > float(prior_scale) if n == 1 else torch.zeros_like(mean, dtype=torch.bool)
+    v, s0 = var / n, float(prior_scale) / unit
+    s2 = s0 ** 2
+    strong = mean.abs() > s0 if n == 1 else torch.zeros_like(mean, dtype=torch.bool)
     if n > 1 and coupled:
         cov = (torch.cov(x64.T, correction=0).reshape(x.shape[1], -1) if covariance is None
-               else covariance.detach().double().to(x64.device))
+               else covariance.detach().double().to(x64.device) / unit ** 2)
         eye = torch.eye(x.shape[1], dtype=torch.float64, device=x64.device)
-        shift = torch.linalg.solve(n * eye + cov / s2, cov @ mean) / s2
+        # (N I + S / s0^2)^-1 S m / s0^2 with s0^2 moved in: nothing divides by a small s0
+        shift = torch.linalg.solve(n * s2 * eye + cov, cov @ mean)
         se = (cov.diagonal() / n).sqrt()
         strong = (shift.abs() > se) & (se > 0)  # a constant column: 0, up to rounding
     if n > 1 and (not coupled or covariance is None):  # a fitted covariance moves too
@@ -217,7 +227,7 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
     if not bool(strong.any()):
         return
     # of every column: a large one can drive the named ones without being named itself
-    size = float(torch.maximum(mean.abs(), var.sqrt()).max())
+    size = float(torch.maximum(mean.abs(), var.sqrt()).max()) * unit
     suggest = 10.0 ** math.ceil(math.log10(10 * size))
     how = (f"by more than a standard error (the columns' |mean| or sd reaches {size:.4g})"
            if n > 1

@@ -51,11 +51,11 @@ def is_text_model(cls: type) -> bool:
     return issubclass(cls, SequenceModel)
 
 
-def run_token_ids(run: str) -> Optional[bool]:
-    """Whether the fit saved in ``run`` is of a token-id model (True) or of a text model
-    of strings (False), read from its fit.json without loading the fit; ``None`` for
-    any other model, or a run with no fit.json to read (a missing or damaged run:
-    :func:`pyro_genmodels.load` says what is wrong with it)."""
+def run_kind(run: str) -> Optional[str]:
+    """The data the fit saved in ``run`` reads: ``"ids"`` (a token-id model's sequences),
+    ``"text"`` (a text model's strings) or ``"rows"`` (numeric rows), from its fit.json
+    without loading the fit; ``None`` for a run with no fit.json to read or an unknown
+    model (a missing or damaged run: :func:`pyro_genmodels.load` says what is wrong)."""
     from ._file_checks import parse_json
     from .io import MAX_META_BYTES, META
     from .registry import registry
@@ -69,10 +69,14 @@ def run_token_ids(run: str) -> Optional[bool]:
         return None
     name = meta.get("model") if isinstance(meta, dict) else None
     cls = registry().get(name) if isinstance(name, str) else None
-    config = meta.get("config") if cls is not None else None
-    if cls is None or not is_text_model(cls) or not isinstance(config, dict):
+    if cls is None:
         return None
-    return token_ids(config)
+    if not is_text_model(cls):
+        return "rows"
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        return None
+    return "ids" if token_ids(config) else "text"
 
 
 def write(path: str, writer: Callable[[Path], Any]) -> None:

@@ -397,20 +397,7 @@ def _cmd_demo(args) -> int:
 def _cmd_report(args) -> int:
     from .report import from_runs
 
-    heldout: Any = None
-    if args.heldout is not None:
-        if args.heldout.endswith(".txt"):  # ids for token-id models, as fit reads them
-            ids = {files.run_token_ids(run) for run in args.runs} - {None}
-            if len(ids) > 1:
-                raise SystemExit(f"error: --heldout {args.heldout}: the runs hold token-id "
-                                 f"models (ids) and text models (strings); expected one "
-                                 f"kind, as a .txt file is read one way: report them apart")
-            heldout = files.read_lines(args.heldout, ids == {True})
-        else:  # a header names the columns: each fit checks them against its own
-            import pandas as pd
-
-            rows, names = files.read_table(args.heldout)
-            heldout = rows if names is None else pd.DataFrame(rows, columns=names)
+    heldout = None if args.heldout is None else _read_heldout(args.heldout, args.runs)
     files.output_dir(args.out)
     try:
         index = from_runs(args.runs, args.out, heldout=heldout)
@@ -418,6 +405,38 @@ def _cmd_report(args) -> int:
         raise SystemExit(f"error: {e}")
     print(f"report written to {index}")
     return 0
+
+
+#: what each kind of run (:func:`_cli_files.run_kind`) scores
+_KINDS = {"ids": ("token-id models", "ids"), "text": ("text models", "strings"),
+          "rows": ("models of numeric rows", "a .csv or .npy file")}
+
+
+def _read_heldout(path: str, runs: List[str]) -> Any:
+    """``report --heldout``'s file, read as the runs' fits read their data: token ids or
+    strings from a .txt file, rows from a .csv/.npy (a header names the columns, which
+    each fit checks against its own). Runs of two kinds, or a file of the other kind, are
+    refused here, naming the runs (each fit's own check names its Python argument)."""
+    kinds: Dict[str, List[str]] = {}
+    for run in runs:  # None: no fit to read, which load reports
+        kinds.setdefault(files.run_kind(run) or "", []).append(run)
+    kinds.pop("", None)
+    if len(kinds) > 1:
+        held = " and ".join(f"{_KINDS[k][0]} ({_KINDS[k][1]}: {', '.join(v)})"
+                            for k, v in kinds.items())
+        raise SystemExit(f"error: --heldout {path}: the runs hold {held}; expected one kind, "
+                         f"as a held-out file is read one way: report them apart")
+    kind, suffix = next(iter(kinds), None), Path(path).suffix.lower() or "suffix-less"
+    if (kind == "rows") == (suffix == ".txt") and kind is not None:
+        expected = ".csv or .npy file" if kind == "rows" else ".txt file, a sequence a line"
+        raise SystemExit(f"error: --heldout {path}: the runs hold {_KINDS[kind][0]}, "
+                         f"which score a {expected}; got a {suffix} file")
+    if suffix == ".txt":
+        return files.read_lines(path, kind == "ids")
+    import pandas as pd
+
+    rows, names = files.read_table(path)
+    return rows if names is None else pd.DataFrame(rows, columns=names)
 
 
 def build_parser() -> argparse.ArgumentParser:

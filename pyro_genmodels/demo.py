@@ -503,7 +503,5 @@ def run(out: str | Path = "demo-out", *, quick: bool = False, progress: bool = T
             "log-likelihood with the kind of number it is (on the data of its row): from "
             "<code>capabilities</code> and the fits.</p>"
             + report.table(pd.DataFrame(needs).T.sort_index()))
-    index = out / "index.html"
-    index.write_text(report.page("pyro-genmodels demo", top,
-                                 [parts[name].section for name in order]))
-    return index
+    return report.write_page(out / "index.html", report.page(
+        "pyro-genmodels demo", top, [parts[name].section for name in order]))

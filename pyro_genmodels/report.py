@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import platform
 import re
 from pathlib import Path
@@ -512,8 +513,18 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
     top += ("<h2 id='requirements'>The four requirements, per family</h2>"
             + table(pd.DataFrame(needs).T.sort_index()))
     mark_out(out, "pyro-genmodels report")
-    index = out / "index.html"
-    index.write_text(page("pyro-genmodels report", top, sections))
+    return write_page(out / "index.html", page("pyro-genmodels report", top, sections))
+
+
+def write_page(index: Path, text: str) -> Path:
+    """``text`` written beside ``index`` and renamed over it: a failure or a Ctrl-C while
+    writing leaves the page that was there, not half of the new one."""
+    tmp = index.with_name(f".{index.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, index)
+    finally:
+        tmp.unlink(missing_ok=True)
     return index
 
 

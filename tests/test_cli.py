@@ -130,8 +130,8 @@ def test_report_refuses_a_txt_file_for_token_id_and_text_runs_together(tmp_path)
     ngram(2, vocab="ab").fit(["ab", "b"], method="mle").save(tmp_path / "text")
     (tmp_path / "held.txt").write_text("0 1\n2\n")
     with pytest.raises(SystemExit, match=r"^error: --heldout .*held.txt: the runs hold "
-                                         r"token-id models \(ids\) and text models "
-                                         r"\(strings\); expected one kind"):
+                                         r"token-id models \(ids: .*ids\) and text models "
+                                         r"\(strings: .*text\); expected one kind"):
         cli.main(["report", str(tmp_path / "ids"), str(tmp_path / "text"), "--heldout",
                   str(tmp_path / "held.txt"), "--out", str(tmp_path / "r")])
     assert not (tmp_path / "r").exists()
@@ -139,12 +139,27 @@ def test_report_refuses_a_txt_file_for_token_id_and_text_runs_together(tmp_path)
     with pytest.raises(SystemExit, match=r"^error: .*No saved fit at"):
         cli.main(["report", str(tmp_path / "ids"), str(tmp_path / "missing"), "--heldout",
                   str(tmp_path / "held.txt"), "--out", str(tmp_path / "r")])
+    # a numeric run beside a text one was refused by the Gaussian's own check, in Python's
+    # names ("fits['g'] ... cannot score heldout: x must have a numeric dtype"); a file of
+    # the other kind was refused by the fit's check ("x must be a list of strings")
     x, _ = pgm.datasets.correlated_gaussian(40, dim=2, seed=0)
     pgm.Gaussian(2).fit(x, method="mle", progress=False).save(tmp_path / "g")
-    with pytest.raises(SystemExit, match=r"^error: fits\['g'\] \(Gaussian, 'mle'\) cannot "
-                                         r"score heldout"):
-        cli.main(["report", str(tmp_path / "ids"), str(tmp_path / "g"), "--heldout",
-                  str(tmp_path / "held.txt"), "--out", str(tmp_path / "r")])
+    np.savetxt(tmp_path / "held.csv", x[:5].numpy(), delimiter=",")
+    for runs, held, said in [
+            (["ids", "g"], "held.txt", r"token-id models \(ids: .*ids\) and models of "
+             r"numeric rows \(a .csv or .npy file: .*g\); expected one kind, as a held-out "
+             r"file is read one way: report them apart"),
+            (["g"], "held.txt", r"models of numeric rows, which score a .csv or .npy "
+             r"file; got a .txt file"),
+            (["text"], "held.csv", r"text models, which score a .txt file, a sequence a "
+             r"line; got a .csv file")]:
+        with pytest.raises(SystemExit, match=rf"^error: --heldout .*{held}: the runs hold "
+                                             rf"{said}$"):
+            cli.main(["report", *(str(tmp_path / r) for r in runs), "--heldout",
+                      str(tmp_path / held), "--out", str(tmp_path / "r")])
+        assert not (tmp_path / "r").exists()
+    assert cli.main(["report", str(tmp_path / "g"), "--heldout", str(tmp_path / "held.csv"),
+                     "--out", str(tmp_path / "r")]) == 0
 
 
 def test_a_token_id_file_that_is_not_ids_is_refused_before_anything_is_written(tmp_path):

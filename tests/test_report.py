@@ -160,8 +160,9 @@ def test_report_refuses_what_it_cannot_read(tmp_path):
     pgm.Gaussian(2).fit(x, method="map", seed=0, progress=False,
                         num_steps=5).save(tmp_path / "g")
     (tmp_path / "names.txt").write_text("ab\nba\n")
-    with pytest.raises(SystemExit, match=r"^error: fits\['g'\] \(Gaussian, 'map'\) cannot "
-                                         r"score heldout"):
+    with pytest.raises(SystemExit, match=r"^error: --heldout .*names.txt: the runs hold "
+                                         r"models of numeric rows, which score a .csv or "
+                                         r"\.npy file; got a .txt file$"):
         cli.main(["report", str(tmp_path / "g"), "--heldout", str(tmp_path / "names.txt"),
                   "--out", str(tmp_path / "r")])
     assert not (tmp_path / "r" / "index.html").exists()
@@ -320,3 +321,19 @@ def test_the_pareto_k_warning_names_the_fit_in_one_sentence():
     assert said == ["tiny nuts: Estimated shape parameter of Pareto distribution is greater "
                     "than 0.50 for one or more samples (ArviZ)"]
     assert not [w for w in caught if "You should consider" in str(w.message)]
+
+
+def test_a_page_that_fails_to_be_written_leaves_the_one_that_was_there(tmp_path):
+    """The report's and the demo's index.html were written in place: an error or a Ctrl-C
+    while writing left half a page. Now a temporary file is renamed over it, in UTF-8
+    (the page's charset; the locale's encoding refused a non-ASCII name under C)."""
+    from pyro_genmodels.report import write_page
+
+    index = tmp_path / "index.html"
+    index.write_text("<p>the last report</p>")
+    with pytest.raises(UnicodeEncodeError):
+        write_page(index, "<p>" + "x" * 100_000 + "\ud800</p>")  # unencodable at the end
+    assert index.read_text() == "<p>the last report</p>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]
+    assert write_page(index, "<p>Ω</p>") == index
+    assert index.read_bytes() == "<p>Ω</p>".encode("utf-8")

@@ -36,9 +36,12 @@ def _same(name, a, b):
     return la == lb and torch.equal(sa, sb) and CASES[name].same_samples(da, db)
 
 
+@pytest.mark.cost(40)
+@pytest.mark.slow  # 62 fits twice: about 40 s, a tenth of the default suite's work
 def test_four_threads_give_the_sequential_results_bit_for_bit():
     """Every case x method, 4 threads at a time (a family's methods are neighbours in
-    the list, so a family also runs against itself), equals the sequential run exactly."""
+    the list, so a family also runs against itself), equals the sequential run exactly.
+    The default suite runs fits in threads against one another below."""
     sequential = {pair: _run(*pair) for pair in PAIRS}
     jobs = PAIRS
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -175,6 +175,29 @@ def uneven(out: Results, outdir: Path, rank: int) -> None:
     out.facts["chains"] = int(fit.posterior["loc"].shape[0])
 
 
+def bad_row(out: Results, outdir: Path, rank: int) -> None:
+    """A NaN at row 4302 of 5,000 streamed rows, outside the 2,048-row sample checked
+    before training: a minibatch of a later step draws it into one rank's share. Then
+    the same rows in one full batch: the first step's share of one rank holds it."""
+    from torch.utils.data import TensorDataset
+
+    with seeded(0):
+        x = pgm.datasets.toy("eight_gaussians").sample((5000,)).double()
+    x[4302, 1] = float("nan")
+    kw = dict(method="map", seed=0, batch_size=500, progress=False, lr_decay=1.0,
+              distributed=True)
+    try:
+        pgm.Gaussian(2).fit(TensorDataset(x), num_steps=200, **kw)
+    except pgm.FitError as e:
+        out.facts["error"] = {"type": type(e).__name__, "message": str(e), "step": e.step}
+        out.add_fit("kept", e.fit)
+        out.add_fit("upto", pgm.Gaussian(2).fit(TensorDataset(x), num_steps=e.step, **kw))
+    try:
+        pgm.Gaussian(2).fit(TensorDataset(x), num_steps=5, **dict(kw, batch_size=None))
+    except ValueError as e:
+        out.facts["first"] = {"type": type(e).__name__, "message": str(e)}
+
+
 def families(out: Results, outdir: Path, rank: int) -> None:
     for name, method in optimizing_pairs():
         out.add_fit(f"{name}:{method}", family_fit(name, method, distributed=True))
@@ -215,7 +238,7 @@ def cuda(out: Results, outdir: Path, rank: int) -> None:
 
 
 SCENARIOS = {f.__name__: f for f in (oracle, families, failure, checkpoint, resume, cuda,
-                                     uneven)}
+                                     uneven, bad_row)}
 
 
 def gloo_io_policies() -> List[int]:

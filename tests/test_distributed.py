@@ -364,6 +364,35 @@ def test_a_rank_done_with_its_chains_first_waits_for_the_others(tmp_path):
     assert_same(of_run(results[1][1], "nuts"), of_run(results[0][1], "nuts"), "rank 1")
 
 
+@pytest.mark.cost(15)
+@pytest.mark.slow  # a torchrun launch of 2 processes
+def test_a_bad_streamed_row_ends_every_rank_alike(tmp_path):
+    """A row refused in one rank's share of a minibatch: that rank raised the check's
+    ValueError and lost the steps before; the others stopped with a RankFailure (a peer
+    left their all-reduce) whose advice to resume did not apply. The refusal now travels
+    in the step's all-reduce: every rank ends with the same FitError, naming the row and
+    the rank, whose fit is the same run stopped a step before, on every rank; at the
+    first step, with nothing to keep, every rank raises the same ValueError."""
+    results = run_ok("bad_row", tmp_path, PYRO_GENMODELS_DIST_TIMEOUT="20")
+    (facts0, tensors0), (facts1, tensors1) = results
+    assert facts0["error"] == facts1["error"] and facts0["first"] == facts1["first"]
+    error, first = facts0["error"], facts0["first"]
+    assert error["type"] == "FitError" and error["step"] > 0, error
+    assert re.fullmatch(r"data must be finite: found nan at row 4302, column 1 \(in rank "
+                        r"[01]'s share of the minibatch\) \(in a minibatch of step \d+: the "
+                        r"fit stops there, and err.fit keeps what the steps before it "
+                        r"trained\)", error["message"]), error["message"]
+    assert first["type"] == "ValueError" and re.fullmatch(
+        r"data must be finite: found nan at row 4302, column 1 \(in rank [01]'s share of "
+        r"the minibatch\)", first["message"]), first["message"]
+    for facts, tensors in results:
+        assert facts["kept"]["info"]["stopped"] == "bad_row"
+        assert facts["kept"]["losses"] == facts["upto"]["losses"]
+        assert len(facts["kept"]["losses"]) == error["step"]
+        assert_same(of_run(tensors, "kept"), of_run(tensors, "upto"), "kept vs upto")
+    assert_same(of_run(tensors1, "kept"), of_run(tensors0, "kept"), "rank 1")
+
+
 @pytest.mark.slow  # a torchrun launch of 2 processes: 15-25 s on 2 cores
 def test_a_stopped_run_resumes_bit_for_bit_and_rank_0_alone_writes(tmp_path):
     """A VAE (rank 1 draws codes of its own: its RNG state must come back too)."""

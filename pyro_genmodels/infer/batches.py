@@ -142,7 +142,7 @@ class BadRowError(ValueError):
         self.summary = f"a bad row in a minibatch of step {step} ({cause})"
         super().__init__(f"{cause} (in a minibatch of step {step}: the fit stops there, "
                          f"and err.fit keeps what the steps before it trained)")
-        self.step = step
+        self.step, self.cause = step, cause
 
 
 def next_batches(batches: Minibatches, count: int, step: int, start: int, group: Any
@@ -150,11 +150,49 @@ def next_batches(batches: Minibatches, count: int, step: int, start: int, group:
     """``(the next count minibatches, None)``, or ``([], error)`` where a streamed row
     that its check refuses ends the fit at ``step`` (a :class:`BadRowError`), when
     earlier steps of this run trained. On the run's first step, where there is nothing
-    to keep, and in a process group (where every rank must take the same branch), the
-    check's ``ValueError`` propagates as it is."""
+    to keep, the check's ``ValueError`` propagates as it is; in a process group the
+    error is this rank's alone, which :func:`refused_on_ranks` makes every rank's."""
     try:
         return [batches.next() for _ in range(count)], None
     except ValueError as e:
-        if step == start or group is not None:
+        if step == start and group is None:
             raise
         return [], BadRowError(step, e)
+
+
+class RowRefusedElsewhere(Exception):
+    """Raised by a distributed step (after its all-reduce) on the ranks whose minibatches
+    were fine, when another rank's held a row that its check refused."""
+
+
+def refused_on_ranks(step: int, start: int, group: Any, params: List[torch.Tensor],
+                     mine: Optional[BadRowError]) -> BadRowError:
+    """The error every rank of ``group`` ends with when a rank's share of the minibatches
+    of step ``step`` held a row that its check refused. That rank (``mine``) joins the
+    step's gradient all-reduce (of ``params``, the first update's) with zeros and a flag,
+    where the others learn of it (:class:`RowRefusedElsewhere`); then every rank gathers
+    the refusals and takes the first rank's: its ``ValueError`` is raised on the run's
+    first step (``start``), where nothing trained, else returned as a
+    :class:`BadRowError`, whose fit keeps the steps before (the same on every rank)."""
+    from . import distributed
+
+    if mine is not None:
+        distributed.reduce_step(torch.zeros(()), [None] * len(params), params, 0.0, group,
+                                step, refused=True)
+    said = distributed.gather(None if mine is None else str(mine.cause), group,
+                              "report of a refused row", step)
+    rank, cause = next((r, c) for r, c in enumerate(said) if c is not None)
+    error = ValueError(f"{cause} (in rank {rank}'s share of the minibatch)")
+    if step == start:
+        raise error
+    return BadRowError(step, error)
+
+
+def first_batch(batches: Minibatches) -> Tuple[Optional[Batch], Optional[str]]:
+    """``(the next minibatch without consuming it, None)``, or ``(None, why)`` where a
+    streamed row in it is refused: in a process group, every rank must hear of it (the
+    parameter check's gather carries ``why``) rather than wait for this one."""
+    try:
+        return batches.peek(), None
+    except ValueError as e:
+        return None, str(e)

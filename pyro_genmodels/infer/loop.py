@@ -54,7 +54,8 @@ from tqdm.auto import tqdm
 from .._rng import cuda_devices
 from .._validation import check_bool, first_line, positive_float, store_counts
 from . import distributed
-from .batches import Batch, BadRowError, Minibatches, next_batches
+from .batches import (Batch, BadRowError, Minibatches, RowRefusedElsewhere, first_batch,
+                      next_batches, refused_on_ranks)
 from .heldout import Best
 from .interrupts import script_interrupt
 from .optimizers import build_optimizer, check_optimizer
@@ -330,7 +331,10 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     # gradients on every other player's parameters the loss runs through)
     got: Sequence[Optional[torch.Tensor]] = torch.autograd.grad(loss, params, allow_unused=True)
     if group is not None:  # every rank takes the same branch of the guard below
-        value, got = distributed.reduce_step(loss, got, params, batch.weight, group, step)
+        value, got, refused = distributed.reduce_step(loss, got, params, batch.weight, group,
+                                                      step)
+        if refused:  # another rank's minibatch held a refused row: nothing is applied
+            raise RowRefusedElsewhere
         if not math.isfinite(value):
             return value, _put_back(player, step, value, "loss")
     for p, g in zip(params, got):
@@ -436,12 +440,16 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
                                               seed=fit_seed, num_steps=opts.num_steps)
     elif group is not None:
         for pl in players:  # create Pyro's lazy parameters, then take rank 0's values
-            if callable(pl.parameters):
+            batch, refused = first_batch(batches) if callable(pl.parameters) else (None, None)
+            if batch is not None:
                 with torch.random.fork_rng(devices=cuda_devices()):
-                    pl.loss(batches.peek())
-            shapes = [tuple(p.shape) for p in pl.resolve()]
-            if any(s != shapes for s in distributed.gather(shapes, group,
-                                                           "parameter check")):
+                    pl.loss(batch)
+            shapes = None if refused else [tuple(p.shape) for p in pl.resolve()]
+            seen = distributed.gather((shapes, refused), group, "parameter check")
+            said = next(((r, why) for r, (_, why) in enumerate(seen) if why), None)
+            if said is not None:  # a row of the first minibatch: every rank says so
+                raise ValueError(f"{said[1]} (in rank {said[0]}'s share of the minibatch)")
+            if any(s != shapes for s, _ in seen):
                 raise RuntimeError(f"The ranks' {pl.name!r} parameters differ in number, "
                                    f"order or shape; a distributed fit needs the same "
                                    f"model on every rank")
@@ -457,10 +465,15 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
             # the fit with every player as it was after the last step
             read, error = next_batches(batches, sum(pl.steps for pl in players), step,
                                        start, group)
+            if error is not None and group is not None:
+                error = refused_on_ranks(step, start, group, players[0].resolve(), error)
             queue = iter(read)
             for pl in players:
                 for _ in range(pl.steps if error is None else 0):
-                    value, error = _update(pl, next(queue), opts, step, group)
+                    try:
+                        value, error = _update(pl, next(queue), opts, step, group)
+                    except RowRefusedElsewhere:
+                        error = refused_on_ranks(step, start, group, [], None)
                     if error is not None:
                         break
                 if error is not None:

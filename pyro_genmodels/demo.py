@@ -21,9 +21,11 @@ last digits of a long fit).
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import os
+import signal
 import sys
 import time
 import warnings
@@ -394,6 +396,29 @@ def _threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+@contextlib.contextmanager
+def _noting_ctrl_c():
+    """A list that holds ``True`` once Ctrl-C is pressed (SIGINT still raises
+    ``KeyboardInterrupt``). A fit catches it and returns what it did, so in this process
+    its piece went on, and so did every later piece: the demo now stops after the piece.
+    Outside the main thread, where no handler can be set, the list stays empty."""
+    pressed: List[bool] = []
+
+    def note(signum: int, frame: Any) -> None:
+        pressed.append(True)
+        signal.default_int_handler(signum, frame)
+
+    try:
+        previous = signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread
+        yield pressed
+        return
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_tasks(out: Path, quick: bool, progress: bool, jobs: int) -> Dict[str, report.Part]:
     """Every task, in ``jobs`` spawned worker processes (``cpu_count // jobs`` torch
     threads each; progress bars off, their lines would interleave) or in this process."""
@@ -411,12 +436,15 @@ def _run_tasks(out: Path, quick: bool, progress: bool, jobs: int) -> Dict[str, r
         return name
 
     if jobs == 1:
-        while pending:
-            name = take_ready()
-            if not name:
-                raise ValueError(f"AFTER has a cycle among {pending}")
-            parts[name] = _work(name, TASKS[name], str(out), quick, progress, progress,
-                                None)[1]
+        with _noting_ctrl_c() as pressed:
+            while pending:
+                name = take_ready()
+                if not name:
+                    raise ValueError(f"AFTER has a cycle among {pending}")
+                parts[name] = _work(name, TASKS[name], str(out), quick, progress, progress,
+                                    None)[1]
+                if pressed:  # a fit kept what it had and its piece went on: stop here
+                    raise KeyboardInterrupt
         return parts
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait

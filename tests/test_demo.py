@@ -43,6 +43,16 @@ def broken(out: Path, quick: bool, progress: bool) -> report.Part:
     raise ValueError("the stub task failed on purpose")
 
 
+def ctrl_c_in_a_fit(out: Path, quick: bool, progress: bool) -> report.Part:
+    import signal
+
+    try:  # as the training loop does: Ctrl-C ends the fit, which keeps what it did
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        (out / "a.done").write_text("interrupted")
+    return _part("a", "went on after Ctrl-C")
+
+
 @pytest.fixture
 def stub_tasks(monkeypatch):
     monkeypatch.setattr(demo, "TASKS", {"a": slow_a, "b": after_a, "c": quick_c})
@@ -174,3 +184,18 @@ def test_the_demo_refuses_a_folder_it_did_not_write_and_rewrites_its_own(stub_ta
     monkeypatch.setattr(demo, "TASKS", {"a": slow_a, "b": after_a, "c": quick_c})
     for _ in range(2):  # after the stopped run, and over its own page
         assert "section c" in demo.run(out, progress=False, jobs=1).read_text()
+
+
+def test_ctrl_c_in_a_fit_stops_the_demo_after_its_piece(stub_tasks, monkeypatch, tmp_path):
+    """With jobs=1 a fit's Ctrl-C ended that fit, whose piece went on, and so did every
+    later piece: Ctrl-C stopped one fit of the demo. Now the demo stops after the piece
+    (the CLI then says "interrupted" and exits 130), and SIGINT's handler is restored."""
+    import signal
+
+    monkeypatch.setattr(demo, "TASKS", {"a": ctrl_c_in_a_fit, "b": after_a, "c": quick_c})
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run(tmp_path, quick=True, progress=False, jobs=1)
+    assert (tmp_path / "a.done").read_text() == "interrupted"
+    assert not (tmp_path / "index.html").exists()
+    assert signal.getsignal(signal.SIGINT) is before

@@ -476,3 +476,36 @@ def test_levels_given_refuse_the_arguments_they_replace():
     again = pgm.ScoreModel(**{k: v for k, v in model.get_config().items() if k != "network"})
     assert again.given_sigmas == [5.0, 1.0]
     assert pgm.ScoreModel(2, hidden=(8,)).num_levels == 10
+
+
+def test_a_single_level_fit_has_no_density_and_is_scored_by_its_draws(tmp_path, capsys):
+    """score.md offers sigmas=[level]: it trains and samples, but the ODE needs a range
+    of levels, so log_prob raises. The fit said log_prob_kind 'estimate', so the CLI's
+    fit exited 1 with a traceback after saving, and compare and the report raised. Its
+    kind is now 'none': compare gives NaN densities and the sample columns, as for a GAN,
+    and the CLI scores the draws."""
+    import numpy as np
+
+    from pyro_genmodels import cli
+
+    with seeded(0):
+        x = pgm.datasets.toy("eight_gaussians").sample((300,))
+    fit = pgm.ScoreModel(2, sigmas=[1.0], hidden=(16,)).fit(x, method="dsm", num_steps=5,
+                                                            seed=0, progress=False)
+    assert fit.log_prob_kind == "none" and "log_prob_kind='none'" in repr(fit)
+    with pytest.raises(ValueError, match="has a single level"):
+        fit.log_prob(x)
+    row = pgm.compare({"one": fit}, x[:100]).loc["one"]
+    assert math.isnan(row["heldout_log_prob"]) and math.isfinite(row["mmd"])  # unbiased: +-
+    assert 0 <= row["c2st"] <= 1
+    two = pgm.ScoreModel(2, sigmas=[1.0, 0.5], hidden=(16,))
+    assert two.fit(x, method="dsm", num_steps=2, seed=0,
+                   progress=False).log_prob_kind == "estimate"
+    data = tmp_path / "x.csv"
+    np.savetxt(data, x.numpy(), delimiter=",")
+    assert cli.main(["fit", "score", "--data", str(data), "--method", "dsm", "--out",
+                     str(tmp_path / "run"), "--option", "num_steps=5", "--arg",
+                     "sigmas=[1.0]", "--arg", "hidden=[16]", "--quiet"]) == 0
+    assert "no density (log_prob: none); MMD^2 of draws" in capsys.readouterr().out
+    assert cli.main(["report", str(tmp_path / "run"), "--heldout", str(data), "--out",
+                     str(tmp_path / "rep")]) == 0

@@ -220,6 +220,13 @@ class ScoreFit(Fit):
     """A fitted :class:`~pyro_genmodels.models.score.ScoreModel`: ``score``, ``sample``
     by four samplers, ``log_prob`` and ``probability_flow`` through the ODE."""
 
+    @property
+    def log_prob_kind(self) -> str:
+        """``"estimate"`` (the ODE's), or ``"none"`` for a model of a single level
+        (``sigmas=[s]``), whose ODE has no range of levels to run over: ``pgm.compare``,
+        the report and the CLI then score its draws, as a GAN's."""
+        return "none" if len(self.model.sigmas) < 2 else super().log_prob_kind
+
     @torch.no_grad()
     def score(self, x: Any, *, sigma: Optional[float] = None, c: Any = None) -> torch.Tensor:
         """The learned score of the data blurred at ``sigma`` (standardized units; default

@@ -289,6 +289,10 @@ def test_validation_options_are_checked_before_any_work():
     model = pgm.Gaussian(2)
     with pytest.raises(ValueError, match="patience needs held-out data"):
         model.fit(x, method="map", patience=3)
+    # accepted and recorded in fit.options, but nothing was evaluated
+    with pytest.raises(ValueError, match=r"^validate_every needs held-out data: pass "
+                                         r"validation=0.1"):
+        model.fit(x, method="map", validate_every=7)
     with pytest.raises(ValueError, match=r"fraction in \(0, 1\)"):
         model.fit(x, method="map", validation=1.5)
     with pytest.raises(ValueError, match="leaves 0 held-out"):

@@ -184,9 +184,10 @@ class LoopOptions:
                 raise ValueError(f"Expected validation to be a fraction in (0, 1) or "
                                  f"held-out data, but got {v!r}")
             object.__setattr__(self, "validation", float(v))
-        if self.patience is not None and v is None:
-            raise ValueError("patience needs held-out data: pass validation=0.1 (a fraction "
-                             "of the rows) or validation=<held-out data>")
+        for name in ("patience", "validate_every"):  # else read by nothing
+            if getattr(self, name) is not None and v is None:
+                raise ValueError(f"{name} needs held-out data: pass validation=0.1 (a "
+                                 f"fraction of the rows) or validation=<held-out data>")
         for name in ("checkpoint", "resume"):
             p = getattr(self, name)
             if p is not None and not isinstance(p, (str, os.PathLike)):

@@ -282,6 +282,25 @@ def test_defaults_depend_on_the_divergence_and_the_fit_records_them(divergence):
                                       else table["r1_penalty"])
 
 
+def test_a_pyro_optimizer_is_used_as_given_and_no_rate_is_recorded():
+    """With pyro.optim.Adam({"lr": 1e-3}) both players ran at 1e-3 (bit for bit the fit
+    at lr = critic_lr = 1e-3), but fit.info said lr 0.001 and critic_lr 0.004 (the
+    default's 4 x), whatever rate the optimizer had."""
+    import pyro
+
+    def fitted(**kw):
+        return make(divergence="js", hidden=(8,)).fit(
+            _eight(), method="adversarial", num_steps=3, batch_size=64, seed=0,
+            progress=False, **kw)
+
+    given = fitted(optimizer=pyro.optim.Adam({"lr": 1e-3, "betas": (0.5, 0.9)}))
+    same = fitted(lr=1e-3, critic_lr=1e-3, betas=(0.5, 0.9))
+    assert torch.equal(given.sample(5, seed=0), same.sample(5, seed=0))
+    assert given.info["lr"] is None and given.info["critic_lr"] is None
+    assert (same.info["lr"], same.info["critic_lr"]) == (1e-3, 1e-3)
+    assert "lr" not in given.options and "critic_lr" not in given.options
+
+
 def test_r1_penalty_is_half_gamma_times_the_squared_critic_gradient_at_the_data():
     """The critic's loss with R1 minus without is gamma / 2 mean ||grad_x V(x)||^2, the
     gradient taken by autograd on the same rows (Mescheder et al. 2018)."""

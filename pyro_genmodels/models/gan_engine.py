@@ -342,8 +342,12 @@ class AdversarialEngine(Engine):
             generator.average.copy_to(model.generator)
         per_round = torch.stack(critic.history).tolist() if critic.history else []
         result.point = {}
-        result.info.update(divergence=name, critic_steps=critic_steps, critic_lr=critic_lr,
-                           num_steps=opts.num_steps, lr=opts.lr,
+        # a pyro.optim optimizer is used as given, with its own learning rate, by both
+        # players: the rates above were not read
+        given = isinstance(opts.optimizer, pyro.optim.PyroOptim)
+        result.info.update(divergence=name, critic_steps=critic_steps,
+                           critic_lr=None if given else critic_lr,
+                           num_steps=opts.num_steps, lr=None if given else opts.lr,
                            betas=list(opts.betas) if betas else None,
                            gradient_penalty=opts.gradient_penalty if name == "wasserstein"
                            else None,

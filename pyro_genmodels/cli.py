@@ -304,7 +304,9 @@ def _fit(args, rank: int) -> int:
         print(f"no density (log_prob: none); MMD^2 of draws to {which}: "
               f"{score.estimate:.4g} +- {score.stderr:.2g}")
     else:
-        print(f"mean log p(x) on {which}: {fit.log_prob(rows).mean().item():.4f}")
+        said = {"bound": " (a lower bound)", "estimate": " (an estimate)"}.get(
+            fit.log_prob_kind, "")  # the kind, or the number reads as exact
+        print(f"mean log p(x) on {which}{said}: {fit.log_prob(rows).mean().item():.4f}")
     if fit.info.get("best_step") is not None:
         print(f"held-out loss {fit.info['best_heldout_loss']:.4f} per row at step "
               f"{fit.info['best_step']} (kept); stopped: {fit.info['stopped'] or 'num_steps'}")

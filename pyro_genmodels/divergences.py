@@ -150,7 +150,8 @@ class _Side:
                     f"divergence, so none can be estimated from it")
             if kind != "exact" and not allow_inexact:
                 raise ValueError(
-                    f"{name}.log_prob is a {kind!r}, not an exact log-density, so the "
+                    f"{name}.log_prob is {'an' if kind[0] in 'aeiou' else 'a'} {kind} "
+                    f"(log_prob_kind {kind!r}), not an exact log-density, so the "
                     f"divergence would be biased; pass allow_inexact=True to accept that")
             model = obj.model
             if model.is_conditional:

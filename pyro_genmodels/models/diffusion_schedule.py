@@ -18,7 +18,8 @@ with the closed-form marginal and posterior (Ho et al. 2020, eqs. 4, 6, 7)
     \tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t} \beta_t .
 
 Schedules: ``"linear"`` (Ho et al.: beta from 1e-4 to 0.02 over 1000 steps, scaled by
-1000 / T for other T, as Nichol & Dhariwal do) and ``"cosine"`` (Nichol & Dhariwal
+1000 / T for other T, as Nichol & Dhariwal do; capped at 0.999, which the last beta
+reaches for T <= 20) and ``"cosine"`` (Nichol & Dhariwal
 2021: :math:`\bar\alpha(\tau) = f(\tau) / f(0)`, :math:`f(\tau) = \cos^2(\frac{\tau +
 s}{1 + s} \frac\pi2)`, s = 0.008, :math:`\bar\alpha_t = \bar\alpha(t / T)`, beta clipped
 at 0.999).

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -77,6 +78,27 @@ def run_kind(run: str) -> Optional[str]:
     if not isinstance(config, dict):
         return None
     return "ids" if token_ids(config) else "text"
+
+
+def text_lines(samples: Sequence[Any]) -> List[str]:
+    """The lines of a text model's ``sample`` file: each string, or a token-id sequence's
+    ids separated by spaces. A string that one line cannot hold, as the file is read back
+    (one holding a line break), or that UTF-8 cannot encode (a lone surrogate, which a
+    vocabulary fitted in Python may hold), is an ``error:`` line: the file would have
+    more lines than samples, or could not be written."""
+    lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in samples]
+    for i, line in enumerate(lines):
+        bad = re.search(r"[\r\n]", line)
+        what = None if bad is None else f"a line break ({bad.group()!r})"
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as e:
+            what = what or f"a character UTF-8 cannot encode ({line[e.start]!r})"
+        if what is not None:
+            raise SystemExit(f"error: sample {i} ({line!r}) holds {what}, which a .txt file "
+                             f"of one string per line cannot hold: the model's vocabulary "
+                             f"has it; draw the samples in Python, pgm.load(run).sample(n)")
+    return lines
 
 
 def write(path: str, writer: Callable[[Path], Any]) -> None:

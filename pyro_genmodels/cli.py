@@ -371,7 +371,7 @@ def _cmd_sample(args) -> int:
         raise SystemExit(f"error: cannot draw -n {args.n} samples{size}: they do not fit in "
                          f"memory ({first_line(e) or type(e).__name__})") from None
     if text:
-        lines = [s if isinstance(s, str) else " ".join(map(str, s.tolist())) for s in x]
+        lines = files.text_lines(x)
         files.write(args.out, lambda p: p.write_text("".join(line + "\n" for line in lines),
                                                 encoding="utf-8"))
     else:

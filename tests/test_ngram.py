@@ -438,3 +438,17 @@ def test_a_unigrams_one_context_has_a_readable_label():
         "probs[(), a]", "probs[(), b]", "probs[(), <end>]"]
     assert NGram(2).fit(["ab"], method="mle").model.arviz_coords()["context"] == [
         "a", "b", "<start>"]
+
+
+def test_top_k_keeps_exactly_k_tokens_when_probabilities_tie():
+    """top_k kept every token tied with the k-th: after "ab" and "ba" the first letter is
+    a tie, so top_k=1 drew "a" or "b" at random, and top_k=2 of four tied tokens drew
+    from all four. Ties now go to the lower index: top_k=1 is one sequence whatever the
+    seed, and top_k=2 draws from two tokens."""
+    from pyro_genmodels.models.sequence import NGram
+
+    fit = NGram(2).fit(["ab", "ba"], method="mle")
+    assert len({s for seed in range(4) for s in fit.sample(20, top_k=1, seed=seed)}) == 1
+    unigram = NGram(1).fit(["abc"], method="mle")  # a, b, c and the end: 1/4 each
+    firsts = {s[:1] for s in unigram.sample(400, top_k=2, seed=0, max_length=1)}
+    assert len(firsts) == 2, firsts

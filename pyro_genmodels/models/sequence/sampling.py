@@ -43,8 +43,10 @@ def _draw(logits: torch.Tensor, temperature: float, top_k: Optional[int]) -> tor
         logits = (shifted.double() / temperature).clamp_min(
             torch.finfo(logits.dtype).min).to(logits.dtype)
     if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, -1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, -math.inf)
+        # exactly k tokens, ties to the lower index (a stable sort): keeping every token
+        # tied with the k-th left top_k=1 random between tied tokens, which n-grams have
+        keep = logits.sort(dim=-1, descending=True, stable=True).indices[..., :top_k]
+        logits = torch.full_like(logits, -math.inf).scatter(-1, keep, logits.gather(-1, keep))
     return categorical(logits.float().softmax(-1) if logits.dtype == torch.float16
                        else logits.softmax(-1))
 

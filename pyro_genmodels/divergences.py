@@ -230,7 +230,9 @@ def _finished_sequences(fit: Any, n: int, seed: Optional[int], max_length: Optio
         if cut == 0:
             return xs
     tried = "" if max_length is not None else (
-        ", the longest cap tried by default (divergences.MAX_LENGTH_LIMIT)")
+        ", the longest cap tried by default (divergences.MAX_LENGTH_LIMIT)"
+        if cap == MAX_LENGTH_LIMIT else f", the default cap (twice the longest training "
+        f"sequence, beyond divergences.MAX_LENGTH_LIMIT = {MAX_LENGTH_LIMIT})")
     raise ValueError(
         f"Expected every draw of {name} to end (draw its end token), but {cut} of {n} "
         f"draws were cut at max_length={cap} tokens{tried}: a cut draw is not a draw of "

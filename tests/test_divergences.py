@@ -290,6 +290,12 @@ def test_sequence_draws_cut_at_max_length_are_refused(monkeypatch):
     with pytest.raises(ValueError, match=r"cut at max_length=16 tokens, the longest cap "
                                          r"tried by default .*MAX_LENGTH_LIMIT"):
         dv.kl(p, q, num_samples=20000, seed=0)
+    # a first cap already beyond the limit is the only one: the message named the limit
+    monkeypatch.setattr(dv, "MAX_LENGTH_LIMIT", 8)
+    with pytest.raises(ValueError, match=r"cut at max_length=16 tokens, the default cap "
+                                         r"\(twice the longest training sequence, beyond "
+                                         r"divergences.MAX_LENGTH_LIMIT = 8\)"):
+        dv.kl(p, q, num_samples=20000, seed=0)
     with pytest.raises(ValueError, match="max_length caps the draws of sequence fits"):
         dv.kl(P, Q, num_samples=10, max_length=10)
     with pytest.raises(ValueError, match="max_length"):

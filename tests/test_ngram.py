@@ -7,6 +7,7 @@ import math
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from pyro import poutine
@@ -272,11 +273,17 @@ def test_refusals():
         == [[0, 1]] * 3
     for bad, got in ((torch.tensor(1), "a tensor of shape ()"),
                      (torch.zeros(2, 2, dtype=torch.long), "a tensor of shape (2, 2)"),
+                     (np.zeros((1, 2), dtype=int), "an array of shape (1, 2)"),
                      ("ab", "str ('ab')"), ([[0]], "list ([[0]])"), (3, "int (3)")):
         with pytest.raises(TypeError, match=r"^prefix must be one prompt that every sample "
-                                            r"continues, a 1-D tensor or a list of token "
-                                            r"ids, but got " + re.escape(got)):
+                                            r"continues, a 1-D tensor or array, or a list of "
+                                            r"token ids, but got " + re.escape(got)):
             ids.sample(2, prefix=bad)
+    # NumPy arrays of ids, as prompts and as sequences (refused: "got array([0, 1])")
+    assert [s.tolist()[:2] for s in ids.sample(3, prefix=np.array([0, 1]), seed=0)] \
+        == [[0, 1]] * 3
+    assert torch.equal(ids.log_prob([np.array([0, 1]), np.array([2])]),
+                       ids.log_prob([[0, 1], [2]]))
 
 
 def test_what_a_sequence_fit_has_no_number_for_is_refused_in_words():

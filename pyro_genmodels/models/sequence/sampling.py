@@ -16,6 +16,7 @@ import math
 import numbers
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from ..._moments import exact_dtype
@@ -228,16 +229,16 @@ class SequenceFit(Fit):
         ids: List[int] = []
         if prefix is not None:
             if self.model.token_mode:  # one prompt: a 1-D tensor or one list of ids
-                one = "a 1-D tensor or a list of token ids"
-                ok = (isinstance(prefix, torch.Tensor) and prefix.dim() == 1) or (
+                one = "a 1-D tensor or array, or a list of token ids"
+                ok = (isinstance(prefix, (torch.Tensor, np.ndarray)) and prefix.ndim == 1) or (
                     isinstance(prefix, Sequence) and not isinstance(prefix, (str, bytes))
                     and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
                             for v in prefix))
             else:
                 one, ok = "a string", isinstance(prefix, str)
             if not ok:
-                got = (f"a tensor of shape {tuple(prefix.shape)}"
-                       if isinstance(prefix, torch.Tensor)
+                got = (f"{'a tensor' if torch.is_tensor(prefix) else 'an array'} of shape "
+                       f"{tuple(prefix.shape)}" if isinstance(prefix, (torch.Tensor, np.ndarray))
                        else f"{type(prefix).__name__} ({prefix!r})")
                 raise TypeError(f"prefix must be one prompt that every sample continues, "
                                 f"{one}, but got {got}")

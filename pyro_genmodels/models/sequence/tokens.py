@@ -256,7 +256,8 @@ class SequenceModel(GenerativeModel):
                 raise ValueError(f"{name} is empty: expected at least one sequence")
             seqs = []
             for i, s in enumerate(data):
-                s = s.tolist() if isinstance(s, torch.Tensor) else s
+                # a tensor or a NumPy array of ids (its integers are not Python's)
+                s = s.tolist() if isinstance(s, (torch.Tensor, np.ndarray)) else s
                 if isinstance(s, (str, bytes)) or not isinstance(s, Sequence) or not all(
                         isinstance(v, numbers.Integral) and not isinstance(v, bool)
                         for v in s):

@@ -498,21 +498,24 @@ def kl(p: Any, q: Any, *, num_samples: int = 10000, seed: Optional[int] = None,
                         allow_inexact=allow_inexact, max_length=max_length)
 
 
-def cross_entropy(data: Any, q: Any, *, num_samples: int = 10000, seed: Optional[int] = None,
-                  allow_inexact: bool = False) -> CrossEntropy:
+def cross_entropy(data: Any, q: Any, *, num_samples: Optional[int] = None,
+                  seed: Optional[int] = None, allow_inexact: bool = False) -> CrossEntropy:
     """``H(p_data, q) = -E_data[log q(x)] = KL(p_data || q) + H(p_data)``.
 
     With ``data`` an ``(N, D)`` sample (held-out points) this is the held-out negative
     log-likelihood, the quantity MLE minimizes; ``H(p_data)`` is unknown, so only the
     cross-entropy is returned. With ``data`` a distribution of known density (e.g.
-    :func:`pyro_genmodels.datasets.toy`), ``num_samples`` draws are taken and the true
-    ``kl`` and ``entropy`` are returned too, each with its standard error.
+    :func:`pyro_genmodels.datasets.toy`), ``num_samples`` draws (``None``: 10,000) are
+    taken under ``seed`` and the true ``kl`` and ``entropy`` are returned too, each with
+    its standard error; with data rows, which are scored as they are, ``num_samples`` and
+    ``seed`` are refused (they were ignored).
     """
     Q = _Side(q, "q", allow_inexact)
     if isinstance(data, torch.distributions.Distribution):
         P = _Side(data, "data", allow_inexact)
         _same_data(P, Q)
-        x = P.sample(positive_int(num_samples, "num_samples"), check_seed(seed))
+        x = P.sample(positive_int(10000 if num_samples is None else num_samples,
+                                  "num_samples"), check_seed(seed))
         lp, lq = P.log_prob(x), Q.log_prob(x)
         ce = MCEstimate.from_values(_no_nan(-lq, lp, lq, "cross-entropy", "data"))
         terms = _no_nan(lp - lq, lp, lq, "kl", "data")
@@ -520,6 +523,12 @@ def cross_entropy(data: Any, q: Any, *, num_samples: int = 10000, seed: Optional
                                terms, "kl", name="cross-entropy's KL")
         return CrossEntropy(ce.estimate, ce.stderr, ce.num_samples, kl=kl_est,
                             entropy=MCEstimate.from_values(-lp))
+    given = [k for k, v in (("num_samples", num_samples), ("seed", seed)) if v is not None]
+    if given:
+        one = len(given) == 1
+        raise ValueError(f"{' and '.join(given)} {'is' if one else 'are'} for draws of a "
+                         f"distribution given as data; data rows are scored as they are: "
+                         f"leave {'it' if one else 'them'} out")
     x = _data_rows(data, Q)
     try:
         lq = Q.log_prob(x)

@@ -212,6 +212,12 @@ def test_cross_entropy_with_samples_and_with_a_known_density():
     ce = dv.cross_entropy(y, Q)
     assert ce.estimate == pytest.approx(-Q.log_prob(y).mean().item())
     assert ce.kl is None
+    # rows are scored as they are: a draw count and a seed were accepted and ignored
+    for kw, said in [({"num_samples": 5, "seed": 0}, "num_samples and seed are"),
+                     ({"seed": 1}, "seed is")]:
+        with pytest.raises(ValueError, match=rf"^{said} for draws of a distribution given "
+                                             r"as data; data rows are scored as they are"):
+            dv.cross_entropy(y, Q, **kw)
     known = dv.cross_entropy(P, Q, num_samples=20000, seed=0)
     exact_kl = torch.distributions.kl_divergence(P, Q).item()
     assert within(known.kl, exact_kl)

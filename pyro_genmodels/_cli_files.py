@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def run_kind(run: str) -> Optional[str]:
     return "ids" if token_ids(config) else "text"
 
 
-def text_lines(samples: Sequence[Any]) -> List[str]:
+def text_lines(samples: Any) -> List[str]:
     """The lines of a text model's ``sample`` file: each string, or a token-id sequence's
     ids separated by spaces. A string that one line cannot hold, as the file is read back
     (one holding a line break), or that UTF-8 cannot encode (a lone surrogate, which a

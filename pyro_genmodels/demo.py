@@ -30,7 +30,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import pandas as pd
 import torch
@@ -397,26 +397,33 @@ def _threads(jobs: int) -> int:
 
 
 @contextlib.contextmanager
-def _noting_ctrl_c():
-    """A list that holds ``True`` once Ctrl-C is pressed (SIGINT still raises
-    ``KeyboardInterrupt``). A fit catches it and returns what it did, so in this process
-    its piece went on, and so did every later piece: the demo now stops after the piece.
-    Outside the main thread, where no handler can be set, the list stays empty."""
+def _noting_ctrl_c() -> Iterator[List[bool]]:
+    """A list that holds ``True`` once Ctrl-C raised ``KeyboardInterrupt`` (the handler
+    that was there runs: Python's raises it). A fit catches that and returns what it
+    did, so in this process its piece went on, and so did every later piece: the demo
+    now stops after the piece. Where SIGINT is ignored or not Python's to handle, or
+    outside the main thread (no handler can be set), nothing changes."""
     pressed: List[bool] = []
+    previous = signal.getsignal(signal.SIGINT)
+    handler = previous if callable(previous) else None  # SIG_IGN, SIG_DFL, not Python's
 
     def note(signum: int, frame: Any) -> None:
-        pressed.append(True)
-        signal.default_int_handler(signum, frame)
+        try:
+            cast(Callable[[int, Any], None], handler)(signum, frame)
+        except KeyboardInterrupt:  # what a fit catches
+            pressed.append(True)
+            raise
 
     try:
-        previous = signal.signal(signal.SIGINT, note)
+        if handler is not None:
+            signal.signal(signal.SIGINT, note)
     except ValueError:  # not the main thread
-        yield pressed
-        return
+        handler = None
     try:
         yield pressed
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _run_tasks(out: Path, quick: bool, progress: bool, jobs: int) -> Dict[str, report.Part]:

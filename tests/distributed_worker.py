@@ -196,6 +196,25 @@ def bad_row(out: Results, outdir: Path, rank: int) -> None:
         pgm.Gaussian(2).fit(TensorDataset(x), num_steps=5, **dict(kw, batch_size=None))
     except ValueError as e:
         out.facts["first"] = {"type": type(e).__name__, "message": str(e)}
+    # in rank 1's share (step 2), where the ranks' losses draw random numbers (an ELBO)
+    # or run a collective of their own (the contrastive energy's step-size agreement):
+    # no rank may compute a loss of the refused step
+    x[4302, 1], x[4999, 1] = 0.0, float("nan")
+    vi = dict(kw, method="vi")
+    try:
+        pgm.Gaussian(2).fit(TensorDataset(x), num_steps=200, **vi)
+    except pgm.FitError as e:
+        out.facts["vi_error"] = str(e)
+        out.add_fit("vi_kept", e.fit)
+        out.add_fit("vi_upto", pgm.Gaussian(2).fit(TensorDataset(x), num_steps=e.step, **vi))
+    with seeded(0):
+        energy = pgm.EnergyModel(2, hidden=(16, 16), noise_conditional=False,
+                                 standardize=False)  # no pass over the rows first
+    try:
+        energy.fit(TensorDataset(x), num_steps=200, **dict(
+            kw, method="mle", buffer_size=256, mcmc_steps=3, lr_decay=0.1))
+    except pgm.FitError as e:
+        out.facts["energy_error"] = str(e)
 
 
 def families(out: Results, outdir: Path, rank: int) -> None:

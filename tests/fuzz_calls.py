@@ -540,8 +540,11 @@ def run_divergence(get_fit, recipe: Dict[str, Any]) -> None:
     which = recipe.get("which", "f_divergence")
     p = side_named(recipe.get("p", "mvn3"), get_fit)
     q = side_named(recipe.get("q", "fit:gaussian"), get_fit)
-    kw: Dict[str, Any] = {"num_samples": recipe.get("num_samples", 16),
-                          "seed": recipe.get("seed", 0)}
+    # data rows are scored as they are, and refuse a draw count and a seed: those go in
+    # only where the recipe asks (else every rows case would stop at that refusal)
+    rows = which == "cross_entropy"
+    kw: Dict[str, Any] = {k: recipe.get(k, default) for k, default in
+                          (("num_samples", 16), ("seed", 0)) if not rows or k in recipe}
     if "allow_inexact" in recipe:
         kw["allow_inexact"] = recipe["allow_inexact"]
     sides = {"p": p, "q": q}

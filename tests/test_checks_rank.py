@@ -2,6 +2,8 @@
 the rounding its own eigenvector can carry, so one float32 column with a large offset
 no longer refuses valid data, while exactly dependent float32 columns still are."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -155,3 +157,12 @@ def test_columns_near_float64s_limit_keep_their_spectrum_and_prior_warning():
     said = flagged(x * 2.0 ** 511, 0.4 * 2.0 ** 511)  # raised OverflowError
     assert len(said) == 1 and "prior_scale=1e+156" in said[0], said  # a finite suggestion
     assert columns(said) == columns(flagged(x, 0.4)) == ["[0]"]
+    # the largest value the data check passes: log2 rounded it up to 512, and the unit's
+    # square overflowed with a known covariance (frexp takes the exponent exactly)
+    top = math.nextafter(2.0 ** 512, 0)
+    edge = torch.tensor([[top, -top], [-top, top], [top / 2, top / 4]], dtype=torch.float64)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        warn_if_prior_is_strong(edge, 10.0, "Gaussian", "map",
+                                covariance=torch.eye(2, dtype=torch.float64))
+    assert torch.isfinite(correlation_spectrum(edge)[0]).all()

@@ -199,3 +199,23 @@ def test_ctrl_c_in_a_fit_stops_the_demo_after_its_piece(stub_tasks, monkeypatch,
     assert (tmp_path / "a.done").read_text() == "interrupted"
     assert not (tmp_path / "index.html").exists()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_ignored_sigint_stays_ignored_and_a_callers_handler_still_runs(stub_tasks,
+                                                                          tmp_path):
+    """The demo's Ctrl-C note replaced SIGINT's handler with Python's default one: a run
+    with SIGINT ignored (a background job) was interrupted, a caller's handler bypassed."""
+    import signal
+
+    seen = []
+    for handler, raises in [(signal.SIG_IGN, False),
+                            (lambda signum, frame: seen.append(signum), False)]:
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            demo.TASKS["a"] = ctrl_c_in_a_fit
+            path = demo.run(tmp_path / str(len(seen)), quick=True, progress=False, jobs=1)
+            assert path.exists() and not raises
+            assert signal.getsignal(signal.SIGINT) is handler
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.SIGINT]

@@ -160,25 +160,17 @@ def next_batches(batches: Minibatches, count: int, step: int, start: int, group:
         return [], BadRowError(step, e)
 
 
-class RowRefusedElsewhere(Exception):
-    """Raised by a distributed step (after its all-reduce) on the ranks whose minibatches
-    were fine, when another rank's held a row that its check refused."""
-
-
-def refused_on_ranks(step: int, start: int, group: Any, params: List[torch.Tensor],
-                     mine: Optional[BadRowError]) -> BadRowError:
-    """The error every rank of ``group`` ends with when a rank's share of the minibatches
-    of step ``step`` held a row that its check refused. That rank (``mine``) joins the
-    step's gradient all-reduce (of ``params``, the first update's) with zeros and a flag,
-    where the others learn of it (:class:`RowRefusedElsewhere`); then every rank gathers
-    the refusals and takes the first rank's: its ``ValueError`` is raised on the run's
-    first step (``start``), where nothing trained, else returned as a
-    :class:`BadRowError`, whose fit keeps the steps before (the same on every rank)."""
+def refused_on_ranks(step: int, start: int, group: Any, mine: Optional[BadRowError]
+                     ) -> BadRowError:
+    """The error every rank of ``group`` ends with when a rank's share of the streamed
+    minibatches of step ``step`` held a row that its check refused (``mine`` on that
+    rank; the loop learns of it on every rank from one flag, before any loss runs):
+    every rank gathers the refusals and takes the first rank's, raising its
+    ``ValueError`` on the run's first step (``start``), where nothing trained, else
+    returning it as a :class:`BadRowError`, whose fit keeps the steps before (the same
+    on every rank)."""
     from . import distributed
 
-    if mine is not None:
-        distributed.reduce_step(torch.zeros(()), [None] * len(params), params, 0.0, group,
-                                step, refused=True)
     said = distributed.gather(None if mine is None else str(mine.cause), group,
                               "report of a refused row", step)
     rank, cause = next((r, c) for r, c in enumerate(said) if c is not None)

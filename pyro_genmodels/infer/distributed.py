@@ -424,6 +424,10 @@ def _default_store() -> Any:
         return None
 
 
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
 def _unflat_into(buffer: torch.Tensor, like: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     out, pos = [], 0
     for t in like:
@@ -440,29 +444,27 @@ def broadcast_(tensors: Sequence[torch.Tensor], group: Group, what: str = "broad
         return
     dist = _dist()
     with torch.no_grad():
-        buffer = torch.cat([t.detach().reshape(-1) for t in tensors])
+        buffer = _flat([t.detach() for t in tensors])
         _collective(what, None, lambda: dist.broadcast(buffer, src=0))
         for t, v in zip(tensors, _unflat_into(buffer, tensors)):
             t.copy_(v)
 
 
 def reduce_step(loss: torch.Tensor, grads: Sequence[Optional[torch.Tensor]],
-                params: Sequence[torch.Tensor], weight: float, group: Group, step: int,
-                refused: bool = False) -> Tuple[float, List[Optional[torch.Tensor]], bool]:
+                params: Sequence[torch.Tensor], weight: float, group: Group, step: int
+                ) -> Tuple[float, List[Optional[torch.Tensor]]]:
     """The global loss and gradients of one step: ``sum_r w_r * (loss_r, grads_r)`` over
     ranks, in one ``all_reduce`` of a flat buffer. A ``None`` gradient (a parameter
-    the loss does not touch) stays ``None``. ``refused``: this rank's minibatch held a row
-    that its check refused (it sends zeros); the third value: whether any rank's did."""
+    the loss does not touch) stays ``None``."""
     dist = _dist()
-    parts = [loss.detach().reshape(1).to(params[0].dtype if params else loss.dtype)] * 2
+    parts = [loss.detach().reshape(1).to(params[0].dtype if params else loss.dtype)]
     parts += [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-    buffer = torch.cat([t.reshape(-1) for t in parts]) * weight
-    buffer[1] = float(refused)  # unscaled: above 0 wherever a rank refused a row
+    buffer = _flat(parts) * weight
     _collective("gradient all-reduce", step,
                 lambda: dist.all_reduce(buffer, op=dist.ReduceOp.SUM))
-    out = _unflat_into(buffer[2:], list(params))
-    reduced = [None if g is None else o for g, o in zip(grads, out)]
-    return float(buffer[0]), reduced, bool(buffer[1] > 0)
+    value = float(buffer[0])
+    out = _unflat_into(buffer[1:], list(params))
+    return value, [None if g is None else o for g, o in zip(grads, out)]
 
 
 def broadcast_float(value: Optional[float], group: Group, what: str,

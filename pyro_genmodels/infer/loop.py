@@ -54,8 +54,8 @@ from tqdm.auto import tqdm
 from .._rng import cuda_devices
 from .._validation import check_bool, first_line, positive_float, store_counts
 from . import distributed
-from .batches import (Batch, BadRowError, Minibatches, RowRefusedElsewhere, first_batch,
-                      next_batches, refused_on_ranks)
+from .batches import (Batch, BadRowError, Minibatches, first_batch, next_batches,
+                      refused_on_ranks)
 from .heldout import Best
 from .interrupts import script_interrupt
 from .optimizers import build_optimizer, check_optimizer
@@ -332,10 +332,7 @@ def _update(player: Player, batch: Batch, opts: LoopOptions, step: int, group=No
     # gradients on every other player's parameters the loss runs through)
     got: Sequence[Optional[torch.Tensor]] = torch.autograd.grad(loss, params, allow_unused=True)
     if group is not None:  # every rank takes the same branch of the guard below
-        value, got, refused = distributed.reduce_step(loss, got, params, batch.weight, group,
-                                                      step)
-        if refused:  # another rank's minibatch held a refused row: nothing is applied
-            raise RowRefusedElsewhere
+        value, got = distributed.reduce_step(loss, got, params, batch.weight, group, step)
         if not math.isfinite(value):
             return value, _put_back(player, step, value, "loss")
     for p, g in zip(params, got):
@@ -464,17 +461,20 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
         for step in range(start, opts.num_steps if stopped is None else start):
             # the round's batches are read before any update, so a bad streamed row ends
             # the fit with every player as it was after the last step
-            read, error = next_batches(batches, sum(pl.steps for pl in players), step,
-                                       start, group)
-            if error is not None and group is not None:
-                error = refused_on_ranks(step, start, group, players[0].resolve(), error)
+            read, bad_row = next_batches(batches, sum(pl.steps for pl in players), step,
+                                         start, group)
+            if group is not None and batches.stream is not None:
+                # streamed rows are checked as they are read, each rank its share: every
+                # rank hears of a refusal before any loss runs (one flag per round)
+                if distributed.any_rank(bad_row is not None, group, "row check", step):
+                    bad_row = refused_on_ranks(step, start, group, bad_row)
+            elif bad_row is not None and group is not None:  # rows checked before training
+                raise bad_row.cause
+            error = bad_row
             queue = iter(read)
             for pl in players:
                 for _ in range(pl.steps if error is None else 0):
-                    try:
-                        value, error = _update(pl, next(queue), opts, step, group)
-                    except RowRefusedElsewhere:
-                        error = refused_on_ranks(step, start, group, [], None)
+                    value, error = _update(pl, next(queue), opts, step, group)
                     if error is not None:
                         break
                 if error is not None:

@@ -120,7 +120,9 @@ def correlation_spectrum(x: torch.Tensor, block: int = 65536,
     mean = total / n
     # each column in units of a power of two near its peak (exact): the correlation is
     # the same, and N squares of values up to float64's limit no longer overflow
-    unit = torch.where(peak > 0, torch.exp2(torch.floor(torch.log2(peak))), torch.ones_like(peak))
+    # 2^e <= peak < 2^(e + 1), from frexp: log2 rounds up just below a power of two
+    unit = torch.where(peak > 0, torch.ldexp(torch.ones_like(peak), torch.frexp(peak)[1] - 1),
+                       torch.ones_like(peak))
     gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
     for rows in x.split(block):
         centred = (rows.double() - mean) / unit
@@ -206,7 +208,7 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
     # every criterion compares quantities of the data's units: computed in units of a
     # power of two near the largest |x| (exact), where no square or product overflows
     peak = float(x.detach().abs().max()) if x.numel() else 0.0
-    unit = 2.0 ** math.floor(math.log2(peak)) if 0 < peak < math.inf else 1.0
+    unit = 2.0 ** (math.frexp(peak)[1] - 1) if 0 < peak < math.inf else 1.0  # <= peak
     x64 = x.detach().double() / unit
     mean, var = x64.mean(0), x64.var(0, correction=0)
     v, s0 = var / n, float(prior_scale) / unit

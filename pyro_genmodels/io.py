@@ -340,7 +340,7 @@ def load(path: Union[str, os.PathLike], *, model: Optional[GenerativeModel] = No
         groups[g] = {k: groups[g][k] for k in first + sorted(set(groups[g]) - set(first))}
     with seeded(0):  # a family may draw initial weights; never from the caller's RNG
         try:
-            model = cls(**config).to(device=device, dtype=_DTYPES[meta["dtype"]])
+            model = cls(**config).to(device=device, dtype=_DTYPES[meta["dtype"]]).eval()
         except (TypeError, ValueError, RuntimeError) as e:
             raise LoadError(f"{meta_file}: its config does not build a {cls.__name__}: "
                             f"{e}") from None

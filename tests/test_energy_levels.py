@@ -4,6 +4,7 @@ noise levels against exact mixture weights, the choice of the evaluation level s
 save / load, contrastive divergence's MALA diagnostics, and the refusals."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -209,7 +210,22 @@ def test_refusals_name_what_was_expected():
         EnergyModel(2, sigma_min=0.5, sigma_max=0.1)
     with pytest.raises(ValueError, match="num_levels >= 2 for a noise-conditional"):
         EnergyModel(2, num_levels=1)  # its one level was sigma_max, not sigma_min
-    assert EnergyModel(2, hidden=(8,), noise_conditional=False, num_levels=1).num_levels == 1
+    # a plain network has no levels: they were recorded in its config and read by nothing
+    # (bit-identical fits with and without eval_sigma=0.1), as an unread fit option was
+    for kw in ({"num_levels": 1}, {"eval_sigma": 0.1}, {"sigma_min": 0.2, "sigma_max": 3.0}):
+        said = ", ".join(f"{k}={v!r}" for k, v in kw.items())
+        with pytest.raises(ValueError, match=rf"^{re.escape(said)}: the noise levels of a "
+                                             r"noise-conditional energy"):
+            EnergyModel(2, hidden=(8,), noise_conditional=False, **kw)
+    # sigma_0 outside the trained levels is the network's extrapolation: refused, also
+    # against the sigma_max the fit takes from the data, before any step
+    for kw in ({"eval_sigma": 0.001}, {"eval_sigma": 9.0, "sigma_max": 5.0}):
+        with pytest.raises(ValueError, match=r"^Expected eval_sigma within the trained levels"):
+            EnergyModel(2, **kw)
+    far = EnergyModel(2, hidden=(8,), eval_sigma=100.0)
+    with pytest.raises(ValueError, match=r"^Expected eval_sigma within the trained levels "
+                                         r"\[0.01, [\d.]+\] \(sigma_max: the largest"):
+        far.fit(x, method="mle", num_steps=2, progress=False)
     with pytest.raises(ValueError, match="'auto'"):
         EnergyModel(2).log_normalizer(num_steps="many")
     with pytest.raises(ValueError, match="validation"):
@@ -234,3 +250,54 @@ def test_multilevel_resume_is_bit_for_bit(tmp_path):
     assert resumed.losses == whole.losses
     for a, b in zip(resumed.model.state_dict().values(), whole.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_ctrl_c_after_training_keeps_the_fit_at_the_best_level_so_far(monkeypatch):
+    """After its steps a multilevel fit chooses sigma_0 by AIS (68 s with the default
+    network on two wine columns): Ctrl-C there raised out of fit and lost every trained
+    step. The fit now returns, interrupted, at the best level scored so far; with none
+    scored (or Ctrl-C during the steps) at the first level, sigma_min, and says no level
+    was chosen (eval_chosen_on None)."""
+    x = _eight(400)
+
+    def fitted(**kw):
+        with seeded(0):
+            model = EnergyModel(2, hidden=(16, 16))
+        return model.fit(x, method="mle", num_steps=20, seed=0, progress=False, **kw)
+
+    whole = fitted()
+    real = EnergyModel.log_normalizer
+    for at, scored in [(3, 2), (1, 0)]:
+        calls = []
+
+        def interrupted(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == at:
+                raise KeyboardInterrupt
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(EnergyModel, "log_normalizer", interrupted)
+        fit = fitted()
+        monkeypatch.setattr(EnergyModel, "log_normalizer", real)
+        assert fit.interrupted and fit.info["stopped"] == "interrupted"
+        assert fit.losses == whole.losses  # every trained step kept
+        if scored:
+            lls = fit.info["eval_log_likelihoods"]
+            assert lls[:scored] == whole.info["eval_log_likelihoods"][:scored]
+            assert set(lls[scored:]) == {None}
+            best = max(range(scored), key=lambda i: lls[i])
+            assert fit.info["eval_sigma"] == whole.info["eval_candidates"][best]
+            assert fit.info["eval_chosen_on"] == "held-out rows"
+        else:
+            assert fit.info["eval_chosen_on"] is None
+            assert fit.info["eval_sigma"] == pytest.approx(float(fit.model.sigma_min))
+        assert float(fit.model.eval_level) == pytest.approx(fit.info["eval_sigma"])
+        assert torch.isfinite(fit.log_prob(x[:5])).all()
+
+    def stop(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt
+    early = fitted(callback=stop)
+    assert early.interrupted and len(early.losses) == 6  # steps 0-5: the callback is after
+    assert early.info["eval_chosen_on"] is None
+    assert early.info["eval_sigma"] == pytest.approx(float(early.model.sigma_min))

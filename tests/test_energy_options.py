@@ -34,9 +34,11 @@ def _data(n=300):
 
 
 def _model(objective):
-    with pgm.seeded(0):  # the multilevel objective needs a noise-conditional energy
-        return EnergyModel(2, hidden=(16, 16), eval_sigma=0.1,
-                           noise_conditional=objective == "multilevel_score_matching")
+    with pgm.seeded(0):  # the multilevel objective needs a noise-conditional energy; a
+        # fixed sigma_0 skips its choice (a plain network has no levels to give)
+        if objective == "multilevel_score_matching":
+            return EnergyModel(2, hidden=(16, 16), eval_sigma=0.1)
+        return EnergyModel(2, hidden=(16, 16), noise_conditional=False)
 
 
 def _fit(objective, **options):

@@ -545,3 +545,36 @@ def test_mean_given_a_string_is_refused_not_read_as_true():
     with pytest.raises(TypeError, match=r"^Expected mean to be True or False, but got 'yes'$"):
         fit.sample(2, mean="yes")
     assert fit.sample(2, seed=0, mean=True).shape == (2, 64)
+
+
+def test_networks_of_ones_own_see_rows_and_are_in_evaluation_mode_after_the_fit():
+    """vae.md: the decoder maps (N, L + C) to (N, D). log_prob and elbo with K particles
+    passed (K, N, L), which a batch norm refused ("running_mean should contain 5 elements
+    not 32"); and the networks stayed in training mode, so a dropout made decode, sample
+    and log_prob random. The decoder now sees rows, and the fit is in evaluation mode."""
+    from torch import nn
+
+    x = torch.randn(200, 4, generator=torch.Generator().manual_seed(0))
+    with seeded(0):
+        enc = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 4))
+        dec = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5),
+                            nn.Linear(16, 4))
+    seen = []
+    dec.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    fit = pgm.VAE(4, 2, likelihood="gaussian", encoder=enc, decoder=dec).fit(
+        x, method="mle", num_steps=20, seed=0, progress=False)
+    assert not fit.model.decoder.training and not fit.model.encoder.training
+    z = torch.zeros(3, 2)
+    assert torch.equal(fit.decode(z), fit.decode(z))
+    assert torch.equal(fit.log_prob(x[:5], num_particles=7), fit.log_prob(x[:5], num_particles=7))
+    assert torch.isfinite(fit.elbo(x[:5], num_particles=3)).all()
+    assert {len(s) for s in seen} == {2} and (35, 2) in seen  # 7 x 5 codes, as rows
+    # and so is the fit pgm.load rebuilds (a module is built in training mode)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        fit.save(d)
+        back = pgm.load(d, model=pgm.VAE(4, 2, likelihood="gaussian", encoder=enc,
+                                          decoder=dec))
+    assert not back.model.decoder.training
+    assert torch.equal(back.decode(z), fit.decode(z))

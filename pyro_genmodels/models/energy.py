@@ -47,6 +47,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import pyro
@@ -175,14 +176,15 @@ class EnergyModel(EnergySampling, GenerativeModel):
         spectral_norm: spectral normalization of every linear layer of the plain MLP (a
             Lipschitz bound that stabilizes contrastive training).
         num_levels, sigma_min, sigma_max: the noise levels, ``num_levels`` (at least 2;
-            unused by a plain network) geometric ones
+            a plain network has none, and refuses them) geometric ones
             from ``sigma_max`` (``None``: the largest pairwise distance between
             standardized training rows, set when the fit starts) down to ``sigma_min``
             (:mod:`~pyro_genmodels.models.noise_nets`, shared with the score family).
             Training draws levels log-uniformly between the two; sampling anneals
             through them.
         eval_sigma: sigma_0, the level where the density is evaluated (standardized
-            units); ``None``: the fit chooses it on held-out rows.
+            units; within ``[sigma_min, sigma_max]``); ``None``: the fit chooses it on
+            held-out rows.
         prior_scale: sd of the Gaussian prior on every weight (``map``).
         standardize: feed :math:`u = (x - \bar x) / s_x` (training-data moments, stored
             as buffers) to the network; default True for the MLP, False for a custom
@@ -277,6 +279,18 @@ class EnergyModel(EnergySampling, GenerativeModel):
                              f"{self.sigma_max}")
         self.eval_sigma = None if eval_sigma is None else positive_float(eval_sigma,
                                                                           "eval_sigma")
+        given = [f"{k}={v!r}" for k, v, default in (
+            ("num_levels", num_levels, 10), ("sigma_min", sigma_min, 0.01),
+            ("sigma_max", sigma_max, None), ("eval_sigma", eval_sigma, None)) if v != default]
+        if given and not self.noise_conditional:  # else recorded, and read by nothing
+            raise ValueError(f"{', '.join(given)}: the noise levels of a noise-conditional "
+                             f"energy f(x, sigma); this one (noise_conditional=False) has "
+                             f"none. Leave them out, or build a noise-conditional model")
+        if self.eval_sigma is not None and not (
+                self.sigma_min <= self.eval_sigma <= (self.sigma_max or math.inf)):
+            raise ValueError(f"Expected eval_sigma within the trained levels [{self.sigma_min}"
+                             f", {self.sigma_max or 'sigma_max'}], but got {self.eval_sigma}: "
+                             f"outside them f(x, sigma) is the network's extrapolation")
         top = self.sigma_max if self.sigma_max is not None else max(1.0, 2 * self.sigma_min)
         self.register_buffer("sigmas", geometric_levels(top, self.sigma_min, self.num_levels))
         first = self.eval_sigma if self.eval_sigma is not None else self.sigma_min
@@ -307,6 +321,11 @@ class EnergyModel(EnergySampling, GenerativeModel):
         work = super().working_copy(x, moments=moments)
         if work.noise_conditional and self.sigma_max is None:
             top = largest_distance(work.to_unit(x), floor=2 * self.sigma_min)
+            if self.eval_sigma is not None and self.eval_sigma > top:  # before any step
+                raise ValueError(f"Expected eval_sigma within the trained levels "
+                                 f"[{self.sigma_min}, {top:.4g}] (sigma_max: the largest "
+                                 f"distance between standardized rows), but got "
+                                 f"{self.eval_sigma}")
             with torch.no_grad():
                 work.sigmas.copy_(geometric_levels(top, self.sigma_min, self.num_levels)
                                   .to(work.sigmas))

@@ -378,22 +378,36 @@ def choose_eval_level(model: EnergyModel, x_val: torch.Tensor) -> Dict[str, Any]
     scores: List[float] = []
     settled: List[Optional[AISEstimate]] = []
     best: Optional[int] = None
-    worse = 0
-    for i, sigma in enumerate(candidates.tolist()):
-        model.eval_level.fill_(sigma)
-        est = model.log_normalizer(**LOG_Z_SETTINGS, max_steps=SELECTION_MAX_STEPS,
-                                   warn=False)
-        settled.append(est if est.settled else None)  # unsettled: its estimate still ranks
-        with torch.no_grad():
-            ll = float(model._f(x_val).mean()) - est.estimate
-        scores.append(ll if math.isfinite(ll) else -math.inf)
-        if best is None or scores[i] > scores[best]:
-            best, worse = i, 0
-        else:
-            worse += 1
-            if worse == 2:
-                break
+    worse, first = 0, float(model.eval_level)
+    try:
+        for i, sigma in enumerate(candidates.tolist()):
+            model.eval_level.fill_(sigma)
+            est = model.log_normalizer(**LOG_Z_SETTINGS, max_steps=SELECTION_MAX_STEPS,
+                                       warn=False)
+            settled.append(est if est.settled else None)  # unsettled: still ranks
+            with torch.no_grad():
+                ll = float(model._f(x_val).mean()) - est.estimate
+            scores.append(ll if math.isfinite(ll) else -math.inf)
+            if best is None or scores[i] > scores[best]:
+                best, worse = i, 0
+            else:
+                worse += 1
+                if worse == 2:
+                    break
+    except KeyboardInterrupt:  # Ctrl-C: the best level so far, the trained fit kept
+        if best is None:
+            model.eval_level.fill_(first)
+            return {"eval_sigma": first, "eval_interrupted": True}
+        scores.append(-math.inf)  # the level being scored, not visited
+        settled.append(None)
+        return {**_chosen(model, candidates, best, scores, settled), "eval_interrupted": True}
     assert best is not None  # there is at least one candidate
+    return _chosen(model, candidates, best, scores, settled)
+
+
+def _chosen(model: EnergyModel, candidates: torch.Tensor, best: int, scores: List[float],
+            settled: List[Optional[AISEstimate]]) -> Dict[str, Any]:
+    """:func:`choose_eval_level`'s choice of ``candidates[best]``, set and recorded."""
     model.eval_level.fill_(candidates[best].item())
     out = {"eval_sigma": float(candidates[best]),
            "eval_candidates": [float(v) for v in candidates],
@@ -508,13 +522,18 @@ class EnergyEngine(Engine):
             model.net.eval()
         result.point = {}
         result.info["objective"] = opts.objective
-        if multilevel and result.error is None and not result.interrupted:
-            if model.eval_sigma is None:  # sigma_0 by held-out log-likelihood
-                held = x_val is not None
-                result.info.update(choose_eval_level(model, x_val if x_val is not None else x))
-                result.info["eval_chosen_on"] = "held-out rows" if held else "training rows"
-            else:
-                result.info["eval_sigma"] = model.eval_sigma
+        if multilevel and result.error is None and model.eval_sigma is not None:
+            result.info["eval_sigma"] = model.eval_sigma
+        elif multilevel and result.error is None and result.interrupted:
+            # Ctrl-C in training: no level chosen, the density is at the first (sigma_min)
+            result.info.update(eval_sigma=float(model.eval_level), eval_chosen_on=None)
+        elif multilevel and result.error is None:  # sigma_0 by held-out log-likelihood
+            held = x_val is not None
+            chosen = choose_eval_level(model, x_val if x_val is not None else x)
+            result.info.update(chosen, eval_chosen_on=None if "eval_candidates" not in chosen
+                               else "held-out rows" if held else "training rows")
+            if result.info.pop("eval_interrupted", False):  # Ctrl-C in the choice
+                result.interrupted, result.info["stopped"] = True, "interrupted"
         if isinstance(loss, ContrastiveLoss):  # opts.objective == "contrastive"
             result.info["buffer_size"] = opts.buffer_size
             result.info.update(loss.diagnostics())

@@ -339,11 +339,12 @@ class VAE(GenerativeModel):
 
     def decoder_output(self, z: torch.Tensor, c: Optional[torch.Tensor] = None
                        ) -> torch.Tensor:
-        """The decoder's raw output for codes ``z`` ``(..., L)`` (and one-hot ``c``)."""
+        """The decoder's raw output for codes ``z`` ``(..., L)`` (and one-hot ``c``), the
+        leading dimensions flattened into the ``(N, L + C)`` rows the network takes."""
         if c is not None:
             c = c.expand(z.shape[:-1] + c.shape[-1:])
             z = torch.cat([z, c], -1)
-        return self.decoder(z)
+        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
 
     def observation(self, out: torch.Tensor) -> dist.TorchDistribution:
         """``p(x | z)`` from the decoder output: a distribution with event shape ``(D,)``."""

@@ -82,24 +82,35 @@ class VAEEngine(PointEngine):
             return None
 
         def loss() -> float:  # minus the ELBO per held-out row, one draw under seed 0
-            return -float(model.elbo_estimate(x_val, data.c_val).mean())
+            model.eval()  # a network's dropout off, as the fit scores
+            try:
+                return -float(model.elbo_estimate(x_val, data.c_val).mean())
+            finally:
+                model.train()
 
         return loss
 
     def run(self, model: VAE, data: Data, opts: PointOptions, *, method: str,
             progress: bool) -> FitResult:
         num_particles = cast(VAEOptions, opts).num_particles  # this engine's Options
-        if opts.jit is not None:
-            result = super().run(model, data, opts, method=method, progress=progress)
-        else:
-            pyro.module("decoder", model.generative)  # in the fit's param store (a
-            pyro.module("encoder", model.encoder)     # PyroOptim looks them up there)
-            loss = NegativeELBO(model, self.method, num_particles)
-            params = list(model.generative.parameters()) + list(model.encoder.parameters())
-            result = optimize([Player(loss, params)], data.source(), data.c, opts,
-                              heldout=self.heldout(model, None, data), progress=progress,
-                              desc=method, fingerprint=fingerprint(model, method, data, opts))
-            result.point = {}
+        # networks of the user's own may have dropout or batch norm: training mode while
+        # training, evaluation mode for the fit (decode, sample and log_prob were random)
+        model.train()
+        try:
+            if opts.jit is not None:
+                result = super().run(model, data, opts, method=method, progress=progress)
+            else:
+                pyro.module("decoder", model.generative)  # in the fit's param store (a
+                pyro.module("encoder", model.encoder)     # PyroOptim looks them up there)
+                loss = NegativeELBO(model, self.method, num_particles)
+                params = list(model.generative.parameters()) + list(model.encoder.parameters())
+                result = optimize([Player(loss, params)], data.source(), data.c, opts,
+                                  heldout=self.heldout(model, None, data), progress=progress,
+                                  desc=method,
+                                  fingerprint=fingerprint(model, method, data, opts))
+                result.point = {}
+        finally:
+            model.eval()
         n = data.num_rows
         result.info.update(batch_size=n if opts.batch_size is None else min(opts.batch_size, n),
                            jit=opts.jit is True,

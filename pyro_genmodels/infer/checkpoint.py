@@ -278,11 +278,13 @@ def check_fit(state: Dict[str, Any], directory, *, fingerprint: Dict[str, Any], 
                          f"resume with the validation= of the fit that made it")
     if saved != now:
         why = {"data": " (the training and held-out rows: another validation= split "
-                       "differs too)",
+                       "differs too)" if heldout else " (the training rows)",
                "options.num_steps": " (a fit resumes to the num_steps it started with: "
                                     "its learning-rate schedule spans them)"}
-        said = "; ".join(f"{k} {a!r} vs {b!r}{why.get(k, '')}"
-                         for k, (a, b) in differences(saved, now))
+        found = differences(saved, now)
+        # another family: its config's differences follow from that, and hid it
+        found = [d for d in found if d[0] == "model"] or found
+        said = "; ".join(f"{k} {a!r} vs {b!r}{why.get(k, '')}" for k, (a, b) in found)
         raise ValueError(f"The checkpoint in {where} is of another fit (saved vs now: "
                          f"{said}); resume with the same model, data, method and options")
     if state["step"] > num_steps:

@@ -8,12 +8,16 @@ import math
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import pytest
+
 from tests.printed import agrees, bounds, grab, load_script, positive_finite, quotient
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = {"gaussian": ["chees", "chees3", "nuts_fused"], "logistic": ["chees", "chees3"]}
 
 
+@pytest.mark.cost(16)
+@pytest.mark.slow  # 5 samplers, each compiled and run twice on 2 models: 15 s
 def test_benchmark_smoke_prints_consistent_figures():
     mod = load_script(ROOT / "benchmarks" / "bench_posterior.py")
     buf = io.StringIO()

@@ -173,11 +173,17 @@ def refused_on_ranks(step: int, start: int, group: Any, mine: Optional[BadRowErr
 
     said = distributed.gather(None if mine is None else str(mine.cause), group,
                               "report of a refused row", step)
-    rank, cause = next((r, c) for r, c in enumerate(said) if c is not None)
-    error = ValueError(f"{cause} (in rank {rank}'s share of the minibatch)")
+    error = ValueError(first_refusal(said))
     if step == start:
         raise error
     return BadRowError(step, error)
+
+
+def first_refusal(said: List[Optional[str]]) -> str:
+    """The first rank's refusal of the ranks' ``said`` (``None`` where a rank refused no
+    row), naming that rank."""
+    rank, cause = next((r, c) for r, c in enumerate(said) if c is not None)
+    return f"{cause} (in rank {rank}'s share of the minibatch)"
 
 
 def first_batch(batches: Minibatches) -> Tuple[Optional[Batch], Optional[str]]:

@@ -54,8 +54,8 @@ from tqdm.auto import tqdm
 from .._rng import cuda_devices
 from .._validation import check_bool, first_line, positive_float, store_counts
 from . import distributed
-from .batches import (Batch, BadRowError, Minibatches, first_batch, next_batches,
-                      refused_on_ranks)
+from .batches import (Batch, BadRowError, Minibatches, first_batch, first_refusal,
+                      next_batches, refused_on_ranks)
 from .heldout import Best
 from .interrupts import script_interrupt
 from .optimizers import build_optimizer, check_optimizer
@@ -444,9 +444,8 @@ def optimize(players: Sequence[Player], x: torch.Tensor, c: Optional[torch.Tenso
                     pl.loss(batch)
             shapes = None if refused else [tuple(p.shape) for p in pl.resolve()]
             seen = distributed.gather((shapes, refused), group, "parameter check")
-            said = next(((r, why) for r, (_, why) in enumerate(seen) if why), None)
-            if said is not None:  # a row of the first minibatch: every rank says so
-                raise ValueError(f"{said[1]} (in rank {said[0]}'s share of the minibatch)")
+            if any(why for _, why in seen):  # a row of the first minibatch: every rank says so
+                raise ValueError(first_refusal([why for _, why in seen]))
             if any(s != shapes for s, _ in seen):
                 raise RuntimeError(f"The ranks' {pl.name!r} parameters differ in number, "
                                    f"order or shape; a distributed fit needs the same "

@@ -398,8 +398,7 @@ def choose_eval_level(model: EnergyModel, x_val: torch.Tensor) -> Dict[str, Any]
         if best is None:
             model.eval_level.fill_(first)
             return {"eval_sigma": first, "eval_interrupted": True}
-        scores.append(-math.inf)  # the level being scored, not visited
-        settled.append(None)
+        # the level being scored is unvisited: None in the record, as those after it
         return {**_chosen(model, candidates, best, scores, settled), "eval_interrupted": True}
     assert best is not None  # there is at least one candidate
     return _chosen(model, candidates, best, scores, settled)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _readers
+from ._validation import RowError
 
 #: .npy files larger than this are fitted streamed (pyro_genmodels.infer.streaming)
 STREAM_BYTES = 256 * 2**20
@@ -148,3 +149,20 @@ def output_dir(path: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SystemExit(f"error: cannot write in --out {path} ({existing}: permission "
                          f"denied)")
+
+
+def row_said(err: BaseException, path: str) -> str:
+    """``err``'s message, a refused row (a :class:`~pyro_genmodels._validation.RowError`
+    in its chain of causes) said as ``path``'s line: the command line reads one row a
+    line, so ``data[2]`` is line 3. What the outer error added (the fit that could not
+    score it) follows in parentheses."""
+    cause: Optional[BaseException] = err
+    while cause is not None and not (isinstance(cause, RowError) and cause.row is not None):
+        cause = cause.__cause__
+    if cause is None or cause.row is None:
+        return str(err)
+    said = f"{path}, line {cause.row + 1}{cause.in_file}"
+    outer = str(err)
+    if cause is not err and outer.endswith(str(cause)):
+        said += f" ({outer[:-len(str(cause))].rstrip(': ')})"
+    return said

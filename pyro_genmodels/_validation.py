@@ -16,6 +16,18 @@ import torch
 from ._frames import in_package
 
 
+class RowError(ValueError):
+    """A refusal of one row of the data: ``row`` its index, ``in_file`` the message's
+    rest as it reads after a file's ``"PATH, line L"`` (the command line reads one row a
+    line, so it says the line, not ``data[i]``). Built with the message alone (as
+    :func:`with_context` re-raises it), ``row`` and ``in_file`` are ``None``."""
+
+    def __init__(self, message: str, row: Optional[int] = None,
+                 in_file: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.row, self.in_file = row, in_file
+
+
 def as_data(data: Any, *, dim: int | None = None, name: str = "data",
             dtype: torch.dtype | None = None, device: torch.device | str | None = None,
             one_row: bool = False) -> torch.Tensor:

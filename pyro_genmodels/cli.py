@@ -255,7 +255,7 @@ def _fit(args, rank: int) -> int:
         fit = model.fit(data, method=args.method, seed=args.seed,
                         progress=not args.quiet and rank == 0, **options)
     except (ValueError, TypeError, FitError, FileNotFoundError, RankFailure) as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {files.row_said(e, args.data)}")
     except KeyboardInterrupt:  # a fit keeps what it has; this one had nothing yet
         print(f"interrupted before the fit had anything to keep (in an MCMC warmup, or "
               f"before its first step): nothing saved to {args.out}", file=sys.stderr)
@@ -404,7 +404,8 @@ def _cmd_report(args) -> int:
     try:
         index = from_runs(args.runs, args.out, heldout=heldout)
     except (OSError, TypeError, ValueError) as e:  # OSError: e.g. a run others may not read
-        raise SystemExit(f"error: {e}")
+        said = e if args.heldout is None else files.row_said(e, f"--heldout {args.heldout}")
+        raise SystemExit(f"error: {said}")
     print(f"report written to {index}")
     return 0
 

@@ -67,12 +67,14 @@ def _sample_columns(fit: Fit, y: torch.Tensor | None, c: Any, seed: int | None,
     out = dict.fromkeys(SAMPLE_COLUMNS, math.nan)
     if y is None or y.shape[0] < metrics.MIN_ROWS:  # compare warned
         return out
+    if _sequences(fit):  # token ids (M, L) read as numeric rows, but draws are not rows
+        return out
     if keep is not None and c is not None:
         rows = fit.model.validate_context(c, len(keep))  # a conditional fit's: a tensor
         c = None if rows is None else rows[keep]
     draws = fit.sample(y.shape[0], c=c, seed=seed)
     if not isinstance(draws, torch.Tensor) or tuple(draws.shape) != tuple(y.shape):
-        return out  # sequences (lists of strings or token tensors) are not rows
+        return out
     m = metrics.mmd(draws, y, bandwidth=bandwidth)
     t = metrics.c2st(draws, y, seed=seed)
     return {"mmd": m.estimate, "mmd_se": m.stderr, "c2st": t.estimate, "c2st_se": t.stderr}

@@ -194,6 +194,45 @@ def test_a_token_id_file_that_is_not_ids_is_refused_before_anything_is_written(t
     assert pgm.load(out).model.vocab == " 1239"
 
 
+def test_a_refused_string_or_id_is_said_as_the_files_line(tmp_path):
+    """A string with a character outside a given vocabulary (fit, and report --heldout),
+    or an out-of-range id in a held-out file: the file's line, as the reader's own
+    refusals say it, not the Python argument ``data[2]`` (which the API still says)."""
+    data, out = tmp_path / "words.txt", tmp_path / "run"
+    data.write_text("hello\n\nworld\nfoo\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=rf"^error: {re.escape(str(data))}, line 4: 'foo' "
+                                         r"has the character 'f', which is not in the "
+                                         r"vocabulary 'dehlorw'$"):
+        cli.main(["fit", "ngram", "--data", str(data), "--method", "mle", "--out", str(out),
+                  "--arg", "order=2", "--arg", "vocab='helowrd'", "--quiet"])
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"^data\[3\] = 'foo' has the character 'f'"):
+        pgm.NGram(2, vocab="helowrd").fit(["hello", "", "world", "foo"], method="mle")
+    data.write_text("hello\nworld\n", encoding="utf-8")
+    assert cli.main(["fit", "ngram", "--data", str(data), "--method", "mle", "--out",
+                     str(out), "--arg", "order=2", "--quiet"]) == 0
+    held = tmp_path / "held.txt"
+    held.write_text("low\nfold\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=rf"^error: --heldout {re.escape(str(held))}, line 2: "
+                                         r"'fold' has the character 'f', which is not in the "
+                                         r"vocabulary 'dehlorw' \(fits\['.*run'\] \(NGram, "
+                                         r"'mle'\) cannot score heldout\)$"):
+        cli.main(["report", str(out), "--heldout", str(held), "--out", str(tmp_path / "r")])
+    ids, held_ids = tmp_path / "ids.txt", tmp_path / "held_ids.txt"
+    ids.write_text("1 2 3\n4 1\n", encoding="utf-8")
+    held_ids.write_text("1 2\n\n3 9 1\n", encoding="utf-8")
+    assert cli.main(["fit", "ngram", "--data", str(ids), "--method", "mle", "--out",
+                     str(tmp_path / "ids_run"), "--arg", "order=2", "--arg", "vocab_size=5",
+                     "--quiet"]) == 0
+    with pytest.raises(SystemExit, match=rf"^error: --heldout {re.escape(str(held_ids))}, line "
+                                         r"3, id 2: found the token id 9, which is not in the "
+                                         r"vocabulary \[0, 5\) \(fits\[.*\] \(NGram, 'mle'\) "
+                                         r"cannot score heldout\)$"):
+        cli.main(["report", str(tmp_path / "ids_run"), "--heldout", str(held_ids), "--out",
+                  str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_text_fit_of_certainty_prints_zero_not_minus_zero(tmp_path, capsys):
     """One string repeated: the mle bigram gives it probability 1, log p = 0, and the
     summary printed "-0.0000 nats per character"."""

@@ -118,6 +118,20 @@ def test_sequence_fits_get_nan_sample_columns():
     assert row["train_log_prob"] == pytest.approx(fit.log_prob(names[::2]).mean().item())
 
 
+def test_token_id_sequences_are_scored_without_drawing_what_no_column_uses(monkeypatch):
+    """A token-id tensor (M, L) reads as numeric rows, so compare drew M sequences (a
+    Transformer's: one pass per token) and then discarded them: no sample column scores
+    sequences."""
+    fit = pgm.NGram(2, vocab_size=3, prior_concentration=2.0).fit(
+        [[0, 1, 2], [2, 1], [1, 1, 0]], method="map")
+    monkeypatch.setattr(type(fit), "sample", lambda *a, **k: pytest.fail("drew sequences"))
+    row = pgm.compare({"t": fit}, torch.tensor([[0, 1], [2, 2], [1, 0], [0, 0]])).loc["t"]
+    assert row[SAMPLE_COLUMNS].isna().all()
+    held = torch.tensor([[0, 1], [2, 2], [1, 0], [0, 0]])
+    assert row["heldout_log_prob"] == pytest.approx(fit.log_prob(held).mean().item())
+    assert math.isfinite(row["heldout_log_prob"])
+
+
 def test_fewer_held_out_rows_than_the_sample_columns_take_is_said(recwarn):
     """Below metrics.MIN_ROWS held-out rows the sample columns are NaN, with a warning
     that says why (they were NaN in silence); the likelihood columns are still scored.

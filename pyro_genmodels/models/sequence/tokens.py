@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..._rng import seeded
-from ..._validation import _is_pandas, positive_int
+from ..._validation import RowError, _is_pandas, positive_int
 from ...base import Capabilities, GenerativeModel
 from .sampling import SequenceFit, generate
 
@@ -215,7 +215,8 @@ class SequenceModel(GenerativeModel):
                     if single:  # one prompt: no row to name
                         raise ValueError(f"{name} {s!r} {outside} {self.vocab!r} (at "
                                          f"position {j}, counting from 0)") from None
-                    raise ValueError(f"{name}[{i}] = {s!r} {outside} {self.vocab!r}") from None
+                    said = f"{s!r} {outside} {self.vocab!r}"
+                    raise RowError(f"{name}[{i}] = {said}", i, f": {said}") from None
             return out
         K = self.vocab_size
         if isinstance(data, (str, bytes)) or (isinstance(data, Sequence) and data
@@ -270,8 +271,9 @@ class SequenceModel(GenerativeModel):
                     outside = f"which is not in the vocabulary [0, {K})"
                     if single:
                         raise ValueError(f"{name} position {j} has the token id {v}, {outside}")
-                    raise ValueError(f"{name}[{i}] has the token id {v}, {outside} (at "
-                                     f"position {j} of {name}[{i}], counting from 0)")
+                    raise RowError(f"{name}[{i}] has the token id {v}, {outside} (at "
+                                   f"position {j} of {name}[{i}], counting from 0)", i,
+                                   f", id {j + 1}: found the token id {v}, {outside}")
         return seqs
 
     @staticmethod

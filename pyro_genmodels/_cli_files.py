@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import _readers
+from ._atomic import replace_with
 from ._validation import RowError
 
 #: .npy files larger than this are fitted streamed (pyro_genmodels.infer.streaming)
@@ -107,18 +107,13 @@ def write(path: str, writer: Callable[[Path], Any]) -> None:
     for it, then renamed to ``path``: an error or a Ctrl-C leaves no half-written file. A
     failure is an ``error:`` line."""
     p = Path(path)
-    tmp = p.with_name(f".tmp-{secrets.token_hex(8)}-{p.name}")
     try:
         existing = next(a for a in p.parents if a.exists())
         if not existing.is_dir():
             raise SystemExit(f"error: cannot write {path} ({existing} is a file; expected a "
                              f"directory)")
         p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            writer(tmp)
-            os.replace(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
+        replace_with(p, writer)
     except OSError as e:
         raise SystemExit(f"error: cannot write {path} ({e.strerror})") from None
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import platform
 import re
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
 import pandas as pd
 import torch
 
+from ._atomic import replace_with
 from ._figures import png
 from .arviz import arviz_warnings
 from .base import Fit, GenerativeModel
@@ -519,13 +519,8 @@ def from_runs(paths: Iterable[Any], out: Any, *, heldout: Any = None) -> Any:
 def write_page(index: Path, text: str) -> Path:
     """``text`` written beside ``index`` and renamed over it: a failure or a Ctrl-C while
     writing leaves the page that was there, not half of the new one."""
-    tmp = index.with_name(f".{index.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, index)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return index
+    return replace_with(index, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                        tmp=index.with_name(f".{index.name}.tmp"))
 
 
 def _train_log_prob(fit: Fit) -> float:

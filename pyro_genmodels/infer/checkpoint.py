@@ -38,6 +38,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 
+from .._atomic import replace_with
 from .._file_checks import _found, check_header, parse_json
 from .._validation import differences
 from .checkpoint_checks import Checker
@@ -176,9 +177,9 @@ def write(directory, players: Sequence, batches, best, step: int, losses: List[f
                          "snapshot": _flatten(best.snapshot, "best", tensors)}
     text = json.dumps(state)
     target = directory / FILE
-    tmp = directory / (FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": text, "sha256": _digest(tensors, text)})
-    os.replace(tmp, target)
+    meta = {"state": text, "sha256": _digest(tensors, text)}
+    replace_with(target, lambda tmp: save_file(tensors, str(tmp), metadata=meta),
+                 tmp=directory / (FILE + ".tmp"))
     if group is not None:
         distributed.barrier(group, "checkpoint barrier")
     return target

@@ -19,8 +19,14 @@ def in_package(filename: str) -> bool:
 def outside_level() -> int:
     """The ``stacklevel`` (counted from its caller) of the first frame outside the package:
     a warning there names the user's line, however deep the package's calls go (a split
-    by ``validation=`` checks the rows one call deeper)."""
+    by ``validation=`` checks the rows one call deeper). The frames of torch's decorators
+    (``torch.no_grad()`` on a method) are passed over as the package's own."""
     frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and in_package(frame.f_code.co_filename):
+    while frame.f_back is not None and (in_package(frame.f_code.co_filename)
+                                        or _decorator(frame.f_code.co_filename)):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _decorator(filename: str) -> bool:
+    return filename.endswith(os.path.join("torch", "utils", "_contextlib.py"))

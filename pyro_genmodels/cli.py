@@ -206,7 +206,7 @@ def _fit(args, rank: int) -> int:
     from .base import FitError, get_model_class
     from ._validation import first_line
     from .io import _check_target, _is_fit_dir
-    from .fit import out_of_memory
+    from ._memory import out_of_memory
     from .infer.distributed import RankFailure
 
     _check_flags(args, {})
@@ -326,7 +326,7 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
 
 def _cmd_sample(args) -> int:
     from ._validation import first_line
-    from .fit import out_of_memory
+    from ._memory import out_of_memory
     from .io import load
 
     _check_flags(args, {"n": "-n", "top_k": "--top-k", "max_length": "--max-length"})

@@ -8,13 +8,11 @@ global param store and two fits in one process never disturb each other.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
 import math
 import os
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional,
-                    Type, TypeVar, Union)
+import warnings
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Type, TypeVar, Union
 
 import numpy as np
 import pyro.distributions as dist
@@ -22,9 +20,10 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 import torch
 
 from ._as_pyro import DrawsOf, Mixture, to_pyro
+from ._frames import outside_level
+from ._memory import _rows_of, chunked, row_width
 from ._rng import seeded, serialized
-from ._validation import (check_column_names, check_device, first_line, positive_float,
-                          positive_int)
+from ._validation import check_column_names, check_device, positive_float, positive_int
 
 if TYPE_CHECKING:  # base imports this module, not the reverse
     import arviz
@@ -34,7 +33,8 @@ if TYPE_CHECKING:  # base imports this module, not the reverse
 
 #: Numbers one chunk of ``log_prob`` / ``sample`` works with; a chunk has
 #: ``CHUNK_ELEMENTS // (width x draws)`` rows, ``width`` the numbers the family holds per
-#: row at once (:func:`row_width`), ``draws`` the posterior draws (1 for a point fit).
+#: row at once (:func:`~pyro_genmodels._memory.row_width`), ``draws`` the posterior draws
+#: (1 for a point fit).
 #: 2**22 numbers are 16 MiB in float32.
 CHUNK_ELEMENTS = 2**22
 #: The working set of a ``log_prob`` / ``sample`` call, in chunks; besides its output and
@@ -103,93 +103,22 @@ def working_set_bytes(dtype: torch.dtype = torch.float32) -> int:
     return WORKING_SET_CHUNKS * CHUNK_ELEMENTS * torch.empty((), dtype=dtype).element_size()
 
 
-def row_width(model: GenerativeModel) -> int:
-    """The numbers per row that ``model``'s ``log_prob`` / ``sample`` hold at once (for one
-    draw of phi), which sets the rows per chunk. A family states it by a ``row_width``
-    attribute (an int, or a method of no arguments); otherwise it is read off the model:
-    the widest of D x K (a mixture's K components, or an output's K categories per
-    column) and 4 x its widest hidden layer (a layer's input, output and activation
-    live together, and a spline or coupling transform holds a few more per row)."""
-    own = getattr(model, "row_width", None)
-    if own is not None:
-        return positive_int(own() if callable(own) else own, "row_width")
-    widths = [int(model.dim)]
-    for name in ("n_components", "num_categories"):
-        k = getattr(model, name, None)
-        if isinstance(k, int) and k > 1:
-            widths.append(int(model.dim) * k)
-    hidden = getattr(model, "hidden", None) or ()
-    widths += [4 * int(h) for h in hidden if isinstance(h, int)]
-    return max(widths)
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """A failed allocation: Python's MemoryError, or torch's error for a tensor whose size
-    cannot be allocated or even computed (an ``n`` or ``max_length`` far too large)."""
-    return isinstance(e, MemoryError) or any(  # torch's OutOfMemoryError says so too
-        s in str(e) for s in ("can't allocate memory", "out of memory",
-                              "Storage size calculation overflowed"))
-
-
-@contextlib.contextmanager
-def fits_in_memory(what: str) -> Iterator[None]:
-    """A failed allocation inside the block (:func:`out_of_memory`) as a ``ValueError``
-    that names ``what`` was asked (``"n = 10**12 draws"``): a request too large for the
-    machine is the caller's argument, not an error from inside torch. Other errors
-    pass."""
-    try:
-        yield
-    except (RuntimeError, MemoryError) as e:
-        if not out_of_memory(e):
-            raise
-        raise ValueError(f"{what} do not fit in memory "
-                         f"({first_line(e) or type(e).__name__})") from None
-
-
-def chunked(n: int, rows: int, part: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
-    """``part(start, stop)`` for consecutive chunks of at most ``rows`` of the ``n`` rows,
-    in order, written into one ``(n, ...)`` tensor as they come (allocated at the first
-    chunk: no list of chunks and no ``torch.cat``, so the output is held once). One chunk
-    is returned as computed.
-
-    Between chunks the young generations of the garbage collector are collected (about
-    a millisecond): what a chunk leaves in reference cycles (a zuko flow's transforms
-    hold their spline tensors in cycles) would otherwise wait for a full collection and
-    pile up, chunk after chunk, to many chunks' worth."""
-    out: Optional[torch.Tensor] = None
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        got = part(start, stop)
-        if out is None:
-            if stop == n:
-                return got
-            shape = (n,) + tuple(got.shape[1:])
-            try:
-                out = got.new_empty(shape)
-            except (RuntimeError, MemoryError) as e:  # the allocator's, or an overflow
-                size = math.prod(shape) * got.element_size()
-                raise ValueError(f"n = {n} rows do not fit in memory: the output {shape} "
-                                 f"of {got.dtype} needs {size:.3g} bytes ({e})") from None
-        out[start:stop] = got
-        del got
-        gc.collect(1)
-    assert out is not None  # n >= 1 rows: the first chunk made it (or was returned)
-    return out
-
-
-def _rows_of(t: Optional[torch.Tensor], start: int, stop: int) -> Optional[torch.Tensor]:
-    return None if t is None else t[start:stop]
-
-
-def chunk_seed(seed: Optional[int], index: int) -> Optional[int]:
-    """The seed of chunk ``index``'s own draws when each chunk is seeded afresh (an ODE
-    likelihood's Hutchinson probes): ``seed`` itself for the first chunk, so a call of
-    one chunk draws what an unchunked one did, and for the others a seed mixed from
-    ``(seed, index)``, so chunks do not repeat each other's draws. ``None`` stays
-    ``None`` (fresh draws)."""
-    if seed is None or index == 0:
-        return seed
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+def _warn_off_grid(x: torch.Tensor, width: float) -> None:
+    """Warn when rows ``x`` ``(N, D)`` are not on the grid of spacing ``width`` that
+    uniform dequantization reads them on (each value the lower edge of its bin)."""
+    steps = x.double() / width
+    tol = 64 * torch.finfo(x.dtype).eps * steps.abs().clamp(min=1.0)
+    off = (steps - steps.round()).abs() > tol
+    if bool(off.any()):
+        i, j = (int(k) for k in off.nonzero()[0])
+        warnings.warn(
+            f"bits_per_dim: x is not on a grid of bin_width={width:g}: x[{i}, {j}] = "
+            f"{float(x[i, j]):g} is {float(steps[i, j]):.6g} bins from 0. Dequantization "
+            f"takes each value as the lower edge of its bin, so these are the bits of bins "
+            f"[x, x + {width:g}) that the data do not define, which can be far above the "
+            f"model's fit. Pass the grid's spacing as bin_width, or dequantize=False for "
+            f"rows already dequantized (or continuous).", UserWarning,
+            stacklevel=outside_level())
 
 
 class Fit:
@@ -331,9 +260,10 @@ class Fit:
 
         Point fits: ``log p(x_i | phi_hat)``. Posterior fits: the posterior predictive
         density ``log (1/S) sum_s p(x_i | phi_s)`` over the S stored draws. Evaluated in
-        chunks of :data:`CHUNK_ELEMENTS` numbers (rows x :func:`row_width` x S), so the
-        memory a call takes is its ``(N,)`` output, ``x``'s conversion (none for a tensor
-        of the model's dtype and device) and a working set that does not grow with N.
+        chunks of :data:`CHUNK_ELEMENTS` numbers (rows x
+        :func:`~pyro_genmodels._memory.row_width` x S), so the memory a call takes is its
+        ``(N,)`` output, ``x``'s conversion (none for a tensor of the model's dtype and
+        device) and a working set that does not grow with N.
         """
         self._check_density()
         x = self._as_input(x)
@@ -364,13 +294,16 @@ class Fit:
         :math:`P(x) = \int_{[0, \Delta)^D} p(x + u)\, du`, as far as ``log_prob`` is
         exact (a bound or an estimate otherwise: :attr:`log_prob_kind`). The model
         should have been fitted to dequantized rows. ``dequantize=False`` takes ``x`` as
-        already dequantized. ``log_prob_options`` go to :meth:`log_prob` (e.g.
+        already dequantized; with ``dequantize``, values of ``x`` that are not multiples of
+        ``bin_width`` (continuous data) get a ``UserWarning``: the bins would be placed by
+        the data, not by a grid. ``log_prob_options`` go to :meth:`log_prob` (e.g.
         ``num_particles``, or a diffusion fit's ``estimator``)."""
         self._check_density()
         self._check_grid(dequantize)
         x = self._as_input(x)
         width = positive_float(bin_width, "bin_width")
         if dequantize:
+            _warn_off_grid(x, width)
             with seeded(seed):
                 x = x + width * torch.rand_like(x)
         lp = self.log_prob(x, c=c, **log_prob_options)
@@ -484,7 +417,8 @@ class Fit:
 
     def _row_width(self) -> int:
         """Numbers per row that ``log_prob`` / ``sample`` hold at once, for one draw of
-        phi (:func:`row_width` of the model; a family's fit class may say better)."""
+        phi (:func:`~pyro_genmodels._memory.row_width` of the model; a family's fit class
+        may say better)."""
         return row_width(self.model)
 
     def _rows(self, draws: int = 1) -> int:

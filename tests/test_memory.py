@@ -20,7 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import pyro_genmodels as pgm
-from pyro_genmodels import fit as fit_module
+from pyro_genmodels import _memory, fit as fit_module
 from pyro_genmodels.models import energy_sampling
 from tests.printed import load_script
 
@@ -110,19 +110,19 @@ def test_chunked_helper_fills_one_output_in_order():
         calls.append((a, b))
         return torch.arange(a, b).float().unsqueeze(-1).expand(-1, 3)
 
-    out = fit_module.chunked(10, 4, part)
+    out = _memory.chunked(10, 4, part)
     assert calls == [(0, 4), (4, 8), (8, 10)]
     torch.testing.assert_close(out[:, 0], torch.arange(10).float())
-    single = fit_module.chunked(3, 4, part)
+    single = _memory.chunked(3, 4, part)
     assert single.shape == (3, 3)
 
 
 def test_chunk_seed_keeps_the_first_chunk_and_separates_the_others():
-    assert fit_module.chunk_seed(5, 0) == 5
-    assert fit_module.chunk_seed(None, 3) is None
-    seeds = {fit_module.chunk_seed(5, i) for i in range(1, 50)}
+    assert _memory.chunk_seed(5, 0) == 5
+    assert _memory.chunk_seed(None, 3) is None
+    seeds = {_memory.chunk_seed(5, i) for i in range(1, 50)}
     assert len(seeds) == 49 and 5 not in seeds
-    assert fit_module.chunk_seed(5, 1) == fit_module.chunk_seed(5, 1)
+    assert _memory.chunk_seed(5, 1) == _memory.chunk_seed(5, 1)
 
 
 # ---------------------------------------------------------------------- layer rows

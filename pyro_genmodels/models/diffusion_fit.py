@@ -49,7 +49,8 @@ import torch
 
 from .._rng import seeded
 from .._validation import check_choice, nonnegative_float, positive_float, positive_int
-from ..fit import Fit, _rows_of, chunk_seed, chunked
+from .._memory import _rows_of, chunk_seed, chunked
+from ..fit import Fit
 from ..infer.probability_flow import (FlowLogProb, check_ode_options, flow_log_prob,
                                       flow_sample)
 
@@ -270,7 +271,7 @@ class DiffusionFit(Fit):
         ``trace="exact"`` is refused, as is any other keyword). ``FlowLogProb.log_prob``
         is ``(N,)``. The rows are solved in chunks (:meth:`~pyro_genmodels.Fit.log_prob`'s
         memory bound), each with its own adaptive steps and probes
-        (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the largest chunk's."""
+        (:func:`~pyro_genmodels._memory.chunk_seed`); ``nfe`` is the largest chunk's."""
         opts = check_ode_options({"trace": trace, "num_probes": num_probes, "rtol": rtol,
                                   "atol": atol, **unknown},
                                  caller="DiffusionFit.probability_flow", takes=("c", "seed"))

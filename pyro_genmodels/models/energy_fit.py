@@ -9,7 +9,8 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from .._validation import positive_int
-from ..fit import Fit, chunked
+from .._memory import chunked
+from ..fit import Fit
 from ..infer.ais import AISEstimate
 from ..infer.samplers import ChainResult
 

@@ -24,7 +24,8 @@ from ..infer.engines import HMCOptions
 from ..infer.mcmc import pyro_mcmc
 from ..infer.objectives import traced_execution
 from ..infer.potential import traced_density
-from ..fit import _chunk_rows, fits_in_memory
+from .._memory import fits_in_memory
+from ..fit import _chunk_rows
 from ..infer.samplers import (HMC_TARGET_ACCEPT, ChainResult, check_log_density, hmc,
                               hmc_transition, mala, mala_transition, run_chains)
 from .noise_nets import geometric_levels

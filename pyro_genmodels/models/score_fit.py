@@ -84,7 +84,8 @@ import torch
 
 from .._rng import seeded
 from .._validation import check_bool, check_choice, positive_float, positive_int
-from ..fit import Fit, _rows_of, chunk_seed, chunked
+from .._memory import _rows_of, chunk_seed, chunked
+from ..fit import Fit
 from ..infer.probability_flow import (FlowLogProb, check_ode_options, flow_log_prob,
                                       flow_sample)
 
@@ -349,7 +350,7 @@ class ScoreFit(Fit):
         above, or as ``trace`` asks; ``num_probes`` with ``trace="exact"`` is refused, as
         is any other keyword). The rows are solved in chunks
         (:meth:`~pyro_genmodels.Fit.log_prob`'s memory bound), each with its own adaptive
-        steps and probes (:func:`~pyro_genmodels.fit.chunk_seed`); ``nfe`` is the largest
+        steps and probes (:func:`~pyro_genmodels._memory.chunk_seed`); ``nfe`` is the largest
         chunk's."""
         opts = check_ode_options({"trace": trace, "num_probes": num_probes, "rtol": rtol,
                                   "atol": atol, **unknown},

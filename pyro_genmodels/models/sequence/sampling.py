@@ -23,7 +23,7 @@ from ..._moments import exact_dtype
 from ..._rng import seeded
 from ..._validation import check_bool, positive_float, positive_int
 from ...base import Fit
-from ...fit import fits_in_memory
+from ..._memory import fits_in_memory
 
 if TYPE_CHECKING:  # annotations only: tokens imports this module
     from .tokens import SequenceModel

@@ -101,7 +101,8 @@ class ColumnMoments:
 
     def result(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(mean, sd)`` in the rows' dtype, sd 1 where a column does not vary (:func:`unit_sd`);
-        a variance that underflows the sums' dtype (float64: within 1.5e-154) is a ValueError."""
+        a variance that underflows the sums' dtype (float64: within 1.5e-154), or whose sum
+        overflows it, is a ValueError."""
         mean, m2, n, lo, hi = self.mean, self.m2, self.n, self.lo, self.hi
         if mean is None or m2 is None or lo is None or hi is None or self.dtype is None:
             raise ValueError("column moments of no rows")
@@ -111,6 +112,11 @@ class ColumnMoments:
             raise ValueError(f"column(s) {said(tiny)} vary, but by so "
                              f"little that their variance underflows {var.dtype} (sd below "
                              f"{math.sqrt(torch.finfo(var.dtype).tiny):.1e}): rescale the data")
+        huge = (hi > lo) & ~torch.isfinite(var)
+        if bool(huge.any()):  # finite rows whose squared deviations summed overflow
+            raise ValueError(f"column(s) {said(huge)} vary by so much that the sum of their "
+                             f"squared deviations overflows {var.dtype} (n x sd^2 above "
+                             f"{torch.finfo(var.dtype).max:.1e}): rescale the data")
         return mean.to(self.dtype), unit_sd(var.sqrt(), hi > lo).to(self.dtype)
 
 

@@ -166,3 +166,30 @@ def test_columns_near_float64s_limit_keep_their_spectrum_and_prior_warning():
         warn_if_prior_is_strong(edge, 10.0, "Gaussian", "map",
                                 covariance=torch.eye(2, dtype=torch.float64))
     assert torch.isfinite(correlation_spectrum(edge)[0]).all()
+
+
+@pytest.mark.parametrize("name, args", [
+    ("gaussian", {}), ("gaussian_mixture", {"n_components": 2}), ("ppca", {"latent_dim": 1}),
+    ("flow", {}), ("gan", {}), ("diffusion", {}), ("score", {})])
+def test_columns_whose_squared_deviations_overflow_when_summed_are_refused(name, args):
+    """Values near float64's limit pass the data check one by one, but 200 squared
+    deviations of 1.7e153 summed overflow: the standardizing sd came out inf and was taken
+    as 1, and the mixture died in torch.multinomial, PPCA in a Cholesky, the Gaussian in
+    a distribution's argument check. column_moments, the one place the families take
+    their columns' sds, now refuses such columns by name; 2^-8 times the same data fit."""
+    from pyro_genmodels.base import get_model_class
+
+    cls = get_model_class(name)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=gen, dtype=torch.float64)
+    x[:, 2] *= 2.0 ** 509  # sd about 1.7e153: its 200 squared deviations sum above 1.8e308
+    method = cls.capabilities.methods[0]
+    steps = {} if name in ("gaussian", "gaussian_mixture", "ppca") else {"num_steps": 2}
+    with pytest.raises(ValueError, match=r"^column\(s\) \[2\] vary by so much that the sum "
+                                         r"of their squared deviations overflows "
+                                         r"torch.float64 \(n x sd\^2 above 1.8e\+308\): "
+                                         r"rescale the data$"):
+        cls(3, **args).fit(x, method=method, seed=0, progress=False, **steps)
+    x[:, 2] /= 2.0 ** 8
+    fit = cls(3, **args).fit(x, method=method, seed=0, progress=False, **steps)
+    assert fit.model.dim == 3

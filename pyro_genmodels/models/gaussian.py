@@ -35,7 +35,7 @@ import pyro.distributions as dist
 import torch
 
 from .._columns import said
-from .._moments import column_units, constant_columns, exact_dtype
+from .._moments import column_moments, column_units, constant_columns, exact_dtype
 from .._validation import as_data, positive_float
 from ..base import Capabilities, GenerativeModel, register
 from ..infer.started import StartedAtMLE
@@ -224,6 +224,7 @@ class Gaussian(GenerativeModel):
         if self.known_covariance:
             return
         n = x.shape[0]
+        column_moments(x)  # refuses columns whose squared deviations overflow when summed
         constant = constant_columns(x)
         tiny = ~constant & (x.std(0, correction=0) ** 2 < torch.finfo(x.dtype).tiny)
         if tiny.any():

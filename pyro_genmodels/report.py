@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from ._atomic import replace_with
-from ._figures import png
+from ._html import MAX_TABLE_PX, image, table, table_width
 from .arviz import arviz_warnings
 from .base import Fit, GenerativeModel
 
@@ -163,63 +163,6 @@ def versions() -> Dict[str, str]:
     return {"pyro-genmodels": __version__, "torch": torch.__version__,
             "pyro": pyro.__version__, "arviz": arviz.__version__,
             "python": platform.python_version(), "torch threads": str(torch.get_num_threads())}
-
-
-def image(fig: Any, alt: str) -> str:
-    """A matplotlib figure as an inline PNG with alt text (the figure is closed)."""
-    return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{png(fig)}'/>"
-
-
-#: the widest table (estimated pixels at the page's font) shown as it comes; a wider one
-#: is shown transposed when that is narrower (the page's column is 1148 px wide)
-MAX_TABLE_PX = 1100
-
-
-def _cell_text(value: Any, digits: int) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.{digits}g}"
-    return str(value)
-
-
-def table_width(df: pd.DataFrame, digits: int = 4) -> int:
-    """An estimate of the rendered width of :func:`table` ``(df)`` in pixels: 8 px per
-    character of the widest cell of each column (text cells wrap at about 24), plus 14 px
-    of padding and border per column."""
-    def chars(values: Iterable[Any]) -> int:
-        widths = [len(_cell_text(v, digits)) if isinstance(v, (int, float)) or "±" in str(v)
-                  else min(len(str(v)), 24) for v in values]
-        return max(widths, default=0)
-
-    label = chars(df.index)
-    cols = [max(len(str(c)), chars(df[c])) for c in df.columns]
-    return 8 * (label + sum(cols)) + 14 * (len(cols) + 1)
-
-
-def table(df: pd.DataFrame, *, marks: Optional[pd.DataFrame] = None, digits: int = 4) -> str:
-    """``df`` as an HTML table; cells where ``marks`` is True get the class ``bad``. A
-    table wider than :data:`MAX_TABLE_PX` (:func:`table_width`) is shown transposed, its
-    rows as columns, when that is narrower: the page never scrolls sideways, nor do its
-    tables."""
-    width = table_width(df, digits)
-    if width > MAX_TABLE_PX and table_width(df.T, digits) < width:
-        df = df.T
-        marks = None if marks is None else marks.T
-
-    def cell(value: Any) -> str:
-        return html.escape(_cell_text(value, digits))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for i, (label, row) in enumerate(df.iterrows()):
-        cells = []
-        for j, value in enumerate(row):
-            bad = marks is not None and bool(marks.iloc[i, j])
-            text = not isinstance(value, (int, float)) and "±" not in str(value)
-            cls = " ".join(c for c in ("bad" if bad else "", "text" if text else "") if c)
-            cells.append(f"<td class='{cls}'>{cell(value)}</td>" if cls
-                         else f"<td>{cell(value)}</td>")
-        rows.append(f"<tr><th class='text'>{html.escape(str(label))}</th>{''.join(cells)}</tr>")
-    return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
 def compact(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -416,13 +359,37 @@ def page(title: str, top: str, sections: List[Section]) -> str:
             f"<main><h1 id='top'>{html.escape(title)}</h1>{top}{body}</main></body></html>")
 
 
+#: draws of each sequence model shown in the report's samples table
+SEQUENCE_DRAWS = 10
+
+
+def _sequences_table(fits: Mapping[str, Fit]) -> str:
+    """:data:`SEQUENCE_DRAWS` draws (seed 0) of each sequence fit, a column per fit:
+    strings as they come (the empty one said so), token ids separated by spaces."""
+    from .compare import _sequences
+
+    drawn = {}
+    for name, fit in fits.items():
+        if not _sequences(fit) or fit.data is None:
+            continue
+        n = min(SEQUENCE_DRAWS, fit.data.shape[0])
+        got = fit.sample(n, seed=0, c=None if fit.context is None else fit.context[:n])
+        drawn[name] = [s if isinstance(s, str) and s else "(empty)" if isinstance(s, str)
+                       else " ".join(str(int(t)) for t in s) for s in got]
+    if not drawn:
+        return ""
+    rows = pd.DataFrame({k: pd.Series(v, index=range(1, len(v) + 1)) for k, v in drawn.items()})
+    return (f"<p>Draws of each fit (up to {SEQUENCE_DRAWS}, seed 0; a conditional fit's for "
+            f"the classes of its first training rows):</p>" + table(rows.fillna("")))
+
+
 def _samples_figure(fits: Mapping[str, Fit], title: str) -> str:
-    """Samples of each fit against its training rows (first two columns), ``""`` when the
-    data are not numeric rows."""
+    """Samples of each fit against its training rows (first two columns); a table of
+    draws for sequence fits (:func:`_sequences_table`); ``""`` for other data."""
     numeric = {k: f for k, f in fits.items() if isinstance(f.data, torch.Tensor)
                and f.data.is_floating_point() and f.data.dim() == 2 and f.data.shape[1] >= 2}
     if not numeric:
-        return ""
+        return _sequences_table(fits)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(numeric), figsize=(3.4 * len(numeric), 3.2), squeeze=False)

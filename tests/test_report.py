@@ -147,6 +147,32 @@ def test_text_fits_get_their_training_log_likelihood_without_heldout(tmp_path):
     assert f"<td>{want:.4g}</td>" in text
 
 
+def test_sequence_fits_show_a_table_of_their_draws(tmp_path):
+    """Text and token-id fits had no samples on the page (the scatter is for numeric
+    rows): each now gets a column of up to 10 draws under seed 0, the empty string said
+    so, ids separated by spaces."""
+    import html
+
+    from pyro_genmodels.models.sequence import NGram
+
+    names = pgm.datasets.load_names()[:200]
+    text = NGram(2, prior_concentration=1.0).fit(names, method="map")
+    ids = NGram(2, vocab_size=4).fit([[0, 1, 2], [3, 1], [2, 2, 0]], method="mle")
+    text.save(tmp_path / "names")
+    ids.save(tmp_path / "ids")
+    page = report.from_runs([tmp_path / "names", tmp_path / "ids"], tmp_path / "r").read_text()
+    assert "Draws of each fit (up to 10, seed 0" in page
+    drawn = page.split("Draws of each fit")[1].split("</table>")[0]
+    assert "<th>names</th><th>ids</th>" in drawn
+    rows = [[html.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", r)]
+            for r in re.findall(r"<tr><th class='text'>\d+</th>(.*?)</tr>", drawn)]
+    assert len(rows) == 10
+    for column, fit, n in [(0, text, 10), (1, ids, 3)]:
+        shown = [d or "(empty)" if isinstance(d, str) else " ".join(map(str, d.tolist()))
+                 for d in fit.sample(n, seed=0)]
+        assert [r[column] for r in rows] == shown + [""] * (10 - n)
+
+
 def test_report_refuses_what_it_cannot_read(tmp_path):
 
     with pytest.raises(SystemExit, match="error: .*No saved fit"):

@@ -1,7 +1,7 @@
 """HTML pieces of the report and the demo's page: tables that fit the page, inline figures.
 
-A table is the one way either page shows numbers; one wider than the page's column is
-shown transposed when that is narrower, so no page scrolls sideways.
+Both pages build their tables here: one wider than the page's column is shown
+transposed when that is narrower, so no page scrolls sideways.
 """
 
 from __future__ import annotations

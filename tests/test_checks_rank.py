@@ -193,3 +193,17 @@ def test_columns_whose_squared_deviations_overflow_when_summed_are_refused(name,
     x[:, 2] /= 2.0 ** 8
     fit = cls(3, **args).fit(x, method=method, seed=0, progress=False, **steps)
     assert fit.model.dim == 3
+
+
+@pytest.mark.parametrize("value", [1e17, 1e19])
+def test_a_row_of_huge_values_gets_the_singular_covariance_refusal(value):
+    """One row of 1e17-1e19 among raw wine rows (float64) made the prior warning's solve
+    fail inside torch ("the input matrix is singular") before the data check could say
+    what is wrong: the columns are dependent at float64's precision."""
+    from sklearn.datasets import load_wine
+
+    x = load_wine().data[:60, :3].copy()
+    x[0, :] = value
+    with pytest.raises(ValueError, match=r"^The map covariance is singular: the data's "
+                                         r"columns are linearly dependent"):
+        pgm.Gaussian(3).fit(x, method="map", seed=0, num_steps=20, progress=False)

@@ -219,7 +219,12 @@ def warn_if_prior_is_strong(x: torch.Tensor, prior_scale: float, family: str, me
                else covariance.detach().double().to(x64.device) / unit ** 2)
         eye = torch.eye(x.shape[1], dtype=torch.float64, device=x64.device)
         # (N I + S / s0^2)^-1 S m / s0^2 with s0^2 moved in: nothing divides by a small s0
-        shift = torch.linalg.solve(n * s2 * eye + cov, cov @ mean)
+        a = n * s2 * eye + cov
+        try:
+            shift = torch.linalg.solve(a, cov @ mean)
+        except RuntimeError:  # singular in float64 (a row of 1e19 among wine's rows): the
+            # data check refuses such columns next; the warning must not fail before it
+            shift = torch.linalg.pinv(a, hermitian=True) @ (cov @ mean)
         se = (cov.diagonal() / n).sqrt()
         strong = (shift.abs() > se) & (se > 0)  # a constant column: 0, up to rounding
     if n > 1 and (not coupled or covariance is None):  # a fitted covariance moves too

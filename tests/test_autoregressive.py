@@ -98,6 +98,29 @@ def test_cached_and_recomputed_sampling_draw_the_same_tokens(network):
 
 
 @pytest.mark.parametrize("network", NETWORKS)
+def test_sampling_memory_follows_the_tokens_drawn_not_max_length(network):
+    """The sampler held (n, max_length) ids and a Transformer cache of max_length
+    positions from the start: max_length=10**9 as "no cap" took the process down. It
+    now starts with FIRST_WIDTH positions and doubles them as rows grow: the same draws
+    as a max_length that fits, cached and recomputed alike past several doublings (a
+    prompt of 150 tokens), and a max_length of 10**12 draws what 400 does."""
+    from pyro_genmodels.models.sequence.sampling import FIRST_WIDTH
+
+    model = _net(network)
+    prompt = [0, 1, 2] * 50
+    assert len(prompt) > 2 * FIRST_WIDTH
+    with seeded(3):
+        a = generate(model, {}, 6, None, prefix=prompt, max_length=400)
+    with seeded(3):
+        b = generate(model, {}, 6, None, prefix=prompt, max_length=400, use_cache=False)
+    assert torch.equal(a, b) and a.shape == (6, 400)
+    fit = model.fit(WORDS, method="mle", num_steps=2, seed=0, progress=False)
+    many = fit.sample(6, seed=1, prefix="abc" * 50, max_length=10 ** 12)
+    assert many == fit.sample(6, seed=1, prefix="abc" * 50, max_length=400)
+    assert all(s.startswith("abc" * 50) for s in many)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
 def test_map_is_mle_plus_l2_term_by_term(network):
     model = _net(network, prior_scale=0.7)
     x = model.encode(WORDS)

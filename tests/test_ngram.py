@@ -369,6 +369,16 @@ def test_a_switch_given_a_string_is_refused_not_read_as_true():
     assert (fit.log_prob(["ab"], include_end=False) > fit.log_prob(["ab"])).all()
 
 
+def test_a_huge_max_length_is_no_cap_and_allocates_nothing_for_it():
+    """max_length=10**9 held (n, 10**9) ids up front (10**12: "do not fit in memory");
+    the sampler now grows with the rows drawn, so it draws what max_length=300 does."""
+    fit = NGram(2, prior_concentration=2.0).fit(load_names()[:100], method="map",
+                                                progress=False)
+    draws = fit.sample(20, seed=0, max_length=300)
+    assert max(map(len, draws)) < 300
+    assert fit.sample(20, seed=0, max_length=10 ** 12) == draws
+
+
 def test_the_default_max_length_leaves_room_to_continue_a_prompt(tmp_path):
     """The default max_length was twice the longest training sequence, prefix included:
     a prompt that long came back as it was (cut, not continued) and a longer one was

@@ -182,7 +182,7 @@ class TransformerNet(nn.Module):
         cap = state["cache"][0][0].shape[2] if state["cache"] else pos + 1
         limit = self.window or math.inf
         if cap <= pos and cap < limit:
-            # grow (never needed by the sampler, which sizes the cache up front)
+            # grow: the sampler starts with room for its first positions (FIRST_WIDTH)
             grow = int(min(cap, limit - cap))
             state["cache"] = [tuple(torch.cat([u, u.new_zeros(u.shape[:2] + (grow,)
                                                              + u.shape[3:])], 2) for u in kv)

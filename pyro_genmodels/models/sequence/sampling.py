@@ -77,13 +77,29 @@ def categorical(probs: torch.Tensor) -> torch.Tensor:
     return idx
 
 
+#: positions the sampler holds at first; it doubles them as the rows grow, so its memory
+#: follows the tokens drawn, not ``max_length`` (10**9 as "no cap" took the process down)
+FIRST_WIDTH = 64
+
+
+def _room(tokens: torch.Tensor, pos: int, max_length: int, end: int) -> torch.Tensor:
+    """``tokens`` ``(n, W)``, doubled in width (at most to ``max_length``, end-padded)
+    when position ``pos`` does not fit."""
+    if pos < tokens.shape[1]:
+        return tokens
+    grow = min(tokens.shape[1], max_length - tokens.shape[1])
+    return torch.cat([tokens, tokens.new_full((tokens.shape[0], grow), end)], 1)
+
+
 def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,
              c: Optional[torch.Tensor] = None, *, prefix: Sequence[int] = (),
              temperature: float = 1.0, top_k: Optional[int] = None, max_length: int = 64,
-             use_cache: bool = True) -> torch.Tensor:
+             use_cache: bool = True, trim: bool = False) -> torch.Tensor:
     """Ancestral sampling, one token at a time: ``(n, max_length)`` ids, each row ending at
     its first end token (padded with end ids); a row that reaches ``max_length`` tokens
-    without ending is returned as it is (no end token).
+    without ending is returned as it is (no end token). ``trim``: only the positions
+    drawn, ``(n, L)`` with ``L <= max_length`` (memory then grows with the rows, not with
+    ``max_length``: :data:`FIRST_WIDTH`).
 
     ``use_cache=True`` carries the family's state (n-gram context, GRU hidden state,
     Transformer key/value cache), so a step costs the same at every position;
@@ -94,20 +110,23 @@ def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,
     """
     dev = model._anchor.device
     end = model.end_id
-    tokens = torch.full((n, max_length), end, dtype=torch.long, device=dev)
+    first = min(max_length, FIRST_WIDTH)
+    tokens = torch.full((n, first), end, dtype=torch.long, device=dev)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     pos = 0
     if use_cache:
-        logits, state = model.start(params, n, c, max_length + 1)
+        logits, state = model.start(params, n, c, first + 1)
 
     def full_logits(p):  # next-token logits at position p, recomputed from scratch
         return model.logits_given(params, tokens[:, :p + 1], c)[..., p, :]
     for tok in prefix:
+        tokens = _room(tokens, pos, max_length, end)
         tokens[:, pos] = tok
         if use_cache:
             logits, state = model.advance(params, state, tokens[:, pos], c)
         pos += 1
     while pos < max_length:
+        tokens = _room(tokens, pos, max_length, end)
         step_logits = logits if use_cache else full_logits(pos)
         drawn = _draw(step_logits, temperature, top_k)
         drawn = torch.where(done, torch.full_like(drawn, end), drawn)
@@ -118,7 +137,9 @@ def generate(model: SequenceModel, params: Dict[str, torch.Tensor], n: int,
             break
         if use_cache:
             logits, state = model.advance(params, state, drawn, c)
-    return tokens
+    if trim:
+        return tokens[:, :max(pos, 1)]
+    return torch.cat([tokens, tokens.new_full((n, max_length - tokens.shape[1]), end)], 1)
 
 
 class SequenceFit(Fit):
@@ -265,7 +286,7 @@ class SequenceFit(Fit):
                                 f"tokens"):
                 tokens = generate(self.model, params, n, c, prefix=ids,
                                   temperature=temperature, top_k=top_k,
-                                  max_length=max_length, use_cache=use_cache)
+                                  max_length=max_length, use_cache=use_cache, trim=True)
         return self.model.decode(tokens)
 
     def _draws_for(self, draws: Dict[str, torch.Tensor], ids: Sequence[int],

@@ -407,7 +407,8 @@ class SequenceModel(GenerativeModel):
     def start(self, params: Dict[str, torch.Tensor], n: int, c: Optional[torch.Tensor],
               capacity: int) -> Tuple[torch.Tensor, Any]:
         """``(logits (n, V), state)`` of the first position, for ``n`` rows (a batched
-        phi has batch ``(n,)``); ``capacity`` bounds the positions the state will hold."""
+        phi has batch ``(n,)``); ``capacity``: the positions the state holds at first (a
+        Transformer's cache grows when more come)."""
         raise NotImplementedError
 
     def advance(self, params: Dict[str, torch.Tensor], state: Any, token: torch.Tensor,

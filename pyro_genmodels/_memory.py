@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -108,3 +108,14 @@ def chunk_seed(seed: Optional[int], index: int) -> Optional[int]:
     if seed is None or index == 0:
         return seed
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def draw_count(n: Any) -> int:
+    """``n`` checked as the number of draws of a ``sample`` call (a positive int); one of
+    ``2**63`` or more, beyond torch's sizes (which torch refused with a ``TypeError``
+    from inside), is a ``ValueError`` as any count too large for memory is."""
+    n = positive_int(n, "n")
+    if n >= 2 ** 63:
+        raise ValueError(f"n = {n} draws do not fit in memory (a tensor holds fewer than "
+                         f"2**63 numbers)")
+    return n

@@ -21,9 +21,9 @@ import torch
 
 from ._as_pyro import DrawsOf, Mixture, to_pyro
 from ._frames import outside_level
-from ._memory import _rows_of, chunked, row_width
+from ._memory import _rows_of, chunked, draw_count, row_width
 from ._rng import seeded, serialized
-from ._validation import check_column_names, check_device, positive_float, positive_int
+from ._validation import check_column_names, check_device, positive_float
 
 if TYPE_CHECKING:  # base imports this module, not the reverse
     import arviz
@@ -341,7 +341,7 @@ class Fit:
         the one ``(n, dim)`` output. ``seed``: the same seed, the same draws; ``None``
         draws under a fresh seed from the OS, not from torch's or Pyro's global generator
         (``pyro.set_rng_seed`` does not reach it), which the call leaves as it was."""
-        n = positive_int(n, "n")
+        n = draw_count(n)
         c = self._as_context(c, n)
         with seeded(seed):
             point = self.point

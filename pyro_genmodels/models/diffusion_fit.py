@@ -49,7 +49,7 @@ import torch
 
 from .._rng import seeded
 from .._validation import check_choice, nonnegative_float, positive_float, positive_int
-from .._memory import _rows_of, chunk_seed, chunked
+from .._memory import _rows_of, chunk_seed, chunked, draw_count
 from ..fit import Fit
 from ..infer.probability_flow import (FlowLogProb, check_ode_options, flow_log_prob,
                                       flow_sample)
@@ -165,7 +165,7 @@ class DiffusionFit(Fit):
         unless it is at its documented default (``eta=0.0``, ``rtol=atol=1e-5``).
         """
         model = self.model
-        n = positive_int(n, "n")
+        n = draw_count(n)
         check_choice(sampler, SAMPLERS, "sampler")
         for name, value, owner, default in (("steps", steps, "ddim", None),
                                             ("eta", eta, "ddim", 0.0),

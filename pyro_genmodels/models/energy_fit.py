@@ -8,8 +8,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from .._validation import positive_int
-from .._memory import chunked
+from .._memory import chunked, draw_count
 from ..fit import Fit
 from ..infer.ais import AISEstimate
 from ..infer.samplers import ChainResult
@@ -82,7 +81,7 @@ class EnergyFit(Fit):
                **options: Any) -> torch.Tensor:
         """``n`` MCMC draws ``(n, dim)``; options as in :meth:`EnergyModel.sample`
         (default ``sampler="langevin"``)."""
-        n = positive_int(n, "n")
+        n = draw_count(n)
         self._as_context(c, n)
         return self.model.sample(n, seed=seed, **options)
 
@@ -92,7 +91,7 @@ class EnergyFit(Fit):
         seed): see :meth:`EnergyModel.sample_chains`. :meth:`to_arviz` stays the fit's
         record (optimization trace, data); ``sample_chains(...).to_arviz()`` is the
         chains'."""
-        n = positive_int(n, "n")
+        n = draw_count(n)
         self._as_context(c, n)
         return self.model.sample_chains(n, seed=seed, **options)
 

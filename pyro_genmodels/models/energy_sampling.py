@@ -24,7 +24,7 @@ from ..infer.engines import HMCOptions
 from ..infer.mcmc import pyro_mcmc
 from ..infer.objectives import traced_execution
 from ..infer.potential import traced_density
-from .._memory import fits_in_memory
+from .._memory import draw_count, fits_in_memory
 from ..fit import _chunk_rows
 from ..infer.samplers import (HMC_TARGET_ACCEPT, ChainResult, check_log_density, hmc,
                               hmc_transition, mala, mala_transition, run_chains)
@@ -83,7 +83,7 @@ class EnergySampling:
         """
         if return_inference_data:
             return self.sample_chains(n, seed=seed, **options).to_arviz()
-        n = positive_int(n, "n")
+        n = draw_count(n)
         with seeded(seed), fits_in_memory(f"n = {n} draws of {self.dim} columns"):
             return cast(torch.Tensor, self._run(n, flat=True, **options))
 
@@ -155,7 +155,7 @@ class EnergySampling:
                 samplers; the first call compiles for seconds).
             progress: a progress bar.
         """
-        n = positive_int(n, "n")
+        n = draw_count(n)
         with seeded(seed), fits_in_memory(f"n = {n} draws of {self.dim} columns"):
             return cast(ChainResult, self._run(n, **options))  # not flat: the chains
 

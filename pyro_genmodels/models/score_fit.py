@@ -84,7 +84,7 @@ import torch
 
 from .._rng import seeded
 from .._validation import check_bool, check_choice, positive_float, positive_int
-from .._memory import _rows_of, chunk_seed, chunked
+from .._memory import _rows_of, chunk_seed, chunked, draw_count
 from ..fit import Fit
 from ..infer.probability_flow import (FlowLogProb, check_ode_options, flow_log_prob,
                                       flow_sample)
@@ -269,7 +269,7 @@ class ScoreFit(Fit):
         chunk's mean norms.
         """
         model = self.model
-        n = positive_int(n, "n")
+        n = draw_count(n)
         check_choice(sampler, SAMPLERS, "sampler")
         takes = SAMPLER_OPTIONS[sampler]
         given = {"steps_per_level": steps_per_level, "step_size": step_size,

@@ -59,7 +59,7 @@ from .._validation import (as_data, check_bool, check_choice, check_column_names
 from ..base import (Capabilities, GenerativeModel, cached_parameters,
                     gaussian_weight_log_prior, register)
 from ..infer.objectives import data_plate, plate_rows, prior_factor
-from ..fit import Fit, _chunk_rows, _rows_of, chunked
+from ..fit import Fit, _chunk_rows, _rows_of, chunked, draw_count
 from .vae_engine import VAEEngine
 from ._checks import check_network, hidden_widths
 from .vae_parts import (StandardNormal, _Generative, check_dequantizable, check_support, mlp,
@@ -151,7 +151,7 @@ class VAEFit(Fit):
         ``mean=True`` returns the decoded means E[x | z] instead of draws of x. ``c``:
         one ``int`` label for all rows, or ``(n,)`` labels. Drawn chunk after chunk of
         rows from one stream under ``seed``, as ``Fit.sample`` draws."""
-        n, mean = positive_int(n, "n"), check_bool(mean, "mean")
+        n, mean = draw_count(n), check_bool(mean, "mean")
         ctx = self._as_context(c, n, rows="draws")
         with seeded(seed):
             return chunked(n, self._rows(), lambda a, b: self.model.sample_given(

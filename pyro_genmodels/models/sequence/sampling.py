@@ -23,7 +23,7 @@ from ..._moments import exact_dtype
 from ..._rng import seeded
 from ..._validation import check_bool, positive_float, positive_int
 from ...base import Fit
-from ..._memory import fits_in_memory
+from ..._memory import draw_count, fits_in_memory
 
 if TYPE_CHECKING:  # annotations only: tokens imports this module
     from .tokens import SequenceModel
@@ -241,7 +241,7 @@ class SequenceFit(Fit):
             use_cache: carry the network state (True) or recompute the prefix at every
                 step (False; slower, same draws).
         """
-        n = positive_int(n, "n")
+        n = draw_count(n)
         temperature = positive_float(temperature, "temperature")
         if top_k is not None:
             top_k = positive_int(top_k, "top_k")

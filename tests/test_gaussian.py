@@ -488,6 +488,26 @@ def test_mcmc_on_thirty_raw_columns_starts_and_repeats_with_torchs_checks_on():
         assert torch.equal(v, second.posterior[k]), k
 
 
+@pytest.mark.parametrize("cov", [np.array([[1.0, 0.5], [0.5, 2.0]]), [[1.0, 0.5], [0.5, 2.0]],
+                                 torch.tensor([[1.0, 0.5], [0.5, 2.0]], dtype=torch.float64)])
+def test_a_float64_known_covariance_serves_the_float32_program(cov):
+    """A NumPy, list (the CLI's --arg) or float64 covariance is kept in float64 while the
+    program runs in the model's float32: model.model, num_params, Predictive and sbc
+    raised torch's "expected scalar type Double but found Float". The program now takes
+    it in its own dtype; a float64 fit keeps every digit of it."""
+    model = pgm.Gaussian(2, covariance=cov)
+    assert model.num_params() == 2
+    draws = pyro.infer.Predictive(model.model, num_samples=3)(None, num_data=4)
+    assert draws["x"].shape == (3, 4, 2) and draws["x"].dtype == torch.float32
+    x = torch.tensor([[0.3, -1.0], [1.2, 0.4]], dtype=torch.float64)
+    tr = poutine.trace(poutine.condition(model.double().model, {"loc": torch.zeros(
+        2, dtype=torch.float64)})).get_trace(x)
+    exact = torch.distributions.MultivariateNormal(
+        torch.zeros(2, dtype=torch.float64), torch.as_tensor(cov, dtype=torch.float64))
+    assert torch.allclose(tr.nodes["x"]["fn"].log_prob(x), exact.log_prob(x), rtol=1e-14,
+                          atol=0)  # float64 to its rounding: no float32 step in between
+
+
 def test_a_known_covariance_of_the_wrong_shape_names_the_square_shape():
     """A 1-D covariance was refused as "must be 2-D of shape (N, 2)", the data's shape."""
     for bad, got in ((torch.ones(2), r"\(2,\)"), ([[1.0, 0.0]] * 3, r"\(3, 2\)")):

@@ -125,8 +125,8 @@ class Gaussian(GenerativeModel):
         f = self._factory
         zeros = torch.zeros(self.dim, **f)
         loc = pyro.sample("loc", dist.Normal(zeros, self.prior_scale).to_event(1))
-        if self.known_covariance:
-            scale_tril = self._cov_tril
+        if self.known_covariance:  # kept as given (a NumPy covariance: float64)
+            scale_tril = self._cov_tril.to(zeros.dtype)
         else:
             scale = pyro.sample("scale",
                                 dist.HalfNormal(torch.full_like(zeros, self.prior_scale))
@@ -145,7 +145,7 @@ class Gaussian(GenerativeModel):
     def _scale_tril(self, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         """``diag(s) L``, batched over the leading dims of the parameters."""
         if self.known_covariance:
-            return self._cov_tril
+            return self._cov_tril.to(params["loc"].dtype)
         scale = params["scale"]
         if self.dim == 1:
             return scale.unsqueeze(-1)

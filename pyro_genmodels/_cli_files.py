@@ -1,10 +1,12 @@
 """What the ``pyro-genmodels`` command reads and writes, each failure one ``error:`` line
-(a ``SystemExit`` with the message): data files (through :mod:`._readers`, which says
-what each kind may hold), the model configuration of a saved run, output files and the
-check that ``--out`` can be written before any work starts."""
+(a ``SystemExit`` with the message): ``--arg`` / ``--option`` pairs, data files (through
+:mod:`._readers`, which says what each kind may hold), the model configuration of a
+saved run, output files and the check that ``--out`` can be written before any work
+starts."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import re
@@ -19,6 +21,37 @@ from ._validation import RowError
 
 #: .npy files larger than this are fitted streamed (pyro_genmodels.infer.streaming)
 STREAM_BYTES = 256 * 2**20
+
+
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def parse_pairs(pairs: List[str], what: str,
+                flags: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """``key=value`` pairs: each value a Python literal (``3``, ``1e-3``, ``[64, 64]``,
+    ``True``; also ``true``, ``false``, ``none``, ``null`` in any case), else the text.
+    A key given twice is refused (the last one won in silence), and so is one of
+    ``flags``, which a flag of the command sets (``seed``: ``--seed``), named with it."""
+    out: Dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: {what} must look like key=value, got {pair!r}")
+        if flags and key in flags:
+            raise SystemExit(f"error: {what} {key}=...: the command sets it with {flags[key]}")
+        if key in out:
+            raise SystemExit(f"error: {what} {key} given twice ({key}={out[key]!r}, then "
+                             f"{pair!r}): give it once")
+        if value.strip().lower() in _WORDS:
+            out[key] = _WORDS[value.strip().lower()]
+            continue
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            # not a Python literal (or one nested too deeply for the parser: thousands of
+            # unary minuses or brackets): the text itself, which the model or fit refuses
+            out[key] = value
+    return out
 
 
 def read_table(path: str) -> Tuple[np.ndarray, Optional[List[str]]]:

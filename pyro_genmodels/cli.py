@@ -43,7 +43,6 @@ faster bound).
 from __future__ import annotations
 
 import argparse
-import ast
 import math
 import os
 import sys
@@ -57,29 +56,6 @@ from . import _cli_files as files
 
 
 #: the shell's spellings of Python's True, False and None (``--arg standardize=false``)
-_WORDS = {"true": True, "false": False, "none": None, "null": None}
-
-
-def _parse_pairs(pairs: List[str], what: str) -> Dict[str, Any]:
-    """``key=value`` pairs: each value a Python literal (``3``, ``1e-3``, ``[64, 64]``,
-    ``True``; also ``true``, ``false``, ``none``, ``null`` in any case), else the text."""
-    out: Dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: {what} must look like key=value, got {pair!r}")
-        if value.strip().lower() in _WORDS:
-            out[key] = _WORDS[value.strip().lower()]
-            continue
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError, RecursionError, MemoryError):
-            # not a Python literal (or one nested too deeply for the parser: thousands of
-            # unary minuses or brackets): the text itself, which the model or fit refuses
-            out[key] = value
-    return out
-
-
 def _check_model_args(cls: type, model: str, kwargs: Dict[str, Any], *,
                       given_dim: bool) -> None:
     """``--arg`` names against ``cls``'s constructor, before the data are read: an
@@ -163,7 +139,7 @@ def _cmd_fit(args) -> int:
 
     wanted = args.distributed
     try:
-        wanted = wanted or _parse_pairs(args.option, "--option").get("distributed") is True
+        wanted = wanted or files.parse_pairs(args.option, "--option").get("distributed") is True
     except SystemExit:
         pass  # _fit says it
     if args.bind_cores and not wanted:
@@ -215,7 +191,7 @@ def _fit(args, rank: int) -> int:
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     text = files.is_text_model(cls)
-    kwargs = _parse_pairs(args.arg, "--arg")
+    kwargs = files.parse_pairs(args.arg, "--arg")
     _check_model_args(cls, args.model, kwargs, given_dim=not text)
     cond = [k for k in ("context_dim", "num_classes") if kwargs.get(k) is not None]
     if cond:  # before the data are read or --out made
@@ -235,7 +211,8 @@ def _fit(args, rank: int) -> int:
                   else files.read_table(args.data))
     if isinstance(x, np.ndarray):  # numeric rows (not a text model's lines)
         kwargs.setdefault("dim", int(x.shape[1]))
-    options = _parse_pairs(args.option, "--option")
+    options = files.parse_pairs(args.option, "--option", flags={
+        "seed": "--seed N", "progress": "--quiet (progress bars are on without it)"})
     if args.distributed:
         options["distributed"] = True
     ck, out = options.get("checkpoint"), Path(os.path.realpath(args.out))  # links, ".." resolved

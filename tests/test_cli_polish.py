@@ -124,6 +124,24 @@ def test_fit_and_demo_name_their_flags_too():
     assert sorted(os.listdir()) == ["x.csv"]
 
 
+def test_options_the_flags_set_and_keys_given_twice_are_refused():
+    """--option seed=3 gave Python's "fit() got multiple values for keyword argument
+    'seed'"; a key given twice kept the last in silence. Nothing is written."""
+    np.savetxt("x.csv", np.random.default_rng(0).normal(size=(20, 2)), delimiter=",")
+    base = ["fit", "gaussian", "--data", "x.csv", "--method", "map", "--out", "r"]
+    assert _error(base + ["--option", "seed=3"]) == \
+        "error: --option seed=...: the command sets it with --seed N"
+    assert _error(base + ["--option", "progress=false"]) == \
+        "error: --option progress=...: the command sets it with --quiet (progress bars " \
+        "are on without it)"
+    assert _error(base + ["--option", "num_steps=5", "--option", "num_steps=6"]) == \
+        "error: --option num_steps given twice (num_steps=5, then 'num_steps=6'): give it once"
+    assert _error(base + ["--arg", "prior_scale=5", "--arg", "prior_scale=5"]) == \
+        "error: --arg prior_scale given twice (prior_scale=5, then 'prior_scale=5'): give it " \
+        "once"
+    assert sorted(os.listdir()) == ["x.csv"]
+
+
 def test_an_unreadable_run_is_one_error_line(run, monkeypatch):
     """A run another user saved 0600 (its tensors: safetensors wrote them so), or a
     directory this user may not search: sample and report print the reason, with no

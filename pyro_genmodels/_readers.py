@@ -6,10 +6,11 @@ and the column (1-based, with its header name when the file has a header), what 
 found there and what was expected; the CLI prints it as one ``error: ...`` line.
 
 A ``.csv`` is UTF-8 text (a byte-order mark is allowed), values separated by commas,
-one row per line (``\\n`` or ``\\r\\n``). Cells may be quoted and padded with spaces;
-blank lines and lines starting with ``#`` are skipped. The first other line is a header
-when none of its cells is a number, a row of data when all of them are, and an error
-otherwise. Every cell must be a finite number and every row as long as the first.
+one row per line (``\\n`` or ``\\r\\n``). Cells may be quoted (a quote closed before its
+comma) and padded with spaces; blank lines and lines starting with ``#`` are skipped.
+The first other line is a header when none of its cells is a number, a row of data when
+all of them are, and an error otherwise. Every cell must be a finite number and every
+row as long as the first.
 A ``.npy`` must hold a numeric array of shape ``(N, D)``; a 1-D array is one column. Numbers
 that torch does not take as they are (big-endian, float128, uint16 and wider unsigned
 integers) are read as float64.
@@ -27,7 +28,7 @@ import csv
 import math
 import re
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -163,13 +164,41 @@ def _not_a_number(where: str, cell: str) -> str:
     return f"{where}: found {cell!r}, expected a number{hint}"
 
 
+_QUOTE_PAD = re.compile(r'"[ \t]+(?=,|$)')  # spaces between a closing quote and the comma
+
+
+def _rows(reader: Any, path: str, lines: List[str], start: Callable[[], int]
+          ) -> Iterator[List[str]]:
+    """The rows of a strict ``csv.reader``; its error at the row starting on line
+    ``start()`` as a :class:`DataFileError` that says where and what."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            at = start()
+            if "expected after" in str(e):
+                line = reader.line_num
+                said = (f"found {lines[line - 1].strip()!r}: text after a closing quote; "
+                        f"expected a comma after a quoted cell")
+            else:
+                line, said = at, (f"a quote opened here is never closed ({e}); expected "
+                                  f"each quoted cell to end with a quote")
+            raise DataFileError(f"{path}, line {line}: {said}") from None
+        yield row
+
+
 def _read_csv(path: str, text: str) -> Tuple[np.ndarray, Optional[List[str]]]:
-    reader = csv.reader(_LINE_BREAK.split(text), skipinitialspace=True)
+    # strict: a quote is closed before the comma ("3"5 was read as 35, and an unclosed
+    # quote took the rest of the file into one cell); spaces after it are padding
+    lines = [_QUOTE_PAD.sub('"', line) for line in _LINE_BREAK.split(text)]
+    reader = csv.reader(lines, skipinitialspace=True, strict=True)
     header: Optional[List[str]] = None
     first = None  # the line of the header or first row: every row has its length
     rows: List[List[float]] = []
     next_line = 1
-    for row in reader:
+    for row in _rows(reader, path, lines, lambda: next_line):
         line, next_line = next_line, reader.line_num + 1  # a quoted cell may span lines
         if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
             continue  # a blank line or a comment

@@ -140,6 +140,23 @@ def test_what_a_csv_may_look_like():
     assert one.shape == (3, 1) and one[:, 0].tolist() == [1, 2, 3]
 
 
+def test_a_quote_not_closed_before_its_comma_is_refused_at_its_line():
+    """Python's csv joined '"3"5' into 35 and let an unclosed quote take the rest of the
+    file into one cell (then said "a header and no rows"); spaces after a closing quote
+    are still padding."""
+    assert _fit_error("x.csv", 'a,b\n1,2\n"3"5,4\n2,7\n5,1\n') == \
+        "error: x.csv, line 3: found '\"3\"5,4': text after a closing quote; expected a " \
+        "comma after a quoted cell"
+    assert _fit_error("x.csv", '"a,b\n1,2\n3,4\n2,7\n5,1\n') == \
+        "error: x.csv, line 1: a quote opened here is never closed (unexpected end of data); " \
+        "expected each quoted cell to end with a quote"
+    assert _fit_error("x.csv", 'a,b\n1,2\n3,"4\n2,7\n') == \
+        "error: x.csv, line 3: a quote opened here is never closed (unexpected end of data); " \
+        "expected each quoted cell to end with a quote"
+    got, names = _cli_files.read_table(_file("p.csv", '"a" ,"b"\n"1.5" ,2\n"3"  , "4" \n'))
+    assert names == ["a", "b"] and got.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+
+
 def test_a_csv_with_a_header_fits_on_all_its_rows(capsys):
     rows = np.random.default_rng(0).normal(size=(30, 3))
     text = "x,y,z\r\n" + "".join(",".join(f"{v:.6f}" for v in r) + "\r\n" for r in rows)

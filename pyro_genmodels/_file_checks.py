@@ -220,8 +220,16 @@ def check_meta(meta: Any, file: Path, *, fmt: str, max_version: int,
         raise bad("dtype", f"one of {sorted(dtypes)}", meta["dtype"])
     if not all(type(v) in (int, float) for v in meta["losses"]):
         raise bad("losses", "an array of numbers", meta["losses"])
-    if meta["seed"] is not None and meta["seed"] < 0:
-        raise bad("seed", "a non-negative integer or null", meta["seed"])
+    if meta["seed"] is not None and not 0 <= meta["seed"] < 2 ** 32:  # what fit takes
+        raise bad("seed", "an integer in [0, 2**32 - 1] or null", meta["seed"])
+    for key, size in (("columns", "dim"), ("context_columns", "context_dim")):
+        names, width = meta["info"].get(key), meta["config"].get(size)
+        if names is not None and (type(names) is not list or not all(
+                type(n) is str for n in names) or len(set(names)) != len(names)
+                or (type(width) is int and len(names) != width)):
+            count = f"{width} " if type(width) is int else ""
+            raise bad(f"info.{key}", f"null or {count}distinct column names (config's "
+                      f"{size}: {width})", names)
     names = meta["groups"]
     if (not all(g in groups for g in names) or len(set(names)) != len(names)
             or ("point" in names) == ("posterior" in names)):

@@ -273,6 +273,28 @@ def test_seed_that_is_a_boolean(run):
     _refused(run, "expected 'seed' to be an integer or null, found true")
 
 
+def test_seed_beyond_what_fit_takes(run):
+    """A seed of 2**40 loaded, and a vi fit's to_arviz() then refused it as if the user
+    had passed it."""
+    _set_meta(run, seed=2 ** 40)
+    _refused(run, r"expected 'seed' to be an integer in \[0, 2\*\*32 - 1\] or null, found "
+                  r"an integer 1099511627776")
+
+
+@pytest.mark.parametrize("columns", [["a"], ["a", "a"], [1, 2], "ab"])
+def test_column_names_that_do_not_name_the_columns(run, columns):
+    """info.columns of the wrong length loaded, and every DataFrame was then refused;
+    repeated names labelled ArviZ's columns alike, though fit refuses them."""
+    meta = _meta(run)
+    meta["info"]["columns"] = columns
+    (run / "fit.json").write_text(json.dumps(meta))
+    _refused(run, r"expected 'info.columns' to be null or 2 distinct column names "
+                  r"\(config's dim: 2\), found")
+    meta["info"]["columns"] = ["a", "b"]
+    (run / "fit.json").write_text(json.dumps(meta))
+    assert pgm.load(run).info["columns"] == ["a", "b"]
+
+
 def test_info_that_is_not_an_object(run):
     _set_meta(run, info=["stopped"])
     _refused(run, "expected 'info' to be an object, found an array")

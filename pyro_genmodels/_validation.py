@@ -179,8 +179,10 @@ def check_column_names(data: Any, expected: Optional[List[str]], name: str = "x"
         raise ValueError(f"{name}'s columns are the training columns in another order: "
                          f"expected {list(expected)}, got {given}. Select them in the "
                          f"training order: {name}[{training or f'fit.info[{key!r}]'}]")
-    raise ValueError(f"{name}'s columns are not the training columns: missing {missing}, "
-                     f"unexpected {extra} (expected {list(expected)})")
+    said = ", ".join(f"{what} {cols}" for what, cols in (("missing", missing),
+                                                         ("unexpected", extra)) if cols)
+    raise ValueError(f"{name}'s columns are not the training columns: {said} (expected "
+                     f"{list(expected)})")
 
 
 def _from_pandas(data: Any, name: str) -> np.ndarray:
@@ -404,10 +406,10 @@ def store_counts(options: Any, *names: str, minimum: int = 1) -> None:
 
 
 def _number(value: Any, name: str, want: str) -> float:
-    """``value`` as a float; a string, a bool or None is refused even where ``float()``
-    would read it: callers keep the value they were given, so ``"0.01"`` would reach the
-    optimizer as a string."""
-    if value is None or isinstance(value, (str, bytes, bool)):
+    """``value`` as a float; a string, a bool (NumPy's too) or None is refused even where
+    ``float()`` would read it: callers keep the value they were given, so ``"0.01"``
+    would reach the optimizer as a string."""
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
         raise TypeError(f"Expected {name} to be {want}, but got {value!r} "
                         f"({type(value).__name__})")
     try:

@@ -230,6 +230,13 @@ def test_a_frame_is_scored_only_with_the_training_columns_in_their_order(wine, t
         fit.log_prob(swapped)
     with pytest.raises(ValueError, match=r"missing \['ash'\], unexpected \['hue'\]"):
         fit.log_prob(load_wine(as_frame=True).frame[["alcohol", "malic_acid", "hue"]])
+    # one side only: the other is not said as an empty list
+    with pytest.raises(ValueError, match=r"not the training columns: unexpected \['hue'\] "
+                                         r"\(expected"):
+        fit.log_prob(load_wine(as_frame=True).frame[["alcohol", "malic_acid", "ash", "hue"]])
+    with pytest.raises(ValueError, match=r"not the training columns: missing \['ash'\] "
+                                         r"\(expected"):
+        fit.log_prob(frame[["alcohol", "malic_acid"]])
     with pytest.raises(ValueError, match="cannot score heldout: x's columns are the "
                                          "training columns in another order"):
         pgm.compare({"mle": fit}, swapped)

@@ -3,6 +3,7 @@
 import re
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -250,3 +251,11 @@ def test_a_sample_too_large_for_memory_is_a_value_error_naming_it():
                         (lambda: energy.sample(2**63), f"n = {2**63} draws")]:
         with pytest.raises(ValueError, match=f"{named}.* do not fit in memory"):
             call()
+
+
+@pytest.mark.parametrize("flag", [True, np.True_])
+def test_a_bool_is_no_number_for_a_scale_numpy_or_not(flag):
+    """prior_scale=True was refused and np.True_ taken as 1.0."""
+    with pytest.raises(TypeError, match=r"Expected prior_scale to be a positive number, but "
+                                        r"got (np\.)?True_? \((bool|bool_)\)"):
+        pgm.Gaussian(2, prior_scale=flag)

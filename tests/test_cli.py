@@ -823,16 +823,14 @@ def test_the_fit_summary_says_when_log_p_is_a_bound_or_an_estimate(tmp_path, cap
 
 
 def test_sample_refuses_strings_that_a_line_cannot_hold(tmp_path):
-    """A vocabulary fitted in Python may hold a line break or a lone surrogate: sample
-    wrote "a\\nb" as two lines (4 samples, 6 lines, read back as other strings) and
-    died in a UnicodeEncodeError traceback on "\\ud800". Both are one error line now,
-    and no file is written."""
+    """A vocabulary fitted in Python may hold a line break: sample wrote "a\\nb" as two
+    lines (4 samples, 6 lines, read back as other strings). It is one error line now,
+    and no file is written. (A lone surrogate, which died in a UnicodeEncodeError
+    traceback, is refused by the fit itself now: test_ngram.)"""
     from pyro_genmodels.models.sequence import NGram
 
     for name, strings, said in [("nl", ["a\nb", "ab"], r"a line break \('\\n'\)"),
-                                ("cr", ["a\rb", "ab"], r"a line break \('\\r'\)"),
-                                ("sur", ["a\ud800b", "ab"],
-                                 r"a character UTF-8 cannot encode \('\\ud800'\)")]:
+                                ("cr", ["a\rb", "ab"], r"a line break \('\\r'\)")]:
         NGram(2).fit(strings, method="mle").save(tmp_path / name)
         out = tmp_path / f"{name}.txt"
         with pytest.raises(SystemExit, match=rf"^error: sample \d+ \(.*\) holds {said}, which "

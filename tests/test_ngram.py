@@ -469,3 +469,17 @@ def test_top_k_keeps_exactly_k_tokens_when_probabilities_tie():
     unigram = NGram(1).fit(["abc"], method="mle")  # a, b, c and the end: 1/4 each
     firsts = {s[:1] for s in unigram.sample(400, top_k=2, seed=0, max_length=1)}
     assert len(firsts) == 2, firsts
+
+
+def test_a_lone_surrogate_in_a_training_string_is_refused_by_position():
+    """A string holding a lone surrogate fit, and its vocabulary then broke every UTF-8
+    writer: the report died in "'utf-8' codec can't encode", leaving a half-made
+    folder. Other non-ASCII characters, astral ones too, are characters as any other."""
+    with pytest.raises(ValueError, match=r"^data\[1\] = 'a\\ud800b' holds '\\ud800' at "
+                                         r"position 1, a lone surrogate that UTF-8 cannot "
+                                         r"encode \(no file of samples, nor the report"):
+        NGram(2).fit(["ab", "a\ud800b"], method="mle")
+    with pytest.raises(ValueError, match=r"^vocab 'ab\\ud800' holds '\\ud800', a lone "
+                                         r"surrogate"):
+        NGram(2, vocab="ab\ud800")
+    assert NGram(2).fit(["ab", "ä€😀"], method="mle").vocab == "abä€😀"

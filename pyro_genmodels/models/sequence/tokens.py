@@ -87,6 +87,27 @@ def _check_strings(data: Any, name: str = "data") -> None:
         if not isinstance(s, str):
             raise TypeError(f"{name} must be a list of strings, but item {i} is "
                             f"{type(s).__name__} ({s!r})")
+        j = _lone_surrogate(s)
+        if j is not None:
+            said = f"{s!r} holds {s[j]!r} at position {j}, {_SURROGATE}"
+            raise RowError(f"{name}[{i}] = {said}", i, f": {said}")
+
+
+#: why a string with a lone surrogate is refused
+_SURROGATE = ("a lone surrogate that UTF-8 cannot encode (no file of samples, nor the "
+              "report, could hold it)")
+
+
+def _lone_surrogate(s: str) -> Optional[int]:
+    """The position of the first character of ``s`` that UTF-8 cannot encode (a lone
+    surrogate), or ``None``."""
+    if s.isascii():
+        return None
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
 
 
 
@@ -121,6 +142,9 @@ class SequenceModel(GenerativeModel):
                                  f"got {vocab!r}")
             if len(set(vocab)) != len(vocab):
                 raise ValueError(f"vocab has repeated characters: {vocab!r}")
+            j = _lone_surrogate(vocab)
+            if j is not None:
+                raise ValueError(f"vocab {vocab!r} holds {vocab[j]!r}, {_SURROGATE}")
             vocab = "".join(sorted(vocab))
         self.vocab = vocab
         self.token_mode = vocab_size is not None

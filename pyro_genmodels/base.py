@@ -319,7 +319,7 @@ class GenerativeModel(PyroModule):
             c = c.expand(num_rows, -1)
         if c.shape[0] != num_rows:
             raise ValueError(f"c has {c.shape[0]} rows, expected {num_rows} (one per data row, "
-                             f"or per draw in sample) or 1 (shared by all)")
+                             f"or per draw in sample){' or 1 (shared by all)' * (num_rows > 1)}")
         return c
     @serialized  # traces the program: Pyro's handler stack is the process's
     def num_params(self) -> int:

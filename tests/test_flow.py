@@ -459,6 +459,10 @@ def test_a_conditional_sample_with_the_wrong_number_of_conditions_says_what_it_t
                                          r"or per draw in sample\) or 1 \(shared by all\)$"):
         fit.sample(100, c=c[:7])
     assert fit.sample(3, c=c[:1]).shape == (3, 2)
+    # one draw: "expected 1 ... or 1 (shared by all)" said 1 twice
+    with pytest.raises(ValueError, match=r"^c has 7 rows, expected 1 \(one per data row, "
+                                         r"or per draw in sample\)$"):
+        fit.sample(1, c=c[:7])
 
 
 @pytest.mark.parametrize("kw,error,said", [

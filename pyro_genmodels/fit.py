@@ -445,11 +445,15 @@ class Fit:
                                            dtype=self.model._anchor.dtype)
 
     # ------------------------------------------------------------------ outputs
-    def to_arviz(self, **kwargs: Any) -> arviz.InferenceData:
-        """An :class:`arviz.InferenceData` (see :func:`pyro_genmodels.arviz.to_inference_data`)."""
+    def to_arviz(self, *, posterior_predictive: bool = True,
+                 max_predictive_size: int = 20_000_000,
+                 seed: Optional[int] = None) -> arviz.InferenceData:
+        """An :class:`arviz.InferenceData`: :func:`pyro_genmodels.arviz.to_inference_data`
+        with these arguments (named here, so an unknown one is refused by this name)."""
         from .arviz import to_inference_data
 
-        return to_inference_data(self, **kwargs)
+        return to_inference_data(self, posterior_predictive=posterior_predictive,
+                                 max_predictive_size=max_predictive_size, seed=seed)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the fit to the directory ``path`` (JSON + safetensors; no pickle).
@@ -459,6 +463,9 @@ class Fit:
         from .infer import distributed
         from .io import save
 
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"Expected path to be a str or os.PathLike (a directory to write), "
+                            f"but got {path!r} ({type(path).__name__})")
         group = distributed.current() if self.info.get("distributed") else None
         if group is None or group.main:
             save(self, path)

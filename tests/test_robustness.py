@@ -259,3 +259,17 @@ def test_a_bool_is_no_number_for_a_scale_numpy_or_not(flag):
     with pytest.raises(TypeError, match=r"Expected prior_scale to be a positive number, but "
                                         r"got (np\.)?True_? \((bool|bool_)\)"):
         pgm.Gaussian(2, prior_scale=flag)
+
+
+def test_to_arviz_and_save_name_their_own_arguments():
+    """to_arviz(bogus=1) was refused as "to_inference_data() got an unexpected keyword
+    argument" (an internal name); save(None) by pathlib, without naming path."""
+    fit = pgm.Gaussian(2).fit(torch.randn(20, 2), method="mle", progress=False)
+    with pytest.raises(TypeError, match=r"to_arviz\(\) got an unexpected keyword argument "
+                                        r"'bogus'"):
+        fit.to_arviz(bogus=1)
+    for path in (None, 3):
+        with pytest.raises(TypeError, match=rf"^Expected path to be a str or os.PathLike \(a "
+                                            rf"directory to write\), but got {path}"):
+            fit.save(path)
+    assert fit.to_arviz(posterior_predictive=False, seed=1).posterior is not None

@@ -19,6 +19,7 @@ before any work (:func:`check_out`), so that a folder of the user's is never ove
 from __future__ import annotations
 
 import html
+import logging
 import math
 import platform
 import re
@@ -284,7 +285,18 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
                      "variational posterior, so R-hat and ESS, which diagnose a Markov "
                      f"chain, do not apply.{triangle}</p>" + table(summary, digits=3))
         return "".join(parts)
-    summary = az.summary(summarized)
+    one_chain = idata["posterior"].sizes["chain"] < 2
+    # one chain: R-hat's "Shape validation failed" went to stderr from ArviZ's own
+    # logger (not logging's "arviz", which its Logger instance is not); the note says it
+    log = getattr(az, "_log", None) or logging.getLogger("arviz")
+    level = log.level
+    log.setLevel(logging.ERROR if one_chain else level)
+    try:
+        summary = az.summary(summarized)
+    finally:
+        log.setLevel(level)
+    if one_chain:
+        triangle += " R-hat compares chains: this fit ran one, so it is blank."
     marks = pd.DataFrame(False, index=summary.index, columns=summary.columns)
     if "r_hat" in summary:
         marks["r_hat"] = summary["r_hat"] > RHAT_MAX

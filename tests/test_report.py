@@ -6,6 +6,7 @@ import re
 
 import pandas as pd
 import pytest
+import torch
 
 import pyro_genmodels as pgm
 from pyro_genmodels import cli, report
@@ -363,3 +364,17 @@ def test_a_page_that_fails_to_be_written_leaves_the_one_that_was_there(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html"]
     assert write_page(index, "<p>Ω</p>") == index
     assert index.read_bytes() == "<p>Ω</p>".encode("utf-8")
+
+
+def test_a_one_chain_posterior_says_r_hat_is_blank_and_arviz_logs_nothing(tmp_path, capfd):
+    """az.summary of one chain logged ArviZ's "Shape validation failed" to stderr (R-hat
+    compares chains); the page says why R-hat is blank instead."""
+    import arviz as az
+
+    getattr(az, "_log").cache.clear()  # ArviZ says a message once per process
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    pgm.Gaussian(2).fit(x, method="nuts", num_samples=30, warmup_steps=30, num_chains=1,
+                        seed=0, progress=False).save(tmp_path / "n")
+    page = report.from_runs([tmp_path / "n"], tmp_path / "r").read_text()
+    assert "R-hat compares chains: this fit ran one, so it is blank." in page
+    assert "Shape validation failed" not in capfd.readouterr().err

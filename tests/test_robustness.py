@@ -273,3 +273,15 @@ def test_to_arviz_and_save_name_their_own_arguments():
                                             rf"directory to write\), but got {path}"):
             fit.save(path)
     assert fit.to_arviz(posterior_predictive=False, seed=1).posterior is not None
+
+
+def test_an_energy_samplers_unknown_option_lists_what_it_takes():
+    """sample(bogus=1) said only "Unknown option(s) ['bogus'] for sampler 'langevin'"."""
+    from pyro_genmodels.models.energy import EnergyModel
+
+    energy = EnergyModel.from_log_density(lambda x: -0.5 * x.pow(2).sum(-1), dim=2)
+    with pytest.raises(ValueError, match=r"^Unknown option\(s\) \['bogus'\] for sampler "
+                                         r"'langevin'; expected some of \['sampler', "
+                                         r"'num_chains', .*'step_size'.*\] \(Pyro's kernel "
+                                         r"options are for sampler='nuts' or 'hmc'\)$"):
+        energy.sample(3, bogus=1)

@@ -178,8 +178,13 @@ class EnergySampling:
                              f"hmc_vectorized, chees), not {sampler!r}; Pyro's kernel takes "
                              f"jit_compile=True")
         if kernel_options and (batched or sampler == "chees"):
+            import inspect
+
+            takes = [k for k, p in inspect.signature(self._run).parameters.items()
+                     if p.kind is p.KEYWORD_ONLY and k != "flat"]
             raise ValueError(f"Unknown option(s) {sorted(kernel_options)} for sampler "
-                             f"{sampler!r}")
+                             f"{sampler!r}; expected some of {takes} (Pyro's kernel "
+                             f"options are for sampler='nuts' or 'hmc')")
         if num_chains is None:
             num_chains = 4 if sampler == "chees" else min(n, 1000 if batched else 2)
         num_chains = positive_int(num_chains, "num_chains")

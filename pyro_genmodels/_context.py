@@ -17,6 +17,7 @@ from typing import Any, Optional, Tuple, TypeVar, cast
 
 import torch
 
+from ._columns import named
 from ._moments import MOMENT_BLOCK_ELEMENTS, MOMENT_BLOCK_ROWS, column_moments
 
 _OptionalTensor = TypeVar("_OptionalTensor", bound=Optional[torch.Tensor])
@@ -62,8 +63,14 @@ def set_context_moments(model: Any, c: Optional[torch.Tensor],
     if c is None or not isinstance(model, StandardizedContext) or not model.standardize \
             or model.context_dim is None:
         return
+    if moments is None:
+        try:
+            with named(None):  # x's column names are not c's
+                moments = column_moments(c)
+        except ValueError as e:  # a column that underflows or overflows: c's, not x's
+            raise ValueError(f"c's {e}") from None
     with torch.no_grad():
-        for buffer, value in zip((model.c_shift, model.c_scale), moments or column_moments(c)):
+        for buffer, value in zip((model.c_shift, model.c_scale), moments):
             buffer.copy_(value)
 
 

@@ -182,9 +182,11 @@ def _rows(reader: Any, path: str, lines: List[str], start: Callable[[], int]
                 line = reader.line_num
                 said = (f"found {lines[line - 1].strip()!r}: text after a closing quote; "
                         f"expected a comma after a quoted cell")
-            else:
-                line, said = at, (f"a quote opened here is never closed ({e}); expected "
-                                  f"each quoted cell to end with a quote")
+            elif "unexpected end of data" in str(e):
+                line, said = at, ("a quote opened here is never closed; expected each "
+                                  "quoted cell to end with a quote")
+            else:  # e.g. a cell over csv's field size limit
+                line, said = at, f"{e} (Python's csv module)"
             raise DataFileError(f"{path}, line {line}: {said}") from None
         yield row
 

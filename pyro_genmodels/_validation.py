@@ -193,8 +193,10 @@ def _from_pandas(data: Any, name: str) -> np.ndarray:
     category is a label, not a quantity."""
     import pandas as pd
 
-    if isinstance(data, pd.DataFrame) and not data.columns.is_unique:
-        repeated = list(dict.fromkeys(str(c) for c in data.columns[data.columns.duplicated()]))
+    # as the fit records them, strings: 1 and "1" would both be saved as "1"
+    names = pd.Index([str(c) for c in data.columns]) if isinstance(data, pd.DataFrame) else None
+    if names is not None and not names.is_unique:
+        repeated = list(dict.fromkeys(names[names.duplicated()]))
         raise ValueError(f"{name} has repeated column names {repeated}: a fit labels its "
                          f"columns by name (ArviZ's coordinates, the column-order check), so "
                          f"each needs its own; rename them (df.columns = [...])")

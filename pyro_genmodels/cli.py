@@ -212,7 +212,8 @@ def _fit(args, rank: int) -> int:
     if isinstance(x, np.ndarray):  # numeric rows (not a text model's lines)
         kwargs.setdefault("dim", int(x.shape[1]))
     options = files.parse_pairs(args.option, "--option", flags={
-        "seed": "--seed N", "progress": "--quiet (progress bars are on without it)"})
+        "seed": "--seed N", "progress": "--quiet (progress bars are on without it)",
+        "method": "--method", "data": "--data", "x": "--data"})
     if args.distributed:
         options["distributed"] = True
     ck, out = options.get("checkpoint"), Path(os.path.realpath(args.out))  # links, ".." resolved

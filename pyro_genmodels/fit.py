@@ -105,20 +105,25 @@ def working_set_bytes(dtype: torch.dtype = torch.float32) -> int:
 
 def _warn_off_grid(x: torch.Tensor, width: float) -> None:
     """Warn when rows ``x`` ``(N, D)`` are not on the grid of spacing ``width`` that
-    uniform dequantization reads them on (each value the lower edge of its bin)."""
-    steps = x.double() / width
-    tol = 64 * torch.finfo(x.dtype).eps * steps.abs().clamp(min=1.0)
-    off = (steps - steps.round()).abs() > tol
-    if bool(off.any()):
+    uniform dequantization reads them on (each value the lower edge of its bin). In
+    chunks of rows, as ``log_prob`` works (no float64 copy of the whole of ``x``)."""
+    rows = _chunk_rows(x.shape[1])
+    for start in range(0, x.shape[0], rows):
+        steps = x[start:start + rows].double() / width
+        tol = 64 * torch.finfo(x.dtype).eps * steps.abs().clamp(min=1.0)
+        off = (steps - steps.round()).abs() > tol
+        if not bool(off.any()):
+            continue
         i, j = (int(k) for k in off.nonzero()[0])
         warnings.warn(
-            f"bits_per_dim: x is not on a grid of bin_width={width:g}: x[{i}, {j}] = "
-            f"{float(x[i, j]):g} is {float(steps[i, j]):.6g} bins from 0. Dequantization "
-            f"takes each value as the lower edge of its bin, so these are the bits of bins "
-            f"[x, x + {width:g}) that the data do not define, which can be far above the "
-            f"model's fit. Pass the grid's spacing as bin_width, or dequantize=False for "
-            f"rows already dequantized (or continuous).", UserWarning,
+            f"bits_per_dim: x is not on a grid of bin_width={width:g}: x[{start + i}, {j}] "
+            f"= {float(x[start + i, j]):g} is {float(steps[i, j]):.6g} bins from 0. "
+            f"Dequantization takes each value as the lower edge of its bin, so these are the "
+            f"bits of bins [x, x + {width:g}) that the data do not define, which can be far "
+            f"above the model's fit. Pass the grid's spacing as bin_width, or "
+            f"dequantize=False for rows already dequantized (or continuous).", UserWarning,
             stacklevel=outside_level())
+        return
 
 
 class Fit:

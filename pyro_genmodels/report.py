@@ -287,14 +287,16 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
         return "".join(parts)
     one_chain = idata["posterior"].sizes["chain"] < 2
     # one chain: R-hat's "Shape validation failed" went to stderr from ArviZ's own
-    # logger (not logging's "arviz", which its Logger instance is not); the note says it
+    # logger (not logging's "arviz", which its Logger instance is not); the note says it.
+    # A filter of that message alone, this call's own (no shared level is changed)
     log = getattr(az, "_log", None) or logging.getLogger("arviz")
-    level = log.level
-    log.setLevel(logging.ERROR if one_chain else level)
+    quiet = _ShapeValidation()
+    if one_chain:
+        log.addFilter(quiet)
     try:
         summary = az.summary(summarized)
     finally:
-        log.setLevel(level)
+        log.removeFilter(quiet)
     if one_chain:
         triangle += " R-hat compares chains: this fit ran one, so it is blank."
     marks = pd.DataFrame(False, index=summary.index, columns=summary.columns)
@@ -306,6 +308,13 @@ def posterior_diagnostics(fit: Fit, title: str) -> str:
     parts.append(f"<p class='note'>az.summary: R-hat above {RHAT_MAX} and ESS below "
                  f"{ESS_MIN} are marked.{triangle}</p>" + table(summary, marks=marks, digits=3))
     return "".join(parts)
+
+
+class _ShapeValidation(logging.Filter):
+    """Drops ArviZ's "Shape validation failed" (R-hat of one chain)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Shape validation failed")
 
 
 def lower_triangles(posterior: Any) -> Any:

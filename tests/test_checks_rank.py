@@ -207,3 +207,16 @@ def test_a_row_of_huge_values_gets_the_singular_covariance_refusal(value):
     with pytest.raises(ValueError, match=r"^The map covariance is singular: the data's "
                                          r"columns are linearly dependent"):
         pgm.Gaussian(3).fit(x, method="map", seed=0, num_steps=20, progress=False)
+
+
+def test_a_condition_column_that_overflows_is_said_as_cs_not_xs():
+    """column_moments of c named its column by x's names ("[0] (height)")."""
+    import pandas as pd
+
+    gen = torch.Generator().manual_seed(0)
+    x = pd.DataFrame(torch.randn(200, 2, generator=gen, dtype=torch.float64).numpy(),
+                     columns=["height", "weight"])
+    c = torch.randn(200, 1, generator=gen, dtype=torch.float64) * 2.0 ** 509
+    with pytest.raises(ValueError, match=r"^c's column\(s\) \[0\] vary by so much that the "
+                                         r"sum of their squared deviations overflows"):
+        pgm.Flow(2, context_dim=1).fit(x, c=c, method="mle", num_steps=2, progress=False)

@@ -134,6 +134,8 @@ def test_options_the_flags_set_and_keys_given_twice_are_refused():
     assert _error(base + ["--option", "progress=false"]) == \
         "error: --option progress=...: the command sets it with --quiet (progress bars " \
         "are on without it)"
+    assert _error(base + ["--option", "method=vi"]) == \
+        "error: --option method=...: the command sets it with --method"
     assert _error(base + ["--option", "num_steps=5", "--option", "num_steps=6"]) == \
         "error: --option num_steps given twice (num_steps=5, then 'num_steps=6'): give it once"
     assert _error(base + ["--arg", "prior_scale=5", "--arg", "prior_scale=5"]) == \

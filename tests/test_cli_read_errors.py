@@ -148,11 +148,14 @@ def test_a_quote_not_closed_before_its_comma_is_refused_at_its_line():
         "error: x.csv, line 3: found '\"3\"5,4': text after a closing quote; expected a " \
         "comma after a quoted cell"
     assert _fit_error("x.csv", '"a,b\n1,2\n3,4\n2,7\n5,1\n') == \
-        "error: x.csv, line 1: a quote opened here is never closed (unexpected end of data); " \
-        "expected each quoted cell to end with a quote"
+        "error: x.csv, line 1: a quote opened here is never closed; expected each quoted " \
+        "cell to end with a quote"
     assert _fit_error("x.csv", 'a,b\n1,2\n3,"4\n2,7\n') == \
-        "error: x.csv, line 3: a quote opened here is never closed (unexpected end of data); " \
-        "expected each quoted cell to end with a quote"
+        "error: x.csv, line 3: a quote opened here is never closed; expected each quoted " \
+        "cell to end with a quote"
+    # other csv errors are said as they are, not as a quote (a cell over its size limit)
+    assert _fit_error("x.csv", " ".join(map(str, range(40000))) + "\n") == \
+        "error: x.csv, line 1: field larger than field limit (131072) (Python's csv module)"
     got, names = _cli_files.read_table(_file("p.csv", '"a" ,"b"\n"1.5" ,2\n"3"  , "4" \n'))
     assert names == ["a", "b"] and got.tolist() == [[1.5, 2.0], [3.0, 4.0]]
 

@@ -309,7 +309,7 @@ def test_bits_per_dim_is_the_dequantized_log_likelihood():
     assert math.isclose(fit.bits_per_dim(x, dequantize=False), plain, rel_tol=1e-6)
 
 
-def test_dequantizing_rows_off_the_grid_is_warned_about(recwarn):
+def test_dequantizing_rows_off_the_grid_is_warned_about(recwarn, monkeypatch):
     """Uniform dequantization reads each value as the lower edge of its bin; continuous
     rows (or a bin_width that is not the data's spacing) gave large figures in silence.
     Rows on the grid, float32 multiples of 1/17 among them, and dequantize=False do not
@@ -333,6 +333,15 @@ def test_dequantizing_rows_off_the_grid_is_warned_about(recwarn):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert got == fit.bits_per_dim(off, seed=3)
+    # checked in chunks of rows, as log_prob works (a float64 copy of all of x took 6
+    # times its memory): the row is found in a later chunk and named by its own index
+    from pyro_genmodels import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "CHUNK_ELEMENTS", 30)  # 10 rows a chunk
+    later = x.clone()
+    later[123, 1] += 0.25
+    with pytest.warns(UserWarning, match=r"x\[123, 1\] = [0-9.]+25 is"):
+        fit.bits_per_dim(later)
 
 
 # ---------------------------------------------------------------------- bad input

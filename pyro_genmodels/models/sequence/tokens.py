@@ -94,8 +94,7 @@ def _check_strings(data: Any, name: str = "data") -> None:
 
 
 #: why a string with a lone surrogate is refused
-_SURROGATE = ("a lone surrogate that UTF-8 cannot encode (no file of samples, nor the "
-              "report, could hold it)")
+_SURROGATE = "a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot encode"
 
 
 def _lone_surrogate(s: str) -> Optional[int]:

@@ -184,6 +184,11 @@ def test_pandas_frames_in_every_numeric_dtype_and_clear_refusals():
     with pytest.raises(ValueError, match=r"repeated column names \['alcohol'\]"):
         pgm.Gaussian(3).fit(raw.set_axis(["alcohol", "malic_acid", "alcohol"], axis=1),
                             method="mle", progress=False)
+    # told apart as the fit records them, strings: 1 and "1" were both saved as "1", a
+    # fit that load then refused
+    with pytest.raises(ValueError, match=r"repeated column names \['1'\]"):
+        pgm.Gaussian(3).fit(raw.set_axis([1, "1", "ash"], axis=1), method="mle",
+                            progress=False)
     labelled = raw.assign(kind=pd.Categorical(["a", "b"] * 89)).iloc[:, 1:]
     with pytest.raises(TypeError, match="column 'kind' is categorical; expected numbers"):
         pgm.Gaussian(3).fit(labelled, method="mle", progress=False)
